@@ -1,0 +1,78 @@
+//! The `rollwave` command line: argument parsing (no I/O) and one module per command.
+//!
+//! Exit codes: 0 success; 1 the input (repository, kustomization, cluster name) is
+//! wrong, with the reason on stderr; 2 the command line itself is wrong.
+
+mod build;
+mod render;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// rollwave: GitOps for fleets of Kubernetes clusters, with gray-release rollouts.
+#[derive(Debug, Parser)]
+#[command(name = "rollwave", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format for `render`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Multi-document YAML.
+    Yaml,
+    /// One JSON document with every app's hash and objects.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build one kustomization root, printing YAML like `kustomize build DIR`.
+    Build {
+        /// The kustomization directory.
+        dir: PathBuf,
+    },
+    /// Print what the agent would apply to one cluster.
+    Render {
+        /// The fleet repository (a directory).
+        #[arg(long)]
+        repo: PathBuf,
+        /// The cluster, as named in clusters/.
+        #[arg(long)]
+        cluster: String,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+        output: Format,
+    },
+    /// Render every app for every cluster and report every error (for CI).
+    Validate {
+        /// The fleet repository (a directory).
+        #[arg(long)]
+        repo: PathBuf,
+    },
+}
+
+/// Runs the parsed command, printing errors to stderr and returning the exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Build { dir } => build::run(&dir),
+        Command::Render { repo, cluster, app, output } => render::run(&repo, &cluster, app.as_deref(), output),
+        Command::Validate { repo } => validate::run(&repo),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The fleet repository model: `fleet.yaml`, `clusters/*.yaml` and `apps/*/app.yaml`,
+//! parsed, validated and cross-checked.
+//!
+//! Loading reads through a [`FileTree`], so the same model comes from a directory or
+//! a Git commit. Every error names the file, the line and the field. Targeting (which
+//! clusters run an app) and overlay choice (which kustomization root renders it for a
+//! cluster) are pure functions of the model.
+
+mod model;
+mod targeting;
+
+pub use model::{
+    App, Cluster, Fleet, FleetSettings, Gate, OnFailure, OverlayRule, Removal, RolloutSpec,
+    Targets, parse_duration,
+};
+pub use targeting::{choose_overlay, targets_cluster};
+
+use std::collections::BTreeSet;
+
+use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
+use crate::yaml::YamlError;
+
+/// Why the fleet repository could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    /// A file could not be read.
+    #[error(transparent)]
+    Read(#[from] TreeError),
+    /// A file is not valid YAML or has the wrong shape.
+    #[error(transparent)]
+    Parse(#[from] YamlError),
+    /// A file parsed but its content is inconsistent.
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The line, when known.
+        line: Option<u64>,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Loads and validates the whole fleet model from the root of `tree`.
+pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
+    let fleet_file = RepoPath::new("fleet.yaml")?;
+    let text = tree.read_text(&fleet_file).map_err(|e| match e {
+        TreeError::NotFound(_) => FleetError::Invalid {
+            file: "fleet.yaml".into(),
+            line: None,
+            message: "missing: a fleet repository needs fleet.yaml at its root".into(),
+        },
+        other => other.into(),
+    })?;
+    let settings: model::FleetFile = crate::yaml::parse_typed("fleet.yaml", &text)?;
+    let settings = settings.validate()?;
+
+    let mut clusters = Vec::new();
+    let clusters_dir = RepoPath::new("clusters")?;
+    if tree.kind(&clusters_dir)? == Some(EntryKind::Dir) {
+        for name in tree.list(&clusters_dir)? {
+            let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
+                continue;
+            };
+            let path = clusters_dir.join(&name)?;
+            let text = tree.read_text(&path)?;
+            let file: model::ClusterFile = crate::yaml::parse_typed(path.as_str(), &text)?;
+            clusters.push(file.validate(path.as_str(), stem, &settings)?);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for c in &clusters {
+        if !seen.insert(c.name.clone()) {
+            return Err(FleetError::Invalid {
+                file: format!("clusters/{}.yaml", c.name),
+                line: None,
+                message: format!("cluster '{}' is defined twice (.yaml and .yml)", c.name),
+            });
+        }
+    }
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut apps = Vec::new();
+    let apps_dir = RepoPath::new("apps")?;
+    if tree.kind(&apps_dir)? == Some(EntryKind::Dir) {
+        for name in tree.list(&apps_dir)? {
+            let dir = apps_dir.join(&name)?;
+            if tree.kind(&dir)? != Some(EntryKind::Dir) {
+                continue;
+            }
+            let path = dir.join("app.yaml")?;
+            if tree.kind(&path)? != Some(EntryKind::File) {
+                return Err(FleetError::Invalid {
+                    file: dir.to_string(),
+                    line: None,
+                    message: "an app directory needs an app.yaml; add one or remove the directory".into(),
+                });
+            }
+            let text = tree.read_text(&path)?;
+            let file: model::AppFile = crate::yaml::parse_typed(path.as_str(), &text)?;
+            apps.push(file.validate(path.as_str(), &name, &settings, &clusters)?);
+        }
+    }
+    for canary in &settings.rollout.canary {
+        if !clusters.iter().any(|c| c.name == canary.value) {
+            return Err(FleetError::Invalid {
+                file: "fleet.yaml".into(),
+                line: Some(canary.line),
+                message: format!("rollout.canary: '{}' is not a cluster in clusters/", canary.value),
+            });
+        }
+    }
+    Ok(Fleet {
+        settings,
+        clusters,
+        apps,
+    })
+}

@@ -1,0 +1,560 @@
+//! The fleet files as written (serde types) and as validated (the model the rest of
+//! rollwave uses).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use serde_saphyr::Spanned;
+
+use super::FleetError;
+
+/// A name as written in a file, with its line for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAt {
+    /// The name.
+    pub value: String,
+    /// Its line.
+    pub line: u64,
+}
+
+fn name_at(s: &Spanned<String>) -> NameAt {
+    NameAt {
+        value: s.value.clone(),
+        line: s.referenced.line(),
+    }
+}
+
+/// What happens to an app's objects on a cluster the app stops targeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Removal {
+    /// Stop managing them and leave them running (the default).
+    #[default]
+    Orphan,
+    /// Delete them.
+    Delete,
+}
+
+/// What a failed release does to later waves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop later waves and leave the failed cluster as it is.
+    #[default]
+    Halt,
+    /// Stop later waves and re-apply the last known-good rendering on the failed cluster.
+    Rollback,
+}
+
+/// What opens the gate between waves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gate {
+    /// Earlier waves healthy for the bake time.
+    #[default]
+    Health,
+    /// A reviewed approval in `approvals/<app>.yaml`.
+    Manual,
+    /// The bake time after the previous wave opened.
+    Time,
+}
+
+/// A rollout policy as written; every field optional so apps can override any of them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutFile {
+    #[serde(default)]
+    canary: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    batches: Option<Spanned<Vec<u64>>>,
+    #[serde(default)]
+    bake: Option<Spanned<String>>,
+    #[serde(default)]
+    progress_deadline: Option<Spanned<String>>,
+    #[serde(default)]
+    on_failure: Option<OnFailure>,
+    #[serde(default)]
+    gate: Option<Gate>,
+}
+
+/// A validated rollout policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSpec {
+    /// Clusters that always go first (wave 0), with the line they were named on.
+    pub canary: Vec<NameAt>,
+    /// Batch ratio within each stage.
+    pub batches: Vec<u64>,
+    /// Continuous health required before the next wave opens.
+    pub bake: Duration,
+    /// Progressing longer than this counts as Degraded.
+    pub progress_deadline: Duration,
+    /// What a failure does.
+    pub on_failure: OnFailure,
+    /// What opens the next wave.
+    pub gate: Gate,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        RolloutSpec {
+            canary: Vec::new(),
+            batches: vec![1],
+            bake: Duration::from_secs(600),
+            progress_deadline: Duration::from_secs(600),
+            on_failure: OnFailure::Halt,
+            gate: Gate::Health,
+        }
+    }
+}
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` or `0s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration; write e.g. 90s, 10m or 1h".into());
+    }
+    if s.starts_with('-') {
+        return Err(format!("duration '{s}' is negative"));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(format!("duration '{s}' has unknown unit '{c}'; use s, m, h or d")),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("duration '{s}' is not a number followed by s, m, h or d"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("duration '{s}' needs a unit (s, m, h or d)"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+impl RolloutFile {
+    /// Applies this (partial) policy over `base`, validating as it goes.
+    fn apply_over(&self, base: &RolloutSpec, file: &str) -> Result<RolloutSpec, FleetError> {
+        let mut out = base.clone();
+        let invalid = |line: u64, message: String| FleetError::Invalid {
+            file: file.to_string(),
+            line: Some(line),
+            message,
+        };
+        if let Some(c) = &self.canary {
+            out.canary = c.iter().map(name_at).collect();
+        }
+        if let Some(b) = &self.batches {
+            if b.value.is_empty() {
+                return Err(invalid(b.referenced.line(), "rollout.batches: needs at least one ratio, e.g. [1, 2, 7]".into()));
+            }
+            if b.value.contains(&0) {
+                return Err(invalid(b.referenced.line(), "rollout.batches: a ratio of 0 is not allowed; every batch needs a positive share".into()));
+            }
+            out.batches = b.value.clone();
+        }
+        if let Some(d) = &self.bake {
+            out.bake = parse_duration(&d.value)
+                .map_err(|m| invalid(d.referenced.line(), format!("rollout.bake: {m}")))?;
+        }
+        if let Some(d) = &self.progress_deadline {
+            out.progress_deadline = parse_duration(&d.value)
+                .map_err(|m| invalid(d.referenced.line(), format!("rollout.progressDeadline: {m}")))?;
+        }
+        if let Some(f) = self.on_failure {
+            out.on_failure = f;
+        }
+        if let Some(g) = self.gate {
+            out.gate = g;
+        }
+        Ok(out)
+    }
+}
+
+/// `fleet.yaml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetFile {
+    stages: Spanned<Vec<String>>,
+    #[serde(default)]
+    rollout: RolloutFile,
+    #[serde(default)]
+    removal: Removal,
+    #[serde(default)]
+    values: Map<String, Value>,
+}
+
+/// Validated `fleet.yaml`.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// Stage order.
+    pub stages: Vec<String>,
+    /// Default rollout policy.
+    pub rollout: RolloutSpec,
+    /// Default removal behaviour.
+    pub removal: Removal,
+    /// Fleet-wide template values.
+    pub values: Map<String, Value>,
+}
+
+impl FleetFile {
+    /// Checks stages and the default policy.
+    pub fn validate(self) -> Result<FleetSettings, FleetError> {
+        let line = self.stages.referenced.line();
+        if self.stages.value.is_empty() {
+            return Err(FleetError::Invalid {
+                file: "fleet.yaml".into(),
+                line: Some(line),
+                message: "stages: list at least one stage, e.g. [test, pre, prod]".into(),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &self.stages.value {
+            if !seen.insert(s) {
+                return Err(FleetError::Invalid {
+                    file: "fleet.yaml".into(),
+                    line: Some(line),
+                    message: format!("stages: '{s}' is listed twice"),
+                });
+            }
+        }
+        let rollout = self.rollout.apply_over(&RolloutSpec::default(), "fleet.yaml")?;
+        Ok(FleetSettings {
+            stages: self.stages.value,
+            rollout,
+            removal: self.removal,
+            values: self.values,
+        })
+    }
+}
+
+/// `clusters/<name>.yaml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    name: Spanned<String>,
+    stage: Spanned<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Map<String, Value>,
+}
+
+/// One cluster of the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// Its name (equal to its file name).
+    pub name: String,
+    /// Its stage.
+    pub stage: String,
+    /// Labels for targeting and overlay selection.
+    pub labels: BTreeMap<String, String>,
+    /// Cluster template values.
+    pub values: Map<String, Value>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl ClusterFile {
+    /// Checks the name against the file name and the stage against fleet.yaml.
+    pub fn validate(self, file: &str, stem: &str, fleet: &FleetSettings) -> Result<Cluster, FleetError> {
+        let invalid = |line: u64, message: String| FleetError::Invalid {
+            file: file.to_string(),
+            line: Some(line),
+            message,
+        };
+        if self.name.value != stem {
+            return Err(invalid(
+                self.name.referenced.line(),
+                format!("name: '{}' must equal the file name '{stem}'", self.name.value),
+            ));
+        }
+        if !valid_name(stem) {
+            return Err(invalid(
+                self.name.referenced.line(),
+                format!("name: '{stem}' must be lower-case letters, digits and '-' (at most 63)"),
+            ));
+        }
+        if !fleet.stages.contains(&self.stage.value) {
+            return Err(invalid(
+                self.stage.referenced.line(),
+                format!(
+                    "stage: '{}' is not one of the stages in fleet.yaml ({})",
+                    self.stage.value,
+                    fleet.stages.join(", ")
+                ),
+            ));
+        }
+        Ok(Cluster {
+            name: self.name.value,
+            stage: self.stage.value,
+            labels: self.labels,
+            values: self.values,
+        })
+    }
+}
+
+/// `targets` of app.yaml as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsFile {
+    #[serde(default)]
+    stages: Vec<Spanned<String>>,
+    #[serde(default)]
+    selector: BTreeMap<String, String>,
+    #[serde(default)]
+    clusters: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+}
+
+/// Which clusters an app runs on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Targets {
+    /// Stages whose clusters are targeted (all stages when empty and a selector is set).
+    pub stages: Vec<String>,
+    /// Labels that must all match.
+    pub selector: BTreeMap<String, String>,
+    /// Clusters added by name.
+    pub clusters: Vec<String>,
+    /// Clusters removed by name.
+    pub exclude: Vec<String>,
+}
+
+/// One `overlays` rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayFile {
+    #[serde(default)]
+    cluster: Option<Spanned<String>>,
+    #[serde(default)]
+    selector: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    stage: Option<Spanned<String>>,
+    path: Spanned<String>,
+}
+
+/// Which kustomization root renders the app for the clusters a rule matches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverlayRule {
+    /// One cluster by name (most specific).
+    Cluster {
+        /// Cluster name.
+        name: String,
+        /// Root, relative to the app directory.
+        path: String,
+    },
+    /// Clusters whose labels include all of these.
+    Selector {
+        /// Labels.
+        labels: BTreeMap<String, String>,
+        /// Root, relative to the app directory.
+        path: String,
+    },
+    /// Every cluster of a stage (least specific).
+    Stage {
+        /// Stage name.
+        stage: String,
+        /// Root, relative to the app directory.
+        path: String,
+    },
+}
+
+/// `app.yaml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppFile {
+    #[serde(default)]
+    namespace: Option<String>,
+    targets: TargetsFile,
+    #[serde(default)]
+    overlays: Vec<OverlayFile>,
+    #[serde(default)]
+    values: Map<String, Value>,
+    #[serde(default)]
+    rollout: Option<RolloutFile>,
+    #[serde(default)]
+    removal: Option<Removal>,
+    #[serde(default)]
+    suspend: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+/// One app of the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// The directory name under apps/.
+    pub name: String,
+    /// Default namespace for namespaced objects.
+    pub namespace: Option<String>,
+    /// Which clusters run it.
+    pub targets: Targets,
+    /// Overlay rules, in file order.
+    pub overlays: Vec<OverlayRule>,
+    /// App template values.
+    pub values: Map<String, Value>,
+    /// The effective rollout policy (fleet default with the app's overrides).
+    pub rollout: RolloutSpec,
+    /// What happens when it stops targeting a cluster.
+    pub removal: Removal,
+    /// Leave the app alone entirely.
+    pub suspend: bool,
+    /// Take ownership of fields other managers own (server-side apply force).
+    pub force: bool,
+}
+
+impl AppFile {
+    /// Checks names against the fleet and resolves the rollout policy.
+    pub fn validate(
+        self,
+        file: &str,
+        name: &str,
+        fleet: &FleetSettings,
+        clusters: &[Cluster],
+    ) -> Result<App, FleetError> {
+        let invalid = |line: Option<u64>, message: String| FleetError::Invalid {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        if !valid_name(name) {
+            return Err(invalid(None, format!("app directory name '{name}' must be lower-case letters, digits and '-'")));
+        }
+        let stage_ok = |s: &Spanned<String>, field: &str| {
+            if fleet.stages.contains(&s.value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    Some(s.referenced.line()),
+                    format!("{field}: '{}' is not a stage in fleet.yaml ({})", s.value, fleet.stages.join(", ")),
+                ))
+            }
+        };
+        let cluster_ok = |s: &Spanned<String>, field: &str| {
+            if clusters.iter().any(|c| c.name == s.value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    Some(s.referenced.line()),
+                    format!("{field}: '{}' is not a cluster in clusters/", s.value),
+                ))
+            }
+        };
+        for s in &self.targets.stages {
+            stage_ok(s, "targets.stages")?;
+        }
+        for c in &self.targets.clusters {
+            cluster_ok(c, "targets.clusters")?;
+        }
+        for c in &self.targets.exclude {
+            cluster_ok(c, "targets.exclude")?;
+        }
+        let mut overlays = Vec::new();
+        for o in self.overlays {
+            let path = o.path.value.clone();
+            let line = Some(o.path.referenced.line());
+            if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+                return Err(invalid(line, format!("overlays.path: '{path}' must stay inside the app directory")));
+            }
+            let rule = match (o.cluster, o.selector, o.stage) {
+                (Some(c), None, None) => {
+                    cluster_ok(&c, "overlays.cluster")?;
+                    OverlayRule::Cluster { name: c.value, path }
+                }
+                (None, Some(labels), None) => OverlayRule::Selector { labels, path },
+                (None, None, Some(s)) => {
+                    stage_ok(&s, "overlays.stage")?;
+                    OverlayRule::Stage { stage: s.value, path }
+                }
+                _ => {
+                    return Err(invalid(
+                        line,
+                        "overlays: each rule needs exactly one of 'cluster', 'selector' or 'stage'".into(),
+                    ));
+                }
+            };
+            overlays.push(rule);
+        }
+        let rollout = match &self.rollout {
+            Some(r) => r.apply_over(&fleet.rollout, file)?,
+            None => fleet.rollout.clone(),
+        };
+        for c in &rollout.canary {
+            if !clusters.iter().any(|x| x.name == c.value) {
+                return Err(invalid(Some(c.line), format!("rollout.canary: '{}' is not a cluster in clusters/", c.value)));
+            }
+        }
+        Ok(App {
+            name: name.to_string(),
+            namespace: self.namespace,
+            targets: Targets {
+                stages: self.targets.stages.into_iter().map(|s| s.value).collect(),
+                selector: self.targets.selector,
+                clusters: self.targets.clusters.into_iter().map(|s| s.value).collect(),
+                exclude: self.targets.exclude.into_iter().map(|s| s.value).collect(),
+            },
+            overlays,
+            values: self.values,
+            rollout,
+            removal: self.removal.unwrap_or(fleet.removal),
+            suspend: self.suspend,
+            force: self.force,
+        })
+    }
+}
+
+/// The validated fleet.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// fleet.yaml.
+    pub settings: FleetSettings,
+    /// Clusters, sorted by name.
+    pub clusters: Vec<Cluster>,
+    /// Apps, sorted by name.
+    pub apps: Vec<App>,
+}
+
+impl Fleet {
+    /// The cluster named `name`.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_reject_bad_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+}

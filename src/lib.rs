@@ -1,0 +1,13 @@
+//! rollwave: a GitOps agent for fleets of Kubernetes clusters with gray-release rollouts.
+//!
+//! The crate is organised after the data flow of the design: [`tree`] (files),
+//! [`fleet`] (the repository model), [`render`] (templates and kustomize), and the CLI
+//! in [`cli`]. Shared vocabulary lives in [`vocab`].
+
+pub mod cli;
+pub mod fleet;
+pub mod render;
+pub mod schema;
+pub mod tree;
+pub mod vocab;
+pub mod yaml;

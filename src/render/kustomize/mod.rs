@@ -1,0 +1,560 @@
+//! A kustomize v5 compatible build of one kustomization root.
+//!
+//! The pipeline follows kustomize's: resources (files and nested roots) are
+//! accumulated, generators run, components are applied to the accumulation, then the
+//! transformers in kustomize's fixed order (strategic merge patches, patches,
+//! namespace, prefix, suffix, labels, annotations, JSON 6902 patches, replicas,
+//! images). At the top level only, generated names get their hash suffix, name
+//! references are fixed and objects are sorted in kustomize's legacy order. Fields
+//! rollwave does not implement are refused by name, never ignored.
+
+mod fields;
+mod generator;
+mod kustomization;
+mod nameref;
+mod patch;
+mod resource;
+mod selector;
+mod transform;
+
+use std::cell::RefCell;
+
+use serde_json::{Map, Value};
+
+pub use generator::name_hash;
+pub use kustomization::{KUSTOMIZATION_FILE_NAMES, Kustomization};
+pub use resource::{Gvk, ResId, is_cluster_scoped_kind, legacy_order};
+
+use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
+use crate::yaml::YamlError;
+use generator::GeneratedKind;
+use patch::{PatchOptions, PatchSource};
+use resource::{Behavior, Resource};
+use selector::CompiledSelector;
+
+/// Why a build failed. Every variant names the directory or file concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KustomizeError {
+    /// A file or directory could not be read or is outside the repository.
+    #[error(transparent)]
+    Read(#[from] TreeError),
+    /// A file is not valid YAML or has the wrong shape.
+    #[error(transparent)]
+    Parse(#[from] YamlError),
+    /// A directory used as a kustomization root has no kustomization file.
+    #[error("{dir}: no kustomization.yaml, kustomization.yml or Kustomization in this directory")]
+    NotARoot {
+        /// The directory.
+        dir: String,
+    },
+    /// A field rollwave knows but does not implement.
+    #[error("{file}: kustomize field '{field}' is not supported by rollwave; express it with patches or remove it")]
+    Unsupported {
+        /// The kustomization file (with line when known).
+        file: String,
+        /// The field.
+        field: String,
+    },
+    /// A URL where a path was expected.
+    #[error("{file}: remote base '{url}' is refused: rollwave renders only what is in the fleet repository; vendor it into the repository")]
+    RemoteBase {
+        /// The kustomization file.
+        file: String,
+        /// The URL.
+        url: String,
+    },
+    /// A kustomization includes itself through its resources or components.
+    #[error("cycle in kustomizations: {chain}")]
+    Cycle {
+        /// The chain of directories, ending where it started.
+        chain: String,
+    },
+    /// A kustomization's content is inconsistent.
+    #[error("{dir}: {message}")]
+    Kustomization {
+        /// The kustomization directory.
+        dir: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An object in a resource file is unusable.
+    #[error("{file}: {message}")]
+    Resource {
+        /// The file (and document number).
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A patch could not be applied.
+    #[error("{dir}: {patch}: {message}")]
+    Patch {
+        /// The kustomization directory.
+        dir: String,
+        /// Which patch.
+        patch: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A generator could not run.
+    #[error("{dir}: generator '{name}': {message}")]
+    Generator {
+        /// The kustomization directory.
+        dir: String,
+        /// Generator name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Two objects share an identity.
+    #[error("{message}")]
+    Conflict {
+        /// The two objects.
+        message: String,
+    },
+    /// A name reference matched more than one object.
+    #[error("{message}")]
+    NameReference {
+        /// What is ambiguous.
+        message: String,
+    },
+}
+
+/// Reads files for a build through a tree and guards against cycles.
+pub struct Loader<'t> {
+    tree: &'t dyn FileTree,
+    stack: RefCell<Vec<RepoPath>>,
+}
+
+impl<'t> Loader<'t> {
+    fn new(tree: &'t dyn FileTree) -> Self {
+        Loader {
+            tree,
+            stack: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn read_bytes(&self, path: &RepoPath) -> Result<Vec<u8>, KustomizeError> {
+        Ok(self.tree.read(path)?)
+    }
+
+    fn read_text(&self, path: &RepoPath) -> Result<String, KustomizeError> {
+        Ok(self.tree.read_text(path)?)
+    }
+
+    fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, KustomizeError> {
+        Ok(self.tree.kind(path)?)
+    }
+}
+
+/// Builds the kustomization root `dir` of `tree` into objects, in `kustomize build`
+/// order.
+pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, KustomizeError> {
+    let loader = Loader::new(tree);
+    let mut res = accumulate_root(&loader, dir, false, Vec::new())?;
+    // Hash suffixes, then name references, then order: only at the top level.
+    for r in res.iter_mut().filter(|r| r.needs_hash) {
+        let h = name_hash(&r.obj);
+        r.store_previous_id();
+        let name = format!("{}-{h}", r.name());
+        r.set_name(&name);
+    }
+    nameref::fix_name_references(&mut res)?;
+    res.sort_by(|a, b| legacy_order(&a.cur_id(), &b.cur_id()));
+    Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
+}
+
+/// Finds and parses the kustomization file of `dir`.
+pub fn load_kustomization(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+) -> Result<(RepoPath, Kustomization), KustomizeError> {
+    let mut found = Vec::new();
+    for name in KUSTOMIZATION_FILE_NAMES {
+        let p = dir.join(name)?;
+        if loader.kind(&p)? == Some(EntryKind::File) {
+            found.push(p);
+        }
+    }
+    let file = match found.len() {
+        0 => {
+            return Err(KustomizeError::NotARoot {
+                dir: dir.to_string(),
+            });
+        }
+        1 => found.remove(0),
+        _ => {
+            return Err(KustomizeError::Kustomization {
+                dir: dir.to_string(),
+                message: "found more than one kustomization file; keep only one".into(),
+            });
+        }
+    };
+    let text = loader.read_text(&file)?;
+    match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
+        Ok(k) => Ok((file, k)),
+        Err(e) => {
+            if let Some(field) = kustomization::UNSUPPORTED_FIELDS
+                .iter()
+                .find(|f| e.message.starts_with(&format!("unknown field '{f}'")))
+            {
+                let at = match e.line {
+                    Some(l) => format!("{}:{l}", file.as_str()),
+                    None => file.as_str().to_string(),
+                };
+                return Err(KustomizeError::Unsupported {
+                    file: at,
+                    field: field.to_string(),
+                });
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn is_remote(s: &str) -> bool {
+    s.contains("://")
+        || s.starts_with("git@")
+        || s.starts_with("github.com/")
+        || s.starts_with("gitlab.com/")
+        || s.starts_with("bitbucket.org/")
+}
+
+/// Builds a non-component root into a fresh accumulation, or applies a component to
+/// `acc`.
+fn accumulate_root(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    is_component: bool,
+    acc: Vec<Resource>,
+) -> Result<Vec<Resource>, KustomizeError> {
+    {
+        let mut stack = loader.stack.borrow_mut();
+        if stack.contains(dir) {
+            let mut chain: Vec<String> = stack.iter().map(|p| p.to_string()).collect();
+            chain.push(dir.to_string());
+            return Err(KustomizeError::Cycle {
+                chain: chain.join(" -> "),
+            });
+        }
+        stack.push(dir.clone());
+    }
+    let result = accumulate_inner(loader, dir, is_component, acc);
+    loader.stack.borrow_mut().pop();
+    result
+}
+
+fn accumulate_inner(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    is_component: bool,
+    mut acc: Vec<Resource>,
+) -> Result<Vec<Resource>, KustomizeError> {
+    let (file, k) = load_kustomization(loader, dir)?;
+    let kind = k.kind.as_deref().unwrap_or("Kustomization");
+    let dir_s = dir.to_string();
+    match (is_component, kind) {
+        (true, "Component") | (false, "Kustomization") => {}
+        (true, other) => {
+            return Err(KustomizeError::Kustomization {
+                dir: dir_s,
+                message: format!("listed under 'components' but its kind is '{other}'; set kind: Component"),
+            });
+        }
+        (false, "Component") => {
+            return Err(KustomizeError::Kustomization {
+                dir: dir_s,
+                message: "is a Component; list it under 'components', not 'resources'".into(),
+            });
+        }
+        (false, other) => {
+            return Err(KustomizeError::Kustomization {
+                dir: dir_s,
+                message: format!("unknown kind '{other}', expected Kustomization or Component"),
+            });
+        }
+    }
+    // Resources.
+    for entry in k.resources.iter().chain(k.bases.iter()) {
+        if is_remote(entry) {
+            return Err(KustomizeError::RemoteBase {
+                file: file.to_string(),
+                url: entry.clone(),
+            });
+        }
+        let path = dir.join(entry)?;
+        match loader.kind(&path)? {
+            Some(EntryKind::File) => {
+                for r in load_resources(loader, &path)? {
+                    add_unique(&mut acc, r)?;
+                }
+            }
+            Some(EntryKind::Dir) => {
+                let sub = accumulate_root(loader, &path, false, Vec::new())?;
+                for r in sub {
+                    add_unique(&mut acc, r)?;
+                }
+            }
+            None => {
+                return Err(KustomizeError::Resource {
+                    file: file.to_string(),
+                    message: format!("resource '{entry}' does not exist (looked for {path})"),
+                });
+            }
+        }
+    }
+    // Generators.
+    for (kind, entries) in [
+        (GeneratedKind::ConfigMap, &k.config_map_generator),
+        (GeneratedKind::Secret, &k.secret_generator),
+    ] {
+        for entry in entries {
+            let generated = generator::generate(loader, dir, kind, entry, k.generator_options.as_ref())?;
+            absorb_generated(&mut acc, generated, &dir_s)?;
+        }
+    }
+    // Components apply to what has been accumulated so far.
+    for c in &k.components {
+        if is_remote(c) {
+            return Err(KustomizeError::RemoteBase {
+                file: file.to_string(),
+                url: c.clone(),
+            });
+        }
+        let path = dir.join(c)?;
+        acc = accumulate_root(loader, &path, true, acc)?;
+    }
+    run_transformers(loader, dir, &k, &mut acc)?;
+    Ok(acc)
+}
+
+fn add_unique(acc: &mut Vec<Resource>, r: Resource) -> Result<(), KustomizeError> {
+    let id = r.cur_id();
+    if let Some(existing) = acc.iter().find(|x| x.cur_id().same_as(&id)) {
+        return Err(KustomizeError::Conflict {
+            message: format!(
+                "{id} is defined twice (in {} and in {}); an object may appear once per build",
+                existing.origin, r.origin
+            ),
+        });
+    }
+    acc.push(r);
+    Ok(())
+}
+
+fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(), KustomizeError> {
+    let id = r.cur_id();
+    let pos = acc
+        .iter()
+        .position(|x| x.cur_id().same_as(&id) || x.prev_ids.iter().any(|p| p.same_as(&id)));
+    match (r.behavior.unwrap_or_default(), pos) {
+        (Behavior::Create, None) => {
+            acc.push(r);
+            Ok(())
+        }
+        (Behavior::Create, Some(_)) => Err(KustomizeError::Conflict {
+            message: format!(
+                "{dir}: generator would create {id}, which already exists; use behavior: merge or replace"
+            ),
+        }),
+        (b, None) => Err(KustomizeError::Generator {
+            dir: dir.to_string(),
+            name: r.name().to_string(),
+            message: format!(
+                "behavior: {} needs an existing {} named '{}' from a base, and there is none",
+                if b == Behavior::Merge { "merge" } else { "replace" },
+                id.gvk.kind,
+                id.name
+            ),
+        }),
+        (b, Some(i)) => {
+            let old = &mut acc[i];
+            for field in ["data", "binaryData"] {
+                let new_val = r.obj.get(field).cloned();
+                if b == Behavior::Replace {
+                    match new_val {
+                        Some(v) => {
+                            old.obj.insert(field.into(), v);
+                        }
+                        None => {
+                            old.obj.remove(field);
+                        }
+                    }
+                } else if let Some(Value::Object(newm)) = new_val {
+                    let entry = old
+                        .obj
+                        .entry(field.to_string())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if let Value::Object(m) = entry {
+                        m.extend(newm);
+                    }
+                }
+            }
+            for key in ["labels", "annotations"] {
+                let add = r.meta_map(key);
+                if add.is_empty() {
+                    continue;
+                }
+                let mut merged = old.meta_map(key);
+                merged.extend(add);
+                if let Some(Value::Object(meta)) = old.obj.get_mut("metadata") {
+                    meta.insert(key.into(), Value::Object(merged));
+                }
+            }
+            if r.obj.contains_key("immutable") {
+                old.obj.insert("immutable".into(), Value::Bool(true));
+            }
+            old.needs_hash = r.needs_hash;
+            Ok(())
+        }
+    }
+}
+
+/// Reads the objects of one resource file (multi-document; `List` kinds expanded).
+fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>, KustomizeError> {
+    let text = loader.read_text(path)?;
+    let docs = crate::yaml::parse_documents(path.as_str(), &text)?;
+    let mut out = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        let where_ = if i == 0 {
+            path.to_string()
+        } else {
+            format!("{path} (document {})", i + 1)
+        };
+        let Value::Object(obj) = doc else {
+            return Err(KustomizeError::Resource {
+                file: where_,
+                message: "expected a Kubernetes object (a YAML map)".into(),
+            });
+        };
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        if kind.ends_with("List") && obj.get("items").is_some_and(Value::is_array) {
+            if let Some(Value::Array(items)) = obj.get("items") {
+                for item in items {
+                    if let Value::Object(m) = item {
+                        out.push(check_object(m.clone(), &where_)?);
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(check_object(obj, &where_)?);
+    }
+    Ok(out)
+}
+
+fn check_object(obj: Map<String, Value>, where_: &str) -> Result<Resource, KustomizeError> {
+    let err = |m: &str| KustomizeError::Resource {
+        file: where_.to_string(),
+        message: m.to_string(),
+    };
+    match obj.get("apiVersion") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => return Err(err("missing 'apiVersion' (a string such as apps/v1)")),
+    }
+    match obj.get("kind") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => return Err(err("missing 'kind'")),
+    }
+    let meta = obj.get("metadata").and_then(Value::as_object);
+    match meta.and_then(|m| m.get("name")) {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => return Err(err("missing 'metadata.name'")),
+    }
+    if let Some(ns) = meta.and_then(|m| m.get("namespace"))
+        && !ns.is_string()
+        && !ns.is_null()
+    {
+        return Err(err("'metadata.namespace' must be a string"));
+    }
+    Ok(Resource::new(obj, where_))
+}
+
+fn patch_text(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    path: Option<&String>,
+    inline: Option<&String>,
+) -> Result<(String, String), KustomizeError> {
+    match (path, inline) {
+        (Some(p), None) => {
+            let full = dir.join(p)?;
+            Ok((loader.read_text(&full)?, full.to_string()))
+        }
+        (None, Some(t)) => Ok((t.clone(), format!("{dir}: inline patch"))),
+        _ => Err(KustomizeError::Kustomization {
+            dir: dir.to_string(),
+            message: "a patch needs exactly one of 'path' or 'patch'".into(),
+        }),
+    }
+}
+
+fn run_transformers(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    k: &Kustomization,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    // Legacy strategic merge patches: a path, or inline YAML.
+    for entry in &k.patches_strategic_merge {
+        let looks_inline = entry.contains('\n') || entry.contains(": ");
+        let (text, what) = if looks_inline {
+            (entry.clone(), format!("{dir}: inline patch"))
+        } else {
+            patch_text(loader, dir, Some(entry), None)?
+        };
+        let src = PatchSource { dir: &dir_s, what };
+        let p = patch::parse_patch(&text, &src)?;
+        if matches!(p, patch::Patch::Json(_)) {
+            return Err(KustomizeError::Patch {
+                dir: dir_s.clone(),
+                patch: src.what,
+                message: "patchesStrategicMerge entries must be strategic merge patches".into(),
+            });
+        }
+        patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    }
+    for entry in &k.patches {
+        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+        let src = PatchSource { dir: &dir_s, what };
+        let p = patch::parse_patch(&text, &src)?;
+        let target = match &entry.target {
+            Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
+                dir: dir_s.clone(),
+                patch: src.what.clone(),
+                message: m,
+            })?),
+            None => None,
+        };
+        let opts = entry.options.as_ref().map_or(PatchOptions::default(), |o| PatchOptions {
+            allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
+            allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
+        });
+        patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
+    }
+    if let Some(ns) = &k.namespace {
+        transform::set_namespace(acc, ns)?;
+    }
+    transform::add_affixes(acc, k.name_prefix.as_deref().unwrap_or(""), "");
+    transform::add_affixes(acc, "", k.name_suffix.as_deref().unwrap_or(""));
+    for l in &k.labels {
+        let specs = transform::label_specs(l.include_selectors, l.include_templates);
+        transform::add_map_entries(acc, &l.pairs, &specs);
+    }
+    transform::add_map_entries(acc, &k.common_labels, &fields::common_label_specs());
+    transform::add_map_entries(acc, &k.common_annotations, fields::COMMON_ANNOTATIONS);
+    for entry in &k.patches_json6902 {
+        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+        let src = PatchSource { dir: &dir_s, what };
+        let p = patch::parse_patch(&text, &src)?;
+        let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
+            dir: dir_s.clone(),
+            patch: src.what.clone(),
+            message: m,
+        })?;
+        patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
+    }
+    transform::set_replicas(acc, &k.replicas, &dir_s)?;
+    transform::set_images(acc, &k.images);
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Patches: strategic merge (by the patch's own id or by a target selector) and JSON
+//! 6902 (by target), from `patches`, `patchesStrategicMerge` and `patchesJson6902`.
+
+use serde_json::{Map, Value};
+
+use super::KustomizeError;
+use super::resource::{Gvk, ResId, Resource};
+use super::selector::CompiledSelector;
+use crate::schema::{MergeOutcome, strategic_merge};
+
+/// A parsed patch, ready to apply.
+pub enum Patch {
+    /// One or more strategic merge documents.
+    Strategic(Vec<Value>),
+    /// JSON 6902 operations.
+    Json(json_patch::Patch),
+}
+
+/// Where a patch came from, for messages.
+pub struct PatchSource<'a> {
+    /// Kustomization directory.
+    pub dir: &'a str,
+    /// File name or "inline patch".
+    pub what: String,
+}
+
+impl PatchSource<'_> {
+    fn err(&self, message: impl Into<String>) -> KustomizeError {
+        KustomizeError::Patch {
+            dir: self.dir.to_string(),
+            patch: self.what.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses patch text: a YAML or JSON list is JSON 6902, anything else strategic merge.
+pub fn parse_patch(text: &str, src: &PatchSource<'_>) -> Result<Patch, KustomizeError> {
+    let docs = crate::yaml::parse_documents(&src.what, text)?;
+    if docs.len() == 1 && docs[0].is_array() {
+        let ops: json_patch::Patch = serde_json::from_value(docs[0].clone())
+            .map_err(|e| src.err(format!("not a valid JSON 6902 patch: {e}")))?;
+        return Ok(Patch::Json(ops));
+    }
+    for d in &docs {
+        if !d.is_object() {
+            return Err(src.err("a strategic merge patch must be a YAML map"));
+        }
+    }
+    Ok(Patch::Strategic(docs))
+}
+
+fn patch_id(doc: &Value) -> ResId {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let meta = doc.get("metadata");
+    ResId {
+        gvk: Gvk::from_api_version(&s(doc.get("apiVersion")), &s(doc.get("kind"))),
+        name: s(meta.and_then(|m| m.get("name"))),
+        namespace: s(meta.and_then(|m| m.get("namespace"))),
+    }
+}
+
+/// Options from a `patches` entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PatchOptions {
+    /// The patch may change metadata.name.
+    pub allow_name_change: bool,
+    /// The patch may change apiVersion and kind.
+    pub allow_kind_change: bool,
+}
+
+fn merge_into(
+    r: &mut Resource,
+    doc: &Value,
+    opts: PatchOptions,
+    src: &PatchSource<'_>,
+) -> Result<bool, KustomizeError> {
+    let gvk = r.gvk();
+    let (name, ns) = (r.name().to_string(), r.namespace().to_string());
+    let (api, kind) = (r.obj.get("apiVersion").cloned(), r.obj.get("kind").cloned());
+    let mut obj = Value::Object(std::mem::take(&mut r.obj));
+    let outcome = strategic_merge(&gvk.group, &gvk.kind, &mut obj, doc)
+        .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
+    r.obj = match obj {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    if outcome == MergeOutcome::Deleted {
+        return Ok(false);
+    }
+    if !opts.allow_kind_change {
+        if let Some(a) = api {
+            r.obj.insert("apiVersion".into(), a);
+        }
+        if let Some(k) = kind {
+            r.obj.insert("kind".into(), k);
+        }
+    }
+    let new_name = r.name().to_string();
+    if !opts.allow_name_change || new_name.is_empty() {
+        r.set_name(&name);
+    } else if new_name != name {
+        r.set_name(&name);
+        r.store_previous_id();
+        r.set_name(&new_name);
+    }
+    if ns.is_empty() {
+        if let Some(Value::Object(m)) = r.obj.get_mut("metadata") {
+            m.remove("namespace");
+        }
+    } else {
+        r.set_namespace(&ns);
+    }
+    Ok(true)
+}
+
+/// Applies a patch to the accumulated resources. Strategic merge patches without a
+/// target find their object by the id in the patch (matching current or earlier names).
+pub fn apply_patch(
+    res: &mut Vec<Resource>,
+    patch: &Patch,
+    target: Option<&CompiledSelector>,
+    opts: PatchOptions,
+    src: &PatchSource<'_>,
+) -> Result<(), KustomizeError> {
+    match (patch, target) {
+        (Patch::Json(ops), Some(sel)) => {
+            for r in res.iter_mut().filter(|r| sel.matches(r)) {
+                let before_name = r.name().to_string();
+                let mut obj = Value::Object(std::mem::take(&mut r.obj));
+                json_patch::patch(&mut obj, ops)
+                    .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
+                let Value::Object(m) = obj else {
+                    return Err(src.err("the JSON patch replaced the whole object with a non-object"));
+                };
+                r.obj = m;
+                let after = r.name().to_string();
+                if after != before_name {
+                    r.set_name(&before_name);
+                    r.store_previous_id();
+                    r.set_name(&after);
+                }
+            }
+            Ok(())
+        }
+        (Patch::Json(_), None) => Err(src.err("a JSON 6902 patch needs a 'target'")),
+        (Patch::Strategic(docs), Some(sel)) => {
+            if docs.len() > 1 {
+                return Err(src.err(
+                    "a patch with a 'target' must hold a single strategic merge document",
+                ));
+            }
+            let Some(doc) = docs.first() else { return Ok(()) };
+            let mut kept = Vec::with_capacity(res.len());
+            for mut r in res.drain(..) {
+                if sel.matches(&r) && !merge_into(&mut r, doc, opts, src)? {
+                    continue;
+                }
+                kept.push(r);
+            }
+            *res = kept;
+            Ok(())
+        }
+        (Patch::Strategic(docs), None) => {
+            for doc in docs {
+                let id = patch_id(doc);
+                let matches: Vec<usize> = res
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.cur_id().same_as(&id) || r.prev_ids.iter().any(|p| p.same_as(&id))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                match matches.as_slice() {
+                    [i] => {
+                        if !merge_into(&mut res[*i], doc, opts, src)? {
+                            res.remove(*i);
+                        }
+                    }
+                    [] => {
+                        return Err(src.err(format!(
+                            "no resource matches the patch for {id}; check its apiVersion, kind, name and namespace"
+                        )));
+                    }
+                    _ => {
+                        return Err(src.err(format!(
+                            "several resources match the patch for {id}; add a namespace or a target"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Resources as the kustomize build sees them: an object plus its build history.
+//!
+//! kustomize remembers every name and namespace a resource had during the build so
+//! that patches written against the original name still find it and name references
+//! follow renames. [`Resource`] keeps that history explicitly instead of in annotations.
+
+use serde_json::{Map, Value};
+
+/// Group, version and kind of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Gvk {
+    /// API group, empty for the core group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+impl Gvk {
+    /// Splits `apiVersion` (`apps/v1` or `v1`) and pairs it with `kind`.
+    pub fn from_api_version(api_version: &str, kind: &str) -> Gvk {
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.to_string()),
+        };
+        Gvk {
+            group,
+            version,
+            kind: kind.to_string(),
+        }
+    }
+
+    /// True when every non-empty field of `sel` equals this GVK's.
+    pub fn is_selected_by(&self, group: &str, version: &str, kind: &str) -> bool {
+        (group.is_empty() || group == self.group)
+            && (version.is_empty() || version == self.version)
+            && (kind.is_empty() || kind == self.kind)
+    }
+
+    /// Whether objects of this kind live outside namespaces. kustomize decides this from
+    /// its built-in OpenAPI data; custom resources are taken as namespaced.
+    pub fn is_cluster_scoped(&self) -> bool {
+        is_cluster_scoped_kind(&self.group, &self.kind)
+    }
+}
+
+/// Built-in cluster-scoped kinds, by group and kind.
+pub fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace")
+            | ("", "Node")
+            | ("", "PersistentVolume")
+            | ("", "ComponentStatus")
+            | ("rbac.authorization.k8s.io", "ClusterRole")
+            | ("rbac.authorization.k8s.io", "ClusterRoleBinding")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
+            | ("storage.k8s.io", "StorageClass")
+            | ("storage.k8s.io", "CSIDriver")
+            | ("storage.k8s.io", "CSINode")
+            | ("storage.k8s.io", "VolumeAttachment")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("node.k8s.io", "RuntimeClass")
+            | ("networking.k8s.io", "IngressClass")
+            | ("policy", "PodSecurityPolicy")
+            | ("certificates.k8s.io", "CertificateSigningRequest")
+            | ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
+            | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")
+            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding")
+            | ("flowcontrol.apiserver.k8s.io", "FlowSchema")
+            | ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")
+    )
+}
+
+/// The identity of an object: GVK, name and namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResId {
+    /// Group, version, kind.
+    pub gvk: Gvk,
+    /// metadata.name.
+    pub name: String,
+    /// metadata.namespace as written (may be empty).
+    pub namespace: String,
+}
+
+impl ResId {
+    /// The namespace kustomize compares with: `default` for namespaced objects without
+    /// one, nothing for cluster-scoped objects.
+    pub fn effective_namespace(&self) -> &str {
+        if self.gvk.is_cluster_scoped() {
+            ""
+        } else if self.namespace.is_empty() {
+            "default"
+        } else {
+            &self.namespace
+        }
+    }
+
+    /// Same GVK, name and effective namespace.
+    pub fn same_as(&self, other: &ResId) -> bool {
+        self.gvk == other.gvk
+            && self.name == other.name
+            && self.effective_namespace() == other.effective_namespace()
+    }
+}
+
+impl std::fmt::Display for ResId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ", self.gvk.kind)?;
+        if !self.namespace.is_empty() {
+            write!(f, "{}/", self.namespace)?;
+        }
+        f.write_str(&self.name)
+    }
+}
+
+/// How a generated object combines with one of the same name from a base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Behavior {
+    /// A new object; a clash is an error.
+    #[default]
+    Create,
+    /// Adds to the base object's data.
+    Merge,
+    /// Replaces the base object's data.
+    Replace,
+}
+
+/// One object during a build.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    /// The object itself.
+    pub obj: Map<String, Value>,
+    /// Earlier ids, oldest first (empty if never renamed or moved).
+    pub prev_ids: Vec<ResId>,
+    /// Name prefixes applied, innermost first.
+    pub prefixes: Vec<String>,
+    /// Name suffixes applied, innermost first.
+    pub suffixes: Vec<String>,
+    /// A generated object that gets a content-hash name suffix at the end of the build.
+    pub needs_hash: bool,
+    /// Generator behavior (create/merge/replace) for generated objects.
+    pub behavior: Option<Behavior>,
+    /// Where the object came from, for error messages.
+    pub origin: String,
+}
+
+impl Resource {
+    /// Wraps an object read from `origin`.
+    pub fn new(obj: Map<String, Value>, origin: impl Into<String>) -> Self {
+        Resource {
+            obj,
+            prev_ids: Vec::new(),
+            prefixes: Vec::new(),
+            suffixes: Vec::new(),
+            needs_hash: false,
+            behavior: None,
+            origin: origin.into(),
+        }
+    }
+
+    /// The object's GVK.
+    pub fn gvk(&self) -> Gvk {
+        Gvk::from_api_version(self.str_field("apiVersion"), self.str_field("kind"))
+    }
+
+    fn str_field(&self, key: &str) -> &str {
+        self.obj.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn meta_str(&self, key: &str) -> &str {
+        self.obj
+            .get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// metadata.name.
+    pub fn name(&self) -> &str {
+        self.meta_str("name")
+    }
+
+    /// metadata.namespace (empty when unset).
+    pub fn namespace(&self) -> &str {
+        self.meta_str("namespace")
+    }
+
+    /// The current id.
+    pub fn cur_id(&self) -> ResId {
+        ResId {
+            gvk: self.gvk(),
+            name: self.name().to_string(),
+            namespace: self.namespace().to_string(),
+        }
+    }
+
+    /// The id the object had when it entered the build.
+    pub fn org_id(&self) -> ResId {
+        self.prev_ids.first().cloned().unwrap_or_else(|| self.cur_id())
+    }
+
+    /// Records the current id before a rename or namespace change.
+    pub fn store_previous_id(&mut self) {
+        let mut id = self.cur_id();
+        id.namespace = id.effective_namespace().to_string();
+        self.prev_ids.push(id);
+    }
+
+    fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        let meta = self
+            .obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        meta.as_object_mut().expect("metadata was just made an object")
+    }
+
+    /// Sets metadata.name.
+    pub fn set_name(&mut self, name: &str) {
+        self.metadata_mut()
+            .insert("name".into(), Value::String(name.into()));
+    }
+
+    /// Sets metadata.namespace.
+    pub fn set_namespace(&mut self, ns: &str) {
+        self.metadata_mut()
+            .insert("namespace".into(), Value::String(ns.into()));
+    }
+
+    /// A string map under metadata (labels or annotations).
+    pub fn meta_map(&self, key: &str) -> Map<String, Value> {
+        self.obj
+            .get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+const ORDER_FIRST: &[&str] = &[
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+];
+const ORDER_LAST: &[&str] = &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+
+fn kind_rank(kind: &str) -> i64 {
+    if let Some(i) = ORDER_FIRST.iter().position(|k| *k == kind) {
+        return i as i64 - ORDER_FIRST.len() as i64;
+    }
+    if let Some(i) = ORDER_LAST.iter().position(|k| *k == kind) {
+        return 1 + i as i64;
+    }
+    0
+}
+
+fn or_tilde<'a>(s: &'a str, t: &'a str) -> &'a str {
+    if s.is_empty() { t } else { s }
+}
+
+fn gvk_sort_key(g: &Gvk) -> String {
+    format!(
+        "{}_{}_{}",
+        or_tilde(&g.group, "~G"),
+        or_tilde(&g.version, "~V"),
+        or_tilde(&g.kind, "~K")
+    )
+}
+
+fn id_sort_key(id: &ResId) -> String {
+    format!(
+        "{}_{}_{}|{}|{}",
+        or_tilde(&id.gvk.kind, "~K"),
+        or_tilde(&id.gvk.version, "~V"),
+        or_tilde(&id.gvk.group, "~G"),
+        or_tilde(&id.namespace, "~X"),
+        or_tilde(&id.name, "~N")
+    )
+}
+
+/// The order `kustomize build` prints objects in by default ("legacy" order):
+/// namespaces and other foundations first, webhooks last, then by group/version/kind,
+/// namespace and name.
+pub fn legacy_order(a: &ResId, b: &ResId) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if a.gvk != b.gvk {
+        let (ra, rb) = (kind_rank(&a.gvk.kind), kind_rank(&b.gvk.kind));
+        if ra != rb {
+            return ra.cmp(&rb);
+        }
+        let (ka, kb) = (gvk_sort_key(&a.gvk), gvk_sort_key(&b.gvk));
+        if a.gvk.kind == "Namespace"
+            && b.gvk.kind == "Namespace"
+            && (a.gvk.group.is_empty() || b.gvk.group.is_empty())
+        {
+            return kb.cmp(&ka);
+        }
+        return ka.cmp(&kb);
+    }
+    let o = id_sort_key(a).cmp(&id_sort_key(b));
+    if o == Ordering::Equal {
+        Ordering::Equal
+    } else {
+        o
+    }
+}

@@ -1,0 +1,307 @@
+//! The built-in transformers of a kustomization: namespace, name prefix and suffix,
+//! labels, annotations, images and replicas. Each takes the accumulated resources and
+//! edits them in place, recording renames so name references can follow.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::KustomizeError;
+use super::fields::{self, FieldSpec, visit_path};
+use super::kustomization::{ImageEntry, ReplicaEntry};
+use super::resource::Resource;
+
+/// Sets `namespace` on every namespaced object, renames Namespace objects, and updates
+/// the namespace of RoleBinding subjects named `default`, as kustomize does.
+pub fn set_namespace(res: &mut [Resource], ns: &str) -> Result<(), KustomizeError> {
+    if ns.is_empty() {
+        return Ok(());
+    }
+    for r in res.iter_mut() {
+        r.store_previous_id();
+        let gvk = r.gvk();
+        if !gvk.is_cluster_scoped() {
+            r.set_namespace(ns);
+        }
+        if gvk.kind == "Namespace" && r.obj.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+            r.set_name(ns);
+        }
+        if gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding" {
+            if let Some(Value::Array(subjects)) = r.obj.get_mut("subjects") {
+                for s in subjects.iter_mut() {
+                    if s.get("name").and_then(Value::as_str) == Some("default")
+                        && let Some(m) = s.as_object_mut()
+                    {
+                        m.insert("namespace".into(), Value::String(ns.into()));
+                    }
+                }
+            }
+        }
+        if gvk.group == "apiregistration.k8s.io" && gvk.kind == "APIService" {
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            visit_path(&mut obj, "spec/service/namespace", true, &mut |v| {
+                *v = Value::String(ns.into())
+            });
+            r.obj = into_map(obj);
+        }
+        if gvk.kind == "CustomResourceDefinition" {
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            visit_path(
+                &mut obj,
+                "spec/conversion/webhook/clientConfig/service/namespace",
+                false,
+                &mut |v| *v = Value::String(ns.into()),
+            );
+            r.obj = into_map(obj);
+        }
+    }
+    check_unique(res, "namespace")
+}
+
+fn into_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Fails when two objects ended up with the same identity.
+pub fn check_unique(res: &[Resource], step: &str) -> Result<(), KustomizeError> {
+    for (i, a) in res.iter().enumerate() {
+        let ida = a.cur_id();
+        if res[i + 1..].iter().any(|b| b.cur_id().same_as(&ida)) {
+            return Err(KustomizeError::Conflict {
+                message: format!("{step} transformation produces two objects with the id {ida}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn skips_affixes(r: &Resource) -> bool {
+    let id = r.org_id();
+    let g = &id.gvk;
+    g.kind == "CustomResourceDefinition"
+        || g.kind == "Namespace"
+        || (g.group == "apiregistration.k8s.io" && g.kind == "APIService")
+}
+
+/// Adds `prefix` and `suffix` to object names (not to CRDs, Namespaces or APIServices).
+pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str) {
+    for r in res.iter_mut() {
+        if skips_affixes(r) {
+            continue;
+        }
+        if !prefix.is_empty() {
+            r.prefixes.push(prefix.to_string());
+            r.store_previous_id();
+            let name = format!("{prefix}{}", r.name());
+            r.set_name(&name);
+        }
+        if !suffix.is_empty() {
+            r.suffixes.push(suffix.to_string());
+            r.store_previous_id();
+            let name = format!("{}{suffix}", r.name());
+            r.set_name(&name);
+        }
+    }
+}
+
+/// Writes string `pairs` into the maps at each matching field spec.
+pub fn add_map_entries(res: &mut [Resource], pairs: &BTreeMap<String, String>, specs: &[FieldSpec]) {
+    if pairs.is_empty() {
+        return;
+    }
+    for r in res.iter_mut() {
+        let gvk = r.gvk();
+        let mut obj = Value::Object(std::mem::take(&mut r.obj));
+        for spec in specs.iter().filter(|s| s.applies_to(&gvk)) {
+            visit_path(&mut obj, spec.path, spec.create, &mut |v| {
+                if v.is_null() {
+                    *v = Value::Object(Map::new());
+                }
+                if let Value::Object(m) = v {
+                    for (k, val) in pairs {
+                        m.insert(k.clone(), Value::String(val.clone()));
+                    }
+                }
+            });
+        }
+        r.obj = into_map(obj);
+    }
+}
+
+/// The label field specs for one `labels` entry.
+pub fn label_specs(include_selectors: bool, include_templates: bool) -> Vec<FieldSpec> {
+    if include_selectors {
+        fields::common_label_specs()
+    } else if include_templates {
+        fields::TEMPLATE_LABELS.to_vec()
+    } else {
+        fields::TEMPLATE_LABELS[..1].to_vec()
+    }
+}
+
+/// Splits an image reference into name, tag and digest the way kustomize does.
+pub fn split_image(image: &str) -> (String, String, String) {
+    let slash = image.find('/').filter(|i| *i > 0).unwrap_or(0);
+    let search = &image[slash..];
+    let at = search.find('@');
+    let colon = search.find(':');
+    if let Some(a) = at.filter(|a| colon.is_none_or(|c| *a < c)) {
+        let a = a + slash;
+        return (image[..a].to_string(), String::new(), image[a + 1..].to_string());
+    }
+    match (colon, at) {
+        (Some(c), Some(a)) => {
+            let (c, a) = (c + slash, a + slash);
+            (
+                image[..c].to_string(),
+                image[c + 1..a].to_string(),
+                image[a + 1..].to_string(),
+            )
+        }
+        (Some(c), None) => {
+            let c = c + slash;
+            (image[..c].to_string(), image[c + 1..].to_string(), String::new())
+        }
+        _ => (image.to_string(), String::new(), String::new()),
+    }
+}
+
+fn image_matches(value: &str, name: &str) -> bool {
+    // kustomize builds this pattern without escaping the name; do the same so that
+    // matching agrees, and treat a name that is not a valid pattern as no match.
+    let pattern = format!(
+        "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$"
+    );
+    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(value))
+}
+
+fn rewrite_image(value: &str, img: &ImageEntry) -> Option<String> {
+    if !image_matches(value, &img.name) {
+        return None;
+    }
+    let (mut name, mut tag, mut digest) = split_image(value);
+    if let Some(n) = img.new_name.as_deref().filter(|s| !s.is_empty()) {
+        name = n.to_string();
+    }
+    let new_tag = img.new_tag.as_deref().unwrap_or("");
+    let new_digest = img.digest.as_deref().unwrap_or("");
+    let suffix = img.tag_suffix.as_deref().unwrap_or("");
+    if !new_tag.is_empty() && !new_digest.is_empty() {
+        tag = new_tag.into();
+        digest = new_digest.into();
+    } else if !new_tag.is_empty() {
+        tag = new_tag.into();
+        digest.clear();
+    } else if !new_digest.is_empty() {
+        tag.clear();
+        digest = new_digest.into();
+    } else if !suffix.is_empty() {
+        tag.push_str(suffix);
+        digest.clear();
+    }
+    if !tag.is_empty() {
+        name = format!("{name}:{tag}");
+    }
+    if !digest.is_empty() {
+        name = format!("{name}@{digest}");
+    }
+    Some(name)
+}
+
+fn walk_containers(v: &mut Value, img: &ImageEntry) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                walk_containers(child, img);
+                if (k == "containers" || k == "initContainers")
+                    && let Value::Array(items) = child
+                {
+                    for c in items {
+                        if let Some(Value::String(s)) = c.get_mut("image")
+                            && let Some(new) = rewrite_image(s, img)
+                        {
+                            *s = new;
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| walk_containers(c, img)),
+        _ => {}
+    }
+}
+
+/// Applies `images` rewrites to containers and init containers anywhere in each object
+/// (except CRDs) and to image volume references.
+pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
+    for img in images {
+        for r in res.iter_mut() {
+            if r.gvk().kind == "CustomResourceDefinition" {
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            walk_containers(&mut obj, img);
+            for path in fields::IMAGE_VOLUME_PATHS {
+                visit_path(&mut obj, path, false, &mut |v| {
+                    if let Value::String(s) = v
+                        && let Some(new) = rewrite_image(s, img)
+                    {
+                        *s = new;
+                    }
+                });
+            }
+            r.obj = into_map(obj);
+        }
+    }
+}
+
+/// Applies `replicas`: every entry must match a workload by (original or current) name.
+pub fn set_replicas(res: &mut [Resource], replicas: &[ReplicaEntry], dir: &str) -> Result<(), KustomizeError> {
+    for rep in replicas {
+        let mut found = false;
+        for r in res.iter_mut() {
+            let gvk = r.gvk();
+            let names_match = r.name() == rep.name || r.prev_ids.iter().any(|p| p.name == rep.name);
+            if !names_match {
+                continue;
+            }
+            for spec in fields::REPLICAS.iter().filter(|s| s.applies_to(&gvk)) {
+                found = true;
+                let mut obj = Value::Object(std::mem::take(&mut r.obj));
+                visit_path(&mut obj, spec.path, spec.create, &mut |v| {
+                    *v = Value::from(rep.count)
+                });
+                r.obj = into_map(obj);
+            }
+        }
+        if !found {
+            return Err(KustomizeError::Kustomization {
+                dir: dir.to_string(),
+                message: format!(
+                    "replicas: no Deployment, ReplicaSet, ReplicationController or StatefulSet named '{}'",
+                    rep.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_image_handles_registries_with_ports_and_digests() {
+        assert_eq!(split_image("nginx"), ("nginx".into(), "".into(), "".into()));
+        assert_eq!(split_image("nginx:1.2"), ("nginx".into(), "1.2".into(), "".into()));
+        assert_eq!(
+            split_image("reg:5000/app:v1@sha256:abc"),
+            ("reg:5000/app".into(), "v1".into(), "sha256:abc".into())
+        );
+        assert_eq!(split_image("app@sha256:abc"), ("app".into(), "".into(), "sha256:abc".into()));
+    }
+}

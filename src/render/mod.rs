@@ -1,0 +1,167 @@
+//! Rendering: `(repository tree, app, cluster) -> objects + content hash`.
+//!
+//! Handlebars first (only `.hbs` files), then the kustomize build of the overlay the
+//! fleet model chooses, then rollwave's own labels, the app's default namespace, the
+//! kustomize output order and a sha256 content hash. Pure: no clock, no network, files
+//! only through [`FileTree`]. The files read are recorded so releases can be found by
+//! tree diff later.
+
+pub mod kustomize;
+pub mod template;
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::fleet::{App, Cluster, Fleet, choose_overlay};
+use crate::tree::{FileTree, RecordingTree, RepoPath, TreeError};
+use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use kustomize::{Gvk, KustomizeError, ResId, legacy_order};
+use template::{RenderTemplatesError, TemplatedTree};
+
+/// The desired state of one app on one cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The objects, in apply order as kustomize prints them.
+    pub objects: Vec<Value>,
+    /// sha256 (hex) over the canonical JSON of `objects`: equal hashes, equal state.
+    pub content_hash: String,
+    /// The kustomization root used, relative to the repository.
+    pub root: String,
+    /// Every file read to produce this rendering.
+    pub files_read: BTreeSet<RepoPath>,
+}
+
+/// Why an app could not be rendered for a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A template failed.
+    #[error(transparent)]
+    Template(#[from] RenderTemplatesError),
+    /// The kustomize build failed.
+    #[error(transparent)]
+    Build(#[from] KustomizeError),
+    /// A read failed outside the build.
+    #[error(transparent)]
+    Read(#[from] TreeError),
+    /// The result is not something rollwave can apply.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Deep-merges `over` into `base` (maps merge recursively; everything else replaces).
+pub fn deep_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// The handlebars context for `app` on `cluster`: `cluster`, `app` and `values`
+/// (fleet < app < cluster, deep-merged).
+pub fn template_context(fleet: &Fleet, app: &App, cluster: &Cluster) -> Value {
+    let mut values = Value::Object(fleet.settings.values.clone());
+    deep_merge(&mut values, &Value::Object(app.values.clone()));
+    deep_merge(&mut values, &Value::Object(cluster.values.clone()));
+    json!({
+        "cluster": {
+            "name": cluster.name,
+            "stage": cluster.stage,
+            "labels": cluster.labels,
+            "values": cluster.values,
+        },
+        "app": {"name": app.name, "namespace": app.namespace},
+        "values": values,
+    })
+}
+
+/// Renders `app` for `cluster` from `tree`.
+pub fn render(tree: &dyn FileTree, fleet: &Fleet, app: &App, cluster: &Cluster) -> Result<Rendered, RenderError> {
+    let recording = RecordingTree::new(tree);
+    let app_dir = RepoPath::new("apps")?.join(&app.name)?;
+    let context = template_context(fleet, app, cluster);
+    let rendered = template::render_templates(&recording, &app_dir, &context)?;
+    let templated = TemplatedTree::new(&recording, rendered);
+    let root = app_dir.join(choose_overlay(app, cluster))?;
+    let built = kustomize::build(&templated, &root)?;
+    let objects = finish(built, app)?;
+    let content_hash = content_hash(&objects);
+    let mut files_read = recording.files_read();
+    files_read.insert(RepoPath::new("fleet.yaml")?);
+    files_read.insert(app_dir.join("app.yaml")?);
+    files_read.insert(RepoPath::new("clusters")?.join(&format!("{}.yaml", cluster.name))?);
+    Ok(Rendered {
+        objects,
+        content_hash,
+        root: root.to_string(),
+        files_read,
+    })
+}
+
+fn id_of(obj: &Value) -> ResId {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let meta = obj.get("metadata");
+    ResId {
+        gvk: Gvk::from_api_version(&s(obj.get("apiVersion")), &s(obj.get("kind"))),
+        name: s(meta.and_then(|m| m.get("name"))),
+        namespace: s(meta.and_then(|m| m.get("namespace"))),
+    }
+}
+
+/// Adds rollwave's labels (metadata only: selectors and pod templates stay untouched so
+/// adopting a workload never restarts its pods) and the app's default namespace, then
+/// re-sorts and checks that every object is unique.
+fn finish(objects: Vec<Value>, app: &App) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::with_capacity(objects.len());
+    for mut obj in objects {
+        let cluster_scoped = id_of(&obj).gvk.is_cluster_scoped();
+        let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return Err(RenderError::Invalid(format!("{}: object has no metadata", id_of(&obj))));
+        };
+        if !cluster_scoped
+            && let Some(ns) = &app.namespace
+            && meta.get("namespace").and_then(Value::as_str).unwrap_or("").is_empty()
+        {
+            meta.insert("namespace".into(), Value::String(ns.clone()));
+        }
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !labels.is_object() {
+            *labels = Value::Object(Map::new());
+        }
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(MANAGED_BY_LABEL.into(), Value::String(MANAGED_BY_VALUE.into()));
+            l.insert(APP_LABEL.into(), Value::String(app.name.clone()));
+        }
+        out.push(obj);
+    }
+    out.sort_by(|a, b| legacy_order(&id_of(a), &id_of(b)));
+    for pair in out.windows(2) {
+        let (a, b) = (id_of(&pair[0]), id_of(&pair[1]));
+        if a.same_as(&b) {
+            return Err(RenderError::Invalid(format!(
+                "{a} appears twice after the app namespace '{}' was applied; give one of them an explicit namespace",
+                app.namespace.as_deref().unwrap_or("")
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// sha256 (hex) of the canonical JSON (sorted keys, no spaces) of `objects`.
+pub fn content_hash(objects: &[Value]) -> String {
+    let json = serde_json::to_string(objects).unwrap_or_default();
+    let digest = Sha256::digest(json.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,145 @@
+//! Handlebars templates: files ending in `.hbs` are rendered with the cluster's values
+//! (strict: a missing variable is an error with file and line) and appear to the
+//! kustomize build under their name without the suffix. Every other file is taken
+//! literally, so `{{ }}` in a ConfigMap is never touched.
+
+use std::collections::BTreeMap;
+
+use handlebars::Handlebars;
+use serde_json::Value;
+
+use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
+
+/// A template that failed to parse or render.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", position(*line, *column))]
+pub struct TemplateError {
+    /// The `.hbs` file.
+    pub file: String,
+    /// Line, when known.
+    pub line: Option<usize>,
+    /// Column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn position(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+/// Renders every `.hbs` file below `dir` with `context`.
+pub fn render_templates(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    context: &Value,
+) -> Result<BTreeMap<RepoPath, Vec<u8>>, RenderTemplatesError> {
+    let mut out = BTreeMap::new();
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    walk(tree, dir, &mut |path| {
+        let text = tree.read_text(path)?;
+        let file = path.as_str().to_string();
+        let rendered = hb.render_template(&text, context).map_err(|e| {
+            let (line, column) = (e.line_no, e.column_no);
+            let message = match e.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(var)) => format!(
+                    "template variable '{var}' is not defined; add it to the fleet, app or cluster values"
+                ),
+                handlebars::RenderErrorReason::TemplateError(t) => {
+                    return TemplateError {
+                        file: file.clone(),
+                        line: t.pos().map(|p| p.0),
+                        column: t.pos().map(|p| p.1),
+                        message: format!("template syntax error: {}", t.reason()),
+                    };
+                }
+                other => other.to_string(),
+            };
+            TemplateError {
+                file: file.clone(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        let target = path.parent().join(path.file_name().trim_end_matches(".hbs"))?;
+        out.insert(target, rendered.into_bytes());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Either a template problem or a read problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderTemplatesError {
+    /// The template itself.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Reading it.
+    #[error(transparent)]
+    Read(#[from] TreeError),
+}
+
+fn walk(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    f: &mut dyn FnMut(&RepoPath) -> Result<(), RenderTemplatesError>,
+) -> Result<(), RenderTemplatesError> {
+    for name in tree.list(dir)? {
+        let path = dir.join(&name)?;
+        match tree.kind(&path)? {
+            Some(EntryKind::Dir) => walk(tree, &path, f)?,
+            Some(EntryKind::File) if name.ends_with(".hbs") => f(&path)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A tree with rendered templates laid over it: `x.yaml` reads the rendered
+/// `x.yaml.hbs`, and `.hbs` files themselves are hidden.
+pub struct TemplatedTree<'a> {
+    base: &'a dyn FileTree,
+    rendered: BTreeMap<RepoPath, Vec<u8>>,
+}
+
+impl<'a> TemplatedTree<'a> {
+    /// Lays `rendered` over `base`.
+    pub fn new(base: &'a dyn FileTree, rendered: BTreeMap<RepoPath, Vec<u8>>) -> Self {
+        TemplatedTree { base, rendered }
+    }
+}
+
+impl FileTree for TemplatedTree<'_> {
+    fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
+        if self.rendered.contains_key(path) {
+            return Ok(Some(EntryKind::File));
+        }
+        self.base.kind(path)
+    }
+
+    fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
+        let mut names: Vec<String> = self
+            .base
+            .list(path)?
+            .into_iter()
+            .map(|n| n.strip_suffix(".hbs").map(String::from).unwrap_or(n))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
+        match self.rendered.get(path) {
+            Some(b) => Ok(b.clone()),
+            None => self.base.read(path),
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Kubernetes schema knowledge for merging: which lists merge by which key.
+//!
+//! Strategic merge patch (in the renderer) and server-side apply (in the simulated API
+//! server) both need to know that containers merge by `name`, container ports by
+//! `containerPort`, a Service's ports by `port`, and so on. That knowledge lives here
+//! and nowhere else. Lists of built-in kinds without a merge key are replaced whole;
+//! lists of custom resources merge by `name` when every element has one, which is what
+//! kustomize infers when it has no schema.
+
+use serde_json::{Map, Value};
+
+/// How a list field combines with a patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListStrategy {
+    /// The patch's list replaces the original.
+    Replace,
+    /// Elements are matched by this key and merged.
+    MergeByKey(&'static str),
+    /// Scalar elements are unioned.
+    MergePrimitives,
+}
+
+/// API groups whose kinds kustomize knows a schema for.
+pub fn is_builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
+
+/// The strategy for the list at `path` (field names from the object root, list indexes
+/// left out) in an object of `kind` in `group`.
+pub fn list_strategy(group: &str, kind: &str, path: &[String]) -> ListStrategy {
+    let last = path.last().map(String::as_str).unwrap_or("");
+    let parent = if path.len() >= 2 {
+        path[path.len() - 2].as_str()
+    } else {
+        ""
+    };
+    if path.len() == 2 && path[0] == "metadata" {
+        return match last {
+            "ownerReferences" => ListStrategy::MergeByKey("uid"),
+            "finalizers" => ListStrategy::MergePrimitives,
+            "managedFields" => ListStrategy::Replace,
+            _ => ListStrategy::Replace,
+        };
+    }
+    if !is_builtin_group(group) {
+        return ListStrategy::Replace; // refined by `infer_strategy` for custom kinds
+    }
+    if last == "conditions" && parent == "status" {
+        return ListStrategy::MergeByKey("type");
+    }
+    if CONTAINER_LISTS.contains(&last) {
+        return ListStrategy::MergeByKey("name");
+    }
+    if CONTAINER_LISTS.contains(&parent) {
+        return match last {
+            "ports" => ListStrategy::MergeByKey("containerPort"),
+            "env" => ListStrategy::MergeByKey("name"),
+            "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
+            "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
+            _ => ListStrategy::Replace,
+        };
+    }
+    if kind == "Service" && path.len() == 2 && path[0] == "spec" && last == "ports" {
+        return ListStrategy::MergeByKey("port");
+    }
+    if parent == "spec" {
+        return match last {
+            "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" => {
+                ListStrategy::MergeByKey("name")
+            }
+            "hostAliases" => ListStrategy::MergeByKey("ip"),
+            "topologySpreadConstraints" => ListStrategy::MergeByKey("topologyKey"),
+            _ => ListStrategy::Replace,
+        };
+    }
+    ListStrategy::Replace
+}
+
+/// For kinds without a schema: merge by `name` when every element on both sides is a
+/// map with a `name`, otherwise replace.
+fn infer_strategy(base: &[Value], patch: &[Value]) -> ListStrategy {
+    let all_named = base
+        .iter()
+        .chain(patch.iter())
+        .filter(|v| !is_directive_only(v))
+        .all(|v| v.get("name").is_some());
+    if all_named && !patch.is_empty() {
+        ListStrategy::MergeByKey("name")
+    } else {
+        ListStrategy::Replace
+    }
+}
+
+fn is_directive_only(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
+}
+
+/// Why a strategic merge failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// A `$patch` directive with an unknown value.
+    #[error("field '{path}': unknown $patch directive '{value}', expected merge, replace or delete")]
+    UnknownDirective {
+        /// Dotted path of the field.
+        path: String,
+        /// The directive value.
+        value: String,
+    },
+}
+
+/// Outcome of merging a patch into a whole object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// The object was patched in place.
+    Patched,
+    /// The patch said `$patch: delete` at the top: the object goes away.
+    Deleted,
+}
+
+/// Applies a strategic merge patch to an object of `kind` in `group`.
+pub fn strategic_merge(
+    group: &str,
+    kind: &str,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<MergeOutcome, MergeError> {
+    if let Some(p) = patch.as_object() {
+        match p.get("$patch").and_then(Value::as_str) {
+            Some("delete") => return Ok(MergeOutcome::Deleted),
+            Some("replace") => {
+                *target = strip_directives(patch);
+                return Ok(MergeOutcome::Patched);
+            }
+            _ => {}
+        }
+    }
+    let mut path = Vec::new();
+    merge_value(group, kind, &mut path, target, patch)?;
+    Ok(MergeOutcome::Patched)
+}
+
+fn merge_value(
+    group: &str,
+    kind: &str,
+    path: &mut Vec<String>,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), MergeError> {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => merge_map(group, kind, path, t, p),
+        _ => {
+            *target = strip_directives(patch);
+            Ok(())
+        }
+    }
+}
+
+fn merge_map(
+    group: &str,
+    kind: &str,
+    path: &mut Vec<String>,
+    target: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<(), MergeError> {
+    if let Some(d) = patch.get("$patch").and_then(Value::as_str) {
+        match d {
+            "replace" => {
+                if let Value::Object(m) = strip_directives(&Value::Object(patch.clone())) {
+                    *target = m;
+                }
+                return Ok(());
+            }
+            "merge" | "delete" => {}
+            other => {
+                return Err(MergeError::UnknownDirective {
+                    path: path.join("."),
+                    value: other.to_string(),
+                });
+            }
+        }
+    }
+    let retain: Option<Vec<String>> = patch.get("$retainKeys").and_then(|v| {
+        v.as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+    });
+    for (key, pval) in patch {
+        if key.starts_with('$') {
+            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
+                && let (Some(Value::Array(list)), Some(del)) =
+                    (target.get_mut(field), pval.as_array())
+            {
+                list.retain(|v| !del.contains(v));
+            }
+            continue;
+        }
+        if pval.is_null() {
+            target.remove(key);
+            continue;
+        }
+        if let Some(po) = pval.as_object()
+            && po.get("$patch").and_then(Value::as_str) == Some("delete")
+        {
+            target.remove(key);
+            continue;
+        }
+        path.push(key.clone());
+        match (target.get_mut(key), pval) {
+            (Some(Value::Array(tlist)), Value::Array(plist)) => {
+                merge_list(group, kind, path, tlist, plist)?;
+            }
+            (Some(t @ Value::Object(_)), Value::Object(_)) => {
+                merge_value(group, kind, path, t, pval)?;
+            }
+            (_, Value::Array(plist)) => {
+                let cleaned: Vec<Value> = plist
+                    .iter()
+                    .filter(|v| !is_delete_item(v))
+                    .map(strip_directives)
+                    .filter(|v| !is_empty_map(v))
+                    .collect();
+                target.insert(key.clone(), Value::Array(cleaned));
+            }
+            _ => {
+                target.insert(key.clone(), strip_directives(pval));
+            }
+        }
+        path.pop();
+    }
+    if let Some(keep) = retain {
+        target.retain(|k, _| keep.contains(k));
+    }
+    Ok(())
+}
+
+fn is_delete_item(v: &Value) -> bool {
+    v.get("$patch").and_then(Value::as_str) == Some("delete")
+}
+
+fn is_empty_map(v: &Value) -> bool {
+    v.as_object().is_some_and(Map::is_empty)
+}
+
+fn merge_list(
+    group: &str,
+    kind: &str,
+    path: &mut Vec<String>,
+    target: &mut Vec<Value>,
+    patch: &[Value],
+) -> Result<(), MergeError> {
+    if patch
+        .iter()
+        .any(|v| v.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        *target = patch
+            .iter()
+            .filter(|v| !is_directive_only(v))
+            .map(strip_directives)
+            .collect();
+        return Ok(());
+    }
+    let mut strategy = list_strategy(group, kind, path);
+    if strategy == ListStrategy::Replace && !is_builtin_group(group) {
+        strategy = infer_strategy(target, patch);
+    }
+    match strategy {
+        ListStrategy::Replace => {
+            *target = patch
+                .iter()
+                .filter(|v| !is_delete_item(v))
+                .map(strip_directives)
+                .collect();
+        }
+        ListStrategy::MergePrimitives => {
+            for p in patch {
+                if !target.contains(p) {
+                    target.push(p.clone());
+                }
+            }
+        }
+        ListStrategy::MergeByKey(key) => {
+            for p in patch {
+                let Some(pkey) = p.get(key) else {
+                    // Elements without the key cannot be matched: kept as new elements.
+                    if !is_directive_only(p) {
+                        target.push(strip_directives(p));
+                    }
+                    continue;
+                };
+                let pos = target.iter().position(|t| t.get(key) == Some(pkey));
+                match pos {
+                    Some(i) if is_delete_item(p) => {
+                        target.remove(i);
+                    }
+                    Some(i) => merge_value(group, kind, path, &mut target[i], p)?,
+                    None if is_delete_item(p) => {}
+                    None => target.push(strip_directives(p)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `$patch`, `$retainKeys`, `$setElementOrder/...` and other directives.
+pub fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merged(kind: &str, mut base: Value, patch: Value) -> Value {
+        let group = if kind == "Widget" { "example.com" } else { "apps" };
+        strategic_merge(group, kind, &mut base, &patch).unwrap();
+        base
+    }
+
+    #[test]
+    fn containers_merge_by_name_and_keep_unpatched_fields() {
+        let base = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "a:1", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "b:1"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "b", "image": "b:2"}, {"name": "c", "image": "c:1"}]}}}});
+        let out = merged("Deployment", base, patch);
+        let c = &out["spec"]["template"]["spec"]["containers"];
+        assert_eq!(c[0]["image"], "a:1");
+        assert_eq!(c[1]["image"], "b:2");
+        assert_eq!(c[2]["name"], "c");
+    }
+
+    #[test]
+    fn delete_directive_removes_a_list_element_and_null_removes_a_field() {
+        let base = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "args": ["x"]}, {"name": "b"}]}}, "paused": true}});
+        let patch = json!({"spec": {"paused": null, "template": {"spec": {"containers": [
+            {"name": "b", "$patch": "delete"}]}}}});
+        let out = merged("Deployment", base, patch);
+        assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+        assert!(out["spec"].get("paused").is_none());
+    }
+
+    #[test]
+    fn replace_directive_replaces_a_map() {
+        let base = json!({"spec": {"selector": {"matchLabels": {"a": "1", "b": "2"}}}});
+        let patch = json!({"spec": {"selector": {"$patch": "replace", "matchLabels": {"c": "3"}}}});
+        let out = merged("Deployment", base, patch);
+        assert_eq!(out["spec"]["selector"], json!({"matchLabels": {"c": "3"}}));
+    }
+
+    #[test]
+    fn lists_without_a_merge_key_are_replaced() {
+        let base = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["1", "2"]}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["3"]}]}}}});
+        let out = merged("Deployment", base, patch);
+        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["args"], json!(["3"]));
+    }
+
+    #[test]
+    fn custom_resources_merge_named_lists() {
+        let base = json!({"spec": {"items": [{"name": "a", "v": 1}, {"name": "b", "v": 1}]}});
+        let patch = json!({"spec": {"items": [{"name": "b", "v": 2}]}});
+        let out = merged("Widget", base, patch);
+        assert_eq!(out["spec"]["items"], json!([{"name": "a", "v": 1}, {"name": "b", "v": 2}]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merging_an_object_into_itself_changes_nothing(
+            names in proptest::collection::btree_set("[a-z]{1,6}", 0..6),
+            replicas in 0i64..100,
+        ) {
+            let containers: Vec<Value> = names.iter().map(|n| json!({"name": n, "image": format!("{n}:1")})).collect();
+            let obj = json!({"spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}}});
+            let out = merged("Deployment", obj.clone(), obj.clone());
+            proptest::prop_assert_eq!(out, obj);
+        }
+
+        #[test]
+        fn an_empty_patch_is_the_identity(a in "[a-z]{0,8}", n in 0i64..5) {
+            let obj = json!({"metadata": {"name": a}, "spec": {"n": n, "l": [1, 2]}});
+            let out = merged("Deployment", obj.clone(), json!({}));
+            proptest::prop_assert_eq!(out, obj);
+        }
+    }
+}
