@@ -78,21 +78,6 @@ pub fn list_strategy(group: &str, kind: &str, path: &[String]) -> ListStrategy {
     ListStrategy::Replace
 }
 
-/// For kinds without a schema: merge by `name` when every element on both sides is a
-/// map with a `name`, otherwise replace.
-fn infer_strategy(base: &[Value], patch: &[Value]) -> ListStrategy {
-    let all_named = base
-        .iter()
-        .chain(patch.iter())
-        .filter(|v| !is_directive_only(v))
-        .all(|v| v.get("name").is_some());
-    if all_named && !patch.is_empty() {
-        ListStrategy::MergeByKey("name")
-    } else {
-        ListStrategy::Replace
-    }
-}
-
 fn is_directive_only(v: &Value) -> bool {
     v.as_object()
         .is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
@@ -264,11 +249,7 @@ fn merge_list(
             .collect();
         return Ok(());
     }
-    let mut strategy = list_strategy(group, kind, path);
-    if strategy == ListStrategy::Replace && !is_builtin_group(group) {
-        strategy = infer_strategy(target, patch);
-    }
-    match strategy {
+    match list_strategy(group, kind, path) {
         ListStrategy::Replace => {
             *target = patch
                 .iter()
@@ -276,32 +257,42 @@ fn merge_list(
                 .map(strip_directives)
                 .collect();
         }
+        // kustomize's merge puts the patch's elements first, in the patch's order, then
+        // the original elements the patch did not mention, in their order.
         ListStrategy::MergePrimitives => {
-            for p in patch {
-                if !target.contains(p) {
-                    target.push(p.clone());
-                }
-            }
+            let mut out: Vec<Value> = patch.iter().filter(|p| !p.is_object()).cloned().collect();
+            out.extend(target.iter().filter(|t| !patch.contains(t)).cloned());
+            *target = out;
         }
         ListStrategy::MergeByKey(key) => {
+            let mut original: Vec<Option<Value>> = std::mem::take(target).into_iter().map(Some).collect();
+            let mut out = Vec::with_capacity(original.len() + patch.len());
             for p in patch {
                 let Some(pkey) = p.get(key) else {
                     // Elements without the key cannot be matched: kept as new elements.
                     if !is_directive_only(p) {
-                        target.push(strip_directives(p));
+                        out.push(strip_directives(p));
                     }
                     continue;
                 };
-                let pos = target.iter().position(|t| t.get(key) == Some(pkey));
+                let pos = original
+                    .iter()
+                    .position(|t| t.as_ref().and_then(|t| t.get(key)) == Some(pkey));
                 match pos {
                     Some(i) if is_delete_item(p) => {
-                        target.remove(i);
+                        original[i] = None;
                     }
-                    Some(i) => merge_value(group, kind, path, &mut target[i], p)?,
+                    Some(i) => {
+                        let mut merged = original[i].take().unwrap_or(Value::Null);
+                        merge_value(group, kind, path, &mut merged, p)?;
+                        out.push(merged);
+                    }
                     None if is_delete_item(p) => {}
-                    None => target.push(strip_directives(p)),
+                    None => out.push(strip_directives(p)),
                 }
             }
+            out.extend(original.into_iter().flatten());
+            *target = out;
         }
     }
     Ok(())
@@ -341,9 +332,9 @@ mod tests {
             {"name": "b", "image": "b:2"}, {"name": "c", "image": "c:1"}]}}}});
         let out = merged("Deployment", base, patch);
         let c = &out["spec"]["template"]["spec"]["containers"];
-        assert_eq!(c[0]["image"], "a:1");
-        assert_eq!(c[1]["image"], "b:2");
-        assert_eq!(c[2]["name"], "c");
+        assert_eq!(c[0]["image"], "b:2");
+        assert_eq!(c[1]["name"], "c");
+        assert_eq!(c[2]["image"], "a:1");
     }
 
     #[test]
@@ -374,11 +365,22 @@ mod tests {
     }
 
     #[test]
-    fn custom_resources_merge_named_lists() {
+    fn custom_resource_lists_are_replaced_as_kustomize_has_no_schema_for_them() {
         let base = json!({"spec": {"items": [{"name": "a", "v": 1}, {"name": "b", "v": 1}]}});
         let patch = json!({"spec": {"items": [{"name": "b", "v": 2}]}});
         let out = merged("Widget", base, patch);
-        assert_eq!(out["spec"]["items"], json!([{"name": "a", "v": 1}, {"name": "b", "v": 2}]));
+        assert_eq!(out["spec"]["items"], json!([{"name": "b", "v": 2}]));
+    }
+
+    #[test]
+    fn merged_lists_put_patch_elements_first_like_kustomize() {
+        let base = json!({"spec": {"template": {"spec": {"volumes": [{"name": "v1"}, {"name": "v2"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"volumes": [{"name": "v2", "x": 1}, {"name": "v3"}]}}}});
+        let out = merged("Deployment", base, patch);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["volumes"],
+            json!([{"name": "v2", "x": 1}, {"name": "v3"}, {"name": "v1"}])
+        );
     }
 
     proptest::proptest! {

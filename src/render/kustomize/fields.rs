@@ -80,9 +80,13 @@ pub fn common_label_specs() -> Vec<FieldSpec> {
         fs("networking.k8s.io", "", "NetworkPolicy", "spec/egress/to/podSelector/matchLabels", false),
     ]);
     out.extend_from_slice(TEMPLATE_LABELS);
-    out.push(fs("apps", "", "StatefulSet", "spec/volumeClaimTemplates[]/metadata/labels", true));
+    out.push(VOLUME_CLAIM_TEMPLATE_LABELS);
     out
 }
+
+/// Labels of a StatefulSet's volume claim templates.
+pub const VOLUME_CLAIM_TEMPLATE_LABELS: FieldSpec =
+    fs("apps", "", "StatefulSet", "spec/volumeClaimTemplates[]/metadata/labels", true);
 
 /// Where `commonAnnotations` goes.
 pub const COMMON_ANNOTATIONS: &[FieldSpec] = &[
@@ -105,8 +109,12 @@ pub const REPLICAS: &[FieldSpec] = &[
     fs("", "", "StatefulSet", "spec/replicas", true),
 ];
 
-/// Image volume references (containers are found anywhere in the object).
-pub const IMAGE_VOLUME_PATHS: &[&str] = &[
+/// Image fields kustomize rewrites by field spec (after its walk over every container).
+pub const IMAGE_PATHS: &[&str] = &[
+    "spec/containers[]/image",
+    "spec/initContainers[]/image",
+    "spec/template/spec/containers[]/image",
+    "spec/template/spec/initContainers[]/image",
     "spec/volumes[]/image/reference",
     "spec/template/spec/volumes[]/image/reference",
 ];

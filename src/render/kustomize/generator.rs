@@ -44,7 +44,7 @@ pub fn generate(
         envs.push(e.clone());
     }
     for env in &envs {
-        let path = dir.join(env)?;
+        let path = loader.file_in(dir, env)?;
         let text = loader.read_text(&path)?;
         for (lineno, line) in text.lines().enumerate() {
             let line = line.trim_start_matches('\u{feff}').trim_start();
@@ -74,7 +74,7 @@ pub fn generate(
                 file.clone(),
             ),
         };
-        let path = dir.join(&rel)?;
+        let path = loader.file_in(dir, &rel)?;
         let bytes = loader.read_bytes(&path)?;
         pairs.push((key, bytes));
     }

@@ -133,6 +133,22 @@ impl<'t> Loader<'t> {
         }
     }
 
+    /// Resolves a file named in the kustomization at `dir`. Like kustomize's default
+    /// load restrictor, files must lie inside the kustomization's own directory; only
+    /// directories (bases) may be elsewhere.
+    fn file_in(&self, dir: &RepoPath, rel: &str) -> Result<RepoPath, KustomizeError> {
+        let path = dir.join(rel)?;
+        if !path.starts_with(dir) {
+            return Err(KustomizeError::Kustomization {
+                dir: dir.to_string(),
+                message: format!(
+                    "file '{rel}' is outside this kustomization's directory; move it in, or make its directory a kustomization and list that directory instead"
+                ),
+            });
+        }
+        Ok(path)
+    }
+
     fn read_bytes(&self, path: &RepoPath) -> Result<Vec<u8>, KustomizeError> {
         Ok(self.tree.read(path)?)
     }
@@ -284,6 +300,7 @@ fn accumulate_inner(
         let path = dir.join(entry)?;
         match loader.kind(&path)? {
             Some(EntryKind::File) => {
+                let path = loader.file_in(dir, entry)?;
                 for r in load_resources(loader, &path)? {
                     add_unique(&mut acc, r)?;
                 }
@@ -477,7 +494,7 @@ fn patch_text(
 ) -> Result<(String, String), KustomizeError> {
     match (path, inline) {
         (Some(p), None) => {
-            let full = dir.join(p)?;
+            let full = loader.file_in(dir, p)?;
             Ok((loader.read_text(&full)?, full.to_string()))
         }
         (None, Some(t)) => Ok((t.clone(), format!("{dir}: inline patch"))),

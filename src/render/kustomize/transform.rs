@@ -136,7 +136,9 @@ pub fn label_specs(include_selectors: bool, include_templates: bool) -> Vec<Fiel
     if include_selectors {
         fields::common_label_specs()
     } else if include_templates {
-        fields::TEMPLATE_LABELS.to_vec()
+        let mut v = fields::TEMPLATE_LABELS.to_vec();
+        v.push(fields::VOLUME_CLAIM_TEMPLATE_LABELS);
+        v
     } else {
         fields::TEMPLATE_LABELS[..1].to_vec()
     }
@@ -244,7 +246,10 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
             }
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             walk_containers(&mut obj, img);
-            for path in fields::IMAGE_VOLUME_PATHS {
+            // kustomize then rewrites the same containers again through its field
+            // specs; for a tagSuffix that appends twice, and matching its output
+            // means doing the same.
+            for path in fields::IMAGE_PATHS {
                 visit_path(&mut obj, path, false, &mut |v| {
                     if let Value::String(s) = v
                         && let Some(new) = rewrite_image(s, img)
