@@ -167,21 +167,8 @@ fn merge_map(
             }
         }
     }
-    let retain: Option<Vec<String>> = patch.get("$retainKeys").and_then(|v| {
-        v.as_array().map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-    });
     for (key, pval) in patch {
-        if key.starts_with('$') {
-            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
-                && let (Some(Value::Array(list)), Some(del)) =
-                    (target.get_mut(field), pval.as_array())
-            {
-                list.retain(|v| !del.contains(v));
-            }
+        if key == PATCH_DIRECTIVE {
             continue;
         }
         if pval.is_null() {
@@ -216,9 +203,6 @@ fn merge_map(
             }
         }
         path.pop();
-    }
-    if let Some(keep) = retain {
-        target.retain(|k, _| keep.contains(k));
     }
     Ok(())
 }
@@ -298,12 +282,17 @@ fn merge_list(
     Ok(())
 }
 
-/// Removes `$patch`, `$retainKeys`, `$setElementOrder/...` and other directives.
+/// The one directive kustomize's strategic merge understands. Other `$` keys
+/// (`$setElementOrder/...`, `$retainKeys`) are kept as ordinary fields, exactly as
+/// `kustomize build` prints them.
+pub const PATCH_DIRECTIVE: &str = "$patch";
+
+/// Removes `$patch` directives.
 pub fn strip_directives(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| !k.starts_with('$'))
+                .filter(|(k, _)| k.as_str() != PATCH_DIRECTIVE)
                 .map(|(k, v)| (k.clone(), strip_directives(v)))
                 .collect(),
         ),

@@ -420,7 +420,8 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             if r.obj.contains_key("immutable") {
                 old.obj.insert("immutable".into(), Value::Bool(true));
             }
-            old.needs_hash = r.needs_hash;
+            // A base that turned the hash off keeps it off; an overlay may turn it off.
+            old.needs_hash = old.needs_hash && r.needs_hash;
             Ok(())
         }
     }
