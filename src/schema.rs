@@ -87,7 +87,9 @@ fn is_directive_only(v: &Value) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
     /// A `$patch` directive with an unknown value.
-    #[error("field '{path}': unknown $patch directive '{value}', expected merge, replace or delete")]
+    #[error(
+        "field '{path}': unknown $patch directive '{value}', expected merge, replace or delete"
+    )]
     UnknownDirective {
         /// Dotted path of the field.
         path: String,
@@ -249,7 +251,8 @@ fn merge_list(
             *target = out;
         }
         ListStrategy::MergeByKey(key) => {
-            let mut original: Vec<Option<Value>> = std::mem::take(target).into_iter().map(Some).collect();
+            let mut original: Vec<Option<Value>> =
+                std::mem::take(target).into_iter().map(Some).collect();
             let mut out = Vec::with_capacity(original.len() + patch.len());
             for p in patch {
                 let Some(pkey) = p.get(key) else {
@@ -307,7 +310,11 @@ mod tests {
     use serde_json::json;
 
     fn merged(kind: &str, mut base: Value, patch: Value) -> Value {
-        let group = if kind == "Widget" { "example.com" } else { "apps" };
+        let group = if kind == "Widget" {
+            "example.com"
+        } else {
+            "apps"
+        };
         strategic_merge(group, kind, &mut base, &patch).unwrap();
         base
     }
@@ -333,7 +340,13 @@ mod tests {
         let patch = json!({"spec": {"paused": null, "template": {"spec": {"containers": [
             {"name": "b", "$patch": "delete"}]}}}});
         let out = merged("Deployment", base, patch);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(out["spec"].get("paused").is_none());
     }
 
@@ -348,9 +361,13 @@ mod tests {
     #[test]
     fn lists_without_a_merge_key_are_replaced() {
         let base = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["1", "2"]}]}}}});
-        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["3"]}]}}}});
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": ["3"]}]}}}});
         let out = merged("Deployment", base, patch);
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["args"], json!(["3"]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["3"])
+        );
     }
 
     #[test]
@@ -363,7 +380,8 @@ mod tests {
 
     #[test]
     fn merged_lists_put_patch_elements_first_like_kustomize() {
-        let base = json!({"spec": {"template": {"spec": {"volumes": [{"name": "v1"}, {"name": "v2"}]}}}});
+        let base =
+            json!({"spec": {"template": {"spec": {"volumes": [{"name": "v1"}, {"name": "v2"}]}}}});
         let patch = json!({"spec": {"template": {"spec": {"volumes": [{"name": "v2", "x": 1}, {"name": "v3"}]}}}});
         let out = merged("Deployment", base, patch);
         assert_eq!(

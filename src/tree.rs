@@ -43,7 +43,9 @@ pub enum TreeError {
         message: String,
     },
     /// The file is larger than the parse cap.
-    #[error("{path}: file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for repository files")]
+    #[error(
+        "{path}: file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for repository files"
+    )]
     TooLarge {
         /// The path.
         path: String,
@@ -393,7 +395,10 @@ mod tests {
     fn join_normalises_and_refuses_escapes() {
         let base = RepoPath::new("apps/web/overlays/prod").unwrap();
         assert_eq!(base.join("../../base").unwrap().as_str(), "apps/web/base");
-        assert_eq!(base.join("./a//b").unwrap().as_str(), "apps/web/overlays/prod/a/b");
+        assert_eq!(
+            base.join("./a//b").unwrap().as_str(),
+            "apps/web/overlays/prod/a/b"
+        );
         assert!(base.join("../../../../../etc").is_err());
         assert!(base.join("/etc/passwd").is_err());
     }
@@ -402,7 +407,13 @@ mod tests {
     fn mem_tree_lists_directories() {
         let mut t = MemTree::new();
         t.insert("a/b.yaml", "x").insert("a/c/d.yaml", "y");
-        assert_eq!(t.list(&RepoPath::new("a").unwrap()).unwrap(), vec!["b.yaml", "c"]);
-        assert_eq!(t.kind(&RepoPath::new("a/c").unwrap()).unwrap(), Some(EntryKind::Dir));
+        assert_eq!(
+            t.list(&RepoPath::new("a").unwrap()).unwrap(),
+            vec!["b.yaml", "c"]
+        );
+        assert_eq!(
+            t.kind(&RepoPath::new("a/c").unwrap()).unwrap(),
+            Some(EntryKind::Dir)
+        );
     }
 }

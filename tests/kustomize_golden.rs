@@ -22,11 +22,16 @@ fn cases() -> Vec<String> {
 fn check(case: &str) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize");
     let tree = DirTree::open(&root).map_err(|e| e.to_string())?;
-    let expected_text = std::fs::read_to_string(root.join(case).join("expected.yaml")).map_err(|e| e.to_string())?;
-    let expected = rollwave::yaml::parse_documents("expected.yaml", &expected_text).map_err(|e| e.to_string())?;
-    let actual = kustomize::build(&tree, &RepoPath::new(case).unwrap()).map_err(|e| format!("build failed: {e}"))?;
+    let expected_text = std::fs::read_to_string(root.join(case).join("expected.yaml"))
+        .map_err(|e| e.to_string())?;
+    let expected = rollwave::yaml::parse_documents("expected.yaml", &expected_text)
+        .map_err(|e| e.to_string())?;
+    let actual = kustomize::build(&tree, &RepoPath::new(case).unwrap())
+        .map_err(|e| format!("build failed: {e}"))?;
     // Compare through a YAML round trip so both sides are typed by the same parser.
-    let actual = rollwave::yaml::parse_documents("actual", &rollwave::yaml::to_yaml_stream(&actual)).map_err(|e| e.to_string())?;
+    let actual =
+        rollwave::yaml::parse_documents("actual", &rollwave::yaml::to_yaml_stream(&actual))
+            .map_err(|e| e.to_string())?;
     if actual == expected {
         return Ok(());
     }
@@ -42,10 +47,20 @@ fn check(case: &str) -> Result<(), String> {
 #[test]
 fn rollwave_build_matches_kustomize_on_every_golden_case() {
     let cases = cases();
-    assert!(cases.len() >= 25, "expected at least 25 golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 golden cases, found {}",
+        cases.len()
+    );
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|c| check(c).err().map(|e| format!("== {c}: {e}")))
         .collect();
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

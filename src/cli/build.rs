@@ -9,13 +9,22 @@ use anyhow::Context;
 use crate::render::kustomize;
 use crate::tree::{DirTree, RepoPath};
 
-/// Builds `dir` and prints the objects as a YAML stream. Paths may not leave `dir`'s
-/// enclosing Git work tree (or `dir` itself when it is not in one).
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+/// Builds `dir` and prints the objects as a YAML stream. Paths may not leave `root`
+/// (by default the enclosing Git work tree, or the whole filesystem as with kustomize
+/// when `dir` is not in one).
+pub fn run(dir: &Path, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let abs = dir
         .canonicalize()
         .with_context(|| format!("{}: cannot open directory", dir.display()))?;
-    let root = enclosing_root(&abs);
+    let root = match root {
+        Some(r) => r
+            .canonicalize()
+            .with_context(|| format!("{}: cannot open --root", r.display()))?,
+        None => enclosing_root(&abs),
+    };
+    if !abs.starts_with(&root) {
+        anyhow::bail!("{}: not inside --root {}", dir.display(), root.display());
+    }
     let tree = DirTree::open(&root).with_context(|| format!("{}: cannot open", root.display()))?;
     let rel = abs.strip_prefix(&root).unwrap_or(Path::new(""));
     let rel = RepoPath::new(&rel.to_string_lossy())?;
@@ -28,7 +37,8 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// The top of the Git work tree containing `dir`, so overlays may refer to bases in
-/// sibling directories; `dir` itself outside any work tree.
+/// sibling directories; outside any work tree, the filesystem root, as kustomize
+/// allows.
 fn enclosing_root(dir: &Path) -> std::path::PathBuf {
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -37,5 +47,5 @@ fn enclosing_root(dir: &Path) -> std::path::PathBuf {
         }
         cur = d.parent();
     }
-    dir.to_path_buf()
+    dir.ancestors().last().unwrap_or(dir).to_path_buf()
 }

@@ -37,6 +37,10 @@ pub enum Command {
     Build {
         /// The kustomization directory.
         dir: PathBuf,
+        /// Directory that no path may leave (default: the enclosing Git work tree, or
+        /// the filesystem root outside one, as kustomize).
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
     /// Print what the agent would apply to one cluster.
     Render {
@@ -64,8 +68,13 @@ pub enum Command {
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Build { dir } => build::run(&dir),
-        Command::Render { repo, cluster, app, output } => render::run(&repo, &cluster, app.as_deref(), output),
+        Command::Build { dir, root } => build::run(&dir, root.as_deref()),
+        Command::Render {
+            repo,
+            cluster,
+            app,
+            output,
+        } => render::run(&repo, &cluster, app.as_deref(), output),
         Command::Validate { repo } => validate::run(&repo),
     };
     match result {

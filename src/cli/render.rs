@@ -13,12 +13,21 @@ use crate::render::render;
 use crate::tree::DirTree;
 
 /// Renders every app targeting `cluster` (or just `app`).
-pub fn run(repo: &Path, cluster: &str, app: Option<&str>, output: Format) -> anyhow::Result<ExitCode> {
-    let tree = DirTree::open(repo).with_context(|| format!("{}: cannot open repository", repo.display()))?;
+pub fn run(
+    repo: &Path,
+    cluster: &str,
+    app: Option<&str>,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    let tree = DirTree::open(repo)
+        .with_context(|| format!("{}: cannot open repository", repo.display()))?;
     let fleet = fleet::load(&tree)?;
     let Some(c) = fleet.cluster(cluster) else {
         let names: Vec<&str> = fleet.clusters.iter().map(|c| c.name.as_str()).collect();
-        bail!("cluster '{cluster}' is not in clusters/ (known: {})", names.join(", "));
+        bail!(
+            "cluster '{cluster}' is not in clusters/ (known: {})",
+            names.join(", ")
+        );
     };
     if let Some(a) = app
         && fleet.app(a).is_none()
@@ -28,11 +37,16 @@ pub fn run(repo: &Path, cluster: &str, app: Option<&str>, output: Format) -> any
     }
     let mut docs = Vec::new();
     let mut apps_json = Map::new();
-    for a in fleet.apps.iter().filter(|a| app.is_none_or(|n| n == a.name)) {
+    for a in fleet
+        .apps
+        .iter()
+        .filter(|a| app.is_none_or(|n| n == a.name))
+    {
         if !targets_cluster(a, c) {
             continue;
         }
-        let r = render(&tree, &fleet, a, c).with_context(|| format!("app '{}' for cluster '{cluster}'", a.name))?;
+        let r = render(&tree, &fleet, a, c)
+            .with_context(|| format!("app '{}' for cluster '{cluster}'", a.name))?;
         apps_json.insert(
             a.name.clone(),
             json!({"root": r.root, "hash": r.content_hash, "suspended": a.suspend, "objects": r.objects}),

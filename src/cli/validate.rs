@@ -11,7 +11,8 @@ use crate::tree::DirTree;
 
 /// Renders everything; prints each failure and a summary; exit 1 if anything failed.
 pub fn run(repo: &Path) -> anyhow::Result<ExitCode> {
-    let tree = DirTree::open(repo).with_context(|| format!("{}: cannot open repository", repo.display()))?;
+    let tree = DirTree::open(repo)
+        .with_context(|| format!("{}: cannot open repository", repo.display()))?;
     let fleet = fleet::load(&tree)?;
     let mut renders = 0usize;
     let mut errors = 0usize;
@@ -20,7 +21,10 @@ pub fn run(repo: &Path) -> anyhow::Result<ExitCode> {
             renders += 1;
             if let Err(e) = render(&tree, &fleet, app, cluster) {
                 errors += 1;
-                eprintln!("error: app '{}' for cluster '{}': {e}", app.name, cluster.name);
+                eprintln!(
+                    "error: app '{}' for cluster '{}': {e}",
+                    app.name, cluster.name
+                );
             }
         }
     }
@@ -29,5 +33,9 @@ pub fn run(repo: &Path) -> anyhow::Result<ExitCode> {
         fleet.apps.len(),
         fleet.clusters.len()
     );
-    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

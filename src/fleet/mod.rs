@@ -59,7 +59,10 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
     let clusters_dir = RepoPath::new("clusters")?;
     if tree.kind(&clusters_dir)? == Some(EntryKind::Dir) {
         for name in tree.list(&clusters_dir)? {
-            let Some(stem) = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")) else {
+            let Some(stem) = name
+                .strip_suffix(".yaml")
+                .or_else(|| name.strip_suffix(".yml"))
+            else {
                 continue;
             };
             let path = clusters_dir.join(&name)?;
@@ -80,6 +83,18 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
     }
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
 
+    for canary in &settings.rollout.canary {
+        if !clusters.iter().any(|c| c.name == canary.value) {
+            return Err(FleetError::Invalid {
+                file: "fleet.yaml".into(),
+                line: Some(canary.line),
+                message: format!(
+                    "rollout.canary: '{}' is not a cluster in clusters/",
+                    canary.value
+                ),
+            });
+        }
+    }
     let mut apps = Vec::new();
     let apps_dir = RepoPath::new("apps")?;
     if tree.kind(&apps_dir)? == Some(EntryKind::Dir) {
@@ -93,21 +108,13 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
                 return Err(FleetError::Invalid {
                     file: dir.to_string(),
                     line: None,
-                    message: "an app directory needs an app.yaml; add one or remove the directory".into(),
+                    message: "an app directory needs an app.yaml; add one or remove the directory"
+                        .into(),
                 });
             }
             let text = tree.read_text(&path)?;
             let file: model::AppFile = crate::yaml::parse_typed(path.as_str(), &text)?;
             apps.push(file.validate(path.as_str(), &name, &settings, &clusters)?);
-        }
-    }
-    for canary in &settings.rollout.canary {
-        if !clusters.iter().any(|c| c.name == canary.value) {
-            return Err(FleetError::Invalid {
-                file: "fleet.yaml".into(),
-                line: Some(canary.line),
-                message: format!("rollout.canary: '{}' is not a cluster in clusters/", canary.value),
-            });
         }
     }
     Ok(Fleet {

@@ -130,7 +130,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
-            _ => return Err(format!("duration '{s}' has unknown unit '{c}'; use s, m, h or d")),
+            _ => {
+                return Err(format!(
+                    "duration '{s}' has unknown unit '{c}'; use s, m, h or d"
+                ));
+            }
         };
         let n: u64 = num
             .parse()
@@ -158,7 +162,10 @@ impl RolloutFile {
         }
         if let Some(b) = &self.batches {
             if b.value.is_empty() {
-                return Err(invalid(b.referenced.line(), "rollout.batches: needs at least one ratio, e.g. [1, 2, 7]".into()));
+                return Err(invalid(
+                    b.referenced.line(),
+                    "rollout.batches: needs at least one ratio, e.g. [1, 2, 7]".into(),
+                ));
             }
             if b.value.contains(&0) {
                 return Err(invalid(b.referenced.line(), "rollout.batches: a ratio of 0 is not allowed; every batch needs a positive share".into()));
@@ -170,8 +177,12 @@ impl RolloutFile {
                 .map_err(|m| invalid(d.referenced.line(), format!("rollout.bake: {m}")))?;
         }
         if let Some(d) = &self.progress_deadline {
-            out.progress_deadline = parse_duration(&d.value)
-                .map_err(|m| invalid(d.referenced.line(), format!("rollout.progressDeadline: {m}")))?;
+            out.progress_deadline = parse_duration(&d.value).map_err(|m| {
+                invalid(
+                    d.referenced.line(),
+                    format!("rollout.progressDeadline: {m}"),
+                )
+            })?;
         }
         if let Some(f) = self.on_failure {
             out.on_failure = f;
@@ -230,7 +241,9 @@ impl FleetFile {
                 });
             }
         }
-        let rollout = self.rollout.apply_over(&RolloutSpec::default(), "fleet.yaml")?;
+        let rollout = self
+            .rollout
+            .apply_over(&RolloutSpec::default(), "fleet.yaml")?;
         Ok(FleetSettings {
             stages: self.stages.value,
             rollout,
@@ -268,14 +281,20 @@ pub struct Cluster {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 impl ClusterFile {
     /// Checks the name against the file name and the stage against fleet.yaml.
-    pub fn validate(self, file: &str, stem: &str, fleet: &FleetSettings) -> Result<Cluster, FleetError> {
+    pub fn validate(
+        self,
+        file: &str,
+        stem: &str,
+        fleet: &FleetSettings,
+    ) -> Result<Cluster, FleetError> {
         let invalid = |line: u64, message: String| FleetError::Invalid {
             file: file.to_string(),
             line: Some(line),
@@ -284,7 +303,10 @@ impl ClusterFile {
         if self.name.value != stem {
             return Err(invalid(
                 self.name.referenced.line(),
-                format!("name: '{}' must equal the file name '{stem}'", self.name.value),
+                format!(
+                    "name: '{}' must equal the file name '{stem}'",
+                    self.name.value
+                ),
             ));
         }
         if !valid_name(stem) {
@@ -437,7 +459,10 @@ impl AppFile {
             message,
         };
         if !valid_name(name) {
-            return Err(invalid(None, format!("app directory name '{name}' must be lower-case letters, digits and '-'")));
+            return Err(invalid(
+                None,
+                format!("app directory name '{name}' must be lower-case letters, digits and '-'"),
+            ));
         }
         let stage_ok = |s: &Spanned<String>, field: &str| {
             if fleet.stages.contains(&s.value) {
@@ -445,7 +470,11 @@ impl AppFile {
             } else {
                 Err(invalid(
                     Some(s.referenced.line()),
-                    format!("{field}: '{}' is not a stage in fleet.yaml ({})", s.value, fleet.stages.join(", ")),
+                    format!(
+                        "{field}: '{}' is not a stage in fleet.yaml ({})",
+                        s.value,
+                        fleet.stages.join(", ")
+                    ),
                 ))
             }
         };
@@ -473,22 +502,32 @@ impl AppFile {
             let path = o.path.value.clone();
             let line = Some(o.path.referenced.line());
             if path.starts_with('/') || path.split('/').any(|p| p == "..") {
-                return Err(invalid(line, format!("overlays.path: '{path}' must stay inside the app directory")));
+                return Err(invalid(
+                    line,
+                    format!("overlays.path: '{path}' must stay inside the app directory"),
+                ));
             }
             let rule = match (o.cluster, o.selector, o.stage) {
                 (Some(c), None, None) => {
                     cluster_ok(&c, "overlays.cluster")?;
-                    OverlayRule::Cluster { name: c.value, path }
+                    OverlayRule::Cluster {
+                        name: c.value,
+                        path,
+                    }
                 }
                 (None, Some(labels), None) => OverlayRule::Selector { labels, path },
                 (None, None, Some(s)) => {
                     stage_ok(&s, "overlays.stage")?;
-                    OverlayRule::Stage { stage: s.value, path }
+                    OverlayRule::Stage {
+                        stage: s.value,
+                        path,
+                    }
                 }
                 _ => {
                     return Err(invalid(
                         line,
-                        "overlays: each rule needs exactly one of 'cluster', 'selector' or 'stage'".into(),
+                        "overlays: each rule needs exactly one of 'cluster', 'selector' or 'stage'"
+                            .into(),
                     ));
                 }
             };
@@ -498,9 +537,17 @@ impl AppFile {
             Some(r) => r.apply_over(&fleet.rollout, file)?,
             None => fleet.rollout.clone(),
         };
-        for c in &rollout.canary {
+        // An inherited canary list is checked once, against fleet.yaml.
+        let own_canary = self.rollout.as_ref().is_some_and(|r| r.canary.is_some());
+        for c in rollout.canary.iter().filter(|_| own_canary) {
             if !clusters.iter().any(|x| x.name == c.value) {
-                return Err(invalid(Some(c.line), format!("rollout.canary: '{}' is not a cluster in clusters/", c.value)));
+                return Err(invalid(
+                    Some(c.line),
+                    format!(
+                        "rollout.canary: '{}' is not a cluster in clusters/",
+                        c.value
+                    ),
+                ));
             }
         }
         Ok(App {

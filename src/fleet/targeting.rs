@@ -4,7 +4,9 @@
 use super::model::{App, Cluster, OverlayRule};
 
 fn labels_match(selector: &std::collections::BTreeMap<String, String>, cluster: &Cluster) -> bool {
-    selector.iter().all(|(k, v)| cluster.labels.get(k) == Some(v))
+    selector
+        .iter()
+        .all(|(k, v)| cluster.labels.get(k) == Some(v))
 }
 
 /// Whether `app` runs on `cluster`: (its stage is listed, or no stages are listed but a
@@ -32,7 +34,9 @@ pub fn choose_overlay<'a>(app: &'a App, cluster: &Cluster) -> &'a str {
     for rule in &app.overlays {
         let (score, path) = match rule {
             OverlayRule::Cluster { name, path } if *name == cluster.name => (usize::MAX, path),
-            OverlayRule::Selector { labels, path } if labels_match(labels, cluster) => (1000 + labels.len(), path),
+            OverlayRule::Selector { labels, path } if labels_match(labels, cluster) => {
+                (1000 + labels.len(), path)
+            }
             OverlayRule::Stage { stage, path } if *stage == cluster.stage => (1, path),
             _ => continue,
         };
@@ -53,7 +57,10 @@ mod tests {
         Cluster {
             name: name.into(),
             stage: stage.into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             values: Default::default(),
         }
     }
@@ -83,11 +90,23 @@ mod tests {
             },
             vec![],
         );
-        assert!(targets_cluster(&a, &cluster("prod-1", "prod", &[("provider", "idc")])));
-        assert!(!targets_cluster(&a, &cluster("prod-2", "prod", &[("provider", "aws")])));
-        assert!(!targets_cluster(&a, &cluster("prod-3", "prod", &[("provider", "idc")])));
+        assert!(targets_cluster(
+            &a,
+            &cluster("prod-1", "prod", &[("provider", "idc")])
+        ));
+        assert!(!targets_cluster(
+            &a,
+            &cluster("prod-2", "prod", &[("provider", "aws")])
+        ));
+        assert!(!targets_cluster(
+            &a,
+            &cluster("prod-3", "prod", &[("provider", "idc")])
+        ));
         assert!(targets_cluster(&a, &cluster("test-1", "test", &[])));
-        assert!(!targets_cluster(&a, &cluster("pre-1", "pre", &[("provider", "idc")])));
+        assert!(!targets_cluster(
+            &a,
+            &cluster("pre-1", "pre", &[("provider", "idc")])
+        ));
     }
 
     #[test]
@@ -95,14 +114,32 @@ mod tests {
         let a = app(
             Targets::default(),
             vec![
-                OverlayRule::Stage { stage: "prod".into(), path: "overlays/prod".into() },
-                OverlayRule::Selector { labels: BTreeMap::from([("region".into(), "bj".into())]), path: "overlays/bj".into() },
-                OverlayRule::Cluster { name: "prod-bj-1".into(), path: "overlays/prod-bj-1".into() },
+                OverlayRule::Stage {
+                    stage: "prod".into(),
+                    path: "overlays/prod".into(),
+                },
+                OverlayRule::Selector {
+                    labels: BTreeMap::from([("region".into(), "bj".into())]),
+                    path: "overlays/bj".into(),
+                },
+                OverlayRule::Cluster {
+                    name: "prod-bj-1".into(),
+                    path: "overlays/prod-bj-1".into(),
+                },
             ],
         );
-        assert_eq!(choose_overlay(&a, &cluster("prod-bj-1", "prod", &[("region", "bj")])), "overlays/prod-bj-1");
-        assert_eq!(choose_overlay(&a, &cluster("prod-bj-2", "prod", &[("region", "bj")])), "overlays/bj");
-        assert_eq!(choose_overlay(&a, &cluster("prod-sh-1", "prod", &[("region", "sh")])), "overlays/prod");
+        assert_eq!(
+            choose_overlay(&a, &cluster("prod-bj-1", "prod", &[("region", "bj")])),
+            "overlays/prod-bj-1"
+        );
+        assert_eq!(
+            choose_overlay(&a, &cluster("prod-bj-2", "prod", &[("region", "bj")])),
+            "overlays/bj"
+        );
+        assert_eq!(
+            choose_overlay(&a, &cluster("prod-sh-1", "prod", &[("region", "sh")])),
+            "overlays/prod"
+        );
         assert_eq!(choose_overlay(&a, &cluster("test-1", "test", &[])), "base");
     }
 }

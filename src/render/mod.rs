@@ -86,7 +86,12 @@ pub fn template_context(fleet: &Fleet, app: &App, cluster: &Cluster) -> Value {
 }
 
 /// Renders `app` for `cluster` from `tree`.
-pub fn render(tree: &dyn FileTree, fleet: &Fleet, app: &App, cluster: &Cluster) -> Result<Rendered, RenderError> {
+pub fn render(
+    tree: &dyn FileTree,
+    fleet: &Fleet,
+    app: &App,
+    cluster: &Cluster,
+) -> Result<Rendered, RenderError> {
     let recording = RecordingTree::new(tree);
     let app_dir = RepoPath::new("apps")?.join(&app.name)?;
     let context = template_context(fleet, app, cluster);
@@ -126,11 +131,18 @@ fn finish(objects: Vec<Value>, app: &App) -> Result<Vec<Value>, RenderError> {
     for mut obj in objects {
         let cluster_scoped = id_of(&obj).gvk.is_cluster_scoped();
         let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
-            return Err(RenderError::Invalid(format!("{}: object has no metadata", id_of(&obj))));
+            return Err(RenderError::Invalid(format!(
+                "{}: object has no metadata",
+                id_of(&obj)
+            )));
         };
         if !cluster_scoped
             && let Some(ns) = &app.namespace
-            && meta.get("namespace").and_then(Value::as_str).unwrap_or("").is_empty()
+            && meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
         {
             meta.insert("namespace".into(), Value::String(ns.clone()));
         }
@@ -141,7 +153,10 @@ fn finish(objects: Vec<Value>, app: &App) -> Result<Vec<Value>, RenderError> {
             *labels = Value::Object(Map::new());
         }
         if let Some(l) = labels.as_object_mut() {
-            l.insert(MANAGED_BY_LABEL.into(), Value::String(MANAGED_BY_VALUE.into()));
+            l.insert(
+                MANAGED_BY_LABEL.into(),
+                Value::String(MANAGED_BY_VALUE.into()),
+            );
             l.insert(APP_LABEL.into(), Value::String(app.name.clone()));
         }
         out.push(obj);

@@ -68,7 +68,9 @@ pub fn render_templates(
                 message,
             }
         })?;
-        let target = path.parent().join(path.file_name().trim_end_matches(".hbs"))?;
+        let target = path
+            .parent()
+            .join(path.file_name().trim_end_matches(".hbs"))?;
         out.insert(target, rendered.into_bytes());
         Ok(())
     })?;

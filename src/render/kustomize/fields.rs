@@ -22,8 +22,20 @@ pub struct FieldSpec {
     pub create: bool,
 }
 
-const fn fs(group: &'static str, version: &'static str, kind: &'static str, path: &'static str, create: bool) -> FieldSpec {
-    FieldSpec { group, version, kind, path, create }
+const fn fs(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    path: &'static str,
+    create: bool,
+) -> FieldSpec {
+    FieldSpec {
+        group,
+        version,
+        kind,
+        path,
+        create,
+    }
 }
 
 impl FieldSpec {
@@ -36,14 +48,38 @@ impl FieldSpec {
 /// Labels on metadata and pod templates (what `labels` with `includeTemplates` touches).
 pub const TEMPLATE_LABELS: &[FieldSpec] = &[
     fs("", "", "", "metadata/labels", true),
-    fs("", "v1", "ReplicationController", "spec/template/metadata/labels", true),
+    fs(
+        "",
+        "v1",
+        "ReplicationController",
+        "spec/template/metadata/labels",
+        true,
+    ),
     fs("", "", "Deployment", "spec/template/metadata/labels", true),
     fs("", "", "ReplicaSet", "spec/template/metadata/labels", true),
     fs("", "", "DaemonSet", "spec/template/metadata/labels", true),
-    fs("apps", "", "StatefulSet", "spec/template/metadata/labels", true),
+    fs(
+        "apps",
+        "",
+        "StatefulSet",
+        "spec/template/metadata/labels",
+        true,
+    ),
     fs("batch", "", "Job", "spec/template/metadata/labels", true),
-    fs("batch", "", "CronJob", "spec/jobTemplate/metadata/labels", true),
-    fs("batch", "", "CronJob", "spec/jobTemplate/spec/template/metadata/labels", true),
+    fs(
+        "batch",
+        "",
+        "CronJob",
+        "spec/jobTemplate/metadata/labels",
+        true,
+    ),
+    fs(
+        "batch",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/metadata/labels",
+        true,
+    ),
 ];
 
 const AFFINITY_PATHS: &[&str] = &[
@@ -67,17 +103,53 @@ pub fn common_label_specs() -> Vec<FieldSpec> {
     }
     out.push(fs("", "", "ReplicaSet", "spec/selector/matchLabels", true));
     out.push(fs("", "", "DaemonSet", "spec/selector/matchLabels", true));
-    out.push(fs("apps", "", "StatefulSet", "spec/selector/matchLabels", true));
+    out.push(fs(
+        "apps",
+        "",
+        "StatefulSet",
+        "spec/selector/matchLabels",
+        true,
+    ));
     for p in AFFINITY_PATHS {
         out.push(fs("apps", "", "StatefulSet", p, false));
     }
     out.extend([
         fs("batch", "", "Job", "spec/selector/matchLabels", false),
-        fs("batch", "", "CronJob", "spec/jobTemplate/spec/selector/matchLabels", false),
-        fs("policy", "", "PodDisruptionBudget", "spec/selector/matchLabels", false),
-        fs("networking.k8s.io", "", "NetworkPolicy", "spec/podSelector/matchLabels", false),
-        fs("networking.k8s.io", "", "NetworkPolicy", "spec/ingress/from/podSelector/matchLabels", false),
-        fs("networking.k8s.io", "", "NetworkPolicy", "spec/egress/to/podSelector/matchLabels", false),
+        fs(
+            "batch",
+            "",
+            "CronJob",
+            "spec/jobTemplate/spec/selector/matchLabels",
+            false,
+        ),
+        fs(
+            "policy",
+            "",
+            "PodDisruptionBudget",
+            "spec/selector/matchLabels",
+            false,
+        ),
+        fs(
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/podSelector/matchLabels",
+            false,
+        ),
+        fs(
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/ingress/from/podSelector/matchLabels",
+            false,
+        ),
+        fs(
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/egress/to/podSelector/matchLabels",
+            false,
+        ),
     ]);
     out.extend_from_slice(TEMPLATE_LABELS);
     out.push(VOLUME_CLAIM_TEMPLATE_LABELS);
@@ -85,20 +157,73 @@ pub fn common_label_specs() -> Vec<FieldSpec> {
 }
 
 /// Labels of a StatefulSet's volume claim templates.
-pub const VOLUME_CLAIM_TEMPLATE_LABELS: FieldSpec =
-    fs("apps", "", "StatefulSet", "spec/volumeClaimTemplates[]/metadata/labels", true);
+pub const VOLUME_CLAIM_TEMPLATE_LABELS: FieldSpec = fs(
+    "apps",
+    "",
+    "StatefulSet",
+    "spec/volumeClaimTemplates[]/metadata/labels",
+    true,
+);
 
 /// Where `commonAnnotations` goes.
 pub const COMMON_ANNOTATIONS: &[FieldSpec] = &[
     fs("", "", "", "metadata/annotations", true),
-    fs("", "v1", "ReplicationController", "spec/template/metadata/annotations", true),
-    fs("", "", "Deployment", "spec/template/metadata/annotations", true),
-    fs("", "", "ReplicaSet", "spec/template/metadata/annotations", true),
-    fs("", "", "DaemonSet", "spec/template/metadata/annotations", true),
-    fs("", "", "StatefulSet", "spec/template/metadata/annotations", true),
-    fs("batch", "", "Job", "spec/template/metadata/annotations", true),
-    fs("batch", "", "CronJob", "spec/jobTemplate/metadata/annotations", true),
-    fs("batch", "", "CronJob", "spec/jobTemplate/spec/template/metadata/annotations", true),
+    fs(
+        "",
+        "v1",
+        "ReplicationController",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "",
+        "",
+        "Deployment",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "batch",
+        "",
+        "Job",
+        "spec/template/metadata/annotations",
+        true,
+    ),
+    fs(
+        "batch",
+        "",
+        "CronJob",
+        "spec/jobTemplate/metadata/annotations",
+        true,
+    ),
+    fs(
+        "batch",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/metadata/annotations",
+        true,
+    ),
 ];
 
 /// Where `replicas` writes.

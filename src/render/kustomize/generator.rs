@@ -239,7 +239,9 @@ mod tests {
 
     #[test]
     fn hash_ignores_labels_but_not_data() {
-        let a = obj(json!({"kind": "ConfigMap", "metadata": {"labels": {"x": "y"}}, "data": {"a": "b"}}));
+        let a = obj(
+            json!({"kind": "ConfigMap", "metadata": {"labels": {"x": "y"}}, "data": {"a": "b"}}),
+        );
         let b = obj(json!({"kind": "ConfigMap", "data": {"a": "b"}}));
         let c = obj(json!({"kind": "ConfigMap", "data": {"a": "c"}}));
         assert_eq!(name_hash(&a), name_hash(&b));

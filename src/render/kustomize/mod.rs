@@ -48,7 +48,9 @@ pub enum KustomizeError {
         dir: String,
     },
     /// A field rollwave knows but does not implement.
-    #[error("{file}: kustomize field '{field}' is not supported by rollwave; express it with patches or remove it")]
+    #[error(
+        "{file}: kustomize field '{field}' is not supported by rollwave; express it with patches or remove it"
+    )]
     Unsupported {
         /// The kustomization file (with line when known).
         file: String,
@@ -56,7 +58,9 @@ pub enum KustomizeError {
         field: String,
     },
     /// A URL where a path was expected.
-    #[error("{file}: remote base '{url}' is refused: rollwave renders only what is in the fleet repository; vendor it into the repository")]
+    #[error(
+        "{file}: remote base '{url}' is refused: rollwave renders only what is in the fleet repository; vendor it into the repository"
+    )]
     RemoteBase {
         /// The kustomization file.
         file: String,
@@ -175,8 +179,12 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
         r.set_name(&name);
     }
     nameref::fix_name_references(&mut res)?;
-    res.sort_by(|a, b| legacy_order(&a.cur_id(), &b.cur_id()));
-    Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
+    let mut keyed: Vec<(ResId, Resource)> = res.into_iter().map(|r| (r.cur_id(), r)).collect();
+    keyed.sort_by(|a, b| legacy_order(&a.0, &b.0));
+    Ok(keyed
+        .into_iter()
+        .map(|(_, r)| Value::Object(r.obj))
+        .collect())
 }
 
 /// Finds and parses the kustomization file of `dir`.
@@ -273,7 +281,9 @@ fn accumulate_inner(
         (true, other) => {
             return Err(KustomizeError::Kustomization {
                 dir: dir_s,
-                message: format!("listed under 'components' but its kind is '{other}'; set kind: Component"),
+                message: format!(
+                    "listed under 'components' but its kind is '{other}'; set kind: Component"
+                ),
             });
         }
         (false, "Component") => {
@@ -290,6 +300,11 @@ fn accumulate_inner(
         }
     }
     // Resources.
+    let mut ids: std::collections::HashMap<_, usize> = acc
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.cur_id().key(), i))
+        .collect();
     for entry in k.resources.iter().chain(k.bases.iter()) {
         if is_remote(entry) {
             return Err(KustomizeError::RemoteBase {
@@ -302,13 +317,13 @@ fn accumulate_inner(
             Some(EntryKind::File) => {
                 let path = loader.file_in(dir, entry)?;
                 for r in load_resources(loader, &path)? {
-                    add_unique(&mut acc, r)?;
+                    add_unique(&mut acc, &mut ids, r)?;
                 }
             }
             Some(EntryKind::Dir) => {
                 let sub = accumulate_root(loader, &path, false, Vec::new())?;
                 for r in sub {
-                    add_unique(&mut acc, r)?;
+                    add_unique(&mut acc, &mut ids, r)?;
                 }
             }
             None => {
@@ -325,7 +340,8 @@ fn accumulate_inner(
         (GeneratedKind::Secret, &k.secret_generator),
     ] {
         for entry in entries {
-            let generated = generator::generate(loader, dir, kind, entry, k.generator_options.as_ref())?;
+            let generated =
+                generator::generate(loader, dir, kind, entry, k.generator_options.as_ref())?;
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
@@ -344,9 +360,13 @@ fn accumulate_inner(
     Ok(acc)
 }
 
-fn add_unique(acc: &mut Vec<Resource>, r: Resource) -> Result<(), KustomizeError> {
+fn add_unique(
+    acc: &mut Vec<Resource>,
+    ids: &mut std::collections::HashMap<(Gvk, String, String), usize>,
+    r: Resource,
+) -> Result<(), KustomizeError> {
     let id = r.cur_id();
-    if let Some(existing) = acc.iter().find(|x| x.cur_id().same_as(&id)) {
+    if let Some(existing) = ids.get(&id.key()).map(|i| &acc[*i]) {
         return Err(KustomizeError::Conflict {
             message: format!(
                 "{id} is defined twice (in {} and in {}); an object may appear once per build",
@@ -354,6 +374,7 @@ fn add_unique(acc: &mut Vec<Resource>, r: Resource) -> Result<(), KustomizeError
             ),
         });
     }
+    ids.insert(id.key(), acc.len());
     acc.push(r);
     Ok(())
 }
@@ -378,7 +399,11 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             name: r.name().to_string(),
             message: format!(
                 "behavior: {} needs an existing {} named '{}' from a base, and there is none",
-                if b == Behavior::Merge { "merge" } else { "replace" },
+                if b == Behavior::Merge {
+                    "merge"
+                } else {
+                    "replace"
+                },
                 id.gvk.kind,
                 id.name
             ),
@@ -544,10 +569,13 @@ fn run_transformers(
             })?),
             None => None,
         };
-        let opts = entry.options.as_ref().map_or(PatchOptions::default(), |o| PatchOptions {
-            allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
-            allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
-        });
+        let opts = entry
+            .options
+            .as_ref()
+            .map_or(PatchOptions::default(), |o| PatchOptions {
+                allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
+                allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
+            });
         patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
     }
     if let Some(ns) = &k.namespace {

@@ -2,6 +2,8 @@
 //! objects, fields that refer to them by name (a Deployment's ConfigMap volume, a
 //! RoleBinding's roleRef, an Ingress backend, ...) are rewritten to the new names.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::KustomizeError;
@@ -68,30 +70,63 @@ fn table() -> Vec<Referral> {
     let mut pvc = in_pod_specs(&["volumes/persistentVolumeClaim/claimName"]);
     pvc.retain(|(_, k, _)| *k != "PodTemplate");
     let priority = in_pod_specs(&["priorityClassName"]);
-    let scale = ["Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"];
+    let scale = [
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "ReplicationController",
+    ];
     let mut out: Vec<Referral> = scale
         .iter()
         .map(|k| Referral {
             group: "",
             kind: k,
-            referrers: vec![("", "HorizontalPodAutoscaler", "spec/scaleTargetRef/name".into())],
+            referrers: vec![(
+                "",
+                "HorizontalPodAutoscaler",
+                "spec/scaleTargetRef/name".into(),
+            )],
         })
         .collect();
     out.extend([
-        Referral { group: "", kind: "ConfigMap", referrers: config_map },
-        Referral { group: "", kind: "Secret", referrers: secret },
+        Referral {
+            group: "",
+            kind: "ConfigMap",
+            referrers: config_map,
+        },
+        Referral {
+            group: "",
+            kind: "Secret",
+            referrers: secret,
+        },
         Referral {
             group: "",
             kind: "Service",
             referrers: vec![
                 ("", "StatefulSet", "spec/serviceName".into()),
-                ("", "Ingress", "spec/rules/http/paths/backend/serviceName".into()),
+                (
+                    "",
+                    "Ingress",
+                    "spec/rules/http/paths/backend/serviceName".into(),
+                ),
                 ("", "Ingress", "spec/backend/serviceName".into()),
-                ("", "Ingress", "spec/rules/http/paths/backend/service/name".into()),
+                (
+                    "",
+                    "Ingress",
+                    "spec/rules/http/paths/backend/service/name".into(),
+                ),
                 ("", "Ingress", "spec/defaultBackend/service/name".into()),
                 ("", "APIService", "spec/service/name".into()),
-                ("", "ValidatingWebhookConfiguration", "webhooks/clientConfig/service".into()),
-                ("", "MutatingWebhookConfiguration", "webhooks/clientConfig/service".into()),
+                (
+                    "",
+                    "ValidatingWebhookConfiguration",
+                    "webhooks/clientConfig/service".into(),
+                ),
+                (
+                    "",
+                    "MutatingWebhookConfiguration",
+                    "webhooks/clientConfig/service".into(),
+                ),
             ],
         },
         Referral {
@@ -107,8 +142,16 @@ fn table() -> Vec<Referral> {
                 ("", "ClusterRoleBinding", "roleRef/name".into()),
             ],
         },
-        Referral { group: "", kind: "ServiceAccount", referrers: service_account },
-        Referral { group: "", kind: "PersistentVolumeClaim", referrers: pvc },
+        Referral {
+            group: "",
+            kind: "ServiceAccount",
+            referrers: service_account,
+        },
+        Referral {
+            group: "",
+            kind: "PersistentVolumeClaim",
+            referrers: pvc,
+        },
         Referral {
             group: "",
             kind: "PersistentVolume",
@@ -120,10 +163,18 @@ fn table() -> Vec<Referral> {
             referrers: vec![
                 ("", "PersistentVolume", "spec/storageClassName".into()),
                 ("", "PersistentVolumeClaim", "spec/storageClassName".into()),
-                ("", "StatefulSet", "spec/volumeClaimTemplates/spec/storageClassName".into()),
+                (
+                    "",
+                    "StatefulSet",
+                    "spec/volumeClaimTemplates/spec/storageClassName".into(),
+                ),
             ],
         },
-        Referral { group: "scheduling.k8s.io", kind: "PriorityClass", referrers: priority },
+        Referral {
+            group: "scheduling.k8s.io",
+            kind: "PriorityClass",
+            referrers: priority,
+        },
         Referral {
             group: "networking.k8s.io",
             kind: "IngressClass",
@@ -139,68 +190,106 @@ struct Candidate {
     prev: Vec<ResId>,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
+    cluster_scoped: bool,
+    effective_ns: String,
 }
 
-fn subset_for(referrer: &Resource, all: &[Resource]) -> Vec<usize> {
-    let rid = referrer.cur_id();
-    if rid.gvk.is_cluster_scoped() {
-        return (0..all.len()).collect();
-    }
-    let mut binding_namespaces: Vec<String> = Vec::new();
-    if rid.gvk.kind == "RoleBinding"
-        && let Some(Value::Array(subjects)) = referrer.obj.get("subjects")
-    {
-        for s in subjects {
-            if s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-                && let Some(ns) = s.get("namespace").and_then(Value::as_str)
-            {
-                binding_namespaces.push(ns.to_string());
+/// What the rewrite needs to know about the referrer.
+struct Referrer {
+    cur: ResId,
+    effective_ns: String,
+    cluster_scoped: bool,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+    role_ref: Option<(String, String)>,
+    binding_namespaces: Vec<String>,
+}
+
+impl Referrer {
+    fn of(r: &Resource) -> Self {
+        let cur = r.cur_id();
+        let role_ref = r.obj.get("roleRef").and_then(|rr| {
+            let g = rr.get("apiGroup").and_then(Value::as_str)?;
+            let k = rr.get("kind").and_then(Value::as_str)?;
+            Some((g.to_string(), k.to_string()))
+        });
+        let mut binding_namespaces = Vec::new();
+        if cur.gvk.kind == "RoleBinding"
+            && let Some(Value::Array(subjects)) = r.obj.get("subjects")
+        {
+            for s in subjects {
+                if s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                    && let Some(ns) = s.get("namespace").and_then(Value::as_str)
+                {
+                    binding_namespaces.push(ns.to_string());
+                }
             }
         }
+        Referrer {
+            effective_ns: cur.effective_namespace().to_string(),
+            cluster_scoped: cur.gvk.is_cluster_scoped(),
+            cur,
+            prefixes: r.prefixes.clone(),
+            suffixes: r.suffixes.clone(),
+            role_ref,
+            binding_namespaces,
+        }
     }
-    all.iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            let id = c.cur_id();
-            id.gvk.is_cluster_scoped()
-                || id.effective_namespace() == rid.effective_namespace()
-                || binding_namespaces.iter().any(|n| n == c.namespace())
-        })
-        .map(|(i, _)| i)
-        .collect()
+
+    /// kustomize's "subset that could be referenced by" this referrer.
+    fn could_reference(&self, c: &Candidate) -> bool {
+        self.cluster_scoped
+            || c.cluster_scoped
+            || c.effective_ns == self.effective_ns
+            || self
+                .binding_namespaces
+                .iter()
+                .any(|n| *n == c.cur.namespace)
+    }
 }
 
 fn selected(id: &ResId, group: &str, kind: &str) -> bool {
     id.gvk.is_selected_by(group, "", kind)
 }
 
+fn affixes_equal(c: &Candidate, r: &Referrer, allow_empty: bool) -> bool {
+    fn same_ending(a: &[String], b: &[String]) -> bool {
+        let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        long[long.len() - short.len()..] == *short
+    }
+    let ok = |x: &[String], y: &[String]| {
+        (allow_empty && (x.is_empty() || y.is_empty())) || same_ending(x, y)
+    };
+    ok(&c.prefixes, &r.prefixes) && ok(&c.suffixes, &r.suffixes)
+}
+
 fn select_referral<'c>(
     old_name: &str,
     cands: Vec<&'c Candidate>,
     referral: &Referral,
-    referrer: &Resource,
+    referrer: &Referrer,
     path: &str,
     same_identity: &dyn Fn(&[&Candidate]) -> bool,
 ) -> Result<Option<&'c Candidate>, KustomizeError> {
     let mut c: Vec<&Candidate> = cands
         .into_iter()
         .filter(|c| c.prev.iter().any(|p| p.name == old_name))
-        .filter(|c| c.prev.iter().any(|p| selected(p, referral.group, referral.kind)))
+        .filter(|c| {
+            c.prev
+                .iter()
+                .any(|p| selected(p, referral.group, referral.kind))
+        })
         .collect();
-    if path.ends_with("roleRef/name") {
-        let rr = referrer.obj.get("roleRef");
-        let g = rr.and_then(|r| r.get("apiGroup")).and_then(Value::as_str);
-        let k = rr.and_then(|r| r.get("kind")).and_then(Value::as_str);
-        if let (Some(g), Some(k)) = (g, k) {
-            c.retain(|c| c.prev.iter().any(|p| selected(p, g, k)));
-        }
+    if path.ends_with("roleRef/name")
+        && let Some((g, k)) = &referrer.role_ref
+    {
+        c.retain(|c| c.prev.iter().any(|p| selected(p, g, k)));
     }
-    let rid = referrer.cur_id();
-    if !rid.gvk.is_cluster_scoped() {
+    if !referrer.cluster_scoped {
         c.retain(|c| {
-            c.cur.gvk.is_cluster_scoped()
+            c.cluster_scoped
                 || c.cur.gvk.kind == "ServiceAccount"
-                || c.cur.effective_namespace() == rid.effective_namespace()
+                || c.effective_ns == referrer.effective_ns
         });
     }
     if c.len() == 1 {
@@ -217,8 +306,11 @@ fn select_referral<'c>(
         _ => Err(KustomizeError::NameReference {
             message: format!(
                 "{}: field '{path}' refers to '{old_name}', which matches several objects: {}",
-                referrer.cur_id(),
-                c.iter().map(|x| x.cur.to_string()).collect::<Vec<_>>().join(", ")
+                referrer.cur,
+                c.iter()
+                    .map(|x| x.cur.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
@@ -244,93 +336,141 @@ fn visit_refs(
     Ok(())
 }
 
+fn rewrite_one(
+    v: &mut Value,
+    referral: &Referral,
+    referrer: &Referrer,
+    path: &str,
+    cands: &[Candidate],
+    by_prev_name: &HashMap<&str, Vec<usize>>,
+) -> Result<(), KustomizeError> {
+    let named = |name: &str| -> Vec<&Candidate> {
+        by_prev_name
+            .get(name)
+            .map(|ix| {
+                ix.iter()
+                    .map(|i| &cands[*i])
+                    .filter(|c| referrer.could_reference(c))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match v {
+        Value::String(old) => {
+            let names_same = |c: &[&Candidate]| c.iter().all(|x| x.cur.name == c[0].cur.name);
+            if let Some(hit) =
+                select_referral(old, named(old), referral, referrer, path, &names_same)?
+            {
+                *old = hit.cur.name.clone();
+            }
+        }
+        Value::Object(m) => {
+            if referral.kind == "ServiceAccount"
+                && m.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k != "ServiceAccount")
+            {
+                return Ok(());
+            }
+            let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {
+                return Ok(());
+            };
+            let mut found = named(&old);
+            if let Some(ns) = m.get("namespace").and_then(Value::as_str) {
+                let by_original: Vec<&Candidate> = found
+                    .iter()
+                    .copied()
+                    .filter(|c| {
+                        c.prev
+                            .first()
+                            .map_or(c.effective_ns.as_str(), |p| p.effective_namespace())
+                            == ns
+                    })
+                    .collect();
+                found = if by_original.is_empty() {
+                    found.into_iter().filter(|c| c.effective_ns == ns).collect()
+                } else {
+                    by_original
+                };
+            }
+            let same = |c: &[&Candidate]| {
+                c.iter()
+                    .all(|x| x.cur.name == c[0].cur.name && x.cur.namespace == c[0].cur.namespace)
+            };
+            if let Some(hit) = select_referral(&old, found, referral, referrer, path, &same)? {
+                m.insert("name".into(), Value::String(hit.cur.name.clone()));
+                if !hit.cur.namespace.is_empty() {
+                    m.insert("namespace".into(), Value::String(hit.cur.namespace.clone()));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Rewrites every name reference in `all` to the current name of what it refers to.
 pub fn fix_name_references(all: &mut [Resource]) -> Result<(), KustomizeError> {
     let table = table();
     let cands: Vec<Candidate> = all
         .iter()
-        .map(|r| Candidate {
-            cur: r.cur_id(),
-            prev: r.prev_ids.clone(),
-            prefixes: r.prefixes.clone(),
-            suffixes: r.suffixes.clone(),
+        .map(|r| {
+            let cur = r.cur_id();
+            Candidate {
+                cluster_scoped: cur.gvk.is_cluster_scoped(),
+                effective_ns: cur.effective_namespace().to_string(),
+                cur,
+                prev: r.prev_ids.clone(),
+                prefixes: r.prefixes.clone(),
+                suffixes: r.suffixes.clone(),
+            }
         })
         .collect();
-    for i in 0..all.len() {
-        let subset_idx = subset_for(&all[i], all);
-        let org_gvk: Gvk = all[i].org_id().gvk;
-        for referral in &table {
-            for (group, kind, path) in &referral.referrers {
-                if !org_gvk.is_selected_by(group, "", kind) {
-                    continue;
-                }
-                let segs: Vec<&str> = path.split('/').collect();
-                let referrer = all[i].clone();
-                let mut obj = Value::Object(std::mem::take(&mut all[i].obj));
-                let subset: Vec<&Candidate> = subset_idx.iter().map(|j| &cands[*j]).collect();
-                let result = visit_refs(&mut obj, &segs, &mut |v| {
-                    match v {
-                        Value::String(old) => {
-                            let names_same = |c: &[&Candidate]| c.iter().all(|x| x.cur.name == c[0].cur.name);
-                            if let Some(hit) = select_referral(old, subset.clone(), referral, &referrer, path, &names_same)? {
-                                *old = hit.cur.name.clone();
-                            }
-                        }
-                        Value::Object(m) => {
-                            if referral.kind == "ServiceAccount"
-                                && m.get("kind").and_then(Value::as_str).is_some_and(|k| k != "ServiceAccount")
-                            {
-                                return Ok(());
-                            }
-                            let Some(old) = m.get("name").and_then(Value::as_str).map(String::from) else {
-                                return Ok(());
-                            };
-                            let by_ns: Vec<&Candidate> = match m.get("namespace").and_then(Value::as_str) {
-                                None => subset.clone(),
-                                Some(ns) => {
-                                    let orig: Vec<&Candidate> = cands
-                                        .iter()
-                                        .filter(|c| c.prev.first().unwrap_or(&c.cur).effective_namespace() == ns)
-                                        .collect();
-                                    if orig.is_empty() {
-                                        cands.iter().filter(|c| c.cur.effective_namespace() == ns).collect()
-                                    } else {
-                                        orig
-                                    }
-                                }
-                            };
-                            let same = |c: &[&Candidate]| {
-                                c.iter().all(|x| x.cur.name == c[0].cur.name && x.cur.namespace == c[0].cur.namespace)
-                            };
-                            if let Some(hit) = select_referral(&old, by_ns, referral, &referrer, path, &same)? {
-                                m.insert("name".into(), Value::String(hit.cur.name.clone()));
-                                if !hit.cur.namespace.is_empty() {
-                                    m.insert("namespace".into(), Value::String(hit.cur.namespace.clone()));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                    Ok(())
-                });
-                all[i].obj = match obj {
-                    Value::Object(m) => m,
-                    _ => Default::default(),
-                };
-                result?;
-            }
+    // Only renamed objects can need a rewrite; index them by every earlier name.
+    let mut by_prev_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, c) in cands.iter().enumerate() {
+        let mut names: Vec<&str> = c.prev.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for n in names {
+            by_prev_name.entry(n).or_default().push(i);
         }
     }
-    Ok(())
-}
-
-fn affixes_equal(c: &Candidate, r: &Resource, allow_empty: bool) -> bool {
-    fn same_ending(a: &[String], b: &[String]) -> bool {
-        let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-        long[long.len() - short.len()..] == *short
+    if by_prev_name.is_empty() {
+        return Ok(());
     }
-    let ok = |x: &[String], y: &[String]| {
-        (allow_empty && (x.is_empty() || y.is_empty())) || same_ending(x, y)
-    };
-    ok(&c.prefixes, &r.prefixes) && ok(&c.suffixes, &r.suffixes)
+    // Referrer kind -> (referral, path segments).
+    let mut by_kind: HashMap<&str, Vec<(&Referral, &str, Vec<&str>)>> = HashMap::new();
+    for referral in &table {
+        for (_group, kind, path) in &referral.referrers {
+            by_kind.entry(kind).or_default().push((
+                referral,
+                path.as_str(),
+                path.split('/').collect(),
+            ));
+        }
+    }
+    for r in all.iter_mut() {
+        let org_gvk: Gvk = r.org_id().gvk;
+        let Some(entries) = by_kind.get(org_gvk.kind.as_str()) else {
+            continue;
+        };
+        let referrer = Referrer::of(r);
+        let mut obj = Value::Object(std::mem::take(&mut r.obj));
+        let mut result = Ok(());
+        for (referral, path, segs) in entries {
+            result = visit_refs(&mut obj, segs, &mut |v| {
+                rewrite_one(v, referral, &referrer, path, &cands, &by_prev_name)
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        r.obj = match obj {
+            Value::Object(m) => m,
+            _ => Default::default(),
+        };
+        result?;
+    }
+    Ok(())
 }

@@ -131,7 +131,9 @@ pub fn apply_patch(
                 json_patch::patch(&mut obj, ops)
                     .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
                 let Value::Object(m) = obj else {
-                    return Err(src.err("the JSON patch replaced the whole object with a non-object"));
+                    return Err(
+                        src.err("the JSON patch replaced the whole object with a non-object")
+                    );
                 };
                 r.obj = m;
                 let after = r.name().to_string();
@@ -146,11 +148,13 @@ pub fn apply_patch(
         (Patch::Json(_), None) => Err(src.err("a JSON 6902 patch needs a 'target'")),
         (Patch::Strategic(docs), Some(sel)) => {
             if docs.len() > 1 {
-                return Err(src.err(
-                    "a patch with a 'target' must hold a single strategic merge document",
-                ));
+                return Err(
+                    src.err("a patch with a 'target' must hold a single strategic merge document")
+                );
             }
-            let Some(doc) = docs.first() else { return Ok(()) };
+            let Some(doc) = docs.first() else {
+                return Ok(());
+            };
             let mut kept = Vec::with_capacity(res.len());
             for mut r in res.drain(..) {
                 if sel.matches(&r) && !merge_into(&mut r, doc, opts, src)? {

@@ -66,10 +66,19 @@ pub fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
             | ("networking.k8s.io", "IngressClass")
             | ("policy", "PodSecurityPolicy")
             | ("certificates.k8s.io", "CertificateSigningRequest")
-            | ("admissionregistration.k8s.io", "MutatingWebhookConfiguration")
-            | ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration")
+            | (
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration"
+            )
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration"
+            )
             | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
-            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding")
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicyBinding"
+            )
             | ("flowcontrol.apiserver.k8s.io", "FlowSchema")
             | ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")
     )
@@ -97,6 +106,15 @@ impl ResId {
         } else {
             &self.namespace
         }
+    }
+
+    /// A hashable key that is equal exactly when [`ResId::same_as`] holds.
+    pub fn key(&self) -> (Gvk, String, String) {
+        (
+            self.gvk.clone(),
+            self.name.clone(),
+            self.effective_namespace().to_string(),
+        )
     }
 
     /// Same GVK, name and effective namespace.
@@ -201,7 +219,10 @@ impl Resource {
 
     /// The id the object had when it entered the build.
     pub fn org_id(&self) -> ResId {
-        self.prev_ids.first().cloned().unwrap_or_else(|| self.cur_id())
+        self.prev_ids
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.cur_id())
     }
 
     /// Records the current id before a rename or namespace change.
@@ -219,7 +240,8 @@ impl Resource {
         if !meta.is_object() {
             *meta = Value::Object(Map::new());
         }
-        meta.as_object_mut().expect("metadata was just made an object")
+        meta.as_object_mut()
+            .expect("metadata was just made an object")
     }
 
     /// Sets metadata.name.
@@ -269,7 +291,10 @@ const ORDER_FIRST: &[&str] = &[
     "CronJob",
     "PodDisruptionBudget",
 ];
-const ORDER_LAST: &[&str] = &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+const ORDER_LAST: &[&str] = &[
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
 
 fn kind_rank(kind: &str) -> i64 {
     if let Some(i) = ORDER_FIRST.iter().position(|k| *k == kind) {

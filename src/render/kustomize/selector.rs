@@ -1,7 +1,7 @@
 //! Patch targets: anchored regular expressions on GVK, name and namespace, plus
 //! Kubernetes label-selector syntax on labels and annotations.
 
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
 use super::kustomization::Selector;
@@ -31,7 +31,10 @@ enum Requirement {
 fn anchored(field: &str, s: &Option<String>) -> Result<Option<Regex>, String> {
     match s.as_deref() {
         None | Some("") => Ok(None),
-        Some(p) => Regex::new(&format!("^(?:{p})$"))
+        // Kubernetes names are ASCII; skipping Unicode tables keeps compilation cheap.
+        Some(p) => RegexBuilder::new(&format!("^(?:{p})$"))
+            .unicode(false)
+            .build()
             .map(Some)
             .map_err(|e| format!("target.{field} '{p}' is not a valid regular expression: {e}")),
     }
@@ -58,17 +61,26 @@ impl CompiledSelector {
         let cur = r.cur_id();
         let org = r.org_id();
         let m = |re: &Option<Regex>, a: &str, b: &str| {
-            re.as_ref().is_none_or(|re| re.is_match(a) || re.is_match(b))
+            re.as_ref()
+                .is_none_or(|re| re.is_match(a.as_bytes()) || re.is_match(b.as_bytes()))
         };
-        if !m(&self.namespace, org.effective_namespace(), cur.effective_namespace()) {
+        if !m(
+            &self.namespace,
+            org.effective_namespace(),
+            cur.effective_namespace(),
+        ) {
             return false;
         }
         if !m(&self.name, &org.name, &cur.name) {
             return false;
         }
         let gvk = r.gvk();
-        let one = |re: &Option<Regex>, a: &str| re.as_ref().is_none_or(|re| re.is_match(a));
-        if !(one(&self.group, &gvk.group) && one(&self.version, &gvk.version) && one(&self.kind, &gvk.kind)) {
+        let one =
+            |re: &Option<Regex>, a: &str| re.as_ref().is_none_or(|re| re.is_match(a.as_bytes()));
+        if !(one(&self.group, &gvk.group)
+            && one(&self.version, &gvk.version)
+            && one(&self.kind, &gvk.kind))
+        {
             return false;
         }
         requirements_hold(&self.labels, &r.meta_map("labels"))
@@ -115,7 +127,11 @@ fn parse_set(s: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
         .ok_or_else(|| format!("expected '(values)' in '{s}'"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn parse_requirements(s: &str) -> Result<Vec<Requirement>, String> {
@@ -140,7 +156,10 @@ fn parse_requirements(s: &str) -> Result<Vec<Requirement>, String> {
             out.push(Requirement::NotIn(k.trim().into(), parse_set(v)?));
         } else if let Some((k, v)) = p.split_once(" in ") {
             out.push(Requirement::In(k.trim().into(), parse_set(v)?));
-        } else if p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        } else if p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
             out.push(Requirement::Exists(p.to_string()));
         } else {
             return Err(format!("cannot parse requirement '{p}'"));
@@ -157,7 +176,10 @@ mod tests {
     fn parses_the_label_selector_forms() {
         let r = parse_requirements("a=b, c!=d,e in (x, y),f notin (z),g,!h").unwrap();
         assert_eq!(r.len(), 6);
-        assert_eq!(r[2], Requirement::In("e".into(), vec!["x".into(), "y".into()]));
+        assert_eq!(
+            r[2],
+            Requirement::In("e".into(), vec!["x".into(), "y".into()])
+        );
         assert_eq!(r[5], Requirement::NotExists("h".into()));
     }
 }

@@ -23,17 +23,18 @@ pub fn set_namespace(res: &mut [Resource], ns: &str) -> Result<(), KustomizeErro
         if !gvk.is_cluster_scoped() {
             r.set_namespace(ns);
         }
-        if gvk.kind == "Namespace" && r.obj.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+        if gvk.kind == "Namespace" && r.obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        {
             r.set_name(ns);
         }
-        if gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding" {
-            if let Some(Value::Array(subjects)) = r.obj.get_mut("subjects") {
-                for s in subjects.iter_mut() {
-                    if s.get("name").and_then(Value::as_str) == Some("default")
-                        && let Some(m) = s.as_object_mut()
-                    {
-                        m.insert("namespace".into(), Value::String(ns.into()));
-                    }
+        if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+            && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
+        {
+            for s in subjects.iter_mut() {
+                if s.get("name").and_then(Value::as_str) == Some("default")
+                    && let Some(m) = s.as_object_mut()
+                {
+                    m.insert("namespace".into(), Value::String(ns.into()));
                 }
             }
         }
@@ -67,11 +68,12 @@ fn into_map(v: Value) -> Map<String, Value> {
 
 /// Fails when two objects ended up with the same identity.
 pub fn check_unique(res: &[Resource], step: &str) -> Result<(), KustomizeError> {
-    for (i, a) in res.iter().enumerate() {
-        let ida = a.cur_id();
-        if res[i + 1..].iter().any(|b| b.cur_id().same_as(&ida)) {
+    let mut seen = std::collections::HashSet::with_capacity(res.len());
+    for r in res {
+        let id = r.cur_id();
+        if !seen.insert(id.key()) {
             return Err(KustomizeError::Conflict {
-                message: format!("{step} transformation produces two objects with the id {ida}"),
+                message: format!("{step} transformation produces two objects with the id {id}"),
             });
         }
     }
@@ -108,7 +110,11 @@ pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str) {
 }
 
 /// Writes string `pairs` into the maps at each matching field spec.
-pub fn add_map_entries(res: &mut [Resource], pairs: &BTreeMap<String, String>, specs: &[FieldSpec]) {
+pub fn add_map_entries(
+    res: &mut [Resource],
+    pairs: &BTreeMap<String, String>,
+    specs: &[FieldSpec],
+) {
     if pairs.is_empty() {
         return;
     }
@@ -152,7 +158,11 @@ pub fn split_image(image: &str) -> (String, String, String) {
     let colon = search.find(':');
     if let Some(a) = at.filter(|a| colon.is_none_or(|c| *a < c)) {
         let a = a + slash;
-        return (image[..a].to_string(), String::new(), image[a + 1..].to_string());
+        return (
+            image[..a].to_string(),
+            String::new(),
+            image[a + 1..].to_string(),
+        );
     }
     match (colon, at) {
         (Some(c), Some(a)) => {
@@ -165,23 +175,38 @@ pub fn split_image(image: &str) -> (String, String, String) {
         }
         (Some(c), None) => {
             let c = c + slash;
-            (image[..c].to_string(), image[c + 1..].to_string(), String::new())
+            (
+                image[..c].to_string(),
+                image[c + 1..].to_string(),
+                String::new(),
+            )
         }
         _ => (image.to_string(), String::new(), String::new()),
     }
 }
 
-fn image_matches(value: &str, name: &str) -> bool {
-    // kustomize builds this pattern without escaping the name; do the same so that
-    // matching agrees, and treat a name that is not a valid pattern as no match.
-    let pattern = format!(
+/// The pattern an image entry matches. kustomize builds it without escaping the name;
+/// do the same so that matching agrees, and treat a name that is not a valid pattern as
+/// matching nothing.
+fn image_pattern(name: &str) -> Option<regex::bytes::Regex> {
+    // Image references are ASCII; without Unicode tables the pattern compiles in
+    // microseconds, which matters for one-shot `rollwave build` calls.
+    regex::bytes::RegexBuilder::new(&format!(
         "^{name}(:[a-zA-Z0-9_.{{}}-]*)?(@[a-zA-Z0-9]+([.+_-][a-zA-Z0-9]+)*:[a-zA-Z0-9_.{{}}-]*)?$"
-    );
-    regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(value))
+    ))
+    .unicode(false)
+    .build()
+    .ok()
 }
 
-fn rewrite_image(value: &str, img: &ImageEntry) -> Option<String> {
-    if !image_matches(value, &img.name) {
+fn rewrite_image(value: &str, img: &ImageEntry, pattern: &regex::bytes::Regex) -> Option<String> {
+    if !value.starts_with(
+        img.name
+            .split(['.', '[', '(', '\\', '*', '+', '?', '{', '|', '^', '$'])
+            .next()
+            .unwrap_or(""),
+    ) || !pattern.is_match(value.as_bytes())
+    {
         return None;
     }
     let (mut name, mut tag, mut digest) = split_image(value);
@@ -213,17 +238,17 @@ fn rewrite_image(value: &str, img: &ImageEntry) -> Option<String> {
     Some(name)
 }
 
-fn walk_containers(v: &mut Value, img: &ImageEntry) {
+fn walk_containers(v: &mut Value, img: &ImageEntry, pattern: &regex::bytes::Regex) {
     match v {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
-                walk_containers(child, img);
+                walk_containers(child, img, pattern);
                 if (k == "containers" || k == "initContainers")
                     && let Value::Array(items) = child
                 {
                     for c in items {
                         if let Some(Value::String(s)) = c.get_mut("image")
-                            && let Some(new) = rewrite_image(s, img)
+                            && let Some(new) = rewrite_image(s, img, pattern)
                         {
                             *s = new;
                         }
@@ -231,7 +256,7 @@ fn walk_containers(v: &mut Value, img: &ImageEntry) {
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|c| walk_containers(c, img)),
+        Value::Array(a) => a.iter_mut().for_each(|c| walk_containers(c, img, pattern)),
         _ => {}
     }
 }
@@ -240,19 +265,22 @@ fn walk_containers(v: &mut Value, img: &ImageEntry) {
 /// (except CRDs) and to image volume references.
 pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
     for img in images {
+        let Some(pattern) = image_pattern(&img.name) else {
+            continue;
+        };
         for r in res.iter_mut() {
             if r.gvk().kind == "CustomResourceDefinition" {
                 continue;
             }
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
-            walk_containers(&mut obj, img);
+            walk_containers(&mut obj, img, &pattern);
             // kustomize then rewrites the same containers again through its field
             // specs; for a tagSuffix that appends twice, and matching its output
             // means doing the same.
             for path in fields::IMAGE_PATHS {
                 visit_path(&mut obj, path, false, &mut |v| {
                     if let Value::String(s) = v
-                        && let Some(new) = rewrite_image(s, img)
+                        && let Some(new) = rewrite_image(s, img, &pattern)
                     {
                         *s = new;
                     }
@@ -264,7 +292,11 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
 }
 
 /// Applies `replicas`: every entry must match a workload by (original or current) name.
-pub fn set_replicas(res: &mut [Resource], replicas: &[ReplicaEntry], dir: &str) -> Result<(), KustomizeError> {
+pub fn set_replicas(
+    res: &mut [Resource],
+    replicas: &[ReplicaEntry],
+    dir: &str,
+) -> Result<(), KustomizeError> {
     for rep in replicas {
         let mut found = false;
         for r in res.iter_mut() {
@@ -302,11 +334,17 @@ mod tests {
     #[test]
     fn split_image_handles_registries_with_ports_and_digests() {
         assert_eq!(split_image("nginx"), ("nginx".into(), "".into(), "".into()));
-        assert_eq!(split_image("nginx:1.2"), ("nginx".into(), "1.2".into(), "".into()));
+        assert_eq!(
+            split_image("nginx:1.2"),
+            ("nginx".into(), "1.2".into(), "".into())
+        );
         assert_eq!(
             split_image("reg:5000/app:v1@sha256:abc"),
             ("reg:5000/app".into(), "v1".into(), "sha256:abc".into())
         );
-        assert_eq!(split_image("app@sha256:abc"), ("app".into(), "".into(), "sha256:abc".into()));
+        assert_eq!(
+            split_image("app@sha256:abc"),
+            ("app".into(), "".into(), "sha256:abc".into())
+        );
     }
 }

@@ -1,0 +1,258 @@
+//! Render throughput against real kustomize, measured in the same run.
+//!
+//! `cargo bench --bench render` prints a table; the README's performance section
+//! quotes it. Three measurements:
+//! 1. `rollwave build` vs `kubectl kustomize` as whole processes on a small 3-level
+//!    overlay (median wall time of several runs, peak RSS from wait4);
+//! 2. both on a generated overlay of 4,000 objects (namespace, namePrefix,
+//!    commonLabels, images and a JSON patch on every Deployment), checking that the
+//!    outputs are identical;
+//! 3. in-process rendering of every app x cluster of a generated 1,000-cluster x
+//!    20-app fleet on all cores.
+//!
+//! Set `ROLLWAVE_BENCH_SKIP_KUSTOMIZE_LARGE=1` to skip kustomize on the large overlay
+//! (it takes minutes).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rollwave::fleet;
+use rollwave::render;
+use rollwave::tree::{FileTree, MemTree};
+
+struct Run {
+    wall: Duration,
+    max_rss_kib: i64,
+    stdout: Vec<u8>,
+}
+
+/// Runs a command to completion and reads its own peak RSS with wait4.
+fn run_measured(cmd: &mut Command) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = Vec::new();
+    if let Some(mut out) = child.stdout {
+        use std::io::Read;
+        out.read_to_end(&mut stdout).expect("read stdout");
+    }
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage are valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let wall = start.elapsed();
+    assert!(
+        std::process::ExitStatus::from_raw(status).success(),
+        "{cmd:?} failed"
+    );
+    Run {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+        stdout,
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn small_overlay(root: &Path) -> PathBuf {
+    write(
+        root,
+        "base/kustomization.yaml",
+        "resources: [app.yaml]\nconfigMapGenerator:\n- name: conf\n  literals: [A=1, B=2]\ncommonLabels: {app: web}\n",
+    );
+    write(
+        root,
+        "base/app.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n        envFrom: [{configMapRef: {name: conf}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n",
+    );
+    write(
+        root,
+        "mid/kustomization.yaml",
+        "resources: [../base]\nnamespace: shop\nnamePrefix: mid-\nimages: [{name: nginx, newTag: '1.27'}]\n",
+    );
+    write(
+        root,
+        "top/kustomization.yaml",
+        "resources: [../mid]\nnameSuffix: -prod\ncommonAnnotations: {owner: team}\npatches:\n- target: {kind: Deployment}\n  patch: |-\n    - op: add\n      path: /spec/replicas\n      value: 3\n",
+    );
+    root.join("top")
+}
+
+fn large_overlay(root: &Path) -> PathBuf {
+    let mut resources = String::from("resources:\n");
+    for i in 0..1000 {
+        let name = format!("svc{i:04}");
+        resources.push_str(&format!("- {name}.yaml\n"));
+        write(
+            root,
+            &format!("base/{name}.yaml"),
+            &format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      serviceAccountName: {name}\n      containers:\n      - name: app\n        image: example/app:1.0\n        envFrom: [{{configMapRef: {{name: {name}}}}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{port: 80}}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{LEVEL: info}}\n"
+            ),
+        );
+    }
+    write(root, "base/kustomization.yaml", &resources);
+    write(
+        root,
+        "overlay/kustomization.yaml",
+        "resources: [../base]\nnamespace: big\nnamePrefix: prod-\ncommonLabels: {env: prod}\nimages: [{name: example/app, newTag: '2.0'}]\npatches:\n- target: {kind: Deployment}\n  patch: |-\n    - op: add\n      path: /spec/replicas\n      value: 2\n",
+    );
+    root.join("overlay")
+}
+
+fn rollwave_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/release/deps/render-xxxx -> target/release/rollwave
+    let bin = exe.parent().unwrap().parent().unwrap().join("rollwave");
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release"
+    );
+    bin
+}
+
+fn bench_processes(name: &str, dir: &Path, runs: usize, with_kustomize: bool) {
+    let bin = rollwave_bin();
+    let mut ours = Vec::new();
+    let mut our_rss = 0;
+    let mut our_out = Vec::new();
+    for _ in 0..runs {
+        let r = run_measured(Command::new(&bin).arg("build").arg(dir));
+        ours.push(r.wall);
+        our_rss = our_rss.max(r.max_rss_kib);
+        our_out = r.stdout;
+    }
+    let ours_med = median(ours);
+    if !with_kustomize {
+        println!(
+            "{name:<28} rollwave {:>9.1} ms {:>7.1} MiB   kustomize skipped",
+            ours_med.as_secs_f64() * 1e3,
+            our_rss as f64 / 1024.0
+        );
+        return;
+    }
+    let kruns = if runs > 3 { runs } else { 1 };
+    let mut theirs = Vec::new();
+    let mut their_rss = 0;
+    let mut their_out = Vec::new();
+    for _ in 0..kruns {
+        let r = run_measured(Command::new("kubectl").arg("kustomize").arg(dir));
+        theirs.push(r.wall);
+        their_rss = their_rss.max(r.max_rss_kib);
+        their_out = r.stdout;
+    }
+    let theirs_med = median(theirs);
+    let same = rollwave::yaml::parse_documents("a", &String::from_utf8_lossy(&our_out)).unwrap()
+        == rollwave::yaml::parse_documents("b", &String::from_utf8_lossy(&their_out)).unwrap();
+    println!(
+        "{name:<28} rollwave {:>9.1} ms {:>7.1} MiB | kustomize {:>9.1} ms {:>7.1} MiB | {:>6.1}x faster | output identical: {same}",
+        ours_med.as_secs_f64() * 1e3,
+        our_rss as f64 / 1024.0,
+        theirs_med.as_secs_f64() * 1e3,
+        their_rss as f64 / 1024.0,
+        theirs_med.as_secs_f64() / ours_med.as_secs_f64(),
+    );
+}
+
+fn generated_fleet(clusters: usize, apps: usize) -> MemTree {
+    let mut t = MemTree::new();
+    t.insert("fleet.yaml", "stages: [test, pre, prod]\nrollout: {batches: [1, 2, 7]}\nvalues: {registry: reg.example.com}\n");
+    let regions = ["bj", "sh", "gz", "sz"];
+    for i in 0..clusters {
+        let stage = if i < clusters / 50 {
+            "test"
+        } else if i < clusters / 10 {
+            "pre"
+        } else {
+            "prod"
+        };
+        t.insert(
+            &format!("clusters/c{i:04}.yaml"),
+            format!(
+                "name: c{i:04}\nstage: {stage}\nlabels: {{region: {}}}\nvalues: {{replicas: {}}}\n",
+                regions[i % 4],
+                1 + i % 3
+            ),
+        );
+    }
+    for a in 0..apps {
+        let app = format!("app{a:02}");
+        t.insert(&format!("apps/{app}/app.yaml"), format!("namespace: {app}\ntargets: {{stages: [test, pre, prod]}}\noverlays:\n- {{stage: prod, path: overlays/prod}}\n- {{selector: {{region: bj}}, path: overlays/bj}}\nvalues: {{tag: v{a}}}\n"));
+        t.insert(&format!("apps/{app}/base/kustomization.yaml"), "resources: [deploy.yaml, svc.yaml]\nconfigMapGenerator:\n- name: conf\n  literals: [A=1]\n");
+        t.insert(
+            &format!("apps/{app}/base/deploy.yaml.hbs"),
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}}}\nspec:\n  replicas: {{{{values.replicas}}}}\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers:\n      - name: app\n        image: \"{{{{values.registry}}}}/{app}:{{{{values.tag}}}}\"\n        env: [{{name: CLUSTER, value: \"{{{{cluster.name}}}}\"}}]\n        envFrom: [{{configMapRef: {{name: conf}}}}]\n"),
+        );
+        t.insert(&format!("apps/{app}/base/svc.yaml"), format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{port: 80}}]\n"));
+        t.insert(&format!("apps/{app}/overlays/prod/kustomization.yaml"), "resources: [../../base]\ncommonLabels: {env: prod}\npatches:\n- target: {kind: Deployment}\n  patch: |-\n    - op: add\n      path: /spec/template/spec/containers/0/resources\n      value: {requests: {cpu: 100m}}\n");
+        t.insert(
+            &format!("apps/{app}/overlays/bj/kustomization.yaml"),
+            "resources: [../prod]\ncommonAnnotations: {region: bj}\n",
+        );
+    }
+    t
+}
+
+fn bench_fleet(clusters: usize, apps: usize) {
+    let tree = generated_fleet(clusters, apps);
+    let fleet = fleet::load(&tree as &dyn FileTree).unwrap();
+    let pairs: Vec<(usize, usize)> = (0..fleet.apps.len())
+        .flat_map(|a| (0..fleet.clusters.len()).map(move |c| (a, c)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let start = Instant::now();
+    let objects: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(pairs.len().div_ceil(threads))
+            .map(|chunk| {
+                let (tree, fleet) = (&tree, &fleet);
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(a, c)| {
+                            render::render(tree, fleet, &fleet.apps[*a], &fleet.clusters[*c])
+                                .unwrap()
+                                .objects
+                                .len()
+                        })
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let wall = start.elapsed();
+    println!(
+        "fleet {clusters} clusters x {apps} apps: {} renderings, {objects} objects in {:.2} s on {threads} threads ({:.0} renderings/s)",
+        pairs.len(),
+        wall.as_secs_f64(),
+        pairs.len() as f64 / wall.as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let tmp = tempfile::tempdir().unwrap();
+    let small = small_overlay(&tmp.path().join("small"));
+    bench_processes("3-level overlay (3 objects)", &small, 31, true);
+    let large = large_overlay(&tmp.path().join("large"));
+    let skip = std::env::var_os("ROLLWAVE_BENCH_SKIP_KUSTOMIZE_LARGE").is_some();
+    bench_processes("overlay of 4,000 objects", &large, 3, !skip);
+    bench_fleet(1000, 20);
+}

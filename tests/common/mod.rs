@@ -1,0 +1,115 @@
+//! Helpers shared by integration tests: scratch fleet repositories on disk.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rollwave::fleet::{self, Fleet};
+use rollwave::render::{self, Rendered};
+use rollwave::tree::DirTree;
+
+/// A fleet repository in a temporary directory, removed on drop.
+pub struct ScratchRepo {
+    dir: tempfile::TempDir,
+}
+
+/// A minimal valid fleet: stages test/prod, two clusters and one app `web` with a
+/// Deployment; tests overwrite files to break it.
+pub const MINIMAL: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 2, 7]\n  bake: 5m\n",
+    ),
+    (
+        "clusters/test-1.yaml",
+        "name: test-1\nstage: test\nlabels: {region: sh}\nvalues: {replicas: 1}\n",
+    ),
+    (
+        "clusters/prod-1.yaml",
+        "name: prod-1\nstage: prod\nlabels: {region: bj}\nvalues: {replicas: 3}\n",
+    ),
+    (
+        "apps/web/app.yaml",
+        "namespace: web\ntargets:\n  stages: [test, prod]\nvalues: {image: nginx}\n",
+    ),
+    (
+        "apps/web/base/kustomization.yaml",
+        "resources:\n- deployment.yaml\n",
+    ),
+    (
+        "apps/web/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n",
+    ),
+];
+
+impl ScratchRepo {
+    /// A repository holding `files`.
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = ScratchRepo { dir };
+        for (path, content) in files {
+            repo.write(path, content);
+        }
+        repo
+    }
+
+    /// The minimal fleet with `overrides` written over it.
+    pub fn minimal_with(overrides: &[(&str, &str)]) -> Self {
+        let repo = Self::new(MINIMAL);
+        for (path, content) in overrides {
+            repo.write(path, content);
+        }
+        repo
+    }
+
+    /// Writes one file, creating directories.
+    pub fn write(&self, path: &str, content: impl AsRef<[u8]>) {
+        let full = self.dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("has parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write");
+    }
+
+    /// Removes one file.
+    pub fn remove(&self, path: &str) {
+        std::fs::remove_file(self.dir.path().join(path)).expect("remove");
+    }
+
+    /// The repository's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory as an owned path.
+    pub fn path_buf(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Loads the fleet model.
+    pub fn load(&self) -> Result<Fleet, String> {
+        let tree = DirTree::open(self.path()).map_err(|e| e.to_string())?;
+        fleet::load(&tree).map_err(|e| e.to_string())
+    }
+
+    /// Loads the fleet and renders `app` for `cluster`.
+    pub fn render(&self, app: &str, cluster: &str) -> Result<Rendered, String> {
+        let tree = DirTree::open(self.path()).map_err(|e| e.to_string())?;
+        let fleet = fleet::load(&tree).map_err(|e| e.to_string())?;
+        let a = fleet.app(app).ok_or("no such app")?;
+        let c = fleet.cluster(cluster).ok_or("no such cluster")?;
+        render::render(&tree, &fleet, a, c).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the built `rollwave` binary with `args`, returning (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run rollwave");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
