@@ -184,6 +184,9 @@ fn table() -> Vec<Referral> {
     out
 }
 
+/// A referral kind, a referrer path and its segments.
+type ReferrerPath<'a> = (&'a Referral, &'a str, Vec<&'a str>);
+
 /// What the rewrite needs to know about a candidate referral.
 struct Candidate {
     cur: ResId,
@@ -241,10 +244,7 @@ impl Referrer {
         self.cluster_scoped
             || c.cluster_scoped
             || c.effective_ns == self.effective_ns
-            || self
-                .binding_namespaces
-                .iter()
-                .any(|n| *n == c.cur.namespace)
+            || self.binding_namespaces.contains(&c.cur.namespace)
     }
 }
 
@@ -440,7 +440,7 @@ pub fn fix_name_references(all: &mut [Resource]) -> Result<(), KustomizeError> {
         return Ok(());
     }
     // Referrer kind -> (referral, path segments).
-    let mut by_kind: HashMap<&str, Vec<(&Referral, &str, Vec<&str>)>> = HashMap::new();
+    let mut by_kind: HashMap<&str, Vec<ReferrerPath<'_>>> = HashMap::new();
     for referral in &table {
         for (_group, kind, path) in &referral.referrers {
             by_kind.entry(kind).or_default().push((
