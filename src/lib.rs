@@ -8,6 +8,8 @@ pub mod cli;
 pub mod fleet;
 pub mod render;
 pub mod schema;
+pub mod source;
+pub mod status;
 pub mod tree;
 pub mod vocab;
 pub mod yaml;

@@ -5,6 +5,7 @@
 
 mod build;
 mod render;
+pub mod repo;
 mod validate;
 
 use std::path::PathBuf;
@@ -44,9 +45,15 @@ pub enum Command {
     },
     /// Print what the agent would apply to one cluster.
     Render {
-        /// The fleet repository (a directory).
+        /// The fleet repository: a directory or a Git URL.
         #[arg(long)]
-        repo: PathBuf,
+        repo: String,
+        /// Any commit-ish to render instead of the working directory / branch head.
+        #[arg(long)]
+        rev: Option<String>,
+        /// Branch to fetch when --repo is a URL.
+        #[arg(long, default_value = "main")]
+        branch: String,
         /// The cluster, as named in clusters/.
         #[arg(long)]
         cluster: String,
@@ -59,9 +66,15 @@ pub enum Command {
     },
     /// Render every app for every cluster and report every error (for CI).
     Validate {
-        /// The fleet repository (a directory).
+        /// The fleet repository: a directory or a Git URL.
         #[arg(long)]
-        repo: PathBuf,
+        repo: String,
+        /// Any commit-ish to validate instead of the working directory / branch head.
+        #[arg(long)]
+        rev: Option<String>,
+        /// Branch to fetch when --repo is a URL.
+        #[arg(long, default_value = "main")]
+        branch: String,
     },
 }
 
@@ -71,11 +84,20 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Build { dir, root } => build::run(&dir, root.as_deref()),
         Command::Render {
             repo,
+            rev,
+            branch,
             cluster,
             app,
             output,
-        } => render::run(&repo, &cluster, app.as_deref(), output),
-        Command::Validate { repo } => validate::run(&repo),
+        } => render::run(
+            &repo,
+            rev.as_deref(),
+            &branch,
+            &cluster,
+            app.as_deref(),
+            output,
+        ),
+        Command::Validate { repo, rev, branch } => validate::run(&repo, rev.as_deref(), &branch),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,6 @@
-//! `rollwave render --repo PATH --cluster NAME [--app A] [-o yaml|json]`.
+//! `rollwave render --repo PATH|URL [--rev REV] --cluster NAME [--app A] [-o yaml|json]`.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -10,18 +9,19 @@ use serde_json::{Map, Value, json};
 use super::Format;
 use crate::fleet::{self, targets_cluster};
 use crate::render::render;
-use crate::tree::DirTree;
 
 /// Renders every app targeting `cluster` (or just `app`).
 pub fn run(
-    repo: &Path,
+    repo: &str,
+    rev: Option<&str>,
+    branch: &str,
     cluster: &str,
     app: Option<&str>,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let tree = DirTree::open(repo)
-        .with_context(|| format!("{}: cannot open repository", repo.display()))?;
-    let fleet = fleet::load(&tree)?;
+    let opened = super::repo::open(repo, rev, branch)?;
+    let tree = opened.tree.as_ref();
+    let fleet = fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {
         let names: Vec<&str> = fleet.clusters.iter().map(|c| c.name.as_str()).collect();
         bail!(
@@ -45,18 +45,24 @@ pub fn run(
         if !targets_cluster(a, c) {
             continue;
         }
-        let r = render(&tree, &fleet, a, c)
+        let r = render(tree, &fleet, a, c)
             .with_context(|| format!("app '{}' for cluster '{cluster}'", a.name))?;
         apps_json.insert(
             a.name.clone(),
-            json!({"root": r.root, "hash": r.content_hash, "suspended": a.suspend, "objects": r.objects}),
+            json!({
+                "release": opened.commit,
+                "root": r.root,
+                "hash": r.content_hash,
+                "suspended": a.suspend,
+                "objects": r.objects,
+            }),
         );
         docs.extend(r.objects);
     }
     let text = match output {
         Format::Yaml => crate::yaml::to_yaml_stream(&docs),
         Format::Json => {
-            let v = json!({"cluster": cluster, "apps": Value::Object(apps_json)});
+            let v = json!({"cluster": cluster, "commit": opened.commit, "apps": Value::Object(apps_json)});
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
     };

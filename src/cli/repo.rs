@@ -1,0 +1,66 @@
+//! `--repo` and `--rev` for the commands that read a fleet: a path (the working
+//! directory as it is, or any commit of it with `--rev`) or a URL (mirrored into the
+//! cache and read at `--rev`, default the tracked branch).
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::source::{self, Auth, GitTree, Mirror};
+use crate::tree::{DirTree, FileTree};
+
+/// An opened fleet repository.
+pub struct OpenedRepo {
+    /// Its files at the chosen revision.
+    pub tree: Box<dyn FileTree>,
+    /// The full commit sha, when read from Git.
+    pub commit: Option<String>,
+}
+
+/// Opens `repo` at `rev`. URLs are fetched (branch `branch`) into the mirror cache with
+/// credentials from the environment (see [`Auth::from_env`]).
+pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<OpenedRepo> {
+    if source::is_remote_url(repo) {
+        let mirror = Mirror::open(&source::default_cache_dir(), repo, branch, Auth::from_env())?;
+        let fetched = mirror.fetch()?;
+        let commit = match rev {
+            Some(r) => mirror.resolve(r)?,
+            None => fetched.head,
+        };
+        let tree = mirror.tree_at(commit)?;
+        return Ok(OpenedRepo {
+            tree: Box::new(tree),
+            commit: Some(commit.to_string()),
+        });
+    }
+    let path = Path::new(repo);
+    match rev {
+        None => {
+            let tree =
+                DirTree::open(path).with_context(|| format!("{repo}: cannot open repository"))?;
+            Ok(OpenedRepo {
+                tree: Box::new(tree),
+                commit: None,
+            })
+        }
+        Some(r) => {
+            let git = git2::Repository::open(path).with_context(|| {
+                format!("{repo}: --rev needs the top of a Git work tree or a bare repository")
+            })?;
+            if let Some(workdir) = git.workdir()
+                && workdir.canonicalize().ok() != path.canonicalize().ok()
+            {
+                bail!(
+                    "{repo}: --rev needs the top of the Git work tree ({})",
+                    workdir.display()
+                );
+            }
+            let oid = source::resolve_commit(&git, r)?;
+            let tree = GitTree::open(git.path(), oid)?;
+            Ok(OpenedRepo {
+                tree: Box::new(tree),
+                commit: Some(oid.to_string()),
+            })
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! What wakes the fetch loop: polling with jitter, a push webhook (GitHub
+//! `X-Hub-Signature-256` or GitLab `X-Gitlab-Token`, verified; body size limited), and
+//! a file watch on a local repository. Each trigger only wakes the loop; the loop
+//! decides what to do.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, KeyInit, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use tokio::sync::Notify;
+
+/// Largest webhook body accepted (push events are a few KiB to a few hundred KiB).
+pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+
+/// A handle that wakes the fetch loop.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// A new, unsignalled handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes the loop (coalesced: many wakes before the loop runs count once).
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits until woken.
+    pub async fn woken(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// `interval` plus or minus up to `fraction` of it, so a fleet of agents does not poll
+/// in lockstep.
+pub fn jittered(interval: Duration, fraction: f64) -> Duration {
+    let f = fraction.clamp(0.0, 1.0);
+    let r: f64 = rand::rng().random_range(-f..=f);
+    interval.mul_f64((1.0 + r).max(0.0))
+}
+
+/// Wakes `wake` every `interval` (jittered by 10%) forever.
+pub async fn poll(interval: Duration, wake: Wake) {
+    loop {
+        tokio::time::sleep(jittered(interval, 0.1)).await;
+        wake.wake();
+    }
+}
+
+/// Secrets the webhook checks. At least one must be set for the route to exist.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets {
+    /// GitHub webhook secret (HMAC-SHA256 of the body).
+    pub github: Option<String>,
+    /// GitLab secret token (compared in constant time).
+    pub gitlab: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecrets")
+            .field("github", &self.github.as_ref().map(|_| "<redacted>"))
+            .field("gitlab", &self.gitlab.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Whether a request carries a valid GitHub signature or GitLab token.
+pub fn verify_webhook(secrets: &WebhookSecrets, headers: &HeaderMap, body: &[u8]) -> bool {
+    if let (Some(secret), Some(sig)) = (&secrets.github, headers.get("x-hub-signature-256")) {
+        let Some(expected) = sig
+            .to_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("sha256="))
+            .and_then(hex_decode)
+        else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(body);
+        return mac.verify_slice(&expected).is_ok();
+    }
+    if let (Some(token), Some(given)) = (&secrets.gitlab, headers.get("x-gitlab-token")) {
+        return constant_time_eq(token.as_bytes(), given.as_bytes());
+    }
+    false
+}
+
+#[derive(Clone)]
+struct HookState {
+    secrets: Arc<WebhookSecrets>,
+    wake: Wake,
+}
+
+async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if verify_webhook(&state.secrets, &headers, &body) {
+        state.wake.wake();
+        StatusCode::ACCEPTED
+    } else {
+        tracing::warn!("webhook request with a missing or invalid signature refused");
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+/// The `POST /hooks/git` route: 202 and a wake for a verified request, 401 for a bad
+/// or missing signature, 413 for a body over [`MAX_WEBHOOK_BODY`].
+pub fn webhook_router(secrets: WebhookSecrets, wake: Wake) -> Router {
+    Router::new()
+        .route("/hooks/git", post(hook))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        .with_state(HookState {
+            secrets: Arc::new(secrets),
+            wake,
+        })
+}
+
+/// Watches a local repository (its refs and packed-refs) and wakes the loop on change.
+/// Keep the returned watcher alive as long as the watch should last.
+pub fn watch_repository(path: &Path, wake: Wake) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let git_dir = if path.join(".git").is_dir() {
+        path.join(".git")
+    } else {
+        path.to_path_buf()
+    };
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            wake.wake();
+        }
+    })?;
+    watcher.watch(&git_dir.join("refs"), notify::RecursiveMode::Recursive)?;
+    if git_dir.join("packed-refs").exists() {
+        watcher.watch(
+            &git_dir.join("packed-refs"),
+            notify::RecursiveMode::NonRecursive,
+        )?;
+    }
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(60), 0.1);
+            assert!(
+                d >= Duration::from_secs(54) && d <= Duration::from_secs(66),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn github_signatures_are_checked() {
+        let secrets = WebhookSecrets {
+            github: Some("s3cret".into()),
+            gitlab: None,
+        };
+        let body = b"{\"ref\":\"refs/heads/main\"}";
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-hub-signature-256",
+            format!("sha256={hex}").parse().unwrap(),
+        );
+        assert!(verify_webhook(&secrets, &h, body));
+        assert!(!verify_webhook(&secrets, &h, b"tampered"));
+        h.insert("x-hub-signature-256", "sha256=00".parse().unwrap());
+        assert!(!verify_webhook(&secrets, &h, body));
+    }
+
+    #[test]
+    fn gitlab_tokens_are_checked() {
+        let secrets = WebhookSecrets {
+            github: None,
+            gitlab: Some("tok".into()),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-gitlab-token", "tok".parse().unwrap());
+        assert!(verify_webhook(&secrets, &h, b""));
+        h.insert("x-gitlab-token", "nope".parse().unwrap());
+        assert!(!verify_webhook(&secrets, &h, b""));
+    }
+}

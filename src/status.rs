@@ -1,0 +1,184 @@
+//! The status an agent publishes for its cluster (DESIGN §5): what each app runs, its
+//! phase and history, known-good and poisoned renderings. Agents coordinate only
+//! through these documents, stored as `status.json` in commits under
+//! `refs/rollwave/status/<cluster>`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default heartbeat interval in seconds when a status does not say.
+pub const DEFAULT_INTERVAL_SECS: u64 = 60;
+
+/// Most history entries kept per app.
+pub const MAX_HISTORY: usize = 20;
+
+/// The phase of an app on a cluster, in order from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Applied and healthy.
+    Healthy,
+    /// Left alone on purpose (suspended).
+    Suspended,
+    /// Being applied or waiting for workloads to become ready.
+    Progressing,
+    /// Re-applied the last known-good rendering after a failure.
+    RolledBack,
+    /// Failed its health rules or its progress deadline.
+    Degraded,
+    /// Could not be rendered or applied.
+    Error,
+}
+
+/// One earlier (release, phase) interval of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The commit.
+    pub release: String,
+    /// The content hash of its rendering.
+    pub hash: String,
+    /// The phase during the interval.
+    pub phase: Phase,
+    /// Start (RFC 3339).
+    pub since: String,
+    /// End (RFC 3339).
+    pub until: String,
+}
+
+/// The state of one app on one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// The commit applied.
+    pub release: String,
+    /// Its content hash.
+    pub hash: String,
+    /// The current phase.
+    pub phase: Phase,
+    /// When the phase began (RFC 3339).
+    pub since: String,
+    /// Why, for Error/Degraded/RolledBack/Suspended.
+    #[serde(default)]
+    pub message: String,
+    /// Content hashes this cluster has run Healthy.
+    #[serde(default)]
+    pub known_good: Vec<String>,
+    /// Content hashes reported Degraded.
+    #[serde(default)]
+    pub poisoned: Vec<String>,
+    /// Earlier intervals, newest first, at most [`MAX_HISTORY`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The whole status document of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The cluster.
+    pub cluster: String,
+    /// Agent version.
+    pub agent: String,
+    /// Last heartbeat (RFC 3339).
+    pub heartbeat: String,
+    /// Heartbeat interval in seconds.
+    #[serde(default = "default_interval")]
+    pub interval: u64,
+    /// Per app.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppStatus>,
+}
+
+fn default_interval() -> u64 {
+    DEFAULT_INTERVAL_SECS
+}
+
+/// Why a peer's status could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status of cluster '{cluster}': {message}")]
+pub struct StatusError {
+    /// The cluster whose ref it is.
+    pub cluster: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ClusterStatus {
+    /// Parses `status.json` found under `refs/rollwave/status/<cluster>`, checking that
+    /// it describes that cluster and that its timestamps parse.
+    pub fn parse(cluster: &str, bytes: &[u8]) -> Result<Self, StatusError> {
+        let err = |message: String| StatusError {
+            cluster: cluster.to_string(),
+            message,
+        };
+        if bytes.len() > 4 * 1024 * 1024 {
+            return Err(err("status.json is larger than 4 MiB".into()));
+        }
+        let s: ClusterStatus =
+            serde_json::from_slice(bytes).map_err(|e| err(format!("status.json: {e}")))?;
+        if s.cluster != cluster {
+            return Err(err(format!(
+                "status.json names cluster '{}', not the cluster of its ref",
+                s.cluster
+            )));
+        }
+        humantime::parse_rfc3339(&s.heartbeat)
+            .map_err(|e| err(format!("heartbeat '{}': {e}", s.heartbeat)))?;
+        for (app, a) in &s.apps {
+            humantime::parse_rfc3339(&a.since)
+                .map_err(|e| err(format!("apps.{app}.since '{}': {e}", a.since)))?;
+        }
+        Ok(s)
+    }
+
+    /// Serialises to pretty JSON for `status.json`.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example_and_defaults_the_interval() {
+        let json = br#"{"cluster": "prod-bj-1", "agent": "0.1.0", "heartbeat": "2026-11-23T10:00:00Z",
+          "apps": {"web": {"release": "abc", "hash": "h1", "phase": "Healthy", "since": "2026-11-23T09:51:00Z",
+                  "message": "", "knownGood": ["h1"], "poisoned": [],
+                  "history": [{"release": "old", "hash": "h0", "phase": "Healthy",
+                               "since": "2026-11-23T09:20:00Z", "until": "2026-11-23T09:50:00Z"}]}}}"#;
+        let s = ClusterStatus::parse("prod-bj-1", json).unwrap();
+        assert_eq!(s.interval, 60);
+        assert_eq!(s.apps["web"].phase, Phase::Healthy);
+        assert_eq!(s.apps["web"].history.len(), 1);
+        let back = ClusterStatus::parse("prod-bj-1", &s.to_json()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_status_for_another_cluster_or_with_bad_times_is_refused() {
+        let json = br#"{"cluster": "x", "agent": "0.1.0", "heartbeat": "2026-11-23T10:00:00Z"}"#;
+        assert!(
+            ClusterStatus::parse("y", json)
+                .unwrap_err()
+                .message
+                .contains("names cluster 'x'")
+        );
+        let json = br#"{"cluster": "x", "agent": "0.1.0", "heartbeat": "yesterday"}"#;
+        assert!(
+            ClusterStatus::parse("x", json)
+                .unwrap_err()
+                .message
+                .contains("heartbeat")
+        );
+    }
+
+    #[test]
+    fn phases_order_from_best_to_worst() {
+        assert!(Phase::Healthy < Phase::Progressing);
+        assert!(Phase::Progressing < Phase::Degraded);
+        assert!(Phase::Degraded < Phase::Error);
+    }
+}
