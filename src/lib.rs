@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fleet;
+pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod source;

@@ -4,8 +4,12 @@
 //! wrong, with the reason on stderr; 2 the command line itself is wrong.
 
 mod build;
+mod diff;
+pub mod history;
+mod plan;
 mod render;
 pub mod repo;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -64,6 +68,54 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
         output: Format,
     },
+    /// Per app: waves, the release each cluster should run now, and pending gates.
+    Plan {
+        /// The fleet repository: a Git work tree, bare repository or URL.
+        #[arg(long)]
+        repo: String,
+        /// Plan as of this commit instead of the branch head.
+        #[arg(long)]
+        rev: Option<String>,
+        /// Branch to fetch when --repo is a URL.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Plan as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Output format (json is a stable interface for scripts).
+        #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
+        output: Format,
+    },
+    /// Rendered differences between two revisions, per app and cluster, with a summary.
+    Diff {
+        /// The fleet repository: a Git work tree, bare repository or URL.
+        #[arg(long)]
+        repo: String,
+        /// The base revision.
+        #[arg(long)]
+        from: String,
+        /// The new revision.
+        #[arg(long)]
+        to: String,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Branch to fetch when --repo is a URL.
+        #[arg(long, default_value = "main")]
+        branch: String,
+    },
+    /// The fleet table (app x wave x cluster) from the status refs.
+    Status {
+        /// The fleet repository: a Git work tree, bare repository or URL.
+        #[arg(long)]
+        repo: String,
+        /// Branch to fetch when --repo is a URL.
+        #[arg(long, default_value = "main")]
+        branch: String,
+    },
     /// Render every app for every cluster and report every error (for CI).
     Validate {
         /// The fleet repository: a directory or a Git URL.
@@ -98,6 +150,29 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
         ),
         Command::Validate { repo, rev, branch } => validate::run(&repo, rev.as_deref(), &branch),
+        Command::Plan {
+            repo,
+            rev,
+            branch,
+            at,
+            output,
+        } => plan::run(&repo, rev.as_deref(), &branch, at.as_deref(), output),
+        Command::Diff {
+            repo,
+            from,
+            to,
+            cluster,
+            app,
+            branch,
+        } => diff::run(
+            &repo,
+            &from,
+            &to,
+            cluster.as_deref(),
+            app.as_deref(),
+            &branch,
+        ),
+        Command::Status { repo, branch } => status::run(&repo, &branch),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,9 @@
-//! Helpers shared by integration tests: scratch fleet repositories on disk.
+//! Helpers shared by integration tests: scratch fleet repositories on disk and real
+//! Git servers.
 
 #![allow(dead_code)]
+
+pub mod git;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,172 @@
+//! Shared wiring for the commands that read Git history and statuses (`plan`,
+//! `status`, `diff`): open a path or URL as a Git repository, load the fleet at a
+//! commit, find each app's releases and render them, read approvals.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use git2::{Oid, Repository};
+
+use crate::fleet::{self, Fleet, targets_cluster};
+use crate::plan::{Approval, Release, waves_for};
+use crate::render::render;
+use crate::source::history::{Inputs, first_parent_history, releases};
+use crate::source::statusref::read_statuses;
+use crate::source::{self, Auth, GitTree, Mirror};
+use crate::status::ClusterStatus;
+use crate::tree::{FileTree, RepoPath};
+
+/// How many first-parent commits are examined for releases.
+pub const HISTORY_LIMIT: usize = 500;
+/// How many releases per app are planned.
+pub const RELEASE_LIMIT: usize = 20;
+
+/// A fleet repository opened through Git.
+pub struct GitRepo {
+    /// The repository directory (work tree's .git, bare repo, or mirror).
+    pub git_dir: PathBuf,
+    /// The resolved head commit.
+    pub head: Oid,
+    _mirror: Option<Mirror>,
+}
+
+impl GitRepo {
+    /// Opens `repo` (path or URL; URLs are fetched with status refs) at `rev` or the
+    /// branch head.
+    pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<GitRepo> {
+        if source::is_remote_url(repo) {
+            let mirror =
+                Mirror::open(&source::default_cache_dir(), repo, branch, Auth::from_env())?;
+            let fetched = mirror.fetch()?;
+            let head = match rev {
+                Some(r) => mirror.resolve(r)?,
+                None => fetched.head,
+            };
+            return Ok(GitRepo {
+                git_dir: mirror.path().to_path_buf(),
+                head,
+                _mirror: Some(mirror),
+            });
+        }
+        let git =
+            Repository::open(repo).with_context(|| format!("{repo}: not a Git repository"))?;
+        let head = source::resolve_commit(&git, rev.unwrap_or("HEAD"))?;
+        Ok(GitRepo {
+            git_dir: git.path().to_path_buf(),
+            head,
+            _mirror: None,
+        })
+    }
+
+    /// The repository handle.
+    pub fn repository(&self) -> anyhow::Result<Repository> {
+        Ok(Repository::open(&self.git_dir)?)
+    }
+
+    /// The files of `commit`.
+    pub fn tree(&self, commit: Oid) -> anyhow::Result<GitTree> {
+        Ok(GitTree::open(&self.git_dir, commit)?)
+    }
+
+    /// The fleet at `commit`.
+    pub fn fleet(&self, commit: Oid) -> anyhow::Result<(GitTree, Fleet)> {
+        let tree = self.tree(commit)?;
+        let fleet = fleet::load(&tree).with_context(|| format!("fleet at {commit}"))?;
+        Ok((tree, fleet))
+    }
+
+    /// Every peer status found in the repository's status refs.
+    pub fn statuses(&self) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
+        let (statuses, errors) = read_statuses(&self.repository()?);
+        for e in errors {
+            eprintln!("warning: {e}");
+        }
+        Ok(statuses)
+    }
+}
+
+/// What the planner needs for one app, gathered from Git.
+pub struct AppHistory {
+    /// Waves at the head.
+    pub waves: Vec<Vec<String>>,
+    /// Releases, newest first, each rendered for every targeted cluster.
+    pub releases: Vec<Release>,
+    /// Approvals at the head.
+    pub approvals: Vec<Approval>,
+}
+
+/// Commit order of the first-parent history of `head` (larger: newer).
+pub fn history_order(
+    repo: &Repository,
+    head: Oid,
+) -> anyhow::Result<(Vec<Oid>, HashMap<String, usize>)> {
+    let history = first_parent_history(repo, head, HISTORY_LIMIT)?;
+    let n = history.len();
+    let order = history
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.to_string(), n - i))
+        .collect();
+    Ok((history, order))
+}
+
+fn approvals_at(tree: &dyn FileTree, app: &str) -> anyhow::Result<Vec<Approval>> {
+    let path = RepoPath::new(&format!("approvals/{app}.yaml"))?;
+    match tree.read_text(&path) {
+        Ok(text) => Ok(crate::yaml::parse_typed::<Vec<Approval>>(
+            path.as_str(),
+            &text,
+        )?),
+        Err(crate::tree::TreeError::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gathers waves, rendered releases and approvals of `app`.
+pub fn app_history(
+    g: &GitRepo,
+    repo: &Repository,
+    history: &[Oid],
+    app: &str,
+) -> anyhow::Result<AppHistory> {
+    let (tree, fleet) = g.fleet(g.head)?;
+    let Some(a) = fleet.app(app) else {
+        bail!("app '{app}' is not in apps/")
+    };
+    let waves = waves_for(&fleet, a);
+    let mut files = BTreeSet::new();
+    for c in fleet.clusters.iter().filter(|c| targets_cluster(a, c)) {
+        if let Ok(r) = render(&tree, &fleet, a, c) {
+            files.extend(r.files_read);
+        }
+    }
+    let rel = releases(repo, history, &Inputs::for_app(app, &files))?;
+    let mut out = Vec::new();
+    for oid in rel.into_iter().take(RELEASE_LIMIT) {
+        let commit = repo.find_commit(oid)?;
+        let time =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(commit.time().seconds().max(0) as u64);
+        let mut hashes = BTreeMap::new();
+        if let Ok((t, f)) = g.fleet(oid)
+            && let Some(a) = f.app(app)
+        {
+            for c in f.clusters.iter().filter(|c| targets_cluster(a, c)) {
+                if let Ok(r) = render(&t, &f, a, c) {
+                    hashes.insert(c.name.clone(), r.content_hash);
+                }
+            }
+        }
+        out.push(Release {
+            sha: oid.to_string(),
+            time,
+            hashes,
+        });
+    }
+    Ok(AppHistory {
+        waves,
+        releases: out,
+        approvals: approvals_at(&tree, app)?,
+    })
+}

@@ -1,0 +1,120 @@
+//! `rollwave plan --repo R [--rev REV] [--at TIME] [-o json]`: per app, its waves, the
+//! release every cluster should run now, and the gates of pending releases, from the
+//! status refs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::Format;
+use super::history::{GitRepo, app_history, history_order};
+use crate::plan::{GateState, PlanInput, plan_app};
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(8)]
+}
+
+/// Describes a gate for people.
+pub fn describe_gate(g: &GateState) -> String {
+    match g {
+        GateState::Open => "open".into(),
+        GateState::WaitingForBake {
+            cluster,
+            until: Some(u),
+        } => format!("waiting for bake of {cluster} until {u}"),
+        GateState::WaitingForBake {
+            cluster,
+            until: None,
+        } => format!("waiting for {cluster} to become Healthy"),
+        GateState::Degraded { cluster } => format!("blocked: {cluster} Degraded"),
+        GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
+        GateState::WaitingForApproval => "waiting for approval".into(),
+        GateState::WaitingUntil { until } => format!("opens at {until}"),
+    }
+}
+
+/// Computes and prints the plan.
+pub fn run(
+    repo: &str,
+    rev: Option<&str>,
+    branch: &str,
+    at: Option<&str>,
+    output: Format,
+) -> anyhow::Result<ExitCode> {
+    let now = match at {
+        Some(t) => humantime::parse_rfc3339_weak(t)
+            .with_context(|| format!("--at '{t}': expected a time like 2026-11-23T10:00:00Z"))?,
+        None => SystemTime::now(),
+    };
+    let g = GitRepo::open(repo, rev, branch)?;
+    let git = g.repository()?;
+    let (history, order) = history_order(&git, g.head)?;
+    let (_, fleet) = g.fleet(g.head)?;
+    let statuses = g.statuses()?;
+    let mut apps = serde_json::Map::new();
+    let mut text = String::new();
+    for app in &fleet.apps {
+        let h = app_history(&g, &git, &history, &app.name)?;
+        let plan = plan_app(&PlanInput {
+            app: &app.name,
+            policy: &app.rollout,
+            waves: &h.waves,
+            releases: &h.releases,
+            order: &order,
+            statuses: &statuses,
+            approvals: &h.approvals,
+            now,
+        });
+        let targets: BTreeMap<&String, Option<&String>> = plan
+            .decisions
+            .iter()
+            .map(|(c, d)| (c, d.target.as_ref()))
+            .collect();
+        apps.insert(
+            app.name.clone(),
+            json!({"waves": plan.waves, "targets": targets, "decisions": plan.decisions, "pending": plan.pending}),
+        );
+        text.push_str(&format!(
+            "app {}  (batches {}, bake {}s, gate {:?}, onFailure {:?})\n",
+            app.name,
+            app.rollout
+                .batches
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(":"),
+            app.rollout.bake.as_secs(),
+            app.rollout.gate,
+            app.rollout.on_failure
+        ));
+        for (w, wave) in plan.waves.iter().enumerate() {
+            for c in wave {
+                let d = &plan.decisions[c];
+                text.push_str(&format!(
+                    "  wave {w}  {c:<16} {:<9} {:?}\n",
+                    d.target.as_deref().map(short).unwrap_or("-"),
+                    d.reason
+                ));
+            }
+        }
+        for p in &plan.pending {
+            text.push_str(&format!("  pending {}:\n", short(&p.release)));
+            for (w, gate) in p.waves.iter().enumerate() {
+                text.push_str(&format!("    wave {w}: {}\n", describe_gate(gate)));
+            }
+        }
+    }
+    let out = match output {
+        Format::Json => {
+            let v = json!({"head": g.head.to_string(), "at": humantime::format_rfc3339_seconds(now).to_string(), "apps": Value::Object(apps)});
+            format!("{}\n", serde_json::to_string_pretty(&v)?)
+        }
+        Format::Yaml => text,
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}

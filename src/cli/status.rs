@@ -1,0 +1,61 @@
+//! `rollwave status --repo R`: the fleet table (app x wave x cluster: release, phase,
+//! since) from the status refs.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use super::history::GitRepo;
+use crate::plan::waves_for;
+
+/// Prints the table.
+pub fn run(repo: &str, branch: &str) -> anyhow::Result<ExitCode> {
+    let g = GitRepo::open(repo, None, branch)?;
+    let (_, fleet) = g.fleet(g.head)?;
+    let statuses = g.statuses()?;
+    let now = SystemTime::now();
+    let mut out = format!(
+        "{:<12} {:<5} {:<16} {:<9} {:<12} {}\n",
+        "APP", "WAVE", "CLUSTER", "RELEASE", "PHASE", "SINCE"
+    );
+    for app in &fleet.apps {
+        for (w, wave) in waves_for(&fleet, app).iter().enumerate() {
+            for c in wave {
+                let s = statuses.get(c);
+                let fresh = s.is_some_and(|s| {
+                    humantime::parse_rfc3339(&s.heartbeat).is_ok_and(|beat| {
+                        now.duration_since(beat).map_or(true, |age| {
+                            age <= Duration::from_secs(3 * s.interval.max(1))
+                        })
+                    })
+                });
+                let (release, phase, since) = match s.and_then(|s| s.apps.get(&app.name)) {
+                    Some(a) => (
+                        a.release[..a.release.len().min(8)].to_string(),
+                        if fresh {
+                            format!("{:?}", a.phase)
+                        } else {
+                            "Unknown".into()
+                        },
+                        a.since.clone(),
+                    ),
+                    None => (
+                        "-".into(),
+                        if s.is_some() && fresh {
+                            "-".into()
+                        } else {
+                            "Unknown".into()
+                        },
+                        "-".into(),
+                    ),
+                };
+                out.push_str(&format!(
+                    "{:<12} {:<5} {:<16} {:<9} {:<12} {}\n",
+                    app.name, w, c, release, phase, since
+                ));
+            }
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,431 @@
+//! Gates and targets (DESIGN §4.3-4.5): which release each cluster of an app should run
+//! now, decided from the waves, the app's releases (with each cluster's rendered hash),
+//! peers' statuses and the clock, which is an argument. Pure: no I/O.
+//!
+//! Bake semantics, where the design leaves room: a cluster has completed its bake of
+//! release C when it became Healthy at C or a later release at least `bake` ago and
+//! has been only Healthy or Progressing, at C or later releases, ever since. Moving on
+//! to newer releases therefore does not restart the clock (no starvation under a
+//! stream of commits), while any Degraded report at C or later closes the gate.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::fleet::{Gate, OnFailure, RolloutSpec};
+use crate::status::{ClusterStatus, Phase};
+
+/// A release of the app.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Full commit sha.
+    pub sha: String,
+    /// Commit time (for `gate: time`).
+    pub time: SystemTime,
+    /// Content hash of the rendering for each targeted cluster (missing: did not render).
+    pub hashes: BTreeMap<String, String>,
+}
+
+/// An entry of `approvals/<app>.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approved release (full sha or a prefix of at least 7 characters).
+    pub release: String,
+    /// Waves up to and including this one may take it.
+    #[serde(rename = "through-wave")]
+    pub through_wave: usize,
+}
+
+/// Everything the decision needs.
+pub struct PlanInput<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// Its policy.
+    pub policy: &'a RolloutSpec,
+    /// Its waves.
+    pub waves: &'a [Vec<String>],
+    /// Its releases, newest first.
+    pub releases: &'a [Release],
+    /// Position of every commit of the branch's first-parent history (larger: newer).
+    pub order: &'a HashMap<String, usize>,
+    /// Peers' statuses by cluster.
+    pub statuses: &'a BTreeMap<String, ClusterStatus>,
+    /// Approvals for `gate: manual`.
+    pub approvals: &'a [Approval],
+    /// The time of the decision.
+    pub now: SystemTime,
+}
+
+/// Whether a wave may take a release, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum GateState {
+    /// Open.
+    Open,
+    /// A cluster of an earlier wave has not finished its bake.
+    WaitingForBake {
+        /// The cluster.
+        cluster: String,
+        /// When its bake completes, if it is Healthy now (RFC 3339).
+        until: Option<String>,
+    },
+    /// A cluster of an earlier wave reported the app Degraded at this release or later.
+    Degraded {
+        /// The cluster.
+        cluster: String,
+    },
+    /// A cluster of an earlier wave has no recent status.
+    Unknown {
+        /// The cluster.
+        cluster: String,
+    },
+    /// Waiting for an approval in `approvals/<app>.yaml`.
+    WaitingForApproval,
+    /// `gate: time`: opens at this time (RFC 3339).
+    WaitingUntil {
+        /// The time.
+        until: String,
+    },
+}
+
+/// Why a cluster gets its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    /// The gates up to its wave are open for this release.
+    Rollout,
+    /// The release renders what the cluster runs now.
+    NoOp,
+    /// The release renders a state the cluster ran Healthy before (a revert).
+    Revert,
+    /// Nothing newer may be applied; keep the current release.
+    Current,
+    /// Degraded with `onFailure: rollback`: re-apply the last known-good rendering.
+    Rollback,
+    /// Nothing may be applied yet and nothing runs.
+    Waiting,
+}
+
+/// The decision for one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// The wave of the cluster.
+    pub wave: usize,
+    /// The release to run (full sha), if any.
+    pub target: Option<String>,
+    /// Why.
+    pub reason: Reason,
+    /// For [`Reason::Rollback`]: the release whose rendering is the last known good.
+    pub rollback_to: Option<String>,
+}
+
+/// The gates of one pending release, per wave (index 0: wave 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseGates {
+    /// The release.
+    pub release: String,
+    /// Gate state per wave.
+    pub waves: Vec<GateState>,
+}
+
+/// The plan for one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppPlan {
+    /// Waves of cluster names.
+    pub waves: Vec<Vec<String>>,
+    /// Decision per cluster.
+    pub decisions: BTreeMap<String, Decision>,
+    /// Gates of the releases newer than what some cluster runs, newest first.
+    pub pending: Vec<ReleaseGates>,
+}
+
+fn fmt_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// One (release, phase) interval of an app on a cluster.
+struct Interval {
+    order: Option<usize>,
+    phase: Phase,
+    since: SystemTime,
+}
+
+impl PlanInput<'_> {
+    fn order_of(&self, sha: &str) -> Option<usize> {
+        self.order.get(sha).copied()
+    }
+
+    /// Intervals of the app on `cluster`, oldest first.
+    fn intervals(&self, cluster: &str) -> Vec<Interval> {
+        let Some(a) = self
+            .statuses
+            .get(cluster)
+            .and_then(|s| s.apps.get(self.app))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<Interval> = a
+            .history
+            .iter()
+            .filter_map(|h| {
+                Some(Interval {
+                    order: self.order_of(&h.release),
+                    phase: h.phase,
+                    since: humantime::parse_rfc3339(&h.since).ok()?,
+                })
+            })
+            .collect();
+        if let Ok(since) = humantime::parse_rfc3339(&a.since) {
+            out.push(Interval {
+                order: self.order_of(&a.release),
+                phase: a.phase,
+                since,
+            });
+        }
+        out.sort_by_key(|i| i.since);
+        out
+    }
+
+    fn is_fresh(&self, cluster: &str) -> bool {
+        let Some(s) = self.statuses.get(cluster) else {
+            return false;
+        };
+        let Ok(beat) = humantime::parse_rfc3339(&s.heartbeat) else {
+            return false;
+        };
+        let max_age = Duration::from_secs(s.interval.max(1).saturating_mul(3));
+        self.now
+            .duration_since(beat)
+            .map_or(true, |age| age <= max_age)
+    }
+
+    /// The state of one earlier-wave cluster with respect to release order `c`.
+    fn cluster_gate(&self, cluster: &str, c: usize) -> GateState {
+        if !self.is_fresh(cluster) {
+            return GateState::Unknown {
+                cluster: cluster.into(),
+            };
+        }
+        let intervals = self.intervals(cluster);
+        let at_or_after = |i: &Interval| i.order.is_some_and(|o| o >= c);
+        if intervals
+            .iter()
+            .any(|i| at_or_after(i) && matches!(i.phase, Phase::Degraded | Phase::RolledBack))
+        {
+            return GateState::Degraded {
+                cluster: cluster.into(),
+            };
+        }
+        // Earliest Healthy at >= C from which everything after stayed Healthy/Progressing at >= C.
+        let mut bake_since = None;
+        for (idx, i) in intervals.iter().enumerate() {
+            if at_or_after(i) && i.phase == Phase::Healthy {
+                let clean = intervals[idx..].iter().all(|j| {
+                    at_or_after(j) && matches!(j.phase, Phase::Healthy | Phase::Progressing)
+                });
+                if clean {
+                    bake_since = Some(i.since);
+                    break;
+                }
+            }
+        }
+        match bake_since {
+            Some(since) => {
+                let until = since + self.policy.bake;
+                if self.now >= until {
+                    GateState::Open
+                } else {
+                    GateState::WaitingForBake {
+                        cluster: cluster.into(),
+                        until: Some(fmt_time(until)),
+                    }
+                }
+            }
+            None => GateState::WaitingForBake {
+                cluster: cluster.into(),
+                until: None,
+            },
+        }
+    }
+
+    /// Whether wave `w` may take `release` (gates of every earlier wave).
+    fn gate(&self, release: &Release, w: usize) -> GateState {
+        if w == 0 {
+            return GateState::Open;
+        }
+        let Some(c) = self.order_of(&release.sha) else {
+            return GateState::Unknown {
+                cluster: String::new(),
+            };
+        };
+        let earlier = self.waves[..w].iter().flatten();
+        match self.policy.gate {
+            Gate::Health => {
+                let mut worst = GateState::Open;
+                for cluster in earlier {
+                    let g = self.cluster_gate(cluster, c);
+                    let rank = |g: &GateState| match g {
+                        GateState::Degraded { .. } => 3,
+                        GateState::Unknown { .. } => 2,
+                        GateState::WaitingForBake { .. } => 1,
+                        _ => 0,
+                    };
+                    if rank(&g) > rank(&worst) {
+                        worst = g;
+                    }
+                }
+                worst
+            }
+            Gate::Manual => {
+                for cluster in earlier {
+                    if let g @ GateState::Degraded { .. } = self.cluster_gate(cluster, c) {
+                        return g;
+                    }
+                }
+                let approved = self.approvals.iter().any(|a| {
+                    a.release.len() >= 7
+                        && release.sha.starts_with(&a.release)
+                        && a.through_wave >= w
+                });
+                if approved {
+                    GateState::Open
+                } else {
+                    GateState::WaitingForApproval
+                }
+            }
+            Gate::Time => {
+                let opens = release.time + self.policy.bake * w as u32;
+                if self.now >= opens {
+                    GateState::Open
+                } else {
+                    GateState::WaitingUntil {
+                        until: fmt_time(opens),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Content hashes reported Degraded somewhere and not reported Healthy since.
+    fn poisoned(&self) -> BTreeSet<String> {
+        let mut poisoned = BTreeSet::new();
+        for s in self.statuses.values() {
+            if let Some(a) = s.apps.get(self.app) {
+                poisoned.extend(a.poisoned.iter().cloned());
+            }
+        }
+        for s in self.statuses.values() {
+            if let Some(a) = s.apps.get(self.app)
+                && a.phase == Phase::Healthy
+            {
+                poisoned.remove(&a.hash);
+            }
+        }
+        poisoned
+    }
+}
+
+/// Decides the target of every cluster of the app and the gates of pending releases.
+pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
+    let poisoned = input.poisoned();
+    let mut decisions = BTreeMap::new();
+    let mut oldest_current: Option<usize> = None;
+    for (w, wave) in input.waves.iter().enumerate() {
+        for cluster in wave {
+            let status = input
+                .statuses
+                .get(cluster)
+                .and_then(|s| s.apps.get(input.app));
+            let current = status.map(|s| s.release.clone());
+            let current_order = current.as_deref().and_then(|c| input.order_of(c));
+            oldest_current = match (oldest_current, current_order) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (None, b) => b,
+                (a, None) => a,
+            };
+            let current_hash = status.map(|s| s.hash.as_str());
+            let known_good: &[String] = status.map(|s| s.known_good.as_slice()).unwrap_or(&[]);
+            let mut decision = None;
+            for release in input.releases {
+                let order = input.order_of(&release.sha);
+                if current_order.is_some() && order <= current_order {
+                    break; // never move backwards through the gates
+                }
+                let Some(hash) = release.hashes.get(cluster) else {
+                    continue;
+                };
+                let reason = if Some(hash.as_str()) == current_hash {
+                    Some(Reason::NoOp)
+                } else if known_good.contains(hash) {
+                    Some(Reason::Revert)
+                } else if w > 0 && poisoned.contains(hash) {
+                    None
+                } else if input.gate(release, w) == GateState::Open {
+                    Some(Reason::Rollout)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    decision = Some(Decision {
+                        wave: w,
+                        target: Some(release.sha.clone()),
+                        reason,
+                        rollback_to: None,
+                    });
+                    break;
+                }
+            }
+            let decision = decision.unwrap_or_else(|| {
+                let degraded = status.is_some_and(|s| s.phase == Phase::Degraded);
+                if degraded && input.policy.on_failure == OnFailure::Rollback {
+                    let good = input.releases.iter().find(|r| {
+                        r.hashes
+                            .get(cluster)
+                            .is_some_and(|h| known_good.contains(h))
+                            && input.order_of(&r.sha) < current_order
+                    });
+                    if let Some(good) = good {
+                        return Decision {
+                            wave: w,
+                            target: current.clone(),
+                            reason: Reason::Rollback,
+                            rollback_to: Some(good.sha.clone()),
+                        };
+                    }
+                }
+                match &current {
+                    Some(c) => Decision {
+                        wave: w,
+                        target: Some(c.clone()),
+                        reason: Reason::Current,
+                        rollback_to: None,
+                    },
+                    None => Decision {
+                        wave: w,
+                        target: None,
+                        reason: Reason::Waiting,
+                        rollback_to: None,
+                    },
+                }
+            });
+            decisions.insert(cluster.clone(), decision);
+        }
+    }
+    let pending = input
+        .releases
+        .iter()
+        .filter(|r| oldest_current.is_none_or(|o| input.order_of(&r.sha).is_some_and(|x| x > o)))
+        .map(|r| ReleaseGates {
+            release: r.sha.clone(),
+            waves: (0..input.waves.len()).map(|w| input.gate(r, w)).collect(),
+        })
+        .collect();
+    AppPlan {
+        waves: input.waves.to_vec(),
+        decisions,
+        pending,
+    }
+}

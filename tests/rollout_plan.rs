@@ -1,0 +1,389 @@
+//! The rollout planner as a simulation of time: releases move wave by wave as statuses
+//! turn Healthy and bakes complete; a Degraded canary halts; stale statuses block;
+//! approvals and time gates open waves; reverts skip the gates; streams of commits do
+//! not starve later waves; poisoned renderings stop at wave 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use rollwave::fleet::{Gate, OnFailure, RolloutSpec};
+use rollwave::plan::{Approval, GateState, PlanInput, Reason, Release, plan_app};
+use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, Phase};
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn t(minutes: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + MIN * minutes as u32
+}
+
+fn ts(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A fleet of 1 canary + 10 clusters at 1:2:7, with a status per cluster.
+struct Sim {
+    waves: Vec<Vec<String>>,
+    statuses: BTreeMap<String, ClusterStatus>,
+    releases: Vec<Release>, // newest first
+    order: HashMap<String, usize>,
+    policy: RolloutSpec,
+    approvals: Vec<Approval>,
+}
+
+impl Sim {
+    fn new(policy: RolloutSpec) -> Sim {
+        let waves = vec![
+            vec!["canary".to_string()],
+            vec!["p1".to_string()],
+            vec!["p2".to_string(), "p3".to_string()],
+            (4..=10).map(|i| format!("p{i}")).collect(),
+        ];
+        let mut sim = Sim {
+            waves,
+            statuses: BTreeMap::new(),
+            releases: vec![],
+            order: HashMap::new(),
+            policy,
+            approvals: vec![],
+        };
+        sim.release("r0", "h0", t(0));
+        for c in sim.clusters() {
+            sim.report(&c, "r0", Phase::Healthy, t(0));
+        }
+        sim
+    }
+
+    fn clusters(&self) -> Vec<String> {
+        self.waves.iter().flatten().cloned().collect()
+    }
+
+    /// A new commit `sha` rendering `hash` on every cluster.
+    fn release(&mut self, sha: &str, hash: &str, time: SystemTime) {
+        self.order.insert(sha.to_string(), self.order.len());
+        let hashes = self
+            .clusters()
+            .into_iter()
+            .map(|c| (c, hash.to_string()))
+            .collect();
+        self.releases.insert(
+            0,
+            Release {
+                sha: sha.into(),
+                time,
+                hashes,
+            },
+        );
+    }
+
+    fn hash_of(&self, sha: &str) -> String {
+        self.releases
+            .iter()
+            .find(|r| r.sha == sha)
+            .unwrap()
+            .hashes
+            .values()
+            .next()
+            .unwrap()
+            .clone()
+    }
+
+    /// The agent of `cluster` reports `phase` at `release` from `at`; heartbeats refresh.
+    fn report(&mut self, cluster: &str, release: &str, phase: Phase, at: SystemTime) {
+        let hash = self.hash_of(release);
+        let s = self
+            .statuses
+            .entry(cluster.to_string())
+            .or_insert_with(|| ClusterStatus {
+                cluster: cluster.into(),
+                agent: "test".into(),
+                heartbeat: ts(at),
+                interval: 60,
+                apps: BTreeMap::new(),
+            });
+        s.heartbeat = ts(at);
+        let new = AppStatus {
+            release: release.into(),
+            hash: hash.clone(),
+            phase,
+            since: ts(at),
+            message: String::new(),
+            known_good: vec![],
+            poisoned: vec![],
+            history: vec![],
+        };
+        let entry = s.apps.entry("web".into()).or_insert(new.clone());
+        if entry.release != release || entry.phase != phase {
+            let old = std::mem::replace(entry, new);
+            entry.history = old.history.clone();
+            entry.history.insert(
+                0,
+                HistoryEntry {
+                    release: old.release,
+                    hash: old.hash,
+                    phase: old.phase,
+                    since: old.since,
+                    until: ts(at),
+                },
+            );
+            entry.history.truncate(20);
+            entry.known_good = old.known_good;
+            entry.poisoned = old.poisoned;
+        }
+        if phase == Phase::Healthy && !entry.known_good.contains(&hash) {
+            entry.known_good.push(hash.clone());
+        }
+        if phase == Phase::Degraded && !entry.poisoned.contains(&hash) {
+            entry.poisoned.push(hash);
+        }
+    }
+
+    fn heartbeat_all(&mut self, at: SystemTime) {
+        for s in self.statuses.values_mut() {
+            s.heartbeat = ts(at);
+        }
+    }
+
+    fn plan(&self, now: SystemTime) -> rollwave::plan::AppPlan {
+        plan_app(&PlanInput {
+            app: "web",
+            policy: &self.policy,
+            waves: &self.waves,
+            releases: &self.releases,
+            order: &self.order,
+            statuses: &self.statuses,
+            approvals: &self.approvals,
+            now,
+        })
+    }
+
+    fn target(&self, cluster: &str, now: SystemTime) -> String {
+        self.plan(now).decisions[cluster]
+            .target
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Every agent applies its target: Progressing now, Healthy a minute later.
+    fn step(&mut self, now: SystemTime) {
+        self.heartbeat_all(now);
+        let plan = self.plan(now);
+        for (cluster, d) in &plan.decisions {
+            let current = self.statuses[cluster].apps["web"].release.clone();
+            if let Some(target) = &d.target
+                && *target != current
+            {
+                self.report(cluster, target, Phase::Progressing, now);
+                self.report(cluster, target, Phase::Healthy, now + MIN);
+            }
+        }
+        self.heartbeat_all(now + MIN);
+    }
+}
+
+fn policy(bake_min: u64) -> RolloutSpec {
+    RolloutSpec {
+        bake: MIN * bake_min as u32,
+        batches: vec![1, 2, 7],
+        ..RolloutSpec::default()
+    }
+}
+
+#[test]
+fn a_release_moves_wave_by_wave_and_never_early() {
+    let mut sim = Sim::new(policy(10));
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(100));
+    // Only the canary takes it at first.
+    assert_eq!(sim.target("canary", t(100)), "r1");
+    assert_eq!(sim.target("p1", t(100)), "r0");
+    sim.step(t(100)); // canary Healthy at t(101)
+    sim.heartbeat_all(t(110));
+    assert_eq!(
+        sim.target("p1", t(110)),
+        "r0",
+        "bake not complete one minute early"
+    );
+    match &sim.plan(t(110)).pending[0].waves[1] {
+        GateState::WaitingForBake { cluster, until } => {
+            assert_eq!(cluster, "canary");
+            assert_eq!(until.as_deref(), Some(ts(t(111)).as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    sim.heartbeat_all(t(111));
+    assert_eq!(sim.target("p1", t(111)), "r1");
+    assert_eq!(sim.target("p2", t(111)), "r0");
+    sim.step(t(111)); // p1 Healthy at t(112)
+    sim.heartbeat_all(t(121));
+    assert_eq!(sim.target("p2", t(121)), "r0");
+    sim.heartbeat_all(t(122));
+    assert_eq!(sim.target("p2", t(122)), "r1");
+    assert_eq!(sim.target("p4", t(122)), "r0");
+    sim.step(t(122));
+    sim.heartbeat_all(t(133));
+    assert_eq!(sim.target("p10", t(133)), "r1");
+}
+
+#[test]
+fn a_degraded_canary_halts_every_later_wave() {
+    let mut sim = Sim::new(policy(5));
+    sim.release("r1", "h1", t(100));
+    sim.report("canary", "r1", Phase::Progressing, t(100));
+    sim.report("canary", "r1", Phase::Degraded, t(110));
+    sim.heartbeat_all(t(500));
+    let plan = sim.plan(t(500));
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r0"));
+    assert_eq!(
+        plan.decisions["canary"].reason,
+        Reason::Current,
+        "halt leaves the canary as it is"
+    );
+    assert_eq!(
+        plan.pending[0].waves[1],
+        GateState::Degraded {
+            cluster: "canary".into()
+        }
+    );
+}
+
+#[test]
+fn a_silent_earlier_cluster_blocks_as_unknown() {
+    let mut sim = Sim::new(policy(5));
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(100));
+    sim.step(t(100));
+    // The canary's agent stops reporting; everyone else keeps beating.
+    for (name, s) in sim.statuses.iter_mut() {
+        if name != "canary" {
+            s.heartbeat = ts(t(200));
+        }
+    }
+    let plan = sim.plan(t(200));
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r0"));
+    assert_eq!(
+        plan.pending[0].waves[1],
+        GateState::Unknown {
+            cluster: "canary".into()
+        }
+    );
+}
+
+#[test]
+fn manual_gates_open_with_approvals_wave_by_wave() {
+    let mut sim = Sim::new(RolloutSpec {
+        gate: Gate::Manual,
+        ..policy(5)
+    });
+    let sha = "1234567890abcdef1234567890abcdef12345678";
+    sim.release(sha, "h1", t(100));
+    sim.heartbeat_all(t(100));
+    assert_eq!(sim.target("canary", t(100)), sha);
+    assert_eq!(sim.target("p1", t(100)), "r0");
+    assert_eq!(
+        sim.plan(t(100)).pending[0].waves[1],
+        GateState::WaitingForApproval
+    );
+    sim.approvals.push(Approval {
+        release: sha[..7].into(),
+        through_wave: 2,
+    });
+    assert_eq!(sim.target("p1", t(100)), sha);
+    assert_eq!(sim.target("p2", t(100)), sha);
+    assert_eq!(sim.target("p4", t(100)), "r0");
+}
+
+#[test]
+fn time_gates_open_one_bake_after_the_previous_wave() {
+    let mut sim = Sim::new(RolloutSpec {
+        gate: Gate::Time,
+        ..policy(5)
+    });
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(104));
+    assert_eq!(sim.target("p1", t(104)), "r0");
+    assert_eq!(sim.target("p1", t(105)), "r1");
+    assert_eq!(sim.target("p2", t(109)), "r0");
+    assert_eq!(sim.target("p2", t(110)), "r1");
+    assert_eq!(sim.target("p4", t(115)), "r1");
+}
+
+#[test]
+fn a_revert_reaches_every_cluster_at_once_without_gates() {
+    let mut sim = Sim::new(policy(10));
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(100));
+    for step in 0..6 {
+        sim.step(t(100 + step * 12));
+    }
+    sim.heartbeat_all(t(200));
+    assert!(sim.clusters().iter().all(|c| sim.target(c, t(200)) == "r1"));
+    // Bad commit: degraded on the canary.
+    sim.release("bad", "h2", t(300));
+    sim.report("canary", "bad", Phase::Progressing, t(300));
+    sim.report("canary", "bad", Phase::Degraded, t(305));
+    sim.heartbeat_all(t(306));
+    assert_eq!(sim.target("p1", t(306)), "r1");
+    // `git revert` renders h1 again.
+    sim.release("revert", "h1", t(307));
+    sim.heartbeat_all(t(307));
+    let plan = sim.plan(t(307));
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("revert"));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Revert);
+    for c in sim.clusters().iter().filter(|c| *c != "canary") {
+        assert_eq!(plan.decisions[c].target.as_deref(), Some("revert"), "{c}");
+        assert_eq!(plan.decisions[c].reason, Reason::NoOp, "{c}");
+    }
+}
+
+#[test]
+fn a_stream_of_commits_does_not_starve_later_waves() {
+    let mut sim = Sim::new(policy(5));
+    for minute in 0..60u64 {
+        let now = t(100 + minute);
+        sim.release(&format!("c{minute}"), &format!("h{minute}"), now);
+        sim.heartbeat_all(now);
+        sim.step(now);
+    }
+    let last_wave = sim.statuses["p10"].apps["web"].release.clone();
+    assert_ne!(last_wave, "r0", "the last wave received a release");
+    assert!(sim.order[&last_wave] > 1);
+}
+
+#[test]
+fn a_poisoned_rendering_stops_at_wave_0() {
+    let mut sim = Sim::new(policy(5));
+    sim.release("bad", "h2", t(100));
+    sim.report("canary", "bad", Phase::Degraded, t(101));
+    sim.release("revert", "h0", t(102));
+    sim.step(t(102));
+    sim.heartbeat_all(t(200));
+    // The same bad rendering comes back in a new commit.
+    sim.release("again", "h2", t(200));
+    sim.heartbeat_all(t(300));
+    let plan = sim.plan(t(300));
+    assert_eq!(
+        plan.decisions["canary"].target.as_deref(),
+        Some("again"),
+        "wave 0 may retry it"
+    );
+    assert_ne!(plan.decisions["p1"].target.as_deref(), Some("again"));
+}
+
+#[test]
+fn rollback_reapplies_the_last_known_good_rendering() {
+    let mut sim = Sim::new(RolloutSpec {
+        on_failure: OnFailure::Rollback,
+        ..policy(5)
+    });
+    sim.release("bad", "h2", t(100));
+    sim.report("canary", "bad", Phase::Degraded, t(101));
+    sim.heartbeat_all(t(102));
+    let d = &sim.plan(t(102)).decisions["canary"];
+    assert_eq!(d.reason, Reason::Rollback);
+    assert_eq!(
+        d.target.as_deref(),
+        Some("bad"),
+        "the repository still says bad"
+    );
+    assert_eq!(d.rollback_to.as_deref(), Some("r0"));
+}
