@@ -387,3 +387,88 @@ fn rollback_reapplies_the_last_known_good_rendering() {
     );
     assert_eq!(d.rollback_to.as_deref(), Some("r0"));
 }
+
+mod waves {
+    use proptest::prelude::*;
+    use rollwave::fleet::{App, Cluster, Fleet, FleetSettings, Removal, RolloutSpec, Targets};
+    use rollwave::plan::waves_for;
+
+    fn cluster(name: &str, stage: &str) -> Cluster {
+        Cluster {
+            name: name.into(),
+            stage: stage.into(),
+            labels: Default::default(),
+            values: Default::default(),
+        }
+    }
+
+    fn fleet(clusters: Vec<Cluster>) -> (Fleet, App) {
+        let settings = FleetSettings {
+            stages: vec!["test".into(), "pre".into(), "prod".into()],
+            rollout: RolloutSpec::default(),
+            removal: Removal::Orphan,
+            values: Default::default(),
+        };
+        let mut rollout = RolloutSpec {
+            batches: vec![1, 2, 7],
+            ..RolloutSpec::default()
+        };
+        rollout.canary = vec![rollwave::fleet::NameAt {
+            value: "test-0".into(),
+            line: 1,
+        }];
+        let app = App {
+            name: "web".into(),
+            namespace: None,
+            targets: Targets {
+                stages: vec!["test".into(), "pre".into(), "prod".into()],
+                ..Targets::default()
+            },
+            overlays: vec![],
+            values: Default::default(),
+            rollout,
+            removal: Removal::Orphan,
+            suspend: false,
+            force: false,
+        };
+        (
+            Fleet {
+                settings,
+                clusters,
+                apps: vec![app.clone()],
+            },
+            app,
+        )
+    }
+
+    fn example_clusters() -> Vec<Cluster> {
+        let mut v = vec![
+            cluster("test-0", "test"),
+            cluster("test-1", "test"),
+            cluster("pre-0", "pre"),
+            cluster("pre-1", "pre"),
+        ];
+        v.extend((0..10).map(|i| cluster(&format!("prod-{i}"), "prod")));
+        v
+    }
+
+    #[test]
+    fn canary_goes_first_and_is_removed_from_its_stage() {
+        let (f, app) = fleet(example_clusters());
+        let waves = waves_for(&f, &app);
+        assert_eq!(waves[0], vec!["test-0"]);
+        assert_eq!(waves[1], vec!["test-1"]);
+        assert_eq!(waves.iter().flatten().filter(|c| *c == "test-0").count(), 1);
+        let sizes: Vec<usize> = waves.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 1, 1, 1, 1, 2, 7]);
+    }
+
+    proptest! {
+        #[test]
+        fn waves_do_not_depend_on_the_order_clusters_are_listed(shuffled in Just(example_clusters()).prop_shuffle()) {
+            let (a, app) = fleet(example_clusters());
+            let (b, _) = fleet(shuffled);
+            prop_assert_eq!(waves_for(&a, &app), waves_for(&b, &app));
+        }
+    }
+}

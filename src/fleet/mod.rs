@@ -10,7 +10,7 @@ mod model;
 mod targeting;
 
 pub use model::{
-    App, Cluster, Fleet, FleetSettings, Gate, OnFailure, OverlayRule, Removal, RolloutSpec,
+    App, Cluster, Fleet, FleetSettings, Gate, NameAt, OnFailure, OverlayRule, Removal, RolloutSpec,
     Targets, parse_duration,
 };
 pub use targeting::{choose_overlay, targets_cluster};

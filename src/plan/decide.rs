@@ -153,9 +153,26 @@ struct Interval {
     since: SystemTime,
 }
 
+/// Per-cluster facts parsed once per plan.
+struct Prepared {
+    intervals: HashMap<String, Vec<Interval>>,
+    fresh: HashMap<String, bool>,
+}
+
 impl PlanInput<'_> {
     fn order_of(&self, sha: &str) -> Option<usize> {
         self.order.get(sha).copied()
+    }
+
+    fn prepare(&self) -> Prepared {
+        let clusters = self.waves.iter().flatten();
+        let mut intervals = HashMap::new();
+        let mut fresh = HashMap::new();
+        for c in clusters {
+            intervals.insert(c.clone(), self.intervals(c));
+            fresh.insert(c.clone(), self.is_fresh(c));
+        }
+        Prepared { intervals, fresh }
     }
 
     /// Intervals of the app on `cluster`, oldest first.
@@ -203,13 +220,14 @@ impl PlanInput<'_> {
     }
 
     /// The state of one earlier-wave cluster with respect to release order `c`.
-    fn cluster_gate(&self, cluster: &str, c: usize) -> GateState {
-        if !self.is_fresh(cluster) {
+    fn cluster_gate(&self, prep: &Prepared, cluster: &str, c: usize) -> GateState {
+        if !prep.fresh.get(cluster).copied().unwrap_or(false) {
             return GateState::Unknown {
                 cluster: cluster.into(),
             };
         }
-        let intervals = self.intervals(cluster);
+        let empty = Vec::new();
+        let intervals = prep.intervals.get(cluster).unwrap_or(&empty);
         let at_or_after = |i: &Interval| i.order.is_some_and(|o| o >= c);
         if intervals
             .iter()
@@ -251,39 +269,56 @@ impl PlanInput<'_> {
         }
     }
 
-    /// Whether wave `w` may take `release` (gates of every earlier wave).
-    fn gate(&self, release: &Release, w: usize) -> GateState {
-        if w == 0 {
-            return GateState::Open;
-        }
-        let Some(c) = self.order_of(&release.sha) else {
-            return GateState::Unknown {
-                cluster: String::new(),
-            };
+    /// The gate of every wave for `release` (index `w`: may wave `w` take it). The gate
+    /// of wave `w` looks at the clusters of waves `0..w`, computed cumulatively.
+    fn gates(&self, prep: &Prepared, release: &Release) -> Vec<GateState> {
+        let rank = |g: &GateState| match g {
+            GateState::Degraded { .. } => 3,
+            GateState::Unknown { .. } => 2,
+            GateState::WaitingForBake { .. } => 1,
+            _ => 0,
         };
-        let earlier = self.waves[..w].iter().flatten();
-        match self.policy.gate {
-            Gate::Health => {
-                let mut worst = GateState::Open;
-                for cluster in earlier {
-                    let g = self.cluster_gate(cluster, c);
-                    let rank = |g: &GateState| match g {
-                        GateState::Degraded { .. } => 3,
-                        GateState::Unknown { .. } => 2,
-                        GateState::WaitingForBake { .. } => 1,
-                        _ => 0,
-                    };
-                    if rank(&g) > rank(&worst) {
-                        worst = g;
-                    }
+        let mut out = vec![GateState::Open];
+        let Some(c) = self.order_of(&release.sha) else {
+            out.resize(
+                self.waves.len().max(1),
+                GateState::Unknown {
+                    cluster: String::new(),
+                },
+            );
+            return out;
+        };
+        let mut worst = GateState::Open;
+        let mut degraded: Option<GateState> = None;
+        for w in 1..self.waves.len() {
+            for cluster in &self.waves[w - 1] {
+                let g = self.cluster_gate(prep, cluster, c);
+                if degraded.is_none() && matches!(g, GateState::Degraded { .. }) {
+                    degraded = Some(g.clone());
                 }
-                worst
+                if rank(&g) > rank(&worst) {
+                    worst = g;
+                }
             }
+            out.push(self.gate_for(release, w, &worst, degraded.as_ref()));
+        }
+        out
+    }
+
+    /// The gate of wave `w` given the worst health state and the first Degraded
+    /// report among the earlier waves' clusters.
+    fn gate_for(
+        &self,
+        release: &Release,
+        w: usize,
+        worst: &GateState,
+        degraded: Option<&GateState>,
+    ) -> GateState {
+        match self.policy.gate {
+            Gate::Health => worst.clone(),
             Gate::Manual => {
-                for cluster in earlier {
-                    if let g @ GateState::Degraded { .. } = self.cluster_gate(cluster, c) {
-                        return g;
-                    }
+                if let Some(d) = degraded {
+                    return d.clone();
                 }
                 let approved = self.approvals.iter().any(|a| {
                     a.release.len() >= 7
@@ -331,6 +366,13 @@ impl PlanInput<'_> {
 /// Decides the target of every cluster of the app and the gates of pending releases.
 pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
     let poisoned = input.poisoned();
+    let prep = input.prepare();
+    let mut gate_cache: Vec<Option<Vec<GateState>>> = vec![None; input.releases.len()];
+    let mut gates_of = |ri: usize| -> Vec<GateState> {
+        gate_cache[ri]
+            .get_or_insert_with(|| input.gates(&prep, &input.releases[ri]))
+            .clone()
+    };
     let mut decisions = BTreeMap::new();
     let mut oldest_current: Option<usize> = None;
     for (w, wave) in input.waves.iter().enumerate() {
@@ -349,7 +391,7 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
             let current_hash = status.map(|s| s.hash.as_str());
             let known_good: &[String] = status.map(|s| s.known_good.as_slice()).unwrap_or(&[]);
             let mut decision = None;
-            for release in input.releases {
+            for (ri, release) in input.releases.iter().enumerate() {
                 let order = input.order_of(&release.sha);
                 if current_order.is_some() && order <= current_order {
                     break; // never move backwards through the gates
@@ -363,7 +405,7 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
                     Some(Reason::Revert)
                 } else if w > 0 && poisoned.contains(hash) {
                     None
-                } else if input.gate(release, w) == GateState::Open {
+                } else if gates_of(ri).get(w) == Some(&GateState::Open) {
                     Some(Reason::Rollout)
                 } else {
                     None
@@ -418,9 +460,10 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
         .releases
         .iter()
         .filter(|r| oldest_current.is_none_or(|o| input.order_of(&r.sha).is_some_and(|x| x > o)))
-        .map(|r| ReleaseGates {
+        .enumerate()
+        .map(|(ri, r)| ReleaseGates {
             release: r.sha.clone(),
-            waves: (0..input.waves.len()).map(|w| input.gate(r, w)).collect(),
+            waves: gates_of(ri),
         })
         .collect();
     AppPlan {

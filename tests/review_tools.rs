@@ -1,0 +1,219 @@
+//! The review tools on a real Git repository with status refs: `plan -o json` (a
+//! stable interface), `diff` and `status`.
+
+mod common;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use common::git::{commit_files, git};
+use rollwave::status::{AppStatus, ClusterStatus, Phase};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The example fleet in a Git repository with two commits; every cluster reports the
+/// first commit Healthy for an hour.
+fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
+        &work,
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    let first = commit_files(&work, &[], "initial");
+    let app = std::fs::read_to_string(work.join("apps/web/app.yaml"))
+        .unwrap()
+        .replace("tag: \"1.4.2\"", "tag: \"1.5.0\"");
+    let second = commit_files(&work, &[("apps/web/app.yaml", &app)], "web 1.5.0");
+    let repo = git2::Repository::open(&work).unwrap();
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let hour_ago =
+        humantime::format_rfc3339_seconds(SystemTime::now() - std::time::Duration::from_secs(3600))
+            .to_string();
+    let tree =
+        rollwave::source::GitTree::open(&work.join(".git"), git2::Oid::from_str(&first).unwrap())
+            .unwrap();
+    let fleet = rollwave::fleet::load(&tree).unwrap();
+    for c in &fleet.clusters {
+        let mut apps = std::collections::BTreeMap::new();
+        for a in fleet
+            .apps
+            .iter()
+            .filter(|a| rollwave::fleet::targets_cluster(a, c))
+        {
+            let r = rollwave::render::render(&tree, &fleet, a, c).unwrap();
+            apps.insert(
+                a.name.clone(),
+                AppStatus {
+                    release: first.clone(),
+                    hash: r.content_hash.clone(),
+                    phase: Phase::Healthy,
+                    since: hour_ago.clone(),
+                    message: String::new(),
+                    known_good: vec![r.content_hash],
+                    poisoned: vec![],
+                    history: vec![],
+                },
+            );
+        }
+        let s = ClusterStatus {
+            cluster: c.name.clone(),
+            agent: "test".into(),
+            heartbeat: now.clone(),
+            interval: 60,
+            apps,
+        };
+        rollwave::source::statusref::write_status(&repo, &s).unwrap();
+    }
+    (tmp, work, first, second)
+}
+
+#[test]
+fn plan_json_names_waves_and_the_commit_each_cluster_should_run() {
+    let (_tmp, work, first, second) = example_with_history();
+    let path = work.to_string_lossy().into_owned();
+    let (code, out, err) = common::run_cli(&["plan", "--repo", &path, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["head"], second);
+    let web = &v["apps"]["web"];
+    let waves: Vec<Vec<String>> = serde_json::from_value(web["waves"].clone()).unwrap();
+    assert_eq!(
+        waves[0],
+        vec!["test-sh-1"],
+        "the canary whitelist is wave 0"
+    );
+    assert_eq!(waves.iter().map(Vec::len).sum::<usize>(), 14);
+    assert_eq!(
+        web["targets"]["test-sh-1"], second,
+        "the canary takes the new release at once"
+    );
+    assert_eq!(
+        web["targets"]["prod-bj-1"], first,
+        "later waves wait for the canary's bake"
+    );
+    assert_eq!(web["pending"][0]["waves"][1]["state"], "waitingForBake");
+    // api did not change in the second commit: every cluster stays on the first.
+    assert_eq!(v["apps"]["api"]["targets"]["test-sh-1"], first);
+}
+
+#[test]
+fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
+    let (_tmp, work, first, second) = example_with_history();
+    let repo = git2::Repository::open(&work).unwrap();
+    let (statuses, _) = rollwave::source::statusref::read_statuses(&repo);
+    let mut canary = statuses["test-sh-1"].clone();
+    let now = SystemTime::now();
+    let later = now + std::time::Duration::from_secs(301);
+    let fmt = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    // The canary moved to the new release now and has been Healthy since; its agent is
+    // still beating at the later time.
+    let web = canary.apps.get_mut("web").unwrap();
+    web.history.insert(
+        0,
+        rollwave::status::HistoryEntry {
+            release: first.clone(),
+            hash: web.hash.clone(),
+            phase: Phase::Healthy,
+            since: web.since.clone(),
+            until: fmt(now),
+        },
+    );
+    web.release = second.clone();
+    web.hash = "new".into();
+    web.since = fmt(now);
+    canary.heartbeat = fmt(later);
+    rollwave::source::statusref::write_status(&repo, &canary).unwrap();
+    let path = work.to_string_lossy().into_owned();
+    let plan_at = |t: SystemTime| {
+        let (code, out, err) =
+            common::run_cli(&["plan", "--repo", &path, "--at", &fmt(t), "-o", "json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // web bakes for 5 minutes.
+    let early = plan_at(now + std::time::Duration::from_secs(240));
+    assert_eq!(early["apps"]["web"]["targets"]["test-bj-1"], first);
+    assert_eq!(
+        early["apps"]["web"]["pending"][0]["waves"][1]["state"],
+        "waitingForBake"
+    );
+    let baked = plan_at(later);
+    assert_eq!(
+        baked["apps"]["web"]["pending"][0]["waves"][1]["state"],
+        "open"
+    );
+    assert_eq!(baked["apps"]["web"]["targets"]["test-bj-1"], second);
+    assert_eq!(
+        baked["apps"]["web"]["targets"]["pre-bj-1"], first,
+        "wave 2 waits for wave 1"
+    );
+}
+
+#[test]
+fn diff_shows_the_rendered_change_and_summarises_by_wave() {
+    let (_tmp, work, _first, _second) = example_with_history();
+    let path = work.to_string_lossy().into_owned();
+    let (code, out, err) =
+        common::run_cli(&["diff", "--repo", &path, "--from", "HEAD~1", "--to", "HEAD"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("--- web/prod-bj-1 @ HEAD~1\n+++ web/prod-bj-1 @ HEAD\n"),
+        "{out}"
+    );
+    assert!(out.contains("-        image: registry.example.com/example/web:1.4.2\n+        image: registry.example.com/example/web:1.5.0\n"));
+    assert!(
+        out.contains("  web: changes on 14 cluster(s) in wave(s) 0, 1, 2, 3, 4, 5, 6\n"),
+        "{out}"
+    );
+    assert!(!out.contains("api/"), "unchanged apps are not listed");
+    assert!(!out.contains('\x1b'), "no colours when not on a terminal");
+    let (code, out, _) = common::run_cli(&[
+        "diff",
+        "--repo",
+        &path,
+        "--from",
+        "HEAD~1",
+        "--to",
+        "HEAD",
+        "--cluster",
+        "test-sh-1",
+        "--app",
+        "web",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("  web: changes on 1 cluster(s) in wave(s) 0\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn status_prints_the_fleet_table() {
+    let (_tmp, work, first, _second) = example_with_history();
+    let path = work.to_string_lossy().into_owned();
+    let (code, out, err) = common::run_cli(&["status", "--repo", &path]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap();
+    assert!(header.starts_with("APP"), "{header}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("web") && l.contains("test-sh-1"))
+        .unwrap();
+    assert!(
+        row.contains(&first[..8]) && row.contains("Healthy"),
+        "{row}"
+    );
+    assert_eq!(out.lines().filter(|l| l.starts_with("web ")).count(), 14);
+}
