@@ -609,3 +609,41 @@ fn cli_renders_from_a_git_url_and_from_a_revision_of_a_path() {
     assert!(err.contains("revision 'nope' not found"), "{err}");
     let _ = first;
 }
+
+#[test]
+fn local_paths_and_file_urls_are_remotes_too() {
+    let f = fixture();
+    let bare = f.base.join("fleet.git");
+    let head = git(&f.work, &["rev-parse", "HEAD"]);
+    for url in [
+        bare.to_string_lossy().into_owned(),
+        format!("file://{}", bare.display()),
+    ] {
+        let m = Mirror::open(
+            &f.root.join(format!("cache-{}", url.len())),
+            &url,
+            "main",
+            Auth::None,
+        )
+        .unwrap();
+        assert_eq!(m.fetch().unwrap().head.to_string(), head, "{url}");
+    }
+}
+
+#[test]
+fn a_missing_branch_is_a_clear_error() {
+    let f = fixture();
+    let daemon = GitDaemon::start(&f.base);
+    let m = Mirror::open(
+        &f.root.join("c"),
+        &daemon.url("fleet"),
+        "release",
+        Auth::None,
+    )
+    .unwrap();
+    let e = m.fetch().unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}: fetch failed:", daemon.url("fleet"))),
+        "{e}"
+    );
+}

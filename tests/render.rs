@@ -188,7 +188,7 @@ fn kustomize_reference(
     root: &str,
 ) -> Vec<Value> {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(repo, tmp.path());
+    common::copy_dir(repo, tmp.path());
     let tree = DirTree::open(repo).unwrap();
     let ctx = render::template_context(fleet, app, cluster);
     let rendered = render::template::render_templates(
@@ -212,19 +212,6 @@ fn kustomize_reference(
         String::from_utf8_lossy(&out.stderr)
     );
     rollwave::yaml::parse_documents("kustomize", &String::from_utf8_lossy(&out.stdout)).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 fn strip_rollwave(mut obj: Value) -> Value {

@@ -9,24 +9,12 @@ use std::time::SystemTime;
 use common::git::{commit_files, git};
 use rollwave::status::{AppStatus, ClusterStatus, Phase};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 /// The example fleet in a Git repository with two commits; every cluster reports the
 /// first commit Healthy for an hour.
 fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("fleet");
-    copy_dir(
+    common::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
         &work,
     );

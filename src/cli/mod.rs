@@ -35,6 +35,21 @@ pub enum Format {
     Json,
 }
 
+/// `--repo`, `--rev` and `--branch`, shared by the commands that read a fleet.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepoArgs {
+    /// The fleet repository: a directory, a Git work tree or bare repository, or a URL.
+    #[arg(long)]
+    pub repo: String,
+    /// Any commit-ish to read instead of the working directory (paths) or the head of
+    /// --branch (URLs).
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Branch to fetch when --repo is a URL.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -49,15 +64,9 @@ pub enum Command {
     },
     /// Print what the agent would apply to one cluster.
     Render {
-        /// The fleet repository: a directory or a Git URL.
-        #[arg(long)]
-        repo: String,
-        /// Any commit-ish to render instead of the working directory / branch head.
-        #[arg(long)]
-        rev: Option<String>,
-        /// Branch to fetch when --repo is a URL.
-        #[arg(long, default_value = "main")]
-        branch: String,
+        /// Which repository and revision.
+        #[command(flatten)]
+        source: RepoArgs,
         /// The cluster, as named in clusters/.
         #[arg(long)]
         cluster: String,
@@ -70,15 +79,9 @@ pub enum Command {
     },
     /// Per app: waves, the release each cluster should run now, and pending gates.
     Plan {
-        /// The fleet repository: a Git work tree, bare repository or URL.
-        #[arg(long)]
-        repo: String,
-        /// Plan as of this commit instead of the branch head.
-        #[arg(long)]
-        rev: Option<String>,
-        /// Branch to fetch when --repo is a URL.
-        #[arg(long, default_value = "main")]
-        branch: String,
+        /// Which repository and revision.
+        #[command(flatten)]
+        source: RepoArgs,
         /// Plan as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
@@ -109,24 +112,15 @@ pub enum Command {
     },
     /// The fleet table (app x wave x cluster) from the status refs.
     Status {
-        /// The fleet repository: a Git work tree, bare repository or URL.
-        #[arg(long)]
-        repo: String,
-        /// Branch to fetch when --repo is a URL.
-        #[arg(long, default_value = "main")]
-        branch: String,
+        /// Which repository and revision.
+        #[command(flatten)]
+        source: RepoArgs,
     },
     /// Render every app for every cluster and report every error (for CI).
     Validate {
-        /// The fleet repository: a directory or a Git URL.
-        #[arg(long)]
-        repo: String,
-        /// Any commit-ish to validate instead of the working directory / branch head.
-        #[arg(long)]
-        rev: Option<String>,
-        /// Branch to fetch when --repo is a URL.
-        #[arg(long, default_value = "main")]
-        branch: String,
+        /// Which repository and revision.
+        #[command(flatten)]
+        source: RepoArgs,
     },
 }
 
@@ -135,28 +129,13 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Build { dir, root } => build::run(&dir, root.as_deref()),
         Command::Render {
-            repo,
-            rev,
-            branch,
+            source,
             cluster,
             app,
             output,
-        } => render::run(
-            &repo,
-            rev.as_deref(),
-            &branch,
-            &cluster,
-            app.as_deref(),
-            output,
-        ),
-        Command::Validate { repo, rev, branch } => validate::run(&repo, rev.as_deref(), &branch),
-        Command::Plan {
-            repo,
-            rev,
-            branch,
-            at,
-            output,
-        } => plan::run(&repo, rev.as_deref(), &branch, at.as_deref(), output),
+        } => render::run(&source, &cluster, app.as_deref(), output),
+        Command::Validate { source } => validate::run(&source),
+        Command::Plan { source, at, output } => plan::run(&source, at.as_deref(), output),
         Command::Diff {
             repo,
             from,
@@ -172,7 +151,7 @@ pub fn run(cli: Cli) -> ExitCode {
             app.as_deref(),
             &branch,
         ),
-        Command::Status { repo, branch } => status::run(&repo, &branch),
+        Command::Status { source } => status::run(&source),
     };
     match result {
         Ok(code) => code,

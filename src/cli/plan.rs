@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::Format;
 use super::history::{GitRepo, app_history, history_order};
+use super::{Format, RepoArgs};
 use crate::plan::{GateState, PlanInput, plan_app};
 
 fn short(sha: &str) -> &str {
@@ -38,19 +38,13 @@ pub fn describe_gate(g: &GateState) -> String {
 }
 
 /// Computes and prints the plan.
-pub fn run(
-    repo: &str,
-    rev: Option<&str>,
-    branch: &str,
-    at: Option<&str>,
-    output: Format,
-) -> anyhow::Result<ExitCode> {
+pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Result<ExitCode> {
     let now = match at {
         Some(t) => humantime::parse_rfc3339_weak(t)
             .with_context(|| format!("--at '{t}': expected a time like 2026-11-23T10:00:00Z"))?,
         None => SystemTime::now(),
     };
-    let g = GitRepo::open(repo, rev, branch)?;
+    let g = GitRepo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let git = g.repository()?;
     let (history, order) = history_order(&git, g.head)?;
     let (_, fleet) = g.fleet(g.head)?;

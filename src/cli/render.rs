@@ -6,20 +6,18 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value, json};
 
-use super::Format;
+use super::{Format, RepoArgs};
 use crate::fleet::{self, targets_cluster};
 use crate::render::render;
 
 /// Renders every app targeting `cluster` (or just `app`).
 pub fn run(
-    repo: &str,
-    rev: Option<&str>,
-    branch: &str,
+    source: &RepoArgs,
     cluster: &str,
     app: Option<&str>,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(repo, rev, branch)?;
+    let opened = super::repo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let tree = opened.tree.as_ref();
     let fleet = fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {

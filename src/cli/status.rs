@@ -3,14 +3,16 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+
+use super::RepoArgs;
 use std::time::{Duration, SystemTime};
 
 use super::history::GitRepo;
 use crate::plan::waves_for;
 
 /// Prints the table.
-pub fn run(repo: &str, branch: &str) -> anyhow::Result<ExitCode> {
-    let g = GitRepo::open(repo, None, branch)?;
+pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
+    let g = GitRepo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let (_, fleet) = g.fleet(g.head)?;
     let statuses = g.statuses()?;
     let now = SystemTime::now();

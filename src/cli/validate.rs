@@ -3,12 +3,14 @@
 
 use std::process::ExitCode;
 
+use super::RepoArgs;
+
 use crate::fleet::{self, targets_cluster};
 use crate::render::render;
 
 /// Renders everything; prints each failure and a summary; exit 1 if anything failed.
-pub fn run(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(repo, rev, branch)?;
+pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
+    let opened = super::repo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let tree = opened.tree.as_ref();
     let fleet = fleet::load(tree)?;
     let mut renders = 0usize;

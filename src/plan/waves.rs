@@ -100,7 +100,7 @@ mod tests {
         }
         assert_eq!(batch_sizes(1, &[1, 2, 7]), vec![1]);
         assert_eq!(batch_sizes(2, &[1, 2, 7]), vec![1, 1]);
-        assert_eq!(batch_sizes(3, &[1, 2, 7]), vec![1, 1, 1]);
+        assert_eq!(batch_sizes(3, &[1, 2, 7]), vec![1, 2]);
         assert_eq!(batch_sizes(20, &[1, 2, 7]), vec![2, 4, 14]);
         assert_eq!(batch_sizes(5, &[1, 1]), vec![3, 2]);
     }
