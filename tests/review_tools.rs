@@ -205,3 +205,38 @@ fn status_prints_the_fleet_table() {
     );
     assert_eq!(out.lines().filter(|l| l.starts_with("web ")).count(), 14);
 }
+
+#[test]
+fn render_json_reports_each_apps_own_release_and_the_hash_statuses_carry() {
+    let (_tmp, work, first, second) = example_with_history();
+    let path = work.to_string_lossy().into_owned();
+    let (code, out, err) = common::run_cli(&[
+        "render",
+        "--repo",
+        &path,
+        "--rev",
+        "HEAD",
+        "--cluster",
+        "prod-bj-1",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["commit"], second);
+    assert_eq!(
+        v["apps"]["web"]["release"], second,
+        "web changed in the second commit"
+    );
+    assert_eq!(
+        v["apps"]["api"]["release"], first,
+        "api's release is the commit that last changed its inputs"
+    );
+    // The hash equals what an agent that rendered the first commit put in its status.
+    let repo = git2::Repository::open(&work).unwrap();
+    let (statuses, _) = rollwave::source::statusref::read_statuses(&repo);
+    assert_eq!(
+        v["apps"]["api"]["hash"],
+        statuses["prod-bj-1"].apps["api"].hash
+    );
+}

@@ -48,7 +48,7 @@ pub fn run(
         apps_json.insert(
             a.name.clone(),
             json!({
-                "release": opened.commit,
+                "release": opened.release_of(&crate::source::history::Inputs::for_app(&a.name, &r.files_read)),
                 "root": r.root,
                 "hash": r.content_hash,
                 "suspended": a.suspend,

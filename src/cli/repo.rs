@@ -15,6 +15,26 @@ pub struct OpenedRepo {
     pub tree: Box<dyn FileTree>,
     /// The full commit sha, when read from Git.
     pub commit: Option<String>,
+    /// The Git directory, when read from Git (for release history).
+    pub git_dir: Option<std::path::PathBuf>,
+}
+
+impl OpenedRepo {
+    /// The release of an app at this commit: the newest first-parent commit that
+    /// touched one of `inputs` (None when not read from Git).
+    pub fn release_of(&self, inputs: &crate::source::history::Inputs) -> Option<String> {
+        let (dir, commit) = (self.git_dir.as_ref()?, self.commit.as_ref()?);
+        let repo = git2::Repository::open(dir).ok()?;
+        let head = git2::Oid::from_str(commit).ok()?;
+        let history = crate::source::history::first_parent_history(&repo, head, 10_000).ok()?;
+        for oid in history {
+            let changed = crate::source::history::changed_paths(&repo, oid).ok()?;
+            if changed.iter().any(|p| inputs.touched_by(p)) {
+                return Some(oid.to_string());
+            }
+        }
+        None
+    }
 }
 
 /// Opens `repo` at `rev`. URLs are fetched (branch `branch`) into the mirror cache with
@@ -31,6 +51,7 @@ pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<Opene
         return Ok(OpenedRepo {
             tree: Box::new(tree),
             commit: Some(commit.to_string()),
+            git_dir: Some(mirror.path().to_path_buf()),
         });
     }
     let path = Path::new(repo);
@@ -41,6 +62,7 @@ pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<Opene
             Ok(OpenedRepo {
                 tree: Box::new(tree),
                 commit: None,
+                git_dir: None,
             })
         }
         Some(r) => {
@@ -60,6 +82,7 @@ pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<Opene
             Ok(OpenedRepo {
                 tree: Box::new(tree),
                 commit: Some(oid.to_string()),
+                git_dir: Some(git.path().to_path_buf()),
             })
         }
     }
