@@ -42,6 +42,11 @@ fn fixture() -> Fixture {
     }
 }
 
+/// An anonymous mirror of branch `main` of `url`, cached under `cache`.
+fn anon_mirror(cache: &Path, url: &str) -> Mirror {
+    Mirror::open(cache, url, "main", Auth::None).unwrap()
+}
+
 fn status(cluster: &str, release: &str) -> ClusterStatus {
     let mut s = ClusterStatus {
         cluster: cluster.into(),
@@ -70,13 +75,7 @@ fn status(cluster: &str, release: &str) -> ClusterStatus {
 fn clone_then_fetch_only_transfers_what_is_new_over_git_daemon() {
     let f = fixture();
     let daemon = GitDaemon::start(&f.base);
-    let mirror = Mirror::open(
-        &f.root.join("cache"),
-        &daemon.url("fleet"),
-        "main",
-        Auth::None,
-    )
-    .unwrap();
+    let mirror = anon_mirror(&f.root.join("cache"), &daemon.url("fleet"));
     let first = mirror.fetch().unwrap();
     assert_eq!(first.head.to_string(), git(&f.work, &["rev-parse", "HEAD"]));
     assert!(first.received_objects >= 8, "{first:?}");
@@ -102,13 +101,7 @@ fn clone_then_fetch_only_transfers_what_is_new_over_git_daemon() {
 fn force_push_is_detected_and_the_old_commit_leaves_history() {
     let f = fixture();
     let daemon = GitDaemon::start(&f.base);
-    let mirror = Mirror::open(
-        &f.root.join("cache"),
-        &daemon.url("fleet"),
-        "main",
-        Auth::None,
-    )
-    .unwrap();
+    let mirror = anon_mirror(&f.root.join("cache"), &daemon.url("fleet"));
     let bad = commit_files(&f.work, &[("apps/web/base/x.txt", "bad")], "bad");
     git(&f.work, &["push", "-q", "origin", "main"]);
     mirror.fetch().unwrap();
@@ -187,8 +180,8 @@ fn http_bearer_token_is_sent() {
 fn status_refs_travel_between_two_agents_through_the_repository() {
     let f = fixture();
     let daemon = GitDaemon::start(&f.base);
-    let a = Mirror::open(&f.root.join("a"), &daemon.url("fleet"), "main", Auth::None).unwrap();
-    let b = Mirror::open(&f.root.join("b"), &daemon.url("fleet"), "main", Auth::None).unwrap();
+    let a = anon_mirror(&f.root.join("a"), &daemon.url("fleet"));
+    let b = anon_mirror(&f.root.join("b"), &daemon.url("fleet"));
     a.fetch().unwrap();
     b.fetch().unwrap();
     let first = write_status(a.repo(), &status("test-1", "r1")).unwrap();
@@ -222,7 +215,7 @@ fn concurrent_pushes_of_different_clusters_all_land() {
         .map(|i| {
             let (url, cache) = (url.clone(), f.root.join(format!("agent-{i}")));
             std::thread::spawn(move || {
-                let m = Mirror::open(&cache, &url, "main", Auth::None).unwrap();
+                let m = anon_mirror(&cache, &url);
                 m.fetch().unwrap();
                 let cluster = format!("c{i}");
                 write_status(m.repo(), &status(&cluster, "r")).unwrap();
@@ -233,7 +226,7 @@ fn concurrent_pushes_of_different_clusters_all_land() {
     for h in handles {
         h.join().unwrap();
     }
-    let reader = Mirror::open(&f.root.join("reader"), &url, "main", Auth::None).unwrap();
+    let reader = anon_mirror(&f.root.join("reader"), &url);
     reader.fetch().unwrap();
     let (seen, errors) = read_statuses(reader.repo());
     assert!(errors.is_empty());
@@ -244,7 +237,7 @@ fn concurrent_pushes_of_different_clusters_all_land() {
 fn a_malformed_peer_status_is_reported_and_ignored() {
     let f = fixture();
     let daemon = GitDaemon::start(&f.base);
-    let m = Mirror::open(&f.root.join("m"), &daemon.url("fleet"), "main", Auth::None).unwrap();
+    let m = anon_mirror(&f.root.join("m"), &daemon.url("fleet"));
     m.fetch().unwrap();
     write_status(m.repo(), &status("good", "r")).unwrap();
     push_status(&m, "good", 3).unwrap();
