@@ -290,16 +290,23 @@ fn merge_list(
 /// `kustomize build` prints them.
 pub const PATCH_DIRECTIVE: &str = "$patch";
 
-/// Removes `$patch` directives.
+/// Removes `$patch` directives from content that is inserted rather than merged:
+/// elements and fields marked `$patch: delete` disappear, `{$patch: replace}` markers
+/// go, and other `$patch` keys are dropped.
 pub fn strip_directives(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, _)| k.as_str() != PATCH_DIRECTIVE)
+                .filter(|(k, v)| k.as_str() != PATCH_DIRECTIVE && !is_delete_item(v))
                 .map(|(k, v)| (k.clone(), strip_directives(v)))
                 .collect(),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|v| !is_delete_item(v) && !is_directive_only(v))
+                .map(strip_directives)
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -348,6 +355,18 @@ mod tests {
             1
         );
         assert!(out["spec"].get("paused").is_none());
+    }
+
+    #[test]
+    fn delete_markers_vanish_from_inserted_content() {
+        let base = json!({"spec": {"template": {"spec": {"containers": [{"name": "other"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "main", "env": [{"name": "NEW"}, {"name": "OLD", "$patch": "delete"}]}]}}}});
+        let out = merged("Deployment", base, patch);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["env"],
+            json!([{"name": "NEW"}])
+        );
     }
 
     #[test]
