@@ -640,3 +640,118 @@ fn a_missing_branch_is_a_clear_error() {
         "{e}"
     );
 }
+
+/// A real `sshd` on a free loopback port that accepts one client key.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
+    let host_key = dir.join("host_rsa");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
+    let port = common::git::free_port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {}\n",
+            host_key.display(),
+            dir.join("authorized_keys").display(),
+            dir.join("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").ok();
+    let sshd = std::path::Path::new("/usr/sbin/sshd");
+    assert!(
+        sshd.exists(),
+        "sshd is required for this test (.ci/run installs openssh-server)"
+    );
+    let child = std::process::Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+    let mut parts = host_pub.split_whitespace();
+    let known = format!(
+        "[127.0.0.1]:{port} {} {}\n",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    (Sshd { child, port }, known)
+}
+
+#[test]
+fn ssh_remotes_need_the_key_and_a_known_host_key() {
+    let f = fixture();
+    let client = f.root.join("client_rsa");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
+        .arg(&client)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let client_pub = std::fs::read_to_string(client.with_extension("pub")).unwrap();
+    let (sshd, known) = start_sshd(&f.root, client_pub.trim());
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let url = format!(
+        "ssh://{user}@127.0.0.1:{}{}",
+        sshd.port,
+        f.base.join("fleet.git").display()
+    );
+    let known_hosts = f.root.join("known_hosts");
+    std::fs::write(&known_hosts, &known).unwrap();
+    let auth = |known_hosts: &Path| Auth::Ssh {
+        username: user.clone(),
+        private_key: client.clone(),
+        passphrase: None,
+        known_hosts: known_hosts.to_path_buf(),
+    };
+    let (u, a, c) = (url.clone(), auth(&known_hosts), f.root.join("ssh-ok"));
+    let head = within(Duration::from_secs(30), move || {
+        Mirror::open(&c, &u, "main", a)
+            .unwrap()
+            .fetch()
+            .map(|o| o.head)
+    })
+    .unwrap();
+    assert_eq!(head.to_string(), git(&f.work, &["rev-parse", "HEAD"]));
+    // A host key that is not in known_hosts is refused.
+    let empty = f.root.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let (u, a, c) = (url.clone(), auth(&empty), f.root.join("ssh-unknown"));
+    let err = within(Duration::from_secs(30), move || {
+        Mirror::open(&c, &u, "main", a)
+            .unwrap()
+            .fetch()
+            .map(|o| o.head)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("host key must be listed in the configured known_hosts"),
+        "{err}"
+    );
+}

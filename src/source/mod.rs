@@ -173,6 +173,10 @@ impl Mirror {
         {
             message.push_str(" (check the configured credentials)");
         }
+        if message.contains("hostkey") {
+            message
+                .push_str(" (the server's host key must be listed in the configured known_hosts)");
+        }
         SourceError::Remote {
             url: self.url(),
             operation,
