@@ -42,6 +42,21 @@ fn fixture() -> Fixture {
     }
 }
 
+/// Fetches branch `main` of `url` with `auth` into a mirror under `cache`, failing the
+/// test if it takes longer than 30 s (a hang is a failure, not a stuck suite).
+fn fetch_head_within(
+    cache: std::path::PathBuf,
+    url: String,
+    auth: Auth,
+) -> Result<Oid, rollwave::source::SourceError> {
+    within(Duration::from_secs(30), move || {
+        Mirror::open(&cache, &url, "main", auth)
+            .unwrap()
+            .fetch()
+            .map(|o| o.head)
+    })
+}
+
 /// An anonymous mirror of branch `main` of `url`, cached under `cache`.
 fn anon_mirror(cache: &Path, url: &str) -> Mirror {
     Mirror::open(cache, url, "main", Auth::None).unwrap()
@@ -121,29 +136,25 @@ fn http_basic_auth_works_and_a_wrong_password_fails_fast_with_a_clear_error() {
     let server = HttpGit::start(&f.base, HttpAuth::Basic("alice".into(), "right".into()));
     let url = server.url("fleet");
     let cache = f.root.join("cache-ok");
-    let ok = within(Duration::from_secs(30), move || {
-        let auth = Auth::Basic {
+    let ok = fetch_head_within(
+        cache,
+        url,
+        Auth::Basic {
             username: "alice".into(),
             password: Secret::Value("right".into()),
-        };
-        Mirror::open(&cache, &url, "main", auth)
-            .unwrap()
-            .fetch()
-            .map(|o| o.head)
-    });
+        },
+    );
     assert!(ok.is_ok(), "{ok:?}");
     let url = server.url("fleet");
     let cache = f.root.join("cache-bad");
-    let err = within(Duration::from_secs(30), move || {
-        let auth = Auth::Basic {
+    let err = fetch_head_within(
+        cache,
+        url,
+        Auth::Basic {
             username: "alice".into(),
             password: Secret::Value("wrong".into()),
-        };
-        Mirror::open(&cache, &url, "main", auth)
-            .unwrap()
-            .fetch()
-            .map(|o| o.head)
-    })
+        },
+    )
     .unwrap_err()
     .to_string();
     assert!(
@@ -163,15 +174,13 @@ fn http_bearer_token_is_sent() {
     let server = HttpGit::start(&f.base, HttpAuth::Bearer("t0ken".into()));
     let url = server.url("fleet");
     let cache = f.root.join("cache");
-    let head = within(Duration::from_secs(30), move || {
-        let auth = Auth::Bearer {
+    let head = fetch_head_within(
+        cache,
+        url,
+        Auth::Bearer {
             token: Secret::Value("t0ken".into()),
-        };
-        Mirror::open(&cache, &url, "main", auth)
-            .unwrap()
-            .fetch()
-            .map(|o| o.head)
-    })
+        },
+    )
     .unwrap();
     assert_eq!(head.to_string(), git(&f.work, &["rev-parse", "HEAD"]));
 }
@@ -730,26 +739,13 @@ fn ssh_remotes_need_the_key_and_a_known_host_key() {
         known_hosts: known_hosts.to_path_buf(),
     };
     let (u, a, c) = (url.clone(), auth(&known_hosts), f.root.join("ssh-ok"));
-    let head = within(Duration::from_secs(30), move || {
-        Mirror::open(&c, &u, "main", a)
-            .unwrap()
-            .fetch()
-            .map(|o| o.head)
-    })
-    .unwrap();
+    let head = fetch_head_within(c, u, a).unwrap();
     assert_eq!(head.to_string(), git(&f.work, &["rev-parse", "HEAD"]));
     // A host key that is not in known_hosts is refused.
     let empty = f.root.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
     let (u, a, c) = (url.clone(), auth(&empty), f.root.join("ssh-unknown"));
-    let err = within(Duration::from_secs(30), move || {
-        Mirror::open(&c, &u, "main", a)
-            .unwrap()
-            .fetch()
-            .map(|o| o.head)
-    })
-    .unwrap_err()
-    .to_string();
+    let err = fetch_head_within(c, u, a).unwrap_err().to_string();
     assert!(
         err.contains("host key must be listed in the configured known_hosts"),
         "{err}"
