@@ -663,14 +663,20 @@ impl Drop for Sshd {
     }
 }
 
-fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
-    let host_key = dir.join("host_rsa");
+/// Writes an RSA key pair in PEM form (readable by libssh2) at `key` and `key.pub`.
+fn rsa_keygen(key: &Path) -> String {
     let out = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
-        .arg(&host_key)
+        .arg(key)
         .output()
-        .unwrap();
+        .expect("ssh-keygen is installed");
     assert!(out.status.success());
+    std::fs::read_to_string(key.with_extension("pub")).unwrap()
+}
+
+fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
+    let host_key = dir.join("host_rsa");
+    let host_pub = rsa_keygen(&host_key);
     std::fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
     let port = common::git::free_port();
     let config = dir.join("sshd_config");
@@ -702,7 +708,6 @@ fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
         assert!(std::time::Instant::now() < deadline, "sshd did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let host_pub = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
     let mut parts = host_pub.split_whitespace();
     let known = format!(
         "[127.0.0.1]:{port} {} {}\n",
@@ -716,13 +721,7 @@ fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
 fn ssh_remotes_need_the_key_and_a_known_host_key() {
     let f = fixture();
     let client = f.root.join("client_rsa");
-    let out = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "", "-f"])
-        .arg(&client)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let client_pub = std::fs::read_to_string(client.with_extension("pub")).unwrap();
+    let client_pub = rsa_keygen(&client);
     let (sshd, known) = start_sshd(&f.root, client_pub.trim());
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let url = format!(

@@ -124,21 +124,22 @@ fn approvals_at(tree: &dyn FileTree, app: &str) -> anyhow::Result<Vec<Approval>>
     }
 }
 
-/// Gathers waves, rendered releases and approvals of `app`.
+/// Gathers waves, rendered releases and approvals of `app`, given the tree and fleet at
+/// the head (loaded once by the caller for every app).
 pub fn app_history(
     g: &GitRepo,
     repo: &Repository,
     history: &[Oid],
+    (tree, fleet): (&GitTree, &Fleet),
     app: &str,
 ) -> anyhow::Result<AppHistory> {
-    let (tree, fleet) = g.fleet(g.head)?;
     let Some(a) = fleet.app(app) else {
         bail!("app '{app}' is not in apps/")
     };
-    let waves = waves_for(&fleet, a);
+    let waves = waves_for(fleet, a);
     let mut files = BTreeSet::new();
     for c in fleet.clusters.iter().filter(|c| targets_cluster(a, c)) {
-        if let Ok(r) = render(&tree, &fleet, a, c) {
+        if let Ok(r) = render(tree, fleet, a, c) {
             files.extend(r.files_read);
         }
     }
@@ -167,6 +168,6 @@ pub fn app_history(
     Ok(AppHistory {
         waves,
         releases: out,
-        approvals: approvals_at(&tree, app)?,
+        approvals: approvals_at(tree, app)?,
     })
 }

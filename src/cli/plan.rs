@@ -47,12 +47,12 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
     let g = GitRepo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let git = g.repository()?;
     let (history, order) = history_order(&git, g.head)?;
-    let (_, fleet) = g.fleet(g.head)?;
+    let (head_tree, fleet) = g.fleet(g.head)?;
     let statuses = g.statuses()?;
     let mut apps = serde_json::Map::new();
     let mut text = String::new();
     for app in &fleet.apps {
-        let h = app_history(&g, &git, &history, &app.name)?;
+        let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
         let plan = plan_app(&PlanInput {
             app: &app.name,
             policy: &app.rollout,
