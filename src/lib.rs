@@ -6,9 +6,11 @@
 
 pub mod cli;
 pub mod fleet;
+pub mod labels;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod sim;
 pub mod source;
 pub mod status;
 pub mod tree;

@@ -9,6 +9,7 @@ pub mod history;
 mod plan;
 mod render;
 pub mod repo;
+mod sim;
 mod status;
 mod validate;
 
@@ -122,6 +123,8 @@ pub enum Command {
         #[command(flatten)]
         source: RepoArgs,
     },
+    /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
+    Sim(sim::SimArgs),
 }
 
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
@@ -152,6 +155,7 @@ pub fn run(cli: Cli) -> ExitCode {
             &branch,
         ),
         Command::Status { source } => status::run(&source),
+        Command::Sim(args) => sim::run(&args),
     };
     match result {
         Ok(code) => code,

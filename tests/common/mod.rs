@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod git;
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 

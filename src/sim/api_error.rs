@@ -1,0 +1,174 @@
+//! Kubernetes `Status` error bodies: the code, reason and message a real API server
+//! sends, so clients (kubectl, kube-rs) print and classify our errors as theirs.
+
+use serde_json::{Value, json};
+
+/// A failed API request, rendered as a `metav1.Status` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// Machine-readable reason (`NotFound`, `Conflict`, `Invalid`, ...).
+    pub reason: &'static str,
+    /// Human-readable message, worded like the real API server's.
+    pub message: String,
+    /// `details` (name, group, kind, causes), when the real server sends them.
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 400: the request body or parameters are malformed.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// 404 for one named object: `deployments.apps "web" not found`.
+    pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
+        let resource = qualified(group, plural);
+        ApiError::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
+            .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 404 for a path that names no resource.
+    pub fn no_route(path: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    /// 405: the resource does not support the verb.
+    pub fn method_not_allowed(verb: &str, resource: &str) -> ApiError {
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource ({verb} {resource})"
+            ),
+        )
+    }
+
+    /// 409 on create of an existing object.
+    pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
+        let resource = qualified(group, plural);
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{resource} \"{name}\" already exists"),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 409 on a write with a stale resourceVersion.
+    pub fn stale(group: &str, plural: &str, name: &str) -> ApiError {
+        let resource = qualified(group, plural);
+        ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": plural}))
+    }
+
+    /// 409 from server-side apply, with one cause per conflicting field.
+    pub fn apply_conflict(message: String, causes: Vec<Value>) -> ApiError {
+        ApiError::new(409, "Conflict", message).with_details(json!({ "causes": causes }))
+    }
+
+    /// 410: the requested resourceVersion is no longer in the watch window.
+    pub fn gone(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Expired", message)
+    }
+
+    /// 422: the object fails validation.
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<(String, String)>) -> ApiError {
+        let list: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let message = if list.len() == 1 {
+            format!(
+                "{kind}.{g} \"{name}\" is invalid: {}",
+                list[0],
+                g = group_or_core(group)
+            )
+        } else {
+            format!(
+                "{kind}.{g} \"{name}\" is invalid: [{}]",
+                list.join(", "),
+                g = group_or_core(group)
+            )
+        };
+        let message = message.replace(".core \"", " \"");
+        let causes: Vec<Value> = causes
+            .into_iter()
+            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .collect();
+        ApiError::new(422, "Invalid", message)
+            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+    }
+
+    /// 429, with the seconds the client should wait in `details.retryAfterSeconds`.
+    pub fn too_many_requests(retry_after_seconds: u64) -> ApiError {
+        ApiError::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        )
+        .with_details(json!({ "retryAfterSeconds": retry_after_seconds }))
+    }
+
+    /// 500: something failed inside the server (or a fault was injected).
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "InternalError", message)
+    }
+
+    /// 503: the server is not ready to serve (injected fault).
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "ServiceUnavailable", message)
+    }
+
+    fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    /// The `Status` object a real server sends in the response body.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            status["details"] = d.clone();
+        }
+        status
+    }
+}
+
+fn group_or_core(group: &str) -> &str {
+    if group.is_empty() { "core" } else { group }
+}
+
+/// `deployments.apps`, or just `configmaps` for the core group.
+pub fn qualified(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
+}

@@ -1,0 +1,870 @@
+//! The HTTP face of a simulated cluster: routing of Kubernetes API paths, query
+//! parameters, content types, watch streams, fault injection and request accounting.
+//! Semantics live in [`super::store`]; this module only translates.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::api_error::{ApiError, qualified};
+use super::kinds::{ResourceType, api_version};
+use super::openapi;
+use super::store::{DeleteOptions, EventKind, Filter, PatchKind, WatchEvent, WriteOptions};
+use super::table::{self, Form};
+use super::validate::FieldValidation;
+use super::{Faults, Shared};
+use crate::labels::LabelSelector;
+
+/// Largest request body accepted, as a real API server (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/sim/stats", get(stats))
+        .route("/sim/faults", get(get_faults).put(put_faults))
+        .route("/sim/compact", post(compact))
+        .route("/sim/disconnect", post(disconnect))
+        .fallback(api)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let (objects, rv) = {
+        let store = shared.lock();
+        (store.object_count(), store.resource_version())
+    };
+    json_response(StatusCode::OK, &shared.stats.to_json(objects, rv))
+}
+
+async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
+    let f = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    json_response(StatusCode::OK, &serde_json::to_value(f).unwrap_or_default())
+}
+
+async fn put_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let parsed: Result<Faults, String> = serde_json::from_slice(&body)
+        .map_err(|e| format!("invalid faults: {e}"))
+        .and_then(|f: Faults| f.validate().map(|_| f));
+    match parsed {
+        Ok(f) => {
+            *shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = f.clone();
+            json_response(StatusCode::OK, &serde_json::to_value(f).unwrap_or_default())
+        }
+        Err(e) => error_response(&ApiError::bad_request(e)),
+    }
+}
+
+async fn compact(State(shared): State<Arc<Shared>>) -> Response {
+    shared.lock().compact();
+    json_response(StatusCode::OK, &json!({"compacted": true}))
+}
+
+async fn disconnect(State(shared): State<Arc<Shared>>) -> Response {
+    shared.disconnect.send_modify(|n| *n += 1);
+    json_response(StatusCode::OK, &json!({"disconnected": true}))
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_response(code, &e.to_status());
+    if e.code == 429 {
+        let secs = e
+            .details
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64())
+            .unwrap_or(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// What a request path names.
+#[derive(Debug)]
+enum Route {
+    Version,
+    Health,
+    CoreVersions,
+    Groups,
+    Group(String),
+    Resources(String, String),
+    Object(ObjectPath),
+    OpenApiRoot,
+    OpenApi(String, String),
+    NotFound,
+}
+
+#[derive(Debug)]
+struct ObjectPath {
+    group: String,
+    version: String,
+    plural: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn route(path: &str) -> Route {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["version"] => return Route::Version,
+        ["healthz"] | ["livez"] | ["readyz"] => return Route::Health,
+        ["api"] => return Route::CoreVersions,
+        ["openapi", "v3"] => return Route::OpenApiRoot,
+        ["openapi", "v3", "api", v] => return Route::OpenApi(String::new(), v.to_string()),
+        ["openapi", "v3", "apis", g, v] => return Route::OpenApi(g.to_string(), v.to_string()),
+        ["apis"] => return Route::Groups,
+        ["apis", g] => return Route::Group(g.to_string()),
+        ["api", v] => return Route::Resources(String::new(), v.to_string()),
+        ["apis", g, v] => return Route::Resources(g.to_string(), v.to_string()),
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Route::NotFound,
+    };
+    let object = |ns: Option<&str>, plural: &str, name: Option<&str>, sub: Option<&str>| {
+        Route::Object(ObjectPath {
+            group: group.to_string(),
+            version: version.to_string(),
+            plural: plural.to_string(),
+            namespace: ns.map(String::from),
+            name: name.map(String::from),
+            subresource: sub.map(String::from),
+        })
+    };
+    match rest {
+        // /api/v1/namespaces/{name}/status and /finalize are the Namespace's own.
+        ["namespaces", name, sub @ ("status" | "finalize")] if group.is_empty() => {
+            object(None, "namespaces", Some(name), Some(sub))
+        }
+        ["namespaces", ns, plural] => object(Some(ns), plural, None, None),
+        ["namespaces", ns, plural, name] => object(Some(ns), plural, Some(name), None),
+        ["namespaces", ns, plural, name, sub] => object(Some(ns), plural, Some(name), Some(sub)),
+        [plural] => object(None, plural, None, None),
+        [plural, name] => object(None, plural, Some(name), None),
+        [plural, name, sub] => object(None, plural, Some(name), Some(sub)),
+        _ => Route::NotFound,
+    }
+}
+
+fn version_info() -> Value {
+    json!({"major": "1", "minor": "32", "gitVersion": "v1.32.0+rollwave.sim",
+        "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23", "compiler": "gc",
+        "platform": "linux/amd64"})
+}
+
+/// The verb a request counts as in `/sim/stats`.
+fn verb_of(method: &Method, p: &ObjectPath, query: &HashMap<String, String>) -> &'static str {
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    match *method {
+        Method::GET if watching => "watch",
+        Method::GET if p.name.is_none() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let route = route(&path);
+
+    let is_write = !matches!(parts.method, Method::GET | Method::HEAD);
+    let faults = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match &route {
+        Route::Object(p) => {
+            let rt_name = qualified(&p.group, &p.plural);
+            let dry = query.get("dryRun").is_some_and(|d| d == "All");
+            shared
+                .stats
+                .count(verb_of(&parts.method, p, &query), &rt_name, dry);
+        }
+        _ => {
+            shared
+                .stats
+                .discovery
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    if (!faults.writes_only || is_write)
+        && let Some(resp) = inject(&shared, &faults).await
+    {
+        return resp;
+    }
+
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let form = Form::from_accept(&accept);
+    match route {
+        Route::Version => json_response(StatusCode::OK, &version_info()),
+        Route::Health => (StatusCode::OK, "ok").into_response(),
+        Route::CoreVersions => {
+            json_response(StatusCode::OK, &shared.lock().registry.core_versions())
+        }
+        Route::Groups => json_response(StatusCode::OK, &shared.lock().registry.group_list()),
+        Route::Group(g) => match shared.lock().registry.group(&g) {
+            Some(v) => json_response(StatusCode::OK, &v),
+            None => error_response(&ApiError::no_route(&path)),
+        },
+        Route::Resources(g, v) => match shared.lock().registry.resource_list(&g, &v) {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => error_response(&ApiError::no_route(&path)),
+        },
+        Route::OpenApiRoot => {
+            json_response(StatusCode::OK, &openapi::root(&shared.lock().registry))
+        }
+        Route::OpenApi(g, v) => match openapi::group_version(&shared.lock().registry, &g, &v) {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => error_response(&ApiError::no_route(&path)),
+        },
+        Route::NotFound => error_response(&ApiError::no_route(&path)),
+        Route::Object(p) => {
+            let body = match axum::body::to_bytes(body, MAX_BODY).await {
+                Ok(b) => b,
+                Err(_) => {
+                    let mut e =
+                        ApiError::bad_request("the request body is too large (limit 3 MiB)");
+                    e.code = 413;
+                    e.reason = "RequestEntityTooLarge";
+                    return error_response(&e);
+                }
+            };
+            let rt = {
+                let store = shared.lock();
+                store
+                    .registry
+                    .by_plural(&p.group, &p.version, &p.plural)
+                    .cloned()
+            };
+            let Some(rt) = rt else {
+                return error_response(&ApiError::no_route(&path));
+            };
+            if (p.namespace.is_some() && !rt.namespaced)
+                || (p.name.is_some() && rt.namespaced && p.namespace.is_none())
+            {
+                return error_response(&ApiError::no_route(&path));
+            }
+            let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+            if parts.method == Method::GET && watching {
+                return match watch(shared, rt, &p, &query, form) {
+                    Ok(resp) => resp,
+                    Err(e) => error_response(&e),
+                };
+            }
+            match object_request(
+                &shared,
+                &rt,
+                &p,
+                &parts.method,
+                &parts.headers,
+                &query,
+                &body,
+                form,
+            ) {
+                Ok((code, v)) => json_response(code, &v),
+                Err(e) => error_response(&e),
+            }
+        }
+    }
+}
+
+/// Applies the configured faults; returns the response to send instead of serving.
+async fn inject(shared: &Shared, f: &Faults) -> Option<Response> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if f.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(f.latency_ms)).await;
+    }
+    let roll: f64 = rand::random();
+    if roll < f.drop_rate {
+        shared.stats.dropped_injected.fetch_add(1, Relaxed);
+        // Headers go out, then the body fails: the client sees the connection cut
+        // mid-response.
+        let stream = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected connection drop",
+            ))
+        });
+        return Some(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(stream))
+                .unwrap_or_default(),
+        );
+    }
+    if roll < f.drop_rate + f.error_rate {
+        shared.stats.errors_injected.fetch_add(1, Relaxed);
+        let e = if rand::random::<bool>() {
+            ApiError::internal("injected fault: internal error")
+        } else {
+            ApiError::unavailable("injected fault: service unavailable")
+        };
+        return Some(error_response(&e));
+    }
+    if roll < f.drop_rate + f.error_rate + f.throttle_rate {
+        shared.stats.throttled_injected.fetch_add(1, Relaxed);
+        return Some(error_response(&ApiError::too_many_requests(
+            f.retry_after_seconds.max(1),
+        )));
+    }
+    None
+}
+
+/// The field manager of a write: `fieldManager`, else the user agent's program name.
+fn manager(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
+    if let Some(m) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn parse_body(body: &[u8], yaml_ok: bool) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(e) if !yaml_ok => Err(ApiError::bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+        Err(_) => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+            let mut docs = crate::yaml::parse_documents("request body", text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            if docs.len() != 1 {
+                return Err(ApiError::bad_request(
+                    "the request body must hold exactly one object",
+                ));
+            }
+            Ok(docs.remove(0))
+        }
+    }
+}
+
+/// Serves the object in the version the client asked for.
+fn in_version(obj: &Value, rt: &ResourceType, version: &str) -> Value {
+    let mut o = obj.clone();
+    o["apiVersion"] = json!(api_version(&rt.group, version));
+    o
+}
+
+fn shape_one(obj: Value, rt: &ResourceType, form: Form, include_object: bool) -> Value {
+    match form {
+        Form::Full => obj,
+        Form::Metadata => table::partial(&obj),
+        Form::Table => {
+            let rv = obj["metadata"]["resourceVersion"].clone();
+            table::table(rt, &[obj], json!({"resourceVersion": rv}), include_object)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn object_request(
+    shared: &Shared,
+    rt: &ResourceType,
+    p: &ObjectPath,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+    form: Form,
+) -> Result<(StatusCode, Value), ApiError> {
+    let ns = p.namespace.as_deref();
+    let status = match p.subresource.as_deref() {
+        None => false,
+        Some("status") if rt.status_subresource => true,
+        Some(_) => {
+            return Err(ApiError::no_route(&format!(
+                "{}/{}",
+                p.plural,
+                p.subresource.as_deref().unwrap_or("")
+            )));
+        }
+    };
+    let include_object = query.get("includeObject").is_some_and(|v| v == "Object");
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+            )));
+        }
+    };
+    let opts = || -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            manager: manager(query, headers),
+            dry_run,
+            force: query.get("force").is_some_and(|f| f == "true"),
+            validation: FieldValidation::parse(
+                query
+                    .get("fieldValidation")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
+            status,
+        })
+    };
+    let out = |o: &Value| shape_one(in_version(o, rt, &p.version), rt, form, include_object);
+    match (method.clone(), p.name.as_deref()) {
+        (Method::GET, Some(name)) => {
+            let o = shared.lock().get(rt, ns, name)?;
+            Ok((StatusCode::OK, out(&o)))
+        }
+        (Method::GET, None) => list(shared, rt, p, query, form, include_object),
+        (Method::POST, None) => {
+            let body = parse_body(body, true)?;
+            let o = shared.lock().create(rt, &p.version, ns, body, &opts()?)?;
+            Ok((StatusCode::CREATED, out(&o)))
+        }
+        (Method::PUT, Some(name)) => {
+            let body = parse_body(body, true)?;
+            let o = shared
+                .lock()
+                .update(rt, &p.version, ns, name, body, &opts()?)?;
+            Ok((StatusCode::OK, out(&o)))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let kind = match ct.split(';').next().unwrap_or("").trim() {
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => PatchKind::Apply,
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/json-patch+json" => PatchKind::Json,
+                "application/strategic-merge-patch+json" => PatchKind::Strategic,
+                other => {
+                    let mut e = ApiError::bad_request(format!(
+                        "the body of the request was in an unknown format ({other}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                    ));
+                    e.code = 415;
+                    e.reason = "UnsupportedMediaType";
+                    return Err(e);
+                }
+            };
+            let o = opts()?;
+            if kind == PatchKind::Apply && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+                return Err(ApiError::bad_request(
+                    "PATCH: fieldManager is required for apply requests",
+                ));
+            }
+            if kind != PatchKind::Apply && o.force {
+                return Err(ApiError::bad_request(
+                    "force: Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            let body = parse_body(body, kind == PatchKind::Apply)?;
+            let mut store = shared.lock();
+            let existed = store.get(rt, ns, name).is_ok();
+            let obj = store.patch(rt, &p.version, ns, name, kind, &body, &o)?;
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok((code, out(&obj)))
+        }
+        (Method::DELETE, name) => {
+            let mut d = DeleteOptions {
+                propagation: "Background".into(),
+                dry_run,
+                ..Default::default()
+            };
+            if let Some(pp) = query.get("propagationPolicy") {
+                d.propagation = pp.clone();
+            }
+            if !body.is_empty() {
+                let b: Value = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+                if let Some(pp) = b["propagationPolicy"].as_str() {
+                    d.propagation = pp.to_string();
+                }
+                if b["orphanDependents"] == true {
+                    d.propagation = "Orphan".into();
+                }
+                if b["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "All"))
+                {
+                    d.dry_run = true;
+                }
+                d.uid = b["preconditions"]["uid"].as_str().map(String::from);
+                d.resource_version = b["preconditions"]["resourceVersion"]
+                    .as_str()
+                    .map(String::from);
+            }
+            if !matches!(
+                d.propagation.as_str(),
+                "Orphan" | "Background" | "Foreground"
+            ) {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: \"{}\": supported values: \"Foreground\", \"Background\", \"Orphan\"",
+                    d.propagation
+                )));
+            }
+            match name {
+                Some(name) => {
+                    let o = shared.lock().delete(rt, ns, name, &d)?;
+                    Ok((StatusCode::OK, out(&o)))
+                }
+                None => {
+                    let filter = filter_of(ns, query)?;
+                    let items = shared.lock().delete_collection(rt, &filter, &d);
+                    let items: Vec<Value> = items
+                        .iter()
+                        .map(|o| in_version(o, rt, &p.version))
+                        .collect();
+                    Ok((
+                        StatusCode::OK,
+                        json!({"kind": format!("{}List", rt.kind),
+                        "apiVersion": api_version(&rt.group, &p.version), "metadata": {}, "items": items}),
+                    ))
+                }
+            }
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &p.plural)),
+    }
+}
+
+fn filter_of(ns: Option<&str>, query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+    Ok(Filter {
+        namespace: ns.map(String::from),
+        fields: Filter::parse_fields(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
+        labels: LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+    })
+}
+
+fn list(
+    shared: &Shared,
+    rt: &ResourceType,
+    p: &ObjectPath,
+    query: &HashMap<String, String>,
+    form: Form,
+    include_object: bool,
+) -> Result<(StatusCode, Value), ApiError> {
+    use base64::Engine;
+    let filter = filter_of(p.namespace.as_deref(), query)?;
+    let limit = match query.get("limit").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("limit: invalid value \"{l}\"")))?,
+        ),
+    };
+    let after = match query.get("continue").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<(String, String)>(&b).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("continue key is not valid: illegal base64 data")
+                })?;
+            Some(raw)
+        }
+    };
+    let (items, next, remaining, rv) = {
+        let store = shared.lock();
+        let (items, next, remaining) = store.list(rt, &filter, after.as_ref(), limit);
+        (items, next, remaining, store.resource_version())
+    };
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if let Some(k) = next {
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&k).unwrap_or_default());
+        meta["continue"] = json!(token);
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    let items: Vec<Value> = items
+        .iter()
+        .map(|o| in_version(o, rt, &p.version))
+        .collect();
+    let v = match form {
+        Form::Table => table::table(rt, &items, meta, include_object),
+        Form::Metadata => table::partial_list(&items, meta),
+        Form::Full => json!({"kind": format!("{}List", rt.kind),
+            "apiVersion": api_version(&rt.group, &p.version), "metadata": meta, "items": items}),
+    };
+    Ok((StatusCode::OK, v))
+}
+
+/// One line of a watch stream.
+fn event_line(kind: &str, object: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+struct WatchSpec {
+    rt: ResourceType,
+    version: String,
+    filter: Filter,
+    form: Form,
+    include_object: bool,
+    bookmarks: bool,
+}
+
+impl WatchSpec {
+    fn render(&self, obj: &Value) -> Value {
+        shape_one(
+            in_version(obj, &self.rt, &self.version),
+            &self.rt,
+            self.form,
+            self.include_object,
+        )
+    }
+
+    /// The event a watcher with this filter sees for a change, if any.
+    fn translate(&self, ev: &WatchEvent) -> Option<Bytes> {
+        if ev.group != self.rt.group || ev.plural != self.rt.plural {
+            return None;
+        }
+        let now = self.filter.matches(&ev.object);
+        let kind = match ev.kind {
+            EventKind::Added if now => EventKind::Added,
+            EventKind::Deleted if now => EventKind::Deleted,
+            EventKind::Modified => {
+                let before = ev.previous.as_ref().map_or(now, |p| self.filter.matches(p));
+                match (before, now) {
+                    (true, true) => EventKind::Modified,
+                    (false, true) => EventKind::Added,
+                    (true, false) => EventKind::Deleted,
+                    (false, false) => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(event_line(kind.as_str(), self.render(&ev.object)))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        event_line(
+            "BOOKMARK",
+            json!({"kind": self.rt.kind, "apiVersion": api_version(&self.rt.group, &self.version), "metadata": meta}),
+        )
+    }
+}
+
+fn watch(
+    shared: Arc<Shared>,
+    rt: ResourceType,
+    p: &ObjectPath,
+    query: &HashMap<String, String>,
+    form: Form,
+) -> Result<Response, ApiError> {
+    let mut filter = filter_of(p.namespace.as_deref(), query)?;
+    if let Some(name) = &p.name {
+        filter
+            .fields
+            .push(("metadata.name".into(), true, name.clone()));
+    }
+    let spec = WatchSpec {
+        rt,
+        version: p.version.clone(),
+        filter,
+        form,
+        include_object: query.get("includeObject").is_some_and(|v| v == "Object"),
+        bookmarks: query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true"),
+    };
+    let rv_param = query.get("resourceVersion").cloned().unwrap_or_default();
+    let send_initial = match query.get("sendInitialEvents").map(String::as_str) {
+        Some("true") => true,
+        Some("false") => false,
+        _ => rv_param.is_empty() || rv_param == "0",
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    // Initial state and subscription are taken under one lock so no change falls
+    // between them.
+    let (initial, replay, mut events, start_rv) = {
+        let store = shared.lock();
+        let current = store.resource_version();
+        if send_initial {
+            let (items, _, _) = store.list(&spec.rt, &spec.filter, None, None);
+            let (_, rx) = store.subscribe(&spec.rt, current)?;
+            (items, Vec::new(), rx, current)
+        } else {
+            let from: u64 = rv_param.parse().map_err(|_| {
+                ApiError::bad_request(format!("resourceVersion: Invalid value: \"{rv_param}\""))
+            })?;
+            match store.subscribe(&spec.rt, from) {
+                Ok((replay, rx)) => (Vec::new(), replay, rx, current),
+                Err(e) => {
+                    // A real server answers 200 and sends the error as a watch event.
+                    let line = event_line("ERROR", e.to_status());
+                    let stream =
+                        futures_util::stream::once(async move { Ok::<_, Infallible>(line) });
+                    return Ok(stream_response(Body::from_stream(stream)));
+                }
+            }
+        }
+    };
+    let initial_marker =
+        send_initial && query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let mut stopped = shared.shutdown.clone();
+    let mut cut = shared.disconnect.subscribe();
+    let interval = shared.bookmark_interval;
+    tokio::spawn(async move {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut last_rv = start_rv;
+        for o in &initial {
+            if tx.send(event_line("ADDED", spec.render(o))).await.is_err() {
+                return;
+            }
+        }
+        if initial_marker {
+            let _ = tx.send(spec.bookmark(start_rv, true)).await;
+        }
+        for ev in &replay {
+            last_rv = last_rv.max(ev.rv);
+            if let Some(line) = spec.translate(ev)
+                && tx.send(line).await.is_err()
+            {
+                return;
+            }
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            let sleep_until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                r = events.recv() => match r {
+                    Ok(ev) => {
+                        if ev.rv <= last_rv {
+                            continue;
+                        }
+                        last_rv = last_rv.max(ev.rv);
+                        if let Some(line) = spec.translate(&ev)
+                            && tx.send(line).await.is_err() {
+                                return;
+                            }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let e = ApiError::gone(format!("too old resource version: {last_rv}"));
+                        let _ = tx.send(event_line("ERROR", e.to_status())).await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if spec.bookmarks => {
+                    if tx.send(spec.bookmark(last_rv, false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+                _ = cut.changed() => return,
+                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = async { let _ = stopped.wait_for(|s| *s).await; } => return,
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok(stream_response(Body::from_stream(stream)))
+}
+
+fn stream_response(body: Body) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_objects_collections_and_subresources() {
+        match route("/apis/apps/v1/namespaces/default/deployments/web/status") {
+            Route::Object(p) => {
+                assert_eq!(
+                    (p.group.as_str(), p.plural.as_str()),
+                    ("apps", "deployments")
+                );
+                assert_eq!(p.namespace.as_deref(), Some("default"));
+                assert_eq!(p.name.as_deref(), Some("web"));
+                assert_eq!(p.subresource.as_deref(), Some("status"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match route("/api/v1/namespaces/prod") {
+            Route::Object(p) => {
+                assert_eq!(p.plural, "namespaces");
+                assert_eq!(p.name.as_deref(), Some("prod"));
+                assert_eq!(p.namespace, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(route("/apis/apps/v1"), Route::Resources(g, v) if g == "apps" && v == "v1")
+        );
+    }
+}

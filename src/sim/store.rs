@@ -1,0 +1,1145 @@
+//! The state of one simulated cluster: objects by resource type, the global
+//! resourceVersion, the watch history, and every write verb with the semantics of a
+//! real API server (preconditions, generation, namespaces, finalizers, garbage
+//! collection, CRD registration, dry runs). Pure with respect to I/O: the HTTP layer
+//! parses requests and calls in here under one lock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::api_error::{ApiError, qualified};
+use super::fieldset::ListShapes;
+use super::kinds::{Registry, ResourceType, api_version, type_from_crd};
+use super::ssa::{self, Scope, Writer};
+use super::validate::{FieldValidation, validate};
+use crate::labels::LabelSelector;
+
+/// The kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Created (or newly matching a selector).
+    Added,
+    /// Changed.
+    Modified,
+    /// Deleted (or no longer matching a selector).
+    Deleted,
+}
+
+impl EventKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            EventKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, kept for watchers that resume from a resourceVersion.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// API group of the object.
+    pub group: String,
+    /// Resource (plural) of the object.
+    pub plural: String,
+    /// Namespace, empty for cluster-scoped objects.
+    pub namespace: String,
+    /// The object after the change (before it, for deletions).
+    pub object: Arc<Value>,
+    /// The object before a modification, to tell selector watchers it left.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// Which objects a list or watch selects besides the resource type.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only this name (`fieldSelector=metadata.name=...`).
+    pub fields: Vec<(String, bool, String)>,
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+}
+
+impl Filter {
+    /// Parses a `fieldSelector`: `a=b`, `a==b` and `a!=b` joined by commas, on any
+    /// dotted field path (metadata.name and metadata.namespace are the common ones).
+    pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, ApiError> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
+                (k, false, v)
+            } else if let Some((k, v)) = part.split_once("==") {
+                (k, true, v)
+            } else if let Some((k, v)) = part.split_once('=') {
+                (k, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: '{part}': expected field=value or field!=value"
+                )));
+            };
+            out.push((k.trim().to_string(), eq, v.trim().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Whether an object passes the filter.
+    pub fn matches(&self, obj: &Value) -> bool {
+        let meta = &obj["metadata"];
+        if let Some(ns) = &self.namespace
+            && meta["namespace"].as_str().unwrap_or("") != ns
+        {
+            return false;
+        }
+        for (k, eq, v) in &self.fields {
+            let mut cur = obj;
+            for part in k.split('.') {
+                cur = &cur[part];
+            }
+            let actual = match cur {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            if (actual == *v) != *eq {
+                return false;
+            }
+        }
+        let empty = Map::new();
+        self.labels
+            .matches(meta["labels"].as_object().unwrap_or(&empty))
+    }
+}
+
+/// How a write request asks to be carried out.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// `fieldManager` (or a name derived from the user agent).
+    pub manager: String,
+    /// `dryRun=All`: validate and answer, store nothing.
+    pub dry_run: bool,
+    /// `force=true` on server-side apply.
+    pub force: bool,
+    /// `fieldValidation`.
+    pub validation: FieldValidation,
+    /// Whether the request is for the `/status` subresource.
+    pub status: bool,
+}
+
+/// The patch formats of `PATCH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/apply-patch+yaml`: server-side apply.
+    Apply,
+    /// `application/merge-patch+json`: RFC 7386.
+    Merge,
+    /// `application/json-patch+json`: RFC 6902.
+    Json,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+}
+
+/// `DELETE` options.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// `Orphan`, `Background` (default) or `Foreground`.
+    pub propagation: String,
+    /// Only delete this uid.
+    pub uid: Option<String>,
+    /// Only delete at this resourceVersion.
+    pub resource_version: Option<String>,
+    /// Validate only.
+    pub dry_run: bool,
+}
+
+/// The default watch history length: watchers further behind get 410 Gone.
+pub const DEFAULT_HISTORY: usize = 20_000;
+
+type Key = (String, String);
+
+/// The retained events after a resourceVersion, and a receiver for later ones.
+pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>);
+
+/// All objects of one cluster.
+pub struct Store {
+    /// Types served (built-ins and established CRDs).
+    pub registry: Registry,
+    objects: BTreeMap<Key, BTreeMap<Key, Arc<Value>>>,
+    rv: u64,
+    history: VecDeque<Arc<WatchEvent>>,
+    history_cap: usize,
+    compacted: u64,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+    next_ip: u32,
+}
+
+/// The current time as the API server writes it.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn meta_str<'v>(obj: &'v Value, field: &str) -> &'v str {
+    obj["metadata"][field].as_str().unwrap_or("")
+}
+
+fn spec_part(obj: &Value) -> Value {
+    let mut c = obj.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    c
+}
+
+impl Store {
+    /// An empty cluster with the default namespaces.
+    pub fn new(history_cap: usize) -> Store {
+        let (tx, _) = broadcast::channel(16_384);
+        let mut s = Store {
+            registry: Registry::builtin(),
+            objects: BTreeMap::new(),
+            rv: 1,
+            history: VecDeque::new(),
+            history_cap: history_cap.max(1),
+            compacted: 1,
+            tx,
+            next_ip: 10,
+        };
+        let ns_type = s
+            .registry
+            .by_kind("", "Namespace")
+            .cloned()
+            .expect("built-in");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let opts = WriteOptions {
+                manager: "kube-apiserver".into(),
+                dry_run: false,
+                force: false,
+                validation: FieldValidation::Strict,
+                status: false,
+            };
+            s.create(&ns_type, "v1", None, body, &opts)
+                .expect("default namespaces are valid");
+        }
+        s
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// Number of stored objects.
+    pub fn object_count(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    /// Forgets the watch history, so any watch resuming from an older
+    /// resourceVersion gets 410 Gone (what etcd compaction does to a real server).
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    fn table(&self, rt: &ResourceType) -> Option<&BTreeMap<Key, Arc<Value>>> {
+        self.objects.get(&(rt.group.clone(), rt.plural.clone()))
+    }
+
+    fn key_of(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
+        let ns = if rt.namespaced { ns.unwrap_or("") } else { "" };
+        (ns.to_string(), name.to_string())
+    }
+
+    /// One object.
+    pub fn get(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.table(rt)
+            .and_then(|t| t.get(&Self::key_of(rt, ns, name)))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    /// Objects of a type passing `filter`, in (namespace, name) order, starting after
+    /// `after` and at most `limit`; also returns the key to continue from and how many
+    /// remain.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        filter: &Filter,
+        after: Option<&Key>,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<Value>>, Option<Key>, usize) {
+        let Some(table) = self.table(rt) else {
+            return (Vec::new(), None, 0);
+        };
+        let range: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = match after {
+            Some(k) => Box::new(table.range(k.clone()..).filter(move |(key, _)| *key != k)),
+            None => Box::new(table.iter()),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        let mut remaining = 0;
+        for (key, obj) in range {
+            if !filter.matches(obj) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                if next.is_none() {
+                    next = items.last().map(|o: &Arc<Value>| {
+                        (
+                            meta_str(o, "namespace").to_string(),
+                            meta_str(o, "name").to_string(),
+                        )
+                    });
+                }
+                remaining += 1;
+                continue;
+            }
+            let _ = key;
+            items.push(obj.clone());
+        }
+        (items, next, remaining)
+    }
+
+    /// Starts a watch: the retained events after `from` (when given) and a receiver
+    /// for everything later, or 410 Gone when `from` is older than the history.
+    pub fn subscribe(&self, rt: &ResourceType, from: u64) -> Result<Subscription, ApiError> {
+        if from < self.compacted {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {from} ({})",
+                self.compacted + 1
+            )));
+        }
+        let rx = self.tx.subscribe();
+        let replay = self
+            .history
+            .iter()
+            .filter(|e| e.rv > from && e.group == rt.group && e.plural == rt.plural)
+            .cloned()
+            .collect();
+        Ok((replay, rx))
+    }
+
+    fn emit(
+        &mut self,
+        rt: &ResourceType,
+        kind: EventKind,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let ev = Arc::new(WatchEvent {
+            rv: self.rv,
+            kind,
+            group: rt.group.clone(),
+            plural: rt.plural.clone(),
+            namespace: meta_str(&object, "namespace").to_string(),
+            object,
+            previous,
+        });
+        if self.history.len() >= self.history_cap
+            && let Some(old) = self.history.pop_front()
+        {
+            self.compacted = old.rv;
+        }
+        self.history.push_back(ev.clone());
+        let _ = self.tx.send(ev);
+    }
+
+    fn check_namespace(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        creating: bool,
+    ) -> Result<(), ApiError> {
+        if !rt.namespaced {
+            return Ok(());
+        }
+        let ns = ns.unwrap_or("");
+        if ns.is_empty() {
+            return Err(ApiError::bad_request(
+                "the server could not find the requested resource: a namespace is required for namespaced resources",
+            ));
+        }
+        let nst = self.registry.by_kind("", "Namespace").expect("built-in");
+        let namespace = self.get(nst, None, ns)?;
+        if creating && !namespace["metadata"]["deletionTimestamp"].is_null() {
+            let mut e = ApiError::bad_request(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                qualified(&rt.group, &rt.plural),
+                ""
+            ));
+            e.code = 403;
+            e.reason = "Forbidden";
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn check_body_type(rt: &ResourceType, version: &str, body: &Value) -> Result<(), ApiError> {
+        let want = api_version(&rt.group, version);
+        let av = body["apiVersion"].as_str().unwrap_or("");
+        let kind = body["kind"].as_str().unwrap_or("");
+        if kind != rt.kind && !kind.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        if av != want && !av.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want})"
+            )));
+        }
+        if !body.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_body_namespace(
+        rt: &ResourceType,
+        ns: Option<&str>,
+        body: &Value,
+    ) -> Result<(), ApiError> {
+        let body_ns = meta_str(body, "namespace");
+        if rt.namespaced && !body_ns.is_empty() && Some(body_ns) != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        Ok(())
+    }
+
+    fn shapes(rt: &ResourceType) -> ListShapes<'_> {
+        ListShapes::new(
+            &rt.group,
+            &rt.kind,
+            if rt.list_keys.is_empty() {
+                None
+            } else {
+                Some(&rt.list_keys)
+            },
+        )
+    }
+
+    fn scope(rt: &ResourceType, opts: &WriteOptions) -> Scope {
+        if opts.status {
+            Scope::Status
+        } else {
+            Scope::Main {
+                status_subresource: rt.status_subresource,
+            }
+        }
+    }
+
+    /// `POST`: creates an object.
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        Self::check_body_type(rt, version, &body)?;
+        Self::check_body_namespace(rt, ns, &body)?;
+        if !meta_str(&body, "resourceVersion").is_empty() {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        let mut name = meta_str(&body, "name").to_string();
+        if name.is_empty() {
+            let prefix = meta_str(&body, "generateName");
+            if !prefix.is_empty() {
+                let suffix: String = (0..5)
+                    .map(|_| {
+                        let c = b"bcdfghjklmnpqrstvwxz2456789"[rand::random_range(0..27)];
+                        c as char
+                    })
+                    .collect();
+                name = format!("{prefix}{suffix}");
+            }
+        }
+        self.check_namespace(rt, ns, true)?;
+        if self.get(rt, ns, &name).is_ok() {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        {
+            let obj = body.as_object_mut().expect("checked above");
+            obj.insert("apiVersion".into(), json!(rt.api_version()));
+            obj.insert("kind".into(), json!(rt.kind));
+            let meta = obj
+                .entry("metadata")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+            meta.insert("name".into(), json!(name));
+            if rt.namespaced {
+                meta.insert("namespace".into(), json!(ns.unwrap_or("")));
+            } else {
+                meta.remove("namespace");
+            }
+            meta.remove("managedFields");
+            if rt.status_subresource && !opts.status {
+                obj.remove("status");
+            }
+        }
+        let writer = Writer {
+            manager: &opts.manager,
+            api_version: &api_version(&rt.group, version),
+            scope: Self::scope(rt, opts),
+            now: &now_rfc3339(),
+        };
+        ssa::record_update(None, &mut body, &writer, &Self::shapes(rt));
+        self.commit(rt, ns, &name, None, body, opts)
+    }
+
+    /// `PUT`: replaces an object (or its status).
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        Self::check_body_type(rt, version, &body)?;
+        Self::check_body_namespace(rt, ns, &body)?;
+        let body_name = meta_str(&body, "name");
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let old = self.get(rt, ns, name)?;
+        let rv = meta_str(&body, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
+            return Err(ApiError::stale(&rt.group, &rt.plural, name));
+        }
+        let new = self.replace_scoped(rt, &old, body, opts);
+        self.write_update(rt, version, ns, name, old, new, opts)
+    }
+
+    /// The stored object after writing `body` within the request's scope: the main
+    /// resource keeps the old status (with a status subresource), the status
+    /// subresource keeps everything but status.
+    fn replace_scoped(
+        &self,
+        rt: &ResourceType,
+        old: &Value,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Value {
+        if opts.status {
+            let mut new = old.clone();
+            new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+            if new["status"].is_null() {
+                new.as_object_mut().map(|m| m.remove("status"));
+            }
+            return new;
+        }
+        let obj = body.as_object_mut().expect("checked by check_body_type");
+        obj.insert("apiVersion".into(), json!(rt.api_version()));
+        obj.insert("kind".into(), json!(rt.kind));
+        if rt.status_subresource {
+            match old.get("status") {
+                Some(s) => obj.insert("status".into(), s.clone()),
+                None => obj.remove("status"),
+            };
+        }
+        let meta = obj.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "resourceVersion",
+            ] {
+                match old["metadata"].get(f) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+            match old["metadata"].get("managedFields") {
+                Some(v) => meta.insert("managedFields".into(), v.clone()),
+                None => meta.remove("managedFields"),
+            };
+        }
+        body
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_update(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        old: Arc<Value>,
+        mut new: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let writer = Writer {
+            manager: &opts.manager,
+            api_version: &api_version(&rt.group, version),
+            scope: Self::scope(rt, opts),
+            now: &now_rfc3339(),
+        };
+        ssa::record_update(Some(&old), &mut new, &writer, &Self::shapes(rt));
+        self.commit(rt, ns, name, Some(old), new, opts)
+    }
+
+    /// `PATCH` in any of the four formats; server-side apply creates missing objects.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        body: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let existing = self.get(rt, ns, name).ok();
+        if kind == PatchKind::Apply {
+            return self.apply(rt, version, ns, name, existing, body, opts);
+        }
+        let Some(old) = existing else {
+            return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+        };
+        let mut doc = (*old).clone();
+        match kind {
+            PatchKind::Merge => json_patch::merge(&mut doc, body),
+            PatchKind::Json => {
+                let ops: json_patch::Patch = serde_json::from_value(body.clone())
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut doc, &ops).map_err(|e| {
+                    let mut err = ApiError::internal(format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ));
+                    err.code = 422;
+                    err.reason = "Invalid";
+                    err
+                })?;
+            }
+            PatchKind::Strategic => {
+                if !crate::schema::is_builtin_group(&rt.group) {
+                    let mut e = ApiError::bad_request(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    );
+                    e.code = 415;
+                    e.reason = "UnsupportedMediaType";
+                    return Err(e);
+                }
+                crate::schema::strategic_merge(&rt.group, &rt.kind, &mut doc, body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            }
+            PatchKind::Apply => unreachable!("handled above"),
+        }
+        let rv = meta_str(&doc, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
+            return Err(ApiError::stale(&rt.group, &rt.plural, name));
+        }
+        if !doc.is_object() {
+            return Err(ApiError::bad_request("the patch did not produce an object"));
+        }
+        let new = self.replace_scoped(rt, &old, doc, opts);
+        self.write_update(rt, version, ns, name, old, new, opts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        existing: Option<Arc<Value>>,
+        config: &Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the applied configuration must be an object",
+            ));
+        }
+        let av = config["apiVersion"].as_str().unwrap_or("");
+        let kind = config["kind"].as_str().unwrap_or("");
+        if av.is_empty() || kind.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid object type: apiVersion and kind must be set in an applied configuration",
+            ));
+        }
+        Self::check_body_type(rt, version, config)?;
+        Self::check_body_namespace(rt, ns, config)?;
+        let cfg_name = meta_str(config, "name");
+        if cfg_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({cfg_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if !config["metadata"]["managedFields"].is_null() {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        let live = match &existing {
+            Some(o) => {
+                let rv = meta_str(config, "resourceVersion");
+                if !rv.is_empty() && rv != meta_str(o, "resourceVersion") {
+                    return Err(ApiError::stale(&rt.group, &rt.plural, name));
+                }
+                (**o).clone()
+            }
+            None => {
+                if opts.status {
+                    return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+                }
+                self.check_namespace(rt, ns, true)?;
+                let mut skeleton = json!({"apiVersion": rt.api_version(), "kind": rt.kind,
+                    "metadata": {"name": name}});
+                if rt.namespaced {
+                    skeleton["metadata"]["namespace"] = json!(ns.unwrap_or(""));
+                }
+                skeleton
+            }
+        };
+        let writer = Writer {
+            manager: &opts.manager,
+            api_version: &api_version(&rt.group, version),
+            scope: Self::scope(rt, opts),
+            now: &now_rfc3339(),
+        };
+        let mut merged = ssa::apply(&live, config, &writer, opts.force, &Self::shapes(rt))?;
+        merged["apiVersion"] = json!(rt.api_version());
+        if let Some(m) = merged["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+            if let Some(rv) = live["metadata"].get("resourceVersion") {
+                m.insert("resourceVersion".into(), rv.clone());
+            }
+        }
+        self.commit(rt, ns, name, existing, merged, opts)
+    }
+
+    /// Validates, fills server fields and stores (unless dry run) one write.
+    fn commit(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        old: Option<Arc<Value>>,
+        mut new: Value,
+        opts: &WriteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(&mut new);
+        }
+        let mut new = validate(rt, new, opts.validation)?;
+        let crd_type = if rt.kind == "CustomResourceDefinition" {
+            let t = type_from_crd(&new)
+                .map_err(|errs| ApiError::invalid(&rt.kind, &rt.group, name, errs))?;
+            if let Some(o) = &old
+                && let Ok(prev) = type_from_crd(o)
+                && (prev.group != t.group || prev.plural != t.plural)
+            {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    name,
+                    vec![(
+                        "spec.names.plural".into(),
+                        "Invalid value: field is immutable".into(),
+                    )],
+                ));
+            }
+            Some(t)
+        } else {
+            None
+        };
+        {
+            let meta = new["metadata"]
+                .as_object_mut()
+                .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+            match &old {
+                Some(o) => {
+                    for f in ["uid", "creationTimestamp"] {
+                        if let Some(v) = o["metadata"].get(f) {
+                            meta.insert(f.into(), v.clone());
+                        }
+                    }
+                    let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+                    meta.insert("generation".into(), json!(generation));
+                    meta.insert(
+                        "resourceVersion".into(),
+                        o["metadata"]["resourceVersion"].clone(),
+                    );
+                }
+                None => {
+                    meta.insert("uid".into(), json!(new_uid()));
+                    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+                    meta.insert("generation".into(), json!(1));
+                    meta.remove("resourceVersion");
+                }
+            }
+        }
+        if let Some(o) = &old {
+            if spec_part(o) != spec_part(&new) {
+                let g = o["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+                new["metadata"]["generation"] = json!(g);
+            }
+            if **o == new {
+                return Ok(o.clone()); // nothing changed: no write, no event
+            }
+        } else {
+            self.default_fields(rt, &mut new);
+        }
+        if let Some(t) = &crd_type {
+            set_crd_status(&mut new, t);
+        }
+        if opts.dry_run {
+            return Ok(Arc::new(new));
+        }
+        // An object being deleted goes away once its last finalizer is removed.
+        let finalizing = !new["metadata"]["deletionTimestamp"].is_null()
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        self.rv += 1;
+        new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let stored = Arc::new(new);
+        let key = Self::key_of(rt, ns, name);
+        if finalizing {
+            self.remove(rt, &key, stored.clone());
+            return Ok(stored);
+        }
+        self.objects
+            .entry((rt.group.clone(), rt.plural.clone()))
+            .or_default()
+            .insert(key, stored.clone());
+        let kind = if old.is_some() {
+            EventKind::Modified
+        } else {
+            EventKind::Added
+        };
+        self.emit(rt, kind, stored.clone(), old);
+        if let Some(t) = crd_type {
+            self.registry.insert(t);
+        }
+        Ok(stored)
+    }
+
+    /// Defaults a real server fills on create that clients look at.
+    fn default_fields(&mut self, rt: &ResourceType, obj: &mut Value) {
+        match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Namespace") => {
+                obj["status"] = json!({"phase": "Active"});
+            }
+            ("", "Service") => {
+                let spec = &mut obj["spec"];
+                if spec.is_null() {
+                    *spec = json!({});
+                }
+                if spec["type"].is_null() {
+                    spec["type"] = json!("ClusterIP");
+                }
+                if spec["clusterIP"].is_null() && spec["type"] != "ExternalName" {
+                    self.next_ip += 1;
+                    let ip = format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255);
+                    spec["clusterIP"] = json!(ip);
+                    spec["clusterIPs"] = json!([ip]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, rt: &ResourceType, key: &Key, last: Arc<Value>) {
+        if let Some(t) = self.objects.get_mut(&(rt.group.clone(), rt.plural.clone())) {
+            t.remove(key);
+        }
+        self.emit(rt, EventKind::Deleted, last.clone(), None);
+        if rt.kind == "CustomResourceDefinition"
+            && let Ok(t) = type_from_crd(&last)
+        {
+            self.drop_type(&t);
+        }
+        let ns = meta_str(&last, "namespace").to_string();
+        if !ns.is_empty() {
+            self.finish_namespace(&ns);
+        }
+    }
+
+    /// Removes a CRD's objects and stops serving its type.
+    fn drop_type(&mut self, t: &ResourceType) {
+        if let Some(objs) = self.objects.remove(&(t.group.clone(), t.plural.clone())) {
+            for (_, o) in objs {
+                self.rv += 1;
+                self.emit(t, EventKind::Deleted, o, None);
+            }
+        }
+        self.registry.remove(&t.group, &t.plural);
+    }
+
+    /// A terminating namespace disappears when nothing is left in it.
+    fn finish_namespace(&mut self, ns: &str) {
+        let nst = self
+            .registry
+            .by_kind("", "Namespace")
+            .cloned()
+            .expect("built-in");
+        let Ok(namespace) = self.get(&nst, None, ns) else {
+            return;
+        };
+        if namespace["metadata"]["deletionTimestamp"].is_null() {
+            return;
+        }
+        let empty = self
+            .objects
+            .values()
+            .all(|t| t.keys().all(|(n, _)| n != ns));
+        if empty {
+            self.rv += 1;
+            let mut last = (*namespace).clone();
+            last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            self.remove(&nst, &(String::new(), ns.to_string()), Arc::new(last));
+        }
+    }
+
+    /// `DELETE` of one object: immediate without finalizers, otherwise marked with a
+    /// deletionTimestamp; dependents are collected unless orphaned.
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Arc<Value>, ApiError> {
+        let old = self.get(rt, ns, name)?;
+        if let Some(uid) = &opts.uid
+            && uid != meta_str(&old, "uid")
+        {
+            return Err(precondition_failed(
+                rt,
+                name,
+                "UID",
+                uid,
+                meta_str(&old, "uid"),
+            ));
+        }
+        if let Some(rv) = &opts.resource_version
+            && rv != meta_str(&old, "resourceVersion")
+        {
+            return Err(precondition_failed(
+                rt,
+                name,
+                "ResourceVersion",
+                rv,
+                meta_str(&old, "resourceVersion"),
+            ));
+        }
+        if opts.dry_run {
+            return Ok(old);
+        }
+        Ok(self.delete_now(rt, &old, &opts.propagation))
+    }
+
+    fn delete_now(&mut self, rt: &ResourceType, old: &Arc<Value>, propagation: &str) -> Arc<Value> {
+        let ns = meta_str(old, "namespace").to_string();
+        let name = meta_str(old, "name").to_string();
+        let key = Self::key_of(rt, Some(&ns), &name);
+        let has_finalizers = old["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
+        let result = if has_finalizers || is_namespace {
+            if !old["metadata"]["deletionTimestamp"].is_null() {
+                old.clone()
+            } else {
+                let mut marked = (**old).clone();
+                marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                if is_namespace {
+                    marked["status"] = json!({"phase": "Terminating"});
+                }
+                self.rv += 1;
+                marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+                let marked = Arc::new(marked);
+                self.objects
+                    .entry((rt.group.clone(), rt.plural.clone()))
+                    .or_default()
+                    .insert(key.clone(), marked.clone());
+                self.emit(rt, EventKind::Modified, marked.clone(), Some(old.clone()));
+                marked
+            }
+        } else {
+            self.rv += 1;
+            let mut last = (**old).clone();
+            last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            let last = Arc::new(last);
+            self.remove(rt, &key, last.clone());
+            last
+        };
+        if is_namespace {
+            self.empty_namespace(&name);
+        }
+        let uid = meta_str(old, "uid").to_string();
+        if propagation != "Orphan" {
+            self.collect_dependents(&uid);
+        }
+        result
+    }
+
+    /// Deletes everything in a terminating namespace, then the namespace itself.
+    fn empty_namespace(&mut self, ns: &str) {
+        let victims: Vec<(ResourceType, Arc<Value>)> = self
+            .objects
+            .iter()
+            .filter_map(|((g, p), t)| {
+                let rt = self
+                    .registry
+                    .all()
+                    .find(|r| &r.group == g && &r.plural == p)?
+                    .clone();
+                Some(
+                    t.iter()
+                        .filter(|((n, _), _)| n == ns)
+                        .map(|(_, o)| (rt.clone(), o.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect();
+        for (rt, o) in victims {
+            self.delete_now(&rt, &o, "Background");
+        }
+        self.finish_namespace(ns);
+    }
+
+    /// Garbage collection: objects owned by `uid` go too.
+    fn collect_dependents(&mut self, uid: &str) {
+        if uid.is_empty() {
+            return;
+        }
+        let mut victims = Vec::new();
+        for ((g, p), t) in &self.objects {
+            for o in t.values() {
+                let owned = o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+                if owned
+                    && let Some(rt) = self
+                        .registry
+                        .all()
+                        .find(|r| &r.group == g && &r.plural == p)
+                {
+                    victims.push((rt.clone(), o.clone()));
+                }
+            }
+        }
+        for (rt, o) in victims {
+            self.delete_now(&rt, &o, "Background");
+        }
+    }
+
+    /// `DELETE` on a collection: every object passing the filter.
+    pub fn delete_collection(
+        &mut self,
+        rt: &ResourceType,
+        filter: &Filter,
+        opts: &DeleteOptions,
+    ) -> Vec<Arc<Value>> {
+        let (items, _, _) = self.list(rt, filter, None, None);
+        if opts.dry_run {
+            return items;
+        }
+        items
+            .iter()
+            .map(|o| self.delete_now(rt, o, &opts.propagation))
+            .collect()
+    }
+}
+
+fn precondition_failed(
+    rt: &ResourceType,
+    name: &str,
+    what: &str,
+    want: &str,
+    have: &str,
+) -> ApiError {
+    let mut e = ApiError::stale(&rt.group, &rt.plural, name);
+    e.message = format!(
+        "Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"
+    );
+    e
+}
+
+/// A Secret's `stringData` is written into `data`, base64-encoded, as the API server
+/// does; `stringData` itself is never stored.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(sd)) = obj.remove("stringData") else {
+        return;
+    };
+    let data = obj.entry("data").or_insert_with(|| json!({}));
+    if let Some(d) = data.as_object_mut() {
+        for (k, v) in sd {
+            if let Some(s) = v.as_str() {
+                d.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
+            }
+        }
+    }
+}
+
+fn set_crd_status(crd: &mut Value, t: &ResourceType) {
+    let now = now_rfc3339();
+    crd["status"] = json!({
+        "acceptedNames": crd["spec"]["names"].clone(),
+        "storedVersions": [t.versions[0]],
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    });
+}

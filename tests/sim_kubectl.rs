@@ -1,0 +1,439 @@
+//! The simulated API server judged by a real client: kubectl applies, diffs, watches
+//! and deletes against it exactly as against a real cluster.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::sim::{TestCluster, eventually, require_kubectl, wait_output};
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 80
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+data:
+  mode: fast
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: token
+  namespace: shop
+stringData:
+  token: s3cret
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: web
+  namespace: shop
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: reader
+  namespace: shop
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: web-reader
+  namespace: shop
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+- {kind: ServiceAccount, name: web, namespace: shop}
+"#;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget, shortNames: [wd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, enum: [red, blue]}
+"#;
+
+fn cluster() -> TestCluster {
+    require_kubectl();
+    TestCluster::start("kubectl-conformance")
+}
+
+#[test]
+fn kubectl_server_side_apply_creates_every_kind_and_reads_it_back() {
+    let c = cluster();
+    let (code, out, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "namespace/shop serverside-applied",
+        "deployment.apps/web serverside-applied",
+        "service/web serverside-applied",
+        "configmap/settings serverside-applied",
+        "secret/token serverside-applied",
+        "serviceaccount/web serverside-applied",
+        "role.rbac.authorization.k8s.io/reader serverside-applied",
+        "rolebinding.rbac.authorization.k8s.io/web-reader serverside-applied",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    let yaml = c.kubectl_ok(&["get", "deployment", "web", "-n", "shop", "-o", "yaml"]);
+    assert!(yaml.contains("replicas: 2"), "{yaml}");
+    assert!(yaml.contains("image: nginx:1.27"), "{yaml}");
+    assert!(yaml.contains("generation: 1"), "{yaml}");
+    // stringData is stored base64-encoded in data, as a real server does.
+    let secret = c.kubectl_ok(&[
+        "get",
+        "secret",
+        "token",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    assert_eq!(secret, "czNjcmV0");
+    // The managed fields name kubectl as the applier.
+    let managers = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "shop",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}/{.metadata.managedFields[*].operation}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply");
+    // Applying the same files again changes nothing: same resourceVersion.
+    let rv = |c: &TestCluster| {
+        c.kubectl_ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = rv(&c);
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    // The workload simulator may have written status in between; spec writes bump
+    // generation, so compare that instead when the version moved.
+    let generation = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    assert_eq!(
+        generation,
+        "1",
+        "re-applying identical manifests must not change the spec (rv {before} -> {})",
+        rv(&c)
+    );
+}
+
+#[test]
+fn a_second_field_manager_gets_the_conflict_kubectl_shows_for_a_real_cluster_until_it_forces() {
+    let c = cluster();
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    let scaled = APP.replace("replicas: 2", "replicas: 5");
+    let (code, _, err) = c.kubectl_in(
+        &["apply", "--server-side", "--field-manager=ops", "-f", "-"],
+        &scaled,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{err}"
+    );
+    assert!(err.contains("--force-conflicts"), "{err}");
+    let (code, _, err) = c.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=ops",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &scaled,
+    );
+    assert_eq!(code, 0, "{err}");
+    let replicas = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "5");
+    // kubectl lost the field to ops: its own re-apply with 2 now conflicts with ops.
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("conflict with \"ops\": .spec.replicas"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kubectl_diff_server_side_shows_pending_changes_and_nothing_once_applied() {
+    let c = cluster();
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = c.kubectl_in(&["diff", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "no differences expected:\n{out}{err}");
+    let changed = APP.replace("mode: fast", "mode: safe");
+    let (code, out, err) = c.kubectl_in(&["diff", "--server-side", "-f", "-"], &changed);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("-  mode: fast") && out.contains("+  mode: safe"),
+        "{out}"
+    );
+    // A diff is a dry run: nothing changed on the server.
+    let mode = c.kubectl_ok(&[
+        "get",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(mode, "fast");
+}
+
+#[test]
+fn kubectl_get_watch_sees_an_update_made_by_another_client() {
+    let c = cluster();
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    let watcher = c
+        .kubectl_cmd(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            "shop",
+            "-w",
+            "-o",
+            "jsonpath={.data.mode}{\"\\n\"}",
+            "--request-timeout=8s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kubectl_ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    let out = wait_output(watcher, Duration::from_secs(30));
+    let seen = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.first(), Some(&"fast"), "{seen}");
+    assert!(
+        lines.contains(&"slow"),
+        "the watch did not see the update: {seen}"
+    );
+}
+
+#[test]
+fn kubectl_delete_removes_objects_and_get_then_reports_not_found() {
+    let c = cluster();
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    let out = c.kubectl_ok(&["delete", "deployment", "web", "-n", "shop"]);
+    assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
+    let (code, _, err) = c.kubectl(&["get", "deployment", "web", "-n", "shop"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error from server (NotFound): deployments.apps \"web\" not found"),
+        "{err}"
+    );
+    // Deleting the namespace takes everything in it.
+    c.kubectl_ok(&["delete", "namespace", "shop"]);
+    let (code, _, err) = c.kubectl(&["get", "configmap", "settings", "-n", "shop"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn a_fresh_crd_is_listed_by_api_resources_and_its_custom_resources_round_trip() {
+    let c = cluster();
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], CRD);
+    assert_eq!(code, 0, "{err}");
+    let resources = c.kubectl_ok(&["api-resources", "--api-group=example.com"]);
+    assert!(
+        resources.contains("widgets") && resources.contains("Widget") && resources.contains("wd"),
+        "{resources}"
+    );
+    let established = c.kubectl_ok(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ]);
+    assert_eq!(established, "True");
+
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3, color: red}\n";
+    let (code, out, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], widget);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("widget.example.com/w1 serverside-applied"),
+        "{out}"
+    );
+    let size = c.kubectl_ok(&[
+        "get",
+        "wd",
+        "w1",
+        "-o",
+        "jsonpath={.spec.size}/{.spec.color}",
+    ]);
+    assert_eq!(size, "3/red");
+
+    // The CRD's schema is enforced like a real server's.
+    let (code, _, err) = c.kubectl_in(
+        &["apply", "--server-side", "-f", "-"],
+        &widget.replace("size: 3", "size: three"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "spec.size: Invalid value: \"string\": spec.size in body must be of type integer"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = c.kubectl_in(
+        &["apply", "--server-side", "-f", "-"],
+        &widget.replace("color: red", "color: green"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("spec.color: Unsupported value: \"green\""),
+        "{err}"
+    );
+
+    // Deleting the CRD removes the kind and its objects.
+    c.kubectl_ok(&["delete", "crd", "widgets.example.com"]);
+    eventually(
+        Duration::from_secs(10),
+        "the Widget kind to leave discovery",
+        || {
+            let out = c.kubectl_ok(&["api-resources", "--api-group=example.com", "--cached=false"]);
+            !out.contains("widgets")
+        },
+    );
+}
+
+#[test]
+fn invalid_objects_are_refused_with_the_api_servers_messages() {
+    let c = cluster();
+    let bad_selector = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: other}}
+    spec: {containers: [{name: web, image: nginx}]}
+"#;
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], bad_selector);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"),
+        "{err}"
+    );
+
+    let unknown_field =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: default}\ndatas: {a: b}\n";
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], unknown_field);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field \"datas\""), "{err}");
+
+    let missing_namespace =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: nowhere}\n";
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], missing_namespace);
+    assert_eq!(code, 1);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+
+    let bad_name =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid, namespace: default}\n";
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], bad_name);
+    assert_eq!(code, 1);
+    assert!(err.contains("a lowercase RFC 1123 subdomain"), "{err}");
+}
