@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::api_error::{ApiError, qualified};
 use super::kinds::{ResourceType, api_version};
 use super::openapi;
-use super::store::{DeleteOptions, EventKind, Filter, PatchKind, WatchEvent, WriteOptions};
+use super::store::{DeleteOptions, EventKind, Filter, PatchKind, Stored, WatchEvent, WriteOptions};
 use super::table::{self, Form};
 use super::validate::FieldValidation;
 use super::{Faults, Shared};
@@ -98,6 +98,13 @@ fn error_response(e: &ApiError) -> Response {
         }
     }
     resp
+}
+
+/// A response body: a JSON tree, or JSON already serialized (lists of stored objects
+/// are written from their stored bytes without parsing them).
+enum Reply {
+    Json(StatusCode, Value),
+    Raw(Bytes),
 }
 
 /// What a request path names.
@@ -302,7 +309,13 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 &body,
                 form,
             ) {
-                Ok((code, v)) => json_response(code, &v),
+                Ok(Reply::Json(code, v)) => json_response(code, &v),
+                Ok(Reply::Raw(bytes)) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    bytes,
+                )
+                    .into_response(),
                 Err(e) => error_response(&e),
             }
         }
@@ -418,7 +431,7 @@ fn object_request(
     query: &HashMap<String, String>,
     body: &[u8],
     form: Form,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<Reply, ApiError> {
     let ns = p.namespace.as_deref();
     let status = match p.subresource.as_deref() {
         None => false,
@@ -459,20 +472,20 @@ fn object_request(
     match (method.clone(), p.name.as_deref()) {
         (Method::GET, Some(name)) => {
             let o = shared.lock().get(rt, ns, name)?;
-            Ok((StatusCode::OK, out(&o)))
+            Ok(Reply::Json(StatusCode::OK, out(&o)))
         }
         (Method::GET, None) => list(shared, rt, p, query, form, include_object),
         (Method::POST, None) => {
             let body = parse_body(body, true)?;
             let o = shared.lock().create(rt, &p.version, ns, body, &opts()?)?;
-            Ok((StatusCode::CREATED, out(&o)))
+            Ok(Reply::Json(StatusCode::CREATED, out(&o)))
         }
         (Method::PUT, Some(name)) => {
             let body = parse_body(body, true)?;
             let o = shared
                 .lock()
                 .update(rt, &p.version, ns, name, body, &opts()?)?;
-            Ok((StatusCode::OK, out(&o)))
+            Ok(Reply::Json(StatusCode::OK, out(&o)))
         }
         (Method::PATCH, Some(name)) => {
             let ct = headers
@@ -513,7 +526,7 @@ fn object_request(
             } else {
                 StatusCode::CREATED
             };
-            Ok((code, out(&obj)))
+            Ok(Reply::Json(code, out(&obj)))
         }
         (Method::DELETE, name) => {
             let mut d = DeleteOptions {
@@ -556,7 +569,7 @@ fn object_request(
             match name {
                 Some(name) => {
                     let o = shared.lock().delete(rt, ns, name, &d)?;
-                    Ok((StatusCode::OK, out(&o)))
+                    Ok(Reply::Json(StatusCode::OK, out(&o)))
                 }
                 None => {
                     let filter = filter_of(ns, query)?;
@@ -565,7 +578,7 @@ fn object_request(
                         .iter()
                         .map(|o| in_version(o, rt, &p.version))
                         .collect();
-                    Ok((
+                    Ok(Reply::Json(
                         StatusCode::OK,
                         json!({"kind": format!("{}List", rt.kind),
                         "apiVersion": api_version(&rt.group, &p.version), "metadata": {}, "items": items}),
@@ -593,7 +606,7 @@ fn list(
     query: &HashMap<String, String>,
     form: Form,
     include_object: bool,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<Reply, ApiError> {
     use base64::Engine;
     let filter = filter_of(p.namespace.as_deref(), query)?;
     let limit = match query.get("limit").map(String::as_str) {
@@ -628,9 +641,24 @@ fn list(
         meta["continue"] = json!(token);
         meta["remainingItemCount"] = json!(remaining);
     }
+    if form == Form::Full && p.version == rt.versions[0] {
+        let head = json!({"kind": format!("{}List", rt.kind),
+            "apiVersion": rt.api_version(), "metadata": meta});
+        let mut out = serde_json::to_vec(&head).unwrap_or_default();
+        out.pop(); // the closing brace
+        out.extend_from_slice(b",\"items\":[");
+        for (i, o) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&o.json);
+        }
+        out.extend_from_slice(b"]}");
+        return Ok(Reply::Raw(Bytes::from(out)));
+    }
     let items: Vec<Value> = items
         .iter()
-        .map(|o| in_version(o, rt, &p.version))
+        .map(|o| in_version(&o.value(), rt, &p.version))
         .collect();
     let v = match form {
         Form::Table => table::table(rt, &items, meta, include_object),
@@ -638,13 +666,24 @@ fn list(
         Form::Full => json!({"kind": format!("{}List", rt.kind),
             "apiVersion": api_version(&rt.group, &p.version), "metadata": meta, "items": items}),
     };
-    Ok((StatusCode::OK, v))
+    Ok(Reply::Json(StatusCode::OK, v))
 }
 
 /// One line of a watch stream.
 fn event_line(kind: &str, object: Value) -> Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
     line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// One line of a watch stream around an already serialized object.
+fn raw_event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 
@@ -658,13 +697,19 @@ struct WatchSpec {
 }
 
 impl WatchSpec {
-    fn render(&self, obj: &Value) -> Value {
-        shape_one(
-            in_version(obj, &self.rt, &self.version),
+    /// The event line for a stored object: its bytes as they are when the client
+    /// wants full objects in the stored version, otherwise converted.
+    fn line(&self, kind: &str, obj: &Stored) -> Bytes {
+        if self.form == Form::Full && self.version == self.rt.versions[0] {
+            return raw_event_line(kind, &obj.json);
+        }
+        let v = shape_one(
+            in_version(&obj.value(), &self.rt, &self.version),
             &self.rt,
             self.form,
             self.include_object,
-        )
+        );
+        event_line(kind, v)
     }
 
     /// The event a watcher with this filter sees for a change, if any.
@@ -677,7 +722,9 @@ impl WatchSpec {
             EventKind::Added if now => EventKind::Added,
             EventKind::Deleted if now => EventKind::Deleted,
             EventKind::Modified => {
-                let before = ev.previous.as_ref().map_or(now, |p| self.filter.matches(p));
+                let before = ev.previous_labels.as_ref().map_or(now, |labels| {
+                    self.filter.matches_with_labels(&ev.object, labels)
+                });
                 match (before, now) {
                     (true, true) => EventKind::Modified,
                     (false, true) => EventKind::Added,
@@ -687,7 +734,7 @@ impl WatchSpec {
             }
             _ => return None,
         };
-        Some(event_line(kind.as_str(), self.render(&ev.object)))
+        Some(self.line(kind.as_str(), &ev.object))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -771,7 +818,7 @@ fn watch(
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut last_rv = start_rv;
         for o in &initial {
-            if tx.send(event_line("ADDED", spec.render(o))).await.is_err() {
+            if tx.send(spec.line("ADDED", o)).await.is_err() {
                 return;
             }
         }

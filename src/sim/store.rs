@@ -54,9 +54,62 @@ pub struct WatchEvent {
     /// Namespace, empty for cluster-scoped objects.
     pub namespace: String,
     /// The object after the change (before it, for deletions).
-    pub object: Arc<Value>,
-    /// The object before a modification, to tell selector watchers it left.
-    pub previous: Option<Arc<Value>>,
+    pub object: Arc<Stored>,
+    /// The labels before a modification, to tell selector watchers it left.
+    pub previous_labels: Option<Map<String, Value>>,
+}
+
+/// An object as kept in memory: its compact JSON (what responses carry) and the few
+/// fields lists, selectors and garbage collection look at, so that neither needs to
+/// parse it. Parsed trees would take about ten times the memory.
+#[derive(Debug)]
+pub struct Stored {
+    /// The object, serialized.
+    pub json: bytes::Bytes,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: Map<String, Value>,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// uids of `metadata.ownerReferences`.
+    pub owners: Vec<String>,
+    /// `metadata.resourceVersion`.
+    pub rv: u64,
+}
+
+impl Stored {
+    /// Serializes an object for storage.
+    pub fn from_value(v: &Value) -> Stored {
+        let meta = &v["metadata"];
+        Stored {
+            json: bytes::Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            namespace: meta["namespace"].as_str().unwrap_or("").to_string(),
+            name: meta["name"].as_str().unwrap_or("").to_string(),
+            labels: meta["labels"].as_object().cloned().unwrap_or_default(),
+            uid: meta["uid"].as_str().unwrap_or("").to_string(),
+            generation: meta["generation"].as_i64().unwrap_or(1),
+            owners: meta["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["uid"].as_str().map(String::from))
+                .collect(),
+            rv: meta["resourceVersion"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The object as a JSON tree.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
 }
 
 /// Which objects a list or watch selects besides the resource type.
@@ -92,31 +145,42 @@ impl Filter {
         Ok(out)
     }
 
-    /// Whether an object passes the filter.
-    pub fn matches(&self, obj: &Value) -> bool {
-        let meta = &obj["metadata"];
+    /// Whether a stored object passes the filter; only field selectors on fields other
+    /// than name and namespace parse the object.
+    pub fn matches(&self, obj: &Stored) -> bool {
+        self.matches_with_labels(obj, &obj.labels)
+    }
+
+    /// Like [`Filter::matches`] with other labels (an object's labels before a change).
+    pub fn matches_with_labels(&self, obj: &Stored, labels: &Map<String, Value>) -> bool {
         if let Some(ns) = &self.namespace
-            && meta["namespace"].as_str().unwrap_or("") != ns
+            && obj.namespace != *ns
         {
             return false;
         }
+        let mut parsed: Option<Value> = None;
         for (k, eq, v) in &self.fields {
-            let mut cur = obj;
-            for part in k.split('.') {
-                cur = &cur[part];
-            }
-            let actual = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
+            let actual = match k.as_str() {
+                "metadata.name" => obj.name.clone(),
+                "metadata.namespace" => obj.namespace.clone(),
+                path => {
+                    let whole = parsed.get_or_insert_with(|| obj.value());
+                    let mut cur = &*whole;
+                    for part in path.split('.') {
+                        cur = &cur[part];
+                    }
+                    match cur {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    }
+                }
             };
             if (actual == *v) != *eq {
                 return false;
             }
         }
-        let empty = Map::new();
-        self.labels
-            .matches(meta["labels"].as_object().unwrap_or(&empty))
+        self.labels.matches(labels)
     }
 }
 
@@ -173,7 +237,7 @@ pub type Subscription = (Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEven
 pub struct Store {
     /// Types served (built-ins and established CRDs).
     pub registry: Registry,
-    objects: BTreeMap<Key, BTreeMap<Key, Arc<Value>>>,
+    objects: BTreeMap<Key, BTreeMap<Key, Arc<Stored>>>,
     rv: u64,
     history: VecDeque<Arc<WatchEvent>>,
     history_cap: usize,
@@ -264,7 +328,7 @@ impl Store {
         self.compacted = self.rv;
     }
 
-    fn table(&self, rt: &ResourceType) -> Option<&BTreeMap<Key, Arc<Value>>> {
+    fn table(&self, rt: &ResourceType) -> Option<&BTreeMap<Key, Arc<Stored>>> {
         self.objects.get(&(rt.group.clone(), rt.plural.clone()))
     }
 
@@ -282,8 +346,14 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         self.table(rt)
             .and_then(|t| t.get(&Self::key_of(rt, ns, name)))
-            .cloned()
+            .map(|s| Arc::new(s.value()))
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
+    }
+
+    /// Whether an object exists, without parsing it.
+    pub fn exists(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> bool {
+        self.table(rt)
+            .is_some_and(|t| t.contains_key(&Self::key_of(rt, ns, name)))
     }
 
     /// Objects of a type passing `filter`, in (namespace, name) order, starting after
@@ -295,11 +365,11 @@ impl Store {
         filter: &Filter,
         after: Option<&Key>,
         limit: Option<usize>,
-    ) -> (Vec<Arc<Value>>, Option<Key>, usize) {
+    ) -> (Vec<Arc<Stored>>, Option<Key>, usize) {
         let Some(table) = self.table(rt) else {
             return (Vec::new(), None, 0);
         };
-        let range: Box<dyn Iterator<Item = (&Key, &Arc<Value>)>> = match after {
+        let range: Box<dyn Iterator<Item = (&Key, &Arc<Stored>)>> = match after {
             Some(k) => Box::new(table.range(k.clone()..).filter(move |(key, _)| *key != k)),
             None => Box::new(table.iter()),
         };
@@ -312,12 +382,9 @@ impl Store {
             }
             if limit.is_some_and(|l| items.len() >= l) {
                 if next.is_none() {
-                    next = items.last().map(|o: &Arc<Value>| {
-                        (
-                            meta_str(o, "namespace").to_string(),
-                            meta_str(o, "name").to_string(),
-                        )
-                    });
+                    next = items
+                        .last()
+                        .map(|o: &Arc<Stored>| (o.namespace.clone(), o.name.clone()));
                 }
                 remaining += 1;
                 continue;
@@ -351,17 +418,22 @@ impl Store {
         &mut self,
         rt: &ResourceType,
         kind: EventKind,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        object: Arc<Stored>,
+        previous: Option<&Value>,
     ) {
         let ev = Arc::new(WatchEvent {
             rv: self.rv,
             kind,
             group: rt.group.clone(),
             plural: rt.plural.clone(),
-            namespace: meta_str(&object, "namespace").to_string(),
+            namespace: object.namespace.clone(),
             object,
-            previous,
+            previous_labels: previous.map(|p| {
+                p["metadata"]["labels"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()
+            }),
         });
         if self.history.len() >= self.history_cap
             && let Some(old) = self.history.pop_front()
@@ -491,7 +563,7 @@ impl Store {
             }
         }
         self.check_namespace(rt, ns, true)?;
-        if self.get(rt, ns, &name).is_ok() {
+        if self.exists(rt, ns, &name) {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
         {
@@ -840,12 +912,12 @@ impl Store {
                 .is_none_or(|f| f.is_empty());
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        let stored = Arc::new(new);
         let key = Self::key_of(rt, ns, name);
         if finalizing {
-            self.remove(rt, &key, stored.clone());
-            return Ok(stored);
+            self.remove(rt, &key, &new);
+            return Ok(Arc::new(new));
         }
+        let stored = Arc::new(Stored::from_value(&new));
         self.objects
             .entry((rt.group.clone(), rt.plural.clone()))
             .or_default()
@@ -855,11 +927,11 @@ impl Store {
         } else {
             EventKind::Added
         };
-        self.emit(rt, kind, stored.clone(), old);
+        self.emit(rt, kind, stored, old.as_deref());
         if let Some(t) = crd_type {
             self.registry.insert(t);
         }
-        Ok(stored)
+        Ok(Arc::new(new))
     }
 
     /// Defaults a real server fills on create that clients look at.
@@ -887,17 +959,22 @@ impl Store {
         }
     }
 
-    fn remove(&mut self, rt: &ResourceType, key: &Key, last: Arc<Value>) {
+    fn remove(&mut self, rt: &ResourceType, key: &Key, last: &Value) {
         if let Some(t) = self.objects.get_mut(&(rt.group.clone(), rt.plural.clone())) {
             t.remove(key);
         }
-        self.emit(rt, EventKind::Deleted, last.clone(), None);
+        self.emit(
+            rt,
+            EventKind::Deleted,
+            Arc::new(Stored::from_value(last)),
+            None,
+        );
         if rt.kind == "CustomResourceDefinition"
-            && let Ok(t) = type_from_crd(&last)
+            && let Ok(t) = type_from_crd(last)
         {
             self.drop_type(&t);
         }
-        let ns = meta_str(&last, "namespace").to_string();
+        let ns = meta_str(last, "namespace").to_string();
         if !ns.is_empty() {
             self.finish_namespace(&ns);
         }
@@ -935,7 +1012,7 @@ impl Store {
             self.rv += 1;
             let mut last = (*namespace).clone();
             last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.remove(&nst, &(String::new(), ns.to_string()), Arc::new(last));
+            self.remove(&nst, &(String::new(), ns.to_string()), &last);
         }
     }
 
@@ -997,21 +1074,20 @@ impl Store {
                 }
                 self.rv += 1;
                 marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-                let marked = Arc::new(marked);
+                let stored = Arc::new(Stored::from_value(&marked));
                 self.objects
                     .entry((rt.group.clone(), rt.plural.clone()))
                     .or_default()
-                    .insert(key.clone(), marked.clone());
-                self.emit(rt, EventKind::Modified, marked.clone(), Some(old.clone()));
-                marked
+                    .insert(key.clone(), stored.clone());
+                self.emit(rt, EventKind::Modified, stored, Some(old));
+                Arc::new(marked)
             }
         } else {
             self.rv += 1;
             let mut last = (**old).clone();
             last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            let last = Arc::new(last);
-            self.remove(rt, &key, last.clone());
-            last
+            self.remove(rt, &key, &last);
+            Arc::new(last)
         };
         if is_namespace {
             self.empty_namespace(&name);
@@ -1025,7 +1101,7 @@ impl Store {
 
     /// Deletes everything in a terminating namespace, then the namespace itself.
     fn empty_namespace(&mut self, ns: &str) {
-        let victims: Vec<(ResourceType, Arc<Value>)> = self
+        let victims: Vec<(ResourceType, Arc<Stored>)> = self
             .objects
             .iter()
             .filter_map(|((g, p), t)| {
@@ -1044,7 +1120,7 @@ impl Store {
             .flatten()
             .collect();
         for (rt, o) in victims {
-            self.delete_now(&rt, &o, "Background");
+            self.delete_now(&rt, &Arc::new(o.value()), "Background");
         }
         self.finish_namespace(ns);
     }
@@ -1057,9 +1133,7 @@ impl Store {
         let mut victims = Vec::new();
         for ((g, p), t) in &self.objects {
             for o in t.values() {
-                let owned = o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+                let owned = o.owners.iter().any(|u| u == uid);
                 if owned
                     && let Some(rt) = self
                         .registry
@@ -1071,7 +1145,7 @@ impl Store {
             }
         }
         for (rt, o) in victims {
-            self.delete_now(&rt, &o, "Background");
+            self.delete_now(&rt, &Arc::new(o.value()), "Background");
         }
     }
 
@@ -1083,6 +1157,7 @@ impl Store {
         opts: &DeleteOptions,
     ) -> Vec<Arc<Value>> {
         let (items, _, _) = self.list(rt, filter, None, None);
+        let items: Vec<Arc<Value>> = items.iter().map(|o| Arc::new(o.value())).collect();
         if opts.dry_run {
             return items;
         }

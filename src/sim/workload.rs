@@ -39,13 +39,13 @@ pub(crate) fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen: HashMap<(String, i64), Instant> = HashMap::new();
+        let mut memory = Memory::default();
         let mut ticker = tokio::time::interval(options.tick);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
                     let mut store = shared.lock();
-                    step(&mut store, &mut seen, Instant::now(), &options);
+                    step(&mut store, &mut memory, Instant::now(), &options);
                 }
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
             }
@@ -76,13 +76,18 @@ fn template_hash(obj: &Value) -> String {
     h.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the simulator remembers between passes.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// When each (uid, generation) was first seen: the clock of its rollout.
+    seen: HashMap<(String, i64), Instant>,
+    /// Objects whose status is final, by uid, at the resourceVersion checked; they
+    /// are not parsed again until they change.
+    settled: HashMap<String, u64>,
+}
+
 /// One pass over every simulated kind: status writes for whatever moved on.
-pub fn step(
-    store: &mut Store,
-    seen: &mut HashMap<(String, i64), Instant>,
-    now: Instant,
-    options: &WorkloadOptions,
-) {
+pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &WorkloadOptions) {
     let mut live = std::collections::HashSet::new();
     let kinds: [(&str, &str); 8] = [
         ("apps", "Deployment"),
@@ -99,23 +104,29 @@ pub fn step(
             continue;
         };
         let (objects, _, _) = store.list(&rt, &Filter::default(), None, None);
-        for obj in objects {
-            let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_string();
-            let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
-            let key = (uid, generation);
-            let since = *seen.entry(key.clone()).or_insert(now);
+        for stored in objects {
+            let key = (stored.uid.clone(), stored.generation);
+            let since = *memory.seen.entry(key.clone()).or_insert(now);
             live.insert(key);
-            let elapsed = now.saturating_duration_since(since);
-            let desired = desired_status(&rt, &obj, elapsed, options.ready_after);
-            let Some(mut status) = desired else { continue };
-            keep_transition_times(&obj["status"], &mut status);
-            if obj["status"] == status {
+            if memory.settled.get(&stored.uid) == Some(&stored.rv) {
                 continue;
             }
-            let mut updated = (*obj).clone();
+            let obj = stored.value();
+            let elapsed = now.saturating_duration_since(since);
+            let Some((mut status, last)) = desired_status(&rt, &obj, elapsed, options.ready_after)
+            else {
+                memory.settled.insert(stored.uid.clone(), stored.rv);
+                continue;
+            };
+            keep_transition_times(&obj["status"], &mut status);
+            if obj["status"] == status {
+                if last {
+                    memory.settled.insert(stored.uid.clone(), stored.rv);
+                }
+                continue;
+            }
+            let mut updated = obj;
             updated["status"] = status;
-            let ns = obj["metadata"]["namespace"].as_str().map(String::from);
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
             let opts = WriteOptions {
                 manager: CONTROLLER.into(),
                 dry_run: false,
@@ -124,12 +135,15 @@ pub fn step(
                 status: rt.status_subresource,
             };
             let version = rt.versions[0].clone();
-            if let Err(e) = store.update(&rt, &version, ns.as_deref(), &name, updated, &opts) {
-                tracing::warn!(kind, name, error = %e.message, "simulated controller could not write status");
+            let ns = (!stored.namespace.is_empty()).then_some(stored.namespace.as_str());
+            if let Err(e) = store.update(&rt, &version, ns, &stored.name, updated, &opts) {
+                tracing::warn!(kind, name = %stored.name, error = %e.message, "simulated controller could not write status");
             }
         }
     }
-    seen.retain(|k, _| live.contains(k));
+    let uids: std::collections::HashSet<&String> = live.iter().map(|(u, _)| u).collect();
+    memory.settled.retain(|uid, _| uids.contains(uid));
+    memory.seen.retain(|k, _| live.contains(k));
 }
 
 /// Conditions keep their `lastTransitionTime` (and `lastUpdateTime`) while their
@@ -166,9 +180,41 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Value {
         "message": message, "lastUpdateTime": now, "lastTransitionTime": now})
 }
 
-/// The status a controller would have written by now, or `None` for objects the
-/// simulator leaves alone.
+/// The status a controller would have written by now, and whether it is final (will
+/// not change with time alone), or `None` for objects the simulator leaves alone.
 fn desired_status(
+    rt: &ResourceType,
+    obj: &Value,
+    elapsed: Duration,
+    ready_after: Duration,
+) -> Option<(Value, bool)> {
+    let status = status_by_now(rt, obj, elapsed, ready_after)?;
+    Some((status, is_final(rt, obj, elapsed, ready_after)))
+}
+
+fn is_final(rt: &ResourceType, obj: &Value, elapsed: Duration, ready_after: Duration) -> bool {
+    let spec = &obj["spec"];
+    let ready = elapsed >= ready_after;
+    let replicas = spec["replicas"].as_i64().unwrap_or(1);
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment") => {
+            let broken = pod_spec_broken(&spec["template"]["spec"]);
+            let deadline =
+                Duration::from_secs(spec["progressDeadlineSeconds"].as_u64().unwrap_or(600));
+            replicas == 0 || (ready && !broken) || (broken && elapsed >= deadline)
+        }
+        ("apps", _) => ready || replicas == 0 || pod_spec_broken(&spec["template"]["spec"]),
+        ("batch", "Job") => {
+            let broken = pod_spec_broken(&spec["template"]["spec"]);
+            (ready && !broken) || (broken && elapsed >= ready_after * 3)
+        }
+        ("", "Pod") => ready || pod_spec_broken(spec),
+        _ => ready,
+    }
+}
+
+/// The status itself; see [`desired_status`].
+fn status_by_now(
     rt: &ResourceType,
     obj: &Value,
     elapsed: Duration,
