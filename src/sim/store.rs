@@ -1218,3 +1218,204 @@ fn set_crd_status(crd: &mut Value, t: &ResourceType) {
         ],
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::new(100)
+    }
+
+    fn rt(s: &Store, group: &str, kind: &str) -> ResourceType {
+        s.registry.by_kind(group, kind).cloned().unwrap()
+    }
+
+    fn opts(manager: &str) -> WriteOptions {
+        WriteOptions {
+            manager: manager.into(),
+            dry_run: false,
+            force: false,
+            validation: FieldValidation::Strict,
+            status: false,
+        }
+    }
+
+    fn deployment(image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    #[test]
+    fn generation_moves_with_the_spec_only_and_status_only_through_its_subresource() {
+        let mut s = store();
+        let d = rt(&s, "apps", "Deployment");
+        let created = s
+            .create(&d, "v1", Some("default"), deployment("a"), &opts("t"))
+            .unwrap();
+        assert_eq!(created["metadata"]["generation"], 1);
+        let mut labelled = (*created).clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        labelled["status"] = json!({"replicas": 9});
+        let after = s
+            .update(&d, "v1", Some("default"), "web", labelled, &opts("t"))
+            .unwrap();
+        assert_eq!(
+            after["metadata"]["generation"], 1,
+            "metadata changes keep the generation"
+        );
+        assert!(
+            after.get("status").is_none(),
+            "status is ignored on the main resource"
+        );
+        let mut status = (*after).clone();
+        status["status"] = json!({"replicas": 2});
+        status["spec"]["paused"] = json!(true);
+        let mut st = opts("controller");
+        st.status = true;
+        let after = s
+            .update(&d, "v1", Some("default"), "web", status, &st)
+            .unwrap();
+        assert_eq!(after["status"]["replicas"], 2);
+        assert!(
+            after["spec"].get("paused").is_none(),
+            "spec is ignored on the status subresource"
+        );
+        let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "b"}]}}}});
+        let changed = s
+            .patch(
+                &d,
+                "v1",
+                Some("default"),
+                "web",
+                PatchKind::Strategic,
+                &image,
+                &opts("t"),
+            )
+            .unwrap();
+        assert_eq!(changed["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn finalizers_hold_a_deleted_object_until_they_are_removed() {
+        let mut s = store();
+        let cm = rt(&s, "", "ConfigMap");
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}});
+        s.create(&cm, "v1", Some("default"), body, &opts("t"))
+            .unwrap();
+        let marked = s
+            .delete(&cm, Some("default"), "held", &DeleteOptions::default())
+            .unwrap();
+        assert!(!marked["metadata"]["deletionTimestamp"].is_null());
+        assert!(s.exists(&cm, Some("default"), "held"));
+        let release = json!({"metadata": {"finalizers": null}});
+        s.patch(
+            &cm,
+            "v1",
+            Some("default"),
+            "held",
+            PatchKind::Merge,
+            &release,
+            &opts("t"),
+        )
+        .unwrap();
+        assert!(!s.exists(&cm, Some("default"), "held"));
+    }
+
+    #[test]
+    fn deleting_an_owner_collects_its_dependents_unless_orphaned() {
+        let mut s = store();
+        let cm = rt(&s, "", "ConfigMap");
+        let owner = s
+            .create(
+                &cm,
+                "v1",
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}),
+                &opts("t"),
+            )
+            .unwrap();
+        let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+        for name in ["a", "b"] {
+            let dep = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name,
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}});
+            s.create(&cm, "v1", Some("default"), dep, &opts("t"))
+                .unwrap();
+        }
+        s.delete(
+            &cm,
+            Some("default"),
+            "owner",
+            &DeleteOptions {
+                propagation: "Background".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!s.exists(&cm, Some("default"), "a") && !s.exists(&cm, Some("default"), "b"));
+    }
+
+    #[test]
+    fn a_dry_run_stores_nothing_and_emits_nothing() {
+        let mut s = store();
+        let cm = rt(&s, "", "ConfigMap");
+        let rv = s.resource_version();
+        let mut dry = opts("t");
+        dry.dry_run = true;
+        let out = s
+            .create(
+                &cm,
+                "v1",
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+                &dry,
+            )
+            .unwrap();
+        assert_eq!(out["metadata"]["name"], "x");
+        assert!(!s.exists(&cm, Some("default"), "x"));
+        assert_eq!(s.resource_version(), rv);
+    }
+
+    #[test]
+    fn deleting_a_namespace_deletes_what_it_contains() {
+        let mut s = store();
+        let ns = rt(&s, "", "Namespace");
+        let cm = rt(&s, "", "ConfigMap");
+        s.create(
+            &ns,
+            "v1",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+            &opts("t"),
+        )
+        .unwrap();
+        s.create(
+            &cm,
+            "v1",
+            Some("team"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+            &opts("t"),
+        )
+        .unwrap();
+        s.delete(&ns, None, "team", &DeleteOptions::default())
+            .unwrap();
+        assert!(!s.exists(&cm, Some("team"), "x"));
+        assert!(!s.exists(&ns, None, "team"));
+        let err = s
+            .create(
+                &cm,
+                "v1",
+                Some("team"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y"}}),
+                &opts("t"),
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (404, "namespaces \"team\" not found")
+        );
+    }
+}
