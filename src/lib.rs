@@ -4,7 +4,10 @@
 //! [`fleet`] (the repository model), [`render`] (templates and kustomize), and the CLI
 //! in [`cli`]. Shared vocabulary lives in [`vocab`].
 
+pub mod agent;
+pub mod apply;
 pub mod cli;
+pub mod fieldset;
 pub mod fleet;
 pub mod labels;
 pub mod plan;

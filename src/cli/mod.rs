@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the input (repository, kustomization, cluster name) is
 //! wrong, with the reason on stderr; 2 the command line itself is wrong.
 
+mod agent;
 mod build;
 mod diff;
 pub mod history;
@@ -125,6 +126,8 @@ pub enum Command {
     },
     /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
     Sim(sim::SimArgs),
+    /// Apply the fleet repository to one cluster: once (--once) or every --interval.
+    Agent(agent::AgentArgs),
 }
 
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
         ),
         Command::Status { source } => status::run(&source),
         Command::Sim(args) => sim::run(&args),
+        Command::Agent(args) => agent::run(&args),
     };
     match result {
         Ok(code) => code,

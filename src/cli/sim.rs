@@ -131,7 +131,8 @@ async fn wait_ready(clusters: &[SimCluster]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(super) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

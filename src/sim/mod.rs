@@ -18,7 +18,6 @@
 //! ```
 
 pub mod api_error;
-pub mod fieldset;
 mod http;
 pub mod kinds;
 mod openapi;

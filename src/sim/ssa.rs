@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::api_error::ApiError;
-use super::fieldset::{
+use crate::fieldset::{
     FieldPath, FieldSet, ListShape, ListShapes, PathElement, changed_fields, fields_of,
     from_fields_v1, item_key, path_string, remove_under, to_fields_v1, under,
 };

@@ -12,10 +12,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::api_error::{ApiError, qualified};
-use super::fieldset::ListShapes;
 use super::kinds::{Registry, ResourceType, api_version, type_from_crd};
 use super::ssa::{self, Scope, Writer};
 use super::validate::{FieldValidation, validate};
+use crate::fieldset::ListShapes;
 use crate::labels::LabelSelector;
 
 /// The kind of a watch event.

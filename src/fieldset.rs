@@ -1,5 +1,7 @@
 //! Field paths and field sets, the vocabulary of server-side apply: which fields of an
-//! object a manager owns, encoded on the wire as `managedFields[].fieldsV1`.
+//! object a manager owns, encoded on the wire as `managedFields[].fieldsV1`. The
+//! simulated API server keeps ownership with it; the reconciler reads it to tell
+//! whether a live object still carries exactly what it applied.
 //!
 //! A path walks maps by field name, associative lists by key (`[name="web"]`), set
 //! lists by value (`[="x"]`) and atomic lists never (they are one leaf). Which list is

@@ -1,0 +1,231 @@
+//! The agent: the only place that does I/O in sequence. One pass over a cluster
+//! renders every app the fleet targets at it, reconciles each (apply, prune, health),
+//! and lets go of apps that no longer target it. The rollout planner decides which
+//! release each app should run; until the agent loop consults it (a later stage), a
+//! pass applies the repository's current commit.
+
+use std::fmt::Write as _;
+
+use crate::apply::health::Health;
+use crate::apply::{Action, AppRevision, ApplyError, Reconciler};
+use crate::fleet::{Fleet, Removal, targets_cluster};
+use crate::render::render;
+use crate::tree::FileTree;
+
+/// How one app ended up.
+#[derive(Debug, Clone)]
+pub enum AppResult {
+    /// Applied (possibly with nothing to change).
+    Applied {
+        /// The release applied.
+        release: String,
+        /// Objects created, configured, unchanged, pruned, skipped.
+        counts: [usize; 5],
+        /// Health right after the apply.
+        health: Health,
+        /// Why objects are not healthy.
+        unhealthy: Vec<String>,
+    },
+    /// `suspend: true`: left alone.
+    Suspended,
+    /// The app does not target the cluster any more: its objects were orphaned or
+    /// deleted.
+    Released {
+        /// What happened to the objects.
+        removal: Removal,
+        /// How many objects the inventory held.
+        objects: usize,
+    },
+    /// Rendering failed; nothing was applied.
+    RenderFailed(String),
+    /// Applying failed.
+    ApplyFailed {
+        /// The status reason (ApplyFailed, PruneFailed).
+        reason: &'static str,
+        /// The error.
+        message: String,
+        /// Whether trying again later may help.
+        retryable: bool,
+    },
+}
+
+impl AppResult {
+    /// Whether the pass did what the repository asks for this app.
+    pub fn ok(&self) -> bool {
+        !matches!(
+            self,
+            AppResult::RenderFailed(_) | AppResult::ApplyFailed { .. }
+        )
+    }
+}
+
+/// The outcome of one pass over one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    /// Per app, in fleet order.
+    pub apps: Vec<(String, AppResult)>,
+}
+
+impl PassReport {
+    /// Whether every app applied.
+    pub fn ok(&self) -> bool {
+        self.apps.iter().all(|(_, r)| r.ok())
+    }
+
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let mut out = String::from("APP\tRESULT\tDETAIL\n");
+        for (app, r) in &self.apps {
+            let (result, detail) = match r {
+                AppResult::Applied {
+                    release,
+                    counts,
+                    health,
+                    unhealthy,
+                } => {
+                    let short = &release[..release.len().min(12)];
+                    let mut d = format!(
+                        "release {short}: {} created, {} configured, {} unchanged, {} pruned",
+                        counts[0], counts[1], counts[2], counts[3]
+                    );
+                    if counts[4] > 0 {
+                        let _ = write!(d, ", {} skipped", counts[4]);
+                    }
+                    let _ = write!(d, "; {health:?}");
+                    if !unhealthy.is_empty() {
+                        let _ = write!(d, " ({})", unhealthy.join("; "));
+                    }
+                    ("applied", d)
+                }
+                AppResult::Suspended => ("suspended", "suspend: true in app.yaml".to_string()),
+                AppResult::Released { removal, objects } => (
+                    "released",
+                    match removal {
+                        Removal::Orphan => {
+                            format!("no longer targeted: {objects} object(s) left running")
+                        }
+                        Removal::Delete => {
+                            format!("no longer targeted: {objects} object(s) deleted")
+                        }
+                    },
+                ),
+                AppResult::RenderFailed(m) => ("RenderFailed", m.clone()),
+                AppResult::ApplyFailed {
+                    reason, message, ..
+                } => (*reason, message.clone()),
+            };
+            let _ = writeln!(out, "{app}\t{result}\t{detail}");
+        }
+        out
+    }
+}
+
+/// What a pass needs from the source: the files, and each app's release.
+pub struct Source<'a> {
+    /// The repository's files at the commit applied.
+    pub tree: &'a dyn FileTree,
+    /// The fleet read from them.
+    pub fleet: &'a Fleet,
+    /// The release (commit) of an app, given the files its rendering read; `None`
+    /// outside Git, where the content hash stands in.
+    pub release_of:
+        &'a dyn Fn(&str, &std::collections::BTreeSet<crate::tree::RepoPath>) -> Option<String>,
+}
+
+/// One pass: every app targeting `cluster` reconciled, apps that left it released.
+pub async fn reconcile_cluster(
+    source: &Source<'_>,
+    cluster: &str,
+    reconciler: &Reconciler,
+) -> Result<PassReport, ApplyError> {
+    let fleet = source.fleet;
+    let Some(c) = fleet.cluster(cluster) else {
+        return Ok(PassReport {
+            apps: vec![(
+                "-".into(),
+                AppResult::RenderFailed(format!("cluster '{cluster}' is not in clusters/")),
+            )],
+        });
+    };
+    let mut report = PassReport::default();
+    let mut targeted = Vec::new();
+    for app in &fleet.apps {
+        if !targets_cluster(app, c) {
+            continue;
+        }
+        targeted.push(app.name.clone());
+        if app.suspend {
+            report.apps.push((app.name.clone(), AppResult::Suspended));
+            continue;
+        }
+        let rendered = match render(source.tree, fleet, app, c) {
+            Ok(r) => r,
+            Err(e) => {
+                report
+                    .apps
+                    .push((app.name.clone(), AppResult::RenderFailed(e.to_string())));
+                continue;
+            }
+        };
+        let release = (source.release_of)(&app.name, &rendered.files_read)
+            .unwrap_or_else(|| rendered.content_hash.clone());
+        let rev = AppRevision {
+            app: &app.name,
+            release: &release,
+            content_hash: &rendered.content_hash,
+            objects: &rendered.objects,
+            force: app.force,
+            namespace: app.namespace.as_deref(),
+        };
+        let result = match reconciler.reconcile(&rev).await {
+            Ok(applied) => {
+                let counts = [
+                    applied.count(&Action::Created),
+                    applied.count(&Action::Configured),
+                    applied.count(&Action::Unchanged),
+                    applied.count(&Action::Pruned),
+                    applied
+                        .changes
+                        .iter()
+                        .filter(|c| matches!(c.action, Action::Skipped(_)))
+                        .count(),
+                ];
+                AppResult::Applied {
+                    release,
+                    counts,
+                    health: applied.health,
+                    unhealthy: applied
+                        .unhealthy
+                        .iter()
+                        .map(|(k, r)| format!("{k}: {r}"))
+                        .collect(),
+                }
+            }
+            Err(e) => AppResult::ApplyFailed {
+                reason: e.reason(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            },
+        };
+        report.apps.push((app.name.clone(), result));
+    }
+    for app in reconciler.inventoried_apps().await? {
+        if targeted.contains(&app) {
+            continue;
+        }
+        let removal = fleet.app(&app).map(|a| a.removal).unwrap_or_default();
+        let result = match reconciler.forget(&app, removal).await {
+            Ok(objects) => AppResult::Released {
+                removal,
+                objects: objects.len(),
+            },
+            Err(e) => AppResult::ApplyFailed {
+                reason: e.reason(),
+                message: e.to_string(),
+                retryable: e.retryable(),
+            },
+        };
+        report.apps.push((app, result));
+    }
+    Ok(report)
+}

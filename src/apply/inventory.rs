@@ -1,0 +1,193 @@
+//! The inventory: one ConfigMap per app (`rollwave-inventory-<app>`) in the agent's
+//! namespace, the only record of what rollwave created for the app and so the only
+//! source for prune. It holds the applied release and content hash, the object list,
+//! and the known-good and poisoned hashes the rollout uses.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// One object rollwave may have created.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// API group, empty for core.
+    pub group: String,
+    /// Version the object was applied with (a hint; group and kind identify the type).
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace, empty for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of a manifest.
+    pub fn of(obj: &Value) -> ObjectKey {
+        let av = obj["apiVersion"].as_str().unwrap_or("");
+        let (group, version) = match av.rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), av.to_string()),
+        };
+        ObjectKey {
+            group,
+            version,
+            kind: obj["kind"].as_str().unwrap_or("").to_string(),
+            namespace: obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            name: obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        }
+    }
+
+    /// Identity without the version: the same object whichever version it is read in.
+    pub fn identity(&self) -> (&str, &str, &str, &str) {
+        (&self.group, &self.kind, &self.namespace, &self.name)
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    /// `Deployment shop/web`, `Namespace shop`, as error messages name objects.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// What the inventory ConfigMap says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// The app.
+    pub app: String,
+    /// The release (commit) last applied completely.
+    pub release: String,
+    /// Its content hash.
+    pub content_hash: String,
+    /// A release being applied, when the last apply did not finish.
+    pub applying: Option<String>,
+    /// Every object that may exist.
+    pub objects: BTreeSet<ObjectKey>,
+    /// Content hashes that were healthy here.
+    pub known_good: Vec<String>,
+    /// Content hashes that failed here.
+    pub poisoned: Vec<String>,
+}
+
+/// The ConfigMap name for an app.
+pub fn configmap_name(app: &str) -> String {
+    format!("rollwave-inventory-{app}")
+}
+
+/// Why an inventory ConfigMap could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "inventory ConfigMap {namespace}/{name}: {reason}; fix or delete it (deleting it makes rollwave forget what to prune)"
+)]
+pub struct InventoryError {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Inventory {
+    /// Reads the inventory from a ConfigMap's JSON.
+    pub fn from_configmap(cm: &Value) -> Result<Inventory, InventoryError> {
+        let err = |reason: String| InventoryError {
+            namespace: cm["metadata"]["namespace"].as_str().unwrap_or("").into(),
+            name: cm["metadata"]["name"].as_str().unwrap_or("").into(),
+            reason,
+        };
+        let data = &cm["data"];
+        let text = |k: &str| data[k].as_str().unwrap_or("").to_string();
+        let list = |k: &str| -> Result<Vec<String>, InventoryError> {
+            match data[k].as_str() {
+                None | Some("") => Ok(Vec::new()),
+                Some(s) => serde_json::from_str(s).map_err(|e| err(format!("data.{k}: {e}"))),
+            }
+        };
+        let objects: BTreeSet<ObjectKey> = match data["objects"].as_str() {
+            None | Some("") => BTreeSet::new(),
+            Some(s) => serde_json::from_str(s).map_err(|e| err(format!("data.objects: {e}")))?,
+        };
+        Ok(Inventory {
+            app: text("app"),
+            release: text("release"),
+            content_hash: text("contentHash"),
+            applying: Some(text("applying")).filter(|s| !s.is_empty()),
+            objects,
+            known_good: list("knownGood")?,
+            poisoned: list("poisoned")?,
+        })
+    }
+
+    /// The ConfigMap to apply, in `namespace`.
+    pub fn to_configmap(&self, namespace: &str) -> Value {
+        let objects = serde_json::to_string(&self.objects).unwrap_or_default();
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name(&self.app),
+                "namespace": namespace,
+                "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, APP_LABEL: self.app},
+            },
+            "data": {
+                "app": self.app,
+                "release": self.release,
+                "contentHash": self.content_hash,
+                "applying": self.applying.clone().unwrap_or_default(),
+                "objects": objects,
+                "knownGood": serde_json::to_string(&self.known_good).unwrap_or_default(),
+                "poisoned": serde_json::to_string(&self.poisoned).unwrap_or_default(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inventory_round_trips_through_its_configmap() {
+        let inv = Inventory {
+            app: "web".into(),
+            release: "abc".into(),
+            content_hash: "h1".into(),
+            applying: Some("def".into()),
+            objects: [ObjectKey::of(
+                &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop"}}),
+            )]
+            .into(),
+            known_good: vec!["h0".into()],
+            poisoned: vec!["hx".into()],
+        };
+        let cm = inv.to_configmap("rollwave-system");
+        assert_eq!(cm["metadata"]["name"], "rollwave-inventory-web");
+        assert_eq!(Inventory::from_configmap(&cm).unwrap(), inv);
+    }
+
+    #[test]
+    fn a_corrupt_inventory_is_an_error_naming_the_configmap() {
+        let cm = json!({"metadata": {"name": "rollwave-inventory-web", "namespace": "rs"},
+            "data": {"objects": "not json"}});
+        let e = Inventory::from_configmap(&cm).unwrap_err().to_string();
+        assert!(
+            e.starts_with("inventory ConfigMap rs/rollwave-inventory-web: data.objects:"),
+            "{e}"
+        );
+    }
+}

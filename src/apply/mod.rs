@@ -1,0 +1,851 @@
+//! The reconciler: brings one cluster to exactly the rendered state of an app and says
+//! how it is doing. The pipeline, in named stages that each fail with their own error:
+//! resolve kinds (discovery) → read the inventory and the live objects → decide what
+//! differs ([`diff`]) → dry-run every changed object (nothing is written unless all
+//! pass) → record the inventory → apply in order (CRDs, Namespaces, other
+//! cluster-scoped, namespaced) with server-side apply → prune what left the repository
+//! ([`prune`]) → record the final inventory → health ([`health`]).
+//!
+//! A steady state costs no write: objects already as desired are not applied, and an
+//! unchanged inventory is not rewritten.
+
+pub mod diff;
+pub mod health;
+pub mod inventory;
+mod prune;
+pub mod retry;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+
+use self::diff::{FIELD_MANAGER, Sync, sync_state};
+use self::health::{Health, health_of};
+use self::inventory::{Inventory, InventoryError, ObjectKey, configmap_name};
+use self::retry::{RetryPolicy, with_retries};
+use crate::vocab::RECONCILE_ANNOTATION;
+
+/// The default namespace for inventories (the agent's own).
+pub const DEFAULT_NAMESPACE: &str = "rollwave-system";
+
+/// One app's rendering to bring about.
+#[derive(Debug, Clone)]
+pub struct AppRevision<'a> {
+    /// The app.
+    pub app: &'a str,
+    /// The release (commit) being applied.
+    pub release: &'a str,
+    /// The rendering's content hash.
+    pub content_hash: &'a str,
+    /// The rendered objects.
+    pub objects: &'a [Value],
+    /// Take fields owned by other appliers on conflict.
+    pub force: bool,
+    /// The app's namespace (app.yaml `namespace`), created when missing, as Argo CD's
+    /// `CreateNamespace` and Fleet's `defaultNamespace` do. It is not part of the
+    /// inventory and so never pruned: other apps and people may use it too.
+    pub namespace: Option<&'a str>,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// It did not exist and was created.
+    Created,
+    /// It differed and was applied.
+    Configured,
+    /// It was already as desired.
+    Unchanged,
+    /// It left the repository and was deleted.
+    Pruned,
+    /// Left alone, with the reason.
+    Skipped(String),
+}
+
+/// One line of a change set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The object.
+    pub object: ObjectKey,
+    /// What was done.
+    pub action: Action,
+}
+
+/// The result of a reconcile: the change set and the app's health.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Every object and what was done to it.
+    pub changes: Vec<Change>,
+    /// The worst health of the app's objects.
+    pub health: Health,
+    /// Objects that are not healthy, with the reason.
+    pub unhealthy: Vec<(ObjectKey, String)>,
+}
+
+impl Applied {
+    /// Number of objects with `action`.
+    pub fn count(&self, action: &Action) -> usize {
+        self.changes.iter().filter(|c| &c.action == action).count()
+    }
+}
+
+/// Why a reconcile failed. Nothing was written when the failure is one of the
+/// before-write stages (unknown kind, rejected by dry run, conflict).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApplyError {
+    /// Listing the cluster's kinds failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    /// The cluster does not serve the object's kind.
+    #[error(
+        "{object}: the cluster does not serve {api_version} {kind}; install its CRD (or add it to the app) or fix the apiVersion"
+    )]
+    UnknownKind {
+        /// The object.
+        object: ObjectKey,
+        /// Its apiVersion.
+        api_version: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// The server refused the object in the dry run; nothing was written.
+    #[error("{object}: rejected by the server, nothing applied: {message}")]
+    Rejected {
+        /// The object.
+        object: ObjectKey,
+        /// The server's message.
+        message: String,
+    },
+    /// Another applier owns fields this app sets.
+    #[error("{object}: {message}; set `force: true` in the app's app.yaml to take these fields")]
+    Conflict {
+        /// The object.
+        object: ObjectKey,
+        /// The server's conflict message.
+        message: String,
+    },
+    /// A write failed after retries.
+    #[error("{object}: apply failed after {attempts} attempt(s): {message}")]
+    Write {
+        /// The object.
+        object: ObjectKey,
+        /// The last error.
+        message: String,
+        /// Tries made.
+        attempts: u32,
+        /// Whether a later reconcile may succeed (transient API errors).
+        retryable: bool,
+    },
+    /// A delete failed after retries.
+    #[error("{object}: prune failed: {message}")]
+    Prune {
+        /// The object.
+        object: ObjectKey,
+        /// The last error.
+        message: String,
+    },
+    /// The inventory could not be read.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// The inventory could not be written.
+    #[error("inventory ConfigMap {name}: write failed: {message}")]
+    InventoryWrite {
+        /// The ConfigMap.
+        name: String,
+        /// The last error.
+        message: String,
+    },
+    /// A CRD applied by the app did not become established in time.
+    #[error("CustomResourceDefinition {name}: not established after {seconds} s")]
+    NotEstablished {
+        /// The CRD.
+        name: String,
+        /// How long was waited.
+        seconds: u64,
+    },
+}
+
+impl ApplyError {
+    /// The status reason this error maps to.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Prune { .. } => "PruneFailed",
+            _ => "ApplyFailed",
+        }
+    }
+
+    /// Whether retrying later can help without a change in the repository.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApplyError::Write { retryable, .. } => *retryable,
+            ApplyError::Discovery(_)
+            | ApplyError::Prune { .. }
+            | ApplyError::InventoryWrite { .. }
+            | ApplyError::NotEstablished { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Brings apps to their rendered state on one cluster.
+pub struct Reconciler {
+    client: Client,
+    namespace: String,
+    discovery: RwLock<Option<Discovery>>,
+    retry: RetryPolicy,
+    concurrency: usize,
+}
+
+/// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, namespaced.
+fn stage(key: &ObjectKey, namespaced: bool) -> u8 {
+    match (key.group.as_str(), key.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
+        ("", "Namespace") => 1,
+        _ if !namespaced => 2,
+        _ => 3,
+    }
+}
+
+fn message_of(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether every field conflict of a 409 is with an imperative writer (an Update
+/// operation such as `kubectl edit` or `kubectl scale`): that is drift, which rollwave
+/// takes back; a conflict with another applier is not.
+fn conflicts_only_with_updates(e: &kube::Error) -> bool {
+    let kube::Error::Api(s) = e else { return false };
+    if s.code != 409 || !s.message.starts_with("Apply failed") {
+        return false;
+    }
+    let causes: Vec<&str> = s
+        .details
+        .as_ref()
+        .map(|d| d.causes.iter().map(|c| c.message.as_str()).collect())
+        .unwrap_or_default();
+    !causes.is_empty() && causes.iter().all(|m| m.contains(" using "))
+}
+
+/// Workloads an HorizontalPodAutoscaler of the app scales: their `spec.replicas` is
+/// left to the autoscaler.
+fn autoscaled(objects: &[Value]) -> BTreeSet<(String, String, String)> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "HorizontalPodAutoscaler")
+        .filter_map(|h| {
+            let t = &h["spec"]["scaleTargetRef"];
+            Some((
+                h["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                t["kind"].as_str()?.to_string(),
+                t["name"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The objects as they will be applied: replicas dropped from autoscaled workloads.
+pub fn prepare(objects: &[Value]) -> Vec<Value> {
+    let scaled = autoscaled(objects);
+    objects
+        .iter()
+        .map(|o| {
+            let id = (
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                o["kind"].as_str().unwrap_or("").to_string(),
+                o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            );
+            let mut o = o.clone();
+            if scaled.contains(&id)
+                && let Some(spec) = o["spec"].as_object_mut()
+            {
+                spec.remove("replicas");
+            }
+            o
+        })
+        .collect()
+}
+
+struct Planned {
+    key: ObjectKey,
+    obj: Value,
+    resource: Option<(ApiResource, bool)>,
+    sync: Sync,
+    skipped: Option<String>,
+}
+
+impl Reconciler {
+    /// A reconciler for the cluster `client` reaches, keeping inventories in
+    /// `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Reconciler {
+        Reconciler {
+            client,
+            namespace: namespace.to_string(),
+            discovery: RwLock::new(None),
+            retry: RetryPolicy::default(),
+            concurrency: 8,
+        }
+    }
+
+    /// Replaces the retry policy (tests use short backoffs).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Reconciler {
+        self.retry = retry;
+        self
+    }
+
+    /// The client in use.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn refresh_discovery(&self) -> Result<(), ApplyError> {
+        let client = self.client.clone();
+        let d = with_retries(&self.retry, || Discovery::new(client.clone()).run())
+            .await
+            .map_err(|(e, _)| ApplyError::Discovery(message_of(&e)))?;
+        *self.discovery.write().await = Some(d);
+        Ok(())
+    }
+
+    /// The resource serving a group/version/kind, refreshing discovery once when it is
+    /// not known.
+    async fn resolve(&self, key: &ObjectKey) -> Result<Option<(ApiResource, bool)>, ApplyError> {
+        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
+        let lookup =
+            |d: &Discovery| -> Option<(ApiResource, ApiCapabilities)> { d.resolve_gvk(&gvk) };
+        if let Some(d) = self.discovery.read().await.as_ref()
+            && let Some((ar, caps)) = lookup(d)
+        {
+            return Ok(Some((ar, caps.scope == Scope::Namespaced)));
+        }
+        self.refresh_discovery().await?;
+        Ok(self
+            .discovery
+            .read()
+            .await
+            .as_ref()
+            .and_then(lookup)
+            .map(|(ar, caps)| (ar, caps.scope == Scope::Namespaced)))
+    }
+
+    fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
+        if namespaced {
+            Api::namespaced_with(self.client.clone(), ns, ar)
+        } else {
+            Api::all_with(self.client.clone(), ar)
+        }
+    }
+
+    fn inventory_api(&self) -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        );
+        Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+    }
+
+    async fn get_json(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+    ) -> Result<Option<Value>, kube::Error> {
+        let api = api.clone();
+        let name = name.to_string();
+        let r = with_retries(&self.retry, || {
+            let api = api.clone();
+            let name = name.clone();
+            async move { api.get_opt(&name).await }
+        })
+        .await
+        .map_err(|(e, _)| e)?;
+        Ok(r.map(|o| serde_json::to_value(o).unwrap_or_default()))
+    }
+
+    /// Reads an app's inventory (empty when there is none).
+    pub async fn read_inventory(&self, app: &str) -> Result<Inventory, ApplyError> {
+        let name = configmap_name(app);
+        match self.get_json(&self.inventory_api(), &name).await {
+            Ok(Some(cm)) => Ok(Inventory::from_configmap(&cm)?),
+            Ok(None) => Ok(Inventory {
+                app: app.to_string(),
+                ..Default::default()
+            }),
+            Err(e) => Err(ApplyError::InventoryWrite {
+                name,
+                message: format!("read failed: {}", message_of(&e)),
+            }),
+        }
+    }
+
+    async fn write_inventory(&self, inv: &Inventory) -> Result<(), ApplyError> {
+        self.ensure_namespace().await?;
+        let name = configmap_name(&inv.app);
+        let cm = inv.to_configmap(&self.namespace);
+        let api = self.inventory_api();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&cm);
+        with_retries(&self.retry, || api.patch(&name, &pp, &patch))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| ApplyError::InventoryWrite {
+                name,
+                message: message_of(&e),
+            })
+    }
+
+    async fn delete_inventory(&self, app: &str) -> Result<(), ApplyError> {
+        let name = configmap_name(app);
+        let api = self.inventory_api();
+        let dp = Default::default();
+        match with_retries(&self.retry, || api.delete(&name, &dp)).await {
+            Ok(_) => Ok(()),
+            Err((kube::Error::Api(s), _)) if s.code == 404 => Ok(()),
+            Err((e, _)) => Err(ApplyError::InventoryWrite {
+                name,
+                message: message_of(&e),
+            }),
+        }
+    }
+
+    async fn ensure_namespace(&self) -> Result<(), ApplyError> {
+        self.ensure_namespace_named(&self.namespace.clone()).await
+    }
+
+    /// Creates a namespace when it does not exist (a read when it does).
+    async fn ensure_namespace_named(&self, name: &str) -> Result<(), ApplyError> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let err = |e: kube::Error| ApplyError::Write {
+            object: ObjectKey {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Namespace".into(),
+                namespace: String::new(),
+                name: name.to_string(),
+            },
+            retryable: retry::classify(&e) != retry::Verdict::Permanent,
+            message: message_of(&e),
+            attempts: self.retry.attempts,
+        };
+        if self.get_json(&api, name).await.map_err(err)?.is_some() {
+            return Ok(());
+        }
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
+            "labels": {crate::vocab::MANAGED_BY_LABEL: crate::vocab::MANAGED_BY_VALUE}}});
+        let pp = PatchParams::apply(FIELD_MANAGER);
+        let patch = Patch::Apply(&ns);
+        with_retries(&self.retry, || api.patch(name, &pp, &patch))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| err(e))
+    }
+
+    /// Applies one object; `dry_run` only validates. Conflicts with imperative
+    /// writers are taken back (drift); conflicts with other appliers need `force`.
+    async fn apply_one(
+        &self,
+        p: &Planned,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Value, (kube::Error, u32)> {
+        let (ar, namespaced) = p.resource.clone().expect("resolved before applying");
+        let api = self.api(&ar, namespaced, &p.key.namespace);
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        pp.dry_run = dry_run;
+        let patch = Patch::Apply(&p.obj);
+        let r = with_retries(&self.retry, || api.patch(&p.key.name, &pp, &patch)).await;
+        let r = match r {
+            Err((e, n)) if !force && conflicts_only_with_updates(&e) => {
+                pp.force = true;
+                with_retries(&self.retry, || api.patch(&p.key.name, &pp, &patch))
+                    .await
+                    .map_err(|(e, m)| (e, n + m))
+            }
+            other => other,
+        };
+        r.map(|o| serde_json::to_value(o).unwrap_or_default())
+    }
+
+    /// Brings the cluster to `rev`: see the module documentation for the stages.
+    pub async fn reconcile(&self, rev: &AppRevision<'_>) -> Result<Applied, ApplyError> {
+        let objects = prepare(rev.objects);
+        let crd_kinds: BTreeSet<(String, String)> = objects
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .map(|c| {
+                (
+                    c["spec"]["group"].as_str().unwrap_or("").to_string(),
+                    c["spec"]["names"]["kind"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        let mut revision_namespaces: BTreeSet<String> = objects
+            .iter()
+            .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+            .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        let create_namespace = rev
+            .namespace
+            .filter(|ns| !ns.is_empty() && !revision_namespaces.contains(*ns));
+        if let Some(ns) = create_namespace {
+            revision_namespaces.insert(ns.to_string());
+        }
+
+        // Resolve kinds; read live objects.
+        let mut planned = Vec::with_capacity(objects.len());
+        for obj in objects {
+            let key = ObjectKey::of(&obj);
+            let resource = self.resolve(&key).await?;
+            if resource.is_none() && !crd_kinds.contains(&(key.group.clone(), key.kind.clone())) {
+                return Err(ApplyError::UnknownKind {
+                    api_version: obj["apiVersion"].as_str().unwrap_or("").to_string(),
+                    kind: key.kind.clone(),
+                    object: key,
+                });
+            }
+            planned.push(Planned {
+                key,
+                obj,
+                resource,
+                sync: Sync::Missing,
+                skipped: None,
+            });
+        }
+        let inventory = self.read_inventory(rev.app).await?;
+        let reads = futures_util::stream::iter(planned.iter().enumerate())
+            .map(|(i, p)| async move {
+                let Some((ar, namespaced)) = &p.resource else {
+                    return (i, Ok(None));
+                };
+                let api = self.api(ar, *namespaced, &p.key.namespace);
+                (i, self.get_json(&api, &p.key.name).await)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut live: HashMap<usize, Value> = HashMap::new();
+        for (i, r) in reads {
+            match r {
+                Ok(Some(v)) => {
+                    live.insert(i, v);
+                }
+                Ok(None) => {}
+                // A namespace that does not exist yet reads as 404 too; anything else
+                // is a failed read, reported as a write failure of that object.
+                Err(e) => {
+                    return Err(ApplyError::Write {
+                        object: planned[i].key.clone(),
+                        message: message_of(&e),
+                        attempts: self.retry.attempts,
+                        retryable: true,
+                    });
+                }
+            }
+        }
+        for (i, p) in planned.iter_mut().enumerate() {
+            let l = live.get(&i);
+            if l.is_some_and(|l| l["metadata"]["annotations"][RECONCILE_ANNOTATION] == "disabled") {
+                p.skipped = Some(format!("annotated {RECONCILE_ANNOTATION}: disabled"));
+                continue;
+            }
+            p.sync = sync_state(&p.obj, l);
+        }
+
+        // Dry run everything that would be written; nothing is written unless all pass.
+        let pending: Vec<usize> = (0..planned.len())
+            .filter(|&i| planned[i].skipped.is_none() && planned[i].sync != Sync::InSync)
+            .collect();
+        let checks = futures_util::stream::iter(pending.iter().copied())
+            .filter(|&i| std::future::ready(planned[i].resource.is_some()))
+            .map(|i| {
+                let p = &planned[i];
+                async move { (i, self.apply_one(p, rev.force, true).await) }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut checks = checks;
+        checks.sort_by_key(|(i, _)| *i);
+        for (i, r) in checks {
+            let p = &planned[i];
+            if let Err((e, attempts)) = r {
+                let ns_pending = matches!(&e, kube::Error::Api(s) if s.code == 404
+                    && revision_namespaces.contains(&p.key.namespace)
+                    && s.message.starts_with("namespaces "));
+                if ns_pending {
+                    continue;
+                }
+                return Err(match &e {
+                    kube::Error::Api(s)
+                        if s.code == 409 && s.message.starts_with("Apply failed") =>
+                    {
+                        ApplyError::Conflict {
+                            object: p.key.clone(),
+                            message: s.message.clone(),
+                        }
+                    }
+                    kube::Error::Api(s) if s.code < 500 && s.code != 429 => ApplyError::Rejected {
+                        object: p.key.clone(),
+                        message: s.message.clone(),
+                    },
+                    other => ApplyError::Write {
+                        object: p.key.clone(),
+                        message: message_of(other),
+                        attempts,
+                        retryable: true,
+                    },
+                });
+            }
+        }
+
+        let desired: BTreeSet<ObjectKey> = planned.iter().map(|p| p.key.clone()).collect();
+        let desired_ids: BTreeSet<(&str, &str, &str, &str)> =
+            desired.iter().map(ObjectKey::identity).collect();
+        let absent: Vec<ObjectKey> = inventory
+            .objects
+            .iter()
+            .filter(|k| !desired_ids.contains(&k.identity()))
+            .cloned()
+            .collect();
+        let unchanged_inventory = pending.is_empty()
+            && absent.is_empty()
+            && inventory.applying.is_none()
+            && inventory.release == rev.release
+            && inventory.content_hash == rev.content_hash
+            && inventory.objects == desired;
+
+        let mut changes = Vec::new();
+        let mut results: HashMap<usize, Value> = HashMap::new();
+        if !unchanged_inventory {
+            // Record every object that may exist before creating any.
+            if let Some(ns) = create_namespace {
+                self.ensure_namespace_named(ns).await?;
+            }
+            let mut recording = inventory.clone();
+            recording.objects.extend(desired.iter().cloned());
+            recording.applying = Some(rev.release.to_string());
+            if recording != inventory {
+                self.write_inventory(&recording).await?;
+            }
+            for s in 0..=3u8 {
+                let batch: Vec<usize> = pending
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        let p = &planned[i];
+                        let namespaced = p.resource.as_ref().map(|r| r.1).unwrap_or(true);
+                        stage(&p.key, namespaced) == s
+                    })
+                    .collect();
+                if s == 3 {
+                    // Kinds from CRDs applied in this revision are served now.
+                    for &i in &batch {
+                        if planned[i].resource.is_none() {
+                            let r = self.resolve(&planned[i].key).await?;
+                            if r.is_none() {
+                                let p = &planned[i];
+                                return Err(ApplyError::UnknownKind {
+                                    api_version: p.obj["apiVersion"]
+                                        .as_str()
+                                        .unwrap_or("")
+                                        .to_string(),
+                                    kind: p.key.kind.clone(),
+                                    object: p.key.clone(),
+                                });
+                            }
+                            planned[i].resource = r;
+                        }
+                    }
+                }
+                let applied = futures_util::stream::iter(batch.iter().copied())
+                    .map(|i| {
+                        let p = &planned[i];
+                        async move { (i, self.apply_one(p, rev.force, false).await) }
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .collect::<Vec<_>>()
+                    .await;
+                let mut failure = None;
+                for (i, r) in applied {
+                    match r {
+                        Ok(v) => {
+                            results.insert(i, v);
+                        }
+                        Err((e, attempts)) => {
+                            let retryable = retry::classify(&e) != retry::Verdict::Permanent;
+                            failure.get_or_insert(ApplyError::Write {
+                                object: planned[i].key.clone(),
+                                message: message_of(&e),
+                                attempts,
+                                retryable,
+                            });
+                        }
+                    }
+                }
+                if let Some(f) = failure {
+                    return Err(f);
+                }
+                if s == 0 && !batch.is_empty() {
+                    self.wait_established(
+                        &batch
+                            .iter()
+                            .map(|&i| planned[i].key.name.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .await?;
+                    self.refresh_discovery().await?;
+                }
+            }
+            let pruned = self.prune_absent(rev.app, &absent).await;
+            let mut kept: BTreeSet<ObjectKey> = desired.clone();
+            let mut prune_error = None;
+            for (key, outcome) in pruned {
+                match outcome {
+                    Ok(action) => changes.push(Change {
+                        object: key,
+                        action,
+                    }),
+                    Err(e) => {
+                        kept.insert(key);
+                        prune_error.get_or_insert(e);
+                    }
+                }
+            }
+            let mut done = inventory.clone();
+            done.objects = kept;
+            done.release = rev.release.to_string();
+            done.content_hash = rev.content_hash.to_string();
+            done.applying = None;
+            self.write_inventory(&done).await?;
+            if let Some(e) = prune_error {
+                return Err(e);
+            }
+        }
+
+        // Health from what the apply returned, or a read for unchanged objects.
+        let mut worst = Health::Healthy;
+        let mut unhealthy = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            let action = if let Some(reason) = &p.skipped {
+                Action::Skipped(reason.clone())
+            } else if results.contains_key(&i) {
+                if p.sync == Sync::Missing {
+                    Action::Created
+                } else {
+                    Action::Configured
+                }
+            } else {
+                Action::Unchanged
+            };
+            let obj = results.get(&i).or(live.get(&i));
+            if let Some(obj) = obj {
+                let v = health_of(obj);
+                if v.health > Health::Healthy {
+                    unhealthy.push((p.key.clone(), v.reason.clone()));
+                }
+                worst = worst.max(v.health);
+            }
+            changes.push(Change {
+                object: p.key.clone(),
+                action,
+            });
+        }
+        Ok(Applied {
+            changes,
+            health: worst,
+            unhealthy,
+        })
+    }
+
+    /// Waits until the named CRDs are established.
+    async fn wait_established(&self, names: &[String]) -> Result<(), ApplyError> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let limit = Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + limit;
+        for name in names {
+            loop {
+                let crd = self.get_json(&api, name).await.ok().flatten();
+                if crd
+                    .as_ref()
+                    .is_some_and(|c| health_of(c).health == Health::Healthy)
+                {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(ApplyError::NotEstablished {
+                        name: name.clone(),
+                        seconds: limit.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The health of an app's objects as they are now (reads each one).
+    pub async fn health(
+        &self,
+        objects: &[Value],
+    ) -> Result<(Health, Vec<(ObjectKey, String)>), ApplyError> {
+        let mut worst = Health::Healthy;
+        let mut unhealthy = Vec::new();
+        for obj in prepare(objects) {
+            let key = ObjectKey::of(&obj);
+            let Some((ar, namespaced)) = self.resolve(&key).await? else {
+                worst = worst.max(Health::Progressing);
+                unhealthy.push((key, "kind not served yet".into()));
+                continue;
+            };
+            let api = self.api(&ar, namespaced, &key.namespace);
+            match self.get_json(&api, &key.name).await {
+                Ok(Some(live)) => {
+                    let v = health_of(&live);
+                    if v.health > Health::Healthy {
+                        unhealthy.push((key, v.reason));
+                    }
+                    worst = worst.max(v.health);
+                }
+                Ok(None) => {
+                    worst = worst.max(Health::Progressing);
+                    unhealthy.push((key, "not created yet".into()));
+                }
+                Err(e) => {
+                    return Err(ApplyError::Write {
+                        object: key,
+                        message: message_of(&e),
+                        attempts: self.retry.attempts,
+                        retryable: true,
+                    });
+                }
+            }
+        }
+        Ok((worst, unhealthy))
+    }
+}
