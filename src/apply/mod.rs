@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
@@ -198,7 +198,7 @@ impl ApplyError {
 pub struct Reconciler {
     client: Client,
     namespace: String,
-    discovery: RwLock<Option<Discovery>>,
+    discovery: RwLock<Option<Kinds>>,
     retry: RetryPolicy,
     concurrency: usize,
 }
@@ -281,6 +281,20 @@ pub fn prepare(objects: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs futures with at most `limit` in flight; results in completion order.
+async fn bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    futures_util::stream::iter(futures)
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await
+}
+
+/// The kinds a cluster serves: (group, version, kind) to resource and scope.
+#[derive(Debug, Default)]
+struct Kinds {
+    map: HashMap<(String, String, String), (ApiResource, bool)>,
+}
+
 struct Planned {
     key: ObjectKey,
     obj: Value,
@@ -313,25 +327,62 @@ impl Reconciler {
         &self.client
     }
 
+    /// Reads every served kind, each discovery request retried on its own (one
+    /// flaky response among dozens must not fail the whole read).
     async fn refresh_discovery(&self) -> Result<(), ApplyError> {
-        let client = self.client.clone();
-        let d = with_retries(&self.retry, || Discovery::new(client.clone()).run())
+        let err = |(e, _): (kube::Error, u32)| ApplyError::Discovery(message_of(&e));
+        let c = &self.client;
+        let mut kinds = Kinds::default();
+        let core = with_retries(&self.retry, || c.list_core_api_versions())
             .await
-            .map_err(|(e, _)| ApplyError::Discovery(message_of(&e)))?;
-        *self.discovery.write().await = Some(d);
+            .map_err(err)?;
+        let mut lists = Vec::new();
+        for v in &core.versions {
+            let list = with_retries(&self.retry, || c.list_core_api_resources(v))
+                .await
+                .map_err(err)?;
+            lists.push((String::new(), v.clone(), list));
+        }
+        let groups = with_retries(&self.retry, || c.list_api_groups())
+            .await
+            .map_err(err)?;
+        for g in &groups.groups {
+            for v in &g.versions {
+                let list =
+                    with_retries(&self.retry, || c.list_api_group_resources(&v.group_version))
+                        .await
+                        .map_err(err)?;
+                lists.push((g.name.clone(), v.version.clone(), list));
+            }
+        }
+        for (group, version, list) in lists {
+            for r in list.resources.iter().filter(|r| !r.name.contains('/')) {
+                let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
+                kinds.map.insert(
+                    (group.clone(), version.clone(), r.kind.clone()),
+                    (
+                        ApiResource::from_gvk_with_plural(&gvk, &r.name),
+                        r.namespaced,
+                    ),
+                );
+            }
+        }
+        *self.discovery.write().await = Some(kinds);
         Ok(())
     }
 
     /// The resource serving a group/version/kind, refreshing discovery once when it is
     /// not known.
     async fn resolve(&self, key: &ObjectKey) -> Result<Option<(ApiResource, bool)>, ApplyError> {
-        let gvk = GroupVersionKind::gvk(&key.group, &key.version, &key.kind);
-        let lookup =
-            |d: &Discovery| -> Option<(ApiResource, ApiCapabilities)> { d.resolve_gvk(&gvk) };
-        if let Some(d) = self.discovery.read().await.as_ref()
-            && let Some((ar, caps)) = lookup(d)
+        let id = (key.group.clone(), key.version.clone(), key.kind.clone());
+        if let Some(found) = self
+            .discovery
+            .read()
+            .await
+            .as_ref()
+            .and_then(|k| k.map.get(&id))
         {
-            return Ok(Some((ar, caps.scope == Scope::Namespaced)));
+            return Ok(Some(found.clone()));
         }
         self.refresh_discovery().await?;
         Ok(self
@@ -339,8 +390,7 @@ impl Reconciler {
             .read()
             .await
             .as_ref()
-            .and_then(lookup)
-            .map(|(ar, caps)| (ar, caps.scope == Scope::Namespaced)))
+            .and_then(|k| k.map.get(&id).cloned()))
     }
 
     fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
@@ -534,17 +584,17 @@ impl Reconciler {
             });
         }
         let inventory = self.read_inventory(rev.app).await?;
-        let reads = futures_util::stream::iter(planned.iter().enumerate())
-            .map(|(i, p)| async move {
+        let mut reads = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            reads.push(async move {
                 let Some((ar, namespaced)) = &p.resource else {
                     return (i, Ok(None));
                 };
                 let api = self.api(ar, *namespaced, &p.key.namespace);
                 (i, self.get_json(&api, &p.key.name).await)
-            })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await;
+            });
+        }
+        let reads = bounded(reads, self.concurrency).await;
         let mut live: HashMap<usize, Value> = HashMap::new();
         for (i, r) in reads {
             match r {
@@ -577,16 +627,14 @@ impl Reconciler {
         let pending: Vec<usize> = (0..planned.len())
             .filter(|&i| planned[i].skipped.is_none() && planned[i].sync != Sync::InSync)
             .collect();
-        let checks = futures_util::stream::iter(pending.iter().copied())
-            .filter(|&i| std::future::ready(planned[i].resource.is_some()))
-            .map(|i| {
-                let p = &planned[i];
-                async move { (i, self.apply_one(p, rev.force, true).await) }
-            })
-            .buffer_unordered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await;
-        let mut checks = checks;
+        let mut checks = Vec::new();
+        for &i in &pending {
+            let p = &planned[i];
+            if p.resource.is_some() {
+                checks.push(async move { (i, self.apply_one(p, rev.force, true).await) });
+            }
+        }
+        let mut checks = bounded(checks, self.concurrency).await;
         checks.sort_by_key(|(i, _)| *i);
         for (i, r) in checks {
             let p = &planned[i];
@@ -679,14 +727,12 @@ impl Reconciler {
                         }
                     }
                 }
-                let applied = futures_util::stream::iter(batch.iter().copied())
-                    .map(|i| {
-                        let p = &planned[i];
-                        async move { (i, self.apply_one(p, rev.force, false).await) }
-                    })
-                    .buffer_unordered(self.concurrency)
-                    .collect::<Vec<_>>()
-                    .await;
+                let mut applying = Vec::new();
+                for &i in &batch {
+                    let p = &planned[i];
+                    applying.push(async move { (i, self.apply_one(p, rev.force, false).await) });
+                }
+                let applied = bounded(applying, self.concurrency).await;
                 let mut failure = None;
                 for (i, r) in applied {
                     match r {
