@@ -10,6 +10,7 @@ pub mod cli;
 pub mod fieldset;
 pub mod fleet;
 pub mod labels;
+pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod schema;

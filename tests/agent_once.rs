@@ -184,3 +184,112 @@ fn agent_once_exits_0_when_every_app_applied_and_1_with_the_reason_otherwise() {
     assert_eq!(code, 1);
     assert!(err.contains("cluster 'nope' is not in clusters/"), "{err}");
 }
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, buf)
+}
+
+#[test]
+fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
+    require_kubectl();
+    let c = TestCluster::start("prod-1");
+    let repo = ScratchRepo::minimal_with(&[
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- deployment.yaml\n- cm.yaml\n",
+        ),
+        (
+            "apps/web/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n",
+        ),
+    ]);
+    let port = common::git::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "agent",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--cluster",
+            "prod-1",
+            "--kubeconfig",
+        ])
+        .arg(&c.kubeconfig)
+        .args([
+            "--interval",
+            "1h",
+            "--drift-interval",
+            "100ms",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    common::sim::eventually(Duration::from_secs(20), "the agent to be ready", || {
+        http_get(port, "/readyz").0 == 200
+    });
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    common::sim::eventually(
+        Duration::from_secs(20),
+        "the agent to revert the edit",
+        || {
+            c.kubectl_ok(&[
+                "get",
+                "configmap",
+                "settings",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={.data.mode}",
+            ]) == "fast"
+        },
+    );
+    let (_, metrics) = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("rollwave_drift_corrections_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rollwave_app_info{app=\"web\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rollwave_reconcile_duration_seconds_count{app=\"web\"}"),
+        "{metrics}"
+    );
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = common::sim::wait_output(child, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

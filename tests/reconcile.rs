@@ -507,3 +507,78 @@ async fn a_deployment_reports_progressing_then_healthy_and_a_broken_image_degrad
     assert_eq!(health, Health::Degraded);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction() {
+    let (sim, client, r) = cluster("watching").await;
+    let cache = rollwave::apply::drift::LiveCache::new(client.clone());
+    let r = r.with_cache(cache.clone());
+    let objects = vec![
+        cm("shop", "a", "1"),
+        cm("shop", "b", "1"),
+        deployment("shop", "web", "nginx:1", Some(1)),
+    ];
+    r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+    for _ in 0..200 {
+        if cache.synced() && cache.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cache.synced(), "the watches list their kinds");
+    // Let the workload simulator finish writing status, then drain its notifications.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), cache.drifted()).await;
+    r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+    let counts = |sim: &SimCluster| {
+        ["get", "list", "create", "update", "patch", "delete"].map(|v| sim.stats().requests(v))
+    };
+    let before = counts(&sim);
+    for _ in 0..5 {
+        let out = r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+        assert_eq!(out.count(&Action::Unchanged), 3);
+    }
+    assert_eq!(
+        counts(&sim),
+        before,
+        "steady-state reconciles read from the watch cache and write nothing"
+    );
+
+    // Someone edits a managed field: the watch reports the app, a reconcile corrects it.
+    let edit = PatchParams {
+        field_manager: Some("kubectl-edit".into()),
+        ..Default::default()
+    };
+    configmaps(&client)
+        .patch("b", &edit, &Patch::Merge(json!({"data": {"v": "edited"}})))
+        .await
+        .unwrap();
+    let drifted = tokio::time::timeout(Duration::from_secs(5), cache.drifted())
+        .await
+        .expect("drift noticed");
+    assert!(drifted.contains("shop"), "{drifted:?}");
+    for _ in 0..100 {
+        if cache
+            .get(&("".into(), "v1".into(), "ConfigMap".into()), "shop", "b")
+            .flatten()
+            .is_some_and(|o| o["data"]["v"] == "edited")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let out = r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+    assert_eq!(
+        out.changes
+            .iter()
+            .find(|c| c.object.name == "b")
+            .unwrap()
+            .action,
+        Action::Configured
+    );
+    assert_eq!(
+        configmaps(&client).get("b").await.unwrap().data.unwrap()["v"],
+        "1"
+    );
+    sim.shutdown().await;
+}

@@ -4,11 +4,15 @@
 //! release each app should run; until the agent loop consults it (a later stage), a
 //! pass applies the repository's current commit.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use crate::apply::health::Health;
+use crate::apply::health::with_deadline;
 use crate::apply::{Action, AppRevision, ApplyError, Reconciler};
 use crate::fleet::{Fleet, Removal, targets_cluster};
+use crate::metrics::{AppLabels, Metrics};
 use crate::render::render;
 use crate::tree::FileTree;
 
@@ -132,11 +136,29 @@ pub struct Source<'a> {
         &'a dyn Fn(&str, &std::collections::BTreeSet<crate::tree::RepoPath>) -> Option<String>,
 }
 
+/// What the agent remembers between passes.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Since when each app has been progressing, for its release.
+    progressing: HashMap<String, (String, Instant)>,
+}
+
 /// One pass: every app targeting `cluster` reconciled, apps that left it released.
 pub async fn reconcile_cluster(
     source: &Source<'_>,
     cluster: &str,
     reconciler: &Reconciler,
+) -> Result<PassReport, ApplyError> {
+    reconcile_cluster_with(source, cluster, reconciler, &mut Memory::default(), None).await
+}
+
+/// [`reconcile_cluster`] with memory across passes (progress deadlines) and metrics.
+pub async fn reconcile_cluster_with(
+    source: &Source<'_>,
+    cluster: &str,
+    reconciler: &Reconciler,
+    memory: &mut Memory,
+    metrics: Option<&Metrics>,
 ) -> Result<PassReport, ApplyError> {
     let fleet = source.fleet;
     let Some(c) = fleet.cluster(cluster) else {
@@ -177,7 +199,16 @@ pub async fn reconcile_cluster(
             force: app.force,
             namespace: app.namespace.as_deref(),
         };
-        let result = match reconciler.reconcile(&rev).await {
+        let started = Instant::now();
+        let outcome = reconciler.reconcile(&rev).await;
+        if let Some(m) = metrics {
+            m.reconcile_duration
+                .get_or_create(&AppLabels {
+                    app: app.name.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let result = match outcome {
             Ok(applied) => {
                 let counts = [
                     applied.count(&Action::Created),
@@ -190,10 +221,31 @@ pub async fn reconcile_cluster(
                         .filter(|c| matches!(c.action, Action::Skipped(_)))
                         .count(),
                 ];
+                let mut health = applied.health;
+                if health == Health::Progressing {
+                    let since = memory
+                        .progressing
+                        .entry(app.name.clone())
+                        .or_insert_with(|| (release.clone(), Instant::now()));
+                    if since.0 != release {
+                        *since = (release.clone(), Instant::now());
+                    }
+                    health =
+                        with_deadline(health, since.1.elapsed(), app.rollout.progress_deadline);
+                } else {
+                    memory.progressing.remove(&app.name);
+                }
+                if let Some(m) = metrics {
+                    let writes = counts[0] + counts[1] + counts[3];
+                    m.count_apply(if writes == 0 { "noop" } else { "success" });
+                    m.prune_total.inc_by(counts[3] as u64);
+                    m.drift_corrections.inc_by(applied.drift_corrections as u64);
+                    m.set_app(&app.name, &release, &format!("{health:?}"));
+                }
                 AppResult::Applied {
                     release,
                     counts,
-                    health: applied.health,
+                    health,
                     unhealthy: applied
                         .unhealthy
                         .iter()
@@ -201,11 +253,17 @@ pub async fn reconcile_cluster(
                         .collect(),
                 }
             }
-            Err(e) => AppResult::ApplyFailed {
-                reason: e.reason(),
-                message: e.to_string(),
-                retryable: e.retryable(),
-            },
+            Err(e) => {
+                if let Some(m) = metrics {
+                    m.count_apply("failure");
+                    m.set_app(&app.name, &release, "Error");
+                }
+                AppResult::ApplyFailed {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                    retryable: e.retryable(),
+                }
+            }
         };
         report.apps.push((app.name.clone(), result));
     }

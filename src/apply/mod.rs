@@ -10,12 +10,14 @@
 //! unchanged inventory is not rewritten.
 
 pub mod diff;
+pub mod drift;
 pub mod health;
 pub mod inventory;
 mod prune;
 pub mod retry;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -27,6 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::RwLock;
 
 use self::diff::{FIELD_MANAGER, Sync, sync_state};
+use self::drift::LiveCache;
 use self::health::{Health, health_of};
 use self::inventory::{Inventory, InventoryError, ObjectKey, configmap_name};
 use self::retry::{RetryPolicy, with_retries};
@@ -87,6 +90,8 @@ pub struct Applied {
     pub health: Health,
     /// Objects that are not healthy, with the reason.
     pub unhealthy: Vec<(ObjectKey, String)>,
+    /// Objects re-applied although the release did not change: drift corrected.
+    pub drift_corrections: usize,
 }
 
 impl Applied {
@@ -201,6 +206,9 @@ pub struct Reconciler {
     discovery: RwLock<Option<Kinds>>,
     retry: RetryPolicy,
     concurrency: usize,
+    cache: Option<Arc<LiveCache>>,
+    inventories: Mutex<HashMap<String, Inventory>>,
+    known_apps: Mutex<Option<BTreeSet<String>>>,
 }
 
 /// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, namespaced.
@@ -313,7 +321,22 @@ impl Reconciler {
             discovery: RwLock::new(None),
             retry: RetryPolicy::default(),
             concurrency: 8,
+            cache: None,
+            inventories: Mutex::new(HashMap::new()),
+            known_apps: Mutex::new(None),
         }
+    }
+
+    /// Reads live objects from watches instead of the API server once they are
+    /// synced (the long-running agent); see [`drift`].
+    pub fn with_cache(mut self, cache: Arc<LiveCache>) -> Reconciler {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The live cache, when watching.
+    pub fn cache(&self) -> Option<&Arc<LiveCache>> {
+        self.cache.as_ref()
     }
 
     /// Replaces the retry policy (tests use short backoffs).
@@ -426,19 +449,54 @@ impl Reconciler {
         Ok(r.map(|o| serde_json::to_value(o).unwrap_or_default()))
     }
 
-    /// Reads an app's inventory (empty when there is none).
+    /// Reads an app's inventory (empty when there is none); after the first read,
+    /// from memory, since this agent is its only writer.
     pub async fn read_inventory(&self, app: &str) -> Result<Inventory, ApplyError> {
+        if let Some(inv) = self
+            .inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app)
+        {
+            return Ok(inv.clone());
+        }
         let name = configmap_name(app);
-        match self.get_json(&self.inventory_api(), &name).await {
-            Ok(Some(cm)) => Ok(Inventory::from_configmap(&cm)?),
-            Ok(None) => Ok(Inventory {
+        let read = match self.get_json(&self.inventory_api(), &name).await {
+            Ok(Some(cm)) => Inventory::from_configmap(&cm)?,
+            Ok(None) => Inventory {
                 app: app.to_string(),
                 ..Default::default()
-            }),
-            Err(e) => Err(ApplyError::InventoryWrite {
-                name,
-                message: format!("read failed: {}", message_of(&e)),
-            }),
+            },
+            Err(e) => {
+                return Err(ApplyError::InventoryWrite {
+                    name,
+                    message: format!("read failed: {}", message_of(&e)),
+                });
+            }
+        };
+        self.inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.to_string(), read.clone());
+        Ok(read)
+    }
+
+    fn remember_inventory(&self, inv: Option<&Inventory>, app: &str) {
+        let mut m = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known_apps.lock().unwrap_or_else(|e| e.into_inner());
+        match inv {
+            Some(i) => {
+                m.insert(app.to_string(), i.clone());
+                if let Some(k) = known.as_mut() {
+                    k.insert(app.to_string());
+                }
+            }
+            None => {
+                m.remove(app);
+                if let Some(k) = known.as_mut() {
+                    k.remove(app);
+                }
+            }
         }
     }
 
@@ -449,13 +507,23 @@ impl Reconciler {
         let api = self.inventory_api();
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&cm);
-        with_retries(&self.retry, || api.patch(&name, &pp, &patch))
+        // Forget the remembered copy first: if this write is interrupted, the next
+        // reconcile must read what the server has, not what it had.
+        self.inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&inv.app);
+        let r = with_retries(&self.retry, || api.patch(&name, &pp, &patch))
             .await
             .map(|_| ())
             .map_err(|(e, _)| ApplyError::InventoryWrite {
                 name,
                 message: message_of(&e),
-            })
+            });
+        if r.is_ok() {
+            self.remember_inventory(Some(inv), &inv.app);
+        }
+        r
     }
 
     async fn delete_inventory(&self, app: &str) -> Result<(), ApplyError> {
@@ -463,8 +531,14 @@ impl Reconciler {
         let api = self.inventory_api();
         let dp = Default::default();
         match with_retries(&self.retry, || api.delete(&name, &dp)).await {
-            Ok(_) => Ok(()),
-            Err((kube::Error::Api(s), _)) if s.code == 404 => Ok(()),
+            Ok(_) => {
+                self.remember_inventory(None, app);
+                Ok(())
+            }
+            Err((kube::Error::Api(s), _)) if s.code == 404 => {
+                self.remember_inventory(None, app);
+                Ok(())
+            }
             Err((e, _)) => Err(ApplyError::InventoryWrite {
                 name,
                 message: message_of(&e),
@@ -590,6 +664,17 @@ impl Reconciler {
                 let Some((ar, namespaced)) = &p.resource else {
                     return (i, Ok(None));
                 };
+                if let Some(cache) = &self.cache {
+                    let id = (
+                        p.key.group.clone(),
+                        p.key.version.clone(),
+                        p.key.kind.clone(),
+                    );
+                    cache.watch(&id, ar);
+                    if let Some(state) = cache.get(&id, &p.key.namespace, &p.key.name) {
+                        return (i, Ok(state));
+                    }
+                }
                 let api = self.api(ar, *namespaced, &p.key.namespace);
                 (i, self.get_json(&api, &p.key.name).await)
             });
@@ -737,6 +822,13 @@ impl Reconciler {
                 for (i, r) in applied {
                     match r {
                         Ok(v) => {
+                            if let Some(cache) = &self.cache {
+                                let k = &planned[i].key;
+                                cache.record(
+                                    &(k.group.clone(), k.version.clone(), k.kind.clone()),
+                                    &v,
+                                );
+                            }
                             results.insert(i, v);
                         }
                         Err((e, attempts)) => {
@@ -818,10 +910,21 @@ impl Reconciler {
                 action,
             });
         }
+        let same_release =
+            inventory.release == rev.release && inventory.content_hash == rev.content_hash;
+        let drift_corrections = if same_release {
+            changes
+                .iter()
+                .filter(|c| c.action == Action::Configured || c.action == Action::Created)
+                .count()
+        } else {
+            0
+        };
         Ok(Applied {
             changes,
             health: worst,
             unhealthy,
+            drift_corrections,
         })
     }
 

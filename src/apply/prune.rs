@@ -5,6 +5,8 @@
 //! Also the end of an app on a cluster: orphaned (inventory dropped, objects left
 //! running) or deleted (`removal: delete`).
 
+use std::collections::BTreeSet;
+
 use kube::api::{DeleteParams, PropagationPolicy};
 use serde_json::Value;
 
@@ -87,7 +89,15 @@ impl Reconciler {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        match with_retries(&self.retry, || api.delete(&key.name, &dp)).await {
+        let r = with_retries(&self.retry, || api.delete(&key.name, &dp)).await;
+        if let Some(cache) = &self.cache {
+            cache.forget(
+                &(key.group.clone(), key.version.clone(), key.kind.clone()),
+                &key.namespace,
+                &key.name,
+            );
+        }
+        match r {
             Ok(_) => Ok(Action::Pruned),
             Err((kube::Error::Api(s), _)) if s.code == 404 => Ok(Action::Pruned),
             Err((e, _)) => Err(err(message_of(&e))),
@@ -120,8 +130,16 @@ impl Reconciler {
         Ok(done)
     }
 
-    /// Apps with an inventory on this cluster.
+    /// Apps with an inventory on this cluster (listed once, then kept in memory).
     pub async fn inventoried_apps(&self) -> Result<Vec<String>, ApplyError> {
+        if let Some(known) = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Ok(known.iter().cloned().collect());
+        }
         let api = self.inventory_api();
         let lp = kube::api::ListParams::default()
             .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
@@ -131,14 +149,16 @@ impl Reconciler {
                 name: "(list)".into(),
                 message: message_of(&e),
             })?;
-        Ok(list
+        let apps: BTreeSet<String> = list
             .items
             .iter()
             .filter_map(|cm| {
                 let name = cm.metadata.name.as_deref()?;
                 name.strip_prefix("rollwave-inventory-").map(String::from)
             })
-            .collect())
+            .collect();
+        *self.known_apps.lock().unwrap_or_else(|e| e.into_inner()) = Some(apps.clone());
+        Ok(apps.into_iter().collect())
     }
 }
 

@@ -10,8 +10,13 @@ use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::RepoArgs;
-use crate::agent::{Source, reconcile_cluster};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::agent::{Memory, Source, reconcile_cluster_with};
+use crate::apply::drift::LiveCache;
 use crate::apply::{DEFAULT_NAMESPACE, Reconciler};
+use crate::metrics::Metrics;
 
 /// Flags of `rollwave agent`.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +42,12 @@ pub struct AgentArgs {
     /// Time between passes without --once.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    /// Shortest time between drift-triggered passes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub drift_interval: Duration,
+    /// Where to serve /metrics, /healthz and /readyz without --once.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// A client for the cluster the flags name.
@@ -66,7 +77,12 @@ pub async fn client(
     kube::Client::try_from(config).context("cannot create a Kubernetes client")
 }
 
-async fn pass(args: &AgentArgs, reconciler: &Reconciler) -> anyhow::Result<bool> {
+async fn pass(
+    args: &AgentArgs,
+    reconciler: &Reconciler,
+    memory: &mut Memory,
+    metrics: Option<&Metrics>,
+) -> anyhow::Result<bool> {
     let opened = super::repo::open(
         &args.source.repo,
         args.source.rev.as_deref(),
@@ -82,7 +98,8 @@ async fn pass(args: &AgentArgs, reconciler: &Reconciler) -> anyhow::Result<bool>
         fleet: &fleet,
         release_of: &release_of,
     };
-    let report = reconcile_cluster(&source, &args.cluster, reconciler).await?;
+    let report =
+        reconcile_cluster_with(&source, &args.cluster, reconciler, memory, metrics).await?;
     print!("{}", report.table());
     for (app, r) in &report.apps {
         if let crate::agent::AppResult::ApplyFailed { message, .. }
@@ -94,29 +111,85 @@ async fn pass(args: &AgentArgs, reconciler: &Reconciler) -> anyhow::Result<bool>
     Ok(report.ok())
 }
 
+/// `/metrics`, `/healthz` (the process is up) and `/readyz` (a pass has completed).
+fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Acquire) {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the first pass has not finished",
+                        )
+                    }
+                }
+            }),
+        )
+}
+
 /// Runs the command.
 pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-        let reconciler = Reconciler::new(client, &args.namespace);
+        let mut memory = Memory::default();
         if args.once {
-            let ok = pass(args, &reconciler).await?;
+            let reconciler = Reconciler::new(client, &args.namespace);
+            let ok = pass(args, &reconciler, &mut memory, None).await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             });
         }
+        let cache = LiveCache::new(client.clone());
+        let reconciler = Reconciler::new(client, &args.namespace).with_cache(cache.clone());
+        let metrics = Arc::new(Metrics::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let app = endpoints(metrics.clone(), ready.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         let mut stop = Box::pin(super::sim::wait_for_signal());
         loop {
             // A failed pass is reported and retried next time: the agent keeps running
             // on what it applied last.
-            if let Err(e) = pass(args, &reconciler).await {
-                eprintln!("error: {e:#}");
+            match pass(args, &reconciler, &mut memory, Some(&metrics)).await {
+                Ok(_) => ready.store(true, Ordering::Release),
+                Err(e) => eprintln!("error: {e:#}"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(args.interval) => {}
+                apps = cache.drifted() => {
+                    tracing::info!(?apps, "live objects changed; reconciling");
+                    tokio::time::sleep(args.drift_interval).await;
+                }
                 _ = &mut stop => return Ok(ExitCode::SUCCESS),
             }
         }

@@ -1,0 +1,281 @@
+//! Drift: one watch per managed kind (objects labelled `managed-by: rollwave`, all
+//! namespaces) keeps a cache of the live objects, so a steady-state reconcile reads
+//! nothing from the API server, and tells the agent which apps someone else changed so
+//! it re-applies them (self-heal). The reconciler writes what it applies through the
+//! cache, so its own writes are not mistaken for drift.
+//!
+//! Objects are cached as their serialized JSON (parsed when compared) to keep the
+//! agent's memory small with thousands of managed objects.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures_util::StreamExt;
+use kube::Client;
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// (group, version, kind) of a watched type.
+pub type KindId = (String, String, String);
+
+struct Entry {
+    json: Vec<u8>,
+    rv: String,
+    app: String,
+}
+
+#[derive(Default)]
+struct KindCache {
+    synced: AtomicBool,
+    objects: RwLock<HashMap<(String, String), Entry>>,
+}
+
+/// Live managed objects by kind, fed by watches.
+pub struct LiveCache {
+    client: Client,
+    kinds: Mutex<HashMap<KindId, Arc<KindCache>>>,
+    drifted: Mutex<BTreeSet<String>>,
+    notify: Notify,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn entry_of(v: &Value) -> Entry {
+    Entry {
+        json: serde_json::to_vec(v).unwrap_or_default(),
+        rv: v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        app: v["metadata"]["labels"][APP_LABEL]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+fn key_of(v: &Value) -> (String, String) {
+    (
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+impl LiveCache {
+    /// An empty cache watching nothing yet.
+    pub fn new(client: Client) -> Arc<LiveCache> {
+        Arc::new(LiveCache {
+            client,
+            kinds: Mutex::new(HashMap::new()),
+            drifted: Mutex::new(BTreeSet::new()),
+            notify: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn kind(&self, id: &KindId) -> Option<Arc<KindCache>> {
+        self.kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Starts watching a kind (once; later calls do nothing).
+    pub fn watch(self: &Arc<Self>, id: &KindId, ar: &ApiResource) {
+        let cache = {
+            let mut kinds = self.kinds.lock().unwrap_or_else(|e| e.into_inner());
+            if kinds.contains_key(id) {
+                return;
+            }
+            let c = Arc::new(KindCache::default());
+            kinds.insert(id.clone(), c.clone());
+            c
+        };
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), ar);
+        let config =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let me = Arc::downgrade(self);
+        let kind = id.2.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, config).default_backoff().boxed();
+            let mut buffer: Option<HashMap<(String, String), Entry>> = None;
+            while let Some(event) = stream.next().await {
+                let Some(this) = me.upgrade() else { return };
+                match event {
+                    Ok(watcher::Event::Init) => buffer = Some(HashMap::new()),
+                    Ok(watcher::Event::InitApply(o)) => {
+                        let v = serde_json::to_value(&o).unwrap_or_default();
+                        if let Some(b) = buffer.as_mut() {
+                            b.insert(key_of(&v), entry_of(&v));
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let fresh = buffer.take().unwrap_or_default();
+                        // Changes made while the watch was down show up as differences.
+                        let mut apps = BTreeSet::new();
+                        {
+                            let mut objects =
+                                cache.objects.write().unwrap_or_else(|e| e.into_inner());
+                            if cache.synced.load(Ordering::Acquire) {
+                                for (k, e) in &fresh {
+                                    if objects.get(k).is_none_or(|old| old.rv != e.rv) {
+                                        apps.insert(e.app.clone());
+                                    }
+                                }
+                                for (k, e) in objects.iter() {
+                                    if !fresh.contains_key(k) {
+                                        apps.insert(e.app.clone());
+                                    }
+                                }
+                            }
+                            *objects = fresh;
+                        }
+                        cache.synced.store(true, Ordering::Release);
+                        this.mark(apps);
+                    }
+                    Ok(watcher::Event::Apply(o)) => {
+                        let v = serde_json::to_value(&o).unwrap_or_default();
+                        let e = entry_of(&v);
+                        let mut objects = cache.objects.write().unwrap_or_else(|e| e.into_inner());
+                        let known = objects.get(&key_of(&v)).is_some_and(|old| old.rv == e.rv);
+                        if !known {
+                            let app = e.app.clone();
+                            objects.insert(key_of(&v), e);
+                            drop(objects);
+                            this.mark([app].into());
+                        }
+                    }
+                    Ok(watcher::Event::Delete(o)) => {
+                        let v = serde_json::to_value(&o).unwrap_or_default();
+                        let removed = cache
+                            .objects
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&key_of(&v));
+                        if let Some(e) = removed {
+                            this.mark([e.app].into());
+                        }
+                    }
+                    Err(e) => tracing::debug!(kind, error = %e, "watch interrupted; resuming"),
+                }
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    fn mark(&self, apps: BTreeSet<String>) {
+        let apps: BTreeSet<String> = apps.into_iter().filter(|a| !a.is_empty()).collect();
+        if apps.is_empty() {
+            return;
+        }
+        self.drifted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(apps);
+        self.notify.notify_one();
+    }
+
+    /// The live object from the cache: `None` when the kind is not watched or not
+    /// synced yet (read it from the server), `Some(None)` when it does not exist (or
+    /// does not carry rollwave's label).
+    pub fn get(&self, id: &KindId, namespace: &str, name: &str) -> Option<Option<Value>> {
+        let cache = self.kind(id)?;
+        if !cache.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let objects = cache.objects.read().unwrap_or_else(|e| e.into_inner());
+        Some(
+            objects
+                .get(&(namespace.to_string(), name.to_string()))
+                .and_then(|e| serde_json::from_slice(&e.json).ok()),
+        )
+    }
+
+    /// Records an object the reconciler just wrote, so its own watch event is not
+    /// taken for drift.
+    pub fn record(&self, id: &KindId, obj: &Value) {
+        if let Some(cache) = self.kind(id) {
+            if obj["metadata"]["labels"][MANAGED_BY_LABEL] != MANAGED_BY_VALUE {
+                return;
+            }
+            cache
+                .objects
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key_of(obj), entry_of(obj));
+        }
+    }
+
+    /// Forgets an object the reconciler just deleted.
+    pub fn forget(&self, id: &KindId, namespace: &str, name: &str) {
+        if let Some(cache) = self.kind(id) {
+            cache
+                .objects
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
+    /// Whether every watched kind has completed its first list.
+    pub fn synced(&self) -> bool {
+        self.kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .all(|k| k.synced.load(Ordering::Acquire))
+    }
+
+    /// Waits until someone else changes a managed object; returns the apps affected.
+    pub async fn drifted(&self) -> BTreeSet<String> {
+        loop {
+            {
+                let mut d = self.drifted.lock().unwrap_or_else(|e| e.into_inner());
+                if !d.is_empty() {
+                    return std::mem::take(&mut *d);
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Number of cached objects (for memory figures).
+    pub fn len(&self) -> usize {
+        self.kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|k| k.objects.read().map(|o| o.len()).unwrap_or(0))
+            .sum()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for LiveCache {
+    fn drop(&mut self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}

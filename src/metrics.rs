@@ -1,0 +1,175 @@
+//! Prometheus metrics of the agent, served at `/metrics`: how long reconciles take,
+//! how applies end, drift corrections, prunes, and one info series per app with its
+//! release and phase.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-app series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    /// The app.
+    pub app: String,
+}
+
+/// Labels of `rollwave_apply_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success`, `failure`, or `noop` (nothing to write).
+    pub result: String,
+}
+
+/// Labels of `rollwave_app_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppInfoLabels {
+    /// The app.
+    pub app: String,
+    /// The release applied.
+    pub release: String,
+    /// Its phase.
+    pub phase: String,
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Seconds per app reconcile.
+    pub reconcile_duration: Family<AppLabels, Histogram>,
+    /// Applies by result.
+    pub apply_total: Family<ResultLabels, Counter>,
+    /// Objects re-applied because someone else changed them.
+    pub drift_corrections: Counter,
+    /// Objects deleted by prune.
+    pub prune_total: Counter,
+    /// 1 for each app's current (release, phase).
+    pub app_info: Family<AppInfoLabels, Gauge>,
+    current: Mutex<std::collections::HashMap<String, AppInfoLabels>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let reconcile_duration = Family::<AppLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        let apply_total = Family::<ResultLabels, Counter>::default();
+        let drift_corrections = Counter::default();
+        let prune_total = Counter::default();
+        let app_info = Family::<AppInfoLabels, Gauge>::default();
+        registry.register(
+            "rollwave_reconcile_duration_seconds",
+            "Time to reconcile one app on one cluster",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "rollwave_apply",
+            "App applies by result",
+            apply_total.clone(),
+        );
+        registry.register(
+            "rollwave_drift_corrections",
+            "Objects re-applied after a change by someone else",
+            drift_corrections.clone(),
+        );
+        registry.register(
+            "rollwave_prune",
+            "Objects deleted by prune",
+            prune_total.clone(),
+        );
+        registry.register(
+            "rollwave_app_info",
+            "The release and phase of each app (value 1)",
+            app_info.clone(),
+        );
+        Metrics {
+            registry,
+            reconcile_duration,
+            apply_total,
+            drift_corrections,
+            prune_total,
+            app_info,
+            current: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Counts one apply.
+    pub fn count_apply(&self, result: &str) {
+        self.apply_total
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Sets an app's (release, phase) series to 1, removing its previous one.
+    pub fn set_app(&self, app: &str, release: &str, phase: &str) {
+        let labels = AppInfoLabels {
+            app: app.into(),
+            release: release.into(),
+            phase: phase.into(),
+        };
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.insert(app.to_string(), labels.clone())
+            && old != labels
+        {
+            self.app_info.remove(&old);
+        }
+        self.app_info.get_or_create(&labels).set(1);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_metric_and_keeps_one_info_series_per_app() {
+        let m = Metrics::new();
+        m.count_apply("success");
+        m.set_app("web", "abc", "Progressing");
+        m.set_app("web", "abc", "Healthy");
+        m.drift_corrections.inc();
+        m.reconcile_duration
+            .get_or_create(&AppLabels { app: "web".into() })
+            .observe(0.02);
+        let text = m.encode();
+        assert!(
+            text.contains("rollwave_apply_total{result=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollwave_app_info{app=\"web\",release=\"abc\",phase=\"Healthy\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("phase=\"Progressing\""), "{text}");
+        assert!(
+            text.contains("rollwave_drift_corrections_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollwave_reconcile_duration_seconds_count{app=\"web\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("rollwave_prune_total 0"), "{text}");
+    }
+}
