@@ -293,3 +293,67 @@ fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn diff_live_shows_what_an_apply_would_change_on_the_cluster() {
+    require_kubectl();
+    let c = TestCluster::start("prod-1");
+    let repo = ScratchRepo::minimal_with(&[]);
+    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
+    let path = repo.path().to_str().unwrap().to_string();
+    let (code, out, err) = common::run_cli(&[
+        "agent",
+        "--once",
+        "--repo",
+        &path,
+        "--cluster",
+        "prod-1",
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let diff = |c: &TestCluster| {
+        let _ = c;
+        common::run_cli(&[
+            "diff",
+            "--repo",
+            &path,
+            "--cluster",
+            "prod-1",
+            "--live",
+            "--kubeconfig",
+            &kubeconfig,
+        ])
+    };
+    let (code, out, err) = diff(&c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no differences"), "{out}");
+    c.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "-n",
+        "web",
+        "web=nginx:hacked",
+    ]);
+    let (code, out, err) = diff(&c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("--- live web/Deployment web/web"), "{out}");
+    assert!(
+        out.contains("-      - image: nginx:hacked") && out.contains("+      - image: nginx\n"),
+        "{out}"
+    );
+    // The diff is a dry run: the cluster keeps the hand-set image.
+    let image = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "nginx:hacked");
+    let (code, _, err) = common::run_cli(&["diff", "--repo", &path, "--live"]);
+    assert_eq!(code, 2, "--live needs --cluster: {err}");
+}

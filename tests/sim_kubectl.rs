@@ -316,6 +316,18 @@ fn kubectl_delete_removes_objects_and_get_then_reports_not_found() {
     let c = cluster();
     let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
     assert_eq!(code, 0, "{err}");
+    // kubectl scale goes through the scale subresource.
+    c.kubectl_ok(&["scale", "deployment", "web", "-n", "shop", "--replicas=4"]);
+    let replicas = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "4");
     let out = c.kubectl_ok(&["delete", "deployment", "web", "-n", "shop"]);
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
     let (code, _, err) = c.kubectl(&["get", "deployment", "web", "-n", "shop"]);

@@ -13,7 +13,9 @@ pub mod diff;
 pub mod drift;
 pub mod health;
 pub mod inventory;
-mod prune;
+pub use preview::{Preview, comparable};
+mod preview;
+pub mod prune;
 pub mod retry;
 
 use std::collections::{BTreeSet, HashMap};

@@ -6,6 +6,7 @@
 mod agent;
 mod build;
 mod diff;
+mod diff_live;
 pub mod history;
 mod plan;
 mod render;
@@ -96,12 +97,29 @@ pub enum Command {
         /// The fleet repository: a Git work tree, bare repository or URL.
         #[arg(long)]
         repo: String,
-        /// The base revision.
-        #[arg(long)]
-        from: String,
-        /// The new revision.
-        #[arg(long)]
-        to: String,
+        /// The base revision (not with --live).
+        #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+        from: Option<String>,
+        /// The new revision (not with --live).
+        #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+        to: Option<String>,
+        /// Compare the live objects of --cluster with what applying the repository
+        /// (at --rev, default its current state) would make of them, by server-side
+        /// dry run.
+        #[arg(long, requires = "cluster")]
+        live: bool,
+        /// With --live: the revision to render.
+        #[arg(long, requires = "live")]
+        rev: Option<String>,
+        /// With --live: kubeconfig file.
+        #[arg(long, requires = "live")]
+        kubeconfig: Option<PathBuf>,
+        /// With --live: kubeconfig context.
+        #[arg(long, requires = "live")]
+        context: Option<String>,
+        /// With --live: namespace of the inventories.
+        #[arg(long, default_value = crate::apply::DEFAULT_NAMESPACE)]
+        namespace: String,
         /// Only this cluster.
         #[arg(long)]
         cluster: Option<String>,
@@ -146,17 +164,37 @@ pub fn run(cli: Cli) -> ExitCode {
             repo,
             from,
             to,
+            live,
+            rev,
+            kubeconfig,
+            context,
+            namespace,
             cluster,
             app,
             branch,
-        } => diff::run(
-            &repo,
-            &from,
-            &to,
-            cluster.as_deref(),
-            app.as_deref(),
-            &branch,
-        ),
+        } => match (live, from, to, cluster) {
+            (true, _, _, Some(cluster)) => diff_live::run(
+                &repo,
+                rev.as_deref(),
+                &branch,
+                &cluster,
+                app.as_deref(),
+                kubeconfig.as_ref(),
+                context.as_deref(),
+                &namespace,
+            ),
+            (false, Some(from), Some(to), cluster) => diff::run(
+                &repo,
+                &from,
+                &to,
+                cluster.as_deref(),
+                app.as_deref(),
+                &branch,
+            ),
+            _ => Err(anyhow::anyhow!(
+                "diff needs --from and --to, or --live and --cluster"
+            )),
+        },
         Command::Status { source } => status::run(&source),
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),

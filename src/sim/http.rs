@@ -433,6 +433,15 @@ fn object_request(
     form: Form,
 ) -> Result<Reply, ApiError> {
     let ns = p.namespace.as_deref();
+    if p.subresource.as_deref() == Some("scale")
+        && rt.group == "apps"
+        && matches!(
+            rt.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet"
+        )
+    {
+        return scale(shared, rt, p, method, headers, query, body);
+    }
     let status = match p.subresource.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
@@ -588,6 +597,92 @@ fn object_request(
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str(), &p.plural)),
     }
+}
+
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"]},
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector}})
+}
+
+/// The `/scale` subresource of Deployments, StatefulSets and ReplicaSets, which
+/// `kubectl scale` and autoscalers write through.
+fn scale(
+    shared: &Shared,
+    rt: &ResourceType,
+    p: &ObjectPath,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let ns = p.namespace.as_deref();
+    let name = p.name.as_deref().unwrap_or("");
+    let mut store = shared.lock();
+    let current = store.get(rt, ns, name)?;
+    let replicas = match *method {
+        Method::GET => return Ok(Reply::Json(StatusCode::OK, scale_of(&current))),
+        Method::PUT => parse_body(body, false)?["spec"]["replicas"].as_i64(),
+        Method::PATCH => {
+            let mut doc = scale_of(&current);
+            let patch = parse_body(body, false)?;
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ct.starts_with("application/json-patch+json") {
+                let ops: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut doc, &ops)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            } else {
+                json_patch::merge(&mut doc, &patch);
+            }
+            doc["spec"]["replicas"].as_i64()
+        }
+        ref m => return Err(ApiError::method_not_allowed(m.as_str(), "scale")),
+    };
+    let Some(replicas) = replicas.filter(|r| *r >= 0) else {
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            vec![(
+                "spec.replicas".into(),
+                "Invalid value: must be greater than or equal to 0".into(),
+            )],
+        ));
+    };
+    let opts = WriteOptions {
+        manager: manager(query, headers),
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        force: false,
+        validation: FieldValidation::Ignore,
+        status: false,
+    };
+    let updated = store.patch(
+        rt,
+        &p.version,
+        ns,
+        name,
+        PatchKind::Merge,
+        &json!({"spec": {"replicas": replicas}}),
+        &opts,
+    )?;
+    Ok(Reply::Json(StatusCode::OK, scale_of(&updated)))
 }
 
 fn filter_of(ns: Option<&str>, query: &HashMap<String, String>) -> Result<Filter, ApiError> {

@@ -468,6 +468,15 @@ impl Registry {
                 r["shortNames"] = json!(t.short_names);
             }
             resources.push(r);
+            if t.group == "apps"
+                && matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet")
+            {
+                resources.push(json!({
+                    "name": format!("{}/scale", t.plural), "singularName": "", "group": "autoscaling",
+                    "version": "v1", "namespaced": t.namespaced, "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }));
+            }
             if t.status_subresource {
                 resources.push(json!({
                     "name": format!("{}/status", t.plural), "singularName": "",

@@ -1,0 +1,96 @@
+//! `rollwave diff --repo R --cluster NAME --live`: for every app targeting the
+//! cluster, the live objects against what an apply of the repository would make of
+//! them (a server-side dry run), as a unified diff; objects prune would delete are
+//! shown removed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::apply::{AppRevision, Reconciler, comparable};
+use crate::fleet::targets_cluster;
+use crate::render::render;
+
+fn yaml_of(v: Option<&serde_json::Value>) -> String {
+    v.map(|v| crate::yaml::to_yaml(&comparable(v)))
+        .unwrap_or_default()
+}
+
+/// Runs the command.
+pub fn run(
+    repo: &str,
+    rev: Option<&str>,
+    branch: &str,
+    cluster: &str,
+    app: Option<&str>,
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+    namespace: &str,
+) -> anyhow::Result<ExitCode> {
+    let opened = super::repo::open(repo, rev, branch)?;
+    let tree = opened.tree.as_ref();
+    let fleet = crate::fleet::load(tree)?;
+    let Some(c) = fleet.cluster(cluster) else {
+        bail!("cluster '{cluster}' is not in clusters/");
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = super::agent::client(kubeconfig, context).await?;
+        let reconciler = Reconciler::new(client, namespace);
+        let mut out = String::new();
+        let mut errors = 0;
+        let mut changed = 0;
+        for a in fleet
+            .apps
+            .iter()
+            .filter(|a| app.is_none_or(|n| n == a.name))
+        {
+            if !targets_cluster(a, c) || a.suspend {
+                continue;
+            }
+            let r = render(tree, &fleet, a, c).with_context(|| format!("app '{}'", a.name))?;
+            let rev = AppRevision {
+                app: &a.name,
+                release: &r.content_hash,
+                content_hash: &r.content_hash,
+                objects: &r.objects,
+                force: a.force,
+                namespace: a.namespace.as_deref(),
+            };
+            match reconciler.preview(&rev).await {
+                Ok(previews) => {
+                    for p in previews {
+                        let (before, after) = (yaml_of(p.live.as_ref()), yaml_of(p.after.as_ref()));
+                        if before == after {
+                            continue;
+                        }
+                        changed += 1;
+                        let name = format!("{}/{}", a.name, p.object);
+                        let diff = similar::TextDiff::from_lines(&before, &after);
+                        out.push_str(
+                            &diff
+                                .unified_diff()
+                                .header(&format!("live {name}"), &format!("rendered {name}"))
+                                .to_string(),
+                        );
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("error: app '{}': {e}", a.name);
+                }
+            }
+        }
+        if changed == 0 && errors == 0 {
+            out.push_str("no differences: the cluster runs what the repository renders\n");
+        }
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        Ok(if errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    })
+}
