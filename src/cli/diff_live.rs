@@ -18,17 +18,32 @@ fn yaml_of(v: Option<&serde_json::Value>) -> String {
         .unwrap_or_default()
 }
 
+/// The cluster to compare with and how to reach it.
+pub struct LiveCluster<'a> {
+    /// Its name in clusters/.
+    pub name: &'a str,
+    /// Kubeconfig file.
+    pub kubeconfig: Option<&'a PathBuf>,
+    /// Kubeconfig context.
+    pub context: Option<&'a str>,
+    /// Namespace of the inventories.
+    pub namespace: &'a str,
+}
+
 /// Runs the command.
 pub fn run(
     repo: &str,
     rev: Option<&str>,
     branch: &str,
-    cluster: &str,
+    target: &LiveCluster<'_>,
     app: Option<&str>,
-    kubeconfig: Option<&PathBuf>,
-    context: Option<&str>,
-    namespace: &str,
 ) -> anyhow::Result<ExitCode> {
+    let (cluster, kubeconfig, context, namespace) = (
+        target.name,
+        target.kubeconfig,
+        target.context,
+        target.namespace,
+    );
     let opened = super::repo::open(repo, rev, branch)?;
     let tree = opened.tree.as_ref();
     let fleet = crate::fleet::load(tree)?;

@@ -177,11 +177,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 &repo,
                 rev.as_deref(),
                 &branch,
-                &cluster,
+                &diff_live::LiveCluster {
+                    name: &cluster,
+                    kubeconfig: kubeconfig.as_ref(),
+                    context: context.as_deref(),
+                    namespace: &namespace,
+                },
                 app.as_deref(),
-                kubeconfig.as_ref(),
-                context.as_deref(),
-                &namespace,
             ),
             (false, Some(from), Some(to), cluster) => diff::run(
                 &repo,
