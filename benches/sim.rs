@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench sim`
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -48,16 +51,6 @@ fn object(i: usize) -> (ApiResource, Value) {
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn apply_all(client: &Client, pp: &PatchParams) -> Duration {
     let start = Instant::now();
     for i in 0..OBJECTS {
@@ -90,7 +83,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = server.id();
-    let idle_rss = rss_kib(pid, "VmRSS:");
+    let idle_rss = common::proc_kib(pid, "VmRSS:");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,8 +112,8 @@ fn main() {
         let list_time = start.elapsed();
         // Let the workload simulator write every Deployment's status once.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let rss = rss_kib(pid, "VmRSS:");
-        let hwm = rss_kib(pid, "VmHWM:");
+        let rss = common::proc_kib(pid, "VmRSS:");
+        let hwm = common::proc_kib(pid, "VmHWM:");
         let rate = |d: Duration| OBJECTS as f64 / d.as_secs_f64();
         println!("simulated API server, {OBJECTS} objects (Deployment, Service, ServiceAccount, ConfigMap) in 10 namespaces");
         println!("  create by server-side apply, one client, sequential: {:>8.0} applies/s ({:.2} s)", rate(cold), cold.as_secs_f64());

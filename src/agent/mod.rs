@@ -4,6 +4,8 @@
 //! release each app should run; until the agent loop consults it (a later stage), a
 //! pass applies the repository's current commit.
 
+pub mod rollout;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;

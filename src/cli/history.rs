@@ -77,6 +77,11 @@ impl GitRepo {
         Ok((tree, fleet))
     }
 
+    /// The mirror, when the repository is a URL (status refs are pushed through it).
+    pub fn mirror(&self) -> Option<&Mirror> {
+        self._mirror.as_ref()
+    }
+
     /// Every peer status found in the repository's status refs.
     pub fn statuses(&self) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
         let (statuses, errors) = read_statuses(&self.repository()?);

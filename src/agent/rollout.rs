@@ -1,0 +1,342 @@
+//! The rollout-aware pass: the planner decides which release each app runs on this
+//! cluster (waves, gates, halts, reverts, rollbacks), from the peers' status refs; the
+//! reconciler applies that release's rendering; the cluster's own status is written back
+//! to its status ref (and pushed, for a remote repository) when it changes and at
+//! every heartbeat. Agents coordinate only through the repository.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use git2::Oid;
+
+use super::{AppResult, Memory, PassReport};
+use crate::apply::health::Health;
+use crate::apply::{Action, AppRevision, Reconciler};
+use crate::cli::history::{GitRepo, app_history, history_order};
+use crate::fleet::targets_cluster;
+use crate::plan::{PlanInput, Reason, plan_app};
+use crate::render::render;
+use crate::source::statusref::{push_status, write_status};
+use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase};
+
+/// One cluster's agent state across passes.
+pub struct ClusterAgent {
+    /// The cluster's name in clusters/.
+    pub cluster: String,
+    /// Its reconciler.
+    pub reconciler: Reconciler,
+    /// Heartbeat interval: the status is written at least this often.
+    pub heartbeat: Duration,
+    memory: Memory,
+    last_written: Option<(Instant, BTreeMap<String, AppStatus>)>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn phase_of(health: Health) -> Phase {
+    match health {
+        Health::Healthy => Phase::Healthy,
+        Health::Progressing => Phase::Progressing,
+        Health::Degraded => Phase::Degraded,
+    }
+}
+
+/// The next status of one app from its previous one and what this pass saw.
+fn next_status(
+    previous: Option<&AppStatus>,
+    release: &str,
+    hash: &str,
+    phase: Phase,
+    message: String,
+    now: SystemTime,
+) -> AppStatus {
+    let now_s = rfc3339(now);
+    let mut s = previous.cloned().unwrap_or(AppStatus {
+        release: release.to_string(),
+        hash: hash.to_string(),
+        phase,
+        since: now_s.clone(),
+        message: String::new(),
+        known_good: Vec::new(),
+        poisoned: Vec::new(),
+        history: Vec::new(),
+    });
+    if previous.is_some() && (s.release != release || s.phase != phase || s.hash != hash) {
+        s.history.insert(
+            0,
+            HistoryEntry {
+                release: s.release.clone(),
+                hash: s.hash.clone(),
+                phase: s.phase,
+                since: s.since.clone(),
+                until: now_s.clone(),
+            },
+        );
+        s.history.truncate(MAX_HISTORY);
+        s.since = now_s;
+    }
+    s.release = release.to_string();
+    s.hash = hash.to_string();
+    s.phase = phase;
+    s.message = message;
+    if phase == Phase::Healthy && !s.known_good.iter().any(|h| h == hash) {
+        s.known_good.push(hash.to_string());
+        let extra = s.known_good.len().saturating_sub(MAX_HISTORY);
+        s.known_good.drain(..extra);
+    }
+    if phase == Phase::Degraded && !s.poisoned.iter().any(|h| h == hash) {
+        s.poisoned.push(hash.to_string());
+    }
+    s
+}
+
+impl ClusterAgent {
+    /// An agent for `cluster` applying through `reconciler`.
+    pub fn new(cluster: &str, reconciler: Reconciler, heartbeat: Duration) -> ClusterAgent {
+        ClusterAgent {
+            cluster: cluster.to_string(),
+            reconciler,
+            heartbeat,
+            memory: Memory::default(),
+            last_written: None,
+        }
+    }
+
+    /// One pass against `repo` (a Git path or URL) at the head of `branch`.
+    pub async fn pass(
+        &mut self,
+        repo: &str,
+        branch: &str,
+        now: SystemTime,
+    ) -> anyhow::Result<PassReport> {
+        let g = GitRepo::open(repo, None, branch)?;
+        let git = g.repository()?;
+        let (history, order) = history_order(&git, g.head)?;
+        let (head_tree, fleet) = g.fleet(g.head)?;
+        let statuses = g.statuses()?;
+        let mine = statuses.get(&self.cluster).cloned();
+        let Some(cluster) = fleet.cluster(&self.cluster) else {
+            anyhow::bail!(
+                "cluster '{}' is not in clusters/ at {}",
+                self.cluster,
+                g.head
+            );
+        };
+        let mut report = PassReport::default();
+        let mut apps: BTreeMap<String, AppStatus> = BTreeMap::new();
+        let mut targeted = Vec::new();
+        for app in &fleet.apps {
+            if !targets_cluster(app, cluster) {
+                continue;
+            }
+            targeted.push(app.name.clone());
+            let previous = mine.as_ref().and_then(|m| m.apps.get(&app.name));
+            if app.suspend {
+                report.apps.push((app.name.clone(), AppResult::Suspended));
+                if let Some(p) = previous {
+                    let mut s = next_status(
+                        Some(p),
+                        &p.release,
+                        &p.hash,
+                        Phase::Suspended,
+                        "suspend: true".into(),
+                        now,
+                    );
+                    s.message = "suspend: true in app.yaml".into();
+                    apps.insert(app.name.clone(), s);
+                }
+                continue;
+            }
+            let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+            let plan = plan_app(&PlanInput {
+                app: &app.name,
+                policy: &app.rollout,
+                waves: &h.waves,
+                releases: &h.releases,
+                order: &order,
+                statuses: &statuses,
+                approvals: &h.approvals,
+                now,
+            });
+            let Some(decision) = plan.decisions.get(&self.cluster) else {
+                continue;
+            };
+            let target = match decision.reason {
+                Reason::Rollback => decision.rollback_to.clone().or(decision.target.clone()),
+                _ => decision.target.clone(),
+            };
+            let Some(target) = target else {
+                report.apps.push((
+                    app.name.clone(),
+                    AppResult::RenderFailed("waiting: no release may run here yet".into()),
+                ));
+                if let Some(p) = previous {
+                    apps.insert(app.name.clone(), p.clone());
+                }
+                continue;
+            };
+            let oid =
+                Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
+            let (tree, at) = g.fleet(oid)?;
+            let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
+                continue;
+            };
+            let rendered = match render(&tree, &at, a, c) {
+                Ok(r) => r,
+                Err(e) => {
+                    let message = e.to_string();
+                    apps.insert(
+                        app.name.clone(),
+                        next_status(previous, &target, "", Phase::Error, message.clone(), now),
+                    );
+                    report
+                        .apps
+                        .push((app.name.clone(), AppResult::RenderFailed(message)));
+                    continue;
+                }
+            };
+            let rev = AppRevision {
+                app: &app.name,
+                release: &target,
+                content_hash: &rendered.content_hash,
+                objects: &rendered.objects,
+                force: a.force,
+                namespace: a.namespace.as_deref(),
+            };
+            match self.reconciler.reconcile(&rev).await {
+                Ok(applied) => {
+                    let mut phase = phase_of(applied.health);
+                    if phase == Phase::Progressing {
+                        let since = self
+                            .memory
+                            .progressing
+                            .entry(app.name.clone())
+                            .or_insert_with(|| (target.clone(), Instant::now()));
+                        if since.0 != target {
+                            *since = (target.clone(), Instant::now());
+                        }
+                        if since.1.elapsed() > a.rollout.progress_deadline {
+                            phase = Phase::Degraded;
+                        }
+                    } else {
+                        self.memory.progressing.remove(&app.name);
+                    }
+                    if decision.reason == Reason::Rollback && phase == Phase::Healthy {
+                        phase = Phase::RolledBack;
+                    }
+                    let message = applied
+                        .unhealthy
+                        .iter()
+                        .map(|(k, r)| format!("{k}: {r}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    apps.insert(
+                        app.name.clone(),
+                        next_status(
+                            previous,
+                            &target,
+                            &rendered.content_hash,
+                            phase,
+                            message,
+                            now,
+                        ),
+                    );
+                    let counts = [
+                        applied.count(&Action::Created),
+                        applied.count(&Action::Configured),
+                        applied.count(&Action::Unchanged),
+                        applied.count(&Action::Pruned),
+                        applied
+                            .changes
+                            .iter()
+                            .filter(|c| matches!(c.action, Action::Skipped(_)))
+                            .count(),
+                    ];
+                    report.apps.push((
+                        app.name.clone(),
+                        AppResult::Applied {
+                            release: target.clone(),
+                            counts,
+                            health: applied.health,
+                            unhealthy: applied
+                                .unhealthy
+                                .iter()
+                                .map(|(k, r)| format!("{k}: {r}"))
+                                .collect(),
+                        },
+                    ));
+                }
+                Err(e) => {
+                    apps.insert(
+                        app.name.clone(),
+                        next_status(
+                            previous,
+                            &target,
+                            &rendered.content_hash,
+                            Phase::Error,
+                            e.to_string(),
+                            now,
+                        ),
+                    );
+                    report.apps.push((
+                        app.name.clone(),
+                        AppResult::ApplyFailed {
+                            reason: e.reason(),
+                            message: e.to_string(),
+                            retryable: e.retryable(),
+                        },
+                    ));
+                }
+            }
+        }
+        for app in self.reconciler.inventoried_apps().await? {
+            if targeted.contains(&app) {
+                continue;
+            }
+            let removal = fleet.app(&app).map(|a| a.removal).unwrap_or_default();
+            let objects = self.reconciler.forget(&app, removal).await?;
+            report.apps.push((
+                app,
+                AppResult::Released {
+                    removal,
+                    objects: objects.len(),
+                },
+            ));
+        }
+        self.write_status(&g, apps, now)?;
+        Ok(report)
+    }
+
+    /// Writes (and for a remote repository pushes) the status when it changed or the
+    /// heartbeat is due.
+    fn write_status(
+        &mut self,
+        g: &GitRepo,
+        apps: BTreeMap<String, AppStatus>,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        let due = self
+            .last_written
+            .as_ref()
+            .is_none_or(|(at, last)| *last != apps || at.elapsed() >= self.heartbeat);
+        if !due {
+            return Ok(());
+        }
+        let status = ClusterStatus {
+            cluster: self.cluster.clone(),
+            agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
+            heartbeat: rfc3339(now),
+            interval: self.heartbeat.as_secs().max(1),
+            apps: apps.clone(),
+        };
+        write_status(&g.repository()?, &status)?;
+        if let Some(mirror) = g.mirror() {
+            push_status(mirror, &self.cluster, 3)?;
+        }
+        self.last_written = Some((Instant::now(), apps));
+        Ok(())
+    }
+}

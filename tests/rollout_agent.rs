@@ -1,0 +1,183 @@
+//! Agents that follow the rollout plan, coordinating only through the repository's
+//! status refs: a good commit reaches the canary first and prod after it is healthy, a
+//! broken image halts at the canary, and its revert brings the canary back at once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::git::{commit_files, git, work_repo};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rollwave::agent::rollout::ClusterAgent;
+use rollwave::apply::Reconciler;
+use rollwave::apply::retry::RetryPolicy;
+use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
+use rollwave::source::statusref::read_statuses;
+use rollwave::status::Phase;
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1]\n  bake: 0s\n  progressDeadline: 2s\n",
+    ),
+    ("clusters/test-1.yaml", "name: test-1\nstage: test\n"),
+    ("clusters/prod-1.yaml", "name: prod-1\nstage: prod\n"),
+    (
+        "apps/web/app.yaml",
+        "namespace: web\ntargets:\n  stages: [test, prod]\n",
+    ),
+    (
+        "apps/web/base/kustomization.yaml",
+        "resources:\n- deployment.yaml\n",
+    ),
+    (
+        "apps/web/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1'}]}\n",
+    ),
+];
+
+fn deployment_with(image: &str) -> String {
+    FILES[5].1.replace("nginx:1", image)
+}
+
+async fn agent(name: &str) -> (SimCluster, ClusterAgent) {
+    let mut o = SimOptions::named(name);
+    o.ready_after = Duration::from_millis(200);
+    o.tick = Duration::from_millis(50);
+    let sim = SimCluster::start(o).await.unwrap();
+    let kc = Kubeconfig::from_yaml(&kubeconfig(&[(name.to_string(), sim.base_url())])).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let r = Reconciler::new(kube::Client::try_from(config).unwrap(), "rollwave-system").with_retry(
+        RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(100),
+        },
+    );
+    (sim, ClusterAgent::new(name, r, Duration::from_secs(1)))
+}
+
+/// (release, phase) of `web` on `cluster` from the status refs.
+fn status(repo: &Path, cluster: &str) -> Option<(String, Phase)> {
+    let (statuses, _) = read_statuses(&git2::Repository::open(repo).unwrap());
+    statuses
+        .get(cluster)
+        .and_then(|s| s.apps.get("web"))
+        .map(|a| (a.release.clone(), a.phase))
+}
+
+async fn passes_until(
+    repo: &Path,
+    agents: &mut [&mut ClusterAgent],
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+    mut every: impl FnMut(),
+) {
+    let deadline = Instant::now() + limit;
+    let path = repo.to_str().unwrap().to_string();
+    loop {
+        for a in agents.iter_mut() {
+            a.pass(&path, "main", SystemTime::now()).await.unwrap();
+        }
+        every();
+        if done() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_good_commit_goes_canary_first_a_broken_one_halts_and_its_revert_returns_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let v1 = work_repo(&repo, FILES);
+    let (sim_test, mut test) = agent("test-1").await;
+    let (sim_prod, mut prod) = agent("prod-1").await;
+
+    // v1: prod never runs it before the canary is Healthy.
+    let mut order = Vec::new();
+    passes_until(
+        &repo,
+        &mut [&mut test, &mut prod],
+        Duration::from_secs(20),
+        "v1 healthy everywhere",
+        || {
+            status(&repo, "test-1") == Some((v1.clone(), Phase::Healthy))
+                && status(&repo, "prod-1") == Some((v1.clone(), Phase::Healthy))
+        },
+        || order.push((status(&repo, "test-1"), status(&repo, "prod-1"))),
+    )
+    .await;
+    for (t, p) in &order {
+        if p.is_some() {
+            assert!(
+                t.as_ref().is_some_and(|(_, ph)| *ph == Phase::Healthy)
+                    || order
+                        .iter()
+                        .any(|(t2, _)| t2.as_ref().is_some_and(|(_, ph)| *ph == Phase::Healthy)),
+                "prod ran v1 before the canary was healthy: {order:?}"
+            );
+        }
+    }
+    assert!(
+        order[0].1.is_none(),
+        "prod waits for the canary on the first pass: {order:?}"
+    );
+
+    // v2 with a broken image: the canary goes Degraded, prod stays on v1.
+    let v2 = commit_files(
+        &repo,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment_with("nginx:broken"),
+        )],
+        "broken image",
+    );
+    passes_until(
+        &repo,
+        &mut [&mut test, &mut prod],
+        Duration::from_secs(20),
+        "the canary to be Degraded on v2",
+        || status(&repo, "test-1") == Some((v2.clone(), Phase::Degraded)),
+        || {},
+    )
+    .await;
+    // A few more passes: prod must not move.
+    for _ in 0..5 {
+        prod.pass(repo.to_str().unwrap(), "main", SystemTime::now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        status(&repo, "prod-1"),
+        Some((v1.clone(), Phase::Healthy)),
+        "the rollout halted at the canary"
+    );
+
+    // The revert: the canary returns to v1's rendering at once.
+    git(&repo, &["revert", "--no-edit", "HEAD"]);
+    let v3 = git(&repo, &["rev-parse", "HEAD"]);
+    passes_until(
+        &repo,
+        &mut [&mut test, &mut prod],
+        Duration::from_secs(20),
+        "the revert to be Healthy on the canary",
+        || status(&repo, "test-1").is_some_and(|(r, p)| r == v3 && p == Phase::Healthy),
+        || {},
+    )
+    .await;
+    let releases: BTreeSet<String> = [status(&repo, "prod-1").unwrap().0].into();
+    assert!(
+        releases.contains(&v1) || releases.contains(&v3),
+        "prod runs v1's rendering: {releases:?}"
+    );
+    sim_test.shutdown().await;
+    sim_prod.shutdown().await;
+}
