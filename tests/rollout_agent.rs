@@ -181,3 +181,43 @@ async fn a_good_commit_goes_canary_first_a_broken_one_halts_and_its_revert_retur
     sim_test.shutdown().await;
     sim_prod.shutdown().await;
 }
+
+#[test]
+fn agent_once_on_a_git_repository_follows_the_plan_and_writes_its_status() {
+    common::sim::require_kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let v1 = work_repo(&repo, FILES);
+    let path = repo.to_str().unwrap().to_string();
+    let test = common::sim::TestCluster::start("test-1");
+    let prod = common::sim::TestCluster::start("prod-1");
+    let once = |cluster: &str, c: &common::sim::TestCluster| {
+        common::run_cli(&[
+            "agent",
+            "--once",
+            "--repo",
+            &path,
+            "--cluster",
+            cluster,
+            "--kubeconfig",
+            c.kubeconfig.to_str().unwrap(),
+        ])
+    };
+    // prod first: the canary has not run v1, so prod waits (and that is not an error).
+    let (code, out, err) = once("prod-1", &prod);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("web\twaiting\t"), "{out}");
+    assert_eq!(
+        prod.kubectl(&["get", "deployment", "web", "-n", "web"]).0,
+        1,
+        "nothing applied on prod"
+    );
+    let (code, out, err) = once("test-1", &test);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("web\tapplied\t"), "{out}");
+    assert_eq!(
+        status(&repo, "test-1").map(|s| s.0),
+        Some(v1.clone()),
+        "the canary's status ref names v1"
+    );
+}

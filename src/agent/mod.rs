@@ -34,6 +34,8 @@ pub enum AppResult {
     },
     /// `suspend: true`: left alone.
     Suspended,
+    /// The rollout has not reached this cluster yet (or it is halted before it).
+    Waiting(String),
     /// The app does not target the cluster any more: its objects were orphaned or
     /// deleted.
     Released {
@@ -104,6 +106,7 @@ impl PassReport {
                     ("applied", d)
                 }
                 AppResult::Suspended => ("suspended", "suspend: true in app.yaml".to_string()),
+                AppResult::Waiting(why) => ("waiting", why.clone()),
                 AppResult::Released { removal, objects } => (
                     "released",
                     match removal {

@@ -171,7 +171,10 @@ impl ClusterAgent {
             let Some(target) = target else {
                 report.apps.push((
                     app.name.clone(),
-                    AppResult::RenderFailed("waiting: no release may run here yet".into()),
+                    AppResult::Waiting(format!(
+                        "no release may run here yet ({:?})",
+                        decision.reason
+                    )),
                 ));
                 if let Some(p) = previous {
                     apps.insert(app.name.clone(), p.clone());

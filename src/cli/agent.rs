@@ -1,6 +1,11 @@
 //! `rollwave agent --once --repo R --cluster NAME [--kubeconfig F] [--context C]`:
-//! one reconcile pass of the repository's current commit on one cluster; without
-//! `--once`, the same pass every `--interval` until SIGTERM or Ctrl-C.
+//! one reconcile pass on one cluster; without `--once`, the same pass every
+//! `--interval`, and whenever a watched object changes, until SIGTERM or Ctrl-C.
+//!
+//! With a Git repository (a URL, or the path of a repository) and no `--rev`, the
+//! rollout planner decides the release of each app from the peers' status refs and the
+//! agent writes (and pushes) its own status: the gray release. With a plain directory
+//! or `--rev`, that tree is applied as it is.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +18,7 @@ use super::RepoArgs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::agent::rollout::ClusterAgent;
 use crate::agent::{Memory, Source, reconcile_cluster_with};
 use crate::apply::drift::LiveCache;
 use crate::apply::{DEFAULT_NAMESPACE, Reconciler};
@@ -45,6 +51,9 @@ pub struct AgentArgs {
     /// Shortest time between drift-triggered passes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub drift_interval: Duration,
+    /// How often the cluster's status is written even when nothing changed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
     /// Where to serve /metrics, /healthz and /readyz without --once.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub listen: std::net::SocketAddr,
@@ -98,8 +107,18 @@ async fn pass(
         fleet: &fleet,
         release_of: &release_of,
     };
-    let report =
-        reconcile_cluster_with(&source, &args.cluster, reconciler, memory, metrics).await?;
+    let r = reconcile_cluster_with(&source, &args.cluster, reconciler, memory, metrics).await?;
+    Ok(report(&r))
+}
+
+/// Whether the repository has history to plan a rollout with.
+fn rollout_mode(args: &AgentArgs) -> bool {
+    args.source.rev.is_none()
+        && (crate::source::is_remote_url(&args.source.repo)
+            || git2::Repository::open(&args.source.repo).is_ok())
+}
+
+fn report(report: &crate::agent::PassReport) -> bool {
     print!("{}", report.table());
     for (app, r) in &report.apps {
         if let crate::agent::AppResult::ApplyFailed { message, .. }
@@ -108,7 +127,34 @@ async fn pass(
             eprintln!("error: app '{app}': {message}");
         }
     }
-    Ok(report.ok())
+    report.ok()
+}
+
+/// How passes are made: the rollout-aware agent, or the tree as it is.
+enum Runner {
+    Rollout(Box<ClusterAgent>),
+    Direct(Box<(Reconciler, Memory)>),
+}
+
+impl Runner {
+    async fn pass(&mut self, args: &AgentArgs, metrics: Option<&Metrics>) -> anyhow::Result<bool> {
+        match self {
+            Runner::Rollout(agent) => {
+                let r = agent
+                    .pass(
+                        &args.source.repo,
+                        &args.source.branch,
+                        std::time::SystemTime::now(),
+                    )
+                    .await?;
+                Ok(report(&r))
+            }
+            Runner::Direct(direct) => {
+                let (reconciler, memory) = &mut **direct;
+                pass(args, reconciler, memory, metrics).await
+            }
+        }
+    }
 }
 
 /// `/metrics`, `/healthz` (the process is up) and `/readyz` (a pass has completed).
@@ -170,10 +216,20 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = client(args.kubeconfig.as_ref(), args.context.as_deref()).await?;
-        let mut memory = Memory::default();
+        let make = |reconciler: Reconciler| {
+            if rollout_mode(args) {
+                Runner::Rollout(Box::new(ClusterAgent::new(
+                    &args.cluster,
+                    reconciler,
+                    args.heartbeat,
+                )))
+            } else {
+                Runner::Direct(Box::new((reconciler, Memory::default())))
+            }
+        };
         if args.once {
-            let reconciler = Reconciler::new(client, &args.namespace);
-            let ok = pass(args, &reconciler, &mut memory, None).await?;
+            let mut runner = make(Reconciler::new(client, &args.namespace));
+            let ok = runner.pass(args, None).await?;
             return Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -181,7 +237,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             });
         }
         let cache = LiveCache::new(client.clone());
-        let reconciler = Reconciler::new(client, &args.namespace).with_cache(cache.clone());
+        let mut runner = make(Reconciler::new(client, &args.namespace).with_cache(cache.clone()));
         let metrics = Arc::new(Metrics::new());
         let ready = Arc::new(AtomicBool::new(false));
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -195,7 +251,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         loop {
             // A failed pass is reported and retried next time: the agent keeps running
             // on what it applied last.
-            match pass(args, &reconciler, &mut memory, Some(&metrics)).await {
+            match runner.pass(args, Some(&metrics)).await {
                 Ok(_) => ready.store(true, Ordering::Release),
                 Err(e) => eprintln!("error: {e:#}"),
             }
