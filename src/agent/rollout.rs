@@ -13,7 +13,7 @@ use git2::Oid;
 use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
 use crate::apply::{Action, AppRevision, Reconciler};
-use crate::cli::history::{GitRepo, app_history, history_order};
+use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
 use crate::fleet::targets_cluster;
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::render::render;
@@ -30,6 +30,9 @@ pub struct ClusterAgent {
     pub heartbeat: Duration,
     memory: Memory,
     last_written: Option<(Instant, BTreeMap<String, AppStatus>)>,
+    /// Each app's releases for the last head seen: rendering every release for every
+    /// cluster is the expensive part of planning, and it only changes with the head.
+    histories: BTreeMap<String, (Oid, AppHistory)>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -102,6 +105,7 @@ impl ClusterAgent {
             heartbeat,
             memory: Memory::default(),
             last_written: None,
+            histories: BTreeMap::new(),
         }
     }
 
@@ -150,7 +154,14 @@ impl ClusterAgent {
                 }
                 continue;
             }
-            let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+            let h = match self.histories.get(&app.name) {
+                Some((head, h)) if *head == g.head => h.clone(),
+                _ => {
+                    let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+                    self.histories.insert(app.name.clone(), (g.head, h.clone()));
+                    h
+                }
+            };
             let plan = plan_app(&PlanInput {
                 app: &app.name,
                 policy: &app.rollout,

@@ -93,6 +93,7 @@ impl GitRepo {
 }
 
 /// What the planner needs for one app, gathered from Git.
+#[derive(Debug, Clone)]
 pub struct AppHistory {
     /// Waves at the head.
     pub waves: Vec<Vec<String>>,

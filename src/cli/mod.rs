@@ -5,6 +5,7 @@
 
 mod agent;
 mod build;
+mod demo;
 mod diff;
 mod diff_live;
 pub mod history;
@@ -146,6 +147,9 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Apply the fleet repository to one cluster: once (--once) or every --interval.
     Agent(agent::AgentArgs),
+    /// The whole story on this machine: a fleet of simulated clusters, a good change
+    /// rolling out wave by wave, a bad one halting at the canary, and its revert.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
@@ -200,6 +204,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Status { source } => status::run(&source),
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),
+        Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,400 @@
+//! `rollwave demo`: the whole story on this machine with no setup. A bare Git
+//! repository made from `fleet-example-repo/`, a simulated cluster and an agent for
+//! every cluster file, then a good change rolling out wave by wave, a bad one (a
+//! `broken` image) halting at the canary, and its `git revert` reaching every cluster.
+//! Agents coordinate only through the repository's status refs, as in production.
+//! Exits 0 only if every expectation held.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+
+use crate::agent::rollout::ClusterAgent;
+use crate::apply::Reconciler;
+use crate::apply::retry::RetryPolicy;
+use crate::plan::waves_for;
+use crate::sim::{SimCluster, SimOptions, kubeconfig, write_kubeconfig};
+use crate::source::statusref::read_statuses;
+use crate::status::Phase;
+
+/// Flags of `rollwave demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Divide the demo's bake time (4 s) and progress deadline (8 s) by this.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Leave the clusters and agents running at the end and print the kubeconfig.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=rollwave demo",
+            "-c",
+            "user.email=demo@rollwave.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .context("cannot run git (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The example fleet: next to the sources (`cargo run`), or in the current directory.
+fn example_fleet() -> anyhow::Result<PathBuf> {
+    for p in [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
+        PathBuf::from("fleet-example-repo"),
+    ] {
+        if p.join("fleet.yaml").exists() {
+            return Ok(p);
+        }
+    }
+    bail!("fleet-example-repo/ not found: run the demo from the rollwave source directory")
+}
+
+fn edit(path: &Path, f: impl FnOnce(String) -> String) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    std::fs::write(path, f(text))?;
+    Ok(())
+}
+
+/// (release, phase) of `app` on every cluster, from the status refs.
+fn statuses(repo: &Path, app: &str) -> BTreeMap<String, (String, Phase)> {
+    let Ok(r) = git2::Repository::open(repo) else {
+        return BTreeMap::new();
+    };
+    read_statuses(&r)
+        .0
+        .into_iter()
+        .filter_map(|(c, s)| s.apps.get(app).map(|a| (c, (a.release.clone(), a.phase))))
+        .collect()
+}
+
+struct Story {
+    bare: PathBuf,
+    work: PathBuf,
+    waves: Vec<Vec<String>>,
+    interactive: bool,
+    started: Instant,
+    failures: Vec<String>,
+    last_line: String,
+}
+
+impl Story {
+    fn show(&mut self, title: &str, marks: &BTreeMap<String, String>) {
+        let st = statuses(&self.bare, "web");
+        let mut out = String::new();
+        if self.interactive {
+            out.push_str("\x1b[2J\x1b[H");
+        }
+        out.push_str(&format!(
+            "rollwave demo  {:>5.1}s  {title}\n\n",
+            self.started.elapsed().as_secs_f64()
+        ));
+        out.push_str("wave  cluster      web release  phase\n");
+        for (i, wave) in self.waves.iter().enumerate() {
+            for c in wave {
+                let (rel, phase) = st
+                    .get(c)
+                    .map(|(r, p)| {
+                        (
+                            marks
+                                .get(r)
+                                .cloned()
+                                .unwrap_or_else(|| r[..8.min(r.len())].to_string()),
+                            format!("{p:?}"),
+                        )
+                    })
+                    .unwrap_or_else(|| ("-".into(), "waiting".into()));
+                out.push_str(&format!("{i:>4}  {c:<12} {rel:<12} {phase}\n"));
+            }
+        }
+        if self.interactive {
+            print!("{out}");
+        } else {
+            // Without a terminal, one line per change.
+            let line = format!(
+                "{title}: {}",
+                self.waves
+                    .iter()
+                    .flatten()
+                    .map(|c| st
+                        .get(c)
+                        .map(|(r, p)| format!(
+                            "{c}={}:{p:?}",
+                            marks.get(r).map(String::as_str).unwrap_or("?")
+                        ))
+                        .unwrap_or_else(|| format!("{c}=-")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            if line != self.last_line {
+                println!("{:>6.1}s {line}", self.started.elapsed().as_secs_f64());
+                self.last_line = line;
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+
+    fn commit(&self, message: &str) -> anyhow::Result<String> {
+        git(&self.work, &["add", "-A"])?;
+        git(&self.work, &["commit", "-q", "-m", message])?;
+        git(&self.work, &["push", "-q", "origin", "main"])?;
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Polls until `done` holds or `limit` passes; records a failure on timeout.
+    async fn until(
+        &mut self,
+        title: &str,
+        marks: &BTreeMap<String, String>,
+        limit: Duration,
+        mut done: impl FnMut(&BTreeMap<String, (String, Phase)>) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let st = statuses(&self.bare, "web");
+            self.show(title, marks);
+            if done(&st) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                self.failures
+                    .push(format!("{title}: not reached within {limit:?}"));
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// Runs the demo.
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        bail!("--speed must be a positive number, got {}", args.speed);
+    }
+    // Fleet durations are whole seconds.
+    let bake = Duration::from_secs((4.0 / args.speed).round().max(1.0) as u64);
+    let deadline = Duration::from_secs((8.0 / args.speed).round().max(2.0) as u64);
+    let dir = tempfile::Builder::new().prefix("rollwave-demo").tempdir()?;
+    let root = if args.keep {
+        dir.keep()
+    } else {
+        dir.path().to_path_buf()
+    };
+    let work = root.join("work");
+    let bare = root.join("fleet.git");
+    copy_dir(&example_fleet()?, &work)?;
+    let secs = |d: Duration| format!("{}s", d.as_secs());
+    let rollout = format!(
+        "bake: {}\n  progressDeadline: {}",
+        secs(bake),
+        secs(deadline)
+    );
+    edit(&work.join("fleet.yaml"), |t| {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with("progressDeadline:"))
+            .map(|l| {
+                if l.trim_start().starts_with("bake:") {
+                    format!("  {rollout}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    })?;
+    edit(&work.join("apps/web/app.yaml"), |t| {
+        t.replace(
+            "rollout: {bake: 5m}",
+            &format!("rollout: {{bake: {}}}", secs(bake)),
+        )
+    })?;
+    git(
+        &root,
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            bare.to_str().unwrap_or("fleet.git"),
+        ],
+    )?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    git(
+        &work,
+        &["remote", "add", "origin", bare.to_str().unwrap_or("")],
+    )?;
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let tree = crate::tree::DirTree::open(&work)?;
+        let fleet = crate::fleet::load(&tree)?;
+        let web = fleet.app("web").context("the example fleet has app 'web'")?;
+        let waves = waves_for(&fleet, web);
+        let mut story = Story { bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_line: String::new() };
+        let c0 = story.commit("the example fleet")?;
+
+        // A simulated cluster and an agent per cluster file.
+        let mut sims = Vec::new();
+        for c in &fleet.clusters {
+            let mut o = SimOptions::named(&c.name);
+            o.ready_after = Duration::from_millis(800);
+            sims.push(SimCluster::start(o).await?);
+        }
+        let entries: Vec<(String, String)> = sims.iter().map(|s| (s.name().to_string(), s.base_url())).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (name, url) in &entries {
+            let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig(&[(name.clone(), url.clone())]))?;
+            let (name, bare, stop) = (name.clone(), bare.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let config = kube::config::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig");
+                    let client = kube::Client::try_from(config).expect("client");
+                    let r = Reconciler::new(client, crate::apply::DEFAULT_NAMESPACE).with_retry(RetryPolicy { attempts: 5, base: Duration::from_millis(20), max: Duration::from_millis(500) });
+                    let mut agent = ClusterAgent::new(&name, r, Duration::from_secs(5));
+                    while !stop.load(Ordering::Acquire) {
+                        if let Err(e) = agent.pass(bare.to_str().unwrap_or(""), "main", SystemTime::now()).await {
+                            tracing::warn!(cluster = %name, error = %format!("{e:#}"), "agent pass failed");
+                        }
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                    }
+                });
+            }));
+        }
+        let all: Vec<String> = waves.iter().flatten().cloned().collect();
+        let mut marks = BTreeMap::new();
+        marks.insert(c0.clone(), "initial".to_string());
+        let everywhere = |rel: &str, phase: Phase| {
+            let (rel, all) = (rel.to_string(), all.clone());
+            move |st: &BTreeMap<String, (String, Phase)>| all.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == rel && *p == phase))
+        };
+        let limit = Duration::from_secs(60) + bake * 8;
+        story.until("bootstrap: the example fleet rolls out", &marks, limit, everywhere(&c0, Phase::Healthy)).await;
+
+        // A good change: wave by wave, never a wave early.
+        edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.2\"", "tag: \"1.4.3\""))?;
+        let c1 = story.commit("web 1.4.3")?;
+        marks.insert(c1.clone(), "1.4.3".into());
+        let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut healthy_at: BTreeMap<String, Instant> = BTreeMap::new();
+        let c1c = c1.clone();
+        story
+            .until("good change: web 1.4.3 rolls out wave by wave", &marks, limit, |st| {
+                for (c, (r, p)) in st {
+                    if *r == c1c {
+                        first_seen.entry(c.clone()).or_insert_with(Instant::now);
+                        if *p == Phase::Healthy {
+                            healthy_at.entry(c.clone()).or_insert_with(Instant::now);
+                        }
+                    }
+                }
+                all.iter().all(|c| healthy_at.contains_key(c))
+            })
+            .await;
+        for w in 1..waves.len() {
+            let prev_done = waves[w - 1].iter().filter_map(|c| healthy_at.get(c)).max();
+            let started = waves[w].iter().filter_map(|c| first_seen.get(c)).min();
+            if let (Some(done), Some(start)) = (prev_done, started)
+                && start < done
+            {
+                story.failures.push(format!("wave {w} started before wave {} was healthy", w - 1));
+            }
+        }
+
+        // A bad change: halts at the canary.
+        edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.3\"", "tag: broken"))?;
+        let c2 = story.commit("web: broken image")?;
+        marks.insert(c2.clone(), "broken".into());
+        let canary = waves[0].clone();
+        let c2c = c2.clone();
+        story.until("bad change: the canary degrades and the rollout halts", &marks, limit, |st| canary.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == c2c && *p == Phase::Degraded))).await;
+        tokio::time::sleep(bake * 2).await;
+        let spread: Vec<String> = statuses(&bare, "web").into_iter().filter(|(c, (r, _))| *r == c2 && !canary.contains(c)).map(|(c, _)| c).collect();
+        if !spread.is_empty() {
+            story.failures.push(format!("the broken release reached {} beyond the canary", spread.join(", ")));
+        }
+
+        // The revert reaches every affected cluster at once.
+        git(&work, &["revert", "--no-edit", "HEAD"])?;
+        git(&work, &["push", "-q", "origin", "main"])?;
+        let c3 = git(&work, &["rev-parse", "HEAD"])?;
+        marks.insert(c3.clone(), "revert".into());
+        let reverted = Instant::now();
+        let (c1c, c3c) = (c1.clone(), c3.clone());
+        let all2 = all.clone();
+        story
+            .until("revert: every cluster back on 1.4.3", &marks, Duration::from_secs(30), |st| {
+                all2.iter().all(|c| st.get(c).is_some_and(|(r, p)| (*r == c1c || *r == c3c) && *p == Phase::Healthy))
+            })
+            .await;
+        let revert_time = reverted.elapsed();
+
+        story.show("done", &marks);
+        println!();
+        println!("expectations:");
+        let checks = [
+            ("good change reached every cluster in wave order", !story.failures.iter().any(|f| f.contains("good change") || f.contains("wave"))),
+            ("bad change halted at the canary", !story.failures.iter().any(|f| f.contains("bad change") || f.contains("broken release"))),
+            ("revert reached every cluster", !story.failures.iter().any(|f| f.contains("revert"))),
+        ];
+        for (what, ok) in checks {
+            println!("  [{}] {what}", if ok { "ok" } else { "FAILED" });
+        }
+        println!("  revert healthy everywhere {:.1} s after the commit; total {:.0} s", revert_time.as_secs_f64(), story.started.elapsed().as_secs_f64());
+        for f in &story.failures {
+            println!("  failure: {f}");
+        }
+        if args.keep {
+            let path = root.join("kubeconfig");
+            write_kubeconfig(&path, &entries)?;
+            println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  rollwave status --repo {}\nCtrl-C stops them.", path.display(), bare.display());
+            super::sim::wait_for_signal().await;
+        }
+        stop.store(true, Ordering::Release);
+        for t in threads {
+            let _ = t.join();
+        }
+        for s in sims {
+            s.shutdown().await;
+        }
+        Ok(if story.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })
+}
