@@ -34,7 +34,7 @@ pub struct AgentArgs {
     #[command(flatten)]
     pub source: RepoArgs,
     /// The cluster this agent manages, as named in clusters/.
-    #[arg(long)]
+    #[arg(long, env = "ROLLWAVE_CLUSTER")]
     pub cluster: String,
     /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
@@ -43,19 +43,19 @@ pub struct AgentArgs {
     #[arg(long)]
     pub context: Option<String>,
     /// Namespace of the inventories.
-    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    #[arg(long, default_value = DEFAULT_NAMESPACE, env = "ROLLWAVE_NAMESPACE")]
     pub namespace: String,
     /// Time between passes without --once.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "ROLLWAVE_INTERVAL")]
     pub interval: Duration,
     /// Shortest time between drift-triggered passes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub drift_interval: Duration,
     /// How often the cluster's status is written even when nothing changed.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "ROLLWAVE_HEARTBEAT")]
     pub heartbeat: Duration,
     /// Where to serve /metrics, /healthz and /readyz without --once.
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(long, default_value = "127.0.0.1:9090", env = "ROLLWAVE_LISTEN")]
     pub listen: std::net::SocketAddr,
 }
 

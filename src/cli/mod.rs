@@ -43,14 +43,14 @@ pub enum Format {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RepoArgs {
     /// The fleet repository: a directory, a Git work tree or bare repository, or a URL.
-    #[arg(long)]
+    #[arg(long, env = "ROLLWAVE_REPO")]
     pub repo: String,
     /// Any commit-ish to read instead of the working directory (paths) or the head of
     /// --branch (URLs).
     #[arg(long)]
     pub rev: Option<String>,
     /// Branch to fetch when --repo is a URL.
-    #[arg(long, default_value = "main")]
+    #[arg(long, default_value = "main", env = "ROLLWAVE_BRANCH")]
     pub branch: String,
 }
 
