@@ -247,7 +247,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let mut stop = Box::pin(super::sim::wait_for_signal());
+        let mut stop = super::sim::wait_for_signal();
         loop {
             // A failed pass is reported and retried next time: the agent keeps running
             // on what it applied last.
@@ -257,13 +257,14 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
             }
             release_freed_memory();
             tokio::select! {
+                biased;
+                _ = &mut stop => return Ok(ExitCode::SUCCESS),
                 _ = tokio::time::sleep(args.interval) => {}
                 apps = cache.drifted() => {
                     tracing::info!(apps = apps.len(), "live objects changed; reconciling");
                     tracing::debug!(?apps, "changed apps");
                     tokio::time::sleep(args.drift_interval).await;
                 }
-                _ = &mut stop => return Ok(ExitCode::SUCCESS),
             }
         }
     })

@@ -383,10 +383,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             println!("  failure: {f}");
         }
         if args.keep {
+            let stop = super::sim::wait_for_signal();
             let path = root.join("kubeconfig");
             write_kubeconfig(&path, &entries)?;
             println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  rollwave status --repo {}\nCtrl-C stops them.", path.display(), bare.display());
-            super::sim::wait_for_signal().await;
+            stop.await;
         }
         stop.store(true, Ordering::Release);
         for t in threads {

@@ -74,6 +74,9 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let names = cluster_names(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Installed before the kubeconfig appears: a SIGTERM right after must stop us
+        // cleanly, not kill the process.
+        let stop = wait_for_signal();
         let mut clusters = Vec::new();
         for name in &names {
             let mut opts = SimOptions::named(name);
@@ -101,7 +104,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
         for (name, url) in &entries {
             eprintln!("  {name}: {url} (stats at {url}/sim/stats)");
         }
-        wait_for_signal().await;
+        stop.await;
         eprintln!("stopping {} simulated cluster(s)", clusters.len());
         if let Some(path) = &args.kubeconfig {
             remove_if_ours(path);
@@ -131,27 +134,28 @@ async fn wait_ready(clusters: &[SimCluster]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(super) async fn wait_for_signal() {
+/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives while the
+/// caller is busy elsewhere is not lost (and does not kill the process).
+pub(super) fn wait_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            return Box::pin(async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
+    Box::pin(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 /// The kubeconfig points at ports that are about to close; remove it so nobody uses
