@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::apply::health::Health;
 use crate::apply::health::with_deadline;
-use crate::apply::{Action, AppRevision, ApplyError, Reconciler};
+use crate::apply::{AppRevision, ApplyError, Reconciler};
 use crate::fleet::{Fleet, Removal, targets_cluster};
 use crate::metrics::{AppLabels, Metrics};
 use crate::render::render;
@@ -148,6 +148,31 @@ pub struct Memory {
     progressing: HashMap<String, (String, Instant)>,
 }
 
+impl Memory {
+    /// `health` with the progress deadline applied: an app Progressing on the same
+    /// release for longer than `deadline` is Degraded.
+    pub fn with_deadline(
+        &mut self,
+        app: &str,
+        release: &str,
+        health: Health,
+        deadline: std::time::Duration,
+    ) -> Health {
+        if health != Health::Progressing {
+            self.progressing.remove(app);
+            return health;
+        }
+        let since = self
+            .progressing
+            .entry(app.to_string())
+            .or_insert_with(|| (release.to_string(), Instant::now()));
+        if since.0 != release {
+            *since = (release.to_string(), Instant::now());
+        }
+        with_deadline(health, since.1.elapsed(), deadline)
+    }
+}
+
 /// One pass: every app targeting `cluster` reconciled, apps that left it released.
 pub async fn reconcile_cluster(
     source: &Source<'_>,
@@ -215,31 +240,13 @@ pub async fn reconcile_cluster_with(
         }
         let result = match outcome {
             Ok(applied) => {
-                let counts = [
-                    applied.count(&Action::Created),
-                    applied.count(&Action::Configured),
-                    applied.count(&Action::Unchanged),
-                    applied.count(&Action::Pruned),
-                    applied
-                        .changes
-                        .iter()
-                        .filter(|c| matches!(c.action, Action::Skipped(_)))
-                        .count(),
-                ];
-                let mut health = applied.health;
-                if health == Health::Progressing {
-                    let since = memory
-                        .progressing
-                        .entry(app.name.clone())
-                        .or_insert_with(|| (release.clone(), Instant::now()));
-                    if since.0 != release {
-                        *since = (release.clone(), Instant::now());
-                    }
-                    health =
-                        with_deadline(health, since.1.elapsed(), app.rollout.progress_deadline);
-                } else {
-                    memory.progressing.remove(&app.name);
-                }
+                let counts = applied.counts();
+                let health = memory.with_deadline(
+                    &app.name,
+                    &release,
+                    applied.health,
+                    app.rollout.progress_deadline,
+                );
                 if let Some(m) = metrics {
                     let writes = counts[0] + counts[1] + counts[3];
                     m.count_apply(if writes == 0 { "noop" } else { "success" });

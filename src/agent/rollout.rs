@@ -12,7 +12,7 @@ use git2::Oid;
 
 use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
-use crate::apply::{Action, AppRevision, Reconciler};
+use crate::apply::{AppRevision, Reconciler};
 use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
 use crate::fleet::targets_cluster;
 use crate::plan::{PlanInput, Reason, plan_app};
@@ -222,22 +222,13 @@ impl ClusterAgent {
             };
             match self.reconciler.reconcile(&rev).await {
                 Ok(applied) => {
-                    let mut phase = phase_of(applied.health);
-                    if phase == Phase::Progressing {
-                        let since = self
-                            .memory
-                            .progressing
-                            .entry(app.name.clone())
-                            .or_insert_with(|| (target.clone(), Instant::now()));
-                        if since.0 != target {
-                            *since = (target.clone(), Instant::now());
-                        }
-                        if since.1.elapsed() > a.rollout.progress_deadline {
-                            phase = Phase::Degraded;
-                        }
-                    } else {
-                        self.memory.progressing.remove(&app.name);
-                    }
+                    let health = self.memory.with_deadline(
+                        &app.name,
+                        &target,
+                        applied.health,
+                        a.rollout.progress_deadline,
+                    );
+                    let mut phase = phase_of(health);
                     if decision.reason == Reason::Rollback && phase == Phase::Healthy {
                         phase = Phase::RolledBack;
                     }
@@ -258,23 +249,13 @@ impl ClusterAgent {
                             now,
                         ),
                     );
-                    let counts = [
-                        applied.count(&Action::Created),
-                        applied.count(&Action::Configured),
-                        applied.count(&Action::Unchanged),
-                        applied.count(&Action::Pruned),
-                        applied
-                            .changes
-                            .iter()
-                            .filter(|c| matches!(c.action, Action::Skipped(_)))
-                            .count(),
-                    ];
+                    let counts = applied.counts();
                     report.apps.push((
                         app.name.clone(),
                         AppResult::Applied {
                             release: target.clone(),
                             counts,
-                            health: applied.health,
+                            health,
                             unhealthy: applied
                                 .unhealthy
                                 .iter()

@@ -101,6 +101,20 @@ impl Applied {
     pub fn count(&self, action: &Action) -> usize {
         self.changes.iter().filter(|c| &c.action == action).count()
     }
+
+    /// Objects created, configured, unchanged, pruned and skipped, in that order.
+    pub fn counts(&self) -> [usize; 5] {
+        [
+            self.count(&Action::Created),
+            self.count(&Action::Configured),
+            self.count(&Action::Unchanged),
+            self.count(&Action::Pruned),
+            self.changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::Skipped(_)))
+                .count(),
+        ]
+    }
 }
 
 /// Why a reconcile failed. Nothing was written when the failure is one of the
