@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::apply::health::Health;
 use crate::apply::health::with_deadline;
-use crate::apply::{AppRevision, ApplyError, Reconciler};
+use crate::apply::{AppRevision, Applied, ApplyError, Reconciler};
 use crate::fleet::{Fleet, Removal, targets_cluster};
 use crate::metrics::{AppLabels, Metrics};
 use crate::render::render;
@@ -58,6 +58,29 @@ pub enum AppResult {
 }
 
 impl AppResult {
+    /// An applied app: the change counts and health of `applied`.
+    pub fn applied(release: String, applied: &Applied, health: Health) -> AppResult {
+        AppResult::Applied {
+            release,
+            counts: applied.counts(),
+            health,
+            unhealthy: applied
+                .unhealthy
+                .iter()
+                .map(|(k, r)| format!("{k}: {r}"))
+                .collect(),
+        }
+    }
+
+    /// A failed apply.
+    pub fn failed(e: &ApplyError) -> AppResult {
+        AppResult::ApplyFailed {
+            reason: e.reason(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+        }
+    }
+
     /// Whether the pass did what the repository asks for this app.
     pub fn ok(&self) -> bool {
         !matches!(
@@ -254,31 +277,31 @@ pub async fn reconcile_cluster_with(
                     m.drift_corrections.inc_by(applied.drift_corrections as u64);
                     m.set_app(&app.name, &release, &format!("{health:?}"));
                 }
-                AppResult::Applied {
-                    release,
-                    counts,
-                    health,
-                    unhealthy: applied
-                        .unhealthy
-                        .iter()
-                        .map(|(k, r)| format!("{k}: {r}"))
-                        .collect(),
-                }
+                AppResult::applied(release, &applied, health)
             }
             Err(e) => {
                 if let Some(m) = metrics {
                     m.count_apply("failure");
                     m.set_app(&app.name, &release, "Error");
                 }
-                AppResult::ApplyFailed {
-                    reason: e.reason(),
-                    message: e.to_string(),
-                    retryable: e.retryable(),
-                }
+                AppResult::failed(&e)
             }
         };
         report.apps.push((app.name.clone(), result));
     }
+    release_untargeted(reconciler, fleet, &targeted, &mut report).await?;
+    Ok(report)
+}
+
+/// Lets go of the apps with an inventory on the cluster that no longer target it:
+/// orphaned or deleted by their `removal`. A failure is reported for that app; the
+/// others are still released.
+pub async fn release_untargeted(
+    reconciler: &Reconciler,
+    fleet: &Fleet,
+    targeted: &[String],
+    report: &mut PassReport,
+) -> Result<(), ApplyError> {
     for app in reconciler.inventoried_apps().await? {
         if targeted.contains(&app) {
             continue;
@@ -289,13 +312,9 @@ pub async fn reconcile_cluster_with(
                 removal,
                 objects: objects.len(),
             },
-            Err(e) => AppResult::ApplyFailed {
-                reason: e.reason(),
-                message: e.to_string(),
-                retryable: e.retryable(),
-            },
+            Err(e) => AppResult::failed(&e),
         };
         report.apps.push((app, result));
     }
-    Ok(report)
+    Ok(())
 }

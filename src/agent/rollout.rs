@@ -249,19 +249,9 @@ impl ClusterAgent {
                             now,
                         ),
                     );
-                    let counts = applied.counts();
                     report.apps.push((
                         app.name.clone(),
-                        AppResult::Applied {
-                            release: target.clone(),
-                            counts,
-                            health,
-                            unhealthy: applied
-                                .unhealthy
-                                .iter()
-                                .map(|(k, r)| format!("{k}: {r}"))
-                                .collect(),
-                        },
+                        AppResult::applied(target.clone(), &applied, health),
                     ));
                 }
                 Err(e) => {
@@ -276,31 +266,12 @@ impl ClusterAgent {
                             now,
                         ),
                     );
-                    report.apps.push((
-                        app.name.clone(),
-                        AppResult::ApplyFailed {
-                            reason: e.reason(),
-                            message: e.to_string(),
-                            retryable: e.retryable(),
-                        },
-                    ));
+                    report.apps.push((app.name.clone(), AppResult::failed(&e)));
                 }
             }
         }
-        for app in self.reconciler.inventoried_apps().await? {
-            if targeted.contains(&app) {
-                continue;
-            }
-            let removal = fleet.app(&app).map(|a| a.removal).unwrap_or_default();
-            let objects = self.reconciler.forget(&app, removal).await?;
-            report.apps.push((
-                app,
-                AppResult::Released {
-                    removal,
-                    objects: objects.len(),
-                },
-            ));
-        }
+        // Released apps are reported per app; the status is written either way.
+        super::release_untargeted(&self.reconciler, &fleet, &targeted, &mut report).await?;
         self.write_status(&g, apps, now)?;
         Ok(report)
     }
