@@ -11,9 +11,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::apply::Applied;
+use crate::apply::health::Health;
+
 /// Labels of per-app series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabels {
+    /// The cluster (an agent may manage several).
+    pub cluster: String,
     /// The app.
     pub app: String,
 }
@@ -28,6 +33,8 @@ pub struct ResultLabels {
 /// Labels of `rollwave_app_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppInfoLabels {
+    /// The cluster.
+    pub cluster: String,
     /// The app.
     pub app: String,
     /// The release applied.
@@ -49,7 +56,7 @@ pub struct Metrics {
     pub prune_total: Counter,
     /// 1 for each app's current (release, phase).
     pub app_info: Family<AppInfoLabels, Gauge>,
-    current: Mutex<std::collections::HashMap<String, AppInfoLabels>>,
+    current: Mutex<std::collections::HashMap<(String, String), AppInfoLabels>>,
 }
 
 impl Default for Metrics {
@@ -114,15 +121,50 @@ impl Metrics {
             .inc();
     }
 
+    /// Records one app reconcile on `cluster`: its duration, how it ended (the changes
+    /// and health of a successful apply, or `None` for a failure), and the app's
+    /// (release, phase) series.
+    pub fn record_reconcile(
+        &self,
+        cluster: &str,
+        app: &str,
+        release: &str,
+        took: std::time::Duration,
+        outcome: Option<(&Applied, Health)>,
+    ) {
+        self.reconcile_duration
+            .get_or_create(&AppLabels {
+                cluster: cluster.into(),
+                app: app.into(),
+            })
+            .observe(took.as_secs_f64());
+        match outcome {
+            Some((applied, health)) => {
+                let counts = applied.counts();
+                let writes = counts[0] + counts[1] + counts[3];
+                self.count_apply(if writes == 0 { "noop" } else { "success" });
+                self.prune_total.inc_by(counts[3] as u64);
+                self.drift_corrections
+                    .inc_by(applied.drift_corrections as u64);
+                self.set_app(cluster, app, release, &format!("{health:?}"));
+            }
+            None => {
+                self.count_apply("failure");
+                self.set_app(cluster, app, release, "Error");
+            }
+        }
+    }
+
     /// Sets an app's (release, phase) series to 1, removing its previous one.
-    pub fn set_app(&self, app: &str, release: &str, phase: &str) {
+    pub fn set_app(&self, cluster: &str, app: &str, release: &str, phase: &str) {
         let labels = AppInfoLabels {
+            cluster: cluster.into(),
             app: app.into(),
             release: release.into(),
             phase: phase.into(),
         };
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = current.insert(app.to_string(), labels.clone())
+        if let Some(old) = current.insert((cluster.to_string(), app.to_string()), labels.clone())
             && old != labels
         {
             self.app_info.remove(&old);
@@ -146,11 +188,15 @@ mod tests {
     fn the_exposition_names_every_metric_and_keeps_one_info_series_per_app() {
         let m = Metrics::new();
         m.count_apply("success");
-        m.set_app("web", "abc", "Progressing");
-        m.set_app("web", "abc", "Healthy");
+        m.set_app("prod-1", "web", "abc", "Progressing");
+        m.set_app("prod-1", "web", "abc", "Healthy");
+        m.set_app("prod-2", "web", "abc", "Progressing");
         m.drift_corrections.inc();
         m.reconcile_duration
-            .get_or_create(&AppLabels { app: "web".into() })
+            .get_or_create(&AppLabels {
+                cluster: "prod-1".into(),
+                app: "web".into(),
+            })
             .observe(0.02);
         let text = m.encode();
         assert!(
@@ -158,16 +204,27 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("rollwave_app_info{app=\"web\",release=\"abc\",phase=\"Healthy\"} 1"),
+            text.contains(
+                "rollwave_app_info{cluster=\"prod-1\",app=\"web\",release=\"abc\",phase=\"Healthy\"} 1"
+            ),
             "{text}"
         );
-        assert!(!text.contains("phase=\"Progressing\""), "{text}");
+        assert!(
+            !text.contains("cluster=\"prod-1\",app=\"web\",release=\"abc\",phase=\"Progressing\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster=\"prod-2\",app=\"web\",release=\"abc\",phase=\"Progressing\""),
+            "{text}"
+        );
         assert!(
             text.contains("rollwave_drift_corrections_total 1"),
             "{text}"
         );
         assert!(
-            text.contains("rollwave_reconcile_duration_seconds_count{app=\"web\"} 1"),
+            text.contains(
+                "rollwave_reconcile_duration_seconds_count{cluster=\"prod-1\",app=\"web\"} 1"
+            ),
             "{text}"
         );
         assert!(text.contains("rollwave_prune_total 0"), "{text}");

@@ -278,11 +278,12 @@ fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("rollwave_app_info{app=\"web\""),
+        metrics.contains("rollwave_app_info{cluster=\"prod-1\",app=\"web\""),
         "{metrics}"
     );
     assert!(
-        metrics.contains("rollwave_reconcile_duration_seconds_count{app=\"web\"}"),
+        metrics
+            .contains("rollwave_reconcile_duration_seconds_count{cluster=\"prod-1\",app=\"web\"}"),
         "{metrics}"
     );
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -4,6 +4,8 @@
 //! release each app should run; until the agent loop consults it (a later stage), a
 //! pass applies the repository's current commit.
 
+pub mod config;
+pub mod daemon;
 pub mod rollout;
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use crate::apply::health::Health;
 use crate::apply::health::with_deadline;
 use crate::apply::{AppRevision, Applied, ApplyError, Reconciler};
 use crate::fleet::{Fleet, Removal, targets_cluster};
-use crate::metrics::{AppLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::render::render;
 use crate::tree::FileTree;
 
@@ -254,16 +256,8 @@ pub async fn reconcile_cluster_with(
         };
         let started = Instant::now();
         let outcome = reconciler.reconcile(&rev).await;
-        if let Some(m) = metrics {
-            m.reconcile_duration
-                .get_or_create(&AppLabels {
-                    app: app.name.clone(),
-                })
-                .observe(started.elapsed().as_secs_f64());
-        }
         let result = match outcome {
             Ok(applied) => {
-                let counts = applied.counts();
                 let health = memory.with_deadline(
                     &app.name,
                     &release,
@@ -271,18 +265,19 @@ pub async fn reconcile_cluster_with(
                     app.rollout.progress_deadline,
                 );
                 if let Some(m) = metrics {
-                    let writes = counts[0] + counts[1] + counts[3];
-                    m.count_apply(if writes == 0 { "noop" } else { "success" });
-                    m.prune_total.inc_by(counts[3] as u64);
-                    m.drift_corrections.inc_by(applied.drift_corrections as u64);
-                    m.set_app(&app.name, &release, &format!("{health:?}"));
+                    m.record_reconcile(
+                        cluster,
+                        &app.name,
+                        &release,
+                        started.elapsed(),
+                        Some((&applied, health)),
+                    );
                 }
                 AppResult::applied(release, &applied, health)
             }
             Err(e) => {
                 if let Some(m) = metrics {
-                    m.count_apply("failure");
-                    m.set_app(&app.name, &release, "Error");
+                    m.record_reconcile(cluster, &app.name, &release, started.elapsed(), None);
                 }
                 AppResult::failed(&e)
             }

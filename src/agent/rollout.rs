@@ -5,6 +5,7 @@
 //! every heartbeat. Agents coordinate only through the repository.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -15,6 +16,7 @@ use crate::apply::health::Health;
 use crate::apply::{AppRevision, Reconciler};
 use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
 use crate::fleet::targets_cluster;
+use crate::metrics::Metrics;
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::render::render;
 use crate::source::statusref::{push_status, write_status};
@@ -28,8 +30,18 @@ pub struct ClusterAgent {
     pub reconciler: Reconciler,
     /// Heartbeat interval: the status is written at least this often.
     pub heartbeat: Duration,
+    /// Whether the status ref is pushed to a remote repository (false: a read-only
+    /// agent, for fleets whose policy is `gate: time`; the status is still written to
+    /// the local mirror, where this agent's own memory of known-good renderings lives).
+    pub push: bool,
     memory: Memory,
-    last_written: Option<(Instant, BTreeMap<String, AppStatus>)>,
+    /// The last status written and when. While the agent runs it is the authority on
+    /// its own state: a fetch replaces the local status ref with the remote's, which
+    /// lacks what was written while the remote was unreachable.
+    last_written: Option<(Instant, ClusterStatus)>,
+    /// The last push failed: push again at the next pass even if nothing changed.
+    push_pending: bool,
+    metrics: Option<Arc<Metrics>>,
     /// Each app's releases for the last head seen: rendering every release for every
     /// cluster is the expensive part of planning, and it only changes with the head.
     histories: BTreeMap<String, (Oid, AppHistory)>,
@@ -103,13 +115,23 @@ impl ClusterAgent {
             cluster: cluster.to_string(),
             reconciler,
             heartbeat,
+            push: true,
             memory: Memory::default(),
             last_written: None,
+            push_pending: false,
+            metrics: None,
             histories: BTreeMap::new(),
         }
     }
 
-    /// One pass against `repo` (a Git path or URL) at the head of `branch`.
+    /// Records every reconcile in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ClusterAgent {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// One pass against `repo` (a Git path or URL, fetched with credentials from the
+    /// environment) at the head of `branch`.
     pub async fn pass(
         &mut self,
         repo: &str,
@@ -117,10 +139,19 @@ impl ClusterAgent {
         now: SystemTime,
     ) -> anyhow::Result<PassReport> {
         let g = GitRepo::open(repo, None, branch)?;
+        self.pass_on(&g, now).await
+    }
+
+    /// One pass at the head of `g`, already opened (and fetched) by the caller, so one
+    /// fetch serves every cluster an agent process manages.
+    pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
         let (head_tree, fleet) = g.fleet(g.head)?;
-        let statuses = g.statuses()?;
+        let mut statuses = g.statuses()?;
+        if let Some((_, own)) = &self.last_written {
+            statuses.insert(self.cluster.clone(), own.clone());
+        }
         let mine = statuses.get(&self.cluster).cloned();
         let Some(cluster) = fleet.cluster(&self.cluster) else {
             anyhow::bail!(
@@ -157,7 +188,7 @@ impl ClusterAgent {
             let h = match self.histories.get(&app.name) {
                 Some((head, h)) if *head == g.head => h.clone(),
                 _ => {
-                    let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+                    let h = app_history(g, &git, &history, (&head_tree, &fleet), &app.name)?;
                     self.histories.insert(app.name.clone(), (g.head, h.clone()));
                     h
                 }
@@ -220,7 +251,9 @@ impl ClusterAgent {
                 force: a.force,
                 namespace: a.namespace.as_deref(),
             };
-            match self.reconciler.reconcile(&rev).await {
+            let started = Instant::now();
+            let outcome = self.reconciler.reconcile(&rev).await;
+            match outcome {
                 Ok(applied) => {
                     let health = self.memory.with_deadline(
                         &app.name,
@@ -228,6 +261,15 @@ impl ClusterAgent {
                         applied.health,
                         a.rollout.progress_deadline,
                     );
+                    if let Some(m) = &self.metrics {
+                        m.record_reconcile(
+                            &self.cluster,
+                            &app.name,
+                            &target,
+                            started.elapsed(),
+                            Some((&applied, health)),
+                        );
+                    }
                     let mut phase = phase_of(health);
                     if decision.reason == Reason::Rollback && phase == Phase::Healthy {
                         phase = Phase::RolledBack;
@@ -255,6 +297,15 @@ impl ClusterAgent {
                     ));
                 }
                 Err(e) => {
+                    if let Some(m) = &self.metrics {
+                        m.record_reconcile(
+                            &self.cluster,
+                            &app.name,
+                            &target,
+                            started.elapsed(),
+                            None,
+                        );
+                    }
                     apps.insert(
                         app.name.clone(),
                         next_status(
@@ -272,12 +323,24 @@ impl ClusterAgent {
         }
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, &fleet, &targeted, &mut report).await?;
-        self.write_status(&g, apps, now)?;
+        self.write_status(g, apps, now)?;
         Ok(report)
     }
 
+    /// Writes the last status again with a fresh heartbeat and pushes it: the agent's
+    /// last word before it stops, so peers see exactly how it left the cluster.
+    pub fn flush(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<()> {
+        let Some((_, last)) = &self.last_written else {
+            return Ok(());
+        };
+        let apps = last.apps.clone();
+        self.last_written = None;
+        self.write_status(g, apps, now)
+    }
+
     /// Writes (and for a remote repository pushes) the status when it changed or the
-    /// heartbeat is due.
+    /// heartbeat is due. A failed push is logged and retried at the next pass: the
+    /// cluster keeps being reconciled while the Git server is unreachable.
     fn write_status(
         &mut self,
         g: &GitRepo,
@@ -287,22 +350,39 @@ impl ClusterAgent {
         let due = self
             .last_written
             .as_ref()
-            .is_none_or(|(at, last)| *last != apps || at.elapsed() >= self.heartbeat);
-        if !due {
+            .is_none_or(|(at, last)| last.apps != apps || at.elapsed() >= self.heartbeat);
+        if due {
+            let status = ClusterStatus {
+                cluster: self.cluster.clone(),
+                agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
+                heartbeat: rfc3339(now),
+                interval: self.heartbeat.as_secs().max(1),
+                apps,
+            };
+            write_status(&g.repository()?, &status)?;
+            self.last_written = Some((Instant::now(), status));
+            self.push_pending = true;
+        }
+        if !self.push_pending || !self.push {
             return Ok(());
         }
-        let status = ClusterStatus {
-            cluster: self.cluster.clone(),
-            agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
-            heartbeat: rfc3339(now),
-            interval: self.heartbeat.as_secs().max(1),
-            apps: apps.clone(),
+        let Some(mirror) = g.mirror() else {
+            self.push_pending = false;
+            return Ok(());
         };
-        write_status(&g.repository()?, &status)?;
-        if let Some(mirror) = g.mirror() {
-            push_status(mirror, &self.cluster, 3)?;
+        match push_status(mirror, &self.cluster, 3) {
+            Ok(()) => self.push_pending = false,
+            Err(e) => tracing::warn!(
+                cluster = %self.cluster,
+                error = %e,
+                "status not pushed; trying again at the next pass"
+            ),
         }
-        self.last_written = Some((Instant::now(), apps));
         Ok(())
+    }
+
+    /// Whether a status is written but not yet pushed.
+    pub fn push_pending(&self) -> bool {
+        self.push && self.push_pending
     }
 }

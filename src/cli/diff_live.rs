@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::agent::config::Connection;
 use anyhow::{Context, bail};
 
 use crate::apply::{AppRevision, Reconciler, comparable};
@@ -52,7 +53,11 @@ pub fn run(
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let client = super::agent::client(kubeconfig, context).await?;
+        let client = crate::agent::daemon::client_for(&Connection::Kubeconfig {
+            path: kubeconfig.cloned(),
+            context: context.map(String::from),
+        })
+        .await?;
         let reconciler = Reconciler::new(client, namespace);
         let mut out = String::new();
         let mut errors = 0;

@@ -29,24 +29,70 @@ pub struct GitRepo {
     pub git_dir: PathBuf,
     /// The resolved head commit.
     pub head: Oid,
+    /// Why the fetch failed, when the head is the mirror's last fetched state instead
+    /// (only with [`GitAccess::allow_stale`]).
+    pub stale: Option<String>,
     _mirror: Option<Mirror>,
+}
+
+/// How a remote repository is reached.
+#[derive(Debug, Clone)]
+pub struct GitAccess {
+    /// Credentials.
+    pub auth: Auth,
+    /// Where mirrors are kept.
+    pub cache_dir: PathBuf,
+    /// Use the mirror's last fetched state when the remote cannot be reached (the
+    /// agent: keep running on what it has), instead of failing (one-shot commands).
+    pub allow_stale: bool,
+}
+
+impl GitAccess {
+    /// Credentials from `ROLLWAVE_GIT_*`, the default cache directory, fetch failures
+    /// are errors.
+    pub fn from_env() -> GitAccess {
+        GitAccess {
+            auth: Auth::from_env(),
+            cache_dir: source::default_cache_dir(),
+            allow_stale: false,
+        }
+    }
 }
 
 impl GitRepo {
     /// Opens `repo` (path or URL; URLs are fetched with status refs) at `rev` or the
-    /// branch head.
+    /// branch head, with credentials from the environment.
     pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<GitRepo> {
+        Self::open_with(repo, rev, branch, &GitAccess::from_env())
+    }
+
+    /// Opens `repo` as [`GitRepo::open`] does, reaching remotes as `access` says.
+    pub fn open_with(
+        repo: &str,
+        rev: Option<&str>,
+        branch: &str,
+        access: &GitAccess,
+    ) -> anyhow::Result<GitRepo> {
         if source::is_remote_url(repo) {
-            let mirror =
-                Mirror::open(&source::default_cache_dir(), repo, branch, Auth::from_env())?;
-            let fetched = mirror.fetch()?;
+            let mirror = Mirror::open(&access.cache_dir, repo, branch, access.auth.clone())?;
+            let (fetched, stale) = match mirror.fetch() {
+                Ok(f) => (f.head, None),
+                Err(e) => match mirror.head() {
+                    Some(head) if access.allow_stale => {
+                        tracing::warn!(error = %e, %head, "fetch failed; using the last fetched state");
+                        (head, Some(e.to_string()))
+                    }
+                    _ => return Err(e.into()),
+                },
+            };
             let head = match rev {
                 Some(r) => mirror.resolve(r)?,
-                None => fetched.head,
+                None => fetched,
             };
             return Ok(GitRepo {
                 git_dir: mirror.path().to_path_buf(),
                 head,
+                stale,
                 _mirror: Some(mirror),
             });
         }
@@ -56,6 +102,7 @@ impl GitRepo {
         Ok(GitRepo {
             git_dir: git.path().to_path_buf(),
             head,
+            stale: None,
             _mirror: None,
         })
     }

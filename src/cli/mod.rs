@@ -152,8 +152,28 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
+/// `debug` or `rollwave=trace`) overrides `default_directives`. Only the first call in a
+/// process takes effect.
+pub fn init_logging(format: crate::agent::config::LogFormat, default_directives: &str) {
+    let directives = std::env::var("ROLLWAVE_LOG").unwrap_or_else(|_| default_directives.into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let _ = match format {
+        crate::agent::config::LogFormat::Text => builder.try_init(),
+        crate::agent::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    // The agent sets up logging from its config; every other command logs warnings.
+    if !matches!(cli.command, Command::Agent(_)) {
+        init_logging(crate::agent::config::LogFormat::Text, "warn");
+    }
     let result = match cli.command {
         Command::Build { dir, root } => build::run(&dir, root.as_deref()),
         Command::Render {

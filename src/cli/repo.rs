@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::source::{self, Auth, GitTree, Mirror};
+use super::history::GitAccess;
+use crate::source::{self, GitTree, Mirror};
 use crate::tree::{DirTree, FileTree};
 
 /// An opened fleet repository.
@@ -38,10 +39,20 @@ impl OpenedRepo {
 }
 
 /// Opens `repo` at `rev`. URLs are fetched (branch `branch`) into the mirror cache with
-/// credentials from the environment (see [`Auth::from_env`]).
+/// credentials from the environment (see [`crate::source::Auth::from_env`]).
 pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<OpenedRepo> {
+    open_with(repo, rev, branch, &GitAccess::from_env())
+}
+
+/// [`open`] reaching remotes as `access` says.
+pub fn open_with(
+    repo: &str,
+    rev: Option<&str>,
+    branch: &str,
+    access: &GitAccess,
+) -> anyhow::Result<OpenedRepo> {
     if source::is_remote_url(repo) {
-        let mirror = Mirror::open(&source::default_cache_dir(), repo, branch, Auth::from_env())?;
+        let mirror = Mirror::open(&access.cache_dir, repo, branch, access.auth.clone())?;
         let fetched = mirror.fetch()?;
         let commit = match rev {
             Some(r) => mirror.resolve(r)?,

@@ -1,0 +1,589 @@
+//! `agent.yaml`: what one agent process watches and manages. Parsing is pure (text in,
+//! validated [`AgentConfig`] out) and every mistake is reported with the file, line
+//! and field, at start-up, before the agent touches a cluster.
+//!
+//! ```yaml
+//! repo:
+//!   url: https://git.example.com/platform/fleet.git   # or a local path (watched)
+//!   branch: main
+//!   auth:
+//!     token: {env: ROLLWAVE_GIT_TOKEN}                 # or basic:, ssh:
+//! interval: 30s          # poll interval (webhook and file watch wake it earlier)
+//! heartbeat: 60s         # status written at least this often
+//! pushStatus: true       # false: a read-only agent (fleet policy `gate: time`)
+//! listen: 0.0.0.0:9090   # /metrics, /healthz, /readyz, POST /hooks/git
+//! webhook:
+//!   github: {env: ROLLWAVE_WEBHOOK_SECRET}
+//! log: {format: json, level: info}
+//! clusters:
+//!   - name: prod-bj-1
+//!     inCluster: true
+//! ```
+//!
+//! Secrets are never written in the file itself: `{env: NAME}` or `{file: PATH}`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::fleet::parse_duration;
+use crate::source::trigger::WebhookSecrets;
+use crate::source::{Auth, Secret};
+use crate::yaml::YamlError;
+
+/// Why an agent config is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read the agent config: {message}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        message: String,
+    },
+    /// Not YAML of the right shape (unknown field, wrong type).
+    #[error(transparent)]
+    Parse(#[from] YamlError),
+    /// Parsed, but a value is wrong.
+    #[error("{file}{}: field '{field}': {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The line, when known.
+        line: Option<u64>,
+        /// The field.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// How the agent reaches one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// A kubeconfig file and context (`None`: `$KUBECONFIG`/`~/.kube/config`, current
+    /// context), or in-cluster when neither is set and no kubeconfig exists.
+    Kubeconfig {
+        /// The file.
+        path: Option<PathBuf>,
+        /// The context.
+        context: Option<String>,
+    },
+    /// The pod's service account.
+    InCluster,
+}
+
+/// One cluster the agent manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Its name in clusters/.
+    pub name: String,
+    /// How to reach it.
+    pub connection: Connection,
+}
+
+/// A validated agent configuration; every field has its default filled in.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The fleet repository: a URL or a local path.
+    pub repo: String,
+    /// The branch followed for URLs.
+    pub branch: String,
+    /// A fixed revision to apply as it is (no rollout planning), mostly for debugging.
+    pub rev: Option<String>,
+    /// Git credentials.
+    pub auth: Auth,
+    /// Where remote repositories are mirrored (default: the user cache directory).
+    pub cache_dir: Option<PathBuf>,
+    /// Poll interval.
+    pub interval: Duration,
+    /// Shortest time between drift-triggered passes.
+    pub drift_interval: Duration,
+    /// Status written at least this often.
+    pub heartbeat: Duration,
+    /// Whether the status ref is pushed (false: read-only agent).
+    pub push_status: bool,
+    /// Namespace of the inventories.
+    pub namespace: String,
+    /// Where to serve /metrics, /healthz, /readyz and the webhook.
+    pub listen: SocketAddr,
+    /// Webhook secrets; the webhook route exists only when one is set.
+    pub webhook: WebhookSecrets,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Tracing directives (`info`, `rollwave=debug`).
+    pub log_level: String,
+    /// The clusters, in order.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            repo: String::new(),
+            branch: "main".into(),
+            rev: None,
+            auth: Auth::None,
+            cache_dir: None,
+            interval: Duration::from_secs(30),
+            drift_interval: Duration::from_secs(1),
+            heartbeat: Duration::from_secs(60),
+            push_status: true,
+            namespace: crate::apply::DEFAULT_NAMESPACE.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            webhook: WebhookSecrets::default(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            clusters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretFile {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicFile {
+    username: String,
+    password: Spanned<SecretFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SshFile {
+    #[serde(default)]
+    username: Option<String>,
+    private_key: PathBuf,
+    #[serde(default)]
+    known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    passphrase: Option<Spanned<SecretFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    #[serde(default)]
+    token: Option<Spanned<SecretFile>>,
+    #[serde(default)]
+    basic: Option<BasicFile>,
+    #[serde(default)]
+    ssh: Option<SshFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RepoFile {
+    url: Spanned<String>,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    auth: Option<Spanned<AuthFile>>,
+    #[serde(default)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    #[serde(default)]
+    github: Option<Spanned<SecretFile>>,
+    #[serde(default)]
+    gitlab: Option<Spanned<SecretFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    #[serde(default)]
+    format: Option<LogFormat>,
+    #[serde(default)]
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClusterFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    in_cluster: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConfigFile {
+    repo: RepoFile,
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    drift_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    heartbeat: Option<Spanned<String>>,
+    #[serde(default)]
+    push_status: Option<bool>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    webhook: Option<WebhookFile>,
+    #[serde(default)]
+    log: Option<LogFile>,
+    clusters: Spanned<Vec<ClusterFile>>,
+}
+
+struct Checker<'a> {
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, line: u64, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_string(),
+            line: (line > 0).then_some(line),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(s) = v else { return Ok(default) };
+        let d =
+            parse_duration(&s.value).map_err(|m| self.invalid(s.referenced.line(), field, m))?;
+        if d.is_zero() {
+            return Err(self.invalid(s.referenced.line(), field, "must be longer than 0s"));
+        }
+        Ok(d)
+    }
+
+    fn secret(&self, s: &Spanned<SecretFile>, field: &str) -> Result<Secret, ConfigError> {
+        match (&s.value.env, &s.value.file) {
+            (Some(env), None) if !env.is_empty() => Ok(Secret::Env(env.clone())),
+            (None, Some(path)) => Ok(Secret::File(path.clone())),
+            _ => Err(self.invalid(
+                s.referenced.line(),
+                field,
+                "give exactly one of {env: VARIABLE} or {file: PATH}; secrets are not written in the config itself",
+            )),
+        }
+    }
+
+    fn auth(&self, a: &Spanned<AuthFile>) -> Result<Auth, ConfigError> {
+        let line = a.referenced.line();
+        let a = &a.value;
+        let given = [a.token.is_some(), a.basic.is_some(), a.ssh.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(self.invalid(line, "repo.auth", "give exactly one of token, basic or ssh"));
+        }
+        if let Some(t) = &a.token {
+            return Ok(Auth::Bearer {
+                token: self.secret(t, "repo.auth.token")?,
+            });
+        }
+        if let Some(b) = &a.basic {
+            return Ok(Auth::Basic {
+                username: b.username.clone(),
+                password: self.secret(&b.password, "repo.auth.basic.password")?,
+            });
+        }
+        let s = a.ssh.as_ref().expect("one of the three is set");
+        let passphrase = match &s.passphrase {
+            Some(p) => Some(self.secret(p, "repo.auth.ssh.passphrase")?),
+            None => None,
+        };
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Ok(Auth::Ssh {
+            username: s.username.clone().unwrap_or_else(|| "git".into()),
+            private_key: s.private_key.clone(),
+            passphrase,
+            known_hosts: s
+                .known_hosts
+                .clone()
+                .unwrap_or_else(|| home.join(".ssh/known_hosts")),
+        })
+    }
+
+    fn clusters(
+        &self,
+        list: &Spanned<Vec<ClusterFile>>,
+    ) -> Result<Vec<ClusterConfig>, ConfigError> {
+        if list.value.is_empty() {
+            return Err(self.invalid(
+                list.referenced.line(),
+                "clusters",
+                "list at least one cluster (name, and kubeconfig/context or inCluster: true)",
+            ));
+        }
+        let mut out: Vec<ClusterConfig> = Vec::new();
+        for (i, c) in list.value.iter().enumerate() {
+            let field = format!("clusters[{i}]");
+            let line = c.name.referenced.line();
+            if c.name.value.is_empty() {
+                return Err(self.invalid(line, &format!("{field}.name"), "must not be empty"));
+            }
+            if out.iter().any(|o| o.name == c.name.value) {
+                return Err(self.invalid(
+                    line,
+                    &format!("{field}.name"),
+                    format!("cluster '{}' is listed twice", c.name.value),
+                ));
+            }
+            let in_cluster = c.in_cluster.as_ref().is_some_and(|b| b.value);
+            if in_cluster && (c.kubeconfig.is_some() || c.context.is_some()) {
+                return Err(self.invalid(
+                    c.in_cluster.as_ref().map_or(line, |b| b.referenced.line()),
+                    &format!("{field}.inCluster"),
+                    "inCluster: true cannot be combined with kubeconfig or context",
+                ));
+            }
+            out.push(ClusterConfig {
+                name: c.name.value.clone(),
+                connection: if in_cluster {
+                    Connection::InCluster
+                } else {
+                    Connection::Kubeconfig {
+                        path: c.kubeconfig.clone(),
+                        context: c.context.clone(),
+                    }
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Parses and validates `text`, the content of the agent config `file`.
+pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
+    let raw: ConfigFile = crate::yaml::parse_typed(file, text)?;
+    let check = Checker { file };
+    let defaults = AgentConfig::default();
+    if raw.repo.url.value.trim().is_empty() {
+        return Err(check.invalid(
+            raw.repo.url.referenced.line(),
+            "repo.url",
+            "must name a Git URL or a local path",
+        ));
+    }
+    let listen = match &raw.listen {
+        Some(l) => l.value.parse::<SocketAddr>().map_err(|_| {
+            check.invalid(
+                l.referenced.line(),
+                "listen",
+                format!(
+                    "'{}' is not an address and port such as 0.0.0.0:9090",
+                    l.value
+                ),
+            )
+        })?,
+        None => defaults.listen,
+    };
+    let mut webhook = WebhookSecrets::default();
+    if let Some(w) = &raw.webhook {
+        // Read now so a missing variable or file stops the start, not the first push.
+        let read = |s: &Spanned<SecretFile>, field: &str| -> Result<String, ConfigError> {
+            let secret = check.secret(s, field)?;
+            secret
+                .read()
+                .map_err(|e| check.invalid(s.referenced.line(), field, e.to_string()))
+        };
+        webhook.github = w
+            .github
+            .as_ref()
+            .map(|s| read(s, "webhook.github"))
+            .transpose()?;
+        webhook.gitlab = w
+            .gitlab
+            .as_ref()
+            .map(|s| read(s, "webhook.gitlab"))
+            .transpose()?;
+    }
+    let log = raw.log.as_ref();
+    Ok(AgentConfig {
+        repo: raw.repo.url.value.clone(),
+        branch: raw.repo.branch.clone().unwrap_or(defaults.branch),
+        rev: None,
+        auth: match &raw.repo.auth {
+            Some(a) => check.auth(a)?,
+            None => Auth::None,
+        },
+        cache_dir: raw.repo.cache_dir.clone(),
+        interval: check.duration(&raw.interval, "interval", defaults.interval)?,
+        drift_interval: check.duration(
+            &raw.drift_interval,
+            "driftInterval",
+            defaults.drift_interval,
+        )?,
+        heartbeat: check.duration(&raw.heartbeat, "heartbeat", defaults.heartbeat)?,
+        push_status: raw.push_status.unwrap_or(true),
+        namespace: raw.namespace.clone().unwrap_or(defaults.namespace),
+        listen,
+        webhook,
+        log_format: log.and_then(|l| l.format).unwrap_or_default(),
+        log_level: log
+            .and_then(|l| l.level.clone())
+            .unwrap_or(defaults.log_level),
+        clusters: check.clusters(&raw.clusters)?,
+    })
+}
+
+/// Reads and validates the agent config at `path`.
+pub fn load(path: &std::path::Path) -> Result<AgentConfig, ConfigError> {
+    let file = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    crate::yaml::check_size(&file, meta.len())?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    parse(&file, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "repo:
+  url: https://git.example.com/fleet.git
+  branch: release
+  auth:
+    basic: {username: bot, password: {file: /run/secrets/pw}}
+interval: 15s
+heartbeat: 2m
+pushStatus: false
+listen: 0.0.0.0:8080
+log: {format: json, level: debug}
+clusters:
+  - name: prod-bj-1
+    inCluster: true
+  - name: prod-bj-2
+    kubeconfig: /etc/kube/config
+    context: bj-2
+";
+
+    #[test]
+    fn a_full_config_is_read_with_every_field() {
+        let c = parse("agent.yaml", FULL).unwrap();
+        assert_eq!(c.repo, "https://git.example.com/fleet.git");
+        assert_eq!(c.branch, "release");
+        assert_eq!(
+            c.auth,
+            Auth::Basic {
+                username: "bot".into(),
+                password: Secret::File("/run/secrets/pw".into())
+            }
+        );
+        assert_eq!(c.interval, Duration::from_secs(15));
+        assert_eq!(c.heartbeat, Duration::from_secs(120));
+        assert!(!c.push_status);
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.log_level, "debug");
+        assert_eq!(c.clusters.len(), 2);
+        assert_eq!(c.clusters[0].connection, Connection::InCluster);
+        assert_eq!(
+            c.clusters[1].connection,
+            Connection::Kubeconfig {
+                path: Some("/etc/kube/config".into()),
+                context: Some("bj-2".into())
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let c = parse("a.yaml", "repo: {url: /srv/fleet}\nclusters: [{name: x}]\n").unwrap();
+        assert_eq!(c.branch, "main");
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert!(c.push_status);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.webhook.github.is_none());
+    }
+
+    fn error(text: &str) -> String {
+        parse("agent.yaml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_file_line_and_field() {
+        let e = error("repo: {url: x}\ninterval: 10 minutes\nclusters: [{name: a}]\n");
+        assert!(e.starts_with("agent.yaml:2: field 'interval':"), "{e}");
+        let e = error("repo: {url: x}\nclusters:\n  - name: a\n  - name: a\n");
+        assert_eq!(
+            e,
+            "agent.yaml:4: field 'clusters[1].name': cluster 'a' is listed twice"
+        );
+        let e = error("repo: {url: x}\nclusters: [{name: a}]\npoll: 3s\n");
+        assert!(e.starts_with("agent.yaml:3"), "{e}");
+        assert!(e.contains("unknown field 'poll'"), "{e}");
+        let e = error("repo: {url: x}\nlisten: everywhere\nclusters: [{name: a}]\n");
+        assert!(e.starts_with("agent.yaml:2: field 'listen'"), "{e}");
+        let e = error("repo:\n  url: x\n  auth:\n    token: {value: abc}\nclusters: [{name: a}]\n");
+        assert!(e.starts_with("agent.yaml:4"), "{e}");
+        let e = error(
+            "repo:\n  url: x\n  auth:\n    token: {env: A}\n    ssh: {privateKey: k}\nclusters: [{name: a}]\n",
+        );
+        assert!(e.contains("exactly one of token, basic or ssh"), "{e}");
+        let e =
+            error("repo: {url: x}\nclusters:\n  - name: a\n    inCluster: true\n    context: c\n");
+        assert!(
+            e.starts_with("agent.yaml:4: field 'clusters[0].inCluster'"),
+            "{e}"
+        );
+        let e = error("repo: {url: x}\nclusters: []\n");
+        assert!(e.contains("field 'clusters'"), "{e}");
+        let e = error(
+            "repo: {url: x}\nwebhook:\n  github: {env: ROLLWAVE_TEST_SURELY_UNSET_VARIABLE}\nclusters: [{name: a}]\n",
+        );
+        assert!(e.starts_with("agent.yaml:3: field 'webhook.github'"), "{e}");
+        assert!(
+            e.contains("ROLLWAVE_TEST_SURELY_UNSET_VARIABLE is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        assert!(parse("agent.yaml", &text).is_err());
+    }
+}
