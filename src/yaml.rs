@@ -53,8 +53,9 @@ fn options() -> serde_saphyr::Options {
         with_snippet: false,
         // YAML 1.2 core schema booleans only, like the Go YAML library kustomize uses.
         strict_booleans: true,
-        // Keep spellings such as 0755 as written instead of guessing octal.
-        leading_zero_numbers_as_strings: true,
+        // 0755 is octal (493), as the YAML 1.1 rules kustomize's parser keeps for
+        // compatibility read it: `defaultMode: 0644` must reach the API as a number.
+        legacy_octal_numbers: true,
         budget: serde_saphyr::budget! {
             max_depth: 200,
             max_nodes: 2_000_000,
@@ -142,7 +143,34 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
     check_size(file, text.len() as u64)?;
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options())
         .map_err(|e| from_saphyr(file, None, &e))?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+    Ok(docs
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .map(|mut d| {
+            integral_floats_to_ints(&mut d);
+            d
+        })
+        .collect())
+}
+
+/// Writes whole-number floats (`1.0`, `1e3`) as integers, as kustomize does: it
+/// carries every number as a float64 and prints `1` for `1.0`. Only values exactly
+/// representable as integers (below 2^53) change.
+fn integral_floats_to_ints(v: &mut Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < EXACT
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_ints),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_ints),
+        _ => {}
+    }
 }
 
 /// Prints one value as a YAML document (no leading `---`).
@@ -209,6 +237,23 @@ mod tests {
         }
         let err = parse_documents("bomb.yaml", &text).unwrap_err();
         assert!(err.message.contains("parse budget"), "{err}");
+    }
+
+    #[test]
+    fn numbers_read_as_kustomize_reads_them() {
+        let docs = parse_documents(
+            "a.yaml",
+            "mode: 0644\nw: 1.0\nu: 1e3\nv: 2.50\nhex: 0x1F\nquoted: '0755'\nbig: 12345678901234567890\n",
+        )
+        .unwrap();
+        let d = &docs[0];
+        assert_eq!(d["mode"], 420);
+        assert_eq!(d["w"], 1);
+        assert_eq!(d["u"], 1000);
+        assert_eq!(d["v"], 2.5);
+        assert_eq!(d["hex"], 31);
+        assert_eq!(d["quoted"], "0755");
+        assert!(d["big"].is_number(), "{}", d["big"]);
     }
 
     #[test]

@@ -97,6 +97,46 @@ pub struct ClusterConfig {
     pub connection: Connection,
 }
 
+/// A secret named in the config, with where it was named (for errors when reading it).
+#[derive(Debug, Clone)]
+pub struct SecretAt {
+    /// Where the value is.
+    pub secret: Secret,
+    /// The config file.
+    pub file: String,
+    /// The line it was named on.
+    pub line: u64,
+    /// The field (`webhook.github`).
+    pub field: String,
+}
+
+impl SecretAt {
+    fn read(&self) -> Result<String, ConfigError> {
+        self.secret.read().map_err(|e| ConfigError::Invalid {
+            file: self.file.clone(),
+            line: (self.line > 0).then_some(self.line),
+            field: self.field.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The webhook's secrets, by Git host.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// GitHub's `X-Hub-Signature-256` secret.
+    pub github: Option<SecretAt>,
+    /// GitLab's `X-Gitlab-Token`.
+    pub gitlab: Option<SecretAt>,
+}
+
+impl WebhookConfig {
+    /// Whether the webhook is on.
+    pub fn enabled(&self) -> bool {
+        self.github.is_some() || self.gitlab.is_some()
+    }
+}
+
 /// A validated agent configuration; every field has its default filled in.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -122,8 +162,9 @@ pub struct AgentConfig {
     pub namespace: String,
     /// Where to serve /metrics, /healthz, /readyz and the webhook.
     pub listen: SocketAddr,
-    /// Webhook secrets; the webhook route exists only when one is set.
-    pub webhook: WebhookSecrets,
+    /// Where the webhook secrets are; the webhook route exists only when one is set.
+    /// Read them with [`AgentConfig::webhook_secrets`].
+    pub webhook: WebhookConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Tracing directives (`info`, `rollwave=debug`).
@@ -146,7 +187,7 @@ impl Default for AgentConfig {
             push_status: true,
             namespace: crate::apply::DEFAULT_NAMESPACE.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            webhook: WebhookSecrets::default(),
+            webhook: WebhookConfig::default(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
             clusters: Vec::new(),
@@ -385,7 +426,29 @@ impl Checker<'_> {
     }
 }
 
-/// Parses and validates `text`, the content of the agent config `file`.
+impl AgentConfig {
+    /// Reads the webhook secrets (at start-up, so a missing variable or file stops the
+    /// agent with the line that names it, not the first push).
+    pub fn webhook_secrets(&self) -> Result<WebhookSecrets, ConfigError> {
+        Ok(WebhookSecrets {
+            github: self
+                .webhook
+                .github
+                .as_ref()
+                .map(SecretAt::read)
+                .transpose()?,
+            gitlab: self
+                .webhook
+                .gitlab
+                .as_ref()
+                .map(SecretAt::read)
+                .transpose()?,
+        })
+    }
+}
+
+/// Parses and validates `text`, the content of the agent config `file`. Secrets are
+/// only located here, not read.
 pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
     let raw: ConfigFile = crate::yaml::parse_typed(file, text)?;
     let check = Checker { file };
@@ -410,24 +473,25 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
         })?,
         None => defaults.listen,
     };
-    let mut webhook = WebhookSecrets::default();
+    let mut webhook = WebhookConfig::default();
     if let Some(w) = &raw.webhook {
-        // Read now so a missing variable or file stops the start, not the first push.
-        let read = |s: &Spanned<SecretFile>, field: &str| -> Result<String, ConfigError> {
-            let secret = check.secret(s, field)?;
-            secret
-                .read()
-                .map_err(|e| check.invalid(s.referenced.line(), field, e.to_string()))
+        let at = |s: &Spanned<SecretFile>, field: &str| -> Result<SecretAt, ConfigError> {
+            Ok(SecretAt {
+                secret: check.secret(s, field)?,
+                file: file.to_string(),
+                line: s.referenced.line(),
+                field: field.to_string(),
+            })
         };
         webhook.github = w
             .github
             .as_ref()
-            .map(|s| read(s, "webhook.github"))
+            .map(|s| at(s, "webhook.github"))
             .transpose()?;
         webhook.gitlab = w
             .gitlab
             .as_ref()
-            .map(|s| read(s, "webhook.gitlab"))
+            .map(|s| at(s, "webhook.gitlab"))
             .transpose()?;
     }
     let log = raw.log.as_ref();
@@ -532,7 +596,7 @@ clusters:
         assert_eq!(c.interval, Duration::from_secs(30));
         assert!(c.push_status);
         assert_eq!(c.log_format, LogFormat::Text);
-        assert!(c.webhook.github.is_none());
+        assert!(!c.webhook.enabled());
     }
 
     fn error(text: &str) -> String {
@@ -567,9 +631,12 @@ clusters:
         );
         let e = error("repo: {url: x}\nclusters: []\n");
         assert!(e.contains("field 'clusters'"), "{e}");
-        let e = error(
+        let c = parse(
+            "agent.yaml",
             "repo: {url: x}\nwebhook:\n  github: {env: ROLLWAVE_TEST_SURELY_UNSET_VARIABLE}\nclusters: [{name: a}]\n",
-        );
+        )
+        .unwrap();
+        let e = c.webhook_secrets().unwrap_err().to_string();
         assert!(e.starts_with("agent.yaml:3: field 'webhook.github'"), "{e}");
         assert!(
             e.contains("ROLLWAVE_TEST_SURELY_UNSET_VARIABLE is not set"),

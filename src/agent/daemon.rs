@@ -263,9 +263,9 @@ impl Agent {
             .await
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
         let mut routes = endpoints(self.metrics.clone(), ready.clone());
-        let webhook = &self.config.webhook;
-        if webhook.github.is_some() || webhook.gitlab.is_some() {
-            routes = routes.merge(webhook_router(webhook.clone(), wake.clone()));
+        if self.config.webhook.enabled() {
+            let secrets = self.config.webhook_secrets()?;
+            routes = routes.merge(webhook_router(secrets, wake.clone()));
         }
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, routes).await;

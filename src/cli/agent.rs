@@ -139,6 +139,9 @@ pub fn resolve(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
 /// Runs the command.
 pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(args)?;
+    if !args.once {
+        config.webhook_secrets()?;
+    }
     super::init_logging(
         config.log_format,
         if args.once { "warn" } else { &config.log_level },
