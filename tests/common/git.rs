@@ -109,7 +109,11 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Starts the daemon.
     pub fn start(base: &Path) -> GitDaemon {
-        let port = free_port();
+        Self::start_on(base, free_port())
+    }
+
+    /// Starts the daemon on `port` (to bring a stopped server back at the same URL).
+    pub fn start_on(base: &Path, port: u16) -> GitDaemon {
         // Run git-daemon itself (not the `git` wrapper) so that killing the child stops
         // the server.
         let exec = Command::new("git").arg("--exec-path").output().unwrap();

@@ -1,0 +1,641 @@
+//! The whole mission on simulated fleets: a real `git daemon`, one simulated cluster
+//! and one agent (the real agent loop, `Agent::run`) per cluster, each agent on its
+//! own thread as it would be in its own process. Every assertion about order is made
+//! from the status history the agents pushed, the record a user reads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use common::git::{GitDaemon, commit_files, git, publish, work_repo};
+use common::sim::eventually;
+use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection};
+use rollwave::agent::daemon::Agent;
+use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
+use rollwave::source::statusref::read_statuses;
+use rollwave::status::{AppStatus, Phase};
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1'}]}\n";
+
+fn deployment_with(image: &str) -> String {
+    DEPLOYMENT.replace("nginx:1", image)
+}
+
+/// A fleet repository with one app `web` targeting every stage, and these clusters.
+fn fleet_files(fleet_yaml: &str, clusters: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut stages: Vec<&str> = Vec::new();
+    for (_, stage) in clusters {
+        if !stages.contains(stage) {
+            stages.push(stage);
+        }
+    }
+    let mut files = vec![
+        ("fleet.yaml".to_string(), fleet_yaml.to_string()),
+        (
+            "apps/web/app.yaml".into(),
+            format!(
+                "namespace: web\ntargets:\n  stages: [{}]\n",
+                stages.join(", ")
+            ),
+        ),
+        (
+            "apps/web/base/kustomization.yaml".into(),
+            "resources:\n- deployment.yaml\n".into(),
+        ),
+        ("apps/web/base/deployment.yaml".into(), DEPLOYMENT.into()),
+    ];
+    for (name, stage) in clusters {
+        files.push((
+            format!("clusters/{name}.yaml"),
+            format!("name: {name}\nstage: {stage}\n"),
+        ));
+    }
+    files
+}
+
+/// One agent thread; stopped (SIGTERM-like, with a final status) or killed (no last
+/// word) by the harness.
+struct AgentThread {
+    stop: Option<tokio::sync::oneshot::Sender<bool>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AgentThread {
+    fn spawn(config: AgentConfig) -> AgentThread {
+        let (tx, rx) = tokio::sync::oneshot::channel::<bool>();
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let agent = Agent::connect(config, true).await.unwrap();
+                let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
+                let run = agent.run(async move {
+                    let _ = graceful_rx.await;
+                });
+                tokio::pin!(run);
+                tokio::select! {
+                    r = &mut run => r.unwrap(),
+                    how = rx => {
+                        if how.unwrap_or(false) {
+                            let _ = graceful_tx.send(());
+                            run.await.unwrap();
+                        }
+                        // Killed: the agent is dropped wherever it was waiting.
+                    }
+                }
+            });
+        });
+        AgentThread {
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn end(&mut self, graceful: bool) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(graceful);
+        }
+        if let Some(h) = self.handle.take() {
+            h.join().expect("agent thread panicked");
+        }
+    }
+}
+
+impl Drop for AgentThread {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.end(false);
+        } else if let Some(tx) = self.stop.take() {
+            let _ = tx.send(false);
+        }
+    }
+}
+
+/// A fleet on this machine: the Git server, the clusters and their agents.
+struct Scenario {
+    dir: tempfile::TempDir,
+    work: PathBuf,
+    bare: PathBuf,
+    served: PathBuf,
+    daemon: Option<GitDaemon>,
+    port: u16,
+    runtime: tokio::runtime::Runtime,
+    sims: BTreeMap<String, (SimCluster, PathBuf)>,
+    agents: BTreeMap<String, AgentThread>,
+    interval: Duration,
+    heartbeat: Duration,
+    restarts: usize,
+}
+
+impl Scenario {
+    fn start(files: &[(String, String)], interval: Duration, heartbeat: Duration) -> Scenario {
+        // ROLLWAVE_LOG=info shows what the agents do when a scenario fails.
+        if let Ok(directives) = std::env::var("ROLLWAVE_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_test_writer()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+                .try_init();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let served = dir.path().join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        work_repo(&work, &refs);
+        let bare = publish(&work, &served, "fleet");
+        let daemon = GitDaemon::start(&served);
+        let port = daemon.port;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut s = Scenario {
+            dir,
+            work,
+            bare,
+            served,
+            daemon: Some(daemon),
+            port,
+            runtime,
+            sims: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            interval,
+            heartbeat,
+            restarts: 0,
+        };
+        let clusters: Vec<String> = files
+            .iter()
+            .filter_map(|(p, _)| p.strip_prefix("clusters/")?.strip_suffix(".yaml"))
+            .map(String::from)
+            .collect();
+        for name in &clusters {
+            let mut o = SimOptions::named(name);
+            o.ready_after = Duration::from_millis(300);
+            o.tick = Duration::from_millis(50);
+            let sim = s.runtime.block_on(SimCluster::start(o)).unwrap();
+            let kubeconfig = s.dir.path().join(format!("{name}.kubeconfig"));
+            write_kubeconfig(&kubeconfig, &[(name.clone(), sim.base_url())]).unwrap();
+            s.sims.insert(name.clone(), (sim, kubeconfig));
+        }
+        for name in &clusters {
+            s.start_agent(name);
+        }
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/fleet.git", self.port)
+    }
+
+    /// Starts `cluster`'s agent with a fresh mirror: all it knows comes from the
+    /// repository and the cluster.
+    fn start_agent(&mut self, cluster: &str) {
+        self.restarts += 1;
+        let config = AgentConfig {
+            repo: self.url(),
+            cache_dir: Some(
+                self.dir
+                    .path()
+                    .join(format!("cache-{cluster}-{}", self.restarts)),
+            ),
+            interval: self.interval,
+            heartbeat: self.heartbeat,
+            drift_interval: Duration::from_millis(200),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            clusters: vec![ClusterConfig {
+                name: cluster.to_string(),
+                connection: Connection::Kubeconfig {
+                    path: Some(self.sims[cluster].1.clone()),
+                    context: None,
+                },
+            }],
+            ..AgentConfig::default()
+        };
+        self.agents
+            .insert(cluster.to_string(), AgentThread::spawn(config));
+    }
+
+    fn kill_agent(&mut self, cluster: &str) {
+        if let Some(mut a) = self.agents.remove(cluster) {
+            a.end(false);
+        }
+    }
+
+    /// Commits `files` in the work tree and pushes them (straight to the bare
+    /// repository, so it works while the server is down); returns the commit.
+    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        let sha = commit_files(&self.work, files, message);
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        sha
+    }
+
+    fn revert(&self, sha: &str) -> String {
+        git(&self.work, &["revert", "--no-edit", sha]);
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// `web` on every cluster, from the pushed status refs.
+    fn statuses(&self) -> BTreeMap<String, AppStatus> {
+        let (all, _) = read_statuses(&git2::Repository::open(&self.bare).unwrap());
+        all.into_iter()
+            .filter_map(|(c, s)| Some((c, s.apps.get("web")?.clone())))
+            .collect()
+    }
+
+    fn at(&self, cluster: &str) -> Option<(String, Phase)> {
+        self.statuses()
+            .get(cluster)
+            .map(|s| (s.release.clone(), s.phase))
+    }
+
+    fn wait_all(&self, release: &str, phase: Phase, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let s = self.statuses();
+            let done = self.sims.keys().all(|c| {
+                s.get(c)
+                    .is_some_and(|a| a.release == release && a.phase == phase)
+            });
+            if done {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                let now: Vec<String> = s
+                    .iter()
+                    .map(|(c, a)| format!("{c}: {} {:?} {}", &a.release[..8], a.phase, a.message))
+                    .collect();
+                panic!(
+                    "timed out after {limit:?} waiting for every cluster {phase:?} at {}; now:\n{}",
+                    &release[..8],
+                    now.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The image of `web` live on `cluster`.
+    fn image(&self, cluster: &str) -> Option<String> {
+        let (sim, _) = &self.sims[cluster];
+        let url = sim.base_url();
+        self.runtime.block_on(async move {
+            let body = reqwest_get(&format!(
+                "{url}/apis/apps/v1/namespaces/web/deployments/web"
+            ))
+            .await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .map(String::from)
+        })
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let agents = std::mem::take(&mut self.agents);
+        drop(agents);
+        for (_, (sim, _)) in std::mem::take(&mut self.sims) {
+            self.runtime.block_on(sim.shutdown());
+        }
+    }
+}
+
+/// GET with a plain HTTP/1.1 request (the simulated API server speaks http).
+async fn reqwest_get(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_at(rest.find('/')?);
+    let host = host.to_string();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&host).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        if !buf.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        let body = buf.split_once("\r\n\r\n")?.1;
+        Some(body.to_string())
+    })
+    .await
+    .ok()?
+}
+
+fn parse_time(s: &str) -> SystemTime {
+    humantime::parse_rfc3339(s).unwrap()
+}
+
+/// When `status` first showed `release` (any phase), and since when it has been
+/// Healthy there, from its history.
+fn started_and_healthy(
+    status: &AppStatus,
+    release: &str,
+) -> (Option<SystemTime>, Option<SystemTime>) {
+    let mut entries: Vec<(String, Phase, String)> = status
+        .history
+        .iter()
+        .map(|h| (h.release.clone(), h.phase, h.since.clone()))
+        .collect();
+    entries.insert(
+        0,
+        (status.release.clone(), status.phase, status.since.clone()),
+    );
+    // Oldest first.
+    entries.reverse();
+    let started = entries
+        .iter()
+        .find(|(r, _, _)| r == release)
+        .map(|(_, _, s)| parse_time(s));
+    let healthy = entries
+        .iter()
+        .find(|(r, p, _)| r == release && *p == Phase::Healthy)
+        .map(|(_, _, s)| parse_time(s));
+    (started, healthy)
+}
+
+/// Asserts from the status history that no cluster started `release` before every
+/// cluster of the earlier waves had been Healthy there for `bake` (status times have
+/// one-second resolution, hence the second of slack).
+fn assert_wave_order(
+    statuses: &BTreeMap<String, AppStatus>,
+    waves: &[Vec<String>],
+    release: &str,
+    bake: Duration,
+) {
+    let slack = Duration::from_secs(1);
+    for (w, wave) in waves.iter().enumerate().skip(1) {
+        for c in wave {
+            let (Some(start), _) = started_and_healthy(&statuses[c], release) else {
+                panic!("{c} never ran {release}");
+            };
+            for earlier in waves[..w].iter().flatten() {
+                let (_, Some(healthy)) = started_and_healthy(&statuses[earlier], release) else {
+                    panic!("{earlier} (before wave {w}) was never Healthy at {release}");
+                };
+                assert!(
+                    start + slack >= healthy + bake,
+                    "{c} (wave {w}) started {release} at {start:?}, before {earlier} had baked \
+                     (Healthy since {healthy:?}, bake {bake:?})"
+                );
+            }
+        }
+    }
+}
+
+const EXAMPLE_CLUSTERS: &[(&str, &str)] = &[
+    ("test-sh-1", "test"),
+    ("test-bj-1", "test"),
+    ("pre-bj-1", "pre"),
+    ("pre-sh-1", "pre"),
+    ("prod-bj-1", "prod"),
+    ("prod-bj-2", "prod"),
+    ("prod-bj-3", "prod"),
+    ("prod-bj-4", "prod"),
+    ("prod-gz-1", "prod"),
+    ("prod-gz-2", "prod"),
+    ("prod-gz-3", "prod"),
+    ("prod-sh-1", "prod"),
+    ("prod-sh-2", "prod"),
+    ("prod-sh-3", "prod"),
+];
+
+#[test]
+fn fourteen_clusters_take_a_good_commit_wave_by_wave_halt_a_bad_one_at_the_canary_and_revert_at_once()
+ {
+    let bake = Duration::from_secs(2);
+    let fleet_yaml = "stages: [test, pre, prod]\nrollout:\n  canary: [test-sh-1]\n  batches: [1, 2, 7]\n  bake: 2s\n  progressDeadline: 4s\n";
+    let files = fleet_files(fleet_yaml, EXAMPLE_CLUSTERS);
+    let interval = Duration::from_millis(500);
+    let s = Scenario::start(&files, interval, Duration::from_secs(10));
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(120));
+
+    let tree = rollwave::tree::DirTree::open(&s.work).unwrap();
+    let fleet = rollwave::fleet::load(&tree).unwrap();
+    let waves = rollwave::plan::waves_for(&fleet, fleet.app("web").unwrap());
+    assert_eq!(waves.len(), 7, "{waves:?}");
+    assert_wave_order(&s.statuses(), &waves, &v1, bake);
+
+    // A good change: wave by wave, never a wave early.
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(120));
+    assert_wave_order(&s.statuses(), &waves, &v2, bake);
+    for c in s.sims.keys() {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+
+    // A bad change: the canary only, Degraded, and nobody else moves.
+    let v3 = s.commit(
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment_with("nginx:broken"),
+        )],
+        "web: broken",
+    );
+    eventually(Duration::from_secs(30), "the canary Degraded at v3", || {
+        s.at("test-sh-1") == Some((v3.clone(), Phase::Degraded))
+    });
+    std::thread::sleep(interval * 6);
+    for c in s.sims.keys().filter(|c| *c != "test-sh-1") {
+        assert_eq!(
+            s.at(c),
+            Some((v2.clone(), Phase::Healthy)),
+            "{c} must hold at v2"
+        );
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+
+    // Its revert: back on the canary within a fetch interval plus the apply.
+    let started = std::time::Instant::now();
+    let v4 = s.revert(&v3);
+    eventually(
+        Duration::from_secs(20),
+        "the canary back on nginx:2",
+        || s.image("test-sh-1").as_deref() == Some("nginx:2"),
+    );
+    let took = started.elapsed();
+    assert!(
+        took < interval * 2 + Duration::from_secs(5),
+        "the revert took {took:?}"
+    );
+    s.wait_all(&v4, Phase::Healthy, Duration::from_secs(30));
+}
+
+fn small_fleet() -> Vec<(String, String)> {
+    fleet_files(
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 1]\n  bake: 1s\n  progressDeadline: 20s\n",
+        &[("test-1", "test"), ("prod-1", "prod"), ("prod-2", "prod")],
+    )
+}
+
+#[test]
+fn a_silent_agent_blocks_later_waves_as_unknown_and_its_restart_resumes_the_rollout() {
+    let heartbeat = Duration::from_secs(1);
+    let mut s = Scenario::start(&small_fleet(), Duration::from_millis(400), heartbeat);
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+
+    // prod-1's agent dies without a last word; a change arrives.
+    s.kill_agent("prod-1");
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    eventually(Duration::from_secs(30), "the canary Healthy at v2", || {
+        s.at("test-1") == Some((v2.clone(), Phase::Healthy))
+    });
+    // Three heartbeats later prod-1 is Unknown, and prod-2 (the wave after it) waits.
+    std::thread::sleep(heartbeat * 4);
+    assert_eq!(s.at("prod-2"), Some((v1.clone(), Phase::Healthy)));
+    assert_eq!(s.image("prod-2").as_deref(), Some("nginx:1"));
+    let cache = s.dir.path().join("plan-cache");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(["plan", "--repo", &s.url()])
+        .env("ROLLWAVE_CACHE", &cache)
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{plan}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        plan.contains("blocked: prod-1 Unknown (no recent status)"),
+        "{plan}"
+    );
+
+    // Restarted with nothing but the repository and the cluster: it resumes.
+    s.start_agent("prod-1");
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
+    let statuses = s.statuses();
+    let waves = vec![
+        vec!["test-1".to_string()],
+        vec!["prod-1".to_string()],
+        vec!["prod-2".to_string()],
+    ];
+    assert_wave_order(&statuses, &waves, &v2, Duration::from_secs(1));
+    // Nothing it knew was lost: its v1 history survived the restart.
+    let (_, healthy_v1) = started_and_healthy(&statuses["prod-1"], &v1);
+    assert!(healthy_v1.is_some(), "{:?}", statuses["prod-1"]);
+    assert_eq!(s.image("prod-1").as_deref(), Some("nginx:2"));
+}
+
+#[test]
+fn agents_keep_their_clusters_while_the_git_server_is_down_and_resume_when_it_returns() {
+    let mut s = Scenario::start(
+        &fleet_files(
+            "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  bake: 1s\n  progressDeadline: 20s\n",
+            &[("test-1", "test"), ("prod-1", "prod")],
+        ),
+        Duration::from_millis(400),
+        Duration::from_secs(2),
+    );
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+
+    s.daemon = None; // the server goes away
+    std::thread::sleep(Duration::from_secs(2));
+    // Someone edits the live Deployment: the agent still takes it back, on what it has.
+    let kubeconfig = s.sims["prod-1"].1.clone();
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "set",
+            "image",
+            "deployment/web",
+            "-n",
+            "web",
+            "web=nginx:hacked",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(Duration::from_secs(20), "drift corrected offline", || {
+        s.image("prod-1").as_deref() == Some("nginx:1")
+    });
+
+    // A commit made while the server is down rolls out once it is back.
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
+    s.daemon = Some(GitDaemon::start_on(&s.served, s.port));
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
+    for c in ["test-1", "prod-1"] {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+    // Both agents are still the ones started at the beginning.
+    assert_eq!(s.restarts, 2);
+    s.kill_agent("test-1");
+}
+
+#[test]
+fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
+    let s = Scenario::start(
+        &fleet_files(
+            "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  bake: 1s\n  progressDeadline: 20s\n",
+            &[("test-1", "test"), ("prod-1", "prod")],
+        ),
+        Duration::from_millis(400),
+        Duration::from_secs(2),
+    );
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+    s.commit(
+        &[(
+            "apps/web/app.yaml",
+            "namespace: web\ntargets:\n  stages: [test]\n",
+        )],
+        "web: test only",
+    );
+    let inventory = |cluster: &str| {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &s.sims[cluster].1)
+            .args([
+                "get",
+                "configmap",
+                "rollwave-inventory-web",
+                "-n",
+                "rollwave-system",
+            ])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    eventually(Duration::from_secs(30), "prod-1 to let web go", || {
+        !inventory("prod-1") && !s.statuses().contains_key("prod-1")
+    });
+    assert_eq!(
+        s.image("prod-1").as_deref(),
+        Some("nginx:1"),
+        "left running"
+    );
+    assert!(inventory("test-1"), "test-1 still manages web");
+    assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
+}
