@@ -337,3 +337,98 @@ fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     });
     drop(agent);
 }
+
+fn ssh_keygen(dir: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("signing");
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "release@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen is installed");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+fn signed_commit(work: &Path, key: &Path, files: &[(&str, &str)], message: &str) {
+    for (p, content) in files {
+        let full = work.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    git(work, &["add", "-A"]);
+    let out = common::git::git_cmd(work)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("user.signingkey={}", key.display()))
+        .args(["commit", "-q", "-S", "-m", message])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_signature_checks_an_unsigned_tip_is_not_applied() {
+    require_kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    let (key, public) = ssh_keygen(dir.path());
+    let mut files = FILES.to_vec();
+    files[0].1 = "stages: [prod]\nrollout:\n  batches: [1]\n  bake: 0s\n";
+    files.remove(1);
+    files[2].1 = "namespace: web\ntargets:\n  stages: [prod]\n";
+    signed_commit(&work, &key, &files, "signed v1");
+    commit_files(
+        &work,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment_with("nginx:unsigned"),
+        )],
+        "unsigned",
+    );
+    let allowed = dir.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("release@example.com {public}\n")).unwrap();
+    let prod = TestCluster::start("prod-1");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo:\n  url: {}\n  verify: {{allowedSigners: {}}}\nclusters:\n  - name: prod-1\n    kubeconfig: {}\n",
+            work.display(),
+            allowed.display(),
+            prod.kubeconfig.display(),
+        ),
+    )
+    .unwrap();
+    let once = || common::run_cli(&["agent", "--once", "--config", config.to_str().unwrap()]);
+    let (code, out, err) = once();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        image(&prod),
+        "nginx:1",
+        "the signed commit, not the unsigned tip"
+    );
+    signed_commit(
+        &work,
+        &key,
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:3"))],
+        "signed v3",
+    );
+    let (code, out, err) = once();
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(image(&prod), "nginx:3");
+}

@@ -27,6 +27,7 @@ fn every_example_agent_config_is_valid() {
     assert_eq!(seen, 3);
     let several = rollwave::agent::config::load(&example("agent/several-clusters.yaml")).unwrap();
     assert_eq!(several.clusters.len(), 3);
+    assert!(several.verify.is_some());
     assert!(matches!(several.auth, rollwave::source::Auth::Ssh { .. }));
     let read_only = rollwave::agent::config::load(&example("agent/read-only.yaml")).unwrap();
     assert!(!read_only.push_status);

@@ -97,6 +97,15 @@ pub struct ClusterConfig {
     pub connection: Connection,
 }
 
+/// Commit signature checking: only a tip signed by one of these keys is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyConfig {
+    /// An SSH allowed-signers file (as `gpg.ssh.allowedSignersFile`).
+    pub allowed_signers: Option<PathBuf>,
+    /// An armored OpenPGP keyring.
+    pub openpgp_keyring: Option<PathBuf>,
+}
+
 /// A secret named in the config, with where it was named (for errors when reading it).
 #[derive(Debug, Clone)]
 pub struct SecretAt {
@@ -150,6 +159,8 @@ pub struct AgentConfig {
     pub auth: Auth,
     /// Where remote repositories are mirrored (default: the user cache directory).
     pub cache_dir: Option<PathBuf>,
+    /// Keys a branch tip must be signed with (none: signatures are not checked).
+    pub verify: Option<VerifyConfig>,
     /// Poll interval.
     pub interval: Duration,
     /// Shortest time between drift-triggered passes.
@@ -181,6 +192,7 @@ impl Default for AgentConfig {
             rev: None,
             auth: Auth::None,
             cache_dir: None,
+            verify: None,
             interval: Duration::from_secs(30),
             drift_interval: Duration::from_secs(1),
             heartbeat: Duration::from_secs(60),
@@ -236,8 +248,19 @@ struct AuthFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VerifyFile {
+    #[serde(default)]
+    allowed_signers: Option<PathBuf>,
+    #[serde(default)]
+    openpgp_keyring: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RepoFile {
     url: Spanned<String>,
+    #[serde(default)]
+    verify: Option<Spanned<VerifyFile>>,
     #[serde(default)]
     branch: Option<String>,
     #[serde(default)]
@@ -504,6 +527,20 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
             None => Auth::None,
         },
         cache_dir: raw.repo.cache_dir.clone(),
+        verify: match &raw.repo.verify {
+            Some(v) if v.value.allowed_signers.is_none() && v.value.openpgp_keyring.is_none() => {
+                return Err(check.invalid(
+                    v.referenced.line(),
+                    "repo.verify",
+                    "name an allowedSigners file, an openpgpKeyring, or both",
+                ));
+            }
+            Some(v) => Some(VerifyConfig {
+                allowed_signers: v.value.allowed_signers.clone(),
+                openpgp_keyring: v.value.openpgp_keyring.clone(),
+            }),
+            None => None,
+        },
         interval: check.duration(&raw.interval, "interval", defaults.interval)?,
         drift_interval: check.duration(
             &raw.drift_interval,

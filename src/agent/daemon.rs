@@ -24,6 +24,7 @@ use crate::apply::drift::LiveCache;
 use crate::cli::history::{GitAccess, GitRepo};
 use crate::metrics::Metrics;
 use crate::source::trigger::{Wake, poll, watch_repository, webhook_router};
+use crate::source::verify::TrustPolicy;
 
 /// A client for one cluster.
 pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client> {
@@ -73,6 +74,10 @@ struct Managed {
 pub struct Agent {
     config: AgentConfig,
     access: GitAccess,
+    /// Keys the branch tip must be signed with, when configured.
+    trust: Option<TrustPolicy>,
+    /// The last tip refused, so a refusal is logged once, not every pass.
+    refused_tip: Option<git2::Oid>,
     clusters: Vec<Managed>,
     metrics: Arc<Metrics>,
 }
@@ -126,9 +131,18 @@ impl Agent {
                 .unwrap_or_else(crate::source::default_cache_dir),
             allow_stale: watch,
         };
+        let trust = match &config.verify {
+            Some(v) => Some(
+                TrustPolicy::load(v.allowed_signers.as_deref(), v.openpgp_keyring.as_deref())
+                    .context("repo.verify")?,
+            ),
+            None => None,
+        };
         Ok(Agent {
             config,
             access,
+            trust,
+            refused_tip: None,
             clusters,
             metrics,
         })
@@ -151,7 +165,9 @@ impl Agent {
         let config = &self.config;
         let mut out = Vec::new();
         if rollout_mode(config) {
-            let g = match GitRepo::open_with(&config.repo, None, &config.branch, &self.access) {
+            let opened = GitRepo::open_with(&config.repo, None, &config.branch, &self.access)
+                .and_then(|g| self.trusted(g));
+            let g = match opened {
                 Ok(g) => g,
                 Err(e) => {
                     let message = format!("{e:#}");
@@ -221,6 +237,37 @@ impl Agent {
             }
         }
         out
+    }
+
+    /// `g` moved back to the newest commit of its first-parent history signed by a
+    /// trusted key, when signatures are checked: an unsigned or foreign tip is not
+    /// applied, and the agent stays where the trusted history ends.
+    fn trusted(&mut self, mut g: GitRepo) -> anyhow::Result<GitRepo> {
+        let Some(trust) = &self.trust else {
+            return Ok(g);
+        };
+        let repo = g.repository()?;
+        let history = crate::source::history::first_parent_history(
+            &repo,
+            g.head,
+            crate::cli::history::HISTORY_LIMIT,
+        )?;
+        let (trusted, refused) = trust.newest_trusted(&repo, &history);
+        let Some(trusted) = trusted else {
+            anyhow::bail!(
+                "no commit of the last {} on the branch is signed by a trusted key ({})",
+                history.len(),
+                refused.first().map(|e| e.to_string()).unwrap_or_default()
+            );
+        };
+        if trusted != g.head && self.refused_tip != Some(g.head) {
+            for e in &refused {
+                tracing::warn!(error = %e, %trusted, "commit not applied: staying on the newest trusted commit");
+            }
+        }
+        self.refused_tip = (trusted != g.head).then_some(g.head);
+        g.head = trusted;
+        Ok(g)
     }
 
     /// Writes and pushes every cluster's last status with a fresh heartbeat.
