@@ -14,13 +14,13 @@
 mod common;
 #[path = "../tests/common/git.rs"]
 mod git;
+#[path = "../tests/common/webhook.rs"]
+mod webhook;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use hmac::{Hmac, KeyInit, Mac};
 
 const SAMPLES: usize = 20;
 const FLEET: [(&str, usize); 3] = [("test", 10), ("pre", 20), ("prod", 70)];
@@ -132,7 +132,9 @@ fn start_sims(dir: &Path, repo: &Path) -> (Child, PathBuf, Vec<(String, String)>
         let l = line.trim();
         if let Some(n) = l.strip_prefix("- name: ") {
             name = Some(n.to_string());
-        } else if let (Some(s), Some(n)) = (l.strip_prefix("server: http://"), name.take()) {
+        } else if let Some(s) = l.strip_prefix("server: http://")
+            && let Some(n) = name.take()
+        {
             servers.push((n, s.to_string()));
         }
     }
@@ -201,18 +203,6 @@ fn report(what: &str, sorted: &[Duration]) {
     );
 }
 
-fn signature(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
 fn latency_bench(dir: &Path) {
     let work = dir.join("latency");
     let clusters = vec![("bench".to_string(), "prod")];
@@ -279,7 +269,7 @@ fn latency_bench(dir: &Path) {
     let body = r#"{"ref":"refs/heads/main"}"#;
     let hook = format!(
         "POST /hooks/git HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n{body}",
-        signature("s3cret", body),
+        webhook::github_signature("s3cret", body.as_bytes()),
         body.len()
     );
     let push = || {

@@ -8,9 +8,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::git::{GitDaemon, commit_files, free_port, git, publish, work_repo};
+use common::git::{
+    GitDaemon, commit_files, free_port, git, publish, signed_commit, ssh_keygen, work_repo,
+};
 use common::sim::{TestCluster, eventually, require_kubectl};
-use hmac::{Hmac, KeyInit, Mac};
+use common::webhook::{github_signature, post_hook};
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -106,40 +108,6 @@ fn image(c: &TestCluster) -> String {
         "jsonpath={.spec.template.spec.containers[0].image}",
     ])
     .1
-}
-
-fn post_hook(port: u16, headers: &[(&str, String)], body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut req = format!(
-        "POST /hooks/git HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn github_signature(secret: &str, body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }
 
 /// Waits until both clusters' pushed statuses show `web` Healthy at `release`.
@@ -243,7 +211,7 @@ fn one_agent_rolls_out_to_its_clusters_when_a_webhook_arrives_and_pushes_a_last_
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(image(&test), "nginx:1", "{}", agent.log());
 
-    let body = r#"{"ref":"refs/heads/main"}"#;
+    let body = r#"{"ref":"refs/heads/main"}"#.as_bytes();
     assert_eq!(
         post_hook(port, &[], body),
         401,
@@ -338,47 +306,6 @@ fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     drop(agent);
 }
 
-fn ssh_keygen(dir: &Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("signing");
-    let out = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "release@example.com",
-            "-f",
-        ])
-        .arg(&key)
-        .output()
-        .expect("ssh-keygen is installed");
-    assert!(out.status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
-fn signed_commit(work: &Path, key: &Path, files: &[(&str, &str)], message: &str) {
-    for (p, content) in files {
-        let full = work.join(p);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(work, &["add", "-A"]);
-    let out = common::git::git_cmd(work)
-        .args(["-c", "gpg.format=ssh", "-c"])
-        .arg(format!("user.signingkey={}", key.display()))
-        .args(["commit", "-q", "-S", "-m", message])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn with_signature_checks_an_unsigned_tip_is_not_applied() {
     require_kubectl();
@@ -386,7 +313,7 @@ fn with_signature_checks_an_unsigned_tip_is_not_applied() {
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     git(&work, &["init", "-q", "-b", "main"]);
-    let (key, public) = ssh_keygen(dir.path());
+    let (key, public) = ssh_keygen(dir.path(), "signing");
     let mut files = FILES.to_vec();
     files[0].1 = "stages: [prod]\nrollout:\n  batches: [1]\n  bake: 0s\n";
     files.remove(1);
@@ -401,7 +328,7 @@ fn with_signature_checks_an_unsigned_tip_is_not_applied() {
         "unsigned",
     );
     let allowed = dir.path().join("allowed_signers");
-    std::fs::write(&allowed, format!("release@example.com {public}\n")).unwrap();
+    std::fs::write(&allowed, format!("test@example.com {public}\n")).unwrap();
     let prod = TestCluster::start("prod-1");
     let config = dir.path().join("agent.yaml");
     std::fs::write(

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::git::{
-    GitDaemon, HttpAuth, HttpGit, commit_files, git, git_cmd, publish, within, work_repo,
+    GitDaemon, HttpAuth, HttpGit, commit_files, git, git_cmd, publish, signed_commit, ssh_keygen,
+    within, work_repo,
 };
 use git2::Oid;
 use rollwave::source::history::{Inputs, first_parent_history, releases};
@@ -392,54 +393,12 @@ fn releases_are_the_commits_that_touch_an_apps_inputs() {
     assert_eq!(rel, vec![fleet_change, web, initial]);
 }
 
-fn ssh_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let key = dir.join(name);
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "test@example.com",
-            "-f",
-        ])
-        .arg(&key)
-        .output()
-        .expect("ssh-keygen is installed");
-    assert!(out.status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
-
 #[test]
 fn ssh_signed_commits_are_trusted_only_with_an_allowed_key() {
     let f = fixture();
     let (key, public) = ssh_keygen(&f.root, "trusted");
     let (_other, other_public) = ssh_keygen(&f.root, "other");
-    std::fs::write(f.work.join("f.txt"), "signed").unwrap();
-    git(&f.work, &["add", "-A"]);
-    let out = git_cmd(&f.work)
-        .args([
-            "-c",
-            "gpg.format=ssh",
-            "-c",
-            &format!("user.signingkey={}", key.display()),
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            "signed",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let signed = git(&f.work, &["rev-parse", "HEAD"]);
+    let signed = signed_commit(&f.work, &key, &[("f.txt", "signed")], "signed");
     let unsigned = commit_files(&f.work, &[("g.txt", "unsigned")], "unsigned");
     let repo = git2::Repository::open(&f.work).unwrap();
     let allowed = f.root.join("allowed_signers");

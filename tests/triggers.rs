@@ -3,45 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
+use common::webhook::{github_signature, post_hook};
 use rollwave::source::trigger::{Wake, WebhookSecrets, watch_repository, webhook_router};
-use sha2::Sha256;
-
-fn post(port: u16, headers: &[(&str, String)], body: &[u8]) -> u16 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "POST /hooks/git HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = String::new();
-    let _ = s.read_to_string(&mut resp);
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_wakes_the_loop_only_for_verified_requests() {
@@ -56,10 +21,10 @@ async fn webhook_wakes_the_loop_only_for_verified_requests() {
         tokio::spawn(axum::serve(listener, webhook_router(secrets, wake.clone())).into_future());
 
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
-    let good = sign("hook-secret", &body);
+    let good = github_signature("hook-secret", &body);
     let b = body.clone();
     let code =
-        tokio::task::spawn_blocking(move || post(port, &[("X-Hub-Signature-256", good)], &b))
+        tokio::task::spawn_blocking(move || post_hook(port, &[("X-Hub-Signature-256", good)], &b))
             .await
             .unwrap();
     assert_eq!(code, 202);
@@ -68,13 +33,14 @@ async fn webhook_wakes_the_loop_only_for_verified_requests() {
         .expect("a verified push wakes the loop");
 
     let b = body.clone();
-    let bad = sign("other-secret", &body);
-    let code = tokio::task::spawn_blocking(move || post(port, &[("X-Hub-Signature-256", bad)], &b))
-        .await
-        .unwrap();
+    let bad = github_signature("other-secret", &body);
+    let code =
+        tokio::task::spawn_blocking(move || post_hook(port, &[("X-Hub-Signature-256", bad)], &b))
+            .await
+            .unwrap();
     assert_eq!(code, 401);
     let b = body.clone();
-    let code = tokio::task::spawn_blocking(move || post(port, &[], &b))
+    let code = tokio::task::spawn_blocking(move || post_hook(port, &[], &b))
         .await
         .unwrap();
     assert_eq!(code, 401, "no signature at all");
@@ -87,16 +53,16 @@ async fn webhook_wakes_the_loop_only_for_verified_requests() {
 
     let b = body.clone();
     let code = tokio::task::spawn_blocking(move || {
-        post(port, &[("X-Gitlab-Token", "lab-token".into())], &b)
+        post_hook(port, &[("X-Gitlab-Token", "lab-token".into())], &b)
     })
     .await
     .unwrap();
     assert_eq!(code, 202);
 
     let big = vec![b'x'; 2 * 1024 * 1024];
-    let sig = sign("hook-secret", &big);
+    let sig = github_signature("hook-secret", &big);
     let code =
-        tokio::task::spawn_blocking(move || post(port, &[("X-Hub-Signature-256", sig)], &big))
+        tokio::task::spawn_blocking(move || post_hook(port, &[("X-Hub-Signature-256", sig)], &big))
             .await
             .unwrap();
     assert_eq!(code, 413);

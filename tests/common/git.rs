@@ -54,6 +54,50 @@ pub fn commit_files(dir: &Path, files: &[(&str, &str)], message: &str) -> String
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// An ed25519 key pair `dir/name` (no passphrase); the key file and the public key line.
+pub fn ssh_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "test@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen is installed");
+    assert!(out.status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// Writes `files` and commits them signed with the SSH key `key`; returns the commit.
+pub fn signed_commit(dir: &Path, key: &Path, files: &[(&str, &str)], message: &str) -> String {
+    for (p, content) in files {
+        let full = dir.join(p);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    let out = git_cmd(dir)
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("user.signingkey={}", key.display()))
+        .args(["commit", "-q", "--allow-empty", "-S", "-m", message])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(dir, &["rev-parse", "HEAD"])
+}
+
 /// A work tree holding `files`, committed on `main`.
 pub fn work_repo(dir: &Path, files: &[(&str, &str)]) -> String {
     std::fs::create_dir_all(dir).unwrap();

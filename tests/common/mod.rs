@@ -5,6 +5,7 @@
 
 pub mod git;
 pub mod sim;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 
