@@ -107,7 +107,10 @@ fn image(server: &str) -> String {
 /// `rollwave sim` for the clusters of the fleet at `repo`; its kubeconfig and each
 /// cluster's server address.
 fn start_sims(dir: &Path, repo: &Path) -> (Child, PathBuf, Vec<(String, String)>) {
-    let kubeconfig = dir.join("sims.kubeconfig");
+    let kubeconfig = dir.join(format!(
+        "{}.kubeconfig",
+        repo.file_name().unwrap().to_string_lossy()
+    ));
     let child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
         .args(["sim", "--ready-after", "200ms", "--fleet"])
         .arg(repo)
@@ -159,6 +162,38 @@ fn start_agent(dir: &Path, name: &str, body: &str, env: &[(&str, &str)]) -> Chil
 fn stop(mut child: Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
+}
+
+/// User + system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds the whole machine spent busy so far (all cores).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    let busy: f64 = f
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -368,6 +403,8 @@ fn fleet_bench(dir: &Path) {
     }
     std::thread::sleep(Duration::from_secs(3));
     let before = requests();
+    let agents_cpu = || agents.iter().map(|a| cpu_seconds(a.id())).sum::<f64>();
+    let cpu_before = (agents_cpu(), cpu_seconds(sims.id()), machine_busy_seconds());
     write(
         &work,
         "apps/web/base/deployment.yaml",
@@ -383,6 +420,11 @@ fn fleet_bench(dir: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = start.elapsed();
+    let cpu = (
+        agents_cpu() - cpu_before.0,
+        cpu_seconds(sims.id()) - cpu_before.1,
+        machine_busy_seconds() - cpu_before.2,
+    );
     let calls = requests() - before;
     let peaks: Vec<u64> = agents
         .iter()
@@ -403,6 +445,14 @@ fn fleet_bench(dir: &Path) {
         "  agents' peak RSS: {:.0} MiB in all, {:.1} MiB the largest",
         total as f64 / 1024.0,
         max as f64 / 1024.0
+    );
+    println!(
+        "  CPU during the rollout: agents {:.0} s, simulated clusters {:.0} s, everything else (git daemon, pushes) {:.0} s, of {:.0} s available on {} cores",
+        cpu.0,
+        cpu.1,
+        (cpu.2 - cpu.0 - cpu.1).max(0.0),
+        took.as_secs_f64() * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for a in agents {
         stop(a);

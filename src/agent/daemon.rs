@@ -355,8 +355,14 @@ impl Agent {
                 _ = &mut stop => break,
                 _ = wake.woken() => {}
                 apps = any_drift(&caches) => {
-                    tracing::info!(apps = apps.len(), "live objects changed; reconciling");
-                    tokio::time::sleep(self.config.drift_interval).await;
+                    tracing::debug!(apps = apps.len(), "live objects changed; reconciling");
+                    // Drift passes are rate-limited; a commit or a stop is not held up.
+                    tokio::select! {
+                        biased;
+                        _ = &mut stop => break,
+                        _ = wake.woken() => {}
+                        _ = tokio::time::sleep(self.config.drift_interval) => {}
+                    }
                 }
             }
         }
