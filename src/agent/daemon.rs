@@ -169,14 +169,7 @@ impl Agent {
                 .and_then(|g| self.trusted(g));
             let g = match opened {
                 Ok(g) => g,
-                Err(e) => {
-                    let message = format!("{e:#}");
-                    return self
-                        .clusters
-                        .iter()
-                        .map(|c| (c.name.clone(), Err(anyhow::anyhow!("{message}"))))
-                        .collect();
-                }
+                Err(e) => return self.failed_everywhere(&e),
             };
             for c in &mut self.clusters {
                 if let Runner::Rollout(agent) = &mut c.runner {
@@ -192,26 +185,12 @@ impl Agent {
             &self.access,
         ) {
             Ok(o) => o,
-            Err(e) => {
-                let message = format!("{e:#}");
-                return self
-                    .clusters
-                    .iter()
-                    .map(|c| (c.name.clone(), Err(anyhow::anyhow!("{message}"))))
-                    .collect();
-            }
+            Err(e) => return self.failed_everywhere(&e),
         };
         let tree = opened.tree.as_ref();
         let fleet = match crate::fleet::load(tree) {
             Ok(f) => f,
-            Err(e) => {
-                let message = e.to_string();
-                return self
-                    .clusters
-                    .iter()
-                    .map(|c| (c.name.clone(), Err(anyhow::anyhow!("{message}"))))
-                    .collect();
-            }
+            Err(e) => return self.failed_everywhere(&anyhow::Error::from(e)),
         };
         let release_of = |app: &str, files: &std::collections::BTreeSet<crate::tree::RepoPath>| {
             opened.release_of(&crate::source::history::Inputs::for_app(app, files))
@@ -268,6 +247,15 @@ impl Agent {
         self.refused_tip = (trusted != g.head).then_some(g.head);
         g.head = trusted;
         Ok(g)
+    }
+
+    /// The same failure (the repository could not be read) for every cluster.
+    fn failed_everywhere(&self, e: &anyhow::Error) -> Vec<(String, anyhow::Result<PassReport>)> {
+        let message = format!("{e:#}");
+        self.clusters
+            .iter()
+            .map(|c| (c.name.clone(), Err(anyhow::anyhow!("{message}"))))
+            .collect()
     }
 
     /// Writes and pushes every cluster's last status with a fresh heartbeat.
