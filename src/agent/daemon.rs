@@ -99,6 +99,7 @@ impl Agent {
     pub async fn connect(config: AgentConfig, watch: bool) -> anyhow::Result<Agent> {
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
+        let histories = super::rollout::SharedHistories::default();
         let mut clusters = Vec::new();
         for c in &config.clusters {
             let client = client_for(&c.connection)
@@ -111,7 +112,8 @@ impl Agent {
             }
             let runner = if rollout {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
-                    .with_metrics(metrics.clone());
+                    .with_metrics(metrics.clone())
+                    .with_histories(histories.clone());
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))
             } else {

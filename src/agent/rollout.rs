@@ -4,8 +4,8 @@
 //! to its status ref (and pushed, for a remote repository) when it changes and at
 //! every heartbeat. Agents coordinate only through the repository.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -15,10 +15,11 @@ use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
 use crate::apply::{AppRevision, Reconciler};
 use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
-use crate::fleet::targets_cluster;
+use crate::fleet::{Fleet, targets_cluster};
 use crate::metrics::Metrics;
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::render::render;
+use crate::source::GitTree;
 use crate::source::statusref::{push_status, write_status};
 use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase};
 
@@ -44,8 +45,17 @@ pub struct ClusterAgent {
     metrics: Option<Arc<Metrics>>,
     /// Each app's releases for the last head seen: rendering every release for every
     /// cluster is the expensive part of planning, and it only changes with the head.
-    histories: BTreeMap<String, (Oid, AppHistory)>,
+    /// Shared by the clusters of one agent process (it does not depend on the cluster).
+    histories: SharedHistories,
+    /// The fleet model by commit: loading it parses every cluster and app file, and a
+    /// pass needs it at the head and at each app's target, usually the same commits.
+    /// Entries a pass did not use are dropped at its end.
+    fleets: HashMap<Oid, Arc<Fleet>>,
 }
+
+/// Release histories by app, for the head they were computed at, shared between the
+/// [`ClusterAgent`]s of one process.
+pub type SharedHistories = Arc<Mutex<BTreeMap<String, (Oid, Arc<AppHistory>)>>>;
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -120,8 +130,33 @@ impl ClusterAgent {
             last_written: None,
             push_pending: false,
             metrics: None,
-            histories: BTreeMap::new(),
+            histories: SharedHistories::default(),
+            fleets: HashMap::new(),
         }
+    }
+
+    /// Shares release histories with the other clusters of this process.
+    pub fn with_histories(mut self, shared: SharedHistories) -> ClusterAgent {
+        self.histories = shared;
+        self
+    }
+
+    /// The files and the fleet model at `commit`, the model from the cache when this
+    /// agent loaded it before; `used` collects the commits this pass needed.
+    fn fleet_at(
+        &mut self,
+        g: &GitRepo,
+        commit: Oid,
+        used: &mut HashSet<Oid>,
+    ) -> anyhow::Result<(GitTree, Arc<Fleet>)> {
+        let tree = g.tree(commit)?;
+        used.insert(commit);
+        if let Some(f) = self.fleets.get(&commit) {
+            return Ok((tree, f.clone()));
+        }
+        let f = Arc::new(crate::fleet::load(&tree).with_context(|| format!("fleet at {commit}"))?);
+        self.fleets.insert(commit, f.clone());
+        Ok((tree, f))
     }
 
     /// Records every reconcile in `metrics`.
@@ -147,7 +182,8 @@ impl ClusterAgent {
     pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
-        let (head_tree, fleet) = g.fleet(g.head)?;
+        let mut used = HashSet::new();
+        let (head_tree, fleet) = self.fleet_at(g, g.head, &mut used)?;
         let mut statuses = g.statuses()?;
         if let Some((_, own)) = &self.last_written {
             statuses.insert(self.cluster.clone(), own.clone());
@@ -185,11 +221,27 @@ impl ClusterAgent {
                 }
                 continue;
             }
-            let h = match self.histories.get(&app.name) {
-                Some((head, h)) if *head == g.head => h.clone(),
-                _ => {
-                    let h = app_history(g, &git, &history, (&head_tree, &fleet), &app.name)?;
-                    self.histories.insert(app.name.clone(), (g.head, h.clone()));
+            let cached = self
+                .histories
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&app.name)
+                .filter(|(head, _)| *head == g.head)
+                .map(|(_, h)| h.clone());
+            let h = match cached {
+                Some(h) => h,
+                None => {
+                    let h = Arc::new(app_history(
+                        g,
+                        &git,
+                        &history,
+                        (&head_tree, &fleet),
+                        &app.name,
+                    )?);
+                    self.histories
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(app.name.clone(), (g.head, h.clone()));
                     h
                 }
             };
@@ -225,7 +277,7 @@ impl ClusterAgent {
             };
             let oid =
                 Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
-            let (tree, at) = g.fleet(oid)?;
+            let (tree, at) = self.fleet_at(g, oid, &mut used)?;
             let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
                 continue;
             };
@@ -321,6 +373,7 @@ impl ClusterAgent {
                 }
             }
         }
+        self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, &fleet, &targeted, &mut report).await?;
         self.write_status(g, apps, now)?;
