@@ -5,7 +5,7 @@
 //!    watch), a push announced by a signed webhook, and a push found by polling
 //!    (interval 2 s), each measured until the new image is in the cluster;
 //! 2. a 100-cluster fleet (10 test, 20 pre, 70 prod; canary then 1:2:7 batches per
-//!    stage, zero bake) rolling out one release: time until every cluster reports it
+//!    stage, zero bake, poll every 5 s) rolling out one release: time until every cluster reports it
 //!    Healthy, total API calls to all clusters, peak memory of all agents.
 //!
 //! `cargo bench --bench agent`
@@ -362,7 +362,7 @@ fn fleet_bench(dir: &Path) {
     let mut agents = Vec::new();
     for (name, _) in &clusters {
         let body = format!(
-            "repo: {{url: '{url}'}}\ninterval: 2s\nheartbeat: 60s\nlisten: 127.0.0.1:0\nlog: {{level: error}}\nclusters:\n- name: {name}\n  kubeconfig: {}\n  context: {name}\n",
+            "repo: {{url: '{url}'}}\ninterval: 5s\nheartbeat: 60s\nlisten: 127.0.0.1:0\nlog: {{level: error}}\nclusters:\n- name: {name}\n  kubeconfig: {}\n  context: {name}\n",
             kubeconfig.display()
         );
         let env = [("ROLLWAVE_CACHE", cache.join(name))];
@@ -433,7 +433,7 @@ fn fleet_bench(dir: &Path) {
     let total: u64 = peaks.iter().sum();
     let max = peaks.iter().max().copied().unwrap_or(0);
     println!(
-        "{}-cluster fleet (waves: canary, then 1:2:7 per stage; bake 0s, poll 2s), one release:",
+        "{}-cluster fleet (waves: canary, then 1:2:7 per stage; bake 0s, poll 5s), one release:",
         clusters.len()
     );
     println!(
@@ -454,8 +454,12 @@ fn fleet_bench(dir: &Path) {
         took.as_secs_f64() * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    for a in agents {
-        stop(a);
+    // Stop them all at once (each pushes a last status), then wait.
+    for a in &agents {
+        unsafe { libc::kill(a.id() as i32, libc::SIGTERM) };
+    }
+    for mut a in agents {
+        let _ = a.wait();
     }
     let _ = sims.kill();
     let _ = sims.wait();
