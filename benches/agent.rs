@@ -164,16 +164,6 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 /// CPU seconds the whole machine spent busy so far (all cores).
 fn machine_busy_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -403,8 +393,17 @@ fn fleet_bench(dir: &Path) {
     }
     std::thread::sleep(Duration::from_secs(3));
     let before = requests();
-    let agents_cpu = || agents.iter().map(|a| cpu_seconds(a.id())).sum::<f64>();
-    let cpu_before = (agents_cpu(), cpu_seconds(sims.id()), machine_busy_seconds());
+    let agents_cpu = || {
+        agents
+            .iter()
+            .map(|a| common::cpu_seconds(a.id()))
+            .sum::<f64>()
+    };
+    let cpu_before = (
+        agents_cpu(),
+        common::cpu_seconds(sims.id()),
+        machine_busy_seconds(),
+    );
     write(
         &work,
         "apps/web/base/deployment.yaml",
@@ -422,7 +421,7 @@ fn fleet_bench(dir: &Path) {
     let took = start.elapsed();
     let cpu = (
         agents_cpu() - cpu_before.0,
-        cpu_seconds(sims.id()) - cpu_before.1,
+        common::cpu_seconds(sims.id()) - cpu_before.1,
         machine_busy_seconds() - cpu_before.2,
     );
     let calls = requests() - before;

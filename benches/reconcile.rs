@@ -75,16 +75,6 @@ fn stats(server: &str) -> serde_json::Value {
     serde_json::from_str(&http_get(server, "/sim/stats")).unwrap_or_default()
 }
 
-/// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
 fn start_sim(dir: &Path, name: &str) -> (std::process::Child, std::path::PathBuf, String) {
     let kubeconfig = dir.join(name);
     let child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
@@ -210,11 +200,11 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3 * interval));
     let pid = agent.id();
     let before = stats(&server);
-    let cpu_before = cpu_seconds(pid);
+    let cpu_before = common::cpu_seconds(pid);
     let resyncs = 4;
     std::thread::sleep(Duration::from_secs(resyncs * interval));
     let after = stats(&server);
-    let cpu_after = cpu_seconds(pid);
+    let cpu_after = common::cpu_seconds(pid);
     let delta = |verb: &str| {
         after["requests"][verb].as_u64().unwrap_or(0)
             - before["requests"][verb].as_u64().unwrap_or(0)

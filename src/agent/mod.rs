@@ -256,31 +256,29 @@ pub async fn reconcile_cluster_with(
         };
         let started = Instant::now();
         let outcome = reconciler.reconcile(&rev).await;
+        let health = outcome.as_ref().ok().map(|applied| {
+            memory.with_deadline(
+                &app.name,
+                &release,
+                applied.health,
+                app.rollout.progress_deadline,
+            )
+        });
+        if let Some(m) = metrics {
+            m.record_reconcile(
+                cluster,
+                &app.name,
+                &release,
+                started.elapsed(),
+                outcome.as_ref().ok().zip(health),
+            );
+        }
         let result = match outcome {
             Ok(applied) => {
-                let health = memory.with_deadline(
-                    &app.name,
-                    &release,
-                    applied.health,
-                    app.rollout.progress_deadline,
-                );
-                if let Some(m) = metrics {
-                    m.record_reconcile(
-                        cluster,
-                        &app.name,
-                        &release,
-                        started.elapsed(),
-                        Some((&applied, health)),
-                    );
-                }
+                let health = health.unwrap_or(applied.health);
                 AppResult::applied(release, &applied, health)
             }
-            Err(e) => {
-                if let Some(m) = metrics {
-                    m.record_reconcile(cluster, &app.name, &release, started.elapsed(), None);
-                }
-                AppResult::failed(&e)
-            }
+            Err(e) => AppResult::failed(&e),
         };
         report.apps.push((app.name.clone(), result));
     }

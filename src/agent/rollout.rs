@@ -305,23 +305,26 @@ impl ClusterAgent {
             };
             let started = Instant::now();
             let outcome = self.reconciler.reconcile(&rev).await;
+            let health = outcome.as_ref().ok().map(|applied| {
+                self.memory.with_deadline(
+                    &app.name,
+                    &target,
+                    applied.health,
+                    a.rollout.progress_deadline,
+                )
+            });
+            if let Some(m) = &self.metrics {
+                m.record_reconcile(
+                    &self.cluster,
+                    &app.name,
+                    &target,
+                    started.elapsed(),
+                    outcome.as_ref().ok().zip(health),
+                );
+            }
             match outcome {
                 Ok(applied) => {
-                    let health = self.memory.with_deadline(
-                        &app.name,
-                        &target,
-                        applied.health,
-                        a.rollout.progress_deadline,
-                    );
-                    if let Some(m) = &self.metrics {
-                        m.record_reconcile(
-                            &self.cluster,
-                            &app.name,
-                            &target,
-                            started.elapsed(),
-                            Some((&applied, health)),
-                        );
-                    }
+                    let health = health.unwrap_or(applied.health);
                     let mut phase = phase_of(health);
                     if decision.reason == Reason::Rollback && phase == Phase::Healthy {
                         phase = Phase::RolledBack;
@@ -349,15 +352,6 @@ impl ClusterAgent {
                     ));
                 }
                 Err(e) => {
-                    if let Some(m) = &self.metrics {
-                        m.record_reconcile(
-                            &self.cluster,
-                            &app.name,
-                            &target,
-                            started.elapsed(),
-                            None,
-                        );
-                    }
                     apps.insert(
                         app.name.clone(),
                         next_status(
