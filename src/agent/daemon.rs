@@ -73,6 +73,9 @@ struct Managed {
 /// An agent process: its configuration and one runner per cluster.
 pub struct Agent {
     config: AgentConfig,
+    /// Decided once at start-up, so every pass matches how the clusters' runners were
+    /// built ([`rollout_mode`]).
+    rollout: bool,
     access: GitAccess,
     /// Keys the branch tip must be signed with, when configured.
     trust: Option<TrustPolicy>,
@@ -142,6 +145,7 @@ impl Agent {
         };
         Ok(Agent {
             config,
+            rollout,
             access,
             trust,
             refused_tip: None,
@@ -166,7 +170,7 @@ impl Agent {
         let now = SystemTime::now();
         let config = &self.config;
         let mut out = Vec::new();
-        if rollout_mode(config) {
+        if self.rollout {
             let opened = GitRepo::open_with(&config.repo, None, &config.branch, &self.access)
                 .and_then(|g| self.trusted(g));
             let g = match opened {
@@ -262,7 +266,7 @@ impl Agent {
 
     /// Writes and pushes every cluster's last status with a fresh heartbeat.
     pub fn flush(&mut self) {
-        if !rollout_mode(&self.config) {
+        if !self.rollout {
             return;
         }
         let access = GitAccess {

@@ -57,8 +57,11 @@ pub struct ClusterAgent {
 /// [`ClusterAgent`]s of one process.
 pub type SharedHistories = Arc<Mutex<BTreeMap<String, (Oid, Arc<AppHistory>)>>>;
 
+/// Status times carry milliseconds: peers measure bakes from `since`, and a time cut
+/// to the second could shorten a bake by up to a second (RFC 3339 allows the fraction,
+/// and readers of second-precision statuses still parse them).
 fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 fn phase_of(health: Health) -> Phase {

@@ -39,7 +39,12 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
                         } else {
                             "Unknown".into()
                         },
-                        a.since.clone(),
+                        // Statuses carry milliseconds (bakes are measured from them);
+                        // a table shows seconds.
+                        match a.since.split_once('.') {
+                            Some((seconds, _)) => format!("{seconds}Z"),
+                            None => a.since.clone(),
+                        },
                     ),
                     None => (
                         "-".into(),
