@@ -4,6 +4,13 @@
 //! on disk today and from a Git tree object later. Paths are [`RepoPath`]s: relative,
 //! normalised, and unable to leave the tree, so `..` escapes, absolute paths and
 //! symlinks pointing outside are errors before any byte is read.
+//!
+//! Symlinks are resolved here, once, by [`resolve_in`] for every backing store: a
+//! working tree ([`DirTree`]) and a Git commit (`source::GitTree`) only tell it what
+//! each directory entry is, so a checkout and the object store agree on every path
+//! (directory links, chains, loops, dangling links and links leaving the tree). Only
+//! regular files are ever opened: FIFOs, devices, sockets and Git submodules are
+//! refused by name before any read, so none can block a build.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -31,6 +38,34 @@ pub enum TreeError {
     /// A symlink inside the tree points outside it.
     #[error("{0}: symlink points outside the repository; replace it with the file itself")]
     SymlinkEscapes(String),
+    /// Resolving the path followed more than [`MAX_SYMLINK_HOPS`] symlinks: a loop, or
+    /// a chain too long to be anything else.
+    #[error(
+        "{0}: too many levels of symbolic links (more than {MAX_SYMLINK_HOPS}); break the symlink loop or shorten the chain"
+    )]
+    SymlinkLoop(String),
+    /// A symlink read on behalf of one directory (an app) resolves outside it.
+    #[error(
+        "{path}: symlink leaves the app: it resolves to {real}, outside {dir}; copy the file into {dir} instead"
+    )]
+    SymlinkLeaves {
+        /// The path as given.
+        path: String,
+        /// Where its symlinks lead.
+        real: String,
+        /// The directory it must stay in.
+        dir: String,
+    },
+    /// The path names something that is neither a regular file nor a directory.
+    #[error(
+        "{path}: is {what}, not a regular file; only regular files are read, replace it with one"
+    )]
+    NotRegular {
+        /// The path.
+        path: String,
+        /// What it is (`a FIFO (named pipe)`, `a Git submodule`, ...).
+        what: String,
+    },
     /// Nothing exists at the path.
     #[error("{0}: no such file or directory")]
     NotFound(String),
@@ -151,10 +186,152 @@ impl fmt::Display for RepoPath {
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
-    /// A regular file (or a symlink to one inside the tree).
+    /// Anything but a directory, after symlinks are followed. Only regular files can be
+    /// read: a FIFO, device, socket or submodule is a `File` here so the reader names
+    /// it, and [`FileTree::read`] refuses it with [`TreeError::NotRegular`].
     File,
     /// A directory.
     Dir,
+}
+
+/// Most symlinks followed while resolving one path. The same value as Linux's
+/// `MAXSYMLINKS` (40), so a checkout and the Git object store refuse the same chains,
+/// and a loop ends with an error instead of spinning.
+pub const MAX_SYMLINK_HOPS: usize = 40;
+
+/// One directory entry as stored, before symlinks are followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink and its target, as written.
+    Symlink(String),
+    /// Anything else, described for an error message (`a FIFO (named pipe)`).
+    Special(&'static str),
+}
+
+/// A backing store seen one directory entry at a time: all [`resolve_in`] needs, so
+/// every store resolves symlinks with the same code.
+pub trait RawTree {
+    /// How the store names a directory or file it has found (a real path on disk, an
+    /// object id in Git).
+    type Id: Clone;
+    /// The tree's root directory.
+    fn root_id(&self) -> Self::Id;
+    /// The entry `name` of directory `dir`, or `None` if there is none. `path` is the
+    /// path being resolved, for error messages.
+    fn entry(
+        &self,
+        dir: &Self::Id,
+        name: &str,
+        path: &RepoPath,
+    ) -> Result<Option<(RawKind, Self::Id)>, TreeError>;
+}
+
+/// A path with every symlink followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved<Id> {
+    /// The symlink-free path.
+    pub real: RepoPath,
+    /// What is there: never [`RawKind::Symlink`].
+    pub kind: RawKind,
+    /// The store's id for it.
+    pub id: Id,
+}
+
+/// Resolves `path` in `tree` as the kernel would, with the tree as root: symlink
+/// targets are read relative to the link's directory (`..` in a target climbs the real
+/// directory), at most [`MAX_SYMLINK_HOPS`] links are followed, and a target that is
+/// absolute or climbs above the root is [`TreeError::SymlinkEscapes`], even when
+/// dangling. Nothing there (a missing entry, a dangling link, a file used as a
+/// directory) is `Ok(None)`. Costs one entry lookup per component.
+pub fn resolve_in<T: RawTree + ?Sized>(
+    tree: &T,
+    path: &RepoPath,
+) -> Result<Option<Resolved<T::Id>>, TreeError> {
+    let root = tree.root_id();
+    // Components still to walk, last first; and the real directories walked so far.
+    let mut pending: Vec<String> = path.as_str().rsplit('/').map(String::from).collect();
+    let mut real: Vec<(String, T::Id)> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if real.pop().is_none() {
+                    return Err(TreeError::SymlinkEscapes(path.to_string()));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let dir = real.last().map_or(&root, |(_, id)| id);
+        let Some((kind, id)) = tree.entry(dir, &part, path)? else {
+            return Ok(None);
+        };
+        match kind {
+            RawKind::Dir => real.push((part, id)),
+            RawKind::Symlink(target) => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(TreeError::SymlinkLoop(path.to_string()));
+                }
+                if target.starts_with('/') || target.starts_with('\\') {
+                    return Err(TreeError::SymlinkEscapes(path.to_string()));
+                }
+                if target.is_empty() || target.contains('\0') {
+                    return Ok(None);
+                }
+                pending.extend(target.rsplit('/').map(String::from));
+            }
+            kind => {
+                // A file used as a directory (`file/x`, or a link target `file/`).
+                if !pending.is_empty() {
+                    return Ok(None);
+                }
+                let mut names: Vec<&str> = real.iter().map(|(n, _)| n.as_str()).collect();
+                names.push(&part);
+                return Ok(Some(Resolved {
+                    real: RepoPath(names.join("/")),
+                    kind,
+                    id,
+                }));
+            }
+        }
+    }
+    let names: Vec<&str> = real.iter().map(|(n, _)| n.as_str()).collect();
+    let id = real.last().map_or(root.clone(), |(_, id)| id.clone());
+    Ok(Some(Resolved {
+        real: RepoPath(names.join("/")),
+        kind: RawKind::Dir,
+        id,
+    }))
+}
+
+/// The [`EntryKind`] of a resolved entry.
+pub fn entry_kind(kind: &RawKind) -> EntryKind {
+    match kind {
+        RawKind::Dir => EntryKind::Dir,
+        _ => EntryKind::File,
+    }
+}
+
+/// The error for reading something that is not a regular file, if it is not one.
+pub fn check_readable(path: &RepoPath, kind: &RawKind) -> Result<(), TreeError> {
+    match kind {
+        RawKind::File => Ok(()),
+        RawKind::Dir => Err(TreeError::WrongKind {
+            path: path.to_string(),
+            message: "is a directory, expected a file".into(),
+        }),
+        RawKind::Special(what) => Err(TreeError::NotRegular {
+            path: path.to_string(),
+            what: what.to_string(),
+        }),
+        RawKind::Symlink(_) => Err(TreeError::SymlinkLoop(path.to_string())),
+    }
 }
 
 /// A read-only tree of files: a directory on disk or a Git tree object.
@@ -163,8 +340,15 @@ pub trait FileTree: Send + Sync {
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError>;
     /// The names in directory `path`, sorted.
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError>;
-    /// The bytes of file `path`, refusing files over [`MAX_FILE_BYTES`].
+    /// The bytes of file `path`, refusing files over [`MAX_FILE_BYTES`] and anything
+    /// that is not a regular file.
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError>;
+
+    /// `path` with every symlink followed (`None` when nothing is there). Trees without
+    /// symlinks return the path itself.
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        Ok(self.kind(path)?.map(|_| path.clone()))
+    }
 
     /// The file as UTF-8 text.
     fn read_text(&self, path: &RepoPath) -> Result<String, TreeError> {
@@ -173,7 +357,8 @@ pub trait FileTree: Send + Sync {
 }
 
 /// A directory on disk, seen as a tree. Symlinks are followed only while they stay
-/// inside the directory.
+/// inside the directory, exactly as [`resolve_in`] says (the same rules as for a Git
+/// commit), and only regular files are opened.
 #[derive(Debug, Clone)]
 pub struct DirTree {
     root: PathBuf,
@@ -196,60 +381,144 @@ impl DirTree {
         Ok(DirTree { root })
     }
 
-    /// Resolves a repository path to a real path, refusing symlinks that leave the root.
-    fn resolve(&self, path: &RepoPath) -> Result<Option<PathBuf>, TreeError> {
-        let joined = if path.as_str().is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(path.as_str())
-        };
-        match joined.canonicalize() {
-            Ok(real) => {
-                if real.starts_with(&self.root) {
-                    Ok(Some(real))
-                } else {
-                    Err(TreeError::SymlinkEscapes(path.to_string()))
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A dangling symlink whose target would be outside is still an escape.
-                if let Ok(target) = std::fs::read_link(&joined) {
-                    let abs = joined.parent().unwrap_or(&self.root).join(target);
-                    if !abs.starts_with(&self.root) {
-                        return Err(TreeError::SymlinkEscapes(path.to_string()));
-                    }
-                }
-                Ok(None)
-            }
-            Err(e) => Err(TreeError::Io {
-                path: path.to_string(),
-                message: e.to_string(),
-            }),
+    fn resolve(&self, path: &RepoPath) -> Result<Option<Resolved<PathBuf>>, TreeError> {
+        resolve_in(self, path)
+    }
+}
+
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
         }
     }
+    let _ = ft;
+    "a special file"
+}
+
+impl RawTree for DirTree {
+    type Id = PathBuf;
+
+    fn root_id(&self) -> PathBuf {
+        self.root.clone()
+    }
+
+    fn entry(
+        &self,
+        dir: &PathBuf,
+        name: &str,
+        path: &RepoPath,
+    ) -> Result<Option<(RawKind, PathBuf)>, TreeError> {
+        let full = dir.join(name);
+        // lstat, never stat or open: the type is known before anything is opened.
+        let meta = match std::fs::symlink_metadata(&full) {
+            Ok(m) => m,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(TreeError::Io {
+                    path: path.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_symlink() {
+            let target = std::fs::read_link(&full).map_err(|e| TreeError::Io {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
+            RawKind::Symlink(target.to_string_lossy().into_owned())
+        } else if ft.is_dir() {
+            RawKind::Dir
+        } else if ft.is_file() {
+            RawKind::File
+        } else {
+            RawKind::Special(special_kind(&ft))
+        };
+        Ok(Some((kind, full)))
+    }
+}
+
+/// Opens a file known to be regular without following a link and without blocking
+/// (a file swapped for a FIFO after the check must not hang the read), checks again
+/// that it is regular, and reads at most [`MAX_FILE_BYTES`].
+fn read_regular(real: &Path, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
+    use std::io::Read;
+    let io = |e: std::io::Error| TreeError::Io {
+        path: path.to_string(),
+        message: e.to_string(),
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    }
+    let file = opts.open(real).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(TreeError::NotRegular {
+            path: path.to_string(),
+            what: special_kind(&meta.file_type()).into(),
+        });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(TreeError::TooLarge {
+            path: path.to_string(),
+            size: meta.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(io)?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(TreeError::TooLarge {
+            path: path.to_string(),
+            size: out.len() as u64,
+        });
+    }
+    Ok(out)
 }
 
 impl FileTree for DirTree {
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
-        Ok(self.resolve(path)?.map(|p| {
-            if p.is_dir() {
-                EntryKind::Dir
-            } else {
-                EntryKind::File
-            }
-        }))
+        Ok(self.resolve(path)?.map(|r| entry_kind(&r.kind)))
     }
 
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
-        let real = self
-            .resolve(path)?
-            .ok_or_else(|| TreeError::NotFound(path.to_string()))?;
+        let Some(r) = self.resolve(path)? else {
+            return Err(TreeError::NotFound(path.to_string()));
+        };
+        if r.kind != RawKind::Dir {
+            return Err(TreeError::WrongKind {
+                path: path.to_string(),
+                message: "is a file, expected a directory".into(),
+            });
+        }
         let io = |e: std::io::Error| TreeError::Io {
             path: path.to_string(),
             message: e.to_string(),
         };
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&real).map_err(io)? {
+        for entry in std::fs::read_dir(&r.id).map_err(io)? {
             let entry = entry.map_err(io)?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -258,27 +527,65 @@ impl FileTree for DirTree {
     }
 
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
-        let real = self
-            .resolve(path)?
-            .ok_or_else(|| TreeError::NotFound(path.to_string()))?;
-        let io = |e: std::io::Error| TreeError::Io {
-            path: path.to_string(),
-            message: e.to_string(),
+        let Some(r) = self.resolve(path)? else {
+            return Err(TreeError::NotFound(path.to_string()));
         };
-        let meta = std::fs::metadata(&real).map_err(io)?;
-        if meta.is_dir() {
-            return Err(TreeError::WrongKind {
+        check_readable(path, &r.kind)?;
+        read_regular(&r.id, path)
+    }
+
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        Ok(self.resolve(path)?.map(|r| r.real))
+    }
+}
+
+/// A tree whose symlinks may not lead out of one directory (an app's): any path whose
+/// symlinks resolve outside `dir` is [`TreeError::SymlinkLeaves`], so one app can never
+/// read another app's files (its secrets included) through a link. Paths without
+/// symlinks are passed through unchanged: where plain paths may go is the kustomize
+/// loader's business.
+pub struct ConfinedTree<'a> {
+    inner: &'a dyn FileTree,
+    dir: RepoPath,
+}
+
+impl<'a> ConfinedTree<'a> {
+    /// Confines the symlinks of `inner` to `dir`.
+    pub fn new(inner: &'a dyn FileTree, dir: RepoPath) -> Self {
+        ConfinedTree { inner, dir }
+    }
+
+    fn check(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        let real = self.inner.real_path(path)?;
+        if let Some(r) = &real
+            && r != path
+            && !r.starts_with(&self.dir)
+        {
+            return Err(TreeError::SymlinkLeaves {
                 path: path.to_string(),
-                message: "is a directory, expected a file".into(),
+                real: r.to_string(),
+                dir: self.dir.to_string(),
             });
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(TreeError::TooLarge {
-                path: path.to_string(),
-                size: meta.len(),
-            });
-        }
-        std::fs::read(&real).map_err(io)
+        Ok(real)
+    }
+}
+
+impl FileTree for ConfinedTree<'_> {
+    fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
+        self.check(path)?;
+        self.inner.kind(path)
+    }
+    fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
+        self.check(path)?;
+        self.inner.list(path)
+    }
+    fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
+        self.check(path)?;
+        self.inner.read(path)
+    }
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        self.check(path)
     }
 }
 
@@ -316,6 +623,9 @@ impl FileTree for RecordingTree<'_> {
             set.insert(path.clone());
         }
         self.inner.read(path)
+    }
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        self.inner.real_path(path)
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::fleet::{App, Cluster, Fleet, choose_overlay};
-use crate::tree::{FileTree, RecordingTree, RepoPath, TreeError};
+use crate::tree::{ConfinedTree, FileTree, RecordingTree, RepoPath, TreeError};
 use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use kustomize::{Gvk, KustomizeError, ResId, legacy_order};
 use template::{RenderTemplatesError, TemplatedTree};
@@ -94,9 +94,11 @@ pub fn render(
 ) -> Result<Rendered, RenderError> {
     let recording = RecordingTree::new(tree);
     let app_dir = RepoPath::new("apps")?.join(&app.name)?;
+    // Symlinks may not lead out of the app: one app never reads another's files.
+    let confined = ConfinedTree::new(&recording, app_dir.clone());
     let context = template_context(fleet, app, cluster);
-    let rendered = template::render_templates(&recording, &app_dir, &context)?;
-    let templated = TemplatedTree::new(&recording, rendered);
+    let rendered = template::render_templates(&confined, &app_dir, &context)?;
+    let templated = TemplatedTree::new(&confined, rendered);
     let root = app_dir.join(choose_overlay(app, cluster))?;
     let built = kustomize::build(&templated, &root)?;
     let objects = finish(built, app)?;

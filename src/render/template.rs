@@ -88,15 +88,40 @@ pub enum RenderTemplatesError {
     Read(#[from] TreeError),
 }
 
+/// Calls `f` on every `.hbs` file below `dir`, visiting each real directory once: a
+/// directory reached through a symlink is walked at its real path, so a symlink loop or
+/// many links to one directory cost nothing extra. Rendered files are therefore keyed by
+/// their real directory (see [`TemplatedTree`]).
 fn walk(
     tree: &dyn FileTree,
     dir: &RepoPath,
     f: &mut dyn FnMut(&RepoPath) -> Result<(), RenderTemplatesError>,
 ) -> Result<(), RenderTemplatesError> {
+    let Some(real) = tree.real_path(dir)? else {
+        // Listing reports the missing directory as before.
+        tree.list(dir)?;
+        return Ok(());
+    };
+    let mut seen = std::collections::BTreeSet::from([real.clone()]);
+    walk_real(tree, &real, &mut seen, f)
+}
+
+fn walk_real(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    seen: &mut std::collections::BTreeSet<RepoPath>,
+    f: &mut dyn FnMut(&RepoPath) -> Result<(), RenderTemplatesError>,
+) -> Result<(), RenderTemplatesError> {
     for name in tree.list(dir)? {
         let path = dir.join(&name)?;
         match tree.kind(&path)? {
-            Some(EntryKind::Dir) => walk(tree, &path, f)?,
+            Some(EntryKind::Dir) => {
+                if let Some(real) = tree.real_path(&path)?
+                    && seen.insert(real.clone())
+                {
+                    walk_real(tree, &real, seen, f)?;
+                }
+            }
             Some(EntryKind::File) if name.ends_with(".hbs") => f(&path)?,
             _ => {}
         }
@@ -112,18 +137,45 @@ pub struct TemplatedTree<'a> {
 }
 
 impl<'a> TemplatedTree<'a> {
-    /// Lays `rendered` over `base`.
+    /// Lays `rendered` (keyed by real directory, as [`render_templates`] returns them)
+    /// over `base`.
     pub fn new(base: &'a dyn FileTree, rendered: BTreeMap<RepoPath, Vec<u8>>) -> Self {
         TemplatedTree { base, rendered }
+    }
+
+    /// The rendered file `path` names, if any, and its key: `path` itself, or the same
+    /// name in the real directory its parent resolves to.
+    fn rendered_at(&self, path: &RepoPath) -> Result<Option<(RepoPath, &Vec<u8>)>, TreeError> {
+        if let Some(b) = self.rendered.get(path) {
+            return Ok(Some((path.clone(), b)));
+        }
+        if self.rendered.is_empty() || path.as_str().is_empty() {
+            return Ok(None);
+        }
+        let parent = path.parent();
+        match self.base.real_path(&parent)? {
+            Some(real) if real != parent => {
+                let key = real.join(path.file_name())?;
+                Ok(self.rendered.get(&key).map(|b| (key, b)))
+            }
+            _ => Ok(None),
+        }
     }
 }
 
 impl FileTree for TemplatedTree<'_> {
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
-        if self.rendered.contains_key(path) {
+        if self.rendered_at(path)?.is_some() {
             return Ok(Some(EntryKind::File));
         }
         self.base.kind(path)
+    }
+
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        match self.rendered_at(path)? {
+            Some((key, _)) => Ok(Some(key)),
+            None => self.base.real_path(path),
+        }
     }
 
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
@@ -139,8 +191,8 @@ impl FileTree for TemplatedTree<'_> {
     }
 
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
-        match self.rendered.get(path) {
-            Some(b) => Ok(b.clone()),
+        match self.rendered_at(path)? {
+            Some((_, b)) => Ok(b.clone()),
             None => self.base.read(path),
         }
     }

@@ -1,28 +1,53 @@
 //! [`FileTree`] over a Git commit: any commit renders straight from the object store,
 //! with no working tree and no checkout, and two commits can be read side by side.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{Oid, Repository};
 
 use super::SourceError;
-use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
+use crate::tree::{
+    EntryKind, FileTree, RawKind, RawTree, RepoPath, Resolved, TreeError, check_readable,
+    entry_kind, resolve_in,
+};
 use crate::yaml::MAX_FILE_BYTES;
 
-/// The tree of one commit. Symlinks are followed while they stay inside the tree.
+/// The tree of one commit. Symlinks are followed by the same rules as in a working
+/// tree (see [`resolve_in`]): a checkout and the object store agree on every path.
+///
+/// Each Git tree object is parsed once and kept, keyed by its id, so resolving a path
+/// costs one map lookup per component and listing a directory costs its entries:
+/// reading n files of one directory is linear in n, not quadratic.
 pub struct GitTree {
     repo: Mutex<Repository>,
     tree: Oid,
     commit: Oid,
+    dirs: Mutex<HashMap<Oid, Arc<Dir>>>,
 }
 
+/// One parsed tree object: name -> (kind, object id).
+type Dir = BTreeMap<String, (RawKind, Oid)>;
+
+const TREE_MODE: i32 = 0o040000;
+const BLOB_MODE: i32 = 0o100644;
+const EXEC_MODE: i32 = 0o100755;
+const GROUP_WRITABLE_MODE: i32 = 0o100664;
 const SYMLINK_MODE: i32 = 0o120000;
+const COMMIT_MODE: i32 = 0o160000;
 
 fn io(path: &RepoPath, e: git2::Error) -> TreeError {
     TreeError::Io {
         path: path.to_string(),
         message: e.message().to_string(),
+    }
+}
+
+fn poisoned(path: &RepoPath) -> TreeError {
+    TreeError::Io {
+        path: path.to_string(),
+        message: "repository lock poisoned".into(),
     }
 }
 
@@ -45,6 +70,7 @@ impl GitTree {
             repo: Mutex::new(repo),
             tree,
             commit,
+            dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -53,97 +79,97 @@ impl GitTree {
         self.commit
     }
 
-    /// Finds the entry at `path`, following symlinks (at most 8) inside the tree.
-    /// Returns the object id, its kind and its size for blobs.
-    fn lookup(&self, path: &RepoPath) -> Result<Option<(Oid, ObjectType)>, TreeError> {
-        let repo = self.repo.lock().map_err(|_| TreeError::Io {
-            path: path.to_string(),
-            message: "repository lock poisoned".into(),
-        })?;
-        let root = repo.find_tree(self.tree).map_err(|e| io(path, e))?;
-        let mut current = path.clone();
-        for _ in 0..8 {
-            if current.as_str().is_empty() {
-                return Ok(Some((root.id(), ObjectType::Tree)));
-            }
-            let entry = match root.get_path(Path::new(current.as_str())) {
-                Ok(e) => e,
-                Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-                Err(e) => return Err(io(path, e)),
-            };
-            if entry.filemode() == SYMLINK_MODE {
-                let blob = repo.find_blob(entry.id()).map_err(|e| io(path, e))?;
-                let target = String::from_utf8_lossy(blob.content()).into_owned();
-                current = current
-                    .parent()
-                    .join(&target)
-                    .map_err(|_| TreeError::SymlinkEscapes(path.to_string()))?;
-                continue;
-            }
-            return Ok(match entry.kind() {
-                Some(ObjectType::Tree) => Some((entry.id(), ObjectType::Tree)),
-                Some(ObjectType::Blob) => Some((entry.id(), ObjectType::Blob)),
-                _ => None, // submodules are not part of the fleet
-            });
+    /// The parsed tree object `oid`, from the cache or parsed now (symlink targets
+    /// included).
+    fn dir(&self, oid: Oid, path: &RepoPath) -> Result<Arc<Dir>, TreeError> {
+        if let Some(d) = self.dirs.lock().map_err(|_| poisoned(path))?.get(&oid) {
+            return Ok(d.clone());
         }
-        Err(TreeError::Io {
-            path: path.to_string(),
-            message: "too many levels of symbolic links".into(),
-        })
+        let repo = self.repo.lock().map_err(|_| poisoned(path))?;
+        let tree = repo.find_tree(oid).map_err(|e| io(path, e))?;
+        let mut dir = Dir::new();
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else { continue };
+            let kind = match entry.filemode() {
+                TREE_MODE => RawKind::Dir,
+                BLOB_MODE | GROUP_WRITABLE_MODE | EXEC_MODE => RawKind::File,
+                SYMLINK_MODE => {
+                    let blob = repo.find_blob(entry.id()).map_err(|e| io(path, e))?;
+                    RawKind::Symlink(String::from_utf8_lossy(blob.content()).into_owned())
+                }
+                COMMIT_MODE => RawKind::Special("a Git submodule (commit entry)"),
+                _ => RawKind::Special("an unknown kind of Git tree entry"),
+            };
+            dir.insert(name.to_string(), (kind, entry.id()));
+        }
+        let dir = Arc::new(dir);
+        self.dirs
+            .lock()
+            .map_err(|_| poisoned(path))?
+            .insert(oid, dir.clone());
+        Ok(dir)
+    }
+
+    fn resolve(&self, path: &RepoPath) -> Result<Option<Resolved<Oid>>, TreeError> {
+        resolve_in(self, path)
+    }
+}
+
+impl RawTree for GitTree {
+    type Id = Oid;
+
+    fn root_id(&self) -> Oid {
+        self.tree
+    }
+
+    fn entry(
+        &self,
+        dir: &Oid,
+        name: &str,
+        path: &RepoPath,
+    ) -> Result<Option<(RawKind, Oid)>, TreeError> {
+        Ok(self.dir(*dir, path)?.get(name).cloned())
     }
 }
 
 impl FileTree for GitTree {
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
-        Ok(self.lookup(path)?.map(|(_, t)| {
-            if t == ObjectType::Tree {
-                EntryKind::Dir
-            } else {
-                EntryKind::File
-            }
-        }))
+        Ok(self.resolve(path)?.map(|r| entry_kind(&r.kind)))
     }
 
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
-        let Some((oid, ObjectType::Tree)) = self.lookup(path)? else {
+        let Some(r) = self.resolve(path)? else {
             return Err(TreeError::NotFound(path.to_string()));
         };
-        let repo = self
-            .repo
-            .lock()
-            .map_err(|_| TreeError::NotFound(path.to_string()))?;
-        let tree = repo.find_tree(oid).map_err(|e| io(path, e))?;
-        let mut names: Vec<String> = tree
-            .iter()
-            .filter_map(|e| e.name().ok().map(String::from))
-            .collect();
-        names.sort();
-        Ok(names)
+        if r.kind != RawKind::Dir {
+            return Err(TreeError::WrongKind {
+                path: path.to_string(),
+                message: "is a file, expected a directory".into(),
+            });
+        }
+        // A BTreeMap iterates in byte order, the order DirTree sorts its names in.
+        Ok(self.dir(r.id, path)?.keys().cloned().collect())
     }
 
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
-        match self.lookup(path)? {
-            None => Err(TreeError::NotFound(path.to_string())),
-            Some((_, ObjectType::Tree)) => Err(TreeError::WrongKind {
+        let Some(r) = self.resolve(path)? else {
+            return Err(TreeError::NotFound(path.to_string()));
+        };
+        check_readable(path, &r.kind)?;
+        let repo = self.repo.lock().map_err(|_| poisoned(path))?;
+        let odb = repo.odb().map_err(|e| io(path, e))?;
+        let (size, _) = odb.read_header(r.id).map_err(|e| io(path, e))?;
+        if size as u64 > MAX_FILE_BYTES {
+            return Err(TreeError::TooLarge {
                 path: path.to_string(),
-                message: "is a directory, expected a file".into(),
-            }),
-            Some((oid, _)) => {
-                let repo = self
-                    .repo
-                    .lock()
-                    .map_err(|_| TreeError::NotFound(path.to_string()))?;
-                let odb = repo.odb().map_err(|e| io(path, e))?;
-                let (size, _) = odb.read_header(oid).map_err(|e| io(path, e))?;
-                if size as u64 > MAX_FILE_BYTES {
-                    return Err(TreeError::TooLarge {
-                        path: path.to_string(),
-                        size: size as u64,
-                    });
-                }
-                let blob = repo.find_blob(oid).map_err(|e| io(path, e))?;
-                Ok(blob.content().to_vec())
-            }
+                size: size as u64,
+            });
         }
+        let blob = repo.find_blob(r.id).map_err(|e| io(path, e))?;
+        Ok(blob.content().to_vec())
+    }
+
+    fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        Ok(self.resolve(path)?.map(|r| r.real))
     }
 }
