@@ -44,6 +44,10 @@ pub struct Kustomization {
     /// Ignored, as by kustomize.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// True when the file has nothing but `apiVersion` and `kind`, which kustomize
+    /// refuses ("kustomization.yaml is empty"); set by the loader, never read from YAML.
+    #[serde(skip)]
+    pub empty: bool,
     /// Files, directories and nested kustomization roots.
     #[serde(default)]
     pub resources: Vec<String>,

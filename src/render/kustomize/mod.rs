@@ -17,7 +17,8 @@ mod resource;
 mod selector;
 mod transform;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
@@ -31,6 +32,22 @@ use generator::GeneratedKind;
 use patch::{PatchOptions, PatchSource};
 use resource::{Behavior, Resource};
 use selector::CompiledSelector;
+
+/// Deepest chain of kustomization roots (resources and components) one build follows:
+/// 100. Real kustomizations nest fewer than 10 deep; the limit refuses a chain of
+/// thousands of generated roots at once instead of after minutes, and keeps the
+/// recursion far from the end of a thread's stack.
+pub const MAX_KUSTOMIZATION_DEPTH: usize = 100;
+
+/// Most files one build reads (kustomization files, resources, patches, generator
+/// inputs): 5,000. The largest real apps read a few hundred; a generated base of tens of
+/// thousands of files is refused instead of holding an agent for minutes.
+pub const MAX_BUILD_FILES: usize = 5_000;
+
+/// Most bytes one build reads, all files together: 64 MiB, eight files at the per-file
+/// cap ([`crate::yaml::MAX_FILE_BYTES`]). Real apps read well under 1 MiB; the limit
+/// bounds the memory and parse time one commit can cost every agent.
+pub const MAX_BUILD_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why a build failed. Every variant names the directory or file concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +89,24 @@ pub enum KustomizeError {
     Cycle {
         /// The chain of directories, ending where it started.
         chain: String,
+    },
+    /// The kustomization file has no content (only `apiVersion` and `kind` at most),
+    /// which kustomize refuses too ("kustomization.yaml is empty").
+    #[error(
+        "{file}: kustomization is empty; list the app's resources in it (to remove an app, drop it from its targets or delete its directory)"
+    )]
+    Empty {
+        /// The kustomization file.
+        file: String,
+    },
+    /// The build went over one of its limits ([`MAX_KUSTOMIZATION_DEPTH`],
+    /// [`MAX_BUILD_FILES`], [`MAX_BUILD_BYTES`]).
+    #[error("{dir}: {message}")]
+    Limit {
+        /// The kustomization being built when the limit was reached.
+        dir: String,
+        /// Which limit, and what to do.
+        message: String,
     },
     /// A kustomization's content is inconsistent.
     #[error("{dir}: {message}")]
@@ -123,10 +158,16 @@ pub enum KustomizeError {
     },
 }
 
-/// Reads files for a build through a tree and guards against cycles.
+/// Reads files for a build through a tree, guards against cycles and enforces the
+/// build's limits.
 pub struct Loader<'t> {
     tree: &'t dyn FileTree,
+    /// The roots being built, outermost first, and their real paths as a set: a cycle
+    /// check costs one hash lookup, not a scan of the chain.
     stack: RefCell<Vec<RepoPath>>,
+    on_stack: RefCell<HashSet<RepoPath>>,
+    files_read: Cell<usize>,
+    bytes_read: Cell<u64>,
 }
 
 impl<'t> Loader<'t> {
@@ -134,12 +175,15 @@ impl<'t> Loader<'t> {
         Loader {
             tree,
             stack: RefCell::new(Vec::new()),
+            on_stack: RefCell::new(HashSet::new()),
+            files_read: Cell::new(0),
+            bytes_read: Cell::new(0),
         }
     }
 
     /// Resolves a file named in the kustomization at `dir`. Like kustomize's default
-    /// load restrictor, files must lie inside the kustomization's own directory; only
-    /// directories (bases) may be elsewhere.
+    /// load restrictor, files must lie inside the kustomization's own directory, after
+    /// symlinks are followed; only directories (bases) may be elsewhere.
     fn file_in(&self, dir: &RepoPath, rel: &str) -> Result<RepoPath, KustomizeError> {
         let path = dir.join(rel)?;
         if !path.starts_with(dir) {
@@ -150,15 +194,70 @@ impl<'t> Loader<'t> {
                 ),
             });
         }
+        if let (Some(real), Some(real_dir)) =
+            (self.tree.real_path(&path)?, self.tree.real_path(dir)?)
+            && !real.starts_with(&real_dir)
+        {
+            return Err(KustomizeError::Kustomization {
+                dir: dir.to_string(),
+                message: format!(
+                    "file '{rel}' is a symlink to {real}, outside this kustomization's directory (kustomize refuses it too); move the file in, or make its directory a kustomization and list that directory instead"
+                ),
+            });
+        }
         Ok(path)
     }
 
+    /// The kustomization being built, for limit errors.
+    fn current_dir(&self) -> String {
+        self.stack
+            .borrow()
+            .last()
+            .map_or_else(|| ".".to_string(), |d| d.to_string())
+    }
+
+    /// Counts one file read against [`MAX_BUILD_FILES`] before it is read.
+    fn count_file(&self) -> Result<(), KustomizeError> {
+        let n = self.files_read.get() + 1;
+        self.files_read.set(n);
+        if n > MAX_BUILD_FILES {
+            return Err(KustomizeError::Limit {
+                dir: self.current_dir(),
+                message: format!(
+                    "the build reads more than {MAX_BUILD_FILES} files, the limit for one build; merge small files into multi-document files or split the app"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts bytes read against [`MAX_BUILD_BYTES`].
+    fn count_bytes(&self, len: usize) -> Result<(), KustomizeError> {
+        let total = self.bytes_read.get().saturating_add(len as u64);
+        self.bytes_read.set(total);
+        if total > MAX_BUILD_BYTES {
+            return Err(KustomizeError::Limit {
+                dir: self.current_dir(),
+                message: format!(
+                    "the build reads more than {MAX_BUILD_BYTES} bytes (64 MiB), the limit for one build; split the app"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn read_bytes(&self, path: &RepoPath) -> Result<Vec<u8>, KustomizeError> {
-        Ok(self.tree.read(path)?)
+        self.count_file()?;
+        let bytes = self.tree.read(path)?;
+        self.count_bytes(bytes.len())?;
+        Ok(bytes)
     }
 
     fn read_text(&self, path: &RepoPath) -> Result<String, KustomizeError> {
-        Ok(self.tree.read_text(path)?)
+        self.count_file()?;
+        let text = self.tree.read_text(path)?;
+        self.count_bytes(text.len())?;
+        Ok(text)
     }
 
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, KustomizeError> {
@@ -214,6 +313,26 @@ pub fn load_kustomization(
         }
     };
     let text = loader.read_text(&file)?;
+    if let Ok(docs) = crate::yaml::parse_documents(file.as_str(), &text)
+        && is_empty_kustomization(&docs)
+    {
+        // Refused by the caller once it has checked the kind, so a Component listed
+        // as a resource is still explained as such.
+        let field = |name: &str| {
+            docs.first()
+                .and_then(|d| d.get(name))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        let k = Kustomization {
+            api_version: field("apiVersion"),
+            kind: field("kind"),
+            empty: true,
+            ..Kustomization::default()
+        };
+        return Ok((file, k));
+    }
     match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
         Ok(k) => Ok((file, k)),
         Err(e) => {
@@ -235,6 +354,24 @@ pub fn load_kustomization(
     }
 }
 
+/// Whether a kustomization file is empty as kustomize v5 sees it: no document, or a
+/// map whose fields other than `apiVersion` and `kind` are all null or `""`, or an empty
+/// `bases` (kustomize folds `bases` into `resources` first). An empty list or map
+/// elsewhere (`resources: []`) is content, as in kustomize.
+fn is_empty_kustomization(docs: &[Value]) -> bool {
+    match docs.first() {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.iter().all(|(k, v)| {
+            k == "apiVersion"
+                || k == "kind"
+                || v.is_null()
+                || v.as_str() == Some("")
+                || (k == "bases" && v.as_array().is_some_and(Vec::is_empty))
+        }),
+        _ => false,
+    }
+}
+
 fn is_remote(s: &str) -> bool {
     s.contains("://")
         || s.starts_with("git@")
@@ -251,19 +388,34 @@ fn accumulate_root(
     is_component: bool,
     acc: Vec<Resource>,
 ) -> Result<Vec<Resource>, KustomizeError> {
+    // As kustomize does, a root is built at its real path: `..` in it is relative to
+    // where a directory symlink leads, and a symlink back to an enclosing root is a
+    // cycle, not a chain that grows until a limit.
+    let real = loader.tree.real_path(dir)?.unwrap_or_else(|| dir.clone());
     {
         let mut stack = loader.stack.borrow_mut();
-        if stack.contains(dir) {
+        if loader.on_stack.borrow().contains(&real) {
             let mut chain: Vec<String> = stack.iter().map(|p| p.to_string()).collect();
             chain.push(dir.to_string());
             return Err(KustomizeError::Cycle {
                 chain: chain.join(" -> "),
             });
         }
+        if stack.len() >= MAX_KUSTOMIZATION_DEPTH {
+            return Err(KustomizeError::Limit {
+                dir: dir.to_string(),
+                message: format!(
+                    "kustomization roots nest more than {MAX_KUSTOMIZATION_DEPTH} deep (the limit for one build), counting from {}; flatten the chain of bases",
+                    stack.first().map_or_else(String::new, |d| d.to_string())
+                ),
+            });
+        }
         stack.push(dir.clone());
+        loader.on_stack.borrow_mut().insert(real.clone());
     }
-    let result = accumulate_inner(loader, dir, is_component, acc);
+    let result = accumulate_inner(loader, &real, is_component, acc);
     loader.stack.borrow_mut().pop();
+    loader.on_stack.borrow_mut().remove(&real);
     result
 }
 
@@ -298,6 +450,11 @@ fn accumulate_inner(
                 message: format!("unknown kind '{other}', expected Kustomization or Component"),
             });
         }
+    }
+    if k.empty {
+        return Err(KustomizeError::Empty {
+            file: file.to_string(),
+        });
     }
     // Resources.
     let mut ids: std::collections::HashMap<_, usize> = acc
