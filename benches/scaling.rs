@@ -138,12 +138,24 @@ fn case(name: &str, sizes: &[usize], make: fn(&Path, usize) -> (git2::Oid, usize
 }
 
 fn main() {
+    // `cargo bench --bench scaling -- nested` runs only the cases whose name contains
+    // "nested".
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
     // One file read per ConfigMap plus the kustomization: the largest case reads
     // exactly MAX_BUILD_FILES files.
     let top = MAX_BUILD_FILES;
     let files: Vec<usize> = (0..5).map(|i| top >> (4 - i)).collect();
-    case("files in one base (GitTree)", &files, files_in_one_base);
+    let name = "files in one base (GitTree)";
+    if name.contains(&filter) {
+        case(name, &files, files_in_one_base);
+    }
     let top = MAX_KUSTOMIZATION_DEPTH;
     let roots: Vec<usize> = (0..5).map(|i| top >> (4 - i)).collect();
-    case("nested kustomization roots (GitTree)", &roots, nested_roots);
+    let name = "nested kustomization roots (GitTree)";
+    if name.contains(&filter) {
+        case(name, &roots, nested_roots);
+    }
 }

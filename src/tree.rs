@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::yaml::MAX_FILE_BYTES;
 
@@ -228,6 +228,46 @@ pub trait RawTree {
         name: &str,
         path: &RepoPath,
     ) -> Result<Option<(RawKind, Self::Id)>, TreeError>;
+
+    /// The state [`resolve_in`] reached after the directory `logical` (a path as given,
+    /// not yet resolved), if the store keeps one. Stores that cannot change (a Git
+    /// commit) keep them, so a lookup starts from its parent directory instead of the
+    /// root: resolving costs O(1) entry lookups, not one per component.
+    fn cached_dir(&self, logical: &str) -> Option<DirState<Self::Id>> {
+        let _ = logical;
+        None
+    }
+
+    /// Offers the state reached after the directory `logical` for [`RawTree::cached_dir`].
+    fn cache_dir(&self, logical: &str, state: &DirState<Self::Id>) {
+        let _ = (logical, state);
+    }
+}
+
+/// One real directory on the way of a resolution, linked to its parent so `..` and
+/// caching cost nothing.
+#[derive(Debug)]
+pub struct RealDir<Id> {
+    id: Id,
+    real: String,
+    parent: Option<Arc<RealDir<Id>>>,
+}
+
+/// Where [`resolve_in`] stands after a directory: the real directory (`None` for the
+/// root) and how many symlinks it followed to get there.
+#[derive(Debug)]
+pub struct DirState<Id> {
+    dir: Option<Arc<RealDir<Id>>>,
+    hops: usize,
+}
+
+impl<Id> Clone for DirState<Id> {
+    fn clone(&self) -> Self {
+        DirState {
+            dir: self.dir.clone(),
+            hops: self.hops,
+        }
+    }
 }
 
 /// A path with every symlink followed.
@@ -252,30 +292,78 @@ pub fn resolve_in<T: RawTree + ?Sized>(
     path: &RepoPath,
 ) -> Result<Option<Resolved<T::Id>>, TreeError> {
     let root = tree.root_id();
-    // Components still to walk, last first; and the real directories walked so far.
-    let mut pending: Vec<String> = path.as_str().rsplit('/').map(String::from).collect();
-    let mut real: Vec<(String, T::Id)> = Vec::new();
-    let mut hops = 0;
-    while let Some(part) = pending.pop() {
+    let given = path.as_str();
+    if given.is_empty() {
+        return Ok(Some(Resolved {
+            real: RepoPath::root(),
+            kind: RawKind::Dir,
+            id: root,
+        }));
+    }
+    // Byte offsets where each of the given components ends.
+    let ends: Vec<usize> = given
+        .match_indices('/')
+        .map(|(i, _)| i)
+        .chain([given.len()])
+        .collect();
+    // Start from the deepest cached directory on the way (usually the parent).
+    let mut state = DirState { dir: None, hops: 0 };
+    let mut done = 0;
+    for j in (1..ends.len()).rev() {
+        if let Some(cached) = tree.cached_dir(&given[..ends[j - 1]]) {
+            state = cached;
+            done = j;
+            break;
+        }
+    }
+    let rest = if done == 0 {
+        given
+    } else {
+        &given[ends[done - 1] + 1..]
+    };
+    // Components still to walk, last first. `given_left` counts the given components
+    // not yet taken; symlink targets are pushed above them.
+    let mut pending: Vec<String> = rest.rsplit('/').map(String::from).collect();
+    let mut given_left = pending.len();
+    loop {
+        if pending.len() == given_left && ends.len() - given_left > done {
+            // A given component is fully resolved, and it is a directory.
+            done = ends.len() - given_left;
+            tree.cache_dir(&given[..ends[done - 1]], &state);
+        }
+        let Some(part) = pending.pop() else { break };
+        given_left = given_left.min(pending.len());
         match part.as_str() {
             "" | "." => continue,
             ".." => {
-                if real.pop().is_none() {
+                let Some(dir) = state.dir.take() else {
                     return Err(TreeError::SymlinkEscapes(path.to_string()));
-                }
+                };
+                state.dir = dir.parent.clone();
                 continue;
             }
             _ => {}
         }
-        let dir = real.last().map_or(&root, |(_, id)| id);
-        let Some((kind, id)) = tree.entry(dir, &part, path)? else {
+        let dir_id = state.dir.as_ref().map_or(&root, |d| &d.id);
+        let Some((kind, id)) = tree.entry(dir_id, &part, path)? else {
             return Ok(None);
         };
+        let real_of = |dir: &Option<Arc<RealDir<T::Id>>>| match dir {
+            Some(d) => format!("{}/{part}", d.real),
+            None => part.clone(),
+        };
         match kind {
-            RawKind::Dir => real.push((part, id)),
+            RawKind::Dir => {
+                let real = real_of(&state.dir);
+                state.dir = Some(Arc::new(RealDir {
+                    id,
+                    real,
+                    parent: state.dir.take(),
+                }));
+            }
             RawKind::Symlink(target) => {
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
+                state.hops += 1;
+                if state.hops > MAX_SYMLINK_HOPS {
                     return Err(TreeError::SymlinkLoop(path.to_string()));
                 }
                 if target.starts_with('/') || target.starts_with('\\') {
@@ -291,22 +379,25 @@ pub fn resolve_in<T: RawTree + ?Sized>(
                 if !pending.is_empty() {
                     return Ok(None);
                 }
-                let mut names: Vec<&str> = real.iter().map(|(n, _)| n.as_str()).collect();
-                names.push(&part);
                 return Ok(Some(Resolved {
-                    real: RepoPath(names.join("/")),
+                    real: RepoPath(real_of(&state.dir)),
                     kind,
                     id,
                 }));
             }
         }
     }
-    let names: Vec<&str> = real.iter().map(|(n, _)| n.as_str()).collect();
-    let id = real.last().map_or(root.clone(), |(_, id)| id.clone());
-    Ok(Some(Resolved {
-        real: RepoPath(names.join("/")),
-        kind: RawKind::Dir,
-        id,
+    Ok(Some(match state.dir {
+        Some(d) => Resolved {
+            real: RepoPath(d.real.clone()),
+            kind: RawKind::Dir,
+            id: d.id.clone(),
+        },
+        None => Resolved {
+            real: RepoPath::root(),
+            kind: RawKind::Dir,
+            id: root,
+        },
     }))
 }
 

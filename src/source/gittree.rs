@@ -9,7 +9,7 @@ use git2::{Oid, Repository};
 
 use super::SourceError;
 use crate::tree::{
-    EntryKind, FileTree, RawKind, RawTree, RepoPath, Resolved, TreeError, check_readable,
+    DirState, EntryKind, FileTree, RawKind, RawTree, RepoPath, Resolved, TreeError, check_readable,
     entry_kind, resolve_in,
 };
 use crate::yaml::MAX_FILE_BYTES;
@@ -17,14 +17,16 @@ use crate::yaml::MAX_FILE_BYTES;
 /// The tree of one commit. Symlinks are followed by the same rules as in a working
 /// tree (see [`resolve_in`]): a checkout and the object store agree on every path.
 ///
-/// Each Git tree object is parsed once and kept, keyed by its id, so resolving a path
-/// costs one map lookup per component and listing a directory costs its entries:
-/// reading n files of one directory is linear in n, not quadratic.
+/// Each Git tree object is parsed once and kept, keyed by its id, and every directory
+/// path resolved is kept too, so resolving a path starts from its parent directory
+/// (one entry lookup, whatever the depth) and listing a directory costs its entries:
+/// reading n files of one directory, or n nested roots, is linear in n.
 pub struct GitTree {
     repo: Mutex<Repository>,
     tree: Oid,
     commit: Oid,
     dirs: Mutex<HashMap<Oid, Arc<Dir>>>,
+    resolved: Mutex<HashMap<String, DirState<Oid>>>,
 }
 
 /// One parsed tree object: name -> (kind, object id).
@@ -71,6 +73,7 @@ impl GitTree {
             tree,
             commit,
             dirs: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -129,6 +132,16 @@ impl RawTree for GitTree {
         path: &RepoPath,
     ) -> Result<Option<(RawKind, Oid)>, TreeError> {
         Ok(self.dir(*dir, path)?.get(name).cloned())
+    }
+
+    fn cached_dir(&self, logical: &str) -> Option<DirState<Oid>> {
+        self.resolved.lock().ok()?.get(logical).cloned()
+    }
+
+    fn cache_dir(&self, logical: &str, state: &DirState<Oid>) {
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(logical.to_string(), state.clone());
+        }
     }
 }
 
