@@ -450,9 +450,24 @@ pub trait FileTree: Send + Sync {
 /// A directory on disk, seen as a tree. Symlinks are followed only while they stay
 /// inside the directory, exactly as [`resolve_in`] says (the same rules as for a Git
 /// commit), and only regular files are opened.
-#[derive(Debug, Clone)]
+///
+/// A `DirTree` is a view for one command (`validate`, `render`, `build`): the
+/// directories it has resolved are kept for its lifetime, so a lookup starts from its
+/// parent directory and a deep tree costs linear time, as from Git. Open a new one to
+/// see later changes to the directory structure (file contents are always read fresh).
+#[derive(Debug)]
 pub struct DirTree {
     root: PathBuf,
+    resolved: Mutex<std::collections::HashMap<String, DirState<PathBuf>>>,
+}
+
+impl Clone for DirTree {
+    fn clone(&self) -> Self {
+        DirTree {
+            root: self.root.clone(),
+            resolved: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
 }
 
 impl DirTree {
@@ -469,7 +484,10 @@ impl DirTree {
                 message: "not a directory".into(),
             });
         }
-        Ok(DirTree { root })
+        Ok(DirTree {
+            root,
+            resolved: Mutex::new(std::collections::HashMap::new()),
+        })
     }
 
     fn resolve(&self, path: &RepoPath) -> Result<Option<Resolved<PathBuf>>, TreeError> {
@@ -543,6 +561,16 @@ impl RawTree for DirTree {
             RawKind::Special(special_kind(&ft))
         };
         Ok(Some((kind, full)))
+    }
+
+    fn cached_dir(&self, logical: &str) -> Option<DirState<PathBuf>> {
+        self.resolved.lock().ok()?.get(logical).cloned()
+    }
+
+    fn cache_dir(&self, logical: &str, state: &DirState<PathBuf>) {
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(logical.to_string(), state.clone());
+        }
     }
 }
 

@@ -367,6 +367,79 @@ fn ten_thousand_files_in_one_base_are_refused_quickly() {
 }
 
 #[test]
+fn a_commit_with_1500_nested_roots_is_refused_quickly_from_a_checkout_and_from_git() {
+    let repo = ScratchRepo::minimal_with(&[]);
+    let mut dir = "apps/web/base".to_string();
+    for i in 0..1_500 {
+        let inner = if i + 1 < 1_500 { "- n\n" } else { "" };
+        let first = if i == 0 { "- deployment.yaml\n" } else { "" };
+        repo.write(
+            &format!("{dir}/kustomization.yaml"),
+            format!("resources:\n{first}- cm.yaml\n{inner}"),
+        );
+        repo.write(
+            &format!("{dir}/cm.yaml"),
+            CM.replace("name: cm", &format!("name: cm-{i}")),
+        );
+        dir.push_str("/n");
+    }
+    let path = repo.path_buf();
+    let e = within(Duration::from_secs(60), move || {
+        let started = Instant::now();
+        let from_dir = render_with(&DirTree::open(&path).unwrap());
+        let dir_time = started.elapsed();
+        let git = commit_all(&path);
+        let started = Instant::now();
+        let from_git = render_with(&git);
+        let git_time = started.elapsed();
+        assert!(dir_time < Duration::from_secs(10), "{dir_time:?}");
+        assert!(git_time < Duration::from_secs(10), "{git_time:?}");
+        assert_eq!(from_dir, from_git);
+        from_dir.unwrap_err()
+    });
+    let refused = format!(
+        "apps/web/base{}",
+        "/n".repeat(kustomize::MAX_KUSTOMIZATION_DEPTH)
+    );
+    assert_eq!(
+        e,
+        format!(
+            "{refused}: kustomization roots nest more than 100 deep (the limit for one build), counting from apps/web/base; flatten the chain of bases"
+        )
+    );
+}
+
+#[test]
+fn a_commit_with_10000_files_in_one_base_is_refused_quickly_from_git() {
+    let repo = ScratchRepo::minimal_with(&[]);
+    let mut k = String::from("resources:\n- deployment.yaml\n");
+    for i in 0..10_000 {
+        k.push_str(&format!("- cm-{i}.yaml\n"));
+        repo.write(
+            &format!("apps/web/base/cm-{i}.yaml"),
+            CM.replace("name: cm", &format!("name: cm-{i}")),
+        );
+    }
+    repo.write("apps/web/base/kustomization.yaml", k);
+    let path = repo.path_buf();
+    let e = within(Duration::from_secs(120), move || {
+        let git = commit_all(&path);
+        let started = Instant::now();
+        let e = render_with(&git).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        e
+    });
+    assert_eq!(
+        e,
+        "apps/web/base: the build reads more than 5000 files, the limit for one build; merge small files into multi-document files or split the app"
+    );
+}
+
+#[test]
 fn a_build_reading_more_than_64_mib_is_refused() {
     let mut tree = MemTree::new();
     let big = "x".repeat(7 * 1024 * 1024 + 512 * 1024);
@@ -596,7 +669,12 @@ mod symlink_property {
             let git = commit_all(repo.path());
             for p in probes() {
                 let p = RepoPath::new(&p).unwrap();
-                prop_assert_eq!(observe(&dir, &p), observe(&git, &p), "at {}", p);
+                let expected = observe(&dir, &p);
+                prop_assert_eq!(&expected, &observe(&git, &p), "at {}", p);
+                // Both trees keep resolved directories; a fresh tree resolves from the
+                // root, and must agree with them.
+                let fresh = DirTree::open(repo.path()).unwrap();
+                prop_assert_eq!(&expected, &observe(&fresh, &p), "uncached, at {}", p);
             }
             prop_assert_eq!(render_with(&dir), render_with(&git));
         }

@@ -106,20 +106,28 @@ fn walk(
     walk_real(tree, &real, &mut seen, f)
 }
 
+/// Depth-first, in name order, with an explicit stack: a generated chain of thousands
+/// of nested directories must not exhaust the thread's stack.
 fn walk_real(
     tree: &dyn FileTree,
     dir: &RepoPath,
     seen: &mut std::collections::BTreeSet<RepoPath>,
     f: &mut dyn FnMut(&RepoPath) -> Result<(), RenderTemplatesError>,
 ) -> Result<(), RenderTemplatesError> {
-    for name in tree.list(dir)? {
+    let mut stack = vec![(dir.clone(), tree.list(dir)?.into_iter())];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(name) = names.next() else {
+            stack.pop();
+            continue;
+        };
         let path = dir.join(&name)?;
         match tree.kind(&path)? {
             Some(EntryKind::Dir) => {
                 if let Some(real) = tree.real_path(&path)?
                     && seen.insert(real.clone())
                 {
-                    walk_real(tree, &real, seen, f)?;
+                    let names = tree.list(&real)?.into_iter();
+                    stack.push((real, names));
                 }
             }
             Some(EntryKind::File) if name.ends_with(".hbs") => f(&path)?,
