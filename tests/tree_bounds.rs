@@ -149,6 +149,23 @@ fn an_in_repository_directory_symlink_builds_the_same_from_a_checkout_and_from_g
 }
 
 #[test]
+fn a_template_read_through_a_directory_symlink_is_rendered_both_ways() {
+    let repo = ScratchRepo::minimal_with(&[
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- deployment.yaml\n- linked/cm.yaml\n",
+        ),
+        (
+            "apps/web/base/real/cm.yaml.hbs",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  image: {{values.image}}\n",
+        ),
+    ]);
+    symlink("real", &repo.path().join("apps/web/base/linked"));
+    let objects = render_both_ways(&repo).unwrap();
+    assert_eq!(objects[0]["data"]["image"], "nginx");
+}
+
+#[test]
 fn a_symlink_loop_is_the_same_error_from_a_checkout_and_from_git() {
     let repo = ScratchRepo::minimal_with(&[(
         "apps/web/base/kustomization.yaml",
