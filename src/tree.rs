@@ -121,6 +121,15 @@ impl RepoPath {
         if rel.starts_with('/') || rel.starts_with('\\') || rel.contains('\0') {
             return Err(escape());
         }
+        // The common case, a plain relative name: no need to re-split `self`, whose
+        // length grows with the depth of the tree.
+        if !rel.is_empty() && rel.split('/').all(|p| !matches!(p, "" | "." | "..")) {
+            return Ok(RepoPath(if self.0.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{}/{rel}", self.0)
+            }));
+        }
         let mut parts: Vec<&str> = if self.0.is_empty() {
             Vec::new()
         } else {
@@ -300,39 +309,43 @@ pub fn resolve_in<T: RawTree + ?Sized>(
             id: root,
         }));
     }
-    // Byte offsets where each of the given components ends.
-    let ends: Vec<usize> = given
-        .match_indices('/')
-        .map(|(i, _)| i)
-        .chain([given.len()])
-        .collect();
-    // Start from the deepest cached directory on the way (usually the parent).
+    // Start from the deepest cached directory on the way: usually the parent, found
+    // without scanning the rest of the path.
     let mut state = DirState { dir: None, hops: 0 };
-    let mut done = 0;
-    for j in (1..ends.len()).rev() {
-        if let Some(cached) = tree.cached_dir(&given[..ends[j - 1]]) {
+    let mut start = 0;
+    let mut end = given.len();
+    while let Some(slash) = given[..end].rfind('/') {
+        if let Some(cached) = tree.cached_dir(&given[..slash]) {
             state = cached;
-            done = j;
+            start = slash + 1;
             break;
         }
+        end = slash;
     }
-    let rest = if done == 0 {
-        given
-    } else {
-        &given[ends[done - 1] + 1..]
-    };
-    // Components still to walk, last first. `given_left` counts the given components
-    // not yet taken; symlink targets are pushed above them.
-    let mut pending: Vec<String> = rest.rsplit('/').map(String::from).collect();
-    let mut given_left = pending.len();
+    // Components still to walk, last first, each with the byte offset where it ends in
+    // `given` (symlink target components, pushed above them, have none).
+    let mut pending: Vec<(String, Option<usize>)> = Vec::new();
+    let mut at = given.len();
+    for part in given[start..].rsplit('/') {
+        pending.push((part.to_string(), Some(at)));
+        at = at.saturating_sub(part.len() + 1);
+    }
+    // The given prefix whose state is reached when the pending targets run out.
+    let mut boundary: Option<usize> = None;
     loop {
-        if pending.len() == given_left && ends.len() - given_left > done {
+        if let Some(b) = boundary
+            && pending.last().is_none_or(|(_, end)| end.is_some())
+        {
             // A given component is fully resolved, and it is a directory.
-            done = ends.len() - given_left;
-            tree.cache_dir(&given[..ends[done - 1]], &state);
+            tree.cache_dir(&given[..b], &state);
+            boundary = None;
         }
-        let Some(part) = pending.pop() else { break };
-        given_left = given_left.min(pending.len());
+        let Some((part, end)) = pending.pop() else {
+            break;
+        };
+        if end.is_some() {
+            boundary = end;
+        }
         match part.as_str() {
             "" | "." => continue,
             ".." => {
@@ -372,7 +385,7 @@ pub fn resolve_in<T: RawTree + ?Sized>(
                 if target.is_empty() || target.contains('\0') {
                     return Ok(None);
                 }
-                pending.extend(target.rsplit('/').map(String::from));
+                pending.extend(target.rsplit('/').map(|t| (t.to_string(), None)));
             }
             kind => {
                 // A file used as a directory (`file/x`, or a link target `file/`).
