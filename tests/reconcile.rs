@@ -66,6 +66,7 @@ fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<
         objects,
         force: false,
         namespace: Some("shop"),
+        removal: None,
     }
 }
 

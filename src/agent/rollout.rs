@@ -299,6 +299,7 @@ impl ClusterAgent {
                 }
             };
             let rev = AppRevision {
+                removal: a.removal_in_app,
                 app: &app.name,
                 release: &target,
                 content_hash: &rendered.content_hash,

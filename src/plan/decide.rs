@@ -251,8 +251,14 @@ impl PlanInput<'_> {
             }
         }
         match bake_since {
+            // Times come from peers' statuses: an absurd one must not overflow.
             Some(since) => {
-                let until = since + self.policy.bake;
+                let Some(until) = since.checked_add(self.policy.bake) else {
+                    return GateState::WaitingForBake {
+                        cluster: cluster.into(),
+                        until: None,
+                    };
+                };
                 if self.now >= until {
                     GateState::Open
                 } else {
@@ -332,7 +338,15 @@ impl PlanInput<'_> {
                 }
             }
             Gate::Time => {
-                let opens = release.time + self.policy.bake * w as u32;
+                let opens = u32::try_from(w)
+                    .ok()
+                    .and_then(|w| self.policy.bake.checked_mul(w))
+                    .and_then(|wait| release.time.checked_add(wait));
+                let Some(opens) = opens else {
+                    return GateState::WaitingUntil {
+                        until: "never (bake times wave number overflows)".into(),
+                    };
+                };
                 if self.now >= opens {
                     GateState::Open
                 } else {
