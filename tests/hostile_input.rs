@@ -253,3 +253,12 @@ fn an_app_that_renders_nothing_is_refused_unless_it_allows_it() {
     ]);
     assert!(allowed.render("web", "prod-1").unwrap().objects.is_empty());
 }
+
+#[test]
+fn a_canary_listed_twice_is_refused() {
+    let e = load_err(&[(
+        "fleet.yaml",
+        "stages: [test, prod]\nrollout:\n  canary: [test-1, test-1]\n",
+    )]);
+    assert_eq!(e, "fleet.yaml:3: rollout.canary: 'test-1' is listed twice");
+}

@@ -170,6 +170,13 @@ impl RolloutFile {
             message,
         };
         if let Some(c) = &self.canary {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = c.iter().find(|n| !seen.insert(&n.value)) {
+                return Err(invalid(
+                    dup.referenced.line(),
+                    format!("rollout.canary: '{}' is listed twice", dup.value),
+                ));
+            }
             out.canary = c.iter().map(name_at).collect();
         }
         if let Some(b) = &self.batches {

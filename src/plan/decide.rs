@@ -142,8 +142,15 @@ pub struct AppPlan {
     pub pending: Vec<ReleaseGates>,
 }
 
+/// RFC 3339, clamped to what the format can say (1970 to 9999): times derived from
+/// peers' statuses can lie anywhere, and formatting one out of range must not panic.
 fn fmt_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    const LAST: Duration = Duration::from_secs(253_402_300_799); // 9999-12-31T23:59:59Z
+    let since_epoch = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .min(LAST);
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + since_epoch).to_string()
 }
 
 /// One (release, phase) interval of an app on a cluster.

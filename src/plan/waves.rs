@@ -40,13 +40,12 @@ pub fn waves_for(fleet: &Fleet, app: &App) -> Vec<Vec<String>> {
         .iter()
         .filter(|c| targets_cluster(app, c))
         .collect();
-    let canary: Vec<String> = app
-        .rollout
-        .canary
-        .iter()
-        .map(|c| c.value.clone())
-        .filter(|c| targeted.iter().any(|t| t.name == *c))
-        .collect();
+    let mut canary: Vec<String> = Vec::new();
+    for c in &app.rollout.canary {
+        if targeted.iter().any(|t| t.name == c.value) && !canary.contains(&c.value) {
+            canary.push(c.value.clone());
+        }
+    }
     let mut waves = Vec::new();
     if !canary.is_empty() {
         waves.push(canary.clone());
