@@ -207,9 +207,11 @@ pub fn app_history(
             && let Some(a) = f.app(app)
         {
             for c in f.clusters.iter().filter(|c| targets_cluster(a, c)) {
-                if let Ok(r) = render(&t, &f, a, c) {
-                    hashes.insert(c.name.clone(), r.content_hash);
-                }
+                let hash = match render(&t, &f, a, c) {
+                    Ok(r) => r.content_hash,
+                    Err(_) => crate::plan::unrenderable_hash(&oid.to_string()),
+                };
+                hashes.insert(c.name.clone(), hash);
             }
         }
         out.push(Release {

@@ -23,8 +23,17 @@ pub struct Release {
     pub sha: String,
     /// Commit time (for `gate: time`).
     pub time: SystemTime,
-    /// Content hash of the rendering for each targeted cluster (missing: did not render).
+    /// Content hash of the rendering for each targeted cluster; a rendering that fails
+    /// has [`unrenderable_hash`], so the cluster takes the release when its gates open
+    /// and reports the error (the canary first), and later waves never take it.
     pub hashes: BTreeMap<String, String>,
+}
+
+/// The stand-in content hash of a release that does not render for a cluster: unique
+/// to the commit, so it is never a no-op, never known good and never shared with
+/// another release.
+pub fn unrenderable_hash(sha: &str) -> String {
+    format!("unrenderable:{sha}")
 }
 
 /// An entry of `approvals/<app>.yaml`.
