@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn results_and_borrows_pass_through() {
-        let data = vec![1, 2, 3];
+        let data = [1, 2, 3];
         assert_eq!(contained("summing", || data.iter().sum::<i32>()), Ok(6));
     }
 

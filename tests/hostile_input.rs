@@ -262,3 +262,41 @@ fn a_canary_listed_twice_is_refused() {
     )]);
     assert_eq!(e, "fleet.yaml:3: rollout.canary: 'test-1' is listed twice");
 }
+
+#[test]
+fn validate_lists_every_broken_app_and_still_checks_the_others() {
+    let repo = ScratchRepo::minimal_with(&[
+        ("apps/web/app.yaml", "targets:\n  stage: [prod]\n"),
+        (
+            "apps/api/app.yaml",
+            "namespace: api\ntargets: {stages: [prod]}\nbake: 1m\n",
+        ),
+        (
+            "apps/ok/app.yaml",
+            "namespace: ok\ntargets: {stages: [prod]}\n",
+        ),
+        (
+            "apps/ok/base/kustomization.yaml",
+            "resources: [missing.yaml]\n",
+        ),
+    ]);
+    let path = repo.path().to_str().unwrap().to_string();
+    let (code, out, err) = run_cli(&["validate", "--repo", &path]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("error: app 'web': apps/web/app.yaml:2:3:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: app 'api': apps/api/app.yaml:3:1: unknown field 'bake'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: app 'ok' for cluster 'prod-1':"),
+        "{err}"
+    );
+    assert!(
+        out.contains("validated 3 apps on 2 clusters: 1 renderings, 3 errors"),
+        "{out}"
+    );
+}

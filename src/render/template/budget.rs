@@ -89,7 +89,7 @@ impl Budget {
         if n > MAX_EACH_ITERATIONS {
             return Err(Exceeded::Iterations);
         }
-        if n % 1024 == 0 && Instant::now() > self.deadline {
+        if n.is_multiple_of(1024) && Instant::now() > self.deadline {
             return Err(Exceeded::Time);
         }
         Ok(())
