@@ -9,6 +9,7 @@
 //! written and pushed one last time.
 
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -98,15 +99,16 @@ struct Managed {
     passed: bool,
 }
 
-/// What one round of passes reads: the repository, read once for every cluster.
+/// What one round of passes reads: the repository, read once for every cluster
+/// (shared by passes on the agent's one thread; a Git repository is not `Sync`).
 #[derive(Clone)]
 enum Input {
     /// A Git history for the rollout planner.
-    Rollout(Arc<GitRepo>),
+    Rollout(Rc<GitRepo>),
     /// A tree applied as it is.
-    Direct(Arc<(crate::cli::repo::OpenedRepo, crate::fleet::Fleet)>),
+    Direct(Rc<(crate::cli::repo::OpenedRepo, crate::fleet::Fleet)>),
     /// The repository could not be read.
-    Failed(Arc<String>),
+    Failed(Rc<String>),
 }
 
 impl Managed {
@@ -316,8 +318,8 @@ impl Agent {
             let opened = GitRepo::open_with(&config.repo, None, &config.branch, &self.access)
                 .and_then(|g| self.trusted(g));
             return match opened {
-                Ok(g) => Input::Rollout(Arc::new(g)),
-                Err(e) => Input::Failed(Arc::new(format!("{e:#}"))),
+                Ok(g) => Input::Rollout(Rc::new(g)),
+                Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
             };
         }
         let opened = match crate::cli::repo::open_with(
@@ -327,11 +329,11 @@ impl Agent {
             &self.access,
         ) {
             Ok(o) => o,
-            Err(e) => return Input::Failed(Arc::new(format!("{e:#}"))),
+            Err(e) => return Input::Failed(Rc::new(format!("{e:#}"))),
         };
         match crate::fleet::load(opened.tree.as_ref()) {
-            Ok(fleet) => Input::Direct(Arc::new((opened, fleet))),
-            Err(e) => Input::Failed(Arc::new(format!("{:#}", anyhow::Error::from(e)))),
+            Ok(fleet) => Input::Direct(Rc::new((opened, fleet))),
+            Err(e) => Input::Failed(Rc::new(format!("{:#}", anyhow::Error::from(e)))),
         }
     }
 
@@ -478,14 +480,15 @@ impl Agent {
                     c.passed = true;
                     self.clusters.push(c);
                     if running.is_empty() {
-                        // Back in the configured order for the next round and flush.
+                        // Back in the configured order (passes and the final status
+                        // are started in it).
                         let order: Vec<&str> =
                             self.config.clusters.iter().map(|c| c.name.as_str()).collect();
                         self.clusters.sort_by_key(|c| {
                             order.iter().position(|n| *n == c.name).unwrap_or(usize::MAX)
                         });
-                        release_freed_memory();
                     }
+                    release_freed_memory();
                     if !ready.load(Ordering::Acquire) && running.is_empty()
                         && self.clusters.iter().all(|c| c.passed)
                     {
