@@ -412,3 +412,86 @@ fn agent_once_gives_up_on_an_api_server_that_answers_429_to_everything() {
     let n = api.requests();
     assert!((2..=20).contains(&n), "{n} requests");
 }
+
+#[test]
+fn drift_is_still_corrected_after_the_watches_were_quiet_longer_than_the_read_timeout() {
+    require_kubectl();
+    // No bookmarks: nothing at all is sent on a watch while nothing changes (a real
+    // API server sends a bookmark about once a minute, longer than the read timeout).
+    let c = TestCluster::start_with(rollwave::sim::SimOptions {
+        bookmark_interval: Duration::from_secs(3600),
+        ..rollwave::sim::SimOptions::named("prod-1")
+    });
+    let repo = ScratchRepo::minimal_with(&[
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- cm.yaml\n",
+        ),
+        (
+            "apps/web/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n",
+        ),
+    ]);
+    let port = common::git::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "agent",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--cluster",
+            "prod-1",
+            "--kubeconfig",
+        ])
+        .arg(&c.kubeconfig)
+        .args([
+            "--interval",
+            "1h",
+            "--drift-interval",
+            "100ms",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ROLLWAVE_LOG", "rollwave::apply::drift=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    common::sim::eventually(Duration::from_secs(20), "the agent to be ready", || {
+        http_get(port, "/readyz").0 == 200
+    });
+    // Longer than the client's read timeout (30 s): a watch that were simply left
+    // open would have been cut as a dead connection by now.
+    std::thread::sleep(rollwave::agent::daemon::READ_TIMEOUT + Duration::from_secs(5));
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    common::sim::eventually(
+        Duration::from_secs(5),
+        "the agent to revert the edit",
+        || {
+            c.kubectl_ok(&[
+                "get",
+                "configmap",
+                "settings",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={.data.mode}",
+            ]) == "fast"
+        },
+    );
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = common::sim::wait_output(child, Duration::from_secs(20));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // Each watch ended by the server's timeout and was renewed; none was cut.
+    assert!(!log.contains("watch interrupted"), "{log}");
+}
