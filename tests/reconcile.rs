@@ -33,6 +33,7 @@ async fn cluster(name: &str) -> (SimCluster, Client, Reconciler) {
         attempts: 12,
         base: Duration::from_millis(5),
         max: Duration::from_millis(200),
+        ..RetryPolicy::default()
     });
     (sim, client, reconciler)
 }

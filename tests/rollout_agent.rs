@@ -56,6 +56,7 @@ async fn agent(name: &str) -> (SimCluster, ClusterAgent) {
             attempts: 5,
             base: Duration::from_millis(5),
             max: Duration::from_millis(100),
+            ..RetryPolicy::default()
         },
     );
     (sim, ClusterAgent::new(name, r, Duration::from_secs(1)))
