@@ -300,3 +300,15 @@ fn validate_lists_every_broken_app_and_still_checks_the_others() {
         "{out}"
     );
 }
+
+#[test]
+fn a_batch_ratio_beyond_64_bits_names_the_entry_as_written() {
+    let e = load_err(&[(
+        "fleet.yaml",
+        "stages: [test, prod]\nrollout:\n  batches: [1, 100000000000000000000000000000]\n",
+    )]);
+    assert_eq!(
+        e,
+        "fleet.yaml:3:16: field 'rollout.batches[1]': invalid u64"
+    );
+}
