@@ -312,3 +312,70 @@ fn a_batch_ratio_beyond_64_bits_names_the_entry_as_written() {
         "fleet.yaml:3:16: field 'rollout.batches[1]': invalid u64"
     );
 }
+
+/// `kubectl kustomize DIR`: whether real kustomize builds it.
+fn kustomize_accepts(dir: &std::path::Path) -> bool {
+    std::process::Command::new("kubectl")
+        .args(["kustomize", dir.to_str().unwrap()])
+        .output()
+        .expect("kubectl is required by the tests (kubectl kustomize is the reference renderer)")
+        .status
+        .success()
+}
+
+#[test]
+fn empty_patch_files_are_refused_where_kustomize_refuses_them() {
+    let deployment = common::MINIMAL[5];
+    let cases = [
+        (
+            "patches:\n- path: p.yaml\n",
+            "",
+            Some("the patch is empty, which kustomize reads as a JSON 6902 patch without a target"),
+        ),
+        (
+            "patches:\n- path: p.yaml\n",
+            "# nothing\n",
+            Some("the patch holds only comments"),
+        ),
+        (
+            "patchesStrategicMerge:\n- p.yaml\n",
+            "",
+            Some("the patch is empty; give it content or remove the entry"),
+        ),
+        (
+            "patchesJson6902:\n- path: p.yaml\n  target: {group: apps, version: v1, kind: Deployment, name: web}\n",
+            "",
+            Some("the patch is empty; give it content or remove the entry"),
+        ),
+        (
+            "patches:\n- path: p.yaml\n  target: {kind: Deployment}\n",
+            "",
+            None,
+        ),
+    ];
+    for (field, patch, refused) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            format!("resources:\n- deployment.yaml\n{field}"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("deployment.yaml"), deployment.1).unwrap();
+        std::fs::write(dir.path().join("p.yaml"), patch).unwrap();
+        let (code, _, err) = run_cli(&["build", dir.path().to_str().unwrap()]);
+        match refused {
+            Some(message) => {
+                assert!(
+                    !kustomize_accepts(dir.path()),
+                    "kustomize refuses {field:?} with {patch:?}"
+                );
+                assert_eq!(code, 1, "{field:?} with {patch:?}");
+                assert!(err.contains(message), "{err}");
+            }
+            None => {
+                assert!(kustomize_accepts(dir.path()));
+                assert_eq!(code, 0, "{err}");
+            }
+        }
+    }
+}
