@@ -7,10 +7,12 @@
 pub mod agent;
 pub mod apply;
 pub mod cli;
+pub mod contain;
 pub mod fieldset;
 pub mod fleet;
 pub mod labels;
 pub mod metrics;
+pub mod names;
 pub mod plan;
 pub mod render;
 pub mod schema;

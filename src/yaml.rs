@@ -122,6 +122,16 @@ pub fn check_size(file: &str, len: u64) -> Result<(), YamlError> {
     Ok(())
 }
 
+/// A field path as the user wrote it: fields read with their position are wrapped in
+/// a `value` the file does not have (`rollout.batches.value[1]` is `rollout.batches[1]`).
+fn without_span_wrappers(path: &str) -> String {
+    let cleaned = path.replace(".value[", "[").replace(".value.", ".");
+    cleaned
+        .strip_suffix(".value")
+        .map(String::from)
+        .unwrap_or(cleaned)
+}
+
 /// Parses one YAML document into `T`, reporting the field path of type errors.
 pub fn parse_typed<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, YamlError> {
     check_size(file, text.len() as u64)?;
@@ -130,7 +140,7 @@ pub fn parse_typed<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Yam
         match serde_path_to_error::deserialize(de) {
             Ok(v) => Ok(v),
             Err(e) => {
-                path_hint = Some(e.path().to_string());
+                path_hint = Some(without_span_wrappers(&e.path().to_string()));
                 Err(e.into_inner())
             }
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::ScratchRepo;
+use common::fakeapi::{Behaviour, FakeApi};
 use common::sim::{TestCluster, require_kubectl};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollwave::agent::{AppResult, Source, reconcile_cluster};
@@ -156,7 +157,7 @@ fn agent_once_exits_0_when_every_app_applied_and_1_with_the_reason_otherwise() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains(
-            "error: app 'web': Deployment web/web: rejected by the server, nothing applied"
+            "error: cluster 'prod-1': app 'web': Deployment web/web: rejected by the server, nothing applied"
         ),
         "{err}"
     );
@@ -357,4 +358,140 @@ fn diff_live_shows_what_an_apply_would_change_on_the_cluster() {
     assert_eq!(image, "nginx:hacked");
     let (code, _, err) = common::run_cli(&["diff", "--repo", &path, "--live"]);
     assert_eq!(code, 2, "--live needs --cluster: {err}");
+}
+
+/// Runs `agent --once` on the minimal fleet's `prod-1` against `kubeconfig`, with a
+/// hard limit so a hang fails the test; (exit code, stderr, how long it took).
+fn once_against(kubeconfig: &std::path::Path, limit: Duration) -> (i32, String, Duration) {
+    let repo = ScratchRepo::minimal_with(&[]);
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(["agent", "--once", "--repo"])
+        .arg(repo.path())
+        .args(["--cluster", "prod-1", "--kubeconfig"])
+        .arg(kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::sim::wait_output(child, limit);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn agent_once_gives_up_on_an_api_server_that_never_answers() {
+    let api = FakeApi::start("prod-1", Behaviour::Hang);
+    let (code, err, took) = once_against(&api.kubeconfig, Duration::from_secs(180));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: cluster 'prod-1'")
+            && err.contains("the API server did not answer within 1m"),
+        "{err}"
+    );
+    // One call's deadline (60 s); the calls after it fail at once.
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    assert!(api.requests() >= 1);
+}
+
+#[test]
+fn agent_once_gives_up_on_an_api_server_that_answers_429_to_everything() {
+    let api = FakeApi::start("prod-1", Behaviour::Answer(429));
+    let (code, err, took) = once_against(&api.kubeconfig, Duration::from_secs(180));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: cluster 'prod-1'")
+            && err.contains("the server is answering 429 to everything (HTTP 429; gave up after"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(120), "took {took:?}");
+    // Retried with backoff, not hammered and not once.
+    let n = api.requests();
+    assert!((2..=20).contains(&n), "{n} requests");
+}
+
+#[test]
+fn drift_is_still_corrected_after_the_watches_were_quiet_longer_than_the_read_timeout() {
+    require_kubectl();
+    // No bookmarks: nothing at all is sent on a watch while nothing changes (a real
+    // API server sends a bookmark about once a minute, longer than the read timeout).
+    let c = TestCluster::start_with(rollwave::sim::SimOptions {
+        bookmark_interval: Duration::from_secs(3600),
+        ..rollwave::sim::SimOptions::named("prod-1")
+    });
+    let repo = ScratchRepo::minimal_with(&[
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- cm.yaml\n",
+        ),
+        (
+            "apps/web/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n",
+        ),
+    ]);
+    let port = common::git::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "agent",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--cluster",
+            "prod-1",
+            "--kubeconfig",
+        ])
+        .arg(&c.kubeconfig)
+        .args([
+            "--interval",
+            "1h",
+            "--drift-interval",
+            "100ms",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("ROLLWAVE_LOG", "rollwave::apply::drift=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    common::sim::eventually(Duration::from_secs(20), "the agent to be ready", || {
+        http_get(port, "/readyz").0 == 200
+    });
+    // Longer than the client's read timeout (30 s): a watch that were simply left
+    // open would have been cut as a dead connection by now.
+    std::thread::sleep(rollwave::agent::daemon::READ_TIMEOUT + Duration::from_secs(5));
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"slow"}}"#,
+    ]);
+    common::sim::eventually(
+        Duration::from_secs(5),
+        "the agent to revert the edit",
+        || {
+            c.kubectl_ok(&[
+                "get",
+                "configmap",
+                "settings",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={.data.mode}",
+            ]) == "fast"
+        },
+    );
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = common::sim::wait_output(child, Duration::from_secs(20));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // Each watch ended by the server's timeout and was renewed; none was cut.
+    assert!(!log.contains("watch interrupted"), "{log}");
 }

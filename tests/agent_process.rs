@@ -8,11 +8,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::fakeapi::{Behaviour, FakeApi};
 use common::git::{
     GitDaemon, commit_files, free_port, git, publish, signed_commit, ssh_keygen, work_repo,
 };
 use common::sim::{TestCluster, eventually, require_kubectl};
-use common::webhook::{github_signature, post_hook};
+use common::webhook::{github_signature, http_get, post_hook, rss_kib};
 
 const FILES: &[(&str, &str)] = &[
     (
@@ -62,6 +63,10 @@ impl AgentProcess {
             child: Some(cmd.spawn().unwrap()),
             stderr,
         }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     fn log(&self) -> String {
@@ -358,4 +363,234 @@ fn with_signature_checks_an_unsigned_tip_is_not_applied() {
     let (code, out, err) = once();
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(image(&prod), "nginx:3");
+}
+
+/// A plain directory (applied as it is, polled every second) with `web` targeting the
+/// clusters `names`, all in stage prod.
+fn plain_fleet(dir: &Path, names: &[&str]) -> std::path::PathBuf {
+    let repo = dir.join("fleet");
+    let write = |path: &str, text: &str| {
+        let full = repo.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    };
+    write("fleet.yaml", "stages: [prod]\nrollout:\n  batches: [1]\n");
+    for n in names {
+        write(
+            &format!("clusters/{n}.yaml"),
+            &format!("name: {n}\nstage: prod\n"),
+        );
+    }
+    write(
+        "apps/web/app.yaml",
+        "namespace: web\ntargets:\n  stages: [prod]\n",
+    );
+    write("apps/web/base/kustomization.yaml", FILES[4].1);
+    write("apps/web/base/deployment.yaml", FILES[5].1);
+    repo
+}
+
+#[test]
+fn a_hung_cluster_neither_holds_back_the_other_nor_goes_unnoticed_by_healthz() {
+    require_kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = plain_fleet(dir.path(), &["hung-1", "prod-1"]);
+    let hung = FakeApi::start("hung-1", Behaviour::Hang);
+    let prod = TestCluster::start("prod-1");
+    let port = free_port();
+    let config = dir.path().join("agent.yaml");
+    // The hung cluster comes first: passes in order would reach prod-1 only after
+    // hung-1's calls gave up (60 s).
+    std::fs::write(
+        &config,
+        format!(
+            "repo: {{url: {}}}\ninterval: 1s\nstuckAfter: 3s\nlisten: 127.0.0.1:{port}\nclusters:\n  - name: hung-1\n    kubeconfig: {}\n  - name: prod-1\n    kubeconfig: {}\n",
+            repo.display(),
+            hung.kubeconfig.display(),
+            prod.kubeconfig.display(),
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let agent = AgentProcess::start(&config, dir.path(), &[]);
+    eventually(Duration::from_secs(20), "nginx:1 on prod-1", || {
+        image(&prod) == "nginx:1"
+    });
+    std::fs::write(
+        repo.join("apps/web/base/deployment.yaml"),
+        deployment_with("nginx:2"),
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "nginx:2 on prod-1 while hung-1 hangs",
+        || image(&prod) == "nginx:2",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "prod-1 waited for hung-1: {:?}\n{}",
+        started.elapsed(),
+        agent.log()
+    );
+    assert!(hung.requests() >= 1, "hung-1 was asked");
+
+    // hung-1's pass has run longer than stuckAfter: the liveness probe fails, naming it.
+    let mut last = (0, String::new());
+    eventually(Duration::from_secs(20), "/healthz to fail", || {
+        last = http_get(port, "/healthz");
+        last.0 == 503
+    });
+    assert!(
+        last.1.starts_with("cluster 'hung-1': pass running for ")
+            && last.1.ends_with("s, longer than stuckAfter (3s)"),
+        "{}",
+        last.1
+    );
+    drop(agent);
+}
+
+/// An agent with a webhook secret whose cluster never answers (the listener is what
+/// is tested); its port.
+fn listening_agent(dir: &Path) -> (AgentProcess, u16, FakeApi) {
+    let repo = plain_fleet(dir, &["prod-1"]);
+    let api = FakeApi::start("prod-1", Behaviour::Hang);
+    let port = free_port();
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo: {{url: {}}}\ninterval: 1h\nlisten: 127.0.0.1:{port}\nwebhook:\n  github: {{env: TEST_HOOK_SECRET}}\nclusters:\n  - name: prod-1\n    kubeconfig: {}\n",
+            repo.display(),
+            api.kubeconfig.display(),
+        ),
+    )
+    .unwrap();
+    let agent = AgentProcess::start(&config, dir, &[("TEST_HOOK_SECRET", "s3cret")]);
+    eventually(Duration::from_secs(20), "/healthz to answer", || {
+        http_get(port, "/healthz").0 == 200
+    });
+    (agent, port, api)
+}
+
+#[test]
+fn connections_that_never_finish_their_headers_are_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, port, _api) = listening_agent(dir.path());
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = (0..150)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"POST /hooks/git HTTP/1.1\r\nHost: localhost\r\n")
+                .unwrap();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let mut buf = [0u8; 512];
+                // Closed by the agent: end of stream, or a reset.
+                let closed = match s.read(&mut buf) {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                };
+                (closed, started.elapsed())
+            })
+        })
+        .collect();
+    let ends: Vec<(bool, Duration)> = waits.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(ends.iter().all(|(closed, _)| *closed), "{ends:?}");
+    let first = ends.iter().map(|e| e.1).min().unwrap();
+    let last = ends.iter().map(|e| e.1).max().unwrap();
+    // Closed by the 10 s header timeout (not refused at once); 64 at a time, so the
+    // last ones wait for the first to be closed.
+    assert!(first >= Duration::from_secs(9), "{first:?}");
+    assert!(last < Duration::from_secs(45), "{last:?}");
+    assert_eq!(http_get(port, "/healthz").0, 200, "{}", agent.log());
+}
+
+#[test]
+fn a_burst_of_slow_uploads_is_held_to_the_buffer_limit_and_memory_returns() {
+    use std::io::{Read, Write};
+    static BODY: [u8; 1024 * 1024 - 1] = [b'x'; 1024 * 1024 - 1];
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, port, _api) = listening_agent(dir.path());
+    let pid = agent.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(pid);
+    let uploads: Vec<_> = (0..150)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    return 0;
+                };
+                s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                let head = "POST /hooks/git HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048576\r\nX-Hub-Signature-256: sha256=00\r\n\r\n";
+                if s.write_all(head.as_bytes()).is_err() {
+                    return 0;
+                }
+                // Refused at once, or held: then the body, one byte short.
+                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut resp = [0u8; 64];
+                let n = match s.read(&mut resp) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        let _ = s.write_all(&BODY);
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        s.read(&mut resp).unwrap_or(0)
+                    }
+                };
+                String::from_utf8_lossy(&resp[..n])
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut peak = idle;
+    while uploads.iter().any(|u| !u.is_finished()) {
+        peak = peak.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let codes: Vec<u16> = uploads.into_iter().map(|u| u.join().unwrap()).collect();
+    let count = |c: u16| codes.iter().filter(|x| **x == c).count();
+    assert_eq!(count(202), 0, "{codes:?}");
+    // 8 MiB of bodies at most: 8 uploads held (then 408), the others refused.
+    assert!(count(408) <= 8, "{codes:?}");
+    assert!(count(503) >= 100, "{codes:?}");
+    let grown = peak.saturating_sub(idle);
+    assert!(grown < 48 * 1024, "idle {idle} KiB, peak {peak} KiB");
+    let mut now = 0;
+    eventually(Duration::from_secs(10), "memory back near idle", || {
+        now = rss_kib(pid);
+        now < idle + 16 * 1024
+    });
+    eprintln!("idle {idle} KiB, peak {peak} KiB, after {now} KiB; {codes:?}");
+    assert_eq!(http_get(port, "/healthz").0, 200, "{}", agent.log());
+}
+
+#[test]
+fn an_empty_webhook_secret_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        "repo: {url: /srv/fleet}\nwebhook:\n  github: {env: TEST_HOOK_SECRET}\nclusters: [{name: a}]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(["agent", "--config"])
+        .arg(&config)
+        .env("TEST_HOOK_SECRET", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "error: {}:3: field 'webhook.github': the secret is empty (environment variable TEST_HOOK_SECRET); set it to a long random value, e.g. `openssl rand -hex 32`",
+            config.display()
+        )
+    );
 }

@@ -33,6 +33,7 @@ async fn cluster(name: &str) -> (SimCluster, Client, Reconciler) {
         attempts: 12,
         base: Duration::from_millis(5),
         max: Duration::from_millis(200),
+        ..RetryPolicy::default()
     });
     (sim, client, reconciler)
 }
@@ -66,6 +67,7 @@ fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<
         objects,
         force: false,
         namespace: Some("shop"),
+        removal: None,
     }
 }
 

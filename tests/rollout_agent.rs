@@ -56,6 +56,7 @@ async fn agent(name: &str) -> (SimCluster, ClusterAgent) {
             attempts: 5,
             base: Duration::from_millis(5),
             max: Duration::from_millis(100),
+            ..RetryPolicy::default()
         },
     );
     (sim, ClusterAgent::new(name, r, Duration::from_secs(1)))
@@ -220,4 +221,101 @@ fn agent_once_on_a_git_repository_follows_the_plan_and_writes_its_status() {
         Some(v1.clone()),
         "the canary's status ref names v1"
     );
+}
+
+/// (release, phase, message) of `app` on `cluster` from the status refs.
+fn app_status(repo: &Path, cluster: &str, app: &str) -> Option<(String, Phase, String)> {
+    let (statuses, _) = read_statuses(&git2::Repository::open(repo).unwrap());
+    statuses
+        .get(cluster)
+        .and_then(|s| s.apps.get(app))
+        .map(|a| (a.release.clone(), a.phase, a.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_app_broken_app_yaml_holds_that_app_only_and_a_broken_fleet_yaml_keeps_agents_on_the_last_good_commit()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let mut files = FILES.to_vec();
+    files.extend_from_slice(&[
+        (
+            "apps/api/app.yaml",
+            "namespace: api\ntargets:\n  stages: [test, prod]\n",
+        ),
+        (
+            "apps/api/base/kustomization.yaml",
+            "resources:\n- cm.yaml\n",
+        ),
+        (
+            "apps/api/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: api}\ndata: {a: b}\n",
+        ),
+    ]);
+    let v1 = work_repo(&repo, &files);
+    let (_sim_test, mut test) = agent("test-1").await;
+    let (sim_prod, mut prod) = agent("prod-1").await;
+    passes_until(
+        &repo,
+        &mut [&mut test, &mut prod],
+        Duration::from_secs(20),
+        "v1 healthy everywhere",
+        || status(&repo, "prod-1") == Some((v1.clone(), Phase::Healthy)),
+        || {},
+    )
+    .await;
+
+    // One commit breaks api's app.yaml and changes web: web still rolls out.
+    let v2 = commit_files(
+        &repo,
+        &[
+            (
+                "apps/api/app.yaml",
+                "namespace: api\ntargets:\n  stage: [prod]\n",
+            ),
+            ("apps/web/base/deployment.yaml", &deployment_with("nginx:2")),
+        ],
+        "api: typo; web: nginx 2",
+    );
+    passes_until(
+        &repo,
+        &mut [&mut test, &mut prod],
+        Duration::from_secs(20),
+        "web at v2 everywhere",
+        || status(&repo, "prod-1") == Some((v2.clone(), Phase::Healthy)),
+        || {},
+    )
+    .await;
+    let (release, phase, message) = app_status(&repo, "prod-1", "api").unwrap();
+    assert_eq!((release, phase), (v1.clone(), Phase::Error));
+    assert!(
+        message.starts_with("apps/api/app.yaml:3:3: field 'targets': unknown field 'stage'")
+            && message.ends_with("; nothing is changed until it is fixed"),
+        "{message}"
+    );
+    let client =
+        kube::Client::try_from(kube::Config::new(sim_prod.base_url().parse().unwrap())).unwrap();
+    let configmaps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "api");
+    assert!(
+        configmaps.get("api").await.is_ok(),
+        "the broken app's objects are left running"
+    );
+
+    // A broken fleet.yaml: passes go on at the last good commit, statuses stay fresh.
+    let v3 = commit_files(
+        &repo,
+        &[("fleet.yaml", "stages: [test, prod\n")],
+        "fleet: broken",
+    );
+    let path = repo.to_str().unwrap().to_string();
+    for _ in 0..3 {
+        for a in [&mut test, &mut prod] {
+            a.pass(&path, "main", SystemTime::now())
+                .await
+                .expect("a broken fleet.yaml must not fail the pass");
+        }
+    }
+    assert_ne!(v3, v2);
+    assert_eq!(status(&repo, "prod-1"), Some((v2.clone(), Phase::Healthy)));
 }

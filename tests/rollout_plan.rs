@@ -428,6 +428,8 @@ mod waves {
             values: Default::default(),
             rollout,
             removal: Removal::Orphan,
+            removal_in_app: None,
+            allow_empty: false,
             suspend: false,
             force: false,
         };

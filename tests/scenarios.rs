@@ -639,3 +639,52 @@ fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
     assert!(inventory("test-1"), "test-1 still manages web");
     assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
 }
+
+/// The commit that used to crash every agent of a fleet (a template whose partials call
+/// each other overflowed the stack of whoever rendered it) is now an error of one app
+/// on the canary: every agent keeps running, later waves never take it, its revert
+/// heals.
+#[test]
+fn a_recursive_partial_is_a_render_failure_at_the_canary_and_never_a_fleet_outage() {
+    let interval = Duration::from_millis(400);
+    let s = Scenario::start(&small_fleet(), interval, Duration::from_secs(2));
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+
+    let bad = s.commit(
+        &[
+            (
+                "apps/web/base/kustomization.yaml",
+                "resources:\n- deployment.yaml\n- cm.yaml\n",
+            ),
+            (
+                "apps/web/base/cm.yaml.hbs",
+                "{{#*inline \"a\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{> a}}{{/inline}}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  x: \"{{> a}}\"\n",
+            ),
+        ],
+        "web: a template with recursive partials",
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the canary in Error at the bad commit",
+        || {
+            s.statuses().get("test-1").is_some_and(|a| {
+                a.release == bad
+                    && a.phase == Phase::Error
+                    && a.message.contains("partial 'a' calls itself (a -> b -> a)")
+            })
+        },
+    );
+    std::thread::sleep(interval * 6);
+    for c in ["prod-1", "prod-2"] {
+        assert_eq!(s.at(c), Some((v1.clone(), Phase::Healthy)), "{c} must hold");
+    }
+    for (c, agent) in &s.agents {
+        let alive = agent.handle.as_ref().is_some_and(|h| !h.is_finished());
+        assert!(alive, "the agent of {c} must still be running");
+    }
+
+    let fixed = s.revert(&bad);
+    s.wait_all(&fixed, Phase::Healthy, Duration::from_secs(30));
+    assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
+}

@@ -101,3 +101,51 @@ async fn polling_wakes_the_loop_repeatedly() {
     }
     poller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_secret_verifies_nothing_and_a_slow_body_times_out() {
+    let wake = Wake::new();
+    let secrets = WebhookSecrets {
+        github: Some(String::new()),
+        gitlab: Some("lab-token".into()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        tokio::spawn(axum::serve(listener, webhook_router(secrets, wake.clone())).into_future());
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let sig = github_signature("", &body);
+    let code = tokio::task::spawn_blocking(move || {
+        post_hook(port, &[("X-Hub-Signature-256", sig)], &body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 401, "a body signed with the empty key");
+
+    // A body that never arrives in full is answered 408 after BODY_READ_TIMEOUT.
+    let started = std::time::Instant::now();
+    let code = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(b"POST /hooks/git HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nX-Gitlab-Token: lab-token\r\n\r\n{")
+            .unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 408);
+    let took = started.elapsed();
+    assert!(
+        took >= rollwave::source::trigger::BODY_READ_TIMEOUT && took < Duration::from_secs(25),
+        "{took:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), wake.woken())
+            .await
+            .is_err()
+    );
+    server.abort();
+}

@@ -15,6 +15,7 @@
 //! webhook:
 //!   github: {env: ROLLWAVE_WEBHOOK_SECRET}
 //! log: {format: json, level: info}
+//! stuckAfter: 10m        # a pass running longer fails /healthz (the pod is restarted)
 //! clusters:
 //!   - name: prod-bj-1
 //!     inCluster: true
@@ -121,12 +122,25 @@ pub struct SecretAt {
 
 impl SecretAt {
     fn read(&self) -> Result<String, ConfigError> {
-        self.secret.read().map_err(|e| ConfigError::Invalid {
+        let invalid = |message: String| ConfigError::Invalid {
             file: self.file.clone(),
             line: (self.line > 0).then_some(self.line),
             field: self.field.clone(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let value = self.secret.read().map_err(|e| invalid(e.to_string()))?;
+        if value.trim().is_empty() {
+            // Anyone can sign a request with an empty key.
+            let from = match &self.secret {
+                Secret::Env(v) => format!("environment variable {v}"),
+                Secret::File(p) => format!("file {}", p.display()),
+                Secret::Value(_) => "the value".to_string(),
+            };
+            return Err(invalid(format!(
+                "the secret is empty ({from}); set it to a long random value, e.g. `openssl rand -hex 32`"
+            )));
+        }
+        Ok(value)
     }
 }
 
@@ -180,9 +194,17 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     /// Tracing directives (`info`, `rollwave=debug`).
     pub log_level: String,
+    /// A pass running longer than this fails `/healthz`, so Kubernetes restarts a
+    /// wedged agent.
+    pub stuck_after: Duration,
     /// The clusters, in order.
     pub clusters: Vec<ClusterConfig>,
 }
+
+/// The default of [`AgentConfig::stuck_after`]: every API call gives up within a
+/// minute, so a pass of a few hundred apps that still runs after ten minutes is not
+/// waiting on a cluster but wedged.
+pub const STUCK_AFTER: Duration = Duration::from_secs(600);
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -202,6 +224,7 @@ impl Default for AgentConfig {
             webhook: WebhookConfig::default(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
+            stuck_after: STUCK_AFTER,
             clusters: Vec::new(),
         }
     }
@@ -319,6 +342,8 @@ struct ConfigFile {
     webhook: Option<WebhookFile>,
     #[serde(default)]
     log: Option<LogFile>,
+    #[serde(default)]
+    stuck_after: Option<Spanned<String>>,
     clusters: Spanned<Vec<ClusterFile>>,
 }
 
@@ -556,6 +581,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
         log_level: log
             .and_then(|l| l.level.clone())
             .unwrap_or(defaults.log_level),
+        stuck_after: check.duration(&raw.stuck_after, "stuckAfter", defaults.stuck_after)?,
         clusters: check.clusters(&raw.clusters)?,
     })
 }
@@ -678,6 +704,51 @@ clusters:
         assert!(
             e.contains("ROLLWAVE_TEST_SURELY_UNSET_VARIABLE is not set"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_webhook_secret_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let c = parse(
+            "agent.yaml",
+            &format!(
+                "repo: {{url: x}}\nwebhook:\n  gitlab: {{file: {}}}\nclusters: [{{name: a}}]\n",
+                empty.display()
+            ),
+        )
+        .unwrap();
+        let e = c.webhook_secrets().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "agent.yaml:3: field 'webhook.gitlab': the secret is empty (file {}); set it to a long random value, e.g. `openssl rand -hex 32`",
+                empty.display()
+            )
+        );
+        std::fs::write(&empty, "s3cret\n").unwrap();
+        assert_eq!(
+            c.webhook_secrets().unwrap().gitlab.as_deref(),
+            Some("s3cret")
+        );
+    }
+
+    #[test]
+    fn stuck_after_is_a_duration_checked_with_its_line() {
+        let c = parse(
+            "a.yaml",
+            "repo: {url: x}\nstuckAfter: 90s\nclusters: [{name: a}]\n",
+        )
+        .unwrap();
+        assert_eq!(c.stuck_after, Duration::from_secs(90));
+        let d = parse("a.yaml", "repo: {url: x}\nclusters: [{name: a}]\n").unwrap();
+        assert_eq!(d.stuck_after, Duration::from_secs(600));
+        let e = error("repo: {url: x}\nstuckAfter: 0s\nclusters: [{name: a}]\n");
+        assert_eq!(
+            e,
+            "agent.yaml:2: field 'stuckAfter': must be longer than 0s"
         );
     }
 

@@ -9,9 +9,10 @@
 //! written and pushed one last time.
 
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -21,14 +22,27 @@ use super::rollout::ClusterAgent;
 use super::{AppResult, Memory, PassReport, Source, reconcile_cluster_with};
 use crate::apply::Reconciler;
 use crate::apply::drift::LiveCache;
+use crate::apply::retry::{Breaker, RetryPolicy};
 use crate::cli::history::{GitAccess, GitRepo};
 use crate::metrics::Metrics;
 use crate::source::trigger::{Wake, poll, watch_repository, webhook_router};
 use crate::source::verify::TrustPolicy;
 
-/// A client for one cluster.
+/// How long connecting to an API server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an API server may stay silent on an open request (between two reads of
+/// the answer, and after the request is sent). Watches are asked to end sooner
+/// ([`crate::apply::drift::WATCH_TIMEOUT`]) so a quiet watch is renewed, not cut.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long sending a request may take.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client for one cluster. Every request is bounded ([`CONNECT_TIMEOUT`],
+/// [`READ_TIMEOUT`], [`WRITE_TIMEOUT`]); retries are left to
+/// [`crate::apply::retry`], whose deadline bounds the whole call (the client's own
+/// retry layer would wait up to 15 times on 429 with backoffs reaching minutes).
 pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client> {
-    let config = match connection {
+    let mut config = match connection {
         Connection::InCluster => kube::Config::incluster()
             .context("inCluster: not running in a Kubernetes pod (no service account token)")?,
         Connection::Kubeconfig { path, context } => {
@@ -53,6 +67,13 @@ pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client>
             }
         }
     };
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.write_timeout = Some(WRITE_TIMEOUT);
+    // Counted from when a request is sent, not from when its pooled connection went
+    // idle.
+    config.reset_reader_on_write = true;
+    config.default_retry = false;
     kube::Client::try_from(config).context("cannot create a Kubernetes client")
 }
 
@@ -68,6 +89,105 @@ struct Managed {
     name: String,
     runner: Runner,
     cache: Option<Arc<LiveCache>>,
+    /// Shared by every API call to this cluster: tripped by the first call that gives
+    /// up, reset at the start of each pass.
+    breaker: Breaker,
+    /// The wake its last pass started after ([`Agent::run`] counts wakes); a pass is
+    /// due when a newer one arrived.
+    seen: u64,
+    /// It has completed a pass since the agent started.
+    passed: bool,
+}
+
+/// What one round of passes reads: the repository, read once for every cluster
+/// (shared by passes on the agent's one thread; a Git repository is not `Sync`).
+#[derive(Clone)]
+enum Input {
+    /// A Git history for the rollout planner.
+    Rollout(Rc<GitRepo>),
+    /// A tree applied as it is.
+    Direct(Rc<(crate::cli::repo::OpenedRepo, crate::fleet::Fleet)>),
+    /// The repository could not be read.
+    Failed(Rc<String>),
+}
+
+impl Managed {
+    /// One pass of this cluster over `input`.
+    async fn pass(
+        &mut self,
+        input: &Input,
+        now: SystemTime,
+        metrics: &Metrics,
+    ) -> anyhow::Result<PassReport> {
+        self.breaker.reset();
+        match (input, &mut self.runner) {
+            (Input::Failed(message), _) => Err(anyhow::anyhow!("{message}")),
+            (Input::Rollout(g), Runner::Rollout(agent)) => agent.pass_on(g, now).await,
+            (Input::Direct(d), Runner::Direct(direct)) => {
+                let (opened, fleet) = &**d;
+                let (reconciler, memory) = &mut **direct;
+                let release_of =
+                    |app: &str, files: &std::collections::BTreeSet<crate::tree::RepoPath>| {
+                        opened.release_of(&crate::source::history::Inputs::for_app(app, files))
+                    };
+                let source = Source {
+                    tree: opened.tree.as_ref(),
+                    fleet,
+                    release_of: &release_of,
+                };
+                reconcile_cluster_with(&source, &self.name, reconciler, memory, Some(metrics))
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+            _ => Err(anyhow::anyhow!(
+                "internal error: the pass input does not match the cluster's mode"
+            )),
+        }
+    }
+}
+
+/// The passes running now, by cluster, with when each started: `/healthz` fails when
+/// one has run longer than `stuck_after`, so Kubernetes restarts a wedged agent.
+#[derive(Debug)]
+pub struct PassClock {
+    running: std::sync::Mutex<std::collections::BTreeMap<String, Instant>>,
+    stuck_after: Duration,
+}
+
+impl PassClock {
+    /// No pass running; a pass is stuck after `stuck_after`.
+    pub fn new(stuck_after: Duration) -> PassClock {
+        PassClock {
+            running: Default::default(),
+            stuck_after,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Instant>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn started(&self, cluster: &str) {
+        self.lock().insert(cluster.to_string(), Instant::now());
+    }
+
+    fn finished(&self, cluster: &str) {
+        self.lock().remove(cluster);
+    }
+
+    /// Why the agent is wedged: the oldest pass running longer than the limit.
+    pub fn stuck(&self) -> Option<String> {
+        let running = self.lock();
+        let (cluster, since) = running.iter().min_by_key(|(_, since)| **since)?;
+        let age = since.elapsed();
+        (age > self.stuck_after).then(|| {
+            format!(
+                "cluster '{cluster}': pass running for {}s, longer than stuckAfter ({})",
+                age.as_secs(),
+                humantime::format_duration(self.stuck_after)
+            )
+        })
+    }
 }
 
 /// An agent process: its configuration and one runner per cluster.
@@ -109,7 +229,12 @@ impl Agent {
                 .await
                 .with_context(|| format!("cluster '{}'", c.name))?;
             let cache = watch.then(|| LiveCache::new(client.clone()));
-            let mut reconciler = Reconciler::new(client, &config.namespace);
+            let breaker = Breaker::default();
+            let mut reconciler =
+                Reconciler::new(client, &config.namespace).with_retry(RetryPolicy {
+                    breaker: breaker.clone(),
+                    ..RetryPolicy::default()
+                });
             if let Some(cache) = &cache {
                 reconciler = reconciler.with_cache(cache.clone());
             }
@@ -126,6 +251,9 @@ impl Agent {
                 name: c.name.clone(),
                 runner,
                 cache,
+                breaker,
+                seen: 0,
+                passed: false,
             });
         }
         let access = GitAccess {
@@ -164,25 +292,35 @@ impl Agent {
         self.metrics.clone()
     }
 
-    /// One pass over every cluster: one fetch, then each cluster's pass in order. A
-    /// cluster whose pass fails does not stop the others.
+    /// One pass over every cluster: one fetch, then every cluster's pass at once, so
+    /// a cluster that does not answer delays the others by nothing (its calls give up
+    /// at their deadline, [`crate::apply::retry::CALL_DEADLINE`]). A cluster whose pass
+    /// fails does not stop the others. Results are in the clusters' order.
     pub async fn pass(&mut self) -> Vec<(String, anyhow::Result<PassReport>)> {
         let now = SystemTime::now();
+        let input = self.read_input();
+        let metrics = self.metrics.clone();
+        let passes = self
+            .clusters
+            .iter_mut()
+            .map(|c| {
+                let (input, metrics) = (&input, &metrics);
+                async move { (c.name.clone(), c.pass(input, now, metrics).await) }
+            })
+            .collect::<Vec<_>>();
+        futures_util::future::join_all(passes).await
+    }
+
+    /// Fetches the repository and reads what the passes need from it.
+    fn read_input(&mut self) -> Input {
         let config = &self.config;
-        let mut out = Vec::new();
         if self.rollout {
             let opened = GitRepo::open_with(&config.repo, None, &config.branch, &self.access)
                 .and_then(|g| self.trusted(g));
-            let g = match opened {
-                Ok(g) => g,
-                Err(e) => return self.failed_everywhere(&e),
+            return match opened {
+                Ok(g) => Input::Rollout(Rc::new(g)),
+                Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
             };
-            for c in &mut self.clusters {
-                if let Runner::Rollout(agent) = &mut c.runner {
-                    out.push((c.name.clone(), agent.pass_on(&g, now).await));
-                }
-            }
-            return out;
         }
         let opened = match crate::cli::repo::open_with(
             &config.repo,
@@ -191,37 +329,12 @@ impl Agent {
             &self.access,
         ) {
             Ok(o) => o,
-            Err(e) => return self.failed_everywhere(&e),
+            Err(e) => return Input::Failed(Rc::new(format!("{e:#}"))),
         };
-        let tree = opened.tree.as_ref();
-        let fleet = match crate::fleet::load(tree) {
-            Ok(f) => f,
-            Err(e) => return self.failed_everywhere(&anyhow::Error::from(e)),
-        };
-        let release_of = |app: &str, files: &std::collections::BTreeSet<crate::tree::RepoPath>| {
-            opened.release_of(&crate::source::history::Inputs::for_app(app, files))
-        };
-        let source = Source {
-            tree,
-            fleet: &fleet,
-            release_of: &release_of,
-        };
-        for c in &mut self.clusters {
-            if let Runner::Direct(direct) = &mut c.runner {
-                let (reconciler, memory) = &mut **direct;
-                let r = reconcile_cluster_with(
-                    &source,
-                    &c.name,
-                    reconciler,
-                    memory,
-                    Some(&self.metrics),
-                )
-                .await
-                .map_err(anyhow::Error::from);
-                out.push((c.name.clone(), r));
-            }
+        match crate::fleet::load(opened.tree.as_ref()) {
+            Ok(fleet) => Input::Direct(Rc::new((opened, fleet))),
+            Err(e) => Input::Failed(Rc::new(format!("{:#}", anyhow::Error::from(e)))),
         }
-        out
     }
 
     /// `g` moved back to the newest commit of its first-parent history signed by a
@@ -253,15 +366,6 @@ impl Agent {
         self.refused_tip = (trusted != g.head).then_some(g.head);
         g.head = trusted;
         Ok(g)
-    }
-
-    /// The same failure (the repository could not be read) for every cluster.
-    fn failed_everywhere(&self, e: &anyhow::Error) -> Vec<(String, anyhow::Result<PassReport>)> {
-        let message = format!("{e:#}");
-        self.clusters
-            .iter()
-            .map(|c| (c.name.clone(), Err(anyhow::anyhow!("{message}"))))
-            .collect()
     }
 
     /// Writes and pushes every cluster's last status with a fresh heartbeat.
@@ -297,20 +401,24 @@ impl Agent {
 
     /// Runs passes until `stop` completes, serving `/metrics`, `/healthz`, `/readyz`
     /// and (with a webhook secret) `POST /hooks/git` on the configured address.
+    ///
+    /// Each cluster runs its own passes: a wake starts a pass on every cluster that is
+    /// not in one, and a cluster still in its pass starts another as soon as it is done,
+    /// so a hung cluster never holds back the commits of the others.
     pub async fn run(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        use futures_util::StreamExt;
         let wake = Wake::new();
         let ready = Arc::new(AtomicBool::new(false));
+        let clock = Arc::new(PassClock::new(self.config.stuck_after));
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
-        let mut routes = endpoints(self.metrics.clone(), ready.clone());
+        let mut routes = endpoints(self.metrics.clone(), ready.clone(), clock.clone());
         if self.config.webhook.enabled() {
             let secrets = self.config.webhook_secrets()?;
             routes = routes.merge(webhook_router(secrets, wake.clone()));
         }
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, routes).await;
-        });
+        let server = tokio::spawn(serve(listener, routes));
         let poller = tokio::spawn(poll(self.config.interval, wake.clone()));
         // A local repository is watched: a commit there starts a pass at once.
         let _watcher = if crate::source::is_remote_url(&self.config.repo) {
@@ -335,32 +443,78 @@ impl Agent {
             listen = %self.config.listen,
             "agent started"
         );
+        type Running =
+            std::pin::Pin<Box<dyn Future<Output = (Managed, anyhow::Result<PassReport>)>>>;
+        let mut running: futures_util::stream::FuturesUnordered<Running> = Default::default();
+        // Drift passes are rate-limited: the first change starts the clock, the pass
+        // follows `drift_interval` later; a commit or a stop is not held up.
+        let mut drift_at: Option<tokio::time::Instant> = None;
+        // Wakes so far (the start counts as one); a cluster whose last pass started
+        // before the latest wake is due another.
+        let mut wakes: u64 = 1;
         let mut stop = std::pin::pin!(stop);
         loop {
-            // A failed pass is reported and retried next time: the agent keeps running
-            // on what it applied last.
-            for (cluster, result) in self.pass().await {
-                log_pass(&cluster, &result);
+            if self.clusters.iter().any(|c| c.seen < wakes) {
+                let now = SystemTime::now();
+                let input = self.read_input();
+                let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
+                    .into_iter()
+                    .partition(|c| c.seen < wakes);
+                self.clusters = idle;
+                for mut c in due {
+                    c.seen = wakes;
+                    clock.started(&c.name);
+                    let (input, metrics) = (input.clone(), self.metrics.clone());
+                    running.push(Box::pin(async move {
+                        let r = c.pass(&input, now, &metrics).await;
+                        (c, r)
+                    }));
+                }
             }
-            ready.store(true, Ordering::Release);
-            release_freed_memory();
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                _ = wake.woken() => {}
-                apps = any_drift(&caches) => {
-                    tracing::debug!(apps = apps.len(), "live objects changed; reconciling");
-                    // Drift passes are rate-limited; a commit or a stop is not held up.
-                    tokio::select! {
-                        biased;
-                        _ = &mut stop => break,
-                        _ = wake.woken() => {}
-                        _ = tokio::time::sleep(self.config.drift_interval) => {}
+                Some((mut c, result)) = running.next(), if !running.is_empty() => {
+                    clock.finished(&c.name);
+                    log_pass(&c.name, &result);
+                    c.passed = true;
+                    self.clusters.push(c);
+                    if running.is_empty() {
+                        // Back in the configured order (passes and the final status
+                        // are started in it).
+                        let order: Vec<&str> =
+                            self.config.clusters.iter().map(|c| c.name.as_str()).collect();
+                        self.clusters.sort_by_key(|c| {
+                            order.iter().position(|n| *n == c.name).unwrap_or(usize::MAX)
+                        });
                     }
+                    release_freed_memory();
+                    if !ready.load(Ordering::Acquire) && running.is_empty()
+                        && self.clusters.iter().all(|c| c.passed)
+                    {
+                        ready.store(true, Ordering::Release);
+                    }
+                }
+                _ = wake.woken() => wakes += 1,
+                _ = async { tokio::time::sleep_until(drift_at.unwrap_or_else(tokio::time::Instant::now)).await },
+                    if drift_at.is_some() => {
+                    drift_at = None;
+                    wakes += 1;
+                }
+                apps = any_drift(&caches), if drift_at.is_none() => {
+                    tracing::debug!(apps = apps.len(), "live objects changed; reconciling");
+                    drift_at = Some(tokio::time::Instant::now() + self.config.drift_interval);
                 }
             }
         }
-        tracing::info!("stopping");
+        tracing::info!(running = running.len(), "stopping");
+        // The passes under way are finished (an apply is never cut in the middle); each
+        // call is bounded, so this ends.
+        while let Some((c, result)) = running.next().await {
+            clock.finished(&c.name);
+            log_pass(&c.name, &result);
+            self.clusters.push(c);
+        }
         self.flush();
         poller.abort();
         server.abort();
@@ -419,8 +573,9 @@ fn log_pass(cluster: &str, result: &anyhow::Result<PassReport>) {
     }
 }
 
-/// `/metrics`, `/healthz` (the process is up) and `/readyz` (a pass has completed).
-fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
+/// `/metrics`, `/healthz` (the process is up and no pass is stuck) and `/readyz` (a
+/// pass has completed on every cluster).
+fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>, clock: Arc<PassClock>) -> axum::Router {
     use axum::http::StatusCode;
     use axum::routing::get;
     axum::Router::new()
@@ -439,7 +594,18 @@ fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let clock = clock.clone();
+                async move {
+                    match clock.stuck() {
+                        None => (StatusCode::OK, "ok".to_string()),
+                        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -456,6 +622,47 @@ fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> axum::Router {
                 }
             }),
         )
+}
+
+/// The most connections served at once; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's headers (the first request of a
+/// connection, and each next one on a kept-alive connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `routes` on `listener` with bounds no client can stretch: at most
+/// [`MAX_CONNECTIONS`] at once, and a connection that has not sent its headers
+/// within [`HEADER_READ_TIMEOUT`] is closed. (Bodies are bounded where they are read,
+/// [`crate::source::trigger`].)
+pub async fn serve(listener: tokio::net::TcpListener, routes: axum::Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors, mostly: wait instead of spinning.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(routes.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let r = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
 }
 
 /// A pass renders every app and drops the results; hand the freed pages back to the

@@ -247,6 +247,7 @@ pub async fn reconcile_cluster_with(
         let release = (source.release_of)(&app.name, &rendered.files_read)
             .unwrap_or_else(|| rendered.content_hash.clone());
         let rev = AppRevision {
+            removal: app.removal_in_app,
             app: &app.name,
             release: &release,
             content_hash: &rendered.content_hash,
@@ -299,9 +300,14 @@ pub async fn release_untargeted(
         if targeted.contains(&app) {
             continue;
         }
-        let removal = fleet.app(&app).map(|a| a.removal).unwrap_or_default();
-        let result = match reconciler.forget(&app, removal).await {
-            Ok(objects) => AppResult::Released {
+        // An app still in the repository says what happens; a deleted one follows its
+        // own setting from when it existed, else the fleet default (docs/rollout.md).
+        let decide = |remembered: Option<Removal>| match fleet.app(&app) {
+            Some(a) => a.removal,
+            None => remembered.unwrap_or(fleet.settings.removal),
+        };
+        let result = match reconciler.forget(&app, decide).await {
+            Ok((removal, objects)) => AppResult::Released {
                 removal,
                 objects: objects.len(),
             },

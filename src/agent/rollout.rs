@@ -15,7 +15,7 @@ use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
 use crate::apply::{AppRevision, Reconciler};
 use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
-use crate::fleet::{Fleet, targets_cluster};
+use crate::fleet::{BrokenApp, Fleet, targets_cluster};
 use crate::metrics::Metrics;
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::render::render;
@@ -50,7 +50,17 @@ pub struct ClusterAgent {
     /// The fleet model by commit: loading it parses every cluster and app file, and a
     /// pass needs it at the head and at each app's target, usually the same commits.
     /// Entries a pass did not use are dropped at its end.
-    fleets: HashMap<Oid, Arc<Fleet>>,
+    fleets: HashMap<Oid, Arc<Model>>,
+    /// The head whose fleet could not be loaded, so the fallback is logged once.
+    unloadable_head: Option<Oid>,
+}
+
+/// The fleet at one commit, with the apps whose app.yaml is broken set aside.
+pub struct Model {
+    /// The apps that loaded, the clusters and fleet.yaml.
+    pub fleet: Fleet,
+    /// The apps that did not, with why.
+    pub broken: Vec<BrokenApp>,
 }
 
 /// Release histories by app, for the head they were computed at, shared between the
@@ -121,6 +131,29 @@ fn next_status(
     s
 }
 
+/// How many commits back from a head whose fleet does not load the agent looks for
+/// one that does.
+const HEAD_FALLBACK_LIMIT: usize = 100;
+
+/// The app stays as it runs, and its status says why nothing moves: the phase is
+/// Error at the release it runs (the head, if it runs nothing yet).
+fn hold_with_error(
+    apps: &mut BTreeMap<String, AppStatus>,
+    report: &mut PassReport,
+    app: &str,
+    previous: Option<&AppStatus>,
+    head: &str,
+    message: String,
+    now: SystemTime,
+) {
+    let (release, hash) = previous.map_or((head, ""), |p| (p.release.as_str(), p.hash.as_str()));
+    let status = next_status(previous, release, hash, Phase::Error, message.clone(), now);
+    apps.insert(app.to_string(), status);
+    report
+        .apps
+        .push((app.to_string(), AppResult::RenderFailed(message)));
+}
+
 impl ClusterAgent {
     /// An agent for `cluster` applying through `reconciler`.
     pub fn new(cluster: &str, reconciler: Reconciler, heartbeat: Duration) -> ClusterAgent {
@@ -135,6 +168,7 @@ impl ClusterAgent {
             metrics: None,
             histories: SharedHistories::default(),
             fleets: HashMap::new(),
+            unloadable_head: None,
         }
     }
 
@@ -151,15 +185,51 @@ impl ClusterAgent {
         g: &GitRepo,
         commit: Oid,
         used: &mut HashSet<Oid>,
-    ) -> anyhow::Result<(GitTree, Arc<Fleet>)> {
+    ) -> anyhow::Result<(GitTree, Arc<Model>)> {
         let tree = g.tree(commit)?;
         used.insert(commit);
         if let Some(f) = self.fleets.get(&commit) {
             return Ok((tree, f.clone()));
         }
-        let f = Arc::new(crate::fleet::load(&tree).with_context(|| format!("fleet at {commit}"))?);
+        let (fleet, broken) =
+            crate::fleet::load_apps_apart(&tree).with_context(|| format!("fleet at {commit}"))?;
+        let f = Arc::new(Model { fleet, broken });
         self.fleets.insert(commit, f.clone());
         Ok((tree, f))
+    }
+
+    /// The fleet at the head, or, when fleet.yaml or a cluster file is broken there,
+    /// at the newest commit of `history` where it loads: the agent keeps running (and
+    /// reporting) on the last good state instead of failing every pass until someone
+    /// fixes the repository. The refusal is logged once per head.
+    fn head_model(
+        &mut self,
+        g: &GitRepo,
+        history: &[Oid],
+        used: &mut HashSet<Oid>,
+    ) -> anyhow::Result<(GitTree, Arc<Model>)> {
+        let e = match self.fleet_at(g, g.head, used) {
+            Ok(found) => {
+                self.unloadable_head = None;
+                return Ok(found);
+            }
+            Err(e) => e,
+        };
+        for oid in history.iter().skip(1).take(HEAD_FALLBACK_LIMIT) {
+            if let Ok(found) = self.fleet_at(g, *oid, used) {
+                if self.unloadable_head != Some(g.head) {
+                    tracing::error!(
+                        cluster = %self.cluster,
+                        error = %format!("{e:#}"),
+                        fallback = %oid,
+                        "the fleet at the head cannot be loaded; staying on the newest commit where it can"
+                    );
+                    self.unloadable_head = Some(g.head);
+                }
+                return Ok(found);
+            }
+        }
+        Err(e)
     }
 
     /// Records every reconcile in `metrics`.
@@ -186,7 +256,8 @@ impl ClusterAgent {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
         let mut used = HashSet::new();
-        let (head_tree, fleet) = self.fleet_at(g, g.head, &mut used)?;
+        let (head_tree, model) = self.head_model(g, &history, &mut used)?;
+        let fleet = &model.fleet;
         let mut statuses = g.statuses()?;
         if let Some((_, own)) = &self.last_written {
             statuses.insert(self.cluster.clone(), own.clone());
@@ -202,6 +273,25 @@ impl ClusterAgent {
         let mut report = PassReport::default();
         let mut apps: BTreeMap<String, AppStatus> = BTreeMap::new();
         let mut targeted = Vec::new();
+        let head = g.head.to_string();
+        // An app whose app.yaml is broken at the head is held where it is (never
+        // released, never pruned) and reported on the clusters that run it.
+        for broken in &model.broken {
+            let Some(previous) = mine.as_ref().and_then(|m| m.apps.get(&broken.name)) else {
+                continue;
+            };
+            targeted.push(broken.name.clone());
+            let message = format!("{}; nothing is changed until it is fixed", broken.error);
+            hold_with_error(
+                &mut apps,
+                &mut report,
+                &broken.name,
+                Some(previous),
+                &head,
+                message,
+                now,
+            );
+        }
         for app in &fleet.apps {
             if !targets_cluster(app, cluster) {
                 continue;
@@ -233,31 +323,58 @@ impl ClusterAgent {
                 .map(|(_, h)| h.clone());
             let h = match cached {
                 Some(h) => h,
-                None => {
-                    let h = Arc::new(app_history(
-                        g,
-                        &git,
-                        &history,
-                        (&head_tree, &fleet),
+                None => match app_history(g, &git, &history, (&head_tree, fleet), &app.name) {
+                    Ok(h) => {
+                        let h = Arc::new(h);
+                        self.histories
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(app.name.clone(), (g.head, h.clone()));
+                        h
+                    }
+                    Err(e) => {
+                        let message = format!("cannot read the app's releases: {e:#}");
+                        hold_with_error(
+                            &mut apps,
+                            &mut report,
+                            &app.name,
+                            previous,
+                            &head,
+                            message,
+                            now,
+                        );
+                        continue;
+                    }
+                },
+            };
+            let what = format!("planning apps/{} for {}", app.name, self.cluster);
+            let planned = crate::contain::contained(&what, || {
+                plan_app(&PlanInput {
+                    app: &app.name,
+                    policy: &app.rollout,
+                    waves: &h.waves,
+                    releases: &h.releases,
+                    order: &order,
+                    statuses: &statuses,
+                    approvals: &h.approvals,
+                    now,
+                })
+            });
+            let plan = match planned {
+                Ok(plan) => plan,
+                Err(e) => {
+                    hold_with_error(
+                        &mut apps,
+                        &mut report,
                         &app.name,
-                    )?);
-                    self.histories
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(app.name.clone(), (g.head, h.clone()));
-                    h
+                        previous,
+                        &head,
+                        e.to_string(),
+                        now,
+                    );
+                    continue;
                 }
             };
-            let plan = plan_app(&PlanInput {
-                app: &app.name,
-                policy: &app.rollout,
-                waves: &h.waves,
-                releases: &h.releases,
-                order: &order,
-                statuses: &statuses,
-                approvals: &h.approvals,
-                now,
-            });
             let Some(decision) = plan.decisions.get(&self.cluster) else {
                 continue;
             };
@@ -280,11 +397,26 @@ impl ClusterAgent {
             };
             let oid =
                 Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
-            let (tree, at) = self.fleet_at(g, oid, &mut used)?;
+            let (tree, at) = match self.fleet_at(g, oid, &mut used) {
+                Ok(found) => found,
+                Err(e) => {
+                    hold_with_error(
+                        &mut apps,
+                        &mut report,
+                        &app.name,
+                        previous,
+                        &head,
+                        format!("{e:#}"),
+                        now,
+                    );
+                    continue;
+                }
+            };
+            let at = &at.fleet;
             let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
                 continue;
             };
-            let rendered = match render(&tree, &at, a, c) {
+            let rendered = match render(&tree, at, a, c) {
                 Ok(r) => r,
                 Err(e) => {
                     let message = e.to_string();
@@ -299,6 +431,7 @@ impl ClusterAgent {
                 }
             };
             let rev = AppRevision {
+                removal: a.removal_in_app,
                 app: &app.name,
                 release: &target,
                 content_hash: &rendered.content_hash,
@@ -372,7 +505,7 @@ impl ClusterAgent {
         }
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
-        super::release_untargeted(&self.reconciler, &fleet, &targeted, &mut report).await?;
+        super::release_untargeted(&self.reconciler, fleet, &targeted, &mut report).await?;
         self.write_status(g, apps, now)?;
         Ok(report)
     }

@@ -21,6 +21,12 @@ use tokio::sync::Notify;
 
 use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
+/// How long the API server keeps one watch request open before the watch is renewed
+/// from its last resource version: shorter than the client's read timeout
+/// (`agent::daemon::READ_TIMEOUT`, 30 s), so a kind where nothing changes for a while
+/// ends its watch cleanly instead of having it cut as a dead connection.
+pub const WATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// (group, version, kind) of a watched type.
 pub type KindId = (String, String, String);
 
@@ -101,8 +107,9 @@ impl LiveCache {
             c
         };
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), ar);
-        let config =
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let config = watcher::Config::default()
+            .timeout(WATCH_TIMEOUT.as_secs() as u32)
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let me = Arc::downgrade(self);
         let kind = id.2.clone();
         let task = tokio::spawn(async move {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::fleet::Removal;
 use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// One object rollwave may have created.
@@ -80,6 +81,9 @@ pub struct Inventory {
     pub known_good: Vec<String>,
     /// Content hashes that failed here.
     pub poisoned: Vec<String>,
+    /// The app's own `removal` setting when it was last applied: what deleting the
+    /// app's directory (and so its app.yaml) does, before the fleet default.
+    pub removal: Option<Removal>,
 }
 
 /// The ConfigMap name for an app.
@@ -121,7 +125,18 @@ impl Inventory {
             None | Some("") => BTreeSet::new(),
             Some(s) => serde_json::from_str(s).map_err(|e| err(format!("data.objects: {e}")))?,
         };
+        let removal = match data["removal"].as_str() {
+            None | Some("") => None,
+            Some("orphan") => Some(Removal::Orphan),
+            Some("delete") => Some(Removal::Delete),
+            Some(other) => {
+                return Err(err(format!(
+                    "data.removal: '{other}' is not orphan or delete"
+                )));
+            }
+        };
         Ok(Inventory {
+            removal,
             app: text("app"),
             release: text("release"),
             content_hash: text("contentHash"),
@@ -151,6 +166,11 @@ impl Inventory {
                 "objects": objects,
                 "knownGood": serde_json::to_string(&self.known_good).unwrap_or_default(),
                 "poisoned": serde_json::to_string(&self.poisoned).unwrap_or_default(),
+                "removal": match self.removal {
+                    None => "",
+                    Some(Removal::Orphan) => "orphan",
+                    Some(Removal::Delete) => "delete",
+                },
             },
         })
     }
@@ -174,6 +194,7 @@ mod tests {
             .into(),
             known_good: vec!["h0".into()],
             poisoned: vec!["hx".into()],
+            removal: Some(Removal::Delete),
         };
         let cm = inv.to_configmap("rollwave-system");
         assert_eq!(cm["metadata"]["name"], "rollwave-inventory-web");

@@ -57,6 +57,9 @@ pub struct AppRevision<'a> {
     /// `CreateNamespace` and Fleet's `defaultNamespace` do. It is not part of the
     /// inventory and so never pruned: other apps and people may use it too.
     pub namespace: Option<&'a str>,
+    /// The app's own `removal` from app.yaml (not the fleet default), remembered in the
+    /// inventory so that deleting the app's directory still honours it.
+    pub removal: Option<crate::fleet::Removal>,
 }
 
 /// What happened to one object.
@@ -783,6 +786,7 @@ impl Reconciler {
             && inventory.applying.is_none()
             && inventory.release == rev.release
             && inventory.content_hash == rev.content_hash
+            && inventory.removal == rev.removal
             && inventory.objects == desired;
 
         let mut changes = Vec::new();
@@ -795,6 +799,7 @@ impl Reconciler {
             let mut recording = inventory.clone();
             recording.objects.extend(desired.iter().cloned());
             recording.applying = Some(rev.release.to_string());
+            recording.removal = rev.removal;
             if recording != inventory {
                 self.write_inventory(&recording).await?;
             }
@@ -892,6 +897,7 @@ impl Reconciler {
             done.release = rev.release.to_string();
             done.content_hash = rev.content_hash.to_string();
             done.applying = None;
+            done.removal = rev.removal;
             self.write_inventory(&done).await?;
             if let Some(e) = prune_error {
                 return Err(e);

@@ -105,13 +105,16 @@ impl Reconciler {
     }
 
     /// The app no longer targets this cluster: its inventory is dropped and its
-    /// objects left running (`Orphan`) or deleted first (`Delete`).
+    /// objects left running (`Orphan`) or deleted first (`Delete`). `removal` chooses,
+    /// given the app's own setting remembered in the inventory; the choice is returned
+    /// with what was done.
     pub async fn forget(
         &self,
         app: &str,
-        removal: Removal,
-    ) -> Result<Vec<(ObjectKey, Action)>, ApplyError> {
+        removal: impl FnOnce(Option<Removal>) -> Removal,
+    ) -> Result<(Removal, Vec<(ObjectKey, Action)>), ApplyError> {
         let inventory = self.read_inventory(app).await?;
+        let removal = removal(inventory.removal);
         let mut done = Vec::new();
         if removal == Removal::Delete {
             let all: Vec<ObjectKey> = inventory.objects.iter().cloned().collect();
@@ -127,7 +130,7 @@ impl Reconciler {
             );
         }
         self.delete_inventory(app).await?;
-        Ok(done)
+        Ok((removal, done))
     }
 
     /// Apps with an inventory on this cluster (listed once, then kept in memory).

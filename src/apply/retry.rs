@@ -2,9 +2,19 @@
 //! exponential with full jitter, honouring `Retry-After` on 429. Permanent failures
 //! (400, 403, 404, 422, and apply conflicts) return at once so they are reported with
 //! the object instead of retried forever.
+//!
+//! Every call has a deadline ([`CALL_DEADLINE`] by default), the tries and the waits
+//! between them included, so an API server that accepts connections and never
+//! answers, or answers 429 to everything, costs one call at most that long. The first
+//! call that gives up trips the cluster's [`Breaker`]: the later calls of the same pass
+//! fail at once with the same reason instead of each waiting out its own deadline.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The longest one API call may take, its retries included.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How hard to retry.
 #[derive(Debug, Clone)]
@@ -15,6 +25,11 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Longest single backoff.
     pub max: Duration,
+    /// The longest a call may take, every try and wait included; a try still running
+    /// then is abandoned.
+    pub deadline: Duration,
+    /// Shared by every call to one cluster (clones share it).
+    pub breaker: Breaker,
 }
 
 impl Default for RetryPolicy {
@@ -23,7 +38,86 @@ impl Default for RetryPolicy {
             attempts: 10,
             base: Duration::from_millis(50),
             max: Duration::from_secs(5),
+            deadline: CALL_DEADLINE,
+            breaker: Breaker::default(),
         }
+    }
+}
+
+/// Why a cluster's calls stopped being tried: set by the first call that gave up on a
+/// failure retrying could have fixed (no answer, 429, 5xx), cleared by
+/// [`Breaker::reset`] at the start of the next pass.
+#[derive(Debug, Clone, Default)]
+pub struct Breaker(Arc<Mutex<Option<Tripped>>>);
+
+#[derive(Debug, Clone)]
+struct Tripped {
+    /// The API's answer, when there was one (kept so callers still see its code).
+    status: Option<kube::core::Status>,
+    message: String,
+}
+
+impl Breaker {
+    /// Lets calls through again.
+    pub fn reset(&self) {
+        *self.lock() = None;
+    }
+
+    /// Why calls are refused, when they are.
+    pub fn tripped(&self) -> Option<String> {
+        self.lock().as_ref().map(|t| t.message.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Tripped>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn trip(&self, e: &kube::Error) {
+        let mut t = self.lock();
+        if t.is_none() {
+            *t = Some(Tripped {
+                status: match e {
+                    kube::Error::Api(s) => Some((**s).clone()),
+                    _ => None,
+                },
+                message: match e {
+                    kube::Error::Api(s) => s.message.clone(),
+                    other => other.to_string(),
+                },
+            });
+        }
+    }
+
+    /// The error a call refused by the open breaker returns.
+    fn error(&self) -> Option<kube::Error> {
+        let t = self.lock();
+        let t = t.as_ref()?;
+        Some(match &t.status {
+            Some(s) => kube::Error::Api(Box::new(s.clone())),
+            None => transport_error(t.message.clone()),
+        })
+    }
+}
+
+fn transport_error(message: String) -> kube::Error {
+    kube::Error::Service(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        message,
+    )))
+}
+
+/// The last error of a call that gave up, saying so.
+fn gave_up(e: kube::Error, tries: u32, started: Instant) -> kube::Error {
+    let why = format!(
+        "gave up after {tries} tries in {}s",
+        started.elapsed().as_secs()
+    );
+    match e {
+        kube::Error::Api(mut s) => {
+            s.message = format!("{} (HTTP {}; {why})", s.message, s.code);
+            kube::Error::Api(s)
+        }
+        other => transport_error(format!("{other} ({why})")),
     }
 }
 
@@ -74,8 +168,9 @@ pub fn backoff(policy: &RetryPolicy, n: u32, floor: Option<Duration>) -> Duratio
     floor.map_or(jittered, |f| jittered.max(f))
 }
 
-/// Runs `op` until it succeeds, fails permanently, or the tries run out; returns the
-/// last error and how many tries were made.
+/// Runs `op` until it succeeds, fails permanently, or the tries or the deadline run
+/// out; returns the last error and how many tries were made (0 when the breaker was
+/// open and nothing was tried).
 pub async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     mut op: F,
@@ -84,17 +179,39 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
+    if let Some(e) = policy.breaker.error() {
+        return Err((e, 0));
+    }
+    let started = Instant::now();
     let mut n = 1;
     loop {
-        match op().await {
+        let left = policy.deadline.saturating_sub(started.elapsed());
+        let result = match tokio::time::timeout(left, op()).await {
+            Ok(r) => r,
+            Err(_) => {
+                let e = transport_error(format!(
+                    "the API server did not answer within {} ({n} tries)",
+                    humantime::format_duration(policy.deadline)
+                ));
+                policy.breaker.trip(&e);
+                return Err((e, n));
+            }
+        };
+        match result {
             Ok(v) => return Ok(v),
             Err(e) => match classify(&e) {
-                Verdict::Retry(after) if n < policy.attempts => {
+                Verdict::Retry(after) => {
+                    let wait = backoff(policy, n + 1, after);
+                    if n >= policy.attempts || started.elapsed() + wait >= policy.deadline {
+                        let e = gave_up(e, n, started);
+                        policy.breaker.trip(&e);
+                        return Err((e, n));
+                    }
                     n += 1;
                     tracing::debug!(error = %e, attempt = n, "retrying");
-                    tokio::time::sleep(backoff(policy, n, after)).await;
+                    tokio::time::sleep(wait).await;
                 }
-                _ => return Err((e, n)),
+                Verdict::Permanent => return Err((e, n)),
             },
         }
     }
@@ -135,5 +252,85 @@ mod tests {
         assert!(backoff(&p, 2, None) <= p.base);
         assert!(backoff(&p, 30, None) <= p.max);
         assert!(backoff(&p, 2, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    fn fast(deadline: Duration) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 100,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(20),
+            deadline,
+            breaker: Breaker::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_that_never_answers_gives_up_at_the_deadline_and_trips_the_breaker() {
+        let p = fast(Duration::from_millis(300));
+        let started = Instant::now();
+        let r: Result<(), _> = with_retries(&p, std::future::pending).await;
+        let (e, tries) = r.unwrap_err();
+        assert_eq!(tries, 1);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("the API server did not answer within 300ms"),
+            "{e}"
+        );
+        assert!(p.breaker.tripped().is_some());
+        // Later calls of the pass fail at once, without trying.
+        let started = Instant::now();
+        let mut called = false;
+        let r: Result<(), _> = with_retries(&p, || {
+            called = true;
+            async { Ok(()) }
+        })
+        .await;
+        assert_eq!(r.unwrap_err().1, 0);
+        assert!(!called);
+        assert!(started.elapsed() < Duration::from_millis(100));
+        p.breaker.reset();
+        let r: Result<(), _> = with_retries(&p, || async { Ok(()) }).await;
+        assert!(r.is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn too_many_requests_are_retried_until_the_deadline_and_keep_their_code() {
+        let p = fast(Duration::from_millis(500));
+        let started = Instant::now();
+        let mut tries = 0;
+        let r: Result<(), _> = with_retries(&p, || {
+            tries += 1;
+            async { Err(api(429, "slow down")) }
+        })
+        .await;
+        let (e, n) = r.unwrap_err();
+        assert_eq!(n, tries);
+        assert!(tries > 10, "{tries}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let kube::Error::Api(s) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(s.code, 429);
+        assert!(
+            s.message.starts_with("slow down (HTTP 429; gave up after"),
+            "{}",
+            s.message
+        );
+        // The breaker keeps the code for callers that look at it.
+        let r: Result<(), _> = with_retries(&p, || async { Ok(()) }).await;
+        assert!(matches!(r.unwrap_err().0, kube::Error::Api(s) if s.code == 429));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn permanent_failures_do_not_trip_the_breaker() {
+        let p = fast(Duration::from_secs(2));
+        let r: Result<(), _> = with_retries(&p, || async { Err(api(422, "invalid")) }).await;
+        assert_eq!(r.unwrap_err().1, 1);
+        assert!(p.breaker.tripped().is_none());
     }
 }

@@ -2,7 +2,9 @@
 //! [`crate::agent::config`] for the file). Flags override the file; without a file,
 //! `--repo` and `--cluster` (or their `ROLLWAVE_*` variables) describe one cluster.
 //! `--once` makes one pass, prints its table and exits 0 when every app applied, 1
-//! otherwise; without it the agent runs until SIGTERM or Ctrl-C.
+//! otherwise; without it the agent runs until SIGTERM or Ctrl-C. A cluster that does
+//! not answer, or answers 429 to everything, fails its pass within about a minute
+//! (see [`crate::apply::retry::CALL_DEADLINE`]).
 //!
 //! With a Git repository (a URL, or the path of a repository) and no `--rev`, the
 //! rollout planner decides the release of each app from the peers' status refs and the
@@ -164,7 +166,13 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                 if several {
                     println!("# cluster {cluster}");
                 }
-                ok &= report(&result?);
+                match result {
+                    Ok(r) => ok &= report(&cluster, &r),
+                    Err(e) => {
+                        eprintln!("error: cluster '{cluster}': {e:#}");
+                        ok = false;
+                    }
+                }
             }
             return Ok(if ok {
                 ExitCode::SUCCESS
@@ -179,13 +187,13 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn report(report: &crate::agent::PassReport) -> bool {
+fn report(cluster: &str, report: &crate::agent::PassReport) -> bool {
     print!("{}", report.table());
     for (app, r) in &report.apps {
         if let crate::agent::AppResult::ApplyFailed { message, .. }
         | crate::agent::AppResult::RenderFailed(message) = r
         {
-            eprintln!("error: app '{app}': {message}");
+            eprintln!("error: cluster '{cluster}': app '{app}': {message}");
         }
     }
     report.ok()

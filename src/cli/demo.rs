@@ -288,7 +288,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 rt.block_on(async move {
                     let config = kube::config::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig");
                     let client = kube::Client::try_from(config).expect("client");
-                    let r = Reconciler::new(client, crate::apply::DEFAULT_NAMESPACE).with_retry(RetryPolicy { attempts: 5, base: Duration::from_millis(20), max: Duration::from_millis(500) });
+                    let r = Reconciler::new(client, crate::apply::DEFAULT_NAMESPACE).with_retry(RetryPolicy { attempts: 5, base: Duration::from_millis(20), max: Duration::from_millis(500), ..RetryPolicy::default() });
                     let mut agent = ClusterAgent::new(&name, r, Duration::from_secs(5));
                     while !stop.load(Ordering::Acquire) {
                         if let Err(e) = agent.pass(bare.to_str().unwrap_or(""), "main", SystemTime::now()).await {

@@ -78,6 +78,7 @@ pub fn run(
                 objects: &r.objects,
                 force: a.force,
                 namespace: a.namespace.as_deref(),
+                removal: a.removal_in_app,
             };
             match reconciler.preview(&rev).await {
                 Ok(previews) => {

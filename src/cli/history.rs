@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use git2::{Oid, Repository};
 
-use crate::fleet::{self, Fleet, targets_cluster};
+use crate::fleet::{self, BrokenApp, Fleet, targets_cluster};
 use crate::plan::{Approval, Release, waves_for};
 use crate::render::render;
 use crate::source::history::{Inputs, first_parent_history, releases};
@@ -124,6 +124,16 @@ impl GitRepo {
         Ok((tree, fleet))
     }
 
+    /// The fleet at `commit` with broken apps set aside ([`fleet::load_apps_apart`]):
+    /// what the rollout reads, so one app's broken app.yaml in a commit does not hide
+    /// the other apps' changes in it.
+    pub fn fleet_apart(&self, commit: Oid) -> anyhow::Result<(GitTree, Fleet, Vec<BrokenApp>)> {
+        let tree = self.tree(commit)?;
+        let (fleet, broken) =
+            fleet::load_apps_apart(&tree).with_context(|| format!("fleet at {commit}"))?;
+        Ok((tree, fleet, broken))
+    }
+
     /// The mirror, when the repository is a URL (status refs are pushed through it).
     pub fn mirror(&self) -> Option<&Mirror> {
         self._mirror.as_ref()
@@ -203,13 +213,15 @@ pub fn app_history(
         let time =
             SystemTime::UNIX_EPOCH + Duration::from_secs(commit.time().seconds().max(0) as u64);
         let mut hashes = BTreeMap::new();
-        if let Ok((t, f)) = g.fleet(oid)
+        if let Ok((t, f, _)) = g.fleet_apart(oid)
             && let Some(a) = f.app(app)
         {
             for c in f.clusters.iter().filter(|c| targets_cluster(a, c)) {
-                if let Ok(r) = render(&t, &f, a, c) {
-                    hashes.insert(c.name.clone(), r.content_hash);
-                }
+                let hash = match render(&t, &f, a, c) {
+                    Ok(r) => r.content_hash,
+                    Err(_) => crate::plan::unrenderable_hash(&oid.to_string()),
+                };
+                hashes.insert(c.name.clone(), hash);
             }
         }
         out.push(Release {

@@ -12,9 +12,12 @@ use crate::render::render;
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
     let opened = super::repo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
     let tree = opened.tree.as_ref();
-    let fleet = fleet::load(tree)?;
+    let (fleet, broken) = fleet::load_apps_apart(tree)?;
     let mut renders = 0usize;
-    let mut errors = 0usize;
+    let mut errors = broken.len();
+    for b in &broken {
+        eprintln!("error: app '{}': {}", b.name, b.error);
+    }
     for app in &fleet.apps {
         for cluster in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
             renders += 1;
@@ -29,7 +32,7 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "validated {} apps on {} clusters: {renders} renderings, {errors} errors",
-        fleet.apps.len(),
+        fleet.apps.len() + broken.len(),
         fleet.clusters.len()
     );
     Ok(if errors == 0 {

@@ -41,8 +41,31 @@ pub enum FleetError {
     },
 }
 
-/// Loads and validates the whole fleet model from the root of `tree`.
+/// An app whose app.yaml could not be loaded, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenApp {
+    /// The directory name under apps/.
+    pub name: String,
+    /// What is wrong.
+    pub error: FleetError,
+}
+
+/// Loads and validates the whole fleet model from the root of `tree`; the first
+/// problem anywhere is the error (what `validate`, `render` and `build` want).
 pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
+    let (fleet, broken) = load_apps_apart(tree)?;
+    match broken.into_iter().next() {
+        Some(b) => Err(b.error),
+        None => Ok(fleet),
+    }
+}
+
+/// Loads the fleet with each app on its own: fleet.yaml and clusters/ must be valid
+/// (they concern everyone), while an app whose app.yaml is broken is set aside and
+/// returned with its error, so one team's mistake never stops the other apps of the
+/// fleet from rolling out. The agent reports a broken app on the clusters that run it
+/// and leaves its objects as they are.
+pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), FleetError> {
     let fleet_file = RepoPath::new("fleet.yaml")?;
     let text = tree.read_text(&fleet_file).map_err(|e| match e {
         TreeError::NotFound(_) => FleetError::Invalid {
@@ -96,6 +119,7 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
         }
     }
     let mut apps = Vec::new();
+    let mut broken = Vec::new();
     let apps_dir = RepoPath::new("apps")?;
     if tree.kind(&apps_dir)? == Some(EntryKind::Dir) {
         for name in tree.list(&apps_dir)? {
@@ -103,23 +127,36 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
             if tree.kind(&dir)? != Some(EntryKind::Dir) {
                 continue;
             }
-            let path = dir.join("app.yaml")?;
-            if tree.kind(&path)? != Some(EntryKind::File) {
-                return Err(FleetError::Invalid {
-                    file: dir.to_string(),
-                    line: None,
-                    message: "an app directory needs an app.yaml; add one or remove the directory"
-                        .into(),
-                });
+            match load_app(tree, &dir, &name, &settings, &clusters) {
+                Ok(app) => apps.push(app),
+                Err(error) => broken.push(BrokenApp { name, error }),
             }
-            let text = tree.read_text(&path)?;
-            let file: model::AppFile = crate::yaml::parse_typed(path.as_str(), &text)?;
-            apps.push(file.validate(path.as_str(), &name, &settings, &clusters)?);
         }
     }
-    Ok(Fleet {
+    let fleet = Fleet {
         settings,
         clusters,
         apps,
-    })
+    };
+    Ok((fleet, broken))
+}
+
+fn load_app(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    name: &str,
+    settings: &FleetSettings,
+    clusters: &[Cluster],
+) -> Result<App, FleetError> {
+    let path = dir.join("app.yaml")?;
+    if tree.kind(&path)? != Some(EntryKind::File) {
+        return Err(FleetError::Invalid {
+            file: dir.to_string(),
+            line: None,
+            message: "an app directory needs an app.yaml; add one or remove the directory".into(),
+        });
+    }
+    let text = tree.read_text(&path)?;
+    let file: model::AppFile = crate::yaml::parse_typed(path.as_str(), &text)?;
+    file.validate(path.as_str(), name, settings, clusters)
 }

@@ -109,6 +109,18 @@ impl Default for RolloutSpec {
     }
 }
 
+/// Largest share one batch may have in `rollout.batches`: ratios describe fractions
+/// of a stage, and with at most [`MAX_BATCHES`] entries of this size the arithmetic of
+/// the waves stays far from overflow.
+pub const MAX_BATCH_RATIO: u64 = 1000;
+
+/// Most entries `rollout.batches` may have: every entry is a wave per stage.
+pub const MAX_BATCHES: usize = 100;
+
+/// Longest `bake` or `progressDeadline`: a week. Longer is a typo (`100d`), and
+/// Kubernetes keeps deadlines in 32-bit seconds.
+pub const MAX_ROLLOUT_DURATION: Duration = Duration::from_secs(7 * 86_400);
+
 /// Parses `90s`, `10m`, `1h`, `1h30m` or `0s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -158,6 +170,13 @@ impl RolloutFile {
             message,
         };
         if let Some(c) = &self.canary {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = c.iter().find(|n| !seen.insert(&n.value)) {
+                return Err(invalid(
+                    dup.referenced.line(),
+                    format!("rollout.canary: '{}' is listed twice", dup.value),
+                ));
+            }
             out.canary = c.iter().map(name_at).collect();
         }
         if let Some(b) = &self.batches {
@@ -170,19 +189,51 @@ impl RolloutFile {
             if b.value.contains(&0) {
                 return Err(invalid(b.referenced.line(), "rollout.batches: a ratio of 0 is not allowed; every batch needs a positive share".into()));
             }
+            if let Some(big) = b.value.iter().find(|r| **r > MAX_BATCH_RATIO) {
+                return Err(invalid(
+                    b.referenced.line(),
+                    format!(
+                        "rollout.batches: ratio {big} is over the limit of {MAX_BATCH_RATIO}; ratios are shares, e.g. [1, 2, 7]"
+                    ),
+                ));
+            }
+            if b.value.len() > MAX_BATCHES {
+                return Err(invalid(
+                    b.referenced.line(),
+                    format!(
+                        "rollout.batches: {} entries is over the limit of {MAX_BATCHES}",
+                        b.value.len()
+                    ),
+                ));
+            }
             out.batches = b.value.clone();
         }
+        let duration = |d: &Spanned<String>, field: &str, min: Duration| {
+            let parsed = parse_duration(&d.value)
+                .map_err(|m| invalid(d.referenced.line(), format!("{field}: {m}")))?;
+            if parsed > MAX_ROLLOUT_DURATION {
+                return Err(invalid(
+                    d.referenced.line(),
+                    format!(
+                        "{field}: '{}' is longer than the limit of 7d",
+                        d.value.trim()
+                    ),
+                ));
+            }
+            if parsed < min {
+                return Err(invalid(
+                    d.referenced.line(),
+                    format!("{field}: must be at least {}s", min.as_secs()),
+                ));
+            }
+            Ok(parsed)
+        };
         if let Some(d) = &self.bake {
-            out.bake = parse_duration(&d.value)
-                .map_err(|m| invalid(d.referenced.line(), format!("rollout.bake: {m}")))?;
+            out.bake = duration(d, "rollout.bake", Duration::ZERO)?;
         }
         if let Some(d) = &self.progress_deadline {
-            out.progress_deadline = parse_duration(&d.value).map_err(|m| {
-                invalid(
-                    d.referenced.line(),
-                    format!("rollout.progressDeadline: {m}"),
-                )
-            })?;
+            out.progress_deadline =
+                duration(d, "rollout.progressDeadline", Duration::from_secs(1))?;
         }
         if let Some(f) = self.on_failure {
             out.on_failure = f;
@@ -260,7 +311,7 @@ pub struct ClusterFile {
     name: Spanned<String>,
     stage: Spanned<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     values: Map<String, Value>,
 }
@@ -278,13 +329,14 @@ pub struct Cluster {
     pub values: Map<String, Value>,
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+/// Checks every key and value of a label map as Kubernetes would.
+fn check_labels(labels: &BTreeMap<String, String>, field: &str) -> Result<(), String> {
+    for (k, v) in labels {
+        if let Some(problem) = crate::names::label_problem(k, v) {
+            return Err(format!("{field}: {problem}"));
+        }
+    }
+    Ok(())
 }
 
 impl ClusterFile {
@@ -309,7 +361,7 @@ impl ClusterFile {
                 ),
             ));
         }
-        if !valid_name(stem) {
+        if !crate::names::is_dns_label(stem) {
             return Err(invalid(
                 self.name.referenced.line(),
                 format!("name: '{stem}' must be lower-case letters, digits and '-' (at most 63)"),
@@ -325,10 +377,17 @@ impl ClusterFile {
                 ),
             ));
         }
+        let labels = match self.labels {
+            Some(l) => {
+                check_labels(&l.value, "labels").map_err(|m| invalid(l.referenced.line(), m))?;
+                l.value
+            }
+            None => BTreeMap::new(),
+        };
         Ok(Cluster {
             name: self.name.value,
             stage: self.stage.value,
-            labels: self.labels,
+            labels,
             values: self.values,
         })
     }
@@ -341,7 +400,7 @@ pub struct TargetsFile {
     #[serde(default)]
     stages: Vec<Spanned<String>>,
     #[serde(default)]
-    selector: BTreeMap<String, String>,
+    selector: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     clusters: Vec<Spanned<String>>,
     #[serde(default)]
@@ -368,7 +427,7 @@ pub struct OverlayFile {
     #[serde(default)]
     cluster: Option<Spanned<String>>,
     #[serde(default)]
-    selector: Option<BTreeMap<String, String>>,
+    selector: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     stage: Option<Spanned<String>>,
     path: Spanned<String>,
@@ -405,7 +464,7 @@ pub enum OverlayRule {
 #[serde(deny_unknown_fields)]
 pub struct AppFile {
     #[serde(default)]
-    namespace: Option<String>,
+    namespace: Option<Spanned<String>>,
     targets: TargetsFile,
     #[serde(default)]
     overlays: Vec<OverlayFile>,
@@ -419,6 +478,8 @@ pub struct AppFile {
     suspend: bool,
     #[serde(default)]
     force: bool,
+    #[serde(default, rename = "allowEmpty")]
+    allow_empty: bool,
 }
 
 /// One app of the fleet.
@@ -438,6 +499,13 @@ pub struct App {
     pub rollout: RolloutSpec,
     /// What happens when it stops targeting a cluster.
     pub removal: Removal,
+    /// The app's own `removal` line, if it has one: remembered in the inventory so that
+    /// deleting the app's directory still follows it.
+    pub removal_in_app: Option<Removal>,
+    /// A rendering with no objects is applied (pruning everything the app had) only
+    /// when app.yaml says `allowEmpty: true`; otherwise it is refused, so an emptied
+    /// kustomization cannot delete an app across the fleet.
+    pub allow_empty: bool,
     /// Leave the app alone entirely.
     pub suspend: bool,
     /// Take ownership of fields other managers own (server-side apply force).
@@ -458,7 +526,7 @@ impl AppFile {
             line,
             message,
         };
-        if !valid_name(name) {
+        if !crate::names::is_dns_label(name) {
             return Err(invalid(
                 None,
                 format!("app directory name '{name}' must be lower-case letters, digits and '-'"),
@@ -488,6 +556,21 @@ impl AppFile {
                 ))
             }
         };
+        if let Some(ns) = &self.namespace
+            && !crate::names::is_dns_label(&ns.value)
+        {
+            return Err(invalid(
+                Some(ns.referenced.line()),
+                format!(
+                    "namespace: '{}' is not a valid namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+                    ns.value
+                ),
+            ));
+        }
+        if let Some(sel) = &self.targets.selector {
+            check_labels(&sel.value, "targets.selector")
+                .map_err(|m| invalid(Some(sel.referenced.line()), m))?;
+        }
         for s in &self.targets.stages {
             stage_ok(s, "targets.stages")?;
         }
@@ -515,7 +598,14 @@ impl AppFile {
                         path,
                     }
                 }
-                (None, Some(labels), None) => OverlayRule::Selector { labels, path },
+                (None, Some(labels), None) => {
+                    check_labels(&labels.value, "overlays.selector")
+                        .map_err(|m| invalid(Some(labels.referenced.line()), m))?;
+                    OverlayRule::Selector {
+                        labels: labels.value,
+                        path,
+                    }
+                }
                 (None, None, Some(s)) => {
                     stage_ok(&s, "overlays.stage")?;
                     OverlayRule::Stage {
@@ -552,10 +642,10 @@ impl AppFile {
         }
         Ok(App {
             name: name.to_string(),
-            namespace: self.namespace,
+            namespace: self.namespace.map(|n| n.value),
             targets: Targets {
                 stages: self.targets.stages.into_iter().map(|s| s.value).collect(),
-                selector: self.targets.selector,
+                selector: self.targets.selector.map(|s| s.value).unwrap_or_default(),
                 clusters: self.targets.clusters.into_iter().map(|s| s.value).collect(),
                 exclude: self.targets.exclude.into_iter().map(|s| s.value).collect(),
             },
@@ -563,6 +653,8 @@ impl AppFile {
             values: self.values,
             rollout,
             removal: self.removal.unwrap_or(fleet.removal),
+            removal_in_app: self.removal,
+            allow_empty: self.allow_empty,
             suspend: self.suspend,
             force: self.force,
         })

@@ -74,6 +74,8 @@ mod tests {
             values: Default::default(),
             rollout: RolloutSpec::default(),
             removal: Removal::Orphan,
+            removal_in_app: None,
+            allow_empty: false,
             suspend: false,
             force: false,
         }

@@ -23,8 +23,17 @@ pub struct Release {
     pub sha: String,
     /// Commit time (for `gate: time`).
     pub time: SystemTime,
-    /// Content hash of the rendering for each targeted cluster (missing: did not render).
+    /// Content hash of the rendering for each targeted cluster; a rendering that fails
+    /// has [`unrenderable_hash`], so the cluster takes the release when its gates open
+    /// and reports the error (the canary first), and later waves never take it.
     pub hashes: BTreeMap<String, String>,
+}
+
+/// The stand-in content hash of a release that does not render for a cluster: unique
+/// to the commit, so it is never a no-op, never known good and never shared with
+/// another release.
+pub fn unrenderable_hash(sha: &str) -> String {
+    format!("unrenderable:{sha}")
 }
 
 /// An entry of `approvals/<app>.yaml`.
@@ -142,8 +151,15 @@ pub struct AppPlan {
     pub pending: Vec<ReleaseGates>,
 }
 
+/// RFC 3339, clamped to what the format can say (1970 to 9999): times derived from
+/// peers' statuses can lie anywhere, and formatting one out of range must not panic.
 fn fmt_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    const LAST: Duration = Duration::from_secs(253_402_300_799); // 9999-12-31T23:59:59Z
+    let since_epoch = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .min(LAST);
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + since_epoch).to_string()
 }
 
 /// One (release, phase) interval of an app on a cluster.
@@ -251,8 +267,14 @@ impl PlanInput<'_> {
             }
         }
         match bake_since {
+            // Times come from peers' statuses: an absurd one must not overflow.
             Some(since) => {
-                let until = since + self.policy.bake;
+                let Some(until) = since.checked_add(self.policy.bake) else {
+                    return GateState::WaitingForBake {
+                        cluster: cluster.into(),
+                        until: None,
+                    };
+                };
                 if self.now >= until {
                     GateState::Open
                 } else {
@@ -332,7 +354,15 @@ impl PlanInput<'_> {
                 }
             }
             Gate::Time => {
-                let opens = release.time + self.policy.bake * w as u32;
+                let opens = u32::try_from(w)
+                    .ok()
+                    .and_then(|w| self.policy.bake.checked_mul(w))
+                    .and_then(|wait| release.time.checked_add(wait));
+                let Some(opens) = opens else {
+                    return GateState::WaitingUntil {
+                        until: "never (bake times wave number overflows)".into(),
+                    };
+                };
                 if self.now >= opens {
                     GateState::Open
                 } else {

@@ -5,5 +5,7 @@
 pub mod decide;
 pub mod waves;
 
-pub use decide::{AppPlan, Approval, Decision, GateState, PlanInput, Reason, Release, plan_app};
+pub use decide::{
+    AppPlan, Approval, Decision, GateState, PlanInput, Reason, Release, plan_app, unrenderable_hash,
+};
 pub use waves::{batch_sizes, waves_for};

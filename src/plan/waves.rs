@@ -8,18 +8,19 @@ use crate::fleet::{App, Fleet, targets_cluster};
 
 /// Batch sizes for `n` clusters and ratio `ratio`: batch `i` ends at
 /// `ceil(n * sum(ratio[..=i]) / sum(ratio))`, so the first batch is never empty when
-/// `n > 0`; empty batches are dropped.
+/// `n > 0`; empty batches are dropped. The arithmetic is done in 128 bits so no ratio
+/// the model accepts (or any other) can overflow it, and the sizes always add up to `n`.
 pub fn batch_sizes(n: usize, ratio: &[u64]) -> Vec<usize> {
-    let total: u64 = ratio.iter().sum();
+    let total: u128 = ratio.iter().map(|r| u128::from(*r)).sum();
     if n == 0 || total == 0 {
         return Vec::new();
     }
     let mut sizes = Vec::new();
-    let mut cum = 0u64;
+    let mut cum = 0u128;
     let mut prev_end = 0usize;
     for r in ratio {
-        cum += r;
-        let end = ((n as u64 * cum).div_ceil(total)) as usize;
+        cum += u128::from(*r);
+        let end = ((n as u128 * cum).div_ceil(total)).min(n as u128) as usize;
         if end > prev_end {
             sizes.push(end - prev_end);
         }
@@ -39,13 +40,12 @@ pub fn waves_for(fleet: &Fleet, app: &App) -> Vec<Vec<String>> {
         .iter()
         .filter(|c| targets_cluster(app, c))
         .collect();
-    let canary: Vec<String> = app
-        .rollout
-        .canary
-        .iter()
-        .map(|c| c.value.clone())
-        .filter(|c| targeted.iter().any(|t| t.name == *c))
-        .collect();
+    let mut canary: Vec<String> = Vec::new();
+    for c in &app.rollout.canary {
+        if targeted.iter().any(|t| t.name == c.value) && !canary.contains(&c.value) {
+            canary.push(c.value.clone());
+        }
+    }
     let mut waves = Vec::new();
     if !canary.is_empty() {
         waves.push(canary.clone());

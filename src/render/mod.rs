@@ -48,6 +48,10 @@ pub enum RenderError {
     /// The result is not something rollwave can apply.
     #[error("{0}")]
     Invalid(String),
+    /// Rendering failed in a way the bounds did not foresee (a panic), contained to
+    /// this app.
+    #[error(transparent)]
+    Internal(#[from] crate::contain::Contained),
 }
 
 /// Deep-merges `over` into `base` (maps merge recursively; everything else replaces).
@@ -85,8 +89,21 @@ pub fn template_context(fleet: &Fleet, app: &App, cluster: &Cluster) -> Value {
     })
 }
 
-/// Renders `app` for `cluster` from `tree`.
+/// Renders `app` for `cluster` from `tree`, on a thread of its own: whatever the
+/// repository holds, the result is a value or an error for this app, never the end of
+/// the process ([`crate::contain`]).
 pub fn render(
+    tree: &dyn FileTree,
+    fleet: &Fleet,
+    app: &App,
+    cluster: &Cluster,
+) -> Result<Rendered, RenderError> {
+    let what = format!("rendering apps/{} for {}", app.name, cluster.name);
+    crate::contain::contained(&what, || render_here(tree, fleet, app, cluster))?
+}
+
+/// [`render`] on the calling thread.
+fn render_here(
     tree: &dyn FileTree,
     fleet: &Fleet,
     app: &App,
@@ -102,6 +119,14 @@ pub fn render(
     let root = app_dir.join(choose_overlay(app, cluster))?;
     let built = kustomize::build(&templated, &root)?;
     let objects = finish(built, app)?;
+    if objects.is_empty() && !app.allow_empty {
+        return Err(RenderError::Invalid(format!(
+            "{root}: renders no objects for cluster {}; applying it would prune everything the app has. \
+             Remove an app by taking it out of targets or deleting its directory, or set allowEmpty: true in \
+             apps/{}/app.yaml if it is meant to be empty",
+            cluster.name, app.name
+        )));
+    }
     let content_hash = content_hash(&objects);
     let mut files_read = recording.files_read();
     files_read.insert(RepoPath::new("fleet.yaml")?);

@@ -343,19 +343,6 @@ fn check_schema(
 const DNS1123_SUBDOMAIN: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1123_LABEL: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
-fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_label)
-}
-
 fn check_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
     if name.is_empty() {
         return Err(ApiError::invalid(
@@ -373,9 +360,9 @@ fn check_name(rt: &ResourceType, name: &str) -> Result<(), ApiError> {
     let ok = if rbac {
         !name.contains('/') && !name.contains('%') && name != "." && name != ".."
     } else if label_only {
-        is_label(name)
+        crate::names::is_dns_label(name)
     } else {
-        is_subdomain(name)
+        crate::names::is_dns_subdomain(name)
     };
     if ok {
         return Ok(());

@@ -1,24 +1,35 @@
 //! What wakes the fetch loop: polling with jitter, a push webhook (GitHub
-//! `X-Hub-Signature-256` or GitLab `X-Gitlab-Token`, verified; body size limited), and
-//! a file watch on a local repository. Each trigger only wakes the loop; the loop
-//! decides what to do.
+//! `X-Hub-Signature-256` or GitLab `X-Gitlab-Token`, verified), and a file watch on a
+//! local repository. Each trigger only wakes the loop; the loop decides what to do.
+//!
+//! The webhook bounds what a client can make the agent hold: a request without the
+//! header its secret is checked with is refused before its body is read; a body is at
+//! most [`MAX_WEBHOOK_BODY`], must arrive within [`BODY_READ_TIMEOUT`], and all the
+//! bodies being read at once hold at most [`MAX_BUFFERED`] (more are answered 503 at
+//! once). When the last one is done the freed memory is handed back to the system.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
 use sha2::Sha256;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// Largest webhook body accepted (push events are a few KiB to a few hundred KiB).
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
+/// The most webhook body bytes held at once, all requests together.
+pub const MAX_BUFFERED: usize = 8 * MAX_WEBHOOK_BODY;
+/// How long a webhook body may take to arrive (a Git host sends it at once; GitHub
+/// gives up on a delivery after 10 s).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A handle that wakes the fetch loop.
 #[derive(Debug, Clone, Default)]
@@ -89,9 +100,27 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Whether a request carries the header one of the configured secrets is checked
+/// with (a request without it is refused before its body is read).
+fn signed(secrets: &WebhookSecrets, headers: &HeaderMap) -> bool {
+    (usable(&secrets.github) && headers.contains_key("x-hub-signature-256"))
+        || (usable(&secrets.gitlab) && headers.contains_key("x-gitlab-token"))
+}
+
+/// An empty secret verifies anything signed with the empty key: never used.
+fn usable(secret: &Option<String>) -> bool {
+    secret.as_ref().is_some_and(|s| !s.is_empty())
+}
+
 /// Whether a request carries a valid GitHub signature or GitLab token.
 pub fn verify_webhook(secrets: &WebhookSecrets, headers: &HeaderMap, body: &[u8]) -> bool {
-    if let (Some(secret), Some(sig)) = (&secrets.github, headers.get("x-hub-signature-256")) {
+    if !usable(&secrets.github) && !usable(&secrets.gitlab) {
+        return false;
+    }
+    if let (Some(secret), Some(sig)) = (
+        secrets.github.as_ref().filter(|s| !s.is_empty()),
+        headers.get("x-hub-signature-256"),
+    ) {
         let Some(expected) = sig
             .to_str()
             .ok()
@@ -106,7 +135,10 @@ pub fn verify_webhook(secrets: &WebhookSecrets, headers: &HeaderMap, body: &[u8]
         mac.update(body);
         return mac.verify_slice(&expected).is_ok();
     }
-    if let (Some(token), Some(given)) = (&secrets.gitlab, headers.get("x-gitlab-token")) {
+    if let (Some(token), Some(given)) = (
+        secrets.gitlab.as_ref().filter(|s| !s.is_empty()),
+        headers.get("x-gitlab-token"),
+    ) {
         return constant_time_eq(token.as_bytes(), given.as_bytes());
     }
     false
@@ -116,9 +148,66 @@ pub fn verify_webhook(secrets: &WebhookSecrets, headers: &HeaderMap, body: &[u8]
 struct HookState {
     secrets: Arc<WebhookSecrets>,
     wake: Wake,
+    /// One permit per body byte that may be held; see [`MAX_BUFFERED`].
+    buffered: Arc<Semaphore>,
 }
 
-async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// Hands freed memory back when the last body in flight is dropped, so a burst of
+/// uploads does not leave the agent at its peak size.
+struct Held<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    buffered: &'a Semaphore,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // This permit is still counted as taken here.
+        if self.buffered.available_permits() + self._permit.num_permits() == MAX_BUFFERED {
+            release_freed_memory();
+        }
+    }
+}
+
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Body) -> StatusCode {
+    if !signed(&state.secrets, &headers) {
+        tracing::warn!("webhook request without a signature refused");
+        return StatusCode::UNAUTHORIZED;
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_WEBHOOK_BODY) {
+        return StatusCode::PAYLOAD_TOO_LARGE;
+    }
+    // Without a length, the most a body may hold is reserved.
+    let reserve = declared.unwrap_or(MAX_WEBHOOK_BODY).max(1);
+    let Ok(permit) = state.buffered.try_acquire_many(reserve as u32) else {
+        tracing::warn!("webhook request refused: too many bodies being received");
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    let _held = Held {
+        _permit: permit,
+        buffered: &state.buffered,
+    };
+    let body = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, reserve.min(MAX_WEBHOOK_BODY)),
+    )
+    .await
+    {
+        Err(_) => return StatusCode::REQUEST_TIMEOUT,
+        Ok(Err(_)) => return StatusCode::PAYLOAD_TOO_LARGE,
+        Ok(Ok(b)) => b,
+    };
     if verify_webhook(&state.secrets, &headers, &body) {
         state.wake.wake();
         StatusCode::ACCEPTED
@@ -129,14 +218,18 @@ async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Bytes) -
 }
 
 /// The `POST /hooks/git` route: 202 and a wake for a verified request, 401 for a bad
-/// or missing signature, 413 for a body over [`MAX_WEBHOOK_BODY`].
+/// or missing signature, 413 for a body over [`MAX_WEBHOOK_BODY`], 408 for a body
+/// slower than [`BODY_READ_TIMEOUT`], 503 when [`MAX_BUFFERED`] bytes are already
+/// being received.
 pub fn webhook_router(secrets: WebhookSecrets, wake: Wake) -> Router {
     Router::new()
         .route("/hooks/git", post(hook))
-        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+        // The body is read by the handler, under the limits above.
+        .layer(DefaultBodyLimit::disable())
         .with_state(HookState {
             secrets: Arc::new(secrets),
             wake,
+            buffered: Arc::new(Semaphore::new(MAX_BUFFERED)),
         })
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fakeapi;
 pub mod git;
 pub mod sim;
 pub mod webhook;

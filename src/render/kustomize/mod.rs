@@ -704,7 +704,7 @@ fn run_transformers(
             patch_text(loader, dir, Some(entry), None)?
         };
         let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src)?;
+        let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
         if matches!(p, patch::Patch::Json(_)) {
             return Err(KustomizeError::Patch {
                 dir: dir_s.clone(),
@@ -717,7 +717,10 @@ fn run_transformers(
     for entry in &k.patches {
         let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
         let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src)?;
+        let field = patch::PatchField::Patches {
+            targeted: entry.target.is_some(),
+        };
+        let p = patch::parse_patch(&text, &src, field)?;
         let target = match &entry.target {
             Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
                 dir: dir_s.clone(),
@@ -749,7 +752,7 @@ fn run_transformers(
     for entry in &k.patches_json6902 {
         let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
         let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src)?;
+        let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
         let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
             dir: dir_s.clone(),
             patch: src.what.clone(),

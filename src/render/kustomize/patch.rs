@@ -34,9 +34,50 @@ impl PatchSource<'_> {
     }
 }
 
+/// Which kustomization field a patch comes from: kustomize treats an empty patch
+/// differently in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchField {
+    /// `patches`, with or without a `target`.
+    Patches {
+        /// Whether the entry has a target.
+        targeted: bool,
+    },
+    /// `patchesStrategicMerge`.
+    StrategicMerge,
+    /// `patchesJson6902`.
+    Json6902,
+}
+
 /// Parses patch text: a YAML or JSON list is JSON 6902, anything else strategic merge.
-pub fn parse_patch(text: &str, src: &PatchSource<'_>) -> Result<Patch, KustomizeError> {
+/// Empty patches are refused or accepted as kustomize does: in `patches`, blank text is
+/// an empty JSON 6902 patch (which needs a target) and text with only comments is
+/// ambiguous; in `patchesStrategicMerge` and `patchesJson6902` either is an error.
+pub fn parse_patch(
+    text: &str,
+    src: &PatchSource<'_>,
+    field: PatchField,
+) -> Result<Patch, KustomizeError> {
     let docs = crate::yaml::parse_documents(&src.what, text)?;
+    if docs.is_empty() {
+        let blank = text.trim().is_empty();
+        return match field {
+            PatchField::Patches { targeted: true } if blank => {
+                Ok(Patch::Json(json_patch::Patch(Vec::new())))
+            }
+            PatchField::Patches { targeted: false } if blank => Err(src.err(
+                "the patch is empty, which kustomize reads as a JSON 6902 patch without a target; \
+                 give it content or remove the entry",
+            )),
+            PatchField::Patches { .. } => Err(src.err(
+                "the patch holds only comments, which kustomize refuses as both a strategic \
+                 merge and a JSON 6902 patch; give it content or remove the entry",
+            )),
+            PatchField::StrategicMerge | PatchField::Json6902 => {
+                Err(src.err("the patch is empty; give it content or remove the entry"))
+            }
+        };
+    }
     if docs.len() == 1 && docs[0].is_array() {
         let ops: json_patch::Patch = serde_json::from_value(docs[0].clone())
             .map_err(|e| src.err(format!("not a valid JSON 6902 patch: {e}")))?;

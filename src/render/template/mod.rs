@@ -6,7 +6,13 @@
 use std::collections::BTreeMap;
 
 use handlebars::Handlebars;
+use handlebars::template::Template;
 use serde_json::Value;
+
+pub mod budget;
+pub mod check;
+
+pub use budget::Budget;
 
 use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
 
@@ -32,49 +38,69 @@ fn position(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
-/// Renders every `.hbs` file below `dir` with `context`.
+/// Renders every `.hbs` file below `dir` with `context`, within one [`Budget`] for the
+/// whole directory (the app): nesting, recursive partials, loop iterations, output size
+/// and time are all bounded, so no template can crash or wedge the process.
 pub fn render_templates(
     tree: &dyn FileTree,
     dir: &RepoPath,
     context: &Value,
 ) -> Result<BTreeMap<RepoPath, Vec<u8>>, RenderTemplatesError> {
     let mut out = BTreeMap::new();
-    let mut hb = Handlebars::new();
-    hb.set_strict_mode(true);
-    hb.register_escape_fn(handlebars::no_escape);
+    let budget = Budget::new();
     walk(tree, dir, &mut |path| {
         let text = tree.read_text(path)?;
-        let file = path.as_str().to_string();
-        let rendered = hb.render_template(&text, context).map_err(|e| {
-            let (line, column) = (e.line_no, e.column_no);
-            let message = match e.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(var)) => format!(
-                    "template variable '{var}' is not defined; add it to the fleet, app or cluster values"
-                ),
-                handlebars::RenderErrorReason::TemplateError(t) => {
-                    return TemplateError {
-                        file: file.clone(),
-                        line: t.pos().map(|p| p.0),
-                        column: t.pos().map(|p| p.1),
-                        message: format!("template syntax error: {}", t.reason()),
-                    };
-                }
-                other => other.to_string(),
-            };
-            TemplateError {
-                file: file.clone(),
-                line,
-                column,
-                message,
-            }
-        })?;
+        let rendered = render_file(path.as_str(), &text, context, &budget)?;
         let target = path
             .parent()
             .join(path.file_name().trim_end_matches(".hbs"))?;
-        out.insert(target, rendered.into_bytes());
+        out.insert(target, rendered);
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Renders one template file's `text` (strict, no HTML escaping) against `budget`.
+pub fn render_file(
+    file: &str,
+    text: &str,
+    context: &Value,
+    budget: &Budget,
+) -> Result<Vec<u8>, TemplateError> {
+    let at = |line: Option<usize>, column: Option<usize>, message: String| TemplateError {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    };
+    let finding = |f: check::Finding| at(f.line, None, f.message);
+    check::check_nesting(text).map_err(finding)?;
+    let template = Template::compile(text).map_err(|t| {
+        at(
+            t.pos().map(|p| p.0),
+            t.pos().map(|p| p.1),
+            format!("template syntax error: {}", t.reason()),
+        )
+    })?;
+    check::check_partials(&template).map_err(finding)?;
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("each", Box::new(budget.each_helper()));
+    hb.register_template(file, template);
+    let mut writer = budget.writer();
+    hb.render_to_write(file, context, &mut writer).map_err(|e| {
+        let (line, column) = (e.line_no, e.column_no);
+        let message = match (budget::exceeded(&e), e.reason()) {
+            (Some(exceeded), _) => exceeded.message(),
+            (None, handlebars::RenderErrorReason::MissingVariable(Some(var))) => format!(
+                "template variable '{var}' is not defined; add it to the fleet, app or cluster values"
+            ),
+            (None, other) => other.to_string(),
+        };
+        at(line, column, message)
+    })?;
+    Ok(writer.into_bytes())
 }
 
 /// Either a template problem or a read problem.
