@@ -1,0 +1,169 @@
+//! The agent against a real Kubernetes control plane (kube-apiserver with etcd,
+//! kube-controller-manager, a fake kubelet; see `tests/k8s/`): what the simulator
+//! shows, shown again where the answers come from Kubernetes itself. One control plane
+//! serves every test of this file, one test at a time.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use common::k8s::RealCluster;
+use common::sim::{eventually, require_kubectl};
+use common::{ScratchRepo, copy_dir, run_cli};
+
+fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
+    static CLUSTER: OnceLock<RealCluster> = OnceLock::new();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one still has a usable cluster.
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_kubectl();
+    (CLUSTER.get_or_init(RealCluster::start), turn)
+}
+
+fn agent_once(c: &RealCluster, repo: &Path, cluster: &str, inventory: &str) -> (i32, String) {
+    let (code, out, err) = run_cli(&[
+        "agent",
+        "--once",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--cluster",
+        cluster,
+        "--kubeconfig",
+        c.kubeconfig().to_str().unwrap(),
+        "--namespace",
+        inventory,
+    ]);
+    (code, format!("{out}{err}"))
+}
+
+fn line_of<'a>(out: &'a str, app: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{app}\t")))
+        .unwrap_or_else(|| panic!("no line for {app} in:\n{out}"))
+}
+
+#[test]
+fn the_example_fleet_applies_becomes_available_and_a_second_pass_writes_nothing() {
+    let (c, _turn) = cluster();
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
+        repo.path(),
+    );
+
+    let before = c.writes();
+    let (code, out) = agent_once(c, repo.path(), "test-sh-1", "rollwave-example");
+    assert_eq!(code, 0, "{out}");
+    for app in ["api", "platform", "web"] {
+        assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
+    }
+    assert_ne!(
+        c.writes(),
+        before,
+        "the apiserver counted the first pass's writes"
+    );
+
+    // Available as the real deployment controller reports it, from Pods the fake
+    // kubelet made Ready.
+    for (ns, name) in [("web", "web"), ("api", "api")] {
+        c.kubectl_ok(&[
+            "wait",
+            "--for=condition=Available",
+            "--timeout=100s",
+            "-n",
+            ns,
+            &format!("deployment/{name}"),
+        ]);
+    }
+
+    let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(90));
+    let (code, out) = agent_once(c, repo.path(), "test-sh-1", "rollwave-example");
+    assert_eq!(code, 0, "{out}");
+    let after = c.writes();
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(k, n)| settled.get(*k) != Some(n))
+        .map(|(k, n)| format!("{k}: {} -> {n}", settled.get(k).copied().unwrap_or(0)))
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a pass over an unchanged repository must not write; the apiserver counted: {changed:?}\n{out}"
+    );
+    for app in ["api", "platform", "web"] {
+        let line = line_of(&out, app);
+        assert!(
+            line.contains("0 created, 0 configured") && line.contains("0 pruned"),
+            "{out}"
+        );
+    }
+    assert!(line_of(&out, "web").ends_with("; Healthy"), "{out}");
+}
+
+const STUCK: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test]\nrollout:\n  canary: [real-1]\n",
+    ),
+    ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+    (
+        "apps/stuck/app.yaml",
+        "namespace: stuck\ntargets:\n  stages: [test]\n",
+    ),
+    (
+        "apps/stuck/base/kustomization.yaml",
+        "resources:\n- namespace.yaml\n- deployment.yaml\n",
+    ),
+    (
+        "apps/stuck/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: stuck}\n",
+    ),
+    (
+        "apps/stuck/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\nspec:\n  replicas: 1\n  progressDeadlineSeconds: 8\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec: {containers: [{name: app, image: registry.example.com/stuck:broken}]}\n",
+    ),
+];
+
+#[test]
+fn a_broken_image_is_degraded_by_the_real_deployment_controllers_progress_deadline() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(STUCK);
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-stuck");
+    assert_eq!(code, 0, "{out}");
+    assert!(line_of(&out, "stuck").contains("\tapplied\t"), "{out}");
+
+    let progressing = || {
+        c.kubectl_ok(&[
+            "get",
+            "deployment",
+            "stuck",
+            "-n",
+            "stuck",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ])
+    };
+    eventually(
+        Duration::from_secs(90),
+        "the deployment controller to report ProgressDeadlineExceeded",
+        || progressing() == "ProgressDeadlineExceeded",
+    );
+    let pod_ready = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "stuck",
+        "-o",
+        "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
+    assert_eq!(pod_ready, "ContainersNotReady");
+
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-stuck");
+    assert_eq!(code, 0, "{out}");
+    let line = line_of(&out, "stuck");
+    assert!(
+        line.contains("; Degraded") && line.contains("progress deadline exceeded"),
+        "{out}"
+    );
+}
