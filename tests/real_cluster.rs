@@ -167,3 +167,73 @@ fn a_broken_image_is_degraded_by_the_real_deployment_controllers_progress_deadli
         "{out}"
     );
 }
+
+const SCALED: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test]\nrollout:\n  canary: [real-1]\n",
+    ),
+    ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+    (
+        "apps/scaled/app.yaml",
+        "namespace: scaled\ntargets:\n  stages: [test]\n",
+    ),
+    (
+        "apps/scaled/base/kustomization.yaml",
+        "resources:\n- namespace.yaml\n- deployment.yaml\n- hpa.yaml\n",
+    ),
+    (
+        "apps/scaled/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: scaled}\n",
+    ),
+    (
+        "apps/scaled/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: scaled\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: scaled}}\n  template:\n    metadata: {labels: {app: scaled}}\n    spec: {containers: [{name: app, image: registry.example.com/scaled:1}]}\n",
+    ),
+    (
+        "apps/scaled/base/hpa.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: scaled\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: scaled}\n  minReplicas: 3\n  maxReplicas: 5\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}\n",
+    ),
+];
+
+#[test]
+fn replicas_set_by_the_real_autoscaler_are_left_alone_by_the_next_pass() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(SCALED);
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-scaled");
+    assert_eq!(code, 0, "{out}");
+
+    // The horizontal-pod-autoscaler controller raises the Deployment to minReplicas
+    // (it needs no metrics for that), through the scale subresource.
+    let replicas = || {
+        c.kubectl_ok(&[
+            "get",
+            "deployment",
+            "scaled",
+            "-n",
+            "scaled",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+    };
+    eventually(
+        Duration::from_secs(90),
+        "the autoscaler to scale the Deployment to 3",
+        || replicas() == "3",
+    );
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Available",
+        "--timeout=100s",
+        "-n",
+        "scaled",
+        "deployment/scaled",
+    ]);
+
+    let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(90));
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-scaled");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(c.writes(), settled, "the pass wrote:\n{out}");
+    assert_eq!(replicas(), "3", "the agent must not fight the autoscaler");
+    assert!(line_of(&out, "scaled").ends_with("; Healthy"), "{out}");
+}

@@ -13,8 +13,6 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::sim::wait_output;
-
 /// How long the first build of the control plane may take (about 30 minutes on a busy
 /// 2-core machine; seconds once cached).
 const BUILD_LIMIT: Duration = Duration::from_secs(60 * 60);
@@ -57,13 +55,9 @@ pub fn require_go() {
 pub fn build() -> PathBuf {
     require_go();
     let started = Instant::now();
-    let child = Command::new(up_script())
-        .arg("--build")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tests/k8s/up --build");
-    let out = wait_output(child, BUILD_LIMIT);
+    let mut cmd = Command::new(up_script());
+    cmd.arg("--build");
+    let out = output_within(cmd, BUILD_LIMIT, "tests/k8s/up --build");
     assert!(
         out.status.success(),
         "building the control plane failed:\n{}",
@@ -85,6 +79,7 @@ impl RealCluster {
         build();
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/k8s/runs");
         std::fs::create_dir_all(&base).expect("mkdir target/k8s/runs");
+        forget_old_runs(&base);
         let dir = tempfile::Builder::new()
             .prefix("cplane-")
             .tempdir_in(&base)
@@ -162,17 +157,11 @@ impl RealCluster {
 
     /// Runs kubectl (for at most 2 minutes); returns (exit code, stdout, stderr).
     pub fn kubectl(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = self.kubectl_cmd(args);
-        cmd.stdin(Stdio::null());
-        // `output` reads both pipes while waiting: /metrics is larger than a pipe holds.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(cmd.output());
-        });
-        let out = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within 2 minutes"))
-            .expect("kubectl runs");
+        let out = output_within(
+            self.kubectl_cmd(args),
+            Duration::from_secs(120),
+            &format!("kubectl {args:?}"),
+        );
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -247,6 +236,34 @@ impl RealCluster {
 impl Drop for RealCluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs `cmd` to the end, reading both pipes while it runs (/metrics is larger than a
+/// pipe holds); fails the test after `limit`.
+fn output_within(mut cmd: Command, limit: Duration, what: &str) -> std::process::Output {
+    cmd.stdin(Stdio::null());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Removes the run directories (logs and kubeconfig of stopped control planes, kept for
+/// reading after a failure) older than a day.
+fn forget_old_runs(base: &Path) {
+    let day = Duration::from_secs(24 * 60 * 60);
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
