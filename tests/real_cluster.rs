@@ -237,3 +237,77 @@ fn replicas_set_by_the_real_autoscaler_are_left_alone_by_the_next_pass() {
     assert_eq!(replicas(), "3", "the agent must not fight the autoscaler");
     assert!(line_of(&out, "scaled").ends_with("; Healthy"), "{out}");
 }
+
+const HALF: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test]\nrollout:\n  canary: [real-1]\n",
+    ),
+    ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+    (
+        "apps/half/app.yaml",
+        "namespace: half\ntargets:\n  stages: [test]\n",
+    ),
+    (
+        "apps/half/base/kustomization.yaml",
+        "resources:\n- namespace.yaml\n- cm.yaml\n",
+    ),
+    (
+        "apps/half/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: half}\n",
+    ),
+    (
+        "apps/half/base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: v1}\n",
+    ),
+];
+
+#[test]
+fn a_revision_the_real_apiserver_rejects_in_its_dry_run_writes_nothing() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(HALF);
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-half");
+    assert_eq!(code, 0, "{out}");
+
+    // v2 changes the ConfigMap and adds a Deployment whose selector does not match its
+    // template: only the apiserver's validation (in the dry run) refuses it.
+    repo.write(
+        "apps/half/base/kustomization.yaml",
+        "resources:\n- namespace.yaml\n- cm.yaml\n- deployment.yaml\n",
+    );
+    repo.write(
+        "apps/half/base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: v2}\n",
+    );
+    repo.write(
+        "apps/half/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: half\nspec:\n  selector: {matchLabels: {app: half}}\n  template:\n    metadata: {labels: {app: other}}\n    spec: {containers: [{name: app, image: registry.example.com/half:1}]}\n",
+    );
+    let settled = c.wait_settled(Duration::from_secs(2), Duration::from_secs(60));
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-half");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Deployment half/half: rejected by the server, nothing applied"),
+        "{out}"
+    );
+    let mode = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "half",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(mode, "v1", "the last good state stays applied");
+    let wrote: Vec<String> = c
+        .writes()
+        .into_iter()
+        .filter(|(k, n)| settled.get(k) != Some(n) && !k.contains("configmaps"))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        wrote.is_empty(),
+        "only the inventory may be written: {wrote:?}"
+    );
+}
