@@ -311,3 +311,47 @@ fn a_revision_the_real_apiserver_rejects_in_its_dry_run_writes_nothing() {
         "only the inventory may be written: {wrote:?}"
     );
 }
+
+#[test]
+fn a_suspended_app_is_not_written_even_when_its_manifests_change() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(HALF);
+    repo.write(
+        "apps/half/app.yaml",
+        "namespace: pause\ntargets:\n  stages: [test]\n",
+    );
+    repo.write(
+        "apps/half/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: pause}\n",
+    );
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-pause");
+    assert_eq!(code, 0, "{out}");
+
+    repo.write(
+        "apps/half/app.yaml",
+        "namespace: pause\nsuspend: true\ntargets:\n  stages: [test]\n",
+    );
+    repo.write(
+        "apps/half/base/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: v2}\n",
+    );
+    let settled = c.wait_settled(Duration::from_secs(2), Duration::from_secs(60));
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-pause");
+    assert_eq!(code, 0, "{out}");
+    assert!(line_of(&out, "half").contains("\tsuspended\t"), "{out}");
+    assert_eq!(
+        c.writes(),
+        settled,
+        "a suspended app is not written:\n{out}"
+    );
+    let mode = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "pause",
+        "-o",
+        "jsonpath={.data.mode}",
+    ]);
+    assert_eq!(mode, "v1");
+}
