@@ -355,3 +355,73 @@ fn a_suspended_app_is_not_written_even_when_its_manifests_change() {
     ]);
     assert_eq!(mode, "v1");
 }
+
+const PRUNED: &[(&str, &str)] = &[
+    (
+        "fleet.yaml",
+        "stages: [test]\nrollout:\n  canary: [real-1]\n",
+    ),
+    ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+    (
+        "apps/shop/app.yaml",
+        "namespace: shop\ntargets:\n  stages: [test]\n",
+    ),
+    (
+        "apps/shop/base/kustomization.yaml",
+        "resources:\n- namespace.yaml\n- cms.yaml\n",
+    ),
+    (
+        "apps/shop/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    ),
+    (
+        "apps/shop/base/cms.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {v: '1'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {v: '1'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: legacy}\ndata: {v: '1'}\n",
+    ),
+];
+
+#[test]
+fn prune_deletes_what_left_the_repository_and_never_a_foreign_object_of_the_same_name() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(PRUNED);
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-shop");
+    assert_eq!(code, 0, "{out}");
+
+    // Someone replaces `legacy` with an object of their own (no rollwave labels).
+    c.kubectl_ok(&["delete", "configmap", "legacy", "-n", "shop"]);
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "legacy",
+        "-n",
+        "shop",
+        "--from-literal=owner=someone",
+    ]);
+    repo.write(
+        "apps/shop/base/cms.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {v: '1'}\n",
+    );
+    let (code, out) = agent_once(c, repo.path(), "real-1", "rollwave-shop");
+    assert_eq!(code, 0, "{out}");
+    let line = line_of(&out, "shop");
+    assert!(line.contains("1 pruned, 1 skipped"), "{out}");
+    let names = c.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(names, "a kube-root-ca.crt legacy");
+    let owner = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "legacy",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.owner}",
+    ]);
+    assert_eq!(owner, "someone");
+}
