@@ -425,3 +425,75 @@ fn prune_deletes_what_left_the_repository_and_never_a_foreign_object_of_the_same
     ]);
     assert_eq!(owner, "someone");
 }
+
+#[test]
+fn a_running_agent_reverts_a_change_made_behind_its_back() {
+    let (c, _turn) = cluster();
+    let repo = ScratchRepo::new(HALF);
+    repo.write(
+        "apps/half/app.yaml",
+        "namespace: drift\ntargets:\n  stages: [test]\n",
+    );
+    repo.write(
+        "apps/half/base/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: drift}\n",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let port = common::git::free_port().to_string();
+    let log = work.path().join("agent.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(["agent", "--repo"])
+        .arg(repo.path())
+        .args(["--cluster", "real-1", "--kubeconfig"])
+        .arg(c.kubeconfig())
+        .args(["--namespace", "rollwave-drift", "--interval", "1h"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("ROLLWAVE_CACHE", work.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Agent(child);
+    let mode = || {
+        c.kubectl(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "drift",
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+        .1
+    };
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually(Duration::from_secs(60), "the agent's first apply", || {
+        mode() == "v1"
+    });
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "drift",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"tampered"}}"#,
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while mode() != "v1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change was not reverted within 30 s:\n{}",
+            agent_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
