@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::schema::{ListStrategy, list_strategy};
+use crate::schema::{ListStrategy, is_builtin_group, list_strategy};
 
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,16 +101,31 @@ impl<'a> ListShapes<'a> {
             return ListShape::Map(keys.clone());
         }
         match list_strategy(self.group, self.kind, path) {
+            // Server-side apply keys ports by port and protocol (a strategic merge by the
+            // port alone), as a real apiserver's managedFields show.
+            ListStrategy::MergeByKey(k @ ("containerPort" | "port")) => {
+                ListShape::Map(vec![k.to_string(), "protocol".to_string()])
+            }
             ListStrategy::MergeByKey(k) => ListShape::Map(vec![k.to_string()]),
             ListStrategy::MergePrimitives => ListShape::Set,
             ListStrategy::Replace => ListShape::Atomic,
         }
     }
 
-    /// Whether the map at `path` is atomic: label selectors of workloads are.
+    /// Whether the map at `path` is atomic: label selectors of workloads and Services
+    /// are, a binding's roleRef, and the key and field references of built-in kinds (a
+    /// real apiserver's managedFields own them whole).
     pub fn atomic_map(&self, path: &[String]) -> bool {
         let last = path.last().map(String::as_str).unwrap_or("");
-        (last == "selector" && self.kind != "Service" && path.len() == 2)
+        (last == "selector" && path.len() == 2)
+            || (is_builtin_group(self.group)
+                && matches!(
+                    last,
+                    "secretKeyRef" | "configMapKeyRef" | "fieldRef" | "resourceFieldRef"
+                ))
+            || (last == "roleRef"
+                && path.len() == 1
+                && matches!(self.kind, "RoleBinding" | "ClusterRoleBinding"))
             || last == "podSelector"
             || last == "namespaceSelector"
     }
@@ -137,7 +152,8 @@ pub fn item_key(item: &Value, keys: &[String]) -> Result<PathElement, String> {
     for k in keys {
         match item.get(k) {
             Some(v) if !v.is_null() => kv.push((k.clone(), canonical(v))),
-            _ if keys.len() > 1 && k == "protocol" => {}
+            // The server defaults a port's protocol before it keys the item.
+            _ if keys.len() > 1 && k == "protocol" => kv.push((k.clone(), "\"TCP\"".into())),
             _ => return Err(k.clone()),
         }
     }
@@ -496,6 +512,36 @@ mod tests {
                     "k:{\"name\":\"web\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}})
         );
         assert_eq!(from_fields_v1(&v1), set);
+    }
+
+    /// A real kube-apiserver recorded these for the example fleet; computing anything
+    /// else made every pass re-apply Services, Deployments and ClusterRoleBindings.
+    #[test]
+    fn ports_selectors_key_refs_and_role_refs_are_owned_as_a_real_api_server_records_them() {
+        let deployment = json!({"spec": {"template": {"spec": {"containers": [{"name": "api",
+            "ports": [{"name": "http", "containerPort": 9090}],
+            "env": [{"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}}});
+        assert_eq!(
+            to_fields_v1(&fields_of(&deployment, &shapes()).unwrap()),
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {
+                ".": {}, "f:name": {},
+                "f:env": {"k:{\"name\":\"DB_USER\"}": {".": {}, "f:name": {}, "f:valueFrom": {"f:secretKeyRef": {}}}},
+                "f:ports": {"k:{\"containerPort\":9090,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:name": {}}}}}}}}})
+        );
+        let service = json!({"spec": {"selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": "http", "name": "http"}]}});
+        assert_eq!(
+            to_fields_v1(&fields_of(&service, &ListShapes::new("", "Service", None)).unwrap()),
+            json!({"f:spec": {"f:selector": {}, "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                ".": {}, "f:name": {}, "f:port": {}, "f:targetPort": {}}}}})
+        );
+        let binding = json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"},
+            "subjects": [{"kind": "Group", "name": "g"}]});
+        let shapes = ListShapes::new("rbac.authorization.k8s.io", "ClusterRoleBinding", None);
+        assert_eq!(
+            to_fields_v1(&fields_of(&binding, &shapes).unwrap()),
+            json!({"f:roleRef": {}, "f:subjects": {}})
+        );
     }
 
     #[test]

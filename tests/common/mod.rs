@@ -5,6 +5,7 @@
 
 pub mod fakeapi;
 pub mod git;
+pub mod k8s;
 pub mod sim;
 pub mod webhook;
 

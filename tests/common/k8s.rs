@@ -1,0 +1,314 @@
+//! A real Kubernetes control plane for tests (`tests/k8s/up`): etcd, kube-apiserver and
+//! kube-controller-manager built from the pinned `k8s.io/kubernetes` Go module, and a
+//! fake kubelet that binds Pods and reports them Ready (never for images tagged
+//! `broken`). The first use builds it (Go is required: a missing toolchain fails the
+//! test with the reason, it never skips); later uses start it in seconds.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the first build of the control plane may take (about 30 minutes on a busy
+/// 2-core machine; seconds once cached).
+const BUILD_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// How long a built control plane may take to answer and run its controllers.
+const START_LIMIT: Duration = Duration::from_secs(240);
+
+/// One running control plane; stopped (SIGTERM, then waited for) when dropped, or when
+/// the test process exits, whichever comes first.
+pub struct RealCluster {
+    child: Child,
+    // Held open for the control plane's life: its end of file stops it even when this
+    // value is never dropped (a `static`).
+    _stdin: ChildStdin,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+fn up_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up")
+}
+
+/// Fails with a clear message when Go is missing.
+pub fn require_go() {
+    let found = Command::new("go")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "the real-cluster tests build kube-apiserver and kube-controller-manager from Go \
+         sources (tests/k8s) and `go` is not on PATH: install Go 1.26 or newer \
+         (https://go.dev/dl/) and re-run"
+    );
+}
+
+/// Builds the control plane unless the build for the current sources is cached;
+/// returns the binary's path.
+pub fn build() -> PathBuf {
+    require_go();
+    let started = Instant::now();
+    let mut cmd = Command::new(up_script());
+    cmd.arg("--build");
+    let out = output_within(cmd, BUILD_LIMIT, "tests/k8s/up --build");
+    assert!(
+        out.status.success(),
+        "building the control plane failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if started.elapsed() > Duration::from_secs(10) {
+        eprintln!(
+            "built the real control plane in {:?}",
+            started.elapsed().as_secs()
+        );
+    }
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+impl RealCluster {
+    /// Builds if needed and starts a control plane; returns once it answers and its
+    /// controllers run. Pods become Ready 2 seconds after they are bound.
+    pub fn start() -> RealCluster {
+        build();
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/k8s/runs");
+        std::fs::create_dir_all(&base).expect("mkdir target/k8s/runs");
+        forget_old_runs(&base);
+        let dir = tempfile::Builder::new()
+            .prefix("cplane-")
+            .tempdir_in(&base)
+            .expect("run dir")
+            .keep();
+        let mut child = Command::new(up_script())
+            .arg(&dir)
+            .arg("--pod-ready-after=2s")
+            .arg("--exit-with-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tests/k8s/up");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line == "ready" {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let (errs_tx, errs_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                all.push_str(&line);
+                all.push('\n');
+            }
+            let _ = errs_tx.send(all);
+        });
+        let mut cluster = RealCluster {
+            child,
+            _stdin: stdin,
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        };
+        if rx.recv_timeout(START_LIMIT).is_err() {
+            cluster.stop();
+            let errs = errs_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!(
+                "the control plane did not report ready within {START_LIMIT:?} (logs in {}):\n{errs}",
+                cluster.dir.display()
+            );
+        }
+        cluster
+    }
+
+    /// The admin kubeconfig (client certificate of group system:masters).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Where the components log (`kube-apiserver.log`, ...).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A kubectl command with the admin kubeconfig and a private cache.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.join("kubectl-cache"))
+            .args(args);
+        c
+    }
+
+    /// Runs kubectl (for at most 2 minutes); returns (exit code, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = output_within(
+            self.kubectl_cmd(args),
+            Duration::from_secs(120),
+            &format!("kubectl {args:?}"),
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Like [`RealCluster::kubectl`], failing the test unless it succeeds.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.kubectl(args);
+        assert_eq!(code, 0, "kubectl {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    /// The apiserver's own count of requests (`apiserver_request_total` from
+    /// /metrics), summed over response codes, keyed by "VERB resource" (with
+    /// "/subresource" and "group:" when present); dry runs are keyed "dry-run VERB ...".
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        let text = self.kubectl_ok(&["get", "--raw", "/metrics"]);
+        requests_of(&text)
+    }
+
+    /// The write requests (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION; dry runs
+    /// excluded) the apiserver has served, by verb and resource, leaving out what the
+    /// control plane itself keeps writing while idle (Leases and Events).
+    pub fn writes(&self) -> BTreeMap<String, u64> {
+        self.requests()
+            .into_iter()
+            .filter(|(k, _)| is_write(k) && !k.contains("leases") && !k.contains("events"))
+            .collect()
+    }
+
+    /// Waits until no write (see [`RealCluster::writes`]) happens for `quiet`, so a
+    /// count taken next is not disturbed by controllers still converging.
+    pub fn wait_settled(&self, quiet: Duration, limit: Duration) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + limit;
+        let mut last = self.writes();
+        let mut since = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = self.writes();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return last;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the control plane kept writing for {limit:?}: {last:?}"
+            );
+        }
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: signalling a child process this value owns (and has not reaped).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RealCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `cmd` to the end, reading both pipes while it runs (/metrics is larger than a
+/// pipe holds); fails the test after `limit`.
+fn output_within(mut cmd: Command, limit: Duration, what: &str) -> std::process::Output {
+    cmd.stdin(Stdio::null());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Removes the run directories (logs and kubeconfig of stopped control planes, kept for
+/// reading after a failure) older than a day.
+fn forget_old_runs(base: &Path) {
+    let day = Duration::from_secs(24 * 60 * 60);
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn is_write(key: &str) -> bool {
+    let verb = key.split(' ').next().unwrap_or("");
+    matches!(
+        verb,
+        "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION"
+    )
+}
+
+/// `apiserver_request_total` samples summed by verb and resource.
+pub fn requests_of(metrics: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let mut label = BTreeMap::new();
+        for pair in labels.split("\",") {
+            if let Some((k, v)) = pair.split_once("=\"") {
+                label.insert(k, v.trim_end_matches('"'));
+            }
+        }
+        let get = |k: &str| label.get(k).copied().unwrap_or("");
+        let mut key = String::new();
+        if !get("dry_run").is_empty() {
+            key.push_str("dry-run ");
+        }
+        key.push_str(get("verb"));
+        key.push(' ');
+        if !get("group").is_empty() {
+            key.push_str(get("group"));
+            key.push(':');
+        }
+        key.push_str(get("resource"));
+        if !get("subresource").is_empty() {
+            key.push('/');
+            key.push_str(get("subresource"));
+        }
+        let n = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+        *out.entry(key).or_insert(0) += n;
+    }
+    out
+}
