@@ -5,5 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    rollwave::cli::run(rollwave::cli::Cli::parse())
+    let cli = rollwave::cli::Cli::parse();
+    rollwave::source::bound_git_network();
+    rollwave::cli::run(cli)
 }

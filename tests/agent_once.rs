@@ -32,17 +32,7 @@ const API_APP: &[(&str, &str)] = &[
 ];
 
 async fn pass(repo: &ScratchRepo, reconciler: &Reconciler) -> rollwave::agent::PassReport {
-    let tree = DirTree::open(repo.path()).unwrap();
-    let fleet = rollwave::fleet::load(&tree).unwrap();
-    let no_git = |_: &str, _: &BTreeSet<rollwave::tree::RepoPath>| None;
-    let source = Source {
-        tree: &tree,
-        fleet: &fleet,
-        release_of: &no_git,
-    };
-    reconcile_cluster(&source, "prod-1", reconciler)
-        .await
-        .unwrap()
+    repo.pass("prod-1", reconciler).await
 }
 
 #[test]

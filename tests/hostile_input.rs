@@ -379,3 +379,51 @@ fn empty_patch_files_are_refused_where_kustomize_refuses_them() {
         }
     }
 }
+
+#[test]
+fn a_git_server_that_accepts_and_never_answers_fails_the_fetch_within_its_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts every connection and keeps it open without a byte in return.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "plan",
+            "--repo",
+            &format!("git://127.0.0.1:{port}/fleet.git"),
+        ])
+        .env("ROLLWAVE_CACHE", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = loop {
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("rollwave plan still waiting on a silent Git server after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = started.elapsed();
+    assert!(!output.status.success());
+    // The I/O timeout is 30 s; a little more for the process itself.
+    assert!(
+        took >= Duration::from_secs(25) && took < Duration::from_secs(60),
+        "took {took:?}"
+    );
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
+}

@@ -4,29 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use common::ScratchRepo;
 use common::sim::TestCluster;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use rollwave::agent::{AppResult, PassReport, Source, reconcile_cluster};
-use rollwave::apply::Reconciler;
+use rollwave::agent::{AppResult, PassReport};
 use rollwave::fleet::Removal;
-use rollwave::tree::DirTree;
-
-async fn pass(repo: &ScratchRepo, reconciler: &Reconciler) -> PassReport {
-    let tree = DirTree::open(repo.path()).unwrap();
-    let fleet = rollwave::fleet::load(&tree).unwrap();
-    let no_git = |_: &str, _: &BTreeSet<rollwave::tree::RepoPath>| None;
-    let source = Source {
-        tree: &tree,
-        fleet: &fleet,
-        release_of: &no_git,
-    };
-    reconcile_cluster(&source, "prod-1", reconciler)
-        .await
-        .unwrap()
-}
 
 fn released(report: &PassReport) -> Vec<(String, Removal)> {
     report
@@ -63,18 +44,13 @@ fn deleting_an_app_directory_follows_the_fleet_default_unless_the_app_said_other
     let exists =
         |ns: &str, kind: &str, name: &str| c.kubectl(&["get", kind, name, "-n", ns]).0 == 0;
     c.runtime.block_on(async {
-        let kc = Kubeconfig::read_from(&c.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let reconciler =
-            Reconciler::new(kube::Client::try_from(config).unwrap(), "rollwave-system");
-        let first = pass(&repo, &reconciler).await;
+        let reconciler = c.reconciler().await;
+        let first = repo.pass("prod-1", &reconciler).await;
         assert!(first.ok(), "{}", first.table());
 
         std::fs::remove_dir_all(repo.path().join("apps/web")).unwrap();
         std::fs::remove_dir_all(repo.path().join("apps/api")).unwrap();
-        let second = pass(&repo, &reconciler).await;
+        let second = repo.pass("prod-1", &reconciler).await;
         assert!(second.ok(), "{}", second.table());
         assert_eq!(
             released(&second),

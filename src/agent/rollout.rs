@@ -135,23 +135,36 @@ fn next_status(
 /// one that does.
 const HEAD_FALLBACK_LIMIT: usize = 100;
 
-/// The app stays as it runs, and its status says why nothing moves: the phase is
-/// Error at the release it runs (the head, if it runs nothing yet).
-fn hold_with_error(
-    apps: &mut BTreeMap<String, AppStatus>,
-    report: &mut PassReport,
-    app: &str,
-    previous: Option<&AppStatus>,
-    head: &str,
-    message: String,
-    now: SystemTime,
-) {
-    let (release, hash) = previous.map_or((head, ""), |p| (p.release.as_str(), p.hash.as_str()));
-    let status = next_status(previous, release, hash, Phase::Error, message.clone(), now);
-    apps.insert(app.to_string(), status);
-    report
-        .apps
-        .push((app.to_string(), AppResult::RenderFailed(message)));
+/// What one pass produces: the statuses to write and the report to return.
+#[derive(Default)]
+struct PassOutcome {
+    apps: BTreeMap<String, AppStatus>,
+    report: PassReport,
+}
+
+impl PassOutcome {
+    /// The app ends the pass with `status` and `result`.
+    fn record(&mut self, app: &str, status: AppStatus, result: AppResult) {
+        self.apps.insert(app.to_string(), status);
+        self.report.apps.push((app.to_string(), result));
+    }
+
+    /// The app stays as it runs, and its status says why nothing moves: the phase is
+    /// Error at the release it runs (`fallback`, usually the head, if it runs nothing
+    /// yet).
+    fn hold(
+        &mut self,
+        app: &str,
+        previous: Option<&AppStatus>,
+        fallback: &str,
+        message: String,
+        now: SystemTime,
+    ) {
+        let (release, hash) =
+            previous.map_or((fallback, ""), |p| (p.release.as_str(), p.hash.as_str()));
+        let status = next_status(previous, release, hash, Phase::Error, message.clone(), now);
+        self.record(app, status, AppResult::RenderFailed(message));
+    }
 }
 
 impl ClusterAgent {
@@ -270,8 +283,7 @@ impl ClusterAgent {
                 g.head
             );
         };
-        let mut report = PassReport::default();
-        let mut apps: BTreeMap<String, AppStatus> = BTreeMap::new();
+        let mut out = PassOutcome::default();
         let mut targeted = Vec::new();
         let head = g.head.to_string();
         // An app whose app.yaml is broken at the head is held where it is (never
@@ -282,15 +294,7 @@ impl ClusterAgent {
             };
             targeted.push(broken.name.clone());
             let message = format!("{}; nothing is changed until it is fixed", broken.error);
-            hold_with_error(
-                &mut apps,
-                &mut report,
-                &broken.name,
-                Some(previous),
-                &head,
-                message,
-                now,
-            );
+            out.hold(&broken.name, Some(previous), &head, message, now);
         }
         for app in &fleet.apps {
             if !targets_cluster(app, cluster) {
@@ -299,7 +303,9 @@ impl ClusterAgent {
             targeted.push(app.name.clone());
             let previous = mine.as_ref().and_then(|m| m.apps.get(&app.name));
             if app.suspend {
-                report.apps.push((app.name.clone(), AppResult::Suspended));
+                out.report
+                    .apps
+                    .push((app.name.clone(), AppResult::Suspended));
                 if let Some(p) = previous {
                     let mut s = next_status(
                         Some(p),
@@ -310,7 +316,7 @@ impl ClusterAgent {
                         now,
                     );
                     s.message = "suspend: true in app.yaml".into();
-                    apps.insert(app.name.clone(), s);
+                    out.apps.insert(app.name.clone(), s);
                 }
                 continue;
             }
@@ -334,15 +340,7 @@ impl ClusterAgent {
                     }
                     Err(e) => {
                         let message = format!("cannot read the app's releases: {e:#}");
-                        hold_with_error(
-                            &mut apps,
-                            &mut report,
-                            &app.name,
-                            previous,
-                            &head,
-                            message,
-                            now,
-                        );
+                        out.hold(&app.name, previous, &head, message, now);
                         continue;
                     }
                 },
@@ -363,15 +361,7 @@ impl ClusterAgent {
             let plan = match planned {
                 Ok(plan) => plan,
                 Err(e) => {
-                    hold_with_error(
-                        &mut apps,
-                        &mut report,
-                        &app.name,
-                        previous,
-                        &head,
-                        e.to_string(),
-                        now,
-                    );
+                    out.hold(&app.name, previous, &head, e.to_string(), now);
                     continue;
                 }
             };
@@ -383,7 +373,7 @@ impl ClusterAgent {
                 _ => decision.target.clone(),
             };
             let Some(target) = target else {
-                report.apps.push((
+                out.report.apps.push((
                     app.name.clone(),
                     AppResult::Waiting(format!(
                         "no release may run here yet ({:?})",
@@ -391,7 +381,7 @@ impl ClusterAgent {
                     )),
                 ));
                 if let Some(p) = previous {
-                    apps.insert(app.name.clone(), p.clone());
+                    out.apps.insert(app.name.clone(), p.clone());
                 }
                 continue;
             };
@@ -400,15 +390,7 @@ impl ClusterAgent {
             let (tree, at) = match self.fleet_at(g, oid, &mut used) {
                 Ok(found) => found,
                 Err(e) => {
-                    hold_with_error(
-                        &mut apps,
-                        &mut report,
-                        &app.name,
-                        previous,
-                        &head,
-                        format!("{e:#}"),
-                        now,
-                    );
+                    out.hold(&app.name, previous, &head, format!("{e:#}"), now);
                     continue;
                 }
             };
@@ -420,13 +402,9 @@ impl ClusterAgent {
                 Ok(r) => r,
                 Err(e) => {
                     let message = e.to_string();
-                    apps.insert(
-                        app.name.clone(),
-                        next_status(previous, &target, "", Phase::Error, message.clone(), now),
-                    );
-                    report
-                        .apps
-                        .push((app.name.clone(), AppResult::RenderFailed(message)));
+                    let status =
+                        next_status(previous, &target, "", Phase::Error, message.clone(), now);
+                    out.record(&app.name, status, AppResult::RenderFailed(message));
                     continue;
                 }
             };
@@ -471,43 +449,24 @@ impl ClusterAgent {
                         .map(|(k, r)| format!("{k}: {r}"))
                         .collect::<Vec<_>>()
                         .join("; ");
-                    apps.insert(
-                        app.name.clone(),
-                        next_status(
-                            previous,
-                            &target,
-                            &rendered.content_hash,
-                            phase,
-                            message,
-                            now,
-                        ),
-                    );
-                    report.apps.push((
-                        app.name.clone(),
-                        AppResult::applied(target.clone(), &applied, health),
-                    ));
+                    let hash = &rendered.content_hash;
+                    let status = next_status(previous, &target, hash, phase, message, now);
+                    let result = AppResult::applied(target.clone(), &applied, health);
+                    out.record(&app.name, status, result);
                 }
                 Err(e) => {
-                    apps.insert(
-                        app.name.clone(),
-                        next_status(
-                            previous,
-                            &target,
-                            &rendered.content_hash,
-                            Phase::Error,
-                            e.to_string(),
-                            now,
-                        ),
-                    );
-                    report.apps.push((app.name.clone(), AppResult::failed(&e)));
+                    let hash = &rendered.content_hash;
+                    let status =
+                        next_status(previous, &target, hash, Phase::Error, e.to_string(), now);
+                    out.record(&app.name, status, AppResult::failed(&e));
                 }
             }
         }
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
-        super::release_untargeted(&self.reconciler, fleet, &targeted, &mut report).await?;
-        self.write_status(g, apps, now)?;
-        Ok(report)
+        super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
+        self.write_status(g, out.apps, now)?;
+        Ok(out.report)
     }
 
     /// Writes the last status again with a fresh heartbeat and pushes it: the agent's

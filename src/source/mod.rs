@@ -18,6 +18,26 @@ use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, Secret};
+
+/// Longest wait for a Git server to accept a connection.
+pub const GIT_CONNECT_TIMEOUT_MS: i32 = 10_000;
+
+/// Longest a Git server may stay silent in the middle of a fetch or push. A server that
+/// accepts the connection and never answers would otherwise hold the agent's pass (and
+/// every cluster it serves) forever; a slow server that keeps sending is not cut.
+pub const GIT_IO_TIMEOUT_MS: i32 = 30_000;
+
+/// Bounds every Git network operation of the process ([`GIT_CONNECT_TIMEOUT_MS`],
+/// [`GIT_IO_TIMEOUT_MS`]). libgit2 keeps these as process-wide settings, so this is
+/// called once at start-up, before any thread exists.
+pub fn bound_git_network() {
+    // SAFETY: called from `main` before any thread is spawned, as libgit2 requires for
+    // its global options; the values are plain integers.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(GIT_CONNECT_TIMEOUT_MS);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(GIT_IO_TIMEOUT_MS);
+    }
+}
 pub use gittree::GitTree;
 
 /// Why a Git operation failed.

@@ -97,6 +97,26 @@ impl ScratchRepo {
         fleet::load(&tree).map_err(|e| e.to_string())
     }
 
+    /// One agent pass of this fleet (the files as they are, no Git: a release is its
+    /// content hash) on `cluster` through `reconciler`.
+    pub async fn pass(
+        &self,
+        cluster: &str,
+        reconciler: &rollwave::apply::Reconciler,
+    ) -> rollwave::agent::PassReport {
+        let tree = DirTree::open(self.path()).unwrap();
+        let fleet = fleet::load(&tree).unwrap();
+        let no_git = |_: &str, _: &std::collections::BTreeSet<rollwave::tree::RepoPath>| None;
+        let source = rollwave::agent::Source {
+            tree: &tree,
+            fleet: &fleet,
+            release_of: &no_git,
+        };
+        rollwave::agent::reconcile_cluster(&source, cluster, reconciler)
+            .await
+            .unwrap()
+    }
+
     /// Loads the fleet and renders `app` for `cluster`.
     pub fn render(&self, app: &str, cluster: &str) -> Result<Rendered, String> {
         let tree = DirTree::open(self.path()).map_err(|e| e.to_string())?;

@@ -56,6 +56,16 @@ impl TestCluster {
         }
     }
 
+    /// A reconciler for this cluster, through its kubeconfig as an agent would connect.
+    pub async fn reconciler(&self) -> rollwave::apply::Reconciler {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .unwrap();
+        rollwave::apply::Reconciler::new(kube::Client::try_from(config).unwrap(), "rollwave-system")
+    }
+
     pub fn sim(&self) -> &SimCluster {
         self.cluster.as_ref().unwrap()
     }
