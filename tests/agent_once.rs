@@ -4,17 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::ScratchRepo;
 use common::fakeapi::{Behaviour, FakeApi};
 use common::sim::{TestCluster, require_kubectl};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rollwave::agent::{AppResult, Source, reconcile_cluster};
+use rollwave::agent::AppResult;
 use rollwave::apply::Reconciler;
 use rollwave::fleet::Removal;
-use rollwave::tree::DirTree;
 
 const API_APP: &[(&str, &str)] = &[
     (
