@@ -414,6 +414,27 @@ pub fn resolve_in<T: RawTree + ?Sized>(
     }))
 }
 
+/// The store's id of the directory at `path`, resolved as `found`: what every tree's
+/// `list` needs before it reads the directory.
+pub fn resolved_dir<Id>(found: Option<Resolved<Id>>, path: &RepoPath) -> Result<Id, TreeError> {
+    let r = found.ok_or_else(|| TreeError::NotFound(path.to_string()))?;
+    if r.kind != RawKind::Dir {
+        return Err(TreeError::WrongKind {
+            path: path.to_string(),
+            message: "is a file, expected a directory".into(),
+        });
+    }
+    Ok(r.id)
+}
+
+/// The store's id of the regular file at `path`, resolved as `found`: what every
+/// tree's `read` needs before it reads the bytes.
+pub fn resolved_file<Id>(found: Option<Resolved<Id>>, path: &RepoPath) -> Result<Id, TreeError> {
+    let r = found.ok_or_else(|| TreeError::NotFound(path.to_string()))?;
+    check_readable(path, &r.kind)?;
+    Ok(r.id)
+}
+
 /// The [`EntryKind`] of a resolved entry.
 pub fn entry_kind(kind: &RawKind) -> EntryKind {
     match kind {
@@ -636,21 +657,13 @@ impl FileTree for DirTree {
     }
 
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
-        let Some(r) = self.resolve(path)? else {
-            return Err(TreeError::NotFound(path.to_string()));
-        };
-        if r.kind != RawKind::Dir {
-            return Err(TreeError::WrongKind {
-                path: path.to_string(),
-                message: "is a file, expected a directory".into(),
-            });
-        }
+        let dir = resolved_dir(self.resolve(path)?, path)?;
         let io = |e: std::io::Error| TreeError::Io {
             path: path.to_string(),
             message: e.to_string(),
         };
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(&r.id).map_err(io)? {
+        for entry in std::fs::read_dir(&dir).map_err(io)? {
             let entry = entry.map_err(io)?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
@@ -659,11 +672,8 @@ impl FileTree for DirTree {
     }
 
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
-        let Some(r) = self.resolve(path)? else {
-            return Err(TreeError::NotFound(path.to_string()));
-        };
-        check_readable(path, &r.kind)?;
-        read_regular(&r.id, path)
+        let file = resolved_file(self.resolve(path)?, path)?;
+        read_regular(&file, path)
     }
 
     fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {

@@ -194,6 +194,28 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (code, buf)
 }
 
+/// A long-running agent on `repo` for `c`'s cluster prod-1, polling hourly (only drift
+/// wakes it), serving on `port`; stderr piped for the test to read.
+fn spawn_drift_agent(
+    repo: &ScratchRepo,
+    c: &TestCluster,
+    port: u16,
+    log: Option<&str>,
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"));
+    cmd.args(["agent", "--repo", repo.path().to_str().unwrap()])
+        .args(["--cluster", "prod-1", "--kubeconfig"])
+        .arg(&c.kubeconfig)
+        .args(["--interval", "1h", "--drift-interval", "100ms"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(directives) = log {
+        cmd.env("ROLLWAVE_LOG", directives);
+    }
+    cmd.spawn().unwrap()
+}
+
 #[test]
 fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
     require_kubectl();
@@ -209,28 +231,7 @@ fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
         ),
     ]);
     let port = common::git::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
-        .args([
-            "agent",
-            "--repo",
-            repo.path().to_str().unwrap(),
-            "--cluster",
-            "prod-1",
-            "--kubeconfig",
-        ])
-        .arg(&c.kubeconfig)
-        .args([
-            "--interval",
-            "1h",
-            "--drift-interval",
-            "100ms",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_drift_agent(&repo, &c, port, None);
     let pid = child.id() as i32;
     common::sim::eventually(Duration::from_secs(20), "the agent to be ready", || {
         http_get(port, "/readyz").0 == 200
@@ -421,29 +422,7 @@ fn drift_is_still_corrected_after_the_watches_were_quiet_longer_than_the_read_ti
         ),
     ]);
     let port = common::git::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
-        .args([
-            "agent",
-            "--repo",
-            repo.path().to_str().unwrap(),
-            "--cluster",
-            "prod-1",
-            "--kubeconfig",
-        ])
-        .arg(&c.kubeconfig)
-        .args([
-            "--interval",
-            "1h",
-            "--drift-interval",
-            "100ms",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("ROLLWAVE_LOG", "rollwave::apply::drift=debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_drift_agent(&repo, &c, port, Some("rollwave::apply::drift=debug"));
     let pid = child.id() as i32;
     common::sim::eventually(Duration::from_secs(20), "the agent to be ready", || {
         http_get(port, "/readyz").0 == 200

@@ -9,8 +9,8 @@ use git2::{Oid, Repository};
 
 use super::SourceError;
 use crate::tree::{
-    DirState, EntryKind, FileTree, RawKind, RawTree, RepoPath, Resolved, TreeError, check_readable,
-    entry_kind, resolve_in,
+    DirState, EntryKind, FileTree, RawKind, RawTree, RepoPath, Resolved, TreeError, entry_kind,
+    resolve_in, resolved_dir, resolved_file,
 };
 use crate::yaml::MAX_FILE_BYTES;
 
@@ -151,34 +151,23 @@ impl FileTree for GitTree {
     }
 
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
-        let Some(r) = self.resolve(path)? else {
-            return Err(TreeError::NotFound(path.to_string()));
-        };
-        if r.kind != RawKind::Dir {
-            return Err(TreeError::WrongKind {
-                path: path.to_string(),
-                message: "is a file, expected a directory".into(),
-            });
-        }
+        let dir = resolved_dir(self.resolve(path)?, path)?;
         // A BTreeMap iterates in byte order, the order DirTree sorts its names in.
-        Ok(self.dir(r.id, path)?.keys().cloned().collect())
+        Ok(self.dir(dir, path)?.keys().cloned().collect())
     }
 
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
-        let Some(r) = self.resolve(path)? else {
-            return Err(TreeError::NotFound(path.to_string()));
-        };
-        check_readable(path, &r.kind)?;
+        let file = resolved_file(self.resolve(path)?, path)?;
         let repo = self.repo.lock().map_err(|_| poisoned(path))?;
         let odb = repo.odb().map_err(|e| io(path, e))?;
-        let (size, _) = odb.read_header(r.id).map_err(|e| io(path, e))?;
+        let (size, _) = odb.read_header(file).map_err(|e| io(path, e))?;
         if size as u64 > MAX_FILE_BYTES {
             return Err(TreeError::TooLarge {
                 path: path.to_string(),
                 size: size as u64,
             });
         }
-        let blob = repo.find_blob(r.id).map_err(|e| io(path, e))?;
+        let blob = repo.find_blob(file).map_err(|e| io(path, e))?;
         Ok(blob.content().to_vec())
     }
 
