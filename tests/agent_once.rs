@@ -1,15 +1,16 @@
 //! One agent pass over a cluster (`rollwave agent --once` and its library form): apps
 //! that stop targeting the cluster are orphaned or deleted, suspended apps are left
-//! alone, and the command's exit code says whether every app applied.
+//! alone, and the command's exit code says whether every app applied — on a simulated
+//! cluster and on the real control plane (`tests/k8s/`) alike.
 
 mod common;
 
 use std::time::Duration;
 
 use common::ScratchRepo;
+use common::backend::Backend;
 use common::fakeapi::{Behaviour, FakeApi};
 use common::sim::{TestCluster, require_kubectl};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollwave::agent::AppResult;
 use rollwave::apply::Reconciler;
 use rollwave::fleet::Removal;
@@ -33,145 +34,152 @@ async fn pass(repo: &ScratchRepo, reconciler: &Reconciler) -> rollwave::agent::P
     repo.pass("prod-1", reconciler).await
 }
 
-#[test]
-fn apps_that_stop_targeting_the_cluster_are_orphaned_or_deleted_and_suspended_apps_left_alone() {
-    let c = TestCluster::start("prod-1");
-    let repo = ScratchRepo::minimal_with(API_APP);
-    let exists =
-        |ns: &str, kind: &str, name: &str| c.kubectl(&["get", kind, name, "-n", ns]).0 == 0;
-    c.runtime.block_on(async {
-        let kc = Kubeconfig::read_from(&c.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let reconciler =
-            Reconciler::new(kube::Client::try_from(config).unwrap(), "rollwave-system");
-        let first = pass(&repo, &reconciler).await;
-        assert!(first.ok(), "{}", first.table());
+on_both!(
+    apps_that_stop_targeting_the_cluster_are_orphaned_or_deleted_and_suspended_apps_left_alone,
+    agent_once_exits_0_when_every_app_applied_and_1_with_the_reason_otherwise,
+);
 
-        // Both apps leave prod: web orphans (the default), api deletes.
-        repo.write(
-            "apps/web/app.yaml",
-            "namespace: web\ntargets:\n  stages: [test]\n",
-        );
+/// The minimal fleet plus `api`, with each app in a namespace of the test's own
+/// (`<ns>-web`, `<ns>-api`) so tests sharing a real control plane never meet.
+fn repo_for(b: &Backend, with_api: bool) -> ScratchRepo {
+    let repo = ScratchRepo::minimal_with(if with_api { API_APP } else { &[] });
+    repo.write(
+        &"apps/web/app.yaml",
+        &app_yaml(b, "web", "", "[test, prod]"),
+    );
+    if with_api {
         repo.write(
             "apps/api/app.yaml",
-            "namespace: api\nremoval: delete\ntargets:\n  stages: [test]\n",
+            app_yaml(b, "api", "removal: delete\n", "[test, prod]"),
         );
-        let second = pass(&repo, &reconciler).await;
-        assert!(second.ok(), "{}", second.table());
-        let released: Vec<(String, Removal)> = second
-            .apps
-            .iter()
-            .filter_map(|(a, r)| match r {
-                AppResult::Released { removal, .. } => Some((a.clone(), *removal)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            released,
-            [
-                ("api".to_string(), Removal::Delete),
-                ("web".to_string(), Removal::Orphan)
-            ]
-        );
-        assert!(reconciler.inventoried_apps().await.unwrap().is_empty());
-    });
+    }
+    repo
+}
+
+fn app_yaml(b: &Backend, app: &str, extra: &str, stages: &str) -> String {
+    format!(
+        "namespace: {}-{app}\n{extra}targets:\n  stages: {stages}\n",
+        b.ns
+    )
+}
+
+async fn apps_that_stop_targeting_the_cluster_are_orphaned_or_deleted_and_suspended_apps_left_alone(
+    b: Backend,
+) {
+    let repo = repo_for(&b, true);
+    let (web_ns, api_ns) = (format!("{}-web", b.ns), format!("{}-api", b.ns));
+    let reconciler = b.fresh_reconciler();
+    let first = pass(&repo, &reconciler).await;
+    assert!(first.ok(), "{}", first.table());
+
+    // Both apps leave prod: web orphans (the default), api deletes.
+    repo.write("apps/web/app.yaml", app_yaml(&b, "web", "", "[test]"));
+    repo.write(
+        "apps/api/app.yaml",
+        app_yaml(&b, "api", "removal: delete\n", "[test]"),
+    );
+    let second = pass(&repo, &reconciler).await;
+    assert!(second.ok(), "{}", second.table());
+    let released: Vec<(String, Removal)> = second
+        .apps
+        .iter()
+        .filter_map(|(a, r)| match r {
+            AppResult::Released { removal, .. } => Some((a.clone(), *removal)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        released,
+        [
+            ("api".to_string(), Removal::Delete),
+            ("web".to_string(), Removal::Orphan)
+        ]
+    );
+    assert!(reconciler.inventoried_apps().await.unwrap().is_empty());
     assert!(
-        exists("web", "deployment", "web"),
+        b.exists(&web_ns, "deployment", "web"),
         "an orphaned app's objects keep running"
     );
     assert!(
-        !exists("api", "configmap", "api-settings"),
+        !b.exists(&api_ns, "configmap", "api-settings"),
         "removal: delete deletes the objects"
     );
 
-    // A suspended app is not touched, even when its manifests change.
+    // A suspended app is not touched, even when its manifests change (a fresh
+    // reconciler: nothing remembered from the passes before).
     repo.write(
         "apps/web/app.yaml",
-        "namespace: web\nsuspend: true\ntargets:\n  stages: [test, prod]\n",
+        app_yaml(&b, "web", "suspend: true\n", "[test, prod]"),
     );
-    c.runtime.block_on(async {
-        let kc = Kubeconfig::read_from(&c.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let reconciler =
-            Reconciler::new(kube::Client::try_from(config).unwrap(), "rollwave-system");
-        let writes = c.sim().stats().writes();
-        let third = pass(&repo, &reconciler).await;
-        assert!(
-            matches!(
-                third.apps.iter().find(|(a, _)| a == "web"),
-                Some((_, AppResult::Suspended))
-            ),
-            "{}",
-            third.table()
-        );
-        assert_eq!(c.sim().stats().writes(), writes);
-    });
+    let reconciler = b.fresh_reconciler();
+    let writes = b.writes().await;
+    let third = pass(&repo, &reconciler).await;
+    assert!(
+        matches!(
+            third.apps.iter().find(|(a, _)| a == "web"),
+            Some((_, AppResult::Suspended))
+        ),
+        "{}",
+        third.table()
+    );
+    assert_eq!(b.writes_now().await, writes);
+    b.finish().await;
 }
 
-#[test]
-fn agent_once_exits_0_when_every_app_applied_and_1_with_the_reason_otherwise() {
+async fn agent_once_exits_0_when_every_app_applied_and_1_with_the_reason_otherwise(b: Backend) {
     require_kubectl();
-    let c = TestCluster::start("prod-1");
-    let repo = ScratchRepo::minimal_with(&[]);
-    let kubeconfig = c.kubeconfig.to_str().unwrap().to_string();
-    let run = |repo: &ScratchRepo| {
+    let repo = repo_for(&b, false);
+    let web_ns = format!("{}-web", b.ns);
+    let inventory = format!("inv-{}", b.ns);
+    let kubeconfig = b.kubeconfig.to_str().unwrap().to_string();
+    let run = |repo: &ScratchRepo, cluster: &str| {
         common::run_cli(&[
             "agent",
             "--once",
             "--repo",
             repo.path().to_str().unwrap(),
             "--cluster",
-            "prod-1",
+            cluster,
             "--kubeconfig",
             &kubeconfig,
+            "--namespace",
+            &inventory,
         ])
     };
-    let (code, out, err) = run(&repo);
+    let (code, out, err) = run(&repo, "prod-1");
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("web\tapplied\t"), "{out}");
     common::sim::eventually(Duration::from_secs(10), "the Deployment to exist", || {
-        c.kubectl(&["get", "deployment", "web", "-n", "web"]).0 == 0
+        b.exists(&web_ns, "deployment", "web")
     });
 
     repo.write(
         "apps/web/base/deployment.yaml",
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: other}}\n    spec: {containers: [{name: web, image: nginx:2}]}\n",
     );
-    let (code, out, err) = run(&repo);
+    let (code, out, err) = run(&repo, "prod-1");
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains(
-            "error: cluster 'prod-1': app 'web': Deployment web/web: rejected by the server, nothing applied"
-        ),
+        err.contains(&format!(
+            "error: cluster 'prod-1': app 'web': Deployment {web_ns}/web: rejected by the server, nothing applied"
+        )),
         "{err}"
     );
-    let image = c.kubectl_ok(&[
+    let (_, image, _) = b.kubectl(&[
         "get",
         "deployment",
         "web",
         "-n",
-        "web",
+        &web_ns,
         "-o",
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(image, "nginx", "the last good state stays applied");
 
-    let (code, _, err) = common::run_cli(&[
-        "agent",
-        "--once",
-        "--repo",
-        repo.path().to_str().unwrap(),
-        "--cluster",
-        "nope",
-        "--kubeconfig",
-        &kubeconfig,
-    ]);
+    let (code, _, err) = run(&repo, "nope");
     assert_eq!(code, 1);
     assert!(err.contains("cluster 'nope' is not in clusters/"), "{err}");
+    b.finish().await;
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {

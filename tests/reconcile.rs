@@ -1,63 +1,40 @@
-//! The reconciler against simulated clusters: first apply and a no-op second pass,
+//! The reconciler against a simulated cluster and against the real control plane
+//! (`tests/k8s/`), the same test on both: first apply and a no-op second pass,
 //! change/rename/removal with prune, foreign objects left alone, all-or-nothing on a bad
-//! manifest, drift, the autoscaler's replicas, faults and crash safety.
+//! manifest, drift, the autoscaler's replicas, a CRD with its custom resources, crash
+//! safety under random kills, health from the workload controllers. Fault injection is
+//! the simulator's alone.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::backend::Backend;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollwave::agent::{AppResult, Source, reconcile_cluster};
 use rollwave::apply::health::Health;
 use rollwave::apply::inventory::ObjectKey;
-use rollwave::apply::retry::RetryPolicy;
-use rollwave::apply::{Action, AppRevision, ApplyError, Reconciler};
-use rollwave::sim::{Faults, SimCluster, SimOptions, kubeconfig};
+use rollwave::apply::{Action, AppRevision, ApplyError};
+use rollwave::sim::Faults;
 use rollwave::tree::DirTree;
 use serde_json::{Value, json};
 
-async fn cluster(name: &str) -> (SimCluster, Client, Reconciler) {
-    let mut options = SimOptions::named(name);
-    options.ready_after = Duration::from_millis(200);
-    options.tick = Duration::from_millis(50);
-    let sim = SimCluster::start(options).await.unwrap();
-    let kc = Kubeconfig::from_yaml(&kubeconfig(&[(name.to_string(), sim.base_url())])).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
-    let reconciler = Reconciler::new(client.clone(), "rollwave-system").with_retry(RetryPolicy {
-        attempts: 12,
-        base: Duration::from_millis(5),
-        max: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    });
-    (sim, client, reconciler)
-}
-
-fn labels(app: &str) -> Value {
-    json!({"app.kubernetes.io/managed-by": "rollwave", "rollwave.dev/app": app})
-}
-
-fn cm(app: &str, name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "shop", "labels": labels(app)}, "data": {"v": value}})
-}
-
-fn deployment(app: &str, name: &str, image: &str, replicas: Option<i64>) -> Value {
-    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop", "labels": labels(app)},
-        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "main", "image": image}]}}}});
-    if let Some(r) = replicas {
-        d["spec"]["replicas"] = json!(r);
-    }
-    d
-}
+on_both!(
+    every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing,
+    change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_object,
+    a_bad_manifest_writes_nothing_and_names_the_object,
+    drift_by_another_writer_is_corrected_unless_the_object_opts_out,
+    replicas_set_by_the_autoscaler_are_not_reverted,
+    a_crd_and_its_custom_resources_apply_in_one_revision_and_leave_in_order,
+    a_permanent_422_is_reported_at_once_not_retried,
+    an_apply_killed_at_random_points_converges_without_losing_or_orphaning_objects,
+    a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded,
+    with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction,
+);
 
 fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<'a> {
     AppRevision {
@@ -66,29 +43,60 @@ fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<
         content_hash: release,
         objects,
         force: false,
-        namespace: Some("shop"),
+        namespace: Some(app),
         removal: None,
     }
 }
 
-fn configmaps(client: &Client) -> Api<ConfigMap> {
-    Api::namespaced(client.clone(), "shop")
+fn configmaps(b: &Backend) -> Api<ConfigMap> {
+    Api::namespaced(b.client.clone(), &b.ns)
 }
 
-async fn names(client: &Client) -> BTreeSet<String> {
-    configmaps(client)
+/// The ConfigMaps of the test's namespace, without the CA bundle a real cluster
+/// publishes into every namespace.
+async fn names(b: &Backend) -> BTreeSet<String> {
+    configmaps(b)
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .into_iter()
         .filter_map(|c| c.metadata.name)
+        .filter(|n| n != "kube-root-ca.crt")
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing() {
-    let (sim, _client, reconciler) = cluster("prod-bj-1").await;
+fn dynamic(
+    client: &Client,
+    ns: &str,
+    g: &str,
+    v: &str,
+    k: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(g, v, k),
+            plural,
+        ),
+    )
+}
+
+/// The write counts that changed between two readings, for a failure message.
+fn changed(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, n)| before.get(*k) != Some(n))
+        .map(|(k, n)| format!("{k}: {} -> {n}", before.get(k).copied().unwrap_or(0)))
+        .collect()
+}
+
+async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing(b: Backend) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo");
     let tree = DirTree::open(&root).unwrap();
     let fleet = rollwave::fleet::load(&tree).unwrap();
@@ -98,7 +106,7 @@ async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing
         fleet: &fleet,
         release_of: &no_git,
     };
-    let first = reconcile_cluster(&source, "prod-bj-1", &reconciler)
+    let first = reconcile_cluster(&source, "prod-bj-1", &b.reconciler)
         .await
         .unwrap();
     assert!(first.ok(), "{}", first.table());
@@ -110,15 +118,16 @@ async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing
         };
         assert!(counts[0] > 0, "{app} created nothing: {}", first.table());
     }
-    let writes = sim.stats().writes();
-    let second = reconcile_cluster(&source, "prod-bj-1", &reconciler)
+    let writes = b.writes().await;
+    let second = reconcile_cluster(&source, "prod-bj-1", &b.reconciler)
         .await
         .unwrap();
     assert!(second.ok(), "{}", second.table());
-    assert_eq!(
-        sim.stats().writes(),
-        writes,
-        "a second pass over an unchanged repository must not write:\n{}",
+    let after = b.writes_now().await;
+    assert!(
+        changed(&writes, &after).is_empty(),
+        "a second pass over an unchanged repository must not write: {:?}\n{}",
+        changed(&writes, &after),
         second.table()
     );
     for (_, r) in &second.apps {
@@ -127,27 +136,26 @@ async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing
         };
         assert_eq!((counts[0], counts[1], counts[3]), (0, 0, 0));
     }
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_object() {
-    let (sim, client, r) = cluster("prune").await;
+async fn change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_object(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
     let v1 = vec![
-        cm("shop", "a", "1"),
-        cm("shop", "b", "1"),
-        cm("shop", "legacy", "1"),
-        deployment("shop", "web", "nginx:1", Some(1)),
+        b.cm("a", "1"),
+        b.cm("b", "1"),
+        b.cm("legacy", "1"),
+        b.deployment("web", "nginx:1", Some(1)),
     ];
-    let out = r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
     assert_eq!(out.count(&Action::Created), 4);
     assert_eq!(
-        names(&client).await,
+        names(&b).await,
         ["a", "b", "legacy"].map(String::from).into()
     );
 
     // Someone replaces `legacy` with an object of their own (no rollwave labels).
-    let cms = configmaps(&client);
+    let cms = configmaps(&b);
     cms.delete("legacy", &Default::default()).await.unwrap();
     let foreign: ConfigMap = serde_json::from_value(
         json!({"metadata": {"name": "legacy"}, "data": {"owner": "someone"}}),
@@ -156,8 +164,8 @@ async fn change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_o
     cms.create(&PostParams::default(), &foreign).await.unwrap();
 
     // v2: `a` changes, `b` is renamed `c`, `legacy` and the Deployment leave.
-    let v2 = vec![cm("shop", "a", "2"), cm("shop", "c", "1")];
-    let out = r.reconcile(&rev("shop", "r2", &v2)).await.unwrap();
+    let v2 = vec![b.cm("a", "2"), b.cm("c", "1")];
+    let out = r.reconcile(&rev(app, "r2", &v2)).await.unwrap();
     let action = |name: &str| {
         out.changes
             .iter()
@@ -172,7 +180,7 @@ async fn change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_o
         matches!(action("legacy"), Some(Action::Skipped(reason)) if reason.contains("rollwave did not create it"))
     );
     assert_eq!(
-        names(&client).await,
+        names(&b).await,
         ["a", "c", "legacy"].map(String::from).into()
     );
     assert_eq!(
@@ -180,83 +188,82 @@ async fn change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_o
         "someone"
     );
     let deploys: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), "shop");
+        Api::namespaced(b.client.clone(), app);
     assert!(deploys.get_opt("web").await.unwrap().is_none());
 
     // The inventory now lists exactly the new rendering.
-    let inv = r.read_inventory("shop").await.unwrap();
+    let inv = r.read_inventory(app).await.unwrap();
     let listed: Vec<String> = inv.objects.iter().map(|k| k.name.clone()).collect();
     assert_eq!(listed, ["a", "c"]);
     assert_eq!(inv.release, "r2");
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_manifest_writes_nothing_and_names_the_object() {
-    let (sim, client, r) = cluster("bad").await;
-    let v1 = vec![cm("shop", "a", "1")];
-    r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
-    let before = r.read_inventory("shop").await.unwrap();
-    let mut broken = deployment("shop", "web", "nginx:1", Some(1));
+async fn a_bad_manifest_writes_nothing_and_names_the_object(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let v1 = vec![b.cm("a", "1")];
+    r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    let before = r.read_inventory(app).await.unwrap();
+    let mut broken = b.deployment("web", "nginx:1", Some(1));
     broken["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
-    let v2 = vec![cm("shop", "a", "2"), broken];
-    let err = r.reconcile(&rev("shop", "r2", &v2)).await.unwrap_err();
+    let v2 = vec![b.cm("a", "2"), broken];
+    let err = r.reconcile(&rev(app, "r2", &v2)).await.unwrap_err();
     assert!(matches!(err, ApplyError::Rejected { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.starts_with("Deployment shop/web: rejected by the server, nothing applied: Deployment.apps \"web\" is invalid"), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "Deployment {app}/web: rejected by the server, nothing applied: Deployment.apps \"web\" is invalid"
+        )),
+        "{text}"
+    );
     assert!(!err.retryable());
     // The previous state is intact: the ConfigMap keeps its value, the inventory its release.
     assert_eq!(
-        configmaps(&client).get("a").await.unwrap().data.unwrap()["v"],
+        configmaps(&b).get("a").await.unwrap().data.unwrap()["v"],
         "1"
     );
-    assert_eq!(r.read_inventory("shop").await.unwrap(), before);
+    assert_eq!(r.read_inventory(app).await.unwrap(), before);
 
     // An unknown kind is refused before any write, too.
     let unknown = vec![
-        cm("shop", "a", "3"),
-        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "shop"}}),
+        b.cm("a", "3"),
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": app}}),
     ];
-    let err = r.reconcile(&rev("shop", "r3", &unknown)).await.unwrap_err();
+    let err = r.reconcile(&rev(app, "r3", &unknown)).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "Widget shop/w: the cluster does not serve example.com/v1 Widget; install its CRD (or add it to the app) or fix the apiVersion"
+        format!(
+            "Widget {app}/w: the cluster does not serve example.com/v1 Widget; install its CRD (or add it to the app) or fix the apiVersion"
+        )
     );
     assert_eq!(
-        configmaps(&client).get("a").await.unwrap().data.unwrap()["v"],
+        configmaps(&b).get("a").await.unwrap().data.unwrap()["v"],
         "1"
     );
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drift_by_another_writer_is_corrected_unless_the_object_opts_out() {
-    let (sim, client, r) = cluster("drift").await;
-    let mut held = cm("shop", "held", "1");
+async fn drift_by_another_writer_is_corrected_unless_the_object_opts_out(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let mut held = b.cm("held", "1");
     held["metadata"]["annotations"] = json!({"rollwave.dev/reconcile": "disabled"});
-    let v1 = vec![cm("shop", "a", "1"), held];
-    r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
-    let cms = configmaps(&client);
+    let v1 = vec![b.cm("a", "1"), held];
+    r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    let cms = configmaps(&b);
     let edit = PatchParams {
         field_manager: Some("kubectl-edit".into()),
         ..Default::default()
     };
-    cms.patch(
-        "a",
-        &edit,
-        &Patch::Merge(json!({"data": {"v": "hand-edited"}})),
-    )
-    .await
-    .unwrap();
-    cms.patch(
-        "held",
-        &edit,
-        &Patch::Merge(json!({"data": {"v": "hand-edited"}})),
-    )
-    .await
-    .unwrap();
-    // Another applier's field changed by ssa too.
-    let out = r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
+    for name in ["a", "held"] {
+        cms.patch(
+            name,
+            &edit,
+            &Patch::Merge(json!({"data": {"v": "hand-edited"}})),
+        )
+        .await
+        .unwrap();
+    }
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
     let action = |name: &str| {
         out.changes
             .iter()
@@ -273,10 +280,10 @@ async fn drift_by_another_writer_is_corrected_unless_the_object_opts_out() {
 
     // A conflict with another *applier* is reported, not overridden, unless forced.
     let other = PatchParams::apply("other-gitops").force();
-    cms.patch("a", &other, &Patch::Apply(cm("shop", "a", "theirs")))
+    cms.patch("a", &other, &Patch::Apply(b.cm("a", "theirs")))
         .await
         .unwrap();
-    let err = r.reconcile(&rev("shop", "r1", &v1)).await.unwrap_err();
+    let err = r.reconcile(&rev(app, "r1", &v1)).await.unwrap_err();
     assert!(
         err.to_string().contains("conflict with \"other-gitops\""),
         "{err}"
@@ -286,30 +293,24 @@ async fn drift_by_another_writer_is_corrected_unless_the_object_opts_out() {
             .ends_with("set `force: true` in the app's app.yaml to take these fields"),
         "{err}"
     );
-    let mut forced = rev("shop", "r1", &v1);
+    let mut forced = rev(app, "r1", &v1);
     forced.force = true;
     r.reconcile(&forced).await.unwrap();
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "1");
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_set_by_the_autoscaler_are_not_reverted() {
-    let (sim, client, r) = cluster("hpa").await;
+async fn replicas_set_by_the_autoscaler_are_not_reverted(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    // On the real control plane the autoscaler runs too; without a metrics API it
+    // leaves a replica count inside [min, max] alone.
     let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "web", "namespace": "shop", "labels": labels("shop")},
+        "metadata": {"name": "web", "namespace": app, "labels": b.labels()},
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "minReplicas": 2, "maxReplicas": 10}});
-    let v1 = vec![deployment("shop", "web", "nginx:1", Some(2)), hpa];
-    r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
-    let deploys: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "shop",
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            "deployments",
-        ),
-    );
+    let v1 = vec![b.deployment("web", "nginx:1", Some(2)), hpa];
+    r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    let deploys = dynamic(&b.client, app, "apps", "v1", "Deployment", "deployments");
     let scaler = PatchParams {
         field_manager: Some("horizontal-pod-autoscaler".into()),
         ..Default::default()
@@ -322,49 +323,123 @@ async fn replicas_set_by_the_autoscaler_are_not_reverted() {
         )
         .await
         .unwrap();
-    let writes = sim.stats().writes();
-    let out = r.reconcile(&rev("shop", "r1", &v1)).await.unwrap();
+    let writes = b.writes().await;
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
     assert_eq!(out.count(&Action::Configured), 0, "{:?}", out.changes);
-    assert_eq!(sim.stats().writes(), writes);
+    let after = b.writes_now().await;
+    assert!(
+        changed(&writes, &after).is_empty(),
+        "{:?}",
+        changed(&writes, &after)
+    );
     assert_eq!(
         deploys.get("web").await.unwrap().data["spec"]["replicas"],
         7
     );
-    sim.shutdown().await;
+    b.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_5xx_and_429_are_retried_until_the_revision_converges() {
-    let (sim, client, r) = cluster("faulty").await;
+    let b = Backend::sim("faulty").await;
+    let sim = b.sim_cluster().unwrap();
     sim.set_faults(Faults {
         error_rate: 0.15,
         throttle_rate: 0.05,
         retry_after_seconds: 0,
         ..Faults::default()
     });
-    let objects: Vec<Value> = (0..20).map(|i| cm("shop", &format!("c{i}"), "1")).collect();
-    let out = r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+    let objects: Vec<Value> = (0..20).map(|i| b.cm(&format!("c{i}"), "1")).collect();
+    let out = b
+        .reconciler
+        .reconcile(&rev(&b.ns, "r1", &objects))
+        .await
+        .unwrap();
     assert_eq!(out.count(&Action::Created), 20);
     assert!(
         sim.stats().to_owned().writes() > 20,
         "faults forced retries"
     );
     sim.set_faults(Faults::default());
-    assert_eq!(names(&client).await.len(), 20);
-    sim.shutdown().await;
+    assert_eq!(names(&b).await.len(), 20);
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_permanent_422_is_reported_at_once_not_retried() {
-    let (sim, _client, r) = cluster("invalid").await;
-    r.reconcile(&rev("shop", "r0", &[cm("shop", "fine", "1")]))
+async fn a_crd_and_its_custom_resources_apply_in_one_revision_and_leave_in_order(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com", "labels": b.labels()},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "required": ["size"], "properties": {
+                        "size": {"type": "integer", "minimum": 1, "maximum": 10}}}}}}}]}});
+    let widget = |name: &str, size: i64| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": name, "namespace": app, "labels": b.labels()},
+            "spec": {"size": size}})
+    };
+    // The CRD and its resources in one revision: the CRD goes first and is waited for.
+    let v1 = vec![widget("small", 2), crd.clone(), widget("large", 9)];
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    assert_eq!(out.count(&Action::Created), 3, "{:?}", out.changes);
+    let widgets = dynamic(&b.client, app, "example.com", "v1", "Widget", "widgets");
+    assert_eq!(widgets.get("large").await.unwrap().data["spec"]["size"], 9);
+
+    // A custom resource its schema refuses: nothing of the revision is written.
+    let v2 = vec![crd.clone(), widget("small", 3), widget("large", 50)];
+    let err = r.reconcile(&rev(app, "r2", &v2)).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Rejected { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("Widget {app}/large: rejected by the server")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spec.size"), "{err}");
+    assert_eq!(widgets.get("small").await.unwrap().data["spec"]["size"], 2);
+    assert_eq!(r.read_inventory(app).await.unwrap().release, "r1");
+
+    // Everything leaves: the custom resources are pruned before their CRD, and the
+    // kind is gone from the cluster.
+    let out = r.reconcile(&rev(app, "r3", &[])).await.unwrap();
+    let pruned: Vec<String> = out
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Pruned)
+        .map(|c| c.object.kind.clone())
+        .collect();
+    assert_eq!(pruned.len(), 3, "{:?}", out.changes);
+    assert_eq!(
+        pruned.last().map(String::as_str),
+        Some("CustomResourceDefinition"),
+        "{pruned:?}"
+    );
+    let crds = dynamic(
+        &b.client,
+        "",
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    );
+    let deadline = Instant::now() + b.patience();
+    while crds.get_opt("widgets.example.com").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the CRD was not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.finish().await;
+}
+
+async fn a_permanent_422_is_reported_at_once_not_retried(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    r.reconcile(&rev(app, "r0", &[b.cm("fine", "1")]))
         .await
         .unwrap();
-    let mut bad = cm("shop", "Bad_Name", "1");
-    bad["metadata"]["name"] = json!("Bad_Name");
-    let before = sim.stats().requests("patch");
+    let bad = b.cm("Bad_Name", "1");
+    let before = b.requests(&["patch"], &["configmaps"]).await;
     let err = r
-        .reconcile(&rev("shop", "r1", &[cm("shop", "fine", "1"), bad]))
+        .reconcile(&rev(app, "r1", &[b.cm("fine", "1"), bad]))
         .await
         .unwrap_err();
     assert!(matches!(err, ApplyError::Rejected { .. }), "{err:?}");
@@ -373,43 +448,35 @@ async fn a_permanent_422_is_reported_at_once_not_retried() {
         "{err}"
     );
     assert_eq!(
-        sim.stats().requests("patch") - before,
+        b.requests(&["patch"], &["configmaps"]).await - before,
         1,
         "one dry run, no retries"
     );
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_objects() {
-    let (sim, client, r) = cluster("crash").await;
-    let r = std::sync::Arc::new(r);
+async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_objects(
+    b: Backend,
+) {
+    let app = b.ns.clone();
+    let r = std::sync::Arc::new(b.fresh_reconciler());
     let revisions: Vec<Vec<Value>> = vec![
-        (0..8).map(|i| cm("shop", &format!("a{i}"), "1")).collect(),
+        (0..8).map(|i| b.cm(&format!("a{i}"), "1")).collect(),
         (4..12)
-            .map(|i| cm("shop", &format!("a{i}"), "2"))
-            .chain([deployment("shop", "web", "nginx:1", Some(1))])
+            .map(|i| b.cm(&format!("a{i}"), "2"))
+            .chain([b.deployment("web", "nginx:1", Some(1))])
             .collect(),
-        (10..14)
-            .map(|i| cm("shop", &format!("a{i}"), "3"))
-            .collect(),
+        (10..14).map(|i| b.cm(&format!("a{i}"), "3")).collect(),
     ];
-    let all_labelled = |client: Client| async move {
+    let all_labelled = || async {
         let mut found = BTreeSet::new();
         for (g, v, k, p) in [
             ("", "v1", "ConfigMap", "configmaps"),
             ("apps", "v1", "Deployment", "deployments"),
         ] {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                client.clone(),
-                "shop",
-                &kube::api::ApiResource::from_gvk_with_plural(
-                    &kube::api::GroupVersionKind::gvk(g, v, k),
-                    p,
-                ),
-            );
+            let api = dynamic(&b.client, &app, g, v, k, p);
             for o in api
-                .list(&ListParams::default().labels("rollwave.dev/app=shop"))
+                .list(&ListParams::default().labels(&format!("rollwave.dev/app={app}")))
                 .await
                 .unwrap()
                 .items
@@ -419,9 +486,11 @@ async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_
         }
         found
     };
+    // Requests take longer on the real apiserver: spread the kills over a longer span.
+    let span = if b.is_real() { 400 } else { 60 };
     for run in 0..50u64 {
         let objects = revisions[(run % 3) as usize].clone();
-        if run % 2 == 0 {
+        if let Some(sim) = b.sim_cluster().filter(|_| run % 2 == 0) {
             sim.set_faults(Faults {
                 drop_rate: 0.1,
                 error_rate: 0.1,
@@ -433,18 +502,21 @@ async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_
             let r = r.clone();
             let objects = objects.clone();
             let release = release.clone();
+            let app = app.clone();
             tokio::spawn(async move {
-                r.reconcile(&rev("shop", &release, &objects))
+                r.reconcile(&rev(&app, &release, &objects))
                     .await
                     .map(|_| ())
             })
         };
-        tokio::time::sleep(Duration::from_millis(rand_delay(run))).await;
+        tokio::time::sleep(Duration::from_millis(kill_after(run, span))).await;
         task.abort();
         let _ = task.await;
-        sim.set_faults(Faults::default());
+        if let Some(sim) = b.sim_cluster() {
+            sim.set_faults(Faults::default());
+        }
         // The agent restarts and applies the same revision to the end.
-        r.reconcile(&rev("shop", &release, &objects))
+        r.reconcile(&rev(&app, &release, &objects))
             .await
             .unwrap_or_else(|e| panic!("run {run}: {e}"));
         let want: BTreeSet<(String, String)> = objects
@@ -457,11 +529,11 @@ async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_
             })
             .collect();
         assert_eq!(
-            all_labelled(client.clone()).await,
+            all_labelled().await,
             want,
             "run {run}: the cluster holds exactly the revision"
         );
-        let inv = r.read_inventory("shop").await.unwrap();
+        let inv = r.read_inventory(&app).await.unwrap();
         let listed: BTreeSet<(String, String)> = inv
             .objects
             .iter()
@@ -472,76 +544,81 @@ async fn an_apply_killed_at_random_points_converges_without_losing_or_orphaning_
             "run {run}: the inventory lists exactly the revision"
         );
     }
-    sim.shutdown().await;
+    b.finish().await;
 }
 
-/// A deterministic spread of abort points over the first ~60 ms of an apply.
-fn rand_delay(run: u64) -> u64 {
-    (run * 37 + 11) % 60
+/// A deterministic spread of kill points over the first `span` ms of an apply.
+fn kill_after(run: u64, span: u64) -> u64 {
+    (run * 37 + 11) % span
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded() {
-    let (sim, _client, r) = cluster("health").await;
-    let good = vec![deployment("shop", "web", "nginx:1", Some(2))];
-    let out = r.reconcile(&rev("shop", "r1", &good)).await.unwrap();
+/// Polls the health of `objects` until it is `want` or the backend's patience ends.
+async fn health_becomes(b: &Backend, objects: &[Value], want: Health) -> Health {
+    let deadline = Instant::now() + b.patience();
+    loop {
+        let health = b.reconciler.health(objects).await.unwrap().0;
+        if health == want || Instant::now() > deadline {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let good = vec![b.deployment("web", "nginx:1", Some(2))];
+    let out = r.reconcile(&rev(app, "r1", &good)).await.unwrap();
     assert_eq!(out.health, Health::Progressing);
-    let mut health = out.health;
-    for _ in 0..100 {
-        health = r.health(&good).await.unwrap().0;
-        if health == Health::Healthy {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(health, Health::Healthy);
-    let mut bad = deployment("shop", "web", "nginx:broken", Some(2));
-    bad["spec"]["progressDeadlineSeconds"] = json!(1);
+    assert_eq!(
+        health_becomes(&b, &good, Health::Healthy).await,
+        Health::Healthy
+    );
+    // On the real control plane Degraded comes from the deployment controller's own
+    // ProgressDeadlineExceeded: the fake kubelet never readies a `broken` image.
+    let mut bad = b.deployment("web", "nginx:broken", Some(2));
+    bad["spec"]["progressDeadlineSeconds"] = json!(if b.is_real() { 5 } else { 1 });
     let bad = vec![bad];
-    r.reconcile(&rev("shop", "r2", &bad)).await.unwrap();
-    for _ in 0..100 {
-        health = r.health(&bad).await.unwrap().0;
-        if health == Health::Degraded {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(health, Health::Degraded);
-    sim.shutdown().await;
+    r.reconcile(&rev(app, "r2", &bad)).await.unwrap();
+    assert_eq!(
+        health_becomes(&b, &bad, Health::Degraded).await,
+        Health::Degraded
+    );
+    b.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction() {
-    let (sim, client, r) = cluster("watching").await;
-    let cache = rollwave::apply::drift::LiveCache::new(client.clone());
-    let r = r.with_cache(cache.clone());
+async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction(b: Backend) {
+    let app = b.ns.as_str();
+    let cache = rollwave::apply::drift::LiveCache::new(b.client.clone());
+    let r = b.fresh_reconciler().with_cache(cache.clone());
     let objects = vec![
-        cm("shop", "a", "1"),
-        cm("shop", "b", "1"),
-        deployment("shop", "web", "nginx:1", Some(1)),
+        b.cm("a", "1"),
+        b.cm("b", "1"),
+        b.deployment("web", "nginx:1", Some(1)),
     ];
-    r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
-    for _ in 0..200 {
-        if cache.synced() && cache.len() == 3 {
-            break;
-        }
+    r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
+    let deadline = Instant::now() + b.patience();
+    while !(cache.synced() && cache.len() == 3) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(cache.synced(), "the watches list their kinds");
-    // Let the workload simulator finish writing status, then drain its notifications.
+    // Let the workload controllers finish writing status, then drain their notifications.
+    assert_eq!(
+        health_becomes(&b, &objects, Health::Healthy).await,
+        Health::Healthy
+    );
+    b.writes().await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let _ = tokio::time::timeout(Duration::from_millis(100), cache.drifted()).await;
-    r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
-    let counts = |sim: &SimCluster| {
-        ["get", "list", "create", "update", "patch", "delete"].map(|v| sim.stats().requests(v))
-    };
-    let before = counts(&sim);
+    r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
+    let verbs = ["get", "list", "create", "update", "patch", "delete"];
+    let ours = ["configmaps", "deployments", "namespaces"];
+    let before = b.requests(&verbs, &ours).await;
     for _ in 0..5 {
-        let out = r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+        let out = r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
         assert_eq!(out.count(&Action::Unchanged), 3);
     }
     assert_eq!(
-        counts(&sim),
+        b.requests(&verbs, &ours).await,
         before,
         "steady-state reconciles read from the watch cache and write nothing"
     );
@@ -551,17 +628,17 @@ async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correcti
         field_manager: Some("kubectl-edit".into()),
         ..Default::default()
     };
-    configmaps(&client)
+    configmaps(&b)
         .patch("b", &edit, &Patch::Merge(json!({"data": {"v": "edited"}})))
         .await
         .unwrap();
-    let drifted = tokio::time::timeout(Duration::from_secs(5), cache.drifted())
+    let drifted = tokio::time::timeout(Duration::from_secs(10), cache.drifted())
         .await
         .expect("drift noticed");
-    assert!(drifted.contains("shop"), "{drifted:?}");
-    for _ in 0..100 {
+    assert!(drifted.contains(app), "{drifted:?}");
+    for _ in 0..500 {
         if cache
-            .get(&("".into(), "v1".into(), "ConfigMap".into()), "shop", "b")
+            .get(&("".into(), "v1".into(), "ConfigMap".into()), app, "b")
             .flatten()
             .is_some_and(|o| o["data"]["v"] == "edited")
         {
@@ -569,7 +646,7 @@ async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correcti
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let out = r.reconcile(&rev("shop", "r1", &objects)).await.unwrap();
+    let out = r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
     assert_eq!(
         out.changes
             .iter()
@@ -579,8 +656,8 @@ async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correcti
         Action::Configured
     );
     assert_eq!(
-        configmaps(&client).get("b").await.unwrap().data.unwrap()["v"],
+        configmaps(&b).get("b").await.unwrap().data.unwrap()["v"],
         "1"
     );
-    sim.shutdown().await;
+    b.finish().await;
 }

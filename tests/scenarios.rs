@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use common::git::{GitDaemon, commit_files, git, publish, work_repo};
+use common::k8s::RealCluster;
 use common::sim::eventually;
 use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection};
 use rollwave::agent::daemon::Agent;
@@ -115,6 +116,23 @@ impl Drop for AgentThread {
     }
 }
 
+/// What the clusters of a scenario are.
+enum Clusters {
+    Simulated,
+    /// A real control plane each (`tests/k8s/`): slower, and proof that what the
+    /// simulated scenarios show holds on Kubernetes itself.
+    Real,
+}
+
+/// One cluster of a scenario; a real control plane stops when dropped.
+enum Backing {
+    Sim(SimCluster),
+    /// Held so the control plane runs as long as the scenario.
+    Real {
+        _running: RealCluster,
+    },
+}
+
 /// A fleet on this machine: the Git server, the clusters and their agents.
 struct Scenario {
     dir: tempfile::TempDir,
@@ -124,7 +142,7 @@ struct Scenario {
     daemon: Option<GitDaemon>,
     port: u16,
     runtime: tokio::runtime::Runtime,
-    sims: BTreeMap<String, (SimCluster, PathBuf)>,
+    clusters: BTreeMap<String, (Backing, PathBuf)>,
     agents: BTreeMap<String, AgentThread>,
     interval: Duration,
     heartbeat: Duration,
@@ -133,6 +151,15 @@ struct Scenario {
 
 impl Scenario {
     fn start(files: &[(String, String)], interval: Duration, heartbeat: Duration) -> Scenario {
+        Scenario::start_on(files, interval, heartbeat, Clusters::Simulated)
+    }
+
+    fn start_on(
+        files: &[(String, String)],
+        interval: Duration,
+        heartbeat: Duration,
+        kind: Clusters,
+    ) -> Scenario {
         // ROLLWAVE_LOG=info shows what the agents do when a scenario fails.
         if let Ok(directives) = std::env::var("ROLLWAVE_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -165,7 +192,7 @@ impl Scenario {
             daemon: Some(daemon),
             port,
             runtime,
-            sims: BTreeMap::new(),
+            clusters: BTreeMap::new(),
             agents: BTreeMap::new(),
             interval,
             heartbeat,
@@ -176,14 +203,34 @@ impl Scenario {
             .filter_map(|(p, _)| p.strip_prefix("clusters/")?.strip_suffix(".yaml"))
             .map(String::from)
             .collect();
-        for name in &clusters {
-            let mut o = SimOptions::named(name);
-            o.ready_after = Duration::from_millis(300);
-            o.tick = Duration::from_millis(50);
-            let sim = s.runtime.block_on(SimCluster::start(o)).unwrap();
-            let kubeconfig = s.dir.path().join(format!("{name}.kubeconfig"));
-            write_kubeconfig(&kubeconfig, &[(name.clone(), sim.base_url())]).unwrap();
-            s.sims.insert(name.clone(), (sim, kubeconfig));
+        match kind {
+            Clusters::Simulated => {
+                for name in &clusters {
+                    let mut o = SimOptions::named(name);
+                    o.ready_after = Duration::from_millis(300);
+                    o.tick = Duration::from_millis(50);
+                    let sim = s.runtime.block_on(SimCluster::start(o)).unwrap();
+                    let kubeconfig = s.dir.path().join(format!("{name}.kubeconfig"));
+                    write_kubeconfig(&kubeconfig, &[(name.clone(), sim.base_url())]).unwrap();
+                    s.clusters
+                        .insert(name.clone(), (Backing::Sim(sim), kubeconfig));
+                }
+            }
+            Clusters::Real => {
+                // Started side by side: each takes a while to answer.
+                let started: Vec<RealCluster> = std::thread::scope(|scope| {
+                    let starting: Vec<_> = clusters
+                        .iter()
+                        .map(|_| scope.spawn(RealCluster::start))
+                        .collect();
+                    starting.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                for (name, real) in clusters.iter().zip(started) {
+                    let kubeconfig = real.kubeconfig().to_path_buf();
+                    s.clusters
+                        .insert(name.clone(), (Backing::Real { _running: real }, kubeconfig));
+                }
+            }
         }
         for name in &clusters {
             s.start_agent(name);
@@ -213,7 +260,7 @@ impl Scenario {
             clusters: vec![ClusterConfig {
                 name: cluster.to_string(),
                 connection: Connection::Kubeconfig {
-                    path: Some(self.sims[cluster].1.clone()),
+                    path: Some(self.clusters[cluster].1.clone()),
                     context: None,
                 },
             }],
@@ -261,7 +308,7 @@ impl Scenario {
         let deadline = std::time::Instant::now() + limit;
         loop {
             let s = self.statuses();
-            let done = self.sims.keys().all(|c| {
+            let done = self.clusters.keys().all(|c| {
                 s.get(c)
                     .is_some_and(|a| a.release == release && a.phase == phase)
             });
@@ -283,20 +330,17 @@ impl Scenario {
         }
     }
 
-    /// The image of `web` live on `cluster`.
+    /// The image of `web` live on `cluster`, as kubectl reads it.
     fn image(&self, cluster: &str) -> Option<String> {
-        let (sim, _) = &self.sims[cluster];
-        let url = sim.base_url();
-        self.runtime.block_on(async move {
-            let body = reqwest_get(&format!(
-                "{url}/apis/apps/v1/namespaces/web/deployments/web"
-            ))
-            .await?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            v["spec"]["template"]["spec"]["containers"][0]["image"]
-                .as_str()
-                .map(String::from)
-        })
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &self.clusters[cluster].1)
+            .args(["get", "deployment", "web", "-n", "web", "-o"])
+            .arg("jsonpath={.spec.template.spec.containers[0].image}")
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let image = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !image.is_empty()).then_some(image)
     }
 }
 
@@ -304,37 +348,12 @@ impl Drop for Scenario {
     fn drop(&mut self) {
         let agents = std::mem::take(&mut self.agents);
         drop(agents);
-        for (_, (sim, _)) in std::mem::take(&mut self.sims) {
-            self.runtime.block_on(sim.shutdown());
+        for (_, (backing, _)) in std::mem::take(&mut self.clusters) {
+            if let Backing::Sim(sim) = backing {
+                self.runtime.block_on(sim.shutdown());
+            }
         }
     }
-}
-
-/// GET with a plain HTTP/1.1 request (the simulated API server speaks http).
-async fn reqwest_get(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_at(rest.find('/')?);
-    let host = host.to_string();
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&host).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        if !buf.starts_with("HTTP/1.1 200") {
-            return None;
-        }
-        let body = buf.split_once("\r\n\r\n")?.1;
-        Some(body.to_string())
-    })
-    .await
-    .ok()?
 }
 
 fn parse_time(s: &str) -> SystemTime {
@@ -439,7 +458,7 @@ fn fourteen_clusters_take_a_good_commit_wave_by_wave_halt_a_bad_one_at_the_canar
     );
     s.wait_all(&v2, Phase::Healthy, Duration::from_secs(120));
     assert_wave_order(&s.statuses(), &waves, &v2, bake);
-    for c in s.sims.keys() {
+    for c in s.clusters.keys() {
         assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
     }
 
@@ -455,7 +474,7 @@ fn fourteen_clusters_take_a_good_commit_wave_by_wave_halt_a_bad_one_at_the_canar
         s.at("test-sh-1") == Some((v3.clone(), Phase::Degraded))
     });
     std::thread::sleep(interval * 6);
-    for c in s.sims.keys().filter(|c| *c != "test-sh-1") {
+    for c in s.clusters.keys().filter(|c| *c != "test-sh-1") {
         assert_eq!(
             s.at(c),
             Some((v2.clone(), Phase::Healthy)),
@@ -556,7 +575,7 @@ fn agents_keep_their_clusters_while_the_git_server_is_down_and_resume_when_it_re
     s.daemon = None; // the server goes away
     std::thread::sleep(Duration::from_secs(2));
     // Someone edits the live Deployment: the agent still takes it back, on what it has.
-    let kubeconfig = s.sims["prod-1"].1.clone();
+    let kubeconfig = s.clusters["prod-1"].1.clone();
     let out = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &kubeconfig)
         .args([
@@ -616,7 +635,7 @@ fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
     );
     let inventory = |cluster: &str| {
         let out = std::process::Command::new("kubectl")
-            .env("KUBECONFIG", &s.sims[cluster].1)
+            .env("KUBECONFIG", &s.clusters[cluster].1)
             .args([
                 "get",
                 "configmap",
@@ -687,4 +706,95 @@ fn a_recursive_partial_is_a_render_failure_at_the_canary_and_never_a_fleet_outag
     let fixed = s.revert(&bad);
     s.wait_all(&fixed, Phase::Healthy, Duration::from_secs(30));
     assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
+}
+
+#[test]
+fn three_real_control_planes_take_a_release_canary_first_halt_a_broken_one_and_follow_its_revert() {
+    common::sim::require_kubectl();
+    // The app's own deadline is long: Degraded here can only come from the real
+    // deployment controller's ProgressDeadlineExceeded (the Deployment's 10 s).
+    let fleet_yaml = "stages: [test, prod]\nrollout:\n  canary: [real-test]\n  batches: [1, 1]\n  bake: 2s\n  progressDeadline: 10m\n";
+    let clusters = [
+        ("real-test", "test"),
+        ("real-prod-a", "prod"),
+        ("real-prod-b", "prod"),
+    ];
+    let mut files = fleet_files(fleet_yaml, &clusters);
+    let with_deadline = |image: &str| {
+        deployment_with(image).replace(
+            "  replicas: 1\n",
+            "  replicas: 1\n  progressDeadlineSeconds: 10\n",
+        )
+    };
+    for (path, content) in &mut files {
+        if path == "apps/web/base/deployment.yaml" {
+            *content = with_deadline("nginx:1");
+        }
+    }
+    let interval = Duration::from_secs(1);
+    let s = Scenario::start_on(&files, interval, Duration::from_secs(15), Clusters::Real);
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(300));
+
+    let tree = rollwave::tree::DirTree::open(&s.work).unwrap();
+    let fleet = rollwave::fleet::load(&tree).unwrap();
+    let waves = rollwave::plan::waves_for(&fleet, fleet.app("web").unwrap());
+    assert_eq!(
+        waves,
+        [vec!["real-test"], vec!["real-prod-a"], vec!["real-prod-b"]]
+            .map(|w| w.into_iter().map(String::from).collect::<Vec<_>>())
+    );
+
+    // A good change: the canary, then one wave after the other, each after the bake.
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &with_deadline("nginx:2"))],
+        "web: nginx 2",
+    );
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(300));
+    assert_wave_order(&s.statuses(), &waves, &v2, Duration::from_secs(2));
+    for c in s.clusters.keys() {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+
+    // A broken image: its Pods never turn Ready, the deployment controller gives up
+    // after 10 s, and the canary halts the release there.
+    let v3 = s.commit(
+        &[(
+            "apps/web/base/deployment.yaml",
+            &with_deadline("nginx:broken"),
+        )],
+        "web: broken",
+    );
+    eventually(
+        Duration::from_secs(180),
+        "the canary Degraded at v3",
+        || s.at("real-test") == Some((v3.clone(), Phase::Degraded)),
+    );
+    let canary = s.statuses()["real-test"].clone();
+    assert!(
+        canary.message.contains("has timed out progressing"),
+        "Degraded from the controller's condition: {}",
+        canary.message
+    );
+    std::thread::sleep(interval * 8);
+    for c in ["real-prod-a", "real-prod-b"] {
+        assert_eq!(
+            s.at(c),
+            Some((v2.clone(), Phase::Healthy)),
+            "{c} must hold at v2"
+        );
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+
+    // Its revert reaches all three: the canary at once, the others stay where they are.
+    let v4 = s.revert(&v3);
+    eventually(
+        Duration::from_secs(60),
+        "the canary back on nginx:2",
+        || s.image("real-test").as_deref() == Some("nginx:2"),
+    );
+    s.wait_all(&v4, Phase::Healthy, Duration::from_secs(300));
+    for c in s.clusters.keys() {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
 }

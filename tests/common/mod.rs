@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod fakeapi;
 pub mod git;
 pub mod k8s;
