@@ -43,10 +43,7 @@ on_both!(
 /// (`<ns>-web`, `<ns>-api`) so tests sharing a real control plane never meet.
 fn repo_for(b: &Backend, with_api: bool) -> ScratchRepo {
     let repo = ScratchRepo::minimal_with(if with_api { API_APP } else { &[] });
-    repo.write(
-        &"apps/web/app.yaml",
-        &app_yaml(b, "web", "", "[test, prod]"),
-    );
+    repo.write("apps/web/app.yaml", app_yaml(b, "web", "", "[test, prod]"));
     if with_api {
         repo.write(
             "apps/api/app.yaml",
