@@ -21,6 +21,7 @@ pub mod api_error;
 mod http;
 pub mod kinds;
 mod openapi;
+mod smp;
 pub mod ssa;
 pub mod store;
 mod table;

@@ -739,7 +739,7 @@ impl Store {
                     e.reason = "UnsupportedMediaType";
                     return Err(e);
                 }
-                crate::schema::strategic_merge(&rt.group, &rt.kind, &mut doc, body)
+                doc = super::smp::apply_patch(&rt.group, &rt.kind, &doc, body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
             }
             PatchKind::Apply => unreachable!("handled above"),
