@@ -427,7 +427,7 @@ spec:
     let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], bad_selector);
     assert_eq!(code, 1);
     assert!(
-        err.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"),
+        err.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"),
         "{err}"
     );
 

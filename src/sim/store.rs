@@ -145,6 +145,57 @@ impl Filter {
         Ok(out)
     }
 
+    /// Refuses a field selector on a field the kind cannot be selected by, as a real
+    /// server does (it indexes only `metadata.name`, `metadata.namespace` and a few
+    /// fields per kind), with its wording.
+    pub fn check_fields(&self, rt: &ResourceType) -> Result<(), ApiError> {
+        let extra: &[&str] = match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Pod") => &[
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ],
+            ("", "Secret") => &["type"],
+            ("", "Namespace") => &["status.phase"],
+            ("", "Node") => &["spec.unschedulable"],
+            ("", "Event") => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
+            ("batch", "Job") => &["status.successful"],
+            _ => &[],
+        };
+        for (k, _, _) in &self.fields {
+            if k == "metadata.name" || k == "metadata.namespace" || extra.contains(&k.as_str()) {
+                continue;
+            }
+            return Err(ApiError::bad_request(if extra.is_empty() {
+                format!(
+                    "\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                )
+            } else {
+                format!("field label not supported: {k}")
+            }));
+        }
+        Ok(())
+    }
+
     /// Whether a stored object passes the filter; only field selectors on fields other
     /// than name and namespace parse the object.
     pub fn matches(&self, obj: &Stored) -> bool {
@@ -721,12 +772,15 @@ impl Store {
             PatchKind::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(body.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut doc, &ops).map_err(|e| {
-                    let mut err = ApiError::internal(format!(
-                        "the server rejected our request due to an error in our request: {e}"
-                    ));
+                // A real server hides the failed operation from the message and sends
+                // empty details.
+                json_patch::patch(&mut doc, &ops).map_err(|_| {
+                    let mut err = ApiError::internal(
+                        "the server rejected our request due to an error in our request",
+                    );
                     err.code = 422;
                     err.reason = "Invalid";
+                    err.details = Some(json!({}));
                     err
                 })?;
             }
@@ -883,13 +937,17 @@ impl Store {
                 None => {
                     meta.insert("uid".into(), json!(new_uid()));
                     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-                    meta.insert("generation".into(), json!(1));
+                    if has_generation(rt) {
+                        meta.insert("generation".into(), json!(1));
+                    } else {
+                        meta.remove("generation");
+                    }
                     meta.remove("resourceVersion");
                 }
             }
         }
         if let Some(o) = &old {
-            if spec_part(o) != spec_part(&new) {
+            if has_generation(rt) && spec_part(o) != spec_part(&new) {
                 let g = o["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 new["metadata"]["generation"] = json!(g);
             }
@@ -1165,6 +1223,22 @@ impl Store {
             .iter()
             .map(|o| self.delete_now(rt, o, &opts.propagation))
             .collect()
+    }
+}
+
+/// Whether objects of a type carry `metadata.generation`: a real server sets it only
+/// for kinds whose controllers report an observedGeneration (workloads, Pods, policy
+/// objects, CRDs and custom resources), never for ConfigMaps, Secrets, Services or
+/// Namespaces.
+fn has_generation(rt: &ResourceType) -> bool {
+    match rt.group.as_str() {
+        "apps" => rt.kind != "ControllerRevision",
+        "batch" | "apiextensions.k8s.io" | "admissionregistration.k8s.io" => true,
+        "" => rt.kind == "Pod",
+        "networking.k8s.io" => matches!(rt.kind.as_str(), "Ingress" | "NetworkPolicy"),
+        "policy" => rt.kind == "PodDisruptionBudget",
+        "autoscaling" => rt.kind == "HorizontalPodAutoscaler",
+        g => !crate::schema::is_builtin_group(g),
     }
 }
 
