@@ -18,6 +18,7 @@
 //! ```
 
 pub mod api_error;
+pub mod defaults;
 mod http;
 pub mod kinds;
 mod openapi;

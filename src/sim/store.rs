@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::api_error::{ApiError, qualified};
+use super::defaults::{self, Allocator};
 use super::kinds::{Registry, ResourceType, api_version, type_from_crd};
 use super::ssa::{self, Scope, Writer};
 use super::validate::{FieldValidation, validate};
@@ -294,7 +295,7 @@ pub struct Store {
     history_cap: usize,
     compacted: u64,
     tx: broadcast::Sender<Arc<WatchEvent>>,
-    next_ip: u32,
+    alloc: Allocator,
 }
 
 /// The current time as the API server writes it.
@@ -340,7 +341,7 @@ impl Store {
             history_cap: history_cap.max(1),
             compacted: 1,
             tx,
-            next_ip: 10,
+            alloc: Allocator::default(),
         };
         let ns_type = s
             .registry
@@ -637,13 +638,17 @@ impl Store {
                 obj.remove("status");
             }
         }
+        Self::decode(rt, &mut body);
         let writer = Writer {
             manager: &opts.manager,
             api_version: &api_version(&rt.group, version),
             scope: Self::scope(rt, opts),
             now: &now_rfc3339(),
         };
-        ssa::record_update(None, &mut body, &writer, &Self::shapes(rt));
+        // The writer of a create owns every field it caused, compared with the kind's
+        // empty object, as a real server's field manager records it.
+        let empty = defaults::empty_object(&rt.group, &rt.kind);
+        ssa::record_update(Some(&empty), &mut body, &writer, &Self::shapes(rt));
         self.commit(rt, ns, &name, None, body, opts)
     }
 
@@ -670,8 +675,28 @@ impl Store {
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::stale(&rt.group, &rt.plural, name));
         }
-        let new = self.replace_scoped(rt, &old, body, opts);
+        let mut new = self.replace_scoped(rt, &old, body, opts);
+        Self::decode(rt, &mut new);
         self.write_update(rt, version, ns, name, old, new, opts)
+    }
+
+    /// What decoding a request body does on a real server before its field manager
+    /// sees the object: a Secret's `stringData` folded into `data`, then API defaults.
+    fn decode(rt: &ResourceType, obj: &mut Value) {
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(obj);
+        }
+        // Empty metadata maps and lists are omitted by a real server's types.
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, v| {
+                !(matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                ) && (v.as_object().is_some_and(Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty)))
+            });
+        }
+        defaults::default_object(&rt.group, &rt.kind, obj);
     }
 
     /// The stored object after writing `body` within the request's scope: the main
@@ -805,7 +830,8 @@ impl Store {
         if !doc.is_object() {
             return Err(ApiError::bad_request("the patch did not produce an object"));
         }
-        let new = self.replace_scoped(rt, &old, doc, opts);
+        let mut new = self.replace_scoped(rt, &old, doc, opts);
+        Self::decode(rt, &mut new);
         self.write_update(rt, version, ns, name, old, new, opts)
     }
 
@@ -871,6 +897,9 @@ impl Store {
             now: &now_rfc3339(),
         };
         let mut merged = ssa::apply(&live, config, &writer, opts.force, &Self::shapes(rt))?;
+        // Defaults come after the applied configuration is recorded: the applier owns
+        // only what it sent.
+        Self::decode(rt, &mut merged);
         merged["apiVersion"] = json!(rt.api_version());
         if let Some(m) = merged["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -927,8 +956,12 @@ impl Store {
                             meta.insert(f.into(), v.clone());
                         }
                     }
-                    let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
-                    meta.insert("generation".into(), json!(generation));
+                    if has_generation(rt) {
+                        let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+                        meta.insert("generation".into(), json!(generation));
+                    } else {
+                        meta.remove("generation");
+                    }
                     meta.insert(
                         "resourceVersion".into(),
                         o["metadata"]["resourceVersion"].clone(),
@@ -955,7 +988,7 @@ impl Store {
                 return Ok(o.clone()); // nothing changed: no write, no event
             }
         } else {
-            self.default_fields(rt, &mut new);
+            defaults::prepare_for_create(&rt.group, &rt.kind, &mut new, &mut self.alloc);
         }
         if let Some(t) = &crd_type {
             set_crd_status(&mut new, t);
@@ -990,31 +1023,6 @@ impl Store {
             self.registry.insert(t);
         }
         Ok(Arc::new(new))
-    }
-
-    /// Defaults a real server fills on create that clients look at.
-    fn default_fields(&mut self, rt: &ResourceType, obj: &mut Value) {
-        match (rt.group.as_str(), rt.kind.as_str()) {
-            ("", "Namespace") => {
-                obj["status"] = json!({"phase": "Active"});
-            }
-            ("", "Service") => {
-                let spec = &mut obj["spec"];
-                if spec.is_null() {
-                    *spec = json!({});
-                }
-                if spec["type"].is_null() {
-                    spec["type"] = json!("ClusterIP");
-                }
-                if spec["clusterIP"].is_null() && spec["type"] != "ExternalName" {
-                    self.next_ip += 1;
-                    let ip = format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255);
-                    spec["clusterIP"] = json!(ip);
-                    spec["clusterIPs"] = json!([ip]);
-                }
-            }
-            _ => {}
-        }
     }
 
     fn remove(&mut self, rt: &ResourceType, key: &Key, last: &Value) {
@@ -1126,9 +1134,10 @@ impl Store {
             } else {
                 let mut marked = (**old).clone();
                 marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 if is_namespace {
                     marked["status"] = json!({"phase": "Terminating"});
+                } else {
+                    marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 }
                 self.rv += 1;
                 marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
