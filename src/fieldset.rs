@@ -175,15 +175,19 @@ pub struct MissingKey {
 /// items of associative and set lists.
 pub fn fields_of(value: &Value, shapes: &ListShapes) -> Result<FieldSet, MissingKey> {
     let mut set = FieldSet::new();
-    walk(value, &mut Vec::new(), shapes, &mut set)?;
+    walk(value, &mut Vec::new(), shapes, &mut set, false)?;
     Ok(set)
 }
 
+/// Collects the field paths of `value` at `path`. With `members`, every non-empty map
+/// and list is a member of the set too: a write that creates a map or list owns the
+/// map or list itself, which a real server's managedFields mark with `"."`.
 fn walk(
     value: &Value,
     path: &mut FieldPath,
     shapes: &ListShapes,
     set: &mut FieldSet,
+    members: bool,
 ) -> Result<(), MissingKey> {
     match value {
         Value::Object(m) => {
@@ -191,9 +195,12 @@ fn walk(
                 set.insert(path.clone());
                 return Ok(());
             }
+            if members && !path.is_empty() {
+                set.insert(path.clone());
+            }
             for (k, v) in m {
                 path.push(PathElement::Field(k.clone()));
-                walk(v, path, shapes, set)?;
+                walk(v, path, shapes, set, members)?;
                 path.pop();
             }
         }
@@ -201,35 +208,56 @@ fn walk(
             ListShape::Atomic => {
                 set.insert(path.clone());
             }
-            ListShape::Set => {
-                for it in items {
-                    path.push(PathElement::Value(canonical(it)));
-                    set.insert(path.clone());
-                    path.pop();
-                }
+            shape if members && !items.is_empty() && !path.is_empty() => {
+                set.insert(path.clone());
+                walk_items(items, &shape, path, shapes, set, members)?;
             }
-            ListShape::Map(keys) => {
-                for it in items {
-                    let pe = item_key(it, &keys).map_err(|key| MissingKey {
-                        path: path_string(path),
-                        key,
-                    })?;
-                    path.push(pe);
-                    set.insert(path.clone());
-                    if let Value::Object(m) = it {
-                        for (k, v) in m {
-                            path.push(PathElement::Field(k.clone()));
-                            walk(v, path, shapes, set)?;
-                            path.pop();
-                        }
-                    }
-                    path.pop();
-                }
-            }
+            shape => walk_items(items, &shape, path, shapes, set, members)?,
         },
         _ => {
             if !path.is_empty() {
                 set.insert(path.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn walk_items(
+    items: &[Value],
+    shape: &ListShape,
+    path: &mut FieldPath,
+    shapes: &ListShapes,
+    set: &mut FieldSet,
+    members: bool,
+) -> Result<(), MissingKey> {
+    match shape {
+        ListShape::Atomic => {
+            set.insert(path.clone());
+        }
+        ListShape::Set => {
+            for it in items {
+                path.push(PathElement::Value(canonical(it)));
+                set.insert(path.clone());
+                path.pop();
+            }
+        }
+        ListShape::Map(keys) => {
+            for it in items {
+                let pe = item_key(it, keys).map_err(|key| MissingKey {
+                    path: path_string(path),
+                    key,
+                })?;
+                path.push(pe);
+                set.insert(path.clone());
+                if let Value::Object(m) = it {
+                    for (k, v) in m {
+                        path.push(PathElement::Field(k.clone()));
+                        walk(v, path, shapes, set, members)?;
+                        path.pop();
+                    }
+                }
+                path.pop();
             }
         }
     }
@@ -253,9 +281,25 @@ pub fn changed_fields(old: &Value, new: &Value, shapes: &ListShapes) -> (FieldSe
 }
 
 fn subtree(value: &Value, path: &mut FieldPath, shapes: &ListShapes, out: &mut FieldSet) {
+    subtree_of(value, path, shapes, out, false);
+}
+
+/// The fields a value brings where there was none before, its maps and lists
+/// included.
+fn added(value: &Value, path: &mut FieldPath, shapes: &ListShapes, out: &mut FieldSet) {
+    subtree_of(value, path, shapes, out, true);
+}
+
+fn subtree_of(
+    value: &Value,
+    path: &mut FieldPath,
+    shapes: &ListShapes,
+    out: &mut FieldSet,
+    members: bool,
+) {
     // Items without keys cannot be addressed; the whole value then counts as one leaf.
     let mut sub = FieldSet::new();
-    if walk(value, path, shapes, &mut sub).is_err() || sub.is_empty() {
+    if walk(value, path, shapes, &mut sub, members).is_err() || sub.is_empty() {
         out.insert(path.clone());
     } else {
         out.extend(sub);
@@ -285,7 +329,7 @@ fn compare(
                 path.push(PathElement::Field(k.clone()));
                 match a.get(k) {
                     Some(ov) => compare(ov, v, path, shapes, changed, removed),
-                    None => subtree(v, path, shapes, changed),
+                    None => added(v, path, shapes, changed),
                 }
                 path.pop();
             }
@@ -321,7 +365,7 @@ fn compare(
                             if let Value::Object(m) = v {
                                 for (f, fv) in m {
                                     path.push(PathElement::Field(f.clone()));
-                                    subtree(fv, path, shapes, changed);
+                                    added(fv, path, shapes, changed);
                                     path.pop();
                                 }
                             }

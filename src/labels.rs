@@ -24,6 +24,11 @@ impl LabelSelector {
         parse_requirements(s).map(LabelSelector)
     }
 
+    /// Whether the selector has no requirement (selects everything).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether a label (or annotation) map satisfies every requirement.
     pub fn matches(&self, map: &Map<String, Value>) -> bool {
         let reqs = &self.0;

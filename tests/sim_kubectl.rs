@@ -427,7 +427,7 @@ spec:
     let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], bad_selector);
     assert_eq!(code, 1);
     assert!(
-        err.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"),
+        err.contains("The Deployment \"web\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"),
         "{err}"
     );
 
@@ -448,4 +448,73 @@ spec:
     let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], bad_name);
     assert_eq!(code, 1);
     assert!(err.contains("a lowercase RFC 1123 subdomain"), "{err}");
+}
+
+const CLIENT_SIDE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+      - name: sidecar
+        image: busybox:1.36
+        args: [sleep, infinity]
+"#;
+
+#[test]
+fn client_side_apply_of_a_changed_image_patches_the_deployment_and_describe_reads_it() {
+    let c = cluster();
+    let (code, out, err) = c.kubectl_in(&["apply", "-f", "-"], CLIENT_SIDE);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployment.apps/shop created"), "{out}");
+    // The second apply sends a strategic merge patch with `$setElementOrder/containers`.
+    let changed = CLIENT_SIDE.replace("nginx:1.27", "nginx:1.28");
+    let (code, out, err) = c.kubectl_in(&["apply", "-f", "-"], &changed);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployment.apps/shop configured"), "{out}");
+    let images = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    ]);
+    assert_eq!(images, "nginx:1.28 busybox:1.36");
+    // The defaults a real server fills are there, and apply left them alone.
+    let policy = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "shop",
+        "-o",
+        "jsonpath={.spec.strategy.type}/{.spec.template.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(policy, "RollingUpdate/IfNotPresent");
+    let described = c.kubectl_ok(&["describe", "deployment", "shop"]);
+    for want in [
+        "Name:",
+        "shop",
+        "StrategyType:",
+        "RollingUpdate",
+        "RollingUpdateStrategy:  25% max unavailable, 25% max surge",
+        "nginx:1.28",
+        "busybox:1.36",
+    ] {
+        assert!(
+            described.contains(want),
+            "missing {want:?} in:\n{described}"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::kinds::ResourceType;
+
 /// A failed API request, rendered as a `metav1.Status` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -111,7 +113,7 @@ impl ApiError {
         let message = message.replace(".core \"", " \"");
         let causes: Vec<Value> = causes
             .into_iter()
-            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .map(|(f, m)| json!({"reason": cause_reason(&m), "message": m, "field": f}))
             .collect();
         ApiError::new(422, "Invalid", message)
             .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
@@ -137,7 +139,13 @@ impl ApiError {
         ApiError::new(503, "ServiceUnavailable", message)
     }
 
-    fn with_details(mut self, details: Value) -> ApiError {
+    fn with_details(mut self, mut details: Value) -> ApiError {
+        // A real server leaves out an empty group (the core group), as Go's omitempty.
+        if let Some(d) = details.as_object_mut()
+            && d.get("group").is_some_and(|g| g == "")
+        {
+            d.remove("group");
+        }
         self.details = Some(details);
         self
     }
@@ -160,6 +168,24 @@ impl ApiError {
     }
 }
 
+/// The cause reason a real server gives a field error, from the start of its message.
+fn cause_reason(message: &str) -> &'static str {
+    for (prefix, reason) in [
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Not found", "FieldValueNotFound"),
+    ] {
+        if message.starts_with(prefix) {
+            return reason;
+        }
+    }
+    "FieldValueInvalid"
+}
+
 fn group_or_core(group: &str) -> &str {
     if group.is_empty() { "core" } else { group }
 }
@@ -171,4 +197,36 @@ pub fn qualified(group: &str, plural: &str) -> String {
     } else {
         format!("{plural}.{group}")
     }
+}
+
+/// What a real server answers to a `DELETE` of one object that is gone at once: a
+/// success `Status` naming it, except for the kinds whose storage returns the deleted
+/// object (Pods, ServiceAccounts, Services, volumes and claims, storage and priority
+/// classes, CRDs and custom resources). An object that is only marked for deletion
+/// (finalizers, a namespace emptying) is answered as it is now: `None` then.
+pub fn deleted_answer(rt: &ResourceType, obj: &Value) -> Option<Value> {
+    if !obj["metadata"]["deletionTimestamp"].is_null() {
+        return None;
+    }
+    let returns_object = match rt.group.as_str() {
+        "" => matches!(
+            rt.kind.as_str(),
+            "Pod" | "ServiceAccount" | "Service" | "PersistentVolume" | "PersistentVolumeClaim"
+        ),
+        "storage.k8s.io" => rt.kind == "StorageClass",
+        "scheduling.k8s.io" | "apiextensions.k8s.io" => true,
+        g => !crate::schema::is_builtin_group(g),
+    };
+    if returns_object {
+        return None;
+    }
+    let mut details = json!({"name": obj["metadata"]["name"], "kind": rt.plural,
+        "uid": obj["metadata"]["uid"]});
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    Some(
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": details}),
+    )
 }

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::api_error::{ApiError, qualified};
+use super::api_error::{ApiError, deleted_answer, qualified};
 use super::kinds::{ResourceType, api_version};
 use super::openapi;
 use super::store::{DeleteOptions, EventKind, Filter, PatchKind, Stored, WatchEvent, WriteOptions};
@@ -578,7 +578,10 @@ fn object_request(
             match name {
                 Some(name) => {
                     let o = shared.lock().delete(rt, ns, name, &d)?;
-                    Ok(Reply::Json(StatusCode::OK, out(&o)))
+                    Ok(Reply::Json(
+                        StatusCode::OK,
+                        deleted_answer(rt, &o).unwrap_or_else(|| out(&o)),
+                    ))
                 }
                 None => {
                     let filter = filter_of(ns, query)?;
@@ -704,6 +707,7 @@ fn list(
 ) -> Result<Reply, ApiError> {
     use base64::Engine;
     let filter = filter_of(p.namespace.as_deref(), query)?;
+    filter.check_fields(rt)?;
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(l) => Some(
@@ -734,7 +738,10 @@ fn list(
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&k).unwrap_or_default());
         meta["continue"] = json!(token);
-        meta["remainingItemCount"] = json!(remaining);
+        // A real server cannot count what remains when selectors filter the list.
+        if filter.fields.is_empty() && filter.labels.is_empty() {
+            meta["remainingItemCount"] = json!(remaining);
+        }
     }
     if form == Form::Full && p.version == rt.versions[0] {
         let head = json!({"kind": format!("{}List", rt.kind),
@@ -852,6 +859,7 @@ fn watch(
     form: Form,
 ) -> Result<Response, ApiError> {
     let mut filter = filter_of(p.namespace.as_deref(), query)?;
+    filter.check_fields(&rt)?;
     if let Some(name) = &p.name {
         filter
             .fields

@@ -18,9 +18,11 @@
 //! ```
 
 pub mod api_error;
+pub mod defaults;
 mod http;
 pub mod kinds;
 mod openapi;
+mod smp;
 pub mod ssa;
 pub mod store;
 mod table;

@@ -37,7 +37,9 @@ impl Scope {
             Some(PathElement::Field(f)) => f.as_str(),
             _ => return false,
         };
-        if first == "apiVersion" || first == "kind" {
+        // `metadata` itself is a struct every object has, never anyone's field (a
+        // real server records no bare `f:metadata`), only what is inside it.
+        if first == "apiVersion" || first == "kind" || (first == "metadata" && path.len() == 1) {
             return false;
         }
         if first == "metadata"
@@ -103,8 +105,27 @@ pub fn read_managers(obj: &Value) -> Vec<ManagerEntry> {
 }
 
 fn write_managers(obj: &mut Value, entries: &[ManagerEntry]) {
-    let list: Vec<Value> = entries
-        .iter()
+    // A real server lists appliers before updaters, then oldest first, then by
+    // manager name, version and subresource.
+    let mut sorted: Vec<&ManagerEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| {
+        (
+            &a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let list: Vec<Value> = sorted
+        .into_iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
             let mut v = json!({
@@ -117,6 +138,9 @@ fn write_managers(obj: &mut Value, entries: &[ManagerEntry]) {
             v
         })
         .collect();
+    if !list.is_empty() && obj.is_object() && obj.get("metadata").is_none() {
+        obj["metadata"] = json!({});
+    }
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if list.is_empty() {
             meta.remove("managedFields");
@@ -197,13 +221,23 @@ pub fn apply(
             others_fields.extend(e.fields.iter().cloned());
         }
     }
+    // A dropped list item or map goes whole (with whatever defaults it carries) unless
+    // someone still owns something inside it; then only its dropped fields go.
     let mut dropped: Vec<&FieldPath> = previous
         .iter()
         .filter(|p| !cfg_fields.contains(*p) && !others_fields.contains(*p))
         .collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    dropped.sort_by_key(|p| p.len());
+    let mut gone: Vec<&FieldPath> = Vec::new();
     for p in dropped {
+        if gone.iter().any(|g| p.starts_with(g))
+            || under(&others_fields, p).next().is_some()
+            || under(&cfg_fields, p).next().is_some()
+        {
+            continue;
+        }
         remove_path(&mut merged, p);
+        gone.push(p);
     }
 
     let (changed, _) = changed_fields(

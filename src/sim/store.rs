@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::api_error::{ApiError, qualified};
+use super::defaults::{self, Allocator};
 use super::kinds::{Registry, ResourceType, api_version, type_from_crd};
 use super::ssa::{self, Scope, Writer};
 use super::validate::{FieldValidation, validate};
@@ -145,6 +146,57 @@ impl Filter {
         Ok(out)
     }
 
+    /// Refuses a field selector on a field the kind cannot be selected by, as a real
+    /// server does (it indexes only `metadata.name`, `metadata.namespace` and a few
+    /// fields per kind), with its wording.
+    pub fn check_fields(&self, rt: &ResourceType) -> Result<(), ApiError> {
+        let extra: &[&str] = match (rt.group.as_str(), rt.kind.as_str()) {
+            ("", "Pod") => &[
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+                "status.podIPs",
+                "status.nominatedNodeName",
+            ],
+            ("", "Secret") => &["type"],
+            ("", "Namespace") => &["status.phase"],
+            ("", "Node") => &["spec.unschedulable"],
+            ("", "Event") => &[
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            ("", "ReplicationController") | ("apps", "ReplicaSet") => &["status.replicas"],
+            ("batch", "Job") => &["status.successful"],
+            _ => &[],
+        };
+        for (k, _, _) in &self.fields {
+            if k == "metadata.name" || k == "metadata.namespace" || extra.contains(&k.as_str()) {
+                continue;
+            }
+            return Err(ApiError::bad_request(if extra.is_empty() {
+                format!(
+                    "\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                )
+            } else {
+                format!("field label not supported: {k}")
+            }));
+        }
+        Ok(())
+    }
+
     /// Whether a stored object passes the filter; only field selectors on fields other
     /// than name and namespace parse the object.
     pub fn matches(&self, obj: &Stored) -> bool {
@@ -243,7 +295,7 @@ pub struct Store {
     history_cap: usize,
     compacted: u64,
     tx: broadcast::Sender<Arc<WatchEvent>>,
-    next_ip: u32,
+    alloc: Allocator,
 }
 
 /// The current time as the API server writes it.
@@ -289,7 +341,7 @@ impl Store {
             history_cap: history_cap.max(1),
             compacted: 1,
             tx,
-            next_ip: 10,
+            alloc: Allocator::default(),
         };
         let ns_type = s
             .registry
@@ -586,13 +638,17 @@ impl Store {
                 obj.remove("status");
             }
         }
+        Self::decode(rt, &mut body);
         let writer = Writer {
             manager: &opts.manager,
             api_version: &api_version(&rt.group, version),
             scope: Self::scope(rt, opts),
             now: &now_rfc3339(),
         };
-        ssa::record_update(None, &mut body, &writer, &Self::shapes(rt));
+        // The writer of a create owns every field it caused, compared with the kind's
+        // empty object, as a real server's field manager records it.
+        let empty = defaults::empty_object(&rt.group, &rt.kind);
+        ssa::record_update(Some(&empty), &mut body, &writer, &Self::shapes(rt));
         self.commit(rt, ns, &name, None, body, opts)
     }
 
@@ -619,8 +675,28 @@ impl Store {
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::stale(&rt.group, &rt.plural, name));
         }
-        let new = self.replace_scoped(rt, &old, body, opts);
+        let mut new = self.replace_scoped(rt, &old, body, opts);
+        Self::decode(rt, &mut new);
         self.write_update(rt, version, ns, name, old, new, opts)
+    }
+
+    /// What decoding a request body does on a real server before its field manager
+    /// sees the object: a Secret's `stringData` folded into `data`, then API defaults.
+    fn decode(rt: &ResourceType, obj: &mut Value) {
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(obj);
+        }
+        // Empty metadata maps and lists are omitted by a real server's types.
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, v| {
+                !(matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                ) && (v.as_object().is_some_and(Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty)))
+            });
+        }
+        defaults::default_object(&rt.group, &rt.kind, obj);
     }
 
     /// The stored object after writing `body` within the request's scope: the main
@@ -721,12 +797,15 @@ impl Store {
             PatchKind::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(body.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut doc, &ops).map_err(|e| {
-                    let mut err = ApiError::internal(format!(
-                        "the server rejected our request due to an error in our request: {e}"
-                    ));
+                // A real server hides the failed operation from the message and sends
+                // empty details.
+                json_patch::patch(&mut doc, &ops).map_err(|_| {
+                    let mut err = ApiError::internal(
+                        "the server rejected our request due to an error in our request",
+                    );
                     err.code = 422;
                     err.reason = "Invalid";
+                    err.details = Some(json!({}));
                     err
                 })?;
             }
@@ -739,7 +818,7 @@ impl Store {
                     e.reason = "UnsupportedMediaType";
                     return Err(e);
                 }
-                crate::schema::strategic_merge(&rt.group, &rt.kind, &mut doc, body)
+                doc = super::smp::apply_patch(&rt.group, &rt.kind, &doc, body)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
             }
             PatchKind::Apply => unreachable!("handled above"),
@@ -751,7 +830,8 @@ impl Store {
         if !doc.is_object() {
             return Err(ApiError::bad_request("the patch did not produce an object"));
         }
-        let new = self.replace_scoped(rt, &old, doc, opts);
+        let mut new = self.replace_scoped(rt, &old, doc, opts);
+        Self::decode(rt, &mut new);
         self.write_update(rt, version, ns, name, old, new, opts)
     }
 
@@ -817,6 +897,9 @@ impl Store {
             now: &now_rfc3339(),
         };
         let mut merged = ssa::apply(&live, config, &writer, opts.force, &Self::shapes(rt))?;
+        // Defaults come after the applied configuration is recorded: the applier owns
+        // only what it sent.
+        Self::decode(rt, &mut merged);
         merged["apiVersion"] = json!(rt.api_version());
         if let Some(m) = merged["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -873,8 +956,12 @@ impl Store {
                             meta.insert(f.into(), v.clone());
                         }
                     }
-                    let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
-                    meta.insert("generation".into(), json!(generation));
+                    if has_generation(rt) {
+                        let generation = o["metadata"]["generation"].as_i64().unwrap_or(1);
+                        meta.insert("generation".into(), json!(generation));
+                    } else {
+                        meta.remove("generation");
+                    }
                     meta.insert(
                         "resourceVersion".into(),
                         o["metadata"]["resourceVersion"].clone(),
@@ -883,13 +970,17 @@ impl Store {
                 None => {
                     meta.insert("uid".into(), json!(new_uid()));
                     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-                    meta.insert("generation".into(), json!(1));
+                    if has_generation(rt) {
+                        meta.insert("generation".into(), json!(1));
+                    } else {
+                        meta.remove("generation");
+                    }
                     meta.remove("resourceVersion");
                 }
             }
         }
         if let Some(o) = &old {
-            if spec_part(o) != spec_part(&new) {
+            if has_generation(rt) && spec_part(o) != spec_part(&new) {
                 let g = o["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 new["metadata"]["generation"] = json!(g);
             }
@@ -897,7 +988,7 @@ impl Store {
                 return Ok(o.clone()); // nothing changed: no write, no event
             }
         } else {
-            self.default_fields(rt, &mut new);
+            defaults::prepare_for_create(&rt.group, &rt.kind, &mut new, &mut self.alloc);
         }
         if let Some(t) = &crd_type {
             set_crd_status(&mut new, t);
@@ -932,31 +1023,6 @@ impl Store {
             self.registry.insert(t);
         }
         Ok(Arc::new(new))
-    }
-
-    /// Defaults a real server fills on create that clients look at.
-    fn default_fields(&mut self, rt: &ResourceType, obj: &mut Value) {
-        match (rt.group.as_str(), rt.kind.as_str()) {
-            ("", "Namespace") => {
-                obj["status"] = json!({"phase": "Active"});
-            }
-            ("", "Service") => {
-                let spec = &mut obj["spec"];
-                if spec.is_null() {
-                    *spec = json!({});
-                }
-                if spec["type"].is_null() {
-                    spec["type"] = json!("ClusterIP");
-                }
-                if spec["clusterIP"].is_null() && spec["type"] != "ExternalName" {
-                    self.next_ip += 1;
-                    let ip = format!("10.96.{}.{}", (self.next_ip >> 8) & 255, self.next_ip & 255);
-                    spec["clusterIP"] = json!(ip);
-                    spec["clusterIPs"] = json!([ip]);
-                }
-            }
-            _ => {}
-        }
     }
 
     fn remove(&mut self, rt: &ResourceType, key: &Key, last: &Value) {
@@ -1068,9 +1134,10 @@ impl Store {
             } else {
                 let mut marked = (**old).clone();
                 marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 if is_namespace {
                     marked["status"] = json!({"phase": "Terminating"});
+                } else {
+                    marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 }
                 self.rv += 1;
                 marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -1165,6 +1232,22 @@ impl Store {
             .iter()
             .map(|o| self.delete_now(rt, o, &opts.propagation))
             .collect()
+    }
+}
+
+/// Whether objects of a type carry `metadata.generation`: a real server sets it only
+/// for kinds whose controllers report an observedGeneration (workloads, Pods, policy
+/// objects, CRDs and custom resources), never for ConfigMaps, Secrets, Services or
+/// Namespaces.
+fn has_generation(rt: &ResourceType) -> bool {
+    match rt.group.as_str() {
+        "apps" => rt.kind != "ControllerRevision",
+        "batch" | "apiextensions.k8s.io" | "admissionregistration.k8s.io" => true,
+        "" => rt.kind == "Pod",
+        "networking.k8s.io" => matches!(rt.kind.as_str(), "Ingress" | "NetworkPolicy"),
+        "policy" => rt.kind == "PodDisruptionBudget",
+        "autoscaling" => rt.kind == "HorizontalPodAutoscaler",
+        g => !crate::schema::is_builtin_group(g),
     }
 }
 

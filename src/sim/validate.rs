@@ -214,8 +214,10 @@ pub fn validate(
                 .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.')))
                 .collect();
             return Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                list.join(", ")
+                "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+                list.join(", "),
+                kind = rt.kind,
+                v = rt.versions[0]
             )));
         }
         for p in unknown.iter().rev() {
@@ -431,9 +433,9 @@ fn check_metadata(rt: &ResourceType, obj: &Value, name: &str) -> Result<(), ApiE
     }
 }
 
+/// A map value as the apiserver prints it in field errors (its JSON).
 fn go_map(m: &Map<String, Value>) -> String {
-    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k:?}:{}", v)).collect();
-    format!("map[string]string{{{}}}", parts.join(", "))
+    serde_json::to_string(m).unwrap_or_default()
 }
 
 fn check_semantics(rt: &ResourceType, obj: &Value, name: &str) -> Result<(), ApiError> {
@@ -452,9 +454,7 @@ fn check_semantics(rt: &ResourceType, obj: &Value, name: &str) -> Result<(), Api
         } else if let Some(ml) = selector["matchLabels"].as_object() {
             let matched = labels.is_some_and(|l| ml.iter().all(|(k, v)| l.get(k) == Some(v)));
             if !matched {
-                let shown = labels
-                    .map(go_map)
-                    .unwrap_or_else(|| "map[string]string(nil)".into());
+                let shown = labels.map(go_map).unwrap_or_else(|| "null".into());
                 errors.push((
                     "spec.template.metadata.labels".into(),
                     format!("Invalid value: {shown}: `selector` does not match template `labels`"),
@@ -465,6 +465,20 @@ fn check_semantics(rt: &ResourceType, obj: &Value, name: &str) -> Result<(), Api
     }
     if rt.group.is_empty() && rt.kind == "Pod" {
         check_containers(&obj["spec"], "spec", &mut errors);
+    }
+    if rt.group.is_empty() && rt.kind == "Service" {
+        // Ports are told apart by name once there are several.
+        let ports = obj["spec"]["ports"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if ports.len() > 1 {
+            for (i, p) in ports.iter().enumerate() {
+                if p["name"].as_str().is_none_or(str::is_empty) {
+                    errors.push((format!("spec.ports[{i}].name"), "Required value".into()));
+                }
+            }
+        }
     }
     if rt.group == "batch" && rt.kind == "Job" {
         check_containers(
