@@ -505,20 +505,19 @@ fn a_running_agent_under_its_own_identity_writes_nothing_in_sync_and_reverts_dri
         .any(|l| l["level"] == "WARN" && l["target"] == "rollwave::apply::drift");
     assert!(!refused, "every watch is allowed:\n{}", agent.log());
 
+    let configmaps = c.kubectl_ok(&["get", "configmaps", "-n", "web", "-o", "name"]);
+    let config = configmaps
+        .lines()
+        .find(|l| l.contains("web-config"))
+        .unwrap();
     c.kubectl_ok(&[
         "patch",
-        "configmap",
+        config,
         "-n",
         "web",
         "--type=merge",
         "-p",
         r#"{"data":{"LOG_LEVEL":"debug"}}"#,
-        &c.kubectl_ok(&["get", "configmap", "-n", "web", "-o", "name"])
-            .lines()
-            .find(|l| l.contains("web-config"))
-            .unwrap()
-            .trim_start_matches("configmap/")
-            .to_string(),
     ]);
     eventually(
         Duration::from_secs(30),
