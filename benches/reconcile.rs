@@ -1,19 +1,32 @@
 //! The reconciler at fleet scale, shaped as Flux's published benchmark (each app a
-//! Deployment, ServiceAccount, Service and Ingress), against a `rollwave sim` process:
+//! Deployment, ServiceAccount, Service and Ingress), against one of two targets:
 //!
-//! 1. cold apply of 1,000 apps by `rollwave agent --once`, then the time until every
-//!    Deployment is available (the simulator makes workloads ready after 1 s);
-//! 2. a long-running `rollwave agent` managing 1,250 apps (5,000 objects): API calls
-//!    and CPU per steady-state resync, and its RSS.
+//! - `sim` (the default), a `rollwave sim` process:
+//!   1. cold apply of 1,000 apps by `rollwave agent --once`, then the time until every
+//!      Deployment is available (the simulator makes workloads ready after 1 s);
+//!   2. a long-running `rollwave agent` managing 1,250 apps (5,000 objects): API calls
+//!      and CPU per steady-state resync, and its RSS.
 //!
-//! The simulated API server is not a real one: figures compare the agent's own costs,
-//! not a cluster's.
+//!   The simulated API server is not a real one: figures compare the agent's own
+//!   costs, not a cluster's.
+//! - `real [APPS]`, the real control plane of the tests (`tests/k8s`: kube-apiserver,
+//!   etcd, kube-controller-manager, a fake kubelet readying Pods after 2 s; Go is
+//!   needed to build it the first time): cold apply of APPS apps (default 1,000) by
+//!   `rollwave agent --once` with the agent's peak RSS, the time until every Deployment
+//!   is Available as the real deployment controller reports it, the API calls by verb
+//!   from the apiserver's own `apiserver_request_total`, then a long-running agent on
+//!   the same apps: API calls and CPU per steady-state resync, and its RSS.
 //!
-//! `cargo bench --bench reconcile`
+//! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
+//! real` (1,000 apps on the real control plane: run it on an otherwise idle machine),
+//! `cargo bench --bench reconcile -- real 20` (a quick check).
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "../tests/common/k8s.rs"]
+mod k8s;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -126,6 +139,25 @@ fn available_deployments(kubeconfig: &Path) -> usize {
 }
 
 fn main() {
+    // `cargo bench` adds `--bench`.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args.first().map(String::as_str) {
+        None | Some("sim") => simulated(),
+        Some("real") => {
+            let apps = args.get(1).map_or(COLD_APPS, |n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("real [APPS]: {n:?} is not a number of apps"))
+            });
+            real(apps)
+        }
+        Some(other) => panic!("unknown target {other:?}: sim (the default) or real [APPS]"),
+    }
+}
+
+fn simulated() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("fleet");
     fleet(&repo, COLD_APPS);
@@ -230,4 +262,194 @@ fn main() {
     let _ = agent.wait();
     let _ = sim.kill();
     let _ = sim.wait();
+}
+
+/// Runs `cmd` to its end; returns whether it succeeded and its peak RSS in KiB.
+fn run_measured(cmd: &mut Command) -> (bool, u64) {
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 reaps our own child, which `child` (dropped
+    // without a wait) never waits for again.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    drop(child);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64)
+}
+
+/// The kinds the agent applies here (and its inventories): their calls are the agent's,
+/// apart from the controllers' creations noted where printed.
+const AGENT_RESOURCES: &[&str] = &[
+    "namespaces",
+    "configmaps",
+    "serviceaccounts",
+    "services",
+    "apps:deployments",
+    "networking.k8s.io:ingresses",
+];
+
+/// Calls between two `apiserver_request_total` readings by verb, for the agent's
+/// resources (no subresources, which only controllers write) and discovery; and the
+/// rest, summed.
+fn calls_by_verb(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> (BTreeMap<String, u64>, u64) {
+    let mut agent = BTreeMap::new();
+    let mut others = 0;
+    for (key, n) in after {
+        let n = n - before.get(key).copied().unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        let (verb, resource) = key.rsplit_once(' ').unwrap_or((key, ""));
+        if resource.is_empty() {
+            *agent.entry(format!("{verb} (discovery)")).or_insert(0) += n;
+        } else if AGENT_RESOURCES.contains(&resource) {
+            *agent.entry(verb.to_string()).or_insert(0) += n;
+        } else {
+            others += n;
+        }
+    }
+    (agent, others)
+}
+
+fn print_calls(calls: &BTreeMap<String, u64>, per: f64) {
+    let list: Vec<String> = calls
+        .iter()
+        .map(|(verb, n)| format!("{verb} {}", (*n as f64 / per).round()))
+        .collect();
+    println!(
+        "    {}",
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    );
+}
+
+/// Deployments whose Available condition is True.
+fn available_real(c: &k8s::RealCluster) -> usize {
+    let (_, out, _) = c.kubectl(&[
+        "get",
+        "deployments",
+        "-A",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Available\")].status}{\"\\n\"}{end}",
+    ]);
+    out.lines().filter(|l| *l == "True").count()
+}
+
+fn real(apps: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    fleet(&repo, apps);
+    let c = k8s::RealCluster::start();
+    c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+
+    // 1. Cold apply.
+    let before = c.requests();
+    let start = Instant::now();
+    let (ok, peak_kib) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["agent", "--once", "--cluster", "bench", "--repo"])
+            .arg(&repo)
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .stdout(Stdio::null()),
+    );
+    let applied = start.elapsed();
+    assert!(ok, "cold apply failed (logs in {})", c.dir().display());
+    let after = c.requests();
+    let deadline = Instant::now() + Duration::from_secs(60 * 60);
+    while available_real(&c) < apps {
+        assert!(
+            Instant::now() < deadline,
+            "not every Deployment became Available within an hour"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let available = start.elapsed();
+    println!(
+        "real control plane: cold apply of {apps} apps ({} objects) by `rollwave agent --once`:",
+        apps * 4
+    );
+    println!(
+        "  applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s",
+        applied.as_secs_f64(),
+        peak_kib as f64 / 1024.0,
+        available.as_secs_f64()
+    );
+    let (calls, others) = calls_by_verb(&before, &after);
+    println!(
+        "  API calls during the pass, by verb (apiserver_request_total on namespaces, configmaps, \
+         serviceaccounts, services, deployments and ingresses; the POSTs are the controllers' \
+         default ServiceAccount and kube-root-ca.crt ConfigMap of each namespace):"
+    );
+    print_calls(&calls, 1.0);
+    println!("  other calls meanwhile (controllers: ReplicaSets, Pods, status): {others}");
+
+    // 2. Steady state on the same apps.
+    c.wait_settled(Duration::from_secs(5), Duration::from_secs(30 * 60));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let interval = 10;
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "agent",
+            "--cluster",
+            "bench",
+            "--interval",
+            &format!("{interval}s"),
+            "--drift-interval",
+            "1s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--repo",
+        ])
+        .arg(&repo)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent_addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !http_get(&agent_addr, "/readyz").starts_with("ready") {
+        assert!(Instant::now() < deadline, "the agent did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3 * interval));
+    let pid = agent.id();
+    let before = c.requests();
+    let cpu_before = common::cpu_seconds(pid);
+    let resyncs = 4;
+    std::thread::sleep(Duration::from_secs(resyncs * interval));
+    let after = c.requests();
+    let cpu_after = common::cpu_seconds(pid);
+    let (calls, others) = calls_by_verb(&before, &after);
+    println!(
+        "  long-running agent on those {apps} apps, resync every {interval} s: per resync {:.2} s CPU; API calls by verb (WATCHes are renewed every 25 s):",
+        (cpu_after - cpu_before) / resyncs as f64
+    );
+    print_calls(&calls, resyncs as f64);
+    println!(
+        "    other calls per resync (controllers, leases, the fake kubelet): {:.0}",
+        others as f64 / resyncs as f64
+    );
+    println!(
+        "  agent RSS {:.1} MiB (peak {:.1} MiB)",
+        common::proc_kib(pid, "VmRSS:") as f64 / 1024.0,
+        common::proc_kib(pid, "VmHWM:") as f64 / 1024.0
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = agent.wait();
 }

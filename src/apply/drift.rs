@@ -75,6 +75,19 @@ fn key_of(v: &Value) -> (String, String) {
     )
 }
 
+/// The apiserver's message when it refuses a watch (401 or 403): the agent's identity
+/// may not list or watch the kind, which retrying does not change.
+fn refusal(e: &watcher::Error) -> Option<&str> {
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => &**s,
+        _ => return None,
+    };
+    matches!(status.code, 401 | 403).then_some(status.message.as_str())
+}
+
 impl LiveCache {
     /// An empty cache watching nothing yet.
     pub fn new(client: Client) -> Arc<LiveCache> {
@@ -112,15 +125,30 @@ impl LiveCache {
             .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let me = Arc::downgrade(self);
         let kind = id.2.clone();
+        // A real apiserver leaves apiVersion and kind out of list items; without them
+        // every cached object would differ from its rendering and be applied again.
+        let types = kube::core::TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        };
+        let typed = move |mut o: DynamicObject| {
+            if o.types.is_none() {
+                o.types = Some(types.clone());
+            }
+            o
+        };
         let task = tokio::spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
             let mut buffer: Option<HashMap<(String, String), Entry>> = None;
+            // A refusal is said once until the watch works again (it is retried with
+            // backoff, and RBAC may be fixed while the agent runs).
+            let mut refused = false;
             while let Some(event) = stream.next().await {
                 let Some(this) = me.upgrade() else { return };
                 match event {
                     Ok(watcher::Event::Init) => buffer = Some(HashMap::new()),
                     Ok(watcher::Event::InitApply(o)) => {
-                        let v = serde_json::to_value(&o).unwrap_or_default();
+                        let v = serde_json::to_value(typed(o)).unwrap_or_default();
                         if let Some(b) = buffer.as_mut() {
                             b.insert(key_of(&v), entry_of(&v));
                         }
@@ -147,10 +175,11 @@ impl LiveCache {
                             *objects = fresh;
                         }
                         cache.synced.store(true, Ordering::Release);
+                        refused = false;
                         this.mark(apps);
                     }
                     Ok(watcher::Event::Apply(o)) => {
-                        let v = serde_json::to_value(&o).unwrap_or_default();
+                        let v = serde_json::to_value(typed(o)).unwrap_or_default();
                         let e = entry_of(&v);
                         let mut objects = cache.objects.write().unwrap_or_else(|e| e.into_inner());
                         let known = objects.get(&key_of(&v)).is_some_and(|old| old.rv == e.rv);
@@ -172,7 +201,17 @@ impl LiveCache {
                             this.mark([e.app].into());
                         }
                     }
-                    Err(e) => tracing::debug!(kind, error = %e, "watch interrupted; resuming"),
+                    Err(e) => match refusal(&e) {
+                        Some(message) if !refused => {
+                            refused = true;
+                            tracing::warn!(
+                                kind,
+                                error = %message,
+                                "cannot watch this kind: a change made behind the agent's back is found only by the next timed pass; grant list and watch on it"
+                            );
+                        }
+                        _ => tracing::debug!(kind, error = %e, "watch interrupted; resuming"),
+                    },
                 }
             }
         });

@@ -3,8 +3,9 @@
 //! resolve kinds (discovery) → read the inventory and the live objects → decide what
 //! differs ([`diff`]) → dry-run every changed object (nothing is written unless all
 //! pass) → record the inventory → apply in order (CRDs, Namespaces, other
-//! cluster-scoped, namespaced) with server-side apply → prune what left the repository
-//! ([`prune`]) → record the final inventory → health ([`health`]).
+//! cluster-scoped, ClusterRoleBindings, namespaced, RoleBindings) with server-side
+//! apply → prune what left the repository ([`prune`]) → record the final inventory →
+//! health ([`health`]).
 //!
 //! A steady state costs no write: objects already as desired are not applied, and an
 //! unchanged inventory is not rewritten.
@@ -167,6 +168,16 @@ pub enum ApplyError {
         /// Whether a later reconcile may succeed (transient API errors).
         retryable: bool,
     },
+    /// A live object could not be read.
+    #[error("{object}: read failed: {message}")]
+    Read {
+        /// The object.
+        object: ObjectKey,
+        /// The last error.
+        message: String,
+        /// Whether a later reconcile may succeed (transient API errors).
+        retryable: bool,
+    },
     /// A delete failed after retries.
     #[error("{object}: prune failed: {message}")]
     Prune {
@@ -178,6 +189,22 @@ pub enum ApplyError {
     /// The inventory could not be read.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
+    /// The inventory could not be read.
+    #[error("inventory ConfigMap {name}: read failed: {message}")]
+    InventoryRead {
+        /// The ConfigMap.
+        name: String,
+        /// The last error.
+        message: String,
+    },
+    /// The inventories could not be listed.
+    #[error("inventory ConfigMaps in namespace {namespace}: list failed: {message}")]
+    InventoryList {
+        /// The agent namespace.
+        namespace: String,
+        /// The last error.
+        message: String,
+    },
     /// The inventory could not be written.
     #[error("inventory ConfigMap {name}: write failed: {message}")]
     InventoryWrite {
@@ -208,9 +235,11 @@ impl ApplyError {
     /// Whether retrying later can help without a change in the repository.
     pub fn retryable(&self) -> bool {
         match self {
-            ApplyError::Write { retryable, .. } => *retryable,
+            ApplyError::Write { retryable, .. } | ApplyError::Read { retryable, .. } => *retryable,
             ApplyError::Discovery(_)
             | ApplyError::Prune { .. }
+            | ApplyError::InventoryRead { .. }
+            | ApplyError::InventoryList { .. }
             | ApplyError::InventoryWrite { .. }
             | ApplyError::NotEstablished { .. } => true,
             _ => false,
@@ -230,13 +259,59 @@ pub struct Reconciler {
     known_apps: Mutex<Option<BTreeSet<String>>>,
 }
 
-/// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, namespaced.
+/// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings,
+/// namespaced, RoleBindings. A binding comes after the roles it may refer to: the
+/// apiserver checks that its writer holds the role's permissions (unless it may `bind`
+/// the role), and answers 404 while the role does not exist yet.
 fn stage(key: &ObjectKey, namespaced: bool) -> u8 {
     match (key.group.as_str(), key.kind.as_str()) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
         ("", "Namespace") => 1,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => 3,
+        ("rbac.authorization.k8s.io", "RoleBinding") => 5,
         _ if !namespaced => 2,
-        _ => 3,
+        _ => 4,
+    }
+}
+
+/// The stage in which kinds whose CRD the revision creates are resolved: the first
+/// namespaced one (such a kind is taken as namespaced until it is served).
+const FIRST_NAMESPACED_STAGE: u8 = 4;
+/// The last stage.
+const LAST_STAGE: u8 = 5;
+
+/// Whether `binding` (a RoleBinding or ClusterRoleBinding) refers to a role `objects`
+/// create: the apiserver cannot check the binding before that role exists.
+fn binds_a_role_of<'a>(binding: &Value, objects: impl IntoIterator<Item = &'a Value>) -> bool {
+    let kind = binding["kind"].as_str().unwrap_or("");
+    if binding["apiVersion"]
+        .as_str()
+        .unwrap_or("")
+        .split('/')
+        .next()
+        != Some("rbac.authorization.k8s.io")
+        || !matches!(kind, "RoleBinding" | "ClusterRoleBinding")
+    {
+        return false;
+    }
+    let role = &binding["roleRef"];
+    let namespace = binding["metadata"]["namespace"].as_str().unwrap_or("");
+    objects.into_iter().any(|o| {
+        o["apiVersion"].as_str().unwrap_or("").split('/').next()
+            == Some("rbac.authorization.k8s.io")
+            && o["kind"] == role["kind"]
+            && o["metadata"]["name"] == role["name"]
+            && (o["kind"] == "ClusterRole"
+                || o["metadata"]["namespace"].as_str().unwrap_or("") == namespace)
+    })
+}
+
+/// A failed read of a live object (after retries).
+fn read_error(object: ObjectKey, e: &kube::Error) -> ApplyError {
+    ApplyError::Read {
+        object,
+        message: message_of(e),
+        retryable: retry::classify(e) != retry::Verdict::Permanent,
     }
 }
 
@@ -487,9 +562,9 @@ impl Reconciler {
                 ..Default::default()
             },
             Err(e) => {
-                return Err(ApplyError::InventoryWrite {
+                return Err(ApplyError::InventoryRead {
                     name,
-                    message: format!("read failed: {}", message_of(&e)),
+                    message: message_of(&e),
                 });
             }
         };
@@ -706,16 +781,8 @@ impl Reconciler {
                     live.insert(i, v);
                 }
                 Ok(None) => {}
-                // A namespace that does not exist yet reads as 404 too; anything else
-                // is a failed read, reported as a write failure of that object.
-                Err(e) => {
-                    return Err(ApplyError::Write {
-                        object: planned[i].key.clone(),
-                        message: message_of(&e),
-                        attempts: self.retry.attempts,
-                        retryable: true,
-                    });
-                }
+                // A namespace that does not exist yet reads as 404 too (no object).
+                Err(e) => return Err(read_error(planned[i].key.clone(), &e)),
             }
         }
         for (i, p) in planned.iter_mut().enumerate() {
@@ -746,7 +813,11 @@ impl Reconciler {
                 let ns_pending = matches!(&e, kube::Error::Api(s) if s.code == 404
                     && revision_namespaces.contains(&p.key.namespace)
                     && s.message.starts_with("namespaces "));
-                if ns_pending {
+                // A writer that may not `bind` a role must hold its permissions, which
+                // the apiserver reads from the role: 404 until this revision creates it.
+                let role_pending = matches!(&e, kube::Error::Api(s) if s.code == 404)
+                    && binds_a_role_of(&p.obj, planned.iter().map(|q| &q.obj));
+                if ns_pending || role_pending {
                     continue;
                 }
                 return Err(match &e {
@@ -803,7 +874,7 @@ impl Reconciler {
             if recording != inventory {
                 self.write_inventory(&recording).await?;
             }
-            for s in 0..=3u8 {
+            for s in 0..=LAST_STAGE {
                 let batch: Vec<usize> = pending
                     .iter()
                     .copied()
@@ -813,7 +884,7 @@ impl Reconciler {
                         stage(&p.key, namespaced) == s
                     })
                     .collect();
-                if s == 3 {
+                if s == FIRST_NAMESPACED_STAGE {
                     // Kinds from CRDs applied in this revision are served now.
                     for &i in &batch {
                         if planned[i].resource.is_none() {
@@ -1007,16 +1078,77 @@ impl Reconciler {
                     worst = worst.max(Health::Progressing);
                     unhealthy.push((key, "not created yet".into()));
                 }
-                Err(e) => {
-                    return Err(ApplyError::Write {
-                        object: key,
-                        message: message_of(&e),
-                        attempts: self.retry.attempts,
-                        retryable: true,
-                    });
-                }
+                Err(e) => return Err(read_error(key, &e)),
             }
         }
         Ok((worst, unhealthy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: &str, kind: &str, namespace: &str) -> ObjectKey {
+        ObjectKey {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: "x".into(),
+        }
+    }
+
+    #[test]
+    fn bindings_are_applied_after_the_roles_they_may_refer_to() {
+        let rbac = "rbac.authorization.k8s.io";
+        let cluster_role = stage(&key(rbac, "ClusterRole", ""), false);
+        let cluster_binding = stage(&key(rbac, "ClusterRoleBinding", ""), false);
+        let role = stage(&key(rbac, "Role", "a"), true);
+        let binding = stage(&key(rbac, "RoleBinding", "a"), true);
+        assert!(cluster_role < cluster_binding);
+        assert!(
+            cluster_binding < role,
+            "a RoleBinding may refer to a ClusterRole"
+        );
+        assert!(role < binding);
+        assert_eq!(role, FIRST_NAMESPACED_STAGE);
+        assert_eq!(binding, LAST_STAGE);
+    }
+
+    #[test]
+    fn a_binding_waits_for_a_role_of_the_same_revision_only() {
+        let objects = vec![
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "reader"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "writer", "namespace": "a"}}),
+        ];
+        let binding = |kind: &str, ns: &str, role_kind: &str, role: &str| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "metadata": {"name": "b", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}})
+        };
+        let of = |b: &Value| binds_a_role_of(b, &objects);
+        assert!(of(&binding(
+            "ClusterRoleBinding",
+            "",
+            "ClusterRole",
+            "reader"
+        )));
+        assert!(of(&binding("RoleBinding", "a", "ClusterRole", "reader")));
+        assert!(of(&binding("RoleBinding", "a", "Role", "writer")));
+        assert!(
+            !of(&binding("RoleBinding", "b", "Role", "writer")),
+            "another namespace"
+        );
+        assert!(!of(&binding(
+            "ClusterRoleBinding",
+            "",
+            "ClusterRole",
+            "admin"
+        )));
+        assert!(!of(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "roleRef": {"kind": "ClusterRole", "name": "reader"}})));
     }
 }

@@ -67,12 +67,7 @@ impl Reconciler {
             let live = self
                 .get_json(&api, &key.name)
                 .await
-                .map_err(|e| ApplyError::Write {
-                    object: key.clone(),
-                    message: message_of(&e),
-                    attempts: 1,
-                    retryable: true,
-                })?;
+                .map_err(|e| super::read_error(key.clone(), &e))?;
             let planned = Planned {
                 key: key.clone(),
                 obj: obj.clone(),

@@ -148,8 +148,8 @@ impl Reconciler {
             .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
         let list = with_retries(&self.retry, || api.list(&lp))
             .await
-            .map_err(|(e, _)| ApplyError::InventoryWrite {
-                name: "(list)".into(),
+            .map_err(|(e, _)| ApplyError::InventoryList {
+                namespace: self.namespace.clone(),
                 message: message_of(&e),
             })?;
         let apps: BTreeSet<String> = list

@@ -176,6 +176,52 @@ impl RealCluster {
         out
     }
 
+    /// Runs kubectl with `args` followed by `-f FILE`, FILE holding `objects` (as one
+    /// List); fails the test unless it succeeds.
+    pub fn kubectl_objects_ok(&self, args: &[&str], objects: &[serde_json::Value]) -> String {
+        let file = tempfile::Builder::new()
+            .prefix("objects-")
+            .suffix(".json")
+            .tempfile_in(&self.dir)
+            .expect("objects file");
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        std::fs::write(file.path(), list.to_string()).expect("write objects");
+        let mut all = args.to_vec();
+        all.extend(["-f", file.path().to_str().unwrap()]);
+        self.kubectl_ok(&all)
+    }
+
+    /// A kubeconfig that holds nothing but a token of ServiceAccount `namespace/name`,
+    /// issued by the TokenRequest API (`kubectl create token`, valid for 2 hours), and
+    /// the cluster's address and CA: what a Pod running as that ServiceAccount has.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let token = self.kubectl_ok(&["create", "token", name, "-n", namespace, "--duration=2h"]);
+        let cluster = |field: &str| {
+            self.kubectl_ok(&[
+                "config",
+                "view",
+                "--raw",
+                "--minify",
+                "-o",
+                &format!("jsonpath={{.clusters[0].cluster.{field}}}"),
+            ])
+        };
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "cplane", "cluster": {
+                "server": cluster("server"),
+                "certificate-authority-data": cluster("certificate-authority-data"),
+            }}],
+            "users": [{"name": name, "user": {"token": token.trim()}}],
+            "contexts": [{"name": name, "context": {"cluster": "cplane", "user": name}}],
+            "current-context": name,
+        });
+        let path = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
+        std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+        path
+    }
+
     /// The apiserver's own count of requests (`apiserver_request_total` from
     /// /metrics), summed over response codes, keyed by "VERB resource" (with
     /// "/subresource" and "group:" when present); dry runs are keyed "dry-run VERB ...".
