@@ -399,6 +399,7 @@ mod waves {
             stage: stage.into(),
             labels: Default::default(),
             values: Default::default(),
+            kube_version: None,
         }
     }
 
@@ -432,6 +433,7 @@ mod waves {
             allow_empty: false,
             suspend: false,
             force: false,
+            helm: None,
         };
         (
             Fleet {

@@ -197,6 +197,9 @@ pub struct AgentConfig {
     /// A pass running longer than this fails `/healthz`, so Kubernetes restarts a
     /// wedged agent.
     pub stuck_after: Duration,
+    /// The `helm` binary that renders apps deployed from Helm charts (default: `helm`
+    /// on PATH).
+    pub helm: Option<PathBuf>,
     /// The clusters, in order.
     pub clusters: Vec<ClusterConfig>,
 }
@@ -225,6 +228,7 @@ impl Default for AgentConfig {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             stuck_after: STUCK_AFTER,
+            helm: None,
             clusters: Vec::new(),
         }
     }
@@ -344,6 +348,8 @@ struct ConfigFile {
     log: Option<LogFile>,
     #[serde(default)]
     stuck_after: Option<Spanned<String>>,
+    #[serde(default)]
+    helm: Option<PathBuf>,
     clusters: Spanned<Vec<ClusterFile>>,
 }
 
@@ -582,6 +588,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
             .and_then(|l| l.level.clone())
             .unwrap_or(defaults.log_level),
         stuck_after: check.duration(&raw.stuck_after, "stuckAfter", defaults.stuck_after)?,
+        helm: raw.helm.clone(),
         clusters: check.clusters(&raw.clusters)?,
     })
 }

@@ -220,6 +220,9 @@ impl Agent {
     /// without `watch`, and a warning with it (the agent keeps running on the
     /// mirror's last state).
     pub async fn connect(config: AgentConfig, watch: bool) -> anyhow::Result<Agent> {
+        if let Some(helm) = &config.helm {
+            crate::render::helm::set_helm_binary(helm.clone());
+        }
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
         let histories = super::rollout::SharedHistories::default();

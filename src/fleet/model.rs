@@ -314,6 +314,8 @@ pub struct ClusterFile {
     labels: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     values: Map<String, Value>,
+    #[serde(default, rename = "kubeVersion")]
+    kube_version: Option<Spanned<String>>,
 }
 
 /// One cluster of the fleet.
@@ -327,6 +329,20 @@ pub struct Cluster {
     pub labels: BTreeMap<String, String>,
     /// Cluster template values.
     pub values: Map<String, Value>,
+    /// Its Kubernetes version (`kubeVersion: "1.31"`), which Helm charts see as
+    /// `.Capabilities.KubeVersion`. Written in the file rather than asked of the
+    /// cluster, so every agent and `rollwave validate` render the same objects.
+    pub kube_version: Option<String>,
+}
+
+/// Whether `v` reads as a Kubernetes version: `1.31`, `v1.31.2`.
+fn is_kube_version(v: &str) -> bool {
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let parts: Vec<&str> = v.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Checks every key and value of a label map as Kubernetes would.
@@ -384,11 +400,23 @@ impl ClusterFile {
             }
             None => BTreeMap::new(),
         };
+        if let Some(v) = &self.kube_version
+            && !is_kube_version(&v.value)
+        {
+            return Err(invalid(
+                v.referenced.line(),
+                format!(
+                    "kubeVersion: '{}' is not a Kubernetes version; write it as major.minor, like \"1.31\"",
+                    v.value
+                ),
+            ));
+        }
         Ok(Cluster {
             name: self.name.value,
             stage: self.stage.value,
             labels,
             values: self.values,
+            kube_version: self.kube_version.map(|v| v.value),
         })
     }
 }
@@ -480,6 +508,46 @@ pub struct AppFile {
     force: bool,
     #[serde(default, rename = "allowEmpty")]
     allow_empty: bool,
+    #[serde(default)]
+    helm: Option<HelmFile>,
+}
+
+/// `helm` of app.yaml as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelmFile {
+    chart: Spanned<String>,
+    #[serde(default)]
+    release_name: Option<Spanned<String>>,
+    #[serde(default)]
+    values: Map<String, Value>,
+    #[serde(default)]
+    values_files: Vec<Spanned<String>>,
+    #[serde(default, rename = "includeCRDs")]
+    include_crds: Option<bool>,
+    #[serde(default)]
+    skip_tests: Option<bool>,
+    #[serde(default)]
+    skip_hooks: bool,
+}
+
+/// An app deployed from a Helm chart (app.yaml `helm`, DESIGN §3.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppHelm {
+    /// The chart directory, relative to the app directory.
+    pub chart: String,
+    /// The release name (default: the app name).
+    pub release_name: String,
+    /// Values over the chart's defaults and the values files.
+    pub values: Map<String, Value>,
+    /// Values files relative to the app directory (templates allowed), in order.
+    pub values_files: Vec<String>,
+    /// Render the chart's `crds/` (default true, as `helm install` installs them).
+    pub include_crds: bool,
+    /// Leave out test hooks (default true: they run only under `helm test`).
+    pub skip_tests: bool,
+    /// Leave out every hook.
+    pub skip_hooks: bool,
 }
 
 /// One app of the fleet.
@@ -510,6 +578,8 @@ pub struct App {
     pub suspend: bool,
     /// Take ownership of fields other managers own (server-side apply force).
     pub force: bool,
+    /// Deployed from a Helm chart.
+    pub helm: Option<AppHelm>,
 }
 
 impl AppFile {
@@ -627,6 +697,51 @@ impl AppFile {
             Some(r) => r.apply_over(&fleet.rollout, file)?,
             None => fleet.rollout.clone(),
         };
+        let inside_app = |p: &Spanned<String>, field: &str| {
+            let path = &p.value;
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|x| x == "..") {
+                Err(invalid(
+                    Some(p.referenced.line()),
+                    format!("{field}: '{path}' must be a path inside the app directory"),
+                ))
+            } else {
+                Ok(path.clone())
+            }
+        };
+        let helm = match self.helm {
+            None => None,
+            Some(h) => {
+                let release_name = match h.release_name {
+                    Some(r) => {
+                        let ok = r.value.len() <= 53 && crate::names::is_dns_subdomain(&r.value);
+                        if !ok {
+                            return Err(invalid(
+                                Some(r.referenced.line()),
+                                format!(
+                                    "helm.releaseName: '{}' is not a valid release name: at most 53 lower-case letters, digits, '-' and '.'",
+                                    r.value
+                                ),
+                            ));
+                        }
+                        r.value
+                    }
+                    None => name.to_string(),
+                };
+                let mut values_files = Vec::new();
+                for f in &h.values_files {
+                    values_files.push(inside_app(f, "helm.valuesFiles")?);
+                }
+                Some(AppHelm {
+                    chart: inside_app(&h.chart, "helm.chart")?,
+                    release_name,
+                    values: h.values,
+                    values_files,
+                    include_crds: h.include_crds.unwrap_or(true),
+                    skip_tests: h.skip_tests.unwrap_or(true),
+                    skip_hooks: h.skip_hooks,
+                })
+            }
+        };
         // An inherited canary list is checked once, against fleet.yaml.
         let own_canary = self.rollout.as_ref().is_some_and(|r| r.canary.is_some());
         for c in rollout.canary.iter().filter(|_| own_canary) {
@@ -657,6 +772,7 @@ impl AppFile {
             allow_empty: self.allow_empty,
             suspend: self.suspend,
             force: self.force,
+            helm,
         })
     }
 }

@@ -62,6 +62,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             values: Default::default(),
+            kube_version: None,
         }
     }
 
@@ -78,6 +79,7 @@ mod tests {
             allow_empty: false,
             suspend: false,
             force: false,
+            helm: None,
         }
     }
 

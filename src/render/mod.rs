@@ -6,6 +6,7 @@
 //! only through [`FileTree`]. The files read are recorded so releases can be found by
 //! tree diff later.
 
+pub mod helm;
 pub mod kustomize;
 pub mod template;
 
@@ -117,7 +118,20 @@ fn render_here(
     let rendered = template::render_templates(&confined, &app_dir, &context)?;
     let templated = TemplatedTree::new(&confined, rendered);
     let root = app_dir.join(choose_overlay(app, cluster))?;
-    let built = kustomize::build(&templated, &root)?;
+    let built = match &app.helm {
+        None => kustomize::build(&templated, &root)?,
+        Some(spec) => {
+            let origin = app_dir.join("app.yaml")?.to_string();
+            let chart = inflate_app_chart(&templated, &app_dir, spec, app, cluster, &origin)?;
+            if kustomize::has_kustomization(&templated, &root)? {
+                // The root's kustomization sees the chart's output, as kustomize's
+                // `helmCharts` would give it.
+                kustomize::build_with_chart(&templated, &root, Some((origin, chart)))?
+            } else {
+                kustomize::objects_of_manifests(&origin, &chart)?
+            }
+        }
+    };
     let objects = finish(built, app)?;
     if objects.is_empty() && !app.allow_empty {
         return Err(RenderError::Invalid(format!(
@@ -138,6 +152,47 @@ fn render_here(
         root: root.to_string(),
         files_read,
     })
+}
+
+/// Renders the app's own chart (app.yaml `helm`). Values: chart defaults < `valuesFiles`
+/// (in order) < `values` < the cluster's `values.helm.<app>`.
+fn inflate_app_chart(
+    tree: &dyn FileTree,
+    app_dir: &RepoPath,
+    spec: &crate::fleet::AppHelm,
+    app: &App,
+    cluster: &Cluster,
+    origin: &str,
+) -> Result<String, RenderError> {
+    let mut values = Value::Object(Map::new());
+    let mut values_files = Vec::new();
+    for f in &spec.values_files {
+        let path = app_dir.join(f)?;
+        if tree.kind(&path)?.is_none() {
+            return Err(RenderError::Invalid(format!(
+                "{origin}: helm.valuesFiles: {path} does not exist"
+            )));
+        }
+        values_files.push(path);
+    }
+    deep_merge(&mut values, &Value::Object(spec.values.clone()));
+    if let Some(own) = cluster.values.get("helm").and_then(|h| h.get(&app.name)) {
+        deep_merge(&mut values, own);
+    }
+    let run = helm::ChartRun {
+        chart_dir: app_dir.join(&spec.chart)?,
+        release_name: spec.release_name.clone(),
+        name_template: None,
+        namespace: app.namespace.clone(),
+        values_files,
+        values: Some(values),
+        include_crds: spec.include_crds,
+        skip_hooks: spec.skip_hooks,
+        skip_tests: spec.skip_tests,
+        kube_version: cluster.kube_version.clone(),
+        api_versions: Vec::new(),
+    };
+    helm::inflate(tree, &run, origin).map_err(|e| RenderError::Build(e.into()))
 }
 
 fn id_of(obj: &Value) -> ResId {

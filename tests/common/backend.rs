@@ -20,7 +20,7 @@ use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollwave::apply::Reconciler;
 use rollwave::apply::retry::RetryPolicy;
-use rollwave::sim::{SimCluster, SimOptions, kubeconfig, write_kubeconfig};
+use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -92,22 +92,7 @@ impl Backend {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kubeconfig");
         write_kubeconfig(&path, &[(ns.clone(), sim.base_url())]).unwrap();
-        let kc = Kubeconfig::from_yaml(&kubeconfig(&[(ns.clone(), sim.base_url())])).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        let client = Client::try_from(config).unwrap();
-        let reconciler =
-            Reconciler::new(client.clone(), &format!("inv-{ns}")).with_retry(test_retry());
-        Backend {
-            target: Target::Sim(sim),
-            client,
-            reconciler,
-            ns,
-            kubeconfig: path,
-            _kubeconfig_dir: Some(dir),
-            _turn: None,
-        }
+        Backend::connect(Target::Sim(sim), ns, path, Some(dir), None).await
     }
 
     /// The binary's real control plane (started by the first test that asks), this
@@ -122,8 +107,20 @@ impl Backend {
         })
         .await
         .unwrap();
+        let kubeconfig = cluster.kubeconfig().to_path_buf();
         let ns = namespace_for(test);
-        let kc = Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+        Backend::connect(Target::Real(cluster), ns, kubeconfig, None, Some(turn)).await
+    }
+
+    /// A client and a reconciler (inventories in `inv-<ns>`) through `kubeconfig`.
+    async fn connect(
+        target: Target,
+        ns: String,
+        kubeconfig: PathBuf,
+        kubeconfig_dir: Option<tempfile::TempDir>,
+        turn: Option<MutexGuard<'static, ()>>,
+    ) -> Backend {
+        let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
         let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .unwrap();
@@ -131,13 +128,13 @@ impl Backend {
         let reconciler =
             Reconciler::new(client.clone(), &format!("inv-{ns}")).with_retry(test_retry());
         Backend {
-            target: Target::Real(cluster),
+            target,
             client,
             reconciler,
             ns,
-            kubeconfig: cluster.kubeconfig().to_path_buf(),
-            _kubeconfig_dir: None,
-            _turn: Some(turn),
+            kubeconfig,
+            _kubeconfig_dir: kubeconfig_dir,
+            _turn: turn,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod fakeapi;
 pub mod git;
+pub mod helm;
 pub mod k8s;
 pub mod sim;
 pub mod webhook;

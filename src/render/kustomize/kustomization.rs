@@ -16,8 +16,6 @@ pub const KUSTOMIZATION_FILE_NAMES: &[&str] =
 pub const UNSUPPORTED_FIELDS: &[&str] = &[
     "vars",
     "replacements",
-    "helmCharts",
-    "helmGlobals",
     "helmChartInflationGenerator",
     "crds",
     "configurations",
@@ -99,6 +97,12 @@ pub struct Kustomization {
     /// Defaults for every generator of this kustomization.
     #[serde(default)]
     pub generator_options: Option<GeneratorOptions>,
+    /// Helm charts to inflate ([`super::helm_charts`]).
+    #[serde(default)]
+    pub helm_charts: Vec<super::helm_charts::HelmChartEntry>,
+    /// Where `helmCharts` are vendored.
+    #[serde(default)]
+    pub helm_globals: Option<super::helm_charts::HelmGlobals>,
 }
 
 /// One entry of `patches`.

@@ -10,6 +10,7 @@
 
 mod fields;
 mod generator;
+mod helm_charts;
 mod kustomization;
 mod nameref;
 mod patch;
@@ -58,6 +59,9 @@ pub enum KustomizeError {
     /// A file is not valid YAML or has the wrong shape.
     #[error(transparent)]
     Parse(#[from] YamlError),
+    /// A Helm chart could not be inflated.
+    #[error(transparent)]
+    Helm(#[from] crate::render::helm::HelmError),
     /// A directory used as a kustomization root has no kustomization file.
     #[error("{dir}: no kustomization.yaml, kustomization.yml or Kustomization in this directory")]
     NotARoot {
@@ -168,6 +172,9 @@ pub struct Loader<'t> {
     on_stack: RefCell<HashSet<RepoPath>>,
     files_read: Cell<usize>,
     bytes_read: Cell<u64>,
+    /// The app's own chart output (app.yaml `helm:`) and where it came from, taken by
+    /// the top-level root.
+    app_chart: RefCell<Option<(String, String)>>,
 }
 
 impl<'t> Loader<'t> {
@@ -178,6 +185,7 @@ impl<'t> Loader<'t> {
             on_stack: RefCell::new(HashSet::new()),
             files_read: Cell::new(0),
             bytes_read: Cell::new(0),
+            app_chart: RefCell::new(None),
         }
     }
 
@@ -268,7 +276,19 @@ impl<'t> Loader<'t> {
 /// Builds the kustomization root `dir` of `tree` into objects, in `kustomize build`
 /// order.
 pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, KustomizeError> {
+    build_with_chart(tree, dir, None)
+}
+
+/// [`build`], with the output of the app's own Helm chart (`origin`, the manifests)
+/// added to the root as a generator's output: the root's patches, prefixes, labels and
+/// other transformers apply to it, as they would to a `helmCharts` entry.
+pub fn build_with_chart(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    app_chart: Option<(String, String)>,
+) -> Result<Vec<Value>, KustomizeError> {
     let loader = Loader::new(tree);
+    *loader.app_chart.borrow_mut() = app_chart;
     let mut res = accumulate_root(&loader, dir, false, Vec::new())?;
     // Hash suffixes, then name references, then order: only at the top level.
     for r in res.iter_mut().filter(|r| r.needs_hash) {
@@ -283,6 +303,25 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
     Ok(keyed
         .into_iter()
         .map(|(_, r)| Value::Object(r.obj))
+        .collect())
+}
+
+/// Whether `dir` holds a kustomization file.
+pub fn has_kustomization(tree: &dyn FileTree, dir: &RepoPath) -> Result<bool, KustomizeError> {
+    for name in KUSTOMIZATION_FILE_NAMES {
+        if tree.kind(&dir.join(name)?)? == Some(EntryKind::File) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The objects of manifests printed by `helm template` (`origin` names where they came
+/// from), for an app whose chart is used without a kustomization.
+pub fn objects_of_manifests(origin: &str, text: &str) -> Result<Vec<Value>, KustomizeError> {
+    Ok(helm_charts::helm_output_resources(origin, text)?
+        .into_iter()
+        .map(|r| Value::Object(r.obj))
         .collect())
 }
 
@@ -502,6 +541,24 @@ fn accumulate_inner(
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
+    // Helm charts: this kustomization's, then (at the top-level root only) the app's
+    // own `helm:` chart, whose output the root's transformers see as well.
+    for r in helm_charts::inflate_charts(
+        loader,
+        dir,
+        &file.to_string(),
+        &k.helm_charts,
+        k.helm_globals.as_ref(),
+    )? {
+        absorb_generated(&mut acc, r, &dir_s)?;
+    }
+    if loader.stack.borrow().len() == 1
+        && let Some((origin, text)) = loader.app_chart.borrow_mut().take()
+    {
+        for r in helm_charts::helm_output_resources(&origin, &text)? {
+            absorb_generated(&mut acc, r, &dir_s)?;
+        }
+    }
     // Components apply to what has been accumulated so far.
     for c in &k.components {
         if is_remote(c) {
@@ -612,13 +669,18 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
 /// Reads the objects of one resource file (multi-document; `List` kinds expanded).
 fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>, KustomizeError> {
     let text = loader.read_text(path)?;
-    let docs = crate::yaml::parse_documents(path.as_str(), &text)?;
+    resources_from_text(path.as_str(), &text)
+}
+
+/// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
+fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, KustomizeError> {
+    let docs = crate::yaml::parse_documents(origin, text)?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let where_ = if i == 0 {
-            path.to_string()
+            origin.to_string()
         } else {
-            format!("{path} (document {})", i + 1)
+            format!("{origin} (document {})", i + 1)
         };
         let Value::Object(obj) = doc else {
             return Err(KustomizeError::Resource {
