@@ -21,10 +21,14 @@ pub mod api_error;
 mod http;
 pub mod kinds;
 mod openapi;
+mod proto_schema;
+mod protobuf;
+mod reviews;
 pub mod ssa;
 pub mod store;
 mod table;
 pub mod validate;
+mod versions;
 pub mod workload;
 
 use std::net::SocketAddr;
