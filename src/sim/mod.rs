@@ -19,8 +19,10 @@
 
 pub mod api_error;
 mod http;
+mod jsonpath;
 pub mod kinds;
 mod openapi;
+mod printers;
 mod proto_schema;
 mod protobuf;
 mod reviews;

@@ -26,8 +26,7 @@ pub fn to_stored(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
         return obj;
     }
     obj["apiVersion"] = json!(rt.api_version());
-    let spec = &mut obj["spec"];
-    if let Some(map) = spec.as_object_mut()
+    if let Some(map) = obj.get_mut("spec").and_then(Value::as_object_mut)
         && let Some(target) = map.remove("targetCPUUtilizationPercentage")
     {
         map.insert(
@@ -36,14 +35,14 @@ pub fn to_stored(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
                 "target": {"type": "Utilization", "averageUtilization": target}}}]),
         );
     }
-    if let Some(status) = obj["status"].as_object_mut() {
-        if let Some(current) = status.remove("currentCPUUtilizationPercentage") {
-            status.insert(
-                "currentMetrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu",
-                    "current": {"averageUtilization": current}}}]),
-            );
-        }
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(current) = status.remove("currentCPUUtilizationPercentage")
+    {
+        status.insert(
+            "currentMetrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu",
+                "current": {"averageUtilization": current}}}]),
+        );
     }
     obj
 }
@@ -62,7 +61,7 @@ pub fn to_served(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
             .find(|m| m["type"] == "Resource" && m["resource"]["name"] == "cpu")
             .and_then(|m| m["resource"][field]["averageUtilization"].as_i64())
     };
-    if let Some(spec) = obj["spec"].as_object_mut() {
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         let target = spec.get("metrics").and_then(|m| cpu(m, "target"));
         spec.remove("metrics");
         spec.remove("behavior");
@@ -70,7 +69,7 @@ pub fn to_served(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
             spec.insert("targetCPUUtilizationPercentage".into(), json!(t));
         }
     }
-    if let Some(status) = obj["status"].as_object_mut() {
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
         let current = status.get("currentMetrics").and_then(|m| cpu(m, "current"));
         status.remove("currentMetrics");
         status.remove("conditions");
