@@ -120,9 +120,12 @@ fn builtin(
     })
 }
 
+/// Schemas by name.
+type Schemas = Map<String, Value>;
+
 /// The built-in kinds' schemas for one group version, computed once per process.
-fn builtin_schemas(registry: &Registry, group: &str, version: &str) -> Map<String, Value> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), Map<String, Value>>>> = OnceLock::new();
+fn builtin_schemas(registry: &Registry, group: &str, version: &str) -> Schemas {
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), Schemas>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (group.to_string(), version.to_string());
     if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
