@@ -393,11 +393,7 @@ fn read_object(
     rt: &ResourceType,
     version: &str,
 ) -> Result<Value, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim();
+    let media = content_type(headers);
     let obj = match media {
         "" | "application/json" | "application/yaml" | "*/*" => parse_body(body, true)?,
         protobuf::MEDIA_TYPE => protobuf::decode(body)?,
@@ -408,6 +404,18 @@ fn read_object(
         }
     };
     Ok(versions::to_stored(rt, version, obj))
+}
+
+/// The media type of a request's `Content-Type`, without parameters.
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
 }
 
 fn parse_body(body: &[u8], yaml_ok: bool) -> Result<Value, ApiError> {
@@ -545,6 +553,9 @@ fn object_request(
             Ok(Reply::Json(StatusCode::CREATED, out(&o)))
         }
         (Method::PUT, Some(name)) => {
+            if status && content_type(headers).starts_with(protobuf::MEDIA_TYPE) {
+                return Err(protobuf::refuse_status_write());
+            }
             let body = read_object(headers, body, rt, &p.version)?;
             let version = versions::stored_version(rt, &p.version);
             let o = shared

@@ -18,6 +18,7 @@
 //! | `x` | `intstr.IntOrString` | number or string |
 //! | `j` | `runtime.RawExtension`, `metav1.FieldsV1` | the embedded JSON |
 //! | `L` | a message holding `repeated string` | array of strings |
+//! | `-` | anything | left out: a top-level `status`, which a write to the object itself never changes |
 //! | a message name | a message | object |
 //!
 //! prefixed `[]` for a repeated field, `{}` for a `map<string, type>`, `^` for an
@@ -41,6 +42,8 @@ pub enum Kind {
     IntOrString,
     Json,
     StringList,
+    /// A field a write never changes: read past, whatever it holds.
+    Ignored,
     Message(&'static str),
 }
 
@@ -159,13 +162,19 @@ const MESSAGES: &[(&str, &str)] = &[
         "ConfigMap",
         "metadata:1:ObjectMeta data:2:{}s binaryData:3:{}y immutable:4:b!",
     ),
-    ("Namespace", "metadata:1:ObjectMeta spec:2:NamespaceSpec"),
+    (
+        "Namespace",
+        "metadata:1:ObjectMeta spec:2:NamespaceSpec status:3:-",
+    ),
     ("NamespaceSpec", "finalizers:1:[]s"),
     (
         "Secret",
         "metadata:1:ObjectMeta data:2:{}y type:3:s stringData:4:{}s immutable:5:b!",
     ),
-    ("Service", "metadata:1:ObjectMeta spec:2:ServiceSpec"),
+    (
+        "Service",
+        "metadata:1:ObjectMeta spec:2:ServiceSpec status:3:-",
+    ),
     (
         "ServiceSpec",
         "ports:1:[]ServicePort selector:2:{}s clusterIP:3:s type:4:s externalIPs:5:[]s \
@@ -195,7 +204,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ("LocalObjectReference", "name:1:s"),
     (
         "ResourceQuota",
-        "metadata:1:ObjectMeta spec:2:ResourceQuotaSpec",
+        "metadata:1:ObjectMeta spec:2:ResourceQuotaSpec status:3:-",
     ),
     (
         "ResourceQuotaSpec",
@@ -209,14 +218,14 @@ const MESSAGES: &[(&str, &str)] = &[
         "ScopedResourceSelectorRequirement",
         "scopeName:1:s operator:2:s values:3:[]s",
     ),
-    ("Pod", "metadata:1:ObjectMeta spec:2:PodSpec"),
+    ("Pod", "metadata:1:ObjectMeta spec:2:PodSpec status:3:-"),
     (
         "PodTemplate",
         "metadata:1:ObjectMeta template:2:PodTemplateSpec",
     ),
     (
         "ReplicationController",
-        "metadata:1:ObjectMeta spec:2:ReplicationControllerSpec",
+        "metadata:1:ObjectMeta spec:2:ReplicationControllerSpec status:3:-",
     ),
     (
         "ReplicationControllerSpec",
@@ -288,7 +297,8 @@ const MESSAGES: &[(&str, &str)] = &[
         "VolumeSource",
         "hostPath:1:HostPathVolumeSource emptyDir:2:EmptyDirVolumeSource \
          secret:6:SecretVolumeSource persistentVolumeClaim:10:PVCVolumeSource \
-         configMap:19:ConfigMapVolumeSource",
+         downwardAPI:16:DownwardAPIVolumeSource configMap:19:ConfigMapVolumeSource \
+         projected:26:ProjectedVolumeSource",
     ),
     ("HostPathVolumeSource", "path:1:s type:2:s"),
     ("EmptyDirVolumeSource", "medium:1:s sizeLimit:2:q"),
@@ -302,6 +312,33 @@ const MESSAGES: &[(&str, &str)] = &[
          optional:4:b!",
     ),
     ("KeyToPath", "key:1:s path:2:s mode:3:i!"),
+    (
+        "DownwardAPIVolumeSource",
+        "items:1:[]DownwardAPIVolumeFile defaultMode:2:i!",
+    ),
+    (
+        "DownwardAPIVolumeFile",
+        "path:1:s fieldRef:2:ObjectFieldSelector resourceFieldRef:3:ResourceFieldSelector \
+         mode:4:i!",
+    ),
+    (
+        "ProjectedVolumeSource",
+        "sources:1:[]VolumeProjection defaultMode:2:i!",
+    ),
+    (
+        "VolumeProjection",
+        "secret:1:ProjectedKeys downwardAPI:2:DownwardAPIProjection configMap:3:ProjectedKeys \
+         serviceAccountToken:4:ServiceAccountTokenProjection",
+    ),
+    (
+        "ProjectedKeys",
+        "localObjectReference:1:^LocalObjectReference items:2:[]KeyToPath optional:4:b!",
+    ),
+    ("DownwardAPIProjection", "items:1:[]DownwardAPIVolumeFile"),
+    (
+        "ServiceAccountTokenProjection",
+        "audience:1:s expirationSeconds:2:i! path:3:s",
+    ),
     ("PVCVolumeSource", "claimName:1:s readOnly:2:b"),
     (
         "Probe",
@@ -340,7 +377,10 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     ("HostAlias", "ip:1:s hostnames:2:[]s"),
     // apps/v1
-    ("Deployment", "metadata:1:ObjectMeta spec:2:DeploymentSpec"),
+    (
+        "Deployment",
+        "metadata:1:ObjectMeta spec:2:DeploymentSpec status:3:-",
+    ),
     (
         "DeploymentSpec",
         "replicas:1:i! selector:2:LabelSelector template:3:PodTemplateSpec \
@@ -356,7 +396,7 @@ const MESSAGES: &[(&str, &str)] = &[
         "maxUnavailable:1:x! maxSurge:2:x!",
     ),
     // batch/v1
-    ("Job", "metadata:1:ObjectMeta spec:2:JobSpec"),
+    ("Job", "metadata:1:ObjectMeta spec:2:JobSpec status:3:-"),
     (
         "JobSpec",
         "parallelism:1:i! completions:2:i! activeDeadlineSeconds:3:i! selector:4:LabelSelector \
@@ -365,7 +405,10 @@ const MESSAGES: &[(&str, &str)] = &[
          backoffLimitPerIndex:12:i! maxFailedIndexes:13:i! podReplacementPolicy:14:s \
          managedBy:15:s",
     ),
-    ("CronJob", "metadata:1:ObjectMeta spec:2:CronJobSpec"),
+    (
+        "CronJob",
+        "metadata:1:ObjectMeta spec:2:CronJobSpec status:3:-",
+    ),
     (
         "CronJobSpec",
         "schedule:1:s startingDeadlineSeconds:2:i! concurrencyPolicy:3:s suspend:4:b! \
@@ -392,7 +435,10 @@ const MESSAGES: &[(&str, &str)] = &[
     ("Subject", "kind:1:s apiGroup:2:s name:3:s namespace:4:s"),
     ("RoleRef", "apiGroup:1:s! kind:2:s! name:3:s!"),
     // networking.k8s.io/v1
-    ("Ingress", "metadata:1:ObjectMeta spec:2:IngressSpec"),
+    (
+        "Ingress",
+        "metadata:1:ObjectMeta spec:2:IngressSpec status:3:-",
+    ),
     (
         "IngressSpec",
         "defaultBackend:1:IngressBackend tls:2:[]IngressTLS rules:3:[]IngressRule \
@@ -425,7 +471,7 @@ const MESSAGES: &[(&str, &str)] = &[
     // policy/v1
     (
         "PodDisruptionBudget",
-        "metadata:1:ObjectMeta spec:2:PodDisruptionBudgetSpec",
+        "metadata:1:ObjectMeta spec:2:PodDisruptionBudgetSpec status:3:-",
     ),
     (
         "PodDisruptionBudgetSpec",
@@ -439,7 +485,7 @@ const MESSAGES: &[(&str, &str)] = &[
          preemptionPolicy:5:s!",
     ),
     // autoscaling
-    ("HPAv1", "metadata:1:ObjectMeta spec:2:HPASpecV1"),
+    ("HPAv1", "metadata:1:ObjectMeta spec:2:HPASpecV1 status:3:-"),
     (
         "HPASpecV1",
         "scaleTargetRef:1:CrossVersionObjectReference minReplicas:2:i! maxReplicas:3:i \
@@ -449,7 +495,7 @@ const MESSAGES: &[(&str, &str)] = &[
         "CrossVersionObjectReference",
         "kind:1:s name:2:s apiVersion:3:s",
     ),
-    ("HPAv2", "metadata:1:ObjectMeta spec:2:HPASpecV2"),
+    ("HPAv2", "metadata:1:ObjectMeta spec:2:HPASpecV2 status:3:-"),
     (
         "HPASpecV2",
         "scaleTargetRef:1:CrossVersionObjectReference minReplicas:2:i! maxReplicas:3:i \
@@ -464,7 +510,7 @@ const MESSAGES: &[(&str, &str)] = &[
     // authentication.k8s.io/v1
     (
         "TokenRequest",
-        "metadata:1:ObjectMeta spec:2:TokenRequestSpec",
+        "metadata:1:ObjectMeta spec:2:TokenRequestSpec status:3:-",
     ),
     (
         "TokenRequestSpec",
@@ -476,14 +522,14 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "TokenReview",
-        "metadata:1:ObjectMeta spec:2:TokenReviewSpec",
+        "metadata:1:ObjectMeta spec:2:TokenReviewSpec status:3:-",
     ),
     ("TokenReviewSpec", "token:1:s audiences:2:[]s"),
-    ("SelfSubjectReview", "metadata:1:ObjectMeta"),
+    ("SelfSubjectReview", "metadata:1:ObjectMeta status:2:-"),
     // authorization.k8s.io/v1
     (
         "SelfSubjectAccessReview",
-        "metadata:1:ObjectMeta spec:2:SelfSubjectAccessReviewSpec",
+        "metadata:1:ObjectMeta spec:2:SelfSubjectAccessReviewSpec status:3:-",
     ),
     (
         "SelfSubjectAccessReviewSpec",
@@ -491,7 +537,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "SubjectAccessReview",
-        "metadata:1:ObjectMeta spec:2:SubjectAccessReviewSpec",
+        "metadata:1:ObjectMeta spec:2:SubjectAccessReviewSpec status:3:-",
     ),
     (
         "SubjectAccessReviewSpec",
@@ -510,7 +556,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ("NonResourceAttributes", "path:1:s verb:2:s"),
     (
         "SelfSubjectRulesReview",
-        "metadata:1:ObjectMeta spec:2:SelfSubjectRulesReviewSpec",
+        "metadata:1:ObjectMeta spec:2:SelfSubjectRulesReviewSpec status:3:-",
     ),
     ("SelfSubjectRulesReviewSpec", "namespace:1:s"),
 ];
@@ -537,6 +583,7 @@ fn parse_field(spec: &'static str) -> Field {
         "x" => Kind::IntOrString,
         "j" => Kind::Json,
         "L" => Kind::StringList,
+        "-" => Kind::Ignored,
         m => Kind::Message(m),
     };
     Field {

@@ -63,7 +63,9 @@ fn malformed(what: impl Into<String>) -> Problem {
 }
 
 /// Decodes a protobuf request body into the object's JSON, with `apiVersion` and
-/// `kind` from its envelope.
+/// `kind` from its envelope. A top-level `status` is left out: a write to the object
+/// itself never changes it (a write to its `/status` in protobuf is refused, see
+/// [`refuse_status_write`]).
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     decode_object(body).map_err(|p| match p {
         Problem::Malformed(m) => {
@@ -73,6 +75,14 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             "{m}; the simulated cluster reads protobuf only for the fields kubectl's typed clients send: send this object as application/json"
         )),
     })
+}
+
+/// The error for a protobuf write to a `/status` subresource, whose status this
+/// module does not read.
+pub fn refuse_status_write() -> ApiError {
+    ApiError::unsupported_media_type(
+        "the simulated cluster does not read status from protobuf: send this status write as application/json",
+    )
 }
 
 fn decode_object(body: &[u8]) -> Result<Value, Problem> {
@@ -341,6 +351,10 @@ fn decode_value(
     field: &Field,
     path: &str,
 ) -> Result<Option<Value>, Problem> {
+    if field.kind == Kind::Ignored {
+        r.skip(wire)?;
+        return Ok(None);
+    }
     let want_varint = matches!(field.kind, Kind::Bool | Kind::Int);
     if want_varint != (wire == 0) || (!want_varint && wire != 2) {
         return Err(malformed(format!(
@@ -376,6 +390,7 @@ fn decode_value(
             };
             Some(Value::Object(decode_message(r.bytes()?, msg, path)?))
         }
+        Kind::Ignored => None,
         Kind::StringList => {
             // A wrapper message around `repeated string items = 1`.
             let mut list = Vec::new();
@@ -557,8 +572,8 @@ mod tests {
             .msg(4, W::default().str(1, "RollingUpdate").msg(2, rolling))
             .int(5, 0)
             .int(7, 0);
-        // A zero status, as a Go client writes a zero struct: dropped.
-        let status = W::default().int(1, 0).int(2, 0);
+        // A status, which a write to the object itself never changes: left out.
+        let status = W::default().int(1, 4).int(2, 3);
         let raw = W::default().msg(1, meta("web")).msg(2, spec).msg(3, status);
         let obj = decode(&envelope("apps/v1", "Deployment", raw)).unwrap();
         assert_eq!(
