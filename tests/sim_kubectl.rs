@@ -1040,3 +1040,33 @@ fn a_protobuf_body_of_a_kind_the_simulator_cannot_read_gets_415_not_400() {
         "{status}"
     );
 }
+
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_and_get_pods_prints_its_columns() {
+    let c = cluster();
+    assert_eq!(
+        c.kubectl_ok(&["run", "shell", "--image=nginx:1.27"]).trim(),
+        "pod/shell created"
+    );
+    eventually(Duration::from_secs(20), "the pod to run", || {
+        let out = c.kubectl_ok(&["get", "pods", "-o", "wide"]);
+        header(&out) == "NAME READY STATUS RESTARTS AGE IP NODE NOMINATED NODE READINESS GATES"
+            && row(&out, "shell").starts_with("shell 1/1 Running 0 ")
+    });
+    let (code, out, err) = c.kubectl(&["debug", "shell", "--image=busybox", "--profile=general"]);
+    assert_eq!(code, 0, "{err}");
+    let name = out
+        .lines()
+        .chain(err.lines())
+        .find_map(|l| l.strip_prefix("Defaulting debug container name to "))
+        .map(|n| n.trim_end_matches('.').to_string())
+        .unwrap_or_else(|| panic!("no debug container named in:\n{out}{err}"));
+    let names = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "shell",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[*].name}",
+    ]);
+    assert_eq!(names, name);
+}

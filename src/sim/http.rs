@@ -699,11 +699,7 @@ fn ephemeral_containers(
             read_object(headers, body, rt, &p.version)?["spec"]["ephemeralContainers"].clone()
         }
         Method::PATCH => {
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let kind = match ct.split(';').next().unwrap_or("").trim() {
+            let kind = match content_type(headers) {
                 "application/merge-patch+json" => PatchKind::Merge,
                 "application/json-patch+json" => PatchKind::Json,
                 _ => PatchKind::Strategic,
