@@ -44,18 +44,6 @@ const KNOWN: &[(&str, &str)] = &[
          that other manager's timestamp (which moves its entry first); the simulator \
          keeps it",
     ),
-    (
-        "discovery-core-v1",
-        "discovery carries no categories (`all`), and namespaces list deletecollection",
-    ),
-    (
-        "discovery-apps-v1",
-        "discovery carries no categories (`all`)",
-    ),
-    (
-        "discovery-of-a-new-crd",
-        "discovery carries no categories, even a CRD's own",
-    ),
 ];
 
 /// The two servers under comparison and a runtime for their clients.

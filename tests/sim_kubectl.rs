@@ -518,3 +518,624 @@ fn client_side_apply_of_a_changed_image_patches_the_deployment_and_describe_read
         );
     }
 }
+
+/// Every `kubectl create <subcommand>`, as a user types it; kubectl sends these
+/// through its typed clients in protobuf. Each pair is the command and the line
+/// kubectl prints.
+const CREATES: &[(&[&str], &str)] = &[
+    (
+        &[
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
+        "deployment.apps/web created",
+    ),
+    (
+        &[
+            "configmap",
+            "settings",
+            "--from-literal=mode=fast",
+            "--from-literal=level=3",
+        ],
+        "configmap/settings created",
+    ),
+    (&["namespace", "shop"], "namespace/shop created"),
+    (
+        &["secret", "generic", "token", "--from-literal=token=s3cret"],
+        "secret/token created",
+    ),
+    (
+        &[
+            "secret",
+            "docker-registry",
+            "pull",
+            "--docker-server=registry.example",
+            "--docker-username=u",
+            "--docker-password=p",
+        ],
+        "secret/pull created",
+    ),
+    (
+        &["service", "clusterip", "web", "--tcp=80:8080"],
+        "service/web created",
+    ),
+    (
+        &["service", "nodeport", "node", "--tcp=80:8080"],
+        "service/node created",
+    ),
+    (
+        &["service", "loadbalancer", "edge", "--tcp=443:8443"],
+        "service/edge created",
+    ),
+    (
+        &[
+            "service",
+            "externalname",
+            "docs",
+            "--external-name=docs.example.com",
+        ],
+        "service/docs created",
+    ),
+    (&["serviceaccount", "bot"], "serviceaccount/bot created"),
+    (
+        &["job", "once", "--image=busybox", "--", "echo", "hi"],
+        "job.batch/once created",
+    ),
+    (
+        &[
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+            "--",
+            "echo",
+            "hi",
+        ],
+        "cronjob.batch/tick created",
+    ),
+    (
+        &[
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods,configmaps",
+        ],
+        "role.rbac.authorization.k8s.io/reader created",
+    ),
+    (
+        &[
+            "rolebinding",
+            "bot-reader",
+            "--role=reader",
+            "--serviceaccount=default:bot",
+        ],
+        "rolebinding.rbac.authorization.k8s.io/bot-reader created",
+    ),
+    (
+        &[
+            "clusterrole",
+            "node-reader",
+            "--verb=get",
+            "--resource=nodes",
+        ],
+        "clusterrole.rbac.authorization.k8s.io/node-reader created",
+    ),
+    (
+        &[
+            "clusterrolebinding",
+            "alice-nodes",
+            "--clusterrole=node-reader",
+            "--user=alice",
+        ],
+        "clusterrolebinding.rbac.authorization.k8s.io/alice-nodes created",
+    ),
+    (
+        &["quota", "pods", "--hard=pods=10,cpu=2"],
+        "resourcequota/pods created",
+    ),
+    (
+        &[
+            "priorityclass",
+            "high",
+            "--value=1000",
+            "--description=important",
+        ],
+        "priorityclass.scheduling.k8s.io/high created",
+    ),
+    (
+        &[
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        "poddisruptionbudget.policy/web created",
+    ),
+    (
+        &[
+            "ingress",
+            "web",
+            "--rule=shop.example/cart=web:80,tls=shop-tls",
+        ],
+        "ingress.networking.k8s.io/web created",
+    ),
+];
+
+const TLS_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBhDCCASugAwIBAgIUEwuNEJ9AdmH8ZNY6lP7VTbcJO4QwCgYIKoZIzj0EAwIw\nFzEVMBMGA1UEAwwMc2hvcC5leGFtcGxlMCAXDTI2MTIwMTE2NDYyOVoYDzIxMjYx\nMTA3MTY0NjI5WjAXMRUwEwYDVQQDDAxzaG9wLmV4YW1wbGUwWTATBgcqhkjOPQIB\nBggqhkjOPQMBBwNCAAR70P6U7rDN1ZZkEGo1G0LU3okLjGNajJZHZUikaP2gLIzv\nrc9BqjJxW50Bfa6tHdJga+NrcisUtEdjoBSr7C+2o1MwUTAdBgNVHQ4EFgQU5Z0R\nfyBK1knx+CEoFzyaVxgNjN0wHwYDVR0jBBgwFoAU5Z0RfyBK1knx+CEoFzyaVxgN\njN0wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAAlPub+tfN1V0l\n6vNti/CHlD8uh7obbjHstXIoaIV09QIgFMcTsz7VQB1Y41gbH6B2WHJ/yG6vTmXm\nNQa3Ot73Y90=\n-----END CERTIFICATE-----\n";
+const TLS_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgoOmYPmhnSLAK6mGt\n+yx4ETLw2sH5NnnbMI7OHkM8Tc6hRANCAAR70P6U7rDN1ZZkEGo1G0LU3okLjGNa\njJZHZUikaP2gLIzvrc9BqjJxW50Bfa6tHdJga+NrcisUtEdjoBSr7C+2\n-----END PRIVATE KEY-----\n";
+
+fn create_everything(c: &TestCluster) {
+    for (args, line) in CREATES {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        let out = c.kubectl_ok(&full);
+        assert_eq!(out.trim(), *line, "kubectl {full:?}");
+    }
+}
+
+/// The header line of `kubectl get` output, words separated by single spaces.
+fn header(out: &str) -> String {
+    out.lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The row of `name` in `kubectl get` output, cells separated by single spaces.
+fn row(out: &str, name: &str) -> String {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{out}"))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn every_kubectl_create_subcommand_creates_what_get_then_shows() {
+    let c = cluster();
+    create_everything(&c);
+    // The secret kubectl builds from a certificate and key (a throwaway self-signed
+    // pair, valid for a century).
+    let (cert, key) = (c.path().join("tls.crt"), c.path().join("tls.key"));
+    std::fs::write(&cert, TLS_CERT).unwrap();
+    std::fs::write(&key, TLS_KEY).unwrap();
+    let out = c.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "shop-tls",
+        &format!("--cert={}", cert.display()),
+        &format!("--key={}", key.display()),
+    ]);
+    assert_eq!(out.trim(), "secret/shop-tls created");
+
+    for (kind, name) in [
+        ("deployment", "web"),
+        ("configmap", "settings"),
+        ("namespace", "shop"),
+        ("secret", "token"),
+        ("secret", "pull"),
+        ("secret", "shop-tls"),
+        ("service", "docs"),
+        ("serviceaccount", "bot"),
+        ("job", "once"),
+        ("cronjob", "tick"),
+        ("role", "reader"),
+        ("rolebinding", "bot-reader"),
+        ("clusterrole", "node-reader"),
+        ("clusterrolebinding", "alice-nodes"),
+        ("resourcequota", "pods"),
+        ("priorityclass", "high"),
+        ("poddisruptionbudget", "web"),
+        ("ingress", "web"),
+    ] {
+        let out = c.kubectl_ok(&["get", kind, name, "-o", "name"]);
+        assert!(out.trim().ends_with(&format!("/{name}")), "{kind}: {out}");
+    }
+    // What the protobuf carried arrives intact.
+    let deployment = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}",
+    ]);
+    assert_eq!(deployment, "2 nginx:1.27 80");
+    let secret = c.kubectl_ok(&["get", "secret", "token", "-o", "jsonpath={.data.token}"]);
+    assert_eq!(secret, "czNjcmV0");
+    let rules = c.kubectl_ok(&[
+        "get",
+        "role",
+        "reader",
+        "-o",
+        "jsonpath={.rules[0].apiGroups}",
+    ]);
+    assert_eq!(rules, r#"[""]"#);
+    let schedule = c.kubectl_ok(&["get", "cronjob", "tick", "-o", "jsonpath={.spec.schedule}"]);
+    assert_eq!(schedule, "*/5 * * * *");
+    let tls = c.kubectl_ok(&[
+        "get",
+        "ingress",
+        "web",
+        "-o",
+        "jsonpath={.spec.tls[0].secretName} {.spec.rules[0].http.paths[0].path}",
+    ]);
+    assert_eq!(tls, "shop-tls /cart");
+
+    // A job made from a cronjob carries the server's copy of its template.
+    let out = c.kubectl_ok(&["create", "job", "manual", "--from=cronjob/tick"]);
+    assert_eq!(out.trim(), "job.batch/manual created");
+    // A server-side dry run answers like a create and stores nothing.
+    let out = c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "dry",
+        "--image=nginx",
+        "--dry-run=server",
+    ]);
+    assert_eq!(out.trim(), "deployment.apps/dry created (server dry run)");
+    let (code, _, err) = c.kubectl(&["get", "deployment", "dry"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("deployments.apps \"dry\" not found"), "{err}");
+}
+
+#[test]
+fn get_prints_the_columns_a_real_server_prints() {
+    let c = cluster();
+    create_everything(&c);
+    let out = c.kubectl_ok(&["get", "deploy", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR"
+    );
+    let web = row(&out, "web");
+    assert!(web.ends_with("nginx nginx:1.27 app=web"), "{web}");
+    eventually(
+        Duration::from_secs(20),
+        "the deployment to turn ready",
+        || {
+            let out = c.kubectl_ok(&["get", "deploy", "web"]);
+            row(&out, "web").starts_with("web 2/2 2 2 ")
+        },
+    );
+
+    let out = c.kubectl_ok(&["get", "svc", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR"
+    );
+    let docs = row(&out, "docs");
+    assert!(
+        docs.starts_with("docs ExternalName <none> docs.example.com <none> "),
+        "{docs}"
+    );
+    let web = row(&out, "web");
+    assert!(web.starts_with("web ClusterIP 10."), "{web}");
+    assert!(web.contains(" <none> 80/TCP "), "{web}");
+    assert!(web.ends_with(" app=web"), "{web}");
+
+    let out = c.kubectl_ok(&["get", "cm", "settings"]);
+    assert_eq!(header(&out), "NAME DATA AGE");
+    assert!(row(&out, "settings").starts_with("settings 2 "), "{out}");
+    let out = c.kubectl_ok(&["get", "secret", "pull"]);
+    assert_eq!(header(&out), "NAME TYPE DATA AGE");
+    assert!(
+        row(&out, "pull").starts_with("pull kubernetes.io/dockerconfigjson 1 "),
+        "{out}"
+    );
+    let out = c.kubectl_ok(&["get", "ns", "shop"]);
+    assert_eq!(header(&out), "NAME STATUS AGE");
+    assert!(row(&out, "shop").starts_with("shop Active "), "{out}");
+    let out = c.kubectl_ok(&["get", "ingress", "web"]);
+    assert_eq!(header(&out), "NAME CLASS HOSTS ADDRESS PORTS AGE");
+    assert!(
+        row(&out, "web").starts_with("web <none> shop.example 80, 443 "),
+        "{out}"
+    );
+    let out = c.kubectl_ok(&["get", "cronjob", "tick", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        "NAME SCHEDULE TIMEZONE SUSPEND ACTIVE LAST SCHEDULE AGE CONTAINERS IMAGES SELECTOR"
+    );
+    let out = c.kubectl_ok(&["get", "job", "once", "-o", "wide"]);
+    assert_eq!(
+        header(&out),
+        "NAME STATUS COMPLETIONS DURATION AGE CONTAINERS IMAGES SELECTOR"
+    );
+    let out = c.kubectl_ok(&["get", "rolebinding", "bot-reader", "-o", "wide"]);
+    assert_eq!(header(&out), "NAME ROLE AGE USERS GROUPS SERVICEACCOUNTS");
+    assert!(row(&out, "bot-reader").contains("Role/reader"), "{out}");
+    assert!(row(&out, "bot-reader").ends_with("default/bot"), "{out}");
+    let out = c.kubectl_ok(&["get", "pdb", "web"]);
+    assert_eq!(
+        header(&out),
+        "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE"
+    );
+    assert!(row(&out, "web").starts_with("web 1 N/A 0 "), "{out}");
+    let out = c.kubectl_ok(&["get", "priorityclass", "high"]);
+    assert!(row(&out, "high").starts_with("high 1000 false "), "{out}");
+    let out = c.kubectl_ok(&["get", "role", "reader"]);
+    assert_eq!(header(&out), "NAME CREATED AT");
+
+    // `get all` expands the `all` category from discovery.
+    let out = c.kubectl_ok(&["get", "all"]);
+    for line in [
+        "service/web",
+        "service/docs",
+        "deployment.apps/web",
+        "job.batch/once",
+        "cronjob.batch/tick",
+    ] {
+        assert!(out.contains(line), "missing {line} in:\n{out}");
+    }
+    assert!(!out.contains("configmap/"), "{out}");
+}
+
+#[test]
+fn get_watch_prints_new_rows_in_the_same_columns() {
+    let c = cluster();
+    let watcher = c
+        .kubectl_cmd(&["get", "deploy", "-w", "--request-timeout=6s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.27"]);
+    let out = wait_output(watcher, Duration::from_secs(30));
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        header(&seen),
+        "NAME READY UP-TO-DATE AVAILABLE AGE",
+        "{seen}"
+    );
+    assert!(row(&seen, "web").starts_with("web 0/1 0 0 "), "{seen}");
+}
+
+#[test]
+fn a_custom_resource_prints_its_crds_printer_columns() {
+    let c = cluster();
+    let crd = CRD.replace(
+        "    schema:\n",
+        "    additionalPrinterColumns:\n    - {name: Size, type: integer, jsonPath: .spec.size}\n    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}\n    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}\n    schema:\n",
+    );
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], &crd);
+    assert_eq!(code, 0, "{err}");
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3, color: red}\n";
+    eventually(
+        Duration::from_secs(10),
+        "the Widget kind to be served",
+        || {
+            c.kubectl_in(&["apply", "--server-side", "-f", "-"], widget)
+                .0
+                == 0
+        },
+    );
+    let out = c.kubectl_ok(&["get", "wd"]);
+    assert_eq!(header(&out), "NAME SIZE AGE");
+    assert!(row(&out, "w1").starts_with("w1 3 "), "{out}");
+    let out = c.kubectl_ok(&["get", "wd", "-o", "wide"]);
+    assert_eq!(header(&out), "NAME SIZE COLOR AGE");
+    assert!(row(&out, "w1").starts_with("w1 3 red "), "{out}");
+}
+
+#[test]
+fn auth_can_i_whoami_and_create_token_answer_as_for_an_administrator() {
+    let c = cluster();
+    assert_eq!(
+        c.kubectl_ok(&["auth", "can-i", "delete", "nodes"]).trim(),
+        "yes"
+    );
+    assert_eq!(
+        c.kubectl_ok(&["auth", "can-i", "create", "deployments", "-n", "default"])
+            .trim(),
+        "yes"
+    );
+    let list = c.kubectl_ok(&["auth", "can-i", "--list"]);
+    assert!(list.lines().any(|l| l.starts_with("*.*")), "{list}");
+    let whoami = c.kubectl_ok(&["auth", "whoami"]);
+    assert_eq!(row(&whoami, "Username"), "Username admin", "{whoami}");
+    assert_eq!(
+        row(&whoami, "Groups"),
+        "Groups [system:masters system:authenticated]",
+        "{whoami}"
+    );
+
+    let (code, _, err) = c.kubectl(&["create", "token", "bot"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("error: failed to create token: serviceaccounts \"bot\" not found"),
+        "{err}"
+    );
+    c.kubectl_ok(&["create", "serviceaccount", "bot"]);
+    let token = c.kubectl_ok(&["create", "token", "bot", "--audience=shop", "--duration=1h"]);
+    let claims = token.trim().split('.').nth(1).expect("a JWT");
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "system:serviceaccount:default:bot");
+    assert_eq!(claims["aud"], serde_json::json!(["shop"]));
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        3600
+    );
+    let (code, _, err) = c.kubectl(&["create", "token", "bot", "--duration=1m"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn auth_reconcile_creates_then_leaves_rbac_objects_alone() {
+    let c = cluster();
+    let rbac = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: viewer}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: viewers, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: viewer}
+subjects:
+- {kind: Group, apiGroup: rbac.authorization.k8s.io, name: viewers}
+"#;
+    let (code, out, err) = c.kubectl_in(&["auth", "reconcile", "-f", "-"], rbac);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("clusterrole.rbac.authorization.k8s.io/viewer reconciled"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rolebinding.rbac.authorization.k8s.io/viewers reconciled"),
+        "{out}"
+    );
+    assert!(err.contains("reconciliation required create"), "{err}");
+    let (code, _, err) = c.kubectl_in(&["auth", "reconcile", "-f", "-"], rbac);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("reconciliation required"), "{err}");
+    let verbs = c.kubectl_ok(&[
+        "get",
+        "clusterrole",
+        "viewer",
+        "-o",
+        "jsonpath={.rules[0].verbs}",
+    ]);
+    assert_eq!(verbs, r#"["get","list"]"#);
+}
+
+#[test]
+fn discovery_lists_short_names_categories_and_review_kinds_and_explain_reads_schemas() {
+    let c = cluster();
+    let out = c.kubectl_ok(&["api-resources", "-o", "wide"]);
+    let line = |name: &str| row(&out, name);
+    assert!(
+        line("deployments").starts_with("deployments deploy apps/v1 true Deployment "),
+        "{out}"
+    );
+    assert!(line("deployments").ends_with(" all"), "{out}");
+    assert!(
+        line("replicationcontrollers")
+            .starts_with("replicationcontrollers rc v1 true ReplicationController"),
+        "{out}"
+    );
+    assert!(
+        line("selfsubjectaccessreviews").contains("SelfSubjectAccessReview create"),
+        "{out}"
+    );
+    assert!(
+        line("selfsubjectreviews").contains("SelfSubjectReview create"),
+        "{out}"
+    );
+    let out = c.kubectl_ok(&["api-resources", "--api-group=autoscaling"]);
+    assert!(out.contains("autoscaling/v2"), "{out}");
+    let v1 = c.kubectl_ok(&["get", "--raw", "/apis/autoscaling/v1"]);
+    assert!(v1.contains("\"horizontalpodautoscalers\""), "{v1}");
+    let core = c.kubectl_ok(&["get", "--raw", "/api/v1"]);
+    for sub in ["serviceaccounts/token", "pods/ephemeralcontainers"] {
+        assert!(core.contains(&format!("\"{sub}\"")), "no {sub} in {core}");
+    }
+
+    let (code, _, err) = c.kubectl(&["get", "--raw", "/api/v1/nothings"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "Error from server (NotFound): the server could not find the requested resource"
+    );
+
+    let out = c.kubectl_ok(&["explain", "deployment.spec.replicas"]);
+    assert!(out.contains("FIELD: replicas <integer>"), "{out}");
+    assert!(out.contains("Number of desired pods"), "{out}");
+}
+
+#[test]
+fn a_protobuf_body_of_a_kind_the_simulator_cannot_read_gets_415_not_400() {
+    use std::io::{Read, Write};
+    let c = cluster();
+    // The envelope of an object kubectl never sends in protobuf.
+    let type_meta = [
+        b"\x0a\x0e".as_slice(),
+        b"example.com/v1",
+        b"\x12\x06",
+        b"Widget",
+    ]
+    .concat();
+    let mut unknown = vec![0x0a, type_meta.len() as u8];
+    unknown.extend_from_slice(&type_meta);
+    unknown.extend_from_slice(b"\x12\x00");
+    let body = [b"k8s\0".as_slice(), &unknown].concat();
+    let addr = c.sim().addr();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\
+         Content-Type: application/vnd.kubernetes.protobuf\r\n\
+         Accept: application/vnd.kubernetes.protobuf,application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 415"), "{text}");
+    let json = &text[text.find('{').unwrap()..];
+    let status: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "UnsupportedMediaType");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("example.com/v1 Widget cannot be read from protobuf"),
+        "{status}"
+    );
+}
+
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_and_get_pods_prints_its_columns() {
+    let c = cluster();
+    assert_eq!(
+        c.kubectl_ok(&["run", "shell", "--image=nginx:1.27"]).trim(),
+        "pod/shell created"
+    );
+    eventually(Duration::from_secs(20), "the pod to run", || {
+        let out = c.kubectl_ok(&["get", "pods", "-o", "wide"]);
+        header(&out) == "NAME READY STATUS RESTARTS AGE IP NODE NOMINATED NODE READINESS GATES"
+            && row(&out, "shell").starts_with("shell 1/1 Running 0 ")
+    });
+    let (code, out, err) = c.kubectl(&["debug", "shell", "--image=busybox", "--profile=general"]);
+    assert_eq!(code, 0, "{err}");
+    let name = out
+        .lines()
+        .chain(err.lines())
+        .find_map(|l| l.strip_prefix("Defaulting debug container name to "))
+        .map(|n| n.trim_end_matches('.').to_string())
+        .unwrap_or_else(|| panic!("no debug container named in:\n{out}{err}"));
+    let names = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "shell",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[*].name}",
+    ]);
+    assert_eq!(names, name);
+}

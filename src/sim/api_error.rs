@@ -37,16 +37,34 @@ impl ApiError {
     pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
         let resource = qualified(group, plural);
         ApiError::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
-            .with_details(json!({"name": name, "group": group, "kind": plural}))
+            .with_details(details(group, plural, name))
     }
 
-    /// 404 for a path that names no resource.
-    pub fn no_route(path: &str) -> ApiError {
+    /// 404 for a path that names no resource: a real server says only this, with
+    /// empty `details`.
+    pub fn no_route() -> ApiError {
         ApiError::new(
             404,
             "NotFound",
-            format!("the server could not find the requested resource ({path})"),
+            "the server could not find the requested resource",
         )
+        .with_details(json!({}))
+    }
+
+    /// 406: the client accepts no media type the simulator can answer in.
+    pub fn not_acceptable(accept: &str) -> ApiError {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json, application/yaml (the request accepts {accept})"
+            ),
+        )
+    }
+
+    /// 415: a request body in a media type (or of a kind) the simulator cannot read.
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", message)
     }
 
     /// 405: the resource does not support the verb.
@@ -68,7 +86,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{resource} \"{name}\" already exists"),
         )
-        .with_details(json!({"name": name, "group": group, "kind": plural}))
+        .with_details(details(group, plural, name))
     }
 
     /// 409 on a write with a stale resourceVersion.
@@ -81,7 +99,7 @@ impl ApiError {
                 "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
             ),
         )
-        .with_details(json!({"name": name, "group": group, "kind": plural}))
+        .with_details(details(group, plural, name))
     }
 
     /// 409 from server-side apply, with one cause per conflicting field.
@@ -184,6 +202,15 @@ fn cause_reason(message: &str) -> &'static str {
         }
     }
     "FieldValueInvalid"
+}
+
+/// `details` naming one object; a real server leaves `group` out for the core group.
+fn details(group: &str, plural: &str, name: &str) -> Value {
+    let mut d = json!({"name": name, "kind": plural});
+    if !group.is_empty() {
+        d["group"] = json!(group);
+    }
+    d
 }
 
 fn group_or_core(group: &str) -> &str {

@@ -17,11 +17,14 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::api_error::{ApiError, deleted_answer, qualified};
-use super::kinds::{ResourceType, api_version};
+use super::kinds::{self, ResourceType, api_version};
 use super::openapi;
+use super::protobuf;
+use super::reviews;
 use super::store::{DeleteOptions, EventKind, Filter, PatchKind, Stored, WatchEvent, WriteOptions};
 use super::table::{self, Form};
 use super::validate::FieldValidation;
+use super::versions;
 use super::{Faults, Shared};
 use crate::labels::LabelSelector;
 
@@ -252,20 +255,20 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Route::Groups => json_response(StatusCode::OK, &shared.lock().registry.group_list()),
         Route::Group(g) => match shared.lock().registry.group(&g) {
             Some(v) => json_response(StatusCode::OK, &v),
-            None => error_response(&ApiError::no_route(&path)),
+            None => error_response(&ApiError::no_route()),
         },
         Route::Resources(g, v) => match shared.lock().registry.resource_list(&g, &v) {
             Some(doc) => json_response(StatusCode::OK, &doc),
-            None => error_response(&ApiError::no_route(&path)),
+            None => error_response(&ApiError::no_route()),
         },
         Route::OpenApiRoot => {
             json_response(StatusCode::OK, &openapi::root(&shared.lock().registry))
         }
         Route::OpenApi(g, v) => match openapi::group_version(&shared.lock().registry, &g, &v) {
             Some(doc) => json_response(StatusCode::OK, &doc),
-            None => error_response(&ApiError::no_route(&path)),
+            None => error_response(&ApiError::no_route()),
         },
-        Route::NotFound => error_response(&ApiError::no_route(&path)),
+        Route::NotFound => error_response(&ApiError::no_route()),
         Route::Object(p) => {
             let body = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
@@ -285,12 +288,15 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                     .cloned()
             };
             let Some(rt) = rt else {
-                return error_response(&ApiError::no_route(&path));
+                return error_response(&ApiError::no_route());
             };
             if (p.namespace.is_some() && !rt.namespaced)
                 || (p.name.is_some() && rt.namespaced && p.namespace.is_none())
             {
-                return error_response(&ApiError::no_route(&path));
+                return error_response(&ApiError::no_route());
+            }
+            if !protobuf::answers_json(&accept) {
+                return error_response(&ApiError::not_acceptable(&accept));
             }
             let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             if parts.method == Method::GET && watching {
@@ -379,6 +385,39 @@ fn manager(query: &HashMap<String, String>, headers: &HeaderMap) -> String {
         .to_string()
 }
 
+/// The object a create or update sends, in JSON, YAML or protobuf: what its
+/// `Content-Type` says (JSON or YAML when it says nothing).
+fn read_object(
+    headers: &HeaderMap,
+    body: &[u8],
+    rt: &ResourceType,
+    version: &str,
+) -> Result<Value, ApiError> {
+    let media = content_type(headers);
+    let obj = match media {
+        "" | "application/json" | "application/yaml" | "*/*" => parse_body(body, true)?,
+        protobuf::MEDIA_TYPE => protobuf::decode(body)?,
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+            )));
+        }
+    };
+    Ok(versions::to_stored(rt, version, obj))
+}
+
+/// The media type of a request's `Content-Type`, without parameters.
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+}
+
 fn parse_body(body: &[u8], yaml_ok: bool) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
@@ -405,7 +444,7 @@ fn parse_body(body: &[u8], yaml_ok: bool) -> Result<Value, ApiError> {
 
 /// Serves the object in the version the client asked for.
 fn in_version(obj: &Value, rt: &ResourceType, version: &str) -> Value {
-    let mut o = obj.clone();
+    let mut o = versions::to_served(rt, version, obj.clone());
     o["apiVersion"] = json!(api_version(&rt.group, version));
     o
 }
@@ -433,24 +472,47 @@ fn object_request(
     form: Form,
 ) -> Result<Reply, ApiError> {
     let ns = p.namespace.as_deref();
-    if p.subresource.as_deref() == Some("scale")
-        && rt.group == "apps"
-        && matches!(
-            rt.kind.as_str(),
-            "Deployment" | "StatefulSet" | "ReplicaSet"
-        )
-    {
-        return scale(shared, rt, p, method, headers, query, body);
+    if rt.create_only {
+        return match (method, p.name.as_deref(), p.subresource.as_deref()) {
+            (&Method::POST, None, None) => {
+                let body = read_object(headers, body, rt, &p.version)?;
+                Ok(Reply::Json(
+                    StatusCode::CREATED,
+                    reviews::answer(rt, ns, body)?,
+                ))
+            }
+            (m, _, _) => Err(ApiError::method_not_allowed(m.as_str(), &p.plural)),
+        };
+    }
+    match p.subresource.as_deref() {
+        Some("scale") if kinds::has_scale(rt) => {
+            return scale(shared, rt, p, method, headers, query, body);
+        }
+        Some("token") if rt.group.is_empty() && rt.kind == "ServiceAccount" => {
+            if *method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str(), "token"));
+            }
+            let sa = shared.lock().get(rt, ns, p.name.as_deref().unwrap_or(""))?;
+            let request = if body.is_empty() {
+                json!({})
+            } else {
+                read_object(headers, body, rt, &p.version)?
+            };
+            return Ok(Reply::Json(
+                StatusCode::CREATED,
+                reviews::token(&sa, &request)?,
+            ));
+        }
+        Some("ephemeralcontainers") if rt.group.is_empty() && rt.kind == "Pod" => {
+            return ephemeral_containers(shared, rt, p, method, headers, query, body);
+        }
+        _ => {}
     }
     let status = match p.subresource.as_deref() {
         None => false,
         Some("status") if rt.status_subresource => true,
         Some(_) => {
-            return Err(ApiError::no_route(&format!(
-                "{}/{}",
-                p.plural,
-                p.subresource.as_deref().unwrap_or("")
-            )));
+            return Err(ApiError::no_route());
         }
     };
     let include_object = query.get("includeObject").is_some_and(|v| v == "Object");
@@ -485,15 +547,20 @@ fn object_request(
         }
         (Method::GET, None) => list(shared, rt, p, query, form, include_object),
         (Method::POST, None) => {
-            let body = parse_body(body, true)?;
-            let o = shared.lock().create(rt, &p.version, ns, body, &opts()?)?;
+            let body = read_object(headers, body, rt, &p.version)?;
+            let version = versions::stored_version(rt, &p.version);
+            let o = shared.lock().create(rt, version, ns, body, &opts()?)?;
             Ok(Reply::Json(StatusCode::CREATED, out(&o)))
         }
         (Method::PUT, Some(name)) => {
-            let body = parse_body(body, true)?;
+            if status && content_type(headers).starts_with(protobuf::MEDIA_TYPE) {
+                return Err(protobuf::refuse_status_write());
+            }
+            let body = read_object(headers, body, rt, &p.version)?;
+            let version = versions::stored_version(rt, &p.version);
             let o = shared
                 .lock()
-                .update(rt, &p.version, ns, name, body, &opts()?)?;
+                .update(rt, version, ns, name, body, &opts()?)?;
             Ok(Reply::Json(StatusCode::OK, out(&o)))
         }
         (Method::PATCH, Some(name)) => {
@@ -602,10 +669,81 @@ fn object_request(
     }
 }
 
+/// `pods/<name>/ephemeralcontainers`, which `kubectl debug` writes through: the Pod,
+/// of which a write may change only `spec.ephemeralContainers`.
+fn ephemeral_containers(
+    shared: &Shared,
+    rt: &ResourceType,
+    p: &ObjectPath,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let ns = p.namespace.as_deref();
+    let name = p.name.as_deref().unwrap_or("");
+    let opts = WriteOptions {
+        manager: manager(query, headers),
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        force: false,
+        validation: FieldValidation::Ignore,
+        status: false,
+    };
+    let mut store = shared.lock();
+    let wanted = match *method {
+        Method::GET => {
+            let pod = store.get(rt, ns, name)?;
+            return Ok(Reply::Json(
+                StatusCode::OK,
+                in_version(&pod, rt, &p.version),
+            ));
+        }
+        Method::PUT => {
+            read_object(headers, body, rt, &p.version)?["spec"]["ephemeralContainers"].clone()
+        }
+        Method::PATCH => {
+            let kind = match content_type(headers) {
+                "application/merge-patch+json" => PatchKind::Merge,
+                "application/json-patch+json" => PatchKind::Json,
+                _ => PatchKind::Strategic,
+            };
+            let patch = parse_body(body, false)?;
+            let trial = WriteOptions {
+                dry_run: true,
+                ..opts.clone()
+            };
+            let patched = store.patch(rt, &p.version, ns, name, kind, &patch, &trial)?;
+            patched["spec"]["ephemeralContainers"].clone()
+        }
+        ref m => {
+            return Err(ApiError::method_not_allowed(
+                m.as_str(),
+                "ephemeralcontainers",
+            ));
+        }
+    };
+    let updated = store.patch(
+        rt,
+        &p.version,
+        ns,
+        name,
+        PatchKind::Merge,
+        &json!({"spec": {"ephemeralContainers": wanted}}),
+        &opts,
+    )?;
+    Ok(Reply::Json(
+        StatusCode::OK,
+        in_version(&updated, rt, &p.version),
+    ))
+}
+
 /// The `autoscaling/v1` Scale view of a workload.
 fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
-    let selector = obj["spec"]["selector"]["matchLabels"]
+    let selector = obj["spec"]["selector"]
+        .get("matchLabels")
+        // A ReplicationController's selector is the label map itself.
+        .unwrap_or(&obj["spec"]["selector"])
         .as_object()
         .map(|m| {
             m.iter()

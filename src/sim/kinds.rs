@@ -34,6 +34,13 @@ pub struct ResourceType {
     pub list_keys: ListKeys,
     /// The CRD's `openAPIV3Schema` per version, for validation of custom resources.
     pub schema: Option<Value>,
+    /// Groupings kubectl expands (`all` for `kubectl get all`).
+    pub categories: Vec<String>,
+    /// A CRD's `additionalPrinterColumns` by version, for Table output.
+    pub printer_columns: BTreeMap<String, Vec<Value>>,
+    /// Whether the resource is only ever created and answered, never stored (access
+    /// and token reviews).
+    pub create_only: bool,
 }
 
 impl ResourceType {
@@ -141,6 +148,16 @@ const BUILTINS: &[Builtin] = &[
         true,
     ),
     b("", "v1", "Node", "nodes", false, &["no"], true),
+    b(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        true,
+        &["rc"],
+        true,
+    ),
+    b("", "v1", "PodTemplate", "podtemplates", true, &[], false),
     b(
         "apps",
         "v1",
@@ -271,6 +288,15 @@ const BUILTINS: &[Builtin] = &[
         true,
     ),
     b(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+        false,
+    ),
+    b(
         "coordination.k8s.io",
         "v1",
         "Lease",
@@ -326,6 +352,81 @@ const BUILTINS: &[Builtin] = &[
     ),
 ];
 
+/// `kubectl get all` and friends: the categories a real server puts kinds in.
+const CATEGORIES: &[(&str, &str, &[&str])] = &[
+    ("", "pods", &["all"]),
+    ("", "replicationcontrollers", &["all"]),
+    ("", "services", &["all"]),
+    ("apps", "daemonsets", &["all"]),
+    ("apps", "deployments", &["all"]),
+    ("apps", "replicasets", &["all"]),
+    ("apps", "statefulsets", &["all"]),
+    ("autoscaling", "horizontalpodautoscalers", &["all"]),
+    ("batch", "cronjobs", &["all"]),
+    ("batch", "jobs", &["all"]),
+    (
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["api-extensions"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["api-extensions"],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["api-extensions"],
+    ),
+];
+
+/// Versions served besides the preferred one (objects are stored once; see
+/// `http::in_version` for the conversion).
+const OLDER_VERSIONS: &[(&str, &str, &str)] = &[("autoscaling", "horizontalpodautoscalers", "v1")];
+
+/// Resources that are created and answered but never stored: a real server computes
+/// the answer from its authenticator and authorizer. The simulator has neither, so
+/// every review says yes (see `super::reviews`).
+const REVIEWS: &[(&str, &str, &str, bool)] = &[
+    (
+        "authorization.k8s.io",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+    ),
+    (
+        "authentication.k8s.io",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "TokenReview",
+        "tokenreviews",
+        false,
+    ),
+];
+
 /// Every resource type a cluster serves, keyed by (group, plural).
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -343,9 +444,21 @@ impl Registry {
     pub fn builtin() -> Registry {
         let mut types = BTreeMap::new();
         for bi in BUILTINS {
+            let mut versions = vec![bi.version.to_string()];
+            versions.extend(
+                OLDER_VERSIONS
+                    .iter()
+                    .filter(|(g, p, _)| *g == bi.group && *p == bi.plural)
+                    .map(|(_, _, v)| v.to_string()),
+            );
+            let categories = CATEGORIES
+                .iter()
+                .find(|(g, p, _)| *g == bi.group && *p == bi.plural)
+                .map(|(_, _, c)| c.iter().map(|c| c.to_string()).collect())
+                .unwrap_or_default();
             let t = ResourceType {
                 group: bi.group.into(),
-                versions: vec![bi.version.into()],
+                versions,
                 kind: bi.kind.into(),
                 plural: bi.plural.into(),
                 singular: bi.kind.to_ascii_lowercase(),
@@ -354,6 +467,27 @@ impl Registry {
                 status_subresource: bi.status,
                 list_keys: ListKeys::new(),
                 schema: None,
+                categories,
+                printer_columns: BTreeMap::new(),
+                create_only: false,
+            };
+            types.insert((t.group.clone(), t.plural.clone()), t);
+        }
+        for (group, kind, plural, namespaced) in REVIEWS {
+            let t = ResourceType {
+                group: group.to_string(),
+                versions: vec!["v1".into()],
+                kind: kind.to_string(),
+                plural: plural.to_string(),
+                singular: kind.to_ascii_lowercase(),
+                namespaced: *namespaced,
+                short_names: Vec::new(),
+                status_subresource: false,
+                list_keys: ListKeys::new(),
+                schema: None,
+                categories: Vec::new(),
+                printer_columns: BTreeMap::new(),
+                create_only: true,
             };
             types.insert((t.group.clone(), t.plural.clone()), t);
         }
@@ -457,8 +591,11 @@ impl Registry {
                 "update",
                 "watch",
             ];
-            if t.kind == "Event" || t.kind == "ControllerRevision" {
-                verbs.retain(|v| *v != "deletecollection" || t.kind == "Event");
+            if t.create_only {
+                verbs = vec!["create"];
+            } else if t.group.is_empty() && t.kind == "Namespace" {
+                // Namespaces are deleted one by one (their contents go with them).
+                verbs.retain(|v| *v != "deletecollection");
             }
             let mut r = json!({
                 "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced,
@@ -467,21 +604,37 @@ impl Registry {
             if !t.short_names.is_empty() {
                 r["shortNames"] = json!(t.short_names);
             }
+            if !t.categories.is_empty() {
+                r["categories"] = json!(t.categories);
+            }
             resources.push(r);
-            if t.group == "apps"
-                && matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet")
-            {
-                resources.push(json!({
-                    "name": format!("{}/scale", t.plural), "singularName": "", "group": "autoscaling",
-                    "version": "v1", "namespaced": t.namespaced, "kind": "Scale",
-                    "verbs": ["get", "patch", "update"],
-                }));
+            let sub = |name: &str, kind: &str, verbs: &[&str]| {
+                json!({"name": format!("{}/{name}", t.plural), "singularName": "",
+                    "namespaced": t.namespaced, "kind": kind, "verbs": verbs})
+            };
+            if has_scale(t) {
+                let mut s = sub("scale", "Scale", &["get", "patch", "update"]);
+                s["group"] = json!("autoscaling");
+                s["version"] = json!("v1");
+                resources.push(s);
             }
             if t.status_subresource {
-                resources.push(json!({
-                    "name": format!("{}/status", t.plural), "singularName": "",
-                    "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"],
-                }));
+                resources.push(sub("status", &t.kind, &["get", "patch", "update"]));
+            }
+            match (t.group.as_str(), t.kind.as_str()) {
+                ("", "Namespace") => resources.push(sub("finalize", "Namespace", &["update"])),
+                ("", "Pod") => resources.push(sub(
+                    "ephemeralcontainers",
+                    "Pod",
+                    &["get", "patch", "update"],
+                )),
+                ("", "ServiceAccount") => {
+                    let mut s = sub("token", "TokenRequest", &["create"]);
+                    s["group"] = json!("authentication.k8s.io");
+                    s["version"] = json!("v1");
+                    resources.push(s);
+                }
+                _ => {}
             }
         }
         if resources.is_empty() {
@@ -490,6 +643,14 @@ impl Registry {
         Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": api_version(group, version), "resources": resources}))
     }
+}
+
+/// Whether `t` has a `/scale` subresource (`kubectl scale`, autoscalers).
+pub fn has_scale(t: &ResourceType) -> bool {
+    matches!(
+        (t.group.as_str(), t.kind.as_str()),
+        ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") | ("", "ReplicationController")
+    )
 }
 
 /// Reads the resource type a CustomResourceDefinition declares, or the reason it
@@ -533,6 +694,7 @@ pub fn type_from_crd(crd: &Value) -> Result<ResourceType, Vec<(String, String)>>
     let mut versions = Vec::new();
     let mut storage_schema = None;
     let mut status_subresource = false;
+    let mut printer_columns = BTreeMap::new();
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"].as_bool() == Some(false) {
             continue;
@@ -549,6 +711,9 @@ pub fn type_from_crd(crd: &Value) -> Result<ResourceType, Vec<(String, String)>>
             versions.push(vname);
         }
         status_subresource |= v["subresources"].get("status").is_some();
+        if let Some(cols) = v["additionalPrinterColumns"].as_array() {
+            printer_columns.insert(s(&v["name"]), cols.clone());
+        }
     }
     if versions.is_empty() {
         errors.push((
@@ -579,6 +744,14 @@ pub fn type_from_crd(crd: &Value) -> Result<ResourceType, Vec<(String, String)>>
         status_subresource,
         list_keys,
         schema: storage_schema,
+        categories: spec["names"]["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        printer_columns,
+        create_only: false,
     })
 }
 

@@ -20,13 +20,19 @@
 pub mod api_error;
 pub mod defaults;
 mod http;
+mod jsonpath;
 pub mod kinds;
 mod openapi;
+mod printers;
+mod proto_schema;
+mod protobuf;
+mod reviews;
 mod smp;
 pub mod ssa;
 pub mod store;
 mod table;
 pub mod validate;
+mod versions;
 pub mod workload;
 
 use std::net::SocketAddr;

@@ -1,11 +1,11 @@
 //! Server-side printing: the `Table` and `PartialObjectMetadata` forms kubectl and
 //! metadata-only clients ask for in their `Accept` header.
 
-use std::time::SystemTime;
-
 use serde_json::{Value, json};
 
+use super::jsonpath;
 use super::kinds::ResourceType;
+use super::printers;
 
 /// The response form a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,114 +50,109 @@ pub fn partial_list(items: &[Value], meta: Value) -> Value {
         "metadata": meta, "items": items})
 }
 
-/// Human age like kubectl prints it: `45s`, `3m`, `5h`, `2d`.
-fn age(created: &str) -> String {
-    let Ok(t) = humantime::parse_rfc3339(created) else {
-        return "<unknown>".into();
-    };
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
+/// The columns and row cells for objects of `rt` served in `version`: a CRD's
+/// `additionalPrinterColumns` (an Age column when it declares none, as a real
+/// server defaults them), or the built-in printer of the kind.
+fn printer<'a>(rt: &'a ResourceType, version: &str) -> (Vec<Value>, Printer<'a>) {
+    if !is_builtin_group(&rt.group) {
+        let declared = rt.printer_columns.get(version).cloned().unwrap_or_else(|| {
+            vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})]
+        });
+        let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name",
+            "description": "Name must be unique within a namespace.", "priority": 0})];
+        for c in &declared {
+            let path = c["jsonPath"].as_str().unwrap_or("");
+            let description = c["description"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| {
+                    format!("Custom resource definition column (in JSONPath format): {path}")
+                });
+            columns.push(
+                json!({"name": c["name"], "type": c["type"].as_str().unwrap_or("string"),
+                "format": c["format"].as_str().unwrap_or(""), "description": description,
+                "priority": c["priority"].as_i64().unwrap_or(0)}),
+            );
+        }
+        return (columns, Printer::Custom(declared));
+    }
+    let columns = printers::columns(rt)
+        .into_iter()
+        .map(|(name, ty, priority, description)| {
+            json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
+                "description": description, "priority": priority})
+        })
+        .collect();
+    (columns, Printer::Builtin(rt))
+}
+
+/// Whether a group is one of the built-in ones: a CRD's group has a dot and is not
+/// under `k8s.io`.
+fn is_builtin_group(group: &str) -> bool {
+    group.ends_with(".k8s.io") || !group.contains('.')
+}
+
+enum Printer<'a> {
+    Builtin(&'a ResourceType),
+    Custom(Vec<Value>),
+}
+
+impl Printer<'_> {
+    fn cells(&self, obj: &Value) -> Vec<Value> {
+        match self {
+            Printer::Builtin(rt) => printers::cells(rt, obj),
+            Printer::Custom(columns) => {
+                let mut cells = vec![obj["metadata"]["name"].clone()];
+                for c in columns {
+                    let found = jsonpath::first(obj, c["jsonPath"].as_str().unwrap_or(""));
+                    cells.push(custom_cell(c["type"].as_str().unwrap_or("string"), found));
+                }
+                cells
+            }
+        }
     }
 }
 
-fn column(name: &str, format: &str, description: &str) -> Value {
-    json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0})
-}
-
-fn int(v: &Value) -> i64 {
-    v.as_i64().unwrap_or(0)
-}
-
-/// Columns and one row's cells for `obj` of type `rt`.
-fn cells(rt: &ResourceType, obj: &Value) -> (Vec<Value>, Vec<Value>) {
-    let name = obj["metadata"]["name"].clone();
-    let created = age(obj["metadata"]["creationTimestamp"].as_str().unwrap_or(""));
-    let name_col = column("Name", "name", "Name must be unique within a namespace.");
-    let age_col = column(
-        "Age",
-        "",
-        "CreationTimestamp is a timestamp representing the server time when this object was created.",
-    );
-    let s = &obj["status"];
-    match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", "Deployment") => {
-            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            (
-                vec![
-                    name_col,
-                    column("Ready", "", "Number of the pod with ready state"),
-                    column(
-                        "Up-to-date",
-                        "",
-                        "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
-                    ),
-                    column(
-                        "Available",
-                        "",
-                        "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
-                    ),
-                    age_col,
-                ],
-                vec![
-                    name,
-                    json!(format!("{}/{}", int(&s["readyReplicas"]), replicas)),
-                    json!(int(&s["updatedReplicas"])),
-                    json!(int(&s["availableReplicas"])),
-                    json!(created),
-                ],
-            )
-        }
-        ("", "Namespace") => (
-            vec![
-                name_col,
-                column("Status", "", "The status of the namespace"),
-                age_col,
-            ],
-            vec![
-                name,
-                json!(s["phase"].as_str().unwrap_or("")),
-                json!(created),
-            ],
-        ),
-        ("", "Pod") => (
-            vec![
-                name_col,
-                column("Status", "", "The phase of the pod"),
-                age_col,
-            ],
-            vec![
-                name,
-                json!(s["phase"].as_str().unwrap_or("Pending")),
-                json!(created),
-            ],
-        ),
-        _ => (vec![name_col, age_col], vec![name, json!(created)]),
+/// A custom column's cell as a real server fills it: strings printed, numbers and
+/// booleans typed, dates as ages, nothing for a missing or mistyped value.
+fn custom_cell(ty: &str, value: Option<&Value>) -> Value {
+    let Some(v) = value.filter(|v| !v.is_null()) else {
+        return Value::Null;
+    };
+    match (ty, v) {
+        ("string", Value::String(s)) => json!(s),
+        ("string", other) => json!(other.to_string()),
+        ("integer", Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, |i| json!(i)),
+        ("number", Value::Number(n)) => n.as_f64().map_or(Value::Null, |f| json!(f)),
+        ("boolean", Value::Bool(b)) => json!(b),
+        ("date", Value::String(_)) => json!(printers::age(v)),
+        _ => Value::Null,
     }
 }
 
 /// A `Table` of `objects`; each row carries the object (full when `include_object`,
 /// otherwise metadata only), as kubectl expects.
 pub fn table(rt: &ResourceType, objects: &[Value], meta: Value, include_object: bool) -> Value {
-    let mut columns = None;
-    let mut rows = Vec::new();
-    for o in objects {
-        let (cols, cells) = cells(rt, o);
-        columns.get_or_insert(cols);
-        let object = if include_object {
-            o.clone()
-        } else {
-            partial(o)
-        };
-        rows.push(json!({"cells": cells, "object": object}));
-    }
-    let columns = columns.unwrap_or_else(|| cells(rt, &json!({"metadata": {}})).0);
+    let version = objects
+        .first()
+        .and_then(|o| o["apiVersion"].as_str())
+        .map(|av| av.rsplit('/').next().unwrap_or(av).to_string())
+        .unwrap_or_else(|| rt.versions[0].clone());
+    let (columns, printer) = printer(rt, &version);
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let object = if include_object {
+                o.clone()
+            } else {
+                partial(o)
+            };
+            json!({"cells": printer.cells(o), "object": object})
+        })
+        .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
         "columnDefinitions": columns, "rows": rows})
 }
