@@ -10,6 +10,12 @@
 //! 3. in-process rendering of every app x cluster of a generated 1,000-cluster x
 //!    20-app fleet on all cores.
 //!
+//! 4. a kustomization inflating a Helm chart (`helmCharts`: the test chart `greeter`
+//!    with a subchart, under a namePrefix and labels), `rollwave build` against
+//!    `kubectl kustomize --enable-helm`, with `helm template` of the same chart timed
+//!    alone so Helm's own share is reported apart from rollwave's (the `helm` of
+//!    `tests/helm/build`, built from its pinned module on first use).
+//!
 //! Set `ROLLWAVE_BENCH_SKIP_KUSTOMIZE_LARGE=1` to skip kustomize on the large overlay
 //! (it takes minutes).
 
@@ -172,6 +178,88 @@ fn bench_processes(name: &str, dir: &Path, runs: usize, with_kustomize: bool) {
     );
 }
 
+/// The `helm` of `tests/helm/build` (built on first use).
+fn helm_bin() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helm/build");
+    let out = Command::new(script).output().expect("run tests/helm/build");
+    assert!(
+        out.status.success(),
+        "tests/helm/build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn bench_helm(root: &Path, runs: usize) {
+    let helm = helm_bin();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helm/charts/greeter");
+    copy_dir(&chart, &root.join("charts/greeter"));
+    write(
+        root,
+        "kustomization.yaml",
+        "helmCharts:\n- name: greeter\n  releaseName: bench\n  includeCRDs: true\n  valuesInline: {replicaCount: 3}\nnamePrefix: team-\ncommonLabels: {team: blue}\n",
+    );
+    let path = format!(
+        "{}:{}",
+        helm.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let timed = |cmd: &mut Command| {
+        let mut walls = Vec::new();
+        let mut rss = 0;
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            let r = run_measured(cmd);
+            walls.push(r.wall);
+            rss = rss.max(r.max_rss_kib);
+            out = r.stdout;
+        }
+        (median(walls), rss, out)
+    };
+    let (ours, our_rss, our_out) = timed(
+        Command::new(rollwave_bin())
+            .arg("build")
+            .arg(root)
+            .env("PATH", &path),
+    );
+    let (helm_alone, _, _) = timed(
+        Command::new(&helm)
+            .args(["template", "bench", "--include-crds"])
+            .arg(root.join("charts/greeter")),
+    );
+    let (theirs, their_rss, their_out) = timed(
+        Command::new("kubectl")
+            .args(["kustomize", "--enable-helm", "--helm-command"])
+            .arg(&helm)
+            .arg(root),
+    );
+    let same = rollwave::yaml::parse_documents("a", &String::from_utf8_lossy(&our_out)).unwrap()
+        == rollwave::yaml::parse_documents("b", &String::from_utf8_lossy(&their_out)).unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{:<28} rollwave {:>9.1} ms {:>7.1} MiB (helm template alone {:.1} ms, rollwave's own {:.1} ms) | kustomize {:>9.1} ms {:>7.1} MiB | output identical: {same}",
+        "Helm chart via helmCharts",
+        ms(ours),
+        our_rss as f64 / 1024.0,
+        ms(helm_alone),
+        ms(ours.saturating_sub(helm_alone)),
+        ms(theirs),
+        their_rss as f64 / 1024.0,
+    );
+}
+
 fn generated_fleet(clusters: usize, apps: usize) -> MemTree {
     let mut t = MemTree::new();
     t.insert("fleet.yaml", "stages: [test, pre, prod]\nrollout: {batches: [1, 2, 7]}\nvalues: {registry: reg.example.com}\n");
@@ -256,5 +344,6 @@ fn main() {
     let large = large_overlay(&tmp.path().join("large"));
     let skip = std::env::var_os("ROLLWAVE_BENCH_SKIP_KUSTOMIZE_LARGE").is_some();
     bench_processes("overlay of 4,000 objects", &large, 3, !skip);
+    bench_helm(&tmp.path().join("helm"), 11);
     bench_fleet(1000, 20);
 }
