@@ -33,6 +33,48 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const COLD_APPS: usize = 1000;
+
+/// A long-running `rollwave agent` on `repo` resyncing every `interval` seconds,
+/// returned once its /readyz answers (within `ready_within`).
+fn spawn_agent(
+    repo: &Path,
+    kubeconfig: &Path,
+    interval: u64,
+    ready_within: Duration,
+) -> std::process::Child {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "agent",
+            "--cluster",
+            "bench",
+            "--interval",
+            &format!("{interval}s"),
+            "--drift-interval",
+            "1s",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--repo",
+        ])
+        .arg(repo)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent_addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + ready_within;
+    while !http_get(&agent_addr, "/readyz").starts_with("ready") {
+        assert!(Instant::now() < deadline, "the agent did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent
+}
 const STEADY_APPS: usize = 1250;
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -196,38 +238,8 @@ fn simulated() {
     // 2. Steady state with 5,000 managed objects.
     fleet(&repo, STEADY_APPS);
     let (mut sim, kubeconfig, server) = start_sim(dir.path(), "steady.kubeconfig");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let interval = 5;
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_rollwave"))
-        .args([
-            "agent",
-            "--cluster",
-            "bench",
-            "--interval",
-            &format!("{interval}s"),
-            "--drift-interval",
-            "1s",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--repo",
-        ])
-        .arg(&repo)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent_addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !http_get(&agent_addr, "/readyz").starts_with("ready") {
-        assert!(Instant::now() < deadline, "the agent did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut agent = spawn_agent(&repo, &kubeconfig, interval, Duration::from_secs(300));
     // Let workloads settle and a few resyncs pass before measuring.
     std::thread::sleep(Duration::from_secs(3 * interval));
     let pid = agent.id();
@@ -394,38 +406,8 @@ fn real(apps: usize) {
 
     // 2. Steady state on the same apps.
     c.wait_settled(Duration::from_secs(5), Duration::from_secs(30 * 60));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let interval = 10;
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_rollwave"))
-        .args([
-            "agent",
-            "--cluster",
-            "bench",
-            "--interval",
-            &format!("{interval}s"),
-            "--drift-interval",
-            "1s",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--repo",
-        ])
-        .arg(&repo)
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent_addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !http_get(&agent_addr, "/readyz").starts_with("ready") {
-        assert!(Instant::now() < deadline, "the agent did not become ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut agent = spawn_agent(&repo, c.kubeconfig(), interval, Duration::from_secs(600));
     std::thread::sleep(Duration::from_secs(3 * interval));
     let pid = agent.id();
     let before = c.requests();

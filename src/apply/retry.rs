@@ -88,13 +88,23 @@ impl Breaker {
         }
     }
 
-    /// The error a call refused by the open breaker returns.
+    /// The error a call refused by the open breaker returns: the earlier failure,
+    /// said to be that (a refused inventory list must not read as if listing had
+    /// failed with a Service's error).
     fn error(&self) -> Option<kube::Error> {
         let t = self.lock();
         let t = t.as_ref()?;
+        let message = format!(
+            "not sent: an earlier request to this cluster gave up in this pass: {}",
+            t.message
+        );
         Some(match &t.status {
-            Some(s) => kube::Error::Api(Box::new(s.clone())),
-            None => transport_error(t.message.clone()),
+            Some(s) => {
+                let mut s = s.clone();
+                s.message = message;
+                kube::Error::Api(Box::new(s))
+            }
+            None => transport_error(message),
         })
     }
 }

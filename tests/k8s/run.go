@@ -135,7 +135,7 @@ func (cp *controlPlane) start(ctx context.Context, readyAfter time.Duration) err
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+p.path("sa.pub"),
 		"--service-account-signing-key-file="+p.path("sa.key"),
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range=10.0.0.0/16",
 		// Endpoints may not hold loopback addresses; nothing here needs the
 		// `kubernetes` Service to have endpoints.
 		"--endpoint-reconciler-type=none",
