@@ -8,14 +8,18 @@
 //! references are fixed and objects are sorted in kustomize's legacy order. Fields
 //! rollwave does not implement are refused by name, never ignored.
 
+mod config;
 mod fields;
 mod generator;
 mod kustomization;
 mod nameref;
 mod patch;
+mod replacement;
 mod resource;
 mod selector;
+mod sort;
 mod transform;
+mod vars;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -28,7 +32,9 @@ pub use resource::{Gvk, ResId, is_cluster_scoped_kind, legacy_order};
 
 use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
 use crate::yaml::YamlError;
+use config::TransformerConfig;
 use generator::GeneratedKind;
+use kustomization::Var;
 use patch::{PatchOptions, PatchSource};
 use resource::{Behavior, Resource};
 use selector::CompiledSelector;
@@ -265,25 +271,52 @@ impl<'t> Loader<'t> {
     }
 }
 
+/// What a kustomization root contributes to the one that includes it: its objects,
+/// its custom field specs and its vars (kustomize's resource accumulator).
+#[derive(Default)]
+struct Accumulation {
+    res: Vec<Resource>,
+    config: TransformerConfig,
+    vars: Vec<Var>,
+    /// Options only the outermost kustomization's count.
+    top: Option<TopOptions>,
+}
+
+/// Options of the kustomization `build` was called on.
+#[derive(Default, Clone)]
+struct TopOptions {
+    sort: Option<kustomization::SortOptions>,
+    build_metadata: Vec<String>,
+    file: String,
+}
+
 /// Builds the kustomization root `dir` of `tree` into objects, in `kustomize build`
 /// order.
 pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, KustomizeError> {
     let loader = Loader::new(tree);
-    let mut res = accumulate_root(&loader, dir, false, Vec::new())?;
-    // Hash suffixes, then name references, then order: only at the top level.
+    let acc = accumulate_root(&loader, dir, Root::Top, Accumulation::default())?;
+    let top = acc.top.clone().unwrap_or_default();
+    let mut res = acc.res;
+    // Hash suffixes, then name references, then vars, then order: only at the top.
     for r in res.iter_mut().filter(|r| r.needs_hash) {
         let h = name_hash(&r.obj);
         r.store_previous_id();
         let name = format!("{}-{h}", r.name());
         r.set_name(&name);
     }
-    nameref::fix_name_references(&mut res)?;
-    let mut keyed: Vec<(ResId, Resource)> = res.into_iter().map(|r| (r.cur_id(), r)).collect();
-    keyed.sort_by(|a, b| legacy_order(&a.0, &b.0));
-    Ok(keyed
-        .into_iter()
-        .map(|(_, r)| Value::Object(r.obj))
-        .collect())
+    nameref::fix_name_references(&mut res, &acc.config.name_reference)?;
+    let mut var_specs = fields::var_reference_specs();
+    var_specs.extend(acc.config.var_reference.iter().cloned());
+    vars::resolve_vars(&mut res, &acc.vars, &var_specs)?;
+    // Objects marked local-config are inputs to transformers, not output.
+    res.retain(|r| {
+        r.meta_map("annotations")
+            .get("config.kubernetes.io/local-config")
+            .and_then(Value::as_str)
+            != Some("true")
+    });
+    let res = sort::sort(res, top.sort.as_ref(), &top.file)?;
+    Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
 }
 
 /// Finds and parses the kustomization file of `dir`.
@@ -336,6 +369,14 @@ pub fn load_kustomization(
     match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
         Ok(k) => Ok((file, k)),
         Err(e) => {
+            // kustomize's reader lets a repeated key keep its last value and matches
+            // field names case-insensitively; accept what it accepts.
+            if let Ok(mut doc) = crate::yaml::parse_value_last_key_wins(file.as_str(), &text) {
+                kustomization::normalize_field_names(&mut doc);
+                if let Ok(k) = serde_json::from_value::<Kustomization>(doc) {
+                    return Ok((file, k));
+                }
+            }
             if let Some(field) = kustomization::UNSUPPORTED_FIELDS
                 .iter()
                 .find(|f| e.message.starts_with(&format!("unknown field '{f}'")))
@@ -380,14 +421,25 @@ fn is_remote(s: &str) -> bool {
         || s.starts_with("bitbucket.org/")
 }
 
+/// How a kustomization root is being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// The root `build` was called on (a Kustomization or a Component).
+    Top,
+    /// A directory listed under `resources`.
+    Resource,
+    /// A directory listed under `components`.
+    Component,
+}
+
 /// Builds a non-component root into a fresh accumulation, or applies a component to
 /// `acc`.
 fn accumulate_root(
     loader: &Loader<'_>,
     dir: &RepoPath,
-    is_component: bool,
-    acc: Vec<Resource>,
-) -> Result<Vec<Resource>, KustomizeError> {
+    root: Root,
+    acc: Accumulation,
+) -> Result<Accumulation, KustomizeError> {
     // As kustomize does, a root is built at its real path: `..` in it is relative to
     // where a directory symlink leads, and a symlink back to an enclosing root is a
     // cycle, not a chain that grows until a limit.
@@ -413,7 +465,7 @@ fn accumulate_root(
         stack.push(dir.clone());
         loader.on_stack.borrow_mut().insert(real.clone());
     }
-    let result = accumulate_inner(loader, &real, is_component, acc);
+    let result = accumulate_inner(loader, &real, root, acc);
     loader.stack.borrow_mut().pop();
     loader.on_stack.borrow_mut().remove(&real);
     result
@@ -422,14 +474,16 @@ fn accumulate_root(
 fn accumulate_inner(
     loader: &Loader<'_>,
     dir: &RepoPath,
-    is_component: bool,
-    mut acc: Vec<Resource>,
-) -> Result<Vec<Resource>, KustomizeError> {
+    root: Root,
+    mut whole: Accumulation,
+) -> Result<Accumulation, KustomizeError> {
     let (file, k) = load_kustomization(loader, dir)?;
     let kind = k.kind.as_deref().unwrap_or("Kustomization");
     let dir_s = dir.to_string();
+    let is_component = root == Root::Component;
     match (is_component, kind) {
         (true, "Component") | (false, "Kustomization") => {}
+        (false, "Component") if root == Root::Top => {}
         (true, other) => {
             return Err(KustomizeError::Kustomization {
                 dir: dir_s,
@@ -456,6 +510,27 @@ fn accumulate_inner(
             file: file.to_string(),
         });
     }
+    for (field, used) in [
+        ("generators", !k.generators.is_empty()),
+        ("transformers", !k.transformers.is_empty()),
+        ("openapi", k.openapi.is_some()),
+        ("buildMetadata", !k.build_metadata.is_empty()),
+    ] {
+        if used {
+            return Err(KustomizeError::Unsupported {
+                file: file.to_string(),
+                field: field.into(),
+            });
+        }
+    }
+    if root == Root::Top {
+        whole.top = Some(TopOptions {
+            sort: k.sort_options.clone(),
+            build_metadata: k.build_metadata.clone(),
+            file: file.to_string(),
+        });
+    }
+    let mut acc = std::mem::take(&mut whole.res);
     // Resources.
     let mut ids: std::collections::HashMap<_, usize> = acc
         .iter()
@@ -478,10 +553,12 @@ fn accumulate_inner(
                 }
             }
             Some(EntryKind::Dir) => {
-                let sub = accumulate_root(loader, &path, false, Vec::new())?;
-                for r in sub {
+                let sub = accumulate_root(loader, &path, Root::Resource, Accumulation::default())?;
+                for r in sub.res {
                     add_unique(&mut acc, &mut ids, r)?;
                 }
+                whole.config.merge(&sub.config);
+                vars::merge_declared(&mut whole.vars, &sub.vars, &dir_s)?;
             }
             None => {
                 return Err(KustomizeError::Resource {
@@ -490,6 +567,20 @@ fn accumulate_inner(
                 });
             }
         }
+    }
+    // Custom field specs, from files and from CRD schemas.
+    for c in &k.configurations {
+        let path = loader.file_in(dir, c)?;
+        let text = loader.read_text(&path)?;
+        let tc: TransformerConfig = crate::yaml::parse_typed(path.as_str(), &text)?;
+        whole.config.merge(&tc);
+    }
+    for c in &k.crds {
+        let path = loader.file_in(dir, c)?;
+        let text = loader.read_text(&path)?;
+        let defs = crate::yaml::parse_documents(path.as_str(), &text)?;
+        let defs = defs.into_iter().next().unwrap_or(Value::Null);
+        whole.config.merge(&config::from_openapi_definitions(&defs));
     }
     // Generators.
     for (kind, entries) in [
@@ -511,10 +602,14 @@ fn accumulate_inner(
             });
         }
         let path = dir.join(c)?;
-        acc = accumulate_root(loader, &path, true, acc)?;
+        whole.res = acc;
+        whole = accumulate_root(loader, &path, Root::Component, whole)?;
+        acc = std::mem::take(&mut whole.res);
     }
-    run_transformers(loader, dir, &k, &mut acc)?;
-    Ok(acc)
+    run_transformers(loader, dir, &k, &whole.config, &mut acc)?;
+    vars::merge_vars(&mut whole.vars, &mut acc, &k.vars, &dir_s)?;
+    whole.res = acc;
+    Ok(whole)
 }
 
 fn add_unique(
@@ -692,6 +787,7 @@ fn run_transformers(
     loader: &Loader<'_>,
     dir: &RepoPath,
     k: &Kustomization,
+    tc: &TransformerConfig,
     acc: &mut Vec<Resource>,
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
@@ -739,16 +835,35 @@ fn run_transformers(
         patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
     }
     if let Some(ns) = &k.namespace {
-        transform::set_namespace(acc, ns)?;
+        transform::set_namespace(acc, ns, &tc.namespace)?;
     }
-    transform::add_affixes(acc, k.name_prefix.as_deref().unwrap_or(""), "");
-    transform::add_affixes(acc, "", k.name_suffix.as_deref().unwrap_or(""));
+    transform::add_affixes(
+        acc,
+        k.name_prefix.as_deref().unwrap_or(""),
+        "",
+        &tc.name_prefix,
+    );
+    transform::add_affixes(
+        acc,
+        "",
+        k.name_suffix.as_deref().unwrap_or(""),
+        &tc.name_suffix,
+    );
     for l in &k.labels {
-        let specs = transform::label_specs(l.include_selectors, l.include_templates);
+        let mut specs = transform::label_specs(l.include_selectors, l.include_templates, tc);
+        for f in &l.fields {
+            if !specs.contains(f) {
+                specs.push(f.clone());
+            }
+        }
         transform::add_map_entries(acc, &l.pairs, &specs);
     }
-    transform::add_map_entries(acc, &k.common_labels, &fields::common_label_specs());
-    transform::add_map_entries(acc, &k.common_annotations, fields::COMMON_ANNOTATIONS);
+    let mut label_specs = fields::common_label_specs();
+    label_specs.extend(tc.common_labels.iter().cloned());
+    transform::add_map_entries(acc, &k.common_labels, &label_specs);
+    let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
+    annotation_specs.extend(tc.common_annotations.iter().cloned());
+    transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
     for entry in &k.patches_json6902 {
         let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
         let src = PatchSource { dir: &dir_s, what };
@@ -760,7 +875,69 @@ fn run_transformers(
         })?;
         patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
     }
-    transform::set_replicas(acc, &k.replicas, &dir_s)?;
-    transform::set_images(acc, &k.images);
+    transform::set_replicas(acc, &k.replicas, &dir_s, &tc.replicas)?;
+    transform::set_images(acc, &k.images, &tc.images);
+    let reps = load_replacements(loader, dir, &k.replacements)?;
+    replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
+        dir: dir_s.clone(),
+        message,
+    })?;
     Ok(())
+}
+
+/// Reads `replacements`: inline entries, and files holding one replacement or a list.
+fn load_replacements(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entries: &[kustomization::ReplacementEntry],
+) -> Result<Vec<replacement::Replacement>, KustomizeError> {
+    let bad = |message: String| KustomizeError::Kustomization {
+        dir: dir.to_string(),
+        message,
+    };
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match &e.path {
+            Some(p) => {
+                if e.source.is_some() || e.targets.is_some() || e.source_value.is_some() {
+                    return Err(bad(format!(
+                        "replacements[{i}]: cannot specify both path and inline replacement"
+                    )));
+                }
+                let path = loader.file_in(dir, p)?;
+                let text = loader.read_text(&path)?;
+                let docs = crate::yaml::parse_documents(path.as_str(), &text)?;
+                let doc = docs.into_iter().next().unwrap_or(Value::Null);
+                let parsed = match doc {
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(serde_json::from_value)
+                        .collect::<Result<Vec<replacement::Replacement>, _>>(),
+                    m @ Value::Object(_) => serde_json::from_value(m).map(|r| vec![r]),
+                    _ => {
+                        return Err(bad(format!(
+                            "{path}: unsupported replacement type encountered within replacement path; expected a map or a list"
+                        )));
+                    }
+                };
+                out.extend(parsed.map_err(|err| bad(format!("{path}: {err}")))?);
+            }
+            None => {
+                let mut m = Map::new();
+                for (k, v) in [
+                    ("source", &e.source),
+                    ("sourceValue", &e.source_value),
+                    ("targets", &e.targets),
+                ] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v.clone());
+                    }
+                }
+                let r: replacement::Replacement = serde_json::from_value(Value::Object(m))
+                    .map_err(|err| bad(format!("replacements[{i}]: {err}")))?;
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
 }
