@@ -258,9 +258,6 @@ pub struct ReplacementEntry {
     /// Where the value comes from.
     #[serde(default)]
     pub source: Option<serde_json::Value>,
-    /// A literal value instead of a source.
-    #[serde(default)]
-    pub source_value: Option<serde_json::Value>,
     /// Where it goes.
     #[serde(default)]
     pub targets: Option<serde_json::Value>,

@@ -899,7 +899,7 @@ fn load_replacements(
     for (i, e) in entries.iter().enumerate() {
         match &e.path {
             Some(p) => {
-                if e.source.is_some() || e.targets.is_some() || e.source_value.is_some() {
+                if e.source.is_some() || e.targets.is_some() {
                     return Err(bad(format!(
                         "replacements[{i}]: cannot specify both path and inline replacement"
                     )));
@@ -924,11 +924,7 @@ fn load_replacements(
             }
             None => {
                 let mut m = Map::new();
-                for (k, v) in [
-                    ("source", &e.source),
-                    ("sourceValue", &e.source_value),
-                    ("targets", &e.targets),
-                ] {
+                for (k, v) in [("source", &e.source), ("targets", &e.targets)] {
                     if let Some(v) = v {
                         m.insert(k.into(), v.clone());
                     }

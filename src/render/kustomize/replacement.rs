@@ -23,9 +23,6 @@ pub struct Replacement {
     /// Where the value comes from.
     #[serde(default)]
     pub source: Option<SourceSelector>,
-    /// A literal value instead.
-    #[serde(default)]
-    pub source_value: Option<String>,
     /// Where it goes.
     #[serde(default)]
     pub targets: Option<Vec<TargetSelector>>,
@@ -114,9 +111,9 @@ pub struct FieldOptions {
     /// Which part of the split.
     #[serde(default)]
     pub index: i64,
-    /// Unused by kustomize; accepted.
-    #[serde(default)]
-    pub encoding: String,
+    /// Accepted and unused, as by kustomize.
+    #[serde(default, rename = "encoding")]
+    pub _encoding: String,
     /// Create missing target fields.
     #[serde(default)]
     pub create: bool,
@@ -549,12 +546,10 @@ fn describe_source(s: &SourceSelector) -> String {
     )
 }
 
+/// A target or reject selector. kustomize v5.5 compares group, version, kind, name and
+/// namespace exactly here (namespaces as effective namespaces), not as patterns.
 struct CompiledObjectSelector {
-    group: Option<regex::bytes::Regex>,
-    version: Option<regex::bytes::Regex>,
-    kind: Option<regex::bytes::Regex>,
-    name: Option<regex::bytes::Regex>,
-    namespace: Option<regex::bytes::Regex>,
+    id: SourceSelector,
     labels: Option<LabelSelector>,
     annotations: Option<LabelSelector>,
     has_id: bool,
@@ -562,39 +557,35 @@ struct CompiledObjectSelector {
 
 impl CompiledObjectSelector {
     fn new(s: &ObjectSelector) -> Result<Self, String> {
-        use super::selector::anchored;
         let sel = |v: &Option<String>| -> Result<Option<LabelSelector>, String> {
             match v.as_deref() {
                 None | Some("") => Ok(None),
                 Some(t) => LabelSelector::parse(t).map(Some),
             }
         };
-        let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let id = SourceSelector {
+            group: text(&s.group),
+            version: text(&s.version),
+            kind: text(&s.kind),
+            name: text(&s.name),
+            namespace: text(&s.namespace),
+            ..SourceSelector::default()
+        };
         Ok(CompiledObjectSelector {
-            group: anchored("group", &s.group)?,
-            version: anchored("version", &s.version)?,
-            kind: anchored("kind", &s.kind)?,
-            name: anchored("name", &s.name)?,
-            namespace: anchored("namespace", &s.namespace)?,
+            has_id: !(id.group.is_empty()
+                && id.version.is_empty()
+                && id.kind.is_empty()
+                && id.name.is_empty()
+                && id.namespace.is_empty()),
+            id,
             labels: sel(&s.label_selector)?,
             annotations: sel(&s.annotation_selector)?,
-            has_id: has(&s.group)
-                || has(&s.version)
-                || has(&s.kind)
-                || has(&s.name)
-                || has(&s.namespace),
         })
     }
 
     fn matches_id(&self, id: &ResId) -> bool {
-        let m = |re: &Option<regex::bytes::Regex>, v: &str| {
-            re.as_ref().is_none_or(|re| re.is_match(v.as_bytes()))
-        };
-        m(&self.group, &id.gvk.group)
-            && m(&self.version, &id.gvk.version)
-            && m(&self.kind, &id.gvk.kind)
-            && m(&self.name, &id.name)
-            && m(&self.namespace, &id.namespace)
+        source_selects(&self.id, id)
     }
 
     fn has_meta_selectors(&self) -> bool {
@@ -621,19 +612,11 @@ pub fn apply(res: &mut [Resource], replacements: &[Replacement]) -> Result<(), S
 }
 
 fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
-    let Some(targets) = r
-        .targets
-        .as_ref()
-        .filter(|_| r.source.is_some() || r.source_value.is_some())
-    else {
+    let (Some(targets), Some(s)) = (&r.targets, &r.source) else {
         return Err("replacements must specify a source and at least one target".into());
     };
-    let value = match (&r.source, &r.source_value) {
-        (Some(_), Some(_)) => {
-            return Err("value and resource selectors are mutually exclusive".into());
-        }
-        (None, Some(v)) => Value::String(v.clone()),
-        (Some(s), None) => {
+    let value = {
+        {
             let mut found: Option<&Resource> = None;
             for cand in res.iter() {
                 if ids_of(cand).iter().any(|id| source_selects(s, id)) {
@@ -671,7 +654,6 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
             }
             refine(s.options.as_ref(), v.expect("checked above"))?
         }
-        (None, None) => unreachable!("checked above"),
     };
     let value = SourceValue { node: value };
     for t in targets {
@@ -702,6 +684,8 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
             if !select.matches_meta(r) {
                 continue;
             }
+            // As in kustomize, a reject's label and annotation selectors and its id
+            // each reject on their own.
             if rejects
                 .iter()
                 .any(|rj| rj.has_meta_selectors() && rj.matches_meta(r))

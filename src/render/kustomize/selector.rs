@@ -18,7 +18,7 @@ pub struct CompiledSelector {
     annotations: LabelSelector,
 }
 
-pub(super) fn anchored(field: &str, s: &Option<String>) -> Result<Option<Regex>, String> {
+fn anchored(field: &str, s: &Option<String>) -> Result<Option<Regex>, String> {
     match s.as_deref() {
         None | Some("") => Ok(None),
         // Kubernetes names are ASCII; skipping Unicode tables keeps compilation cheap.

@@ -310,6 +310,7 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpe
             if r.gvk().kind == "CustomResourceDefinition" {
                 continue;
             }
+            let gvk = r.gvk();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             walk_containers(&mut obj, img, &pattern);
             // kustomize then rewrites the same containers again through its field
@@ -324,7 +325,6 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpe
                     }
                 });
             }
-            let gvk = r.gvk();
             for spec in extra.iter().filter(|s| s.applies_to(&gvk)) {
                 visit_path(&mut obj, &spec.path, false, &mut |v| {
                     if let Value::String(s) = v
