@@ -27,6 +27,9 @@ pub struct TransformerConfig {
     /// Where template labels (`labels` with `includeTemplates`) write.
     #[serde(default)]
     pub template_labels: Vec<FieldSpec>,
+    /// Where every `labels` entry writes besides its own choice of fields.
+    #[serde(default)]
+    pub labels: Vec<FieldSpec>,
     /// Where `commonAnnotations` write.
     #[serde(default)]
     pub common_annotations: Vec<FieldSpec>,
@@ -78,6 +81,7 @@ impl TransformerConfig {
         union(&mut self.namespace, &other.namespace);
         union(&mut self.common_labels, &other.common_labels);
         union(&mut self.template_labels, &other.template_labels);
+        union(&mut self.labels, &other.labels);
         union(&mut self.common_annotations, &other.common_annotations);
         union(&mut self.images, &other.images);
         union(&mut self.replicas, &other.replicas);
@@ -92,20 +96,6 @@ impl TransformerConfig {
                 None => self.name_reference.push(b.clone()),
             }
         }
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.name_prefix.is_empty()
-            && self.name_suffix.is_empty()
-            && self.namespace.is_empty()
-            && self.common_labels.is_empty()
-            && self.template_labels.is_empty()
-            && self.common_annotations.is_empty()
-            && self.images.is_empty()
-            && self.replicas.is_empty()
-            && self.var_reference.is_empty()
-            && self.name_reference.is_empty()
     }
 }
 

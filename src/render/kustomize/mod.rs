@@ -14,6 +14,7 @@ mod generator;
 mod kustomization;
 mod nameref;
 mod patch;
+mod plugins;
 mod replacement;
 mod resource;
 mod selector;
@@ -38,6 +39,10 @@ use kustomization::Var;
 use patch::{PatchOptions, PatchSource};
 use resource::{Behavior, Resource};
 use selector::CompiledSelector;
+
+/// The managed-by label value `buildMetadata: [managedByLabel]` sets, as the kustomize
+/// built into kubectl (the reference rollwave is compared with) writes it.
+const MANAGED_BY: &str = "kustomize-(devel)";
 
 /// Deepest chain of kustomization roots (resources and components) one build follows:
 /// 100. Real kustomizations nest fewer than 10 deep; the limit refuses a chain of
@@ -173,6 +178,9 @@ pub struct Loader<'t> {
     stack: RefCell<Vec<RepoPath>>,
     on_stack: RefCell<HashSet<RepoPath>>,
     files_read: Cell<usize>,
+    /// The top kustomization's directory when its `buildMetadata` asks for origin or
+    /// transformer annotations: objects then record where they came from.
+    origin_root: RefCell<Option<RepoPath>>,
     bytes_read: Cell<u64>,
 }
 
@@ -183,6 +191,7 @@ impl<'t> Loader<'t> {
             stack: RefCell::new(Vec::new()),
             on_stack: RefCell::new(HashSet::new()),
             files_read: Cell::new(0),
+            origin_root: RefCell::new(None),
             bytes_read: Cell::new(0),
         }
     }
@@ -212,6 +221,26 @@ impl<'t> Loader<'t> {
             });
         }
         Ok(path)
+    }
+
+    /// `path` relative to the top kustomization's directory, when origins are tracked.
+    fn origin_of(&self, path: &RepoPath) -> Option<String> {
+        let root = self.origin_root.borrow();
+        let root = root.as_ref()?;
+        let from: Vec<&str> = root
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let to: Vec<&str> = path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        let mut parts: Vec<&str> = vec![".."; from.len() - common];
+        parts.extend(&to[common..]);
+        Some(parts.join("/"))
     }
 
     /// The kustomization being built, for limit errors.
@@ -315,7 +344,39 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
             .and_then(Value::as_str)
             != Some("true")
     });
-    let res = sort::sort(res, top.sort.as_ref(), &top.file)?;
+    let mut res = sort::sort(res, top.sort.as_ref(), &top.file)?;
+    let wants = |o: &str| top.build_metadata.iter().any(|b| b == o);
+    for r in res.iter_mut() {
+        if wants("managedByLabel") {
+            let mut labels = r.meta_map("labels");
+            labels.insert(
+                "app.kubernetes.io/managed-by".into(),
+                Value::String(MANAGED_BY.into()),
+            );
+            if let Some(Value::Object(meta)) = r.obj.get_mut("metadata") {
+                meta.insert("labels".into(), Value::Object(labels));
+            }
+        }
+        if !wants("originAnnotations") {
+            remove_annotation(r, ORIGIN_ANNOTATION);
+        }
+        if wants("transformerAnnotations") && !r.transformations.is_empty() {
+            let list: String = r
+                .transformations
+                .iter()
+                .map(|t| {
+                    let mut lines = t.lines();
+                    let first = lines.next().unwrap_or("");
+                    let mut s = format!("- {first}\n");
+                    for l in lines {
+                        s.push_str(&format!("  {l}\n"));
+                    }
+                    s
+                })
+                .collect();
+            set_annotation(r, TRANSFORMATIONS_ANNOTATION, list);
+        }
+    }
     Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
 }
 
@@ -510,18 +571,16 @@ fn accumulate_inner(
             file: file.to_string(),
         });
     }
-    for (field, used) in [
-        ("generators", !k.generators.is_empty()),
-        ("transformers", !k.transformers.is_empty()),
-        ("openapi", k.openapi.is_some()),
-        ("buildMetadata", !k.build_metadata.is_empty()),
-    ] {
+    for (field, used) in [("openapi", k.openapi.is_some())] {
         if used {
             return Err(KustomizeError::Unsupported {
                 file: file.to_string(),
                 field: field.into(),
             });
         }
+    }
+    if root == Root::Top && !k.build_metadata.is_empty() {
+        *loader.origin_root.borrow_mut() = Some(dir.clone());
     }
     if root == Root::Top {
         whole.top = Some(TopOptions {
@@ -588,8 +647,30 @@ fn accumulate_inner(
         (GeneratedKind::Secret, &k.secret_generator),
     ] {
         for entry in entries {
-            let generated =
+            let mut generated =
                 generator::generate(loader, dir, kind, entry, k.generator_options.as_ref())?;
+            let by = match kind {
+                GeneratedKind::ConfigMap => "ConfigMapGenerator",
+                GeneratedKind::Secret => "SecretGenerator",
+            };
+            set_configured_origin(loader, &mut generated, &file, by, None);
+            absorb_generated(&mut acc, generated, &dir_s)?;
+        }
+    }
+    for entry in &k.generators {
+        for (cfg, where_, source) in
+            plugins::load_configs(loader, dir, entry, plugins::PluginField::Generators)?
+        {
+            let mut generated = plugins::run_generator(loader, dir, &cfg, &where_)?;
+            let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
+            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            set_configured_origin(
+                loader,
+                &mut generated,
+                source.as_ref().unwrap_or(&file),
+                by,
+                name,
+            );
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
@@ -684,7 +765,8 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
                 }
             }
             for key in ["labels", "annotations"] {
-                let add = r.meta_map(key);
+                let mut add = r.meta_map(key);
+                add.remove(ORIGIN_ANNOTATION);
                 if add.is_empty() {
                     continue;
                 }
@@ -700,6 +782,89 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             // A base that turned the hash off keeps it off; an overlay may turn it off.
             old.needs_hash = old.needs_hash && r.needs_hash;
             Ok(())
+        }
+    }
+}
+
+/// The annotation kustomize records an object's origin in.
+const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
+/// The annotation kustomize records the transformers that ran on an object in.
+const TRANSFORMATIONS_ANNOTATION: &str = "alpha.config.kubernetes.io/transformations";
+
+fn set_annotation(r: &mut Resource, key: &str, value: String) {
+    let mut annotations = r.meta_map("annotations");
+    annotations.insert(key.into(), Value::String(value));
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata") {
+        meta.insert("annotations".into(), Value::Object(annotations));
+    }
+}
+
+fn remove_annotation(r: &mut Resource, key: &str) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+        && a.remove(key).is_some()
+        && a.is_empty()
+    {
+        meta.remove("annotations");
+    }
+}
+
+/// Records that `r` was read from `path`, when origins are tracked.
+fn with_origin(loader: &Loader<'_>, path: &RepoPath, mut r: Resource) -> Resource {
+    if let Some(rel) = loader.origin_of(path) {
+        set_annotation(&mut r, ORIGIN_ANNOTATION, format!("path: {rel}\n"));
+    }
+    r
+}
+
+fn configured(rel: &str, kind: &str, name: Option<&str>) -> String {
+    let mut s =
+        format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n");
+    if let Some(n) = name {
+        s.push_str(&format!("  name: {n}\n"));
+    }
+    s
+}
+
+/// Records that a built-in generator configured in `file` made `r`.
+fn set_configured_origin(
+    loader: &Loader<'_>,
+    r: &mut Resource,
+    file: &RepoPath,
+    kind: &str,
+    name: Option<&str>,
+) {
+    if let Some(rel) = loader.origin_of(file) {
+        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+    }
+}
+
+/// The kustomization file of `dir` (for origins of inline configurations).
+fn kustomization_file(loader: &Loader<'_>, dir: &RepoPath) -> RepoPath {
+    KUSTOMIZATION_FILE_NAMES
+        .iter()
+        .filter_map(|n| dir.join(n).ok())
+        .find(|p| matches!(loader.kind(p), Ok(Some(EntryKind::File))))
+        .unwrap_or_else(|| dir.clone())
+}
+
+/// Records, on every object, that a built-in transformer configured in `file` ran (an
+/// object without an origin is taken as made by it), when origins are tracked.
+fn record_transformation(
+    loader: &Loader<'_>,
+    acc: &mut [Resource],
+    file: &RepoPath,
+    kind: &str,
+    name: Option<&str>,
+) {
+    let Some(rel) = loader.origin_of(file) else {
+        return;
+    };
+    for r in acc.iter_mut() {
+        if r.meta_map("annotations").contains_key(ORIGIN_ANNOTATION) {
+            r.transformations.push(configured(&rel, kind, name));
+        } else {
+            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
         }
     }
 }
@@ -726,13 +891,13 @@ fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>,
             if let Some(Value::Array(items)) = obj.get("items") {
                 for item in items {
                     if let Value::Object(m) = item {
-                        out.push(check_object(m.clone(), &where_)?);
+                        out.push(with_origin(loader, path, check_object(m.clone(), &where_)?));
                     }
                 }
             }
             continue;
         }
-        out.push(check_object(obj, &where_)?);
+        out.push(with_origin(loader, path, check_object(obj, &where_)?));
     }
     Ok(out)
 }
@@ -791,97 +956,173 @@ fn run_transformers(
     acc: &mut Vec<Resource>,
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
-    // Legacy strategic merge patches: a path, or inline YAML.
-    for entry in &k.patches_strategic_merge {
-        let looks_inline = entry.contains('\n') || entry.contains(": ");
-        let (text, what) = if looks_inline {
-            (entry.clone(), format!("{dir}: inline patch"))
-        } else {
-            patch_text(loader, dir, Some(entry), None)?
-        };
-        let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
-        if matches!(p, patch::Patch::Json(_)) {
-            return Err(KustomizeError::Patch {
-                dir: dir_s.clone(),
-                patch: src.what,
-                message: "patchesStrategicMerge entries must be strategic merge patches".into(),
-            });
+    // With transformer annotations asked for, each built-in transformer a field
+    // configures is recorded on every object, as kustomize records it.
+    let kfile = loader
+        .origin_root
+        .borrow()
+        .is_some()
+        .then(|| kustomization_file(loader, dir));
+    let note = |acc: &mut Vec<Resource>, kind: &str| {
+        if let Some(f) = &kfile {
+            record_transformation(loader, acc, f, kind, None);
         }
-        patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    };
+    for entry in &k.patches_strategic_merge {
+        apply_legacy_smp(loader, dir, entry, acc)?;
+    }
+    if !k.patches_strategic_merge.is_empty() {
+        note(acc, "PatchStrategicMergeTransformer");
     }
     for entry in &k.patches {
-        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-        let src = PatchSource { dir: &dir_s, what };
-        let field = patch::PatchField::Patches {
-            targeted: entry.target.is_some(),
-        };
-        let p = patch::parse_patch(&text, &src, field)?;
-        let target = match &entry.target {
-            Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
-                dir: dir_s.clone(),
-                patch: src.what.clone(),
-                message: m,
-            })?),
-            None => None,
-        };
-        let opts = entry
-            .options
-            .as_ref()
-            .map_or(PatchOptions::default(), |o| PatchOptions {
-                allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
-                allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
-            });
-        patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
+        apply_patch_entry(loader, dir, entry, acc)?;
+        note(acc, "PatchTransformer");
     }
-    if let Some(ns) = &k.namespace {
+    if let Some(ns) = k.namespace.as_deref().filter(|n| !n.is_empty()) {
         transform::set_namespace(acc, ns, &tc.namespace)?;
+        note(acc, "NamespaceTransformer");
     }
-    transform::add_affixes(
-        acc,
-        k.name_prefix.as_deref().unwrap_or(""),
-        "",
-        &tc.name_prefix,
-    );
-    transform::add_affixes(
-        acc,
-        "",
-        k.name_suffix.as_deref().unwrap_or(""),
-        &tc.name_suffix,
-    );
+    if let Some(prefix) = k.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+        transform::add_affixes(acc, prefix, "", &tc.name_prefix);
+        note(acc, "PrefixTransformer");
+    }
+    if let Some(suffix) = k.name_suffix.as_deref().filter(|p| !p.is_empty()) {
+        transform::add_affixes(acc, "", suffix, &tc.name_suffix);
+        note(acc, "SuffixTransformer");
+    }
     for l in &k.labels {
         let mut specs = transform::label_specs(l.include_selectors, l.include_templates, tc);
-        for f in &l.fields {
+        for f in l.fields.iter().chain(&tc.labels) {
             if !specs.contains(f) {
                 specs.push(f.clone());
             }
         }
         transform::add_map_entries(acc, &l.pairs, &specs);
+        note(acc, "LabelTransformer");
     }
-    let mut label_specs = fields::common_label_specs();
-    label_specs.extend(tc.common_labels.iter().cloned());
-    transform::add_map_entries(acc, &k.common_labels, &label_specs);
-    let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
-    annotation_specs.extend(tc.common_annotations.iter().cloned());
-    transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
+    if !k.common_labels.is_empty() {
+        let mut label_specs = fields::common_label_specs();
+        label_specs.extend(tc.common_labels.iter().cloned());
+        transform::add_map_entries(acc, &k.common_labels, &label_specs);
+        note(acc, "LabelTransformer");
+    }
+    if !k.common_annotations.is_empty() {
+        let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
+        annotation_specs.extend(tc.common_annotations.iter().cloned());
+        transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
+        note(acc, "AnnotationsTransformer");
+    }
     for entry in &k.patches_json6902 {
-        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-        let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
-        let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
+        apply_legacy_json6902(loader, dir, entry, acc)?;
+        note(acc, "PatchJson6902Transformer");
+    }
+    for rep in &k.replicas {
+        transform::set_replicas(acc, std::slice::from_ref(rep), &dir_s, &tc.replicas)?;
+        note(acc, "ReplicaCountTransformer");
+    }
+    for img in &k.images {
+        transform::set_images(acc, std::slice::from_ref(img), &tc.images);
+        note(acc, "ImageTagTransformer");
+    }
+    if !k.replacements.is_empty() {
+        let reps = load_replacements(loader, dir, &k.replacements)?;
+        replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
+            dir: dir_s.clone(),
+            message,
+        })?;
+        note(acc, "ReplacementTransformer");
+    }
+    for entry in &k.transformers {
+        for (cfg, where_, source) in
+            plugins::load_configs(loader, dir, entry, plugins::PluginField::Transformers)?
+        {
+            plugins::run_transformer(loader, dir, &cfg, &where_, acc)?;
+            let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
+            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let file = source.unwrap_or_else(|| kustomization_file(loader, dir));
+            record_transformation(loader, acc, &file, by, name);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `patchesStrategicMerge` entry (a path, or inline YAML).
+fn apply_legacy_smp(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &str,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let looks_inline = entry.contains('\n') || entry.contains(": ");
+    let (text, what) = if looks_inline {
+        (entry.to_string(), format!("{dir}: inline patch"))
+    } else {
+        patch_text(loader, dir, Some(&entry.to_string()), None)?
+    };
+    let src = PatchSource { dir: &dir_s, what };
+    let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
+    if matches!(p, patch::Patch::Json(_)) {
+        return Err(KustomizeError::Patch {
+            dir: dir_s.clone(),
+            patch: src.what,
+            message: "patchesStrategicMerge entries must be strategic merge patches".into(),
+        });
+    }
+    patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    Ok(())
+}
+
+/// Applies one `patches` entry.
+fn apply_patch_entry(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &kustomization::PatchEntry,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+    let src = PatchSource { dir: &dir_s, what };
+    let field = patch::PatchField::Patches {
+        targeted: entry.target.is_some(),
+    };
+    let p = patch::parse_patch(&text, &src, field)?;
+    let target = match &entry.target {
+        Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
             dir: dir_s.clone(),
             patch: src.what.clone(),
             message: m,
-        })?;
-        patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
-    }
-    transform::set_replicas(acc, &k.replicas, &dir_s, &tc.replicas)?;
-    transform::set_images(acc, &k.images, &tc.images);
-    let reps = load_replacements(loader, dir, &k.replacements)?;
-    replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
+        })?),
+        None => None,
+    };
+    let opts = entry
+        .options
+        .as_ref()
+        .map_or(PatchOptions::default(), |o| PatchOptions {
+            allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
+            allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
+        });
+    patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
+    Ok(())
+}
+
+/// Applies one `patchesJson6902` entry.
+fn apply_legacy_json6902(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &kustomization::LegacyJsonPatch,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+    let src = PatchSource { dir: &dir_s, what };
+    let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
+    let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
         dir: dir_s.clone(),
-        message,
+        patch: src.what.clone(),
+        message: m,
     })?;
+    patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
     Ok(())
 }
 

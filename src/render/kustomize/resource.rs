@@ -167,6 +167,9 @@ pub struct Resource {
     pub origin: String,
     /// Vars (`vars:`) whose value is read from this object.
     pub ref_vars: Vec<String>,
+    /// Built-in transformers that ran on the object (for `buildMetadata:
+    /// [transformerAnnotations]`), as YAML maps.
+    pub transformations: Vec<String>,
 }
 
 impl Resource {
@@ -181,6 +184,7 @@ impl Resource {
             behavior: None,
             origin: origin.into(),
             ref_vars: Vec::new(),
+            transformations: Vec::new(),
         }
     }
 

@@ -140,6 +140,42 @@ pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str, extra: &[Fi
     }
 }
 
+/// A PrefixSuffixTransformer configured with its own field specs: `metadata/name` in
+/// a spec renames the objects it selects (by their original kind); other paths get the
+/// affixes as text.
+pub fn add_affixes_by_specs(res: &mut [Resource], prefix: &str, suffix: &str, specs: &[FieldSpec]) {
+    for r in res.iter_mut() {
+        if skips_affixes(r) {
+            continue;
+        }
+        let gvk = r.org_id().gvk;
+        for spec in specs.iter().filter(|s| s.applies_to(&gvk)) {
+            if spec.path == "metadata/name" {
+                if prefix.is_empty() && suffix.is_empty() {
+                    continue;
+                }
+                if !prefix.is_empty() {
+                    r.prefixes.push(prefix.to_string());
+                }
+                if !suffix.is_empty() {
+                    r.suffixes.push(suffix.to_string());
+                }
+                r.store_previous_id();
+                let name = format!("{prefix}{}{suffix}", r.name());
+                r.set_name(&name);
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
+                if let Value::String(s) = v {
+                    *s = format!("{prefix}{s}{suffix}");
+                }
+            });
+            r.obj = into_map(obj);
+        }
+    }
+}
+
 /// Writes string `pairs` into the maps at each matching field spec.
 pub fn add_map_entries(
     res: &mut [Resource],
