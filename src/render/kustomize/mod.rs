@@ -347,6 +347,7 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
     let mut res = sort::sort(res, top.sort.as_ref(), &top.file)?;
     let wants = |o: &str| top.build_metadata.iter().any(|b| b == o);
     for r in res.iter_mut() {
+        stringify_annotations(r);
         if wants("managedByLabel") {
             let mut labels = r.meta_map("labels");
             labels.insert(
@@ -565,6 +566,23 @@ fn accumulate_inner(
                 message: format!("unknown kind '{other}', expected Kustomization or Component"),
             });
         }
+    }
+    // As kustomize enforces: a Kustomization is kustomize.config.k8s.io/v1beta1, a
+    // Component v1alpha1 (when an apiVersion is given at all).
+    let required = if kind == "Component" {
+        "kustomize.config.k8s.io/v1alpha1"
+    } else {
+        "kustomize.config.k8s.io/v1beta1"
+    };
+    if let Some(api) = k
+        .api_version
+        .as_deref()
+        .filter(|a| !a.is_empty() && *a != required)
+    {
+        return Err(KustomizeError::Kustomization {
+            dir: file.to_string(),
+            message: format!("apiVersion for {kind} should be {required}, not {api}"),
+        });
     }
     if k.empty {
         return Err(KustomizeError::Empty {
@@ -786,6 +804,24 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
     }
 }
 
+/// Annotation values are strings; kustomize writes `happy: true` or `port: 8080` back
+/// as `"true"` and `"8080"` when it rewrites annotations at the end of every build.
+fn stringify_annotations(r: &mut Resource) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+    {
+        for v in a.values_mut() {
+            let text = match v {
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Null => "null".to_string(),
+                _ => continue,
+            };
+            *v = Value::String(text);
+        }
+    }
+}
+
 /// The annotation kustomize records an object's origin in.
 const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
 /// The annotation kustomize records the transformers that ran on an object in.
@@ -907,9 +943,11 @@ fn check_object(obj: Map<String, Value>, where_: &str) -> Result<Resource, Kusto
         file: where_.to_string(),
         message: m.to_string(),
     };
+    // kustomize builds an object without apiVersion (its group and version are
+    // empty); only kind and name are required.
     match obj.get("apiVersion") {
-        Some(Value::String(s)) if !s.is_empty() => {}
-        _ => return Err(err("missing 'apiVersion' (a string such as apps/v1)")),
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        _ => return Err(err("'apiVersion' must be a string such as apps/v1")),
     }
     match obj.get("kind") {
         Some(Value::String(s)) if !s.is_empty() => {}

@@ -285,8 +285,12 @@ fn selected(id: &ResId, group: &str, kind: &str) -> bool {
 }
 
 fn affixes_equal(c: &Candidate, r: &Referrer, allow_empty: bool) -> bool {
+    // kustomize's SameEndingSubSlice: an empty list matches only an empty list.
     fn same_ending(a: &[String], b: &[String]) -> bool {
         let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        if short.is_empty() {
+            return long.is_empty();
+        }
         long[long.len() - short.len()..] == *short
     }
     let ok = |x: &[String], y: &[String]| {
@@ -446,6 +450,27 @@ pub fn fix_name_references(
     all: &mut [Resource],
     custom: &[NameBackRef],
 ) -> Result<(), KustomizeError> {
+    // kustomize refuses a RoleBinding whose ServiceAccount subject has a blank
+    // `namespace:` (null) while it fixes name references.
+    for r in all.iter() {
+        if r.gvk().kind != "RoleBinding" {
+            continue;
+        }
+        if let Some(Value::Array(subjects)) = r.obj.get("subjects") {
+            for s in subjects {
+                let is_sa = s.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
+                if is_sa && s.get("namespace").is_some_and(|ns| !ns.is_string()) {
+                    return Err(KustomizeError::NameReference {
+                        message: format!(
+                            "{}: subject ServiceAccount '{}' has a blank namespace; give it one or remove the field (kustomize refuses it too)",
+                            r.cur_id(),
+                            s.get("name").and_then(Value::as_str).unwrap_or("")
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let table = table(custom);
     let cands: Vec<Candidate> = all
         .iter()
