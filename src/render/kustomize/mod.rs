@@ -13,6 +13,7 @@ mod fields;
 mod generator;
 mod kustomization;
 mod nameref;
+mod openapi;
 mod patch;
 mod plugins;
 mod replacement;
@@ -181,6 +182,8 @@ pub struct Loader<'t> {
     /// The top kustomization's directory when its `buildMetadata` asks for origin or
     /// transformer annotations: objects then record where they came from.
     origin_root: RefCell<Option<RepoPath>>,
+    /// The schema of the first kustomization loaded with an `openapi` field.
+    openapi: RefCell<Option<std::rc::Rc<openapi::OpenApiSchema>>>,
     bytes_read: Cell<u64>,
 }
 
@@ -192,6 +195,7 @@ impl<'t> Loader<'t> {
             on_stack: RefCell::new(HashSet::new()),
             files_read: Cell::new(0),
             origin_root: RefCell::new(None),
+            openapi: RefCell::new(None),
             bytes_read: Cell::new(0),
         }
     }
@@ -589,13 +593,8 @@ fn accumulate_inner(
             file: file.to_string(),
         });
     }
-    for (field, used) in [("openapi", k.openapi.is_some())] {
-        if used {
-            return Err(KustomizeError::Unsupported {
-                file: file.to_string(),
-                field: field.into(),
-            });
-        }
+    if let Some(o) = &k.openapi {
+        load_openapi(loader, dir, &file, o)?;
     }
     if root == Root::Top && !k.build_metadata.is_empty() {
         *loader.origin_root.borrow_mut() = Some(dir.clone());
@@ -801,6 +800,51 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             old.needs_hash = old.needs_hash && r.needs_hash;
             Ok(())
         }
+    }
+}
+
+/// Reads an `openapi` field: a schema file (the first one loaded in a build wins, as in
+/// kustomize) or the one built-in version.
+fn load_openapi(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    file: &RepoPath,
+    o: &std::collections::BTreeMap<String, String>,
+) -> Result<(), KustomizeError> {
+    let bad = |message: String| KustomizeError::Kustomization {
+        dir: file.to_string(),
+        message,
+    };
+    match (o.get("path"), o.get("version")) {
+        (Some(_), Some(_)) => Err(bad(
+            "openapi: builtin version and custom schema provided, cannot use both".into(),
+        )),
+        (None, Some(v)) if v != openapi::BUILTIN_VERSION => Err(bad(format!(
+            "openapi: the specified OpenAPI version {v} is not built in (only {})",
+            openapi::BUILTIN_VERSION
+        ))),
+        (Some(p), None) => {
+            let path = loader.file_in(dir, p)?;
+            let text = loader.read_text(&path)?;
+            let doc = crate::yaml::parse_documents(path.as_str(), &text)?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null);
+            let mut current = loader.openapi.borrow_mut();
+            if current.is_none() {
+                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::parse(&doc)));
+            }
+            Ok(())
+        }
+        (None, Some(_)) => {
+            // The built-in schema: it too takes precedence over schemas loaded later.
+            let mut current = loader.openapi.borrow_mut();
+            if current.is_none() {
+                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::default()));
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
     }
 }
 
@@ -1098,7 +1142,11 @@ fn apply_legacy_smp(
     } else {
         patch_text(loader, dir, Some(&entry.to_string()), None)?
     };
-    let src = PatchSource { dir: &dir_s, what };
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
     let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
     if matches!(p, patch::Patch::Json(_)) {
         return Err(KustomizeError::Patch {
@@ -1120,7 +1168,11 @@ fn apply_patch_entry(
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
     let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-    let src = PatchSource { dir: &dir_s, what };
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
     let field = patch::PatchField::Patches {
         targeted: entry.target.is_some(),
     };
@@ -1153,7 +1205,11 @@ fn apply_legacy_json6902(
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
     let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-    let src = PatchSource { dir: &dir_s, what };
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
     let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
     let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
         dir: dir_s.clone(),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::KustomizeError;
 use super::resource::{Gvk, ResId, Resource};
 use super::selector::CompiledSelector;
-use crate::schema::{MergeOutcome, strategic_merge};
+use crate::schema::{MergeOutcome, strategic_merge_with};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
@@ -16,12 +16,14 @@ pub enum Patch {
     Json(json_patch::Patch),
 }
 
-/// Where a patch came from, for messages.
+/// Where a patch came from, for messages, and the build's `openapi` schema.
 pub struct PatchSource<'a> {
     /// Kustomization directory.
     pub dir: &'a str,
     /// File name or "inline patch".
     pub what: String,
+    /// The schema an `openapi` field set, if any.
+    pub schema: Option<std::rc::Rc<super::openapi::OpenApiSchema>>,
 }
 
 impl PatchSource<'_> {
@@ -130,7 +132,8 @@ fn merge_into(
     let (name, ns) = (r.name().to_string(), r.namespace().to_string());
     let (api, kind) = (r.obj.get("apiVersion").cloned(), r.obj.get("kind").cloned());
     let mut obj = Value::Object(std::mem::take(&mut r.obj));
-    let outcome = strategic_merge(&gvk.group, &gvk.kind, &mut obj, doc)
+    let custom = |path: &[String]| src.schema.as_ref().and_then(|s| s.strategy(&gvk, path));
+    let outcome = strategic_merge_with(&gvk.group, &gvk.kind, &mut obj, doc, &custom)
         .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
     r.obj = match obj {
         Value::Object(m) => m,
