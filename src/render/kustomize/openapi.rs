@@ -90,18 +90,15 @@ impl OpenApiSchema {
             .get(&(gvk.group.clone(), gvk.version.clone(), gvk.kind.clone()))?;
         let mut schema = self.definitions.get(root)?;
         let mut prop: Option<&Value> = None;
-        for (i, seg) in path.iter().enumerate() {
+        for seg in path {
             let mut cur = self.resolve(schema);
             if let Some(items) = cur.get("items") {
                 cur = self.resolve(items);
             }
-            if let Some(r) = cur.get("$ref").and_then(Value::as_str) {
-                // A Kubernetes type the file refers to without defining it: kustomize
-                // finds it in its built-in schema, so the built-in rules apply below it.
-                if r.contains("io.k8s.api.") {
-                    return Some(crate::schema::list_strategy("", "", &path[i..]));
-                }
-                return None;
+            if cur.get("$ref").is_some() {
+                // A type the file refers to without defining it: kustomize knows no
+                // schema below it, and its lists are replaced.
+                return Some(ListStrategy::Replace);
             }
             let p = cur.get("properties")?.get(seg)?;
             prop = Some(p);
