@@ -62,8 +62,8 @@ fn check(case: &str) -> Result<(), String> {
 fn rollwave_build_matches_kustomize_on_every_golden_case() {
     let cases = cases();
     assert!(
-        cases.len() >= 25,
-        "expected at least 25 golden cases, found {}",
+        cases.len() >= 150,
+        "expected at least 150 golden cases, found {}",
         cases.len()
     );
     let failures: Vec<String> = cases

@@ -323,8 +323,8 @@ pub fn run_transformer(
                 let h = super::name_hash(&r.obj);
                 r.store_previous_id();
                 let name = format!("{}-{h}", r.name());
+                // kustomize still hashes the object again at the end of the build.
                 r.set_name(&name);
-                r.needs_hash = false;
             }
         }
         other => {
