@@ -114,6 +114,21 @@ pub fn strategic_merge(
     target: &mut Value,
     patch: &Value,
 ) -> Result<MergeOutcome, MergeError> {
+    strategic_merge_with(group, kind, target, patch, &|_| None)
+}
+
+/// Where a caller's own schema (kustomize's `openapi` field) decides a list's
+/// strategy: `Some` for the lists it knows, `None` to fall back to the built-in rules.
+pub type CustomStrategy<'a> = dyn Fn(&[String]) -> Option<ListStrategy> + 'a;
+
+/// [`strategic_merge`] with list strategies looked up in `custom` first.
+pub fn strategic_merge_with(
+    group: &str,
+    kind: &str,
+    target: &mut Value,
+    patch: &Value,
+    custom: &CustomStrategy<'_>,
+) -> Result<MergeOutcome, MergeError> {
     if let Some(p) = patch.as_object() {
         match p.get("$patch").and_then(Value::as_str) {
             Some("delete") => return Ok(MergeOutcome::Deleted),
@@ -125,19 +140,30 @@ pub fn strategic_merge(
         }
     }
     let mut path = Vec::new();
-    merge_value(group, kind, &mut path, target, patch)?;
+    let ctx = Ctx {
+        group,
+        kind,
+        custom,
+    };
+    merge_value(&ctx, &mut path, target, patch)?;
     Ok(MergeOutcome::Patched)
 }
 
+/// What a merge needs to know about the object it merges into.
+struct Ctx<'a, 'c> {
+    group: &'a str,
+    kind: &'a str,
+    custom: &'a CustomStrategy<'c>,
+}
+
 fn merge_value(
-    group: &str,
-    kind: &str,
+    ctx: &Ctx<'_, '_>,
     path: &mut Vec<String>,
     target: &mut Value,
     patch: &Value,
 ) -> Result<(), MergeError> {
     match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => merge_map(group, kind, path, t, p),
+        (Some(t), Some(p)) => merge_map(ctx, path, t, p),
         _ => {
             *target = strip_directives(patch);
             Ok(())
@@ -146,8 +172,7 @@ fn merge_value(
 }
 
 fn merge_map(
-    group: &str,
-    kind: &str,
+    ctx: &Ctx<'_, '_>,
     path: &mut Vec<String>,
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
@@ -186,10 +211,10 @@ fn merge_map(
         path.push(key.clone());
         match (target.get_mut(key), pval) {
             (Some(Value::Array(tlist)), Value::Array(plist)) => {
-                merge_list(group, kind, path, tlist, plist)?;
+                merge_list(ctx, path, tlist, plist)?;
             }
             (Some(t @ Value::Object(_)), Value::Object(_)) => {
-                merge_value(group, kind, path, t, pval)?;
+                merge_value(ctx, path, t, pval)?;
             }
             (_, Value::Array(plist)) => {
                 let cleaned: Vec<Value> = plist
@@ -218,8 +243,7 @@ fn is_empty_map(v: &Value) -> bool {
 }
 
 fn merge_list(
-    group: &str,
-    kind: &str,
+    ctx: &Ctx<'_, '_>,
     path: &mut Vec<String>,
     target: &mut Vec<Value>,
     patch: &[Value],
@@ -235,7 +259,8 @@ fn merge_list(
             .collect();
         return Ok(());
     }
-    match list_strategy(group, kind, path) {
+    let strategy = (ctx.custom)(path).unwrap_or_else(|| list_strategy(ctx.group, ctx.kind, path));
+    match strategy {
         ListStrategy::Replace => {
             *target = patch
                 .iter()
@@ -271,7 +296,7 @@ fn merge_list(
                     }
                     Some(i) => {
                         let mut merged = original[i].take().unwrap_or(Value::Null);
-                        merge_value(group, kind, path, &mut merged, p)?;
+                        merge_value(ctx, path, &mut merged, p)?;
                         out.push(merged);
                     }
                     None if is_delete_item(p) => {}

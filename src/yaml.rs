@@ -49,7 +49,12 @@ impl YamlError {
 }
 
 fn options() -> serde_saphyr::Options {
+    options_with(serde_saphyr::DuplicateKeyPolicy::Error)
+}
+
+fn options_with(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_saphyr::Options {
     serde_saphyr::options! {
+        duplicate_keys: duplicate_keys,
         with_snippet: false,
         // YAML 1.2 core schema booleans only, like the Go YAML library kustomize uses.
         strict_booleans: true,
@@ -161,6 +166,22 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
             d
         })
         .collect())
+}
+
+/// Parses the first YAML document into a JSON value where a repeated key keeps its
+/// last value instead of failing, as the YAML reader kustomize uses for
+/// kustomization files does.
+pub fn parse_value_last_key_wins(file: &str, text: &str) -> Result<Value, YamlError> {
+    check_size(file, text.len() as u64)?;
+    let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins);
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts)
+        .map_err(|e| from_saphyr(file, None, &e))?;
+    let mut doc = docs
+        .into_iter()
+        .find(|d| !d.is_null())
+        .unwrap_or(Value::Null);
+    integral_floats_to_ints(&mut doc);
+    Ok(doc)
 }
 
 /// Writes whole-number floats (`1.0`, `1e3`) as integers, as kustomize does: it

@@ -1,6 +1,7 @@
 //! Golden tests: every case under tests/kustomize/ is built by rollwave and compared,
 //! document by document as parsed data, with `expected.yaml` produced by real
-//! kustomize (`tests/kustomize/regenerate.sh`).
+//! kustomize (`tests/kustomize/regenerate.sh`). Cases kustomize refuses hold
+//! `expected-error.txt` instead, and rollwave must refuse them too.
 
 use std::path::Path;
 
@@ -12,7 +13,9 @@ fn cases() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(&root)
         .expect("tests/kustomize exists")
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("expected.yaml").exists())
+        .filter(|e| {
+            e.path().join("expected.yaml").exists() || e.path().join("expected-error.txt").exists()
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     out.sort();
@@ -22,6 +25,17 @@ fn cases() -> Vec<String> {
 fn check(case: &str) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize");
     let tree = DirTree::open(&root).map_err(|e| e.to_string())?;
+    if root.join(case).join("expected-error.txt").exists() {
+        let kustomize_says =
+            std::fs::read_to_string(root.join(case).join("expected-error.txt")).unwrap_or_default();
+        return match kustomize::build(&tree, &RepoPath::new(case).unwrap()) {
+            Ok(_) => Err(format!(
+                "rollwave builds it, kustomize refuses it: {}",
+                kustomize_says.trim()
+            )),
+            Err(_) => Ok(()),
+        };
+    }
     let expected_text = std::fs::read_to_string(root.join(case).join("expected.yaml"))
         .map_err(|e| e.to_string())?;
     let expected = rollwave::yaml::parse_documents("expected.yaml", &expected_text)
@@ -48,8 +62,8 @@ fn check(case: &str) -> Result<(), String> {
 fn rollwave_build_matches_kustomize_on_every_golden_case() {
     let cases = cases();
     assert!(
-        cases.len() >= 25,
-        "expected at least 25 golden cases, found {}",
+        cases.len() >= 150,
+        "expected at least 150 golden cases, found {}",
         cases.len()
     );
     let failures: Vec<String> = cases

@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Regenerates every case's expected.yaml with real kustomize (`kubectl kustomize`).
-# Run from anywhere; commit the results. The golden test compares rollwave's build of
-# each case to these files document by document, as parsed data.
+# Regenerates every case's expected output with real kustomize (`kubectl kustomize`).
+# Run from anywhere; commit the results. A case kustomize builds gets expected.yaml;
+# a case kustomize refuses gets expected-error.txt (kustomize's message), and rollwave
+# must refuse it too. The golden test compares rollwave's build of each case to
+# expected.yaml document by document, as parsed data.
+# usage: regenerate.sh [CASE...]   (default: every case)
 set -euo pipefail
 cd "$(dirname "$0")"
 kubectl version --client 2>/dev/null | grep -i kustomize || true
-for dir in */; do
+if [[ $# -gt 0 ]]; then dirs=("$@"); else dirs=(*/); fi
+for dir in "${dirs[@]}"; do
   dir=${dir%/}
   if [[ -f $dir/kustomization.yaml || -f $dir/kustomization.yml || -f $dir/Kustomization ]]; then
-    kubectl kustomize "$dir" > "$dir/expected.yaml"
-    echo "regenerated $dir/expected.yaml"
+    rm -f "$dir/expected.yaml" "$dir/expected-error.txt"
+    if out=$(kubectl kustomize "$dir" 2>"$dir/.stderr"); then
+      printf '%s\n' "$out" > "$dir/expected.yaml"
+      echo "regenerated $dir/expected.yaml"
+    else
+      grep -v '^# Warning' "$dir/.stderr" | sed "s|$PWD/||g" > "$dir/expected-error.txt"
+      echo "regenerated $dir/expected-error.txt (kustomize refuses it)"
+    fi
+    rm -f "$dir/.stderr"
   fi
 done

@@ -2,23 +2,34 @@
 //! annotations into pod templates, images into containers, ...), and the walker that
 //! visits those places.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::resource::Gvk;
 
 /// One place a transformer writes: a slash-separated path in objects of a GVK (empty
-/// group/version/kind match any).
-#[derive(Debug, Clone, Copy)]
+/// group/version/kind match any). Built-in specs borrow static text; specs read from a
+/// kustomization's `configurations`, `crds` or `labels[].fields` own theirs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FieldSpec {
     /// API group filter.
-    pub group: &'static str,
+    #[serde(default)]
+    pub group: Cow<'static, str>,
     /// API version filter.
-    pub version: &'static str,
+    #[serde(default)]
+    pub version: Cow<'static, str>,
     /// Kind filter.
-    pub kind: &'static str,
-    /// Slash-separated path; `[]` after a segment marks a list.
-    pub path: &'static str,
+    #[serde(default)]
+    pub kind: Cow<'static, str>,
+    /// Slash-separated path; `[]` after a segment marks a list, `\/` is a slash
+    /// inside a field name.
+    #[serde(default)]
+    pub path: Cow<'static, str>,
     /// Create the field when it is missing.
+    #[serde(default)]
     pub create: bool,
 }
 
@@ -30,10 +41,10 @@ const fn fs(
     create: bool,
 ) -> FieldSpec {
     FieldSpec {
-        group,
-        version,
-        kind,
-        path,
+        group: Cow::Borrowed(group),
+        version: Cow::Borrowed(version),
+        kind: Cow::Borrowed(kind),
+        path: Cow::Borrowed(path),
         create,
     }
 }
@@ -41,8 +52,27 @@ const fn fs(
 impl FieldSpec {
     /// Whether the spec applies to an object of `gvk`.
     pub fn applies_to(&self, gvk: &Gvk) -> bool {
-        gvk.is_selected_by(self.group, self.version, self.kind)
+        gvk.is_selected_by(&self.group, &self.version, &self.kind)
     }
+}
+
+/// Splits a field-spec path at `/`, keeping `\/` as a slash inside a segment (as in
+/// `metadata/annotations/nginx.ingress.kubernetes.io\/auth-secret`).
+pub fn split_path(path: &str) -> Vec<String> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let mut out: Vec<String> = Vec::new();
+    for part in path.split('/') {
+        match out.last_mut() {
+            Some(last) if last.ends_with('\\') => {
+                last.pop();
+                last.push('/');
+                last.push_str(part);
+            }
+            _ => out.push(part.to_string()),
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Labels on metadata and pod templates (what `labels` with `includeTemplates` touches).
@@ -248,7 +278,8 @@ pub const IMAGE_PATHS: &[&str] = &[
 /// the way. With `create`, missing maps on the way are created and a missing final field
 /// is passed to `f` as `Null` (and removed again if `f` leaves it `Null`).
 pub fn visit_path(obj: &mut Value, path: &str, create: bool, f: &mut dyn FnMut(&mut Value)) {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let owned = split_path(path);
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     visit(obj, &segments, create, f);
 }
 
@@ -287,4 +318,71 @@ fn visit(node: &mut Value, segments: &[&str], create: bool, f: &mut dyn FnMut(&m
     }
     let child = map.get_mut(key).expect("present");
     visit(child, rest, create, f);
+}
+
+/// Where kustomize expands `$(VAR)` by default (its `varReference` field specs).
+pub fn var_reference_specs() -> Vec<FieldSpec> {
+    let mut out = Vec::new();
+    let owned = |kind: &str, path: String| FieldSpec {
+        kind: Cow::Owned(kind.to_string()),
+        path: Cow::Owned(path),
+        ..FieldSpec::default()
+    };
+    let workloads: &[(&str, &str, &str)] = &[
+        (
+            "CronJob",
+            "spec/jobTemplate/spec/template/spec",
+            "spec/jobTemplate/spec/template/volumes/nfs/server",
+        ),
+        (
+            "DaemonSet",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "Deployment",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "Job",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        ("Pod", "spec", "spec/volumes/nfs/server"),
+        (
+            "ReplicaSet",
+            "spec/template/spec",
+            "spec/template/spec/volumes/nfs/server",
+        ),
+        (
+            "StatefulSet",
+            "spec/template/spec",
+            "spec/volumeClaimTemplates/spec/nfs/server",
+        ),
+    ];
+    for (kind, pod, nfs) in workloads {
+        for c in ["containers", "initContainers"] {
+            for f in ["args", "command", "env/value", "volumeMounts/mountPath"] {
+                out.push(owned(kind, format!("{pod}/{c}/{f}")));
+            }
+        }
+        out.push(owned(kind, nfs.to_string()));
+        if *kind == "Deployment" {
+            out.push(owned(kind, "spec/template/metadata/annotations".into()));
+        }
+    }
+    for (kind, path) in [
+        ("Ingress", "spec/rules/host"),
+        ("Ingress", "spec/tls/hosts"),
+        ("Ingress", "spec/tls/secretName"),
+        ("Service", "spec/ports/port"),
+        ("Service", "spec/ports/targetPort"),
+        ("PersistentVolume", "spec/nfs/server"),
+        ("", "metadata/labels"),
+        ("", "metadata/annotations"),
+    ] {
+        out.push(owned(kind, path.to_string()));
+    }
+    out
 }

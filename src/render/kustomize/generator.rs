@@ -98,14 +98,14 @@ pub fn generate(
         }
         match kind {
             GeneratedKind::Secret => {
-                data.insert(k, Value::String(b64.encode(&v)));
+                data.insert(k, Value::String(wrapped_base64(&b64.encode(&v))));
             }
             GeneratedKind::ConfigMap => match String::from_utf8(v) {
                 Ok(s) => {
                     data.insert(k, Value::String(s));
                 }
                 Err(e) => {
-                    binary.insert(k, Value::String(b64.encode(e.as_bytes())));
+                    binary.insert(k, Value::String(wrapped_base64(&b64.encode(e.as_bytes()))));
                 }
             },
         }
@@ -151,6 +151,22 @@ pub fn generate(
     res.needs_hash = opts.disable_name_suffix_hash != Some(true);
     res.behavior = Some(entry.behavior.unwrap_or_default());
     Ok(res)
+}
+
+/// kustomize breaks generated base64 into lines of 70 characters, each ending in a
+/// newline, once the text reaches 70 characters (shorter text stays one line). The
+/// name hash sees the same text, so this decides generated names too.
+fn wrapped_base64(encoded: &str) -> String {
+    const LINE: usize = 70;
+    if encoded.len() < LINE {
+        return encoded.to_string();
+    }
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE + 1);
+    for chunk in encoded.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out
 }
 
 fn strip_quotes(v: &str) -> &str {
@@ -246,6 +262,24 @@ mod tests {
         let c = obj(json!({"kind": "ConfigMap", "data": {"a": "c"}}));
         assert_eq!(name_hash(&a), name_hash(&b));
         assert_ne!(name_hash(&b), name_hash(&c));
+    }
+
+    #[test]
+    fn long_base64_is_wrapped_at_70_columns_as_kustomize_does() {
+        let short = "a".repeat(69);
+        assert_eq!(wrapped_base64(&short), short);
+        let exact = "b".repeat(70);
+        assert_eq!(wrapped_base64(&exact), format!("{exact}\n"));
+        let long = "c".repeat(150);
+        assert_eq!(
+            wrapped_base64(&long),
+            format!(
+                "{}\n{}\n{}\n",
+                "c".repeat(70),
+                "c".repeat(70),
+                "c".repeat(10)
+            )
+        );
     }
 
     proptest::proptest! {

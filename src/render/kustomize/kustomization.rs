@@ -14,20 +14,155 @@ pub const KUSTOMIZATION_FILE_NAMES: &[&str] =
 /// kustomize fields that rollwave knows but does not implement; naming them gives a
 /// clearer error than "unknown field".
 pub const UNSUPPORTED_FIELDS: &[&str] = &[
-    "vars",
-    "replacements",
     "helmChartInflationGenerator",
-    "crds",
-    "configurations",
-    "generators",
-    "transformers",
     "validators",
-    "openapi",
-    "buildMetadata",
-    "sortOptions",
     "replicaCount",
     "imageTags",
 ];
+
+/// Every field name of the kustomization file's structures, as kustomize spells them.
+/// kustomize decodes the file with Go's JSON decoder, which matches field names
+/// case-insensitively (`nameprefix` is `namePrefix`); [`normalize_field_names`] does
+/// the same.
+const FIELD_NAMES: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "resources",
+    "bases",
+    "components",
+    "patches",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "namespace",
+    "namePrefix",
+    "nameSuffix",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "images",
+    "replicas",
+    "configMapGenerator",
+    "secretGenerator",
+    "generatorOptions",
+    "replacements",
+    "vars",
+    "configurations",
+    "crds",
+    "openapi",
+    "sortOptions",
+    "buildMetadata",
+    "generators",
+    "transformers",
+    "validators",
+    "helmCharts",
+    "helmGlobals",
+    "path",
+    "patch",
+    "target",
+    "options",
+    "group",
+    "version",
+    "name",
+    "labelSelector",
+    "annotationSelector",
+    "pairs",
+    "includeSelectors",
+    "includeTemplates",
+    "fields",
+    "newName",
+    "newTag",
+    "digest",
+    "tagSuffix",
+    "count",
+    "behavior",
+    "literals",
+    "files",
+    "envs",
+    "env",
+    "type",
+    "disableNameSuffixHash",
+    "immutable",
+    "annotations",
+    "source",
+    "sourceValue",
+    "targets",
+    "objref",
+    "fieldref",
+    "fieldPath",
+    "fieldPaths",
+    "select",
+    "reject",
+    "delimiter",
+    "index",
+    "create",
+    "encoding",
+    "order",
+    "legacySortOptions",
+    "orderFirst",
+    "orderLast",
+    "allowNameChange",
+    "allowKindChange",
+    "repo",
+    "releaseName",
+    "nameTemplate",
+    "additionalValuesFiles",
+    "valuesFile",
+    "valuesInline",
+    "valuesMerge",
+    "includeCRDs",
+    "skipHooks",
+    "skipTests",
+    "apiVersions",
+    "kubeVersion",
+    "chartHome",
+    "configHome",
+];
+
+/// Keys whose values are maps of user data, whose keys must not be renamed.
+const USER_MAPS: &[&str] = &[
+    "commonLabels",
+    "commonAnnotations",
+    "pairs",
+    "labels",
+    "annotations",
+    "metadata",
+    "openapi",
+    "valuesInline",
+];
+
+/// Renames keys that match a kustomization field name case-insensitively to that
+/// name, everywhere except in maps of user data. Returns whether anything changed.
+pub fn normalize_field_names(v: &mut serde_json::Value) -> bool {
+    let mut changed = false;
+    match v {
+        serde_json::Value::Object(m) => {
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                if !FIELD_NAMES.contains(&k.as_str())
+                    && let Some(canon) = FIELD_NAMES.iter().find(|f| f.eq_ignore_ascii_case(&k))
+                {
+                    let val = m.remove(&k).expect("listed key");
+                    m.insert(canon.to_string(), val);
+                    changed = true;
+                }
+            }
+            for (k, child) in m.iter_mut() {
+                if USER_MAPS.contains(&k.as_str()) && child.is_object() {
+                    continue;
+                }
+                changed |= normalize_field_names(child);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                changed |= normalize_field_names(item);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
 
 /// A parsed kustomization (or component).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,6 +238,119 @@ pub struct Kustomization {
     /// Where `helmCharts` are vendored.
     #[serde(default)]
     pub helm_globals: Option<super::helm_charts::HelmGlobals>,
+    /// Values copied from one object's field into others' (inline or by path).
+    #[serde(default)]
+    pub replacements: Vec<ReplacementEntry>,
+    /// Deprecated `$(VAR)` substitutions.
+    #[serde(default)]
+    pub vars: Vec<Var>,
+    /// Files of custom field specs merged with the built-in ones.
+    #[serde(default)]
+    pub configurations: Vec<String>,
+    /// CRD files (or OpenAPI definitions) whose name references are followed.
+    #[serde(default)]
+    pub crds: Vec<String>,
+    /// A schema file for strategic merge on custom kinds.
+    #[serde(default)]
+    pub openapi: Option<BTreeMap<String, String>>,
+    /// Output order.
+    #[serde(default)]
+    pub sort_options: Option<SortOptions>,
+    /// `originAnnotations`, `transformerAnnotations`, `managedByLabel`.
+    #[serde(default)]
+    pub build_metadata: Vec<String>,
+    /// Generator configuration files (or directories) of kustomize's built-ins.
+    #[serde(default)]
+    pub generators: Vec<String>,
+    /// Transformer configuration files (or directories) of kustomize's built-ins.
+    #[serde(default)]
+    pub transformers: Vec<String>,
+}
+
+/// One entry of `replacements`: a file holding replacements, or one inline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReplacementEntry {
+    /// A file holding one replacement or a list of them.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Where the value comes from.
+    #[serde(default)]
+    pub source: Option<serde_json::Value>,
+    /// Where it goes.
+    #[serde(default)]
+    pub targets: Option<serde_json::Value>,
+}
+
+/// One entry of `vars`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Var {
+    /// The name used as `$(NAME)`.
+    pub name: String,
+    /// The object the value is read from.
+    #[serde(default)]
+    pub objref: VarObjRef,
+    /// The field of that object (default `metadata.name`).
+    #[serde(default)]
+    pub fieldref: Option<VarFieldRef>,
+}
+
+/// The object a var reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VarObjRef {
+    /// Kind.
+    #[serde(default)]
+    pub kind: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Namespace (empty: any).
+    #[serde(default)]
+    pub namespace: String,
+    /// `group/version`.
+    #[serde(default)]
+    pub api_version: String,
+    /// API group.
+    #[serde(default)]
+    pub group: String,
+    /// API version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// The field a var reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VarFieldRef {
+    /// Dotted path, `[n]` indexes allowed.
+    #[serde(default)]
+    pub field_path: String,
+}
+
+/// `sortOptions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SortOptions {
+    /// `legacy` or `fifo`.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// Kinds first and last in `legacy` order.
+    #[serde(default)]
+    pub legacy_sort_options: Option<LegacySortOptions>,
+}
+
+/// `sortOptions.legacySortOptions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LegacySortOptions {
+    /// Kinds printed first, in this order.
+    #[serde(default)]
+    pub order_first: Vec<String>,
+    /// Kinds printed last, in this order.
+    #[serde(default)]
+    pub order_last: Vec<String>,
 }
 
 /// One entry of `patches`.
@@ -178,6 +426,9 @@ pub struct LabelEntry {
     /// Also add them to pod templates.
     #[serde(default)]
     pub include_templates: bool,
+    /// Further places to write them.
+    #[serde(default)]
+    pub fields: Vec<super::fields::FieldSpec>,
 }
 
 /// One entry of `images`.

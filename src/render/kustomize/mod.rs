@@ -8,15 +8,21 @@
 //! references are fixed and objects are sorted in kustomize's legacy order. Fields
 //! rollwave does not implement are refused by name, never ignored.
 
+mod config;
 mod fields;
 mod generator;
 mod helm_charts;
 mod kustomization;
 mod nameref;
+mod openapi;
 mod patch;
+mod plugins;
+mod replacement;
 mod resource;
 mod selector;
+mod sort;
 mod transform;
+mod vars;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -29,10 +35,16 @@ pub use resource::{Gvk, ResId, is_cluster_scoped_kind, legacy_order};
 
 use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
 use crate::yaml::YamlError;
+use config::TransformerConfig;
 use generator::GeneratedKind;
+use kustomization::Var;
 use patch::{PatchOptions, PatchSource};
 use resource::{Behavior, Resource};
 use selector::CompiledSelector;
+
+/// The managed-by label value `buildMetadata: [managedByLabel]` sets, as the kustomize
+/// built into kubectl (the reference rollwave is compared with) writes it.
+const MANAGED_BY: &str = "kustomize-(devel)";
 
 /// Deepest chain of kustomization roots (resources and components) one build follows:
 /// 100. Real kustomizations nest fewer than 10 deep; the limit refuses a chain of
@@ -171,6 +183,11 @@ pub struct Loader<'t> {
     stack: RefCell<Vec<RepoPath>>,
     on_stack: RefCell<HashSet<RepoPath>>,
     files_read: Cell<usize>,
+    /// The top kustomization's directory when its `buildMetadata` asks for origin or
+    /// transformer annotations: objects then record where they came from.
+    origin_root: RefCell<Option<RepoPath>>,
+    /// The schema of the first kustomization loaded with an `openapi` field.
+    openapi: RefCell<Option<std::rc::Rc<openapi::OpenApiSchema>>>,
     bytes_read: Cell<u64>,
     /// The app's own chart output (app.yaml `helm:`) and where it came from, taken by
     /// the top-level root.
@@ -184,6 +201,8 @@ impl<'t> Loader<'t> {
             stack: RefCell::new(Vec::new()),
             on_stack: RefCell::new(HashSet::new()),
             files_read: Cell::new(0),
+            origin_root: RefCell::new(None),
+            openapi: RefCell::new(None),
             bytes_read: Cell::new(0),
             app_chart: RefCell::new(None),
         }
@@ -214,6 +233,26 @@ impl<'t> Loader<'t> {
             });
         }
         Ok(path)
+    }
+
+    /// `path` relative to the top kustomization's directory, when origins are tracked.
+    fn origin_of(&self, path: &RepoPath) -> Option<String> {
+        let root = self.origin_root.borrow();
+        let root = root.as_ref()?;
+        let from: Vec<&str> = root
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let to: Vec<&str> = path
+            .as_str()
+            .split('/')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .collect();
+        let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+        let mut parts: Vec<&str> = vec![".."; from.len() - common];
+        parts.extend(&to[common..]);
+        Some(parts.join("/"))
     }
 
     /// The kustomization being built, for limit errors.
@@ -273,6 +312,25 @@ impl<'t> Loader<'t> {
     }
 }
 
+/// What a kustomization root contributes to the one that includes it: its objects,
+/// its custom field specs and its vars (kustomize's resource accumulator).
+#[derive(Default)]
+struct Accumulation {
+    res: Vec<Resource>,
+    config: TransformerConfig,
+    vars: Vec<Var>,
+    /// Options only the outermost kustomization's count.
+    top: Option<TopOptions>,
+}
+
+/// Options of the kustomization `build` was called on.
+#[derive(Default, Clone)]
+struct TopOptions {
+    sort: Option<kustomization::SortOptions>,
+    build_metadata: Vec<String>,
+    file: String,
+}
+
 /// Builds the kustomization root `dir` of `tree` into objects, in `kustomize build`
 /// order.
 pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, KustomizeError> {
@@ -289,21 +347,62 @@ pub fn build_with_chart(
 ) -> Result<Vec<Value>, KustomizeError> {
     let loader = Loader::new(tree);
     *loader.app_chart.borrow_mut() = app_chart;
-    let mut res = accumulate_root(&loader, dir, false, Vec::new())?;
-    // Hash suffixes, then name references, then order: only at the top level.
+    let acc = accumulate_root(&loader, dir, Root::Top, Accumulation::default())?;
+    let top = acc.top.clone().unwrap_or_default();
+    let mut res = acc.res;
+    // Hash suffixes, then name references, then vars, then order: only at the top.
     for r in res.iter_mut().filter(|r| r.needs_hash) {
         let h = name_hash(&r.obj);
         r.store_previous_id();
         let name = format!("{}-{h}", r.name());
         r.set_name(&name);
     }
-    nameref::fix_name_references(&mut res)?;
-    let mut keyed: Vec<(ResId, Resource)> = res.into_iter().map(|r| (r.cur_id(), r)).collect();
-    keyed.sort_by(|a, b| legacy_order(&a.0, &b.0));
-    Ok(keyed
-        .into_iter()
-        .map(|(_, r)| Value::Object(r.obj))
-        .collect())
+    nameref::fix_name_references(&mut res, &acc.config.name_reference)?;
+    let mut var_specs = fields::var_reference_specs();
+    var_specs.extend(acc.config.var_reference.iter().cloned());
+    vars::resolve_vars(&mut res, &acc.vars, &var_specs)?;
+    // Objects marked local-config are inputs to transformers, not output.
+    res.retain(|r| {
+        r.meta_map("annotations")
+            .get("config.kubernetes.io/local-config")
+            .and_then(Value::as_str)
+            != Some("true")
+    });
+    let mut res = sort::sort(res, top.sort.as_ref(), &top.file)?;
+    let wants = |o: &str| top.build_metadata.iter().any(|b| b == o);
+    for r in res.iter_mut() {
+        stringify_annotations(r);
+        if wants("managedByLabel") {
+            let mut labels = r.meta_map("labels");
+            labels.insert(
+                "app.kubernetes.io/managed-by".into(),
+                Value::String(MANAGED_BY.into()),
+            );
+            if let Some(Value::Object(meta)) = r.obj.get_mut("metadata") {
+                meta.insert("labels".into(), Value::Object(labels));
+            }
+        }
+        if !wants("originAnnotations") {
+            remove_annotation(r, ORIGIN_ANNOTATION);
+        }
+        if wants("transformerAnnotations") && !r.transformations.is_empty() {
+            let list: String = r
+                .transformations
+                .iter()
+                .map(|t| {
+                    let mut lines = t.lines();
+                    let first = lines.next().unwrap_or("");
+                    let mut s = format!("- {first}\n");
+                    for l in lines {
+                        s.push_str(&format!("  {l}\n"));
+                    }
+                    s
+                })
+                .collect();
+            set_annotation(r, TRANSFORMATIONS_ANNOTATION, list);
+        }
+    }
+    Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
 }
 
 /// Whether `dir` holds a kustomization file.
@@ -375,6 +474,14 @@ pub fn load_kustomization(
     match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
         Ok(k) => Ok((file, k)),
         Err(e) => {
+            // kustomize's reader lets a repeated key keep its last value and matches
+            // field names case-insensitively; accept what it accepts.
+            if let Ok(mut doc) = crate::yaml::parse_value_last_key_wins(file.as_str(), &text) {
+                kustomization::normalize_field_names(&mut doc);
+                if let Ok(k) = serde_json::from_value::<Kustomization>(doc) {
+                    return Ok((file, k));
+                }
+            }
             if let Some(field) = kustomization::UNSUPPORTED_FIELDS
                 .iter()
                 .find(|f| e.message.starts_with(&format!("unknown field '{f}'")))
@@ -419,14 +526,25 @@ fn is_remote(s: &str) -> bool {
         || s.starts_with("bitbucket.org/")
 }
 
+/// How a kustomization root is being built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// The root `build` was called on (a Kustomization or a Component).
+    Top,
+    /// A directory listed under `resources`.
+    Resource,
+    /// A directory listed under `components`.
+    Component,
+}
+
 /// Builds a non-component root into a fresh accumulation, or applies a component to
 /// `acc`.
 fn accumulate_root(
     loader: &Loader<'_>,
     dir: &RepoPath,
-    is_component: bool,
-    acc: Vec<Resource>,
-) -> Result<Vec<Resource>, KustomizeError> {
+    root: Root,
+    acc: Accumulation,
+) -> Result<Accumulation, KustomizeError> {
     // As kustomize does, a root is built at its real path: `..` in it is relative to
     // where a directory symlink leads, and a symlink back to an enclosing root is a
     // cycle, not a chain that grows until a limit.
@@ -452,7 +570,7 @@ fn accumulate_root(
         stack.push(dir.clone());
         loader.on_stack.borrow_mut().insert(real.clone());
     }
-    let result = accumulate_inner(loader, &real, is_component, acc);
+    let result = accumulate_inner(loader, &real, root, acc);
     loader.stack.borrow_mut().pop();
     loader.on_stack.borrow_mut().remove(&real);
     result
@@ -461,14 +579,16 @@ fn accumulate_root(
 fn accumulate_inner(
     loader: &Loader<'_>,
     dir: &RepoPath,
-    is_component: bool,
-    mut acc: Vec<Resource>,
-) -> Result<Vec<Resource>, KustomizeError> {
+    root: Root,
+    mut whole: Accumulation,
+) -> Result<Accumulation, KustomizeError> {
     let (file, k) = load_kustomization(loader, dir)?;
     let kind = k.kind.as_deref().unwrap_or("Kustomization");
     let dir_s = dir.to_string();
+    let is_component = root == Root::Component;
     match (is_component, kind) {
         (true, "Component") | (false, "Kustomization") => {}
+        (false, "Component") if root == Root::Top => {}
         (true, other) => {
             return Err(KustomizeError::Kustomization {
                 dir: dir_s,
@@ -490,11 +610,42 @@ fn accumulate_inner(
             });
         }
     }
+    // As kustomize enforces: a Kustomization is kustomize.config.k8s.io/v1beta1, a
+    // Component v1alpha1 (when an apiVersion is given at all).
+    let required = if kind == "Component" {
+        "kustomize.config.k8s.io/v1alpha1"
+    } else {
+        "kustomize.config.k8s.io/v1beta1"
+    };
+    if let Some(api) = k
+        .api_version
+        .as_deref()
+        .filter(|a| !a.is_empty() && *a != required)
+    {
+        return Err(KustomizeError::Kustomization {
+            dir: file.to_string(),
+            message: format!("apiVersion for {kind} should be {required}, not {api}"),
+        });
+    }
     if k.empty {
         return Err(KustomizeError::Empty {
             file: file.to_string(),
         });
     }
+    if let Some(o) = &k.openapi {
+        load_openapi(loader, dir, &file, o)?;
+    }
+    if root == Root::Top && !k.build_metadata.is_empty() {
+        *loader.origin_root.borrow_mut() = Some(dir.clone());
+    }
+    if root == Root::Top {
+        whole.top = Some(TopOptions {
+            sort: k.sort_options.clone(),
+            build_metadata: k.build_metadata.clone(),
+            file: file.to_string(),
+        });
+    }
+    let mut acc = std::mem::take(&mut whole.res);
     // Resources.
     let mut ids: std::collections::HashMap<_, usize> = acc
         .iter()
@@ -517,10 +668,12 @@ fn accumulate_inner(
                 }
             }
             Some(EntryKind::Dir) => {
-                let sub = accumulate_root(loader, &path, false, Vec::new())?;
-                for r in sub {
+                let sub = accumulate_root(loader, &path, Root::Resource, Accumulation::default())?;
+                for r in sub.res {
                     add_unique(&mut acc, &mut ids, r)?;
                 }
+                whole.config.merge(&sub.config);
+                vars::merge_declared(&mut whole.vars, &sub.vars, &dir_s)?;
             }
             None => {
                 return Err(KustomizeError::Resource {
@@ -530,14 +683,50 @@ fn accumulate_inner(
             }
         }
     }
+    // Custom field specs, from files and from CRD schemas.
+    for c in &k.configurations {
+        let path = loader.file_in(dir, c)?;
+        let text = loader.read_text(&path)?;
+        let tc: TransformerConfig = crate::yaml::parse_typed(path.as_str(), &text)?;
+        whole.config.merge(&tc);
+    }
+    for c in &k.crds {
+        let path = loader.file_in(dir, c)?;
+        let text = loader.read_text(&path)?;
+        let defs = crate::yaml::parse_documents(path.as_str(), &text)?;
+        let defs = defs.into_iter().next().unwrap_or(Value::Null);
+        whole.config.merge(&config::from_openapi_definitions(&defs));
+    }
     // Generators.
     for (kind, entries) in [
         (GeneratedKind::ConfigMap, &k.config_map_generator),
         (GeneratedKind::Secret, &k.secret_generator),
     ] {
         for entry in entries {
-            let generated =
+            let mut generated =
                 generator::generate(loader, dir, kind, entry, k.generator_options.as_ref())?;
+            let by = match kind {
+                GeneratedKind::ConfigMap => "ConfigMapGenerator",
+                GeneratedKind::Secret => "SecretGenerator",
+            };
+            set_configured_origin(loader, &mut generated, &file, by, None);
+            absorb_generated(&mut acc, generated, &dir_s)?;
+        }
+    }
+    for entry in &k.generators {
+        for (cfg, where_, source) in
+            plugins::load_configs(loader, dir, entry, plugins::PluginField::Generators)?
+        {
+            let mut generated = plugins::run_generator(loader, dir, &cfg, &where_)?;
+            let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
+            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            set_configured_origin(
+                loader,
+                &mut generated,
+                source.as_ref().unwrap_or(&file),
+                by,
+                name,
+            );
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
@@ -568,10 +757,14 @@ fn accumulate_inner(
             });
         }
         let path = dir.join(c)?;
-        acc = accumulate_root(loader, &path, true, acc)?;
+        whole.res = acc;
+        whole = accumulate_root(loader, &path, Root::Component, whole)?;
+        acc = std::mem::take(&mut whole.res);
     }
-    run_transformers(loader, dir, &k, &mut acc)?;
-    Ok(acc)
+    run_transformers(loader, dir, &k, &whole.config, &mut acc)?;
+    vars::merge_vars(&mut whole.vars, &mut acc, &k.vars, &dir_s)?;
+    whole.res = acc;
+    Ok(whole)
 }
 
 fn add_unique(
@@ -646,7 +839,8 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
                 }
             }
             for key in ["labels", "annotations"] {
-                let add = r.meta_map(key);
+                let mut add = r.meta_map(key);
+                add.remove(ORIGIN_ANNOTATION);
                 if add.is_empty() {
                     continue;
                 }
@@ -666,10 +860,159 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
     }
 }
 
+/// Reads an `openapi` field: a schema file (the first one loaded in a build wins, as in
+/// kustomize) or the one built-in version.
+fn load_openapi(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    file: &RepoPath,
+    o: &std::collections::BTreeMap<String, String>,
+) -> Result<(), KustomizeError> {
+    let bad = |message: String| KustomizeError::Kustomization {
+        dir: file.to_string(),
+        message,
+    };
+    match (o.get("path"), o.get("version")) {
+        (Some(_), Some(_)) => Err(bad(
+            "openapi: builtin version and custom schema provided, cannot use both".into(),
+        )),
+        (None, Some(v)) if v != openapi::BUILTIN_VERSION => Err(bad(format!(
+            "openapi: the specified OpenAPI version {v} is not built in (only {})",
+            openapi::BUILTIN_VERSION
+        ))),
+        (Some(p), None) => {
+            let path = loader.file_in(dir, p)?;
+            let text = loader.read_text(&path)?;
+            let doc = crate::yaml::parse_documents(path.as_str(), &text)?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null);
+            let mut current = loader.openapi.borrow_mut();
+            if current.is_none() {
+                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::parse(&doc)));
+            }
+            Ok(())
+        }
+        (None, Some(_)) => {
+            // The built-in schema: it too takes precedence over schemas loaded later.
+            let mut current = loader.openapi.borrow_mut();
+            if current.is_none() {
+                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::default()));
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// Annotation values are strings; kustomize writes `happy: true` or `port: 8080` back
+/// as `"true"` and `"8080"` when it rewrites annotations at the end of every build.
+fn stringify_annotations(r: &mut Resource) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+    {
+        for v in a.values_mut() {
+            let text = match v {
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Null => "null".to_string(),
+                _ => continue,
+            };
+            *v = Value::String(text);
+        }
+    }
+}
+
+/// The annotation kustomize records an object's origin in.
+const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
+/// The annotation kustomize records the transformers that ran on an object in.
+const TRANSFORMATIONS_ANNOTATION: &str = "alpha.config.kubernetes.io/transformations";
+
+fn set_annotation(r: &mut Resource, key: &str, value: String) {
+    let mut annotations = r.meta_map("annotations");
+    annotations.insert(key.into(), Value::String(value));
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata") {
+        meta.insert("annotations".into(), Value::Object(annotations));
+    }
+}
+
+fn remove_annotation(r: &mut Resource, key: &str) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+        && a.remove(key).is_some()
+        && a.is_empty()
+    {
+        meta.remove("annotations");
+    }
+}
+
+/// Records that `r` was read from `path`, when origins are tracked.
+fn with_origin(loader: &Loader<'_>, path: &RepoPath, mut r: Resource) -> Resource {
+    if let Some(rel) = loader.origin_of(path) {
+        set_annotation(&mut r, ORIGIN_ANNOTATION, format!("path: {rel}\n"));
+    }
+    r
+}
+
+fn configured(rel: &str, kind: &str, name: Option<&str>) -> String {
+    let mut s =
+        format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n");
+    if let Some(n) = name {
+        s.push_str(&format!("  name: {n}\n"));
+    }
+    s
+}
+
+/// Records that a built-in generator configured in `file` made `r`.
+fn set_configured_origin(
+    loader: &Loader<'_>,
+    r: &mut Resource,
+    file: &RepoPath,
+    kind: &str,
+    name: Option<&str>,
+) {
+    if let Some(rel) = loader.origin_of(file) {
+        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+    }
+}
+
+/// The kustomization file of `dir` (for origins of inline configurations).
+fn kustomization_file(loader: &Loader<'_>, dir: &RepoPath) -> RepoPath {
+    KUSTOMIZATION_FILE_NAMES
+        .iter()
+        .filter_map(|n| dir.join(n).ok())
+        .find(|p| matches!(loader.kind(p), Ok(Some(EntryKind::File))))
+        .unwrap_or_else(|| dir.clone())
+}
+
+/// Records, on every object, that a built-in transformer configured in `file` ran (an
+/// object without an origin is taken as made by it), when origins are tracked.
+fn record_transformation(
+    loader: &Loader<'_>,
+    acc: &mut [Resource],
+    file: &RepoPath,
+    kind: &str,
+    name: Option<&str>,
+) {
+    let Some(rel) = loader.origin_of(file) else {
+        return;
+    };
+    for r in acc.iter_mut() {
+        if r.meta_map("annotations").contains_key(ORIGIN_ANNOTATION) {
+            r.transformations.push(configured(&rel, kind, name));
+        } else {
+            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+        }
+    }
+}
+
 /// Reads the objects of one resource file (multi-document; `List` kinds expanded).
 fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>, KustomizeError> {
     let text = loader.read_text(path)?;
-    resources_from_text(path.as_str(), &text)
+    Ok(resources_from_text(path.as_str(), &text)?
+        .into_iter()
+        .map(|r| with_origin(loader, path, r))
+        .collect())
 }
 
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
@@ -709,9 +1052,11 @@ fn check_object(obj: Map<String, Value>, where_: &str) -> Result<Resource, Kusto
         file: where_.to_string(),
         message: m.to_string(),
     };
+    // kustomize builds an object without apiVersion (its group and version are
+    // empty); only kind and name are required.
     match obj.get("apiVersion") {
-        Some(Value::String(s)) if !s.is_empty() => {}
-        _ => return Err(err("missing 'apiVersion' (a string such as apps/v1)")),
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        _ => return Err(err("'apiVersion' must be a string such as apps/v1")),
     }
     match obj.get("kind") {
         Some(Value::String(s)) if !s.is_empty() => {}
@@ -754,75 +1099,241 @@ fn run_transformers(
     loader: &Loader<'_>,
     dir: &RepoPath,
     k: &Kustomization,
+    tc: &TransformerConfig,
     acc: &mut Vec<Resource>,
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
-    // Legacy strategic merge patches: a path, or inline YAML.
-    for entry in &k.patches_strategic_merge {
-        let looks_inline = entry.contains('\n') || entry.contains(": ");
-        let (text, what) = if looks_inline {
-            (entry.clone(), format!("{dir}: inline patch"))
-        } else {
-            patch_text(loader, dir, Some(entry), None)?
-        };
-        let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
-        if matches!(p, patch::Patch::Json(_)) {
-            return Err(KustomizeError::Patch {
-                dir: dir_s.clone(),
-                patch: src.what,
-                message: "patchesStrategicMerge entries must be strategic merge patches".into(),
-            });
+    // With transformer annotations asked for, each built-in transformer a field
+    // configures is recorded on every object, as kustomize records it.
+    let kfile = loader
+        .origin_root
+        .borrow()
+        .is_some()
+        .then(|| kustomization_file(loader, dir));
+    let note = |acc: &mut Vec<Resource>, kind: &str| {
+        if let Some(f) = &kfile {
+            record_transformation(loader, acc, f, kind, None);
         }
-        patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    };
+    for entry in &k.patches_strategic_merge {
+        apply_legacy_smp(loader, dir, entry, acc)?;
+    }
+    if !k.patches_strategic_merge.is_empty() {
+        note(acc, "PatchStrategicMergeTransformer");
     }
     for entry in &k.patches {
-        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-        let src = PatchSource { dir: &dir_s, what };
-        let field = patch::PatchField::Patches {
-            targeted: entry.target.is_some(),
-        };
-        let p = patch::parse_patch(&text, &src, field)?;
-        let target = match &entry.target {
-            Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
-                dir: dir_s.clone(),
-                patch: src.what.clone(),
-                message: m,
-            })?),
-            None => None,
-        };
-        let opts = entry
-            .options
-            .as_ref()
-            .map_or(PatchOptions::default(), |o| PatchOptions {
-                allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
-                allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
-            });
-        patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
+        apply_patch_entry(loader, dir, entry, acc)?;
+        note(acc, "PatchTransformer");
     }
-    if let Some(ns) = &k.namespace {
-        transform::set_namespace(acc, ns)?;
+    if let Some(ns) = k.namespace.as_deref().filter(|n| !n.is_empty()) {
+        transform::set_namespace(acc, ns, &tc.namespace)?;
+        note(acc, "NamespaceTransformer");
     }
-    transform::add_affixes(acc, k.name_prefix.as_deref().unwrap_or(""), "");
-    transform::add_affixes(acc, "", k.name_suffix.as_deref().unwrap_or(""));
+    if let Some(prefix) = k.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+        transform::add_affixes(acc, prefix, "", &tc.name_prefix);
+        note(acc, "PrefixTransformer");
+    }
+    if let Some(suffix) = k.name_suffix.as_deref().filter(|p| !p.is_empty()) {
+        transform::add_affixes(acc, "", suffix, &tc.name_suffix);
+        note(acc, "SuffixTransformer");
+    }
     for l in &k.labels {
-        let specs = transform::label_specs(l.include_selectors, l.include_templates);
+        let mut specs = transform::label_specs(l.include_selectors, l.include_templates, tc);
+        for f in l.fields.iter().chain(&tc.labels) {
+            if !specs.contains(f) {
+                specs.push(f.clone());
+            }
+        }
         transform::add_map_entries(acc, &l.pairs, &specs);
+        note(acc, "LabelTransformer");
     }
-    transform::add_map_entries(acc, &k.common_labels, &fields::common_label_specs());
-    transform::add_map_entries(acc, &k.common_annotations, fields::COMMON_ANNOTATIONS);
+    if !k.common_labels.is_empty() {
+        let mut label_specs = fields::common_label_specs();
+        label_specs.extend(tc.common_labels.iter().cloned());
+        transform::add_map_entries(acc, &k.common_labels, &label_specs);
+        note(acc, "LabelTransformer");
+    }
+    if !k.common_annotations.is_empty() {
+        let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
+        annotation_specs.extend(tc.common_annotations.iter().cloned());
+        transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
+        note(acc, "AnnotationsTransformer");
+    }
     for entry in &k.patches_json6902 {
-        let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
-        let src = PatchSource { dir: &dir_s, what };
-        let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
-        let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
+        apply_legacy_json6902(loader, dir, entry, acc)?;
+        note(acc, "PatchJson6902Transformer");
+    }
+    for rep in &k.replicas {
+        transform::set_replicas(acc, std::slice::from_ref(rep), &dir_s, &tc.replicas)?;
+        note(acc, "ReplicaCountTransformer");
+    }
+    for img in &k.images {
+        transform::set_images(acc, std::slice::from_ref(img), &tc.images);
+        note(acc, "ImageTagTransformer");
+    }
+    if !k.replacements.is_empty() {
+        let reps = load_replacements(loader, dir, &k.replacements)?;
+        replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
+            dir: dir_s.clone(),
+            message,
+        })?;
+        note(acc, "ReplacementTransformer");
+    }
+    for entry in &k.transformers {
+        for (cfg, where_, source) in
+            plugins::load_configs(loader, dir, entry, plugins::PluginField::Transformers)?
+        {
+            plugins::run_transformer(loader, dir, &cfg, &where_, acc)?;
+            let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
+            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let file = source.unwrap_or_else(|| kustomization_file(loader, dir));
+            record_transformation(loader, acc, &file, by, name);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `patchesStrategicMerge` entry (a path, or inline YAML).
+fn apply_legacy_smp(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &str,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let looks_inline = entry.contains('\n') || entry.contains(": ");
+    let (text, what) = if looks_inline {
+        (entry.to_string(), format!("{dir}: inline patch"))
+    } else {
+        patch_text(loader, dir, Some(&entry.to_string()), None)?
+    };
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
+    let p = patch::parse_patch(&text, &src, patch::PatchField::StrategicMerge)?;
+    if matches!(p, patch::Patch::Json(_)) {
+        return Err(KustomizeError::Patch {
+            dir: dir_s.clone(),
+            patch: src.what,
+            message: "patchesStrategicMerge entries must be strategic merge patches".into(),
+        });
+    }
+    patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    Ok(())
+}
+
+/// Applies one `patches` entry.
+fn apply_patch_entry(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &kustomization::PatchEntry,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
+    let field = patch::PatchField::Patches {
+        targeted: entry.target.is_some(),
+    };
+    let p = patch::parse_patch(&text, &src, field)?;
+    let target = match &entry.target {
+        Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
             dir: dir_s.clone(),
             patch: src.what.clone(),
             message: m,
-        })?;
-        patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
-    }
-    transform::set_replicas(acc, &k.replicas, &dir_s)?;
-    transform::set_images(acc, &k.images);
+        })?),
+        None => None,
+    };
+    let opts = entry
+        .options
+        .as_ref()
+        .map_or(PatchOptions::default(), |o| PatchOptions {
+            allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
+            allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
+        });
+    patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
     Ok(())
+}
+
+/// Applies one `patchesJson6902` entry.
+fn apply_legacy_json6902(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entry: &kustomization::LegacyJsonPatch,
+    acc: &mut Vec<Resource>,
+) -> Result<(), KustomizeError> {
+    let dir_s = dir.to_string();
+    let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+    let src = PatchSource {
+        dir: &dir_s,
+        what,
+        schema: loader.openapi.borrow().clone(),
+    };
+    let p = patch::parse_patch(&text, &src, patch::PatchField::Json6902)?;
+    let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
+        dir: dir_s.clone(),
+        patch: src.what.clone(),
+        message: m,
+    })?;
+    patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
+    Ok(())
+}
+
+/// Reads `replacements`: inline entries, and files holding one replacement or a list.
+fn load_replacements(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    entries: &[kustomization::ReplacementEntry],
+) -> Result<Vec<replacement::Replacement>, KustomizeError> {
+    let bad = |message: String| KustomizeError::Kustomization {
+        dir: dir.to_string(),
+        message,
+    };
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match &e.path {
+            Some(p) => {
+                if e.source.is_some() || e.targets.is_some() {
+                    return Err(bad(format!(
+                        "replacements[{i}]: cannot specify both path and inline replacement"
+                    )));
+                }
+                let path = loader.file_in(dir, p)?;
+                let text = loader.read_text(&path)?;
+                let docs = crate::yaml::parse_documents(path.as_str(), &text)?;
+                let doc = docs.into_iter().next().unwrap_or(Value::Null);
+                let parsed = match doc {
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(serde_json::from_value)
+                        .collect::<Result<Vec<replacement::Replacement>, _>>(),
+                    m @ Value::Object(_) => serde_json::from_value(m).map(|r| vec![r]),
+                    _ => {
+                        return Err(bad(format!(
+                            "{path}: unsupported replacement type encountered within replacement path; expected a map or a list"
+                        )));
+                    }
+                };
+                out.extend(parsed.map_err(|err| bad(format!("{path}: {err}")))?);
+            }
+            None => {
+                let mut m = Map::new();
+                for (k, v) in [("source", &e.source), ("targets", &e.targets)] {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v.clone());
+                    }
+                }
+                let r: replacement::Replacement = serde_json::from_value(Value::Object(m))
+                    .map_err(|err| bad(format!("replacements[{i}]: {err}")))?;
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
 }

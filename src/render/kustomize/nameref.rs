@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::KustomizeError;
+use super::config::NameBackRef;
+use super::fields::split_path;
 use super::resource::{Gvk, ResId, Resource};
 
 /// A kind that can be referred to, and the paths (in referrers of a kind) that name it.
 struct Referral {
-    group: &'static str,
-    kind: &'static str,
-    referrers: Vec<(&'static str, &'static str, String)>, // (group filter, kind, path)
+    group: String,
+    kind: String,
+    referrers: Vec<(String, String, String)>, // (group filter, kind, path)
 }
 
 /// Pod spec location per workload kind.
@@ -29,24 +31,45 @@ const POD_SPECS: &[(&str, &str)] = &[
     ("CronJob", "spec/jobTemplate/spec/template/spec"),
 ];
 
-fn in_pod_specs(rel: &[&str]) -> Vec<(&'static str, &'static str, String)> {
+fn in_pod_specs(rel: &[&str]) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (kind, base) in POD_SPECS {
         for r in rel {
-            out.push(("", *kind, format!("{base}/{r}")));
+            out.push((String::new(), kind.to_string(), format!("{base}/{r}")));
         }
     }
     out
 }
 
-fn table() -> Vec<Referral> {
-    let config_map = in_pod_specs(&[
+fn on(kind: &str, path: &str) -> (String, String, String) {
+    (String::new(), kind.to_string(), path.to_string())
+}
+
+fn referral(group: &str, kind: &str, referrers: Vec<(String, String, String)>) -> Referral {
+    Referral {
+        group: group.to_string(),
+        kind: kind.to_string(),
+        referrers,
+    }
+}
+
+fn table(custom: &[NameBackRef]) -> Vec<Referral> {
+    let mut config_map = in_pod_specs(&[
         "volumes/configMap/name",
         "containers/env/valueFrom/configMapKeyRef/name",
         "initContainers/env/valueFrom/configMapKeyRef/name",
         "containers/envFrom/configMapRef/name",
         "initContainers/envFrom/configMapRef/name",
         "volumes/projected/sources/configMap/name",
+    ]);
+    config_map.extend([
+        on("Node", "spec/configSource/configMap"),
+        on("Role", "rules/resourceNames"),
+        on("ClusterRole", "rules/resourceNames"),
+        on(
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/fastcgi-params-configmap",
+        ),
     ]);
     let mut secret = in_pod_specs(&[
         "volumes/secret/secretName",
@@ -58,18 +81,44 @@ fn table() -> Vec<Referral> {
         "volumes/projected/sources/secret/name",
     ]);
     secret.extend([
-        ("", "ServiceAccount", "imagePullSecrets/name".to_string()),
-        ("", "ServiceAccount", "secrets/name".to_string()),
-        ("", "Ingress", "spec/tls/secretName".to_string()),
+        on("ServiceAccount", "imagePullSecrets/name"),
+        on("ServiceAccount", "secrets/name"),
+        on("Ingress", "spec/tls/secretName"),
+        on(
+            "Ingress",
+            "metadata/annotations/ingress.kubernetes.io\\/auth-secret",
+        ),
+        on(
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-secret",
+        ),
+        on(
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-tls-secret",
+        ),
+        on("StorageClass", "parameters/secretName"),
+        on("StorageClass", "parameters/adminSecretName"),
+        on("StorageClass", "parameters/userSecretName"),
+        on("StorageClass", "parameters/secretRef"),
+        on("Role", "rules/resourceNames"),
+        on("ClusterRole", "rules/resourceNames"),
+        (
+            "serving.knative.dev".to_string(),
+            "Service".to_string(),
+            "spec/template/spec/containers/env/valueFrom/secretKeyRef/name".to_string(),
+        ),
+        on("PersistentVolume", "spec/azureFile/secretName"),
     ]);
     let mut service_account = in_pod_specs(&["serviceAccountName"]);
+    service_account.retain(|(_, k, _)| k != "PodTemplate" && k != "ReplicaSet");
     service_account.extend([
-        ("", "RoleBinding", "subjects".to_string()),
-        ("", "ClusterRoleBinding", "subjects".to_string()),
+        on("RoleBinding", "subjects"),
+        on("ClusterRoleBinding", "subjects"),
     ]);
     let mut pvc = in_pod_specs(&["volumes/persistentVolumeClaim/claimName"]);
-    pvc.retain(|(_, k, _)| *k != "PodTemplate");
-    let priority = in_pod_specs(&["priorityClassName"]);
+    pvc.retain(|(_, k, _)| k != "PodTemplate" && k != "ReplicaSet");
+    let mut priority = in_pod_specs(&["priorityClassName"]);
+    priority.retain(|(_, k, _)| k != "PodTemplate" && k != "ReplicaSet");
     let scale = [
         "Deployment",
         "ReplicaSet",
@@ -78,114 +127,97 @@ fn table() -> Vec<Referral> {
     ];
     let mut out: Vec<Referral> = scale
         .iter()
-        .map(|k| Referral {
-            group: "",
-            kind: k,
-            referrers: vec![(
+        .map(|k| {
+            referral(
                 "",
-                "HorizontalPodAutoscaler",
-                "spec/scaleTargetRef/name".into(),
-            )],
+                k,
+                vec![on("HorizontalPodAutoscaler", "spec/scaleTargetRef/name")],
+            )
         })
         .collect();
     out.extend([
-        Referral {
-            group: "",
-            kind: "ConfigMap",
-            referrers: config_map,
-        },
-        Referral {
-            group: "",
-            kind: "Secret",
-            referrers: secret,
-        },
-        Referral {
-            group: "",
-            kind: "Service",
-            referrers: vec![
-                ("", "StatefulSet", "spec/serviceName".into()),
-                (
-                    "",
-                    "Ingress",
-                    "spec/rules/http/paths/backend/serviceName".into(),
-                ),
-                ("", "Ingress", "spec/backend/serviceName".into()),
-                (
-                    "",
-                    "Ingress",
-                    "spec/rules/http/paths/backend/service/name".into(),
-                ),
-                ("", "Ingress", "spec/defaultBackend/service/name".into()),
-                ("", "APIService", "spec/service/name".into()),
-                (
-                    "",
+        referral("", "ConfigMap", config_map),
+        referral("", "Secret", secret),
+        referral(
+            "",
+            "Service",
+            vec![
+                on("StatefulSet", "spec/serviceName"),
+                on("Ingress", "spec/rules/http/paths/backend/serviceName"),
+                on("Ingress", "spec/backend/serviceName"),
+                on("Ingress", "spec/rules/http/paths/backend/service/name"),
+                on("Ingress", "spec/defaultBackend/service/name"),
+                on("APIService", "spec/service/name"),
+                on(
                     "ValidatingWebhookConfiguration",
-                    "webhooks/clientConfig/service".into(),
+                    "webhooks/clientConfig/service",
                 ),
-                (
-                    "",
+                on(
                     "MutatingWebhookConfiguration",
-                    "webhooks/clientConfig/service".into(),
+                    "webhooks/clientConfig/service",
                 ),
             ],
-        },
-        Referral {
-            group: "rbac.authorization.k8s.io",
-            kind: "Role",
-            referrers: vec![("", "RoleBinding", "roleRef/name".into())],
-        },
-        Referral {
-            group: "rbac.authorization.k8s.io",
-            kind: "ClusterRole",
-            referrers: vec![
-                ("", "RoleBinding", "roleRef/name".into()),
-                ("", "ClusterRoleBinding", "roleRef/name".into()),
+        ),
+        referral(
+            "rbac.authorization.k8s.io",
+            "Role",
+            vec![on("RoleBinding", "roleRef/name")],
+        ),
+        referral(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            vec![
+                on("RoleBinding", "roleRef/name"),
+                on("ClusterRoleBinding", "roleRef/name"),
             ],
-        },
-        Referral {
-            group: "",
-            kind: "ServiceAccount",
-            referrers: service_account,
-        },
-        Referral {
-            group: "",
-            kind: "PersistentVolumeClaim",
-            referrers: pvc,
-        },
-        Referral {
-            group: "",
-            kind: "PersistentVolume",
-            referrers: vec![("", "PersistentVolumeClaim", "spec/volumeName".into())],
-        },
-        Referral {
-            group: "storage.k8s.io",
-            kind: "StorageClass",
-            referrers: vec![
-                ("", "PersistentVolume", "spec/storageClassName".into()),
-                ("", "PersistentVolumeClaim", "spec/storageClassName".into()),
-                (
-                    "",
+        ),
+        referral("", "ServiceAccount", service_account),
+        referral("", "PersistentVolumeClaim", pvc),
+        referral(
+            "",
+            "PersistentVolume",
+            vec![
+                on("PersistentVolumeClaim", "spec/volumeName"),
+                on("ClusterRole", "rules/resourceNames"),
+            ],
+        ),
+        referral(
+            "storage.k8s.io",
+            "StorageClass",
+            vec![
+                on("PersistentVolume", "spec/storageClassName"),
+                on("PersistentVolumeClaim", "spec/storageClassName"),
+                on(
                     "StatefulSet",
-                    "spec/volumeClaimTemplates/spec/storageClassName".into(),
+                    "spec/volumeClaimTemplates/spec/storageClassName",
                 ),
             ],
-        },
-        Referral {
-            group: "scheduling.k8s.io",
-            kind: "PriorityClass",
-            referrers: priority,
-        },
-        Referral {
-            group: "networking.k8s.io",
-            kind: "IngressClass",
-            referrers: vec![("", "Ingress", "spec/ingressClassName".into())],
-        },
+        ),
+        referral("scheduling.k8s.io", "PriorityClass", priority),
+        referral(
+            "networking.k8s.io",
+            "IngressClass",
+            vec![on("Ingress", "spec/ingressClassName")],
+        ),
+        referral(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy",
+            vec![on("ValidatingAdmissionPolicyBinding", "spec/policyName")],
+        ),
     ]);
+    for b in custom {
+        let referrers = b
+            .field_specs
+            .iter()
+            .map(|f| (f.group.to_string(), f.kind.to_string(), f.path.to_string()))
+            .collect();
+        out.push(referral(&b.group, &b.kind, referrers));
+    }
     out
 }
 
 /// A referral kind, a referrer path and its segments.
-type ReferrerPath<'a> = (&'a Referral, &'a str, Vec<&'a str>);
+type ReferrerPath<'a> = (&'a Referral, &'a str, &'a str, Vec<&'a str>);
 
 /// What the rewrite needs to know about a candidate referral.
 struct Candidate {
@@ -253,8 +285,12 @@ fn selected(id: &ResId, group: &str, kind: &str) -> bool {
 }
 
 fn affixes_equal(c: &Candidate, r: &Referrer, allow_empty: bool) -> bool {
+    // kustomize's SameEndingSubSlice: an empty list matches only an empty list.
     fn same_ending(a: &[String], b: &[String]) -> bool {
         let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        if short.is_empty() {
+            return long.is_empty();
+        }
         long[long.len() - short.len()..] == *short
     }
     let ok = |x: &[String], y: &[String]| {
@@ -277,7 +313,7 @@ fn select_referral<'c>(
         .filter(|c| {
             c.prev
                 .iter()
-                .any(|p| selected(p, referral.group, referral.kind))
+                .any(|p| selected(p, &referral.group, &referral.kind))
         })
         .collect();
     if path.ends_with("roleRef/name")
@@ -410,8 +446,32 @@ fn rewrite_one(
 }
 
 /// Rewrites every name reference in `all` to the current name of what it refers to.
-pub fn fix_name_references(all: &mut [Resource]) -> Result<(), KustomizeError> {
-    let table = table();
+pub fn fix_name_references(
+    all: &mut [Resource],
+    custom: &[NameBackRef],
+) -> Result<(), KustomizeError> {
+    // kustomize refuses a RoleBinding whose ServiceAccount subject has a blank
+    // `namespace:` (null) while it fixes name references.
+    for r in all.iter() {
+        if r.gvk().kind != "RoleBinding" {
+            continue;
+        }
+        if let Some(Value::Array(subjects)) = r.obj.get("subjects") {
+            for s in subjects {
+                let is_sa = s.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
+                if is_sa && s.get("namespace").is_some_and(|ns| !ns.is_string()) {
+                    return Err(KustomizeError::NameReference {
+                        message: format!(
+                            "{}: subject ServiceAccount '{}' has a blank namespace; give it one or remove the field (kustomize refuses it too)",
+                            r.cur_id(),
+                            s.get("name").and_then(Value::as_str).unwrap_or("")
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let table = table(custom);
     let cands: Vec<Candidate> = all
         .iter()
         .map(|r| {
@@ -441,24 +501,37 @@ pub fn fix_name_references(all: &mut [Resource]) -> Result<(), KustomizeError> {
     }
     // Referrer kind -> (referral, path segments).
     let mut by_kind: HashMap<&str, Vec<ReferrerPath<'_>>> = HashMap::new();
-    for referral in &table {
-        for (_group, kind, path) in &referral.referrers {
+    let segments: Vec<Vec<Vec<String>>> = table
+        .iter()
+        .map(|r| r.referrers.iter().map(|(_, _, p)| split_path(p)).collect())
+        .collect();
+    for (referral, segs) in table.iter().zip(&segments) {
+        for ((group, kind, path), segs) in referral.referrers.iter().zip(segs) {
             by_kind.entry(kind).or_default().push((
                 referral,
+                group.as_str(),
                 path.as_str(),
-                path.split('/').collect(),
+                segs.iter().map(String::as_str).collect(),
             ));
         }
     }
+    let any_kind = by_kind.remove("").unwrap_or_default();
     for r in all.iter_mut() {
         let org_gvk: Gvk = r.org_id().gvk;
-        let Some(entries) = by_kind.get(org_gvk.kind.as_str()) else {
+        let entries: Vec<&ReferrerPath<'_>> = by_kind
+            .get(org_gvk.kind.as_str())
+            .into_iter()
+            .flatten()
+            .chain(any_kind.iter())
+            .filter(|(_, g, _, _)| g.is_empty() || *g == org_gvk.group)
+            .collect();
+        if entries.is_empty() {
             continue;
-        };
+        }
         let referrer = Referrer::of(r);
         let mut obj = Value::Object(std::mem::take(&mut r.obj));
         let mut result = Ok(());
-        for (referral, path, segs) in entries {
+        for (referral, _, path, segs) in entries {
             result = visit_refs(&mut obj, segs, &mut |v| {
                 rewrite_one(v, referral, &referrer, path, &cands, &by_prev_name)
             });

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::KustomizeError;
 use super::resource::{Gvk, ResId, Resource};
 use super::selector::CompiledSelector;
-use crate::schema::{MergeOutcome, strategic_merge};
+use crate::schema::{MergeOutcome, strategic_merge_with};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
@@ -16,12 +16,14 @@ pub enum Patch {
     Json(json_patch::Patch),
 }
 
-/// Where a patch came from, for messages.
+/// Where a patch came from, for messages, and the build's `openapi` schema.
 pub struct PatchSource<'a> {
     /// Kustomization directory.
     pub dir: &'a str,
     /// File name or "inline patch".
     pub what: String,
+    /// The schema an `openapi` field set, if any.
+    pub schema: Option<std::rc::Rc<super::openapi::OpenApiSchema>>,
 }
 
 impl PatchSource<'_> {
@@ -87,6 +89,15 @@ pub fn parse_patch(
         if !d.is_object() {
             return Err(src.err("a strategic merge patch must be a YAML map"));
         }
+        // kustomize reads a strategic merge patch as an object, so it needs a kind and
+        // a name even when a target selects what it patches.
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+        if !text(d.get("kind")) || !text(d.pointer("/metadata/name")) {
+            return Err(src.err(
+                "unable to parse the patch as a strategic merge patch (it needs 'kind' and \
+                 'metadata.name', as in kustomize) or as a JSON 6902 patch (a list of operations)",
+            ));
+        }
     }
     Ok(Patch::Strategic(docs))
 }
@@ -117,10 +128,12 @@ fn merge_into(
     src: &PatchSource<'_>,
 ) -> Result<bool, KustomizeError> {
     let gvk = r.gvk();
+    let old_id = r.cur_id();
     let (name, ns) = (r.name().to_string(), r.namespace().to_string());
     let (api, kind) = (r.obj.get("apiVersion").cloned(), r.obj.get("kind").cloned());
     let mut obj = Value::Object(std::mem::take(&mut r.obj));
-    let outcome = strategic_merge(&gvk.group, &gvk.kind, &mut obj, doc)
+    let custom = |path: &[String]| src.schema.as_ref().and_then(|s| s.strategy(&gvk, path));
+    let outcome = strategic_merge_with(&gvk.group, &gvk.kind, &mut obj, doc, &custom)
         .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
     r.obj = match obj {
         Value::Object(m) => m,
@@ -140,10 +153,13 @@ fn merge_into(
     let new_name = r.name().to_string();
     if !opts.allow_name_change || new_name.is_empty() {
         r.set_name(&name);
-    } else if new_name != name {
-        r.set_name(&name);
-        r.store_previous_id();
-        r.set_name(&new_name);
+    }
+    // A renamed or re-kinded object keeps its old id (with its old kind), so later
+    // patches written against the original name and kind still find it.
+    if r.name() != name || r.gvk() != gvk {
+        let mut prev = old_id;
+        prev.namespace = prev.effective_namespace().to_string();
+        r.prev_ids.push(prev);
     }
     if ns.is_empty() {
         if let Some(Value::Object(m)) = r.obj.get_mut("metadata") {

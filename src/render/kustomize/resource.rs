@@ -165,6 +165,11 @@ pub struct Resource {
     pub behavior: Option<Behavior>,
     /// Where the object came from, for error messages.
     pub origin: String,
+    /// Vars (`vars:`) whose value is read from this object.
+    pub ref_vars: Vec<String>,
+    /// Built-in transformers that ran on the object (for `buildMetadata:
+    /// [transformerAnnotations]`), as YAML maps.
+    pub transformations: Vec<String>,
 }
 
 impl Resource {
@@ -178,6 +183,8 @@ impl Resource {
             needs_hash: false,
             behavior: None,
             origin: origin.into(),
+            ref_vars: Vec::new(),
+            transformations: Vec::new(),
         }
     }
 
@@ -334,9 +341,14 @@ fn id_sort_key(id: &ResId) -> String {
 /// namespaces and other foundations first, webhooks last, then by group/version/kind,
 /// namespace and name.
 pub fn legacy_order(a: &ResId, b: &ResId) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
+    legacy_order_by(a, b, &kind_rank)
+}
+
+/// Legacy order with the kind ranks given by `rank` (negative first, positive last),
+/// as `sortOptions.legacySortOptions` sets them.
+pub fn legacy_order_by(a: &ResId, b: &ResId, rank: &dyn Fn(&str) -> i64) -> std::cmp::Ordering {
     if a.gvk != b.gvk {
-        let (ra, rb) = (kind_rank(&a.gvk.kind), kind_rank(&b.gvk.kind));
+        let (ra, rb) = (rank(&a.gvk.kind), rank(&b.gvk.kind));
         if ra != rb {
             return ra.cmp(&rb);
         }
@@ -349,10 +361,5 @@ pub fn legacy_order(a: &ResId, b: &ResId) -> std::cmp::Ordering {
         }
         return ka.cmp(&kb);
     }
-    let o = id_sort_key(a).cmp(&id_sort_key(b));
-    if o == Ordering::Equal {
-        Ordering::Equal
-    } else {
-        o
-    }
+    id_sort_key(a).cmp(&id_sort_key(b))
 }

@@ -7,17 +7,32 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::KustomizeError;
+use super::config::TransformerConfig;
 use super::fields::{self, FieldSpec, visit_path};
 use super::kustomization::{ImageEntry, ReplicaEntry};
 use super::resource::Resource;
 
 /// Sets `namespace` on every namespaced object, renames Namespace objects, and updates
 /// the namespace of RoleBinding subjects named `default`, as kustomize does.
-pub fn set_namespace(res: &mut [Resource], ns: &str) -> Result<(), KustomizeError> {
+pub fn set_namespace(
+    res: &mut [Resource],
+    ns: &str,
+    extra: &[FieldSpec],
+) -> Result<(), KustomizeError> {
     if ns.is_empty() {
         return Ok(());
     }
     for r in res.iter_mut() {
+        if !extra.is_empty() {
+            let gvk = r.gvk();
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            for spec in extra.iter().filter(|s| s.applies_to(&gvk)) {
+                visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
+                    *v = Value::String(ns.into())
+                });
+            }
+            r.obj = into_map(obj);
+        }
         r.store_previous_id();
         let gvk = r.gvk();
         if !gvk.is_cluster_scoped() {
@@ -88,11 +103,27 @@ fn skips_affixes(r: &Resource) -> bool {
         || (g.group == "apiregistration.k8s.io" && g.kind == "APIService")
 }
 
-/// Adds `prefix` and `suffix` to object names (not to CRDs, Namespaces or APIServices).
-pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str) {
+/// Adds `prefix` and `suffix` to object names (not to CRDs, Namespaces or APIServices)
+/// and to the fields of `extra` (custom `namePrefix`/`nameSuffix` field specs).
+pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str, extra: &[FieldSpec]) {
     for r in res.iter_mut() {
         if skips_affixes(r) {
             continue;
+        }
+        if !extra.is_empty() && (!prefix.is_empty() || !suffix.is_empty()) {
+            let gvk = r.org_id().gvk;
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            for spec in extra
+                .iter()
+                .filter(|s| s.applies_to(&gvk) && s.path != "metadata/name")
+            {
+                visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
+                    if let Value::String(s) = v {
+                        *s = format!("{prefix}{s}{suffix}");
+                    }
+                });
+            }
+            r.obj = into_map(obj);
         }
         if !prefix.is_empty() {
             r.prefixes.push(prefix.to_string());
@@ -105,6 +136,42 @@ pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str) {
             r.store_previous_id();
             let name = format!("{}{suffix}", r.name());
             r.set_name(&name);
+        }
+    }
+}
+
+/// A PrefixSuffixTransformer configured with its own field specs: `metadata/name` in
+/// a spec renames the objects it selects (by their original kind); other paths get the
+/// affixes as text.
+pub fn add_affixes_by_specs(res: &mut [Resource], prefix: &str, suffix: &str, specs: &[FieldSpec]) {
+    for r in res.iter_mut() {
+        if skips_affixes(r) {
+            continue;
+        }
+        let gvk = r.org_id().gvk;
+        for spec in specs.iter().filter(|s| s.applies_to(&gvk)) {
+            if spec.path == "metadata/name" {
+                if prefix.is_empty() && suffix.is_empty() {
+                    continue;
+                }
+                if !prefix.is_empty() {
+                    r.prefixes.push(prefix.to_string());
+                }
+                if !suffix.is_empty() {
+                    r.suffixes.push(suffix.to_string());
+                }
+                r.store_previous_id();
+                let name = format!("{prefix}{}{suffix}", r.name());
+                r.set_name(&name);
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
+                if let Value::String(s) = v {
+                    *s = format!("{prefix}{s}{suffix}");
+                }
+            });
+            r.obj = into_map(obj);
         }
     }
 }
@@ -122,7 +189,7 @@ pub fn add_map_entries(
         let gvk = r.gvk();
         let mut obj = Value::Object(std::mem::take(&mut r.obj));
         for spec in specs.iter().filter(|s| s.applies_to(&gvk)) {
-            visit_path(&mut obj, spec.path, spec.create, &mut |v| {
+            visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
                 if v.is_null() {
                     *v = Value::Object(Map::new());
                 }
@@ -137,13 +204,20 @@ pub fn add_map_entries(
     }
 }
 
-/// The label field specs for one `labels` entry.
-pub fn label_specs(include_selectors: bool, include_templates: bool) -> Vec<FieldSpec> {
+/// The label field specs for one `labels` entry, custom specs of `tc` included.
+pub fn label_specs(
+    include_selectors: bool,
+    include_templates: bool,
+    tc: &TransformerConfig,
+) -> Vec<FieldSpec> {
     if include_selectors {
-        fields::common_label_specs()
+        let mut v = fields::common_label_specs();
+        v.extend(tc.common_labels.iter().cloned());
+        v
     } else if include_templates {
         let mut v = fields::TEMPLATE_LABELS.to_vec();
         v.push(fields::VOLUME_CLAIM_TEMPLATE_LABELS);
+        v.extend(tc.template_labels.iter().cloned());
         v
     } else {
         fields::TEMPLATE_LABELS[..1].to_vec()
@@ -263,7 +337,7 @@ fn walk_containers(v: &mut Value, img: &ImageEntry, pattern: &regex::bytes::Rege
 
 /// Applies `images` rewrites to containers and init containers anywhere in each object
 /// (except CRDs) and to image volume references.
-pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
+pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpec]) {
     for img in images {
         let Some(pattern) = image_pattern(&img.name) else {
             continue;
@@ -272,6 +346,7 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
             if r.gvk().kind == "CustomResourceDefinition" {
                 continue;
             }
+            let gvk = r.gvk();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             walk_containers(&mut obj, img, &pattern);
             // kustomize then rewrites the same containers again through its field
@@ -279,6 +354,15 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry]) {
             // means doing the same.
             for path in fields::IMAGE_PATHS {
                 visit_path(&mut obj, path, false, &mut |v| {
+                    if let Value::String(s) = v
+                        && let Some(new) = rewrite_image(s, img, &pattern)
+                    {
+                        *s = new;
+                    }
+                });
+            }
+            for spec in extra.iter().filter(|s| s.applies_to(&gvk)) {
+                visit_path(&mut obj, &spec.path, false, &mut |v| {
                     if let Value::String(s) = v
                         && let Some(new) = rewrite_image(s, img, &pattern)
                     {
@@ -296,6 +380,7 @@ pub fn set_replicas(
     res: &mut [Resource],
     replicas: &[ReplicaEntry],
     dir: &str,
+    extra: &[FieldSpec],
 ) -> Result<(), KustomizeError> {
     for rep in replicas {
         let mut found = false;
@@ -305,10 +390,14 @@ pub fn set_replicas(
             if !names_match {
                 continue;
             }
-            for spec in fields::REPLICAS.iter().filter(|s| s.applies_to(&gvk)) {
+            for spec in fields::REPLICAS
+                .iter()
+                .chain(extra)
+                .filter(|s| s.applies_to(&gvk))
+            {
                 found = true;
                 let mut obj = Value::Object(std::mem::take(&mut r.obj));
-                visit_path(&mut obj, spec.path, spec.create, &mut |v| {
+                visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
                     *v = Value::from(rep.count)
                 });
                 r.obj = into_map(obj);
