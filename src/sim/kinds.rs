@@ -271,6 +271,15 @@ const BUILTINS: &[Builtin] = &[
         true,
     ),
     b(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+        false,
+    ),
+    b(
         "coordination.k8s.io",
         "v1",
         "Lease",
