@@ -1458,6 +1458,51 @@ fn controllers_agree_with_the_real_control_plane() {
             ],
         ),
         case(
+            "a-new-workload-has-an-empty-status",
+            vec![
+                post(DEPLOY, web()).only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/replicasets",
+                    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+                        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "rs"}},
+                            "template": {"metadata": {"labels": {"app": "rs"}},
+                                "spec": {"containers": [{"name": "a", "image": "nginx:1.27"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/batch/v1/namespaces/{ns}/cronjobs",
+                    json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+                        "spec": {"schedule": "*/5 * * * *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
+                            "restartPolicy": "OnFailure",
+                            "containers": [{"name": "tick", "image": "busybox:1.36"}]}}}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/statefulsets",
+                    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                        "spec": {"replicas": 0, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                            "template": {"metadata": {"labels": {"app": "db"}},
+                                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/daemonsets",
+                    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+                        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                            "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/batch/v1/namespaces/{ns}/jobs",
+                    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+                        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+                            "containers": [{"name": "once", "image": "busybox:1.36"}]}}}}),
+                )
+                .only(&["/status"]),
+            ],
+        ),
+        case(
             "garbage-collector-orphans-a-replicaset",
             vec![
                 post(DEPLOY, web()).code_only(),
