@@ -29,11 +29,6 @@ const KNOWN: &[(&str, &str)] = &[
          preemptionPolicy",
     ),
     (
-        "namespace-controllers-fill-a-new-namespace",
-        "no namespace controllers: a real cluster adds the `kube-root-ca.crt` ConfigMap \
-         and the `default` ServiceAccount to every namespace",
-    ),
-    (
         "list-whole-answer",
         "list items keep their apiVersion and kind (lists are written from each \
          object's stored bytes); a real server leaves them out, clients accept both",
@@ -120,6 +115,9 @@ struct Step {
     /// controllers do a moment after a write (a namespace's ServiceAccount, a CRD
     /// established).
     until_ok: bool,
+    /// Repeat (on both servers) until the value at this JSON pointer of the answer is
+    /// this one, for what the controllers of both do over time (a rollout).
+    until: Option<(&'static str, Value)>,
 }
 
 fn step(method: Method, path: &str) -> Step {
@@ -132,6 +130,7 @@ fn step(method: Method, path: &str) -> Step {
         capture: Vec::new(),
         watch: false,
         until_ok: false,
+        until: None,
     }
 }
 
@@ -219,6 +218,12 @@ impl Step {
         self.until_ok = true;
         self
     }
+
+    /// A wait, not a comparison: repeats until the answer has `value` at `pointer`.
+    fn until(mut self, pointer: &'static str, value: Value) -> Step {
+        self.until = Some((pointer, value));
+        self
+    }
 }
 
 /// A named sequence of requests in a fresh namespace.
@@ -294,6 +299,21 @@ async fn run_step(client: &kube::Client, step: &Step, ns: &str, side: &mut Side,
             answer = send(client, &s, &path).await;
         }
     }
+    if let Some((pointer, want)) = &step.until {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // A missing member counts as null.
+        while answer.body.pointer(pointer).unwrap_or(&Value::Null) != want {
+            assert!(
+                Instant::now() < deadline,
+                "{} {path}: {pointer} never became {want} on the {} server; last answer: {}",
+                step.method,
+                if real { "real" } else { "simulated" },
+                answer.body
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            answer = send(client, &s, &path).await;
+        }
+    }
     for (name, pointer) in &step.capture {
         let v = match answer.body.pointer(pointer) {
             Some(Value::String(s)) => s.clone(),
@@ -320,8 +340,8 @@ async fn run_step(client: &kube::Client, step: &Step, ns: &str, side: &mut Side,
         ),
         Keep::View(f) => f(&body),
     };
-    if step.until_ok {
-        // A wait for the real server's controllers, not a comparison.
+    if step.until_ok || step.until.is_some() {
+        // A wait for the servers' controllers, not a comparison.
         return;
     }
     let mut record =
@@ -1319,6 +1339,169 @@ fn discovery_agrees_with_the_real_apiserver() {
                 ),
                 delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.conf.example.com")
                     .code_only(),
+            ],
+        ),
+    ]);
+}
+
+/// `text` with each name generated from `web` (`web-<pod-template-hash>`, and the
+/// Pods' and slices' `web-<hash>-<suffix>`) written `web-<name>`: the hashes and random
+/// suffixes differ between two servers.
+fn unhash(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("web-") {
+        out.push_str(&rest[..i]);
+        out.push_str("web-<name>");
+        rest = rest[i + 4..].trim_start_matches(|c: char| c.is_ascii_alphanumeric() || c == '-');
+    }
+    out.push_str(rest);
+    out
+}
+
+fn unhash_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => json!(unhash(s)),
+        Value::Array(a) => Value::Array(a.iter().map(unhash_value).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = if k == "pod-template-hash" {
+                        json!("<hash>")
+                    } else {
+                        unhash_value(x)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// What the controllers made of a list: per item, the fields both servers' controllers
+/// write, names unhashed.
+fn made(v: &Value, fields: &[&str]) -> Value {
+    let items: Vec<Value> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let mut out = serde_json::Map::new();
+            for f in fields {
+                out.insert(f.to_string(), i.pointer(f).cloned().unwrap_or(Value::Null));
+            }
+            unhash_value(&Value::Object(out))
+        })
+        .collect();
+    // In a stable order: generated names, and so the order of a list, differ.
+    let mut items = items;
+    items.sort_by_key(|i| i.to_string());
+    json!(items)
+}
+
+/// The Deployment, ReplicaSet and garbage-collector controllers against the real ones
+/// (the real control plane in the tests runs no endpoint controllers, so Endpoints and
+/// EndpointSlices are checked with kubectl and the Python client only).
+#[test]
+fn controllers_agree_with_the_real_control_plane() {
+    let deploy = format!("{DEPLOY}/web");
+    let rs_list = "/apis/apps/v1/namespaces/{ns}/replicasets?labelSelector=app%3Dweb";
+    let pod_list = "/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb";
+    let rolled_out = || get(&deploy).until("/status/availableReplicas", json!(1));
+    check(vec![
+        case(
+            "controllers-make-a-replicaset-and-pods",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                rolled_out(),
+                get(rs_list).view(|v| {
+                    made(v, &["/metadata/name", "/metadata/labels", "/metadata/annotations",
+                        "/metadata/ownerReferences", "/spec", "/status"])
+                }),
+                get(pod_list).view(|v| {
+                    made(v, &["/metadata/generateName", "/metadata/labels", "/metadata/ownerReferences",
+                        "/spec/containers/0/image", "/status/phase"])
+                }),
+                get(&deploy).view(|v| {
+                    let mut status = v["status"].clone();
+                    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+                        c.as_object_mut().map(|m| m.remove("lastUpdateTime"));
+                    }
+                    unhash_value(&json!({"annotations": v["metadata"]["annotations"], "status": status}))
+                }),
+            ],
+        ),
+        case(
+            "controllers-roll-out-a-new-template",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                rolled_out(),
+                smp(&deploy, json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.28"}]}}}}))
+                    .code_only(),
+                get(&deploy).until("/status/observedGeneration", json!(2)).code_only(),
+                get(&deploy).until("/status/updatedReplicas", json!(1)).code_only(),
+                get(&deploy).until("/status/replicas", json!(1)).code_only(),
+                get(rs_list).view(|v| made(v, &["/metadata/annotations", "/spec/replicas", "/spec/template/spec/containers/0/image"])),
+            ],
+        ),
+        case(
+            "a-new-workload-has-an-empty-status",
+            vec![
+                post(DEPLOY, web()).only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/replicasets",
+                    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+                        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "rs"}},
+                            "template": {"metadata": {"labels": {"app": "rs"}},
+                                "spec": {"containers": [{"name": "a", "image": "nginx:1.27"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/batch/v1/namespaces/{ns}/cronjobs",
+                    json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+                        "spec": {"schedule": "*/5 * * * *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
+                            "restartPolicy": "OnFailure",
+                            "containers": [{"name": "tick", "image": "busybox:1.36"}]}}}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/statefulsets",
+                    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                        "spec": {"replicas": 0, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                            "template": {"metadata": {"labels": {"app": "db"}},
+                                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/daemonsets",
+                    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+                        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                            "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}}}),
+                )
+                .only(&["/status"]),
+                post(
+                    "/apis/batch/v1/namespaces/{ns}/jobs",
+                    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+                        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+                            "containers": [{"name": "once", "image": "busybox:1.36"}]}}}}),
+                )
+                .only(&["/status"]),
+            ],
+        ),
+        case(
+            "garbage-collector-orphans-a-replicaset",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                rolled_out(),
+                with_body(Method::DELETE, &deploy, "application/json",
+                    json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"}))
+                    .code_only(),
+                get(rs_list).until("/items/0/metadata/ownerReferences", Value::Null).code_only(),
+                get(&deploy).code_only().until("/code", json!(404)),
+                get(rs_list).view(|v| made(v, &["/metadata/name", "/metadata/ownerReferences", "/spec/replicas"])),
+                get(pod_list).view(|v| made(v, &["/metadata/ownerReferences/0/kind", "/status/phase"])),
             ],
         ),
     ]);

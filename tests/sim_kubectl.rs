@@ -1139,3 +1139,301 @@ fn kubectl_debug_adds_an_ephemeral_container_and_get_pods_prints_its_columns() {
     ]);
     assert_eq!(names, name);
 }
+
+/// A cluster whose Pods turn ready quickly, for the controller tests.
+fn quick_cluster(name: &str) -> TestCluster {
+    require_kubectl();
+    let mut options = rollwave::sim::SimOptions::named(name);
+    options.ready_after = Duration::from_millis(300);
+    TestCluster::start_with(options)
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"#;
+
+fn rolled_out(c: &TestCluster, target: &str) {
+    let out = c.kubectl_ok(&["rollout", "status", target, "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+fn pod_images(c: &TestCluster) -> Vec<String> {
+    let out = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    out.lines().map(String::from).collect()
+}
+
+#[test]
+fn rollout_history_undo_pause_resume_and_restart_work_through_the_simulated_controllers() {
+    let c = quick_cluster("kubectl-rollouts");
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], WEB);
+    assert_eq!(code, 0, "{err}");
+    rolled_out(&c, "deployment/web");
+    // One ReplicaSet named with the pod-template-hash, revision 1, two Running Pods on
+    // the Node.
+    let rs = c.kubectl_ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}/{.metadata.labels.pod-template-hash}/{.metadata.annotations.deployment\\.kubernetes\\.io/revision}/{.status.readyReplicas}{\"\\n\"}{end}",
+    ]);
+    let parts: Vec<&str> = rs.trim().split('/').collect();
+    assert_eq!(parts.len(), 4, "{rs}");
+    assert_eq!(parts[0], format!("web-{}", parts[1]), "{rs}");
+    assert_eq!(&parts[2..], ["1", "2"], "{rs}");
+    let pods = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase}/{.spec.nodeName}/{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(pods, "Running/node-1/True\nRunning/node-1/True\n");
+
+    c.kubectl_ok(&["set", "image", "deployment/web", "web=nginx:1.28"]);
+    rolled_out(&c, "deployment/web");
+    assert_eq!(pod_images(&c), ["nginx:1.28", "nginx:1.28"]);
+    let history = c.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION"), "{history}");
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let first = c.kubectl_ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(first.contains("nginx:1.27"), "{first}");
+
+    // Undo goes back to revision 1's template, which becomes revision 3.
+    let out = c.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    assert!(out.contains("rolled back"), "{out}");
+    rolled_out(&c, "deployment/web");
+    assert_eq!(pod_images(&c), ["nginx:1.27", "nginx:1.27"]);
+    let history = c.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 ") && !history.contains("\n1 "),
+        "{history}"
+    );
+    c.kubectl_ok(&["rollout", "undo", "deployment/web", "--to-revision=2"]);
+    rolled_out(&c, "deployment/web");
+    assert_eq!(pod_images(&c), ["nginx:1.28", "nginx:1.28"]);
+
+    // Paused, a new template waits; resumed, it rolls out.
+    c.kubectl_ok(&["rollout", "pause", "deployment/web"]);
+    c.kubectl_ok(&["set", "image", "deployment/web", "web=nginx:1.29"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pod_images(&c), ["nginx:1.28", "nginx:1.28"]);
+    let reason = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(reason, "DeploymentPaused");
+    c.kubectl_ok(&["rollout", "resume", "deployment/web"]);
+    rolled_out(&c, "deployment/web");
+    assert_eq!(pod_images(&c), ["nginx:1.29", "nginx:1.29"]);
+
+    // A restart is a new template: new Pods, a new revision.
+    let before = c.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    c.kubectl_ok(&["rollout", "restart", "deployment/web"]);
+    rolled_out(&c, "deployment/web");
+    let after = c.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(after.lines().count(), 2, "{after}");
+    assert!(
+        after.lines().all(|p| !before.contains(p)),
+        "{before} / {after}"
+    );
+    let restarted = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ]);
+    assert!(!restarted.is_empty());
+}
+
+#[test]
+fn logs_endpoints_namespace_defaults_and_an_orphaning_delete_work_as_on_a_real_cluster() {
+    let c = quick_cluster("kubectl-controllers");
+    let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
+    assert_eq!(code, 0, "{err}");
+    let out = c.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // Every namespace has what the namespace controllers put there.
+    c.kubectl_ok(&["get", "serviceaccount", "default", "-n", "shop"]);
+    let ca = c.kubectl_ok(&[
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+
+    // kubectl logs answers at once with the container's lines.
+    let logs = c.kubectl_ok(&["logs", "deployment/web", "-n", "shop"]);
+    assert!(
+        logs.contains("simulated container web started from image nginx:1.27"),
+        "{logs}"
+    );
+
+    // The Service's endpoints list both Pods' IPs.
+    let pod_ips = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.podIP}",
+    ]);
+    let mut pod_ips: Vec<&str> = pod_ips.split_whitespace().collect();
+    pod_ips.sort();
+    assert_eq!(pod_ips.len(), 2);
+    assert!(
+        pod_ips.iter().all(|ip| ip.starts_with("10.244.")),
+        "{pod_ips:?}"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the endpoints of the Service",
+        || {
+            let slice = c.kubectl_ok(&[
+                "get",
+                "endpointslices",
+                "-n",
+                "shop",
+                "-l",
+                "kubernetes.io/service-name=web",
+                "-o",
+                "jsonpath={.items[*].endpoints[*].addresses[0]}",
+            ]);
+            let mut slice: Vec<&str> = slice.split_whitespace().collect();
+            slice.sort();
+            let ep = c.kubectl_ok(&[
+                "get",
+                "endpoints",
+                "web",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.subsets[0].addresses[*].ip}",
+            ]);
+            let mut ep: Vec<&str> = ep.split_whitespace().collect();
+            ep.sort();
+            slice == pod_ips && ep == pod_ips
+        },
+    );
+    let port = c.kubectl_ok(&[
+        "get",
+        "endpointslices",
+        "-n",
+        "shop",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[0].ports[0].port}/{.items[0].ports[0].protocol}",
+    ]);
+    assert_eq!(port, "80/TCP");
+
+    // Orphaned, the ReplicaSet stays without its owner reference, its Pods with it.
+    let out = c.kubectl_ok(&[
+        "delete",
+        "deployment",
+        "web",
+        "-n",
+        "shop",
+        "--cascade=orphan",
+    ]);
+    assert!(out.contains("deleted"), "{out}");
+    let owners = c.kubectl_ok(&[
+        "get",
+        "rs",
+        "-n",
+        "shop",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}:{.items[*].metadata.ownerReferences}",
+    ]);
+    let (names, refs) = owners.split_once(':').unwrap();
+    assert!(names.starts_with("web-"), "{owners}");
+    assert_eq!(refs, "", "{owners}");
+    let pods = c.kubectl_ok(&["get", "pods", "-n", "shop", "-l", "app=web", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    // Deleting the ReplicaSet takes its Pods.
+    c.kubectl_ok(&["delete", "rs", "--all", "-n", "shop"]);
+    eventually(Duration::from_secs(10), "the Pods to go", || {
+        c.kubectl_ok(&["get", "pods", "-n", "shop", "-l", "app=web", "-o", "name"])
+            .is_empty()
+    });
+}
+
+#[test]
+fn a_broken_image_leaves_pods_not_ready_and_rollout_status_reports_the_deadline() {
+    let c = quick_cluster("kubectl-broken");
+    let broken = WEB
+        .replace("nginx:1.27", "nginx:broken")
+        .replace("replicas: 2", "replicas: 1\n  progressDeadlineSeconds: 2");
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], &broken);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("deployment \"web\" exceeded its progress deadline"),
+        "{err}"
+    );
+    let state = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].status.phase}/{.items[0].status.containerStatuses[0].state.waiting.reason}/{.items[0].status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
+    assert_eq!(state, "Pending/ImagePullBackOff/ContainersNotReady");
+    let (code, _, err) = c.kubectl(&["logs", "deployment/web"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("is waiting to start: trying and failing to pull image"),
+        "{err}"
+    );
+}

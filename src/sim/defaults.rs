@@ -207,7 +207,27 @@ pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value, alloc: &mut 
         ("", "PersistentVolumeClaim") => {
             fill(object_at(obj, "status"), "phase", json!("Pending"));
         }
-        ("batch", "Job") => generate_job_selector(obj),
+        ("batch", "Job") => {
+            generate_job_selector(obj);
+            fill(obj, "status", json!({}));
+        }
+        // Their status is a struct, not a pointer, in a real server's types: a new
+        // object has an empty one until its controller writes it.
+        ("apps", "Deployment") | ("batch", "CronJob") => fill(obj, "status", json!({})),
+        ("apps", "ReplicaSet") => fill(obj, "status", json!({"replicas": 0})),
+        ("apps", "StatefulSet") => {
+            fill(
+                obj,
+                "status",
+                json!({"replicas": 0, "availableReplicas": 0}),
+            );
+        }
+        ("apps", "DaemonSet") => fill(
+            obj,
+            "status",
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0, "numberReady": 0}),
+        ),
         _ => {}
     }
 }

@@ -108,6 +108,8 @@ fn error_response(e: &ApiError) -> Response {
 enum Reply {
     Json(StatusCode, Value),
     Raw(Bytes),
+    /// Plain text (a container's log).
+    Text(String),
 }
 
 /// What a request path names.
@@ -316,6 +318,9 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 form,
             ) {
                 Ok(Reply::Json(code, v)) => json_response(code, &v),
+                Ok(Reply::Text(text)) => {
+                    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
+                }
                 Ok(Reply::Raw(bytes)) => (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
@@ -507,6 +512,13 @@ fn object_request(
             return ephemeral_containers(shared, rt, p, method, headers, query, body);
         }
         _ => {}
+    }
+    if p.subresource.as_deref() == Some("log") && rt.group.is_empty() && rt.kind == "Pod" {
+        if *method != Method::GET {
+            return Err(ApiError::method_not_allowed(method.as_str(), "pods/log"));
+        }
+        let pod = shared.lock().get(rt, ns, p.name.as_deref().unwrap_or(""))?;
+        return Ok(Reply::Text(super::kubelet::logs(&pod, query)?));
     }
     let status = match p.subresource.as_deref() {
         None => false,

@@ -1,12 +1,14 @@
 //! Simulated Kubernetes clusters: an API server over HTTP that real clients (kubectl,
-//! kube-rs) accept, with objects in memory, plus a workload simulator that moves
-//! Deployments, StatefulSets, DaemonSets, Jobs, Pods and PVCs to ready the way
-//! controllers would, fault injection for reliability tests, and request accounting
-//! (`GET /sim/stats`).
+//! kube-rs) accept, with objects in memory, plus simulated controllers that play a
+//! real cluster's: Deployments own ReplicaSets that own Pods, which the kubelet of one
+//! simulated Node turns Running and Ready; Services get Endpoints and EndpointSlices;
+//! namespaces their `default` ServiceAccount; StatefulSets, DaemonSets, Jobs and PVCs
+//! get computed status; fault injection for reliability tests, and request
+//! accounting (`GET /sim/stats`).
 //!
 //! It is a test and demo double: the agent talks to it through a kubeconfig like to any
-//! cluster. What it leaves out (authentication, admission webhooks, a scheduler, real
-//! pods) is listed in the README's "Simulated clusters" section.
+//! cluster. What it leaves out (authentication, admission webhooks, containers that
+//! run) is listed in the README's "Simulated clusters" section.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rollwave::sim::SimError> {
@@ -19,9 +21,12 @@
 
 pub mod api_error;
 pub mod defaults;
+pub mod deployments;
+mod endpoints;
 mod http;
 mod jsonpath;
 pub mod kinds;
+pub mod kubelet;
 mod openapi;
 mod printers;
 mod proto_schema;

@@ -277,6 +277,12 @@ pub struct DeleteOptions {
     pub dry_run: bool,
 }
 
+/// The ConfigMap with the cluster's CA in every namespace.
+const ROOT_CA: &str = "kube-root-ca.crt";
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+/// A stand-in: the simulated cluster serves plain HTTP and has no CA.
+const ROOT_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nc2ltdWxhdGVkIGNsdXN0ZXI6IHBsYWluIEhUVFAsIG5vIENBCg==\n-----END CERTIFICATE-----\n";
+
 /// The default watch history length: watchers further behind get 410 Gone.
 pub const DEFAULT_HISTORY: usize = 20_000;
 
@@ -1022,7 +1028,66 @@ impl Store {
         if let Some(t) = crd_type {
             self.registry.insert(t);
         }
+        if old.is_none() && rt.group.is_empty() && rt.kind == "Namespace" {
+            self.fill_namespace(name);
+        }
         Ok(Arc::new(new))
+    }
+
+    /// What a real cluster's namespace controllers put in every namespace: the
+    /// `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap. Done as the
+    /// namespace is created (a client never finds it without them) and again by the
+    /// simulated controllers' passes, which put back one that was deleted.
+    fn fill_namespace(&mut self, ns: &str) {
+        let (Some(sa), Some(cm)) = (
+            self.registry.by_kind("", "ServiceAccount").cloned(),
+            self.registry.by_kind("", "ConfigMap").cloned(),
+        ) else {
+            return;
+        };
+        let opts = WriteOptions {
+            manager: "kube-controller-manager".into(),
+            dry_run: false,
+            force: false,
+            validation: FieldValidation::Ignore,
+            status: false,
+        };
+        if !self.exists(&sa, Some(ns), "default") {
+            let body = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "default"}});
+            let _ = self.create(&sa, "v1", Some(ns), body, &opts);
+        }
+        if !self.exists(&cm, Some(ns), ROOT_CA) {
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ROOT_CA, "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
+                "data": {"ca.crt": ROOT_CA_PEM}});
+            let _ = self.create(&cm, "v1", Some(ns), body, &opts);
+        }
+    }
+
+    /// Puts the `default` ServiceAccount and `kube-root-ca.crt` ConfigMap back into
+    /// every namespace that lost one and is not terminating.
+    pub fn fill_namespaces(&mut self) {
+        let Some(nst) = self.registry.by_kind("", "Namespace").cloned() else {
+            return;
+        };
+        let (namespaces, _, _) = self.list(&nst, &Filter::default(), None, None);
+        for ns in namespaces {
+            let Some(sa) = self.registry.by_kind("", "ServiceAccount") else {
+                return;
+            };
+            let Some(cm) = self.registry.by_kind("", "ConfigMap") else {
+                return;
+            };
+            if self.exists(sa, Some(&ns.name), "default")
+                && self.exists(cm, Some(&ns.name), ROOT_CA)
+            {
+                continue;
+            }
+            if ns.value()["metadata"]["deletionTimestamp"].is_null() {
+                self.fill_namespace(&ns.name);
+            }
+        }
     }
 
     fn remove(&mut self, rt: &ResourceType, key: &Key, last: &Value) {
@@ -1160,10 +1225,62 @@ impl Store {
             self.empty_namespace(&name);
         }
         let uid = meta_str(old, "uid").to_string();
-        if propagation != "Orphan" {
+        if propagation == "Orphan" {
+            self.orphan_dependents(&uid);
+        } else {
             self.collect_dependents(&uid);
         }
         result
+    }
+
+    /// Orphan deletion: the garbage collector removes the owner's reference from
+    /// each dependent, which then stays.
+    fn orphan_dependents(&mut self, uid: &str) {
+        if uid.is_empty() {
+            return;
+        }
+        let mut dependents = Vec::new();
+        for ((g, p), t) in &self.objects {
+            for o in t.values() {
+                if o.owners.iter().any(|u| u == uid)
+                    && let Some(rt) = self
+                        .registry
+                        .all()
+                        .find(|r| &r.group == g && &r.plural == p)
+                {
+                    dependents.push((rt.clone(), o.clone()));
+                }
+            }
+        }
+        let opts = WriteOptions {
+            manager: "kube-controller-manager".into(),
+            dry_run: false,
+            force: false,
+            validation: FieldValidation::Ignore,
+            status: false,
+        };
+        for (rt, o) in dependents {
+            let obj = o.value();
+            let kept: Vec<Value> = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["uid"] != uid)
+                .cloned()
+                .collect();
+            let refs = if kept.is_empty() {
+                Value::Null
+            } else {
+                json!(kept)
+            };
+            let patch = json!({"metadata": {"ownerReferences": refs}});
+            let ns = (!o.namespace.is_empty()).then_some(o.namespace.as_str());
+            let version = rt.versions[0].clone();
+            if let Err(e) = self.patch(&rt, &version, ns, &o.name, PatchKind::Merge, &patch, &opts)
+            {
+                tracing::warn!(name = %o.name, error = %e.message, "simulated garbage collector could not orphan");
+            }
+        }
     }
 
     /// Deletes everything in a terminating namespace, then the namespace itself.
@@ -1242,7 +1359,9 @@ impl Store {
 fn has_generation(rt: &ResourceType) -> bool {
     match rt.group.as_str() {
         "apps" => rt.kind != "ControllerRevision",
-        "batch" | "apiextensions.k8s.io" | "admissionregistration.k8s.io" => true,
+        "batch" | "apiextensions.k8s.io" | "admissionregistration.k8s.io" | "discovery.k8s.io" => {
+            true
+        }
         "" => rt.kind == "Pod",
         "networking.k8s.io" => matches!(rt.kind.as_str(), "Ingress" | "NetworkPolicy"),
         "policy" => rt.kind == "PodDisruptionBudget",
@@ -1349,8 +1468,9 @@ mod tests {
             after["metadata"]["generation"], 1,
             "metadata changes keep the generation"
         );
-        assert!(
-            after.get("status").is_none(),
+        assert_eq!(
+            after["status"],
+            json!({}),
             "status is ignored on the main resource"
         );
         let mut status = (*after).clone();
@@ -1439,6 +1559,49 @@ mod tests {
         )
         .unwrap();
         assert!(!s.exists(&cm, Some("default"), "a") && !s.exists(&cm, Some("default"), "b"));
+    }
+
+    #[test]
+    fn an_orphaning_delete_strips_the_owner_reference_and_keeps_the_dependent() {
+        let mut s = store();
+        let cm = rt(&s, "", "ConfigMap");
+        let owner = s
+            .create(
+                &cm,
+                "v1",
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}),
+                &opts("t"),
+            )
+            .unwrap();
+        let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+        let dep = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dep",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}});
+        s.create(&cm, "v1", Some("default"), dep, &opts("t"))
+            .unwrap();
+        let orphan = DeleteOptions {
+            propagation: "Orphan".into(),
+            ..Default::default()
+        };
+        s.delete(&cm, Some("default"), "owner", &orphan).unwrap();
+        let left = s.get(&cm, Some("default"), "dep").unwrap();
+        assert!(left["metadata"].get("ownerReferences").is_none(), "{left}");
+    }
+
+    #[test]
+    fn a_new_namespace_gets_its_service_account_and_root_ca_at_once() {
+        let mut s = store();
+        let ns = rt(&s, "", "Namespace");
+        s.create(
+            &ns,
+            "v1",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+            &opts("t"),
+        )
+        .unwrap();
+        assert!(s.exists(&rt(&s, "", "ServiceAccount"), Some("team"), "default"));
+        assert!(s.exists(&rt(&s, "", "ConfigMap"), Some("team"), "kube-root-ca.crt"));
     }
 
     #[test]

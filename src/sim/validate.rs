@@ -7,9 +7,9 @@
 
 use k8s_openapi::api::{
     admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
-    networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    scheduling::v1 as scheduling, storage::v1 as storage,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde_json::{Map, Value};
@@ -91,6 +91,7 @@ fn typed_roundtrip(rt: &ResourceType, obj: &Value) -> Option<Result<Value, Strin
             roundtrip!(obj, apiextensions::CustomResourceDefinition)
         }
         ("coordination.k8s.io", "Lease") => roundtrip!(obj, coordination::Lease),
+        ("discovery.k8s.io", "EndpointSlice") => roundtrip!(obj, discovery::EndpointSlice),
         ("events.k8s.io", "Event") => roundtrip!(obj, events::Event),
         ("storage.k8s.io", "StorageClass") => roundtrip!(obj, storage::StorageClass),
         ("scheduling.k8s.io", "PriorityClass") => roundtrip!(obj, scheduling::PriorityClass),

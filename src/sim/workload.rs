@@ -1,9 +1,18 @@
-//! The workload simulator: plays the controllers of a real cluster for the kinds whose
-//! status the agent reads. After `ready_after`, Deployments, StatefulSets, DaemonSets
-//! and ReplicaSets report all replicas updated and available, Jobs complete, Pods run,
-//! PVCs bind and LoadBalancer Services get an address. A pod template with an image
-//! tagged `broken` never becomes available, so a Deployment's Progressing condition
-//! turns to `ProgressDeadlineExceeded` after its `progressDeadlineSeconds`.
+//! The workload simulator: plays the controllers and the kubelet of a real cluster.
+//! Each pass runs, in order, the namespace controllers (a `default` ServiceAccount and
+//! the `kube-root-ca.crt` ConfigMap in every namespace), the kubelet of the one
+//! simulated Node ([`super::kubelet`]: Pods bound, Running and Ready after
+//! `ready_after`, never for an image tagged `broken`), the ReplicaSet and Deployment
+//! controllers ([`super::deployments`]: ReplicaSets named with the pod-template-hash,
+//! revisions, rolling updates, status derived from the Pods), the endpoint controllers
+//! (`endpoints.rs`), and computed status for the kinds whose Pods are not
+//! simulated: StatefulSets and DaemonSets report every replica ready after
+//! `ready_after`, Jobs complete, PVCs bind and LoadBalancer Services get an address.
+//!
+//! A pass costs nothing while nothing changes: it is skipped when no write happened
+//! since the last one and no timer (a Pod turning ready, a progress deadline) is due,
+//! and within a pass an object is looked at again only when it, or what it owns,
+//! changed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +24,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::kinds::ResourceType;
-use super::store::{Filter, Store, WriteOptions, now_rfc3339};
+use super::store::{Filter, Store, Stored, WriteOptions, now_rfc3339};
 use super::validate::FieldValidation;
 
 /// Timing of the simulated controllers.
@@ -27,10 +36,10 @@ pub struct WorkloadOptions {
     pub tick: Duration,
 }
 
-/// Simulated nodes, for DaemonSets.
-const NODES: i64 = 3;
+/// Simulated nodes, for DaemonSets: the one Node the kubelet registers.
+const NODES: i64 = 1;
 
-/// The field manager the simulated controllers write status with.
+/// The field manager the simulated controllers write with.
 pub const CONTROLLER: &str = "kube-controller-manager";
 
 pub(crate) fn spawn(
@@ -53,6 +62,106 @@ pub(crate) fn spawn(
     })
 }
 
+/// Options of a write by a simulated controller.
+pub(crate) fn controller_write(manager: &str, status: bool) -> WriteOptions {
+    WriteOptions {
+        manager: manager.into(),
+        dry_run: false,
+        force: false,
+        validation: FieldValidation::Ignore,
+        status,
+    }
+}
+
+/// What an object's controller last saw of it and of what it owns, so an unchanged
+/// object is not parsed again: its resourceVersion, the newest resourceVersion among
+/// its dependents and their number (a deletion lowers the count, anything else raises
+/// the newest version).
+pub(crate) type Signature = (u64, u64, usize);
+
+/// The signature of `obj` with `dependents`.
+pub(crate) fn signature(obj: &Stored, dependents: &[Arc<Stored>]) -> Signature {
+    (
+        obj.rv,
+        dependents.iter().map(|d| d.rv).max().unwrap_or(0),
+        dependents.len(),
+    )
+}
+
+/// Objects of a kind grouped by the uid of each of their owners.
+pub(crate) fn by_owner(
+    store: &Store,
+    group: &str,
+    kind: &str,
+) -> HashMap<String, Vec<Arc<Stored>>> {
+    let mut out: HashMap<String, Vec<Arc<Stored>>> = HashMap::new();
+    let Some(rt) = store.registry.by_kind(group, kind) else {
+        return out;
+    };
+    let (objects, _, _) = store.list(rt, &Filter::default(), None, None);
+    for o in objects {
+        for owner in &o.owners {
+            out.entry(owner.clone()).or_default().push(o.clone());
+        }
+    }
+    out
+}
+
+/// What the simulator remembers between passes.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// When each (uid, generation) was first seen: the clock of its rollout.
+    seen: HashMap<(String, i64), Instant>,
+    /// Objects whose status is final, by uid, at the resourceVersion checked; they
+    /// are not parsed again until they change.
+    settled: HashMap<String, u64>,
+    /// What each controller last saw of an object, by uid, and when time alone will
+    /// change its state.
+    pub(crate) looked: HashMap<String, (Signature, Option<Instant>)>,
+    /// The store's resourceVersion when the last pass started.
+    last_rv: u64,
+    /// The earliest timer of the last pass.
+    wake: Option<Instant>,
+    /// Pod IPs handed out so far.
+    pub(crate) pod_ips: u32,
+}
+
+impl Memory {
+    /// Whether an object with this signature needs its controller: it changed, or a
+    /// timer of its is due.
+    pub(crate) fn needs_look(&mut self, uid: &str, sig: Signature, now: Instant) -> bool {
+        match self.looked.get(uid).copied() {
+            Some((s, wake)) if s == sig && wake.is_none_or(|w| now < w) => {
+                // Not yet: its timer stays set for a later pass.
+                self.wake_at(wake);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Records what a controller saw and its next timer.
+    pub(crate) fn looked_at(&mut self, uid: &str, sig: Signature, wake: Option<Instant>) {
+        self.looked.insert(uid.to_string(), (sig, wake));
+        self.wake_at(wake);
+    }
+
+    /// Asks for a pass at `at`.
+    pub(crate) fn wake_at(&mut self, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.wake = Some(self.wake.map_or(at, |w| w.min(at)));
+        }
+    }
+
+    /// When the (uid, generation) was first seen.
+    pub(crate) fn since(&mut self, uid: &str, generation: i64, now: Instant) -> Instant {
+        *self
+            .seen
+            .entry((uid.to_string(), generation))
+            .or_insert(now)
+    }
+}
+
 /// Whether an image reference has the tag `broken`.
 pub fn is_broken_image(image: &str) -> bool {
     let last = image.rsplit('/').next().unwrap_or(image);
@@ -62,7 +171,7 @@ pub fn is_broken_image(image: &str) -> bool {
         .is_some_and(|(_, tag)| tag == "broken")
 }
 
-fn pod_spec_broken(pod_spec: &Value) -> bool {
+pub(crate) fn pod_spec_broken(pod_spec: &Value) -> bool {
     ["containers", "initContainers"].iter().any(|list| {
         pod_spec[list].as_array().is_some_and(|cs| {
             cs.iter()
@@ -76,26 +185,42 @@ fn template_hash(obj: &Value) -> String {
     h.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
 
-/// What the simulator remembers between passes.
-#[derive(Debug, Default)]
-pub struct Memory {
-    /// When each (uid, generation) was first seen: the clock of its rollout.
-    seen: HashMap<(String, i64), Instant>,
-    /// Objects whose status is final, by uid, at the resourceVersion checked; they
-    /// are not parsed again until they change.
-    settled: HashMap<String, u64>,
+/// One pass of every simulated controller: writes for whatever moved on.
+pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &WorkloadOptions) {
+    let rv = store.resource_version();
+    if rv == memory.last_rv && memory.wake.is_none_or(|w| now < w) {
+        return;
+    }
+    // Taken before this pass writes: its own writes cause one more pass, which sees
+    // their effect on the other controllers and finds nothing more to do.
+    memory.last_rv = rv;
+    memory.wake = None;
+    let mut live = std::collections::HashSet::new();
+    store.fill_namespaces();
+    super::kubelet::register_node(store);
+    super::kubelet::sync_pods(store, memory, now, options.ready_after, &mut live);
+    super::deployments::sync_replicasets(store, memory, now, &mut live);
+    super::deployments::sync_deployments(store, memory, now, &mut live);
+    super::endpoints::sync(store, memory, now, &mut live);
+    computed_statuses(store, memory, now, options, &mut live);
+    memory.settled.retain(|uid, _| live.contains(uid));
+    memory.looked.retain(|uid, _| live.contains(uid));
+    memory.seen.retain(|(uid, _), _| live.contains(uid));
 }
 
-/// One pass over every simulated kind: status writes for whatever moved on.
-pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &WorkloadOptions) {
-    let mut live = std::collections::HashSet::new();
-    let kinds: [(&str, &str); 8] = [
-        ("apps", "Deployment"),
+/// Status of the kinds whose Pods are not simulated, computed from the time since
+/// their generation was first seen.
+fn computed_statuses(
+    store: &mut Store,
+    memory: &mut Memory,
+    now: Instant,
+    options: &WorkloadOptions,
+    live: &mut std::collections::HashSet<String>,
+) {
+    let kinds: [(&str, &str); 5] = [
         ("apps", "StatefulSet"),
         ("apps", "DaemonSet"),
-        ("apps", "ReplicaSet"),
         ("batch", "Job"),
-        ("", "Pod"),
         ("", "PersistentVolumeClaim"),
         ("", "Service"),
     ];
@@ -105,9 +230,8 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
         };
         let (objects, _, _) = store.list(&rt, &Filter::default(), None, None);
         for stored in objects {
-            let key = (stored.uid.clone(), stored.generation);
-            let since = *memory.seen.entry(key.clone()).or_insert(now);
-            live.insert(key);
+            live.insert(stored.uid.clone());
+            let since = memory.since(&stored.uid, stored.generation, now);
             if memory.settled.get(&stored.uid) == Some(&stored.rv) {
                 continue;
             }
@@ -118,6 +242,9 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
                 memory.settled.insert(stored.uid.clone(), stored.rv);
                 continue;
             };
+            if !last {
+                memory.wake_at(next_change(&rt, &obj, since, now, options.ready_after));
+            }
             keep_transition_times(&obj["status"], &mut status);
             if obj["status"] == status {
                 if last {
@@ -127,13 +254,7 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
             }
             let mut updated = obj;
             updated["status"] = status;
-            let opts = WriteOptions {
-                manager: CONTROLLER.into(),
-                dry_run: false,
-                force: false,
-                validation: FieldValidation::Ignore,
-                status: rt.status_subresource,
-            };
+            let opts = controller_write(CONTROLLER, rt.status_subresource);
             let version = rt.versions[0].clone();
             let ns = (!stored.namespace.is_empty()).then_some(stored.namespace.as_str());
             if let Err(e) = store.update(&rt, &version, ns, &stored.name, updated, &opts) {
@@ -141,14 +262,26 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
             }
         }
     }
-    let uids: std::collections::HashSet<&String> = live.iter().map(|(u, _)| u).collect();
-    memory.settled.retain(|uid, _| uids.contains(uid));
-    memory.seen.retain(|k, _| live.contains(k));
+}
+
+/// When time alone next changes a computed status that is not final.
+fn next_change(
+    rt: &ResourceType,
+    obj: &Value,
+    since: Instant,
+    now: Instant,
+    ready_after: Duration,
+) -> Option<Instant> {
+    let mut times = vec![since + ready_after];
+    if rt.kind == "Job" && pod_spec_broken(&obj["spec"]["template"]["spec"]) {
+        times.push(since + ready_after * 3);
+    }
+    times.into_iter().find(|t| *t > now)
 }
 
 /// Conditions keep their `lastTransitionTime` (and `lastUpdateTime`) while their
 /// status and reason stay the same, so a steady object is not rewritten every tick.
-fn keep_transition_times(old: &Value, new: &mut Value) {
+pub(crate) fn keep_transition_times(old: &Value, new: &mut Value) {
     let Some(conds) = new["conditions"].as_array_mut() else {
         return;
     };
@@ -174,7 +307,7 @@ fn keep_transition_times(old: &Value, new: &mut Value) {
     }
 }
 
-fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Value {
+pub(crate) fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Value {
     let now = now_rfc3339();
     json!({"type": kind, "status": if status { "True" } else { "False" }, "reason": reason,
         "message": message, "lastUpdateTime": now, "lastTransitionTime": now})
@@ -197,18 +330,11 @@ fn is_final(rt: &ResourceType, obj: &Value, elapsed: Duration, ready_after: Dura
     let ready = elapsed >= ready_after;
     let replicas = spec["replicas"].as_i64().unwrap_or(1);
     match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", "Deployment") => {
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            let deadline =
-                Duration::from_secs(spec["progressDeadlineSeconds"].as_u64().unwrap_or(600));
-            replicas == 0 || (ready && !broken) || (broken && elapsed >= deadline)
-        }
         ("apps", _) => ready || replicas == 0 || pod_spec_broken(&spec["template"]["spec"]),
         ("batch", "Job") => {
             let broken = pod_spec_broken(&spec["template"]["spec"]);
             (ready && !broken) || (broken && elapsed >= ready_after * 3)
         }
-        ("", "Pod") => ready || pod_spec_broken(spec),
         _ => ready,
     }
 }
@@ -226,66 +352,7 @@ fn status_by_now(
     let ready = elapsed >= ready_after;
     let old = &obj["status"];
     match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", "Deployment") => {
-            let replicas = spec["replicas"].as_i64().unwrap_or(1);
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            let rs = format!("{name}-{}", template_hash(obj));
-            let deadline =
-                Duration::from_secs(spec["progressDeadlineSeconds"].as_u64().unwrap_or(600));
-            if replicas == 0 || (ready && !broken) {
-                return Some(json!({
-                    "observedGeneration": generation, "replicas": replicas,
-                    "updatedReplicas": replicas, "readyReplicas": replicas,
-                    "availableReplicas": replicas,
-                    "conditions": [
-                        condition("Available", true, "MinimumReplicasAvailable", "Deployment has minimum availability."),
-                        condition("Progressing", true, "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs}\" has successfully progressed.")),
-                    ],
-                }));
-            }
-            // Old pods keep serving while the new ReplicaSet comes up.
-            let old_available = old["availableReplicas"].as_i64().unwrap_or(0).min(replicas);
-            let surge = (replicas + 3) / 4;
-            let min_available = replicas - replicas / 4;
-            let progressing = if broken && elapsed >= deadline {
-                condition(
-                    "Progressing",
-                    false,
-                    "ProgressDeadlineExceeded",
-                    &format!("ReplicaSet \"{rs}\" has timed out progressing."),
-                )
-            } else {
-                condition(
-                    "Progressing",
-                    true,
-                    "ReplicaSetUpdated",
-                    &format!("ReplicaSet \"{rs}\" is progressing."),
-                )
-            };
-            let available = if old_available >= min_available {
-                condition(
-                    "Available",
-                    true,
-                    "MinimumReplicasAvailable",
-                    "Deployment has minimum availability.",
-                )
-            } else {
-                condition(
-                    "Available",
-                    false,
-                    "MinimumReplicasUnavailable",
-                    "Deployment does not have minimum availability.",
-                )
-            };
-            Some(json!({
-                "observedGeneration": generation, "replicas": old_available + surge,
-                "updatedReplicas": surge, "readyReplicas": old_available,
-                "availableReplicas": old_available,
-                "unavailableReplicas": (replicas - old_available).max(0),
-                "conditions": [available, progressing],
-            }))
-        }
-        ("apps", "StatefulSet") | ("apps", "ReplicaSet") => {
+        ("apps", "StatefulSet") => {
             let replicas = spec["replicas"].as_i64().unwrap_or(1);
             let broken = pod_spec_broken(&spec["template"]["spec"]);
             let revision = format!("{name}-{}", template_hash(obj));
@@ -299,20 +366,16 @@ fn status_by_now(
                 "observedGeneration": generation, "replicas": replicas,
                 "readyReplicas": ready_count, "availableReplicas": ready_count,
             });
-            if rt.kind == "StatefulSet" {
-                s["currentReplicas"] = json!(ready_count);
-                s["updatedReplicas"] = json!(if done { replicas } else { 0 });
-                s["updateRevision"] = json!(revision);
-                s["currentRevision"] = if done {
-                    json!(revision)
-                } else {
-                    old["currentRevision"].clone()
-                };
-                if s["currentRevision"].is_null() {
-                    s.as_object_mut().map(|m| m.remove("currentRevision"));
-                }
+            s["currentReplicas"] = json!(ready_count);
+            s["updatedReplicas"] = json!(if done { replicas } else { 0 });
+            s["updateRevision"] = json!(revision);
+            s["currentRevision"] = if done {
+                json!(revision)
             } else {
-                s["fullyLabeledReplicas"] = json!(replicas);
+                old["currentRevision"].clone()
+            };
+            if s["currentRevision"].is_null() {
+                s.as_object_mut().map(|m| m.remove("currentRevision"));
             }
             Some(s)
         }
@@ -352,25 +415,6 @@ fn status_by_now(
             }
             Some(json!({"startTime": now, "active": 1, "ready": 0}))
         }
-        ("", "Pod") => {
-            let broken = pod_spec_broken(spec);
-            let now = now_rfc3339();
-            if broken {
-                return Some(json!({"phase": "Pending", "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastProbeTime": null, "lastTransitionTime": now}],
-                    "containerStatuses": spec["containers"].as_array().into_iter().flatten().map(|c| json!({
-                        "name": c["name"], "image": c["image"], "ready": false, "restartCount": 0,
-                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image {}", c["image"])}}})).collect::<Vec<_>>()}));
-            }
-            if !ready {
-                return Some(json!({"phase": "Pending"}));
-            }
-            Some(json!({"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}],
-                "containerStatuses": spec["containers"].as_array().into_iter().flatten().map(|c| json!({
-                    "name": c["name"], "image": c["image"], "ready": true, "restartCount": 0,
-                    "state": {"running": {"startedAt": now}}})).collect::<Vec<_>>()}))
-        }
         ("", "PersistentVolumeClaim") => {
             if !ready {
                 return Some(json!({"phase": "Pending"}));
@@ -409,5 +453,116 @@ mod tests {
         assert!(!is_broken_image("registry.local:5000/broken"));
         assert!(!is_broken_image("broken:1.0"));
         assert!(!is_broken_image("nginx"));
+    }
+}
+
+#[cfg(test)]
+mod controller_tests {
+    use super::*;
+    use crate::sim::store::PatchKind;
+
+    fn options() -> WorkloadOptions {
+        WorkloadOptions {
+            ready_after: Duration::from_secs(2),
+            tick: Duration::from_millis(100),
+        }
+    }
+
+    /// Passes at `now` until one writes nothing; returns how many wrote.
+    fn settle(store: &mut Store, memory: &mut Memory, now: Instant) -> usize {
+        for writing in 0..50 {
+            let rv = store.resource_version();
+            step(store, memory, now, &options());
+            if store.resource_version() == rv {
+                return writing;
+            }
+        }
+        panic!("the controllers never settled");
+    }
+
+    fn deployment(image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn status(store: &Store) -> Value {
+        let d = store.registry.by_kind("apps", "Deployment").unwrap();
+        store.get(d, Some("default"), "web").unwrap()["status"].clone()
+    }
+
+    #[test]
+    fn a_deployment_becomes_available_through_its_replicaset_and_pods_then_nothing_is_written() {
+        let mut store = Store::new(1000);
+        let mut memory = Memory::default();
+        let d = store
+            .registry
+            .by_kind("apps", "Deployment")
+            .cloned()
+            .unwrap();
+        let w = controller_write("test", false);
+        store
+            .create(&d, "v1", Some("default"), deployment("nginx:1.27"), &w)
+            .unwrap();
+        let t0 = Instant::now();
+        settle(&mut store, &mut memory, t0);
+        let s = status(&store);
+        assert_eq!(s["updatedReplicas"], 2, "{s}");
+        assert!(
+            s.get("availableReplicas").is_none(),
+            "not before ready_after: {s}"
+        );
+        let later = t0 + Duration::from_secs(3);
+        assert!(settle(&mut store, &mut memory, later) > 0);
+        let s = status(&store);
+        assert_eq!(
+            (
+                &s["replicas"],
+                &s["availableReplicas"],
+                &s["observedGeneration"]
+            ),
+            (&json!(2), &json!(2), &json!(1)),
+            "{s}"
+        );
+        // Steady: later passes are skipped and write nothing.
+        assert_eq!(
+            settle(&mut store, &mut memory, later + Duration::from_secs(60)),
+            0
+        );
+
+        // A broken image: the old Pods keep serving, the deadline passes.
+        let broken = json!({"spec": {"progressDeadlineSeconds": 5, "template": {"spec": {
+            "containers": [{"name": "web", "image": "nginx:broken"}]}}}});
+        store
+            .patch(
+                &d,
+                "v1",
+                Some("default"),
+                "web",
+                PatchKind::Strategic,
+                &broken,
+                &w,
+            )
+            .unwrap();
+        let t1 = later + Duration::from_secs(61);
+        settle(&mut store, &mut memory, t1);
+        settle(&mut store, &mut memory, t1 + Duration::from_secs(3));
+        let s = status(&store);
+        assert_eq!(
+            (&s["availableReplicas"], &s["updatedReplicas"]),
+            (&json!(2), &json!(1)),
+            "{s}"
+        );
+        settle(&mut store, &mut memory, t1 + Duration::from_secs(6));
+        let s = status(&store);
+        assert_eq!(
+            s["conditions"][1]["reason"], "ProgressDeadlineExceeded",
+            "{s}"
+        );
+        assert_eq!(
+            settle(&mut store, &mut memory, t1 + Duration::from_secs(60)),
+            0
+        );
     }
 }
