@@ -274,7 +274,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let mut sims = Vec::new();
         for c in &fleet.clusters {
             let mut o = SimOptions::named(&c.name);
-            o.ready_after = Duration::from_millis(800);
+            // A rolling update moves one Pod at a time past this delay (2 to 3 steps
+            // for the prod clusters' replicas), so the waves pace as they did when a
+            // whole Deployment turned ready after 800 ms.
+            o.ready_after = Duration::from_millis(400);
             sims.push(SimCluster::start(o).await?);
         }
         let entries: Vec<(String, String)> = sims.iter().map(|s| (s.name().to_string(), s.base_url())).collect();
@@ -386,7 +389,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let stop = super::sim::wait_for_signal();
             let path = root.join("kubeconfig");
             write_kubeconfig(&path, &entries)?;
-            println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  rollwave status --repo {}\nCtrl-C stops them.", path.display(), bare.display());
+            println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  kubectl --context prod-bj-1 get pods -n web\n  kubectl --context prod-bj-1 rollout history deployment/web -n web\n  kubectl --context prod-bj-1 logs deployment/web -n web\n  rollwave status --repo {}\nCtrl-C stops them.", path.display(), bare.display());
             stop.await;
         }
         stop.store(true, Ordering::Release);
