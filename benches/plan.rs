@@ -78,6 +78,8 @@ fn main() {
                             known_good: (0..10).map(|k| format!("{app}-old{k}")).collect(),
                             poisoned: vec![],
                             history,
+                            analysis: Default::default(),
+                            verified: None,
                         },
                     )
                 })

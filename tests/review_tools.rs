@@ -52,6 +52,8 @@ fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, Str
                     known_good: vec![r.content_hash],
                     poisoned: vec![],
                     history: vec![],
+                    analysis: Default::default(),
+                    verified: None,
                 },
             );
         }
@@ -116,6 +118,7 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
             phase: Phase::Healthy,
             since: web.since.clone(),
             until: fmt(now),
+            verified: None,
         },
     );
     web.release = second.clone();

@@ -101,6 +101,8 @@ fn next_status(
         known_good: Vec::new(),
         poisoned: Vec::new(),
         history: Vec::new(),
+        analysis: BTreeMap::new(),
+        verified: None,
     });
     if previous.is_some() && (s.release != release || s.phase != phase || s.hash != hash) {
         s.history.insert(
@@ -111,10 +113,16 @@ fn next_status(
                 phase: s.phase,
                 since: s.since.clone(),
                 until: now_s.clone(),
+                verified: s.verified.clone(),
             },
         );
         s.history.truncate(MAX_HISTORY);
         s.since = now_s;
+    }
+    if s.release != release || s.hash != hash {
+        // Measurements belong to the release they were taken for.
+        s.analysis.clear();
+        s.verified = None;
     }
     s.release = release.to_string();
     s.hash = hash.to_string();

@@ -31,6 +31,16 @@ pub fn describe_gate(g: &GateState) -> String {
             until: None,
         } => format!("waiting for {cluster} to become Healthy"),
         GateState::Degraded { cluster } => format!("blocked: {cluster} Degraded"),
+        GateState::WaitingForAnalysis {
+            cluster,
+            measurements,
+        } => format!("waiting for the analysis of {cluster}: {measurements}"),
+        GateState::Inconclusive { cluster, message } if message.is_empty() => {
+            format!("blocked: {cluster} Inconclusive; an approval entry for the release opens it")
+        }
+        GateState::Inconclusive { cluster, message } => format!(
+            "blocked: {cluster} Inconclusive ({message}); an approval entry for the release opens it"
+        ),
         GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
         GateState::WaitingForApproval => "waiting for approval".into(),
         GateState::WaitingUntil { until } => format!("opens at {until}"),
