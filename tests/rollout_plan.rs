@@ -483,7 +483,11 @@ fn a_rolled_back_cluster_does_not_take_the_failed_release_again() {
     sim.heartbeat_all(t(103));
     let d = &sim.plan(t(103)).decisions["canary"];
     assert_eq!(d.target.as_deref(), Some("r0"), "{d:?}");
-    assert_eq!(d.reason, Reason::Current);
+    assert_eq!(
+        (d.reason, d.rollback_to.as_deref()),
+        (Reason::Rollback, Some("r0")),
+        "still rolled back: reported RolledBack, not a fresh release"
+    );
     // The revert renders what it runs: taken at once.
     sim.release("revert", "h0", t(104));
     assert_eq!(sim.target("canary", t(104)), "revert");

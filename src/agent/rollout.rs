@@ -517,8 +517,14 @@ impl ClusterAgent {
                                 Some(self.next_analysis.map_or(next, |n| n.min(next)));
                         }
                     }
+                    let was_good = previous.is_some_and(|p| p.known_good.contains(hash));
                     let mut status = next_status(previous, &target, hash, phase, message, now);
                     if let Some(o) = analysis {
+                        // Healthy is not good enough before the analysis passed: a
+                        // known-good rendering is re-applied by the revert fast path.
+                        if o.verified.is_none() && !was_good {
+                            status.known_good.retain(|h| h != hash);
+                        }
                         status.analysis = o.results;
                         status.verified = o.verified;
                     }

@@ -16,7 +16,8 @@
 //! and `-Inf` are values compared with the bounds. No data counts as `noData` says:
 //! a pass, a failure, or an Inconclusive analysis at once. A query that fails (after
 //! the client's retries, or a timeout) is an error; `errorLimit` consecutive errors of
-//! a metric make the analysis Inconclusive. A successful query resets the count.
+//! a metric make the analysis Inconclusive. A successful query resets the count, and
+//! the analysis does not pass while the last query of a metric failed.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -213,7 +214,8 @@ pub fn verdict(
     let mut next: Option<SystemTime> = None;
     for m in &spec.metrics {
         let r = results.get(&m.name);
-        if r.is_none_or(|r| r.measurements == 0) {
+        // Not passed while a metric has no measurement, or its last query failed.
+        if r.is_none_or(|r| r.measurements == 0 || r.errors > 0) {
             let due = next_due(spec, healthy_since, r);
             next = Some(next.map_or(due, |n| n.min(due)));
         }

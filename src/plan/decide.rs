@@ -536,6 +536,23 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
             }
             let decision = decision.unwrap_or_else(|| {
                 let degraded = status.is_some_and(|s| s.phase == Phase::Degraded);
+                // Rolled back already (or on the way): keep saying so until a newer
+                // release arrives, so the rendering re-applied is reported RolledBack
+                // and not taken for a fresh release of its own.
+                let rolled_back = status.is_some_and(|s| {
+                    matches!(s.phase, Phase::Progressing | Phase::RolledBack)
+                        && failed_here
+                            .iter()
+                            .any(|r| input.order_of(r) > current_order)
+                });
+                if rolled_back && input.policy.on_failure == OnFailure::Rollback {
+                    return Decision {
+                        wave: w,
+                        target: current.clone(),
+                        reason: Reason::Rollback,
+                        rollback_to: current.clone(),
+                    };
+                }
                 if degraded && input.policy.on_failure == OnFailure::Rollback {
                     let good = input.releases.iter().find(|r| {
                         r.hashes

@@ -1,8 +1,9 @@
 //! Simulated Kubernetes clusters: an API server over HTTP that real clients (kubectl,
 //! kube-rs) accept, with objects in memory, plus a workload simulator that moves
 //! Deployments, StatefulSets, DaemonSets, Jobs, Pods and PVCs to ready the way
-//! controllers would, fault injection for reliability tests, and request accounting
-//! (`GET /sim/stats`).
+//! controllers would, fault injection for reliability tests, request accounting
+//! (`GET /sim/stats`), and simulated traffic a real Prometheus can scrape
+//! (`GET /sim/metrics`, [`traffic`]).
 //!
 //! It is a test and demo double: the agent talks to it through a kubeconfig like to any
 //! cluster. What it leaves out (authentication, admission webhooks, a scheduler, real
@@ -22,10 +23,12 @@ pub mod defaults;
 mod http;
 pub mod kinds;
 mod openapi;
+pub mod prometheus;
 mod smp;
 pub mod ssa;
 pub mod store;
 mod table;
+pub mod traffic;
 pub mod validate;
 pub mod workload;
 
@@ -231,6 +234,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bumped to cut every open watch (a simulated network disconnect).
     pub(crate) disconnect: watch::Sender<u64>,
+    /// What the simulated Deployments served, for `GET /sim/metrics`.
+    pub(crate) traffic: Mutex<traffic::Traffic>,
 }
 
 impl Shared {
@@ -272,6 +277,7 @@ impl SimCluster {
             bookmark_interval: options.bookmark_interval,
             shutdown: stopped.clone(),
             disconnect: watch::channel(0).0,
+            traffic: Mutex::new(traffic::Traffic::default()),
         });
         let app = http::router(shared.clone());
         let mut server_stop = stopped.clone();
@@ -330,6 +336,14 @@ impl SimCluster {
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// The Prometheus text exposition of the simulated traffic (`GET /sim/metrics`).
+    pub fn traffic_metrics(&self) -> String {
+        let store = self.shared.lock();
+        let mut traffic = self.shared.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        traffic.advance(&store, std::time::Instant::now());
+        traffic.exposition()
     }
 
     /// Drops the watch history so older resourceVersions get 410 Gone.
