@@ -298,7 +298,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("rollwave_analysis_value{cluster=\"prod-1\",app=\"web\",metric=\"p99\"} NaN"),
+            text.contains(
+                "rollwave_analysis_value{cluster=\"prod-1\",app=\"web\",metric=\"p99\"} NaN"
+            ),
             "{text}"
         );
     }

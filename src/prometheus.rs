@@ -511,7 +511,9 @@ mod tests {
         .unwrap();
         let started = std::time::Instant::now();
         match p.measure("up").await {
-            Measurement::Error(e) => assert!(e.starts_with(&format!("http://127.0.0.1:{port}")), "{e}"),
+            Measurement::Error(e) => {
+                assert!(e.starts_with(&format!("http://127.0.0.1:{port}")), "{e}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(
@@ -525,7 +527,10 @@ mod tests {
         status: u16,
         body: &'static [u8],
         delay: Duration,
-    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    ) -> (
+        String,
+        std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    ) {
         use axum::routing::post;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -610,8 +615,12 @@ mod tests {
             Duration::from_secs(3),
         )
         .await;
-        let p = Prometheus::new(&config(&url, PrometheusAuth::None, Duration::from_millis(300)))
-            .unwrap();
+        let p = Prometheus::new(&config(
+            &url,
+            PrometheusAuth::None,
+            Duration::from_millis(300),
+        ))
+        .unwrap();
         match p.measure("up").await {
             Measurement::Error(e) => assert!(e.ends_with("no answer within 300ms"), "{e}"),
             other => panic!("{other:?}"),

@@ -273,7 +273,10 @@ mod tests {
         assert!(s.apps["web"].analysis.is_empty());
         assert_eq!(s.apps["web"].verified, None);
         let text = String::from_utf8(s.to_json()).unwrap();
-        assert!(!text.contains("analysis") && !text.contains("verified"), "{text}");
+        assert!(
+            !text.contains("analysis") && !text.contains("verified"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ fn fleet_yaml(bake: &str, on_failure: &str, analysis: &str) -> String {
 }
 
 fn standard_analysis() -> String {
-    format!("    interval: 1s\n    initialDelay: 1s\n    errorLimit: 2\n    metrics:\n{ERROR_RATIO}{LATENCY}")
+    format!(
+        "    interval: 1s\n    initialDelay: 1s\n    errorLimit: 2\n    metrics:\n{ERROR_RATIO}{LATENCY}"
+    )
 }
 
 fn deployment(name: &str, image: &str) -> String {
@@ -93,7 +95,10 @@ impl World {
         let mut all: Vec<(String, String)> = files.to_vec();
         for c in clusters {
             let stage = c.split('-').next().unwrap();
-            all.push((format!("clusters/{c}.yaml"), format!("name: {c}\nstage: {stage}\n")));
+            all.push((
+                format!("clusters/{c}.yaml"),
+                format!("name: {c}\nstage: {stage}\n"),
+            ));
         }
         let refs: Vec<(&str, &str)> = all.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
         let v1 = work_repo(&repo, &refs);
@@ -104,8 +109,10 @@ impl World {
             o.tick = Duration::from_millis(50);
             sims.push(SimCluster::start(o).await.unwrap());
         }
-        let targets: Vec<(String, std::net::SocketAddr)> =
-            sims.iter().map(|s| (s.name().to_string(), s.addr())).collect();
+        let targets: Vec<(String, std::net::SocketAddr)> = sims
+            .iter()
+            .map(|s| (s.name().to_string(), s.addr()))
+            .collect();
         let prometheus = ScrapingPrometheus::start(
             &binary,
             &dir.path().join("prometheus"),
@@ -265,7 +272,10 @@ async fn a_good_release_passes_every_wave_and_an_errors_release_is_halted_at_the
     // Pods Ready, 30% of requests answered 500: health says Healthy, analysis Degraded.
     let v2 = commit_files(
         &w.repo,
-        &[("apps/web/base/deployment.yaml", &deployment("web", "nginx:errors"))],
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:errors"),
+        )],
         "web: errors",
     );
     let mut health_at_v2 = Vec::new();
@@ -290,7 +300,8 @@ async fn a_good_release_passes_every_wave_and_an_errors_release_is_halted_at_the
     .await;
     let degraded = w.app("test-1", "web").unwrap();
     assert!(
-        degraded.message.starts_with("analysis error-ratio: ") && degraded.message.contains(" > 0.05"),
+        degraded.message.starts_with("analysis error-ratio: ")
+            && degraded.message.contains(" > 0.05"),
         "{}",
         degraded.message
     );
@@ -348,7 +359,10 @@ async fn a_slow_release_is_caught_by_a_latency_quantile_and_halts() {
     .await;
     let v2 = commit_files(
         &w.repo,
-        &[("apps/web/base/deployment.yaml", &deployment("web", "nginx:slow"))],
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:slow"),
+        )],
         "web: slow",
     );
     w.passes_until(
@@ -375,7 +389,11 @@ async fn a_query_that_returns_nothing_counts_as_no_data_says() {
         "fleet.yaml".to_string(),
         fleet_yaml("1s", "rollback", nothing),
     )];
-    for (app, no_data) in [("nd-pass", "pass"), ("nd-fail", "fail"), ("nd-inconclusive", "inconclusive")] {
+    for (app, no_data) in [
+        ("nd-pass", "pass"),
+        ("nd-fail", "fail"),
+        ("nd-inconclusive", "inconclusive"),
+    ] {
         files.extend(app_files(
             app,
             "nginx:1",
@@ -389,7 +407,11 @@ async fn a_query_that_returns_nothing_counts_as_no_data_says() {
         |w| {
             let pass = w.app("prod-1", "nd-pass");
             is(&w.app("test-1", "nd-fail"), &v1, Phase::Degraded)
-                && is(&w.app("test-1", "nd-inconclusive"), &v1, Phase::Inconclusive)
+                && is(
+                    &w.app("test-1", "nd-inconclusive"),
+                    &v1,
+                    Phase::Inconclusive,
+                )
                 && is(&pass, &v1, Phase::Healthy)
                 && pass.is_some_and(|a| a.verified.is_some())
         },
@@ -407,17 +429,15 @@ async fn a_query_that_returns_nothing_counts_as_no_data_says() {
     let r = &w.app("test-1", "nd-pass").unwrap().analysis["nothing"];
     assert_eq!((r.value, r.note.as_str(), r.failures), (None, "no data", 0));
     for app in ["nd-fail", "nd-inconclusive"] {
-        assert!(
-            w.app("prod-1", app).is_none(),
-            "{app} went past the canary"
-        );
+        assert!(w.app("prod-1", app).is_none(), "{app} went past the canary");
     }
     w.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_approval() {
-    let analysis = "    interval: 1s\n    initialDelay: 3s\n    errorLimit: 2\n    metrics:\n".to_string()
+    let analysis = "    interval: 1s\n    initialDelay: 3s\n    errorLimit: 2\n    metrics:\n"
+        .to_string()
         + ERROR_RATIO;
     let mut files = vec![(
         "fleet.yaml".to_string(),
@@ -437,7 +457,10 @@ async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_a
         &w.repo,
         &[
             ("fleet.yaml", &fleet_yaml("20s", "rollback", &analysis)),
-            ("apps/web/base/deployment.yaml", &deployment("web", "nginx:2")),
+            (
+                "apps/web/base/deployment.yaml",
+                &deployment("web", "nginx:2"),
+            ),
         ],
         "web 2, a longer bake",
     );
@@ -446,7 +469,10 @@ async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_a
         "a first measurement of v2 on the canary",
         |w| {
             w.app("test-1", "web").is_some_and(|a| {
-                a.release == v2 && a.analysis.get("error-ratio").is_some_and(|r| r.measurements >= 1)
+                a.release == v2
+                    && a.analysis
+                        .get("error-ratio")
+                        .is_some_and(|r| r.measurements >= 1)
             })
         },
         |_, _, _| {},
@@ -462,7 +488,8 @@ async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_a
     .await;
     let a = w.app("test-1", "web").unwrap();
     assert!(
-        a.message.starts_with("analysis error-ratio: 2 consecutive query errors (errorLimit 2), last: "),
+        a.message
+            .starts_with("analysis error-ratio: 2 consecutive query errors (errorLimit 2), last: "),
         "{}",
         a.message
     );
@@ -494,6 +521,9 @@ async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_a
         |_, _, _| {},
     )
     .await;
-    assert!(is(&w.app("test-1", "web"), &v2, Phase::Inconclusive), "never rolled back");
+    assert!(
+        is(&w.app("test-1", "web"), &v2, Phase::Inconclusive),
+        "never rolled back"
+    );
     w.shutdown().await;
 }

@@ -140,6 +140,16 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
         early["apps"]["web"]["pending"][0]["waves"][1]["state"],
         "waitingForBake"
     );
+    // The bake time is over; web's analysis (error-ratio, latency-p99) is not.
+    let measuring = plan_at(later);
+    assert_eq!(
+        measuring["apps"]["web"]["pending"][0]["waves"][1]["state"],
+        "waitingForAnalysis"
+    );
+    assert_eq!(measuring["apps"]["web"]["targets"]["test-bj-1"], first);
+    let web = canary.apps.get_mut("web").unwrap();
+    web.verified = Some(fmt(now + std::time::Duration::from_secs(200)));
+    rollwave::source::statusref::write_status(&repo, &canary).unwrap();
     let baked = plan_at(later);
     assert_eq!(
         baked["apps"]["web"]["pending"][0]["waves"][1]["state"],

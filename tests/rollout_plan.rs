@@ -419,7 +419,13 @@ fn with_analysis_a_bake_completes_only_when_the_cluster_says_its_analysis_did() 
         "the bake time is over, the analysis is not"
     );
     assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r0"));
-    let web = sim.statuses.get_mut("canary").unwrap().apps.get_mut("web").unwrap();
+    let web = sim
+        .statuses
+        .get_mut("canary")
+        .unwrap()
+        .apps
+        .get_mut("web")
+        .unwrap();
     web.verified = Some(ts(t(107)));
     assert_eq!(sim.target("p1", t(110)), "r1");
     // Moving on to a newer release keeps the completed analysis (no starvation).
@@ -438,8 +444,13 @@ fn inconclusive_closes_the_gate_without_rollback_and_an_approval_opens_it() {
     sim.release("r1", "h1", t(100));
     sim.report("canary", "r1", Phase::Healthy, t(101));
     sim.report("canary", "r1", Phase::Inconclusive, t(102));
-    sim.statuses.get_mut("canary").unwrap().apps.get_mut("web").unwrap().message =
-        "analysis error-ratio: 4 consecutive query errors".into();
+    sim.statuses
+        .get_mut("canary")
+        .unwrap()
+        .apps
+        .get_mut("web")
+        .unwrap()
+        .message = "analysis error-ratio: 4 consecutive query errors".into();
     sim.heartbeat_all(t(200));
     let plan = sim.plan(t(200));
     assert_eq!(

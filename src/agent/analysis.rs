@@ -5,6 +5,11 @@
 //! Inconclusive on too many query errors (or no data, when `noData` says so), and
 //! `verified` once the analysis passed, which is what the peers' gates wait for.
 //!
+//! A rendering already known good on the cluster (a revert, say) is verified when it
+//! turns Healthy, without measurements: its analysis passed here before, and the
+//! traffic right after it replaces a bad release still carries the bad release's
+//! errors.
+//!
 //! No Prometheus configured for the cluster: the analysis is *skipped*, not failed.
 //! The release is marked verified when it turns Healthy, the status message says
 //! `analysis skipped: no prometheus configured for this cluster`, and the agent logs
@@ -108,6 +113,17 @@ pub async fn step(s: Step<'_>) -> Option<Outcome> {
             out.message = Some(p.message.clone());
             return Some(out);
         }
+    }
+    // A rendering this cluster already ran through a passed analysis (a revert, a
+    // rollback target) is not measured again: like the revert fast path, it is known
+    // good here. Measuring it would read the traffic of the release it replaces.
+    if s.phase == Phase::Healthy
+        && out.verified.is_none()
+        && s.previous
+            .is_some_and(|p| p.known_good.iter().any(|h| h == s.hash))
+    {
+        out.verified = Some(rfc3339(s.now));
+        return Some(out);
     }
     if s.phase != Phase::Healthy || out.verified.is_some() {
         // Measured only while Healthy, and not again once passed.

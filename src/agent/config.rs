@@ -572,7 +572,10 @@ impl Checker<'_> {
 
 impl AgentConfig {
     /// The Prometheus of `cluster`: its own, else the agent's.
-    pub fn prometheus_for<'a>(&'a self, cluster: &'a ClusterConfig) -> Option<&'a PrometheusConfig> {
+    pub fn prometheus_for<'a>(
+        &'a self,
+        cluster: &'a ClusterConfig,
+    ) -> Option<&'a PrometheusConfig> {
         cluster.prometheus.as_ref().or(self.prometheus.as_ref())
     }
 
@@ -879,9 +882,15 @@ clusters:
         .unwrap();
         let agent = c.prometheus.as_ref().unwrap();
         assert_eq!(agent.url, "https://prom.example.com/");
-        assert_eq!(agent.auth, PrometheusAuth::Bearer(Secret::Env("PROM_TOKEN".into())));
+        assert_eq!(
+            agent.auth,
+            PrometheusAuth::Bearer(Secret::Env("PROM_TOKEN".into()))
+        );
         assert_eq!(agent.timeout, Duration::from_secs(5));
-        assert_eq!(agent.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(
+            agent.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
         assert_eq!(c.prometheus_for(&c.clusters[0]).unwrap().url, agent.url);
         let b = c.prometheus_for(&c.clusters[1]).unwrap();
         assert_eq!(b.url, "http://prom-b:9090");
@@ -904,12 +913,18 @@ clusters:
             "agent.yaml:2: field 'prometheus.url': 'prom:9090' is not an http:// or https:// URL, e.g. http://prometheus.monitoring:9090"
         );
         assert_eq!(
-            error("repo: {url: x}\nclusters:\n- name: a\n  prometheus:\n    url: http://p\n    timeout: 0s\n"),
+            error(
+                "repo: {url: x}\nclusters:\n- name: a\n  prometheus:\n    url: http://p\n    timeout: 0s\n"
+            ),
             "agent.yaml:6: field 'clusters[0].prometheus.timeout': must be longer than 0s"
         );
         assert!(
-            error("repo: {url: x}\nprometheus:\n  url: http://p\n  auth: {}\nclusters: [{name: a}]\n")
-                .starts_with("agent.yaml:4: field 'prometheus.auth': give exactly one of bearer or basic")
+            error(
+                "repo: {url: x}\nprometheus:\n  url: http://p\n  auth: {}\nclusters: [{name: a}]\n"
+            )
+            .starts_with(
+                "agent.yaml:4: field 'prometheus.auth': give exactly one of bearer or basic"
+            )
         );
     }
 

@@ -370,7 +370,10 @@ impl AnalysisFile {
             if parsed > MAX_ROLLOUT_DURATION {
                 return Err(invalid(
                     d.referenced.line(),
-                    format!("{field}: '{}' is longer than the limit of 7d", d.value.trim()),
+                    format!(
+                        "{field}: '{}' is longer than the limit of 7d",
+                        d.value.trim()
+                    ),
                 ));
             }
             if parsed < min {
@@ -441,7 +444,9 @@ impl MetricFile {
         if !crate::names::is_dns_label(name) {
             return Err(invalid(
                 name_line,
-                format!("{field}.name: '{name}' must be lower-case letters, digits and '-' (at most 63), e.g. error-ratio"),
+                format!(
+                    "{field}.name: '{name}' must be lower-case letters, digits and '-' (at most 63), e.g. error-ratio"
+                ),
             ));
         }
         if earlier.iter().any(|m| m.name == *name) {
@@ -486,7 +491,9 @@ impl MetricFile {
             (None, None) => {
                 return Err(invalid(
                     name_line,
-                    format!("{field} ({name}): give max (fails when the value is above) or min (fails when below), or both"),
+                    format!(
+                        "{field} ({name}): give max (fails when the value is above) or min (fails when below), or both"
+                    ),
                 ));
             }
             (Some(lo), Some(hi)) if lo > hi => {
@@ -996,8 +1003,17 @@ rollout:
         assert_eq!(a.metrics[0].name, "error-ratio");
         assert_eq!(a.metrics[0].max, Some(0.01));
         assert_eq!(a.metrics[0].min, None);
-        assert_eq!(a.metrics[0].source, "fleet.yaml:11", "the first line of the query");
-        assert!(!fleet("stages: [test]\n").unwrap().rollout.analysis.enabled());
+        assert_eq!(
+            a.metrics[0].source, "fleet.yaml:11",
+            "the first line of the query"
+        );
+        assert!(
+            !fleet("stages: [test]\n")
+                .unwrap()
+                .rollout
+                .analysis
+                .enabled()
+        );
     }
 
     #[test]
@@ -1028,7 +1044,10 @@ rollout:
         .unwrap();
         assert_eq!(own.rollout.analysis.metrics[0].name, "p99");
         assert_eq!(own.rollout.analysis.metrics.len(), 1);
-        assert_eq!(own.rollout.analysis.metrics[0].source, "apps/web/app.yaml:5");
+        assert_eq!(
+            own.rollout.analysis.metrics[0].source,
+            "apps/web/app.yaml:5"
+        );
     }
 
     #[test]
@@ -1047,21 +1066,30 @@ rollout:
             "fleet.yaml:5: rollout.analysis.metrics[0] (a): give max (fails when the value is above) or min (fails when below), or both"
         );
         assert_eq!(
-            e("stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, max: 1}\n    - {name: a, query: q, max: 1}\n"),
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, max: 1}\n    - {name: a, query: q, max: 1}\n"
+            ),
             "fleet.yaml:6: rollout.analysis.metrics[1].name: 'a' is listed twice"
         );
-        let syntax =
-            e("stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - name: a\n      query: 'x{{#if}'\n      max: 1\n");
+        let syntax = e(
+            "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - name: a\n      query: 'x{{#if}'\n      max: 1\n",
+        );
         assert!(
-            syntax.starts_with("fleet.yaml:6: rollout.analysis.metrics[0].query: template syntax error"),
+            syntax.starts_with(
+                "fleet.yaml:6: rollout.analysis.metrics[0].query: template syntax error"
+            ),
             "{syntax}"
         );
         assert_eq!(
-            e("stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, min: 2, max: 1}\n"),
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, min: 2, max: 1}\n"
+            ),
             "fleet.yaml:5: rollout.analysis.metrics[0] (a): min 2 is above max 1; no value could pass"
         );
         assert_eq!(
-            e("stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: Error Ratio, query: q, max: 1}\n"),
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: Error Ratio, query: q, max: 1}\n"
+            ),
             "fleet.yaml:5: rollout.analysis.metrics[0].name: 'Error Ratio' must be lower-case letters, digits and '-' (at most 63), e.g. error-ratio"
         );
         assert!(
@@ -1069,7 +1097,8 @@ rollout:
             "unknown fields are refused with their line"
         );
         assert!(
-            e("stages: [t]\nrollout:\n  analysis:\n    noData: maybe\n").starts_with("fleet.yaml:4"),
+            e("stages: [t]\nrollout:\n  analysis:\n    noData: maybe\n")
+                .starts_with("fleet.yaml:4"),
         );
     }
 }

@@ -302,6 +302,47 @@ pub fn summary(spec: &AnalysisSpec, results: &BTreeMap<String, MetricResult>) ->
         .join("; ")
 }
 
+/// One cell for the fleet table: the verdict's message when the analysis decided,
+/// else `metric=value` per metric (`passed:` once it passed).
+pub fn cell(status: &crate::status::AppStatus) -> String {
+    let decided = matches!(
+        status.phase,
+        crate::status::Phase::Degraded | crate::status::Phase::Inconclusive
+    ) && status.message.starts_with("analysis ");
+    if decided || status.message.starts_with("analysis skipped") {
+        return status.message.clone();
+    }
+    if status.analysis.is_empty() {
+        return "-".into();
+    }
+    let values = status
+        .analysis
+        .iter()
+        .map(|(name, r)| {
+            let v = r.value.map(show_value).unwrap_or_else(|| {
+                if r.errors > 0 {
+                    "error".into()
+                } else if r.note == NO_DATA {
+                    "no-data".into()
+                } else {
+                    "-".into()
+                }
+            });
+            if r.failures > 0 {
+                format!("{name}={v}({} failed)", r.failures)
+            } else {
+                format!("{name}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if status.verified.is_some() {
+        format!("passed: {values}")
+    } else {
+        values
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,7 +409,10 @@ mod tests {
         assert!(due_metrics(&s, &r, t(0), t(14)).is_empty());
         assert_eq!(due_metrics(&s, &r, t(0), t(15)).len(), 2);
         measure_all(&s, &mut r, t(0), t(16), &|_| Measurement::Value(0.0));
-        assert!(due_metrics(&s, &r, t(0), t(20)).is_empty(), "interval after the last");
+        assert!(
+            due_metrics(&s, &r, t(0), t(20)).is_empty(),
+            "interval after the last"
+        );
         assert_eq!(due_metrics(&s, &r, t(0), t(21)).len(), 2);
     }
 
@@ -457,11 +501,7 @@ mod tests {
         let s = spec(0, 1);
         let mut r = BTreeMap::new();
         measure_all(&s, &mut r, t(0), t(1), &|m| {
-            Measurement::Value(if m == "p99" {
-                f64::INFINITY
-            } else {
-                0.0
-            })
+            Measurement::Value(if m == "p99" { f64::INFINITY } else { 0.0 })
         });
         assert_eq!(
             verdict(&s, &r, t(0), Duration::ZERO, t(1)),

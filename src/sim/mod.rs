@@ -341,7 +341,11 @@ impl SimCluster {
     /// The Prometheus text exposition of the simulated traffic (`GET /sim/metrics`).
     pub fn traffic_metrics(&self) -> String {
         let store = self.shared.lock();
-        let mut traffic = self.shared.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        let mut traffic = self
+            .shared
+            .traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         traffic.advance(&store, std::time::Instant::now());
         traffic.exposition()
     }

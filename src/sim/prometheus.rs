@@ -61,7 +61,10 @@ impl ScrapingPrometheus {
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--storage.tsdb.retention.time=1h")
             .stdin(Stdio::null())
@@ -101,8 +104,7 @@ impl ScrapingPrometheus {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s
-            .write_all(b"GET /-/ready HTTP/1.0\r\nHost: prometheus\r\n\r\n")
+        if s.write_all(b"GET /-/ready HTTP/1.0\r\nHost: prometheus\r\n\r\n")
             .is_err()
         {
             return false;
@@ -137,7 +139,9 @@ impl ScrapingPrometheus {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("prometheus has not scraped every simulated cluster within {limit:?} (last: {m:?})");
+                bail!(
+                    "prometheus has not scraped every simulated cluster within {limit:?} (last: {m:?})"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

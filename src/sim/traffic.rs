@@ -24,7 +24,9 @@ use super::store::{Filter, Store};
 pub const REQUESTS_PER_REPLICA: f64 = 10.0;
 
 /// Histogram bucket bounds (seconds).
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// How a Deployment's template makes it answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
