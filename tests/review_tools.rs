@@ -147,6 +147,14 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
         "waitingForAnalysis"
     );
     assert_eq!(measuring["apps"]["web"]["targets"]["test-bj-1"], first);
+    let (code, text, err) = common::run_cli(&["plan", "--repo", &path, "--at", &fmt(later)]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "  analysis: error-ratio, latency-p99 every 30s after 60s (failureLimit 0, errorLimit 4, noData Inconclusive)\n",
+        "    wave 1: waiting for the analysis of test-sh-1: error-ratio not measured yet; latency-p99 not measured yet\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
     let web = canary.apps.get_mut("web").unwrap();
     web.verified = Some(fmt(now + std::time::Duration::from_secs(200)));
     rollwave::source::statusref::write_status(&repo, &canary).unwrap();
