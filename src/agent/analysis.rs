@@ -178,3 +178,114 @@ pub async fn step(s: Step<'_>) -> Option<Outcome> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::MetricSpec;
+    use std::time::Duration;
+
+    fn spec() -> AnalysisSpec {
+        AnalysisSpec {
+            interval: Duration::from_secs(1),
+            metrics: vec![MetricSpec {
+                name: "error-ratio".into(),
+                query: "q".into(),
+                min: None,
+                max: Some(0.01),
+                source: "fleet.yaml:9".into(),
+            }],
+            ..AnalysisSpec::default()
+        }
+    }
+
+    fn status(release: &str, hash: &str, phase: Phase) -> AppStatus {
+        AppStatus {
+            release: release.into(),
+            hash: hash.into(),
+            phase,
+            since: "2026-11-23T10:00:00Z".into(),
+            message: String::new(),
+            known_good: vec!["h0".into()],
+            poisoned: vec![],
+            history: vec![],
+            analysis: BTreeMap::new(),
+            verified: None,
+        }
+    }
+
+    fn step_for<'a>(
+        spec: &'a AnalysisSpec,
+        previous: Option<&'a AppStatus>,
+        hash: &'a str,
+        phase: Phase,
+        context: &'a Value,
+    ) -> Step<'a> {
+        Step {
+            cluster: "c",
+            app: "web",
+            spec,
+            bake: Duration::from_secs(60),
+            release: "r1",
+            hash,
+            phase,
+            previous,
+            context,
+            prometheus: None,
+            metrics: None,
+            now: humantime::parse_rfc3339("2026-11-23T10:05:00Z").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_prometheus_the_analysis_is_skipped_and_says_so() {
+        let (spec, ctx) = (spec(), serde_json::json!({}));
+        let o = step(step_for(&spec, None, "h1", Phase::Healthy, &ctx))
+            .await
+            .unwrap();
+        assert_eq!(o.phase, Phase::Healthy);
+        assert_eq!(o.message.as_deref(), Some(SKIPPED));
+        assert!(o.verified.is_some());
+        let none = AnalysisSpec::default();
+        assert_eq!(step(step_for(&none, None, "h1", Phase::Healthy, &ctx)).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_known_good_rendering_is_verified_without_measuring() {
+        let (spec, ctx) = (spec(), serde_json::json!({}));
+        let previous = status("r0", "h0", Phase::Healthy);
+        let o = step(step_for(&spec, Some(&previous), "h0", Phase::Healthy, &ctx))
+            .await
+            .unwrap();
+        assert!(o.verified.is_some());
+        assert_eq!(o.message, None);
+        assert!(o.results.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_verdict_stands_for_the_release_unless_health_is_worse() {
+        let (spec, ctx) = (spec(), serde_json::json!({}));
+        let mut previous = status("r1", "h1", Phase::Inconclusive);
+        previous.message = "analysis error-ratio: 4 consecutive query errors".into();
+        previous.analysis.insert(
+            "error-ratio".into(),
+            MetricResult {
+                value: None,
+                failures: 0,
+                errors: 4,
+                measurements: 1,
+                at: "2026-11-23T10:04:00Z".into(),
+                note: "refused".into(),
+            },
+        );
+        let o = step(step_for(&spec, Some(&previous), "h1", Phase::Healthy, &ctx))
+            .await
+            .unwrap();
+        assert_eq!(o.phase, Phase::Inconclusive);
+        assert_eq!(o.message.as_deref(), Some(previous.message.as_str()));
+        let o = step(step_for(&spec, Some(&previous), "h1", Phase::Degraded, &ctx))
+            .await
+            .unwrap();
+        assert_eq!(o.phase, Phase::Degraded, "health's verdict is worse");
+    }
+}
