@@ -527,3 +527,76 @@ async fn prometheus_stopped_mid_bake_is_inconclusive_without_rollback_until_an_a
     );
     w.shutdown().await;
 }
+
+#[test]
+fn the_agent_process_measures_with_the_prometheus_of_its_config_and_wakes_for_each_measurement() {
+    use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection};
+    use rollwave::agent::daemon::Agent;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut files = vec![(
+        "fleet.yaml".to_string(),
+        fleet_yaml("1s", "halt", &standard_analysis()),
+    )];
+    files.extend(app_files("web", "nginx:1", ""));
+    let (w, v1) = runtime.block_on(World::start(&files, &["test-1"]));
+    let kubeconfig = w._dir.path().join("test-1.kubeconfig");
+    rollwave::sim::write_kubeconfig(&kubeconfig, &[("test-1".into(), w.sims[0].base_url())])
+        .unwrap();
+    let config = AgentConfig {
+        repo: w.repo.to_str().unwrap().to_string(),
+        // Far longer than the test: the analysis wakes the passes it needs.
+        interval: Duration::from_secs(600),
+        heartbeat: Duration::from_secs(1),
+        drift_interval: Duration::from_millis(200),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        prometheus: Some(w.prometheus.config()),
+        clusters: vec![ClusterConfig {
+            name: "test-1".into(),
+            connection: Connection::Kubeconfig {
+                path: Some(kubeconfig),
+                context: None,
+            },
+            prometheus: None,
+        }],
+        ..AgentConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (metrics_tx, metrics_rx) = std::sync::mpsc::channel();
+    let agent = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let agent = Agent::connect(config, true).await.unwrap();
+            metrics_tx.send(agent.metrics()).unwrap();
+            agent
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let metrics = metrics_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    common::sim::eventually(Duration::from_secs(60), "v1 verified on test-1", || {
+        w.app("test-1", "web")
+            .is_some_and(|a| a.release == v1 && a.phase == Phase::Healthy && a.verified.is_some())
+    });
+    let a = w.app("test-1", "web").unwrap();
+    assert!(a.analysis["error-ratio"].measurements >= 1, "{a:#?}");
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "rollwave_analysis_value{cluster=\"test-1\",app=\"web\",metric=\"error-ratio\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rollwave_analysis_failures_total{cluster=\"test-1\",app=\"web\",metric=\"latency-p99\"} 0"),
+        "{text}"
+    );
+    let _ = stop.send(());
+    agent.join().unwrap();
+    runtime.block_on(w.shutdown());
+}

@@ -247,7 +247,10 @@ mod tests {
         assert_eq!(o.message.as_deref(), Some(SKIPPED));
         assert!(o.verified.is_some());
         let none = AnalysisSpec::default();
-        assert_eq!(step(step_for(&none, None, "h1", Phase::Healthy, &ctx)).await, None);
+        assert_eq!(
+            step(step_for(&none, None, "h1", Phase::Healthy, &ctx)).await,
+            None
+        );
     }
 
     #[tokio::test]
@@ -283,9 +286,15 @@ mod tests {
             .unwrap();
         assert_eq!(o.phase, Phase::Inconclusive);
         assert_eq!(o.message.as_deref(), Some(previous.message.as_str()));
-        let o = step(step_for(&spec, Some(&previous), "h1", Phase::Degraded, &ctx))
-            .await
-            .unwrap();
+        let o = step(step_for(
+            &spec,
+            Some(&previous),
+            "h1",
+            Phase::Degraded,
+            &ctx,
+        ))
+        .await
+        .unwrap();
         assert_eq!(o.phase, Phase::Degraded, "health's verdict is worse");
     }
 }
