@@ -452,8 +452,10 @@ impl PlanInput<'_> {
             }
         }
         for s in self.statuses.values() {
+            // Under analysis, Healthy is a healthy report only once the analysis passed.
             if let Some(a) = s.apps.get(self.app)
                 && a.phase == Phase::Healthy
+                && (!self.policy.analysis.enabled() || a.verified.is_some())
             {
                 poisoned.remove(&a.hash);
             }
