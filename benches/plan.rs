@@ -65,6 +65,7 @@ fn main() {
                             phase: Phase::Healthy,
                             since: ts(now - Duration::from_secs(3600 * (k + 2) as u64)),
                             until: ts(now - Duration::from_secs(3600 * (k + 1) as u64)),
+                            verified: None,
                         })
                         .collect();
                     (
@@ -78,6 +79,8 @@ fn main() {
                             known_good: (0..10).map(|k| format!("{app}-old{k}")).collect(),
                             poisoned: vec![],
                             history,
+                            analysis: Default::default(),
+                            verified: None,
                         },
                     )
                 })

@@ -14,6 +14,7 @@ pub mod labels;
 pub mod metrics;
 pub mod names;
 pub mod plan;
+pub mod prometheus;
 pub mod render;
 pub mod schema;
 pub mod sim;

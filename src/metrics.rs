@@ -43,6 +43,17 @@ pub struct AppInfoLabels {
     pub phase: String,
 }
 
+/// Labels of the analysis series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnalysisLabels {
+    /// The cluster.
+    pub cluster: String,
+    /// The app.
+    pub app: String,
+    /// The metric of `rollout.analysis`.
+    pub metric: String,
+}
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +67,10 @@ pub struct Metrics {
     pub prune_total: Counter,
     /// 1 for each app's current (release, phase).
     pub app_info: Family<AppInfoLabels, Gauge>,
+    /// The last value measured by the analysis of each (cluster, app, metric).
+    pub analysis_value: Family<AnalysisLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Failed measurements of the analysis.
+    pub analysis_failures: Family<AnalysisLabels, Counter>,
     current: Mutex<std::collections::HashMap<(String, String), AppInfoLabels>>,
 }
 
@@ -76,6 +91,19 @@ impl Metrics {
         let drift_corrections = Counter::default();
         let prune_total = Counter::default();
         let app_info = Family::<AppInfoLabels, Gauge>::default();
+        let analysis_value =
+            Family::<AnalysisLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let analysis_failures = Family::<AnalysisLabels, Counter>::default();
+        registry.register(
+            "rollwave_analysis_value",
+            "The last value measured by the analysis of a bake (NaN: no data or a query error)",
+            analysis_value.clone(),
+        );
+        registry.register(
+            "rollwave_analysis_failures",
+            "Measurements of the analysis of a bake that failed their bound",
+            analysis_failures.clone(),
+        );
         registry.register(
             "rollwave_reconcile_duration_seconds",
             "Time to reconcile one app on one cluster",
@@ -108,6 +136,8 @@ impl Metrics {
             drift_corrections,
             prune_total,
             app_info,
+            analysis_value,
+            analysis_failures,
             current: Mutex::new(Default::default()),
         }
     }
@@ -172,6 +202,30 @@ impl Metrics {
         self.app_info.get_or_create(&labels).set(1);
     }
 
+    /// Records one measurement of the analysis: its value (`None`: no data or an
+    /// error, exported as NaN) and whether it failed.
+    pub fn record_measurement(
+        &self,
+        cluster: &str,
+        app: &str,
+        metric: &str,
+        value: Option<f64>,
+        failed: bool,
+    ) {
+        let labels = AnalysisLabels {
+            cluster: cluster.into(),
+            app: app.into(),
+            metric: metric.into(),
+        };
+        self.analysis_value
+            .get_or_create(&labels)
+            .set(value.unwrap_or(f64::NAN));
+        let failures = self.analysis_failures.get_or_create(&labels);
+        if failed {
+            failures.inc();
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -228,5 +282,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rollwave_prune_total 0"), "{text}");
+        m.record_measurement("prod-1", "web", "error-ratio", Some(0.31), true);
+        m.record_measurement("prod-1", "web", "p99", None, false);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "rollwave_analysis_value{cluster=\"prod-1\",app=\"web\",metric=\"error-ratio\"} 0.31"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rollwave_analysis_failures_total{cluster=\"prod-1\",app=\"web\",metric=\"error-ratio\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rollwave_analysis_value{cluster=\"prod-1\",app=\"web\",metric=\"p99\"} NaN"
+            ),
+            "{text}"
+        );
     }
 }

@@ -22,6 +22,10 @@ pub enum Phase {
     Suspended,
     /// Being applied or waiting for workloads to become ready.
     Progressing,
+    /// Healthy, but the analysis could not decide (query errors, or no data with
+    /// `noData: inconclusive`): closes the gate like Degraded, never rolls back; an
+    /// approval or a new release moves on.
+    Inconclusive,
     /// Re-applied the last known-good rendering after a failure.
     RolledBack,
     /// Failed its health rules or its progress deadline.
@@ -43,10 +47,71 @@ pub struct HistoryEntry {
     pub since: String,
     /// End (RFC 3339).
     pub until: String,
+    /// When the analysis of this release completed on the cluster (RFC 3339), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+}
+
+/// The measurements of one metric of the analysis, for the release an app runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    /// The last value measured; `None` when the last query returned no data or failed.
+    /// Infinite values are written as the strings `+Inf` and `-Inf` (JSON has no
+    /// infinity).
+    #[serde(default, with = "value_serde")]
+    pub value: Option<f64>,
+    /// Measurements that failed their bound (or returned nothing with `noData: fail`).
+    #[serde(default)]
+    pub failures: u32,
+    /// Consecutive query errors (reset by a successful query).
+    #[serde(default)]
+    pub errors: u32,
+    /// Measurements taken (errors excluded).
+    #[serde(default)]
+    pub measurements: u32,
+    /// When the last query was made (RFC 3339).
+    pub at: String,
+    /// What the last query said, when it was not a number (an error, no data).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+mod value_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(x) if x.is_nan() => s.serialize_none(),
+            Some(x) if *x == f64::INFINITY => s.serialize_str("+Inf"),
+            Some(x) if *x == f64::NEG_INFINITY => s.serialize_str("-Inf"),
+            Some(x) => s.serialize_f64(*x),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(match Option::<Written>::deserialize(d)? {
+            None => None,
+            Some(Written::Number(x)) => Some(x),
+            Some(Written::Text(t)) => match t.as_str() {
+                "+Inf" | "Inf" => Some(f64::INFINITY),
+                "-Inf" => Some(f64::NEG_INFINITY),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// The state of one app on one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppStatus {
     /// The commit applied.
@@ -69,10 +134,17 @@ pub struct AppStatus {
     /// Earlier intervals, newest first, at most [`MAX_HISTORY`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The analysis of the current release, by metric (absent without analysis).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub analysis: BTreeMap<String, MetricResult>,
+    /// When the analysis of the current release completed (RFC 3339): a peer's gate
+    /// needs it, besides the bake time, when the policy has analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }
 
 /// The whole status document of one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// The cluster.
     pub cluster: String,
@@ -172,6 +244,38 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("heartbeat")
+        );
+    }
+
+    #[test]
+    fn analysis_results_round_trip_and_old_statuses_without_them_still_parse() {
+        let json = br#"{"cluster": "c", "agent": "0.1.0", "heartbeat": "2026-11-23T10:00:00Z",
+          "apps": {"web": {"release": "abc", "hash": "h1", "phase": "Inconclusive", "since": "2026-11-23T09:51:00Z",
+                  "verified": "2026-11-23T09:55:00Z",
+                  "analysis": {"error-ratio": {"value": 0.31, "failures": 1, "errors": 0, "measurements": 1, "at": "2026-11-23T09:52:00Z"},
+                               "p99": {"value": "+Inf", "failures": 0, "errors": 2, "at": "2026-11-23T09:52:00Z", "note": "timeout"},
+                               "empty": {"value": null, "at": "2026-11-23T09:52:00Z"}}}}}"#;
+        let s = ClusterStatus::parse("c", json).unwrap();
+        let a = &s.apps["web"];
+        assert_eq!(a.phase, Phase::Inconclusive);
+        assert_eq!(a.analysis["error-ratio"].value, Some(0.31));
+        assert_eq!(a.analysis["p99"].value, Some(f64::INFINITY));
+        assert_eq!(a.analysis["empty"].value, None);
+        assert_eq!(a.verified.as_deref(), Some("2026-11-23T09:55:00Z"));
+        let back = ClusterStatus::parse("c", &s.to_json()).unwrap();
+        assert_eq!(back, s);
+        let text = String::from_utf8(s.to_json()).unwrap();
+        assert!(text.contains("\"value\": \"+Inf\""), "{text}");
+        // Written by an agent without analysis: no `analysis`, no `verified`.
+        let old = br#"{"cluster": "c", "agent": "0.1.0", "heartbeat": "2026-11-23T10:00:00Z",
+          "apps": {"web": {"release": "abc", "hash": "h1", "phase": "Healthy", "since": "2026-11-23T09:51:00Z"}}}"#;
+        let s = ClusterStatus::parse("c", old).unwrap();
+        assert!(s.apps["web"].analysis.is_empty());
+        assert_eq!(s.apps["web"].verified, None);
+        let text = String::from_utf8(s.to_json()).unwrap();
+        assert!(
+            !text.contains("analysis") && !text.contains("verified"),
+            "{text}"
         );
     }
 

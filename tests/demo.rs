@@ -1,6 +1,7 @@
 //! `rollwave demo` end to end: 14 simulated clusters and agents, a good change in wave
-//! order, a bad one halted at the canary, its revert everywhere; exit 0 only if every
-//! expectation held.
+//! order, a bad one halted at the canary, its revert everywhere, and (with a real
+//! Prometheus installed) a release with Ready pods but 30% errors halted at the canary
+//! by analysis; exit 0 only if every expectation held.
 
 mod common;
 
@@ -29,6 +30,13 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
     ] {
         assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");
     }
+    // The analysis chapter runs when a prometheus binary is installed (.ci/run does).
+    let analysis = if rollwave::sim::prometheus::find_binary().is_some() {
+        "[ok] errors change halted at the canary by analysis"
+    } else {
+        "[skipped] errors change halted at the canary by analysis: install prometheus"
+    };
+    assert!(stdout.contains(analysis), "missing {analysis:?}:\n{stdout}");
 }
 
 #[test]

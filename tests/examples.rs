@@ -29,6 +29,20 @@ fn every_example_agent_config_is_valid() {
     assert_eq!(several.clusters.len(), 3);
     assert!(several.verify.is_some());
     assert!(matches!(several.auth, rollwave::source::Auth::Ssh { .. }));
+    let prometheus = |i: usize| {
+        several
+            .prometheus_for(&several.clusters[i])
+            .map(|p| p.url.clone())
+    };
+    assert_eq!(
+        prometheus(0).as_deref(),
+        Some("https://prometheus.bj.example.com")
+    );
+    assert_eq!(
+        prometheus(2).as_deref(),
+        Some("http://prometheus.bj-4.example.com:9090"),
+        "a cluster's own Prometheus"
+    );
     let read_only = rollwave::agent::config::load(&example("agent/read-only.yaml")).unwrap();
     assert!(!read_only.push_status);
 }

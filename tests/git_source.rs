@@ -82,6 +82,8 @@ fn status(cluster: &str, release: &str) -> ClusterStatus {
             known_good: vec!["h".into()],
             poisoned: vec![],
             history: vec![],
+            analysis: Default::default(),
+            verified: None,
         },
     );
     s

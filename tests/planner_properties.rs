@@ -108,8 +108,11 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
                     phase,
                     since,
                     until,
+                    verified: None,
                 })
                 .collect(),
+            analysis: Default::default(),
+            verified: None,
         })
 }
 
@@ -237,6 +240,8 @@ fn a_peer_status_at_the_end_of_time_does_not_crash_the_planner() {
                 known_good: vec![],
                 poisoned: vec![],
                 history: vec![],
+                analysis: Default::default(),
+                verified: None,
             },
         )]
         .into(),

@@ -52,6 +52,8 @@ fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, Str
                     known_good: vec![r.content_hash],
                     poisoned: vec![],
                     history: vec![],
+                    analysis: Default::default(),
+                    verified: None,
                 },
             );
         }
@@ -116,6 +118,7 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
             phase: Phase::Healthy,
             since: web.since.clone(),
             until: fmt(now),
+            verified: None,
         },
     );
     web.release = second.clone();
@@ -137,6 +140,24 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
         early["apps"]["web"]["pending"][0]["waves"][1]["state"],
         "waitingForBake"
     );
+    // The bake time is over; web's analysis (error-ratio, latency-p99) is not.
+    let measuring = plan_at(later);
+    assert_eq!(
+        measuring["apps"]["web"]["pending"][0]["waves"][1]["state"],
+        "waitingForAnalysis"
+    );
+    assert_eq!(measuring["apps"]["web"]["targets"]["test-bj-1"], first);
+    let (code, text, err) = common::run_cli(&["plan", "--repo", &path, "--at", &fmt(later)]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "  analysis: error-ratio, latency-p99 every 30s after 60s (failureLimit 0, errorLimit 4, noData Inconclusive)\n",
+        "    wave 1: waiting for the analysis of test-sh-1: error-ratio not measured yet; latency-p99 not measured yet\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    let web = canary.apps.get_mut("web").unwrap();
+    web.verified = Some(fmt(now + std::time::Duration::from_secs(200)));
+    rollwave::source::statusref::write_status(&repo, &canary).unwrap();
     let baked = plan_at(later);
     assert_eq!(
         baked["apps"]["web"]["pending"][0]["waves"][1]["state"],

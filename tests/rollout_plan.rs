@@ -110,6 +110,8 @@ impl Sim {
             known_good: vec![],
             poisoned: vec![],
             history: vec![],
+            analysis: Default::default(),
+            verified: None,
         };
         let entry = s.apps.entry("web".into()).or_insert(new.clone());
         if entry.release != release || entry.phase != phase {
@@ -123,6 +125,7 @@ impl Sim {
                     phase: old.phase,
                     since: old.since,
                     until: ts(at),
+                    verified: old.verified,
                 },
             );
             entry.history.truncate(20);
@@ -386,6 +389,119 @@ fn rollback_reapplies_the_last_known_good_rendering() {
         "the repository still says bad"
     );
     assert_eq!(d.rollback_to.as_deref(), Some("r0"));
+}
+
+fn with_analysis(bake_min: u64) -> RolloutSpec {
+    let mut p = policy(bake_min);
+    p.analysis.metrics = vec![rollwave::fleet::MetricSpec {
+        name: "error-ratio".into(),
+        query: "q".into(),
+        min: None,
+        max: Some(0.01),
+        source: "fleet.yaml:9".into(),
+    }];
+    p
+}
+
+#[test]
+fn with_analysis_a_bake_completes_only_when_the_cluster_says_its_analysis_did() {
+    let mut sim = Sim::new(with_analysis(5));
+    sim.release("r1", "h1", t(100));
+    sim.step(t(100)); // canary Healthy at t(101)
+    sim.heartbeat_all(t(110));
+    let plan = sim.plan(t(110));
+    assert_eq!(
+        plan.pending[0].waves[1],
+        GateState::WaitingForAnalysis {
+            cluster: "canary".into(),
+            measurements: "error-ratio not measured yet".into()
+        },
+        "the bake time is over, the analysis is not"
+    );
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r0"));
+    let web = sim
+        .statuses
+        .get_mut("canary")
+        .unwrap()
+        .apps
+        .get_mut("web")
+        .unwrap();
+    web.verified = Some(ts(t(107)));
+    assert_eq!(sim.target("p1", t(110)), "r1");
+    // Moving on to a newer release keeps the completed analysis (no starvation).
+    sim.release("r2", "h2", t(111));
+    sim.report("canary", "r2", Phase::Progressing, t(111));
+    sim.heartbeat_all(t(112));
+    assert_eq!(sim.target("p1", t(112)), "r1");
+}
+
+#[test]
+fn inconclusive_closes_the_gate_without_rollback_and_an_approval_opens_it() {
+    let mut sim = Sim::new(RolloutSpec {
+        on_failure: OnFailure::Rollback,
+        ..with_analysis(5)
+    });
+    sim.release("r1", "h1", t(100));
+    sim.report("canary", "r1", Phase::Healthy, t(101));
+    sim.report("canary", "r1", Phase::Inconclusive, t(102));
+    sim.statuses
+        .get_mut("canary")
+        .unwrap()
+        .apps
+        .get_mut("web")
+        .unwrap()
+        .message = "analysis error-ratio: 4 consecutive query errors".into();
+    sim.heartbeat_all(t(200));
+    let plan = sim.plan(t(200));
+    assert_eq!(
+        plan.pending[0].waves[1],
+        GateState::Inconclusive {
+            cluster: "canary".into(),
+            message: "analysis error-ratio: 4 consecutive query errors".into()
+        }
+    );
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r0"));
+    assert_eq!(
+        plan.decisions["canary"].reason,
+        Reason::Current,
+        "Inconclusive never rolls back"
+    );
+    sim.approvals.push(Approval {
+        release: "r1".repeat(4),
+        through_wave: 1,
+    });
+    sim.releases[0].sha = "r1r1r1r1".into();
+    sim.order.insert("r1r1r1r1".into(), sim.order["r1"]);
+    let plan = sim.plan(t(200));
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r1r1r1r1"));
+    assert_ne!(
+        plan.decisions["p2"].target.as_deref(),
+        Some("r1r1r1r1"),
+        "approved through wave 1 only"
+    );
+}
+
+#[test]
+fn a_rolled_back_cluster_does_not_take_the_failed_release_again() {
+    let mut sim = Sim::new(RolloutSpec {
+        on_failure: OnFailure::Rollback,
+        ..policy(5)
+    });
+    sim.release("bad", "h2", t(100));
+    sim.report("canary", "bad", Phase::Degraded, t(101));
+    // The agent re-applied r0's rendering: its status says r0, RolledBack.
+    sim.report("canary", "r0", Phase::RolledBack, t(102));
+    sim.heartbeat_all(t(103));
+    let d = &sim.plan(t(103)).decisions["canary"];
+    assert_eq!(d.target.as_deref(), Some("r0"), "{d:?}");
+    assert_eq!(
+        (d.reason, d.rollback_to.as_deref()),
+        (Reason::Rollback, Some("r0")),
+        "still rolled back: reported RolledBack, not a fresh release"
+    );
+    // The revert renders what it runs: taken at once.
+    sim.release("revert", "h0", t(104));
+    assert_eq!(sim.target("canary", t(104)), "revert");
 }
 
 mod waves {

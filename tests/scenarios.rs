@@ -263,6 +263,7 @@ impl Scenario {
                     path: Some(self.clusters[cluster].1.clone()),
                     context: None,
                 },
+                prometheus: None,
             }],
             ..AgentConfig::default()
         };

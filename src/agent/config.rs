@@ -16,9 +16,15 @@
 //!   github: {env: ROLLWAVE_WEBHOOK_SECRET}
 //! log: {format: json, level: info}
 //! stuckAfter: 10m        # a pass running longer fails /healthz (the pod is restarted)
+//! prometheus:           # for the analysis of bakes (rollout.analysis in the fleet)
+//!   url: http://prometheus.monitoring:9090
+//!   auth: {bearer: {file: /etc/rollwave/prometheus/token}}   # or basic: {username, password}
+//!   timeout: 10s         # each attempt of a query (3 attempts)
+//!   tls: {caFile: /etc/rollwave/prometheus/ca.pem}
 //! clusters:
 //!   - name: prod-bj-1
 //!     inCluster: true
+//!     # prometheus: {...}  # this cluster's own, instead of the agent's
 //! ```
 //!
 //! Secrets are never written in the file itself: `{env: NAME}` or `{file: PATH}`.
@@ -31,6 +37,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::fleet::parse_duration;
+use crate::prometheus::{PrometheusAuth, PrometheusConfig};
 use crate::source::trigger::WebhookSecrets;
 use crate::source::{Auth, Secret};
 use crate::yaml::YamlError;
@@ -96,6 +103,8 @@ pub struct ClusterConfig {
     pub name: String,
     /// How to reach it.
     pub connection: Connection,
+    /// Its own Prometheus, instead of the agent's.
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 /// Commit signature checking: only a tip signed by one of these keys is applied.
@@ -200,6 +209,8 @@ pub struct AgentConfig {
     /// The `helm` binary that renders apps deployed from Helm charts (default: `helm`
     /// on PATH).
     pub helm: Option<PathBuf>,
+    /// The Prometheus the analysis of bakes queries, for clusters without their own.
+    pub prometheus: Option<PrometheusConfig>,
     /// The clusters, in order.
     pub clusters: Vec<ClusterConfig>,
 }
@@ -229,6 +240,7 @@ impl Default for AgentConfig {
             log_level: "info".into(),
             stuck_after: STUCK_AFTER,
             helm: None,
+            prometheus: None,
             clusters: Vec::new(),
         }
     }
@@ -315,8 +327,40 @@ struct LogFile {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusAuthFile {
+    #[serde(default)]
+    bearer: Option<Spanned<SecretFile>>,
+    #[serde(default)]
+    basic: Option<BasicFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TlsFile {
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusFile {
+    url: Spanned<String>,
+    #[serde(default)]
+    auth: Option<Spanned<PrometheusAuthFile>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ClusterFile {
+    #[serde(default)]
+    prometheus: Option<PrometheusFile>,
     name: Spanned<String>,
     #[serde(default)]
     kubeconfig: Option<PathBuf>,
@@ -350,6 +394,7 @@ struct ConfigFile {
     stuck_after: Option<Spanned<String>>,
     #[serde(default)]
     helm: Option<PathBuf>,
+    prometheus: Option<PrometheusFile>,
     clusters: Spanned<Vec<ClusterFile>>,
 }
 
@@ -431,6 +476,50 @@ impl Checker<'_> {
         })
     }
 
+    fn prometheus(&self, p: &PrometheusFile, field: &str) -> Result<PrometheusConfig, ConfigError> {
+        let url = p.url.value.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.parse::<axum::http::Uri>().is_err()
+        {
+            return Err(self.invalid(
+                p.url.referenced.line(),
+                &format!("{field}.url"),
+                format!("'{url}' is not an http:// or https:// URL, e.g. http://prometheus.monitoring:9090"),
+            ));
+        }
+        let auth = match &p.auth {
+            None => PrometheusAuth::None,
+            Some(a) => match (&a.value.bearer, &a.value.basic) {
+                (Some(t), None) => {
+                    PrometheusAuth::Bearer(self.secret(t, &format!("{field}.auth.bearer"))?)
+                }
+                (None, Some(b)) => PrometheusAuth::Basic {
+                    username: b.username.clone(),
+                    password: self.secret(&b.password, &format!("{field}.auth.basic.password"))?,
+                },
+                _ => {
+                    return Err(self.invalid(
+                        a.referenced.line(),
+                        &format!("{field}.auth"),
+                        "give exactly one of bearer or basic",
+                    ));
+                }
+            },
+        };
+        let tls = p.tls.as_ref();
+        Ok(PrometheusConfig {
+            url: url.to_string(),
+            auth,
+            timeout: self.duration(
+                &p.timeout,
+                &format!("{field}.timeout"),
+                crate::prometheus::DEFAULT_TIMEOUT,
+            )?,
+            ca_file: tls.and_then(|t| t.ca_file.clone()),
+            insecure_skip_verify: tls.and_then(|t| t.insecure_skip_verify).unwrap_or(false),
+        })
+    }
+
     fn clusters(
         &self,
         list: &Spanned<Vec<ClusterFile>>,
@@ -464,7 +553,13 @@ impl Checker<'_> {
                     "inCluster: true cannot be combined with kubeconfig or context",
                 ));
             }
+            let prometheus = c
+                .prometheus
+                .as_ref()
+                .map(|p| self.prometheus(p, &format!("{field}.prometheus")))
+                .transpose()?;
             out.push(ClusterConfig {
+                prometheus,
                 name: c.name.value.clone(),
                 connection: if in_cluster {
                     Connection::InCluster
@@ -481,6 +576,14 @@ impl Checker<'_> {
 }
 
 impl AgentConfig {
+    /// The Prometheus of `cluster`: its own, else the agent's.
+    pub fn prometheus_for<'a>(
+        &'a self,
+        cluster: &'a ClusterConfig,
+    ) -> Option<&'a PrometheusConfig> {
+        cluster.prometheus.as_ref().or(self.prometheus.as_ref())
+    }
+
     /// Reads the webhook secrets (at start-up, so a missing variable or file stops the
     /// agent with the line that names it, not the first push).
     pub fn webhook_secrets(&self) -> Result<WebhookSecrets, ConfigError> {
@@ -589,6 +692,11 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
             .unwrap_or(defaults.log_level),
         stuck_after: check.duration(&raw.stuck_after, "stuckAfter", defaults.stuck_after)?,
         helm: raw.helm.clone(),
+        prometheus: raw
+            .prometheus
+            .as_ref()
+            .map(|p| check.prometheus(p, "prometheus"))
+            .transpose()?,
         clusters: check.clusters(&raw.clusters)?,
     })
 }
@@ -756,6 +864,73 @@ clusters:
         assert_eq!(
             e,
             "agent.yaml:2: field 'stuckAfter': must be longer than 0s"
+        );
+    }
+
+    #[test]
+    fn prometheus_is_read_for_the_agent_and_per_cluster() {
+        let c = parse(
+            "agent.yaml",
+            "repo: {url: x}
+prometheus:
+  url: https://prom.example.com/
+  auth: {bearer: {env: PROM_TOKEN}}
+  timeout: 5s
+  tls: {caFile: /etc/ca.pem}
+clusters:
+- name: a
+- name: b
+  prometheus:
+    url: http://prom-b:9090
+    auth: {basic: {username: u, password: {file: /run/pw}}}
+",
+        )
+        .unwrap();
+        let agent = c.prometheus.as_ref().unwrap();
+        assert_eq!(agent.url, "https://prom.example.com/");
+        assert_eq!(
+            agent.auth,
+            PrometheusAuth::Bearer(Secret::Env("PROM_TOKEN".into()))
+        );
+        assert_eq!(agent.timeout, Duration::from_secs(5));
+        assert_eq!(
+            agent.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(c.prometheus_for(&c.clusters[0]).unwrap().url, agent.url);
+        let b = c.prometheus_for(&c.clusters[1]).unwrap();
+        assert_eq!(b.url, "http://prom-b:9090");
+        assert_eq!(b.timeout, crate::prometheus::DEFAULT_TIMEOUT);
+        assert_eq!(
+            b.auth,
+            PrometheusAuth::Basic {
+                username: "u".into(),
+                password: Secret::File("/run/pw".into())
+            }
+        );
+        let none = parse("a.yaml", "repo: {url: x}\nclusters: [{name: a}]\n").unwrap();
+        assert!(none.prometheus_for(&none.clusters[0]).is_none());
+    }
+
+    #[test]
+    fn prometheus_mistakes_name_the_line_and_field() {
+        assert_eq!(
+            error("repo: {url: x}\nprometheus: {url: 'prom:9090'}\nclusters: [{name: a}]\n"),
+            "agent.yaml:2: field 'prometheus.url': 'prom:9090' is not an http:// or https:// URL, e.g. http://prometheus.monitoring:9090"
+        );
+        assert_eq!(
+            error(
+                "repo: {url: x}\nclusters:\n- name: a\n  prometheus:\n    url: http://p\n    timeout: 0s\n"
+            ),
+            "agent.yaml:6: field 'clusters[0].prometheus.timeout': must be longer than 0s"
+        );
+        assert!(
+            error(
+                "repo: {url: x}\nprometheus:\n  url: http://p\n  auth: {}\nclusters: [{name: a}]\n"
+            )
+            .starts_with(
+                "agent.yaml:4: field 'prometheus.auth': give exactly one of bearer or basic"
+            )
         );
     }
 

@@ -241,10 +241,16 @@ impl Agent {
             if let Some(cache) = &cache {
                 reconciler = reconciler.with_cache(cache.clone());
             }
+            let prometheus = config
+                .prometheus_for(c)
+                .map(crate::prometheus::Prometheus::new)
+                .transpose()
+                .with_context(|| format!("cluster '{}'", c.name))?;
             let runner = if rollout {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
-                    .with_histories(histories.clone());
+                    .with_histories(histories.clone())
+                    .with_prometheus(prometheus);
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))
             } else {
@@ -452,6 +458,9 @@ impl Agent {
         // Drift passes are rate-limited: the first change starts the clock, the pass
         // follows `drift_interval` later; a commit or a stop is not held up.
         let mut drift_at: Option<tokio::time::Instant> = None;
+        // A running analysis has its next measurement due then: a pass is started for
+        // it, whatever the poll interval.
+        let mut analysis_at: Option<tokio::time::Instant> = None;
         // Wakes so far (the start counts as one); a cluster whose last pass started
         // before the latest wake is due another.
         let mut wakes: u64 = 1;
@@ -481,6 +490,15 @@ impl Agent {
                     clock.finished(&c.name);
                     log_pass(&c.name, &result);
                     c.passed = true;
+                    if let Runner::Rollout(agent) = &c.runner
+                        && let Some(due) = agent.next_analysis()
+                    {
+                        let wait = due
+                            .duration_since(SystemTime::now())
+                            .unwrap_or(Duration::ZERO);
+                        let at = tokio::time::Instant::now() + wait;
+                        analysis_at = Some(analysis_at.map_or(at, |a| a.min(at)));
+                    }
                     self.clusters.push(c);
                     if running.is_empty() {
                         // Back in the configured order (passes and the final status
@@ -499,6 +517,11 @@ impl Agent {
                     }
                 }
                 _ = wake.woken() => wakes += 1,
+                _ = async { tokio::time::sleep_until(analysis_at.unwrap_or_else(tokio::time::Instant::now)).await },
+                    if analysis_at.is_some() => {
+                    analysis_at = None;
+                    wakes += 1;
+                }
                 _ = async { tokio::time::sleep_until(drift_at.unwrap_or_else(tokio::time::Instant::now)).await },
                     if drift_at.is_some() => {
                     drift_at = None;

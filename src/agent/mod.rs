@@ -4,6 +4,7 @@
 //! release each app should run; until the agent loop consults it (a later stage), a
 //! pass applies the repository's current commit.
 
+pub mod analysis;
 pub mod config;
 pub mod daemon;
 pub mod rollout;

@@ -18,6 +18,7 @@ use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
 use crate::fleet::{BrokenApp, Fleet, targets_cluster};
 use crate::metrics::Metrics;
 use crate::plan::{PlanInput, Reason, plan_app};
+use crate::prometheus::Prometheus;
 use crate::render::render;
 use crate::source::GitTree;
 use crate::source::statusref::{push_status, write_status};
@@ -53,6 +54,12 @@ pub struct ClusterAgent {
     fleets: HashMap<Oid, Arc<Model>>,
     /// The head whose fleet could not be loaded, so the fallback is logged once.
     unloadable_head: Option<Oid>,
+    /// The cluster's Prometheus, for the analysis of bakes.
+    prometheus: Option<Prometheus>,
+    /// Apps whose analysis was skipped for want of a Prometheus (logged once each).
+    skipped: HashSet<String>,
+    /// When the next measurement of a running analysis is due.
+    next_analysis: Option<SystemTime>,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -101,6 +108,8 @@ fn next_status(
         known_good: Vec::new(),
         poisoned: Vec::new(),
         history: Vec::new(),
+        analysis: BTreeMap::new(),
+        verified: None,
     });
     if previous.is_some() && (s.release != release || s.phase != phase || s.hash != hash) {
         s.history.insert(
@@ -111,10 +120,16 @@ fn next_status(
                 phase: s.phase,
                 since: s.since.clone(),
                 until: now_s.clone(),
+                verified: s.verified.clone(),
             },
         );
         s.history.truncate(MAX_HISTORY);
         s.since = now_s;
+    }
+    if s.release != release || s.hash != hash {
+        // Measurements belong to the release they were taken for.
+        s.analysis.clear();
+        s.verified = None;
     }
     s.release = release.to_string();
     s.hash = hash.to_string();
@@ -182,7 +197,22 @@ impl ClusterAgent {
             histories: SharedHistories::default(),
             fleets: HashMap::new(),
             unloadable_head: None,
+            prometheus: None,
+            skipped: HashSet::new(),
+            next_analysis: None,
         }
+    }
+
+    /// Measures the analysis of bakes against `prometheus` (without one, analysis is
+    /// skipped; see [`super::analysis`]).
+    pub fn with_prometheus(mut self, prometheus: Option<Prometheus>) -> ClusterAgent {
+        self.prometheus = prometheus;
+        self
+    }
+
+    /// When a running analysis has its next measurement due (a pass should run then).
+    pub fn next_analysis(&self) -> Option<SystemTime> {
+        self.next_analysis
     }
 
     /// Shares release histories with the other clusters of this process.
@@ -286,6 +316,7 @@ impl ClusterAgent {
         let mut out = PassOutcome::default();
         let mut targeted = Vec::new();
         let head = g.head.to_string();
+        self.next_analysis = None;
         // An app whose app.yaml is broken at the head is held where it is (never
         // released, never pruned) and reported on the clusters that run it.
         for broken in &model.broken {
@@ -443,14 +474,60 @@ impl ClusterAgent {
                     if decision.reason == Reason::Rollback && phase == Phase::Healthy {
                         phase = Phase::RolledBack;
                     }
-                    let message = applied
+                    let mut message = applied
                         .unhealthy
                         .iter()
                         .map(|(k, r)| format!("{k}: {r}"))
                         .collect::<Vec<_>>()
                         .join("; ");
                     let hash = &rendered.content_hash;
-                    let status = next_status(previous, &target, hash, phase, message, now);
+                    // The analysis of the bake, by the head's policy as the gates are.
+                    let analysis = if decision.reason == Reason::Rollback {
+                        None
+                    } else {
+                        let context = crate::render::template_context(at, a, c);
+                        super::analysis::step(super::analysis::Step {
+                            cluster: &self.cluster,
+                            app: &app.name,
+                            spec: &app.rollout.analysis,
+                            bake: app.rollout.bake,
+                            release: &target,
+                            hash,
+                            phase,
+                            previous,
+                            context: &context,
+                            prometheus: self.prometheus.as_ref(),
+                            metrics: self.metrics.as_deref(),
+                            now,
+                        })
+                        .await
+                    };
+                    if let Some(o) = &analysis {
+                        phase = o.phase;
+                        if let Some(m) = &o.message {
+                            message = m.clone();
+                        }
+                        if o.message.as_deref() == Some(super::analysis::SKIPPED)
+                            && self.skipped.insert(app.name.clone())
+                        {
+                            tracing::warn!(cluster = %self.cluster, app = %app.name, "the app's rollout has analysis but no prometheus is configured for this cluster: analysis skipped, the bake time alone applies");
+                        }
+                        if let Some(next) = o.next {
+                            self.next_analysis =
+                                Some(self.next_analysis.map_or(next, |n| n.min(next)));
+                        }
+                    }
+                    let was_good = previous.is_some_and(|p| p.known_good.contains(hash));
+                    let mut status = next_status(previous, &target, hash, phase, message, now);
+                    if let Some(o) = analysis {
+                        // Healthy is not good enough before the analysis passed: a
+                        // known-good rendering is re-applied by the revert fast path.
+                        if o.verified.is_none() && !was_good {
+                            status.known_good.retain(|h| h != hash);
+                        }
+                        status.analysis = o.results;
+                        status.verified = o.verified;
+                    }
                     let result = AppResult::applied(target.clone(), &applied, health);
                     out.record(&app.name, status, result);
                 }

@@ -102,6 +102,7 @@ pub fn resolve(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
         c.clusters = vec![ClusterConfig {
             name: name.clone(),
             connection,
+            prometheus: None,
         }];
     }
     if c.clusters.is_empty() {

@@ -2,6 +2,11 @@
 //! repository made from `fleet-example-repo/`, a simulated cluster and an agent for
 //! every cluster file, then a good change rolling out wave by wave, a bad one (a
 //! `broken` image) halting at the canary, and its `git revert` reaching every cluster.
+//! When a `prometheus` binary is installed, a real Prometheus scrapes every simulated
+//! cluster's traffic and the story gains a chapter: a release whose pods are Ready but
+//! answer 30% of requests with errors, halted at the canary by the analysis of its
+//! bake (web's error-ratio check), then reverted. Without one, the demo says how to get
+//! that chapter and the analysis is skipped (no Prometheus configured).
 //! Agents coordinate only through the repository's status refs, as in production.
 //! Exits 0 only if every expectation held.
 
@@ -19,6 +24,7 @@ use crate::agent::rollout::ClusterAgent;
 use crate::apply::Reconciler;
 use crate::apply::retry::RetryPolicy;
 use crate::plan::waves_for;
+use crate::sim::prometheus::{ScrapingPrometheus, find_binary};
 use crate::sim::{SimCluster, SimOptions, kubeconfig, write_kubeconfig};
 use crate::source::statusref::read_statuses;
 use crate::status::Phase;
@@ -103,7 +109,34 @@ fn statuses(repo: &Path, app: &str) -> BTreeMap<String, (String, Phase)> {
         .collect()
 }
 
+/// The analysis cell of `app` on every cluster, from the status refs.
+fn analysis_cells(repo: &Path, app: &str) -> BTreeMap<String, String> {
+    let Ok(r) = git2::Repository::open(repo) else {
+        return BTreeMap::new();
+    };
+    read_statuses(&r)
+        .0
+        .into_iter()
+        .filter_map(|(c, s)| s.apps.get(app).map(|a| (c, crate::plan::analysis::cell(a))))
+        .collect()
+}
+
+/// The status message of `app` on `cluster`.
+fn message(repo: &Path, cluster: &str, app: &str) -> String {
+    git2::Repository::open(repo)
+        .ok()
+        .and_then(|r| {
+            read_statuses(&r)
+                .0
+                .get(cluster)
+                .and_then(|s| s.apps.get(app).map(|a| a.message.clone()))
+        })
+        .unwrap_or_default()
+}
+
 struct Story {
+    /// Printed under the title: whether the analysis runs, and why not.
+    note: String,
     bare: PathBuf,
     work: PathBuf,
     waves: Vec<Vec<String>>,
@@ -121,10 +154,12 @@ impl Story {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&format!(
-            "rollwave demo  {:>5.1}s  {title}\n\n",
-            self.started.elapsed().as_secs_f64()
+            "rollwave demo  {:>5.1}s  {title}\n{}\n\n",
+            self.started.elapsed().as_secs_f64(),
+            self.note
         ));
-        out.push_str("wave  cluster      web release  phase\n");
+        let cells = analysis_cells(&self.bare, "web");
+        out.push_str("wave  cluster      web release  phase        analysis\n");
         for (i, wave) in self.waves.iter().enumerate() {
             for c in wave {
                 let (rel, phase) = st
@@ -139,7 +174,8 @@ impl Story {
                         )
                     })
                     .unwrap_or_else(|| ("-".into(), "waiting".into()));
-                out.push_str(&format!("{i:>4}  {c:<12} {rel:<12} {phase}\n"));
+                let cell = cells.get(c).map(String::as_str).unwrap_or("-");
+                out.push_str(&format!("{i:>4}  {c:<12} {rel:<12} {phase:<12} {cell}\n"));
             }
         }
         if self.interactive {
@@ -238,11 +274,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .join("\n")
             + "\n"
     })?;
+    // Analysis at demo speed: Prometheus scrapes every second, so a rate over 5 s
+    // windows, measured every second after 2 s (the first scrapes of a new Deployment
+    // see no traffic yet).
+    let initial_delay = Duration::from_secs(2);
     edit(&work.join("apps/web/app.yaml"), |t| {
-        t.replace(
-            "rollout: {bake: 5m}",
-            &format!("rollout: {{bake: {}}}", secs(bake)),
-        )
+        t.replace("  bake: 5m", &format!("  bake: {}", secs(bake)))
+            .replace("interval: 30s", "interval: 1s")
+            .replace(
+                "initialDelay: 1m",
+                &format!("initialDelay: {}", secs(initial_delay)),
+            )
+            .replace("[1m]", "[5s]")
     })?;
     git(
         &root,
@@ -267,7 +310,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let fleet = crate::fleet::load(&tree)?;
         let web = fleet.app("web").context("the example fleet has app 'web'")?;
         let waves = waves_for(&fleet, web);
-        let mut story = Story { bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_line: String::new() };
+        let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_line: String::new() };
         let c0 = story.commit("the example fleet")?;
 
         // A simulated cluster and an agent per cluster file.
@@ -281,18 +324,46 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             sims.push(SimCluster::start(o).await?);
         }
         let entries: Vec<(String, String)> = sims.iter().map(|s| (s.name().to_string(), s.base_url())).collect();
+        // A real Prometheus scraping every simulated cluster, when one is installed.
+        let prometheus = match find_binary() {
+            None => {
+                story.note = "analysis skipped: no prometheus configured (install Debian's `prometheus` package, apt-get install -y prometheus, for the chapter where metrics halt a release whose pods are Ready)".into();
+                None
+            }
+            Some(binary) => {
+                let targets: Vec<(String, std::net::SocketAddr)> = sims.iter().map(|s| (s.name().to_string(), s.addr())).collect();
+                let started = ScrapingPrometheus::start(&binary, &root.join("prometheus"), &targets, Duration::from_secs(1));
+                let ready = match started {
+                    Ok(p) => p.wait_for_targets(Duration::from_secs(30)).await.map(|_| p),
+                    Err(e) => Err(e),
+                };
+                match ready {
+                    Ok(p) => {
+                        story.note = format!("analysis: Prometheus at {} scrapes every cluster; web's error-ratio and latency-p99 gate each wave", p.url());
+                        Some(p)
+                    }
+                    Err(e) => {
+                        story.note = format!("analysis skipped: prometheus did not start ({e:#})");
+                        None
+                    }
+                }
+            }
+        };
+        println!("{}", story.note);
+        let prometheus_config = prometheus.as_ref().map(|p| p.config());
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (name, url) in &entries {
             let kc = kube::config::Kubeconfig::from_yaml(&kubeconfig(&[(name.clone(), url.clone())]))?;
-            let (name, bare, stop) = (name.clone(), bare.clone(), stop.clone());
+            let (name, bare, stop, prometheus_config) = (name.clone(), bare.clone(), stop.clone(), prometheus_config.clone());
             threads.push(std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async move {
                     let config = kube::config::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig");
                     let client = kube::Client::try_from(config).expect("client");
                     let r = Reconciler::new(client, crate::apply::DEFAULT_NAMESPACE).with_retry(RetryPolicy { attempts: 5, base: Duration::from_millis(20), max: Duration::from_millis(500), ..RetryPolicy::default() });
-                    let mut agent = ClusterAgent::new(&name, r, Duration::from_secs(5));
+                    let prometheus = prometheus_config.as_ref().map(crate::prometheus::Prometheus::new).transpose().expect("prometheus client");
+                    let mut agent = ClusterAgent::new(&name, r, Duration::from_secs(5)).with_prometheus(prometheus);
                     while !stop.load(Ordering::Acquire) {
                         if let Err(e) = agent.pass(bare.to_str().unwrap_or(""), "main", SystemTime::now()).await {
                             tracing::warn!(cluster = %name, error = %format!("{e:#}"), "agent pass failed");
@@ -370,6 +441,39 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .await;
         let revert_time = reverted.elapsed();
 
+        // Pods Ready, 30% of requests answered 500: only the analysis sees it.
+        let mut analysis_chapter = false;
+        if prometheus.is_some() {
+            analysis_chapter = true;
+            edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.3\"", "tag: errors"))?;
+            let c4 = story.commit("web: errors (pods Ready, 30% of requests fail)")?;
+            marks.insert(c4.clone(), "errors".into());
+            let c4c = c4.clone();
+            story.until("errors change: the pods are Ready, the canary's analysis sees the errors and halts", &marks, limit, |st| canary.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == c4c && *p == Phase::Degraded))).await;
+            for c in &canary {
+                let m = message(&bare, c, "web");
+                if !m.starts_with("analysis error-ratio: ") {
+                    story.failures.push(format!("errors change: {c} is not Degraded by the analysis ({m})"));
+                }
+            }
+            tokio::time::sleep(bake * 2).await;
+            let spread: Vec<String> = statuses(&bare, "web").into_iter().filter(|(c, (r, _))| *r == c4 && !canary.contains(c)).map(|(c, _)| c).collect();
+            if !spread.is_empty() {
+                story.failures.push(format!("errors change reached {} beyond the canary", spread.join(", ")));
+            }
+            git(&work, &["revert", "--no-edit", "HEAD"])?;
+            git(&work, &["push", "-q", "origin", "main"])?;
+            let c5 = git(&work, &["rev-parse", "HEAD"])?;
+            marks.insert(c5.clone(), "undo".into());
+            let good: Vec<String> = vec![c1.clone(), c3.clone(), c5.clone()];
+            let all3 = all.clone();
+            story
+                .until("errors change undone: every cluster back on 1.4.3", &marks, limit, |st| {
+                    all3.iter().all(|c| st.get(c).is_some_and(|(r, p)| good.contains(r) && *p == Phase::Healthy))
+                })
+                .await;
+        }
+
         story.show("done", &marks);
         println!();
         println!("expectations:");
@@ -380,6 +484,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         ];
         for (what, ok) in checks {
             println!("  [{}] {what}", if ok { "ok" } else { "FAILED" });
+        }
+        if analysis_chapter {
+            let ok = !story.failures.iter().any(|f| f.contains("errors change"));
+            println!("  [{}] errors change halted at the canary by analysis", if ok { "ok" } else { "FAILED" });
+        } else {
+            println!("  [skipped] errors change halted at the canary by analysis: install prometheus (apt-get install -y prometheus) to see it");
         }
         println!("  revert healthy everywhere {:.1} s after the commit; total {:.0} s", revert_time.as_secs_f64(), story.started.elapsed().as_secs_f64());
         for f in &story.failures {
@@ -396,6 +506,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         for t in threads {
             let _ = t.join();
         }
+        drop(prometheus);
         for s in sims {
             s.shutdown().await;
         }

@@ -31,6 +31,16 @@ pub fn describe_gate(g: &GateState) -> String {
             until: None,
         } => format!("waiting for {cluster} to become Healthy"),
         GateState::Degraded { cluster } => format!("blocked: {cluster} Degraded"),
+        GateState::WaitingForAnalysis {
+            cluster,
+            measurements,
+        } => format!("waiting for the analysis of {cluster}: {measurements}"),
+        GateState::Inconclusive { cluster, message } if message.is_empty() => {
+            format!("blocked: {cluster} Inconclusive; an approval entry for the release opens it")
+        }
+        GateState::Inconclusive { cluster, message } => format!(
+            "blocked: {cluster} Inconclusive ({message}); an approval entry for the release opens it"
+        ),
         GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
         GateState::WaitingForApproval => "waiting for approval".into(),
         GateState::WaitingUntil { until } => format!("opens at {until}"),
@@ -68,10 +78,6 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
             .iter()
             .map(|(c, d)| (c, d.target.as_ref()))
             .collect();
-        apps.insert(
-            app.name.clone(),
-            json!({"waves": plan.waves, "targets": targets, "decisions": plan.decisions, "pending": plan.pending}),
-        );
         text.push_str(&format!(
             "app {}  (batches {}, bake {}s, gate {:?}, onFailure {:?})\n",
             app.name,
@@ -85,6 +91,23 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
             app.rollout.gate,
             app.rollout.on_failure
         ));
+        if app.rollout.analysis.enabled() {
+            let a = &app.rollout.analysis;
+            text.push_str(&format!(
+                "  analysis: {} every {}s after {}s (failureLimit {}, errorLimit {}, noData {:?})\n",
+                a.metrics
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.interval.as_secs(),
+                a.initial_delay.as_secs(),
+                a.failure_limit,
+                a.error_limit,
+                a.no_data
+            ));
+        }
+        let mut analysis = serde_json::Map::new();
         for (w, wave) in plan.waves.iter().enumerate() {
             for c in wave {
                 let d = &plan.decisions[c];
@@ -93,8 +116,27 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
                     d.target.as_deref().map(short).unwrap_or("-"),
                     d.reason
                 ));
+                if let Some(s) = statuses.get(c).and_then(|s| s.apps.get(&app.name))
+                    && (!s.analysis.is_empty() || s.message.starts_with("analysis "))
+                {
+                    text.push_str(&format!(
+                        "          {:<16} {:?} at {}: {}\n",
+                        "",
+                        s.phase,
+                        short(&s.release),
+                        crate::plan::analysis::cell(s)
+                    ));
+                    analysis.insert(
+                        c.clone(),
+                        json!({"release": s.release, "phase": s.phase, "verified": s.verified, "metrics": s.analysis}),
+                    );
+                }
             }
         }
+        apps.insert(
+            app.name.clone(),
+            json!({"waves": plan.waves, "targets": targets, "decisions": plan.decisions, "pending": plan.pending, "analysis": analysis}),
+        );
         for p in &plan.pending {
             text.push_str(&format!("  pending {}:\n", short(&p.release)));
             for (w, gate) in p.waves.iter().enumerate() {

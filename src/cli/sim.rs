@@ -102,7 +102,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             None => print!("{}", crate::sim::kubeconfig(&entries)),
         }
         for (name, url) in &entries {
-            eprintln!("  {name}: {url} (stats at {url}/sim/stats)");
+            eprintln!("  {name}: {url} (stats at {url}/sim/stats, traffic for Prometheus at {url}/sim/metrics)");
         }
         stop.await;
         eprintln!("stopping {} simulated cluster(s)", clusters.len());

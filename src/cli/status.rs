@@ -1,5 +1,6 @@
 //! `rollwave status --repo R`: the fleet table (app x wave x cluster: release, phase,
-//! since) from the status refs.
+//! since, and the analysis of the bake: its verdict, or the last value of each metric)
+//! from the status refs.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,8 +18,8 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
     let statuses = g.statuses()?;
     let now = SystemTime::now();
     let mut out = format!(
-        "{:<12} {:<5} {:<16} {:<9} {:<12} {}\n",
-        "APP", "WAVE", "CLUSTER", "RELEASE", "PHASE", "SINCE"
+        "{:<12} {:<5} {:<16} {:<9} {:<12} {:<24} {}\n",
+        "APP", "WAVE", "CLUSTER", "RELEASE", "PHASE", "SINCE", "ANALYSIS"
     );
     for app in &fleet.apps {
         for (w, wave) in waves_for(&fleet, app).iter().enumerate() {
@@ -31,6 +32,9 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
                         })
                     })
                 });
+                let analysis = s
+                    .and_then(|s| s.apps.get(&app.name))
+                    .map_or_else(|| "-".to_string(), crate::plan::analysis::cell);
                 let (release, phase, since) = match s.and_then(|s| s.apps.get(&app.name)) {
                     Some(a) => (
                         a.release[..a.release.len().min(8)].to_string(),
@@ -57,8 +61,8 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 out.push_str(&format!(
-                    "{:<12} {:<5} {:<16} {:<9} {:<12} {}\n",
-                    app.name, w, c, release, phase, since
+                    "{:<12} {:<5} {:<16} {:<9} {:<12} {:<24} {}\n",
+                    app.name, w, c, release, phase, since, analysis
                 ));
             }
         }

@@ -10,8 +10,8 @@ mod model;
 mod targeting;
 
 pub use model::{
-    App, AppHelm, Cluster, Fleet, FleetSettings, Gate, NameAt, OnFailure, OverlayRule, Removal,
-    RolloutSpec, Targets, parse_duration,
+    AnalysisSpec, App, AppHelm, Cluster, Fleet, FleetSettings, Gate, MAX_METRICS, MetricSpec,
+    NameAt, NoData, OnFailure, OverlayRule, Removal, RolloutSpec, Targets, parse_duration,
 };
 pub use targeting::{choose_overlay, targets_cluster};
 

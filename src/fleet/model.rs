@@ -77,7 +77,111 @@ pub struct RolloutFile {
     on_failure: Option<OnFailure>,
     #[serde(default)]
     gate: Option<Gate>,
+    #[serde(default)]
+    analysis: Option<Spanned<AnalysisFile>>,
 }
+
+/// What a measurement that returns nothing counts as (`rollout.analysis.noData`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoData {
+    /// A passing measurement.
+    Pass,
+    /// A failed measurement.
+    Fail,
+    /// The analysis is `Inconclusive`: a person decides (the default).
+    #[default]
+    Inconclusive,
+}
+
+/// `rollout.analysis` as written; every field optional so an app overrides fleet.yaml's
+/// field by field (`metrics` is one field: an app's list replaces the fleet's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnalysisFile {
+    #[serde(default)]
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    initial_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    failure_limit: Option<u32>,
+    #[serde(default)]
+    error_limit: Option<Spanned<u32>>,
+    #[serde(default)]
+    no_data: Option<NoData>,
+    #[serde(default)]
+    metrics: Option<Spanned<Vec<MetricFile>>>,
+}
+
+/// One `rollout.analysis.metrics` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricFile {
+    name: Spanned<String>,
+    query: Spanned<String>,
+    #[serde(default)]
+    min: Option<Spanned<f64>>,
+    #[serde(default)]
+    max: Option<Spanned<f64>>,
+}
+
+/// Verification by metrics during the bake (DESIGN §4.7); no metrics: no analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisSpec {
+    /// Time between measurements of a metric.
+    pub interval: Duration,
+    /// After the app turns Healthy, before measurements start.
+    pub initial_delay: Duration,
+    /// Failed measurements tolerated; one more makes the app Degraded.
+    pub failure_limit: u32,
+    /// Consecutive query errors that make the analysis Inconclusive (at least 1).
+    pub error_limit: u32,
+    /// What a query that returns nothing counts as.
+    pub no_data: NoData,
+    /// The checks.
+    pub metrics: Vec<MetricSpec>,
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        AnalysisSpec {
+            interval: Duration::from_secs(30),
+            initial_delay: Duration::ZERO,
+            failure_limit: 0,
+            error_limit: 4,
+            no_data: NoData::Inconclusive,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+impl AnalysisSpec {
+    /// Whether there is anything to measure.
+    pub fn enabled(&self) -> bool {
+        !self.metrics.is_empty()
+    }
+}
+
+/// One metric check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    /// Its name (the key of the status' `analysis` map).
+    pub name: String,
+    /// A handlebars template of a PromQL query (context: cluster, app, values, release).
+    pub query: String,
+    /// Fails when the value is below.
+    pub min: Option<f64>,
+    /// Fails when the value is above.
+    pub max: Option<f64>,
+    /// Where the query was written (`apps/web/app.yaml:12`), for errors when rendering it.
+    pub source: String,
+}
+
+/// Most metrics one analysis may have.
+pub const MAX_METRICS: usize = 20;
+
+/// Longest rendered-or-written query accepted.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 /// A validated rollout policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +198,8 @@ pub struct RolloutSpec {
     pub on_failure: OnFailure,
     /// What opens the next wave.
     pub gate: Gate,
+    /// Verification by metrics during the bake.
+    pub analysis: AnalysisSpec,
 }
 
 impl Default for RolloutSpec {
@@ -105,6 +211,7 @@ impl Default for RolloutSpec {
             progress_deadline: Duration::from_secs(600),
             on_failure: OnFailure::Halt,
             gate: Gate::Health,
+            analysis: AnalysisSpec::default(),
         }
     }
 }
@@ -241,7 +348,169 @@ impl RolloutFile {
         if let Some(g) = self.gate {
             out.gate = g;
         }
+        if let Some(a) = &self.analysis {
+            out.analysis = a.value.apply_over(&base.analysis, file)?;
+        }
         Ok(out)
+    }
+}
+
+impl AnalysisFile {
+    /// Applies this (partial) analysis over `base`, validating as it goes.
+    fn apply_over(&self, base: &AnalysisSpec, file: &str) -> Result<AnalysisSpec, FleetError> {
+        let mut out = base.clone();
+        let invalid = |line: u64, message: String| FleetError::Invalid {
+            file: file.to_string(),
+            line: Some(line),
+            message,
+        };
+        let duration = |d: &Spanned<String>, field: &str, min: Duration| {
+            let parsed = parse_duration(&d.value)
+                .map_err(|m| invalid(d.referenced.line(), format!("{field}: {m}")))?;
+            if parsed > MAX_ROLLOUT_DURATION {
+                return Err(invalid(
+                    d.referenced.line(),
+                    format!(
+                        "{field}: '{}' is longer than the limit of 7d",
+                        d.value.trim()
+                    ),
+                ));
+            }
+            if parsed < min {
+                return Err(invalid(
+                    d.referenced.line(),
+                    format!("{field}: must be at least {}s", min.as_secs()),
+                ));
+            }
+            Ok(parsed)
+        };
+        if let Some(d) = &self.interval {
+            out.interval = duration(d, "rollout.analysis.interval", Duration::from_secs(1))?;
+        }
+        if let Some(d) = &self.initial_delay {
+            out.initial_delay = duration(d, "rollout.analysis.initialDelay", Duration::ZERO)?;
+        }
+        if let Some(f) = self.failure_limit {
+            out.failure_limit = f;
+        }
+        if let Some(e) = &self.error_limit {
+            if e.value == 0 {
+                return Err(invalid(
+                    e.referenced.line(),
+                    "rollout.analysis.errorLimit: must be at least 1 (the number of consecutive query errors that make the analysis Inconclusive)".into(),
+                ));
+            }
+            out.error_limit = e.value;
+        }
+        if let Some(n) = self.no_data {
+            out.no_data = n;
+        }
+        if let Some(list) = &self.metrics {
+            if list.value.len() > MAX_METRICS {
+                return Err(invalid(
+                    list.referenced.line(),
+                    format!(
+                        "rollout.analysis.metrics: {} entries is over the limit of {MAX_METRICS}",
+                        list.value.len()
+                    ),
+                ));
+            }
+            let mut metrics: Vec<MetricSpec> = Vec::new();
+            for (i, m) in list.value.iter().enumerate() {
+                metrics.push(m.validate(i, file, &metrics)?);
+            }
+            out.metrics = metrics;
+        }
+        Ok(out)
+    }
+}
+
+impl MetricFile {
+    /// Checks one metric: a unique name, a query that compiles as a template, a bound.
+    fn validate(
+        &self,
+        index: usize,
+        file: &str,
+        earlier: &[MetricSpec],
+    ) -> Result<MetricSpec, FleetError> {
+        let invalid = |line: u64, message: String| FleetError::Invalid {
+            file: file.to_string(),
+            line: Some(line),
+            message,
+        };
+        let field = format!("rollout.analysis.metrics[{index}]");
+        let name = &self.name.value;
+        let name_line = self.name.referenced.line();
+        if !crate::names::is_dns_label(name) {
+            return Err(invalid(
+                name_line,
+                format!(
+                    "{field}.name: '{name}' must be lower-case letters, digits and '-' (at most 63), e.g. error-ratio"
+                ),
+            ));
+        }
+        if earlier.iter().any(|m| m.name == *name) {
+            return Err(invalid(
+                name_line,
+                format!("{field}.name: '{name}' is listed twice"),
+            ));
+        }
+        let query = &self.query.value;
+        let query_line = self.query.referenced.line();
+        if query.trim().is_empty() {
+            return Err(invalid(
+                query_line,
+                format!("{field}.query: empty; write a PromQL query that returns one number"),
+            ));
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(invalid(
+                query_line,
+                format!("{field}.query: longer than the limit of {MAX_QUERY_BYTES} bytes"),
+            ));
+        }
+        if let Err(e) = handlebars::template::Template::compile(query) {
+            return Err(invalid(
+                query_line,
+                format!("{field}.query: template syntax error: {}", e.reason()),
+            ));
+        }
+        let bound = |b: &Option<Spanned<f64>>, which: &str| -> Result<Option<f64>, FleetError> {
+            match b {
+                Some(v) if !v.value.is_finite() => Err(invalid(
+                    v.referenced.line(),
+                    format!("{field}.{which}: must be a finite number"),
+                )),
+                Some(v) => Ok(Some(v.value)),
+                None => Ok(None),
+            }
+        };
+        let min = bound(&self.min, "min")?;
+        let max = bound(&self.max, "max")?;
+        match (min, max) {
+            (None, None) => {
+                return Err(invalid(
+                    name_line,
+                    format!(
+                        "{field} ({name}): give max (fails when the value is above) or min (fails when below), or both"
+                    ),
+                ));
+            }
+            (Some(lo), Some(hi)) if lo > hi => {
+                return Err(invalid(
+                    name_line,
+                    format!("{field} ({name}): min {lo} is above max {hi}; no value could pass"),
+                ));
+            }
+            _ => {}
+        }
+        Ok(MetricSpec {
+            name: name.clone(),
+            query: query.clone(),
+            min,
+            max,
+            source: format!("{file}:{query_line}"),
+        })
     }
 }
 
@@ -811,5 +1080,141 @@ mod tests {
         assert!(parse_duration("-5m").unwrap_err().contains("negative"));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("10").is_err());
+    }
+
+    const FLEET: &str = "stages: [test]
+rollout:
+  bake: 1m
+  analysis:
+    interval: 10s
+    initialDelay: 30s
+    errorLimit: 2
+    metrics:
+    - name: error-ratio
+      query: |
+        sum(rate(x{cluster=\"{{cluster.name}}\"}[1m]))
+      max: 0.01
+";
+
+    fn fleet(text: &str) -> Result<FleetSettings, FleetError> {
+        let f: FleetFile = crate::yaml::parse_typed("fleet.yaml", text)?;
+        f.validate()
+    }
+
+    fn app(fleet: &FleetSettings, text: &str) -> Result<App, FleetError> {
+        let f: AppFile = crate::yaml::parse_typed("apps/web/app.yaml", text)?;
+        f.validate("apps/web/app.yaml", "web", fleet, &[])
+    }
+
+    #[test]
+    fn analysis_in_fleet_yaml_is_read_with_defaults_for_what_is_left_out() {
+        let f = fleet(FLEET).unwrap();
+        let a = &f.rollout.analysis;
+        assert_eq!(a.interval, Duration::from_secs(10));
+        assert_eq!(a.initial_delay, Duration::from_secs(30));
+        assert_eq!(a.failure_limit, 0);
+        assert_eq!(a.error_limit, 2);
+        assert_eq!(a.no_data, NoData::Inconclusive);
+        assert_eq!(a.metrics.len(), 1);
+        assert_eq!(a.metrics[0].name, "error-ratio");
+        assert_eq!(a.metrics[0].max, Some(0.01));
+        assert_eq!(a.metrics[0].min, None);
+        assert_eq!(
+            a.metrics[0].source, "fleet.yaml:11",
+            "the first line of the query"
+        );
+        assert!(
+            !fleet("stages: [test]\n")
+                .unwrap()
+                .rollout
+                .analysis
+                .enabled()
+        );
+    }
+
+    #[test]
+    fn an_app_overrides_analysis_field_by_field_and_metrics_as_a_whole() {
+        let f = fleet(FLEET).unwrap();
+        let a = app(
+            &f,
+            "targets: {stages: [test]}\nrollout:\n  analysis: {interval: 2s, noData: pass}\n",
+        )
+        .unwrap();
+        let an = &a.rollout.analysis;
+        assert_eq!(an.interval, Duration::from_secs(2));
+        assert_eq!(an.no_data, NoData::Pass);
+        assert_eq!(an.initial_delay, Duration::from_secs(30), "inherited");
+        assert_eq!(an.error_limit, 2, "inherited");
+        assert_eq!(an.metrics.len(), 1, "inherited");
+        assert_eq!(a.rollout.bake, Duration::from_secs(60), "inherited");
+        let off = app(
+            &f,
+            "targets: {stages: [test]}\nrollout:\n  analysis: {metrics: []}\n",
+        )
+        .unwrap();
+        assert!(!off.rollout.analysis.enabled());
+        let own = app(
+            &f,
+            "targets: {stages: [test]}\nrollout:\n  analysis:\n    metrics:\n    - {name: p99, query: 'q', min: 0, max: 2}\n",
+        )
+        .unwrap();
+        assert_eq!(own.rollout.analysis.metrics[0].name, "p99");
+        assert_eq!(own.rollout.analysis.metrics.len(), 1);
+        assert_eq!(
+            own.rollout.analysis.metrics[0].source,
+            "apps/web/app.yaml:5"
+        );
+    }
+
+    #[test]
+    fn analysis_mistakes_name_the_file_line_and_field() {
+        let e = |text: &str| fleet(text).unwrap_err().to_string();
+        assert_eq!(
+            e("stages: [t]\nrollout:\n  analysis:\n    interval: 0s\n"),
+            "fleet.yaml:4: rollout.analysis.interval: must be at least 1s"
+        );
+        assert_eq!(
+            e("stages: [t]\nrollout:\n  analysis:\n    errorLimit: 0\n"),
+            "fleet.yaml:4: rollout.analysis.errorLimit: must be at least 1 (the number of consecutive query errors that make the analysis Inconclusive)"
+        );
+        assert_eq!(
+            e("stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q}\n"),
+            "fleet.yaml:5: rollout.analysis.metrics[0] (a): give max (fails when the value is above) or min (fails when below), or both"
+        );
+        assert_eq!(
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, max: 1}\n    - {name: a, query: q, max: 1}\n"
+            ),
+            "fleet.yaml:6: rollout.analysis.metrics[1].name: 'a' is listed twice"
+        );
+        let syntax = e(
+            "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - name: a\n      query: 'x{{#if}'\n      max: 1\n",
+        );
+        assert!(
+            syntax.starts_with(
+                "fleet.yaml:6: rollout.analysis.metrics[0].query: template syntax error"
+            ),
+            "{syntax}"
+        );
+        assert_eq!(
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: a, query: q, min: 2, max: 1}\n"
+            ),
+            "fleet.yaml:5: rollout.analysis.metrics[0] (a): min 2 is above max 1; no value could pass"
+        );
+        assert_eq!(
+            e(
+                "stages: [t]\nrollout:\n  analysis:\n    metrics:\n    - {name: Error Ratio, query: q, max: 1}\n"
+            ),
+            "fleet.yaml:5: rollout.analysis.metrics[0].name: 'Error Ratio' must be lower-case letters, digits and '-' (at most 63), e.g. error-ratio"
+        );
+        assert!(
+            e("stages: [t]\nrollout:\n  analysis:\n    nodata: pass\n").starts_with("fleet.yaml:4"),
+            "unknown fields are refused with their line"
+        );
+        assert!(
+            e("stages: [t]\nrollout:\n  analysis:\n    noData: maybe\n")
+                .starts_with("fleet.yaml:4"),
+        );
     }
 }

@@ -7,6 +7,11 @@
 //! has been only Healthy or Progressing, at C or later releases, ever since. Moving on
 //! to newer releases therefore does not restart the clock (no starvation under a
 //! stream of commits), while any Degraded report at C or later closes the gate.
+//!
+//! With analysis (DESIGN §4.7, [`super::analysis`]) the bake also needs the cluster's
+//! word that the analysis of C or a later release completed in that healthy stretch
+//! (`verified` in its status); an Inconclusive report closes the gate like Degraded
+//! but an approval entry for the release through the wave opens it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -84,6 +89,22 @@ pub enum GateState {
     Degraded {
         /// The cluster.
         cluster: String,
+    },
+    /// A cluster of an earlier wave finished its bake time, but not the analysis of the
+    /// release (DESIGN §4.7).
+    WaitingForAnalysis {
+        /// The cluster.
+        cluster: String,
+        /// Its measurements so far, per metric.
+        measurements: String,
+    },
+    /// A cluster of an earlier wave reported the analysis Inconclusive at this release
+    /// or later; an approval entry for this release through this wave opens it.
+    Inconclusive {
+        /// The cluster.
+        cluster: String,
+        /// Why (the cluster's status message).
+        message: String,
     },
     /// A cluster of an earlier wave has no recent status.
     Unknown {
@@ -167,6 +188,8 @@ struct Interval {
     order: Option<usize>,
     phase: Phase,
     since: SystemTime,
+    /// The analysis of the release completed in this interval.
+    verified: bool,
 }
 
 /// Per-cluster facts parsed once per plan.
@@ -208,6 +231,7 @@ impl PlanInput<'_> {
                     order: self.order_of(&h.release),
                     phase: h.phase,
                     since: humantime::parse_rfc3339(&h.since).ok()?,
+                    verified: h.verified.is_some(),
                 })
             })
             .collect();
@@ -216,6 +240,7 @@ impl PlanInput<'_> {
                 order: self.order_of(&a.release),
                 phase: a.phase,
                 since,
+                verified: a.verified.is_some(),
             });
         }
         out.sort_by_key(|i| i.since);
@@ -253,8 +278,25 @@ impl PlanInput<'_> {
                 cluster: cluster.into(),
             };
         }
+        if intervals
+            .iter()
+            .any(|i| at_or_after(i) && i.phase == Phase::Inconclusive)
+        {
+            let message = self
+                .statuses
+                .get(cluster)
+                .and_then(|s| s.apps.get(self.app))
+                .filter(|a| a.phase == Phase::Inconclusive)
+                .map(|a| a.message.clone())
+                .unwrap_or_default();
+            return GateState::Inconclusive {
+                cluster: cluster.into(),
+                message,
+            };
+        }
         // Earliest Healthy at >= C from which everything after stayed Healthy/Progressing at >= C.
         let mut bake_since = None;
+        let mut verified = false;
         for (idx, i) in intervals.iter().enumerate() {
             if at_or_after(i) && i.phase == Phase::Healthy {
                 let clean = intervals[idx..].iter().all(|j| {
@@ -262,6 +304,7 @@ impl PlanInput<'_> {
                 });
                 if clean {
                     bake_since = Some(i.since);
+                    verified = intervals[idx..].iter().any(|j| j.verified);
                     break;
                 }
             }
@@ -275,7 +318,18 @@ impl PlanInput<'_> {
                         until: None,
                     };
                 };
-                if self.now >= until {
+                if self.now >= until && self.policy.analysis.enabled() && !verified {
+                    let results = self
+                        .statuses
+                        .get(cluster)
+                        .and_then(|s| s.apps.get(self.app))
+                        .map(|a| a.analysis.clone())
+                        .unwrap_or_default();
+                    GateState::WaitingForAnalysis {
+                        cluster: cluster.into(),
+                        measurements: super::analysis::summary(&self.policy.analysis, &results),
+                    }
+                } else if self.now >= until {
                     GateState::Open
                 } else {
                     GateState::WaitingForBake {
@@ -297,7 +351,7 @@ impl PlanInput<'_> {
         let rank = |g: &GateState| match g {
             GateState::Degraded { .. } => 3,
             GateState::Unknown { .. } => 2,
-            GateState::WaitingForBake { .. } => 1,
+            GateState::WaitingForBake { .. } | GateState::WaitingForAnalysis { .. } => 1,
             _ => 0,
         };
         let mut out = vec![GateState::Open];
@@ -312,9 +366,16 @@ impl PlanInput<'_> {
         };
         let mut worst = GateState::Open;
         let mut degraded: Option<GateState> = None;
+        // Inconclusive is kept apart: an approval for this release through wave `w`
+        // overrides it for that wave, a person having decided.
+        let mut inconclusive: Option<GateState> = None;
         for w in 1..self.waves.len() {
             for cluster in &self.waves[w - 1] {
                 let g = self.cluster_gate(prep, cluster, c);
+                if let GateState::Inconclusive { .. } = g {
+                    inconclusive.get_or_insert(g);
+                    continue;
+                }
                 if degraded.is_none() && matches!(g, GateState::Degraded { .. }) {
                     degraded = Some(g.clone());
                 }
@@ -322,9 +383,22 @@ impl PlanInput<'_> {
                     worst = g;
                 }
             }
-            out.push(self.gate_for(release, w, &worst, degraded.as_ref()));
+            let held = inconclusive
+                .as_ref()
+                .filter(|_| degraded.is_none() && !self.approved(release, w));
+            out.push(match held {
+                Some(i) if self.policy.gate != Gate::Time => i.clone(),
+                _ => self.gate_for(release, w, &worst, degraded.as_ref()),
+            });
         }
         out
+    }
+
+    /// Whether `approvals/<app>.yaml` lets wave `w` take `release`.
+    fn approved(&self, release: &Release, w: usize) -> bool {
+        self.approvals.iter().any(|a| {
+            a.release.len() >= 7 && release.sha.starts_with(&a.release) && a.through_wave >= w
+        })
     }
 
     /// The gate of wave `w` given the worst health state and the first Degraded
@@ -342,12 +416,7 @@ impl PlanInput<'_> {
                 if let Some(d) = degraded {
                     return d.clone();
                 }
-                let approved = self.approvals.iter().any(|a| {
-                    a.release.len() >= 7
-                        && release.sha.starts_with(&a.release)
-                        && a.through_wave >= w
-                });
-                if approved {
+                if self.approved(release, w) {
                     GateState::Open
                 } else {
                     GateState::WaitingForApproval
@@ -383,8 +452,10 @@ impl PlanInput<'_> {
             }
         }
         for s in self.statuses.values() {
+            // Under analysis, Healthy is a healthy report only once the analysis passed.
             if let Some(a) = s.apps.get(self.app)
                 && a.phase == Phase::Healthy
+                && (!self.policy.analysis.enabled() || a.verified.is_some())
             {
                 poisoned.remove(&a.hash);
             }
@@ -420,6 +491,19 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
             };
             let current_hash = status.map(|s| s.hash.as_str());
             let known_good: &[String] = status.map(|s| s.known_good.as_slice()).unwrap_or(&[]);
+            // A release this cluster reported Degraded is not taken again (after a
+            // rollback the repository still says it; DESIGN §4.5).
+            let failed_here: BTreeSet<&str> = status
+                .into_iter()
+                .flat_map(|s| {
+                    s.history
+                        .iter()
+                        .map(|h| (h.release.as_str(), h.phase))
+                        .chain([(s.release.as_str(), s.phase)])
+                })
+                .filter(|(_, p)| *p == Phase::Degraded)
+                .map(|(r, _)| r)
+                .collect();
             let mut decision = None;
             for (ri, release) in input.releases.iter().enumerate() {
                 let order = input.order_of(&release.sha);
@@ -433,7 +517,9 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
                     Some(Reason::NoOp)
                 } else if known_good.contains(hash) {
                     Some(Reason::Revert)
-                } else if w > 0 && poisoned.contains(hash) {
+                } else if (w > 0 && poisoned.contains(hash))
+                    || failed_here.contains(release.sha.as_str())
+                {
                     None
                 } else if gates_of(ri).get(w) == Some(&GateState::Open) {
                     Some(Reason::Rollout)
@@ -452,6 +538,23 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
             }
             let decision = decision.unwrap_or_else(|| {
                 let degraded = status.is_some_and(|s| s.phase == Phase::Degraded);
+                // Rolled back already (or on the way): keep saying so until a newer
+                // release arrives, so the rendering re-applied is reported RolledBack
+                // and not taken for a fresh release of its own.
+                let rolled_back = status.is_some_and(|s| {
+                    matches!(s.phase, Phase::Progressing | Phase::RolledBack)
+                        && failed_here
+                            .iter()
+                            .any(|r| input.order_of(r) > current_order)
+                });
+                if rolled_back && input.policy.on_failure == OnFailure::Rollback {
+                    return Decision {
+                        wave: w,
+                        target: current.clone(),
+                        reason: Reason::Rollback,
+                        rollback_to: current.clone(),
+                    };
+                }
                 if degraded && input.policy.on_failure == OnFailure::Rollback {
                     let good = input.releases.iter().find(|r| {
                         r.hashes

@@ -2,6 +2,7 @@
 //! every cluster, as pure functions of the repository, the peers' statuses and the
 //! time. Every agent computes the same plan from the same inputs.
 
+pub mod analysis;
 pub mod decide;
 pub mod waves;
 

@@ -34,6 +34,7 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/sim/stats", get(stats))
+        .route("/sim/metrics", get(traffic_metrics))
         .route("/sim/faults", get(get_faults).put(put_faults))
         .route("/sim/compact", post(compact))
         .route("/sim/disconnect", post(disconnect))
@@ -48,6 +49,24 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Response {
         (store.object_count(), store.resource_version())
     };
     json_response(StatusCode::OK, &shared.stats.to_json(objects, rv))
+}
+
+async fn traffic_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = {
+        let store = shared.lock();
+        let mut traffic = shared.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        traffic.advance(&store, std::time::Instant::now());
+        traffic.exposition()
+    };
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {

@@ -3,8 +3,9 @@
 //! real cluster's: Deployments own ReplicaSets that own Pods, which the kubelet of one
 //! simulated Node turns Running and Ready; Services get Endpoints and EndpointSlices;
 //! namespaces their `default` ServiceAccount; StatefulSets, DaemonSets, Jobs and PVCs
-//! get computed status; fault injection for reliability tests, and request
-//! accounting (`GET /sim/stats`).
+//! get computed status; fault injection for reliability tests, request accounting
+//! (`GET /sim/stats`), and simulated traffic a real Prometheus can scrape
+//! (`GET /sim/metrics`, [`traffic`]).
 //!
 //! It is a test and demo double: the agent talks to it through a kubeconfig like to any
 //! cluster. What it leaves out (authentication, admission webhooks, containers that
@@ -29,6 +30,7 @@ pub mod kinds;
 pub mod kubelet;
 mod openapi;
 mod printers;
+pub mod prometheus;
 mod proto_schema;
 mod protobuf;
 mod reviews;
@@ -36,6 +38,7 @@ mod smp;
 pub mod ssa;
 pub mod store;
 mod table;
+pub mod traffic;
 pub mod validate;
 mod versions;
 pub mod workload;
@@ -242,6 +245,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Bumped to cut every open watch (a simulated network disconnect).
     pub(crate) disconnect: watch::Sender<u64>,
+    /// What the simulated Deployments served, for `GET /sim/metrics`.
+    pub(crate) traffic: Mutex<traffic::Traffic>,
 }
 
 impl Shared {
@@ -283,6 +288,7 @@ impl SimCluster {
             bookmark_interval: options.bookmark_interval,
             shutdown: stopped.clone(),
             disconnect: watch::channel(0).0,
+            traffic: Mutex::new(traffic::Traffic::default()),
         });
         let app = http::router(shared.clone());
         let mut server_stop = stopped.clone();
@@ -341,6 +347,18 @@ impl SimCluster {
     /// Replaces the injected faults.
     pub fn set_faults(&self, faults: Faults) {
         *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// The Prometheus text exposition of the simulated traffic (`GET /sim/metrics`).
+    pub fn traffic_metrics(&self) -> String {
+        let store = self.shared.lock();
+        let mut traffic = self
+            .shared
+            .traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        traffic.advance(&store, std::time::Instant::now());
+        traffic.exposition()
     }
 
     /// Drops the watch history so older resourceVersions get 410 Gone.
