@@ -1,12 +1,15 @@
 //! A kustomize v5 compatible build of one kustomization root.
 //!
 //! The pipeline follows kustomize's: resources (files and nested roots) are
-//! accumulated, generators run, components are applied to the accumulation, then the
-//! transformers in kustomize's fixed order (strategic merge patches, patches,
-//! namespace, prefix, suffix, labels, annotations, JSON 6902 patches, replicas,
-//! images). At the top level only, generated names get their hash suffix, name
-//! references are fixed and objects are sorted in kustomize's legacy order. Fields
-//! rollwave does not implement are refused by name, never ignored.
+//! accumulated with their custom field specs (`configurations`, `crds`) and vars,
+//! generators run (the fields, then `generators:`), components are applied to the
+//! accumulation, then the transformers in kustomize's fixed order (strategic merge
+//! patches, patches, namespace, prefix, suffix, labels, annotations, JSON 6902 patches,
+//! replicas, images, replacements, then `transformers:`), and the kustomization's vars
+//! are bound. At the top level only, generated names get their hash suffix, name
+//! references are fixed, vars are resolved, local-config objects are dropped and
+//! objects are sorted (`sortOptions`) and annotated (`buildMetadata`). Fields rollwave
+//! does not implement are refused by name, never ignored.
 
 mod config;
 mod fields;

@@ -671,15 +671,16 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
         } else {
             t.field_paths.iter().map(|p| split_field_path(p)).collect()
         };
+        let value_kind = match &value.node {
+            Value::Object(_) => NodeKind::Map,
+            Value::Array(_) => NodeKind::Seq,
+            _ => NodeKind::Scalar,
+        };
         let create = t
             .options
             .as_ref()
             .is_some_and(|o| o.create)
-            .then(|| match &value.node {
-                Value::Object(_) => NodeKind::Map,
-                Value::Array(_) => NodeKind::Seq,
-                _ => NodeKind::Scalar,
-            });
+            .then_some(value_kind);
         for r in res.iter_mut() {
             if !select.matches_meta(r) {
                 continue;
