@@ -341,8 +341,7 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
         r.set_name(&name);
     }
     nameref::fix_name_references(&mut res, &acc.config.name_reference)?;
-    let mut var_specs = fields::var_reference_specs();
-    var_specs.extend(acc.config.var_reference.iter().cloned());
+    let var_specs = fields::combine(&fields::var_reference_specs(), &acc.config.var_reference);
     vars::resolve_vars(&mut res, &acc.vars, &var_specs)?;
     // Objects marked local-config are inputs to transformers, not output.
     res.retain(|r| {
@@ -673,7 +672,7 @@ fn accumulate_inner(
                 GeneratedKind::ConfigMap => "ConfigMapGenerator",
                 GeneratedKind::Secret => "SecretGenerator",
             };
-            set_configured_origin(loader, &mut generated, &file, by, None);
+            set_configured_origin(loader, &mut generated, &file, by, "");
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
@@ -683,13 +682,13 @@ fn accumulate_inner(
         {
             let mut generated = plugins::run_generator(loader, dir, &cfg, &where_)?;
             let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
-            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let identity = plugin_identity(&cfg);
             set_configured_origin(
                 loader,
                 &mut generated,
                 source.as_ref().unwrap_or(&file),
                 by,
-                name,
+                &identity,
             );
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
@@ -786,7 +785,11 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             }
             for key in ["labels", "annotations"] {
                 let mut add = r.meta_map(key);
-                add.remove(ORIGIN_ANNOTATION);
+                // A merge keeps the origin of the object it merges into; a replace
+                // takes the replacing generator's, as in kustomize.
+                if b == Behavior::Merge {
+                    add.remove(ORIGIN_ANNOTATION);
+                }
                 if add.is_empty() {
                     continue;
                 }
@@ -900,11 +903,20 @@ fn with_origin(loader: &Loader<'_>, path: &RepoPath, mut r: Resource) -> Resourc
     r
 }
 
-fn configured(rel: &str, kind: &str, name: Option<&str>) -> String {
-    let mut s =
-        format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n");
-    if let Some(n) = name {
-        s.push_str(&format!("  name: {n}\n"));
+fn configured(rel: &str, kind: &str, identity: &str) -> String {
+    format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n{identity}")
+}
+
+/// The `name` and `namespace` lines of a plugin configuration's `configuredBy`.
+fn plugin_identity(cfg: &Value) -> String {
+    let mut s = String::new();
+    for key in ["name", "namespace"] {
+        if let Some(v) = cfg
+            .pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+        {
+            s.push_str(&format!("  {key}: {v}\n"));
+        }
     }
     s
 }
@@ -915,10 +927,10 @@ fn set_configured_origin(
     r: &mut Resource,
     file: &RepoPath,
     kind: &str,
-    name: Option<&str>,
+    identity: &str,
 ) {
     if let Some(rel) = loader.origin_of(file) {
-        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, identity));
     }
 }
 
@@ -938,16 +950,16 @@ fn record_transformation(
     acc: &mut [Resource],
     file: &RepoPath,
     kind: &str,
-    name: Option<&str>,
+    identity: &str,
 ) {
     let Some(rel) = loader.origin_of(file) else {
         return;
     };
     for r in acc.iter_mut() {
         if r.meta_map("annotations").contains_key(ORIGIN_ANNOTATION) {
-            r.transformations.push(configured(&rel, kind, name));
+            r.transformations.push(configured(&rel, kind, identity));
         } else {
-            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, identity));
         }
     }
 }
@@ -1050,7 +1062,7 @@ fn run_transformers(
         .then(|| kustomization_file(loader, dir));
     let note = |acc: &mut Vec<Resource>, kind: &str| {
         if let Some(f) = &kfile {
-            record_transformation(loader, acc, f, kind, None);
+            record_transformation(loader, acc, f, kind, "");
         }
     };
     for entry in &k.patches_strategic_merge {
@@ -1086,14 +1098,12 @@ fn run_transformers(
         note(acc, "LabelTransformer");
     }
     if !k.common_labels.is_empty() {
-        let mut label_specs = fields::common_label_specs();
-        label_specs.extend(tc.common_labels.iter().cloned());
+        let label_specs = fields::combine(&fields::common_label_specs(), &tc.common_labels);
         transform::add_map_entries(acc, &k.common_labels, &label_specs);
         note(acc, "LabelTransformer");
     }
     if !k.common_annotations.is_empty() {
-        let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
-        annotation_specs.extend(tc.common_annotations.iter().cloned());
+        let annotation_specs = fields::combine(fields::COMMON_ANNOTATIONS, &tc.common_annotations);
         transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
         note(acc, "AnnotationsTransformer");
     }
@@ -1123,9 +1133,9 @@ fn run_transformers(
         {
             plugins::run_transformer(loader, dir, &cfg, &where_, acc)?;
             let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
-            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let identity = plugin_identity(&cfg);
             let file = source.unwrap_or_else(|| kustomization_file(loader, dir));
-            record_transformation(loader, acc, &file, by, name);
+            record_transformation(loader, acc, &file, by, &identity);
         }
     }
     Ok(())
