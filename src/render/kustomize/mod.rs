@@ -1122,7 +1122,7 @@ fn run_transformers(
     if !k.replacements.is_empty() {
         let reps = load_replacements(loader, dir, &k.replacements)?;
         replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
-            dir: dir_s.clone(),
+            dir: kustomization_file(loader, dir).to_string(),
             message,
         })?;
         note(acc, "ReplacementTransformer");
