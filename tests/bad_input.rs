@@ -66,11 +66,41 @@ fn unknown_field_in_a_kustomization_is_an_error() {
 fn unsupported_kustomize_field_is_named() {
     let e = render_err(&[(
         "apps/web/base/kustomization.yaml",
-        "resources:\n- deployment.yaml\nreplacements: []\n",
+        "resources:\n- deployment.yaml\nvalidators: []\n",
     )]);
     assert_eq!(
         e,
-        "apps/web/base/kustomization.yaml:3: kustomize field 'replacements' is not supported by rollwave; express it with patches or remove it"
+        "apps/web/base/kustomization.yaml:3: kustomize field 'validators' is not supported by rollwave; express it with patches or remove it"
+    );
+}
+
+#[test]
+fn exec_transformer_plugin_is_refused_naming_its_file() {
+    let e = render_err(&[
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- deployment.yaml\ntransformers:\n- sed.yaml\n",
+        ),
+        (
+            "apps/web/base/sed.yaml",
+            "apiVersion: someteam.example.com/v1\nkind: SedTransformer\nmetadata:\n  name: sed\n",
+        ),
+    ]);
+    assert_eq!(
+        e,
+        "apps/web/base/sed.yaml: someteam.example.com/v1/SedTransformer is not a kustomize built-in (apiVersion: builtin); exec and Go plugins are refused, rollwave runs no programs from the repository"
+    );
+}
+
+#[test]
+fn replacement_without_its_target_field_names_the_field() {
+    let e = render_err(&[(
+        "apps/web/base/kustomization.yaml",
+        "resources:\n- deployment.yaml\nreplacements:\n- source: {kind: Deployment, name: web}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.missing]\n",
+    )]);
+    assert_eq!(
+        e,
+        "apps/web/base/kustomization.yaml: replacements[0]: Deployment web: unable to find field \"spec.missing\" in replacement target"
     );
 }
 

@@ -56,6 +56,26 @@ impl FieldSpec {
     }
 }
 
+/// The built-in specs of a transformer combined with custom ones, as kustomize merges
+/// them: custom specs first, and a built-in spec is dropped when a custom spec has its
+/// path and a kind (group, version) it selects, so `namePrefix: [{path: metadata/name,
+/// kind: Foo}]` limits the prefix to Foo objects.
+pub fn combine(builtin: &[FieldSpec], custom: &[FieldSpec]) -> Vec<FieldSpec> {
+    let mut out: Vec<FieldSpec> = custom.to_vec();
+    for b in builtin {
+        let shadowed = custom.iter().any(|c| {
+            c.path == b.path
+                && (b.group.is_empty() || b.group == c.group)
+                && (b.version.is_empty() || b.version == c.version)
+                && (b.kind.is_empty() || b.kind == c.kind)
+        });
+        if !shadowed {
+            out.push(b.clone());
+        }
+    }
+    out
+}
+
 /// Splits a field-spec path at `/`, keeping `\/` as a slash inside a segment (as in
 /// `metadata/annotations/nginx.ingress.kubernetes.io\/auth-secret`).
 pub fn split_path(path: &str) -> Vec<String> {

@@ -1,12 +1,15 @@
 //! A kustomize v5 compatible build of one kustomization root.
 //!
 //! The pipeline follows kustomize's: resources (files and nested roots) are
-//! accumulated, generators run, components are applied to the accumulation, then the
-//! transformers in kustomize's fixed order (strategic merge patches, patches,
-//! namespace, prefix, suffix, labels, annotations, JSON 6902 patches, replicas,
-//! images). At the top level only, generated names get their hash suffix, name
-//! references are fixed and objects are sorted in kustomize's legacy order. Fields
-//! rollwave does not implement are refused by name, never ignored.
+//! accumulated with their custom field specs (`configurations`, `crds`) and vars,
+//! generators run (the fields, then `generators:`), components are applied to the
+//! accumulation, then the transformers in kustomize's fixed order (strategic merge
+//! patches, patches, namespace, prefix, suffix, labels, annotations, JSON 6902 patches,
+//! replicas, images, replacements, then `transformers:`), and the kustomization's vars
+//! are bound. At the top level only, generated names get their hash suffix, name
+//! references are fixed, vars are resolved, local-config objects are dropped and
+//! objects are sorted (`sortOptions`) and annotated (`buildMetadata`). Fields rollwave
+//! does not implement are refused by name, never ignored.
 
 mod config;
 mod fields;
@@ -358,8 +361,7 @@ pub fn build_with_chart(
         r.set_name(&name);
     }
     nameref::fix_name_references(&mut res, &acc.config.name_reference)?;
-    let mut var_specs = fields::var_reference_specs();
-    var_specs.extend(acc.config.var_reference.iter().cloned());
+    let var_specs = fields::combine(&fields::var_reference_specs(), &acc.config.var_reference);
     vars::resolve_vars(&mut res, &acc.vars, &var_specs)?;
     // Objects marked local-config are inputs to transformers, not output.
     res.retain(|r| {
@@ -709,7 +711,7 @@ fn accumulate_inner(
                 GeneratedKind::ConfigMap => "ConfigMapGenerator",
                 GeneratedKind::Secret => "SecretGenerator",
             };
-            set_configured_origin(loader, &mut generated, &file, by, None);
+            set_configured_origin(loader, &mut generated, &file, by, "");
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
     }
@@ -719,13 +721,13 @@ fn accumulate_inner(
         {
             let mut generated = plugins::run_generator(loader, dir, &cfg, &where_)?;
             let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
-            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let identity = plugin_identity(&cfg);
             set_configured_origin(
                 loader,
                 &mut generated,
                 source.as_ref().unwrap_or(&file),
                 by,
-                name,
+                &identity,
             );
             absorb_generated(&mut acc, generated, &dir_s)?;
         }
@@ -840,7 +842,11 @@ fn absorb_generated(acc: &mut Vec<Resource>, r: Resource, dir: &str) -> Result<(
             }
             for key in ["labels", "annotations"] {
                 let mut add = r.meta_map(key);
-                add.remove(ORIGIN_ANNOTATION);
+                // A merge keeps the origin of the object it merges into; a replace
+                // takes the replacing generator's, as in kustomize.
+                if b == Behavior::Merge {
+                    add.remove(ORIGIN_ANNOTATION);
+                }
                 if add.is_empty() {
                     continue;
                 }
@@ -954,11 +960,20 @@ fn with_origin(loader: &Loader<'_>, path: &RepoPath, mut r: Resource) -> Resourc
     r
 }
 
-fn configured(rel: &str, kind: &str, name: Option<&str>) -> String {
-    let mut s =
-        format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n");
-    if let Some(n) = name {
-        s.push_str(&format!("  name: {n}\n"));
+fn configured(rel: &str, kind: &str, identity: &str) -> String {
+    format!("configuredIn: {rel}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n{identity}")
+}
+
+/// The `name` and `namespace` lines of a plugin configuration's `configuredBy`.
+fn plugin_identity(cfg: &Value) -> String {
+    let mut s = String::new();
+    for key in ["name", "namespace"] {
+        if let Some(v) = cfg
+            .pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+        {
+            s.push_str(&format!("  {key}: {v}\n"));
+        }
     }
     s
 }
@@ -969,10 +984,10 @@ fn set_configured_origin(
     r: &mut Resource,
     file: &RepoPath,
     kind: &str,
-    name: Option<&str>,
+    identity: &str,
 ) {
     if let Some(rel) = loader.origin_of(file) {
-        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+        set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, identity));
     }
 }
 
@@ -992,16 +1007,16 @@ fn record_transformation(
     acc: &mut [Resource],
     file: &RepoPath,
     kind: &str,
-    name: Option<&str>,
+    identity: &str,
 ) {
     let Some(rel) = loader.origin_of(file) else {
         return;
     };
     for r in acc.iter_mut() {
         if r.meta_map("annotations").contains_key(ORIGIN_ANNOTATION) {
-            r.transformations.push(configured(&rel, kind, name));
+            r.transformations.push(configured(&rel, kind, identity));
         } else {
-            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, name));
+            set_annotation(r, ORIGIN_ANNOTATION, configured(&rel, kind, identity));
         }
     }
 }
@@ -1112,7 +1127,7 @@ fn run_transformers(
         .then(|| kustomization_file(loader, dir));
     let note = |acc: &mut Vec<Resource>, kind: &str| {
         if let Some(f) = &kfile {
-            record_transformation(loader, acc, f, kind, None);
+            record_transformation(loader, acc, f, kind, "");
         }
     };
     for entry in &k.patches_strategic_merge {
@@ -1148,14 +1163,12 @@ fn run_transformers(
         note(acc, "LabelTransformer");
     }
     if !k.common_labels.is_empty() {
-        let mut label_specs = fields::common_label_specs();
-        label_specs.extend(tc.common_labels.iter().cloned());
+        let label_specs = fields::combine(&fields::common_label_specs(), &tc.common_labels);
         transform::add_map_entries(acc, &k.common_labels, &label_specs);
         note(acc, "LabelTransformer");
     }
     if !k.common_annotations.is_empty() {
-        let mut annotation_specs = fields::COMMON_ANNOTATIONS.to_vec();
-        annotation_specs.extend(tc.common_annotations.iter().cloned());
+        let annotation_specs = fields::combine(fields::COMMON_ANNOTATIONS, &tc.common_annotations);
         transform::add_map_entries(acc, &k.common_annotations, &annotation_specs);
         note(acc, "AnnotationsTransformer");
     }
@@ -1174,7 +1187,7 @@ fn run_transformers(
     if !k.replacements.is_empty() {
         let reps = load_replacements(loader, dir, &k.replacements)?;
         replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
-            dir: dir_s.clone(),
+            dir: kustomization_file(loader, dir).to_string(),
             message,
         })?;
         note(acc, "ReplacementTransformer");
@@ -1185,9 +1198,9 @@ fn run_transformers(
         {
             plugins::run_transformer(loader, dir, &cfg, &where_, acc)?;
             let by = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
-            let name = cfg.pointer("/metadata/name").and_then(Value::as_str);
+            let identity = plugin_identity(&cfg);
             let file = source.unwrap_or_else(|| kustomization_file(loader, dir));
-            record_transformation(loader, acc, &file, by, name);
+            record_transformation(loader, acc, &file, by, &identity);
         }
     }
     Ok(())

@@ -313,7 +313,7 @@ pub fn run_transformer(
             let reps = super::load_replacements(loader, dir, &c.replacements)?;
             super::replacement::apply(acc, &reps).map_err(|message| {
                 KustomizeError::Kustomization {
-                    dir: dir_s.clone(),
+                    dir: where_.to_string(),
                     message,
                 }
             })?;

@@ -671,15 +671,16 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
         } else {
             t.field_paths.iter().map(|p| split_field_path(p)).collect()
         };
+        let value_kind = match &value.node {
+            Value::Object(_) => NodeKind::Map,
+            Value::Array(_) => NodeKind::Seq,
+            _ => NodeKind::Scalar,
+        };
         let create = t
             .options
             .as_ref()
             .is_some_and(|o| o.create)
-            .then(|| match &value.node {
-                Value::Object(_) => NodeKind::Map,
-                Value::Array(_) => NodeKind::Seq,
-                _ => NodeKind::Scalar,
-            });
+            .then_some(value_kind);
         for r in res.iter_mut() {
             if !select.matches_meta(r) {
                 continue;
@@ -759,6 +760,76 @@ mod tests {
             split_field_path(r"metadata.annotations.a\.b/c"),
             vec!["metadata", "annotations", "a.b/c"]
         );
-        assert_eq!(split_field_path("a.[0].b"), vec!["a", "0", "b"]);
+        // A lone bracketed index stays bracketed (and is refused as a list selector).
+        assert_eq!(split_field_path("a.[0].b"), vec!["a", "[0]", "b"]);
+    }
+
+    fn config_map(name: &str, ns: &str, team: &str) -> Resource {
+        let obj = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns, "labels": {"team": team}},
+            "data": {"v": "old"}
+        });
+        Resource::new(obj.as_object().unwrap().clone(), "test")
+    }
+
+    fn parse(yaml: &str) -> Replacement {
+        let v = crate::yaml::parse_documents("r", yaml).unwrap().remove(0);
+        serde_json::from_value(v).unwrap()
+    }
+
+    proptest::proptest! {
+        /// Replacements never touch an object their targets do not select.
+        #[test]
+        fn replacements_never_touch_unselected_objects(
+            objs in proptest::collection::vec(("[a-d]{1,2}", "[xy]", "[pq]"), 1..12),
+            want_team in "[pq]",
+            want_ns in "[xy]",
+            create in proptest::bool::ANY,
+        ) {
+            let mut res: Vec<Resource> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (n, ns, team) in &objs {
+                if seen.insert((n.clone(), ns.clone())) {
+                    res.push(config_map(n, ns, team));
+                }
+            }
+            res.push(Resource::new(
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "src"}, "stringData": {"k": "new"}})
+                    .as_object().unwrap().clone(),
+                "test",
+            ));
+            let r = parse(&[
+                "source: {kind: Secret, name: src, fieldPath: stringData.k}".to_string(),
+                "targets:".to_string(),
+                format!("- select: {{kind: ConfigMap, namespace: {want_ns}, labelSelector: team={want_team}}}"),
+                "  reject: [{name: a}]".to_string(),
+                "  fieldPaths: [data.v, data.w]".to_string(),
+                format!("  options: {{create: {create}}}"),
+            ].join("\n"));
+            let before: Vec<Map<String, Value>> = res.iter().map(|r| r.obj.clone()).collect();
+            let result = apply(&mut res, &[r]);
+            for (r, old) in res.iter().zip(&before) {
+                let selected = r.gvk().kind == "ConfigMap"
+                    && r.namespace() == want_ns
+                    && r.meta_map("labels").get("team").and_then(Value::as_str) == Some(want_team.as_str())
+                    && r.name() != "a";
+                if !selected {
+                    proptest::prop_assert_eq!(&r.obj, old);
+                } else if result.is_ok() {
+                    proptest::prop_assert_eq!(r.obj["data"]["v"].as_str(), Some("new"));
+                }
+            }
+            // Without create, the missing data.w fails the build when anything is selected.
+            let any_selected = before.iter().any(|o| {
+                o["kind"] == "ConfigMap"
+                    && o["metadata"]["namespace"] == want_ns.as_str()
+                    && o["metadata"]["labels"]["team"] == want_team.as_str()
+                    && o["metadata"]["name"] != "a"
+            });
+            proptest::prop_assert_eq!(result.is_err(), any_selected && !create);
+        }
     }
 }

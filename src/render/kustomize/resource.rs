@@ -326,6 +326,21 @@ fn gvk_sort_key(g: &Gvk) -> String {
     )
 }
 
+/// kustomize puts the core Namespace before a Namespace kind of any other group (it
+/// compares those two pairs in reverse) and otherwise orders kinds of one rank by
+/// group, version and kind. Its comparison is not transitive when such a Namespace kind
+/// shares a rank with other kinds; as a sort key the same rules give a total order,
+/// which agrees with kustomize wherever kustomize's own is consistent: another group's
+/// Namespace sorts right after the core Namespace.
+fn gvk_order_key(g: &Gvk) -> String {
+    let key = gvk_sort_key(g);
+    if g.kind == "Namespace" && !g.group.is_empty() {
+        format!("~G_v1_Namespace\u{1}{key}")
+    } else {
+        key
+    }
+}
+
 fn id_sort_key(id: &ResId) -> String {
     format!(
         "{}_{}_{}|{}|{}",
@@ -352,14 +367,7 @@ pub fn legacy_order_by(a: &ResId, b: &ResId, rank: &dyn Fn(&str) -> i64) -> std:
         if ra != rb {
             return ra.cmp(&rb);
         }
-        let (ka, kb) = (gvk_sort_key(&a.gvk), gvk_sort_key(&b.gvk));
-        if a.gvk.kind == "Namespace"
-            && b.gvk.kind == "Namespace"
-            && (a.gvk.group.is_empty() || b.gvk.group.is_empty())
-        {
-            return kb.cmp(&ka);
-        }
-        return ka.cmp(&kb);
+        return gvk_order_key(&a.gvk).cmp(&gvk_order_key(&b.gvk));
     }
     id_sort_key(a).cmp(&id_sort_key(b))
 }

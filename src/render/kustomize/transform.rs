@@ -104,40 +104,14 @@ fn skips_affixes(r: &Resource) -> bool {
 }
 
 /// Adds `prefix` and `suffix` to object names (not to CRDs, Namespaces or APIServices)
-/// and to the fields of `extra` (custom `namePrefix`/`nameSuffix` field specs).
+/// and to the fields of `extra` (custom `namePrefix`/`nameSuffix` field specs, which
+/// may narrow the renaming to some kinds as in kustomize).
 pub fn add_affixes(res: &mut [Resource], prefix: &str, suffix: &str, extra: &[FieldSpec]) {
-    for r in res.iter_mut() {
-        if skips_affixes(r) {
-            continue;
-        }
-        if !extra.is_empty() && (!prefix.is_empty() || !suffix.is_empty()) {
-            let gvk = r.org_id().gvk;
-            let mut obj = Value::Object(std::mem::take(&mut r.obj));
-            for spec in extra
-                .iter()
-                .filter(|s| s.applies_to(&gvk) && s.path != "metadata/name")
-            {
-                visit_path(&mut obj, &spec.path, spec.create, &mut |v| {
-                    if let Value::String(s) = v {
-                        *s = format!("{prefix}{s}{suffix}");
-                    }
-                });
-            }
-            r.obj = into_map(obj);
-        }
-        if !prefix.is_empty() {
-            r.prefixes.push(prefix.to_string());
-            r.store_previous_id();
-            let name = format!("{prefix}{}", r.name());
-            r.set_name(&name);
-        }
-        if !suffix.is_empty() {
-            r.suffixes.push(suffix.to_string());
-            r.store_previous_id();
-            let name = format!("{}{suffix}", r.name());
-            r.set_name(&name);
-        }
-    }
+    let name = [FieldSpec {
+        path: "metadata/name".into(),
+        ..FieldSpec::default()
+    }];
+    add_affixes_by_specs(res, prefix, suffix, &fields::combine(&name, extra));
 }
 
 /// A PrefixSuffixTransformer configured with its own field specs: `metadata/name` in
@@ -211,14 +185,11 @@ pub fn label_specs(
     tc: &TransformerConfig,
 ) -> Vec<FieldSpec> {
     if include_selectors {
-        let mut v = fields::common_label_specs();
-        v.extend(tc.common_labels.iter().cloned());
-        v
+        fields::combine(&fields::common_label_specs(), &tc.common_labels)
     } else if include_templates {
         let mut v = fields::TEMPLATE_LABELS.to_vec();
         v.push(fields::VOLUME_CLAIM_TEMPLATE_LABELS);
-        v.extend(tc.template_labels.iter().cloned());
-        v
+        fields::combine(&v, &tc.template_labels)
     } else {
         fields::TEMPLATE_LABELS[..1].to_vec()
     }
