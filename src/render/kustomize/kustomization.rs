@@ -232,7 +232,7 @@ pub struct Kustomization {
     /// Defaults for every generator of this kustomization.
     #[serde(default)]
     pub generator_options: Option<GeneratorOptions>,
-    /// Helm charts to inflate ([`super::helm_charts`]).
+    /// Helm charts to inflate (see the `helm_charts` module).
     #[serde(default)]
     pub helm_charts: Vec<super::helm_charts::HelmChartEntry>,
     /// Where `helmCharts` are vendored.
