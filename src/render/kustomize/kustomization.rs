@@ -17,7 +17,6 @@ pub const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmChartInflationGenerator",
     "validators",
     "replicaCount",
-    "imageTags",
 ];
 
 /// Every field name of the kustomization file's structures, as kustomize spells them.
@@ -41,6 +40,7 @@ const FIELD_NAMES: &[&str] = &[
     "labels",
     "commonAnnotations",
     "images",
+    "imageTags",
     "replicas",
     "configMapGenerator",
     "secretGenerator",
@@ -220,6 +220,9 @@ pub struct Kustomization {
     /// Image rewrites.
     #[serde(default)]
     pub images: Vec<ImageEntry>,
+    /// Deprecated spelling of `images`, applied after them as kustomize folds it in.
+    #[serde(default)]
+    pub image_tags: Vec<ImageEntry>,
     /// Replica counts.
     #[serde(default)]
     pub replicas: Vec<ReplicaEntry>,

@@ -1180,7 +1180,7 @@ fn run_transformers(
         transform::set_replicas(acc, std::slice::from_ref(rep), &dir_s, &tc.replicas)?;
         note(acc, "ReplicaCountTransformer");
     }
-    for img in &k.images {
+    for img in k.images.iter().chain(&k.image_tags) {
         transform::set_images(acc, std::slice::from_ref(img), &tc.images);
         note(acc, "ImageTagTransformer");
     }
