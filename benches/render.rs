@@ -10,7 +10,10 @@
 //! 3. in-process rendering of every app x cluster of a generated 1,000-cluster x
 //!    20-app fleet on all cores.
 //!
-//! 4. a kustomization inflating a Helm chart (`helmCharts`: the test chart `greeter`
+//! 4. a `replacements`-heavy overlay (500 Deployments taking their image tag, a label
+//!    and an env value from one ConfigMap, with select/reject and delimiter options),
+//!    against kustomize, checking the outputs are identical;
+//! 5. a kustomization inflating a Helm chart (`helmCharts`: the test chart `greeter`
 //!    with a subchart, under a namePrefix and labels), `rollwave build` against
 //!    `kubectl kustomize --enable-helm`, with `helm template` of the same chart timed
 //!    alone so Helm's own share is reported apart from rollwave's (the `helm` of
@@ -100,6 +103,34 @@ fn small_overlay(root: &Path) -> PathBuf {
         "resources: [../mid]\nnameSuffix: -prod\ncommonAnnotations: {owner: team}\npatches:\n- target: {kind: Deployment}\n  patch: |-\n    - op: add\n      path: /spec/replicas\n      value: 3\n",
     );
     root.join("top")
+}
+
+/// 500 Deployments whose image tag, a label and an env value come from one ConfigMap
+/// through `replacements` (three replacements, each selecting every Deployment by
+/// kind with a labelSelector and a reject, one with a delimiter/index option).
+fn replacements_overlay(root: &Path) -> PathBuf {
+    let mut base = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: release}\ndata: {tag: '3.2.1', tier: gold, region: eu-west}\n",
+    );
+    for i in 0..500 {
+        let name = format!("svc{i:03}");
+        base.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, labels: {{team: shop, tier: none}}}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers:\n      - name: app\n        image: example/app:1.0\n        env: [{{name: REGION, value: unset}}]\n"
+        ));
+    }
+    base.push_str("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: pinned, labels: {team: shop, tier: none}}\nspec:\n  selector: {matchLabels: {app: pinned}}\n  template:\n    metadata: {labels: {app: pinned}}\n    spec:\n      containers:\n      - name: app\n        image: example/app:0.9\n        env: [{name: REGION, value: unset}]\n");
+    write(root, "base/all.yaml", &base);
+    write(
+        root,
+        "base/kustomization.yaml",
+        "resources: [all.yaml]\nreplacements:\n- source: {kind: ConfigMap, name: release, fieldPath: data.tag}\n  targets:\n  - select: {kind: Deployment, labelSelector: team=shop}\n    reject: [{name: pinned}]\n    fieldPaths: [spec.template.spec.containers.[name=app].image]\n    options: {delimiter: ':', index: 1}\n- source: {kind: ConfigMap, name: release, fieldPath: data.tier}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [metadata.labels.tier]\n- source: {kind: ConfigMap, name: release, fieldPath: data.region}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec.containers.[name=app].env.[name=REGION].value]\n",
+    );
+    write(
+        root,
+        "overlay/kustomization.yaml",
+        "resources: [../base]\nnamespace: shop\nnamePrefix: prod-\n",
+    );
+    root.join("overlay")
 }
 
 fn large_overlay(root: &Path) -> PathBuf {
@@ -344,6 +375,8 @@ fn main() {
     let large = large_overlay(&tmp.path().join("large"));
     let skip = std::env::var_os("ROLLWAVE_BENCH_SKIP_KUSTOMIZE_LARGE").is_some();
     bench_processes("overlay of 4,000 objects", &large, 3, !skip);
+    let replaced = replacements_overlay(&tmp.path().join("replacements"));
+    bench_processes("replacements, 501 objects", &replaced, 5, true);
     bench_helm(&tmp.path().join("helm"), 11);
     bench_fleet(1000, 20);
 }

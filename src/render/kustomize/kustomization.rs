@@ -13,11 +13,8 @@ pub const KUSTOMIZATION_FILE_NAMES: &[&str] =
 
 /// kustomize fields that rollwave knows but does not implement; naming them gives a
 /// clearer error than "unknown field".
-pub const UNSUPPORTED_FIELDS: &[&str] = &[
-    "helmChartInflationGenerator",
-    "validators",
-    "replicaCount",
-];
+pub const UNSUPPORTED_FIELDS: &[&str] =
+    &["helmChartInflationGenerator", "validators", "replicaCount"];
 
 /// Every field name of the kustomization file's structures, as kustomize spells them.
 /// kustomize decodes the file with Go's JSON decoder, which matches field names
