@@ -6,7 +6,13 @@
 //! The input bounds (template and build limits) are the first line; this is the second,
 //! for the defects nobody has found yet.
 
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    /// Set on the threads [`contained`] starts, so work already contained runs inline.
+    static ON_APP_THREAD: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Stack of the thread that renders or plans one app: well above what the bounded
 /// renderer needs at its nesting limits (it recurses once per template block, YAML
@@ -43,7 +49,10 @@ pub fn contained<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> Result
         let handle = std::thread::Builder::new()
             .name("rollwave-app".into())
             .stack_size(APP_STACK_BYTES)
-            .spawn_scoped(scope, move || catch_unwind(AssertUnwindSafe(work)))
+            .spawn_scoped(scope, move || {
+                ON_APP_THREAD.with(|on| on.set(true));
+                catch_unwind(AssertUnwindSafe(work))
+            })
             .map_err(|e| Contained::NoThread {
                 what: what.to_string(),
                 message: e.to_string(),
@@ -56,6 +65,18 @@ pub fn contained<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> Result
             }),
         }
     })
+}
+
+/// [`contained`], unless the caller already runs on a contained thread, where `work`
+/// runs inline: entry points that recurse deeply (a kustomize build) call this so their
+/// depth limits, not the caller's stack, decide what is refused, without starting a
+/// second thread inside a rendering.
+pub fn on_app_stack<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> Result<T, Contained> {
+    if ON_APP_THREAD.with(Cell::get) {
+        Ok(work())
+    } else {
+        contained(what, work)
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -77,6 +77,9 @@ pub enum KustomizeError {
     /// A Helm chart could not be inflated.
     #[error(transparent)]
     Helm(#[from] crate::render::helm::HelmError),
+    /// The build failed in a way the bounds did not foresee (a panic), contained.
+    #[error(transparent)]
+    Internal(#[from] crate::contain::Contained),
     /// A directory used as a kustomization root has no kustomization file.
     #[error("{dir}: no kustomization.yaml, kustomization.yml or Kustomization in this directory")]
     NotARoot {
@@ -344,6 +347,19 @@ pub fn build(tree: &dyn FileTree, dir: &RepoPath) -> Result<Vec<Value>, Kustomiz
 /// added to the root as a generator's output: the root's patches, prefixes, labels and
 /// other transformers apply to it, as they would to a `helmCharts` entry.
 pub fn build_with_chart(
+    tree: &dyn FileTree,
+    dir: &RepoPath,
+    app_chart: Option<(String, String)>,
+) -> Result<Vec<Value>, KustomizeError> {
+    // Each nested root recurses: the build runs where the stack is known to hold
+    // MAX_KUSTOMIZATION_DEPTH of them, whatever thread called it.
+    crate::contain::on_app_stack(&format!("building {dir}"), || {
+        build_here(tree, dir, app_chart)
+    })?
+}
+
+/// [`build_with_chart`] on the calling thread.
+fn build_here(
     tree: &dyn FileTree,
     dir: &RepoPath,
     app_chart: Option<(String, String)>,
