@@ -50,7 +50,7 @@ fn every_example_agent_config_is_valid() {
 #[test]
 fn the_read_only_fleet_policy_validates_with_the_example_fleet() {
     let repo = common::ScratchRepo::new(&[]);
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo");
+    let src = common::example_fleet();
     copy_dir(&src, repo.path());
     std::fs::copy(
         example("agent/read-only-fleet.yaml"),

@@ -48,15 +48,12 @@ fn line_of<'a>(out: &'a str, app: &str) -> &'a str {
 fn the_example_fleet_applies_becomes_available_and_a_second_pass_writes_nothing() {
     let (c, _turn) = cluster();
     let repo = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        repo.path(),
-    );
+    copy_dir(&common::example_fleet(), repo.path());
 
     let before = c.writes();
     let (code, out) = agent_once(c, repo.path(), "test-sh-1", "rollwave-example");
     assert_eq!(code, 0, "{out}");
-    for app in ["api", "platform", "web"] {
+    for app in ["api", "cache", "platform", "web"] {
         assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
     }
     assert_ne!(
@@ -67,7 +64,7 @@ fn the_example_fleet_applies_becomes_available_and_a_second_pass_writes_nothing(
 
     // Available as the real deployment controller reports it, from Pods the fake
     // kubelet made Ready.
-    for (ns, name) in [("web", "web"), ("api", "api")] {
+    for (ns, name) in [("web", "web"), ("api", "api"), ("cache", "cache")] {
         c.kubectl_ok(&[
             "wait",
             "--for=condition=Available",
@@ -91,7 +88,7 @@ fn the_example_fleet_applies_becomes_available_and_a_second_pass_writes_nothing(
         changed.is_empty(),
         "a pass over an unchanged repository must not write; the apiserver counted: {changed:?}\n{out}"
     );
-    for app in ["api", "platform", "web"] {
+    for app in ["api", "cache", "platform", "web"] {
         let line = line_of(&out, app);
         assert!(
             line.contains("0 created, 0 configured") && line.contains("0 pruned"),

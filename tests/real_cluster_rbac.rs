@@ -21,7 +21,7 @@ use serde_json::Value;
 
 const CLUSTER: &str = "test-sh-1";
 const USER: &str = "system:serviceaccount:rollwave-system:rollwave-agent";
-const APPS: [&str; 3] = ["api", "platform", "web"];
+const APPS: [&str; 4] = ["api", "cache", "platform", "web"];
 
 /// One control plane with deploy/'s RBAC, shared by every test of this file.
 struct Setup {
@@ -84,10 +84,7 @@ fn start() -> Setup {
     };
     let kubeconfig = cluster.service_account_kubeconfig("rollwave-system", "rollwave-agent");
     let repo = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        repo.path(),
-    );
+    copy_dir(&common::example_fleet(), repo.path());
     let writes_before_cold = cluster.writes();
     let cold = agent_once_as(&kubeconfig, repo.path());
     Setup {
@@ -446,6 +443,7 @@ impl RunningAgent {
             .args(["--interval", "1h", "--log-format", "json"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("ROLLWAVE_CACHE", work.path().join("cache"))
+            .env("PATH", common::helm::path_with_helm())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -756,15 +754,18 @@ fn the_inventory_role_alone_serves_the_inventories_and_each_of_its_verbs_is_need
     let (s, _turn) = setup();
     let c = s.c();
     s.pass_ok();
-    // The ClusterRole grants configmaps too, for web's ConfigMap: take them away there
-    // and leave web alone (suspended), so the Role is all that allows the inventories.
+    // The ClusterRole grants configmaps too, for web's and cache's ConfigMaps: take
+    // them away there and leave those apps alone (suspended), so the Role is all that
+    // allows the inventories.
     let _web = s.edit("apps/web/app.yaml", |a| format!("{a}suspend: true\n"));
+    let _cache = s.edit("apps/cache/app.yaml", |a| format!("{a}suspend: true\n"));
     let no_configmaps = |cr: &mut Value| without_resource(cr, "", "configmaps");
     let pass_ok = || {
         let _roles = s.with_roles(|cr, _| no_configmaps(cr));
         let (code, out) = s.pass();
         assert_eq!(code, 0, "{out}");
         assert!(line_of(&out, "web").contains("\tsuspended\t"), "{out}");
+        assert!(line_of(&out, "cache").contains("\tsuspended\t"), "{out}");
         out
     };
     let inventory = "rollwave-inventory-api";

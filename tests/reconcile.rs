@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
@@ -97,7 +96,7 @@ fn changed(
 }
 
 async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing(b: Backend) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo");
+    let root = common::example_fleet();
     let tree = DirTree::open(&root).unwrap();
     let fleet = rollwave::fleet::load(&tree).unwrap();
     let no_git = |_: &str, _: &BTreeSet<rollwave::tree::RepoPath>| None;
@@ -111,7 +110,7 @@ async fn every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing
         .unwrap();
     assert!(first.ok(), "{}", first.table());
     let applied: Vec<&str> = first.apps.iter().map(|(a, _)| a.as_str()).collect();
-    assert_eq!(applied, ["api", "platform", "web"]);
+    assert_eq!(applied, ["api", "cache", "platform", "web"]);
     for (app, r) in &first.apps {
         let AppResult::Applied { counts, .. } = r else {
             panic!("{app}: {r:?}")

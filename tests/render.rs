@@ -12,7 +12,7 @@ use rollwave::tree::{DirTree, RepoPath};
 use serde_json::Value;
 
 fn example() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo")
+    common::example_fleet()
 }
 
 #[test]
@@ -214,6 +214,57 @@ fn kustomize_reference(
     rollwave::yaml::parse_documents("kustomize", &String::from_utf8_lossy(&out.stdout)).unwrap()
 }
 
+/// What real `helm template` makes of a Helm app for `cluster`: the values files
+/// (templates materialised), the app's values, then the cluster's `values.helm.<app>`.
+fn helm_reference(
+    repo: &Path,
+    fleet: &fleet::Fleet,
+    app: &fleet::App,
+    helm: &fleet::AppHelm,
+    cluster: &fleet::Cluster,
+) -> Vec<Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    common::copy_dir(repo, tmp.path());
+    let tree = DirTree::open(repo).unwrap();
+    let ctx = render::template_context(fleet, app, cluster);
+    let app_dir = format!("apps/{}", app.name);
+    for (path, bytes) in
+        render::template::render_templates(&tree, &RepoPath::new(&app_dir).unwrap(), &ctx).unwrap()
+    {
+        std::fs::write(tmp.path().join(path.as_str()), bytes).unwrap();
+    }
+    let dir = tmp.path().join(&app_dir);
+    let mut cmd = std::process::Command::new(common::helm::helm());
+    cmd.args(["template", &helm.release_name])
+        .arg(dir.join(&helm.chart))
+        .args(["--namespace", app.namespace.as_deref().unwrap_or("default")]);
+    for f in &helm.values_files {
+        cmd.arg("--values").arg(dir.join(f));
+    }
+    let cluster_values = cluster
+        .values
+        .get("helm")
+        .and_then(|h| h.get(&app.name))
+        .cloned()
+        .unwrap_or(Value::Null);
+    for (i, values) in [Value::Object(helm.values.clone()), cluster_values]
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .enumerate()
+    {
+        let file = tmp.path().join(format!("values-{i}.json"));
+        std::fs::write(&file, values.to_string()).unwrap();
+        cmd.arg("--values").arg(file);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rollwave::yaml::parse_documents("helm", &String::from_utf8_lossy(&out.stdout)).unwrap()
+}
+
 fn strip_rollwave(mut obj: Value) -> Value {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
@@ -246,7 +297,10 @@ fn every_rendering_of_the_example_fleet_matches_real_kustomize() {
             )) {
                 continue;
             }
-            let theirs = kustomize_reference(&repo, &fleet, app, cluster, &ours.root);
+            let theirs = match &app.helm {
+                Some(helm) => helm_reference(&repo, &fleet, app, helm, cluster),
+                None => kustomize_reference(&repo, &fleet, app, cluster, &ours.root),
+            };
             let mut ours_objs: Vec<Value> = ours.objects.into_iter().map(strip_rollwave).collect();
             let mut theirs: Vec<Value> = theirs.into_iter().map(strip_rollwave).collect();
             // rollwave re-sorts after defaulting namespaces; compare as sets of documents.
@@ -292,7 +346,7 @@ fn cli_render_json_reports_each_apps_hash_and_objects() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["cluster"], "prod-bj-1");
-    for app in ["web", "api", "platform"] {
+    for app in ["web", "api", "cache", "platform"] {
         assert_eq!(v["apps"][app]["hash"].as_str().unwrap().len(), 64, "{app}");
         assert!(
             !v["apps"][app]["objects"].as_array().unwrap().is_empty(),

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use common::git::{commit_files, git};
@@ -14,10 +13,7 @@ use rollwave::status::{AppStatus, ClusterStatus, Phase};
 fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("fleet");
-    common::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        &work,
-    );
+    common::copy_dir(&common::example_fleet(), &work);
     git(&work, &["init", "-q", "-b", "main"]);
     let first = commit_files(&work, &[], "initial");
     let app = std::fs::read_to_string(work.join("apps/web/app.yaml"))

@@ -254,6 +254,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let work = root.join("work");
     let bare = root.join("fleet.git");
     copy_dir(&example_fleet()?, &work)?;
+    // The example fleet's `cache` app is a Helm chart: without `helm` the demo runs
+    // without it rather than showing an app that can only fail.
+    if crate::render::helm::installed_helm().is_none() {
+        std::fs::remove_dir_all(work.join("apps/cache"))?;
+        println!(
+            "note: helm is not on PATH, so the example fleet's Helm app (apps/cache) is left out of this demo; install helm 3 to include it"
+        );
+    }
     let secs = |d: Duration| format!("{}s", d.as_secs());
     let rollout = format!(
         "bake: {}\n  progressDeadline: {}",

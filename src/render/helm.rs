@@ -221,6 +221,13 @@ pub fn inflate(tree: &dyn FileTree, run: &ChartRun, origin: &str) -> Result<Stri
 }
 
 /// The `helm` to run: the configured one, else the first `helm` on `PATH`.
+/// The `helm` this process would run (the configured binary, else the first on PATH),
+/// or `None`: for callers that can leave a Helm app out and say so (the demo) instead of
+/// failing it.
+pub fn installed_helm() -> Option<PathBuf> {
+    helm_binary("", "").ok()
+}
+
 fn helm_binary(origin: &str, chart: &str) -> Result<PathBuf, HelmError> {
     let missing = |looked: String| HelmError::NoBinary {
         origin: origin.to_string(),

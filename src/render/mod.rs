@@ -207,7 +207,10 @@ fn id_of(obj: &Value) -> ResId {
 
 /// Adds rollwave's labels (metadata only: selectors and pod templates stay untouched so
 /// adopting a workload never restarts its pods) and the app's default namespace, then
-/// re-sorts and checks that every object is unique.
+/// re-sorts and checks that every object is unique. The sort is kustomize's legacy order
+/// whatever the kustomization's `sortOptions` say: the agent applies by kind order
+/// anyway (DESIGN §6), and the content hash must not change when only the order of
+/// the sources does. `rollwave build` keeps `sortOptions`, as kustomize does.
 fn finish(objects: Vec<Value>, app: &App) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::with_capacity(objects.len());
     for mut obj in objects {

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+static HELM: OnceLock<PathBuf> = OnceLock::new();
+
 /// The `helm` binary, built on first use (Go is required: without it the test fails
 /// with the reason, it never skips). Also made the renderer's `helm` in this process.
 pub fn helm() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
     HELM.get_or_init(|| {
         super::k8s::require_go();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helm/build");
@@ -40,4 +41,10 @@ pub fn path_with_helm() -> String {
         Ok(p) => format!("{dir}:{p}"),
         Err(_) => dir,
     }
+}
+
+/// `PATH` with the built `helm` first once this process has asked for `helm()` (the
+/// example fleet does), for the `rollwave` commands it starts; `None` before that.
+pub fn path_if_built() -> Option<String> {
+    HELM.get().map(|_| path_with_helm())
 }

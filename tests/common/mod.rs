@@ -129,9 +129,21 @@ impl ScratchRepo {
     }
 }
 
+/// The example fleet (`fleet-example-repo/`). Its `cache` app is a Helm chart, so this
+/// builds the test `helm` and makes it the renderer's in this process and on the PATH
+/// of the commands `run_cli` starts (`helm::path_with_helm()` for other children).
+pub fn example_fleet() -> std::path::PathBuf {
+    helm::helm();
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo")
+}
+
 /// Runs the built `rollwave` binary with `args`, returning (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"));
+    if let Some(path) = helm::path_if_built() {
+        cmd.env("PATH", path);
+    }
+    let out = cmd
         .args(args)
         .env("RUST_BACKTRACE", "1")
         .output()
