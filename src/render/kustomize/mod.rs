@@ -194,6 +194,10 @@ pub struct Loader<'t> {
     origin_root: RefCell<Option<RepoPath>>,
     /// The schema of the first kustomization loaded with an `openapi` field.
     openapi: RefCell<Option<std::rc::Rc<openapi::OpenApiSchema>>>,
+    /// Whether kustomize would have read its built-in schema before any `openapi`
+    /// field was loaded (an object of a kind it does not know, or a strategic merge):
+    /// it then keeps the built-in definitions under a custom schema loaded later.
+    builtin_schema_read: Cell<bool>,
     bytes_read: Cell<u64>,
     /// The app's own chart output (app.yaml `helm:`) and where it came from, taken by
     /// the top-level root.
@@ -201,6 +205,14 @@ pub struct Loader<'t> {
 }
 
 impl<'t> Loader<'t> {
+    /// Records that kustomize would have consulted its built-in schema by now (see
+    /// `builtin_schema_read`); after a custom schema is loaded nothing changes.
+    fn note_builtin_schema_read(&self) {
+        if self.openapi.borrow().is_none() {
+            self.builtin_schema_read.set(true);
+        }
+    }
+
     fn new(tree: &'t dyn FileTree) -> Self {
         Loader {
             tree,
@@ -209,6 +221,7 @@ impl<'t> Loader<'t> {
             files_read: Cell::new(0),
             origin_root: RefCell::new(None),
             openapi: RefCell::new(None),
+            builtin_schema_read: Cell::new(false),
             bytes_read: Cell::new(0),
             app_chart: RefCell::new(None),
         }
@@ -911,7 +924,10 @@ fn load_openapi(
                 .unwrap_or(Value::Null);
             let mut current = loader.openapi.borrow_mut();
             if current.is_none() {
-                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::parse(&doc)));
+                *current = Some(std::rc::Rc::new(openapi::OpenApiSchema::parse(
+                    &doc,
+                    loader.builtin_schema_read.get(),
+                )));
             }
             Ok(())
         }
@@ -1040,10 +1056,17 @@ fn record_transformation(
 /// Reads the objects of one resource file (multi-document; `List` kinds expanded).
 fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>, KustomizeError> {
     let text = loader.read_text(path)?;
-    Ok(resources_from_text(path.as_str(), &text)?
+    let resources: Vec<Resource> = resources_from_text(path.as_str(), &text)?
         .into_iter()
         .map(|r| with_origin(loader, path, r))
-        .collect())
+        .collect();
+    if resources
+        .iter()
+        .any(|r| !crate::schema::is_builtin_group(&r.gvk().group))
+    {
+        loader.note_builtin_schema_read();
+    }
+    Ok(resources)
 }
 
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
@@ -1236,6 +1259,7 @@ fn apply_legacy_smp(
     } else {
         patch_text(loader, dir, Some(&entry.to_string()), None)?
     };
+    loader.note_builtin_schema_read();
     let src = PatchSource {
         dir: &dir_s,
         what,
@@ -1262,6 +1286,7 @@ fn apply_patch_entry(
 ) -> Result<(), KustomizeError> {
     let dir_s = dir.to_string();
     let (text, what) = patch_text(loader, dir, entry.path.as_ref(), entry.patch.as_ref())?;
+    loader.note_builtin_schema_read();
     let src = PatchSource {
         dir: &dir_s,
         what,

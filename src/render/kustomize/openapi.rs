@@ -43,11 +43,16 @@ fn intern(key: &str) -> Option<&'static str> {
 pub struct OpenApiSchema {
     definitions: Map<String, Value>,
     roots: HashMap<(String, String, String), String>,
+    /// Loaded after kustomize had read its built-in schema, whose definitions it then
+    /// keeps: a `$ref` the file does not define (`io.k8s.api.core.v1.PodTemplateSpec`)
+    /// is resolved there instead of leaving its lists without a merge strategy.
+    over_builtin: bool,
 }
 
 impl OpenApiSchema {
-    /// Reads a schema document (JSON or YAML already parsed).
-    pub fn parse(doc: &Value) -> Self {
+    /// Reads a schema document (JSON or YAML already parsed); `over_builtin`: see the
+    /// field of that name.
+    pub fn parse(doc: &Value, over_builtin: bool) -> Self {
         let definitions = doc
             .get("definitions")
             .and_then(Value::as_object)
@@ -64,7 +69,11 @@ impl OpenApiSchema {
                 }
             }
         }
-        OpenApiSchema { definitions, roots }
+        OpenApiSchema {
+            definitions,
+            roots,
+            over_builtin,
+        }
     }
 
     fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
@@ -96,9 +105,14 @@ impl OpenApiSchema {
                 cur = self.resolve(items);
             }
             if cur.get("$ref").is_some() {
-                // A type the file refers to without defining it: kustomize knows no
-                // schema below it, and its lists are replaced.
-                return Some(ListStrategy::Replace);
+                // A type the file refers to without defining it: a built-in type when
+                // kustomize still holds its built-in schema, else unknown, and then
+                // its lists are replaced.
+                return Some(if self.over_builtin {
+                    crate::schema::list_strategy("", "", path)
+                } else {
+                    ListStrategy::Replace
+                });
             }
             let p = cur.get("properties")?.get(seg)?;
             prop = Some(p);
