@@ -125,6 +125,11 @@ impl Metrics {
             prune_total.clone(),
         );
         registry.register(
+            "rollwave_git_operations",
+            "Fetches and pushes made to the Git server, by operation (Git hosts limit them per repository)",
+            crate::source::git_operations().clone(),
+        );
+        registry.register(
             "rollwave_app_info",
             "The release and phase of each app (value 1)",
             app_info.clone(),

@@ -181,6 +181,27 @@ fn one_agent_rolls_out_to_its_clusters_when_a_webhook_arrives_and_pushes_a_last_
     std::fs::create_dir_all(&served).unwrap();
     let release_1 = work_repo(&work, FILES);
     let bare = publish(&work, &served, "fleet");
+    // The Git server's own record of each push it received: the refs it updated (the
+    // agent's status pushes, and this test's pushes of the branch).
+    let pushes = dir.path().join("pushes.log");
+    let hook = bare.join("hooks/post-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nrefs=\nwhile read old new ref; do refs=\"$refs $ref\"; done\necho \"$refs\" >> '{}'\n",
+            pushes.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pushed = || -> Vec<String> {
+        std::fs::read_to_string(&pushes)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("refs/rollwave/status/"))
+            .map(str::to_string)
+            .collect()
+    };
     let daemon = GitDaemon::start(&served);
     let test = TestCluster::start("test-1");
     let prod = TestCluster::start("prod-1");
@@ -251,11 +272,37 @@ fn one_agent_rolls_out_to_its_clusters_when_a_webhook_arrives_and_pushes_a_last_
     };
     healthy_everywhere(&bare, &release_2);
     let before = (status_commit("test-1"), status_commit("prod-1"));
+    // One push per pass carries both clusters' statuses: the first (both clusters'
+    // first status) holds both refs, and the agent counts its pushes as the server does.
+    let both = |line: &str| {
+        line.contains("refs/rollwave/status/test-1") && line.contains("refs/rollwave/status/prod-1")
+    };
+    let so_far = pushed();
+    assert!(both(&so_far[0]), "pushes: {so_far:?}");
+    let counted = |op: &str| -> usize {
+        let metrics = http_get(port, "/metrics").1;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("rollwave_git_operations_total{{op=\"{op}\"}} ")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {op} count in:\n{metrics}"))
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the agent's push count agrees with the server's",
+        || counted("push") == pushed().len(),
+    );
+    assert!(counted("fetch") >= 2);
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
     let after = (status_commit("test-1"), status_commit("prod-1"));
     assert_ne!(before.0, after.0, "a final status for test-1 was pushed");
     assert_ne!(before.1, after.1, "a final status for prod-1 was pushed");
+    let all = pushed();
+    assert!(
+        both(all.last().unwrap()),
+        "the final statuses go out in one push: {all:?}"
+    );
 
     let log = agent.log();
     let events: Vec<serde_json::Value> = log

@@ -99,6 +99,10 @@ struct Managed {
     passed: bool,
 }
 
+/// Longest a finished pass's status waits for the other clusters' passes of its round
+/// before it is pushed without them.
+const STATUS_BATCH_WAIT: Duration = Duration::from_secs(5);
+
 /// What one round of passes reads: the repository, read once for every cluster
 /// (shared by passes on the agent's one thread; a Git repository is not `Sync`).
 #[derive(Clone)]
@@ -250,7 +254,8 @@ impl Agent {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
                     .with_histories(histories.clone())
-                    .with_prometheus(prometheus);
+                    .with_prometheus(prometheus)
+                    .defer_push();
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))
             } else {
@@ -317,7 +322,50 @@ impl Agent {
                 async move { (c.name.clone(), c.pass(input, now, metrics).await) }
             })
             .collect::<Vec<_>>();
-        futures_util::future::join_all(passes).await
+        let results = futures_util::future::join_all(passes).await;
+        if let Input::Rollout(g) = &input {
+            self.push_statuses(g);
+        }
+        results
+    }
+
+    /// Pushes the written, unpushed statuses of every idle cluster in one push. A
+    /// failure is logged and the statuses stay pending for the next pass: the clusters
+    /// keep being reconciled while the Git server is unreachable.
+    fn push_statuses(&mut self, g: &GitRepo) {
+        let pending: Vec<&str> = self
+            .clusters
+            .iter()
+            .filter_map(|c| match &c.runner {
+                Runner::Rollout(agent) if agent.push_pending() => Some(c.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let pushed = match g.mirror() {
+            // A local repository: the status refs are written where peers read them.
+            None => true,
+            Some(mirror) => match crate::source::statusref::push_statuses(mirror, &pending, 3) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        clusters = pending.len(),
+                        error = %e,
+                        "status not pushed; trying again at the next pass"
+                    );
+                    false
+                }
+            },
+        };
+        if pushed {
+            for c in &mut self.clusters {
+                if let Runner::Rollout(agent) = &mut c.runner {
+                    agent.pushed();
+                }
+            }
+        }
     }
 
     /// Fetches the repository and reads what the passes need from it.
@@ -394,15 +442,19 @@ impl Agent {
             }
         };
         for c in &mut self.clusters {
-            if let Runner::Rollout(agent) = &mut c.runner {
-                match agent.flush(&g, SystemTime::now()) {
-                    Ok(()) if agent.push_pending() => {
-                        tracing::warn!(cluster = %c.name, "final status written but not pushed")
-                    }
-                    Ok(()) => tracing::info!(cluster = %c.name, "final status written"),
-                    Err(e) => {
-                        tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "final status not written")
-                    }
+            if let Runner::Rollout(agent) = &mut c.runner
+                && let Err(e) = agent.flush(&g, SystemTime::now())
+            {
+                tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "final status not written")
+            }
+        }
+        self.push_statuses(&g);
+        for c in &self.clusters {
+            if let Runner::Rollout(agent) = &c.runner {
+                if agent.push_pending() {
+                    tracing::warn!(cluster = %c.name, "final status written but not pushed")
+                } else {
+                    tracing::info!(cluster = %c.name, "final status written")
                 }
             }
         }
@@ -464,11 +516,18 @@ impl Agent {
         // Wakes so far (the start counts as one); a cluster whose last pass started
         // before the latest wake is due another.
         let mut wakes: u64 = 1;
+        // The repository the latest passes read (statuses are pushed through it), and
+        // since when a finished pass's status waits for the others of its round.
+        let mut last_repo: Option<Rc<GitRepo>> = None;
+        let mut waiting_since: Option<tokio::time::Instant> = None;
         let mut stop = std::pin::pin!(stop);
         loop {
             if self.clusters.iter().any(|c| c.seen < wakes) {
                 let now = SystemTime::now();
                 let input = self.read_input();
+                if let Input::Rollout(g) = &input {
+                    last_repo = Some(g.clone());
+                }
                 let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
                     .into_iter()
                     .partition(|c| c.seen < wakes);
@@ -500,6 +559,15 @@ impl Agent {
                         analysis_at = Some(analysis_at.map_or(at, |a| a.min(at)));
                     }
                     self.clusters.push(c);
+                    // One push for the round's statuses; a cluster whose pass hangs
+                    // holds the others' back by STATUS_BATCH_WAIT at most.
+                    let waited = *waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                    if (running.is_empty() || waited.elapsed() >= STATUS_BATCH_WAIT)
+                        && let Some(g) = &last_repo
+                    {
+                        self.push_statuses(g);
+                        waiting_since = None;
+                    }
                     if running.is_empty() {
                         // Back in the configured order (passes and the final status
                         // are started in it).

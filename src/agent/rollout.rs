@@ -43,6 +43,9 @@ pub struct ClusterAgent {
     last_written: Option<(Instant, ClusterStatus)>,
     /// The last push failed: push again at the next pass even if nothing changed.
     push_pending: bool,
+    /// Whoever runs this agent pushes its status (with other clusters' in one push:
+    /// see [`ClusterAgent::defer_push`]) instead of each pass pushing its own.
+    defer_push: bool,
     metrics: Option<Arc<Metrics>>,
     /// Each app's releases for the last head seen: rendering every release for every
     /// cluster is the expensive part of planning, and it only changes with the head.
@@ -193,6 +196,7 @@ impl ClusterAgent {
             memory: Memory::default(),
             last_written: None,
             push_pending: false,
+            defer_push: false,
             metrics: None,
             histories: SharedHistories::default(),
             fleets: HashMap::new(),
@@ -582,7 +586,7 @@ impl ClusterAgent {
             self.last_written = Some((Instant::now(), status));
             self.push_pending = true;
         }
-        if !self.push_pending || !self.push {
+        if !self.push_pending || !self.push || self.defer_push {
             return Ok(());
         }
         let Some(mirror) = g.mirror() else {
@@ -603,5 +607,19 @@ impl ClusterAgent {
     /// Whether a status is written but not yet pushed.
     pub fn push_pending(&self) -> bool {
         self.push && self.push_pending
+    }
+
+    /// Leaves pushing the written status to the caller, which pushes the statuses of
+    /// every cluster it runs in one push ([`crate::source::statusref::push_statuses`])
+    /// and then calls [`ClusterAgent::pushed`]: an agent serving many clusters costs the
+    /// Git server one push per pass.
+    pub fn defer_push(mut self) -> Self {
+        self.defer_push = true;
+        self
+    }
+
+    /// The status written last is on the server.
+    pub fn pushed(&mut self) {
+        self.push_pending = false;
     }
 }

@@ -118,6 +118,36 @@ fn local_err(path: &Path, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
+/// Labels of `rollwave_git_operations_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct GitOperationLabels {
+    /// `fetch` or `push`.
+    pub op: String,
+}
+
+/// Every fetch and push this process made to a Git server, by operation. Process-wide
+/// because Git hosts limit operations per repository whatever part of the agent makes
+/// them; the agent's metrics register this same family.
+pub fn git_operations() -> &'static prometheus_client::metrics::family::Family<
+    GitOperationLabels,
+    prometheus_client::metrics::counter::Counter,
+> {
+    static OPS: std::sync::OnceLock<
+        prometheus_client::metrics::family::Family<
+            GitOperationLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    > = std::sync::OnceLock::new();
+    OPS.get_or_init(Default::default)
+}
+
+/// Counts one operation against the Git server in [`git_operations`].
+pub fn count_git_operation(op: &str) {
+    git_operations()
+        .get_or_create(&GitOperationLabels { op: op.into() })
+        .inc();
+}
+
 /// The status ref namespace.
 pub const STATUS_REF_PREFIX: &str = "refs/rollwave/status/";
 
@@ -229,6 +259,7 @@ impl Mirror {
             format!("+{0}:{0}", self.branch_ref()),
             format!("+{STATUS_REF_PREFIX}*:{STATUS_REF_PREFIX}*"),
         ];
+        count_git_operation("fetch");
         remote
             .fetch(&refspecs, Some(&mut opts), None)
             .map_err(|e| self.remote_err("fetch", e))?;

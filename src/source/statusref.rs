@@ -48,16 +48,33 @@ pub fn write_status(repo: &Repository, status: &ClusterStatus) -> Result<Oid, So
 /// Pushes `cluster`'s status ref, retrying transient failures with backoff. Only that
 /// ref is pushed, so agents never conflict; no force is needed since the agent owns it.
 pub fn push_status(mirror: &Mirror, cluster: &str, attempts: u32) -> Result<(), SourceError> {
-    let refname = status_ref(cluster);
+    push_statuses(mirror, &[cluster], attempts)
+}
+
+/// Pushes the status refs of `clusters` in one push (one connection, one pack), so an
+/// agent serving many clusters costs the Git server one push per pass, not one per
+/// cluster. Retried as a whole with backoff; each ref is the agent's own, so the push
+/// never conflicts with other agents.
+pub fn push_statuses(mirror: &Mirror, clusters: &[&str], attempts: u32) -> Result<(), SourceError> {
+    let refspecs: Vec<String> = clusters
+        .iter()
+        .map(|c| {
+            let r = status_ref(c);
+            format!("{r}:{r}")
+        })
+        .collect();
+    if refspecs.is_empty() {
+        return Ok(());
+    }
     let mut last = None;
     for attempt in 0..attempts.max(1) {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200 * (1 << attempt.min(5))));
         }
-        match push_once(mirror, &refname) {
+        match push_once(mirror, &refspecs) {
             Ok(()) => return Ok(()),
             Err(e) => {
-                tracing::warn!(%cluster, attempt, error = %e, "status push failed");
+                tracing::warn!(clusters = clusters.len(), attempt, error = %e, "status push failed");
                 last = Some(e);
             }
         }
@@ -69,14 +86,14 @@ pub fn push_status(mirror: &Mirror, cluster: &str, attempts: u32) -> Result<(), 
     }))
 }
 
-fn push_once(mirror: &Mirror, refname: &str) -> Result<(), SourceError> {
-    let rejected = std::cell::RefCell::new(None::<String>);
+fn push_once(mirror: &Mirror, refspecs: &[String]) -> Result<(), SourceError> {
+    let rejected = std::cell::RefCell::new(Vec::<String>::new());
     {
         let mut cb = RemoteCallbacks::new();
         mirror.auth_for_callbacks().install(&mut cb);
         cb.push_update_reference(|r, status| {
             if let Some(msg) = status {
-                *rejected.borrow_mut() = Some(format!("{r}: {msg}"));
+                rejected.borrow_mut().push(format!("{r}: {msg}"));
             }
             Ok(())
         });
@@ -89,19 +106,21 @@ fn push_once(mirror: &Mirror, refname: &str) -> Result<(), SourceError> {
             .repo()
             .remote_anonymous(&mirror.raw_url())
             .map_err(local)?;
+        super::count_git_operation("push");
         remote
-            .push(&[format!("{refname}:{refname}")], Some(&mut opts))
+            .push(refspecs, Some(&mut opts))
             .map_err(|e| SourceError::Remote {
                 url: mirror.url(),
                 operation: "push",
                 message: e.message().to_string(),
             })?;
     }
-    if let Some(msg) = rejected.into_inner() {
+    let rejected = rejected.into_inner();
+    if !rejected.is_empty() {
         return Err(SourceError::Remote {
             url: mirror.url(),
             operation: "push",
-            message: format!("rejected: {msg}"),
+            message: format!("rejected: {}", rejected.join("; ")),
         });
     }
     Ok(())
