@@ -6,6 +6,7 @@
 //! repo:
 //!   url: https://git.example.com/platform/fleet.git   # or a local path (watched)
 //!   branch: main
+//!   path: deploy/fleet   # the fleet's directory, when the repository holds more
 //!   auth:
 //!     token: {env: ROLLWAVE_GIT_TOKEN}                 # or basic:, ssh:
 //! interval: 30s          # poll interval (webhook and file watch wake it earlier)
@@ -174,6 +175,9 @@ impl WebhookConfig {
 pub struct AgentConfig {
     /// The fleet repository: a URL or a local path.
     pub repo: String,
+    /// The fleet's directory inside the repository (`repo.path`; a monorepo), if not
+    /// its root.
+    pub repo_path: Option<String>,
     /// The branch followed for URLs.
     pub branch: String,
     /// A fixed revision to apply as it is (no rollout planning), mostly for debugging.
@@ -224,6 +228,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             repo: String::new(),
+            repo_path: None,
             branch: "main".into(),
             rev: None,
             auth: Auth::None,
@@ -302,6 +307,8 @@ struct RepoFile {
     verify: Option<Spanned<VerifyFile>>,
     #[serde(default)]
     branch: Option<String>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
     #[serde(default)]
     auth: Option<Spanned<AuthFile>>,
     #[serde(default)]
@@ -435,6 +442,19 @@ impl Checker<'_> {
                 s.referenced.line(),
                 field,
                 "give exactly one of {env: VARIABLE} or {file: PATH}; secrets are not written in the config itself",
+            )),
+        }
+    }
+
+    /// `repo.path`: a directory inside the repository, written relative to its root.
+    fn fleet_path(&self, p: &Spanned<String>) -> Result<String, ConfigError> {
+        let given = p.value.trim().trim_end_matches('/');
+        match crate::tree::RepoPath::new(given) {
+            Ok(path) if !path.as_str().is_empty() => Ok(path.as_str().to_string()),
+            _ => Err(self.invalid(
+                p.referenced.line(),
+                "repo.path",
+                format!("'{}' is not a directory inside the repository; write it relative to the repository root, e.g. deploy/fleet", p.value),
             )),
         }
     }
@@ -654,6 +674,10 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
     let log = raw.log.as_ref();
     Ok(AgentConfig {
         repo: raw.repo.url.value.clone(),
+        repo_path: match &raw.repo.path {
+            Some(p) => Some(check.fleet_path(p)?),
+            None => None,
+        },
         branch: raw.repo.branch.clone().unwrap_or(defaults.branch),
         rev: None,
         auth: match &raw.repo.auth {

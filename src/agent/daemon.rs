@@ -372,8 +372,14 @@ impl Agent {
     fn read_input(&mut self) -> Input {
         let config = &self.config;
         if self.rollout {
-            let opened = GitRepo::open_with(&config.repo, None, &config.branch, &self.access)
-                .and_then(|g| self.trusted(g));
+            let opened = GitRepo::open_with(
+                &config.repo,
+                config.repo_path.as_deref(),
+                None,
+                &config.branch,
+                &self.access,
+            )
+            .and_then(|g| self.trusted(g));
             return match opened {
                 Ok(g) => Input::Rollout(Rc::new(g)),
                 Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
@@ -381,6 +387,7 @@ impl Agent {
         }
         let opened = match crate::cli::repo::open_with(
             &config.repo,
+            config.repo_path.as_deref(),
             config.rev.as_deref(),
             &config.branch,
             &self.access,
@@ -434,7 +441,13 @@ impl Agent {
             allow_stale: true,
             ..self.access.clone()
         };
-        let g = match GitRepo::open_with(&self.config.repo, None, &self.config.branch, &access) {
+        let g = match GitRepo::open_with(
+            &self.config.repo,
+            self.config.repo_path.as_deref(),
+            None,
+            &self.config.branch,
+            &access,
+        ) {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "final status not written");

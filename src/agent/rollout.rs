@@ -293,7 +293,7 @@ impl ClusterAgent {
         branch: &str,
         now: SystemTime,
     ) -> anyhow::Result<PassReport> {
-        let g = GitRepo::open(repo, None, branch)?;
+        let g = GitRepo::open(repo, None, None, branch)?;
         self.pass_on(&g, now).await
     }
 

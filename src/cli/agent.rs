@@ -32,6 +32,9 @@ pub struct AgentArgs {
     /// The fleet repository: a URL, a Git repository, or a plain directory.
     #[arg(long, env = "ROLLWAVE_REPO")]
     pub repo: Option<String>,
+    /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+    #[arg(long, env = "ROLLWAVE_PATH")]
+    pub path: Option<String>,
     /// Apply this commit-ish as it is, without rollout planning.
     #[arg(long)]
     pub rev: Option<String>,
@@ -80,6 +83,9 @@ pub fn resolve(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
     };
     if let Some(repo) = &args.repo {
         c.repo = repo.clone();
+    }
+    if let Some(path) = &args.path {
+        c.repo_path = Some(path.clone());
     }
     if c.repo.is_empty() {
         anyhow::bail!("no repository: give --config agent.yaml, or --repo URL|PATH");

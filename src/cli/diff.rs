@@ -26,15 +26,15 @@ fn rendered(tree: &GitTree, fleet: &Fleet, app: &str, cluster: &str) -> Result<S
 
 /// Prints the diff and the summary. Exit 0 whether or not anything changed; 1 on errors.
 pub fn run(
-    repo: &str,
+    (repo, path): (&str, Option<&str>),
     from: &str,
     to: &str,
     cluster: Option<&str>,
     app: Option<&str>,
     branch: &str,
 ) -> anyhow::Result<ExitCode> {
-    let g_from = GitRepo::open(repo, Some(from), branch)?;
-    let g_to = GitRepo::open(repo, Some(to), branch)?;
+    let g_from = GitRepo::open(repo, path, Some(from), branch)?;
+    let g_to = GitRepo::open(repo, path, Some(to), branch)?;
     let (tree_a, fleet_a) = g_from.fleet(g_from.head)?;
     let (tree_b, fleet_b) = g_to.fleet(g_to.head)?;
     let color = std::io::stdout().is_terminal();

@@ -33,7 +33,7 @@ pub struct LiveCluster<'a> {
 
 /// Runs the command.
 pub fn run(
-    repo: &str,
+    (repo, path): (&str, Option<&str>),
     rev: Option<&str>,
     branch: &str,
     target: &LiveCluster<'_>,
@@ -45,7 +45,7 @@ pub fn run(
         target.context,
         target.namespace,
     );
-    let opened = super::repo::open(repo, rev, branch)?;
+    let opened = super::repo::open(repo, path, rev, branch)?;
     let tree = opened.tree.as_ref();
     let fleet = crate::fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {

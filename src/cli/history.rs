@@ -3,7 +3,7 @@
 //! commit, find each app's releases and render them, read approvals.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -32,6 +32,9 @@ pub struct GitRepo {
     /// Why the fetch failed, when the head is the mirror's last fetched state instead
     /// (only with [`GitAccess::allow_stale`]).
     pub stale: Option<String>,
+    /// The fleet's directory in the repository (empty: the root). Everything is read
+    /// below it, and only changes below it are releases.
+    pub fleet_dir: RepoPath,
     _mirror: Option<Mirror>,
 }
 
@@ -61,14 +64,24 @@ impl GitAccess {
 
 impl GitRepo {
     /// Opens `repo` (path or URL; URLs are fetched with status refs) at `rev` or the
-    /// branch head, with credentials from the environment.
-    pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<GitRepo> {
-        Self::open_with(repo, rev, branch, &GitAccess::from_env())
+    /// branch head, with credentials from the environment. `path`: the fleet's
+    /// directory in the repository ([`GitRepo::open_with`]).
+    pub fn open(
+        repo: &str,
+        path: Option<&str>,
+        rev: Option<&str>,
+        branch: &str,
+    ) -> anyhow::Result<GitRepo> {
+        Self::open_with(repo, path, rev, branch, &GitAccess::from_env())
     }
 
-    /// Opens `repo` as [`GitRepo::open`] does, reaching remotes as `access` says.
+    /// Opens `repo` as [`GitRepo::open`] does, reaching remotes as `access` says. A
+    /// directory inside a work tree opens the enclosing repository with the fleet in
+    /// that directory (`--repo deploy/fleet` in a monorepo checkout); `path`, relative
+    /// to that, names the fleet's directory further down.
     pub fn open_with(
         repo: &str,
+        path: Option<&str>,
         rev: Option<&str>,
         branch: &str,
         access: &GitAccess,
@@ -93,16 +106,17 @@ impl GitRepo {
                 git_dir: mirror.path().to_path_buf(),
                 head,
                 stale,
+                fleet_dir: fleet_dir_in(&RepoPath::default(), path)?,
                 _mirror: Some(mirror),
             });
         }
-        let git =
-            Repository::open(repo).with_context(|| format!("{repo}: not a Git repository"))?;
+        let (git, within) = discover(Path::new(repo))?;
         let head = source::resolve_commit(&git, rev.unwrap_or("HEAD"))?;
         Ok(GitRepo {
             git_dir: git.path().to_path_buf(),
             head,
             stale: None,
+            fleet_dir: fleet_dir_in(&within, path)?,
             _mirror: None,
         })
     }
@@ -112,9 +126,9 @@ impl GitRepo {
         Ok(Repository::open(&self.git_dir)?)
     }
 
-    /// The files of `commit`.
+    /// The files of the fleet at `commit`.
     pub fn tree(&self, commit: Oid) -> anyhow::Result<GitTree> {
-        Ok(GitTree::open(&self.git_dir, commit)?)
+        Ok(GitTree::open_in(&self.git_dir, commit, &self.fleet_dir)?)
     }
 
     /// The fleet at `commit`.
@@ -146,6 +160,37 @@ impl GitRepo {
             eprintln!("warning: {e}");
         }
         Ok(statuses)
+    }
+}
+
+/// The Git repository enclosing the directory `dir` (a work tree, one of its
+/// subdirectories, or a bare repository) and `dir`'s place in its work tree.
+pub fn discover(dir: &Path) -> anyhow::Result<(Repository, RepoPath)> {
+    let git = Repository::discover(dir).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not in a Git repository (run `git init` there, or pass the repository with --repo)",
+            dir.display()
+        )
+    })?;
+    let within = match (git.workdir(), dir.canonicalize()) {
+        (Some(work), Ok(dir)) => {
+            let work = work.canonicalize().unwrap_or_else(|_| work.to_path_buf());
+            let rel = dir.strip_prefix(&work).unwrap_or(Path::new(""));
+            RepoPath::new(&rel.to_string_lossy())?
+        }
+        _ => RepoPath::default(),
+    };
+    Ok((git, within))
+}
+
+/// `within` joined with the `--path` / `repo.path` given, checked as a path inside the
+/// repository.
+pub fn fleet_dir_in(within: &RepoPath, path: Option<&str>) -> anyhow::Result<RepoPath> {
+    match path.map(str::trim).filter(|p| !p.is_empty() && *p != ".") {
+        None => Ok(within.clone()),
+        Some(p) => within.join(p.trim_end_matches('/')).with_context(|| {
+            format!("fleet path '{p}': it must be a directory inside the repository")
+        }),
     }
 }
 
@@ -206,7 +251,8 @@ pub fn app_history(
             files.extend(r.files_read);
         }
     }
-    let rel = releases(repo, history, &Inputs::for_app(app, &files))?;
+    let inputs = Inputs::for_app(app, &files).in_fleet_dir(&g.fleet_dir);
+    let rel = releases(repo, history, &inputs)?;
     let mut out = Vec::new();
     for oid in rel.into_iter().take(RELEASE_LIMIT) {
         let commit = repo.find_commit(oid)?;

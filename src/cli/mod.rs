@@ -43,8 +43,13 @@ pub enum Format {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RepoArgs {
     /// The fleet repository: a directory, a Git work tree or bare repository, or a URL.
+    /// A directory inside a work tree reads the fleet there, with the enclosing
+    /// repository's history.
     #[arg(long, env = "ROLLWAVE_REPO")]
     pub repo: String,
+    /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+    #[arg(long, env = "ROLLWAVE_PATH")]
+    pub path: Option<String>,
     /// Any commit-ish to read instead of the working directory (paths) or the head of
     /// --branch (URLs).
     #[arg(long)]
@@ -98,6 +103,9 @@ pub enum Command {
         /// The fleet repository: a Git work tree, bare repository or URL.
         #[arg(long)]
         repo: String,
+        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+        #[arg(long)]
+        path: Option<String>,
         /// The base revision (not with --live).
         #[arg(long, required_unless_present = "live", conflicts_with = "live")]
         from: Option<String>,
@@ -186,6 +194,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan { source, at, output } => plan::run(&source, at.as_deref(), output),
         Command::Diff {
             repo,
+            path,
             from,
             to,
             live,
@@ -198,7 +207,7 @@ pub fn run(cli: Cli) -> ExitCode {
             branch,
         } => match (live, from, to, cluster) {
             (true, _, _, Some(cluster)) => diff_live::run(
-                &repo,
+                (&repo, path.as_deref()),
                 rev.as_deref(),
                 &branch,
                 &diff_live::LiveCluster {
@@ -210,7 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 app.as_deref(),
             ),
             (false, Some(from), Some(to), cluster) => diff::run(
-                &repo,
+                (&repo, path.as_deref()),
                 &from,
                 &to,
                 cluster.as_deref(),

@@ -54,7 +54,12 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
             .with_context(|| format!("--at '{t}': expected a time like 2026-11-23T10:00:00Z"))?,
         None => SystemTime::now(),
     };
-    let g = GitRepo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
+    let g = GitRepo::open(
+        &source.repo,
+        source.path.as_deref(),
+        source.rev.as_deref(),
+        &source.branch,
+    )?;
     let git = g.repository()?;
     let (history, order) = history_order(&git, g.head)?;
     let (head_tree, fleet) = g.fleet(g.head)?;

@@ -17,7 +17,12 @@ pub fn run(
     app: Option<&str>,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
+    let opened = super::repo::open(
+        &source.repo,
+        source.path.as_deref(),
+        source.rev.as_deref(),
+        &source.branch,
+    )?;
     let tree = opened.tree.as_ref();
     let fleet = fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {

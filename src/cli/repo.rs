@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::history::GitAccess;
+use super::history::{GitAccess, discover, fleet_dir_in};
 use crate::source::{self, GitTree, Mirror};
-use crate::tree::{DirTree, FileTree};
+use crate::tree::{DirTree, FileTree, RepoPath};
 
 /// An opened fleet repository.
 pub struct OpenedRepo {
@@ -18,6 +18,8 @@ pub struct OpenedRepo {
     pub commit: Option<String>,
     /// The Git directory, when read from Git (for release history).
     pub git_dir: Option<std::path::PathBuf>,
+    /// The fleet's directory in that repository (empty: its root).
+    pub fleet_dir: RepoPath,
 }
 
 impl OpenedRepo {
@@ -28,6 +30,7 @@ impl OpenedRepo {
         let repo = git2::Repository::open(dir).ok()?;
         let head = git2::Oid::from_str(commit).ok()?;
         let history = crate::source::history::first_parent_history(&repo, head, 10_000).ok()?;
+        let inputs = inputs.in_fleet(&self.fleet_dir);
         for oid in history {
             let changed = crate::source::history::changed_paths(&repo, oid).ok()?;
             if changed.iter().any(|p| inputs.touched_by(p)) {
@@ -38,15 +41,22 @@ impl OpenedRepo {
     }
 }
 
-/// Opens `repo` at `rev`. URLs are fetched (branch `branch`) into the mirror cache with
-/// credentials from the environment (see [`crate::source::Auth::from_env`]).
-pub fn open(repo: &str, rev: Option<&str>, branch: &str) -> anyhow::Result<OpenedRepo> {
-    open_with(repo, rev, branch, &GitAccess::from_env())
+/// Opens `repo` at `rev`, the fleet in its directory `path` (`--path`). URLs are
+/// fetched (branch `branch`) into the mirror cache with credentials from the environment
+/// (see [`crate::source::Auth::from_env`]).
+pub fn open(
+    repo: &str,
+    path: Option<&str>,
+    rev: Option<&str>,
+    branch: &str,
+) -> anyhow::Result<OpenedRepo> {
+    open_with(repo, path, rev, branch, &GitAccess::from_env())
 }
 
 /// [`open`] reaching remotes as `access` says.
 pub fn open_with(
     repo: &str,
+    path: Option<&str>,
     rev: Option<&str>,
     branch: &str,
     access: &GitAccess,
@@ -58,42 +68,40 @@ pub fn open_with(
             Some(r) => mirror.resolve(r)?,
             None => fetched.head,
         };
-        let tree = mirror.tree_at(commit)?;
+        let fleet_dir = fleet_dir_in(&RepoPath::default(), path)?;
+        let tree = GitTree::open_in(mirror.path(), commit, &fleet_dir)?;
         return Ok(OpenedRepo {
             tree: Box::new(tree),
             commit: Some(commit.to_string()),
             git_dir: Some(mirror.path().to_path_buf()),
+            fleet_dir,
         });
     }
-    let path = Path::new(repo);
     match rev {
         None => {
-            let tree =
-                DirTree::open(path).with_context(|| format!("{repo}: cannot open repository"))?;
+            let dir = match path {
+                Some(p) => Path::new(repo).join(p),
+                None => Path::new(repo).to_path_buf(),
+            };
+            let tree = DirTree::open(&dir)
+                .with_context(|| format!("{}: cannot open the fleet directory", dir.display()))?;
             Ok(OpenedRepo {
                 tree: Box::new(tree),
                 commit: None,
                 git_dir: None,
+                fleet_dir: RepoPath::default(),
             })
         }
         Some(r) => {
-            let git = git2::Repository::open(path).with_context(|| {
-                format!("{repo}: --rev needs the top of a Git work tree or a bare repository")
-            })?;
-            if let Some(workdir) = git.workdir()
-                && workdir.canonicalize().ok() != path.canonicalize().ok()
-            {
-                bail!(
-                    "{repo}: --rev needs the top of the Git work tree ({})",
-                    workdir.display()
-                );
-            }
+            let (git, within) = discover(Path::new(repo))?;
+            let fleet_dir = fleet_dir_in(&within, path)?;
             let oid = source::resolve_commit(&git, r)?;
-            let tree = GitTree::open(git.path(), oid)?;
+            let tree = GitTree::open_in(git.path(), oid, &fleet_dir)?;
             Ok(OpenedRepo {
                 tree: Box::new(tree),
                 commit: Some(oid.to_string()),
                 git_dir: Some(git.path().to_path_buf()),
+                fleet_dir,
             })
         }
     }

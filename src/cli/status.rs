@@ -13,7 +13,12 @@ use crate::plan::waves_for;
 
 /// Prints the table.
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
-    let g = GitRepo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
+    let g = GitRepo::open(
+        &source.repo,
+        source.path.as_deref(),
+        source.rev.as_deref(),
+        &source.branch,
+    )?;
     let (_, fleet) = g.fleet(g.head)?;
     let statuses = g.statuses()?;
     let now = SystemTime::now();

@@ -10,7 +10,12 @@ use crate::render::render;
 
 /// Renders everything; prints each failure and a summary; exit 1 if anything failed.
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(&source.repo, source.rev.as_deref(), &source.branch)?;
+    let opened = super::repo::open(
+        &source.repo,
+        source.path.as_deref(),
+        source.rev.as_deref(),
+        &source.branch,
+    )?;
     let tree = opened.tree.as_ref();
     let (fleet, broken) = fleet::load_apps_apart(tree)?;
     let mut renders = 0usize;

@@ -56,24 +56,51 @@ fn poisoned(path: &RepoPath) -> TreeError {
 impl GitTree {
     /// Opens the tree of `commit` in the repository at `repo_path`.
     pub fn open(repo_path: &Path, commit: Oid) -> Result<Self, SourceError> {
+        Self::open_in(repo_path, commit, &RepoPath::default())
+    }
+
+    /// Opens the directory `dir` of `commit` as a tree of its own: a fleet kept in a
+    /// subdirectory of a larger repository (a monorepo) reads as if it were the root.
+    pub fn open_in(repo_path: &Path, commit: Oid, dir: &RepoPath) -> Result<Self, SourceError> {
         let repo = Repository::open(repo_path).map_err(|e| SourceError::Local {
             path: repo_path.display().to_string(),
             message: e.message().to_string(),
         })?;
-        let tree = repo
-            .find_commit(commit)
-            .and_then(|c| c.tree())
-            .map(|t| t.id())
-            .map_err(|e| SourceError::Revision {
-                rev: commit.to_string(),
-                message: e.message().to_string(),
-            })?;
+        let tree = Self::dir_tree(&repo, commit, dir)?;
         Ok(GitTree {
             repo: Mutex::new(repo),
             tree,
             commit,
             dirs: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The id of the tree object of `dir` in `commit`.
+    fn dir_tree(repo: &Repository, commit: Oid, dir: &RepoPath) -> Result<Oid, SourceError> {
+        let root = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| SourceError::Revision {
+                rev: commit.to_string(),
+                message: e.message().to_string(),
+            })?;
+        Ok(if dir.as_str().is_empty() {
+            root.id()
+        } else {
+            let missing = |what: &str| SourceError::Revision {
+                rev: commit.to_string(),
+                message: format!(
+                    "the fleet path '{dir}' {what} at this commit; check `repo.path` or `--path`"
+                ),
+            };
+            let entry = root
+                .get_path(Path::new(dir.as_str()))
+                .map_err(|_| missing("does not exist"))?;
+            if entry.kind() != Some(git2::ObjectType::Tree) {
+                return Err(missing("is not a directory"));
+            }
+            entry.id()
         })
     }
 

@@ -68,6 +68,9 @@ pub struct Inputs {
     pub files: BTreeSet<RepoPath>,
     /// Directory prefixes: any change below them counts.
     pub dirs: BTreeSet<RepoPath>,
+    /// The fleet's directory in the repository (empty: its root). Files and dirs are
+    /// relative to it; a change outside it touches nothing.
+    pub fleet_dir: RepoPath,
 }
 
 impl Inputs {
@@ -82,11 +85,38 @@ impl Inputs {
         if let Ok(d) = RepoPath::new("clusters") {
             dirs.insert(d);
         }
-        Inputs { files, dirs }
+        Inputs {
+            files,
+            dirs,
+            fleet_dir: RepoPath::default(),
+        }
+    }
+
+    /// The same inputs for a fleet kept in `fleet_dir` of its repository: commits are
+    /// releases of the app only through changes under that directory.
+    pub fn in_fleet_dir(mut self, fleet_dir: &RepoPath) -> Inputs {
+        self.fleet_dir = fleet_dir.clone();
+        self
+    }
+
+    /// [`Inputs::in_fleet_dir`] on a copy.
+    pub fn in_fleet(&self, fleet_dir: &RepoPath) -> Inputs {
+        self.clone().in_fleet_dir(fleet_dir)
     }
 
     /// Whether a change to `path` affects the app.
     pub fn touched_by(&self, path: &str) -> bool {
+        let path = if self.fleet_dir.as_str().is_empty() {
+            path
+        } else {
+            match path
+                .strip_prefix(self.fleet_dir.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+            {
+                Some(rest) => rest,
+                None => return false,
+            }
+        };
         let Ok(p) = RepoPath::new(path) else {
             return false;
         };
