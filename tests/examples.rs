@@ -167,3 +167,48 @@ fn validate_says_once_when_the_fleet_has_no_tenancy_and_an_app_cannot_choose_a_p
         "{err}"
     );
 }
+
+#[test]
+fn validate_checks_objects_as_kustomize_places_them_and_fleet_yaml_maps_only_existing_apps() {
+    let repo = example_fleet();
+    // A kustomization `namespace:` moves every object of web's prod overlay into api's
+    // namespace: the rendered objects are what is checked, not the files.
+    let k = repo
+        .path()
+        .join("apps/web/overlays/prod/kustomization.yaml");
+    let text = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(&k, format!("namespace: api\n{text}")).unwrap();
+    let (code, out, err) = common::run_cli(&["validate", "--repo", repo.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("error: app 'web' for cluster 'prod-sh-1': apps/web: Service/api/web: namespace 'api' not allowed by policy 'restricted' (namespaces: self = web)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("for cluster 'test-sh-1'"),
+        "test clusters use the base:\n{err}"
+    );
+    std::fs::write(&k, text).unwrap();
+
+    let f = repo.path().join("fleet.yaml");
+    let fleet = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(
+        &f,
+        fleet.replace(
+            "apps: {platform: platform}",
+            "apps: {platform: platform, billing: platform}",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = common::run_cli(&["validate", "--repo", repo.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let line = fleet
+        .lines()
+        .position(|l| l.contains("apps: {platform"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("fleet.yaml:{line}: tenancy.apps: 'billing' is not an app (no directory apps/billing/); remove the entry or add the app")),
+        "{err}"
+    );
+}

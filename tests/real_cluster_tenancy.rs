@@ -365,3 +365,48 @@ fn taking_an_apps_rights_away_mid_life_never_deletes_its_objects() {
         "{out}"
     );
 }
+
+#[test]
+fn an_app_released_with_removal_delete_is_deleted_as_its_service_account() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let released = || {
+        s.edit("apps/api/app.yaml", |a| {
+            a.replace("exclude: [prod-gz-3]", "exclude: [prod-gz-3, test-sh-1]")
+                + "removal: delete\n"
+        })
+    };
+    // Without its binding the ServiceAccount may not even read: nothing is deleted and
+    // the inventory stays, so a later pass finishes the job.
+    {
+        let _api = released();
+        s.c()
+            .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "api"]);
+        let (code, out) = s.pass();
+        assert_eq!(code, 1, "{out}");
+        let line = line_of(&out, "api");
+        assert!(
+            line.starts_with("api\tPruneFailed\t")
+                && line.contains(
+                    r#"User "system:serviceaccount:api:rollwave-app" cannot get resource"#
+                ),
+            "{out}"
+        );
+        assert!(s.exists(&["deployment", "api", "-n", "api"]));
+        assert!(s.exists(&[
+            "configmap",
+            "rollwave-inventory-api",
+            "-n",
+            "rollwave-system"
+        ]));
+        s.c()
+            .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("api")]);
+        let (code, out) = s.pass();
+        assert_eq!(code, 0, "{out}");
+        assert!(line_of(&out, "api").contains("\treleased\t"), "{out}");
+        assert!(line_of(&out, "api").contains(" object(s) deleted"), "{out}");
+        assert!(!s.exists(&["deployment", "api", "-n", "api"]));
+    }
+    let out = s.pass_ok();
+    assert!(line_of(&out, "api").contains(" created"), "{out}");
+}

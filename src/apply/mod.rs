@@ -1,6 +1,8 @@
 //! The reconciler: brings one cluster to exactly the rendered state of an app and says
 //! how it is doing. The pipeline, in named stages that each fail with their own error:
-//! resolve kinds (discovery) → read the inventory and the live objects → decide what
+//! resolve kinds (discovery) → check every object against the app's tenancy policy
+//! (nothing is read or written when one breaks it) → read the inventory and the live
+//! objects (as the app's ServiceAccount when its policy names one) → decide what
 //! differs ([`diff`]) → dry-run every changed object (nothing is written unless all
 //! pass) → record the inventory → apply in order (CRDs, Namespaces, other
 //! cluster-scoped, ClusterRoleBindings, namespaced, RoleBindings) with server-side
