@@ -431,6 +431,8 @@ pub fn impersonated_user(rev: &AppRevision<'_>) -> Option<String> {
 
 /// Checks `objects` against the app's policy; `namespaced` per object from discovery
 /// (`None`: a kind the revision's own CRD defines, judged from that CRD).
+// ApplyError is this module's one error, returned the same way by the async stages.
+#[allow(clippy::result_large_err)]
 fn enforce_policy(
     rev: &AppRevision<'_>,
     objects: &[Value],
@@ -517,6 +519,7 @@ impl Reconciler {
 
     /// The client the app's own requests go out with: the agent's, or one that
     /// impersonates the ServiceAccount of the app's namespace its policy names.
+    #[allow(clippy::result_large_err)] // ApplyError, as every stage returns
     fn client_for(&self, rev: &AppRevision<'_>) -> Result<Client, ApplyError> {
         let Some(user) = impersonated_user(rev) else {
             return Ok(self.client.clone());
@@ -525,6 +528,7 @@ impl Reconciler {
     }
 
     /// A client that impersonates `user` (made once, then reused).
+    #[allow(clippy::result_large_err)] // ApplyError, as every stage returns
     fn client_as(&self, app: &str, user: &str) -> Result<Client, ApplyError> {
         let mut clients = self.clients_as.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(user) {
