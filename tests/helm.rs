@@ -354,3 +354,41 @@ fn a_chart_to_pull_from_a_repository_is_refused_with_how_to_vendor_it() {
     );
     assert!(err.contains("helm pull ingress-nginx --repo https://kubernetes.github.io/ingress-nginx --version 4.11.0 --untar"), "{err}");
 }
+
+#[test]
+fn a_charts_objects_are_checked_against_the_apps_tenancy_policy() {
+    helm();
+    let repo = greeter_repo(
+        "namespace: greet\ntargets:\n  stages: [test]\nhelm:\n  chart: chart\n  releaseName: hello\n",
+    );
+    let fleet = std::fs::read_to_string(repo.path().join("fleet.yaml")).unwrap();
+    repo.write(
+        "fleet.yaml",
+        format!("{fleet}tenancy:\n  defaultPolicy: restricted\n  policies:\n    restricted: {{namespaces: [self]}}\n"),
+    );
+    let validate = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["validate", "--repo", repo.path().to_str().unwrap()])
+            .env("PATH", path_with_helm())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = validate();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("error: app 'greeter' for cluster 'test-1': apps/greeter: CustomResourceDefinition/greetings.example.com: cluster-scoped kind not allowed by policy 'restricted'\n"),
+        "{err}"
+    );
+    // Without the chart's CRDs everything it renders stays in the app's namespace.
+    repo.write(
+        "apps/greeter/app.yaml",
+        "namespace: greet\ntargets:\n  stages: [test]\nhelm:\n  chart: chart\n  releaseName: hello\n  includeCRDs: false\n",
+    );
+    let (code, out, err) = validate();
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -18,6 +18,7 @@ use rollwave::agent::{AppResult, Source, reconcile_cluster};
 use rollwave::apply::health::Health;
 use rollwave::apply::inventory::ObjectKey;
 use rollwave::apply::{Action, AppRevision, ApplyError};
+use rollwave::fleet::tenancy::{DenyRule, NameSet, NamespaceRule, Policy};
 use rollwave::sim::Faults;
 use rollwave::tree::DirTree;
 use serde_json::{Value, json};
@@ -26,6 +27,7 @@ on_both!(
     every_app_of_the_example_fleet_applies_and_a_second_pass_writes_nothing,
     change_rename_and_removal_prune_exactly_what_left_and_never_a_foreign_object,
     a_bad_manifest_writes_nothing_and_names_the_object,
+    a_revision_against_the_tenancy_policy_writes_nothing_and_names_each_object_and_rule,
     drift_by_another_writer_is_corrected_unless_the_object_opts_out,
     replicas_set_by_the_autoscaler_are_not_reverted,
     a_crd_and_its_custom_resources_apply_in_one_revision_and_leave_in_order,
@@ -44,6 +46,22 @@ fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<
         force: false,
         namespace: Some(app),
         removal: None,
+        policy: None,
+    }
+}
+
+/// DESIGN §6.1's `restricted`: its own namespace, Namespaces only, no ClusterRoleBinding.
+fn restricted() -> Policy {
+    Policy {
+        name: "restricted".into(),
+        namespaces: vec![NamespaceRule::Own],
+        cluster_scoped: NameSet::Only(vec!["Namespace".into()]),
+        deny: vec![DenyRule {
+            kind: "ClusterRoleBinding".into(),
+            namespace: None,
+        }],
+        cluster_roles: NameSet::Only(vec![]),
+        service_account: None,
     }
 }
 
@@ -239,6 +257,52 @@ async fn a_bad_manifest_writes_nothing_and_names_the_object(b: Backend) {
         configmaps(&b).get("a").await.unwrap().data.unwrap()["v"],
         "1"
     );
+    b.finish().await;
+}
+
+async fn a_revision_against_the_tenancy_policy_writes_nothing_and_names_each_object_and_rule(
+    b: Backend,
+) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let policy = restricted();
+    let v1 = vec![b.cm("a", "1")];
+    let mut first = rev(app, "r1", &v1);
+    first.policy = Some(&policy);
+    r.reconcile(&first).await.unwrap();
+    let before = r.read_inventory(app).await.unwrap();
+    let writes = b.writes().await;
+
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("{app}-admin")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": app}]});
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{app}-reader")}, "rules": []});
+    let mut elsewhere = b.cm("b", "1");
+    elsewhere["metadata"]["namespace"] = json!("kube-system");
+    let v2 = vec![b.cm("a", "2"), binding, role, elsewhere];
+    let mut second = rev(app, "r2", &v2);
+    second.policy = Some(&policy);
+    let err = r.reconcile(&second).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "apps/{app}: ClusterRoleBinding/{app}-admin: denied by policy 'restricted' (deny: ClusterRoleBinding); \
+             ClusterRole/{app}-reader: cluster-scoped kind not allowed by policy 'restricted'; \
+             ConfigMap/kube-system/b: namespace 'kube-system' not allowed by policy 'restricted' (namespaces: self = {app})"
+        )
+    );
+    assert_eq!(err.reason(), "PolicyViolation");
+    assert!(!err.retryable(), "only a change in the repository helps");
+    // Nothing of the revision was written: not even the allowed ConfigMap.
+    assert_eq!(b.writes().await, writes);
+    assert_eq!(
+        configmaps(&b).get("a").await.unwrap().data.unwrap()["v"],
+        "1"
+    );
+    assert_eq!(r.read_inventory(app).await.unwrap(), before);
+    // The same revision without a policy (no tenancy) applies.
+    r.reconcile(&rev(app, "r2", &v2[..1])).await.unwrap();
     b.finish().await;
 }
 

@@ -92,6 +92,17 @@ fn plan_json_names_waves_and_the_commit_each_cluster_should_run() {
     assert_eq!(web["pending"][0]["waves"][1]["state"], "waitingForBake");
     // api did not change in the second commit: every cluster stays on the first.
     assert_eq!(v["apps"]["api"]["targets"]["test-sh-1"], first);
+    // Each app's tenancy policy, as fleet.yaml maps it.
+    assert_eq!(web["policy"], "restricted");
+    assert_eq!(v["apps"]["platform"]["policy"], "platform");
+    let (code, text, err) = common::run_cli(&["plan", "--repo", &path]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "app web  (batches 1:2:7, bake 300s, gate Health, onFailure Halt)\n  policy: restricted (namespaces [self], clusterScoped [Namespace], deny [ClusterRoleBinding, RoleBinding/kube-system])\n",
+        "  policy: platform (namespaces [*], clusterScoped [*])\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
 }
 
 #[test]

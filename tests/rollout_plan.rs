@@ -525,6 +525,7 @@ mod waves {
             rollout: RolloutSpec::default(),
             removal: Removal::Orphan,
             values: Default::default(),
+            tenancy: None,
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],
@@ -550,6 +551,7 @@ mod waves {
             suspend: false,
             force: false,
             helm: None,
+            policy: None,
         };
         (
             Fleet {

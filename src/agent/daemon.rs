@@ -42,6 +42,13 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`crate::apply::retry`], whose deadline bounds the whole call (the client's own
 /// retry layer would wait up to 15 times on 429 with backoffs reaching minutes).
 pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client> {
+    let config = config_for(connection).await?;
+    kube::Client::try_from(config).context("cannot create a Kubernetes client")
+}
+
+/// The configuration [`client_for`] makes its client from: also the base of the
+/// clients that impersonate an app's ServiceAccount (DESIGN §6.1).
+pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config> {
     let mut config = match connection {
         Connection::InCluster => kube::Config::incluster()
             .context("inCluster: not running in a Kubernetes pod (no service account token)")?,
@@ -74,7 +81,7 @@ pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client>
     // idle.
     config.reset_reader_on_write = true;
     config.default_retry = false;
-    kube::Client::try_from(config).context("cannot create a Kubernetes client")
+    Ok(config)
 }
 
 /// How one cluster's passes are made.
@@ -232,16 +239,20 @@ impl Agent {
         let histories = super::rollout::SharedHistories::default();
         let mut clusters = Vec::new();
         for c in &config.clusters {
-            let client = client_for(&c.connection)
+            let kube_config = config_for(&c.connection)
                 .await
+                .with_context(|| format!("cluster '{}'", c.name))?;
+            let client = kube::Client::try_from(kube_config.clone())
+                .context("cannot create a Kubernetes client")
                 .with_context(|| format!("cluster '{}'", c.name))?;
             let cache = watch.then(|| LiveCache::new(client.clone()));
             let breaker = Breaker::default();
-            let mut reconciler =
-                Reconciler::new(client, &config.namespace).with_retry(RetryPolicy {
+            let mut reconciler = Reconciler::new(client, &config.namespace)
+                .with_retry(RetryPolicy {
                     breaker: breaker.clone(),
                     ..RetryPolicy::default()
-                });
+                })
+                .with_impersonation(kube_config);
             if let Some(cache) = &cache {
                 reconciler = reconciler.with_cache(cache.clone());
             }

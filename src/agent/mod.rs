@@ -255,6 +255,7 @@ pub async fn reconcile_cluster_with(
             objects: &rendered.objects,
             force: app.force,
             namespace: app.namespace.as_deref(),
+            policy: app.policy.as_ref(),
         };
         let started = Instant::now();
         let outcome = reconciler.reconcile(&rev).await;
@@ -307,7 +308,21 @@ pub async fn release_untargeted(
             Some(a) => a.removal,
             None => remembered.unwrap_or(fleet.settings.removal),
         };
-        let result = match reconciler.forget(&app, decide).await {
+        // Deleted as the app's ServiceAccount while the repository still has the app;
+        // an app whose directory is gone is deleted by the agent's own identity.
+        let user = fleet.app(&app).and_then(|a| {
+            crate::apply::impersonated_user(&AppRevision {
+                app: &a.name,
+                release: "",
+                content_hash: "",
+                objects: &[],
+                force: false,
+                namespace: a.namespace.as_deref(),
+                removal: None,
+                policy: a.policy.as_ref(),
+            })
+        });
+        let result = match reconciler.forget(&app, user.as_deref(), decide).await {
             Ok((removal, objects)) => AppResult::Released {
                 removal,
                 objects: objects.len(),

@@ -451,6 +451,7 @@ impl ClusterAgent {
                 objects: &rendered.objects,
                 force: a.force,
                 namespace: a.namespace.as_deref(),
+                policy: a.policy.as_ref(),
             };
             let started = Instant::now();
             let outcome = self.reconciler.reconcile(&rev).await;

@@ -1,6 +1,8 @@
 //! The reconciler: brings one cluster to exactly the rendered state of an app and says
 //! how it is doing. The pipeline, in named stages that each fail with their own error:
-//! resolve kinds (discovery) → read the inventory and the live objects → decide what
+//! resolve kinds (discovery) → check every object against the app's tenancy policy
+//! (nothing is read or written when one breaks it) → read the inventory and the live
+//! objects (as the app's ServiceAccount when its policy names one) → decide what
 //! differs ([`diff`]) → dry-run every changed object (nothing is written unless all
 //! pass) → record the inventory → apply in order (CRDs, Namespaces, other
 //! cluster-scoped, ClusterRoleBindings, namespaced, RoleBindings) with server-side
@@ -36,6 +38,7 @@ use self::drift::LiveCache;
 use self::health::{Health, health_of};
 use self::inventory::{Inventory, InventoryError, ObjectKey, configmap_name};
 use self::retry::{RetryPolicy, with_retries};
+use crate::fleet::tenancy::{Policy, check_objects, namespaced_offline};
 use crate::vocab::RECONCILE_ANNOTATION;
 
 /// The default namespace for inventories (the agent's own).
@@ -61,6 +64,10 @@ pub struct AppRevision<'a> {
     /// The app's own `removal` from app.yaml (not the fleet default), remembered in the
     /// inventory so that deleting the app's directory still honours it.
     pub removal: Option<crate::fleet::Removal>,
+    /// The tenancy policy the app runs under (fleet.yaml `tenancy`): every object is
+    /// checked against it before the dry run, and with its `serviceAccount` the app's
+    /// reads, dry runs, applies and prunes go out as that ServiceAccount.
+    pub policy: Option<&'a Policy>,
 }
 
 /// What happened to one object.
@@ -213,6 +220,22 @@ pub enum ApplyError {
         /// The last error.
         message: String,
     },
+    /// Objects of the revision break the app's tenancy policy; nothing was applied.
+    #[error("apps/{app}: {}", violations.join("; "))]
+    Policy {
+        /// The app.
+        app: String,
+        /// Each object refused, with the rule (`ClusterRoleBinding/x: ...`).
+        violations: Vec<String>,
+    },
+    /// The policy asks for impersonation this connection cannot do.
+    #[error("apps/{app}: {message}")]
+    Impersonation {
+        /// The app.
+        app: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A CRD applied by the app did not become established in time.
     #[error("CustomResourceDefinition {name}: not established after {seconds} s")]
     NotEstablished {
@@ -228,6 +251,7 @@ impl ApplyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApplyError::Prune { .. } => "PruneFailed",
+            ApplyError::Policy { .. } => "PolicyViolation",
             _ => "ApplyFailed",
         }
     }
@@ -250,6 +274,11 @@ impl ApplyError {
 /// Brings apps to their rendered state on one cluster.
 pub struct Reconciler {
     client: Client,
+    /// The connection's configuration, from which clients that impersonate an app's
+    /// ServiceAccount are made; `None`: impersonation is not possible.
+    impersonation: Option<kube::Config>,
+    /// Those clients, by user name.
+    clients_as: Mutex<HashMap<String, Client>>,
     namespace: String,
     discovery: RwLock<Option<Kinds>>,
     retry: RetryPolicy,
@@ -383,6 +412,52 @@ pub fn prepare(objects: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// An API of `ar` for `client`.
+fn api_with(client: &Client, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
+    if namespaced {
+        Api::namespaced_with(client.clone(), ns, ar)
+    } else {
+        Api::all_with(client.clone(), ar)
+    }
+}
+
+/// The user an app's requests impersonate: its policy's ServiceAccount in the app's
+/// namespace, as Kubernetes names ServiceAccounts (`system:serviceaccount:<ns>:<name>`).
+pub fn impersonated_user(rev: &AppRevision<'_>) -> Option<String> {
+    let sa = rev.policy?.service_account.as_ref()?;
+    let ns = rev.namespace.filter(|n| !n.is_empty())?;
+    Some(format!("system:serviceaccount:{ns}:{sa}"))
+}
+
+/// Checks `objects` against the app's policy; `namespaced` per object from discovery
+/// (`None`: a kind the revision's own CRD defines, judged from that CRD).
+// ApplyError is this module's one error, returned the same way by the async stages.
+#[allow(clippy::result_large_err)]
+fn enforce_policy(
+    rev: &AppRevision<'_>,
+    objects: &[Value],
+    namespaced: &[Option<bool>],
+) -> Result<(), ApplyError> {
+    let Some(policy) = rev.policy else {
+        return Ok(());
+    };
+    let scope = |o: &Value| {
+        objects
+            .iter()
+            .position(|x| std::ptr::eq(x, o))
+            .and_then(|i| namespaced[i])
+            .unwrap_or_else(|| namespaced_offline(o, objects))
+    };
+    let violations = check_objects(policy, rev.namespace, objects, &scope);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(ApplyError::Policy {
+        app: rev.app.to_string(),
+        violations: violations.iter().map(ToString::to_string).collect(),
+    })
+}
+
 /// Runs futures with at most `limit` in flight; results in completion order.
 async fn bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
     futures_util::stream::iter(futures)
@@ -411,6 +486,8 @@ impl Reconciler {
     pub fn new(client: Client, namespace: &str) -> Reconciler {
         Reconciler {
             client,
+            impersonation: None,
+            clients_as: Mutex::new(HashMap::new()),
             namespace: namespace.to_string(),
             discovery: RwLock::new(None),
             retry: RetryPolicy::default(),
@@ -431,6 +508,48 @@ impl Reconciler {
     /// The live cache, when watching.
     pub fn cache(&self) -> Option<&Arc<LiveCache>> {
         self.cache.as_ref()
+    }
+
+    /// Lets apps whose policy has a `serviceAccount` be applied as that ServiceAccount:
+    /// `config` is the configuration `client` was made from.
+    pub fn with_impersonation(mut self, config: kube::Config) -> Reconciler {
+        self.impersonation = Some(config);
+        self
+    }
+
+    /// The client the app's own requests go out with: the agent's, or one that
+    /// impersonates the ServiceAccount of the app's namespace its policy names.
+    #[allow(clippy::result_large_err)] // ApplyError, as every stage returns
+    fn client_for(&self, rev: &AppRevision<'_>) -> Result<Client, ApplyError> {
+        let Some(user) = impersonated_user(rev) else {
+            return Ok(self.client.clone());
+        };
+        self.client_as(rev.app, &user)
+    }
+
+    /// A client that impersonates `user` (made once, then reused).
+    #[allow(clippy::result_large_err)] // ApplyError, as every stage returns
+    fn client_as(&self, app: &str, user: &str) -> Result<Client, ApplyError> {
+        let mut clients = self.clients_as.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(user) {
+            return Ok(c.clone());
+        }
+        let Some(base) = &self.impersonation else {
+            return Err(ApplyError::Impersonation {
+                app: app.to_string(),
+                message: format!(
+                    "its policy applies it as {user}, but this connection cannot impersonate; run it under the agent (rollwave agent), which can"
+                ),
+            });
+        };
+        let mut config = base.clone();
+        config.auth_info.impersonate = Some(user.to_string());
+        let client = Client::try_from(config).map_err(|e| ApplyError::Impersonation {
+            app: app.to_string(),
+            message: format!("cannot make a client impersonating {user}: {e}"),
+        })?;
+        clients.insert(user.to_string(), client.clone());
+        Ok(client)
     }
 
     /// Replaces the retry policy (tests use short backoffs).
@@ -511,11 +630,7 @@ impl Reconciler {
     }
 
     fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
-        if namespaced {
-            Api::namespaced_with(self.client.clone(), ns, ar)
-        } else {
-            Api::all_with(self.client.clone(), ar)
-        }
+        api_with(&self.client, ar, namespaced, ns)
     }
 
     fn inventory_api(&self) -> Api<DynamicObject> {
@@ -680,12 +795,13 @@ impl Reconciler {
     /// writers are taken back (drift); conflicts with other appliers need `force`.
     async fn apply_one(
         &self,
+        client: &Client,
         p: &Planned,
         force: bool,
         dry_run: bool,
     ) -> Result<Value, (kube::Error, u32)> {
         let (ar, namespaced) = p.resource.clone().expect("resolved before applying");
-        let api = self.api(&ar, namespaced, &p.key.namespace);
+        let api = api_with(client, &ar, namespaced, &p.key.namespace);
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
         pp.dry_run = dry_run;
@@ -724,18 +840,26 @@ impl Reconciler {
             .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
             .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
             .collect();
-        let create_namespace = rev
-            .namespace
-            .filter(|ns| !ns.is_empty() && !revision_namespaces.contains(*ns));
+        // An app applied as a ServiceAccount of its namespace lives in a namespace the
+        // platform made (with that ServiceAccount); the agent does not create it.
+        let app_client = &self.client_for(rev)?;
+        let create_namespace = rev.namespace.filter(|ns| {
+            !ns.is_empty() && !revision_namespaces.contains(*ns) && impersonated_user(rev).is_none()
+        });
         if let Some(ns) = create_namespace {
             revision_namespaces.insert(ns.to_string());
         }
 
-        // Resolve kinds; read live objects.
+        // Resolve kinds; check the tenancy policy; read live objects.
+        let mut resources = Vec::with_capacity(objects.len());
+        for obj in &objects {
+            resources.push(self.resolve(&ObjectKey::of(obj)).await?);
+        }
+        let scopes: Vec<Option<bool>> = resources.iter().map(|r| r.as_ref().map(|r| r.1)).collect();
+        enforce_policy(rev, &objects, &scopes)?;
         let mut planned = Vec::with_capacity(objects.len());
-        for obj in objects {
+        for (obj, resource) in objects.into_iter().zip(resources) {
             let key = ObjectKey::of(&obj);
-            let resource = self.resolve(&key).await?;
             if resource.is_none() && !crd_kinds.contains(&(key.group.clone(), key.kind.clone())) {
                 return Err(ApplyError::UnknownKind {
                     api_version: obj["apiVersion"].as_str().unwrap_or("").to_string(),
@@ -769,7 +893,7 @@ impl Reconciler {
                         return (i, Ok(state));
                     }
                 }
-                let api = self.api(ar, *namespaced, &p.key.namespace);
+                let api = api_with(app_client, ar, *namespaced, &p.key.namespace);
                 (i, self.get_json(&api, &p.key.name).await)
             });
         }
@@ -802,7 +926,8 @@ impl Reconciler {
         for &i in &pending {
             let p = &planned[i];
             if p.resource.is_some() {
-                checks.push(async move { (i, self.apply_one(p, rev.force, true).await) });
+                checks
+                    .push(async move { (i, self.apply_one(app_client, p, rev.force, true).await) });
             }
         }
         let mut checks = bounded(checks, self.concurrency).await;
@@ -907,7 +1032,9 @@ impl Reconciler {
                 let mut applying = Vec::new();
                 for &i in &batch {
                     let p = &planned[i];
-                    applying.push(async move { (i, self.apply_one(p, rev.force, false).await) });
+                    applying.push(async move {
+                        (i, self.apply_one(app_client, p, rev.force, false).await)
+                    });
                 }
                 let applied = bounded(applying, self.concurrency).await;
                 let mut failure = None;
@@ -948,7 +1075,7 @@ impl Reconciler {
                     self.refresh_discovery().await?;
                 }
             }
-            let pruned = self.prune_absent(rev.app, &absent).await;
+            let pruned = self.prune_absent(app_client, rev.app, &absent).await;
             let mut kept: BTreeSet<ObjectKey> = desired.clone();
             let mut prune_error = None;
             for (key, outcome) in pruned {

@@ -43,9 +43,16 @@ impl Reconciler {
     /// Every object of `rev` with its live state and its state after an apply (a
     /// server-side dry run), then the objects prune would delete.
     pub async fn preview(&self, rev: &AppRevision<'_>) -> Result<Vec<Preview>, ApplyError> {
+        let objects = prepare(rev.objects);
+        let mut scopes = Vec::with_capacity(objects.len());
+        for obj in &objects {
+            scopes.push(self.resolve(&ObjectKey::of(obj)).await?.map(|r| r.1));
+        }
+        super::enforce_policy(rev, &objects, &scopes)?;
+        let client = self.client_for(rev)?;
         let mut out = Vec::new();
         let mut desired_ids = Vec::new();
-        for obj in prepare(rev.objects) {
+        for obj in objects {
             let key = ObjectKey::of(&obj);
             desired_ids.push((
                 key.group.clone(),
@@ -63,7 +70,7 @@ impl Reconciler {
                 });
                 continue;
             };
-            let api = self.api(&ar, namespaced, &key.namespace);
+            let api = super::api_with(&client, &ar, namespaced, &key.namespace);
             let live = self
                 .get_json(&api, &key.name)
                 .await
@@ -75,7 +82,7 @@ impl Reconciler {
                 sync: Sync::Missing,
                 skipped: None,
             };
-            let after = match self.apply_one(&planned, rev.force, true).await {
+            let after = match self.apply_one(&client, &planned, rev.force, true).await {
                 Ok(v) => v,
                 Err((kube::Error::Api(s), _))
                     if s.code == 404 && s.message.starts_with("namespaces ") =>

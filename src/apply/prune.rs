@@ -53,6 +53,7 @@ impl Reconciler {
     /// Deletes the objects in `absent` that rollwave created for `app`.
     pub(super) async fn prune_absent(
         &self,
+        client: &kube::Client,
         app: &str,
         absent: &[ObjectKey],
     ) -> Vec<(ObjectKey, Result<Action, ApplyError>)> {
@@ -60,13 +61,18 @@ impl Reconciler {
         order.sort_by_key(|k| (prune_rank(k), (*k).clone()));
         let mut out = Vec::new();
         for key in order {
-            let r = self.prune_one(app, key).await;
+            let r = self.prune_one(client, app, key).await;
             out.push((key.clone(), r));
         }
         out
     }
 
-    async fn prune_one(&self, app: &str, key: &ObjectKey) -> Result<Action, ApplyError> {
+    async fn prune_one(
+        &self,
+        client: &kube::Client,
+        app: &str,
+        key: &ObjectKey,
+    ) -> Result<Action, ApplyError> {
         let err = |message: String| ApplyError::Prune {
             object: key.clone(),
             message,
@@ -75,7 +81,7 @@ impl Reconciler {
         let Some((ar, namespaced)) = self.resolve(key).await? else {
             return Ok(Action::Pruned);
         };
-        let api = self.api(&ar, namespaced, &key.namespace);
+        let api = super::api_with(client, &ar, namespaced, &key.namespace);
         let live = match self.get_json(&api, &key.name).await {
             Ok(Some(l)) => l,
             Ok(None) => return Ok(Action::Pruned),
@@ -108,17 +114,25 @@ impl Reconciler {
     /// objects left running (`Orphan`) or deleted first (`Delete`). `removal` chooses,
     /// given the app's own setting remembered in the inventory; the choice is returned
     /// with what was done.
+    ///
+    /// `user`: the identity the deletes go out as (an app still in the repository whose
+    /// policy has a `serviceAccount`); the agent's own when `None`.
     pub async fn forget(
         &self,
         app: &str,
+        user: Option<&str>,
         removal: impl FnOnce(Option<Removal>) -> Removal,
     ) -> Result<(Removal, Vec<(ObjectKey, Action)>), ApplyError> {
         let inventory = self.read_inventory(app).await?;
         let removal = removal(inventory.removal);
         let mut done = Vec::new();
         if removal == Removal::Delete {
+            let client = match user {
+                Some(u) => self.client_as(app, u)?,
+                None => self.client.clone(),
+            };
             let all: Vec<ObjectKey> = inventory.objects.iter().cloned().collect();
-            for (key, r) in self.prune_absent(app, &all).await {
+            for (key, r) in self.prune_absent(&client, app, &all).await {
                 done.push((key, r?));
             }
         } else {

@@ -53,12 +53,13 @@ pub fn run(
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let client = crate::agent::daemon::client_for(&Connection::Kubeconfig {
+        let config = crate::agent::daemon::config_for(&Connection::Kubeconfig {
             path: kubeconfig.cloned(),
             context: context.map(String::from),
         })
         .await?;
-        let reconciler = Reconciler::new(client, namespace);
+        let client = kube::Client::try_from(config.clone())?;
+        let reconciler = Reconciler::new(client, namespace).with_impersonation(config);
         let mut out = String::new();
         let mut errors = 0;
         let mut changed = 0;
@@ -79,6 +80,7 @@ pub fn run(
                 force: a.force,
                 namespace: a.namespace.as_deref(),
                 removal: a.removal_in_app,
+                policy: a.policy.as_ref(),
             };
             match reconciler.preview(&rev).await {
                 Ok(previews) => {

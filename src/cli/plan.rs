@@ -47,6 +47,40 @@ pub fn describe_gate(g: &GateState) -> String {
     }
 }
 
+/// A tenancy policy for people: its name and what it allows.
+pub fn describe_policy(p: &crate::fleet::tenancy::Policy) -> String {
+    use crate::fleet::tenancy::{NameSet, NamespaceRule};
+    let set = |s: &NameSet| match s {
+        NameSet::Any => "*".to_string(),
+        NameSet::Only(n) if n.is_empty() => "none".to_string(),
+        NameSet::Only(n) => n.join(", "),
+    };
+    let namespaces = p
+        .namespaces
+        .iter()
+        .map(|n| match n {
+            NamespaceRule::Own => "self".to_string(),
+            NamespaceRule::Any => "*".to_string(),
+            NamespaceRule::Named(n) => n.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        "{} (namespaces [{namespaces}], clusterScoped [{}]",
+        p.name,
+        set(&p.cluster_scoped)
+    );
+    if !p.deny.is_empty() {
+        let deny: Vec<String> = p.deny.iter().map(ToString::to_string).collect();
+        out.push_str(&format!(", deny [{}]", deny.join(", ")));
+    }
+    if let Some(sa) = &p.service_account {
+        out.push_str(&format!(", as ServiceAccount {sa}"));
+    }
+    out.push(')');
+    out
+}
+
 /// Computes and prints the plan.
 pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Result<ExitCode> {
     let now = match at {
@@ -96,6 +130,9 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
             app.rollout.gate,
             app.rollout.on_failure
         ));
+        if let Some(p) = &app.policy {
+            text.push_str(&format!("  policy: {}\n", describe_policy(p)));
+        }
         if app.rollout.analysis.enabled() {
             let a = &app.rollout.analysis;
             text.push_str(&format!(
@@ -140,7 +177,7 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
         }
         apps.insert(
             app.name.clone(),
-            json!({"waves": plan.waves, "targets": targets, "decisions": plan.decisions, "pending": plan.pending, "analysis": analysis}),
+            json!({"policy": app.policy.as_ref().map(|p| p.name.clone()), "waves": plan.waves, "targets": targets, "decisions": plan.decisions, "pending": plan.pending, "analysis": analysis}),
         );
         for p in &plan.pending {
             text.push_str(&format!("  pending {}:\n", short(&p.release)));

@@ -1,10 +1,12 @@
 //! `rollwave validate --repo PATH|URL [--rev REV]`: every app for every cluster, every
-//! error listed.
+//! error listed, tenancy policy violations included (so a pull request shows them in
+//! CI before the agents refuse them).
 
 use std::process::ExitCode;
 
 use super::RepoArgs;
 
+use crate::fleet::tenancy::{check_objects, namespaced_offline};
 use crate::fleet::{self, targets_cluster};
 use crate::render::render;
 
@@ -23,14 +25,33 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
     for b in &broken {
         eprintln!("error: app '{}': {}", b.name, b.error);
     }
+    if fleet.settings.tenancy.is_none() {
+        eprintln!(
+            "note: fleet.yaml has no tenancy: every app may change anything the agent's identity may, on every cluster (see tenancy in the README)"
+        );
+    }
     for app in &fleet.apps {
         for cluster in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
             renders += 1;
-            if let Err(e) = render(tree, &fleet, app, cluster) {
+            let rendered = match render(tree, &fleet, app, cluster) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors += 1;
+                    eprintln!(
+                        "error: app '{}' for cluster '{}': {e}",
+                        app.name, cluster.name
+                    );
+                    continue;
+                }
+            };
+            let Some(policy) = &app.policy else { continue };
+            let objects = crate::apply::prepare(&rendered.objects);
+            let scope = |o: &serde_json::Value| namespaced_offline(o, &objects);
+            for v in check_objects(policy, app.namespace.as_deref(), &objects, &scope) {
                 errors += 1;
                 eprintln!(
-                    "error: app '{}' for cluster '{}': {e}",
-                    app.name, cluster.name
+                    "error: app '{}' for cluster '{}': apps/{}: {v}",
+                    app.name, cluster.name, app.name
                 );
             }
         }

@@ -8,6 +8,7 @@
 
 mod model;
 mod targeting;
+pub mod tenancy;
 
 pub use model::{
     AnalysisSpec, App, AppHelm, Cluster, Fleet, FleetSettings, Gate, MAX_METRICS, MetricSpec,
@@ -130,6 +131,21 @@ pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), F
             match load_app(tree, &dir, &name, &settings, &clusters) {
                 Ok(app) => apps.push(app),
                 Err(error) => broken.push(BrokenApp { name, error }),
+            }
+        }
+    }
+    if let Some(t) = &settings.tenancy {
+        for (app, (_, line)) in &t.apps {
+            let known = apps.iter().any(|a: &App| &a.name == app)
+                || broken.iter().any(|b: &BrokenApp| &b.name == app);
+            if !known {
+                return Err(FleetError::Invalid {
+                    file: "fleet.yaml".into(),
+                    line: Some(*line),
+                    message: format!(
+                        "tenancy.apps: '{app}' is not an app (no directory apps/{app}/); remove the entry or add the app"
+                    ),
+                });
             }
         }
     }

@@ -525,6 +525,8 @@ pub struct FleetFile {
     removal: Removal,
     #[serde(default)]
     values: Map<String, Value>,
+    #[serde(default)]
+    tenancy: Option<Spanned<super::tenancy::TenancyFile>>,
 }
 
 /// Validated `fleet.yaml`.
@@ -538,6 +540,8 @@ pub struct FleetSettings {
     pub removal: Removal,
     /// Fleet-wide template values.
     pub values: Map<String, Value>,
+    /// What each app may touch (DESIGN §6.1); `None`: every app may do everything.
+    pub tenancy: Option<super::tenancy::Tenancy>,
 }
 
 impl FleetFile {
@@ -564,11 +568,16 @@ impl FleetFile {
         let rollout = self
             .rollout
             .apply_over(&RolloutSpec::default(), "fleet.yaml")?;
+        let tenancy = match &self.tenancy {
+            Some(t) => Some(t.value.validate(t.referenced.line())?),
+            None => None,
+        };
         Ok(FleetSettings {
             stages: self.stages.value,
             rollout,
             removal: self.removal,
             values: self.values,
+            tenancy,
         })
     }
 }
@@ -779,6 +788,12 @@ pub struct AppFile {
     allow_empty: bool,
     #[serde(default)]
     helm: Option<HelmFile>,
+    /// Read only to refuse it with a clear message: an app cannot choose its policy.
+    #[serde(default)]
+    policy: Option<Spanned<serde::de::IgnoredAny>>,
+    /// Read only to refuse it with a clear message, as `policy`.
+    #[serde(default)]
+    tenancy: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 /// `helm` of app.yaml as written.
@@ -849,6 +864,9 @@ pub struct App {
     pub force: bool,
     /// Deployed from a Helm chart.
     pub helm: Option<AppHelm>,
+    /// The tenancy policy it runs under (fleet.yaml `tenancy`); `None` without
+    /// tenancy.
+    pub policy: Option<super::tenancy::Policy>,
 }
 
 impl AppFile {
@@ -895,6 +913,29 @@ impl AppFile {
                 ))
             }
         };
+        for (field, at) in [("policy", &self.policy), ("tenancy", &self.tenancy)] {
+            if let Some(at) = at {
+                return Err(invalid(
+                    Some(at.referenced.line()),
+                    format!(
+                        "{field}: an app cannot choose its tenancy policy; fleet.yaml's tenancy.apps maps apps to policies (the platform team's file)"
+                    ),
+                ));
+            }
+        }
+        let policy = fleet.tenancy.as_ref().map(|t| t.policy_of(name).clone());
+        if let Some(p) = &policy
+            && let Some(sa) = &p.service_account
+            && self.namespace.is_none()
+        {
+            return Err(invalid(
+                None,
+                format!(
+                    "namespace: required: policy '{}' applies the app as ServiceAccount {sa} of the app's namespace",
+                    p.name
+                ),
+            ));
+        }
         if let Some(ns) = &self.namespace
             && !crate::names::is_dns_label(&ns.value)
         {
@@ -1042,6 +1083,7 @@ impl AppFile {
             suspend: self.suspend,
             force: self.force,
             helm,
+            policy,
         })
     }
 }
@@ -1215,6 +1257,36 @@ rollout:
         assert!(
             e("stages: [t]\nrollout:\n  analysis:\n    noData: maybe\n")
                 .starts_with("fleet.yaml:4"),
+        );
+    }
+
+    #[test]
+    fn an_app_cannot_choose_its_policy_and_impersonation_needs_its_namespace() {
+        let f = fleet(
+            "stages: [test]\ntenancy:\n  defaultPolicy: r\n  policies:\n    r: {serviceAccount: deployer}\n    wide: {namespaces: ['*'], clusterScoped: ['*']}\n",
+        )
+        .unwrap();
+        let e = |text: &str| app(&f, text).unwrap_err().to_string();
+        assert_eq!(
+            e("namespace: web\ntargets: {stages: [test]}\npolicy: wide\n"),
+            "apps/web/app.yaml:3: policy: an app cannot choose its tenancy policy; fleet.yaml's tenancy.apps maps apps to policies (the platform team's file)"
+        );
+        assert_eq!(
+            e("namespace: web\ntargets: {stages: [test]}\ntenancy: {policies: {}}\n"),
+            "apps/web/app.yaml:3: tenancy: an app cannot choose its tenancy policy; fleet.yaml's tenancy.apps maps apps to policies (the platform team's file)"
+        );
+        assert_eq!(
+            e("targets: {stages: [test]}\n"),
+            "apps/web/app.yaml: namespace: required: policy 'r' applies the app as ServiceAccount deployer of the app's namespace"
+        );
+        let a = app(&f, "namespace: web\ntargets: {stages: [test]}\n").unwrap();
+        assert_eq!(a.policy.unwrap().name, "r");
+        let none = fleet("stages: [test]\n").unwrap();
+        assert!(
+            app(&none, "targets: {stages: [test]}\n")
+                .unwrap()
+                .policy
+                .is_none()
         );
     }
 }

@@ -80,6 +80,7 @@ mod tests {
             suspend: false,
             force: false,
             helm: None,
+            policy: None,
         }
     }
 

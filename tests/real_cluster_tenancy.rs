@@ -1,0 +1,412 @@
+//! Tenancy against a real control plane (DESIGN §6.1): the agent runs under its own
+//! ServiceAccount token with deploy/impersonating's RBAC (read, impersonate, inventory:
+//! no write to any app's objects), and the example fleet's policies name a
+//! ServiceAccount each, so every app is applied as its own. The platform bootstrap (the
+//! namespaces, the ServiceAccounts and their bindings) is applied by the cluster admin,
+//! as a platform team would. Then: a restricted app shipping a cluster-scoped kind, an
+//! object in another namespace, a denied kind; an app within its policy whose
+//! ServiceAccount may not do what it ships; rights taken away mid-life.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use common::k8s::RealCluster;
+use common::sim::require_kubectl;
+use common::{copy_dir, run_cli};
+use serde_json::{Value, json};
+
+const CLUSTER: &str = "test-sh-1";
+const APPS: [&str; 3] = ["api", "platform", "web"];
+
+/// The example fleet's tenancy, each policy applied as a ServiceAccount.
+const TENANCY: &str = "tenancy:
+  defaultPolicy: restricted
+  policies:
+    restricted:
+      namespaces: [self]
+      clusterScoped: [Namespace]
+      deny: [ClusterRoleBinding, RoleBinding/kube-system]
+      serviceAccount: rollwave-app
+    platform: {namespaces: ['*'], clusterScoped: ['*'], serviceAccount: rollwave-platform}
+  apps: {platform: platform}
+";
+
+struct Setup {
+    cluster: RealCluster,
+    kubeconfig: PathBuf,
+    repo: tempfile::TempDir,
+    cold: (i32, String),
+}
+
+fn setup() -> (&'static Setup, MutexGuard<'static, ()>) {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_kubectl();
+    (SETUP.get_or_init(start), turn)
+}
+
+/// What a platform team sets up before the agent applies the apps: a ClusterRole of
+/// what a team may write in its namespace, each restricted app's namespace with its
+/// ServiceAccount bound to that role there, and the platform app's ServiceAccount
+/// bound to cluster-admin.
+fn bootstrap() -> Vec<Value> {
+    let verbs = json!(["get", "list", "watch", "create", "patch", "delete"]);
+    let mut out = vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "rollwave-tenant"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps", "secrets", "services", "serviceaccounts"], "verbs": verbs},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": verbs},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": verbs},
+            {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": verbs},
+            {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": verbs},
+            // Quotas are the platform's: a team may read its own.
+            {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get", "list", "watch"]},
+        ]}),
+    ];
+    for ns in ["web", "api", "platform"] {
+        out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+    }
+    for ns in ["web", "api"] {
+        out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "rollwave-app", "namespace": ns}}));
+        out.push(app_binding(ns));
+    }
+    out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "rollwave-platform", "namespace": "platform"}}));
+    out.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "rollwave-platform"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "rollwave-platform", "namespace": "platform"}]}));
+    out
+}
+
+fn app_binding(ns: &str) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "rollwave-app", "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rollwave-tenant"},
+        "subjects": [{"kind": "ServiceAccount", "name": "rollwave-app", "namespace": ns}]})
+}
+
+fn start() -> Setup {
+    let cluster = RealCluster::start();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/impersonating");
+    let (code, out, err) = run_cli(&["build", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let identity: Vec<Value> = rollwave::yaml::parse_documents("deploy", &out)
+        .unwrap()
+        .into_iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str().unwrap_or(""),
+                "Namespace"
+                    | "ServiceAccount"
+                    | "Role"
+                    | "RoleBinding"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
+            )
+        })
+        .collect();
+    assert_eq!(identity.len(), 6, "{identity:#?}");
+    cluster.kubectl_objects_ok(&["apply", "--server-side"], &identity);
+    cluster.kubectl_objects_ok(&["apply", "--server-side"], &bootstrap());
+    let kubeconfig = cluster.service_account_kubeconfig("rollwave-system", "rollwave-agent");
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
+        repo.path(),
+    );
+    let fleet = repo.path().join("fleet.yaml");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    let without = &text[..text.find("tenancy:\n").expect("the example has tenancy")];
+    std::fs::write(&fleet, format!("{without}{TENANCY}")).unwrap();
+    let setup = Setup {
+        cluster,
+        kubeconfig,
+        repo,
+        cold: (0, String::new()),
+    };
+    let cold = setup.pass();
+    Setup { cold, ..setup }
+}
+
+fn line_of<'a>(out: &'a str, app: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{app}\t")))
+        .unwrap_or_else(|| panic!("no line for {app} in:\n{out}"))
+}
+
+impl Setup {
+    fn c(&self) -> &RealCluster {
+        &self.cluster
+    }
+
+    fn pass(&self) -> (i32, String) {
+        let (code, out, err) = run_cli(&[
+            "agent",
+            "--once",
+            "--repo",
+            self.repo.path().to_str().unwrap(),
+            "--cluster",
+            CLUSTER,
+            "--kubeconfig",
+            self.kubeconfig.to_str().unwrap(),
+        ]);
+        (code, format!("{out}{err}"))
+    }
+
+    fn pass_ok(&self) -> String {
+        let (code, out) = self.pass();
+        assert_eq!(code, 0, "{out}");
+        for app in APPS {
+            assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
+        }
+        out
+    }
+
+    /// A pass in which only web fails: its line.
+    fn web_fails(&self) -> String {
+        let (code, out) = self.pass();
+        assert_eq!(code, 1, "{out}");
+        for app in ["api", "platform"] {
+            assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
+        }
+        line_of(&out, "web").to_string()
+    }
+
+    /// Changes `file` of the fleet copy; put back when the guard is dropped.
+    fn edit(&self, file: &str, change: impl FnOnce(String) -> String) -> Edit {
+        let path = self.repo.path().join(file);
+        let original = std::fs::read_to_string(&path).unwrap_or_default();
+        let changed = change(original.clone());
+        assert_ne!(changed, original, "the edit of {file} changed nothing");
+        std::fs::write(&path, changed).unwrap();
+        Edit { path, original }
+    }
+
+    /// Adds `yaml` to web's base as `extra.yaml`, with a ConfigMap web-extra beside it
+    /// (allowed by the policy, so it shows whether anything of the revision applied).
+    fn web_ships(&self, yaml: &str) -> (Edit, Edit) {
+        let extra = self.edit("apps/web/base/extra.yaml", |_| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: web-extra}}\ndata: {{a: b}}\n---\n{yaml}")
+        });
+        let k = self.edit("apps/web/base/kustomization.yaml", |k| {
+            k.replace("- hpa.yaml\n", "- hpa.yaml\n- extra.yaml\n")
+        });
+        (extra, k)
+    }
+
+    fn exists(&self, args: &[&str]) -> bool {
+        let mut all = vec!["get"];
+        all.extend(args);
+        let (code, _, err) = self.c().kubectl(&all);
+        assert!(code == 0 || err.contains("NotFound"), "{err}");
+        code == 0
+    }
+}
+
+struct Edit {
+    path: PathBuf,
+    original: String,
+}
+
+impl Drop for Edit {
+    fn drop(&mut self) {
+        if self.original.is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            std::fs::write(&self.path, &self.original).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_app_applies_as_its_own_service_account_and_the_wide_platform_app_applies_everything() {
+    let (s, _turn) = setup();
+    let (code, out) = &s.cold;
+    assert_eq!(*code, 0, "{out}");
+    for app in APPS {
+        assert!(line_of(out, app).contains("\tapplied\t"), "{out}");
+    }
+    // The agent itself may write none of it: its writes went out as the apps'.
+    let agent = "system:serviceaccount:rollwave-system:rollwave-agent";
+    for (verb, what) in [
+        ("create", "deployments.apps"),
+        ("patch", "services"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ] {
+        let (_, answer, _) = s
+            .c()
+            .kubectl(&["auth", "can-i", verb, what, "-n", "web", "--as", agent]);
+        assert_eq!(answer.trim(), "no", "{verb} {what}");
+    }
+    // The platform app (policy with '*') created its cluster-scoped objects.
+    assert!(s.exists(&["clusterrolebinding", "quota-reader"]));
+    assert!(s.exists(&[
+        "customresourcedefinition",
+        "quotapolicies.platform.rollwave.dev"
+    ]));
+    assert!(s.exists(&["quotapolicy", "default", "-n", "platform"]));
+    assert!(s.exists(&["deployment", "web", "-n", "web"]));
+    let out = s.pass_ok();
+    for app in APPS {
+        assert!(
+            line_of(&out, app).contains("0 created, 0 configured"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_restricted_app_shipping_what_its_policy_forbids_is_refused_with_the_rule_and_nothing_applied()
+{
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let cases = [
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: web-admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: web}]\n",
+            "web\tPolicyViolation\tapps/web: ClusterRoleBinding/web-admin: denied by policy 'restricted' (deny: ClusterRoleBinding)",
+            vec!["clusterrolebinding", "web-admin"],
+        ),
+        (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: web-admin}\nrules: []\n",
+            "web\tPolicyViolation\tapps/web: ClusterRole/web-admin: cluster-scoped kind not allowed by policy 'restricted'",
+            vec!["clusterrole", "web-admin"],
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-elsewhere, namespace: api}\ndata: {a: b}\n",
+            "web\tPolicyViolation\tapps/web: ConfigMap/api/web-elsewhere: namespace 'api' not allowed by policy 'restricted' (namespaces: self = web)",
+            vec!["configmap", "web-elsewhere", "-n", "api"],
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {type: ExternalName, externalName: db.api.svc.cluster.local}\n",
+            "web\tPolicyViolation\tapps/web: Service/web/db: externalName 'db.api.svc.cluster.local' points into namespace 'api', not allowed by policy 'restricted' (namespaces: self = web)",
+            vec!["service", "db", "-n", "web"],
+        ),
+    ];
+    for (yaml, want, object) in cases {
+        let _edits = s.web_ships(yaml);
+        let line = s.web_fails();
+        assert_eq!(line, want);
+        assert!(!s.exists(&object), "{object:?}");
+        assert!(!s.exists(&["configmap", "web-extra", "-n", "web"]));
+    }
+    s.pass_ok();
+}
+
+#[test]
+fn an_app_within_its_policy_but_beyond_its_service_account_is_refused_by_the_clusters_rbac() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    // A team's role may read ResourceQuotas in its namespace but not write them.
+    let _edits = s.web_ships(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: web}\nspec: {hard: {pods: '50'}}\n",
+    );
+    let line = s.web_fails();
+    assert!(
+        line.starts_with("web\tApplyFailed\tResourceQuota web/web: rejected by the server, nothing applied: ")
+            && line.contains(r#"User "system:serviceaccount:web:rollwave-app" cannot patch resource "resourcequotas" in API group "" in the namespace "web""#),
+        "{line}"
+    );
+    assert!(!s.exists(&["resourcequota", "web", "-n", "web"]));
+    assert!(!s.exists(&["configmap", "web-extra", "-n", "web"]));
+    drop(_edits);
+    s.pass_ok();
+}
+
+#[test]
+fn taking_an_apps_rights_away_mid_life_never_deletes_its_objects() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    // The ServiceAccount loses its binding while the repository drops an object: the
+    // pass fails on the cluster's RBAC and deletes nothing.
+    {
+        let _pdb = s.edit("apps/web/base/kustomization.yaml", |k| {
+            k.replace("- service.yaml\n", "")
+        });
+        s.c()
+            .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "web"]);
+        let line = s.web_fails();
+        assert!(
+            line.contains(r#"User "system:serviceaccount:web:rollwave-app" cannot get resource"#),
+            "{line}"
+        );
+        assert!(s.exists(&["service", "web", "-n", "web"]));
+        assert!(s.exists(&["deployment", "web", "-n", "web"]));
+        s.c()
+            .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("web")]);
+    }
+    s.pass_ok();
+    // fleet.yaml narrows the policy under objects the app has: the revision is refused
+    // and every object stays as it was.
+    {
+        let _fleet = s.edit("fleet.yaml", |f| {
+            f.replace(
+                "deny: [ClusterRoleBinding, RoleBinding/kube-system]",
+                "deny: [ClusterRoleBinding, RoleBinding/kube-system, Ingress, HorizontalPodAutoscaler]",
+            )
+        });
+        let line = s.web_fails();
+        assert_eq!(
+            line,
+            "web\tPolicyViolation\tapps/web: HorizontalPodAutoscaler/web/web: denied by policy 'restricted' (deny: HorizontalPodAutoscaler); Ingress/web/web: denied by policy 'restricted' (deny: Ingress)"
+        );
+        assert!(s.exists(&["ingress", "web", "-n", "web"]));
+        assert!(s.exists(&["horizontalpodautoscaler", "web", "-n", "web"]));
+    }
+    let out = s.pass_ok();
+    assert!(
+        line_of(&out, "web").contains("0 created, 0 configured"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_app_released_with_removal_delete_is_deleted_as_its_service_account() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let released = || {
+        s.edit("apps/api/app.yaml", |a| {
+            a.replace("exclude: [prod-gz-3]", "exclude: [prod-gz-3, test-sh-1]")
+                + "removal: delete\n"
+        })
+    };
+    // Without its binding the ServiceAccount may not even read: nothing is deleted and
+    // the inventory stays, so a later pass finishes the job.
+    {
+        let _api = released();
+        s.c()
+            .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "api"]);
+        let (code, out) = s.pass();
+        assert_eq!(code, 1, "{out}");
+        let line = line_of(&out, "api");
+        assert!(
+            line.starts_with("api\tPruneFailed\t")
+                && line.contains(
+                    r#"User "system:serviceaccount:api:rollwave-app" cannot get resource"#
+                ),
+            "{out}"
+        );
+        assert!(s.exists(&["deployment", "api", "-n", "api"]));
+        assert!(s.exists(&[
+            "configmap",
+            "rollwave-inventory-api",
+            "-n",
+            "rollwave-system"
+        ]));
+        s.c()
+            .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("api")]);
+        let (code, out) = s.pass();
+        assert_eq!(code, 0, "{out}");
+        assert!(line_of(&out, "api").contains("\treleased\t"), "{out}");
+        assert!(line_of(&out, "api").contains(" object(s) deleted"), "{out}");
+        assert!(!s.exists(&["deployment", "api", "-n", "api"]));
+    }
+    let out = s.pass_ok();
+    assert!(line_of(&out, "api").contains(" created"), "{out}");
+}
