@@ -96,8 +96,7 @@ impl GitRepo {
                 _mirror: Some(mirror),
             });
         }
-        let git =
-            Repository::open(repo).with_context(|| format!("{repo}: not a Git repository"))?;
+        let git = super::repo::open_local(repo)?;
         let head = source::resolve_commit(&git, rev.unwrap_or("HEAD"))?;
         Ok(GitRepo {
             git_dir: git.path().to_path_buf(),

@@ -66,7 +66,10 @@ pub fn open_with(
         });
     }
     let path = Path::new(repo);
+    // A bare repository has no files to read as they are: its default branch (HEAD)
+    // is what a reader means.
     match rev {
+        None if is_bare(path) => open_with(repo, Some("HEAD"), branch, access),
         None => {
             let tree =
                 DirTree::open(path).with_context(|| format!("{repo}: cannot open repository"))?;
@@ -77,9 +80,7 @@ pub fn open_with(
             })
         }
         Some(r) => {
-            let git = git2::Repository::open(path).with_context(|| {
-                format!("{repo}: --rev needs the top of a Git work tree or a bare repository")
-            })?;
+            let git = open_local(repo)?;
             if let Some(workdir) = git.workdir()
                 && workdir.canonicalize().ok() != path.canonicalize().ok()
             {
@@ -96,5 +97,38 @@ pub fn open_with(
                 git_dir: Some(git.path().to_path_buf()),
             })
         }
+    }
+}
+
+/// `path` is a bare Git repository (no work tree to read files from).
+fn is_bare(path: &Path) -> bool {
+    git2::Repository::open_bare(path).is_ok_and(|r| r.is_bare())
+}
+
+/// Opens the Git repository at the path `repo` (a work tree's top or a bare
+/// repository), with an error a person can act on instead of libgit2's: the path does
+/// not exist, is not a repository, or is only a subdirectory of one.
+pub fn open_local(repo: &str) -> anyhow::Result<git2::Repository> {
+    let path = Path::new(repo);
+    if !path.exists() {
+        bail!("{repo}: no such directory");
+    }
+    match git2::Repository::open(path) {
+        Ok(r) => Ok(r),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            match git2::Repository::discover(path)
+                .ok()
+                .and_then(|r| r.workdir().map(Path::to_path_buf))
+            {
+                Some(root) => bail!(
+                    "{repo} is inside the Git repository {}: pass the repository's root",
+                    root.display()
+                ),
+                None => bail!(
+                    "{repo} is not a Git repository (run `git init` there, or pass the repository's root)"
+                ),
+            }
+        }
+        Err(e) => bail!("{repo}: cannot open the Git repository: {}", e.message()),
     }
 }
