@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::config::{AgentConfig, Connection};
 use super::rollout::ClusterAgent;
@@ -42,31 +41,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`crate::apply::retry`], whose deadline bounds the whole call (the client's own
 /// retry layer would wait up to 15 times on 429 with backoffs reaching minutes).
 pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client> {
-    let mut config = match connection {
-        Connection::InCluster => kube::Config::incluster()
-            .context("inCluster: not running in a Kubernetes pod (no service account token)")?,
-        Connection::Kubeconfig { path, context } => {
-            let options = KubeConfigOptions {
-                context: context.clone(),
-                ..Default::default()
-            };
-            match path {
-                Some(path) => {
-                    let kc = Kubeconfig::read_from(path)
-                        .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                    kube::Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .with_context(|| format!("kubeconfig {}", path.display()))?
-                }
-                None if context.is_some() => kube::Config::from_kubeconfig(&options)
-                    .await
-                    .context("cannot load the kubeconfig context")?,
-                None => kube::Config::infer().await.context(
-                    "no cluster configured: give a kubeconfig, set KUBECONFIG, or run in a cluster",
-                )?,
-            }
-        }
-    };
+    let mut config = super::connect::config_for(connection).await?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.write_timeout = Some(WRITE_TIMEOUT);

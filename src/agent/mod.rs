@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod connect;
 pub mod daemon;
 pub mod rollout;
 
