@@ -39,6 +39,18 @@ pub enum Format {
     Json,
 }
 
+/// Output format for `plan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// A table for people: per app its policy, each cluster's wave and target, and the
+    /// gates of pending releases (`yaml` is accepted for compatibility).
+    #[value(alias = "yaml")]
+    Text,
+    /// One JSON document per fleet: per app its waves, targets, decisions, pending
+    /// releases with their gates, and analysis (a stable interface for scripts).
+    Json,
+}
+
 /// `--repo`, `--rev` and `--branch`, shared by the commands that read a fleet.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RepoArgs {
@@ -89,9 +101,9 @@ pub enum Command {
         /// Plan as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
-        /// Output format (json is a stable interface for scripts).
-        #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
-        output: Format,
+        /// Output format: text for people, json for scripts.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: PlanFormat,
     },
     /// Rendered differences between two revisions, per app and cluster, with a summary.
     Diff {
