@@ -12,6 +12,7 @@ pub mod history;
 mod plan;
 mod render;
 pub mod repo;
+mod shell;
 mod sim;
 mod status;
 mod validate;
@@ -162,6 +163,20 @@ pub enum Command {
     /// The whole story on this machine: a fleet of simulated clusters, a good change
     /// rolling out wave by wave, a bad one halting at the canary, and its revert.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script: `rollwave completions bash >
+    /// ~/.local/share/bash-completion/completions/rollwave`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page rollwave(1), or write one page per command to --dir.
+    Man {
+        /// Write rollwave.1 and rollwave-<command>.1 here (e.g.
+        /// ~/.local/share/man/man1) instead of printing rollwave.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
@@ -237,6 +252,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,
