@@ -40,7 +40,12 @@ fn demo_kept_then_interrupted() -> (String, std::process::ExitStatus, String) {
     });
     let kept = rx.recv_timeout(Duration::from_secs(400)).is_ok();
     // SAFETY: kill(2) on the child this test started.
-    unsafe { libc::kill(child.id() as i32, if kept { libc::SIGINT } else { libc::SIGKILL }) };
+    unsafe {
+        libc::kill(
+            child.id() as i32,
+            if kept { libc::SIGINT } else { libc::SIGKILL },
+        )
+    };
     let status = child.wait().unwrap();
     let stdout = reader.join().unwrap();
     // --keep leaves the demo's directory (the kubeconfig's) for exploring: remove it.
@@ -51,7 +56,10 @@ fn demo_kept_then_interrupted() -> (String, std::process::ExitStatus, String) {
     {
         let _ = std::fs::remove_dir_all(dir);
     }
-    assert!(kept, "the demo never said the clusters keep running:\n{stdout}");
+    assert!(
+        kept,
+        "the demo never said the clusters keep running:\n{stdout}"
+    );
     (stdout, status, errors.join().unwrap())
 }
 
@@ -76,7 +84,11 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
     // Without a terminal: one short line per event, the bake between waves said,
     // and the revert chapter names the release it shows.
     for line in stdout.lines() {
-        assert!(line.len() <= 160, "a line of {} characters: {line}", line.len());
+        assert!(
+            line.len() <= 160,
+            "a line of {} characters: {line}",
+            line.len()
+        );
     }
     for event in [
         "s good change: web 1.4.3 rolls out wave by wave\n",

@@ -59,7 +59,11 @@ fn the_bash_script_parses_and_completes_a_command() {
         ))
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "plan", "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "plan",
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -76,7 +80,10 @@ fn the_manual_page_lists_the_commands_and_one_page_per_command_is_written() {
     assert_eq!(code, 0, "{err}");
     assert!(page.contains(".TH rollwave 1"), "{page}");
     for c in COMMANDS {
-        assert!(page.contains(&format!("rollwave\\-{c}(1)")), "{c} missing:\n{page}");
+        assert!(
+            page.contains(&format!("rollwave\\-{c}(1)")),
+            "{c} missing:\n{page}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("man1");
@@ -84,7 +91,11 @@ fn the_manual_page_lists_the_commands_and_one_page_per_command_is_written() {
     assert_eq!(code, 0, "{err}");
     for c in COMMANDS {
         let file = out_dir.join(format!("rollwave-{c}.1"));
-        assert!(file.is_file(), "{} missing; listed:\n{listed}", file.display());
+        assert!(
+            file.is_file(),
+            "{} missing; listed:\n{listed}",
+            file.display()
+        );
         assert!(listed.contains(file.to_str().unwrap()), "{listed}");
     }
     let plan = std::fs::read_to_string(out_dir.join("rollwave-plan.1")).unwrap();
