@@ -58,6 +58,7 @@ fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, Str
             );
         }
         let s = ClusterStatus {
+            notified: Default::default(),
             cluster: c.name.clone(),
             agent: "test".into(),
             heartbeat: now.clone(),

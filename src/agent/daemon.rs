@@ -201,6 +201,12 @@ impl Agent {
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
         let histories = super::rollout::SharedHistories::default();
+        // Events are sent by a running agent; one pass (`--once`) sends none.
+        let notifier = if watch && !config.notify.is_empty() {
+            Some(super::notify::Notifier::start(config.notify_endpoints()?)?)
+        } else {
+            None
+        };
         let mut clusters = Vec::new();
         for c in &config.clusters {
             let client = client_for(&c.connection)
@@ -225,7 +231,8 @@ impl Agent {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
                     .with_histories(histories.clone())
-                    .with_prometheus(prometheus);
+                    .with_prometheus(prometheus)
+                    .with_notifier(notifier.clone());
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))
             } else {

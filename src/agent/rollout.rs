@@ -60,6 +60,8 @@ pub struct ClusterAgent {
     skipped: HashSet<String>,
     /// When the next measurement of a running analysis is due.
     next_analysis: Option<SystemTime>,
+    /// Where the events of this cluster's apps are sent (agent config `notify:`).
+    notifier: Option<Arc<super::notify::Notifier>>,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -200,6 +202,7 @@ impl ClusterAgent {
             prometheus: None,
             skipped: HashSet::new(),
             next_analysis: None,
+            notifier: None,
         }
     }
 
@@ -216,6 +219,12 @@ impl ClusterAgent {
     }
 
     /// Shares release histories with the other clusters of this process.
+    /// Sends the events of this cluster's apps through `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<Arc<super::notify::Notifier>>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
     pub fn with_histories(mut self, shared: SharedHistories) -> ClusterAgent {
         self.histories = shared;
         self
@@ -315,6 +324,8 @@ impl ClusterAgent {
         };
         let mut out = PassOutcome::default();
         let mut targeted = Vec::new();
+        // Releases halted right before this cluster's wave, for notifications.
+        let mut halts: Vec<(String, String, String)> = Vec::new();
         let head = g.head.to_string();
         self.next_analysis = None;
         // An app whose app.yaml is broken at the head is held where it is (never
@@ -396,6 +407,14 @@ impl ClusterAgent {
                     continue;
                 }
             };
+            if self.notifier.is_some() {
+                let halted = super::notify::halted(&plan, &self.cluster);
+                halts.extend(
+                    halted
+                        .into_iter()
+                        .map(|(r, why)| (app.name.clone(), r, why)),
+                );
+            }
             let Some(decision) = plan.decisions.get(&self.cluster) else {
                 continue;
             };
@@ -543,6 +562,9 @@ impl ClusterAgent {
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
         self.write_status(g, out.apps, now)?;
+        if let (Some(n), Some((_, written))) = (&self.notifier, &self.last_written) {
+            n.observe(&self.cluster, mine.as_ref(), &written.apps, &halts, now);
+        }
         Ok(out.report)
     }
 
@@ -566,12 +588,21 @@ impl ClusterAgent {
         apps: BTreeMap<String, AppStatus>,
         now: SystemTime,
     ) -> anyhow::Result<()> {
-        let due = self
-            .last_written
-            .as_ref()
-            .is_none_or(|(at, last)| last.apps != apps || at.elapsed() >= self.heartbeat);
+        let notified = match &self.notifier {
+            Some(n) => n.memory(&self.cluster),
+            // Without notifications, what an earlier run delivered is kept.
+            None => self
+                .last_written
+                .as_ref()
+                .map(|(_, l)| l.notified.clone())
+                .unwrap_or_default(),
+        };
+        let due = self.last_written.as_ref().is_none_or(|(at, last)| {
+            last.apps != apps || last.notified != notified || at.elapsed() >= self.heartbeat
+        });
         if due {
             let status = ClusterStatus {
+                notified,
                 cluster: self.cluster.clone(),
                 agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
                 heartbeat: rfc3339(now),
