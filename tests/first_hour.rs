@@ -142,7 +142,9 @@ fn kubeconfig_and_in_cluster_errors_are_one_sentence_with_the_fix() {
     let live = ["diff", "--repo", dir, "--live", "--cluster", "test-1"];
     let missing = tmp.path().join("nope");
     let missing = missing.to_str().unwrap();
-    let cases: [(Vec<&str>, Vec<(&str, &str)>, String); 3] = [
+    // (arguments, environment, stderr)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, String);
+    let cases: [Case; 3] = [
         (
             [&live[..], &["--kubeconfig", missing]].concat(),
             vec![],

@@ -172,7 +172,7 @@ pub enum Command {
     },
     /// Print the manual page rollwave(1), or write one page per command to --dir.
     Man {
-        /// Write rollwave.1 and rollwave-<command>.1 here (e.g.
+        /// Write rollwave.1 and one rollwave-COMMAND.1 per command here (e.g.
         /// ~/.local/share/man/man1) instead of printing rollwave.1.
         #[arg(long)]
         dir: Option<PathBuf>,
