@@ -272,3 +272,35 @@ fn the_laptop_example_runs_against_rollwave_sim_and_status_shows_it() {
     let later = row("prod-bj-1");
     assert_eq!(later[4], "Unknown", "{status}");
 }
+
+/// The README's quickstart says what a first build costs and what `cargo test` needs,
+/// and its link to the design opens a file of the repository.
+#[test]
+fn the_readme_quickstart_lists_what_the_tests_need_and_links_the_design() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quickstart = &readme
+        [readme.find("## Quickstart").unwrap()..readme.find("## The fleet repository").unwrap()];
+    for needed in [
+        "several minutes on a 2-core machine",
+        "`kubectl`",
+        "`sshd`",
+        "`gpg`",
+        "Go 1.26 or newer",
+        "`prometheus`",
+        "`python3-venv`",
+        "apt-get install -y openssh-server openssh-client",
+        "`.ci/run`",
+    ] {
+        assert!(
+            quickstart.contains(needed),
+            "the quickstart does not mention {needed}"
+        );
+    }
+    assert!(readme.contains("[docs/DESIGN.md](docs/DESIGN.md)"));
+    assert!(root.join("docs/DESIGN.md").is_file());
+    assert!(
+        !readme.contains("../shared/"),
+        "a link leaves the repository"
+    );
+}

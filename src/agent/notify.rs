@@ -337,9 +337,9 @@ impl Notifier {
             .unwrap_or_default()
     }
 
-    /// After a pass of `cluster` wrote `written` (the status it held before is
-    /// `previous`, read once to learn what was delivered before a restart): queues
-    /// every event not delivered yet. Never waits.
+    /// When a pass of `cluster` is about to write `written` (the status it held
+    /// before is `previous`, read once to learn what was delivered before a restart):
+    /// queues every event not delivered yet. Never waits.
     pub fn observe(
         &self,
         cluster: &str,
@@ -524,7 +524,15 @@ impl Client {
             .body(kube::client::Body::from(body.to_vec()))
             .map_err(|e| format!("cannot make the request: {e}"))?;
         let exchange = async {
-            let response = self.client.send(request).await.map_err(|e| e.to_string())?;
+            // An error that quoted the request's path would log a URL's token.
+            let response =
+                self.client
+                    .send(request)
+                    .await
+                    .map_err(|e| match self.path.as_str() {
+                        "/" => e.to_string(),
+                        path => e.to_string().replace(path, "<path>"),
+                    })?;
             let status = response.status();
             // The answer is drained so the connection can be reused; its content
             // does not matter.

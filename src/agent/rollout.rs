@@ -561,10 +561,12 @@ impl ClusterAgent {
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
-        self.write_status(g, out.apps, now)?;
-        if let (Some(n), Some((_, written))) = (&self.notifier, &self.last_written) {
-            n.observe(&self.cluster, mine.as_ref(), &written.apps, &halts, now);
+        // Events are queued first, so the status written next already carries what
+        // an earlier run of the agent delivered.
+        if let Some(n) = &self.notifier {
+            n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now);
         }
+        self.write_status(g, out.apps, now)?;
         Ok(out.report)
     }
 
