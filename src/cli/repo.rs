@@ -102,7 +102,7 @@ pub fn open_with(
 
 /// `path` is a bare Git repository (no work tree to read files from).
 fn is_bare(path: &Path) -> bool {
-    git2::Repository::open_bare(path).is_ok_and(|r| r.is_bare())
+    git2::Repository::open(path).is_ok_and(|r| r.is_bare())
 }
 
 /// Opens the Git repository at the path `repo` (a work tree's top or a bare
