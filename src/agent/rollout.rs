@@ -218,13 +218,13 @@ impl ClusterAgent {
         self.next_analysis
     }
 
-    /// Shares release histories with the other clusters of this process.
     /// Sends the events of this cluster's apps through `notifier`.
     pub fn with_notifier(mut self, notifier: Option<Arc<super::notify::Notifier>>) -> Self {
         self.notifier = notifier;
         self
     }
 
+    /// Shares release histories with the other clusters of this process.
     pub fn with_histories(mut self, shared: SharedHistories) -> ClusterAgent {
         self.histories = shared;
         self
@@ -592,7 +592,7 @@ impl ClusterAgent {
     ) -> anyhow::Result<()> {
         let notified = match &self.notifier {
             Some(n) => n.memory(&self.cluster),
-            // Without notifications, what an earlier run delivered is kept.
+            // Without notifications, the memory in the last status written is kept.
             None => self
                 .last_written
                 .as_ref()
