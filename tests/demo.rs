@@ -93,7 +93,8 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
     for event in [
         "s good change: web 1.4.3 rolls out wave by wave\n",
         "s   wave 0  test-sh-1    web 1.4.3        Healthy\n",
-        "s   wave 0 is Healthy at 1.4.3: baking 1s before wave 1 may start\n",
+        "s   wave 0 is Healthy at 1.4.3: baking 1s",
+        " before wave 1 may start\n",
         "s revert: every cluster back on 1.4.3 (1.4.3-revert, the revert of broken)\n",
         "web 1.4.3-revert ",
     ] {

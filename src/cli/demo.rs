@@ -152,6 +152,8 @@ struct Story {
     bake: Duration,
     /// (wave, release) pairs already said to be baking.
     baking_said: std::collections::BTreeSet<(usize, String)>,
+    /// The bake includes the analysis (a Prometheus runs).
+    analysis: bool,
 }
 
 impl Story {
@@ -189,11 +191,7 @@ impl Story {
         let baking = self.baking(&st, marks);
         if self.interactive {
             for (w, rel) in &baking {
-                out.push_str(&format!(
-                    "\nwave {w} is Healthy at {rel}: baking {}s before wave {} may start\n",
-                    self.bake.as_secs(),
-                    w + 1
-                ));
+                out.push_str(&format!("\n{}\n", self.baking_line(*w, rel)));
             }
             print!("{out}");
         } else {
@@ -232,13 +230,23 @@ impl Story {
         }
         for (w, rel) in baking {
             if self.baking_said.insert((*w, rel.clone())) {
-                println!(
-                    "{t:>6.1}s   wave {w} is Healthy at {rel}: baking {}s before wave {} may start",
-                    self.bake.as_secs(),
-                    w + 1
-                );
+                println!("{t:>6.1}s   {}", self.baking_line(*w, rel));
             }
         }
+    }
+
+    /// Says that wave `w` bakes `rel` and what the next wave waits for.
+    fn baking_line(&self, w: usize, rel: &str) -> String {
+        format!(
+            "wave {w} is Healthy at {rel}: baking {}s{} before wave {} may start",
+            self.bake.as_secs(),
+            if self.analysis {
+                " and passing its analysis"
+            } else {
+                ""
+            },
+            w + 1
+        )
     }
 
     /// The waves whose every cluster runs the chapter's release Healthy while the next
@@ -378,7 +386,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let fleet = crate::fleet::load(&tree)?;
         let web = fleet.app("web").context("the example fleet has app 'web'")?;
         let waves = waves_for(&fleet, web);
-        let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_title: String::new(), last_seen: BTreeMap::new(), target: None, bake, baking_said: Default::default() };
+        let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_title: String::new(), last_seen: BTreeMap::new(), target: None, bake, baking_said: Default::default(), analysis: false };
         let c0 = story.commit("the example fleet")?;
 
         // A simulated cluster and an agent per cluster file.
@@ -417,6 +425,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
+        story.analysis = prometheus.is_some();
         println!("{}", story.note);
         let prometheus_config = prometheus.as_ref().map(|p| p.config());
         let stop = Arc::new(AtomicBool::new(false));
