@@ -551,7 +551,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let good: Vec<String> = vec![c1.clone(), c3.clone(), c5.clone()];
             let all3 = all.clone();
             story
-                .until("errors change undone: every cluster back on 1.4.3 (1.4.3-undo, the revert of errors)", &marks, limit, |st| {
+                .until("errors change undone: every cluster back on 1.4.3 (1.4.3-undo, undoing errors)", &marks, limit, |st| {
                     all3.iter().all(|c| st.get(c).is_some_and(|(r, p)| good.contains(r) && *p == Phase::Healthy))
                 })
                 .await;
