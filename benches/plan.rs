@@ -88,6 +88,7 @@ fn main() {
             (
                 c.clone(),
                 ClusterStatus {
+                    notified: Default::default(),
                     cluster: c.clone(),
                     agent: "bench".into(),
                     heartbeat: ts(now),

@@ -158,6 +158,10 @@ pub struct ClusterStatus {
     /// Per app.
     #[serde(default)]
     pub apps: BTreeMap<String, AppStatus>,
+    /// Notifications delivered, by app (`Healthy@<release>`, oldest first; see
+    /// [`crate::agent::notify`]): kept here so a restarted agent sends each once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notified: BTreeMap<String, Vec<String>>,
 }
 
 fn default_interval() -> u64 {

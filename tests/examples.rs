@@ -24,7 +24,15 @@ fn every_example_agent_config_is_valid() {
         assert!(!config.clusters.is_empty(), "{name}");
         seen += 1;
     }
-    assert_eq!(seen, 3);
+    assert_eq!(seen, 4);
+    let single = rollwave::agent::config::load(&example("agent/single-cluster.yaml")).unwrap();
+    assert_eq!(single.notify.len(), 1);
+    assert_eq!(
+        single.notify[0].format,
+        rollwave::agent::notify::Format::Slack
+    );
+    let laptop = rollwave::agent::config::load(&example("agent/laptop.yaml")).unwrap();
+    assert_eq!(laptop.clusters.len(), 2);
     let several = rollwave::agent::config::load(&example("agent/several-clusters.yaml")).unwrap();
     assert_eq!(several.clusters.len(), 3);
     assert!(several.verify.is_some());

@@ -65,6 +65,7 @@ fn anon_mirror(cache: &Path, url: &str) -> Mirror {
 
 fn status(cluster: &str, release: &str) -> ClusterStatus {
     let mut s = ClusterStatus {
+        notified: Default::default(),
         cluster: cluster.into(),
         agent: "0.1.0".into(),
         heartbeat: "2026-11-23T10:00:00Z".into(),

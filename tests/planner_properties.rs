@@ -170,6 +170,7 @@ proptest! {
             .map(|(i, (heartbeat, interval, app))| {
                 let name = format!("c-{i}");
                 let status = ClusterStatus {
+                    notified: Default::default(),
                     cluster: name.clone(),
                     agent: "0.1.0".into(),
                     heartbeat,
@@ -225,6 +226,7 @@ fn a_peer_status_at_the_end_of_time_does_not_crash_the_planner() {
     let waves = waves_for(&fleet, app);
     let end = "9999-12-31T23:59:59Z".to_string();
     let status = ClusterStatus {
+        notified: Default::default(),
         cluster: "c-0".into(),
         agent: "0.1.0".into(),
         heartbeat: end.clone(),

@@ -54,6 +54,7 @@ fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, Str
             );
         }
         let s = ClusterStatus {
+            notified: Default::default(),
             cluster: c.name.clone(),
             agent: "test".into(),
             heartbeat: now.clone(),
@@ -157,7 +158,7 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
     let (code, text, err) = common::run_cli(&["plan", "--repo", &path, "--at", &fmt(later)]);
     assert_eq!(code, 0, "{err}");
     for line in [
-        "  analysis: error-ratio, latency-p99 every 30s after 60s (failureLimit 0, errorLimit 4, noData Inconclusive)\n",
+        "  analysis: error-ratio, latency-p99 every 30s after 1m (failureLimit 0, errorLimit 4, noData inconclusive)\n",
         "    wave 1: waiting for the analysis of test-sh-1: error-ratio not measured yet; latency-p99 not measured yet\n",
     ] {
         assert!(text.contains(line), "missing {line:?}:\n{text}");

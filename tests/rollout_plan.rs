@@ -94,6 +94,7 @@ impl Sim {
             .statuses
             .entry(cluster.to_string())
             .or_insert_with(|| ClusterStatus {
+                notified: Default::default(),
                 cluster: cluster.into(),
                 agent: "test".into(),
                 heartbeat: ts(at),

@@ -22,6 +22,12 @@
 //!   auth: {bearer: {file: /etc/rollwave/prometheus/token}}   # or basic: {username, password}
 //!   timeout: 10s         # each attempt of a query (3 attempts)
 //!   tls: {caFile: /etc/rollwave/prometheus/ca.pem}
+//! notify:               # events of this agent's clusters (see crate::agent::notify)
+//!   - url: https://hooks.example.com/rollwave
+//!     secret: {env: ROLLWAVE_NOTIFY_SECRET}   # X-Rollwave-Signature: sha256=<HMAC>
+//!   - urlFrom: {file: /etc/rollwave/slack-url}   # a URL holding a token is a secret
+//!     format: slack
+//!     events: [Degraded, RolledBack, Halted]
 //! clusters:
 //!   - name: prod-bj-1
 //!     inCluster: true
@@ -138,7 +144,11 @@ impl SecretAt {
             field: self.field.clone(),
             message,
         };
-        let value = self.secret.read().map_err(|e| invalid(e.to_string()))?;
+        // The field names what the secret is for (not only Git credentials).
+        let value = self.secret.read().map_err(|e| match e {
+            crate::source::SourceError::Auth(m) => invalid(m),
+            e => invalid(e.to_string()),
+        })?;
         if value.trim().is_empty() {
             // Anyone can sign a request with an empty key.
             let from = match &self.secret {
@@ -217,6 +227,31 @@ pub struct AgentConfig {
     pub prometheus: Option<PrometheusConfig>,
     /// The clusters, in order.
     pub clusters: Vec<ClusterConfig>,
+    /// Where events are sent (`notify:`); empty: none.
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// A URL that may hold a token (a Slack incoming webhook's does): written in the
+/// file, or read like a secret.
+#[derive(Debug, Clone)]
+pub enum UrlAt {
+    /// Written in the config.
+    Plain(String),
+    /// `urlFrom: {env: NAME}` or `{file: PATH}`.
+    Secret(SecretAt),
+}
+
+/// One `notify:` entry, its secrets located but not read.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// Where to POST.
+    pub url: UrlAt,
+    /// The body's shape.
+    pub format: crate::agent::notify::Format,
+    /// The HMAC key, when the body is signed.
+    pub secret: Option<SecretAt>,
+    /// The events sent there.
+    pub events: std::collections::BTreeSet<crate::agent::notify::EventKind>,
 }
 
 /// The default of [`AgentConfig::stuck_after`]: every API call gives up within a
@@ -247,6 +282,7 @@ impl Default for AgentConfig {
             helm: None,
             prometheus: None,
             clusters: Vec::new(),
+            notify: Vec::new(),
         }
     }
 }
@@ -379,6 +415,21 @@ struct ClusterFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NotifyFile {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_from: Option<Spanned<SecretFile>>,
+    #[serde(default)]
+    format: Option<crate::agent::notify::Format>,
+    #[serde(default)]
+    secret: Option<Spanned<SecretFile>>,
+    #[serde(default)]
+    events: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ConfigFile {
     repo: RepoFile,
     #[serde(default)]
@@ -403,6 +454,8 @@ struct ConfigFile {
     helm: Option<PathBuf>,
     prometheus: Option<PrometheusFile>,
     clusters: Spanned<Vec<ClusterFile>>,
+    #[serde(default)]
+    notify: Vec<Spanned<NotifyFile>>,
 }
 
 struct Checker<'a> {
@@ -540,6 +593,89 @@ impl Checker<'_> {
         })
     }
 
+    fn notify(&self, list: &[Spanned<NotifyFile>]) -> Result<Vec<NotifyConfig>, ConfigError> {
+        use crate::agent::notify::EventKind;
+        let mut out = Vec::new();
+        for (i, n) in list.iter().enumerate() {
+            let field = format!("notify[{i}]");
+            let line = n.referenced.line();
+            let at = |s: &Spanned<SecretFile>, f: &str| -> Result<SecretAt, ConfigError> {
+                Ok(SecretAt {
+                    secret: self.secret(s, f)?,
+                    file: self.file.to_string(),
+                    line: s.referenced.line(),
+                    field: f.to_string(),
+                })
+            };
+            let url = match (&n.value.url, &n.value.url_from) {
+                (Some(u), None) => {
+                    let u = u.trim();
+                    if !(u.starts_with("http://") || u.starts_with("https://"))
+                        || u.parse::<axum::http::Uri>().is_err()
+                    {
+                        return Err(self.invalid(
+                            line,
+                            &format!("{field}.url"),
+                            "not an http:// or https:// URL (a URL holding a token belongs in urlFrom: {env: NAME} or {file: PATH})",
+                        ));
+                    }
+                    UrlAt::Plain(u.to_string())
+                }
+                (None, Some(s)) => UrlAt::Secret(at(s, &format!("{field}.urlFrom"))?),
+                _ => {
+                    return Err(self.invalid(
+                        line,
+                        &field,
+                        "give exactly one of url or urlFrom ({env: NAME} or {file: PATH})",
+                    ));
+                }
+            };
+            let secret = n
+                .value
+                .secret
+                .as_ref()
+                .map(|s| at(s, &format!("{field}.secret")))
+                .transpose()?;
+            let events = match &n.value.events {
+                None => EventKind::ALL.into_iter().collect(),
+                Some(names) => {
+                    let mut set = std::collections::BTreeSet::new();
+                    for name in names {
+                        let Some(kind) =
+                            EventKind::ALL.into_iter().find(|k| k.name() == name.value)
+                        else {
+                            return Err(self.invalid(
+                                name.referenced.line(),
+                                &format!("{field}.events"),
+                                format!(
+                                    "unknown event '{}'; the events are {}",
+                                    name.value,
+                                    EventKind::ALL.map(EventKind::name).join(", ")
+                                ),
+                            ));
+                        };
+                        set.insert(kind);
+                    }
+                    if set.is_empty() {
+                        return Err(self.invalid(
+                            line,
+                            &format!("{field}.events"),
+                            "list at least one event, or leave events out for all of them",
+                        ));
+                    }
+                    set
+                }
+            };
+            out.push(NotifyConfig {
+                url,
+                format: n.value.format.unwrap_or_default(),
+                secret,
+                events,
+            });
+        }
+        Ok(out)
+    }
+
     fn clusters(
         &self,
         list: &Spanned<Vec<ClusterFile>>,
@@ -602,6 +738,39 @@ impl AgentConfig {
         cluster: &'a ClusterConfig,
     ) -> Option<&'a PrometheusConfig> {
         cluster.prometheus.as_ref().or(self.prometheus.as_ref())
+    }
+
+    /// The `notify:` endpoints with their URLs and secrets read (at start-up, so a
+    /// missing variable or file stops the agent with the line that names it).
+    pub fn notify_endpoints(&self) -> Result<Vec<crate::agent::notify::Endpoint>, ConfigError> {
+        self.notify
+            .iter()
+            .map(|n| {
+                let url = match &n.url {
+                    UrlAt::Plain(u) => u.clone(),
+                    UrlAt::Secret(s) => {
+                        let u = s.read()?.trim().to_string();
+                        if !(u.starts_with("http://") || u.starts_with("https://"))
+                            || u.parse::<axum::http::Uri>().is_err()
+                        {
+                            return Err(ConfigError::Invalid {
+                                file: s.file.clone(),
+                                line: Some(s.line),
+                                field: s.field.clone(),
+                                message: "the secret is not an http:// or https:// URL".into(),
+                            });
+                        }
+                        u
+                    }
+                };
+                Ok(crate::agent::notify::Endpoint {
+                    url,
+                    format: n.format,
+                    secret: n.secret.as_ref().map(SecretAt::read).transpose()?,
+                    events: n.events.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Reads the webhook secrets (at start-up, so a missing variable or file stops the
@@ -722,6 +891,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
             .map(|p| check.prometheus(p, "prometheus"))
             .transpose()?,
         clusters: check.clusters(&raw.clusters)?,
+        notify: check.notify(&raw.notify)?,
     })
 }
 

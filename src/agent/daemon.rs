@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::config::{AgentConfig, Connection};
 use super::rollout::ClusterAgent;
@@ -49,31 +48,7 @@ pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client>
 /// The configuration [`client_for`] makes its client from: also the base of the
 /// clients that impersonate an app's ServiceAccount (DESIGN §6.1).
 pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config> {
-    let mut config = match connection {
-        Connection::InCluster => kube::Config::incluster()
-            .context("inCluster: not running in a Kubernetes pod (no service account token)")?,
-        Connection::Kubeconfig { path, context } => {
-            let options = KubeConfigOptions {
-                context: context.clone(),
-                ..Default::default()
-            };
-            match path {
-                Some(path) => {
-                    let kc = Kubeconfig::read_from(path)
-                        .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                    kube::Config::from_custom_kubeconfig(kc, &options)
-                        .await
-                        .with_context(|| format!("kubeconfig {}", path.display()))?
-                }
-                None if context.is_some() => kube::Config::from_kubeconfig(&options)
-                    .await
-                    .context("cannot load the kubeconfig context")?,
-                None => kube::Config::infer().await.context(
-                    "no cluster configured: give a kubeconfig, set KUBECONFIG, or run in a cluster",
-                )?,
-            }
-        }
-    };
+    let mut config = super::connect::config_for(connection).await?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
     config.write_timeout = Some(WRITE_TIMEOUT);
@@ -237,6 +212,12 @@ impl Agent {
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
         let histories = super::rollout::SharedHistories::default();
+        // Events are sent by a running agent; one pass (`--once`) sends none.
+        let notifier = if watch && !config.notify.is_empty() {
+            Some(super::notify::Notifier::start(config.notify_endpoints()?)?)
+        } else {
+            None
+        };
         let mut clusters = Vec::new();
         for c in &config.clusters {
             let kube_config = config_for(&c.connection)
@@ -266,6 +247,7 @@ impl Agent {
                     .with_metrics(metrics.clone())
                     .with_histories(histories.clone())
                     .with_prometheus(prometheus)
+                    .with_notifier(notifier.clone())
                     .defer_push();
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))

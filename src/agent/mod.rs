@@ -6,7 +6,9 @@
 
 pub mod analysis;
 pub mod config;
+pub mod connect;
 pub mod daemon;
+pub mod notify;
 pub mod rollout;
 
 use std::collections::HashMap;

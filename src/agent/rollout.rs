@@ -63,6 +63,8 @@ pub struct ClusterAgent {
     skipped: HashSet<String>,
     /// When the next measurement of a running analysis is due.
     next_analysis: Option<SystemTime>,
+    /// Where the events of this cluster's apps are sent (agent config `notify:`).
+    notifier: Option<Arc<super::notify::Notifier>>,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -204,6 +206,7 @@ impl ClusterAgent {
             prometheus: None,
             skipped: HashSet::new(),
             next_analysis: None,
+            notifier: None,
         }
     }
 
@@ -217,6 +220,12 @@ impl ClusterAgent {
     /// When a running analysis has its next measurement due (a pass should run then).
     pub fn next_analysis(&self) -> Option<SystemTime> {
         self.next_analysis
+    }
+
+    /// Sends the events of this cluster's apps through `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<Arc<super::notify::Notifier>>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Shares release histories with the other clusters of this process.
@@ -319,6 +328,8 @@ impl ClusterAgent {
         };
         let mut out = PassOutcome::default();
         let mut targeted = Vec::new();
+        // Releases halted right before this cluster's wave, for notifications.
+        let mut halts: Vec<(String, String, String)> = Vec::new();
         let head = g.head.to_string();
         self.next_analysis = None;
         // An app whose app.yaml is broken at the head is held where it is (never
@@ -400,6 +411,14 @@ impl ClusterAgent {
                     continue;
                 }
             };
+            if self.notifier.is_some() {
+                let halted = super::notify::halted(&plan, &self.cluster);
+                halts.extend(
+                    halted
+                        .into_iter()
+                        .map(|(r, why)| (app.name.clone(), r, why)),
+                );
+            }
             let Some(decision) = plan.decisions.get(&self.cluster) else {
                 continue;
             };
@@ -547,6 +566,11 @@ impl ClusterAgent {
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
+        // Events are queued first, so the status written next already carries what
+        // an earlier run of the agent delivered.
+        if let Some(n) = &self.notifier {
+            n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now);
+        }
         self.write_status(g, out.apps, now)?;
         Ok(out.report)
     }
@@ -571,12 +595,21 @@ impl ClusterAgent {
         apps: BTreeMap<String, AppStatus>,
         now: SystemTime,
     ) -> anyhow::Result<()> {
-        let due = self
-            .last_written
-            .as_ref()
-            .is_none_or(|(at, last)| last.apps != apps || at.elapsed() >= self.heartbeat);
+        let notified = match &self.notifier {
+            Some(n) => n.memory(&self.cluster),
+            // Without notifications, the memory in the last status written is kept.
+            None => self
+                .last_written
+                .as_ref()
+                .map(|(_, l)| l.notified.clone())
+                .unwrap_or_default(),
+        };
+        let due = self.last_written.as_ref().is_none_or(|(at, last)| {
+            last.apps != apps || last.notified != notified || at.elapsed() >= self.heartbeat
+        });
         if due {
             let status = ClusterStatus {
+                notified,
                 cluster: self.cluster.clone(),
                 agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
                 heartbeat: rfc3339(now),

@@ -1,4 +1,6 @@
-//! `rollwave build DIR`.
+//! `rollwave build DIR`. A directory of a fleet repository may hold handlebars
+//! templates (`*.hbs`), which only `rollwave render` fills in (they need a cluster's
+//! values); `build` says so instead of reporting the missing rendered files alone.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +30,20 @@ pub fn run(dir: &Path, root: Option<&Path>) -> anyhow::Result<ExitCode> {
     let tree = DirTree::open(&root).with_context(|| format!("{}: cannot open", root.display()))?;
     let rel = abs.strip_prefix(&root).unwrap_or(Path::new(""));
     let rel = RepoPath::new(&rel.to_string_lossy())?;
-    let objects = kustomize::build(&tree, &rel)?;
+    let templates = templates_in(&abs);
+    let objects = match kustomize::build(&tree, &rel) {
+        Ok(objects) => objects,
+        Err(e) if !templates.is_empty() => {
+            anyhow::bail!("{} (kustomize: {e})", templates_hint(dir, &abs, &templates))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !templates.is_empty() {
+        eprintln!(
+            "warning: {}; built without them",
+            templates_hint(dir, &abs, &templates)
+        );
+    }
     let out = crate::yaml::to_yaml_stream(&objects);
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a message.
@@ -48,4 +63,45 @@ fn enclosing_root(dir: &Path) -> std::path::PathBuf {
         cur = d.parent();
     }
     dir.ancestors().last().unwrap_or(dir).to_path_buf()
+}
+
+/// The handlebars templates (`*.hbs`) directly in `dir`, by file name, sorted.
+fn templates_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".hbs"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// What to run instead: `dir` has templates, which `rollwave render` fills in per
+/// cluster; the enclosing fleet repository (the directory holding fleet.yaml) is named
+/// when there is one.
+fn templates_hint(dir: &Path, abs: &Path, templates: &[String]) -> String {
+    let fleet = abs.ancestors().find(|d| d.join("fleet.yaml").is_file());
+    let app = fleet.and_then(|root| {
+        let rel = abs.strip_prefix(root).ok()?;
+        let mut parts = rel.components();
+        (parts.next()?.as_os_str() == "apps")
+            .then(|| parts.next())
+            .flatten()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+    });
+    let command = match (fleet, app) {
+        (Some(root), Some(app)) => format!(
+            "rollwave render --repo {} --cluster NAME --app {app}",
+            root.display()
+        ),
+        (Some(root), None) => format!("rollwave render --repo {} --cluster NAME", root.display()),
+        (None, _) => "rollwave render --repo FLEET --cluster NAME".to_string(),
+    };
+    format!(
+        "{} has handlebars templates ({}), which `rollwave build` does not fill in (they need a cluster's values): use `{command}`",
+        dir.display(),
+        templates.join(", ")
+    )
 }

@@ -143,7 +143,17 @@ struct Story {
     interactive: bool,
     started: Instant,
     failures: Vec<String>,
-    last_line: String,
+    /// Without a terminal: the last title printed and each cluster's last printed
+    /// (release, phase), so that only changes are printed.
+    last_title: String,
+    last_seen: BTreeMap<String, (String, Phase)>,
+    /// The release the current chapter rolls out, and how long a wave bakes.
+    target: Option<String>,
+    bake: Duration,
+    /// (wave, release) pairs already said to be baking.
+    baking_said: std::collections::BTreeSet<(usize, String)>,
+    /// The bake includes the analysis (a Prometheus runs).
+    analysis: bool,
 }
 
 impl Story {
@@ -178,31 +188,89 @@ impl Story {
                 out.push_str(&format!("{i:>4}  {c:<12} {rel:<12} {phase:<12} {cell}\n"));
             }
         }
+        let baking = self.baking(&st, marks);
         if self.interactive {
+            for (w, rel) in &baking {
+                out.push_str(&format!("\n{}\n", self.baking_line(*w, rel)));
+            }
             print!("{out}");
         } else {
-            // Without a terminal, one line per change.
-            let line = format!(
-                "{title}: {}",
-                self.waves
-                    .iter()
-                    .flatten()
-                    .map(|c| st
-                        .get(c)
-                        .map(|(r, p)| format!(
-                            "{c}={}:{p:?}",
-                            marks.get(r).map(String::as_str).unwrap_or("?")
-                        ))
-                        .unwrap_or_else(|| format!("{c}=-")))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            if line != self.last_line {
-                println!("{:>6.1}s {line}", self.started.elapsed().as_secs_f64());
-                self.last_line = line;
-            }
+            self.print_changes(title, &st, marks, &baking);
         }
         let _ = std::io::stdout().flush();
+    }
+
+    /// Without a terminal: one line per event (a new chapter, a cluster changing
+    /// release or phase, a wave starting to bake), each stamped with the time.
+    fn print_changes(
+        &mut self,
+        title: &str,
+        st: &BTreeMap<String, (String, Phase)>,
+        marks: &BTreeMap<String, String>,
+        baking: &[(usize, String)],
+    ) {
+        let t = self.started.elapsed().as_secs_f64();
+        if title != self.last_title {
+            println!("{t:>6.1}s {title}");
+            self.last_title = title.to_string();
+        }
+        for (w, wave) in self.waves.iter().enumerate() {
+            for c in wave {
+                let Some(now) = st.get(c) else { continue };
+                if self.last_seen.get(c) == Some(now) {
+                    continue;
+                }
+                let rel = marks
+                    .get(&now.0)
+                    .cloned()
+                    .unwrap_or_else(|| now.0[..8.min(now.0.len())].to_string());
+                println!("{t:>6.1}s   wave {w}  {c:<12} web {rel:<12} {:?}", now.1);
+                self.last_seen.insert(c.clone(), now.clone());
+            }
+        }
+        for (w, rel) in baking {
+            if self.baking_said.insert((*w, rel.clone())) {
+                println!("{t:>6.1}s   {}", self.baking_line(*w, rel));
+            }
+        }
+    }
+
+    /// Says that wave `w` bakes `rel` and what the next wave waits for.
+    fn baking_line(&self, w: usize, rel: &str) -> String {
+        format!(
+            "wave {w} is Healthy at {rel}: baking {}s{} before wave {} may start",
+            self.bake.as_secs(),
+            if self.analysis {
+                " and passing its analysis"
+            } else {
+                ""
+            },
+            w + 1
+        )
+    }
+
+    /// The waves whose every cluster runs the chapter's release Healthy while the next
+    /// wave has not all taken it yet: they are baking. (wave, release name) pairs.
+    fn baking(
+        &self,
+        st: &BTreeMap<String, (String, Phase)>,
+        marks: &BTreeMap<String, String>,
+    ) -> Vec<(usize, String)> {
+        let Some(target) = &self.target else {
+            return Vec::new();
+        };
+        let on = |c: &String, phase: Option<Phase>| {
+            st.get(c)
+                .is_some_and(|(r, p)| r == target && phase.is_none_or(|want| *p == want))
+        };
+        let name = marks.get(target).cloned().unwrap_or_else(|| target.clone());
+        (0..self.waves.len().saturating_sub(1))
+            .filter(|&w| {
+                self.waves[w].iter().all(|c| on(c, Some(Phase::Healthy)))
+                    && !self.waves[w + 1].iter().all(|c| on(c, None))
+            })
+            .map(|w| (w, name.clone()))
+            .collect()
     }
 
     fn commit(&self, message: &str) -> anyhow::Result<String> {
@@ -235,6 +303,14 @@ impl Story {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// How to run this very binary again: its full path (after `cargo run` it is not on
+/// PATH), or `rollwave` when the path is unknown.
+fn rollwave_command() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "rollwave".into())
 }
 
 /// Runs the demo.
@@ -318,7 +394,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let fleet = crate::fleet::load(&tree)?;
         let web = fleet.app("web").context("the example fleet has app 'web'")?;
         let waves = waves_for(&fleet, web);
-        let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_line: String::new() };
+        let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_title: String::new(), last_seen: BTreeMap::new(), target: None, bake, baking_said: Default::default(), analysis: false };
         let c0 = story.commit("the example fleet")?;
 
         // A simulated cluster and an agent per cluster file.
@@ -357,6 +433,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
+        story.analysis = prometheus.is_some();
         println!("{}", story.note);
         let prometheus_config = prometheus.as_ref().map(|p| p.config());
         let stop = Arc::new(AtomicBool::new(false));
@@ -384,6 +461,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let all: Vec<String> = waves.iter().flatten().cloned().collect();
         let mut marks = BTreeMap::new();
         marks.insert(c0.clone(), "initial".to_string());
+        story.target = Some(c0.clone());
         let everywhere = |rel: &str, phase: Phase| {
             let (rel, all) = (rel.to_string(), all.clone());
             move |st: &BTreeMap<String, (String, Phase)>| all.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == rel && *p == phase))
@@ -395,6 +473,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.2\"", "tag: \"1.4.3\""))?;
         let c1 = story.commit("web 1.4.3")?;
         marks.insert(c1.clone(), "1.4.3".into());
+        story.target = Some(c1.clone());
         let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
         let mut healthy_at: BTreeMap<String, Instant> = BTreeMap::new();
         let c1c = c1.clone();
@@ -425,6 +504,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.3\"", "tag: broken"))?;
         let c2 = story.commit("web: broken image")?;
         marks.insert(c2.clone(), "broken".into());
+        story.target = Some(c2.clone());
         let canary = waves[0].clone();
         let c2c = c2.clone();
         story.until("bad change: the canary degrades and the rollout halts", &marks, limit, |st| canary.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == c2c && *p == Phase::Degraded))).await;
@@ -438,12 +518,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         git(&work, &["revert", "--no-edit", "HEAD"])?;
         git(&work, &["push", "-q", "origin", "main"])?;
         let c3 = git(&work, &["rev-parse", "HEAD"])?;
-        marks.insert(c3.clone(), "revert".into());
+        marks.insert(c3.clone(), "1.4.3-revert".into());
+        story.target = Some(c3.clone());
         let reverted = Instant::now();
         let (c1c, c3c) = (c1.clone(), c3.clone());
         let all2 = all.clone();
         story
-            .until("revert: every cluster back on 1.4.3", &marks, Duration::from_secs(30), |st| {
+            .until("revert: every cluster back on 1.4.3 (1.4.3-revert, the revert of broken)", &marks, Duration::from_secs(30), |st| {
                 all2.iter().all(|c| st.get(c).is_some_and(|(r, p)| (*r == c1c || *r == c3c) && *p == Phase::Healthy))
             })
             .await;
@@ -456,6 +537,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             edit(&work.join("apps/web/app.yaml"), |t| t.replace("tag: \"1.4.3\"", "tag: errors"))?;
             let c4 = story.commit("web: errors (pods Ready, 30% of requests fail)")?;
             marks.insert(c4.clone(), "errors".into());
+            story.target = Some(c4.clone());
             let c4c = c4.clone();
             story.until("errors change: the pods are Ready, the canary's analysis sees the errors and halts", &marks, limit, |st| canary.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == c4c && *p == Phase::Degraded))).await;
             for c in &canary {
@@ -472,11 +554,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             git(&work, &["revert", "--no-edit", "HEAD"])?;
             git(&work, &["push", "-q", "origin", "main"])?;
             let c5 = git(&work, &["rev-parse", "HEAD"])?;
-            marks.insert(c5.clone(), "undo".into());
+            marks.insert(c5.clone(), "1.4.3-undo".into());
+            story.target = Some(c5.clone());
             let good: Vec<String> = vec![c1.clone(), c3.clone(), c5.clone()];
             let all3 = all.clone();
             story
-                .until("errors change undone: every cluster back on 1.4.3", &marks, limit, |st| {
+                .until("errors change undone: every cluster back on 1.4.3 (1.4.3-undo, undoing errors)", &marks, limit, |st| {
                     all3.iter().all(|c| st.get(c).is_some_and(|(r, p)| good.contains(r) && *p == Phase::Healthy))
                 })
                 .await;
@@ -507,7 +590,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let stop = super::sim::wait_for_signal();
             let path = root.join("kubeconfig");
             write_kubeconfig(&path, &entries)?;
-            println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  kubectl --context prod-bj-1 get pods -n web\n  kubectl --context prod-bj-1 rollout history deployment/web -n web\n  kubectl --context prod-bj-1 logs deployment/web -n web\n  rollwave status --repo {}\nCtrl-C stops them.", path.display(), bare.display());
+            println!("\nclusters and agents keep running; explore with:\n  export KUBECONFIG={}\n  kubectl --context prod-bj-1 get deployments -A\n  kubectl --context prod-bj-1 get pods -n web\n  kubectl --context prod-bj-1 rollout history deployment/web -n web\n  kubectl --context prod-bj-1 logs deployment/web -n web\n  {} status --repo {}\nCtrl-C stops them.", path.display(), rollwave_command(), bare.display());
             stop.await;
         }
         stop.store(true, Ordering::Release);

@@ -166,9 +166,12 @@ impl GitRepo {
 /// The Git repository enclosing the directory `dir` (a work tree, one of its
 /// subdirectories, or a bare repository) and `dir`'s place in its work tree.
 pub fn discover(dir: &Path) -> anyhow::Result<(Repository, RepoPath)> {
+    if !dir.exists() {
+        bail!("{}: no such directory", dir.display());
+    }
     let git = Repository::discover(dir).map_err(|_| {
         anyhow::anyhow!(
-            "{}: not in a Git repository (run `git init` there, or pass the repository with --repo)",
+            "{} is not a Git repository (run `git init` there, or pass the repository's root)",
             dir.display()
         )
     })?;

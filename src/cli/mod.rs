@@ -12,6 +12,7 @@ pub mod history;
 mod plan;
 mod render;
 pub mod repo;
+mod shell;
 mod sim;
 mod status;
 mod validate;
@@ -36,6 +37,18 @@ pub enum Format {
     /// Multi-document YAML.
     Yaml,
     /// One JSON document with every app's hash and objects.
+    Json,
+}
+
+/// Output format for `plan`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// A table for people: per app its policy, each cluster's wave and target, and the
+    /// gates of pending releases (`yaml` is accepted for compatibility).
+    #[value(alias = "yaml")]
+    Text,
+    /// One JSON document per fleet: per app its waves, targets, decisions, pending
+    /// releases with their gates, and analysis (a stable interface for scripts).
     Json,
 }
 
@@ -94,9 +107,9 @@ pub enum Command {
         /// Plan as of this time (RFC 3339) instead of now.
         #[arg(long)]
         at: Option<String>,
-        /// Output format (json is a stable interface for scripts).
-        #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
-        output: Format,
+        /// Output format: text for people, json for scripts.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: PlanFormat,
     },
     /// Rendered differences between two revisions, per app and cluster, with a summary.
     Diff {
@@ -158,6 +171,20 @@ pub enum Command {
     /// The whole story on this machine: a fleet of simulated clusters, a good change
     /// rolling out wave by wave, a bad one halting at the canary, and its revert.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script: `rollwave completions bash >
+    /// ~/.local/share/bash-completion/completions/rollwave`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page rollwave(1), or write one page per command to --dir.
+    Man {
+        /// Write rollwave.1 and one rollwave-COMMAND.1 per command here (e.g.
+        /// ~/.local/share/man/man1) instead of printing rollwave.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
@@ -234,6 +261,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -11,11 +11,38 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::history::{GitRepo, app_history, history_order};
-use super::{Format, RepoArgs};
+use super::{PlanFormat, RepoArgs};
+use crate::fleet::{Gate, NoData, OnFailure};
 use crate::plan::{GateState, PlanInput, plan_app};
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(8)]
+}
+
+/// `gate` as fleet.yaml spells it.
+fn gate_name(g: Gate) -> &'static str {
+    match g {
+        Gate::Health => "health",
+        Gate::Manual => "manual",
+        Gate::Time => "time",
+    }
+}
+
+/// `onFailure` as fleet.yaml spells it.
+fn on_failure_name(f: OnFailure) -> &'static str {
+    match f {
+        OnFailure::Halt => "halt",
+        OnFailure::Rollback => "rollback",
+    }
+}
+
+/// `analysis.noData` as fleet.yaml spells it.
+fn no_data_name(n: NoData) -> &'static str {
+    match n {
+        NoData::Pass => "pass",
+        NoData::Fail => "fail",
+        NoData::Inconclusive => "inconclusive",
+    }
 }
 
 /// Describes a gate for people.
@@ -82,7 +109,7 @@ pub fn describe_policy(p: &crate::fleet::tenancy::Policy) -> String {
 }
 
 /// Computes and prints the plan.
-pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Result<ExitCode> {
+pub fn run(source: &RepoArgs, at: Option<&str>, output: PlanFormat) -> anyhow::Result<ExitCode> {
     let now = match at {
         Some(t) => humantime::parse_rfc3339_weak(t)
             .with_context(|| format!("--at '{t}': expected a time like 2026-11-23T10:00:00Z"))?,
@@ -118,7 +145,7 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
             .map(|(c, d)| (c, d.target.as_ref()))
             .collect();
         text.push_str(&format!(
-            "app {}  (batches {}, bake {}s, gate {:?}, onFailure {:?})\n",
+            "app {}  (batches {}, bake {}, gate {}, onFailure {})\n",
             app.name,
             app.rollout
                 .batches
@@ -126,9 +153,9 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
                 .map(u64::to_string)
                 .collect::<Vec<_>>()
                 .join(":"),
-            app.rollout.bake.as_secs(),
-            app.rollout.gate,
-            app.rollout.on_failure
+            humantime::format_duration(app.rollout.bake),
+            gate_name(app.rollout.gate),
+            on_failure_name(app.rollout.on_failure)
         ));
         if let Some(p) = &app.policy {
             text.push_str(&format!("  policy: {}\n", describe_policy(p)));
@@ -136,17 +163,17 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
         if app.rollout.analysis.enabled() {
             let a = &app.rollout.analysis;
             text.push_str(&format!(
-                "  analysis: {} every {}s after {}s (failureLimit {}, errorLimit {}, noData {:?})\n",
+                "  analysis: {} every {} after {} (failureLimit {}, errorLimit {}, noData {})\n",
                 a.metrics
                     .iter()
                     .map(|m| m.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                a.interval.as_secs(),
-                a.initial_delay.as_secs(),
+                humantime::format_duration(a.interval),
+                humantime::format_duration(a.initial_delay),
                 a.failure_limit,
                 a.error_limit,
-                a.no_data
+                no_data_name(a.no_data)
             ));
         }
         let mut analysis = serde_json::Map::new();
@@ -187,11 +214,11 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: Format) -> anyhow::Resul
         }
     }
     let out = match output {
-        Format::Json => {
+        PlanFormat::Json => {
             let v = json!({"head": g.head.to_string(), "at": humantime::format_rfc3339_seconds(now).to_string(), "apps": Value::Object(apps)});
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
-        Format::Yaml => text,
+        PlanFormat::Text => text,
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(ExitCode::SUCCESS)

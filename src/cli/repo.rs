@@ -77,7 +77,10 @@ pub fn open_with(
             fleet_dir,
         });
     }
+    // A bare repository has no files to read as they are: its default branch (HEAD)
+    // is what a reader means.
     match rev {
+        None if is_bare(Path::new(repo)) => open_with(repo, path, Some("HEAD"), branch, access),
         None => {
             let dir = match path {
                 Some(p) => Path::new(repo).join(p),
@@ -105,4 +108,9 @@ pub fn open_with(
             })
         }
     }
+}
+
+/// `path` is a bare Git repository (no work tree to read files from).
+fn is_bare(path: &Path) -> bool {
+    git2::Repository::open(path).is_ok_and(|r| r.is_bare())
 }

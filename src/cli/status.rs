@@ -1,6 +1,7 @@
 //! `rollwave status --repo R`: the fleet table (app x wave x cluster: release, phase,
 //! since, and the analysis of the bake: its verdict, or the last value of each metric)
-//! from the status refs.
+//! from the status refs. A cluster whose agent reports but has not applied the app
+//! yet shows `Waiting`; one with no recent status shows `Unknown`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -55,10 +56,12 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
                             None => a.since.clone(),
                         },
                     ),
+                    // The cluster's agent reports, but has applied no release of
+                    // this app yet: its wave has not opened (`plan` says why).
                     None => (
                         "-".into(),
                         if s.is_some() && fresh {
-                            "-".into()
+                            "Waiting".into()
                         } else {
                             "Unknown".into()
                         },
