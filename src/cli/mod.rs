@@ -14,6 +14,7 @@ mod render;
 pub mod repo;
 mod sim;
 mod status;
+mod ui;
 mod validate;
 
 use std::path::PathBuf;
@@ -150,6 +151,9 @@ pub enum Command {
     /// The whole story on this machine: a fleet of simulated clusters, a good change
     /// rolling out wave by wave, a bad one halting at the canary, and its revert.
     Demo(demo::DemoArgs),
+    /// Serve a web page of the fleet's rollouts (and its JSON API), updated live from
+    /// the status refs.
+    Ui(ui::UiArgs),
 }
 
 /// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
@@ -225,6 +229,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Ui(args) => ui::run(&args),
     };
     match result {
         Ok(code) => code,
