@@ -37,6 +37,10 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
         "[skipped] errors change halted at the canary by analysis: install prometheus"
     };
     assert!(stdout.contains(analysis), "missing {analysis:?}:\n{stdout}");
+    assert!(
+        stdout.contains("web view: http://127.0.0.1:"),
+        "the demo serves the web view and prints its address:\n{stdout}"
+    );
 }
 
 #[test]

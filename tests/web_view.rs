@@ -163,9 +163,14 @@ struct Ui {
 
 impl Ui {
     fn start(repo: &Path) -> Ui {
+        Ui::start_with(&repo.to_string_lossy(), &[], &[])
+    }
+
+    fn start_with(repo: &str, args: &[&str], env: &[(&str, &Path)]) -> Ui {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
-            .args(["ui", "--listen", "127.0.0.1:0", "--repo"])
-            .arg(repo)
+            .args(["ui", "--listen", "127.0.0.1:0", "--repo", repo])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -594,5 +599,92 @@ fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
         let bytes = std::fs::read(shots.join(png)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{png}");
         assert!(bytes.len() > 10_000, "{png} is nearly empty");
+    }
+}
+
+#[test]
+fn an_unreadable_status_ref_is_listed_and_the_rest_still_shown() {
+    let f = Fleet::new(Canary::Baking);
+    let repo = git2::Repository::open(&f.work).unwrap();
+    let blob = repo.blob(b"{ not json").unwrap();
+    let mut tb = repo.treebuilder(None).unwrap();
+    tb.insert("status.json", blob, 0o100644).unwrap();
+    let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    let commit = repo
+        .commit(None, &sig, &sig, "broken status", &tree, &[])
+        .unwrap();
+    repo.reference("refs/rollwave/status/prod-bj-1", commit, true, "test")
+        .unwrap();
+    let ui = Ui::start(&f.work);
+    let fleet = ui.json("/api/fleet");
+    let unreadable = fleet["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{fleet}");
+    assert!(
+        unreadable[0]
+            .as_str()
+            .unwrap()
+            .starts_with("status of cluster 'prod-bj-1': status.json: "),
+        "{fleet}"
+    );
+    let app = ui.json("/api/apps/web");
+    let cells: Vec<&Value> = app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["clusters"].as_array().unwrap())
+        .collect();
+    let bj = cells.iter().find(|c| c["cluster"] == "prod-bj-1").unwrap();
+    assert_eq!(bj["state"], "Unknown");
+    assert_eq!(cells.iter().filter(|c| c["state"] == "Healthy").count(), 13);
+}
+
+/// The cell of `cluster` in an app view.
+fn cell_of<'a>(app: &'a Value, cluster: &str) -> &'a Value {
+    app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["clusters"].as_array().unwrap())
+        .find(|c| c["cluster"] == cluster)
+        .unwrap()
+}
+
+#[test]
+fn a_url_is_fetched_with_its_status_refs_every_fetch_interval() {
+    let f = Fleet::new(Canary::Degraded);
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", f.work.display());
+    let ui = Ui::start_with(
+        &url,
+        &["--fetch-interval", "1s"],
+        &[("ROLLWAVE_CACHE", cache.path())],
+    );
+    assert_eq!(ui.json("/api/fleet")["head"]["subject"], "web 1.5.0");
+    assert_eq!(
+        cell_of(&ui.json("/api/apps/web"), "test-sh-1")["state"],
+        "Degraded"
+    );
+    // An agent reports, and someone commits: both show after the next fetch.
+    let mut bj = f.status("test-bj-1");
+    bj.apps.get_mut("web").unwrap().phase = Phase::Progressing;
+    f.write(&bj);
+    let app = std::fs::read_to_string(f.work.join("apps/web/app.yaml"))
+        .unwrap()
+        .replace("tag: \"1.5.0\"", "tag: \"1.6.0\"");
+    commit_files(&f.work, &[("apps/web/app.yaml", &app)], "web 1.6.0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fleet = ui.json("/api/fleet");
+        let app = ui.json("/api/apps/web");
+        if fleet["head"]["subject"] == "web 1.6.0"
+            && cell_of(&app, "test-bj-1")["state"] == "Progressing"
+        {
+            assert_eq!(app["releases"][0]["subject"], "web 1.6.0");
+            assert_eq!(app["releases"].as_array().unwrap().len(), 3);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not fetched: {fleet}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -175,8 +175,15 @@ pub fn init_logging(format: crate::agent::config::LogFormat, default_directives:
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // The agent sets up logging from its config; every other command logs warnings.
-    if !matches!(cli.command, Command::Agent(_)) {
-        init_logging(crate::agent::config::LogFormat::Text, "warn");
+    // The web view re-reads the status refs twice a second: it reports an unreadable
+    // one when the set changes (and on the page), not on every read.
+    match cli.command {
+        Command::Agent(_) => {}
+        Command::Ui(_) => init_logging(
+            crate::agent::config::LogFormat::Text,
+            "warn,rollwave::source::statusref=error",
+        ),
+        _ => init_logging(crate::agent::config::LogFormat::Text, "warn"),
     }
     let result = match cli.command {
         Command::Build { dir, root } => build::run(&dir, root.as_deref()),

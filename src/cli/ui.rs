@@ -47,9 +47,7 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
             GitAccess::from_env(),
             args.fetch_interval.max(Duration::from_millis(500)),
         );
-        let server = UiServer::start(listener, loader)
-            .await
-            .with_context(|| format!("{}: cannot read the fleet", args.repo))?;
+        let server = UiServer::start(listener, loader).await?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "rollwave ui: serving {} (Ctrl-C stops)", server.url());
         let _ = out.flush();

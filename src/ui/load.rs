@@ -57,6 +57,11 @@ impl Loader {
         }
     }
 
+    /// The repository's directory, when it is not a URL (to watch its refs).
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        (!crate::source::is_remote_url(&self.repo)).then(|| std::path::Path::new(&self.repo))
+    }
+
     fn open(&mut self) -> anyhow::Result<()> {
         if !crate::source::is_remote_url(&self.repo) {
             let g = GitRepo::open_with(&self.repo, None, &self.branch, &self.access)?;

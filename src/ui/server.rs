@@ -1,14 +1,13 @@
 //! The HTTP side of the web view: one page (HTML, CSS and JavaScript compiled into
 //! the binary, nothing fetched from elsewhere), the JSON API and a server-sent event
-//! stream that says when the views changed. A thread re-reads the repository and the
-//! status refs every [`REFRESH`] and publishes the views only when they differ, so
-//! a status change reaches open pages within about a second and an idle fleet costs
-//! the pages nothing.
+//! stream that says when the views changed. A task re-reads the repository and the
+//! status refs every [`REFRESH`], and at once when a local repository's refs change,
+//! and publishes the views only when they differ, so a status change reaches open
+//! pages within a second and an idle fleet costs the pages nothing.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -22,9 +21,12 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::load::{Loader, Views};
+use crate::source::trigger::{Wake, watch_repository};
 
 /// How often the repository and the status refs are re-read.
 pub const REFRESH: Duration = Duration::from_millis(500);
+/// The least time between two re-reads, however often a watched repository changes.
+pub const MIN_GAP: Duration = Duration::from_millis(100);
 
 const PAGE: &str = include_str!("assets/index.html");
 const STYLE: &str = include_str!("assets/ui.css");
@@ -43,14 +45,15 @@ struct Published {
 /// A running web view; dropping it stops the server and the re-reading.
 pub struct UiServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    refresher: tokio::task::JoinHandle<()>,
 }
 
 impl UiServer {
     /// Reads the fleet once (an unreadable repository is an error here, before
     /// anything is served), then serves the page and the API on `listener` from the
-    /// current Tokio runtime and re-reads the fleet every [`REFRESH`].
+    /// current Tokio runtime and re-reads the fleet every [`REFRESH`], and at once when
+    /// a local repository's refs change.
     pub async fn start(
         listener: tokio::net::TcpListener,
         mut loader: Loader,
@@ -61,19 +64,28 @@ impl UiServer {
             (loader, first)
         })
         .await?;
+        let first = first?;
+        for u in &first.fleet.unreadable {
+            tracing::warn!(status = %u, "ignoring an unreadable status ref");
+        }
         let (tx, rx) = watch::channel(Arc::new(Published {
             version: 1,
             at: SystemTime::now(),
-            views: first?,
+            views: first,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        std::thread::Builder::new()
-            .name("rollwave-ui-refresh".into())
-            .spawn(move || refresh(loader, &tx, &stop2))?;
-        let routes = routes(rx);
-        let task = tokio::spawn(crate::agent::daemon::serve(listener, routes));
-        Ok(UiServer { addr, stop, task })
+        let wake = Wake::new();
+        // A status ref written to a local repository shows at once; without a watch
+        // (a URL, or no inotify) the periodic re-read still sees it.
+        let watcher = loader
+            .local_path()
+            .and_then(|p| watch_repository(p, wake.clone()).ok());
+        let refresher = tokio::spawn(refresh(loader, tx, wake, watcher));
+        let task = tokio::spawn(crate::agent::daemon::serve(listener, routes(rx)));
+        Ok(UiServer {
+            addr,
+            task,
+            refresher,
+        })
     }
 
     /// The address it serves on.
@@ -94,19 +106,37 @@ impl UiServer {
 
 impl Drop for UiServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
         self.task.abort();
+        self.refresher.abort();
     }
 }
 
-/// Re-reads the fleet every [`REFRESH`] and publishes the views when they changed.
-/// A failed read keeps the last views and publishes why, once per distinct error.
-fn refresh(mut loader: Loader, tx: &watch::Sender<Arc<Published>>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(REFRESH);
+/// Re-reads the fleet every [`REFRESH`] or when woken (at most every [`MIN_GAP`]) and
+/// publishes the views when they changed. A failed read keeps the last views and
+/// publishes why, once per distinct error.
+async fn refresh(
+    mut loader: Loader,
+    tx: watch::Sender<Arc<Published>>,
+    wake: Wake,
+    _watcher: Option<notify::RecommendedWatcher>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = wake.woken() => {}
+        }
         let now = SystemTime::now();
+        let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+            let r = loader.load(now);
+            (loader, r)
+        })
+        .await
+        else {
+            return;
+        };
+        loader = back;
         let last = tx.borrow().clone();
-        let views = match loader.load(now) {
+        let views = match result {
             Ok(v) => v,
             Err(e) => {
                 let why = format!("{e:#}");
@@ -119,17 +149,23 @@ fn refresh(mut loader: Loader, tx: &watch::Sender<Arc<Published>>, stop: &Atomic
                 v
             }
         };
-        if views == last.views {
-            continue;
+        if views != last.views {
+            if views.fleet.unreadable != last.views.fleet.unreadable {
+                for u in &views.fleet.unreadable {
+                    tracing::warn!(status = %u, "ignoring an unreadable status ref");
+                }
+            }
+            let next = Arc::new(Published {
+                version: last.version + 1,
+                at: now,
+                views,
+            });
+            if tx.send(next).is_err() {
+                return;
+            }
         }
-        let next = Arc::new(Published {
-            version: last.version + 1,
-            at: now,
-            views,
-        });
-        if tx.send(next).is_err() {
-            return;
-        }
+        // Agents writing their statuses in a burst cost one re-read, not one each.
+        tokio::time::sleep(MIN_GAP).await;
     }
 }
 

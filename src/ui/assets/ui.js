@@ -129,7 +129,8 @@ function durationText(s) {
 function bakeNode(b) {
   const fill = el("span");
   const text = el("span", { class: "line bake-text" });
-  const wrap = el("div", { class: "bake", "data-since": b.since, "data-until": b.until, "data-seconds": b.seconds, "data-verified": String(b.verified) },
+  const analysis = view.app && view.app.policy.metrics.length > 0;
+  const wrap = el("div", { class: "bake", "data-since": b.since, "data-until": b.until, "data-seconds": b.seconds, "data-verified": String(b.verified), "data-analysis": String(analysis) },
     el("div", { class: "bar", role: "progressbar", "aria-label": "bake" }, fill), text);
   updateBake(wrap);
   return wrap;
@@ -145,9 +146,11 @@ function updateBake(node) {
   const fill = node.querySelector(".bar > span");
   fill.style.width = (total > 0 ? Math.min(100, 100 * elapsed / total) : 100) + "%";
   node.querySelector(".bar").setAttribute("aria-valuenow", String(elapsed));
-  node.querySelector(".bake-text").textContent = done
-    ? "baked " + durationText(total) + (node.dataset.verified === "true" ? ", analysis passed" : "")
-    : "baking " + durationText(elapsed) + " of " + durationText(total);
+  const analysis = node.dataset.analysis !== "true" ? ""
+    : node.dataset.verified === "true" ? ", analysis passed" : ", analysis running";
+  node.querySelector(".bake-text").textContent = (done
+    ? "baked " + durationText(total)
+    : "baking " + durationText(elapsed) + " of " + durationText(total)) + analysis;
 }
 
 function releaseText(r) {
