@@ -563,9 +563,23 @@ fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
     );
     assert_eq!(waves[0]["gate"], Value::Null);
     let picked = next("picked");
-    assert_eq!(picked["dimmed"], 0, "every cluster ran the first release");
+    let (newest, older) = (&picked["newest"], &picked["older"]);
+    assert_eq!(
+        newest["dimmed"], 13,
+        "only the canary took web 1.5.0: {picked}"
+    );
+    assert_eq!(
+        newest["gates"][0], "halted: blocked: test-sh-1 Degraded",
+        "{picked}"
+    );
+    assert_eq!(older["dimmed"], 0, "every cluster ran the first release");
+    assert_eq!(
+        older["gates"],
+        serde_json::json!([]),
+        "it reached everywhere"
+    );
     assert!(
-        picked["heading"]
+        older["heading"]
             .as_array()
             .unwrap()
             .contains(&Value::from(format!("Where {} reached", short(&f.first)))),

@@ -26,7 +26,7 @@ use crate::source::trigger::{Wake, watch_repository};
 /// How often the repository and the status refs are re-read.
 pub const REFRESH: Duration = Duration::from_millis(500);
 /// The least time between two re-reads, however often a watched repository changes.
-pub const MIN_GAP: Duration = Duration::from_millis(100);
+pub const MIN_GAP: Duration = Duration::from_millis(200);
 
 const PAGE: &str = include_str!("assets/index.html");
 const STYLE: &str = include_str!("assets/ui.css");
@@ -127,7 +127,12 @@ async fn refresh(
         }
         let now = SystemTime::now();
         let Ok((back, result)) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let r = loader.load(now);
+            tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "re-read the fleet"
+            );
             (loader, r)
         })
         .await

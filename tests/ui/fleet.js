@@ -55,13 +55,17 @@ async function main() {
     }));
     say({ event: "loaded", ...loaded });
 
-    // The release picker: the older release reached every cluster.
-    await page.click(".releases button:nth-child(3)");
-    const picked = await page.evaluate(() => ({
+    // The release picker: the newest release reached the canary only, the older one
+    // every cluster.
+    const pickedState = () => page.evaluate(() => ({
       heading: [...document.querySelectorAll("h3")].map((h) => h.innerText),
       dimmed: document.querySelectorAll(".cell.dim").length,
+      gates: [...document.querySelectorAll("[data-wave] .gate")].map((g) => g.innerText),
     }));
-    say({ event: "picked", ...picked });
+    await page.click(".releases button:nth-child(2)");
+    const newest = await pickedState();
+    await page.click(".releases button:nth-child(3)");
+    say({ event: "picked", newest, older: await pickedState() });
     await page.click(".releases button:nth-child(1)");
 
     say({ event: "ready" });
