@@ -21,5 +21,6 @@ pub mod sim;
 pub mod source;
 pub mod status;
 pub mod tree;
+pub mod ui;
 pub mod vocab;
 pub mod yaml;

@@ -106,6 +106,10 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
         .unwrap();
     let hint = format!("  {} status --repo ", exe.display());
     assert!(stdout.contains(&hint), "missing {hint:?}:\n{stdout}");
+    assert!(
+        stdout.contains("web view: http://127.0.0.1:"),
+        "the demo serves the web view and prints its address:\n{stdout}"
+    );
 }
 
 #[test]

@@ -63,7 +63,10 @@ fn every_command_reads_a_fleet_in_a_subdirectory_by_path_or_from_inside_it() {
         v.as_object_mut().unwrap().remove("at");
         v
     };
-    assert!(without_time(&by_path) == without_time(&from_inside), "plans differ");
+    assert!(
+        without_time(&by_path) == without_time(&from_inside),
+        "plans differ"
+    );
     assert_eq!(canary_target(&by_path), head);
 
     // Commits outside the fleet's directory are no release; one inside is.

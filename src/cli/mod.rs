@@ -15,6 +15,7 @@ pub mod repo;
 mod shell;
 mod sim;
 mod status;
+mod ui;
 mod validate;
 
 use std::path::PathBuf;
@@ -185,6 +186,9 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Serve a web page of the fleet's rollouts (and its JSON API), updated live from
+    /// the status refs.
+    Ui(ui::UiArgs),
 }
 
 /// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
@@ -206,8 +210,15 @@ pub fn init_logging(format: crate::agent::config::LogFormat, default_directives:
 /// Runs the parsed command, printing errors to stderr and returning the exit code.
 pub fn run(cli: Cli) -> ExitCode {
     // The agent sets up logging from its config; every other command logs warnings.
-    if !matches!(cli.command, Command::Agent(_)) {
-        init_logging(crate::agent::config::LogFormat::Text, "warn");
+    // The web view re-reads the status refs twice a second: it reports an unreadable
+    // one when the set changes (and on the page), not on every read.
+    match cli.command {
+        Command::Agent(_) => {}
+        Command::Ui(_) => init_logging(
+            crate::agent::config::LogFormat::Text,
+            "warn,rollwave::source::statusref=error",
+        ),
+        _ => init_logging(crate::agent::config::LogFormat::Text, "warn"),
     }
     let result = match cli.command {
         Command::Build { dir, root } => build::run(&dir, root.as_deref()),
@@ -263,6 +274,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
+        Command::Ui(args) => ui::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::history::{GitRepo, app_history, history_order};
 use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
-use crate::plan::{GateState, PlanInput, plan_app};
+use crate::plan::{PlanInput, describe_gate, plan_app};
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(8)]
@@ -42,35 +42,6 @@ fn no_data_name(n: NoData) -> &'static str {
         NoData::Pass => "pass",
         NoData::Fail => "fail",
         NoData::Inconclusive => "inconclusive",
-    }
-}
-
-/// Describes a gate for people.
-pub fn describe_gate(g: &GateState) -> String {
-    match g {
-        GateState::Open => "open".into(),
-        GateState::WaitingForBake {
-            cluster,
-            until: Some(u),
-        } => format!("waiting for bake of {cluster} until {u}"),
-        GateState::WaitingForBake {
-            cluster,
-            until: None,
-        } => format!("waiting for {cluster} to become Healthy"),
-        GateState::Degraded { cluster } => format!("blocked: {cluster} Degraded"),
-        GateState::WaitingForAnalysis {
-            cluster,
-            measurements,
-        } => format!("waiting for the analysis of {cluster}: {measurements}"),
-        GateState::Inconclusive { cluster, message } if message.is_empty() => {
-            format!("blocked: {cluster} Inconclusive; an approval entry for the release opens it")
-        }
-        GateState::Inconclusive { cluster, message } => format!(
-            "blocked: {cluster} Inconclusive ({message}); an approval entry for the release opens it"
-        ),
-        GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
-        GateState::WaitingForApproval => "waiting for approval".into(),
-        GateState::WaitingUntil { until } => format!("opens at {until}"),
     }
 }
 

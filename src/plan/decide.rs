@@ -120,6 +120,36 @@ pub enum GateState {
     },
 }
 
+/// Describes a gate for people, in the words `rollwave plan` and the web view use:
+/// why a wave waits or halted, and what opens it.
+pub fn describe_gate(g: &GateState) -> String {
+    match g {
+        GateState::Open => "open".into(),
+        GateState::WaitingForBake {
+            cluster,
+            until: Some(u),
+        } => format!("waiting for bake of {cluster} until {u}"),
+        GateState::WaitingForBake {
+            cluster,
+            until: None,
+        } => format!("waiting for {cluster} to become Healthy"),
+        GateState::Degraded { cluster } => format!("blocked: {cluster} Degraded"),
+        GateState::WaitingForAnalysis {
+            cluster,
+            measurements,
+        } => format!("waiting for the analysis of {cluster}: {measurements}"),
+        GateState::Inconclusive { cluster, message } if message.is_empty() => {
+            format!("blocked: {cluster} Inconclusive; an approval entry for the release opens it")
+        }
+        GateState::Inconclusive { cluster, message } => format!(
+            "blocked: {cluster} Inconclusive ({message}); an approval entry for the release opens it"
+        ),
+        GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
+        GateState::WaitingForApproval => "waiting for approval".into(),
+        GateState::WaitingUntil { until } => format!("opens at {until}"),
+    }
+}
+
 /// Why a cluster gets its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -462,6 +492,14 @@ impl PlanInput<'_> {
         }
         poisoned
     }
+}
+
+/// The gate of every wave for any `release` of the app (index `w`: may wave `w` take
+/// it), as [`plan_app`] computes them for pending releases. For views that ask why a
+/// wave has not reached a release even when no cluster runs an older one yet (a new
+/// app's first release).
+pub fn release_gates(input: &PlanInput<'_>, release: &Release) -> Vec<GateState> {
+    input.gates(&input.prepare(), release)
 }
 
 /// Decides the target of every cluster of the app and the gates of pending releases.

@@ -7,6 +7,7 @@ pub mod decide;
 pub mod waves;
 
 pub use decide::{
-    AppPlan, Approval, Decision, GateState, PlanInput, Reason, Release, plan_app, unrenderable_hash,
+    AppPlan, Approval, Decision, GateState, PlanInput, Reason, Release, describe_gate, plan_app,
+    release_gates, unrenderable_hash,
 };
 pub use waves::{batch_sizes, waves_for};

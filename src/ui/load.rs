@@ -1,0 +1,189 @@
+//! Reads what the web view shows: the fleet, each app's releases and plan at the head
+//! of the tracked branch, and every cluster's status ref. The expensive part (each
+//! release rendered for each cluster, as `rollwave plan` does) is redone only when the
+//! head moves; the status refs and the plan are re-read on every call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use git2::Oid;
+
+use super::model::{
+    AppSource, AppView, FleetSource, FleetView, PICKER_RELEASES, app_view, fleet_view,
+};
+use crate::cli::history::{AppHistory, GitAccess, GitRepo, app_history, history_order};
+use crate::fleet::RolloutSpec;
+use crate::plan::{PlanInput, plan_app, release_gates};
+use crate::source::statusref::read_statuses;
+
+/// Everything the page and the API serve, as of one read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Views {
+    /// `/api/fleet`.
+    pub fleet: FleetView,
+    /// `/api/apps/<app>`, by app.
+    pub apps: BTreeMap<String, AppView>,
+}
+
+/// What depends only on the head commit.
+struct HeadState {
+    head: Oid,
+    order: HashMap<String, usize>,
+    subjects: HashMap<String, String>,
+    apps: Vec<(String, RolloutSpec, AppHistory)>,
+}
+
+/// Where the fleet is read from, and what was read at the current head.
+pub struct Loader {
+    repo: String,
+    /// The fleet's directory in the repository (`--path`), if not its root.
+    path: Option<String>,
+    branch: String,
+    access: GitAccess,
+    fetch_every: Duration,
+    remote: Option<(GitRepo, Instant)>,
+    head_state: Option<HeadState>,
+}
+
+impl Loader {
+    /// Reads `repo` (a path: its `HEAD` as it moves; a URL: `branch`, fetched with the
+    /// status refs every `fetch_every`).
+    pub fn new(repo: &str, branch: &str, access: GitAccess, fetch_every: Duration) -> Loader {
+        Loader {
+            repo: repo.to_string(),
+            path: None,
+            branch: branch.to_string(),
+            access,
+            fetch_every,
+            remote: None,
+            head_state: None,
+        }
+    }
+
+    /// Reads the fleet in the directory `path` of the repository (a monorepo).
+    pub fn with_path(mut self, path: Option<String>) -> Loader {
+        self.path = path;
+        self
+    }
+
+    /// The repository's directory, when it is not a URL (to watch its refs).
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        (!crate::source::is_remote_url(&self.repo)).then(|| std::path::Path::new(&self.repo))
+    }
+
+    fn open(&mut self) -> anyhow::Result<()> {
+        if !crate::source::is_remote_url(&self.repo) {
+            let g = GitRepo::open_with(
+                &self.repo,
+                self.path.as_deref(),
+                None,
+                &self.branch,
+                &self.access,
+            )?;
+            self.remote = Some((g, Instant::now()));
+        } else if self
+            .remote
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= self.fetch_every)
+        {
+            let mut access = self.access.clone();
+            // After the first read, a failed fetch keeps the last fetched state.
+            access.allow_stale = self.remote.is_some();
+            let g = GitRepo::open_with(
+                &self.repo,
+                self.path.as_deref(),
+                None,
+                &self.branch,
+                &access,
+            )?;
+            self.remote = Some((g, Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Reads the repository and the status refs and builds the views as of `now`.
+    pub fn load(&mut self, now: SystemTime) -> anyhow::Result<Views> {
+        self.open()?;
+        let Some((g, _)) = &self.remote else {
+            anyhow::bail!("{}: not opened", self.repo);
+        };
+        let repo = g.repository()?;
+        let head = g.head;
+        if self.head_state.as_ref().is_none_or(|h| h.head != head) {
+            let (history, order) = history_order(&repo, head)?;
+            let (tree, fleet) = g.fleet(head)?;
+            let mut apps = Vec::new();
+            for app in &fleet.apps {
+                let h = app_history(g, &repo, &history, (&tree, &fleet), &app.name)?;
+                apps.push((app.name.clone(), app.rollout.clone(), h));
+            }
+            let subjects = history
+                .iter()
+                .filter_map(|oid| {
+                    let c = repo.find_commit(*oid).ok()?;
+                    Some((
+                        oid.to_string(),
+                        c.summary().ok().flatten().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect();
+            self.head_state = Some(HeadState {
+                head,
+                order,
+                subjects,
+                apps,
+            });
+        }
+        let Some(state) = &self.head_state else {
+            anyhow::bail!("{}: no head read", self.repo);
+        };
+        let (statuses, errors) = read_statuses(&repo);
+        let unreadable: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let head_sha = head.to_string();
+        let src = FleetSource {
+            head: &head_sha,
+            order: &state.order,
+            subjects: &state.subjects,
+            statuses: &statuses,
+            unreadable: &unreadable,
+            now,
+        };
+        let mut apps = BTreeMap::new();
+        let mut ordered = Vec::new();
+        for (name, policy, h) in &state.apps {
+            let input = PlanInput {
+                app: name,
+                policy,
+                waves: &h.waves,
+                releases: &h.releases,
+                order: &state.order,
+                statuses: &statuses,
+                approvals: &h.approvals,
+                now,
+            };
+            let plan = plan_app(&input);
+            let gates = h
+                .releases
+                .iter()
+                .take(PICKER_RELEASES)
+                .map(|r| (r.sha.clone(), release_gates(&input, r)))
+                .collect();
+            let view = app_view(
+                &src,
+                &AppSource {
+                    name,
+                    policy,
+                    plan: &plan,
+                    releases: &h.releases,
+                    gates: &gates,
+                },
+            );
+            ordered.push(view.clone());
+            apps.insert(name.clone(), view);
+        }
+        Ok(Views {
+            fleet: fleet_view(&src, &ordered),
+            apps,
+        })
+    }
+}

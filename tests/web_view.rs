@@ -1,0 +1,704 @@
+//! `rollwave ui`, the fleet web view: its JSON API and event stream against a fleet
+//! repository with status refs written the way agents write them, and the page itself
+//! in headless Chromium (Debian's `chromium`, driven by playwright-core, which
+//! `tests/ui/setup` installs from npm on first use).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::git::{commit_files, git};
+use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, MetricResult, Phase};
+use serde_json::Value;
+
+fn fmt(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The example fleet with two commits ("initial", then "web 1.5.0"), every cluster
+/// reporting the first Healthy for an hour, and web's canary as `canary` says.
+struct Fleet {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    first: String,
+    second: String,
+}
+
+enum Canary {
+    /// Took web 1.5.0 two minutes ago and its analysis failed: Degraded, so wave 1
+    /// halts.
+    Degraded,
+    /// Took web 1.5.0 just now and is Healthy: wave 1 waits for its bake.
+    Baking,
+}
+
+impl Fleet {
+    fn new(canary: Canary) -> Fleet {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("fleet");
+        common::copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
+            &work,
+        );
+        git(&work, &["init", "-q", "-b", "main"]);
+        let first = commit_files(&work, &[], "initial");
+        let app = std::fs::read_to_string(work.join("apps/web/app.yaml"))
+            .unwrap()
+            .replace("tag: \"1.4.2\"", "tag: \"1.5.0\"");
+        let second = commit_files(&work, &[("apps/web/app.yaml", &app)], "web 1.5.0");
+        let f = Fleet {
+            _tmp: tmp,
+            work,
+            first,
+            second,
+        };
+        let now = SystemTime::now();
+        let hour_ago = fmt(now - Duration::from_secs(3600));
+        let tree = rollwave::source::GitTree::open(
+            &f.work.join(".git"),
+            git2::Oid::from_str(&f.first).unwrap(),
+        )
+        .unwrap();
+        let fleet = rollwave::fleet::load(&tree).unwrap();
+        for c in &fleet.clusters {
+            let mut apps = std::collections::BTreeMap::new();
+            for a in fleet
+                .apps
+                .iter()
+                .filter(|a| rollwave::fleet::targets_cluster(a, c))
+            {
+                let r = rollwave::render::render(&tree, &fleet, a, c).unwrap();
+                apps.insert(
+                    a.name.clone(),
+                    AppStatus {
+                        release: f.first.clone(),
+                        hash: r.content_hash.clone(),
+                        phase: Phase::Healthy,
+                        since: hour_ago.clone(),
+                        message: String::new(),
+                        known_good: vec![r.content_hash],
+                        poisoned: vec![],
+                        history: vec![],
+                        analysis: Default::default(),
+                        verified: Some(hour_ago.clone()),
+                    },
+                );
+            }
+            let mut s = ClusterStatus {
+                cluster: c.name.clone(),
+                agent: "test".into(),
+                heartbeat: fmt(now),
+                interval: 60,
+                apps,
+            };
+            if c.name == "test-sh-1" {
+                let web = s.apps.get_mut("web").unwrap();
+                let moved = match canary {
+                    Canary::Degraded => now - Duration::from_secs(120),
+                    Canary::Baking => now - Duration::from_secs(5),
+                };
+                web.history.insert(
+                    0,
+                    HistoryEntry {
+                        release: f.first.clone(),
+                        hash: web.hash.clone(),
+                        phase: Phase::Healthy,
+                        since: hour_ago.clone(),
+                        until: fmt(moved),
+                        verified: Some(hour_ago.clone()),
+                    },
+                );
+                web.release = f.second.clone();
+                web.hash = "sha256:second".into();
+                web.since = fmt(moved);
+                web.verified = None;
+                let metric = |v: f64, failures| MetricResult {
+                    value: Some(v),
+                    failures,
+                    errors: 0,
+                    measurements: 3,
+                    at: fmt(now),
+                    note: String::new(),
+                };
+                match canary {
+                    Canary::Degraded => {
+                        web.phase = Phase::Degraded;
+                        web.message = "analysis error-ratio: 0.31 is above its max 0.01".into();
+                        web.poisoned = vec!["sha256:second".into()];
+                        web.analysis.insert("error-ratio".into(), metric(0.31, 1));
+                        web.analysis.insert("latency-p99".into(), metric(0.12, 0));
+                    }
+                    Canary::Baking => {
+                        web.phase = Phase::Healthy;
+                        web.analysis.insert("error-ratio".into(), metric(0.002, 0));
+                    }
+                }
+            }
+            f.write(&s);
+        }
+        f
+    }
+
+    /// Writes `status` as its agent does: a new commit on its status ref.
+    fn write(&self, status: &ClusterStatus) {
+        let repo = git2::Repository::open(&self.work).unwrap();
+        rollwave::source::statusref::write_status(&repo, status).unwrap();
+    }
+
+    fn status(&self, cluster: &str) -> ClusterStatus {
+        let repo = git2::Repository::open(&self.work).unwrap();
+        rollwave::source::statusref::read_statuses(&repo).0[cluster].clone()
+    }
+}
+
+/// `rollwave ui` on a free port; killed on drop.
+struct Ui {
+    child: Child,
+    addr: String,
+}
+
+impl Ui {
+    fn start(repo: &Path) -> Ui {
+        Ui::start_with(&repo.to_string_lossy(), &[], &[])
+    }
+
+    fn start_with(repo: &str, args: &[&str], env: &[(&str, &Path)]) -> Ui {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["ui", "--listen", "127.0.0.1:0", "--repo", repo])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rollwave ui");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("rollwave ui printed no address: {line:?}"))
+            .to_string();
+        Ui { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// GET `path`: status code, headers (lower-case names) and body.
+    fn get(&self, path: &str) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (code, _, body) = self.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..8]
+}
+
+#[test]
+fn the_api_shows_each_wave_its_releases_and_why_a_wave_halted() {
+    let f = Fleet::new(Canary::Degraded);
+    let ui = Ui::start(&f.work);
+
+    let fleet = ui.json("/api/fleet");
+    assert_eq!(fleet["head"]["sha"], f.second);
+    assert_eq!(fleet["head"]["subject"], "web 1.5.0");
+    let names: Vec<&str> = fleet["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api", "platform", "web"]);
+    let web = fleet["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "web")
+        .unwrap();
+    assert_eq!(web["clusters"], 14);
+    assert_eq!(web["states"]["Degraded"], 1);
+    assert_eq!(web["states"]["Healthy"], 13);
+    assert_eq!(web["newest"]["short"], short(&f.second));
+    assert_eq!(web["onNewest"], 1);
+    assert_eq!(web["blocked"]["wave"], 1);
+    assert_eq!(web["blocked"]["halted"], true);
+    assert_eq!(web["blocked"]["reason"], "blocked: test-sh-1 Degraded");
+    assert!(fleet["version"].as_u64().unwrap() >= 1);
+    assert!(fleet["at"].as_str().unwrap().ends_with('Z'));
+
+    let app = ui.json("/api/apps/web");
+    assert_eq!(app["policy"]["bake"], "5m");
+    assert_eq!(app["policy"]["gate"], "health");
+    assert_eq!(app["policy"]["onFailure"], "halt");
+    assert_eq!(app["policy"]["metrics"][1], "latency-p99");
+    let waves = app["waves"].as_array().unwrap();
+    assert_eq!(waves.len(), 7);
+    let canary = &waves[0]["clusters"][0];
+    assert_eq!(canary["cluster"], "test-sh-1");
+    assert_eq!(canary["state"], "Degraded");
+    assert_eq!(canary["release"]["short"], short(&f.second));
+    assert_eq!(canary["release"]["subject"], "web 1.5.0");
+    assert_eq!(
+        canary["analysis"],
+        "analysis error-ratio: 0.31 is above its max 0.01"
+    );
+    assert_eq!(canary["metrics"][0]["name"], "error-ratio");
+    assert_eq!(canary["metrics"][0]["value"], "0.31");
+    assert_eq!(canary["metrics"][0]["failures"], 1);
+    assert_eq!(
+        canary["bake"],
+        Value::Null,
+        "a Degraded cluster does not bake"
+    );
+    assert_eq!(waves[0]["gate"], Value::Null);
+    let gate = &waves[1]["gate"];
+    assert_eq!(gate["reason"], "blocked: test-sh-1 Degraded");
+    assert_eq!(gate["halted"], true);
+    assert_eq!(gate["gate"]["state"], "degraded");
+    assert_eq!(gate["release"]["subject"], "web 1.5.0");
+    for w in &waves[1..] {
+        assert_eq!(w["gate"]["halted"], true, "every later wave halts: {w}");
+        for c in w["clusters"].as_array().unwrap() {
+            assert_eq!(c["state"], "Healthy", "{c}");
+            assert_eq!(c["release"]["subject"], "initial");
+            assert_eq!(c["bake"]["done"], true, "baked long ago: {c}");
+            assert_eq!(c["bake"]["seconds"], 300);
+        }
+    }
+
+    let releases = app["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 2);
+    assert_eq!(releases[0]["sha"], f.second);
+    assert_eq!(releases[0]["running"], 1);
+    assert_eq!(releases[0]["furthestWave"], 0);
+    assert_eq!(releases[0]["clusters"]["test-sh-1"]["phase"], "Degraded");
+    assert_eq!(releases[0]["gates"][0], "open");
+    assert_eq!(releases[0]["gates"][1], "blocked: test-sh-1 Degraded");
+    assert_eq!(releases[1]["subject"], "initial");
+    assert_eq!(releases[1]["running"], 13);
+    assert_eq!(releases[1]["furthestWave"], 6);
+    assert_eq!(
+        releases[1]["clusters"]["test-sh-1"],
+        serde_json::json!({"current": false, "phase": "Healthy"}),
+        "the canary ran it before"
+    );
+    assert_eq!(
+        releases[1]["gates"],
+        Value::Null,
+        "every cluster reached it"
+    );
+
+    // The view holds no query, rendered object or hash, only what people read.
+    let (_, _, body) = ui.get("/api/apps/web");
+    for secretish in ["sim_http_requests_total", "knownGood", "sha256:", "kind"] {
+        assert!(!body.contains(secretish), "{secretish} in {body}");
+    }
+}
+
+#[test]
+fn a_wave_waiting_for_a_bake_says_until_when() {
+    let f = Fleet::new(Canary::Baking);
+    let ui = Ui::start(&f.work);
+    let app = ui.json("/api/apps/web");
+    let canary = &app["waves"][0]["clusters"][0];
+    assert_eq!(canary["state"], "Healthy");
+    assert_eq!(canary["bake"]["done"], false);
+    assert_eq!(canary["bake"]["seconds"], 300);
+    assert_eq!(canary["analysis"], "error-ratio=0.002");
+    let gate = &app["waves"][1]["gate"];
+    assert_eq!(gate["halted"], false);
+    assert_eq!(gate["gate"]["state"], "waitingForBake");
+    let reason = gate["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("waiting for bake of test-sh-1 until "),
+        "{reason}"
+    );
+    assert_eq!(
+        reason.trim_start_matches("waiting for bake of test-sh-1 until "),
+        canary["bake"]["until"]
+    );
+    let fleet = ui.json("/api/fleet");
+    let web = &fleet["apps"][2];
+    assert_eq!(web["blocked"]["halted"], false);
+}
+
+#[test]
+fn an_unknown_app_is_a_404_that_lists_the_apps() {
+    let f = Fleet::new(Canary::Baking);
+    let ui = Ui::start(&f.work);
+    let (code, headers, body) = ui.get("/api/apps/nope");
+    assert_eq!(code, 404);
+    assert!(headers.contains("application/json"), "{headers}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no app 'nope' in the fleet at "),
+        "{v}"
+    );
+    assert_eq!(v["apps"], serde_json::json!(["api", "platform", "web"]));
+    let (code, _, body) = ui.get("/nothing-here");
+    assert_eq!(code, 404);
+    assert!(body.contains("/api/fleet"), "{body}");
+}
+
+#[test]
+fn the_page_and_its_assets_are_served_by_the_binary_alone() {
+    let f = Fleet::new(Canary::Baking);
+    let ui = Ui::start(&f.work);
+    let (code, headers, page) = ui.get("/");
+    assert_eq!(code, 200);
+    assert!(headers.contains("content-type: text/html"), "{headers}");
+    assert!(
+        headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{headers}"
+    );
+    assert!(page.contains("<script src=\"/ui.js\""), "{page}");
+    assert!(page.contains("name=\"viewport\""), "readable on a phone");
+    for (path, kind) in [("/ui.js", "text/javascript"), ("/ui.css", "text/css")] {
+        let (code, headers, body) = ui.get(path);
+        assert_eq!(code, 200, "{path}");
+        assert!(headers.contains(kind), "{path}: {headers}");
+        for external in ["http://", "https://", "//cdn", "@import"] {
+            assert!(!body.contains(external), "{path} loads {external}");
+        }
+    }
+}
+
+/// Reads server-sent events from `stream` until one named `change`; its data.
+fn next_change(reader: &mut BufReader<TcpStream>) -> Value {
+    let mut event = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream closed");
+        let line = line.trim_end();
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ")
+            && event == "change"
+        {
+            return serde_json::from_str(data).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_status_change_reaches_the_event_stream_within_a_second() {
+    let f = Fleet::new(Canary::Degraded);
+    let ui = Ui::start(&f.work);
+    let mut s = TcpStream::connect(&ui.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /api/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        ui.addr
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let first = next_change(&mut reader)["version"].as_u64().unwrap();
+    assert_eq!(ui.json("/api/fleet")["version"], first);
+
+    let mut bj = f.status("test-bj-1");
+    let web = bj.apps.get_mut("web").unwrap();
+    web.phase = Phase::Progressing;
+    web.since = fmt(SystemTime::now());
+    let written = Instant::now();
+    f.write(&bj);
+    let next = next_change(&mut reader)["version"].as_u64().unwrap();
+    let took = written.elapsed();
+    assert!(next > first);
+    assert!(
+        took < Duration::from_secs(1),
+        "the change took {took:?} to reach the stream"
+    );
+    let app = ui.json("/api/apps/web");
+    let cell = app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["clusters"].as_array().unwrap())
+        .find(|c| c["cluster"] == "test-bj-1")
+        .unwrap();
+    assert_eq!(cell["state"], "Progressing");
+    assert_eq!(ui.json("/api/fleet")["version"], next);
+}
+
+#[test]
+fn a_directory_that_is_not_a_repository_is_refused_before_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let (code, out, err) = common::run_cli(&["ui", "--repo", &dir, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "nothing served: {out}");
+    assert!(err.contains("not a Git repository"), "{err}");
+    let (code, _, err) = common::run_cli(&["ui", "--repo", &dir, "--listen", "nowhere"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--listen nowhere: cannot listen there"),
+        "{err}"
+    );
+}
+
+/// Where the browser test writes its screenshots: `$CARGO_TARGET_DIR/ui-screenshots`
+/// (the target directory is found from the test binary's path).
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/debug/deps/web_view-HASH
+            let exe = std::env::current_exe().unwrap();
+            exe.ancestors().nth(3).unwrap().to_path_buf()
+        });
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/setup");
+    let out = Command::new(&setup).output().expect("run tests/ui/setup");
+    assert!(
+        out.status.success(),
+        "tests/ui/setup failed (it needs node and npm):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} not found: install Debian's chromium package (apt-get install -y chromium), or set CHROMIUM"
+    );
+
+    let f = Fleet::new(Canary::Degraded);
+    let ui = Ui::start(&f.work);
+    let shots = screenshot_dir();
+    let mut node = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/fleet.js"))
+        .arg(ui.url())
+        .arg(&shots)
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run node");
+    let mut stdin = node.stdin.take().unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut next = |want: &str| -> Value {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the browser script ended before '{want}'"))
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        assert_eq!(v["event"], want, "{v}");
+        v
+    };
+
+    let loaded = next("loaded");
+    assert_eq!(
+        loaded["apps"],
+        serde_json::json!(["api", "platform", "web"])
+    );
+    let waves = loaded["waves"].as_array().unwrap();
+    assert_eq!(waves.len(), 7, "{loaded}");
+    let canary = &waves[0]["cells"][0];
+    assert_eq!(canary["cluster"], "test-sh-1");
+    assert_eq!(canary["state"], "Degraded");
+    let text = canary["text"].as_str().unwrap();
+    for shown in [
+        format!("{} web 1.5.0", short(&f.second)),
+        "error-ratio 0.31".into(),
+        "analysis error-ratio: 0.31 is above its max 0.01".into(),
+    ] {
+        assert!(text.contains(&shown), "{shown:?} not in {text:?}");
+    }
+    let healthy = waves[1]["cells"][0]["text"].as_str().unwrap();
+    assert!(
+        healthy.contains(&format!("{} initial", short(&f.first))) && healthy.contains("baked 5m"),
+        "{healthy}"
+    );
+    assert_eq!(
+        waves[1]["gate"],
+        serde_json::json!({"text": format!("halted: blocked: test-sh-1 Degraded (release {})", short(&f.second)), "halted": true})
+    );
+    assert_eq!(
+        waves[2]["gate"]["text"], "halted: as wave 1",
+        "the reason is named once"
+    );
+    assert_eq!(waves[0]["gate"], Value::Null);
+    let picked = next("picked");
+    let (newest, older) = (&picked["newest"], &picked["older"]);
+    assert_eq!(
+        newest["dimmed"], 13,
+        "only the canary took web 1.5.0: {picked}"
+    );
+    assert_eq!(
+        newest["gates"][0], "halted: blocked: test-sh-1 Degraded",
+        "{picked}"
+    );
+    assert_eq!(older["dimmed"], 0, "every cluster ran the first release");
+    assert_eq!(
+        older["gates"],
+        serde_json::json!([]),
+        "it reached everywhere"
+    );
+    assert!(
+        older["heading"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!("Where {} reached", short(&f.first)))),
+        "{picked}"
+    );
+
+    next("ready");
+    let mut bj = f.status("test-bj-1");
+    let web = bj.apps.get_mut("web").unwrap();
+    web.phase = Phase::Progressing;
+    web.since = fmt(SystemTime::now());
+    let written = Instant::now();
+    f.write(&bj);
+    writeln!(stdin, "expect test-bj-1 Progressing").unwrap();
+    let seen = next("seen");
+    let took = written.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the page showed the change after {took:?} ({seen})"
+    );
+
+    let done = next("done");
+    assert_eq!(done["consoleErrors"], serde_json::json!([]), "{done}");
+    assert_eq!(done["external"], serde_json::json!([]), "{done}");
+    assert!(
+        done["phone"]["scrollWidth"].as_u64() <= done["phone"]["width"].as_u64(),
+        "the page scrolls sideways on a phone: {done}"
+    );
+    assert!(node.wait().unwrap().success());
+    for png in ["fleet.png", "fleet-phone.png"] {
+        let bytes = std::fs::read(shots.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{png}");
+        assert!(bytes.len() > 10_000, "{png} is nearly empty");
+    }
+}
+
+#[test]
+fn an_unreadable_status_ref_is_listed_and_the_rest_still_shown() {
+    let f = Fleet::new(Canary::Baking);
+    let repo = git2::Repository::open(&f.work).unwrap();
+    let blob = repo.blob(b"{ not json").unwrap();
+    let mut tb = repo.treebuilder(None).unwrap();
+    tb.insert("status.json", blob, 0o100644).unwrap();
+    let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    let commit = repo
+        .commit(None, &sig, &sig, "broken status", &tree, &[])
+        .unwrap();
+    repo.reference("refs/rollwave/status/prod-bj-1", commit, true, "test")
+        .unwrap();
+    let ui = Ui::start(&f.work);
+    let fleet = ui.json("/api/fleet");
+    let unreadable = fleet["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{fleet}");
+    assert!(
+        unreadable[0]
+            .as_str()
+            .unwrap()
+            .starts_with("status of cluster 'prod-bj-1': status.json: "),
+        "{fleet}"
+    );
+    let app = ui.json("/api/apps/web");
+    let cells: Vec<&Value> = app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["clusters"].as_array().unwrap())
+        .collect();
+    let bj = cells.iter().find(|c| c["cluster"] == "prod-bj-1").unwrap();
+    assert_eq!(bj["state"], "Unknown");
+    assert_eq!(cells.iter().filter(|c| c["state"] == "Healthy").count(), 13);
+}
+
+/// The cell of `cluster` in an app view.
+fn cell_of<'a>(app: &'a Value, cluster: &str) -> &'a Value {
+    app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["clusters"].as_array().unwrap())
+        .find(|c| c["cluster"] == cluster)
+        .unwrap()
+}
+
+#[test]
+fn a_url_is_fetched_with_its_status_refs_every_fetch_interval() {
+    let f = Fleet::new(Canary::Degraded);
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", f.work.display());
+    let ui = Ui::start_with(
+        &url,
+        &["--fetch-interval", "1s"],
+        &[("ROLLWAVE_CACHE", cache.path())],
+    );
+    assert_eq!(ui.json("/api/fleet")["head"]["subject"], "web 1.5.0");
+    assert_eq!(
+        cell_of(&ui.json("/api/apps/web"), "test-sh-1")["state"],
+        "Degraded"
+    );
+    // An agent reports, and someone commits: both show after the next fetch.
+    let mut bj = f.status("test-bj-1");
+    bj.apps.get_mut("web").unwrap().phase = Phase::Progressing;
+    f.write(&bj);
+    let app = std::fs::read_to_string(f.work.join("apps/web/app.yaml"))
+        .unwrap()
+        .replace("tag: \"1.5.0\"", "tag: \"1.6.0\"");
+    commit_files(&f.work, &[("apps/web/app.yaml", &app)], "web 1.6.0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fleet = ui.json("/api/fleet");
+        let app = ui.json("/api/apps/web");
+        if fleet["head"]["subject"] == "web 1.6.0"
+            && cell_of(&app, "test-bj-1")["state"] == "Progressing"
+        {
+            assert_eq!(app["releases"][0]["subject"], "web 1.6.0");
+            assert_eq!(app["releases"].as_array().unwrap().len(), 3);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not fetched: {fleet}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
