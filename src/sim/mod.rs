@@ -29,6 +29,7 @@ mod jsonpath;
 pub mod kinds;
 pub mod kubelet;
 mod openapi;
+mod policy;
 mod printers;
 pub mod prometheus;
 mod proto_schema;

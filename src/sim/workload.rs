@@ -1,11 +1,12 @@
 //! The workload simulator: plays the controllers and the kubelet of a real cluster.
 //! Each pass runs, in order, the namespace controllers (a `default` ServiceAccount and
-//! the `kube-root-ca.crt` ConfigMap in every namespace), the kubelet of the one
+//! the `kube-root-ca.crt` ConfigMap in every namespace), the garbage collector's part
+//! of foreground deletions (dependents first, then the owner), the kubelet of the one
 //! simulated Node ([`super::kubelet`]: Pods bound, Running and Ready after
 //! `ready_after`, never for an image tagged `broken`), the ReplicaSet and Deployment
 //! controllers ([`super::deployments`]: ReplicaSets named with the pod-template-hash,
 //! revisions, rolling updates, status derived from the Pods), the endpoint controllers
-//! (`endpoints.rs`), and computed status for the kinds whose Pods are not
+//! (`endpoints.rs`), the quota and disruption controllers (`policy.rs`), and computed status for the kinds whose Pods are not
 //! simulated: StatefulSets and DaemonSets report every replica ready after
 //! `ready_after`, Jobs complete, PVCs bind and LoadBalancer Services get an address.
 //!
@@ -197,11 +198,13 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
     memory.wake = None;
     let mut live = std::collections::HashSet::new();
     store.fill_namespaces();
+    store.collect_foreground();
     super::kubelet::register_node(store);
     super::kubelet::sync_pods(store, memory, now, options.ready_after, &mut live);
     super::deployments::sync_replicasets(store, memory, now, &mut live);
     super::deployments::sync_deployments(store, memory, now, &mut live);
     super::endpoints::sync(store, memory, now, &mut live);
+    super::policy::sync(store, &mut live);
     computed_statuses(store, memory, now, options, &mut live);
     memory.settled.retain(|uid, _| live.contains(uid));
     memory.looked.retain(|uid, _| live.contains(uid));
@@ -426,8 +429,12 @@ fn status_by_now(
             Some(s)
         }
         ("", "Service") => {
-            if spec["type"] != "LoadBalancer" || !ready {
+            if spec["type"] != "LoadBalancer" {
                 return None;
+            }
+            if !ready {
+                // Not final: looked at again when its address is due.
+                return Some(old.clone());
             }
             let n = name
                 .bytes()
