@@ -849,3 +849,183 @@ fn delete_with_every_cascade_treats_the_dependents_as_a_real_cluster_does() {
     assert_eq!(names(&c, "rs", "held"), "");
     assert_eq!(names(&c, "pods", "held"), "");
 }
+
+const SETS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: default}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: "agent:1"}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: batch, namespace: default}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: work, image: "busybox:1.36", command: [echo, hi]}]
+"#;
+
+/// `name image revision-label` of each Pod selected by `selector`.
+fn pods_of(c: &TestCluster, selector: &str) -> Vec<String> {
+    let out = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        selector,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.containers[0].image} {.status.phase}{\"\\n\"}{end}",
+    ]);
+    out.lines().map(String::from).collect()
+}
+
+#[test]
+fn statefulsets_daemonsets_and_jobs_run_pods_and_report_status_from_them() {
+    let c = cluster("kubectl-sets");
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], SETS);
+    assert_eq!(code, 0, "{err}");
+    let out = c.kubectl_ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
+    assert!(
+        out.contains("roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
+    // Ordered names, one claim per ordinal, the labels of the real controller.
+    assert_eq!(
+        pods_of(&c, "app=db"),
+        [
+            "db-0 postgres:16 Running",
+            "db-1 postgres:16 Running",
+            "db-2 postgres:16 Running"
+        ]
+    );
+    let labels = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "db-1",
+        "-o",
+        "jsonpath={.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index} {.spec.hostname} {.spec.subdomain} {.spec.volumes[0].persistentVolumeClaim.claimName}",
+    ]);
+    assert_eq!(labels, "db-1 1 db-1 db data-db-1");
+    eventually(Duration::from_secs(20), "the claims to bind", || {
+        let out = c.kubectl_ok(&["get", "pvc", "-l", "app=db"]);
+        ["data-db-0", "data-db-1", "data-db-2"].iter().all(|n| {
+            out.lines()
+                .any(|l| l.starts_with(n) && l.contains(" Bound "))
+        })
+    });
+    let out = c.kubectl_ok(&["get", "sts", "db"]);
+    assert!(row(&out, "db").starts_with("db 3/3 "), "{out}");
+    // A new template replaces the Pods, highest ordinal first.
+    c.kubectl_ok(&["set", "image", "statefulset/db", "db=postgres:17"]);
+    let out = c.kubectl_ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
+    assert!(out.contains("roll out complete"), "{out}");
+    assert_eq!(
+        pods_of(&c, "app=db"),
+        [
+            "db-0 postgres:17 Running",
+            "db-1 postgres:17 Running",
+            "db-2 postgres:17 Running"
+        ]
+    );
+    let revisions = c.kubectl_ok(&[
+        "get",
+        "sts",
+        "db",
+        "-o",
+        "jsonpath={.status.currentRevision}={.status.updateRevision} {.status.updatedReplicas}",
+    ]);
+    let (current, rest) = revisions.split_once('=').unwrap();
+    assert!(rest.starts_with(&format!("{current} 3")), "{revisions}");
+    // Scaled down, the highest ordinals go and the claims stay.
+    c.kubectl_ok(&["scale", "statefulset/db", "--replicas=1"]);
+    eventually(Duration::from_secs(20), "db-1 and db-2 to go", || {
+        pods_of(&c, "app=db") == ["db-0 postgres:17 Running"]
+    });
+    let claims = c.kubectl_ok(&["get", "pvc", "-o", "name"]);
+    assert_eq!(claims.lines().count(), 3, "{claims}");
+
+    // One Pod on the one Node, replaced by a new template.
+    let out = c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    assert!(
+        out.contains("daemon set \"agent\" successfully rolled out"),
+        "{out}"
+    );
+    let out = c.kubectl_ok(&["get", "ds", "agent"]);
+    assert!(
+        row(&out, "agent").starts_with("agent 1 1 1 1 1 <none> "),
+        "{out}"
+    );
+    let node = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=agent",
+        "-o",
+        "jsonpath={.items[0].spec.nodeName}",
+    ]);
+    assert_eq!(node, "node-1");
+    c.kubectl_ok(&["set", "image", "daemonset/agent", "agent=agent:2"]);
+    c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
+    eventually(Duration::from_secs(20), "the new agent", || {
+        let pods = pods_of(&c, "app=agent");
+        pods.len() == 1 && pods[0].ends_with(" agent:2 Running")
+    });
+
+    // The Job runs two at a time until three succeeded.
+    let out = c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/batch",
+        "--timeout=60s",
+    ]);
+    assert_eq!(out.trim(), "job.batch/batch condition met");
+    let pods = pods_of(&c, "job-name=batch");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    assert!(
+        pods.iter().all(|p| p.ends_with(" busybox:1.36 Succeeded")),
+        "{pods:?}"
+    );
+    let out = c.kubectl_ok(&["get", "job", "batch"]);
+    assert!(
+        row(&out, "batch").starts_with("batch Complete 3/3 "),
+        "{out}"
+    );
+    let out = c.kubectl_ok(&["get", "pods", "-l", "job-name=batch"]);
+    assert!(
+        out.lines()
+            .skip(1)
+            .all(|l| l.contains(" 0/1 ") && l.contains(" Completed ")),
+        "{out}"
+    );
+    let described = squash(&c.kubectl_ok(&["describe", "job", "batch"]));
+    assert!(
+        described.contains("Pods Statuses: 0 Active (0 Ready) / 3 Succeeded / 0 Failed"),
+        "{described}"
+    );
+    // A finished container still has its log.
+    let logs = c.kubectl_ok(&["logs", "job/batch"]);
+    assert!(
+        logs.contains("simulated container work started from image busybox:1.36"),
+        "{logs}"
+    );
+}

@@ -35,6 +35,7 @@ pub mod prometheus;
 mod proto_schema;
 mod protobuf;
 mod reviews;
+mod sets;
 mod smp;
 pub mod ssa;
 pub mod store;
