@@ -1543,5 +1543,23 @@ fn node_ports_and_foreground_deletion_agree_with_the_real_control_plane() {
                 get(pod_list).view(|v| json!(v["items"])),
             ],
         ),
+        case(
+            "a-deployment-adopts-its-orphaned-replicaset",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                get(&deploy).until("/status/availableReplicas", json!(1)).code_only(),
+                get(pod_list).code_only().capture("pod", "/items/0/metadata/name"),
+                with_body(Method::DELETE, &deploy, "application/json",
+                    json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"}))
+                    .code_only(),
+                get(rs_list).until("/items/0/metadata/ownerReferences", Value::Null).code_only(),
+                get(&deploy).code_only().until("/code", json!(404)),
+                post(DEPLOY, web()).code_only(),
+                get(rs_list).until("/items/0/metadata/ownerReferences/0/kind", json!("Deployment")).code_only(),
+                get(&deploy).until("/status/availableReplicas", json!(1)).code_only(),
+                get(rs_list).view(|v| made(v, &["/metadata/ownerReferences/0/kind", "/metadata/ownerReferences/0/controller", "/spec/replicas"])),
+                get("/api/v1/namespaces/{ns}/pods/{pod}").only(&["/metadata/ownerReferences/0/kind", "/status/phase"]),
+            ],
+        ),
     ]);
 }

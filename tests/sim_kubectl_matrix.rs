@@ -1029,3 +1029,82 @@ fn statefulsets_daemonsets_and_jobs_run_pods_and_report_status_from_them() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_deployment_adopts_its_orphaned_replicaset_and_waits_min_ready_seconds() {
+    let c = cluster("kubectl-adoption");
+    let manifest = c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], &manifest);
+    assert_eq!(code, 0, "{err}");
+    rolled_out(&c, "deployment/web");
+    let pods = |c: &TestCluster| c.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    let before = pods(&c);
+    c.kubectl_ok(&["delete", "deployment", "web", "--cascade=orphan"]);
+    // Applied again, the Deployment takes its ReplicaSet back: same Pods, revision 1.
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], &manifest);
+    assert_eq!(code, 0, "{err}");
+    rolled_out(&c, "deployment/web");
+    let owner = c.kubectl_ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences[0].kind}/{.items[*].metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "Deployment/web");
+    assert_eq!(pods(&c), before);
+    let history = c.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("\n1 "), "{history}");
+    assert!(!history.contains("\n2 "), "{history}");
+
+    // With minReadySeconds a ready Pod is not available at once.
+    c.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minReadySeconds":3,"replicas":3}}"#,
+    ]);
+    eventually(Duration::from_secs(20), "the third Pod to be ready", || {
+        c.kubectl_ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "3"
+    });
+    let available = c.kubectl_ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.availableReplicas}",
+    ]);
+    // Pods Ready for less than minReadySeconds (the new one at least) do not count.
+    assert_ne!(available, "3", "ready, but not yet for minReadySeconds");
+    eventually(
+        Duration::from_secs(20),
+        "the third Pod to be available",
+        || {
+            c.kubectl_ok(&[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.status.availableReplicas}",
+            ]) == "3"
+        },
+    );
+}

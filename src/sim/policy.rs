@@ -213,7 +213,7 @@ fn format_bytes(bytes: u128) -> String {
 
 /// Whether a metav1 LabelSelector selects these labels. An empty selector selects
 /// everything, as for a PodDisruptionBudget in policy/v1.
-pub fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
+pub(crate) fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
     let label = |k: &str| labels.get(k).and_then(Value::as_str);
     let matched = selector["matchLabels"]
         .as_object()
