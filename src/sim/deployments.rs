@@ -437,6 +437,13 @@ pub(crate) fn adopt_orphans(
     owner_type: &ResourceType,
     dependent_type: &ResourceType,
 ) {
+    if store
+        .list(owner_type, &Filter::default(), None, Some(1))
+        .0
+        .is_empty()
+    {
+        return;
+    }
     let (dependents, _, _) = store.list(dependent_type, &Filter::default(), None, None);
     let orphans: Vec<Value> = dependents
         .iter()
