@@ -505,7 +505,12 @@ impl Ctx<'_> {
             }
             wake = Some(deadline);
         }
-        let remaining = completions.map_or(parallelism, |c| (c - succeeded).min(parallelism));
+        // Without completions, no new Pod starts once one has succeeded.
+        let remaining = match completions {
+            Some(c) => (c - succeeded).min(parallelism),
+            None if succeeded > 0 => 0,
+            None => parallelism,
+        };
         let mut running = active.len() as i64;
         while running < remaining {
             let mut spec = job["spec"]["template"]["spec"].clone();
