@@ -11,18 +11,26 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
 use super::kinds::ResourceType;
 use super::kubelet::is_ready;
 use super::store::{Filter, Store, Stored};
-use super::workload::{CONTROLLER, condition, controller_write, keep_transition_times};
+use super::workload::{
+    CONTROLLER, Memory, condition, controller_write, keep_transition_times, signature,
+};
 
 /// One pass of both controllers.
-pub(crate) fn sync(store: &mut Store, live: &mut HashSet<String>) {
+pub(crate) fn sync(
+    store: &mut Store,
+    memory: &mut Memory,
+    now: Instant,
+    live: &mut HashSet<String>,
+) {
     sync_quotas(store, live);
-    sync_budgets(store, live);
+    sync_budgets(store, memory, now, live);
 }
 
 /// Whether a Pod counts against quota and budgets: not finished, not being deleted.
@@ -255,7 +263,7 @@ fn scaled(v: &Value, total: i64) -> i64 {
     }
 }
 
-fn sync_budgets(store: &mut Store, live: &mut HashSet<String>) {
+fn sync_budgets(store: &mut Store, memory: &mut Memory, now: Instant, live: &mut HashSet<String>) {
     let (Some(rt), Some(pod_type)) = (
         store
             .registry
@@ -270,28 +278,32 @@ fn sync_budgets(store: &mut Store, live: &mut HashSet<String>) {
         return;
     }
     let (pods, _, _) = store.list(&pod_type, &Filter::default(), None, None);
-    let mut by_ns: HashMap<&str, Vec<Value>> = HashMap::new();
+    let mut by_ns: HashMap<&str, Vec<&Arc<Stored>>> = HashMap::new();
     for p in &pods {
-        let v = p.value();
-        if active_pod(&v) {
-            by_ns.entry(p.namespace.as_str()).or_default().push(v);
-        }
+        by_ns.entry(p.namespace.as_str()).or_default().push(p);
     }
     for b in &budgets {
         live.insert(b.uid.clone());
         let obj = b.value();
         let spec = &obj["spec"];
-        let selected: Vec<&Value> = by_ns
+        // Selected by the labels kept beside each stored Pod: nothing is parsed
+        // unless the budget or one of its Pods changed.
+        let selected: Vec<Arc<Stored>> = by_ns
             .get(b.namespace.as_str())
             .into_iter()
             .flatten()
-            .filter(|p| {
-                let labels = p["metadata"]["labels"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                selects(&spec["selector"], &labels)
-            })
+            .filter(|p| selects(&spec["selector"], &p.labels))
+            .map(|p| Arc::clone(p))
+            .collect::<Vec<_>>();
+        let sig = signature(b, &selected);
+        if !memory.needs_look(&b.uid, sig, now) {
+            continue;
+        }
+        memory.looked_at(&b.uid, sig, None);
+        let selected: Vec<Value> = selected
+            .iter()
+            .map(|p| p.value())
+            .filter(|p| active_pod(p))
             .collect();
         let expected = selected.len() as i64;
         let healthy = selected.iter().filter(|p| is_ready(p)).count() as i64;

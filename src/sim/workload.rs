@@ -204,7 +204,7 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
     super::deployments::sync_replicasets(store, memory, now, &mut live);
     super::deployments::sync_deployments(store, memory, now, &mut live);
     super::endpoints::sync(store, memory, now, &mut live);
-    super::policy::sync(store, &mut live);
+    super::policy::sync(store, memory, now, &mut live);
     super::sets::sync(store, memory, now, options.ready_after, &mut live);
     computed_statuses(store, memory, now, options, &mut live);
     memory.settled.retain(|uid, _| live.contains(uid));
