@@ -303,7 +303,7 @@ fn sync_budgets(store: &mut Store, memory: &mut Memory, now: Instant, live: &mut
         let selected: Vec<Value> = selected
             .iter()
             .map(|p| p.value())
-            .filter(|p| active_pod(p))
+            .filter(active_pod)
             .collect();
         let expected = selected.len() as i64;
         let healthy = selected.iter().filter(|p| is_ready(p)).count() as i64;
