@@ -7,7 +7,7 @@
 //! controllers ([`super::deployments`]: ReplicaSets named with the pod-template-hash,
 //! revisions, rolling updates, status derived from the Pods), the endpoint controllers
 //! (`endpoints.rs`), the quota and disruption controllers (`policy.rs`), the
-//! StatefulSet, DaemonSet and Job controllers ([`super::sets`]: their Pods and the
+//! StatefulSet, DaemonSet and Job controllers (`sets.rs`: their Pods and the
 //! status computed from them), and computed status for PVCs (bound after
 //! `ready_after`) and LoadBalancer Services (an address after `ready_after`).
 //!
