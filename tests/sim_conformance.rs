@@ -1506,3 +1506,60 @@ fn controllers_agree_with_the_real_control_plane() {
         ),
     ]);
 }
+
+/// A Service's node ports as an update of its type moves them, and a foreground
+/// deletion through the garbage collector.
+#[test]
+fn node_ports_and_foreground_deletion_agree_with_the_real_control_plane() {
+    let svc = "/api/v1/namespaces/{ns}/services/edge";
+    let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "edge"},
+        "spec": {"selector": {"app": "edge"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+    let deploy = format!("{DEPLOY}/web");
+    let rs_list = "/apis/apps/v1/namespaces/{ns}/replicasets?labelSelector=app%3Dweb";
+    let pod_list = "/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb";
+    check(vec![
+        case(
+            "an-update-allocates-and-releases-node-ports",
+            vec![
+                post("/api/v1/namespaces/{ns}/services", service).code_only(),
+                merge(svc, json!({"spec": {"type": "NodePort"}})).only(&["/spec/type", "/spec/ports"]),
+                merge(svc, json!({"spec": {"type": "LoadBalancer"}}))
+                    .only(&["/spec/type", "/spec/ports", "/spec/allocateLoadBalancerNodePorts"]),
+                merge(svc, json!({"spec": {"type": "ClusterIP"}})).only(&["/spec/type", "/spec/ports"]),
+            ],
+        ),
+        case(
+            "garbage-collector-deletes-in-the-foreground",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                get(&deploy).until("/status/availableReplicas", json!(1)).code_only(),
+                with_body(Method::DELETE, &deploy, "application/json",
+                    json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}))
+                    .only(&["/kind", "/metadata/finalizers", "/metadata/deletionTimestamp",
+                        "/metadata/deletionGracePeriodSeconds"]),
+                get(&deploy).code_only().until("/code", json!(404)),
+                get(&deploy).only(&["/code", "/reason"]),
+                get(rs_list).view(|v| json!(v["items"])),
+                get(pod_list).view(|v| json!(v["items"])),
+            ],
+        ),
+        case(
+            "a-deployment-adopts-its-orphaned-replicaset",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                get(&deploy).until("/status/availableReplicas", json!(1)).code_only(),
+                get(pod_list).code_only().capture("pod", "/items/0/metadata/name"),
+                with_body(Method::DELETE, &deploy, "application/json",
+                    json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan"}))
+                    .code_only(),
+                get(rs_list).until("/items/0/metadata/ownerReferences", Value::Null).code_only(),
+                get(&deploy).code_only().until("/code", json!(404)),
+                post(DEPLOY, web()).code_only(),
+                get(rs_list).until("/items/0/metadata/ownerReferences/0/kind", json!("Deployment")).code_only(),
+                get(&deploy).until("/status/availableReplicas", json!(1)).code_only(),
+                get(rs_list).view(|v| made(v, &["/metadata/ownerReferences/0/kind", "/metadata/ownerReferences/0/controller", "/spec/replicas"])),
+                get("/api/v1/namespaces/{ns}/pods/{pod}").only(&["/metadata/ownerReferences/0/kind", "/status/phase"]),
+            ],
+        ),
+    ]);
+}

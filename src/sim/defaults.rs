@@ -232,6 +232,65 @@ pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value, alloc: &mut 
     }
 }
 
+/// What the registry of a real server sets when it updates an object: a Service that
+/// becomes NodePort or LoadBalancer gets node ports for its ports (keeping those the
+/// old object had for the same port), and one that stops being either loses the node
+/// ports the update did not change.
+pub fn prepare_for_update(
+    group: &str,
+    kind: &str,
+    old: &Value,
+    new: &mut Value,
+    alloc: &mut Allocator,
+) {
+    if (group, kind) != ("", "Service") {
+        return;
+    }
+    let type_of = |s: &Value| {
+        s["spec"]["type"]
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
+    let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    let (old_type, new_type) = (type_of(old), type_of(new));
+    let old_port = |port: &Value| {
+        old["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| {
+                p["port"] == port["port"]
+                    && p["protocol"].as_str().unwrap_or("TCP")
+                        == port["protocol"].as_str().unwrap_or("TCP")
+            })
+            .map(|p| p["nodePort"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let ports = new["spec"]
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
+    for port in ports {
+        let was = old_port(port);
+        if node_ports(&new_type) {
+            if port["nodePort"].is_null() || port["nodePort"] == 0 {
+                port["nodePort"] = if was.is_null() {
+                    json!(alloc.node_port())
+                } else {
+                    was
+                };
+            }
+        } else if node_ports(&old_type)
+            && port["nodePort"] == was
+            && let Some(p) = port.as_object_mut()
+        {
+            p.remove("nodePort");
+        }
+    }
+}
+
 /// The object a real server's field manager compares a create with: the kind's typed
 /// zero value as JSON. Maps and lists present here do not count as created by the
 /// writer (no `"."` member in its managedFields); everything else it sends does.

@@ -10,8 +10,10 @@
 //! `progressDeadlineSeconds` (an image tagged `broken`) turns the Progressing condition
 //! to `ProgressDeadlineExceeded`.
 //!
-//! Left out: adoption of orphaned ReplicaSets and Pods by a new owner, and
-//! `minReadySeconds` (a ready Pod is available at once).
+//! As the real controllers do, a Deployment adopts a ReplicaSet without a controller
+//! whose labels its selector matches (say one left by an orphaning delete: applying
+//! the Deployment again takes it back, Pods and all), and a ReplicaSet adopts such
+//! Pods; a Pod counts as available once it has been Ready for `minReadySeconds`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -44,6 +46,10 @@ const NOT_COPIED: &[&str] = &[
     MAX_REPLICAS,
     "deprecated.deployment.rollback.to",
 ];
+
+/// The key under which [`Memory::since`] keeps when a Pod was first seen Ready (real
+/// generations start at 1).
+const READY_SINCE: i64 = -1;
 
 /// How soon a controller tries again after a write failed.
 const RETRY: Duration = Duration::from_secs(1);
@@ -235,6 +241,7 @@ pub(crate) fn sync_replicasets(
     let Some((_, rs_type, pod_type)) = types(store) else {
         return;
     };
+    adopt_orphans(store, &rs_type, &pod_type);
     let pods = by_owner(store, "", "Pod");
     let (sets, _, _) = store.list(&rs_type, &Filter::default(), None, None);
     for rs in sets {
@@ -244,13 +251,22 @@ pub(crate) fn sync_replicasets(
         if !memory.needs_look(&rs.uid, sig, now) {
             continue;
         }
-        let wake = sync_replicaset(store, &rs_type, &pod_type, &rs.value(), children, now);
+        let wake = sync_replicaset(
+            store,
+            memory,
+            &rs_type,
+            &pod_type,
+            &rs.value(),
+            children,
+            now,
+        );
         memory.looked_at(&rs.uid, sig, wake);
     }
 }
 
 fn sync_replicaset(
     store: &mut Store,
+    memory: &mut Memory,
     rs_type: &ResourceType,
     pod_type: &ResourceType,
     rs: &Value,
@@ -322,12 +338,25 @@ fn sync_replicaset(
         }
     }
     let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count() as i64;
+    // Available: Ready for minReadySeconds, by the clock of when this controller
+    // first saw each Pod Ready.
+    let min_ready = Duration::from_secs(int(&rs["spec"]["minReadySeconds"]).max(0) as u64);
+    let mut available = 0;
+    for p in pods.iter().filter(|p| kubelet::is_ready(p)) {
+        let pod_uid = p["metadata"]["uid"].as_str().unwrap_or("");
+        let at = memory.since(pod_uid, READY_SINCE, now) + min_ready;
+        if at <= now {
+            available += 1;
+        } else {
+            wake = Some(wake.map_or(at, |w: Instant| w.min(at)));
+        }
+    }
     let mut status = Map::new();
     status.insert("replicas".into(), json!(pods.len()));
     for (field, n) in [
         ("fullyLabeledReplicas", pods.len() as i64),
         ("readyReplicas", ready),
-        ("availableReplicas", ready),
+        ("availableReplicas", available),
     ] {
         if n > 0 {
             status.insert(field.into(), json!(n));
@@ -383,6 +412,7 @@ pub(crate) fn sync_deployments(
     let Some((d_type, rs_type, _)) = types(store) else {
         return;
     };
+    adopt_orphans(store, &d_type, &rs_type);
     let sets = by_owner(store, "apps", "ReplicaSet");
     let (deployments, _, _) = store.list(&d_type, &Filter::default(), None, None);
     for d in deployments {
@@ -395,6 +425,79 @@ pub(crate) fn sync_deployments(
         let since = memory.since(&d.uid, d.generation, now);
         let wake = sync_deployment(store, &d_type, &rs_type, &d.value(), children, since, now);
         memory.looked_at(&d.uid, sig, wake);
+    }
+}
+
+/// Adoption, as the real controllers do it: an object of `dependent_type` without
+/// owners, not being deleted (and for Pods not finished), whose labels the selector
+/// of an `owner_type` object in its namespace matches, gets that object as its
+/// controller.
+pub(crate) fn adopt_orphans(
+    store: &mut Store,
+    owner_type: &ResourceType,
+    dependent_type: &ResourceType,
+) {
+    if store
+        .list(owner_type, &Filter::default(), None, Some(1))
+        .0
+        .is_empty()
+    {
+        return;
+    }
+    let (dependents, _, _) = store.list(dependent_type, &Filter::default(), None, None);
+    let orphans: Vec<Value> = dependents
+        .iter()
+        // Only objects without any owner: one with owners but no controller is rare,
+        // and telling needs a parse of every owned Pod on every pass.
+        .filter(|d| d.owners.is_empty())
+        .map(|d| d.value())
+        .filter(|d| {
+            !deleting(d) && !matches!(d["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        })
+        .collect();
+    if orphans.is_empty() {
+        return;
+    }
+    let (owners, _, _) = store.list(owner_type, &Filter::default(), None, None);
+    let owners: Vec<Value> = owners
+        .iter()
+        .map(|o| o.value())
+        .filter(|o| !deleting(o))
+        .collect();
+    for orphan in orphans {
+        let ns = orphan["metadata"]["namespace"].as_str().unwrap_or("");
+        let labels = orphan["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let owner = owners.iter().find(|o| {
+            let selector = &o["spec"]["selector"];
+            o["metadata"]["namespace"] == ns
+                && selector.as_object().is_some_and(|s| !s.is_empty())
+                && super::policy::selects(selector, &labels)
+        });
+        let Some(owner) = owner else {
+            continue;
+        };
+        let mut refs = orphan["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        refs.push(controller_ref(owner));
+        let patch = json!({"metadata": {"ownerReferences": refs}});
+        let name = orphan["metadata"]["name"].as_str().unwrap_or("");
+        let version = dependent_type.versions[0].clone();
+        if let Err(e) = store.patch(
+            dependent_type,
+            &version,
+            Some(ns),
+            name,
+            PatchKind::Merge,
+            &patch,
+            &controller_write(CONTROLLER, false),
+        ) {
+            write_error(&dependent_type.kind, name, &e);
+        }
     }
 }
 
@@ -612,9 +715,16 @@ fn sync_deployment(
                     };
                     notes.insert(REVISION_HISTORY.into(), json!(history));
                 }
-                if rs["metadata"]["annotations"].as_object() != Some(&notes) {
+                // So does minReadySeconds, as the real controller keeps it in step.
+                let min_ready = int(&d["spec"]["minReadySeconds"]);
+                let min_ready_changed = int(&rs["spec"]["minReadySeconds"]) != min_ready;
+                if rs["metadata"]["annotations"].as_object() != Some(&notes) || min_ready_changed {
                     let rs_name = rs["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    let patch = json!({"metadata": {"annotations": notes}});
+                    let mut patch = json!({"metadata": {"annotations": notes}});
+                    if min_ready_changed {
+                        patch["spec"] = json!({"minReadySeconds":
+                            if min_ready > 0 { json!(min_ready) } else { Value::Null }});
+                    }
                     match store.patch(
                         rs_type,
                         "v1",

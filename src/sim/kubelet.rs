@@ -5,7 +5,10 @@
 //! `ImagePullBackOff` (`ContainersNotReady`). `kubectl logs` gets a few synthetic lines
 //! from a running container.
 //!
-//! Left out: containers do not run, so Pods never complete or restart, probes are not
+//! A Pod that does not restart (`restartPolicy` Never or OnFailure, as a Job's) runs
+//! for `ready_after`, then its containers exit 0 and it turns `Succeeded`.
+//!
+//! Left out: containers do not run, so Pods never fail or restart, probes are not
 //! run, and resource requests are not checked against the Node's capacity.
 
 use std::collections::{HashMap, HashSet};
@@ -128,6 +131,17 @@ enum Phase {
     Creating,
     PullFailing,
     Running,
+    /// Every container exited 0: a Pod that does not restart (`restartPolicy` Never or
+    /// OnFailure) after it ran for `ready_after`.
+    Succeeded,
+}
+
+/// Whether a Pod's containers run to completion rather than forever.
+fn runs_to_completion(pod: &Value) -> bool {
+    matches!(
+        pod["spec"]["restartPolicy"].as_str(),
+        Some("Never" | "OnFailure")
+    )
 }
 
 fn sync_pod(
@@ -175,6 +189,10 @@ fn sync_pod(
         (Phase::PullFailing, None)
     } else if now < born + ready_after {
         (Phase::Creating, Some(born + ready_after))
+    } else if runs_to_completion(&pod) && now < born + ready_after * 2 {
+        (Phase::Running, Some(born + ready_after * 2))
+    } else if runs_to_completion(&pod) {
+        (Phase::Succeeded, None)
     } else {
         (Phase::Running, None)
     };
@@ -189,6 +207,11 @@ fn sync_pod(
     let mut status = pod_status(&pod, phase, ip.as_deref());
     keep_transition_times(&pod["status"], &mut status);
     keep_container_start(&pod["status"], &mut status);
+    if phase == Phase::Succeeded
+        && let Some(start) = pod["status"].get("startTime")
+    {
+        status["startTime"] = start.clone();
+    }
     if pod["status"] != status {
         pod["status"] = status;
         if let Err(e) = store.update(
@@ -224,10 +247,13 @@ fn pod_status(pod: &Value, phase: Phase, ip: Option<&str>) -> Value {
         .map(|c| c["name"].as_str().unwrap_or(""))
         .collect();
     let unready = format!("containers with unready status: [{}]", names.join(" "));
+    let done = phase == Phase::Succeeded;
     let cond = |t: &str, ok: bool| {
         let mut c = json!({"type": t, "status": if ok { "True" } else { "False" },
             "lastProbeTime": null, "lastTransitionTime": now});
-        if !ok && matches!(t, "Ready" | "ContainersReady") {
+        if done && matches!(t, "Initialized" | "Ready" | "ContainersReady") {
+            c["reason"] = json!("PodCompleted");
+        } else if !ok && matches!(t, "Ready" | "ContainersReady") {
             c["reason"] = json!("ContainersNotReady");
             c["message"] = json!(unready);
         }
@@ -246,7 +272,7 @@ fn pod_status(pod: &Value, phase: Phase, ip: Option<&str>) -> Value {
                 Phase::Creating => json!({"waiting": {"reason": "ContainerCreating"}}),
                 Phase::PullFailing => json!({"waiting": {"reason": "ImagePullBackOff",
                     "message": format!("Back-off pulling image \"{image}\"")}}),
-                Phase::Running => {
+                Phase::Running | Phase::Succeeded => {
                     let repo = image.split('@').next().unwrap_or(image);
                     let repo = match repo.rsplit_once(':') {
                         Some((r, tag)) if !tag.contains('/') => r,
@@ -257,16 +283,32 @@ fn pod_status(pod: &Value, phase: Phase, ip: Option<&str>) -> Value {
                         "containerd://{}",
                         short_hash(&format!("{uid}/{cname}"))
                     ));
-                    json!({"running": {"startedAt": now}})
+                    if done {
+                        let started = pod["status"]["containerStatuses"]
+                            .as_array()
+                            .and_then(|a| a.iter().find(|o| o["name"] == cname))
+                            .and_then(|o| o["state"]["running"]["startedAt"].as_str())
+                            .unwrap_or(&now)
+                            .to_string();
+                        json!({"terminated": {"exitCode": 0, "reason": "Completed",
+                            "startedAt": started, "finishedAt": now,
+                            "containerID": s["containerID"].clone()}})
+                    } else {
+                        json!({"running": {"startedAt": now}})
+                    }
                 }
             };
             s
         })
         .collect();
     let mut status = json!({
-        "phase": if running { "Running" } else { "Pending" },
+        "phase": match phase {
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            _ => "Pending",
+        },
         "conditions": [
-            cond("PodReadyToStartContainers", phase != Phase::Creating),
+            cond("PodReadyToStartContainers", matches!(phase, Phase::Running | Phase::PullFailing)),
             cond("Initialized", true),
             cond("Ready", running),
             cond("ContainersReady", running),
@@ -337,7 +379,10 @@ pub fn logs(pod: &Value, query: &HashMap<String, String>) -> Result<String, ApiE
         .and_then(|a| a.iter().find(|s| s["name"] == container))
         .map(|s| s["state"].clone())
         .unwrap_or(Value::Null);
-    let Some(started) = state["running"]["startedAt"].as_str() else {
+    let started = state["running"]["startedAt"]
+        .as_str()
+        .or(state["terminated"]["startedAt"].as_str());
+    let Some(started) = started else {
         let why = match state["waiting"]["reason"].as_str() {
             Some("ImagePullBackOff" | "ErrImagePull") => "trying and failing to pull image",
             Some(other) => other,

@@ -2,8 +2,8 @@
 //! kube-rs) accept, with objects in memory, plus simulated controllers that play a
 //! real cluster's: Deployments own ReplicaSets that own Pods, which the kubelet of one
 //! simulated Node turns Running and Ready; Services get Endpoints and EndpointSlices;
-//! namespaces their `default` ServiceAccount; StatefulSets, DaemonSets, Jobs and PVCs
-//! get computed status; fault injection for reliability tests, request accounting
+//! namespaces their `default` ServiceAccount; StatefulSets, DaemonSets and Jobs run
+//! Pods too; PVCs bind, quotas and disruption budgets get their status; fault injection for reliability tests, request accounting
 //! (`GET /sim/stats`), and simulated traffic a real Prometheus can scrape
 //! (`GET /sim/metrics`, [`traffic`]).
 //!
@@ -29,11 +29,13 @@ mod jsonpath;
 pub mod kinds;
 pub mod kubelet;
 mod openapi;
+mod policy;
 mod printers;
 pub mod prometheus;
 mod proto_schema;
 mod protobuf;
 mod reviews;
+mod sets;
 mod smp;
 pub mod ssa;
 pub mod store;

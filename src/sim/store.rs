@@ -4,7 +4,7 @@
 //! collection, CRD registration, dry runs). Pure with respect to I/O: the HTTP layer
 //! parses requests and calls in here under one lock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -302,7 +302,13 @@ pub struct Store {
     compacted: u64,
     tx: broadcast::Sender<Arc<WatchEvent>>,
     alloc: Allocator,
+    /// Objects deleted in the foreground, waiting for the garbage collector to delete
+    /// their dependents: (group, plural, key).
+    foreground: BTreeSet<(String, String, Key)>,
 }
+
+/// The finalizer a foreground deletion puts on the owner until its dependents are gone.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 /// The current time as the API server writes it.
 pub fn now_rfc3339() -> String {
@@ -348,6 +354,7 @@ impl Store {
             compacted: 1,
             tx,
             alloc: Allocator::default(),
+            foreground: BTreeSet::new(),
         };
         let ns_type = s
             .registry
@@ -986,6 +993,7 @@ impl Store {
             }
         }
         if let Some(o) = &old {
+            defaults::prepare_for_update(&rt.group, &rt.kind, o, &mut new, &mut self.alloc);
             if has_generation(rt) && spec_part(o) != spec_part(&new) {
                 let g = o["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                 new["metadata"]["generation"] = json!(g);
@@ -1193,17 +1201,36 @@ impl Store {
             .as_array()
             .is_some_and(|f| !f.is_empty());
         let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
-        let result = if has_finalizers || is_namespace {
-            if !old["metadata"]["deletionTimestamp"].is_null() {
-                old.clone()
-            } else {
-                let mut marked = (**old).clone();
+        // As a real server: a foreground deletion marks the owner with the
+        // `foregroundDeletion` finalizer, which the garbage collector removes once the
+        // dependents that block it are gone.
+        let foreground = propagation == "Foreground" && !is_namespace;
+        let result = if has_finalizers || is_namespace || foreground {
+            let mut marked = (**old).clone();
+            if marked["metadata"]["deletionTimestamp"].is_null() {
                 marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 if is_namespace {
                     marked["status"] = json!({"phase": "Terminating"});
                 } else {
                     marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 }
+            }
+            if foreground {
+                let finalizers = marked["metadata"]["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                    let mut finalizers = finalizers;
+                    finalizers.push(json!(FOREGROUND_FINALIZER));
+                    marked["metadata"]["finalizers"] = json!(finalizers);
+                }
+                self.foreground
+                    .insert((rt.group.clone(), rt.plural.clone(), key.clone()));
+            }
+            if marked == **old {
+                old.clone()
+            } else {
                 self.rv += 1;
                 marked["metadata"]["resourceVersion"] = json!(self.rv.to_string());
                 let stored = Arc::new(Stored::from_value(&marked));
@@ -1225,12 +1252,138 @@ impl Store {
             self.empty_namespace(&name);
         }
         let uid = meta_str(old, "uid").to_string();
-        if propagation == "Orphan" {
-            self.orphan_dependents(&uid);
-        } else {
-            self.collect_dependents(&uid);
+        match propagation {
+            "Orphan" => self.orphan_dependents(&uid),
+            // The garbage collector's next pass deletes them, owner last.
+            "Foreground" if foreground => {}
+            _ => self.collect_dependents(&uid),
         }
         result
+    }
+
+    /// Every object with an ownerReference to `uid`.
+    fn dependents_of(&self, uid: &str) -> Vec<(ResourceType, Arc<Stored>)> {
+        let mut out = Vec::new();
+        if uid.is_empty() {
+            return out;
+        }
+        for ((g, p), t) in &self.objects {
+            for o in t.values() {
+                if o.owners.iter().any(|u| u == uid)
+                    && let Some(rt) = self
+                        .registry
+                        .all()
+                        .find(|r| &r.group == g && &r.plural == p)
+                {
+                    out.push((rt.clone(), o.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The garbage collector's part of foreground deletions, as a real one does it:
+    /// each dependent of an owner marked `foregroundDeletion` is deleted (in the
+    /// foreground itself when it has dependents of its own), and once no dependent
+    /// with `blockOwnerDeletion` is left the finalizer comes off and the owner goes.
+    /// A dependent held by a finalizer of its own holds its owners too.
+    pub fn collect_foreground(&mut self) {
+        // Rounds until nothing moves: each finished dependent may free its owner.
+        for _ in 0..16 {
+            let pending: Vec<(String, String, Key)> = self.foreground.iter().cloned().collect();
+            let mut moved = false;
+            for entry in pending {
+                if self.collect_foreground_one(&entry) {
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// One owner of [`Store::collect_foreground`]; whether anything was written.
+    fn collect_foreground_one(&mut self, entry: &(String, String, Key)) -> bool {
+        let (group, plural, key) = entry;
+        let owner = self
+            .objects
+            .get(&(group.clone(), plural.clone()))
+            .and_then(|t| t.get(key))
+            .cloned();
+        let rt = self
+            .registry
+            .all()
+            .find(|r| &r.group == group && &r.plural == plural)
+            .cloned();
+        let (Some(owner), Some(rt)) = (owner, rt) else {
+            self.foreground.remove(entry);
+            return false;
+        };
+        let mut value = owner.value();
+        let finalizers: Vec<Value> = value["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if value["metadata"]["deletionTimestamp"].is_null()
+            || !finalizers.iter().any(|f| f == FOREGROUND_FINALIZER)
+        {
+            self.foreground.remove(entry);
+            return false;
+        }
+        let mut moved = false;
+        let mut blocked = false;
+        for (drt, dependent) in self.dependents_of(&owner.uid) {
+            let d = dependent.value();
+            let blocks = d["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["uid"] == owner.uid.as_str() && r["blockOwnerDeletion"] == true);
+            if d["metadata"]["deletionTimestamp"].is_null() {
+                let policy = if self.dependents_of(&dependent.uid).is_empty() {
+                    "Background"
+                } else {
+                    "Foreground"
+                };
+                self.delete_now(&drt, &Arc::new(d), policy);
+                moved = true;
+            }
+            let dkey = Self::key_of(&drt, Some(&dependent.namespace), &dependent.name);
+            let still_there = self
+                .objects
+                .get(&(drt.group.clone(), drt.plural.clone()))
+                .is_some_and(|t| t.contains_key(&dkey));
+            blocked |= blocks && still_there;
+        }
+        if blocked {
+            return moved;
+        }
+        let kept: Vec<Value> = finalizers
+            .into_iter()
+            .filter(|f| f != FOREGROUND_FINALIZER)
+            .collect();
+        if kept.is_empty() {
+            if let Some(m) = value["metadata"].as_object_mut() {
+                m.remove("finalizers");
+            }
+        } else {
+            value["metadata"]["finalizers"] = json!(kept);
+        }
+        self.foreground.remove(entry);
+        let ns = (!owner.namespace.is_empty()).then_some(owner.namespace.as_str());
+        let version = rt.versions[0].clone();
+        let opts = WriteOptions {
+            manager: "kube-controller-manager".into(),
+            dry_run: false,
+            force: false,
+            validation: FieldValidation::Ignore,
+            status: false,
+        };
+        if let Err(e) = self.update(&rt, &version, ns, &owner.name, value, &opts) {
+            tracing::warn!(name = %owner.name, error = %e.message, "simulated garbage collector could not finish a foreground deletion");
+        }
+        true
     }
 
     /// Orphan deletion: the garbage collector removes the owner's reference from
@@ -1559,6 +1712,64 @@ mod tests {
         )
         .unwrap();
         assert!(!s.exists(&cm, Some("default"), "a") && !s.exists(&cm, Some("default"), "b"));
+    }
+
+    #[test]
+    fn a_foreground_delete_marks_the_owner_until_its_blocking_dependents_are_gone() {
+        let mut s = store();
+        let cm = rt(&s, "", "ConfigMap");
+        let owner = s
+            .create(
+                &cm,
+                "v1",
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}),
+                &opts("t"),
+            )
+            .unwrap();
+        let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+        let dep = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dep",
+            "finalizers": ["example.com/hold"],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                "uid": uid, "blockOwnerDeletion": true}]}});
+        s.create(&cm, "v1", Some("default"), dep, &opts("t"))
+            .unwrap();
+        let foreground = DeleteOptions {
+            propagation: "Foreground".into(),
+            ..Default::default()
+        };
+        let marked = s
+            .delete(&cm, Some("default"), "owner", &foreground)
+            .unwrap();
+        assert_eq!(
+            marked["metadata"]["finalizers"],
+            json!(["foregroundDeletion"])
+        );
+        assert!(!marked["metadata"]["deletionTimestamp"].is_null());
+        // The dependent is deleted by the collector, not by the request.
+        assert!(
+            s.get(&cm, Some("default"), "dep").unwrap()["metadata"]["deletionTimestamp"].is_null()
+        );
+        s.collect_foreground();
+        let dep = s.get(&cm, Some("default"), "dep").unwrap();
+        assert!(!dep["metadata"]["deletionTimestamp"].is_null(), "{dep}");
+        assert!(
+            s.exists(&cm, Some("default"), "owner"),
+            "held by its dependent"
+        );
+        let release = json!({"metadata": {"finalizers": null}});
+        s.patch(
+            &cm,
+            "v1",
+            Some("default"),
+            "dep",
+            PatchKind::Merge,
+            &release,
+            &opts("t"),
+        )
+        .unwrap();
+        s.collect_foreground();
+        assert!(!s.exists(&cm, Some("default"), "owner"));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The workload simulator: plays the controllers and the kubelet of a real cluster.
 //! Each pass runs, in order, the namespace controllers (a `default` ServiceAccount and
-//! the `kube-root-ca.crt` ConfigMap in every namespace), the kubelet of the one
+//! the `kube-root-ca.crt` ConfigMap in every namespace), the garbage collector's part
+//! of foreground deletions (dependents first, then the owner), the kubelet of the one
 //! simulated Node ([`super::kubelet`]: Pods bound, Running and Ready after
 //! `ready_after`, never for an image tagged `broken`), the ReplicaSet and Deployment
 //! controllers ([`super::deployments`]: ReplicaSets named with the pod-template-hash,
 //! revisions, rolling updates, status derived from the Pods), the endpoint controllers
-//! (`endpoints.rs`), and computed status for the kinds whose Pods are not
-//! simulated: StatefulSets and DaemonSets report every replica ready after
-//! `ready_after`, Jobs complete, PVCs bind and LoadBalancer Services get an address.
+//! (`endpoints.rs`), the quota and disruption controllers (`policy.rs`), the
+//! StatefulSet, DaemonSet and Job controllers (`sets.rs`: their Pods and the
+//! status computed from them), and computed status for PVCs (bound after
+//! `ready_after`) and LoadBalancer Services (an address after `ready_after`).
 //!
 //! A pass costs nothing while nothing changes: it is skipped when no write happened
 //! since the last one and no timer (a Pod turning ready, a progress deadline) is due,
@@ -35,9 +37,6 @@ pub struct WorkloadOptions {
     /// How often workloads are looked at.
     pub tick: Duration,
 }
-
-/// Simulated nodes, for DaemonSets: the one Node the kubelet registers.
-const NODES: i64 = 1;
 
 /// The field manager the simulated controllers write with.
 pub const CONTROLLER: &str = "kube-controller-manager";
@@ -180,7 +179,9 @@ pub(crate) fn pod_spec_broken(pod_spec: &Value) -> bool {
     })
 }
 
-fn template_hash(obj: &Value) -> String {
+/// The revision hash of a workload's pod template, as StatefulSets and DaemonSets
+/// label their Pods with.
+pub(crate) fn template_hash(obj: &Value) -> String {
     let h = Sha256::digest(serde_json::to_vec(&obj["spec"]["template"]).unwrap_or_default());
     h.iter().take(5).map(|b| format!("{b:02x}")).collect()
 }
@@ -197,11 +198,14 @@ pub fn step(store: &mut Store, memory: &mut Memory, now: Instant, options: &Work
     memory.wake = None;
     let mut live = std::collections::HashSet::new();
     store.fill_namespaces();
+    store.collect_foreground();
     super::kubelet::register_node(store);
     super::kubelet::sync_pods(store, memory, now, options.ready_after, &mut live);
     super::deployments::sync_replicasets(store, memory, now, &mut live);
     super::deployments::sync_deployments(store, memory, now, &mut live);
     super::endpoints::sync(store, memory, now, &mut live);
+    super::policy::sync(store, memory, now, &mut live);
+    super::sets::sync(store, memory, now, options.ready_after, &mut live);
     computed_statuses(store, memory, now, options, &mut live);
     memory.settled.retain(|uid, _| live.contains(uid));
     memory.looked.retain(|uid, _| live.contains(uid));
@@ -217,13 +221,7 @@ fn computed_statuses(
     options: &WorkloadOptions,
     live: &mut std::collections::HashSet<String>,
 ) {
-    let kinds: [(&str, &str); 5] = [
-        ("apps", "StatefulSet"),
-        ("apps", "DaemonSet"),
-        ("batch", "Job"),
-        ("", "PersistentVolumeClaim"),
-        ("", "Service"),
-    ];
+    let kinds: [(&str, &str); 2] = [("", "PersistentVolumeClaim"), ("", "Service")];
     for (group, kind) in kinds {
         let Some(rt) = store.registry.by_kind(group, kind).cloned() else {
             continue;
@@ -243,7 +241,7 @@ fn computed_statuses(
                 continue;
             };
             if !last {
-                memory.wake_at(next_change(&rt, &obj, since, now, options.ready_after));
+                memory.wake_at(next_change(since, now, options.ready_after));
             }
             keep_transition_times(&obj["status"], &mut status);
             if obj["status"] == status {
@@ -265,26 +263,19 @@ fn computed_statuses(
 }
 
 /// When time alone next changes a computed status that is not final.
-fn next_change(
-    rt: &ResourceType,
-    obj: &Value,
-    since: Instant,
-    now: Instant,
-    ready_after: Duration,
-) -> Option<Instant> {
-    let mut times = vec![since + ready_after];
-    if rt.kind == "Job" && pod_spec_broken(&obj["spec"]["template"]["spec"]) {
-        times.push(since + ready_after * 3);
-    }
-    times.into_iter().find(|t| *t > now)
+fn next_change(since: Instant, now: Instant, ready_after: Duration) -> Option<Instant> {
+    Some(since + ready_after).filter(|t| *t > now)
 }
 
 /// Conditions keep their `lastTransitionTime` (and `lastUpdateTime`) while their
 /// status and reason stay the same, so a steady object is not rewritten every tick.
 pub(crate) fn keep_transition_times(old: &Value, new: &mut Value) {
-    let Some(conds) = new["conditions"].as_array_mut() else {
-        return;
-    };
+    // `get_mut`, not indexing: indexing a missing member would add it as null.
+    let conds = new
+        .get_mut("conditions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten();
     for c in conds {
         let prev = old["conditions"]
             .as_array()
@@ -322,21 +313,7 @@ fn desired_status(
     ready_after: Duration,
 ) -> Option<(Value, bool)> {
     let status = status_by_now(rt, obj, elapsed, ready_after)?;
-    Some((status, is_final(rt, obj, elapsed, ready_after)))
-}
-
-fn is_final(rt: &ResourceType, obj: &Value, elapsed: Duration, ready_after: Duration) -> bool {
-    let spec = &obj["spec"];
-    let ready = elapsed >= ready_after;
-    let replicas = spec["replicas"].as_i64().unwrap_or(1);
-    match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", _) => ready || replicas == 0 || pod_spec_broken(&spec["template"]["spec"]),
-        ("batch", "Job") => {
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            (ready && !broken) || (broken && elapsed >= ready_after * 3)
-        }
-        _ => ready,
-    }
+    Some((status, elapsed >= ready_after))
 }
 
 /// The status itself; see [`desired_status`].
@@ -347,74 +324,10 @@ fn status_by_now(
     ready_after: Duration,
 ) -> Option<Value> {
     let spec = &obj["spec"];
-    let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let ready = elapsed >= ready_after;
     let old = &obj["status"];
     match (rt.group.as_str(), rt.kind.as_str()) {
-        ("apps", "StatefulSet") => {
-            let replicas = spec["replicas"].as_i64().unwrap_or(1);
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            let revision = format!("{name}-{}", template_hash(obj));
-            let done = replicas == 0 || (ready && !broken);
-            let ready_count = if done {
-                replicas
-            } else {
-                old["readyReplicas"].as_i64().unwrap_or(0).min(replicas)
-            };
-            let mut s = json!({
-                "observedGeneration": generation, "replicas": replicas,
-                "readyReplicas": ready_count, "availableReplicas": ready_count,
-            });
-            s["currentReplicas"] = json!(ready_count);
-            s["updatedReplicas"] = json!(if done { replicas } else { 0 });
-            s["updateRevision"] = json!(revision);
-            s["currentRevision"] = if done {
-                json!(revision)
-            } else {
-                old["currentRevision"].clone()
-            };
-            if s["currentRevision"].is_null() {
-                s.as_object_mut().map(|m| m.remove("currentRevision"));
-            }
-            Some(s)
-        }
-        ("apps", "DaemonSet") => {
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            let done = ready && !broken;
-            let prev_ready = old["numberReady"].as_i64().unwrap_or(0);
-            let ready_count = if done { NODES } else { prev_ready };
-            Some(json!({
-                "observedGeneration": generation, "desiredNumberScheduled": NODES,
-                "currentNumberScheduled": NODES, "numberMisscheduled": 0,
-                "numberReady": ready_count, "numberAvailable": ready_count,
-                "numberUnavailable": NODES - ready_count,
-                "updatedNumberScheduled": if done { NODES } else { 0 },
-            }))
-        }
-        ("batch", "Job") => {
-            let broken = pod_spec_broken(&spec["template"]["spec"]);
-            let completions = spec["completions"].as_i64().unwrap_or(1);
-            let now = now_rfc3339();
-            if broken && elapsed >= ready_after * 3 {
-                return Some(json!({"startTime": now, "failed": 1, "active": 0,
-                    "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                        "message": "Job has reached the specified backoff limit",
-                        "lastProbeTime": now, "lastTransitionTime": now}]}));
-            }
-            if ready && !broken {
-                return Some(
-                    json!({"startTime": now, "completionTime": now, "succeeded": completions,
-                    "active": 0, "ready": 0,
-                    "conditions": [
-                        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
-                         "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now},
-                        {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                         "message": "Reached expected number of succeeded pods", "lastProbeTime": now, "lastTransitionTime": now}]}),
-                );
-            }
-            Some(json!({"startTime": now, "active": 1, "ready": 0}))
-        }
         ("", "PersistentVolumeClaim") => {
             if !ready {
                 return Some(json!({"phase": "Pending"}));
@@ -426,8 +339,12 @@ fn status_by_now(
             Some(s)
         }
         ("", "Service") => {
-            if spec["type"] != "LoadBalancer" || !ready {
+            if spec["type"] != "LoadBalancer" {
                 return None;
+            }
+            if !ready {
+                // Not final: looked at again when its address is due.
+                return Some(old.clone());
             }
             let n = name
                 .bytes()
