@@ -123,7 +123,7 @@ fn replacements_overlay(root: &Path) -> PathBuf {
     write(
         root,
         "base/kustomization.yaml",
-        "resources: [all.yaml]\nreplacements:\n- source: {kind: ConfigMap, name: release, fieldPath: data.tag}\n  targets:\n  - select: {kind: Deployment, labelSelector: team=shop}\n    reject: [{name: pinned}]\n    fieldPaths: [spec.template.spec.containers.[name=app].image]\n    options: {delimiter: ':', index: 1}\n- source: {kind: ConfigMap, name: release, fieldPath: data.tier}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [metadata.labels.tier]\n- source: {kind: ConfigMap, name: release, fieldPath: data.region}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec.containers.[name=app].env.[name=REGION].value]\n",
+        "resources: [all.yaml]\nreplacements:\n- source: {kind: ConfigMap, name: release, fieldPath: data.tag}\n  targets:\n  - select: {kind: Deployment, labelSelector: team=shop}\n    reject: [{name: pinned}]\n    fieldPaths:\n    - spec.template.spec.containers.[name=app].image\n    options: {delimiter: ':', index: 1}\n- source: {kind: ConfigMap, name: release, fieldPath: data.tier}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths:\n    - metadata.labels.tier\n- source: {kind: ConfigMap, name: release, fieldPath: data.region}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths:\n    - spec.template.spec.containers.[name=app].env.[name=REGION].value\n",
     );
     write(
         root,
