@@ -94,6 +94,7 @@ impl Fleet {
                 heartbeat: fmt(now),
                 interval: 60,
                 apps,
+                notified: Default::default(),
             };
             if c.name == "test-sh-1" {
                 let web = s.apps.get_mut("web").unwrap();

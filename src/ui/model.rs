@@ -742,6 +742,7 @@ mod tests {
             heartbeat: fmt_time(at(heartbeat)),
             interval: 60,
             apps: [("web".to_string(), app)].into_iter().collect(),
+            notified: Default::default(),
         }
     }
 
