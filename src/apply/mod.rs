@@ -876,6 +876,10 @@ impl Reconciler {
             });
         }
         let inventory = self.read_inventory(rev.app).await?;
+        // The watch cache reads as the agent: an app applied as its ServiceAccount reads
+        // its objects (and so their health) as that ServiceAccount too, directly; the
+        // agent's watch still notices drift on them.
+        let impersonated = impersonated_user(rev).is_some();
         let mut reads = Vec::new();
         for (i, p) in planned.iter().enumerate() {
             reads.push(async move {
@@ -889,7 +893,9 @@ impl Reconciler {
                         p.key.kind.clone(),
                     );
                     cache.watch(&id, ar);
-                    if let Some(state) = cache.get(&id, &p.key.namespace, &p.key.name) {
+                    if !impersonated
+                        && let Some(state) = cache.get(&id, &p.key.namespace, &p.key.name)
+                    {
                         return (i, Ok(state));
                     }
                 }
