@@ -88,22 +88,15 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The example fleet, copied where a test may change it.
 fn example_fleet() -> common::ScratchRepo {
     let repo = common::ScratchRepo::new(&[]);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        repo.path(),
-    );
+    copy_dir(&common::example_fleet(), repo.path());
     repo
 }
 
 #[test]
 fn the_example_fleet_restricts_every_app_but_platform() {
-    let fleet = rollwave::fleet::load(
-        &rollwave::tree::DirTree::open(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let fleet =
+        rollwave::fleet::load(&rollwave::tree::DirTree::open(common::example_fleet()).unwrap())
+            .unwrap();
     let policy = |app: &str| fleet.app(app).unwrap().policy.clone().unwrap();
     assert_eq!(policy("web").name, "restricted");
     assert_eq!(policy("api").name, "restricted");
@@ -114,7 +107,7 @@ fn the_example_fleet_restricts_every_app_but_platform() {
 }
 
 fn fleet_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo")
+    common::example_fleet()
 }
 
 #[test]

@@ -20,6 +20,9 @@ fn rollwave(dir: &Path, args: &[&str]) -> Command {
         .env_remove("ROLLWAVE_REPO")
         .env("HOME", dir)
         .env("ROLLWAVE_CACHE", dir.join("cache"));
+    if let Some(path) = common::helm::path_if_built() {
+        c.env("PATH", path);
+    }
     c
 }
 
@@ -38,10 +41,7 @@ fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
 /// The example fleet committed in a Git work tree `<tmp>/fleet`.
 fn example_repo(tmp: &Path) -> PathBuf {
     let work = tmp.join("fleet");
-    common::copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        &work,
-    );
+    common::copy_dir(&common::example_fleet(), &work);
     git(&work, &["init", "-q", "-b", "main"]);
     commit_files(&work, &[], "the example fleet");
     work

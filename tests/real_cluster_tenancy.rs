@@ -18,7 +18,7 @@ use common::{copy_dir, run_cli};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "test-sh-1";
-const APPS: [&str; 3] = ["api", "platform", "web"];
+const APPS: [&str; 4] = ["api", "cache", "platform", "web"];
 
 /// The example fleet's tenancy, each policy applied as a ServiceAccount.
 const TENANCY: &str = "tenancy:
@@ -67,10 +67,10 @@ fn bootstrap() -> Vec<Value> {
             {"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get", "list", "watch"]},
         ]}),
     ];
-    for ns in ["web", "api", "platform"] {
+    for ns in ["web", "api", "cache", "platform"] {
         out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
-    for ns in ["web", "api"] {
+    for ns in ["web", "api", "cache"] {
         out.push(json!({"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": "rollwave-app", "namespace": ns}}));
         out.push(app_binding(ns));
@@ -116,10 +116,7 @@ fn start() -> Setup {
     cluster.kubectl_objects_ok(&["apply", "--server-side"], &bootstrap());
     let kubeconfig = cluster.service_account_kubeconfig("rollwave-system", "rollwave-agent");
     let repo = tempfile::tempdir().unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-        repo.path(),
-    );
+    copy_dir(&common::example_fleet(), repo.path());
     let fleet = repo.path().join("fleet.yaml");
     let text = std::fs::read_to_string(&fleet).unwrap();
     let without = &text[..text.find("tenancy:\n").expect("the example has tenancy")];
@@ -172,7 +169,7 @@ impl Setup {
     fn web_fails(&self) -> String {
         let (code, out) = self.pass();
         assert_eq!(code, 1, "{out}");
-        for app in ["api", "platform"] {
+        for app in ["api", "cache", "platform"] {
             assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
         }
         line_of(&out, "web").to_string()

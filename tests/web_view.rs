@@ -40,10 +40,7 @@ impl Fleet {
     fn new(canary: Canary) -> Fleet {
         let tmp = tempfile::tempdir().unwrap();
         let work = tmp.path().join("fleet");
-        common::copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
-            &work,
-        );
+        common::copy_dir(&common::example_fleet(), &work);
         git(&work, &["init", "-q", "-b", "main"]);
         let first = commit_files(&work, &[], "initial");
         let app = std::fs::read_to_string(work.join("apps/web/app.yaml"))
@@ -168,7 +165,11 @@ impl Ui {
     }
 
     fn start_with(repo: &str, args: &[&str], env: &[(&str, &Path)]) -> Ui {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollwave"));
+        if let Some(path) = common::helm::path_if_built() {
+            cmd.env("PATH", path);
+        }
+        let mut child = cmd
             .args(["ui", "--listen", "127.0.0.1:0", "--repo", repo])
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -242,7 +243,7 @@ fn the_api_shows_each_wave_its_releases_and_why_a_wave_halted() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["api", "platform", "web"]);
+    assert_eq!(names, ["api", "cache", "platform", "web"]);
     let web = fleet["apps"]
         .as_array()
         .unwrap()
@@ -352,7 +353,12 @@ fn a_wave_waiting_for_a_bake_says_until_when() {
         canary["bake"]["until"]
     );
     let fleet = ui.json("/api/fleet");
-    let web = &fleet["apps"][2];
+    let web = fleet["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "web")
+        .unwrap();
     assert_eq!(web["blocked"]["halted"], false);
 }
 
@@ -371,7 +377,10 @@ fn an_unknown_app_is_a_404_that_lists_the_apps() {
             .starts_with("no app 'nope' in the fleet at "),
         "{v}"
     );
-    assert_eq!(v["apps"], serde_json::json!(["api", "platform", "web"]));
+    assert_eq!(
+        v["apps"],
+        serde_json::json!(["api", "cache", "platform", "web"])
+    );
     let (code, _, body) = ui.get("/nothing-here");
     assert_eq!(code, 404);
     assert!(body.contains("/api/fleet"), "{body}");
@@ -534,7 +543,7 @@ fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
     let loaded = next("loaded");
     assert_eq!(
         loaded["apps"],
-        serde_json::json!(["api", "platform", "web"])
+        serde_json::json!(["api", "cache", "platform", "web"])
     );
     let waves = loaded["waves"].as_array().unwrap();
     assert_eq!(waves.len(), 7, "{loaded}");
