@@ -591,6 +591,14 @@ impl Agent {
                     }
                 }
                 _ = wake.woken() => wakes += 1,
+                _ = async { tokio::time::sleep_until(waiting_since.unwrap_or_else(tokio::time::Instant::now) + STATUS_BATCH_WAIT).await },
+                    if waiting_since.is_some() => {
+                    // A pass still running holds the finished ones' statuses no longer.
+                    if let Some(g) = &last_repo {
+                        self.push_statuses(g);
+                    }
+                    waiting_since = None;
+                }
                 _ = async { tokio::time::sleep_until(analysis_at.unwrap_or_else(tokio::time::Instant::now)).await },
                     if analysis_at.is_some() => {
                     analysis_at = None;

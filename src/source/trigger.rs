@@ -243,7 +243,11 @@ pub fn watch_repository(path: &Path, wake: Wake) -> notify::Result<notify::Recom
         path.to_path_buf()
     };
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Only changes count: reading a ref (every pass reads them) reports an open
+        // on some systems, and waking on it would start a pass per pass.
+        if let Ok(e) = &res
+            && !matches!(e.kind, notify::EventKind::Access(_))
+        {
             wake.wake();
         }
     })?;
