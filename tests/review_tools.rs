@@ -99,7 +99,7 @@ fn plan_json_names_waves_and_the_commit_each_cluster_should_run() {
     let (code, text, err) = common::run_cli(&["plan", "--repo", &path]);
     assert_eq!(code, 0, "{err}");
     for line in [
-        "app web  (batches 1:2:7, bake 300s, gate Health, onFailure Halt)\n  policy: restricted (namespaces [self], clusterScoped [Namespace], deny [ClusterRoleBinding, RoleBinding/kube-system])\n",
+        "app web  (batches 1:2:7, bake 5m, gate health, onFailure halt)\n  policy: restricted (namespaces [self], clusterScoped [Namespace], deny [ClusterRoleBinding, RoleBinding/kube-system])\n",
         "  policy: platform (namespaces [*], clusterScoped [*])\n",
     ] {
         assert!(text.contains(line), "missing {line:?}:\n{text}");
