@@ -527,6 +527,7 @@ mod waves {
             removal: Removal::Orphan,
             values: Default::default(),
             tenancy: None,
+            status_store: Default::default(),
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],

@@ -2,6 +2,9 @@
 //! and one agent (the real agent loop, `Agent::run`) per cluster, each agent on its
 //! own thread as it would be in its own process. Every assertion about order is made
 //! from the status history the agents pushed, the record a user reads.
+//!
+//! The scenarios run with each status store: the fleet repository's status refs, and
+//! a hub (one more simulated cluster) holding one object per cluster.
 
 mod common;
 
@@ -12,10 +15,11 @@ use std::time::{Duration, SystemTime};
 use common::git::{GitDaemon, commit_files, git, publish, work_repo};
 use common::k8s::RealCluster;
 use common::sim::eventually;
-use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection};
+use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection, HubConfig};
 use rollwave::agent::daemon::Agent;
 use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
 use rollwave::source::statusref::read_statuses;
+use rollwave::status::hub::Hub;
 use rollwave::status::{AppStatus, Phase};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1'}]}\n";
@@ -124,6 +128,15 @@ enum Clusters {
     Real,
 }
 
+/// Where a scenario's agents keep their statuses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Store {
+    /// Status refs in the fleet repository.
+    Git,
+    /// `status: {store: kubernetes}`: objects on a hub cluster.
+    Hub,
+}
+
 /// One cluster of a scenario; a real control plane stops when dropped.
 enum Backing {
     Sim(SimCluster),
@@ -147,11 +160,18 @@ struct Scenario {
     interval: Duration,
     heartbeat: Duration,
     restarts: usize,
+    /// The status hub and its kubeconfig, with [`Store::Hub`].
+    hub: Option<(SimCluster, PathBuf)>,
 }
 
 impl Scenario {
-    fn start(files: &[(String, String)], interval: Duration, heartbeat: Duration) -> Scenario {
-        Scenario::start_on(files, interval, heartbeat, Clusters::Simulated)
+    fn start(
+        files: &[(String, String)],
+        interval: Duration,
+        heartbeat: Duration,
+        store: Store,
+    ) -> Scenario {
+        Scenario::start_on(files, interval, heartbeat, Clusters::Simulated, store)
     }
 
     fn start_on(
@@ -159,7 +179,16 @@ impl Scenario {
         interval: Duration,
         heartbeat: Duration,
         kind: Clusters,
+        store: Store,
     ) -> Scenario {
+        let mut files = files.to_vec();
+        if store == Store::Hub {
+            for (path, text) in &mut files {
+                if path == "fleet.yaml" {
+                    text.push_str("status:\n  store: kubernetes\n");
+                }
+            }
+        }
         // ROLLWAVE_LOG=info shows what the agents do when a scenario fails.
         if let Ok(directives) = std::env::var("ROLLWAVE_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -197,7 +226,27 @@ impl Scenario {
             interval,
             heartbeat,
             restarts: 0,
+            hub: None,
         };
+        if store == Store::Hub {
+            let sim = s
+                .runtime
+                .block_on(SimCluster::start(SimOptions::named("hub")))
+                .unwrap();
+            let kubeconfig = s.dir.path().join("hub.kubeconfig");
+            write_kubeconfig(&kubeconfig, &[("hub".into(), sim.base_url())]).unwrap();
+            let out = std::process::Command::new("kubectl")
+                .env("KUBECONFIG", &kubeconfig)
+                .args(["create", "namespace", "rollwave-status"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            s.hub = Some((sim, kubeconfig));
+        }
         let clusters: Vec<String> = files
             .iter()
             .filter_map(|(p, _)| p.strip_prefix("clusters/")?.strip_suffix(".yaml"))
@@ -245,6 +294,12 @@ impl Scenario {
     /// Starts `cluster`'s agent with a fresh mirror: all it knows comes from the
     /// repository and the cluster.
     fn start_agent(&mut self, cluster: &str) {
+        self.start_agent_with(cluster, true)
+    }
+
+    /// Starts `cluster`'s agent as [`Scenario::start_agent`] does, without the hub in
+    /// its config when `with_hub` is false (a misconfigured agent).
+    fn start_agent_with(&mut self, cluster: &str, with_hub: bool) {
         self.restarts += 1;
         let config = AgentConfig {
             repo: self.url(),
@@ -265,6 +320,17 @@ impl Scenario {
                 },
                 prometheus: None,
             }],
+            hub: self
+                .hub
+                .as_ref()
+                .filter(|_| with_hub)
+                .map(|(_, kubeconfig)| HubConfig {
+                    connection: Connection::Kubeconfig {
+                        path: Some(kubeconfig.clone()),
+                        context: None,
+                    },
+                    namespace: "rollwave-status".into(),
+                }),
             ..AgentConfig::default()
         };
         self.agents
@@ -291,9 +357,25 @@ impl Scenario {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
-    /// `web` on every cluster, from the pushed status refs.
+    /// `web` on every cluster, from the pushed status refs or the hub.
     fn statuses(&self) -> BTreeMap<String, AppStatus> {
-        let (all, _) = read_statuses(&git2::Repository::open(&self.bare).unwrap());
+        let all = match &self.hub {
+            None => read_statuses(&git2::Repository::open(&self.bare).unwrap()).0,
+            Some((_, kubeconfig)) => self.runtime.block_on(async {
+                let connection = Connection::Kubeconfig {
+                    path: Some(kubeconfig.clone()),
+                    context: None,
+                };
+                let client = rollwave::agent::daemon::client_for(&connection)
+                    .await
+                    .unwrap();
+                Hub::new(client, "rollwave-status", Default::default())
+                    .list()
+                    .await
+                    .map(|(all, _)| all)
+                    .unwrap_or_default()
+            }),
+        };
         all.into_iter()
             .filter_map(|(c, s)| Some((c, s.apps.get("web")?.clone())))
             .collect()
@@ -353,6 +435,9 @@ impl Drop for Scenario {
             if let Backing::Sim(sim) = backing {
                 self.runtime.block_on(sim.shutdown());
             }
+        }
+        if let Some((hub, _)) = self.hub.take() {
+            self.runtime.block_on(hub.shutdown());
         }
     }
 }
@@ -438,11 +523,21 @@ const EXAMPLE_CLUSTERS: &[(&str, &str)] = &[
 #[test]
 fn fourteen_clusters_take_a_good_commit_wave_by_wave_halt_a_bad_one_at_the_canary_and_revert_at_once()
  {
+    fourteen_clusters(Store::Git)
+}
+
+#[test]
+fn fourteen_clusters_take_a_good_commit_wave_by_wave_halt_a_bad_one_at_the_canary_and_revert_at_once_with_the_status_hub()
+ {
+    fourteen_clusters(Store::Hub)
+}
+
+fn fourteen_clusters(store: Store) {
     let bake = Duration::from_secs(2);
     let fleet_yaml = "stages: [test, pre, prod]\nrollout:\n  canary: [test-sh-1]\n  batches: [1, 2, 7]\n  bake: 2s\n  progressDeadline: 4s\n";
     let files = fleet_files(fleet_yaml, EXAMPLE_CLUSTERS);
     let interval = Duration::from_millis(500);
-    let s = Scenario::start(&files, interval, Duration::from_secs(10));
+    let s = Scenario::start(&files, interval, Duration::from_secs(10), store);
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(120));
 
@@ -509,8 +604,18 @@ fn small_fleet() -> Vec<(String, String)> {
 
 #[test]
 fn a_silent_agent_blocks_later_waves_as_unknown_and_its_restart_resumes_the_rollout() {
+    silent_agent(Store::Git)
+}
+
+#[test]
+fn a_silent_agent_blocks_later_waves_as_unknown_and_its_restart_resumes_the_rollout_with_the_status_hub()
+ {
+    silent_agent(Store::Hub)
+}
+
+fn silent_agent(store: Store) {
     let heartbeat = Duration::from_secs(1);
-    let mut s = Scenario::start(&small_fleet(), Duration::from_millis(400), heartbeat);
+    let mut s = Scenario::start(&small_fleet(), Duration::from_millis(400), heartbeat, store);
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
 
@@ -528,11 +633,13 @@ fn a_silent_agent_blocks_later_waves_as_unknown_and_its_restart_resumes_the_roll
     assert_eq!(s.at("prod-2"), Some((v1.clone(), Phase::Healthy)));
     assert_eq!(s.image("prod-2").as_deref(), Some("nginx:1"));
     let cache = s.dir.path().join("plan-cache");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
-        .args(["plan", "--repo", &s.url()])
-        .env("ROLLWAVE_CACHE", &cache)
-        .output()
-        .unwrap();
+    let mut plan = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"));
+    plan.args(["plan", "--repo", &s.url()])
+        .env("ROLLWAVE_CACHE", &cache);
+    if let Some((_, kubeconfig)) = &s.hub {
+        plan.arg("--hub-kubeconfig").arg(kubeconfig);
+    }
+    let out = plan.output().unwrap();
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -569,6 +676,7 @@ fn agents_keep_their_clusters_while_the_git_server_is_down_and_resume_when_it_re
         ),
         Duration::from_millis(400),
         Duration::from_secs(2),
+        Store::Git,
     );
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
@@ -615,8 +723,168 @@ fn agents_keep_their_clusters_while_the_git_server_is_down_and_resume_when_it_re
     s.kill_agent("test-1");
 }
 
+/// The hub holds status only: while it is away the gates that read it close (the
+/// canary's status cannot reach the later waves, which wait at the old release), every
+/// cluster keeps running what it runs, and the rollout resumes once it is back (a hub
+/// that lost its objects is written again from the agents' own memory).
+#[test]
+fn a_status_hub_that_goes_away_mid_rollout_closes_the_gates_and_changes_nothing_else() {
+    let heartbeat = Duration::from_secs(1);
+    let interval = Duration::from_millis(400);
+    let mut s = Scenario::start(&small_fleet(), interval, heartbeat, Store::Hub);
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+
+    let (hub, kubeconfig) = s.hub.take().unwrap();
+    let address = hub.base_url();
+    s.runtime.block_on(hub.shutdown());
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    // The canary needs no peer and takes it; the waves after it wait, as they would
+    // for a silent canary, well past its bake.
+    eventually(Duration::from_secs(30), "the canary on nginx:2", || {
+        s.image("test-1").as_deref() == Some("nginx:2")
+    });
+    std::thread::sleep(heartbeat * 5);
+    for c in ["prod-1", "prod-2"] {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:1"), "{c} must hold");
+    }
+    for (c, agent) in &s.agents {
+        let alive = agent.handle.as_ref().is_some_and(|h| !h.is_finished());
+        assert!(alive, "the agent of {c} must still be running");
+    }
+
+    // The hub is back, empty, at the same address: the rollout completes.
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut options = SimOptions::named("hub");
+    options.listen = ([127, 0, 0, 1], port).into();
+    let hub = s.runtime.block_on(SimCluster::start(options)).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["create", "namespace", "rollwave-status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.hub = Some((hub, kubeconfig));
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
+    let statuses = s.statuses();
+    let waves = vec![
+        vec!["test-1".to_string()],
+        vec!["prod-1".to_string()],
+        vec!["prod-2".to_string()],
+    ];
+    assert_wave_order(&statuses, &waves, &v2, Duration::from_secs(1));
+    // What the canary knew survived the hub's loss: its v1 history is written again.
+    let (_, healthy_v1) = started_and_healthy(&statuses["test-1"], &v1);
+    assert!(healthy_v1.is_some(), "{:?}", statuses["test-1"]);
+}
+
+/// A fleet whose statuses live on the hub is never split in silence: an agent whose
+/// config lacks `hub:` publishes nothing anywhere (its passes fail with the reason),
+/// so its cluster reads as Unknown and the waves after it wait; a cluster whose agent
+/// still writes status refs (an older version) is named by `rollwave status`.
+#[test]
+fn an_agent_without_the_hub_in_a_hub_fleet_is_reported_and_never_splits_the_fleet() {
+    let heartbeat = Duration::from_secs(1);
+    let mut s = Scenario::start(
+        &small_fleet(),
+        Duration::from_millis(400),
+        heartbeat,
+        Store::Hub,
+    );
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+
+    s.kill_agent("prod-1");
+    s.start_agent_with("prod-1", false);
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    eventually(Duration::from_secs(30), "the canary Healthy at v2", || {
+        s.at("test-1") == Some((v2.clone(), Phase::Healthy))
+    });
+    std::thread::sleep(heartbeat * 5);
+    assert_eq!(s.image("prod-1").as_deref(), Some("nginx:1"));
+    assert_eq!(s.image("prod-2").as_deref(), Some("nginx:1"));
+    let hub_kubeconfig = s.hub.as_ref().unwrap().1.clone();
+    let cli = |command: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args([command, "--repo", &s.url(), "--hub-kubeconfig"])
+            .arg(&hub_kubeconfig)
+            .env("ROLLWAVE_CACHE", s.dir.path().join("cli-cache"))
+            .output()
+            .unwrap()
+    };
+    let out = cli("plan");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{plan}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        plan.contains("blocked: prod-1 Unknown (no recent status)"),
+        "{plan}"
+    );
+    let refs = git2::Repository::open(&s.bare).unwrap();
+    let (before, _) = read_statuses(&refs);
+    assert!(before.is_empty(), "nothing is written to Git: {before:?}");
+
+    // prod-1's agent, an older version, writes status refs instead: `rollwave status`
+    // names its cluster (its object on the hub is stale since its restart).
+    let mut stray = s.runtime.block_on(async {
+        let connection = Connection::Kubeconfig {
+            path: Some(hub_kubeconfig.clone()),
+            context: None,
+        };
+        let client = rollwave::agent::daemon::client_for(&connection)
+            .await
+            .unwrap();
+        Hub::new(client, "rollwave-status", Default::default())
+            .list()
+            .await
+            .unwrap()
+            .0
+            .remove("prod-1")
+            .unwrap()
+    });
+    stray.heartbeat = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    rollwave::source::statusref::write_status(&refs, &stray).unwrap();
+    let out = cli("status");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("cluster 'prod-1' publishes its status to the Git status refs")
+            && err.contains("needs `hub:`"),
+        "{err}"
+    );
+    assert!(!err.contains("cluster 'test-1'"), "{err}");
+}
+
 #[test]
 fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
+    removed_app(Store::Git)
+}
+
+#[test]
+fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted_with_the_status_hub() {
+    removed_app(Store::Hub)
+}
+
+fn removed_app(store: Store) {
     let s = Scenario::start(
         &fleet_files(
             "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  bake: 1s\n  progressDeadline: 20s\n",
@@ -624,6 +892,7 @@ fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
         ),
         Duration::from_millis(400),
         Duration::from_secs(2),
+        store,
     );
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
@@ -666,8 +935,18 @@ fn an_app_removed_from_a_clusters_targets_is_orphaned_there_not_deleted() {
 /// heals.
 #[test]
 fn a_recursive_partial_is_a_render_failure_at_the_canary_and_never_a_fleet_outage() {
+    recursive_partial(Store::Git)
+}
+
+#[test]
+fn a_recursive_partial_is_a_render_failure_at_the_canary_and_never_a_fleet_outage_with_the_status_hub()
+ {
+    recursive_partial(Store::Hub)
+}
+
+fn recursive_partial(store: Store) {
     let interval = Duration::from_millis(400);
-    let s = Scenario::start(&small_fleet(), interval, Duration::from_secs(2));
+    let s = Scenario::start(&small_fleet(), interval, Duration::from_secs(2), store);
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
 
@@ -733,7 +1012,13 @@ fn three_real_control_planes_take_a_release_canary_first_halt_a_broken_one_and_f
         }
     }
     let interval = Duration::from_secs(1);
-    let s = Scenario::start_on(&files, interval, Duration::from_secs(15), Clusters::Real);
+    let s = Scenario::start_on(
+        &files,
+        interval,
+        Duration::from_secs(15),
+        Clusters::Real,
+        Store::Git,
+    );
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(300));
 

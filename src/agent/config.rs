@@ -28,6 +28,10 @@
 //!   - urlFrom: {file: /etc/rollwave/slack-url}   # a URL holding a token is a secret
 //!     format: slack
 //!     events: [Degraded, RolledBack, Halted]
+//! hub:                  # the status hub, when fleet.yaml says status: {store: kubernetes}
+//!   kubeconfig: /etc/rollwave/hub/kubeconfig   # or inCluster: true
+//!   context: hub
+//!   namespace: rollwave-status                 # the default
 //! clusters:
 //!   - name: prod-bj-1
 //!     inCluster: true
@@ -101,6 +105,16 @@ pub enum Connection {
     },
     /// The pod's service account.
     InCluster,
+}
+
+/// The status hub (`hub:`): where statuses live when the fleet's `status.store` is
+/// `kubernetes` (DESIGN §5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// How to reach it.
+    pub connection: Connection,
+    /// The namespace of the status objects.
+    pub namespace: String,
 }
 
 /// One cluster the agent manages.
@@ -229,6 +243,8 @@ pub struct AgentConfig {
     pub clusters: Vec<ClusterConfig>,
     /// Where events are sent (`notify:`); empty: none.
     pub notify: Vec<NotifyConfig>,
+    /// The status hub, for fleets whose statuses live on a cluster.
+    pub hub: Option<HubConfig>,
 }
 
 /// A URL that may hold a token (a Slack incoming webhook's does): written in the
@@ -283,6 +299,7 @@ impl Default for AgentConfig {
             prometheus: None,
             clusters: Vec::new(),
             notify: Vec::new(),
+            hub: None,
         }
     }
 }
@@ -415,6 +432,19 @@ struct ClusterFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HubFile {
+    #[serde(default)]
+    kubeconfig: Option<PathBuf>,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    in_cluster: Option<Spanned<bool>>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NotifyFile {
     #[serde(default)]
     url: Option<String>,
@@ -456,6 +486,8 @@ struct ConfigFile {
     clusters: Spanned<Vec<ClusterFile>>,
     #[serde(default)]
     notify: Vec<Spanned<NotifyFile>>,
+    #[serde(default)]
+    hub: Option<Spanned<HubFile>>,
 }
 
 struct Checker<'a> {
@@ -731,6 +763,49 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    fn hub(&self, h: &Spanned<HubFile>) -> Result<HubConfig, ConfigError> {
+        let line = h.referenced.line();
+        let in_cluster = h.value.in_cluster.as_ref().is_some_and(|b| b.value);
+        if in_cluster && (h.value.kubeconfig.is_some() || h.value.context.is_some()) {
+            return Err(self.invalid(
+                line,
+                "hub.inCluster",
+                "inCluster: true cannot be combined with kubeconfig or context",
+            ));
+        }
+        if !in_cluster && h.value.kubeconfig.is_none() && h.value.context.is_none() {
+            return Err(self.invalid(
+                line,
+                "hub",
+                "say how to reach the status hub: kubeconfig and/or context, or inCluster: true",
+            ));
+        }
+        let namespace = match &h.value.namespace {
+            Some(n) if !crate::names::is_dns_label(&n.value) => {
+                return Err(self.invalid(
+                    n.referenced.line(),
+                    "hub.namespace",
+                    format!("'{}' is not a namespace name", n.value),
+                ));
+            }
+            Some(n) => n.value.clone(),
+            None => crate::status::object::NAMESPACE.to_string(),
+        };
+        Ok(HubConfig {
+            connection: if in_cluster {
+                Connection::InCluster
+            } else {
+                Connection::Kubeconfig {
+                    path: h.value.kubeconfig.clone(),
+                    context: h.value.context.clone(),
+                }
+            },
+            namespace,
+        })
+    }
+}
+
 impl AgentConfig {
     /// The Prometheus of `cluster`: its own, else the agent's.
     pub fn prometheus_for<'a>(
@@ -892,6 +967,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
             .transpose()?,
         clusters: check.clusters(&raw.clusters)?,
         notify: check.notify(&raw.notify)?,
+        hub: raw.hub.as_ref().map(|h| check.hub(h)).transpose()?,
     })
 }
 

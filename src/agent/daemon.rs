@@ -26,6 +26,8 @@ use crate::cli::history::{GitAccess, GitRepo};
 use crate::metrics::Metrics;
 use crate::source::trigger::{Wake, poll, watch_repository, webhook_router};
 use crate::source::verify::TrustPolicy;
+use crate::status::StoreKind;
+use crate::status::hub::Hub;
 
 /// How long connecting to an API server may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,6 +86,9 @@ struct Managed {
 /// Longest a finished pass's status waits for the other clusters' passes of its round
 /// before it is pushed without them.
 const STATUS_BATCH_WAIT: Duration = Duration::from_secs(5);
+
+/// Shortest time between passes started by peers' changes on the status hub.
+const PEER_WAKE_GAP: Duration = Duration::from_secs(1);
 
 /// What one round of passes reads: the repository, read once for every cluster
 /// (shared by passes on the agent's one thread; a Git repository is not `Sync`).
@@ -189,6 +194,8 @@ pub struct Agent {
     refused_tip: Option<git2::Oid>,
     clusters: Vec<Managed>,
     metrics: Arc<Metrics>,
+    /// The status hub (`hub:`), when configured.
+    hub: Option<Arc<Hub>>,
 }
 
 /// Whether `config` names a Git history to plan rollouts with (a URL, or a Git
@@ -217,6 +224,18 @@ impl Agent {
             Some(super::notify::Notifier::start(config.notify_endpoints()?)?)
         } else {
             None
+        };
+        let hub = match &config.hub {
+            Some(h) => {
+                let client = client_for(&h.connection).await.context("hub")?;
+                let own = config.clusters.iter().map(|c| c.name.clone()).collect();
+                let hub = Arc::new(Hub::new(client, &h.namespace, own));
+                if watch {
+                    hub.watch();
+                }
+                Some(hub)
+            }
+            None => None,
         };
         let mut clusters = Vec::new();
         for c in &config.clusters {
@@ -248,6 +267,7 @@ impl Agent {
                     .with_histories(histories.clone())
                     .with_prometheus(prometheus)
                     .with_notifier(notifier.clone())
+                    .with_hub(hub.clone())
                     .defer_push();
                 agent.push = config.push_status;
                 Runner::Rollout(Box::new(agent))
@@ -270,6 +290,7 @@ impl Agent {
                 .clone()
                 .unwrap_or_else(crate::source::default_cache_dir),
             allow_stale: watch,
+            status_refs: true,
         };
         let trust = match &config.verify {
             Some(v) => Some(
@@ -286,6 +307,7 @@ impl Agent {
             refused_tip: None,
             clusters,
             metrics,
+            hub,
         })
     }
 
@@ -317,20 +339,33 @@ impl Agent {
             .collect::<Vec<_>>();
         let results = futures_util::future::join_all(passes).await;
         if let Input::Rollout(g) = &input {
-            self.push_statuses(g);
+            self.push_statuses(g).await;
         }
         results
     }
 
-    /// Pushes the written, unpushed statuses of every idle cluster in one push. A
-    /// failure is logged and the statuses stay pending for the next pass: the clusters
-    /// keep being reconciled while the Git server is unreachable.
-    fn push_statuses(&mut self, g: &GitRepo) {
+    /// Publishes the written, unpublished statuses of every idle cluster: to the
+    /// hub, one write each, when the fleet's statuses live there; else in one push
+    /// of their status refs. A failure is logged and the statuses stay pending for
+    /// the next pass: the clusters keep being reconciled while the Git server or the
+    /// hub is unreachable.
+    async fn push_statuses(&mut self, g: &GitRepo) {
+        for c in &mut self.clusters {
+            if let Runner::Rollout(agent) = &mut c.runner
+                && agent.store() == StoreKind::Kubernetes
+            {
+                agent.publish_to_hub().await;
+            }
+        }
         let pending: Vec<&str> = self
             .clusters
             .iter()
             .filter_map(|c| match &c.runner {
-                Runner::Rollout(agent) if agent.push_pending() => Some(c.name.as_str()),
+                Runner::Rollout(agent)
+                    if agent.push_pending() && agent.store() == StoreKind::Git =>
+                {
+                    Some(c.name.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -354,7 +389,9 @@ impl Agent {
         };
         if pushed {
             for c in &mut self.clusters {
-                if let Runner::Rollout(agent) = &mut c.runner {
+                if let Runner::Rollout(agent) = &mut c.runner
+                    && agent.store() == StoreKind::Git
+                {
                     agent.pushed();
                 }
             }
@@ -426,7 +463,7 @@ impl Agent {
     }
 
     /// Writes and pushes every cluster's last status with a fresh heartbeat.
-    pub fn flush(&mut self) {
+    pub async fn flush(&mut self) {
         if !self.rollout {
             return;
         }
@@ -454,7 +491,7 @@ impl Agent {
                 tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "final status not written")
             }
         }
-        self.push_statuses(&g);
+        self.push_statuses(&g).await;
         for c in &self.clusters {
             if let Runner::Rollout(agent) = &c.runner {
                 if agent.push_pending() {
@@ -526,6 +563,10 @@ impl Agent {
         // since when a finished pass's status waits for the others of its round.
         let mut last_repo: Option<Rc<GitRepo>> = None;
         let mut waiting_since: Option<tokio::time::Instant> = None;
+        // A peer's change on the status hub starts a pass PEER_WAKE_GAP later, so a
+        // burst of changes across the fleet costs one pass.
+        let hub = self.hub.clone();
+        let mut peers_at: Option<tokio::time::Instant> = None;
         let mut stop = std::pin::pin!(stop);
         loop {
             if self.clusters.iter().any(|c| c.seen < wakes) {
@@ -555,6 +596,10 @@ impl Agent {
                     clock.finished(&c.name);
                     log_pass(&c.name, &result);
                     c.passed = true;
+                    if let Runner::Rollout(agent) = &c.runner {
+                        // Status refs are fetched only while the fleet uses them.
+                        self.access.status_refs = agent.store() == StoreKind::Git;
+                    }
                     if let Runner::Rollout(agent) = &c.runner
                         && let Some(due) = agent.next_analysis()
                     {
@@ -571,7 +616,7 @@ impl Agent {
                     if (running.is_empty() || waited.elapsed() >= STATUS_BATCH_WAIT)
                         && let Some(g) = &last_repo
                     {
-                        self.push_statuses(g);
+                        self.push_statuses(g).await;
                         waiting_since = None;
                     }
                     if running.is_empty() {
@@ -595,7 +640,7 @@ impl Agent {
                     if waiting_since.is_some() => {
                     // A pass still running holds the finished ones' statuses no longer.
                     if let Some(g) = &last_repo {
-                        self.push_statuses(g);
+                        self.push_statuses(g).await;
                     }
                     waiting_since = None;
                 }
@@ -608,6 +653,16 @@ impl Agent {
                     if drift_at.is_some() => {
                     drift_at = None;
                     wakes += 1;
+                }
+                _ = async { tokio::time::sleep_until(peers_at.unwrap_or_else(tokio::time::Instant::now)).await },
+                    if peers_at.is_some() => {
+                    peers_at = None;
+                    wakes += 1;
+                }
+                _ = async { match &hub { Some(h) => h.changed().await, None => std::future::pending().await } },
+                    if peers_at.is_none() => {
+                    tracing::debug!("a peer's status changed on the hub");
+                    peers_at = Some(tokio::time::Instant::now() + PEER_WAKE_GAP);
                 }
                 apps = any_drift(&caches), if drift_at.is_none() => {
                     tracing::debug!(apps = apps.len(), "live objects changed; reconciling");
@@ -623,7 +678,7 @@ impl Agent {
             log_pass(&c.name, &result);
             self.clusters.push(c);
         }
-        self.flush();
+        self.flush().await;
         poller.abort();
         server.abort();
         Ok(())

@@ -22,7 +22,8 @@ use crate::prometheus::Prometheus;
 use crate::render::render;
 use crate::source::GitTree;
 use crate::source::statusref::{push_status, write_status};
-use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase};
+use crate::status::hub::Hub;
+use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase, StoreKind};
 
 /// One cluster's agent state across passes.
 pub struct ClusterAgent {
@@ -65,6 +66,10 @@ pub struct ClusterAgent {
     next_analysis: Option<SystemTime>,
     /// Where the events of this cluster's apps are sent (agent config `notify:`).
     notifier: Option<Arc<super::notify::Notifier>>,
+    /// The status hub (agent config `hub:`), for fleets whose statuses live there.
+    hub: Option<Arc<Hub>>,
+    /// Where the last pass found the fleet's statuses (fleet.yaml `status.store`).
+    store: StoreKind,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -207,7 +212,61 @@ impl ClusterAgent {
             skipped: HashSet::new(),
             next_analysis: None,
             notifier: None,
+            hub: None,
+            store: StoreKind::Git,
         }
+    }
+
+    /// Publishes and reads statuses through `hub` when the fleet's `status.store` is
+    /// `kubernetes` (without one, such a fleet's passes fail with the reason).
+    pub fn with_hub(mut self, hub: Option<Arc<Hub>>) -> ClusterAgent {
+        self.hub = hub;
+        self
+    }
+
+    /// Where the last pass found the fleet's statuses.
+    pub fn store(&self) -> StoreKind {
+        self.store
+    }
+
+    /// The status written last, for the caller to publish (see
+    /// [`ClusterAgent::defer_push`]).
+    pub fn last_status(&self) -> Option<&ClusterStatus> {
+        self.last_written.as_ref().map(|(_, s)| s)
+    }
+
+    /// Every peer's status from the fleet's store, this cluster's own as it wrote it
+    /// last. With the hub, a cluster that has no object there yet (a fleet moving
+    /// from the Git store) starts from its status ref.
+    async fn peer_statuses(
+        &mut self,
+        g: &GitRepo,
+        store: StoreKind,
+    ) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
+        self.store = store;
+        let mut statuses = match (store, &self.hub) {
+            (StoreKind::Git, _) => g.statuses()?,
+            (StoreKind::Kubernetes, None) => anyhow::bail!(
+                "fleet.yaml says `status: {{store: kubernetes}}` but this agent's config has no `hub:` (how to reach the status hub); nothing is applied and no status is published until it has one, and peers see this cluster as Unknown"
+            ),
+            (StoreKind::Kubernetes, Some(hub)) => {
+                let (mut statuses, errors) = hub.read().await?;
+                for e in errors {
+                    tracing::warn!(error = %e, "ignoring unreadable peer status");
+                }
+                if !statuses.contains_key(&self.cluster) && self.last_written.is_none() {
+                    let (refs, _) = crate::source::statusref::read_statuses(&g.repository()?);
+                    if let Some(own) = refs.get(&self.cluster) {
+                        statuses.insert(self.cluster.clone(), own.clone());
+                    }
+                }
+                statuses
+            }
+        };
+        if let Some((_, own)) = &self.last_written {
+            statuses.insert(self.cluster.clone(), own.clone());
+        }
+        Ok(statuses)
     }
 
     /// Measures the analysis of bakes against `prometheus` (without one, analysis is
@@ -314,10 +373,7 @@ impl ClusterAgent {
         let mut used = HashSet::new();
         let (head_tree, model) = self.head_model(g, &history, &mut used)?;
         let fleet = &model.fleet;
-        let mut statuses = g.statuses()?;
-        if let Some((_, own)) = &self.last_written {
-            statuses.insert(self.cluster.clone(), own.clone());
-        }
+        let statuses = self.peer_statuses(g, fleet.settings.status_store).await?;
         let mine = statuses.get(&self.cluster).cloned();
         let Some(cluster) = fleet.cluster(&self.cluster) else {
             anyhow::bail!(
@@ -572,7 +628,29 @@ impl ClusterAgent {
             n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now);
         }
         self.write_status(g, out.apps, now)?;
+        if !self.defer_push {
+            self.publish_to_hub().await;
+        }
         Ok(out.report)
+    }
+
+    /// Writes the pending status to the hub, when the fleet's statuses live there; a
+    /// failure is logged and the status stays pending for the next pass.
+    pub async fn publish_to_hub(&mut self) {
+        if self.store != StoreKind::Kubernetes || !self.push_pending() {
+            return;
+        }
+        let (Some(hub), Some((_, status))) = (&self.hub, &self.last_written) else {
+            return;
+        };
+        match hub.write(status).await {
+            Ok(()) => self.push_pending = false,
+            Err(e) => tracing::warn!(
+                cluster = %self.cluster,
+                error = %e,
+                "status not written to the hub; trying again at the next pass"
+            ),
+        }
     }
 
     /// Writes the last status again with a fresh heartbeat and pushes it: the agent's
@@ -616,11 +694,13 @@ impl ClusterAgent {
                 interval: self.heartbeat.as_secs().max(1),
                 apps,
             };
-            write_status(&g.repository()?, &status)?;
+            if self.store == StoreKind::Git {
+                write_status(&g.repository()?, &status)?;
+            }
             self.last_written = Some((Instant::now(), status));
             self.push_pending = true;
         }
-        if !self.push_pending || !self.push || self.defer_push {
+        if !self.push_pending || !self.push || self.defer_push || self.store != StoreKind::Git {
             return Ok(());
         }
         let Some(mirror) = g.mirror() else {

@@ -48,6 +48,9 @@ pub struct GitAccess {
     /// Use the mirror's last fetched state when the remote cannot be reached (the
     /// agent: keep running on what it has), instead of failing (one-shot commands).
     pub allow_stale: bool,
+    /// Fetch the status refs with the branch (false: the fleet's statuses live on a
+    /// hub, and fetching the branch alone spares the Git server).
+    pub status_refs: bool,
 }
 
 impl GitAccess {
@@ -58,6 +61,7 @@ impl GitAccess {
             auth: Auth::from_env(),
             cache_dir: source::default_cache_dir(),
             allow_stale: false,
+            status_refs: true,
         }
     }
 }
@@ -88,7 +92,7 @@ impl GitRepo {
     ) -> anyhow::Result<GitRepo> {
         if source::is_remote_url(repo) {
             let mirror = Mirror::open(&access.cache_dir, repo, branch, access.auth.clone())?;
-            let (fetched, stale) = match mirror.fetch() {
+            let (fetched, stale) = match mirror.fetch_with(access.status_refs) {
                 Ok(f) => (f.head, None),
                 Err(e) => match mirror.head() {
                     Some(head) if access.allow_stale => {
@@ -161,6 +165,40 @@ impl GitRepo {
         }
         Ok(statuses)
     }
+}
+
+/// Every cluster's status from the store fleet.yaml names: the status refs, or the
+/// hub reached as `hub` says. With the hub, clusters that still publish fresh status
+/// refs are reported (their agents run without `hub:` or an older version, and
+/// their peers do not see them), so a fleet is never split in silence.
+pub fn fleet_statuses(
+    g: &GitRepo,
+    fleet: &Fleet,
+    hub: &super::HubArgs,
+) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
+    let refs = g.statuses()?;
+    if fleet.settings.status_store == crate::status::StoreKind::Git {
+        return Ok(refs);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (statuses, errors) = runtime
+        .block_on(async {
+            let client = crate::agent::daemon::client_for(&hub.connection()).await?;
+            let hub = crate::status::hub::Hub::new(client, &hub.hub_namespace, Default::default());
+            anyhow::Ok(hub.list().await?)
+        })
+        .context(
+            "fleet.yaml keeps statuses on a hub (status: {store: kubernetes}); reach it with --hub-kubeconfig and --hub-context",
+        )?;
+    for e in errors {
+        eprintln!("warning: {e}");
+    }
+    for w in crate::status::split_between_stores(&statuses, &refs, SystemTime::now()) {
+        eprintln!("warning: {w}");
+    }
+    Ok(statuses)
 }
 
 /// The Git repository enclosing the directory `dir` (a work tree, one of its

@@ -53,6 +53,31 @@ pub enum PlanFormat {
     Json,
 }
 
+/// How the commands that read statuses reach the status hub, for a fleet whose
+/// fleet.yaml says `status: {store: kubernetes}` (ignored otherwise).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HubArgs {
+    /// The status hub's kubeconfig (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "ROLLWAVE_HUB_KUBECONFIG")]
+    pub hub_kubeconfig: Option<PathBuf>,
+    /// The status hub's kubeconfig context (default: the current context).
+    #[arg(long, env = "ROLLWAVE_HUB_CONTEXT")]
+    pub hub_context: Option<String>,
+    /// The hub namespace of the status objects.
+    #[arg(long, env = "ROLLWAVE_HUB_NAMESPACE", default_value = crate::status::object::NAMESPACE)]
+    pub hub_namespace: String,
+}
+
+impl HubArgs {
+    /// The hub connection these flags describe.
+    pub fn connection(&self) -> crate::agent::config::Connection {
+        crate::agent::config::Connection::Kubeconfig {
+            path: self.hub_kubeconfig.clone(),
+            context: self.hub_context.clone(),
+        }
+    }
+}
+
 /// `--repo`, `--rev` and `--branch`, shared by the commands that read a fleet.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RepoArgs {
@@ -111,6 +136,9 @@ pub enum Command {
         /// Output format: text for people, json for scripts.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: PlanFormat,
+        /// The status hub, when the fleet's statuses live there.
+        #[command(flatten)]
+        hub: HubArgs,
     },
     /// Rendered differences between two revisions, per app and cluster, with a summary.
     Diff {
@@ -153,11 +181,14 @@ pub enum Command {
         #[arg(long, default_value = "main")]
         branch: String,
     },
-    /// The fleet table (app x wave x cluster) from the status refs.
+    /// The fleet table (app x wave x cluster) from the status refs, or the status hub.
     Status {
         /// Which repository and revision.
         #[command(flatten)]
         source: RepoArgs,
+        /// The status hub, when the fleet's statuses live there.
+        #[command(flatten)]
+        hub: HubArgs,
     },
     /// Render every app for every cluster and report every error (for CI).
     Validate {
@@ -229,7 +260,12 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
         } => render::run(&source, &cluster, app.as_deref(), output),
         Command::Validate { source } => validate::run(&source),
-        Command::Plan { source, at, output } => plan::run(&source, at.as_deref(), output),
+        Command::Plan {
+            source,
+            at,
+            output,
+            hub,
+        } => plan::run(&source, at.as_deref(), output, &hub),
         Command::Diff {
             repo,
             path,
@@ -268,7 +304,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 "diff needs --from and --to, or --live and --cluster"
             )),
         },
-        Command::Status { source } => status::run(&source),
+        Command::Status { source, hub } => status::run(&source, &hub),
         Command::Sim(args) => sim::run(&args),
         Command::Agent(args) => agent::run(&args),
         Command::Demo(args) => demo::run(&args),

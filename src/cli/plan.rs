@@ -80,7 +80,12 @@ pub fn describe_policy(p: &crate::fleet::tenancy::Policy) -> String {
 }
 
 /// Computes and prints the plan.
-pub fn run(source: &RepoArgs, at: Option<&str>, output: PlanFormat) -> anyhow::Result<ExitCode> {
+pub fn run(
+    source: &RepoArgs,
+    at: Option<&str>,
+    output: PlanFormat,
+    hub: &super::HubArgs,
+) -> anyhow::Result<ExitCode> {
     let now = match at {
         Some(t) => humantime::parse_rfc3339_weak(t)
             .with_context(|| format!("--at '{t}': expected a time like 2026-11-23T10:00:00Z"))?,
@@ -95,7 +100,7 @@ pub fn run(source: &RepoArgs, at: Option<&str>, output: PlanFormat) -> anyhow::R
     let git = g.repository()?;
     let (history, order) = history_order(&git, g.head)?;
     let (head_tree, fleet) = g.fleet(g.head)?;
-    let statuses = g.statuses()?;
+    let statuses = super::history::fleet_statuses(&g, &fleet, hub)?;
     let mut apps = serde_json::Map::new();
     let mut text = String::new();
     for app in &fleet.apps {

@@ -1,19 +1,19 @@
 //! `rollwave status --repo R`: the fleet table (app x wave x cluster: release, phase,
 //! since, and the analysis of the bake: its verdict, or the last value of each metric)
-//! from the status refs. A cluster whose agent reports but has not applied the app
+//! from the status refs or the status hub. A cluster whose agent reports but has not applied the app
 //! yet shows `Waiting`; one with no recent status shows `Unknown`.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::RepoArgs;
-use std::time::{Duration, SystemTime};
+use super::{HubArgs, RepoArgs};
+use std::time::SystemTime;
 
 use super::history::GitRepo;
 use crate::plan::waves_for;
 
 /// Prints the table.
-pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
+pub fn run(source: &RepoArgs, hub: &HubArgs) -> anyhow::Result<ExitCode> {
     let g = GitRepo::open(
         &source.repo,
         source.path.as_deref(),
@@ -21,7 +21,7 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
         &source.branch,
     )?;
     let (_, fleet) = g.fleet(g.head)?;
-    let statuses = g.statuses()?;
+    let statuses = super::history::fleet_statuses(&g, &fleet, hub)?;
     let now = SystemTime::now();
     let mut out = format!(
         "{:<12} {:<5} {:<16} {:<9} {:<12} {:<24} {}\n",
@@ -31,13 +31,7 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
         for (w, wave) in waves_for(&fleet, app).iter().enumerate() {
             for c in wave {
                 let s = statuses.get(c);
-                let fresh = s.is_some_and(|s| {
-                    humantime::parse_rfc3339(&s.heartbeat).is_ok_and(|beat| {
-                        now.duration_since(beat).map_or(true, |age| {
-                            age <= Duration::from_secs(3 * s.interval.max(1))
-                        })
-                    })
-                });
+                let fresh = s.is_some_and(|s| s.is_fresh(now));
                 let analysis = s
                     .and_then(|s| s.apps.get(&app.name))
                     .map_or_else(|| "-".to_string(), crate::plan::analysis::cell);

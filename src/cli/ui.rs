@@ -30,6 +30,9 @@ pub struct UiArgs {
     /// How often a URL is fetched (a path is re-read twice a second).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub fetch_interval: Duration,
+    /// The status hub, when the fleet's statuses live there (watched live).
+    #[command(flatten)]
+    pub hub: super::HubArgs,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -44,13 +47,21 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
                     args.listen
                 )
             })?;
-        let loader = Loader::new(
+        let mut loader = Loader::new(
             &args.repo,
             &args.branch,
             GitAccess::from_env(),
             args.fetch_interval.max(Duration::from_millis(500)),
         )
         .with_path(args.path.clone());
+        if loader.status_store()? == crate::status::StoreKind::Kubernetes {
+            let client = crate::agent::daemon::client_for(&args.hub.connection())
+                .await
+                .context("fleet.yaml keeps statuses on a hub (status: {store: kubernetes}); reach it with --hub-kubeconfig and --hub-context")?;
+            let hub = crate::status::hub::Hub::new(client, &args.hub.hub_namespace, Default::default());
+            hub.watch();
+            loader = loader.with_hub(Some(std::sync::Arc::new(hub)));
+        }
         let server = UiServer::start(listener, loader).await?;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "rollwave ui: serving {} (Ctrl-C stops)", server.url());

@@ -527,6 +527,16 @@ pub struct FleetFile {
     values: Map<String, Value>,
     #[serde(default)]
     tenancy: Option<Spanned<super::tenancy::TenancyFile>>,
+    #[serde(default)]
+    status: StatusFile,
+}
+
+/// `status:` in fleet.yaml: where the fleet's statuses live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusFile {
+    #[serde(default)]
+    store: crate::status::StoreKind,
 }
 
 /// Validated `fleet.yaml`.
@@ -542,6 +552,8 @@ pub struct FleetSettings {
     pub values: Map<String, Value>,
     /// What each app may touch (DESIGN §6.1); `None`: every app may do everything.
     pub tenancy: Option<super::tenancy::Tenancy>,
+    /// Where the agents publish and read statuses (`status.store`; DESIGN §5.1).
+    pub status_store: crate::status::StoreKind,
 }
 
 impl FleetFile {
@@ -578,6 +590,7 @@ impl FleetFile {
             removal: self.removal,
             values: self.values,
             tenancy,
+            status_store: self.status.store,
         })
     }
 }

@@ -278,16 +278,9 @@ impl PlanInput<'_> {
     }
 
     fn is_fresh(&self, cluster: &str) -> bool {
-        let Some(s) = self.statuses.get(cluster) else {
-            return false;
-        };
-        let Ok(beat) = humantime::parse_rfc3339(&s.heartbeat) else {
-            return false;
-        };
-        let max_age = Duration::from_secs(s.interval.max(1).saturating_mul(3));
-        self.now
-            .duration_since(beat)
-            .map_or(true, |age| age <= max_age)
+        self.statuses
+            .get(cluster)
+            .is_some_and(|s| s.is_fresh(self.now))
     }
 
     /// The state of one earlier-wave cluster with respect to release order `c`.

@@ -237,6 +237,12 @@ impl Mirror {
     /// Fetches the branch and all status refs. A fetch that finds nothing new costs one
     /// exchange of refs with the server. A rewritten branch is followed (and reported).
     pub fn fetch(&self) -> Result<FetchOutcome, SourceError> {
+        self.fetch_with(true)
+    }
+
+    /// Fetches the branch, and the status refs with it when `status_refs` (a fleet
+    /// whose statuses live on a hub needs the branch only).
+    pub fn fetch_with(&self, status_refs: bool) -> Result<FetchOutcome, SourceError> {
         let previous = self.head();
         let stats = RefCell::new((0usize, 0usize));
         let mut cb = RemoteCallbacks::new();
@@ -255,10 +261,10 @@ impl Mirror {
             .repo
             .remote_anonymous(&self.url)
             .map_err(|e| self.remote_err("fetch", e))?;
-        let refspecs = [
-            format!("+{0}:{0}", self.branch_ref()),
-            format!("+{STATUS_REF_PREFIX}*:{STATUS_REF_PREFIX}*"),
-        ];
+        let mut refspecs = vec![format!("+{0}:{0}", self.branch_ref())];
+        if status_refs {
+            refspecs.push(format!("+{STATUS_REF_PREFIX}*:{STATUS_REF_PREFIX}*"));
+        }
         count_git_operation("fetch");
         remote
             .fetch(&refspecs, Some(&mut opts), None)

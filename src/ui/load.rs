@@ -31,6 +31,7 @@ struct HeadState {
     order: HashMap<String, usize>,
     subjects: HashMap<String, String>,
     apps: Vec<(String, RolloutSpec, AppHistory)>,
+    store: crate::status::StoreKind,
 }
 
 /// Where the fleet is read from, and what was read at the current head.
@@ -43,6 +44,8 @@ pub struct Loader {
     fetch_every: Duration,
     remote: Option<(GitRepo, Instant)>,
     head_state: Option<HeadState>,
+    /// The status hub, watched, for a fleet whose statuses live there.
+    hub: Option<std::sync::Arc<crate::status::hub::Hub>>,
 }
 
 impl Loader {
@@ -57,7 +60,24 @@ impl Loader {
             fetch_every,
             remote: None,
             head_state: None,
+            hub: None,
         }
+    }
+
+    /// Reads statuses from `hub` (watched by the caller) when fleet.yaml keeps them
+    /// there.
+    pub fn with_hub(mut self, hub: Option<std::sync::Arc<crate::status::hub::Hub>>) -> Loader {
+        self.hub = hub;
+        self
+    }
+
+    /// Where the fleet at the repository's head keeps its statuses.
+    pub fn status_store(&mut self) -> anyhow::Result<crate::status::StoreKind> {
+        self.open()?;
+        let Some((g, _)) = &self.remote else {
+            anyhow::bail!("{}: not opened", self.repo);
+        };
+        Ok(g.fleet(g.head)?.1.settings.status_store)
     }
 
     /// Reads the fleet in the directory `path` of the repository (a monorepo).
@@ -132,12 +152,19 @@ impl Loader {
                 order,
                 subjects,
                 apps,
+                store: fleet.settings.status_store,
             });
         }
         let Some(state) = &self.head_state else {
             anyhow::bail!("{}: no head read", self.repo);
         };
-        let (statuses, errors) = read_statuses(&repo);
+        let (statuses, errors) = match (state.store, &self.hub) {
+            (crate::status::StoreKind::Git, _) => read_statuses(&repo),
+            (crate::status::StoreKind::Kubernetes, Some(hub)) => hub.snapshot(),
+            (crate::status::StoreKind::Kubernetes, None) => anyhow::bail!(
+                "fleet.yaml keeps statuses on a hub (status: {{store: kubernetes}}); restart `rollwave ui` with --hub-kubeconfig and --hub-context"
+            ),
+        };
         let unreadable: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let head_sha = head.to_string();
         let src = FleetSource {

@@ -336,11 +336,7 @@ impl FleetSource<'_> {
     }
 
     fn fresh(&self, s: &ClusterStatus) -> bool {
-        humantime::parse_rfc3339(&s.heartbeat).is_ok_and(|beat| {
-            self.now.duration_since(beat).map_or(true, |age| {
-                age <= Duration::from_secs(s.interval.max(1).saturating_mul(3))
-            })
-        })
+        s.is_fresh(self.now)
     }
 
     fn order_of(&self, sha: &str) -> Option<usize> {

@@ -1,11 +1,38 @@
 //! The status an agent publishes for its cluster (DESIGN §5): what each app runs, its
 //! phase and history, known-good and poisoned renderings. Agents coordinate only
 //! through these documents, stored as `status.json` in commits under
-//! `refs/rollwave/status/<cluster>`.
+//! `refs/rollwave/status/<cluster>` ([`crate::source::statusref`]), or in one object
+//! per cluster on a hub cluster ([`hub`], [`object`]) when fleet.yaml says
+//! `status: {store: kubernetes}` ([`StoreKind`]).
+
+pub mod hub;
+pub mod object;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+/// Where a fleet's statuses live (fleet.yaml `status.store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Status refs in the fleet repository: nothing more to run, fine for tens of
+    /// clusters (DESIGN §5).
+    #[default]
+    Git,
+    /// One object per cluster on a hub cluster, read by a watch: for fleets whose
+    /// pushes and fetches would exceed what the Git host allows (DESIGN §5.1).
+    Kubernetes,
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreKind::Git => "git",
+            StoreKind::Kubernetes => "kubernetes",
+        })
+    }
+}
 
 /// Default heartbeat interval in seconds when a status does not say.
 pub const DEFAULT_INTERVAL_SECS: u64 = 60;
@@ -206,6 +233,17 @@ impl ClusterStatus {
         Ok(s)
     }
 
+    /// Whether the status is recent enough to be believed at `now`: its heartbeat is
+    /// at most three intervals old (DESIGN §4; an older one reads as Unknown, which
+    /// closes the gates that depend on it).
+    pub fn is_fresh(&self, now: std::time::SystemTime) -> bool {
+        humantime::parse_rfc3339(&self.heartbeat).is_ok_and(|beat| {
+            now.duration_since(beat).map_or(true, |age| {
+                age <= std::time::Duration::from_secs(self.interval.max(1).saturating_mul(3))
+            })
+        })
+    }
+
     /// Serialises to pretty JSON for `status.json`.
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
@@ -214,9 +252,66 @@ impl ClusterStatus {
     }
 }
 
+/// Clusters of a fleet whose store is the hub that still publish fresh status refs
+/// newer than their hub object (or have none there): each one's agent writes where
+/// no peer reads, so the fleet would be split in silence. One message per cluster.
+pub fn split_between_stores(
+    hub: &BTreeMap<String, ClusterStatus>,
+    refs: &BTreeMap<String, ClusterStatus>,
+    now: std::time::SystemTime,
+) -> Vec<String> {
+    let beat = |s: &ClusterStatus| humantime::parse_rfc3339(&s.heartbeat).ok();
+    refs.values()
+        .filter(|r| r.is_fresh(now))
+        .filter(|r| hub.get(&r.cluster).is_none_or(|h| beat(h) < beat(r)))
+        .map(|r| {
+            format!(
+                "cluster '{}' publishes its status to the Git status refs (heartbeat {}) but fleet.yaml keeps statuses on the hub (status: {{store: kubernetes}}): its agent needs `hub:` in its config (or a newer version); until then its peers see it as Unknown",
+                r.cluster, r.heartbeat
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_still_publishing_to_git_is_reported_once_its_hub_copy_is_older() {
+        let at = |c: &str, beat: &str| ClusterStatus {
+            cluster: c.into(),
+            agent: "rollwave/0.1.0".into(),
+            heartbeat: beat.into(),
+            interval: 60,
+            apps: BTreeMap::new(),
+            notified: BTreeMap::new(),
+        };
+        let now = humantime::parse_rfc3339("2026-11-23T10:01:00Z").unwrap();
+        let hub: BTreeMap<_, _> = [
+            ("a".to_string(), at("a", "2026-11-23T10:00:30Z")),
+            ("b".to_string(), at("b", "2026-11-23T09:00:00Z")),
+        ]
+        .into();
+        let refs: BTreeMap<_, _> = [
+            // Moved to the hub: its last ref is older than its object.
+            ("a".to_string(), at("a", "2026-11-23T10:00:00Z")),
+            // Still writing refs, its hub object stale.
+            ("b".to_string(), at("b", "2026-11-23T10:00:50Z")),
+            // Never on the hub.
+            ("c".to_string(), at("c", "2026-11-23T10:00:40Z")),
+            // Stopped long ago: nothing to report.
+            ("d".to_string(), at("d", "2026-11-22T10:00:00Z")),
+        ]
+        .into();
+        let w = split_between_stores(&hub, &refs, now);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("cluster 'b' publishes") && w[1].starts_with("cluster 'c'"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("needs `hub:`"), "{w:?}");
+    }
 
     #[test]
     fn parses_the_documented_example_and_defaults_the_interval() {
