@@ -5,16 +5,20 @@
 //! namespaces, the ServiceAccounts and their bindings) is applied by the cluster admin,
 //! as a platform team would. Then: a restricted app shipping a cluster-scoped kind, an
 //! object in another namespace, a denied kind; an app within its policy whose
-//! ServiceAccount may not do what it ships; rights taken away mid-life.
+//! ServiceAccount may not do what it ships; rights taken away mid-life; an app deleted
+//! from the repository released as the ServiceAccount its inventory records.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use common::git::{commit_files, git, work_repo};
 use common::k8s::RealCluster;
 use common::sim::require_kubectl;
 use common::{copy_dir, run_cli};
+use rollwave::source::statusref::read_statuses;
+use rollwave::status::{AppStatus, Phase};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "test-sh-1";
@@ -404,6 +408,160 @@ fn an_app_released_with_removal_delete_is_deleted_as_its_service_account() {
         assert!(line_of(&out, "api").contains(" object(s) deleted"), "{out}");
         assert!(!s.exists(&["deployment", "api", "-n", "api"]));
     }
+    let out = s.pass_ok();
+    assert!(line_of(&out, "api").contains(" created"), "{out}");
+}
+
+/// The agent's own user: under deploy/impersonating it may read, impersonate and keep
+/// inventories, nothing more.
+const AGENT: &str = "system:serviceaccount:rollwave-system:rollwave-agent";
+
+/// The fleet copy of the setup as a Git repository (a work tree on `main`), so that
+/// the agent plans releases and writes its status ref there; removed on drop.
+struct GitFleet {
+    dir: tempfile::TempDir,
+}
+
+impl GitFleet {
+    fn new(s: &Setup) -> GitFleet {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(s.repo.path(), dir.path());
+        work_repo(dir.path(), &[]);
+        GitFleet { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    /// Rewrites `file` with `change` and commits it.
+    fn commit_edit(&self, file: &str, change: impl FnOnce(String) -> String, message: &str) {
+        let path = self.dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let changed = change(text.clone());
+        assert_ne!(changed, text, "the edit of {file} changed nothing");
+        commit_files(self.dir.path(), &[(file, &changed)], message);
+    }
+
+    /// Removes the directory `dir` and commits.
+    fn commit_removal(&self, dir: &str, message: &str) {
+        git(self.dir.path(), &["rm", "-r", "-q", dir]);
+        git(self.dir.path(), &["commit", "-q", "-m", message]);
+    }
+
+    /// `agent --once` on this repository as the agent's ServiceAccount.
+    fn pass(&self, s: &Setup) -> (i32, String) {
+        let (code, out, err) = run_cli(&[
+            "agent",
+            "--once",
+            "--repo",
+            self.path(),
+            "--cluster",
+            CLUSTER,
+            "--kubeconfig",
+            s.kubeconfig.to_str().unwrap(),
+        ]);
+        (code, format!("{out}{err}"))
+    }
+
+    /// The status the cluster's agent wrote for `app` (its status ref), if any.
+    fn status(&self, app: &str) -> Option<AppStatus> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let (statuses, errors) = read_statuses(&repo);
+        assert!(errors.is_empty(), "{errors:?}");
+        statuses.get(CLUSTER)?.apps.get(app).cloned()
+    }
+}
+
+#[test]
+fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inventory_records() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let repo = GitFleet::new(s);
+    repo.commit_edit(
+        "apps/api/app.yaml",
+        |a| a + "removal: delete\n",
+        "api: delete its objects when it goes",
+    );
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 0, "{out}");
+    // The inventory records who applied the app.
+    let recorded = s.c().kubectl_ok(&[
+        "get",
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system",
+        "-o",
+        "jsonpath={.data.appliedAs}",
+    ]);
+    assert_eq!(recorded, "system:serviceaccount:api:rollwave-app");
+    // The agent's own identity may not delete api's objects.
+    let (_, answer, _) = s.c().kubectl(&[
+        "auth",
+        "can-i",
+        "delete",
+        "deployments.apps",
+        "-n",
+        "api",
+        "--as",
+        AGENT,
+    ]);
+    assert_eq!(answer.trim(), "no");
+
+    repo.commit_removal("apps/api", "api leaves the fleet");
+    // The recorded ServiceAccount has lost its rights: nothing is deleted, the
+    // inventory stays, and the app's status says why.
+    s.c()
+        .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "api"]);
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 1, "{out}");
+    let line = line_of(&out, "api");
+    let prefix = "api\tPruneFailed\tapps/api: no longer targets this cluster and is deleted as system:serviceaccount:api:rollwave-app: ";
+    assert!(
+        line.starts_with(prefix)
+            && line.contains(r#"User "system:serviceaccount:api:rollwave-app" cannot get resource"#)
+            && line.ends_with("; its inventory is kept and the next pass tries again (give system:serviceaccount:api:rollwave-app back the right to read and delete these objects, or delete the inventory ConfigMap to leave them running)"),
+        "{line}"
+    );
+    assert!(s.exists(&["deployment", "api", "-n", "api"]));
+    assert!(s.exists(&["service", "api", "-n", "api"]));
+    assert!(s.exists(&[
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system"
+    ]));
+    let status = repo.status("api").expect("api stays in the status");
+    assert_eq!(status.phase, Phase::Error);
+    assert_eq!(
+        status.message,
+        line.trim_start_matches("api\tPruneFailed\t")
+    );
+
+    // Rights back: the next pass deletes the objects as that ServiceAccount.
+    s.c()
+        .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("api")]);
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 0, "{out}");
+    let line = line_of(&out, "api");
+    assert!(
+        line.starts_with("api\treleased\tno longer targeted: ")
+            && line.ends_with(" object(s) deleted"),
+        "{line}"
+    );
+    assert!(!s.exists(&["deployment", "api", "-n", "api"]));
+    assert!(!s.exists(&["service", "api", "-n", "api"]));
+    assert!(!s.exists(&[
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system"
+    ]));
+    assert!(
+        repo.status("api").is_none(),
+        "released apps leave the status"
+    );
     let out = s.pass_ok();
     assert!(line_of(&out, "api").contains(" created"), "{out}");
 }

@@ -193,6 +193,19 @@ pub enum ApplyError {
         /// The last error.
         message: String,
     },
+    /// Deleting the objects of an app that no longer targets the cluster failed
+    /// (`removal: delete`); its inventory is kept, so the next pass tries again.
+    #[error(
+        "apps/{app}: no longer targets this cluster and is deleted as {user}: {message}; its inventory is kept and the next pass tries again (give {user} back the right to read and delete these objects, or delete the inventory ConfigMap to leave them running)"
+    )]
+    Release {
+        /// The app.
+        app: String,
+        /// Who the deletes went out as.
+        user: String,
+        /// The failed delete (the object and the server's answer).
+        message: String,
+    },
     /// The inventory could not be read.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
@@ -250,7 +263,7 @@ impl ApplyError {
     /// The status reason this error maps to.
     pub fn reason(&self) -> &'static str {
         match self {
-            ApplyError::Prune { .. } => "PruneFailed",
+            ApplyError::Prune { .. } | ApplyError::Release { .. } => "PruneFailed",
             ApplyError::Policy { .. } => "PolicyViolation",
             _ => "ApplyFailed",
         }
@@ -262,6 +275,7 @@ impl ApplyError {
             ApplyError::Write { retryable, .. } | ApplyError::Read { retryable, .. } => *retryable,
             ApplyError::Discovery(_)
             | ApplyError::Prune { .. }
+            | ApplyError::Release { .. }
             | ApplyError::InventoryRead { .. }
             | ApplyError::InventoryList { .. }
             | ApplyError::InventoryWrite { .. }
@@ -983,12 +997,14 @@ impl Reconciler {
             .filter(|k| !desired_ids.contains(&k.identity()))
             .cloned()
             .collect();
+        let applied_as = impersonated_user(rev);
         let unchanged_inventory = pending.is_empty()
             && absent.is_empty()
             && inventory.applying.is_none()
             && inventory.release == rev.release
             && inventory.content_hash == rev.content_hash
             && inventory.removal == rev.removal
+            && inventory.applied_as == applied_as
             && inventory.objects == desired;
 
         let mut changes = Vec::new();
@@ -1002,6 +1018,7 @@ impl Reconciler {
             recording.objects.extend(desired.iter().cloned());
             recording.applying = Some(rev.release.to_string());
             recording.removal = rev.removal;
+            recording.applied_as = applied_as.clone();
             if recording != inventory {
                 self.write_inventory(&recording).await?;
             }
@@ -1102,6 +1119,7 @@ impl Reconciler {
             done.content_hash = rev.content_hash.to_string();
             done.applying = None;
             done.removal = rev.removal;
+            done.applied_as = applied_as;
             self.write_inventory(&done).await?;
             if let Some(e) = prune_error {
                 return Err(e);
