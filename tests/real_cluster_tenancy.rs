@@ -5,13 +5,16 @@
 //! namespaces, the ServiceAccounts and their bindings) is applied by the cluster admin,
 //! as a platform team would. Then: a restricted app shipping a cluster-scoped kind, an
 //! object in another namespace, a denied kind; an app within its policy whose
-//! ServiceAccount may not do what it ships; rights taken away mid-life; an app deleted
-//! from the repository released as the ServiceAccount its inventory records.
+//! ServiceAccount may not do what it ships; rights taken away mid-life; the running
+//! agent (drift watches, live health) with impersonated apps; an app deleted from the
+//! repository released as the ServiceAccount its inventory records.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use common::git::{commit_files, git, work_repo};
 use common::k8s::RealCluster;
@@ -416,6 +419,18 @@ fn an_app_released_with_removal_delete_is_deleted_as_its_service_account() {
 /// inventories, nothing more.
 const AGENT: &str = "system:serviceaccount:rollwave-system:rollwave-agent";
 
+/// Waits (polling every 250 ms) until `check` holds; fails the test after `limit`.
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
 /// The fleet copy of the setup as a Git repository (a work tree on `main`), so that
 /// the agent plans releases and writes its status ref there; removed on drop.
 struct GitFleet {
@@ -471,6 +486,194 @@ impl GitFleet {
         assert!(errors.is_empty(), "{errors:?}");
         statuses.get(CLUSTER)?.apps.get(app).cloned()
     }
+
+    /// The phase `rollwave status` shows for `app` on the cluster.
+    fn status_phase(&self, app: &str) -> String {
+        let (code, out, err) = run_cli(&["status", "--repo", self.path()]);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&app) && cols.get(2) == Some(&CLUSTER))
+            .and_then(|cols| cols.get(4).map(|p| p.to_string()))
+            .unwrap_or_else(|| panic!("no row for {app} on {CLUSTER}:\n{out}"))
+    }
+}
+
+/// The running agent (`rollwave agent`, drift watches on) as its ServiceAccount,
+/// logging JSON to a file; killed on drop.
+struct RunningAgent {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    fn start(s: &Setup, repo: &GitFleet) -> RunningAgent {
+        let work = tempfile::tempdir().unwrap();
+        let log = work.path().join("agent.log");
+        let port = common::git::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["agent", "--repo", repo.path()])
+            .args(["--cluster", CLUSTER, "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .args(["--interval", "1h", "--log-format", "json"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("ROLLWAVE_CACHE", work.path().join("cache"))
+            .env("PATH", common::helm::path_with_helm())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        RunningAgent {
+            child,
+            port,
+            log,
+            _work: work,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the first pass is over (`/readyz`).
+    fn wait_ready(&self) {
+        wait_for(Duration::from_secs(90), "the agent's first pass", || {
+            common::webhook::http_get(self.port, "/readyz").0 == 200
+        });
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `LOG_LEVEL` in web's generated ConfigMap (its name carries a hash).
+fn web_log_level(s: &Setup) -> (String, String) {
+    let names = s
+        .c()
+        .kubectl_ok(&["get", "configmaps", "-n", "web", "-o", "name"]);
+    let name = names
+        .lines()
+        .find(|l| l.contains("web-config"))
+        .expect("web's generated ConfigMap")
+        .to_string();
+    let level = s.c().kubectl_ok(&[
+        "get",
+        &name,
+        "-n",
+        "web",
+        "-o",
+        "jsonpath={.data.LOG_LEVEL}",
+    ]);
+    (name, level)
+}
+
+fn set_web_log_level(s: &Setup, level: &str) {
+    let (name, _) = web_log_level(s);
+    s.c().kubectl_ok(&[
+        "patch",
+        &name,
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"data":{{"LOG_LEVEL":"{level}"}}}}"#),
+    ]);
+}
+
+#[test]
+fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_account() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let repo = GitFleet::new(s);
+    // The agent itself may not write web's objects: whatever it puts back, its
+    // ServiceAccount did.
+    for (verb, what) in [("patch", "configmaps"), ("create", "configmaps")] {
+        let (_, answer, _) = s
+            .c()
+            .kubectl(&["auth", "can-i", verb, what, "-n", "web", "--as", AGENT]);
+        assert_eq!(answer.trim(), "no", "{verb} {what}");
+    }
+    let agent = RunningAgent::start(s, &repo);
+    agent.wait_ready();
+    // Health is read live as each app's ServiceAccount (not from the agent's watch
+    // cache): web's Deployment becomes available and the status says Healthy.
+    wait_for(Duration::from_secs(90), "web Healthy in the status", || {
+        repo.status_phase("web") == "Healthy"
+    });
+    for app in APPS {
+        assert_eq!(repo.status_phase(app), "Healthy", "{}", agent.log());
+    }
+
+    // Someone edits a field the app owns: the watch wakes the agent, which puts it
+    // back as the app's ServiceAccount (the field's manager is rollwave's apply again).
+    set_web_log_level(s, "debug");
+    wait_for(Duration::from_secs(30), "the drift taken back", || {
+        web_log_level(s).1 == "info"
+    });
+    let (name, _) = web_log_level(s);
+    let fields = s.c().kubectl_ok(&[
+        "get",
+        &name,
+        "-n",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let fields: Value = serde_json::from_str(&fields).unwrap();
+    let owners: Vec<(&str, &str)> = fields["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:data"].get("f:LOG_LEVEL").is_some())
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or(""),
+                m["operation"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(owners, [("rollwave", "Apply")], "{fields:#}");
+
+    // The ServiceAccount loses its rights: the next drift is not taken back, and the
+    // status says why with the apiserver's answer to the ServiceAccount (the agent's
+    // own identity could still read everything).
+    s.c()
+        .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "web"]);
+    set_web_log_level(s, "debug");
+    wait_for(
+        Duration::from_secs(30),
+        "web in Error in the status",
+        || repo.status("web").is_some_and(|a| a.phase == Phase::Error),
+    );
+    let web = repo.status("web").unwrap();
+    assert!(
+        web.message
+            .contains(r#"User "system:serviceaccount:web:rollwave-app" cannot get resource"#),
+        "{}",
+        web.message
+    );
+    assert_eq!(repo.status_phase("web"), "Error");
+    assert_eq!(web_log_level(s).1, "debug");
+
+    // Rights back, and the next edit is taken back with the first.
+    s.c()
+        .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("web")]);
+    set_web_log_level(s, "trace");
+    wait_for(Duration::from_secs(30), "the drift taken back", || {
+        web_log_level(s).1 == "info"
+    });
+    wait_for(Duration::from_secs(30), "web Healthy again", || {
+        repo.status_phase("web") == "Healthy"
+    });
+    drop(agent);
+    s.pass_ok();
 }
 
 #[test]
