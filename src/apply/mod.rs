@@ -358,6 +358,28 @@ fn read_error(object: ObjectKey, e: &kube::Error) -> ApplyError {
     }
 }
 
+/// Why an app's read failed: as [`read_error`], except that the apiserver refusing the
+/// impersonation itself (403 "cannot impersonate", before the read is even
+/// authorized) names what to grant, since the 403 alone reads as if the app's
+/// ServiceAccount lacked a right.
+fn app_read_error(rev: &AppRevision<'_>, object: ObjectKey, e: &kube::Error) -> ApplyError {
+    match (e, rev.policy.and_then(|p| p.service_account.as_deref())) {
+        (kube::Error::Api(s), Some(sa))
+            if s.code == 403 && s.message.contains("cannot impersonate") =>
+        {
+            let ns = rev.namespace.unwrap_or("");
+            ApplyError::Impersonation {
+                app: rev.app.to_string(),
+                message: format!(
+                    "its policy reads and applies it as system:serviceaccount:{ns}:{sa}, and this connection's user may not impersonate it: {}; grant that user `impersonate` on serviceaccounts/{sa} in namespace {ns} (the agent's identity has it under deploy/impersonating/)",
+                    s.message
+                ),
+            }
+        }
+        _ => read_error(object, e),
+    }
+}
+
 fn message_of(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
@@ -926,7 +948,7 @@ impl Reconciler {
                 }
                 Ok(None) => {}
                 // A namespace that does not exist yet reads as 404 too (no object).
-                Err(e) => return Err(read_error(planned[i].key.clone(), &e)),
+                Err(e) => return Err(app_read_error(rev, planned[i].key.clone(), &e)),
             }
         }
         for (i, p) in planned.iter_mut().enumerate() {
