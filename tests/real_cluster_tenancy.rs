@@ -742,6 +742,8 @@ fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inve
         status.message,
         line.trim_start_matches("api\tPruneFailed\t")
     );
+    // `rollwave status` still lists the deleted app where its release is unfinished.
+    assert_eq!(repo.status_phase("api"), "Error");
 
     // Rights back: the next pass deletes the objects as that ServiceAccount.
     s.c()
@@ -766,6 +768,8 @@ fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inve
         repo.status("api").is_none(),
         "released apps leave the status"
     );
+    let (_, table, _) = run_cli(&["status", "--repo", repo.path()]);
+    assert!(!table.contains("\napi "), "{table}");
     let out = s.pass_ok();
     assert!(line_of(&out, "api").contains(" created"), "{out}");
 }
