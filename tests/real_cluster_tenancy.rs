@@ -99,6 +99,29 @@ fn app_binding(ns: &str) -> Value {
         "subjects": [{"kind": "ServiceAccount", "name": "rollwave-app", "namespace": ns}]})
 }
 
+/// A team's ServiceAccount without its RoleBinding, given back when dropped (a failing
+/// test must not leave the next ones without it).
+struct Unbound<'a> {
+    s: &'a Setup,
+    namespace: &'static str,
+}
+
+impl<'a> Unbound<'a> {
+    fn new(s: &'a Setup, namespace: &'static str) -> Unbound<'a> {
+        s.c()
+            .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", namespace]);
+        Unbound { s, namespace }
+    }
+}
+
+impl Drop for Unbound<'_> {
+    fn drop(&mut self) {
+        self.s
+            .c()
+            .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding(self.namespace)]);
+    }
+}
+
 fn start() -> Setup {
     let cluster = RealCluster::start();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/impersonating");
@@ -645,8 +668,7 @@ fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_accou
     // The ServiceAccount loses its rights: the next drift is not taken back, and the
     // status says why with the apiserver's answer to the ServiceAccount (the agent's
     // own identity could still read everything).
-    s.c()
-        .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "web"]);
+    let unbound = Unbound::new(s, "web");
     set_web_log_level(s, "debug");
     wait_for(
         Duration::from_secs(30),
@@ -664,8 +686,7 @@ fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_accou
     assert_eq!(web_log_level(s).1, "debug");
 
     // Rights back, and the next edit is taken back with the first.
-    s.c()
-        .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("web")]);
+    drop(unbound);
     set_web_log_level(s, "trace");
     wait_for(Duration::from_secs(30), "the drift taken back", || {
         web_log_level(s).1 == "info"
@@ -716,8 +737,7 @@ fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inve
     repo.commit_removal("apps/api", "api leaves the fleet");
     // The recorded ServiceAccount has lost its rights: nothing is deleted, the
     // inventory stays, and the app's status says why.
-    s.c()
-        .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "api"]);
+    let unbound = Unbound::new(s, "api");
     let (code, out) = repo.pass(s);
     assert_eq!(code, 1, "{out}");
     let line = line_of(&out, "api");
@@ -746,8 +766,7 @@ fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inve
     assert_eq!(repo.status_phase("api"), "Error");
 
     // Rights back: the next pass deletes the objects as that ServiceAccount.
-    s.c()
-        .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("api")]);
+    drop(unbound);
     let (code, out) = repo.pass(s);
     assert_eq!(code, 0, "{out}");
     let line = line_of(&out, "api");
@@ -842,11 +861,9 @@ fn diff_live_checks_the_policy_and_reads_as_the_apps_service_account() {
         AGENT,
     ]);
     assert_eq!(answer.trim(), "yes");
-    s.c()
-        .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", "web"]);
+    let unbound = Unbound::new(s, "web");
     let (code, out, err) = diff_live(s, &s.kubeconfig, "web");
-    s.c()
-        .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding("web")]);
+    drop(unbound);
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     assert!(
         err.starts_with("error: app 'web': ")
