@@ -889,3 +889,45 @@ fn diff_live_checks_the_policy_and_reads_as_the_apps_service_account() {
     s.pass_ok();
     assert_eq!(web_log_level(s).1, "info");
 }
+
+#[test]
+fn an_agent_that_may_not_impersonate_an_apps_service_account_says_what_to_grant() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let role = s
+        .c()
+        .kubectl_ok(&["get", "clusterrole", "rollwave-apply", "-o", "json"]);
+    let mut role: Value = serde_json::from_str(&role).unwrap();
+    for field in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        role["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    let original = role.clone();
+    let impersonate = role["rules"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["verbs"] == json!(["impersonate"]))
+        .expect("the impersonate rule");
+    impersonate["resourceNames"] = json!(["rollwave-platform"]);
+    s.c().kubectl_objects_ok(&["replace"], &[role]);
+    let (code, out) = s.pass();
+    s.c().kubectl_objects_ok(&["replace"], &[original]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line_of(&out, "platform").contains("\tapplied\t"), "{out}");
+    for (app, ns) in [("api", "api"), ("cache", "cache"), ("web", "web")] {
+        let line = line_of(&out, app);
+        let user = format!("system:serviceaccount:{ns}:rollwave-app");
+        assert!(
+            line.starts_with(&format!("{app}\tApplyFailed\tapps/{app}: its policy reads and applies it as {user}, and this connection's user may not impersonate it: "))
+                && line.contains(&format!(r#"User "{AGENT}" cannot impersonate"#))
+                && line.ends_with(&format!("; grant that user `impersonate` on serviceaccounts/rollwave-app in namespace {ns} (the agent's identity has it under deploy/impersonating/)")),
+            "{line}"
+        );
+    }
+    s.pass_ok();
+}
