@@ -611,7 +611,7 @@ fn set_web_log_level(s: &Setup, level: &str) {
 }
 
 #[test]
-fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_account() {
+fn the_running_agent_applies_takes_drift_back_and_reads_health_as_the_apps_service_account() {
     let (s, _turn) = setup();
     s.pass_ok();
     let repo = GitFleet::new(s);
@@ -633,6 +633,30 @@ fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_accou
     for app in APPS {
         assert_eq!(repo.status_phase(app), "Healthy", "{}", agent.log());
     }
+
+    // A new release of web (a ConfigMap the agent itself may not create) is applied
+    // by the running agent, as web's ServiceAccount, and reported at that commit.
+    let kustomization =
+        std::fs::read_to_string(repo.dir.path().join("apps/web/base/kustomization.yaml")).unwrap();
+    let release = commit_files(
+        repo.dir.path(),
+        &[
+            (
+                "apps/web/base/extra.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-extra}\ndata: {a: b}\n",
+            ),
+            (
+                "apps/web/base/kustomization.yaml",
+                &kustomization.replace("- hpa.yaml\n", "- hpa.yaml\n- extra.yaml\n"),
+            ),
+        ],
+        "web: one more ConfigMap",
+    );
+    wait_for(Duration::from_secs(60), "web's new release applied", || {
+        repo.status("web")
+            .is_some_and(|a| a.release == release && a.phase == Phase::Healthy)
+    });
+    assert!(s.exists(&["configmap", "web-extra", "-n", "web"]));
 
     // Someone edits a field the app owns: the watch wakes the agent, which puts it
     // back as the app's ServiceAccount (the field's manager is rollwave's apply again).
@@ -695,7 +719,9 @@ fn the_running_agent_takes_drift_back_and_reads_health_as_the_apps_service_accou
         repo.status_phase("web") == "Healthy"
     });
     drop(agent);
+    // Back to the setup's fleet: its pass prunes the release's ConfigMap.
     s.pass_ok();
+    assert!(!s.exists(&["configmap", "web-extra", "-n", "web"]));
 }
 
 #[test]
