@@ -5,16 +5,24 @@
 //! namespaces, the ServiceAccounts and their bindings) is applied by the cluster admin,
 //! as a platform team would. Then: a restricted app shipping a cluster-scoped kind, an
 //! object in another namespace, a denied kind; an app within its policy whose
-//! ServiceAccount may not do what it ships; rights taken away mid-life.
+//! ServiceAccount may not do what it ships; rights taken away mid-life; the running
+//! agent (drift watches, live health) with impersonated apps; an app deleted from the
+//! repository released as the ServiceAccount its inventory records; `diff --live`
+//! checked against the policy and read as the app's ServiceAccount.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
+use common::git::{commit_files, git, work_repo};
 use common::k8s::RealCluster;
 use common::sim::require_kubectl;
 use common::{copy_dir, run_cli};
+use rollwave::source::statusref::read_statuses;
+use rollwave::status::{AppStatus, Phase};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "test-sh-1";
@@ -89,6 +97,29 @@ fn app_binding(ns: &str) -> Value {
         "metadata": {"name": "rollwave-app", "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "rollwave-tenant"},
         "subjects": [{"kind": "ServiceAccount", "name": "rollwave-app", "namespace": ns}]})
+}
+
+/// A team's ServiceAccount without its RoleBinding, given back when dropped (a failing
+/// test must not leave the next ones without it).
+struct Unbound<'a> {
+    s: &'a Setup,
+    namespace: &'static str,
+}
+
+impl<'a> Unbound<'a> {
+    fn new(s: &'a Setup, namespace: &'static str) -> Unbound<'a> {
+        s.c()
+            .kubectl_ok(&["delete", "rolebinding", "rollwave-app", "-n", namespace]);
+        Unbound { s, namespace }
+    }
+}
+
+impl Drop for Unbound<'_> {
+    fn drop(&mut self) {
+        self.s
+            .c()
+            .kubectl_objects_ok(&["apply", "--server-side"], &[app_binding(self.namespace)]);
+    }
 }
 
 fn start() -> Setup {
@@ -406,4 +437,523 @@ fn an_app_released_with_removal_delete_is_deleted_as_its_service_account() {
     }
     let out = s.pass_ok();
     assert!(line_of(&out, "api").contains(" created"), "{out}");
+}
+
+/// The agent's own user: under deploy/impersonating it may read, impersonate and keep
+/// inventories, nothing more.
+const AGENT: &str = "system:serviceaccount:rollwave-system:rollwave-agent";
+
+/// Waits (polling every 250 ms) until `check` holds; fails the test after `limit`.
+fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// The fleet copy of the setup as a Git repository (a work tree on `main`), so that
+/// the agent plans releases and writes its status ref there; removed on drop.
+struct GitFleet {
+    dir: tempfile::TempDir,
+}
+
+impl GitFleet {
+    fn new(s: &Setup) -> GitFleet {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(s.repo.path(), dir.path());
+        work_repo(dir.path(), &[]);
+        GitFleet { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    /// Rewrites `file` with `change` and commits it.
+    fn commit_edit(&self, file: &str, change: impl FnOnce(String) -> String, message: &str) {
+        let path = self.dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let changed = change(text.clone());
+        assert_ne!(changed, text, "the edit of {file} changed nothing");
+        commit_files(self.dir.path(), &[(file, &changed)], message);
+    }
+
+    /// Removes the directory `dir` and commits.
+    fn commit_removal(&self, dir: &str, message: &str) {
+        git(self.dir.path(), &["rm", "-r", "-q", dir]);
+        git(self.dir.path(), &["commit", "-q", "-m", message]);
+    }
+
+    /// `agent --once` on this repository as the agent's ServiceAccount.
+    fn pass(&self, s: &Setup) -> (i32, String) {
+        let (code, out, err) = run_cli(&[
+            "agent",
+            "--once",
+            "--repo",
+            self.path(),
+            "--cluster",
+            CLUSTER,
+            "--kubeconfig",
+            s.kubeconfig.to_str().unwrap(),
+        ]);
+        (code, format!("{out}{err}"))
+    }
+
+    /// The status the cluster's agent wrote for `app` (its status ref), if any.
+    fn status(&self, app: &str) -> Option<AppStatus> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let (statuses, errors) = read_statuses(&repo);
+        assert!(errors.is_empty(), "{errors:?}");
+        statuses.get(CLUSTER)?.apps.get(app).cloned()
+    }
+
+    /// The phase `rollwave status` shows for `app` on the cluster.
+    fn status_phase(&self, app: &str) -> String {
+        let (code, out, err) = run_cli(&["status", "--repo", self.path()]);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&app) && cols.get(2) == Some(&CLUSTER))
+            .and_then(|cols| cols.get(4).map(|p| p.to_string()))
+            .unwrap_or_else(|| panic!("no row for {app} on {CLUSTER}:\n{out}"))
+    }
+}
+
+/// The running agent (`rollwave agent`, drift watches on) as its ServiceAccount,
+/// logging JSON to a file; killed on drop.
+struct RunningAgent {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl RunningAgent {
+    fn start(s: &Setup, repo: &GitFleet) -> RunningAgent {
+        let work = tempfile::tempdir().unwrap();
+        let log = work.path().join("agent.log");
+        let port = common::git::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["agent", "--repo", repo.path()])
+            .args(["--cluster", CLUSTER, "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .args(["--interval", "1h", "--log-format", "json"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("ROLLWAVE_CACHE", work.path().join("cache"))
+            .env("PATH", common::helm::path_with_helm())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        RunningAgent {
+            child,
+            port,
+            log,
+            _work: work,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the first pass is over (`/readyz`).
+    fn wait_ready(&self) {
+        wait_for(Duration::from_secs(90), "the agent's first pass", || {
+            common::webhook::http_get(self.port, "/readyz").0 == 200
+        });
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `LOG_LEVEL` in web's generated ConfigMap (its name carries a hash).
+fn web_log_level(s: &Setup) -> (String, String) {
+    let names = s
+        .c()
+        .kubectl_ok(&["get", "configmaps", "-n", "web", "-o", "name"]);
+    let name = names
+        .lines()
+        .find(|l| l.contains("web-config"))
+        .expect("web's generated ConfigMap")
+        .to_string();
+    let level = s.c().kubectl_ok(&[
+        "get",
+        &name,
+        "-n",
+        "web",
+        "-o",
+        "jsonpath={.data.LOG_LEVEL}",
+    ]);
+    (name, level)
+}
+
+fn set_web_log_level(s: &Setup, level: &str) {
+    let (name, _) = web_log_level(s);
+    s.c().kubectl_ok(&[
+        "patch",
+        &name,
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"data":{{"LOG_LEVEL":"{level}"}}}}"#),
+    ]);
+}
+
+#[test]
+fn the_running_agent_applies_takes_drift_back_and_reads_health_as_the_apps_service_account() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let repo = GitFleet::new(s);
+    // The agent itself may not write web's objects: whatever it puts back, its
+    // ServiceAccount did.
+    for (verb, what) in [("patch", "configmaps"), ("create", "configmaps")] {
+        let (_, answer, _) = s
+            .c()
+            .kubectl(&["auth", "can-i", verb, what, "-n", "web", "--as", AGENT]);
+        assert_eq!(answer.trim(), "no", "{verb} {what}");
+    }
+    let agent = RunningAgent::start(s, &repo);
+    agent.wait_ready();
+    // Health is read live as each app's ServiceAccount (not from the agent's watch
+    // cache): web's Deployment becomes available and the status says Healthy.
+    wait_for(Duration::from_secs(90), "web Healthy in the status", || {
+        repo.status_phase("web") == "Healthy"
+    });
+    for app in APPS {
+        assert_eq!(repo.status_phase(app), "Healthy", "{}", agent.log());
+    }
+
+    // A new release of web (a ConfigMap the agent itself may not create) is applied
+    // by the running agent, as web's ServiceAccount, and reported at that commit.
+    let kustomization =
+        std::fs::read_to_string(repo.dir.path().join("apps/web/base/kustomization.yaml")).unwrap();
+    let release = commit_files(
+        repo.dir.path(),
+        &[
+            (
+                "apps/web/base/extra.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-extra}\ndata: {a: b}\n",
+            ),
+            (
+                "apps/web/base/kustomization.yaml",
+                &kustomization.replace("- hpa.yaml\n", "- hpa.yaml\n- extra.yaml\n"),
+            ),
+        ],
+        "web: one more ConfigMap",
+    );
+    wait_for(Duration::from_secs(60), "web's new release applied", || {
+        repo.status("web")
+            .is_some_and(|a| a.release == release && a.phase == Phase::Healthy)
+    });
+    assert!(s.exists(&["configmap", "web-extra", "-n", "web"]));
+
+    // Someone edits a field the app owns: the watch wakes the agent, which puts it
+    // back as the app's ServiceAccount (the field's manager is rollwave's apply again).
+    set_web_log_level(s, "debug");
+    wait_for(Duration::from_secs(30), "the drift taken back", || {
+        web_log_level(s).1 == "info"
+    });
+    let (name, _) = web_log_level(s);
+    let fields = s.c().kubectl_ok(&[
+        "get",
+        &name,
+        "-n",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let fields: Value = serde_json::from_str(&fields).unwrap();
+    let owners: Vec<(&str, &str)> = fields["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:data"].get("f:LOG_LEVEL").is_some())
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or(""),
+                m["operation"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(owners, [("rollwave", "Apply")], "{fields:#}");
+
+    // The ServiceAccount loses its rights: the next drift is not taken back, and the
+    // status says why with the apiserver's answer to the ServiceAccount (the agent's
+    // own identity could still read everything).
+    let unbound = Unbound::new(s, "web");
+    set_web_log_level(s, "debug");
+    wait_for(
+        Duration::from_secs(30),
+        "web in Error in the status",
+        || repo.status("web").is_some_and(|a| a.phase == Phase::Error),
+    );
+    let web = repo.status("web").unwrap();
+    assert!(
+        web.message
+            .contains(r#"User "system:serviceaccount:web:rollwave-app" cannot get resource"#),
+        "{}",
+        web.message
+    );
+    assert_eq!(repo.status_phase("web"), "Error");
+    assert_eq!(web_log_level(s).1, "debug");
+
+    // Rights back, and the next edit is taken back with the first.
+    drop(unbound);
+    set_web_log_level(s, "trace");
+    wait_for(Duration::from_secs(30), "the drift taken back", || {
+        web_log_level(s).1 == "info"
+    });
+    wait_for(Duration::from_secs(30), "web Healthy again", || {
+        repo.status_phase("web") == "Healthy"
+    });
+    drop(agent);
+    // Back to the setup's fleet: its pass prunes the release's ConfigMap.
+    s.pass_ok();
+    assert!(!s.exists(&["configmap", "web-extra", "-n", "web"]));
+}
+
+#[test]
+fn an_app_deleted_from_the_repository_is_deleted_as_the_service_account_its_inventory_records() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let repo = GitFleet::new(s);
+    repo.commit_edit(
+        "apps/api/app.yaml",
+        |a| a + "removal: delete\n",
+        "api: delete its objects when it goes",
+    );
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 0, "{out}");
+    // The inventory records who applied the app.
+    let recorded = s.c().kubectl_ok(&[
+        "get",
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system",
+        "-o",
+        "jsonpath={.data.appliedAs}",
+    ]);
+    assert_eq!(recorded, "system:serviceaccount:api:rollwave-app");
+    // The agent's own identity may not delete api's objects.
+    let (_, answer, _) = s.c().kubectl(&[
+        "auth",
+        "can-i",
+        "delete",
+        "deployments.apps",
+        "-n",
+        "api",
+        "--as",
+        AGENT,
+    ]);
+    assert_eq!(answer.trim(), "no");
+
+    repo.commit_removal("apps/api", "api leaves the fleet");
+    // The recorded ServiceAccount has lost its rights: nothing is deleted, the
+    // inventory stays, and the app's status says why.
+    let unbound = Unbound::new(s, "api");
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 1, "{out}");
+    let line = line_of(&out, "api");
+    let prefix = "api\tPruneFailed\tapps/api: no longer targets this cluster and is deleted as system:serviceaccount:api:rollwave-app: ";
+    assert!(
+        line.starts_with(prefix)
+            && line.contains(r#"User "system:serviceaccount:api:rollwave-app" cannot get resource"#)
+            && line.ends_with("; its inventory is kept and the next pass tries again (give system:serviceaccount:api:rollwave-app back the right to read and delete these objects, or delete the inventory ConfigMap to leave them running)"),
+        "{line}"
+    );
+    assert!(s.exists(&["deployment", "api", "-n", "api"]));
+    assert!(s.exists(&["service", "api", "-n", "api"]));
+    assert!(s.exists(&[
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system"
+    ]));
+    let status = repo.status("api").expect("api stays in the status");
+    assert_eq!(status.phase, Phase::Error);
+    assert_eq!(
+        status.message,
+        line.trim_start_matches("api\tPruneFailed\t")
+    );
+    // `rollwave status` still lists the deleted app where its release is unfinished.
+    assert_eq!(repo.status_phase("api"), "Error");
+
+    // Rights back: the next pass deletes the objects as that ServiceAccount.
+    drop(unbound);
+    let (code, out) = repo.pass(s);
+    assert_eq!(code, 0, "{out}");
+    let line = line_of(&out, "api");
+    assert!(
+        line.starts_with("api\treleased\tno longer targeted: ")
+            && line.ends_with(" object(s) deleted"),
+        "{line}"
+    );
+    assert!(!s.exists(&["deployment", "api", "-n", "api"]));
+    assert!(!s.exists(&["service", "api", "-n", "api"]));
+    assert!(!s.exists(&[
+        "configmap",
+        "rollwave-inventory-api",
+        "-n",
+        "rollwave-system"
+    ]));
+    assert!(
+        repo.status("api").is_none(),
+        "released apps leave the status"
+    );
+    let (_, table, _) = run_cli(&["status", "--repo", repo.path()]);
+    assert!(!table.contains("\napi "), "{table}");
+    let out = s.pass_ok();
+    assert!(line_of(&out, "api").contains(" created"), "{out}");
+}
+
+/// `rollwave diff --live` of `app` on the cluster, connecting with `kubeconfig`.
+fn diff_live(s: &Setup, kubeconfig: &Path, app: &str) -> (i32, String, String) {
+    run_cli(&[
+        "diff",
+        "--repo",
+        s.repo.path().to_str().unwrap(),
+        "--cluster",
+        CLUSTER,
+        "--live",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--app",
+        app,
+    ])
+}
+
+#[test]
+fn diff_live_checks_the_policy_and_reads_as_the_apps_service_account() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let (code, out, err) = diff_live(s, &s.kubeconfig, "web");
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            0,
+            "no differences: the cluster runs what the repository renders\n",
+            ""
+        )
+    );
+    // An edit shows as the ServiceAccount reads it and its dry run would put it back.
+    set_web_log_level(s, "debug");
+    let (code, out, err) = diff_live(s, &s.kubeconfig, "web");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\n-  LOG_LEVEL: debug\n") && out.contains("\n+  LOG_LEVEL: info\n"),
+        "{out}"
+    );
+
+    // A revision that breaks the app's policy is not compared at all: exit 1, the
+    // violation as the agent reports it.
+    {
+        let _edits = s.web_ships(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: web-admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: web}]\n",
+        );
+        let (code, out, err) = diff_live(s, &s.kubeconfig, "web");
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (
+                1,
+                "",
+                "error: app 'web': apps/web: ClusterRoleBinding/web-admin: denied by policy 'restricted' (deny: ClusterRoleBinding)\n"
+            )
+        );
+    }
+
+    // The reads go out as the ServiceAccount: without its binding, the apiserver's 403
+    // to it, although the connection's own user (the agent) may read everything.
+    let (_, answer, _) = s.c().kubectl(&[
+        "auth",
+        "can-i",
+        "get",
+        "configmaps",
+        "-n",
+        "web",
+        "--as",
+        AGENT,
+    ]);
+    assert_eq!(answer.trim(), "yes");
+    let unbound = Unbound::new(s, "web");
+    let (code, out, err) = diff_live(s, &s.kubeconfig, "web");
+    drop(unbound);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.starts_with("error: app 'web': ")
+            && err.contains(": read failed: ")
+            && err.contains(r#"User "system:serviceaccount:web:rollwave-app" cannot get resource"#)
+            && err.lines().count() == 1,
+        "{err}"
+    );
+
+    // A kubeconfig whose user may not impersonate the ServiceAccount gets no diff made
+    // with its own rights, but what to grant.
+    let own = s.c().service_account_kubeconfig("web", "rollwave-app");
+    let (code, out, err) = diff_live(s, &own, "web");
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    // (The apiserver's own sentence differs between versions: with constrained
+    // impersonation it names the object, "cannot impersonate-on:serviceaccount:get".)
+    assert!(
+        err.starts_with("error: app 'web': apps/web: its policy reads and applies it as system:serviceaccount:web:rollwave-app, and this connection's user may not impersonate it: ")
+            && err.contains(r#"User "system:serviceaccount:web:rollwave-app" cannot impersonate"#)
+            && err.ends_with("; grant that user `impersonate` on serviceaccounts/rollwave-app in namespace web (the agent's identity has it under deploy/impersonating/)\n"),
+        "{err}"
+    );
+    s.pass_ok();
+    assert_eq!(web_log_level(s).1, "info");
+}
+
+#[test]
+fn an_agent_that_may_not_impersonate_an_apps_service_account_says_what_to_grant() {
+    let (s, _turn) = setup();
+    s.pass_ok();
+    let role = s
+        .c()
+        .kubectl_ok(&["get", "clusterrole", "rollwave-apply", "-o", "json"]);
+    let mut role: Value = serde_json::from_str(&role).unwrap();
+    for field in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        role["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    let original = role.clone();
+    let impersonate = role["rules"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["verbs"] == json!(["impersonate"]))
+        .expect("the impersonate rule");
+    impersonate["resourceNames"] = json!(["rollwave-platform"]);
+    s.c().kubectl_objects_ok(&["replace"], &[role]);
+    let (code, out) = s.pass();
+    s.c().kubectl_objects_ok(&["replace"], &[original]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line_of(&out, "platform").contains("\tapplied\t"), "{out}");
+    for (app, ns) in [("api", "api"), ("cache", "cache"), ("web", "web")] {
+        let line = line_of(&out, app);
+        let user = format!("system:serviceaccount:{ns}:rollwave-app");
+        assert!(
+            line.starts_with(&format!("{app}\tApplyFailed\tapps/{app}: its policy reads and applies it as {user}, and this connection's user may not impersonate it: "))
+                && line.contains(&format!(r#"User "{AGENT}" cannot impersonate"#))
+                && line.ends_with(&format!("; grant that user `impersonate` on serviceaccounts/rollwave-app in namespace {ns} (the agent's identity has it under deploy/impersonating/)")),
+            "{line}"
+        );
+    }
+    s.pass_ok();
 }

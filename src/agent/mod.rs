@@ -310,10 +310,12 @@ pub async fn release_untargeted(
             Some(a) => a.removal,
             None => remembered.unwrap_or(fleet.settings.removal),
         };
-        // Deleted as the app's ServiceAccount while the repository still has the app;
-        // an app whose directory is gone is deleted by the agent's own identity.
-        let user = fleet.app(&app).and_then(|a| {
-            crate::apply::impersonated_user(&AppRevision {
+        // Deleted as the app's ServiceAccount: the one its policy names while the
+        // repository still has the app, else the one recorded in its inventory when it
+        // was applied (fleet.yaml cannot say which ServiceAccount a deleted app had).
+        let app_in_repo = fleet.app(&app);
+        let user = |recorded: Option<&str>| match app_in_repo {
+            Some(a) => crate::apply::impersonated_user(&AppRevision {
                 app: &a.name,
                 release: "",
                 content_hash: "",
@@ -322,9 +324,10 @@ pub async fn release_untargeted(
                 namespace: a.namespace.as_deref(),
                 removal: None,
                 policy: a.policy.as_ref(),
-            })
-        });
-        let result = match reconciler.forget(&app, user.as_deref(), decide).await {
+            }),
+            None => recorded.map(String::from),
+        };
+        let result = match reconciler.forget(&app, decide, user).await {
             Ok((removal, objects)) => AppResult::Released {
                 removal,
                 objects: objects.len(),

@@ -622,6 +622,21 @@ impl ClusterAgent {
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
+        // An app whose release failed (its objects could not be deleted) stays in the
+        // status, in Error with the reason, until a pass releases it: dropping it would
+        // hide that its objects and inventory are still there.
+        for (app, result) in &out.report.apps {
+            if let AppResult::ApplyFailed { message, .. } = result
+                && !out.apps.contains_key(app)
+            {
+                let previous = mine.as_ref().and_then(|m| m.apps.get(app));
+                let (release, hash) =
+                    previous.map_or(("", ""), |p| (p.release.as_str(), p.hash.as_str()));
+                let status =
+                    next_status(previous, release, hash, Phase::Error, message.clone(), now);
+                out.apps.insert(app.clone(), status);
+            }
+        }
         // Events are queued first, so the status written next already carries what
         // an earlier run of the agent delivered.
         if let Some(n) = &self.notifier {

@@ -1,7 +1,10 @@
 //! The inventory: one ConfigMap per app (`rollwave-inventory-<app>`) in the agent's
 //! namespace, the only record of what rollwave created for the app and so the only
 //! source for prune. It holds the applied release and content hash, the object list,
-//! and the known-good and poisoned hashes the rollout uses.
+//! and the known-good and poisoned hashes the rollout uses, and the identity the app's
+//! objects were applied as (its ServiceAccount, when its tenancy policy names one), so
+//! that an app deleted from the repository is still deleted with the rights it was
+//! applied with.
 
 use std::collections::BTreeSet;
 
@@ -84,6 +87,23 @@ pub struct Inventory {
     /// The app's own `removal` setting when it was last applied: what deleting the
     /// app's directory (and so its app.yaml) does, before the fleet default.
     pub removal: Option<Removal>,
+    /// The user the app's objects were applied as (`system:serviceaccount:<ns>:<name>`,
+    /// its policy's ServiceAccount), `None` for the agent's own identity. Releasing an
+    /// app whose directory was deleted uses it: fleet.yaml can no longer say which
+    /// ServiceAccount the app had. Inventories written before it was recorded read as
+    /// `None`.
+    pub applied_as: Option<String>,
+}
+
+/// The prefix of the user names Kubernetes gives ServiceAccounts.
+const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+/// Whether `user` names a ServiceAccount (`system:serviceaccount:<namespace>:<name>`,
+/// both parts non-empty): the only identity an inventory may ask the agent to take.
+fn is_service_account_user(user: &str) -> bool {
+    user.strip_prefix(SERVICE_ACCOUNT_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+        .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains(':'))
 }
 
 /// The ConfigMap name for an app.
@@ -135,8 +155,20 @@ impl Inventory {
                 )));
             }
         };
+        // Only a ServiceAccount: a ConfigMap edited to name another user must not make
+        // the agent impersonate it.
+        let applied_as = match data["appliedAs"].as_str() {
+            None | Some("") => None,
+            Some(user) if is_service_account_user(user) => Some(user.to_string()),
+            Some(other) => {
+                return Err(err(format!(
+                    "data.appliedAs: '{other}' is not a ServiceAccount (system:serviceaccount:<namespace>:<name>)"
+                )));
+            }
+        };
         Ok(Inventory {
             removal,
+            applied_as,
             app: text("app"),
             release: text("release"),
             content_hash: text("contentHash"),
@@ -171,6 +203,7 @@ impl Inventory {
                     Some(Removal::Orphan) => "orphan",
                     Some(Removal::Delete) => "delete",
                 },
+                "appliedAs": self.applied_as.clone().unwrap_or_default(),
             },
         })
     }
@@ -195,10 +228,46 @@ mod tests {
             known_good: vec!["h0".into()],
             poisoned: vec!["hx".into()],
             removal: Some(Removal::Delete),
+            applied_as: Some("system:serviceaccount:shop:rollwave-app".into()),
         };
         let cm = inv.to_configmap("rollwave-system");
         assert_eq!(cm["metadata"]["name"], "rollwave-inventory-web");
+        assert_eq!(
+            cm["data"]["appliedAs"],
+            "system:serviceaccount:shop:rollwave-app"
+        );
         assert_eq!(Inventory::from_configmap(&cm).unwrap(), inv);
+    }
+
+    #[test]
+    fn an_inventory_written_before_the_identity_was_recorded_reads_as_the_agents_own() {
+        let cm = json!({"metadata": {"name": "rollwave-inventory-web", "namespace": "rs"},
+            "data": {"app": "web", "release": "abc", "contentHash": "h1", "applying": "",
+                "objects": "[]", "knownGood": "[]", "poisoned": "[]", "removal": "delete"}});
+        let inv = Inventory::from_configmap(&cm).unwrap();
+        assert_eq!(inv.applied_as, None);
+        assert_eq!(inv.removal, Some(Removal::Delete));
+    }
+
+    #[test]
+    fn an_inventory_naming_a_user_that_is_not_a_service_account_is_refused() {
+        for user in [
+            "system:admin",
+            "system:serviceaccount:",
+            "system:serviceaccount:web",
+            "system:serviceaccount::x",
+            "system:serviceaccount:web:a:b",
+        ] {
+            let cm = json!({"metadata": {"name": "rollwave-inventory-web", "namespace": "rs"},
+                "data": {"appliedAs": user}});
+            let e = Inventory::from_configmap(&cm).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "inventory ConfigMap rs/rollwave-inventory-web: data.appliedAs: '{user}' is not a ServiceAccount (system:serviceaccount:<namespace>:<name>); fix or delete it (deleting it makes rollwave forget what to prune)"
+                )
+            );
+        }
     }
 
     #[test]

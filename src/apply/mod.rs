@@ -193,6 +193,19 @@ pub enum ApplyError {
         /// The last error.
         message: String,
     },
+    /// Deleting the objects of an app that no longer targets the cluster failed
+    /// (`removal: delete`); its inventory is kept, so the next pass tries again.
+    #[error(
+        "apps/{app}: no longer targets this cluster and is deleted as {user}: {message}; its inventory is kept and the next pass tries again (give {user} back the right to read and delete these objects, or delete the inventory ConfigMap to leave them running)"
+    )]
+    Release {
+        /// The app.
+        app: String,
+        /// Who the deletes went out as.
+        user: String,
+        /// The failed delete (the object and the server's answer).
+        message: String,
+    },
     /// The inventory could not be read.
     #[error(transparent)]
     Inventory(#[from] InventoryError),
@@ -250,7 +263,7 @@ impl ApplyError {
     /// The status reason this error maps to.
     pub fn reason(&self) -> &'static str {
         match self {
-            ApplyError::Prune { .. } => "PruneFailed",
+            ApplyError::Prune { .. } | ApplyError::Release { .. } => "PruneFailed",
             ApplyError::Policy { .. } => "PolicyViolation",
             _ => "ApplyFailed",
         }
@@ -262,6 +275,7 @@ impl ApplyError {
             ApplyError::Write { retryable, .. } | ApplyError::Read { retryable, .. } => *retryable,
             ApplyError::Discovery(_)
             | ApplyError::Prune { .. }
+            | ApplyError::Release { .. }
             | ApplyError::InventoryRead { .. }
             | ApplyError::InventoryList { .. }
             | ApplyError::InventoryWrite { .. }
@@ -341,6 +355,28 @@ fn read_error(object: ObjectKey, e: &kube::Error) -> ApplyError {
         object,
         message: message_of(e),
         retryable: retry::classify(e) != retry::Verdict::Permanent,
+    }
+}
+
+/// Why an app's read failed: as [`read_error`], except that the apiserver refusing the
+/// impersonation itself (403 "cannot impersonate", before the read is even
+/// authorized) names what to grant, since the 403 alone reads as if the app's
+/// ServiceAccount lacked a right.
+fn app_read_error(rev: &AppRevision<'_>, object: ObjectKey, e: &kube::Error) -> ApplyError {
+    match (e, rev.policy.and_then(|p| p.service_account.as_deref())) {
+        (kube::Error::Api(s), Some(sa))
+            if s.code == 403 && s.message.contains("cannot impersonate") =>
+        {
+            let ns = rev.namespace.unwrap_or("");
+            ApplyError::Impersonation {
+                app: rev.app.to_string(),
+                message: format!(
+                    "its policy reads and applies it as system:serviceaccount:{ns}:{sa}, and this connection's user may not impersonate it: {}; grant that user `impersonate` on serviceaccounts/{sa} in namespace {ns} (the agent's identity has it under deploy/impersonating/)",
+                    s.message
+                ),
+            }
+        }
+        _ => read_error(object, e),
     }
 }
 
@@ -912,7 +948,7 @@ impl Reconciler {
                 }
                 Ok(None) => {}
                 // A namespace that does not exist yet reads as 404 too (no object).
-                Err(e) => return Err(read_error(planned[i].key.clone(), &e)),
+                Err(e) => return Err(app_read_error(rev, planned[i].key.clone(), &e)),
             }
         }
         for (i, p) in planned.iter_mut().enumerate() {
@@ -983,12 +1019,14 @@ impl Reconciler {
             .filter(|k| !desired_ids.contains(&k.identity()))
             .cloned()
             .collect();
+        let applied_as = impersonated_user(rev);
         let unchanged_inventory = pending.is_empty()
             && absent.is_empty()
             && inventory.applying.is_none()
             && inventory.release == rev.release
             && inventory.content_hash == rev.content_hash
             && inventory.removal == rev.removal
+            && inventory.applied_as == applied_as
             && inventory.objects == desired;
 
         let mut changes = Vec::new();
@@ -1002,6 +1040,7 @@ impl Reconciler {
             recording.objects.extend(desired.iter().cloned());
             recording.applying = Some(rev.release.to_string());
             recording.removal = rev.removal;
+            recording.applied_as = applied_as.clone();
             if recording != inventory {
                 self.write_inventory(&recording).await?;
             }
@@ -1102,6 +1141,7 @@ impl Reconciler {
             done.content_hash = rev.content_hash.to_string();
             done.applying = None;
             done.removal = rev.removal;
+            done.applied_as = applied_as;
             self.write_inventory(&done).await?;
             if let Some(e) = prune_error {
                 return Err(e);

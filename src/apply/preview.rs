@@ -1,6 +1,9 @@
 //! What an apply would change, without changing anything: each object's live state
 //! next to the server's dry-run result, and the objects prune would delete. Feeds
-//! `rollwave diff --live`.
+//! `rollwave diff --live`. Made with the app's own identity, as the apply would be:
+//! its policy is checked first, and an app whose policy names a ServiceAccount is read
+//! and dry-run as that ServiceAccount, so a diff never shows what the apply could not
+//! do.
 
 use serde_json::Value;
 
@@ -74,7 +77,7 @@ impl Reconciler {
             let live = self
                 .get_json(&api, &key.name)
                 .await
-                .map_err(|e| super::read_error(key.clone(), &e))?;
+                .map_err(|e| super::app_read_error(rev, key.clone(), &e))?;
             let planned = Planned {
                 key: key.clone(),
                 obj: obj.clone(),
@@ -116,8 +119,14 @@ impl Reconciler {
             let Some((ar, namespaced)) = self.resolve(&key).await? else {
                 continue;
             };
-            let api = self.api(&ar, namespaced, &key.namespace);
-            if let Ok(Some(live)) = self.get_json(&api, &key.name).await
+            // Read as prune would delete it (as the app's ServiceAccount): an object the
+            // app may not read is an error, not a diff without it.
+            let api = super::api_with(&client, &ar, namespaced, &key.namespace);
+            let live = self
+                .get_json(&api, &key.name)
+                .await
+                .map_err(|e| super::app_read_error(rev, key.clone(), &e))?;
+            if let Some(live) = live
                 && super::prune::keep_reason(&live, rev.app).is_none()
             {
                 out.push(Preview {

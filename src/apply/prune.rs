@@ -115,25 +115,38 @@ impl Reconciler {
     /// given the app's own setting remembered in the inventory; the choice is returned
     /// with what was done.
     ///
-    /// `user`: the identity the deletes go out as (an app still in the repository whose
-    /// policy has a `serviceAccount`); the agent's own when `None`.
+    /// `user` chooses the identity the deletes go out as, given the one the inventory
+    /// records (the ServiceAccount the app was applied as): an app still in the
+    /// repository goes by its policy, a deleted one by that record, since nothing else
+    /// says which ServiceAccount it had; `None` is the agent's own identity. A delete
+    /// that fails keeps the inventory, so a later pass tries again.
     pub async fn forget(
         &self,
         app: &str,
-        user: Option<&str>,
         removal: impl FnOnce(Option<Removal>) -> Removal,
+        user: impl FnOnce(Option<&str>) -> Option<String>,
     ) -> Result<(Removal, Vec<(ObjectKey, Action)>), ApplyError> {
         let inventory = self.read_inventory(app).await?;
         let removal = removal(inventory.removal);
         let mut done = Vec::new();
         if removal == Removal::Delete {
-            let client = match user {
+            let user = user(inventory.applied_as.as_deref());
+            let client = match &user {
                 Some(u) => self.client_as(app, u)?,
                 None => self.client.clone(),
             };
             let all: Vec<ObjectKey> = inventory.objects.iter().cloned().collect();
             for (key, r) in self.prune_absent(&client, app, &all).await {
-                done.push((key, r?));
+                match r {
+                    Ok(action) => done.push((key, action)),
+                    Err(e) => {
+                        return Err(ApplyError::Release {
+                            app: app.to_string(),
+                            user: user.unwrap_or_else(|| "the agent's own identity".into()),
+                            message: e.to_string(),
+                        });
+                    }
+                }
             }
         } else {
             done.extend(

@@ -1,7 +1,10 @@
 //! `rollwave diff --repo R --cluster NAME --live`: for every app targeting the
 //! cluster, the live objects against what an apply of the repository would make of
 //! them (a server-side dry run), as a unified diff; objects prune would delete are
-//! shown removed.
+//! shown removed. The comparison is the agent's ([`Reconciler::preview`]): the app's
+//! policy first, then reads and dry runs as its ServiceAccount when the policy names
+//! one. Exit 0 when every app was compared, 1 when one could not be (each reason on
+//! stderr, the other apps' differences still printed).
 
 use std::io::Write;
 use std::path::PathBuf;

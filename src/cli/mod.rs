@@ -156,7 +156,10 @@ pub enum Command {
         to: Option<String>,
         /// Compare the live objects of --cluster with what applying the repository
         /// (at --rev, default its current state) would make of them, by server-side
-        /// dry run.
+        /// dry run. Each app is checked against its tenancy policy first and, when the
+        /// policy names a serviceAccount, read and dry-run as that ServiceAccount (the
+        /// kubeconfig's user must be allowed to impersonate it). Exit 0 when every app
+        /// was compared, differences or not; 1 when one could not be, with the reason.
         #[arg(long, requires = "cluster")]
         live: bool,
         /// With --live: the revision to render.
