@@ -321,6 +321,71 @@ fn one_agent_rolls_out_to_its_clusters_when_a_webhook_arrives_and_pushes_a_last_
     );
 }
 
+/// A Git server that is down (or answers 429 to a fleet polling too often) is asked
+/// less and less often, not every poll: the fetches the agent counts during an outage
+/// grow with its log, and the agent picks the next commit up once the server is back.
+#[test]
+fn polls_back_off_while_the_git_server_fails_and_resume_when_it_is_back() {
+    require_kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let release_1 = work_repo(&work, FILES);
+    let bare = publish(&work, &served, "fleet");
+    let daemon = GitDaemon::start(&served);
+    let git_port = daemon.port;
+    let test = TestCluster::start("test-1");
+    let prod = TestCluster::start("prod-1");
+    let port = free_port();
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo:\n  url: {}\n  branch: main\ninterval: 1s\nheartbeat: 1h\nlisten: 127.0.0.1:{port}\nclusters:\n  - name: test-1\n    kubeconfig: {}\n  - name: prod-1\n    kubeconfig: {}\n",
+            daemon.url("fleet"),
+            test.kubeconfig.display(),
+            prod.kubeconfig.display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = AgentProcess::start(&config, dir.path(), &[]);
+    healthy_everywhere(&bare, &release_1);
+    let fetches = || -> u64 {
+        let metrics = http_get(port, "/metrics").1;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("rollwave_git_operations_total{op=\"fetch\"} "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no fetch count in:\n{metrics}"))
+    };
+
+    drop(daemon);
+    let before = fetches();
+    std::thread::sleep(Duration::from_secs(12));
+    let during = fetches() - before;
+    // Every second would be about 12 fetches; doubling waits from 2 s make 3 or 4.
+    assert!(
+        (1..=5).contains(&during),
+        "{during} fetches in 12 s of outage\n{}",
+        agent.log()
+    );
+    assert_eq!(image(&test), "nginx:1", "the clusters keep running");
+
+    let _daemon = GitDaemon::start_on(&served, git_port);
+    let release_2 = commit_files(
+        &work,
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web 2",
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    eventually(Duration::from_secs(60), "nginx:2 on both clusters", || {
+        image(&test) == "nginx:2" && image(&prod) == "nginx:2"
+    });
+    healthy_everywhere(&bare, &release_2);
+    assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
+}
+
 #[test]
 fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     require_kubectl();

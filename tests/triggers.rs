@@ -93,6 +93,7 @@ async fn polling_wakes_the_loop_repeatedly() {
     let poller = tokio::spawn(rollwave::source::trigger::poll(
         Duration::from_millis(50),
         wake.clone(),
+        Default::default(),
     ));
     for _ in 0..3 {
         tokio::time::timeout(Duration::from_secs(5), wake.woken())

@@ -24,7 +24,7 @@ use crate::apply::drift::LiveCache;
 use crate::apply::retry::{Breaker, RetryPolicy};
 use crate::cli::history::{GitAccess, GitRepo};
 use crate::metrics::Metrics;
-use crate::source::trigger::{Wake, poll, watch_repository, webhook_router};
+use crate::source::trigger::{FetchBackoff, Wake, poll, watch_repository, webhook_router};
 use crate::source::verify::TrustPolicy;
 use crate::status::StoreKind;
 use crate::status::hub::Hub;
@@ -196,6 +196,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     /// The status hub (`hub:`), when configured.
     hub: Option<Arc<Hub>>,
+    /// Failed fetches in a row: polls slow down, and other wakes read the mirror.
+    backoff: FetchBackoff,
 }
 
 /// Whether `config` names a Git history to plan rollouts with (a URL, or a Git
@@ -291,6 +293,7 @@ impl Agent {
                 .unwrap_or_else(crate::source::default_cache_dir),
             allow_stale: watch,
             status_refs: true,
+            fetch: true,
         };
         let trust = match &config.verify {
             Some(v) => Some(
@@ -308,6 +311,7 @@ impl Agent {
             clusters,
             metrics,
             hub,
+            backoff: FetchBackoff::default(),
         })
     }
 
@@ -402,14 +406,26 @@ impl Agent {
     fn read_input(&mut self) -> Input {
         let config = &self.config;
         if self.rollout {
+            let remote = crate::source::is_remote_url(&config.repo);
+            let fetching = remote && self.backoff.may_fetch();
+            let access = GitAccess {
+                fetch: fetching || !remote,
+                ..self.access.clone()
+            };
             let opened = GitRepo::open_with(
                 &config.repo,
                 config.repo_path.as_deref(),
                 None,
                 &config.branch,
-                &self.access,
-            )
-            .and_then(|g| self.trusted(g));
+                &access,
+            );
+            if fetching {
+                match &opened {
+                    Ok(g) if g.stale.is_none() => self.backoff.succeeded(),
+                    _ => self.backoff.failed(config.interval),
+                }
+            }
+            let opened = opened.and_then(|g| self.trusted(g));
             return match opened {
                 Ok(g) => Input::Rollout(Rc::new(g)),
                 Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
@@ -523,7 +539,11 @@ impl Agent {
             routes = routes.merge(webhook_router(secrets, wake.clone()));
         }
         let server = tokio::spawn(serve(listener, routes));
-        let poller = tokio::spawn(poll(self.config.interval, wake.clone()));
+        let poller = tokio::spawn(poll(
+            self.config.interval,
+            wake.clone(),
+            self.backoff.clone(),
+        ));
         // A local repository is watched: a commit there starts a pass at once.
         let _watcher = if crate::source::is_remote_url(&self.config.repo) {
             None

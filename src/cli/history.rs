@@ -51,6 +51,9 @@ pub struct GitAccess {
     /// Fetch the status refs with the branch (false: the fleet's statuses live on a
     /// hub, and fetching the branch alone spares the Git server).
     pub status_refs: bool,
+    /// Fetch at all (false: the agent backs off after failed fetches and reads the
+    /// mirror's last state, which must exist).
+    pub fetch: bool,
 }
 
 impl GitAccess {
@@ -62,6 +65,7 @@ impl GitAccess {
             cache_dir: source::default_cache_dir(),
             allow_stale: false,
             status_refs: true,
+            fetch: true,
         }
     }
 }
@@ -92,14 +96,24 @@ impl GitRepo {
     ) -> anyhow::Result<GitRepo> {
         if source::is_remote_url(repo) {
             let mirror = Mirror::open(&access.cache_dir, repo, branch, access.auth.clone())?;
-            let (fetched, stale) = match mirror.fetch_with(access.status_refs) {
-                Ok(f) => (f.head, None),
-                Err(e) => match mirror.head() {
-                    Some(head) if access.allow_stale => {
-                        tracing::warn!(error = %e, %head, "fetch failed; using the last fetched state");
-                        (head, Some(e.to_string()))
-                    }
-                    _ => return Err(e.into()),
+            let fetch = match (access.fetch, mirror.head()) {
+                (false, Some(head)) => Err(head),
+                _ => Ok(mirror.fetch_with(access.status_refs)),
+            };
+            let (fetched, stale) = match fetch {
+                Err(head) => (
+                    head,
+                    Some("not fetched: backing off after failed fetches".to_string()),
+                ),
+                Ok(fetch) => match fetch {
+                    Ok(f) => (f.head, None),
+                    Err(e) => match mirror.head() {
+                        Some(head) if access.allow_stale => {
+                            tracing::warn!(error = %e, %head, "fetch failed; using the last fetched state");
+                            (head, Some(e.to_string()))
+                        }
+                        _ => return Err(e.into()),
+                    },
                 },
             };
             let head = match rev {

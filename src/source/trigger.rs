@@ -60,10 +60,67 @@ pub fn jittered(interval: Duration, fraction: f64) -> Duration {
     interval.mul_f64((1.0 + r).max(0.0))
 }
 
-/// Wakes `wake` every `interval` (jittered by 10%) forever.
-pub async fn poll(interval: Duration, wake: Wake) {
+/// Longest wait between two fetches after failures (unless the poll interval is longer).
+pub const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The fetches that failed in a row (a Git server that is down, or answers 429 to a
+/// fleet polling too often), shared by the poller and whoever fetches: after `n`
+/// failures the next fetch waits `interval × 2^n` (at most [`MAX_FETCH_BACKOFF`]),
+/// and wakes before then (drift, a peer's change) use the mirror's last state instead
+/// of asking the server again. One success resets it.
+#[derive(Clone, Default, Debug)]
+pub struct FetchBackoff(Arc<std::sync::Mutex<(u32, Option<std::time::Instant>)>>);
+
+impl FetchBackoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u32, Option<std::time::Instant>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long to wait before the next poll, `interval` being the configured one.
+    pub fn delay(&self, interval: Duration) -> Duration {
+        let failures = self.lock().0;
+        if failures == 0 {
+            return interval;
+        }
+        interval
+            .saturating_mul(1 << failures.min(10))
+            .min(MAX_FETCH_BACKOFF.max(interval))
+    }
+
+    /// A fetch failed: the next one waits longer.
+    pub fn failed(&self, interval: Duration) {
+        let mut g = self.lock();
+        g.0 = g.0.saturating_add(1);
+        let failures = g.0;
+        drop(g);
+        let next = std::time::Instant::now() + jittered(self.delay(interval), 0.1);
+        self.lock().1 = Some(next);
+        tracing::debug!(failures, "fetch failed; backing off");
+    }
+
+    /// A fetch succeeded.
+    pub fn succeeded(&self) {
+        *self.lock() = (0, None);
+    }
+
+    /// Whether a fetch may be made now (no backoff running).
+    pub fn may_fetch(&self) -> bool {
+        self.lock()
+            .1
+            .is_none_or(|next| std::time::Instant::now() >= next)
+    }
+
+    /// Fetches failed in a row.
+    pub fn failures(&self) -> u32 {
+        self.lock().0
+    }
+}
+
+/// Wakes `wake` every `interval` (jittered by 10%) forever, waiting longer while
+/// `backoff` counts failed fetches.
+pub async fn poll(interval: Duration, wake: Wake, backoff: FetchBackoff) {
     loop {
-        tokio::time::sleep(jittered(interval, 0.1)).await;
+        tokio::time::sleep(jittered(backoff.delay(interval), 0.1)).await;
         wake.wake();
     }
 }
@@ -264,6 +321,30 @@ pub fn watch_repository(path: &Path, wake: Wake) -> notify::Result<notify::Recom
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_fetches_double_the_wait_up_to_the_cap_and_one_success_resets_it() {
+        let b = FetchBackoff::default();
+        let interval = Duration::from_secs(30);
+        assert_eq!(b.delay(interval), interval);
+        assert!(b.may_fetch());
+        b.failed(interval);
+        assert_eq!(b.delay(interval), Duration::from_secs(60));
+        assert!(!b.may_fetch(), "wakes before the next poll use the mirror");
+        b.failed(interval);
+        b.failed(interval);
+        assert_eq!(b.delay(interval), Duration::from_secs(240));
+        for _ in 0..20 {
+            b.failed(interval);
+        }
+        assert_eq!(b.delay(interval), MAX_FETCH_BACKOFF);
+        assert_eq!(b.failures(), 23);
+        // A poll interval longer than the cap is never shortened.
+        assert_eq!(b.delay(Duration::from_secs(600)), Duration::from_secs(600));
+        b.succeeded();
+        assert_eq!(b.delay(interval), interval);
+        assert!(b.may_fetch());
+    }
 
     #[test]
     fn jitter_stays_within_bounds() {
