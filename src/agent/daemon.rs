@@ -22,8 +22,8 @@ use super::{AppResult, Memory, PassReport, Source, reconcile_cluster_with};
 use crate::apply::Reconciler;
 use crate::apply::drift::LiveCache;
 use crate::apply::retry::{Breaker, RetryPolicy};
-use crate::cli::history::{GitAccess, GitRepo};
 use crate::metrics::Metrics;
+use crate::source::repo::{GitAccess, GitRepo};
 use crate::source::trigger::{FetchBackoff, Wake, poll, watch_repository, webhook_router};
 use crate::source::verify::TrustPolicy;
 use crate::status::StoreKind;
@@ -97,7 +97,7 @@ enum Input {
     /// A Git history for the rollout planner.
     Rollout(Rc<GitRepo>),
     /// A tree applied as it is.
-    Direct(Rc<(crate::cli::repo::OpenedRepo, crate::fleet::Fleet)>),
+    Direct(Rc<(crate::source::repo::OpenedRepo, crate::fleet::Fleet)>),
     /// The repository could not be read.
     Failed(Rc<String>),
 }
@@ -425,13 +425,15 @@ impl Agent {
                     _ => self.backoff.failed(config.interval),
                 }
             }
-            let opened = opened.and_then(|g| self.trusted(g));
+            let opened = opened
+                .map_err(anyhow::Error::from)
+                .and_then(|g| self.trusted(g));
             return match opened {
                 Ok(g) => Input::Rollout(Rc::new(g)),
                 Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
             };
         }
-        let opened = match crate::cli::repo::open_with(
+        let opened = match crate::source::repo::open_tree_with(
             &config.repo,
             config.repo_path.as_deref(),
             config.rev.as_deref(),
@@ -458,7 +460,7 @@ impl Agent {
         let history = crate::source::history::first_parent_history(
             &repo,
             g.head,
-            crate::cli::history::HISTORY_LIMIT,
+            crate::plan::history::HISTORY_LIMIT,
         )?;
         let (trusted, refused) = trust.newest_trusted(&repo, &history);
         let Some(trusted) = trusted else {

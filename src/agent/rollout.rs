@@ -14,13 +14,14 @@ use git2::Oid;
 use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
 use crate::apply::{AppRevision, Reconciler};
-use crate::cli::history::{AppHistory, GitRepo, app_history, history_order};
-use crate::fleet::{BrokenApp, Fleet, targets_cluster};
+use crate::fleet::{App, BrokenApp, Fleet, targets_cluster};
 use crate::metrics::Metrics;
+use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::prometheus::Prometheus;
 use crate::render::render;
 use crate::source::GitTree;
+use crate::source::repo::GitRepo;
 use crate::source::statusref::{push_status, write_status};
 use crate::status::hub::Hub;
 use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase, StoreKind};
@@ -160,6 +161,33 @@ fn next_status(
 /// one that does.
 const HEAD_FALLBACK_LIMIT: usize = 100;
 
+/// What a pass read at its start (the read stage), and what it gathers on the way.
+struct PassState {
+    git: git2::Repository,
+    history: Vec<Oid>,
+    order: HashMap<String, usize>,
+    head_tree: GitTree,
+    model: Arc<Model>,
+    statuses: BTreeMap<String, ClusterStatus>,
+    /// This cluster's own status as the pass found it.
+    mine: Option<ClusterStatus>,
+    head: String,
+    /// The commits whose fleet models the pass needed.
+    used: HashSet<Oid>,
+    /// The apps targeting this cluster (or held on it), not to be released.
+    targeted: Vec<String>,
+    /// Releases halted right before this cluster's wave: (app, release, why), for
+    /// notifications.
+    halts: Vec<(String, String, String)>,
+}
+
+/// The plan stage's verdict for one app: the release to run here.
+struct Planned {
+    target: String,
+    /// A rollback to the last known-good release.
+    rollback: bool,
+}
+
 /// What one pass produces: the statuses to write and the report to return.
 #[derive(Default)]
 struct PassOutcome {
@@ -245,7 +273,8 @@ impl ClusterAgent {
     ) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
         self.store = store;
         let mut statuses = match (store, &self.hub) {
-            (StoreKind::Git, _) => g.statuses()?,
+            // Unreadable refs are logged where they are read.
+            (StoreKind::Git, _) => g.statuses()?.0,
             (StoreKind::Kubernetes, None) => anyhow::bail!(
                 "fleet.yaml says `status: {{store: kubernetes}}` but this agent's config has no `hub:` (how to reach the status hub); nothing is applied and no status is published until it has one, and peers see this cluster as Unknown"
             ),
@@ -366,16 +395,16 @@ impl ClusterAgent {
     }
 
     /// One pass at the head of `g`, already opened (and fetched) by the caller, so one
-    /// fetch serves every cluster an agent process manages.
+    /// fetch serves every cluster an agent process manages. Its stages, in the order of
+    /// DESIGN §1: [`ClusterAgent::read_fleet`] (the fleet at the head and every peer's
+    /// status), [`ClusterAgent::plan_here`] (the release each app runs on this
+    /// cluster), [`ClusterAgent::render_and_apply`] (that release rendered, applied
+    /// and its bake analysed) and [`ClusterAgent::report`] (apps that left released,
+    /// the status written and published).
     pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
-        let git = g.repository()?;
-        let (history, order) = history_order(&git, g.head)?;
-        let mut used = HashSet::new();
-        let (head_tree, model) = self.head_model(g, &history, &mut used)?;
-        let fleet = &model.fleet;
-        let statuses = self.peer_statuses(g, fleet.settings.status_store).await?;
-        let mine = statuses.get(&self.cluster).cloned();
-        let Some(cluster) = fleet.cluster(&self.cluster) else {
+        let mut pass = self.read_fleet(g).await?;
+        let model = pass.model.clone();
+        let Some(cluster) = model.fleet.cluster(&self.cluster) else {
             anyhow::bail!(
                 "cluster '{}' is not in clusters/ at {}",
                 self.cluster,
@@ -383,242 +412,326 @@ impl ClusterAgent {
             );
         };
         let mut out = PassOutcome::default();
-        let mut targeted = Vec::new();
-        // Releases halted right before this cluster's wave, for notifications.
-        let mut halts: Vec<(String, String, String)> = Vec::new();
-        let head = g.head.to_string();
         self.next_analysis = None;
         // An app whose app.yaml is broken at the head is held where it is (never
         // released, never pruned) and reported on the clusters that run it.
         for broken in &model.broken {
-            let Some(previous) = mine.as_ref().and_then(|m| m.apps.get(&broken.name)) else {
+            let Some(previous) = pass.mine.as_ref().and_then(|m| m.apps.get(&broken.name)) else {
                 continue;
             };
-            targeted.push(broken.name.clone());
+            pass.targeted.push(broken.name.clone());
             let message = format!("{}; nothing is changed until it is fixed", broken.error);
-            out.hold(&broken.name, Some(previous), &head, message, now);
+            out.hold(&broken.name, Some(previous), &pass.head, message, now);
         }
-        for app in &fleet.apps {
+        for app in &model.fleet.apps {
             if !targets_cluster(app, cluster) {
                 continue;
             }
-            targeted.push(app.name.clone());
-            let previous = mine.as_ref().and_then(|m| m.apps.get(&app.name));
-            if app.suspend {
-                out.report
-                    .apps
-                    .push((app.name.clone(), AppResult::Suspended));
-                if let Some(p) = previous {
-                    let mut s = next_status(
-                        Some(p),
-                        &p.release,
-                        &p.hash,
-                        Phase::Suspended,
-                        "suspend: true".into(),
-                        now,
-                    );
-                    s.message = "suspend: true in app.yaml".into();
-                    out.apps.insert(app.name.clone(), s);
-                }
-                continue;
-            }
-            let cached = self
-                .histories
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&app.name)
-                .filter(|(head, _)| *head == g.head)
-                .map(|(_, h)| h.clone());
-            let h = match cached {
-                Some(h) => h,
-                None => match app_history(g, &git, &history, (&head_tree, fleet), &app.name) {
-                    Ok(h) => {
-                        let h = Arc::new(h);
-                        self.histories
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(app.name.clone(), (g.head, h.clone()));
-                        h
-                    }
-                    Err(e) => {
-                        let message = format!("cannot read the app's releases: {e:#}");
-                        out.hold(&app.name, previous, &head, message, now);
-                        continue;
-                    }
-                },
-            };
-            let what = format!("planning apps/{} for {}", app.name, self.cluster);
-            let planned = crate::contain::contained(&what, || {
-                plan_app(&PlanInput {
-                    app: &app.name,
-                    policy: &app.rollout,
-                    waves: &h.waves,
-                    releases: &h.releases,
-                    order: &order,
-                    statuses: &statuses,
-                    approvals: &h.approvals,
-                    now,
-                })
-            });
-            let plan = match planned {
-                Ok(plan) => plan,
-                Err(e) => {
-                    out.hold(&app.name, previous, &head, e.to_string(), now);
-                    continue;
-                }
-            };
-            if self.notifier.is_some() {
-                let halted = super::notify::halted(&plan, &self.cluster);
-                halts.extend(
-                    halted
-                        .into_iter()
-                        .map(|(r, why)| (app.name.clone(), r, why)),
-                );
-            }
-            let Some(decision) = plan.decisions.get(&self.cluster) else {
-                continue;
-            };
-            let target = match decision.reason {
-                Reason::Rollback => decision.rollback_to.clone().or(decision.target.clone()),
-                _ => decision.target.clone(),
-            };
-            let Some(target) = target else {
-                out.report.apps.push((
-                    app.name.clone(),
-                    AppResult::Waiting(format!(
-                        "no release may run here yet ({:?})",
-                        decision.reason
-                    )),
-                ));
-                if let Some(p) = previous {
-                    out.apps.insert(app.name.clone(), p.clone());
-                }
-                continue;
-            };
-            let oid =
-                Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
-            let (tree, at) = match self.fleet_at(g, oid, &mut used) {
-                Ok(found) => found,
-                Err(e) => {
-                    out.hold(&app.name, previous, &head, format!("{e:#}"), now);
-                    continue;
-                }
-            };
-            let at = &at.fleet;
-            let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
-                continue;
-            };
-            let rendered = match render(&tree, at, a, c) {
-                Ok(r) => r,
-                Err(e) => {
-                    let message = e.to_string();
-                    let status =
-                        next_status(previous, &target, "", Phase::Error, message.clone(), now);
-                    out.record(&app.name, status, AppResult::RenderFailed(message));
-                    continue;
-                }
-            };
-            let rev = AppRevision {
-                removal: a.removal_in_app,
-                app: &app.name,
-                release: &target,
-                content_hash: &rendered.content_hash,
-                objects: &rendered.objects,
-                force: a.force,
-                namespace: a.namespace.as_deref(),
-                policy: a.policy.as_ref(),
-            };
-            let started = Instant::now();
-            let outcome = self.reconciler.reconcile(&rev).await;
-            let health = outcome.as_ref().ok().map(|applied| {
-                self.memory.with_deadline(
-                    &app.name,
-                    &target,
-                    applied.health,
-                    a.rollout.progress_deadline,
-                )
-            });
-            if let Some(m) = &self.metrics {
-                m.record_reconcile(
-                    &self.cluster,
-                    &app.name,
-                    &target,
-                    started.elapsed(),
-                    outcome.as_ref().ok().zip(health),
-                );
-            }
-            match outcome {
-                Ok(applied) => {
-                    let health = health.unwrap_or(applied.health);
-                    let mut phase = phase_of(health);
-                    if decision.reason == Reason::Rollback && phase == Phase::Healthy {
-                        phase = Phase::RolledBack;
-                    }
-                    let mut message = applied
-                        .unhealthy
-                        .iter()
-                        .map(|(k, r)| format!("{k}: {r}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    let hash = &rendered.content_hash;
-                    // The analysis of the bake, by the head's policy as the gates are.
-                    let analysis = if decision.reason == Reason::Rollback {
-                        None
-                    } else {
-                        let context = crate::render::template_context(at, a, c);
-                        super::analysis::step(super::analysis::Step {
-                            cluster: &self.cluster,
-                            app: &app.name,
-                            spec: &app.rollout.analysis,
-                            bake: app.rollout.bake,
-                            release: &target,
-                            hash,
-                            phase,
-                            previous,
-                            context: &context,
-                            prometheus: self.prometheus.as_ref(),
-                            metrics: self.metrics.as_deref(),
-                            now,
-                        })
-                        .await
-                    };
-                    if let Some(o) = &analysis {
-                        phase = o.phase;
-                        if let Some(m) = &o.message {
-                            message = m.clone();
-                        }
-                        if o.message.as_deref() == Some(super::analysis::SKIPPED)
-                            && self.skipped.insert(app.name.clone())
-                        {
-                            tracing::warn!(cluster = %self.cluster, app = %app.name, "the app's rollout has analysis but no prometheus is configured for this cluster: analysis skipped, the bake time alone applies");
-                        }
-                        if let Some(next) = o.next {
-                            self.next_analysis =
-                                Some(self.next_analysis.map_or(next, |n| n.min(next)));
-                        }
-                    }
-                    let was_good = previous.is_some_and(|p| p.known_good.contains(hash));
-                    let mut status = next_status(previous, &target, hash, phase, message, now);
-                    if let Some(o) = analysis {
-                        // Healthy is not good enough before the analysis passed: a
-                        // known-good rendering is re-applied by the revert fast path.
-                        if o.verified.is_none() && !was_good {
-                            status.known_good.retain(|h| h != hash);
-                        }
-                        status.analysis = o.results;
-                        status.verified = o.verified;
-                    }
-                    let result = AppResult::applied(target.clone(), &applied, health);
-                    out.record(&app.name, status, result);
-                }
-                Err(e) => {
-                    let hash = &rendered.content_hash;
-                    let status =
-                        next_status(previous, &target, hash, Phase::Error, e.to_string(), now);
-                    out.record(&app.name, status, AppResult::failed(&e));
-                }
+            pass.targeted.push(app.name.clone());
+            if let Some(planned) = self.plan_here(g, &mut pass, app, &mut out, now) {
+                self.render_and_apply(g, &mut pass, app, planned, &mut out, now)
+                    .await?;
             }
         }
+        self.report(g, pass, out, now).await
+    }
+
+    /// The read stage: the fleet at the head (or the newest commit where it loads) and
+    /// every peer's status from the fleet's store.
+    async fn read_fleet(&mut self, g: &GitRepo) -> anyhow::Result<PassState> {
+        let git = g.repository()?;
+        let (history, order) = history_order(&git, g.head)?;
+        let mut used = HashSet::new();
+        let (head_tree, model) = self.head_model(g, &history, &mut used)?;
+        let statuses = self
+            .peer_statuses(g, model.fleet.settings.status_store)
+            .await?;
+        let mine = statuses.get(&self.cluster).cloned();
+        Ok(PassState {
+            git,
+            history,
+            order,
+            head_tree,
+            model,
+            statuses,
+            mine,
+            head: g.head.to_string(),
+            used,
+            targeted: Vec::new(),
+            halts: Vec::new(),
+        })
+    }
+
+    /// The plan stage for one app targeting this cluster: the release it should run
+    /// here now, or `None` when it stays as it is (suspended, waiting for its wave,
+    /// or held with the reason recorded in `out`).
+    fn plan_here(
+        &mut self,
+        g: &GitRepo,
+        pass: &mut PassState,
+        app: &App,
+        out: &mut PassOutcome,
+        now: SystemTime,
+    ) -> Option<Planned> {
+        let (mine, head) = (&pass.mine, &pass.head);
+        let fleet = &pass.model.fleet;
+        let previous = mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        if app.suspend {
+            out.report
+                .apps
+                .push((app.name.clone(), AppResult::Suspended));
+            if let Some(p) = previous {
+                let mut s = next_status(
+                    Some(p),
+                    &p.release,
+                    &p.hash,
+                    Phase::Suspended,
+                    "suspend: true".into(),
+                    now,
+                );
+                s.message = "suspend: true in app.yaml".into();
+                out.apps.insert(app.name.clone(), s);
+            }
+            return None;
+        }
+        let cached = self
+            .histories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&app.name)
+            .filter(|(head, _)| *head == g.head)
+            .map(|(_, h)| h.clone());
+        let h = match cached {
+            Some(h) => h,
+            None => match app_history(
+                g,
+                &pass.git,
+                &pass.history,
+                (&pass.head_tree, fleet),
+                &app.name,
+            ) {
+                Ok(h) => {
+                    let h = Arc::new(h);
+                    self.histories
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(app.name.clone(), (g.head, h.clone()));
+                    h
+                }
+                Err(e) => {
+                    let message = format!("cannot read the app's releases: {e:#}");
+                    out.hold(&app.name, previous, head, message, now);
+                    return None;
+                }
+            },
+        };
+        let what = format!("planning apps/{} for {}", app.name, self.cluster);
+        let planned = crate::contain::contained(&what, || {
+            plan_app(&PlanInput {
+                app: &app.name,
+                policy: &app.rollout,
+                waves: &h.waves,
+                releases: &h.releases,
+                order: &pass.order,
+                statuses: &pass.statuses,
+                approvals: &h.approvals,
+                now,
+            })
+        });
+        let plan = match planned {
+            Ok(plan) => plan,
+            Err(e) => {
+                out.hold(&app.name, previous, head, e.to_string(), now);
+                return None;
+            }
+        };
+        if self.notifier.is_some() {
+            let halted = super::notify::halted(&plan, &self.cluster);
+            pass.halts.extend(
+                halted
+                    .into_iter()
+                    .map(|(r, why)| (app.name.clone(), r, why)),
+            );
+        }
+        let decision = plan.decisions.get(&self.cluster)?;
+        let target = match decision.reason {
+            Reason::Rollback => decision.rollback_to.clone().or(decision.target.clone()),
+            _ => decision.target.clone(),
+        };
+        let Some(target) = target else {
+            out.report.apps.push((
+                app.name.clone(),
+                AppResult::Waiting(format!(
+                    "no release may run here yet ({:?})",
+                    decision.reason
+                )),
+            ));
+            if let Some(p) = previous {
+                out.apps.insert(app.name.clone(), p.clone());
+            }
+            return None;
+        };
+        Some(Planned {
+            target,
+            rollback: decision.reason == Reason::Rollback,
+        })
+    }
+
+    /// The render and apply stages for one app: its planned release rendered for this
+    /// cluster and applied, its health and the analysis of its bake recorded in `out`.
+    async fn render_and_apply(
+        &mut self,
+        g: &GitRepo,
+        pass: &mut PassState,
+        app: &App,
+        planned: Planned,
+        out: &mut PassOutcome,
+        now: SystemTime,
+    ) -> anyhow::Result<()> {
+        let Planned { target, rollback } = planned;
+        let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        let head = &pass.head;
+        let oid = Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
+        let (tree, at) = match self.fleet_at(g, oid, &mut pass.used) {
+            Ok(found) => found,
+            Err(e) => {
+                out.hold(&app.name, previous, head, format!("{e:#}"), now);
+                return Ok(());
+            }
+        };
+        let at = &at.fleet;
+        let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
+            return Ok(());
+        };
+        let rendered = match render(&tree, at, a, c) {
+            Ok(r) => r,
+            Err(e) => {
+                let message = e.to_string();
+                let status = next_status(previous, &target, "", Phase::Error, message.clone(), now);
+                out.record(&app.name, status, AppResult::RenderFailed(message));
+                return Ok(());
+            }
+        };
+        let rev = AppRevision {
+            removal: a.removal_in_app,
+            app: &app.name,
+            release: &target,
+            content_hash: &rendered.content_hash,
+            objects: &rendered.objects,
+            force: a.force,
+            namespace: a.namespace.as_deref(),
+            policy: a.policy.as_ref(),
+        };
+        let started = Instant::now();
+        let outcome = self.reconciler.reconcile(&rev).await;
+        let health = outcome.as_ref().ok().map(|applied| {
+            self.memory.with_deadline(
+                &app.name,
+                &target,
+                applied.health,
+                a.rollout.progress_deadline,
+            )
+        });
+        if let Some(m) = &self.metrics {
+            m.record_reconcile(
+                &self.cluster,
+                &app.name,
+                &target,
+                started.elapsed(),
+                outcome.as_ref().ok().zip(health),
+            );
+        }
+        match outcome {
+            Ok(applied) => {
+                let health = health.unwrap_or(applied.health);
+                let mut phase = phase_of(health);
+                if rollback && phase == Phase::Healthy {
+                    phase = Phase::RolledBack;
+                }
+                let mut message = applied
+                    .unhealthy
+                    .iter()
+                    .map(|(k, r)| format!("{k}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let hash = &rendered.content_hash;
+                // The analysis of the bake, by the head's policy as the gates are.
+                let analysis = if rollback {
+                    None
+                } else {
+                    let context = crate::render::template_context(at, a, c);
+                    super::analysis::step(super::analysis::Step {
+                        cluster: &self.cluster,
+                        app: &app.name,
+                        spec: &app.rollout.analysis,
+                        bake: app.rollout.bake,
+                        release: &target,
+                        hash,
+                        phase,
+                        previous,
+                        context: &context,
+                        prometheus: self.prometheus.as_ref(),
+                        metrics: self.metrics.as_deref(),
+                        now,
+                    })
+                    .await
+                };
+                if let Some(o) = &analysis {
+                    phase = o.phase;
+                    if let Some(m) = &o.message {
+                        message = m.clone();
+                    }
+                    if o.message.as_deref() == Some(super::analysis::SKIPPED)
+                        && self.skipped.insert(app.name.clone())
+                    {
+                        tracing::warn!(cluster = %self.cluster, app = %app.name, "the app's rollout has analysis but no prometheus is configured for this cluster: analysis skipped, the bake time alone applies");
+                    }
+                    if let Some(next) = o.next {
+                        self.next_analysis = Some(self.next_analysis.map_or(next, |n| n.min(next)));
+                    }
+                }
+                let was_good = previous.is_some_and(|p| p.known_good.contains(hash));
+                let mut status = next_status(previous, &target, hash, phase, message, now);
+                if let Some(o) = analysis {
+                    // Healthy is not good enough before the analysis passed: a
+                    // known-good rendering is re-applied by the revert fast path.
+                    if o.verified.is_none() && !was_good {
+                        status.known_good.retain(|h| h != hash);
+                    }
+                    status.analysis = o.results;
+                    status.verified = o.verified;
+                }
+                let result = AppResult::applied(target.clone(), &applied, health);
+                out.record(&app.name, status, result);
+            }
+            Err(e) => {
+                let hash = &rendered.content_hash;
+                let status = next_status(previous, &target, hash, Phase::Error, e.to_string(), now);
+                out.record(&app.name, status, AppResult::failed(&e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The report stage: apps no longer targeted here released, then the status
+    /// written (when it changed or the heartbeat is due) and published, and the
+    /// events of the pass queued.
+    async fn report(
+        &mut self,
+        g: &GitRepo,
+        pass: PassState,
+        mut out: PassOutcome,
+        now: SystemTime,
+    ) -> anyhow::Result<PassReport> {
+        let PassState {
+            model,
+            mine,
+            used,
+            targeted,
+            halts,
+            ..
+        } = pass;
+        let fleet = &model.fleet;
         self.fleets.retain(|commit, _| used.contains(commit));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;

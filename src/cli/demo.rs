@@ -436,7 +436,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         story.analysis = prometheus.is_some();
         // The fleet web view, on its usual port when free.
         let listener = match tokio::net::TcpListener::bind(crate::ui::DEFAULT_LISTEN).await { Ok(l) => l, Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await? };
-        let ui = crate::ui::UiServer::start(listener, crate::ui::Loader::new(&bare.to_string_lossy(), "main", super::history::GitAccess::from_env(), Duration::from_secs(1))).await?;
+        let ui = crate::ui::UiServer::start(listener, crate::ui::Loader::new(&bare.to_string_lossy(), "main", crate::source::repo::GitAccess::from_env(), Duration::from_secs(1))).await?;
         story.note.push_str(&format!("\nweb view: {} (rollwave ui)", ui.url()));
         println!("{}", story.note);
         let prometheus_config = prometheus.as_ref().map(|p| p.config());

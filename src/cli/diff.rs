@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use super::history::GitRepo;
 use crate::fleet::{Fleet, targets_cluster};
 use crate::plan::waves_for;
 use crate::render::render;
 use crate::source::GitTree;
+use crate::source::repo::GitRepo;
 
 fn rendered(tree: &GitTree, fleet: &Fleet, app: &str, cluster: &str) -> Result<String, String> {
     let (Some(a), Some(c)) = (fleet.app(app), fleet.cluster(cluster)) else {

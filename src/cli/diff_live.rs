@@ -48,7 +48,7 @@ pub fn run(
         target.context,
         target.namespace,
     );
-    let opened = super::repo::open(repo, path, rev, branch)?;
+    let opened = crate::source::repo::open_tree(repo, path, rev, branch)?;
     let tree = opened.tree.as_ref();
     let fleet = crate::fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {

@@ -8,13 +8,12 @@ mod build;
 mod demo;
 mod diff;
 mod diff_live;
-pub mod history;
 mod plan;
 mod render;
-pub mod repo;
 mod shell;
 mod sim;
 mod status;
+mod statuses;
 mod ui;
 mod validate;
 

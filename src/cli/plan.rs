@@ -10,10 +10,11 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::history::{GitRepo, app_history, history_order};
 use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
+use crate::plan::history::{app_history, history_order};
 use crate::plan::{PlanInput, describe_gate, plan_app};
+use crate::source::repo::GitRepo;
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(8)]
@@ -100,7 +101,7 @@ pub fn run(
     let git = g.repository()?;
     let (history, order) = history_order(&git, g.head)?;
     let (head_tree, fleet) = g.fleet(g.head)?;
-    let statuses = super::history::fleet_statuses(&g, &fleet, hub)?;
+    let statuses = super::statuses::fleet_statuses(&g, &fleet, hub)?;
     let mut apps = serde_json::Map::new();
     let mut text = String::new();
     for app in &fleet.apps {

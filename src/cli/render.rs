@@ -17,7 +17,7 @@ pub fn run(
     app: Option<&str>,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(
+    let opened = crate::source::repo::open_tree(
         &source.repo,
         source.path.as_deref(),
         source.rev.as_deref(),

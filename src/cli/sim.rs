@@ -50,7 +50,7 @@ fn cluster_names(args: &SimArgs) -> anyhow::Result<Vec<String>> {
         return Ok((1..=n).map(|i| format!("sim-{i}")).collect());
     }
     let repo = args.fleet.as_deref().unwrap_or(".");
-    let opened = super::repo::open(repo, None, None, "main")?;
+    let opened = crate::source::repo::open_tree(repo, None, None, "main")?;
     let fleet = crate::fleet::load(opened.tree.as_ref())
         .with_context(|| format!("{repo}: cannot read the fleet"))?;
     let names: Vec<String> = fleet.clusters.iter().map(|c| c.name.clone()).collect();

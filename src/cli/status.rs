@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use super::{HubArgs, RepoArgs};
 use std::time::SystemTime;
 
-use super::history::GitRepo;
 use crate::plan::waves_for;
+use crate::source::repo::GitRepo;
 
 /// Prints the table.
 pub fn run(source: &RepoArgs, hub: &HubArgs) -> anyhow::Result<ExitCode> {
@@ -23,7 +23,7 @@ pub fn run(source: &RepoArgs, hub: &HubArgs) -> anyhow::Result<ExitCode> {
         &source.branch,
     )?;
     let (_, fleet) = g.fleet(g.head)?;
-    let statuses = super::history::fleet_statuses(&g, &fleet, hub)?;
+    let statuses = super::statuses::fleet_statuses(&g, &fleet, hub)?;
     let now = SystemTime::now();
     let is_fresh = |s: &crate::status::ClusterStatus| s.is_fresh(now);
     let mut out = format!(

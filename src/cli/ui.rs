@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::history::GitAccess;
+use crate::source::repo::GitAccess;
 use crate::ui::{DEFAULT_LISTEN, Loader, UiServer};
 
 /// Flags of `rollwave ui`.

@@ -12,7 +12,7 @@ use crate::render::render;
 
 /// Renders everything; prints each failure and a summary; exit 1 if anything failed.
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
-    let opened = super::repo::open(
+    let opened = crate::source::repo::open_tree(
         &source.repo,
         source.path.as_deref(),
         source.rev.as_deref(),

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod decide;
+pub mod history;
 pub mod waves;
 
 pub use decide::{

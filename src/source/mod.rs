@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod gittree;
 pub mod history;
+pub mod repo;
 pub mod statusref;
 pub mod trigger;
 pub mod verify;

@@ -11,9 +11,10 @@ use git2::Oid;
 use super::model::{
     AppSource, AppView, FleetSource, FleetView, PICKER_RELEASES, app_view, fleet_view,
 };
-use crate::cli::history::{AppHistory, GitAccess, GitRepo, app_history, history_order};
 use crate::fleet::RolloutSpec;
+use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, plan_app, release_gates};
+use crate::source::repo::{GitAccess, GitRepo};
 use crate::source::statusref::read_statuses;
 
 /// Everything the page and the API serve, as of one read.

@@ -1,0 +1,134 @@
+//! What the planner needs of one app, gathered from the fleet's Git history: its waves,
+//! its releases (each rendered for every cluster it targets) and the approvals at the
+//! head. Read by the agent's pass and by `plan`, `status` and `ui` alike.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use git2::{Oid, Repository};
+
+use super::{Approval, Release, waves_for};
+use crate::fleet::{Fleet, targets_cluster};
+use crate::render::render;
+use crate::source::history::{Inputs, first_parent_history, releases};
+use crate::source::repo::{GitRepo, RepoError};
+use crate::source::{GitTree, SourceError};
+use crate::tree::{FileTree, RepoPath};
+use crate::yaml::YamlError;
+
+/// How many first-parent commits are examined for releases.
+pub const HISTORY_LIMIT: usize = 500;
+/// How many releases per app are planned.
+pub const RELEASE_LIMIT: usize = 20;
+
+/// Why an app's history could not be gathered.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The app is not in the fleet at the head.
+    #[error("app '{0}' is not in apps/")]
+    NoSuchApp(String),
+    /// The repository could not be read.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// Git history could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The approvals file is not valid.
+    #[error(transparent)]
+    Approvals(#[from] YamlError),
+    /// A file could not be read.
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
+}
+
+/// What the planner needs for one app, gathered from Git.
+#[derive(Debug, Clone)]
+pub struct AppHistory {
+    /// Waves at the head.
+    pub waves: Vec<Vec<String>>,
+    /// Releases, newest first, each rendered for every targeted cluster.
+    pub releases: Vec<Release>,
+    /// Approvals at the head.
+    pub approvals: Vec<Approval>,
+}
+
+/// Commit order of the first-parent history of `head` (larger: newer).
+pub fn history_order(
+    repo: &Repository,
+    head: Oid,
+) -> Result<(Vec<Oid>, HashMap<String, usize>), SourceError> {
+    let history = first_parent_history(repo, head, HISTORY_LIMIT)?;
+    let n = history.len();
+    let order = history
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.to_string(), n - i))
+        .collect();
+    Ok((history, order))
+}
+
+fn approvals_at(tree: &dyn FileTree, app: &str) -> Result<Vec<Approval>, HistoryError> {
+    let path = RepoPath::new(&format!("approvals/{app}.yaml"))?;
+    match tree.read_text(&path) {
+        Ok(text) => Ok(crate::yaml::parse_typed::<Vec<Approval>>(
+            path.as_str(),
+            &text,
+        )?),
+        Err(crate::tree::TreeError::NotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Gathers waves, rendered releases and approvals of `app`, given the tree and fleet at
+/// the head (loaded once by the caller for every app).
+pub fn app_history(
+    g: &GitRepo,
+    repo: &Repository,
+    history: &[Oid],
+    (tree, fleet): (&GitTree, &Fleet),
+    app: &str,
+) -> Result<AppHistory, HistoryError> {
+    let Some(a) = fleet.app(app) else {
+        return Err(HistoryError::NoSuchApp(app.to_string()));
+    };
+    let waves = waves_for(fleet, a);
+    let mut files = BTreeSet::new();
+    for c in fleet.clusters.iter().filter(|c| targets_cluster(a, c)) {
+        if let Ok(r) = render(tree, fleet, a, c) {
+            files.extend(r.files_read);
+        }
+    }
+    let inputs = Inputs::for_app(app, &files).in_fleet_dir(&g.fleet_dir);
+    let rel = releases(repo, history, &inputs)?;
+    let mut out = Vec::new();
+    for oid in rel.into_iter().take(RELEASE_LIMIT) {
+        let commit = repo.find_commit(oid).map_err(|e| SourceError::Local {
+            path: g.git_dir.display().to_string(),
+            message: e.message().to_string(),
+        })?;
+        let time =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(commit.time().seconds().max(0) as u64);
+        let mut hashes = BTreeMap::new();
+        if let Ok((t, f, _)) = g.fleet_apart(oid)
+            && let Some(a) = f.app(app)
+        {
+            for c in f.clusters.iter().filter(|c| targets_cluster(a, c)) {
+                let hash = match render(&t, &f, a, c) {
+                    Ok(r) => r.content_hash,
+                    Err(_) => crate::plan::unrenderable_hash(&oid.to_string()),
+                };
+                hashes.insert(c.name.clone(), hash);
+            }
+        }
+        out.push(Release {
+            sha: oid.to_string(),
+            time,
+            hashes,
+        });
+    }
+    Ok(AppHistory {
+        waves,
+        releases: out,
+        approvals: approvals_at(tree, app)?,
+    })
+}
