@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::api_error::{ApiError, deleted_answer, qualified};
 use super::kinds::{self, ResourceType, api_version};
 use super::openapi;
+use super::proto_encode;
 use super::protobuf;
 use super::reviews;
 use super::store::{DeleteOptions, EventKind, Filter, PatchKind, Stored, WatchEvent, WriteOptions};
@@ -106,9 +107,27 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+fn protobuf_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, protobuf::MEDIA_TYPE)], body).into_response()
+}
+
 fn error_response(e: &ApiError) -> Response {
+    error_response_in(e, false)
+}
+
+/// A `Status` body for an error, in protobuf when `protobuf` and in JSON otherwise.
+fn error_response_in(e: &ApiError, protobuf: bool) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(code, &e.to_status());
+    let status = e.to_status();
+    let encoded = if protobuf {
+        proto_encode::encode(&status).ok()
+    } else {
+        None
+    };
+    let mut resp = match encoded {
+        Some(bytes) => protobuf_response(code, bytes),
+        None => json_response(code, &status),
+    };
     if e.code == 429 {
         let secs = e
             .details
@@ -120,6 +139,56 @@ fn error_response(e: &ApiError) -> Response {
         }
     }
     resp
+}
+
+/// The media type a request is answered in, from its `Accept` header.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    /// Protobuf is preferred: objects the field table covers go out in it.
+    protobuf: bool,
+    /// JSON is accepted: the answer when protobuf is not preferred or not possible.
+    json: bool,
+}
+
+impl Answer {
+    fn of(accept: &str) -> Answer {
+        Answer {
+            protobuf: protobuf::prefers_protobuf(accept),
+            json: protobuf::answers_json(accept),
+        }
+    }
+
+    /// An object, list or `Status` answer: protobuf when preferred and the table
+    /// covers every field, else JSON when accepted, else 406.
+    fn object(self, code: StatusCode, v: &Value) -> Response {
+        if self.protobuf {
+            match proto_encode::encode(v) {
+                Ok(bytes) => return protobuf_response(code, bytes),
+                Err(why) if !self.json => {
+                    return self.error(&ApiError::not_acceptable_in_protobuf(&why.0));
+                }
+                Err(_) => {}
+            }
+        }
+        json_response(code, v)
+    }
+
+    /// An answer already serialized as JSON.
+    fn raw(self, code: StatusCode, bytes: Bytes) -> Response {
+        if self.protobuf {
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => self.object(code, &v),
+                Err(e) => self.error(&ApiError::internal(format!(
+                    "a stored answer is not JSON: {e}"
+                ))),
+            };
+        }
+        (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    }
+
+    fn error(self, e: &ApiError) -> Response {
+        error_response_in(e, self.protobuf)
+    }
 }
 
 /// A response body: a JSON tree, or JSON already serialized (lists of stored objects
@@ -316,11 +385,17 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             {
                 return error_response(&ApiError::no_route());
             }
-            if !protobuf::answers_json(&accept) {
+            let answer = Answer::of(&accept);
+            if !answer.json && !answer.protobuf {
                 return error_response(&ApiError::not_acceptable(&accept));
             }
             let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             if parts.method == Method::GET && watching {
+                if !answer.json {
+                    return answer.error(&ApiError::not_acceptable_in_protobuf(
+                        "the simulated cluster streams watch events in JSON only",
+                    ));
+                }
                 return match watch(shared, rt, &p, &query, form) {
                     Ok(resp) => resp,
                     Err(e) => error_response(&e),
@@ -336,17 +411,12 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 &body,
                 form,
             ) {
-                Ok(Reply::Json(code, v)) => json_response(code, &v),
+                Ok(Reply::Json(code, v)) => answer.object(code, &v),
                 Ok(Reply::Text(text)) => {
                     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
                 }
-                Ok(Reply::Raw(bytes)) => (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    bytes,
-                )
-                    .into_response(),
-                Err(e) => error_response(&e),
+                Ok(Reply::Raw(bytes)) => answer.raw(StatusCode::OK, bytes),
+                Err(e) => answer.error(&e),
             }
         }
     }
@@ -645,8 +715,12 @@ fn object_request(
                 d.propagation = pp.clone();
             }
             if !body.is_empty() {
-                let b: Value = serde_json::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+                let b: Value = if content_type(headers) == protobuf::MEDIA_TYPE {
+                    protobuf::decode_delete_options(body)?
+                } else {
+                    serde_json::from_slice(body)
+                        .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+                };
                 if let Some(pp) = b["propagationPolicy"].as_str() {
                     d.propagation = pp.to_string();
                 }

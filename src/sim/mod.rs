@@ -32,6 +32,7 @@ mod openapi;
 mod policy;
 mod printers;
 pub mod prometheus;
+mod proto_encode;
 mod proto_schema;
 mod protobuf;
 mod reviews;
