@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, Request};
-use common::k8s::RealCluster;
+use common::k8s::{self, RealCluster};
 use common::sim::TestCluster;
 use serde_json::{Value, json};
 
@@ -111,6 +111,9 @@ struct Step {
     capture: Vec<(&'static str, &'static str)>,
     /// A watch: the body is one JSON event per line.
     watch: bool,
+    /// Asks for the answer in protobuf only; the body compared is what client-go
+    /// decodes from it (or its Content-Type when the answer is not protobuf).
+    protobuf: bool,
     /// Repeat (on the real server only) until the answer is 200, for what its
     /// controllers do a moment after a write (a namespace's ServiceAccount, a CRD
     /// established).
@@ -129,6 +132,7 @@ fn step(method: Method, path: &str) -> Step {
         keep: Keep::All,
         capture: Vec::new(),
         watch: false,
+        protobuf: false,
         until_ok: false,
         until: None,
     }
@@ -209,6 +213,11 @@ impl Step {
         self
     }
 
+    fn in_protobuf(mut self) -> Step {
+        self.protobuf = true;
+        self
+    }
+
     fn capture(mut self, name: &'static str, pointer: &'static str) -> Step {
         self.capture.push((name, pointer));
         self
@@ -247,7 +256,12 @@ async fn send(client: &kube::Client, step: &Step, path: &str) -> Answer {
     if let Some(ct) = step.content_type {
         req = req.header("content-type", ct);
     }
-    req = req.header("accept", "application/json");
+    let accept = if step.protobuf {
+        "application/vnd.kubernetes.protobuf"
+    } else {
+        "application/json"
+    };
+    req = req.header("accept", accept);
     let body = step.body.clone().unwrap_or_default().into_bytes();
     let req = req.body(kube::client::Body::from(body)).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(30), client.send(req))
@@ -255,9 +269,21 @@ async fn send(client: &kube::Client, step: &Step, path: &str) -> Answer {
         .unwrap_or_else(|_| panic!("{} {path}: no answer within 30 s", step.method))
         .unwrap_or_else(|e| panic!("{} {path}: {e}", step.method));
     let code = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let bytes = resp.into_body().collect_bytes().await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let body = if step.watch {
+    let body = if step.protobuf {
+        if content_type == "application/vnd.kubernetes.protobuf" {
+            k8s::decode_protobuf(&bytes).unwrap_or_else(|e| json!({"undecodable": e}))
+        } else {
+            json!({"contentType": content_type})
+        }
+    } else if step.watch {
         Value::Array(
             text.lines()
                 .filter(|l| !l.trim().is_empty())
@@ -1562,4 +1588,163 @@ fn node_ports_and_foreground_deletion_agree_with_the_real_control_plane() {
             ],
         ),
     ]);
+}
+
+#[test]
+fn protobuf_answers_agree_with_the_real_apiserver() {
+    let one = format!("{CM}/one");
+    let svc = "/api/v1/namespaces/{ns}/services";
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles";
+    check(vec![
+        case(
+            "protobuf-configmap-verbs",
+            vec![
+                post(CM, configmap("one", json!({"a": "1"}))).in_protobuf(),
+                get(&one).in_protobuf(),
+                merge(&one, json!({"data": {"b": "2"}})).in_protobuf(),
+                put(
+                    &one,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "one"},
+                        "data": {"c": "3"}}),
+                )
+                .in_protobuf(),
+                get(&format!("{CM}?fieldSelector=metadata.name%3Done")).in_protobuf(),
+                delete(&one).in_protobuf(),
+            ],
+        ),
+        case(
+            "protobuf-deployment",
+            vec![
+                post(DEPLOY, web()).in_protobuf().view(no_status),
+                get(&format!("{DEPLOY}/web")).in_protobuf().view(no_status),
+                get(DEPLOY).in_protobuf().view(|v| {
+                    let mut v = v.clone();
+                    if let Some(Value::Array(items)) = v.get_mut("items") {
+                        items.iter_mut().for_each(|i| *i = no_status(i));
+                    }
+                    v
+                }),
+            ],
+        ),
+        case(
+            "protobuf-service-secret-role",
+            vec![
+                post(
+                    svc,
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
+                        "spec": {"selector": {"app": "web"},
+                            "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+                )
+                .in_protobuf(),
+                post(
+                    "/api/v1/namespaces/{ns}/secrets",
+                    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                        "stringData": {"token": "s3cret"}}),
+                )
+                .in_protobuf(),
+                post(
+                    roles,
+                    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                        "metadata": {"name": "reader"},
+                        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+                )
+                .in_protobuf(),
+            ],
+        ),
+        case(
+            "protobuf-statuses-the-controllers-write",
+            vec![
+                post(DEPLOY, web()).code_only(),
+                get(&format!("{DEPLOY}/web")).until("/status/availableReplicas", json!(1)),
+                get(&format!("{DEPLOY}/web")).in_protobuf().view(|v| {
+                    let mut status = v["status"].clone();
+                    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+                        c.as_object_mut().map(|m| m.remove("lastUpdateTime"));
+                    }
+                    unhash_value(&status)
+                }),
+                get("/apis/apps/v1/namespaces/{ns}/replicasets?labelSelector=app%3Dweb")
+                    .in_protobuf()
+                    .view(|v| made(v, &["/metadata/name", "/spec/replicas", "/status"])),
+                get("/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dweb")
+                    .in_protobuf()
+                    .view(|v| {
+                        made(
+                            v,
+                            &[
+                                "/status/phase",
+                                "/status/qosClass",
+                                "/status/containerStatuses/0/ready",
+                                "/status/containerStatuses/0/name",
+                            ],
+                        )
+                    }),
+            ],
+        ),
+        case(
+            "protobuf-errors-are-status-messages",
+            vec![
+                get(&one).in_protobuf(),
+                post(CM, configmap("Bad_Name", json!({}))).in_protobuf(),
+                post(CM, configmap("one", json!({}))).code_only(),
+                post(CM, configmap("one", json!({}))).in_protobuf(),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn typed_go_clients_in_protobuf_agree_with_the_real_apiserver() {
+    let s = servers();
+    let ns = "conf-go-typed-clients";
+    s.runtime.block_on(async {
+        let ns_body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let create_ns = post("/api/v1/namespaces", ns_body);
+        let (mut real, mut sim) = (Side::default(), Side::default());
+        tokio::join!(
+            run_step(&s.real, &create_ns, ns, &mut real, true),
+            run_step(&s.sim, &create_ns, ns, &mut sim, false),
+        );
+    });
+    let run = |kubeconfig: &std::path::Path| {
+        let out = std::process::Command::new(k8s::protoclient())
+            .arg("run")
+            .arg(kubeconfig)
+            .arg(ns)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let real = run(s._real_cluster.kubeconfig());
+    let sim = run(&s._sim_cluster.kubeconfig);
+    assert!(
+        real.0,
+        "the typed clients failed on the real server:\n{}{}",
+        real.1, real.2
+    );
+    assert!(
+        sim.0,
+        "the typed clients failed on the simulator:\n{}{}",
+        sim.1, sim.2
+    );
+    // Every answer was protobuf, and client-go read the same from both.
+    assert!(
+        sim.1.contains(
+            r#"{"result":["application/vnd.kubernetes.protobuf"],"step":"content types"}"#
+        ),
+        "{}",
+        sim.1
+    );
+    if real.1 != sim.1 {
+        panic!(
+            "{}",
+            similar::TextDiff::from_lines(&real.1, &sim.1)
+                .unified_diff()
+                .header("real apiserver", "simulator")
+        );
+    }
 }
