@@ -1122,6 +1122,76 @@ fn a_protobuf_body_of_a_kind_the_simulator_cannot_read_gets_415_not_400() {
 }
 
 #[test]
+fn explain_and_client_side_apply_read_the_openapi_v2_document() {
+    let c = cluster();
+    let out = c.kubectl_ok(&[
+        "explain",
+        "deployment.spec.strategy",
+        "--output=plaintext-openapiv2",
+    ]);
+    assert!(out.contains("RESOURCE: strategy <Object>"), "{out}");
+    assert!(
+        out.contains("DeploymentStrategy describes how to replace existing pods with new ones."),
+        "{out}"
+    );
+    assert!(out.contains("rollingUpdate\t<Object>"), "{out}");
+
+    // A custom resource's schema is in the document as soon as its CRD is.
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], CRD);
+    assert_eq!(code, 0, "{err}");
+    eventually(
+        Duration::from_secs(10),
+        "the Widget kind in openapi v2",
+        || {
+            let (code, out, _) =
+                c.kubectl(&["explain", "widgets.spec", "--output=plaintext-openapiv2"]);
+            code == 0 && out.contains("size\t<integer> -required-")
+        },
+    );
+
+    // Client-side apply computes its patch from the document's merge keys: changing
+    // one container leaves what another client set on the other one.
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: two, namespace: default}
+spec:
+  selector: {matchLabels: {app: two}}
+  template:
+    metadata: {labels: {app: two}}
+    spec:
+      containers:
+      - {name: a, image: "nginx:1.27", ports: [{containerPort: 80}]}
+      - {name: b, image: "busybox:1.36"}
+"#;
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], deployment);
+    assert_eq!(code, 0, "{err}");
+    c.kubectl_ok(&["set", "env", "deployment/two", "-c", "b", "FOO=bar"]);
+    let (code, out, err) = c.kubectl_in(
+        &["apply", "-f", "-", "-v=6"],
+        &deployment.replace("nginx:1.27", "nginx:1.28"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployment.apps/two configured"), "{out}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("GET ") && l.contains("/openapi/v2") && l.contains("200 OK")),
+        "kubectl did not read /openapi/v2: {err}"
+    );
+    let containers = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "two",
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {.env}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        containers.trim(),
+        "a=nginx:1.28 \nb=busybox:1.36 [{\"name\":\"FOO\",\"value\":\"bar\"}]"
+    );
+}
+
+#[test]
 fn kubectl_typed_clients_get_their_answers_in_protobuf() {
     let c = cluster();
     let response_types = |err: &str| -> Vec<String> {

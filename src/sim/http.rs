@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::api_error::{ApiError, deleted_answer, qualified};
 use super::kinds::{self, ResourceType, api_version};
 use super::openapi;
+use super::openapi_v2;
 use super::proto_encode;
 use super::protobuf;
 use super::reviews;
@@ -212,6 +213,7 @@ enum Route {
     Object(ObjectPath),
     OpenApiRoot,
     OpenApi(String, String),
+    OpenApiV2,
     NotFound,
 }
 
@@ -235,6 +237,7 @@ fn route(path: &str) -> Route {
         ["version"] => return Route::Version,
         ["healthz"] | ["livez"] | ["readyz"] => return Route::Health,
         ["api"] => return Route::CoreVersions,
+        ["openapi", "v2"] => return Route::OpenApiV2,
         ["openapi", "v3"] => return Route::OpenApiRoot,
         ["openapi", "v3", "api", v] => return Route::OpenApi(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => return Route::OpenApi(g.to_string(), v.to_string()),
@@ -353,6 +356,19 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         },
         Route::OpenApiRoot => {
             json_response(StatusCode::OK, &openapi::root(&shared.lock().registry))
+        }
+        Route::OpenApiV2 => {
+            let doc = openapi_v2::document(&shared.lock().registry);
+            if openapi_v2::wants_protobuf(&accept) {
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, openapi_v2::PROTOBUF)],
+                    openapi_v2::to_protobuf(&doc),
+                )
+                    .into_response()
+            } else {
+                json_response(StatusCode::OK, &doc)
+            }
         }
         Route::OpenApi(g, v) => match openapi::group_version(&shared.lock().registry, &g, &v) {
             Some(doc) => json_response(StatusCode::OK, &doc),

@@ -29,6 +29,7 @@ mod jsonpath;
 pub mod kinds;
 pub mod kubelet;
 mod openapi;
+mod openapi_v2;
 mod policy;
 mod printers;
 pub mod prometheus;

@@ -336,14 +336,14 @@ fn varint(mut v: u64, out: &mut Vec<u8>) {
     }
 }
 
-fn varint_field(tag: u64, v: u64) -> Vec<u8> {
+pub(super) fn varint_field(tag: u64, v: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(11);
     varint(tag << 3, &mut out);
     varint(v, &mut out);
     out
 }
 
-fn bytes_field(tag: u64, b: &[u8]) -> Vec<u8> {
+pub(super) fn bytes_field(tag: u64, b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() + 6);
     varint(tag << 3 | 2, &mut out);
     varint(b.len() as u64, &mut out);
@@ -351,7 +351,7 @@ fn bytes_field(tag: u64, b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn string_field(tag: u64, s: &str) -> Vec<u8> {
+pub(super) fn string_field(tag: u64, s: &str) -> Vec<u8> {
     bytes_field(tag, s.as_bytes())
 }
 
