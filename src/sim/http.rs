@@ -407,12 +407,19 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             }
             let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             if parts.method == Method::GET && watching {
-                if !answer.json {
-                    return answer.error(&ApiError::not_acceptable_in_protobuf(
-                        "the simulated cluster streams watch events in JSON only",
-                    ));
+                // Protobuf when preferred and the kind has a message; a field the
+                // message lacks turns into an ERROR event (see `WatchSpec::event`).
+                let protobuf = answer.protobuf
+                    && form == Form::Full
+                    && proto_encode::can_encode_kind(&api_version(&rt.group, &p.version), &rt.kind);
+                if !protobuf && !answer.json {
+                    return answer.error(&ApiError::not_acceptable_in_protobuf(&format!(
+                        "{} {} has no protobuf schema",
+                        api_version(&rt.group, &p.version),
+                        rt.kind
+                    )));
                 }
-                return match watch(shared, rt, &p, &query, form) {
+                return match watch(shared, rt, &p, &query, form, protobuf) {
                     Ok(resp) => resp,
                     Err(e) => error_response(&e),
                 };
@@ -1051,6 +1058,8 @@ fn raw_event_line(kind: &str, object: &[u8]) -> Bytes {
 struct WatchSpec {
     rt: ResourceType,
     version: String,
+    /// Events go out as length-prefixed protobuf `WatchEvent`s instead of JSON lines.
+    protobuf: bool,
     filter: Filter,
     form: Form,
     include_object: bool,
@@ -1061,7 +1070,7 @@ impl WatchSpec {
     /// The event line for a stored object: its bytes as they are when the client
     /// wants full objects in the stored version, otherwise converted.
     fn line(&self, kind: &str, obj: &Stored) -> Bytes {
-        if self.form == Form::Full && self.version == self.rt.versions[0] {
+        if self.form == Form::Full && self.version == self.rt.versions[0] && !self.protobuf {
             return raw_event_line(kind, &obj.json);
         }
         let v = shape_one(
@@ -1070,7 +1079,25 @@ impl WatchSpec {
             self.form,
             self.include_object,
         );
-        event_line(kind, v)
+        self.event(kind, v)
+    }
+
+    /// One event in the stream's encoding. An object the protobuf table cannot write
+    /// becomes an ERROR event saying so, never a truncated object; the client then
+    /// lists and watches again, and can ask for JSON.
+    fn event(&self, kind: &str, object: Value) -> Bytes {
+        if !self.protobuf {
+            return event_line(kind, object);
+        }
+        match proto_encode::watch_frame(kind, &object) {
+            Ok(frame) => Bytes::from(frame),
+            Err(why) => {
+                let e = ApiError::internal(format!(
+                    "the object cannot be written in protobuf ({why}): watch with Accept: application/json"
+                ));
+                Bytes::from(proto_encode::watch_frame("ERROR", &e.to_status()).unwrap_or_default())
+            }
+        }
     }
 
     /// The event a watcher with this filter sees for a change, if any.
@@ -1103,7 +1130,7 @@ impl WatchSpec {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        event_line(
+        self.event(
             "BOOKMARK",
             json!({"kind": self.rt.kind, "apiVersion": api_version(&self.rt.group, &self.version), "metadata": meta}),
         )
@@ -1116,6 +1143,7 @@ fn watch(
     p: &ObjectPath,
     query: &HashMap<String, String>,
     form: Form,
+    protobuf: bool,
 ) -> Result<Response, ApiError> {
     let mut filter = filter_of(p.namespace.as_deref(), query)?;
     filter.check_fields(&rt)?;
@@ -1127,6 +1155,7 @@ fn watch(
     let spec = WatchSpec {
         rt,
         version: p.version.clone(),
+        protobuf,
         filter,
         form,
         include_object: query.get("includeObject").is_some_and(|v| v == "Object"),
@@ -1163,10 +1192,10 @@ fn watch(
                 Ok((replay, rx)) => (Vec::new(), replay, rx, current),
                 Err(e) => {
                     // A real server answers 200 and sends the error as a watch event.
-                    let line = event_line("ERROR", e.to_status());
+                    let line = spec.event("ERROR", e.to_status());
                     let stream =
                         futures_util::stream::once(async move { Ok::<_, Infallible>(line) });
-                    return Ok(stream_response(Body::from_stream(stream)));
+                    return Ok(stream_response(Body::from_stream(stream), protobuf));
                 }
             }
         }
@@ -1214,7 +1243,7 @@ fn watch(
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let e = ApiError::gone(format!("too old resource version: {last_rv}"));
-                        let _ = tx.send(event_line("ERROR", e.to_status())).await;
+                        let _ = tx.send(spec.event("ERROR", e.to_status())).await;
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -1234,13 +1263,18 @@ fn watch(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
-    Ok(stream_response(Body::from_stream(stream)))
+    Ok(stream_response(Body::from_stream(stream), protobuf))
 }
 
-fn stream_response(body: Body) -> Response {
+fn stream_response(body: Body, protobuf: bool) -> Response {
+    let content_type = if protobuf {
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    } else {
+        "application/json"
+    };
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(body)
         .unwrap_or_default()

@@ -10,6 +10,7 @@
 //! field for, or a value of the wrong type, makes the whole answer [`Unencodable`],
 //! and the caller answers in JSON instead (or 406 when the client takes protobuf
 //! only), so a client never receives an object with fields silently missing.
+//! Watches get [`watch_frame`]s: the stream form a real server writes.
 //!
 //! Fields are written in field-number order, maps by key, as Go's generated
 //! marshallers write them; what JSON leaves out is not written at all, which a
@@ -63,6 +64,27 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, Unencodable> {
     ]
     .concat();
     Ok([MAGIC, &unknown].concat())
+}
+
+/// Whether objects of `kind` in `api_version` have a message (their fields may
+/// still hold something it lacks).
+pub fn can_encode_kind(api_version: &str, kind: &str) -> bool {
+    proto_schema::message_for(api_version, kind).is_some()
+}
+
+/// One event of a protobuf watch: a 4-byte big-endian length, then a `WatchEvent`
+/// message (no envelope) whose object is the encoded object with its envelope, as
+/// a real server's length-delimited framer writes it.
+pub fn watch_frame(event_type: &str, object: &Value) -> Result<Vec<u8>, Unencodable> {
+    let raw = encode(object)?;
+    let event = [
+        string_field(1, event_type),
+        bytes_field(2, &bytes_field(1, &raw)),
+    ]
+    .concat();
+    let len = u32::try_from(event.len())
+        .map_err(|_| unencodable("a watch event is larger than 4 GiB"))?;
+    Ok([&len.to_be_bytes()[..], &event].concat())
 }
 
 fn known(name: &str) -> Result<&'static Message, Unencodable> {
@@ -460,6 +482,23 @@ mod tests {
         assert!(bytes.windows(9).any(|w| w == b"not found"));
         // code 6 = 404 as a varint
         assert!(bytes.windows(3).any(|w| w == [6 << 3, 0x94, 0x03]));
+    }
+
+    #[test]
+    fn a_watch_frame_is_a_length_and_an_event_holding_the_enveloped_object() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "5"}, "data": {"k": "v"}});
+        let frame = watch_frame("MODIFIED", &cm).unwrap();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4);
+        let object = encode(&cm).unwrap();
+        let event = [
+            string_field(1, "MODIFIED"),
+            bytes_field(2, &bytes_field(1, &object)),
+        ]
+        .concat();
+        assert_eq!(&frame[4..], &event[..]);
+        assert_eq!(protobuf::decode(&object).unwrap(), cm);
     }
 
     #[test]

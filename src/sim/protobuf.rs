@@ -24,8 +24,9 @@
 //! typed clients send `application/vnd.kubernetes.protobuf, */*`), written by
 //! [`super::proto_encode`] from the same table; an answer the table cannot write
 //! goes out in JSON, which those clients accept too and decode by the response's
-//! `Content-Type`. Watches are answered in JSON. A client that accepts protobuf only
-//! gets 406 Not Acceptable for what cannot be written in it.
+//! `Content-Type`. Watches of a kind the table covers stream protobuf `WatchEvent`s
+//! (an event whose object it cannot write becomes an ERROR event). A client that
+//! accepts protobuf only gets 406 Not Acceptable for what cannot be written in it.
 //!
 //! Why a table and not generated types: the `k8s-pb` crate has prost-generated
 //! messages for every built-in kind, but no mapping between them and JSON, and the

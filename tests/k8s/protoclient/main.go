@@ -20,6 +20,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -129,6 +130,17 @@ func run(kubeconfig, ns string) int {
 	if err != nil {
 		return 1
 	}
+	// Watched from the created version on: the update and the patch below arrive
+	// as protobuf WatchEvents.
+	w, err := cms.Watch(ctx, metav1.ListOptions{
+		FieldSelector:   "metadata.name=settings",
+		ResourceVersion: cm.ResourceVersion,
+	})
+	if err != nil {
+		step("watch configmap", nil, err)
+		return 1
+	}
+	defer w.Stop()
 	got, err := cms.Get(ctx, "settings", metav1.GetOptions{})
 	step("get configmap", map[string]any{"data": got.Data, "labels": got.Labels, "resourceVersion": got.ResourceVersion == cm.ResourceVersion}, err)
 	got.Data["mode"] = "slow"
@@ -136,6 +148,28 @@ func run(kubeconfig, ns string) int {
 	step("update configmap", map[string]any{"data": upd.Data}, err)
 	pat, err := cms.Patch(ctx, "settings", types.StrategicMergePatchType, []byte(`{"data":{"extra":"1"}}`), metav1.PatchOptions{})
 	step("patch configmap", map[string]any{"data": pat.Data}, err)
+	var events []map[string]any
+	timeout := time.After(20 * time.Second)
+	for len(events) < 2 {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				step("watch configmap", events, fmt.Errorf("the watch ended early"))
+				return 1
+			}
+			e := map[string]any{"type": ev.Type}
+			if c, isCM := ev.Object.(*corev1.ConfigMap); isCM {
+				e["data"] = c.Data
+			} else {
+				e["object"] = fmt.Sprintf("%T", ev.Object)
+			}
+			events = append(events, e)
+		case <-timeout:
+			step("watch configmap", events, fmt.Errorf("no events within 20s"))
+			return 1
+		}
+	}
+	step("watch configmap", events, nil)
 	list, err := cms.List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 	var names []string
 	if err == nil {
