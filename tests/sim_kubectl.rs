@@ -1121,6 +1121,90 @@ fn a_protobuf_body_of_a_kind_the_simulator_cannot_read_gets_415_not_400() {
     }
 }
 
+/// One GET with this `Accept` header, over a plain connection: the status line, the
+/// Content-Type and the body's bytes.
+fn get_accepting(c: &TestCluster, path: &str, accept: &str) -> (String, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(c.sim().addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.lines().next().unwrap_or("").to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, buf[split + 4..].to_vec())
+}
+
+#[test]
+fn what_protobuf_cannot_hold_is_answered_in_json_or_refused_with_406_never_cut_short() {
+    let c = cluster();
+    const PB: &str = "application/vnd.kubernetes.protobuf";
+    c.kubectl_ok(&["create", "configmap", "plain", "--from-literal=a=b"]);
+    let (status, ct, body) = get_accepting(&c, "/api/v1/namespaces/default/configmaps/plain", PB);
+    assert_eq!((status.as_str(), ct.as_str()), ("HTTP/1.1 200 OK", PB));
+    assert!(body.starts_with(b"k8s\0"));
+
+    // A Pod with an affinity, a field the protobuf table does not cover.
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placed"},
+        "spec": {"containers": [{"name": "a", "image": "nginx:1.27"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}}}}"#;
+    let (code, _, err) = c.kubectl_in(&["create", "-f", "-"], pod);
+    assert_eq!(code, 0, "{err}");
+    let path = "/api/v1/namespaces/default/pods/placed";
+    let (status, ct, body) = get_accepting(&c, path, &format!("{PB}, application/json"));
+    assert_eq!(
+        (status.as_str(), ct.as_str()),
+        ("HTTP/1.1 200 OK", "application/json")
+    );
+    let pod: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["key"],
+        "kubernetes.io/os"
+    );
+    let (status, ct, body) = get_accepting(&c, path, PB);
+    assert_eq!(status, "HTTP/1.1 406 Not Acceptable");
+    assert_eq!(ct, PB);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("v1 Pod.spec.affinity: PodSpec has no field for it"),
+        "{text}"
+    );
+
+    // A kind without a message: its list too.
+    let (status, ct, _) = get_accepting(
+        &c,
+        "/apis/apps/v1/namespaces/default/statefulsets",
+        &format!("{PB}, */*"),
+    );
+    assert_eq!(
+        (status.as_str(), ct.as_str()),
+        ("HTTP/1.1 200 OK", "application/json")
+    );
+    let (status, _, body) = get_accepting(&c, "/apis/apps/v1/namespaces/default/statefulsets", PB);
+    assert_eq!(status, "HTTP/1.1 406 Not Acceptable");
+    assert!(
+        String::from_utf8_lossy(&body).contains("apps/v1 StatefulSetList has no protobuf schema"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
 #[test]
 fn explain_and_client_side_apply_read_the_openapi_v2_document() {
     let c = cluster();
