@@ -1652,6 +1652,56 @@ fn protobuf_answers_agree_with_the_real_apiserver() {
             ],
         ),
         case(
+            "protobuf-statefulset-daemonset-claim",
+            vec![
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/statefulsets",
+                    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                        "spec": {"replicas": 0, "serviceName": "db",
+                            "selector": {"matchLabels": {"app": "db"}},
+                            "template": {"metadata": {"labels": {"app": "db"}},
+                                "spec": {"containers": [{"name": "db", "image": "postgres:16"}]}},
+                            "volumeClaimTemplates": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                "metadata": {"name": "data"},
+                                "spec": {"accessModes": ["ReadWriteOnce"],
+                                    "resources": {"requests": {"storage": "1Gi"}}}}]}}),
+                )
+                .in_protobuf()
+                // A real server defaults a claim template's status to Pending; the
+                // simulator does not (in JSON alike).
+                .view(|v| {
+                    let mut v = no_status(v);
+                    if let Some(t) = v.pointer_mut("/spec/volumeClaimTemplates/0") {
+                        t.as_object_mut().map(|m| m.remove("status"));
+                    }
+                    v
+                }),
+                post(
+                    "/apis/apps/v1/namespaces/{ns}/daemonsets",
+                    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+                        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                            "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}}}),
+                )
+                .in_protobuf()
+                .view(no_status),
+                post(
+                    "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+                        "spec": {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "1Gi"}}}}),
+                )
+                .in_protobuf()
+                // Without admission plugins the simulator adds no pvc-protection
+                // finalizer (in JSON alike).
+                .view(|v| {
+                    let mut v = no_status(v);
+                    v["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
+                    v
+                }),
+            ],
+        ),
+        case(
             "protobuf-statuses-the-controllers-write",
             vec![
                 post(DEPLOY, web()).code_only(),

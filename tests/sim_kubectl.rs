@@ -1189,17 +1189,22 @@ fn what_protobuf_cannot_hold_is_answered_in_json_or_refused_with_406_never_cut_s
     // A kind without a message: its list too.
     let (status, ct, _) = get_accepting(
         &c,
-        "/apis/apps/v1/namespaces/default/statefulsets",
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
         &format!("{PB}, */*"),
     );
     assert_eq!(
         (status.as_str(), ct.as_str()),
         ("HTTP/1.1 200 OK", "application/json")
     );
-    let (status, _, body) = get_accepting(&c, "/apis/apps/v1/namespaces/default/statefulsets", PB);
+    let (status, _, body) = get_accepting(
+        &c,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        PB,
+    );
     assert_eq!(status, "HTTP/1.1 406 Not Acceptable");
     assert!(
-        String::from_utf8_lossy(&body).contains("apps/v1 StatefulSetList has no protobuf schema"),
+        String::from_utf8_lossy(&body)
+            .contains("networking.k8s.io/v1 NetworkPolicyList has no protobuf schema"),
         "{}",
         String::from_utf8_lossy(&body)
     );

@@ -151,8 +151,16 @@ fn encode_message(
     let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
     // Keys that belong to an embedded Go struct, per inline field.
     let mut embedded: Vec<(&Field, Map<String, Value>)> = Vec::new();
+    // Go objects carry their apiVersion and kind in JSON only: a top-level one's
+    // travel in the envelope, an embedded one's (a StatefulSet's claim templates) are
+    // not written at all, as a real server writes them.
+    let is_object = top
+        || msg
+            .fields()
+            .iter()
+            .any(|f| f.name == "metadata" && f.kind == Kind::Message("ObjectMeta"));
     for (key, value) in map {
-        if value.is_null() || (top && matches!(key.as_str(), "apiVersion" | "kind")) {
+        if value.is_null() || (is_object && matches!(key.as_str(), "apiVersion" | "kind")) {
             continue;
         }
         let here = format!("{path}.{key}");

@@ -103,6 +103,9 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "ReplicationController", "ReplicationController"),
     ("apps/v1", "Deployment", "Deployment"),
     ("apps/v1", "ReplicaSet", "ReplicaSet"),
+    ("apps/v1", "StatefulSet", "StatefulSet"),
+    ("apps/v1", "DaemonSet", "DaemonSet"),
+    ("v1", "PersistentVolumeClaim", "PersistentVolumeClaim"),
     ("batch/v1", "Job", "Job"),
     ("batch/v1", "CronJob", "CronJob"),
     ("rbac.authorization.k8s.io/v1", "Role", "Role"),
@@ -296,6 +299,31 @@ const MESSAGES: &[(&str, &str)] = &[
         "replicas:1:i! selector:2:{}s template:3:PodTemplateSpec minReadySeconds:4:i",
     ),
     ("PodTemplateSpec", "metadata:1:ObjectMeta spec:2:PodSpec"),
+    (
+        "PersistentVolumeClaim",
+        "metadata:1:ObjectMeta spec:2:PVCSpec status:3:-PVCStatus",
+    ),
+    (
+        "PVCSpec",
+        "accessModes:1:[]s resources:2:VolumeResourceRequirements volumeName:3:s \
+         selector:4:LabelSelector storageClassName:5:s! volumeMode:6:s! \
+         dataSource:7:TypedLocalObjectReference dataSourceRef:8:TypedObjectReference \
+         volumeAttributesClassName:9:s!",
+    ),
+    ("VolumeResourceRequirements", "limits:1:{}q requests:2:{}q"),
+    (
+        "TypedObjectReference",
+        "apiGroup:1:s! kind:2:s name:3:s namespace:4:s!",
+    ),
+    (
+        "PVCStatus",
+        "phase:1:s accessModes:2:[]s capacity:3:{}q conditions:4:[]PVCCondition \
+         allocatedResources:5:{}q currentVolumeAttributesClassName:8:s!",
+    ),
+    (
+        "PVCCondition",
+        "type:1:s status:2:s lastProbeTime:3:t lastTransitionTime:4:t reason:5:s message:6:s",
+    ),
     // core/v1 pods
     (
         "PodSpec",
@@ -467,6 +495,63 @@ const MESSAGES: &[(&str, &str)] = &[
         "ReplicaSetSpec",
         "replicas:1:i! selector:2:LabelSelector template:3:PodTemplateSpec \
          minReadySeconds:4:i",
+    ),
+    (
+        "StatefulSet",
+        "metadata:1:ObjectMeta spec:2:StatefulSetSpec status:3:-StatefulSetStatus",
+    ),
+    (
+        "StatefulSetSpec",
+        "replicas:1:i! selector:2:LabelSelector template:3:PodTemplateSpec \
+         volumeClaimTemplates:4:[]PersistentVolumeClaim serviceName:5:s \
+         podManagementPolicy:6:s updateStrategy:7:StatefulSetUpdateStrategy \
+         revisionHistoryLimit:8:i! minReadySeconds:9:i \
+         persistentVolumeClaimRetentionPolicy:10:StatefulSetPVCRetentionPolicy \
+         ordinals:11:StatefulSetOrdinals",
+    ),
+    (
+        "StatefulSetUpdateStrategy",
+        "type:1:s rollingUpdate:2:RollingUpdateStatefulSetStrategy",
+    ),
+    (
+        "RollingUpdateStatefulSetStrategy",
+        "partition:1:i! maxUnavailable:2:x!",
+    ),
+    (
+        "StatefulSetPVCRetentionPolicy",
+        "whenDeleted:1:s whenScaled:2:s",
+    ),
+    ("StatefulSetOrdinals", "start:1:i!"),
+    (
+        "StatefulSetStatus",
+        "observedGeneration:1:i replicas:2:i! readyReplicas:3:i currentReplicas:4:i \
+         updatedReplicas:5:i currentRevision:6:s updateRevision:7:s collisionCount:9:i! \
+         conditions:10:[]ReplicaSetCondition availableReplicas:11:i!",
+    ),
+    (
+        "DaemonSet",
+        "metadata:1:ObjectMeta spec:2:DaemonSetSpec status:3:-DaemonSetStatus",
+    ),
+    (
+        "DaemonSetSpec",
+        "selector:1:LabelSelector template:2:PodTemplateSpec \
+         updateStrategy:3:DaemonSetUpdateStrategy minReadySeconds:4:i \
+         revisionHistoryLimit:6:i!",
+    ),
+    (
+        "DaemonSetUpdateStrategy",
+        "type:1:s rollingUpdate:2:RollingUpdateDaemonSet",
+    ),
+    (
+        "RollingUpdateDaemonSet",
+        "maxUnavailable:1:x! maxSurge:2:x!",
+    ),
+    (
+        "DaemonSetStatus",
+        "currentNumberScheduled:1:i! numberMisscheduled:2:i! desiredNumberScheduled:3:i! \
+         numberReady:4:i! observedGeneration:5:i updatedNumberScheduled:6:i \
+         numberAvailable:7:i numberUnavailable:8:i collisionCount:9:i! \
+         conditions:10:[]ReplicaSetCondition",
     ),
     // batch/v1
     (
