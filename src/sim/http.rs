@@ -376,6 +376,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         },
         Route::NotFound => error_response(&ApiError::no_route()),
         Route::Object(p) => {
+            let answer = Answer::of(&accept);
             let body = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => {
@@ -383,7 +384,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                         ApiError::bad_request("the request body is too large (limit 3 MiB)");
                     e.code = 413;
                     e.reason = "RequestEntityTooLarge";
-                    return error_response(&e);
+                    return answer.error(&e);
                 }
             };
             let rt = {
@@ -394,14 +395,13 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                     .cloned()
             };
             let Some(rt) = rt else {
-                return error_response(&ApiError::no_route());
+                return answer.error(&ApiError::no_route());
             };
             if (p.namespace.is_some() && !rt.namespaced)
                 || (p.name.is_some() && rt.namespaced && p.namespace.is_none())
             {
-                return error_response(&ApiError::no_route());
+                return answer.error(&ApiError::no_route());
             }
-            let answer = Answer::of(&accept);
             if !answer.json && !answer.protobuf {
                 return error_response(&ApiError::not_acceptable(&accept));
             }
@@ -421,7 +421,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 }
                 return match watch(shared, rt, &p, &query, form, protobuf) {
                     Ok(resp) => resp,
-                    Err(e) => error_response(&e),
+                    Err(e) => answer.error(&e),
                 };
             }
             match object_request(

@@ -510,6 +510,17 @@ mod tests {
     }
 
     #[test]
+    fn times_keep_their_fraction_and_other_offsets_are_not_written() {
+        assert_eq!(timestamp("1970-01-01T00:01:00Z"), Some((60, 0)));
+        assert_eq!(
+            timestamp("2026-01-02T03:04:05.250000Z").map(|t| t.1),
+            Some(250_000_000)
+        );
+        assert_eq!(timestamp("2026-01-02T03:04:05+02:00"), None);
+        assert_eq!(timestamp("yesterday"), None);
+    }
+
+    #[test]
     fn negative_numbers_and_int_or_strings_round_trip() {
         let obj = json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "s"},
