@@ -146,6 +146,14 @@ fn builtin_schemas(registry: &Registry, group: &str, version: &str) -> Schemas {
     let mut schemas = generator.take_definitions(true);
     for (name, kind) in kinds {
         if let Some(s) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            // The k8s-openapi types hold metadata as a plain field, so their schema
+            // calls it required; a real server's does not (kubectl explain shows it).
+            if let Some(Value::Array(required)) = s.get_mut("required") {
+                required.retain(|r| r != "metadata");
+                if required.is_empty() {
+                    s.remove("required");
+                }
+            }
             s.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),

@@ -99,6 +99,15 @@ fn to_v2(schema: &Value) -> Value {
     match schema {
         Value::Object(m) => {
             let mut out = Map::new();
+            // v2 has no way to say "integer or string": a real server calls such a
+            // value a string of format int-or-string (kubectl explain prints
+            // `<string>`).
+            if m.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+                && !m.contains_key("type")
+            {
+                out.insert("type".into(), json!("string"));
+                out.insert("format".into(), json!("int-or-string"));
+            }
             for (k, v) in m {
                 match k.as_str() {
                     "nullable" | "oneOf" | "anyOf" | "not" => {}
