@@ -1098,6 +1098,22 @@ fn errors_agree_with_the_real_apiserver() {
             ],
         ),
         case(
+            "scale-with-a-stale-resource-version-is-409",
+            vec![
+                post(DEPLOY, web())
+                    .code_only()
+                    .capture("rv", "/metadata/resourceVersion"),
+                merge(&format!("{DEPLOY}/web"), json!({"metadata": {"labels": {"a": "b"}}}))
+                    .code_only(),
+                put(
+                    &format!("{DEPLOY}/web/scale"),
+                    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                        "metadata": {"name": "web", "resourceVersion": "{rv}"},
+                        "spec": {"replicas": 3}}),
+                ),
+            ],
+        ),
+        case(
             "invalid-name-is-422",
             vec![post(CM, configmap("Bad_Name", json!({})))],
         ),

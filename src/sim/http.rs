@@ -904,7 +904,20 @@ fn scale(
     let current = store.get(rt, ns, name)?;
     let replicas = match *method {
         Method::GET => return Ok(Reply::Json(StatusCode::OK, scale_of(&current))),
-        Method::PUT => parse_body(body, false)?["spec"]["replicas"].as_i64(),
+        Method::PUT => {
+            let doc = if content_type(headers) == protobuf::MEDIA_TYPE {
+                protobuf::decode(body)?
+            } else {
+                parse_body(body, false)?
+            };
+            // A Scale written with a resourceVersion is a conditional update of
+            // its object, as on a real server.
+            let sent = doc["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if !sent.is_empty() && current["metadata"]["resourceVersion"] != sent {
+                return Err(ApiError::stale(&rt.group, &rt.plural, name));
+            }
+            doc["spec"]["replicas"].as_i64()
+        }
         Method::PATCH => {
             let mut doc = scale_of(&current);
             let patch = parse_body(body, false)?;

@@ -120,6 +120,7 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("policy/v1", "PodDisruptionBudget", "PodDisruptionBudget"),
     ("scheduling.k8s.io/v1", "PriorityClass", "PriorityClass"),
     ("autoscaling/v1", "HorizontalPodAutoscaler", "HPAv1"),
+    ("autoscaling/v1", "Scale", "Scale"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "HPAv2"),
     ("authentication.k8s.io/v1", "TokenRequest", "TokenRequest"),
     ("authentication.k8s.io/v1", "TokenReview", "TokenReview"),
@@ -674,6 +675,13 @@ const MESSAGES: &[(&str, &str)] = &[
         "MetricTarget",
         "type:1:s value:2:q averageValue:3:q averageUtilization:4:i!",
     ),
+    // The `scale` subresource of workloads.
+    (
+        "Scale",
+        "metadata:1:ObjectMeta spec:2:ScaleSpec status:3:-ScaleStatus",
+    ),
+    ("ScaleSpec", "replicas:1:i!"),
+    ("ScaleStatus", "replicas:1:i! selector:2:s"),
     // authentication.k8s.io/v1
     (
         "TokenRequest",

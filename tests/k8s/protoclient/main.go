@@ -207,6 +207,20 @@ func run(kubeconfig, ns string) int {
 		step("create deployment", nil, err)
 	}
 
+	deps := cs.AppsV1().Deployments(ns)
+	scale, err := deps.GetScale(ctx, "web", metav1.GetOptions{})
+	if err == nil {
+		scale.Spec.Replicas = 3
+		// Unconditional: the real controllers may write the Deployment meanwhile.
+		scale.ResourceVersion = ""
+		scale, err = deps.UpdateScale(ctx, "web", scale, metav1.UpdateOptions{})
+	}
+	if err == nil {
+		step("scale deployment", map[string]any{"replicas": scale.Spec.Replicas, "selector": scale.Status.Selector}, nil)
+	} else {
+		step("scale deployment", nil, err)
+	}
+
 	_, err = cms.Get(ctx, "missing", metav1.GetOptions{})
 	step("get a missing configmap", map[string]any{"notFound": apierrors.IsNotFound(err), "message": fmt.Sprint(err)}, nil)
 	_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}}, metav1.CreateOptions{})
