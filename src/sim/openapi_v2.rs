@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::kinds::Registry;
 use super::openapi;
-use super::proto_encode::{bytes_field, string_field, varint_field};
+use super::proto_encode::{bytes_field, fixed64_field, string_field, varint_field};
 use crate::schema::{ListStrategy, list_strategy};
 
 /// The media type of the protobuf form as a real server answers it (clients ask for
@@ -287,14 +287,7 @@ fn any(v: &Value) -> Vec<u8> {
 }
 
 fn double_field(tag: u64, v: f64) -> Vec<u8> {
-    let mut out = varint_field(tag, 0);
-    // Same key with wire type 1 (64-bit) instead of 0.
-    out.truncate(out.len() - 1);
-    if let Some(k) = out.last_mut() {
-        *k |= 1;
-    }
-    out.extend_from_slice(&v.to_le_bytes());
-    out
+    fixed64_field(tag, v.to_bits())
 }
 
 /// gnostic's `Schema` from a Swagger 2.0 schema in JSON; keys it has no field for
@@ -482,6 +475,8 @@ mod tests {
         assert!(pb.windows(key.len()).any(|w| w == key));
         assert_eq!(double_field(7, 1.5)[0], 7 << 3 | 1);
         assert_eq!(&double_field(7, 1.5)[1..], &1.5f64.to_le_bytes());
+        // A field number above 15 takes a two-byte key.
+        assert_eq!(&double_field(16, 0.0)[..2], &[0x81, 0x01]);
     }
 
     #[test]

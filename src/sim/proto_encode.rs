@@ -373,6 +373,14 @@ pub(super) fn varint_field(tag: u64, v: u64) -> Vec<u8> {
     out
 }
 
+/// A 64-bit fixed-width field (a `double`'s bits, little-endian).
+pub(super) fn fixed64_field(tag: u64, bits: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(11);
+    varint(tag << 3 | 1, &mut out);
+    out.extend_from_slice(&bits.to_le_bytes());
+    out
+}
+
 pub(super) fn bytes_field(tag: u64, b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() + 6);
     varint(tag << 3 | 2, &mut out);
