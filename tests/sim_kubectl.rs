@@ -1105,16 +1105,231 @@ fn a_protobuf_body_of_a_kind_the_simulator_cannot_read_gets_415_not_400() {
     s.read_to_end(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 415"), "{text}");
-    let json = &text[text.find('{').unwrap()..];
-    let status: serde_json::Value = serde_json::from_str(json).unwrap();
-    assert_eq!(status["kind"], "Status");
-    assert_eq!(status["reason"], "UnsupportedMediaType");
+    // The client prefers protobuf, so the Status comes in protobuf: a meta/v1 Status
+    // message whose strings are readable in the bytes.
     assert!(
-        status["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("example.com/v1 Widget cannot be read from protobuf"),
-        "{status}"
+        text.to_ascii_lowercase()
+            .contains("content-type: application/vnd.kubernetes.protobuf"),
+        "{text}"
+    );
+    for part in [
+        "Status",
+        "UnsupportedMediaType",
+        "example.com/v1 Widget cannot be read from protobuf",
+    ] {
+        assert!(text.contains(part), "no {part} in {text}");
+    }
+}
+
+/// One GET with this `Accept` header, over a plain connection: the status line, the
+/// Content-Type and the body's bytes.
+fn get_accepting(c: &TestCluster, path: &str, accept: &str) -> (String, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(c.sim().addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.lines().next().unwrap_or("").to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, buf[split + 4..].to_vec())
+}
+
+#[test]
+fn what_protobuf_cannot_hold_is_answered_in_json_or_refused_with_406_never_cut_short() {
+    let c = cluster();
+    const PB: &str = "application/vnd.kubernetes.protobuf";
+    c.kubectl_ok(&["create", "configmap", "plain", "--from-literal=a=b"]);
+    let (status, ct, body) = get_accepting(&c, "/api/v1/namespaces/default/configmaps/plain", PB);
+    assert_eq!((status.as_str(), ct.as_str()), ("HTTP/1.1 200 OK", PB));
+    assert!(body.starts_with(b"k8s\0"));
+
+    // A Pod with an affinity, a field the protobuf table does not cover.
+    let pod = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placed"},
+        "spec": {"containers": [{"name": "a", "image": "nginx:1.27"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}}}}"#;
+    let (code, _, err) = c.kubectl_in(&["create", "-f", "-"], pod);
+    assert_eq!(code, 0, "{err}");
+    let path = "/api/v1/namespaces/default/pods/placed";
+    let (status, ct, body) = get_accepting(&c, path, &format!("{PB}, application/json"));
+    assert_eq!(
+        (status.as_str(), ct.as_str()),
+        ("HTTP/1.1 200 OK", "application/json")
+    );
+    let pod: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+            [0]["matchExpressions"][0]["key"],
+        "kubernetes.io/os"
+    );
+    let (status, ct, body) = get_accepting(&c, path, PB);
+    assert_eq!(status, "HTTP/1.1 406 Not Acceptable");
+    assert_eq!(ct, PB);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("v1 Pod.spec.affinity: PodSpec has no field for it"),
+        "{text}"
+    );
+
+    // A kind without a message: its list too.
+    let (status, ct, _) = get_accepting(
+        &c,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        &format!("{PB}, */*"),
+    );
+    assert_eq!(
+        (status.as_str(), ct.as_str()),
+        ("HTTP/1.1 200 OK", "application/json")
+    );
+    let (status, _, body) = get_accepting(
+        &c,
+        "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies",
+        PB,
+    );
+    assert_eq!(status, "HTTP/1.1 406 Not Acceptable");
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains("networking.k8s.io/v1 NetworkPolicyList has no protobuf schema"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[test]
+fn explain_and_client_side_apply_read_the_openapi_v2_document() {
+    let c = cluster();
+    let out = c.kubectl_ok(&[
+        "explain",
+        "deployment.spec.strategy",
+        "--output=plaintext-openapiv2",
+    ]);
+    assert!(out.contains("RESOURCE: strategy <Object>"), "{out}");
+    assert!(
+        out.contains("DeploymentStrategy describes how to replace existing pods with new ones."),
+        "{out}"
+    );
+    assert!(out.contains("rollingUpdate\t<Object>"), "{out}");
+
+    // A custom resource's schema is in the document as soon as its CRD is.
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], CRD);
+    assert_eq!(code, 0, "{err}");
+    eventually(
+        Duration::from_secs(10),
+        "the Widget kind in openapi v2",
+        || {
+            let (code, out, _) =
+                c.kubectl(&["explain", "widgets.spec", "--output=plaintext-openapiv2"]);
+            code == 0 && out.contains("size\t<integer> -required-")
+        },
+    );
+
+    // Client-side apply computes its patch from the document's merge keys: changing
+    // one container leaves what another client set on the other one.
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: two, namespace: default}
+spec:
+  selector: {matchLabels: {app: two}}
+  template:
+    metadata: {labels: {app: two}}
+    spec:
+      containers:
+      - {name: a, image: "nginx:1.27", ports: [{containerPort: 80}]}
+      - {name: b, image: "busybox:1.36"}
+"#;
+    let (code, _, err) = c.kubectl_in(&["apply", "-f", "-"], deployment);
+    assert_eq!(code, 0, "{err}");
+    c.kubectl_ok(&["set", "env", "deployment/two", "-c", "b", "FOO=bar"]);
+    let (code, out, err) = c.kubectl_in(
+        &["apply", "-f", "-", "-v=6"],
+        &deployment.replace("nginx:1.27", "nginx:1.28"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployment.apps/two configured"), "{out}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("GET ") && l.contains("/openapi/v2") && l.contains("200 OK")),
+        "kubectl did not read /openapi/v2: {err}"
+    );
+    let containers = c.kubectl_ok(&[
+        "get",
+        "deployment",
+        "two",
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {.env}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        containers.trim(),
+        "a=nginx:1.28 \nb=busybox:1.36 [{\"name\":\"FOO\",\"value\":\"bar\"}]"
+    );
+}
+
+#[test]
+fn kubectl_typed_clients_get_their_answers_in_protobuf() {
+    let c = cluster();
+    let response_types = |err: &str| -> Vec<String> {
+        // kubectl -v=8 prints each answer's headers after "Response Headers:".
+        let mut types = Vec::new();
+        let mut in_response = false;
+        for line in err.lines() {
+            if line.contains("Response Headers:") {
+                in_response = true;
+            } else if in_response && line.contains("Content-Type:") {
+                types.push(
+                    line.rsplit("Content-Type:")
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .to_string(),
+                );
+                in_response = false;
+            }
+        }
+        types
+    };
+    let (code, out, err) = c.kubectl(&[
+        "create",
+        "configmap",
+        "pb-settings",
+        "--from-literal=mode=fast",
+        "-v=8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "configmap/pb-settings created");
+    assert_eq!(
+        response_types(&err).last().map(String::as_str),
+        Some("application/vnd.kubernetes.protobuf"),
+        "{err}"
+    );
+    let (code, out, err) = c.kubectl(&["auth", "can-i", "get", "pods", "-v=8"]);
+    assert_eq!((code, out.trim()), (0, "yes"), "{err}");
+    assert!(
+        response_types(&err).contains(&"application/vnd.kubernetes.protobuf".to_string()),
+        "{err}"
+    );
+    // kubectl describe reads the object and its related lists with typed clients.
+    let (code, out, err) = c.kubectl(&["describe", "configmap", "pb-settings", "-v=8"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("mode:\n----\nfast"), "{out}");
+    assert!(
+        response_types(&err).contains(&"application/vnd.kubernetes.protobuf".to_string()),
+        "{err}"
     );
 }
 

@@ -57,7 +57,19 @@ impl ApiError {
             406,
             "NotAcceptable",
             format!(
-                "only the following media types are accepted: application/json, application/yaml (the request accepts {accept})"
+                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf (the request accepts {accept})"
+            ),
+        )
+    }
+
+    /// 406: the client accepts protobuf only and this answer cannot be written in
+    /// it; `why` says which value stands in the way.
+    pub fn not_acceptable_in_protobuf(why: &str) -> ApiError {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "the answer cannot be written in application/vnd.kubernetes.protobuf ({why}): accept application/json as well"
             ),
         )
     }

@@ -19,6 +19,8 @@ use tokio::sync::{broadcast, mpsc};
 use super::api_error::{ApiError, deleted_answer, qualified};
 use super::kinds::{self, ResourceType, api_version};
 use super::openapi;
+use super::openapi_v2;
+use super::proto_encode;
 use super::protobuf;
 use super::reviews;
 use super::store::{DeleteOptions, EventKind, Filter, PatchKind, Stored, WatchEvent, WriteOptions};
@@ -106,9 +108,27 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+fn protobuf_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, protobuf::MEDIA_TYPE)], body).into_response()
+}
+
 fn error_response(e: &ApiError) -> Response {
+    error_response_in(e, false)
+}
+
+/// A `Status` body for an error, in protobuf when `protobuf` and in JSON otherwise.
+fn error_response_in(e: &ApiError, protobuf: bool) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = json_response(code, &e.to_status());
+    let status = e.to_status();
+    let encoded = if protobuf {
+        proto_encode::encode(&status).ok()
+    } else {
+        None
+    };
+    let mut resp = match encoded {
+        Some(bytes) => protobuf_response(code, bytes),
+        None => json_response(code, &status),
+    };
     if e.code == 429 {
         let secs = e
             .details
@@ -120,6 +140,56 @@ fn error_response(e: &ApiError) -> Response {
         }
     }
     resp
+}
+
+/// The media type a request is answered in, from its `Accept` header.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    /// Protobuf is preferred: objects the field table covers go out in it.
+    protobuf: bool,
+    /// JSON is accepted: the answer when protobuf is not preferred or not possible.
+    json: bool,
+}
+
+impl Answer {
+    fn of(accept: &str) -> Answer {
+        Answer {
+            protobuf: protobuf::prefers_protobuf(accept),
+            json: protobuf::answers_json(accept),
+        }
+    }
+
+    /// An object, list or `Status` answer: protobuf when preferred and the table
+    /// covers every field, else JSON when accepted, else 406.
+    fn object(self, code: StatusCode, v: &Value) -> Response {
+        if self.protobuf {
+            match proto_encode::encode(v) {
+                Ok(bytes) => return protobuf_response(code, bytes),
+                Err(why) if !self.json => {
+                    return self.error(&ApiError::not_acceptable_in_protobuf(&why.0));
+                }
+                Err(_) => {}
+            }
+        }
+        json_response(code, v)
+    }
+
+    /// An answer already serialized as JSON.
+    fn raw(self, code: StatusCode, bytes: Bytes) -> Response {
+        if self.protobuf {
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => self.object(code, &v),
+                Err(e) => self.error(&ApiError::internal(format!(
+                    "a stored answer is not JSON: {e}"
+                ))),
+            };
+        }
+        (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    }
+
+    fn error(self, e: &ApiError) -> Response {
+        error_response_in(e, self.protobuf)
+    }
 }
 
 /// A response body: a JSON tree, or JSON already serialized (lists of stored objects
@@ -143,6 +213,7 @@ enum Route {
     Object(ObjectPath),
     OpenApiRoot,
     OpenApi(String, String),
+    OpenApiV2,
     NotFound,
 }
 
@@ -166,6 +237,7 @@ fn route(path: &str) -> Route {
         ["version"] => return Route::Version,
         ["healthz"] | ["livez"] | ["readyz"] => return Route::Health,
         ["api"] => return Route::CoreVersions,
+        ["openapi", "v2"] => return Route::OpenApiV2,
         ["openapi", "v3"] => return Route::OpenApiRoot,
         ["openapi", "v3", "api", v] => return Route::OpenApi(String::new(), v.to_string()),
         ["openapi", "v3", "apis", g, v] => return Route::OpenApi(g.to_string(), v.to_string()),
@@ -285,12 +357,26 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Route::OpenApiRoot => {
             json_response(StatusCode::OK, &openapi::root(&shared.lock().registry))
         }
+        Route::OpenApiV2 => {
+            let doc = openapi_v2::document(&shared.lock().registry);
+            if openapi_v2::wants_protobuf(&accept) {
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, openapi_v2::PROTOBUF)],
+                    openapi_v2::to_protobuf(&doc),
+                )
+                    .into_response()
+            } else {
+                json_response(StatusCode::OK, &doc)
+            }
+        }
         Route::OpenApi(g, v) => match openapi::group_version(&shared.lock().registry, &g, &v) {
             Some(doc) => json_response(StatusCode::OK, &doc),
             None => error_response(&ApiError::no_route()),
         },
         Route::NotFound => error_response(&ApiError::no_route()),
         Route::Object(p) => {
+            let answer = Answer::of(&accept);
             let body = match axum::body::to_bytes(body, MAX_BODY).await {
                 Ok(b) => b,
                 Err(_) => {
@@ -298,7 +384,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                         ApiError::bad_request("the request body is too large (limit 3 MiB)");
                     e.code = 413;
                     e.reason = "RequestEntityTooLarge";
-                    return error_response(&e);
+                    return answer.error(&e);
                 }
             };
             let rt = {
@@ -309,21 +395,33 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                     .cloned()
             };
             let Some(rt) = rt else {
-                return error_response(&ApiError::no_route());
+                return answer.error(&ApiError::no_route());
             };
             if (p.namespace.is_some() && !rt.namespaced)
                 || (p.name.is_some() && rt.namespaced && p.namespace.is_none())
             {
-                return error_response(&ApiError::no_route());
+                return answer.error(&ApiError::no_route());
             }
-            if !protobuf::answers_json(&accept) {
+            if !answer.json && !answer.protobuf {
                 return error_response(&ApiError::not_acceptable(&accept));
             }
             let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             if parts.method == Method::GET && watching {
-                return match watch(shared, rt, &p, &query, form) {
+                // Protobuf when preferred and the kind has a message; a field the
+                // message lacks turns into an ERROR event (see `WatchSpec::event`).
+                let protobuf = answer.protobuf
+                    && form == Form::Full
+                    && proto_encode::can_encode_kind(&api_version(&rt.group, &p.version), &rt.kind);
+                if !protobuf && !answer.json {
+                    return answer.error(&ApiError::not_acceptable_in_protobuf(&format!(
+                        "{} {} has no protobuf schema",
+                        api_version(&rt.group, &p.version),
+                        rt.kind
+                    )));
+                }
+                return match watch(shared, rt, &p, &query, form, protobuf) {
                     Ok(resp) => resp,
-                    Err(e) => error_response(&e),
+                    Err(e) => answer.error(&e),
                 };
             }
             match object_request(
@@ -336,17 +434,12 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 &body,
                 form,
             ) {
-                Ok(Reply::Json(code, v)) => json_response(code, &v),
+                Ok(Reply::Json(code, v)) => answer.object(code, &v),
                 Ok(Reply::Text(text)) => {
                     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
                 }
-                Ok(Reply::Raw(bytes)) => (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    bytes,
-                )
-                    .into_response(),
-                Err(e) => error_response(&e),
+                Ok(Reply::Raw(bytes)) => answer.raw(StatusCode::OK, bytes),
+                Err(e) => answer.error(&e),
             }
         }
     }
@@ -645,8 +738,12 @@ fn object_request(
                 d.propagation = pp.clone();
             }
             if !body.is_empty() {
-                let b: Value = serde_json::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+                let b: Value = if content_type(headers) == protobuf::MEDIA_TYPE {
+                    protobuf::decode_delete_options(body)?
+                } else {
+                    serde_json::from_slice(body)
+                        .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+                };
                 if let Some(pp) = b["propagationPolicy"].as_str() {
                     d.propagation = pp.to_string();
                 }
@@ -807,7 +904,20 @@ fn scale(
     let current = store.get(rt, ns, name)?;
     let replicas = match *method {
         Method::GET => return Ok(Reply::Json(StatusCode::OK, scale_of(&current))),
-        Method::PUT => parse_body(body, false)?["spec"]["replicas"].as_i64(),
+        Method::PUT => {
+            let doc = if content_type(headers) == protobuf::MEDIA_TYPE {
+                protobuf::decode(body)?
+            } else {
+                parse_body(body, false)?
+            };
+            // A Scale written with a resourceVersion is a conditional update of
+            // its object, as on a real server.
+            let sent = doc["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if !sent.is_empty() && current["metadata"]["resourceVersion"] != sent {
+                return Err(ApiError::stale(&rt.group, &rt.plural, name));
+            }
+            doc["spec"]["replicas"].as_i64()
+        }
         Method::PATCH => {
             let mut doc = scale_of(&current);
             let patch = parse_body(body, false)?;
@@ -961,6 +1071,8 @@ fn raw_event_line(kind: &str, object: &[u8]) -> Bytes {
 struct WatchSpec {
     rt: ResourceType,
     version: String,
+    /// Events go out as length-prefixed protobuf `WatchEvent`s instead of JSON lines.
+    protobuf: bool,
     filter: Filter,
     form: Form,
     include_object: bool,
@@ -971,7 +1083,7 @@ impl WatchSpec {
     /// The event line for a stored object: its bytes as they are when the client
     /// wants full objects in the stored version, otherwise converted.
     fn line(&self, kind: &str, obj: &Stored) -> Bytes {
-        if self.form == Form::Full && self.version == self.rt.versions[0] {
+        if self.form == Form::Full && self.version == self.rt.versions[0] && !self.protobuf {
             return raw_event_line(kind, &obj.json);
         }
         let v = shape_one(
@@ -980,7 +1092,25 @@ impl WatchSpec {
             self.form,
             self.include_object,
         );
-        event_line(kind, v)
+        self.event(kind, v)
+    }
+
+    /// One event in the stream's encoding. An object the protobuf table cannot write
+    /// becomes an ERROR event saying so, never a truncated object; the client then
+    /// lists and watches again, and can ask for JSON.
+    fn event(&self, kind: &str, object: Value) -> Bytes {
+        if !self.protobuf {
+            return event_line(kind, object);
+        }
+        match proto_encode::watch_frame(kind, &object) {
+            Ok(frame) => Bytes::from(frame),
+            Err(why) => {
+                let e = ApiError::internal(format!(
+                    "the object cannot be written in protobuf ({why}): watch with Accept: application/json"
+                ));
+                Bytes::from(proto_encode::watch_frame("ERROR", &e.to_status()).unwrap_or_default())
+            }
+        }
     }
 
     /// The event a watcher with this filter sees for a change, if any.
@@ -1013,7 +1143,7 @@ impl WatchSpec {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        event_line(
+        self.event(
             "BOOKMARK",
             json!({"kind": self.rt.kind, "apiVersion": api_version(&self.rt.group, &self.version), "metadata": meta}),
         )
@@ -1026,6 +1156,7 @@ fn watch(
     p: &ObjectPath,
     query: &HashMap<String, String>,
     form: Form,
+    protobuf: bool,
 ) -> Result<Response, ApiError> {
     let mut filter = filter_of(p.namespace.as_deref(), query)?;
     filter.check_fields(&rt)?;
@@ -1037,6 +1168,7 @@ fn watch(
     let spec = WatchSpec {
         rt,
         version: p.version.clone(),
+        protobuf,
         filter,
         form,
         include_object: query.get("includeObject").is_some_and(|v| v == "Object"),
@@ -1073,10 +1205,10 @@ fn watch(
                 Ok((replay, rx)) => (Vec::new(), replay, rx, current),
                 Err(e) => {
                     // A real server answers 200 and sends the error as a watch event.
-                    let line = event_line("ERROR", e.to_status());
+                    let line = spec.event("ERROR", e.to_status());
                     let stream =
                         futures_util::stream::once(async move { Ok::<_, Infallible>(line) });
-                    return Ok(stream_response(Body::from_stream(stream)));
+                    return Ok(stream_response(Body::from_stream(stream), protobuf));
                 }
             }
         }
@@ -1124,7 +1256,7 @@ fn watch(
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         let e = ApiError::gone(format!("too old resource version: {last_rv}"));
-                        let _ = tx.send(event_line("ERROR", e.to_status())).await;
+                        let _ = tx.send(spec.event("ERROR", e.to_status())).await;
                         return;
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -1144,13 +1276,18 @@ fn watch(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
-    Ok(stream_response(Body::from_stream(stream)))
+    Ok(stream_response(Body::from_stream(stream), protobuf))
 }
 
-fn stream_response(body: Body) -> Response {
+fn stream_response(body: Body, protobuf: bool) -> Response {
+    let content_type = if protobuf {
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    } else {
+        "application/json"
+    };
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache, private")
         .body(body)
         .unwrap_or_default()

@@ -7,9 +7,11 @@
 //! included), a custom resource's from its CRD.
 //!
 //! The `patch` operations carry no request body on purpose: kubectl computes a
-//! client-side apply's strategic merge patch from the OpenAPI schema only when the
+//! client-side apply's strategic merge patch from the v3 schema only when the
 //! operation declares `application/strategic-merge-patch+json`, and otherwise from
-//! its built-in Go types, whose merge keys the simulator's strategic merge follows.
+//! the v2 document ([`super::openapi_v2`], built from these schemas), whose merge
+//! keys come from the table the simulator's strategic merge follows; v3 schemas
+//! carry none.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -28,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::kinds::{Registry, ResourceType};
 
-fn gv_path(group: &str, version: &str) -> String {
+pub(super) fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
     } else {
@@ -144,6 +146,14 @@ fn builtin_schemas(registry: &Registry, group: &str, version: &str) -> Schemas {
     let mut schemas = generator.take_definitions(true);
     for (name, kind) in kinds {
         if let Some(s) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            // The k8s-openapi types hold metadata as a plain field, so their schema
+            // calls it required; a real server's does not (kubectl explain shows it).
+            if let Some(Value::Array(required)) = s.get_mut("required") {
+                required.retain(|r| r != "metadata");
+                if required.is_empty() {
+                    s.remove("required");
+                }
+            }
             s.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": group, "version": version, "kind": kind}]),
@@ -191,7 +201,7 @@ fn custom_schema(t: &ResourceType, version: &str) -> Option<Value> {
 }
 
 /// The schemas of a group version: built-in kinds' and custom resources'.
-fn schemas(registry: &Registry, group: &str, version: &str) -> Map<String, Value> {
+pub(super) fn schemas(registry: &Registry, group: &str, version: &str) -> Map<String, Value> {
     let mut out = builtin_schemas(registry, group, version);
     let mut customs = registry
         .all()
@@ -213,7 +223,7 @@ fn schemas(registry: &Registry, group: &str, version: &str) -> Map<String, Value
 }
 
 /// The paths of a group version, or `None` when it is not served.
-fn paths(registry: &Registry, group: &str, version: &str) -> Option<Map<String, Value>> {
+pub(super) fn paths(registry: &Registry, group: &str, version: &str) -> Option<Map<String, Value>> {
     let mut paths = Map::new();
     let base = gv_path(group, version);
     for t in registry
@@ -265,9 +275,8 @@ pub fn group_version(registry: &Registry, group: &str, version: &str) -> Option<
     }))
 }
 
-/// `GET /openapi/v3`: every group version with a URL whose hash changes with its
-/// content, so clients' caches follow CRD changes.
-pub fn root(registry: &Registry) -> Value {
+/// Every served group version, in the registry's order.
+pub(super) fn group_versions(registry: &Registry) -> Vec<(String, String)> {
     let mut gvs: Vec<(String, String)> = Vec::new();
     for t in registry.all() {
         for v in &t.versions {
@@ -277,8 +286,14 @@ pub fn root(registry: &Registry) -> Value {
             }
         }
     }
+    gvs
+}
+
+/// `GET /openapi/v3`: every group version with a URL whose hash changes with its
+/// content, so clients' caches follow CRD changes.
+pub fn root(registry: &Registry) -> Value {
     let mut out = Map::new();
-    for (g, v) in gvs {
+    for (g, v) in group_versions(registry) {
         let Some(paths) = paths(registry, &g, &v) else {
             continue;
         };

@@ -20,12 +20,18 @@
 //! | `L` | a message holding `repeated string` | array of strings |
 //! | `-` | anything | left out: a top-level `status`, which a write to the object itself never changes |
 //! | a message name | a message | object |
+//! | `-` and a message name | a message | read past in requests (a top-level `status`), written in responses |
 //!
 //! prefixed `[]` for a repeated field, `{}` for a `map<string, type>`, `^` for an
 //! embedded Go struct whose fields JSON puts beside its parent's; suffixed `!` when
 //! the field's zero value must be kept (see the module documentation of
 //! [`super::protobuf`]). Fields left out of a message are refused when they carry a
 //! value and ignored when empty.
+//!
+//! The same table drives both directions: [`super::protobuf`] reads request bodies
+//! with it and [`super::proto_encode`] writes response bodies with it, so a field
+//! the simulator can read is a field it can write. Beside the kinds, it holds the
+//! `meta/v1` messages every answer needs: `ListMeta` for lists, `Status` for errors.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -42,7 +48,8 @@ pub enum Kind {
     IntOrString,
     Json,
     StringList,
-    /// A field a write never changes: read past, whatever it holds.
+    /// A field a write never changes and no answer holds: read past, whatever it
+    /// holds; an answer with a value there cannot be written.
     Ignored,
     Message(&'static str),
 }
@@ -57,6 +64,9 @@ pub struct Field {
     pub map: bool,
     pub inline: bool,
     pub keep_zero: bool,
+    /// Read past in requests, written in answers: an object's `status`, which a
+    /// write to the object itself never changes but which a read shows.
+    pub answer_only: bool,
 }
 
 /// A message: its name (for errors) and fields.
@@ -71,6 +81,11 @@ impl Message {
     pub fn field(&self, tag: u64) -> Option<&Field> {
         self.fields.iter().find(|f| f.tag == tag)
     }
+
+    /// Every field, in the order of the table.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
 }
 
 /// Top-level kinds: apiVersion, kind, message.
@@ -82,9 +97,15 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("v1", "ServiceAccount", "ServiceAccount"),
     ("v1", "ResourceQuota", "ResourceQuota"),
     ("v1", "Pod", "Pod"),
+    ("v1", "Event", "Event"),
+    ("v1", "LimitRange", "LimitRange"),
     ("v1", "PodTemplate", "PodTemplate"),
     ("v1", "ReplicationController", "ReplicationController"),
     ("apps/v1", "Deployment", "Deployment"),
+    ("apps/v1", "ReplicaSet", "ReplicaSet"),
+    ("apps/v1", "StatefulSet", "StatefulSet"),
+    ("apps/v1", "DaemonSet", "DaemonSet"),
+    ("v1", "PersistentVolumeClaim", "PersistentVolumeClaim"),
     ("batch/v1", "Job", "Job"),
     ("batch/v1", "CronJob", "CronJob"),
     ("rbac.authorization.k8s.io/v1", "Role", "Role"),
@@ -99,6 +120,7 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("policy/v1", "PodDisruptionBudget", "PodDisruptionBudget"),
     ("scheduling.k8s.io/v1", "PriorityClass", "PriorityClass"),
     ("autoscaling/v1", "HorizontalPodAutoscaler", "HPAv1"),
+    ("autoscaling/v1", "Scale", "Scale"),
     ("autoscaling/v2", "HorizontalPodAutoscaler", "HPAv2"),
     ("authentication.k8s.io/v1", "TokenRequest", "TokenRequest"),
     ("authentication.k8s.io/v1", "TokenReview", "TokenReview"),
@@ -157,6 +179,32 @@ const MESSAGES: &[(&str, &str)] = &[
         "LabelSelectorRequirement",
         "key:1:s operator:2:s values:3:[]s",
     ),
+    (
+        "ListMeta",
+        "selfLink:1:s resourceVersion:2:s continue:3:s remainingItemCount:4:i!",
+    ),
+    (
+        "Status",
+        "metadata:1:ListMeta status:2:s message:3:s reason:4:s details:5:StatusDetails \
+         code:6:i",
+    ),
+    (
+        "StatusDetails",
+        "name:1:s group:2:s kind:3:s causes:4:[]StatusCause retryAfterSeconds:5:i uid:6:s",
+    ),
+    ("StatusCause", "reason:1:s message:2:s field:3:s"),
+    // The body of a typed client's delete, in any group's version.
+    (
+        "DeleteOptions",
+        "gracePeriodSeconds:1:i! preconditions:2:Preconditions orphanDependents:3:b! \
+         propagationPolicy:4:s dryRun:5:[]s",
+    ),
+    ("Preconditions", "uid:1:s resourceVersion:2:s"),
+    (
+        "Condition",
+        "type:1:s status:2:s observedGeneration:3:i lastTransitionTime:4:t reason:5:s \
+         message:6:s",
+    ),
     // core/v1 objects
     (
         "ConfigMap",
@@ -164,7 +212,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "Namespace",
-        "metadata:1:ObjectMeta spec:2:NamespaceSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:NamespaceSpec status:3:-NamespaceStatus",
     ),
     ("NamespaceSpec", "finalizers:1:[]s"),
     (
@@ -173,7 +221,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "Service",
-        "metadata:1:ObjectMeta spec:2:ServiceSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:ServiceSpec status:3:-ServiceStatus",
     ),
     (
         "ServiceSpec",
@@ -204,7 +252,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ("LocalObjectReference", "name:1:s"),
     (
         "ResourceQuota",
-        "metadata:1:ObjectMeta spec:2:ResourceQuotaSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:ResourceQuotaSpec status:3:-ResourceQuotaStatus",
     ),
     (
         "ResourceQuotaSpec",
@@ -218,20 +266,65 @@ const MESSAGES: &[(&str, &str)] = &[
         "ScopedResourceSelectorRequirement",
         "scopeName:1:s operator:2:s values:3:[]s",
     ),
-    ("Pod", "metadata:1:ObjectMeta spec:2:PodSpec status:3:-"),
+    (
+        "Pod",
+        "metadata:1:ObjectMeta spec:2:PodSpec status:3:-PodStatus",
+    ),
+    // `eventTime` is a MicroTime, read here to the second.
+    (
+        "Event",
+        "metadata:1:ObjectMeta involvedObject:2:ObjectReference reason:3:s message:4:s \
+         source:5:EventSource firstTimestamp:6:t lastTimestamp:7:t count:8:i type:9:s \
+         eventTime:10:t series:11:EventSeries action:12:s related:13:ObjectReference \
+         reportingComponent:14:s reportingInstance:15:s",
+    ),
+    ("EventSource", "component:1:s host:2:s"),
+    ("EventSeries", "count:1:i lastObservedTime:2:t"),
+    ("LimitRange", "metadata:1:ObjectMeta spec:2:LimitRangeSpec"),
+    ("LimitRangeSpec", "limits:1:[]LimitRangeItem"),
+    (
+        "LimitRangeItem",
+        "type:1:s max:2:{}q min:3:{}q default:4:{}q defaultRequest:5:{}q \
+         maxLimitRequestRatio:6:{}q",
+    ),
     (
         "PodTemplate",
         "metadata:1:ObjectMeta template:2:PodTemplateSpec",
     ),
     (
         "ReplicationController",
-        "metadata:1:ObjectMeta spec:2:ReplicationControllerSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:ReplicationControllerSpec status:3:-ReplicationControllerStatus",
     ),
     (
         "ReplicationControllerSpec",
         "replicas:1:i! selector:2:{}s template:3:PodTemplateSpec minReadySeconds:4:i",
     ),
     ("PodTemplateSpec", "metadata:1:ObjectMeta spec:2:PodSpec"),
+    (
+        "PersistentVolumeClaim",
+        "metadata:1:ObjectMeta spec:2:PVCSpec status:3:-PVCStatus",
+    ),
+    (
+        "PVCSpec",
+        "accessModes:1:[]s resources:2:VolumeResourceRequirements volumeName:3:s \
+         selector:4:LabelSelector storageClassName:5:s! volumeMode:6:s! \
+         dataSource:7:TypedLocalObjectReference dataSourceRef:8:TypedObjectReference \
+         volumeAttributesClassName:9:s!",
+    ),
+    ("VolumeResourceRequirements", "limits:1:{}q requests:2:{}q"),
+    (
+        "TypedObjectReference",
+        "apiGroup:1:s! kind:2:s name:3:s namespace:4:s!",
+    ),
+    (
+        "PVCStatus",
+        "phase:1:s accessModes:2:[]s capacity:3:{}q conditions:4:[]PVCCondition \
+         allocatedResources:5:{}q currentVolumeAttributesClassName:8:s!",
+    ),
+    (
+        "PVCCondition",
+        "type:1:s status:2:s lastProbeTime:3:t lastTransitionTime:4:t reason:5:s message:6:s",
+    ),
     // core/v1 pods
     (
         "PodSpec",
@@ -379,7 +472,7 @@ const MESSAGES: &[(&str, &str)] = &[
     // apps/v1
     (
         "Deployment",
-        "metadata:1:ObjectMeta spec:2:DeploymentSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:DeploymentSpec status:3:-DeploymentStatus",
     ),
     (
         "DeploymentSpec",
@@ -395,8 +488,77 @@ const MESSAGES: &[(&str, &str)] = &[
         "RollingUpdateDeployment",
         "maxUnavailable:1:x! maxSurge:2:x!",
     ),
+    (
+        "ReplicaSet",
+        "metadata:1:ObjectMeta spec:2:ReplicaSetSpec status:3:-ReplicaSetStatus",
+    ),
+    (
+        "ReplicaSetSpec",
+        "replicas:1:i! selector:2:LabelSelector template:3:PodTemplateSpec \
+         minReadySeconds:4:i",
+    ),
+    (
+        "StatefulSet",
+        "metadata:1:ObjectMeta spec:2:StatefulSetSpec status:3:-StatefulSetStatus",
+    ),
+    (
+        "StatefulSetSpec",
+        "replicas:1:i! selector:2:LabelSelector template:3:PodTemplateSpec \
+         volumeClaimTemplates:4:[]PersistentVolumeClaim serviceName:5:s \
+         podManagementPolicy:6:s updateStrategy:7:StatefulSetUpdateStrategy \
+         revisionHistoryLimit:8:i! minReadySeconds:9:i \
+         persistentVolumeClaimRetentionPolicy:10:StatefulSetPVCRetentionPolicy \
+         ordinals:11:StatefulSetOrdinals",
+    ),
+    (
+        "StatefulSetUpdateStrategy",
+        "type:1:s rollingUpdate:2:RollingUpdateStatefulSetStrategy",
+    ),
+    (
+        "RollingUpdateStatefulSetStrategy",
+        "partition:1:i! maxUnavailable:2:x!",
+    ),
+    (
+        "StatefulSetPVCRetentionPolicy",
+        "whenDeleted:1:s whenScaled:2:s",
+    ),
+    ("StatefulSetOrdinals", "start:1:i!"),
+    (
+        "StatefulSetStatus",
+        "observedGeneration:1:i replicas:2:i! readyReplicas:3:i currentReplicas:4:i \
+         updatedReplicas:5:i currentRevision:6:s updateRevision:7:s collisionCount:9:i! \
+         conditions:10:[]ReplicaSetCondition availableReplicas:11:i!",
+    ),
+    (
+        "DaemonSet",
+        "metadata:1:ObjectMeta spec:2:DaemonSetSpec status:3:-DaemonSetStatus",
+    ),
+    (
+        "DaemonSetSpec",
+        "selector:1:LabelSelector template:2:PodTemplateSpec \
+         updateStrategy:3:DaemonSetUpdateStrategy minReadySeconds:4:i \
+         revisionHistoryLimit:6:i!",
+    ),
+    (
+        "DaemonSetUpdateStrategy",
+        "type:1:s rollingUpdate:2:RollingUpdateDaemonSet",
+    ),
+    (
+        "RollingUpdateDaemonSet",
+        "maxUnavailable:1:x! maxSurge:2:x!",
+    ),
+    (
+        "DaemonSetStatus",
+        "currentNumberScheduled:1:i! numberMisscheduled:2:i! desiredNumberScheduled:3:i! \
+         numberReady:4:i! observedGeneration:5:i updatedNumberScheduled:6:i \
+         numberAvailable:7:i numberUnavailable:8:i collisionCount:9:i! \
+         conditions:10:[]ReplicaSetCondition",
+    ),
     // batch/v1
-    ("Job", "metadata:1:ObjectMeta spec:2:JobSpec status:3:-"),
+    (
+        "Job",
+        "metadata:1:ObjectMeta spec:2:JobSpec status:3:-JobStatus",
+    ),
     (
         "JobSpec",
         "parallelism:1:i! completions:2:i! activeDeadlineSeconds:3:i! selector:4:LabelSelector \
@@ -407,7 +569,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "CronJob",
-        "metadata:1:ObjectMeta spec:2:CronJobSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:CronJobSpec status:3:-CronJobStatus",
     ),
     (
         "CronJobSpec",
@@ -437,7 +599,7 @@ const MESSAGES: &[(&str, &str)] = &[
     // networking.k8s.io/v1
     (
         "Ingress",
-        "metadata:1:ObjectMeta spec:2:IngressSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:IngressSpec status:3:-IngressStatus",
     ),
     (
         "IngressSpec",
@@ -471,7 +633,7 @@ const MESSAGES: &[(&str, &str)] = &[
     // policy/v1
     (
         "PodDisruptionBudget",
-        "metadata:1:ObjectMeta spec:2:PodDisruptionBudgetSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:PodDisruptionBudgetSpec status:3:-PodDisruptionBudgetStatus",
     ),
     (
         "PodDisruptionBudgetSpec",
@@ -485,7 +647,10 @@ const MESSAGES: &[(&str, &str)] = &[
          preemptionPolicy:5:s!",
     ),
     // autoscaling
-    ("HPAv1", "metadata:1:ObjectMeta spec:2:HPASpecV1 status:3:-"),
+    (
+        "HPAv1",
+        "metadata:1:ObjectMeta spec:2:HPASpecV1 status:3:-HPAStatusV1",
+    ),
     (
         "HPASpecV1",
         "scaleTargetRef:1:CrossVersionObjectReference minReplicas:2:i! maxReplicas:3:i \
@@ -495,7 +660,10 @@ const MESSAGES: &[(&str, &str)] = &[
         "CrossVersionObjectReference",
         "kind:1:s name:2:s apiVersion:3:s",
     ),
-    ("HPAv2", "metadata:1:ObjectMeta spec:2:HPASpecV2 status:3:-"),
+    (
+        "HPAv2",
+        "metadata:1:ObjectMeta spec:2:HPASpecV2 status:3:-HPAStatusV2",
+    ),
     (
         "HPASpecV2",
         "scaleTargetRef:1:CrossVersionObjectReference minReplicas:2:i! maxReplicas:3:i \
@@ -507,10 +675,17 @@ const MESSAGES: &[(&str, &str)] = &[
         "MetricTarget",
         "type:1:s value:2:q averageValue:3:q averageUtilization:4:i!",
     ),
+    // The `scale` subresource of workloads.
+    (
+        "Scale",
+        "metadata:1:ObjectMeta spec:2:ScaleSpec status:3:-ScaleStatus",
+    ),
+    ("ScaleSpec", "replicas:1:i!"),
+    ("ScaleStatus", "replicas:1:i! selector:2:s"),
     // authentication.k8s.io/v1
     (
         "TokenRequest",
-        "metadata:1:ObjectMeta spec:2:TokenRequestSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:TokenRequestSpec status:3:-TokenRequestStatus",
     ),
     (
         "TokenRequestSpec",
@@ -522,14 +697,17 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "TokenReview",
-        "metadata:1:ObjectMeta spec:2:TokenReviewSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:TokenReviewSpec status:3:-TokenReviewStatus",
     ),
     ("TokenReviewSpec", "token:1:s audiences:2:[]s"),
-    ("SelfSubjectReview", "metadata:1:ObjectMeta status:2:-"),
+    (
+        "SelfSubjectReview",
+        "metadata:1:ObjectMeta status:2:-SelfSubjectReviewStatus",
+    ),
     // authorization.k8s.io/v1
     (
         "SelfSubjectAccessReview",
-        "metadata:1:ObjectMeta spec:2:SelfSubjectAccessReviewSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:SelfSubjectAccessReviewSpec status:3:-SubjectAccessReviewStatus",
     ),
     (
         "SelfSubjectAccessReviewSpec",
@@ -537,7 +715,7 @@ const MESSAGES: &[(&str, &str)] = &[
     ),
     (
         "SubjectAccessReview",
-        "metadata:1:ObjectMeta spec:2:SubjectAccessReviewSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:SubjectAccessReviewSpec status:3:-SubjectAccessReviewStatus",
     ),
     (
         "SubjectAccessReviewSpec",
@@ -556,9 +734,166 @@ const MESSAGES: &[(&str, &str)] = &[
     ("NonResourceAttributes", "path:1:s verb:2:s"),
     (
         "SelfSubjectRulesReview",
-        "metadata:1:ObjectMeta spec:2:SelfSubjectRulesReviewSpec status:3:-",
+        "metadata:1:ObjectMeta spec:2:SelfSubjectRulesReviewSpec status:3:-SubjectRulesReviewStatus",
     ),
     ("SelfSubjectRulesReviewSpec", "namespace:1:s"),
+    // statuses, which answers carry and requests leave out
+    (
+        "NamespaceStatus",
+        "phase:1:s conditions:2:[]NamespaceCondition",
+    ),
+    (
+        "NamespaceCondition",
+        "type:1:s status:2:s lastTransitionTime:4:t reason:5:s message:6:s",
+    ),
+    (
+        "ServiceStatus",
+        "loadBalancer:1:LoadBalancerStatus conditions:2:[]Condition",
+    ),
+    ("LoadBalancerStatus", "ingress:1:[]LoadBalancerIngress"),
+    (
+        "LoadBalancerIngress",
+        "ip:1:s hostname:2:s ipMode:3:s! ports:4:[]PortStatus",
+    ),
+    ("PortStatus", "port:1:i protocol:2:s error:3:s!"),
+    ("ResourceQuotaStatus", "hard:1:{}q used:2:{}q"),
+    (
+        "PodStatus",
+        "phase:1:s conditions:2:[]PodCondition message:3:s reason:4:s hostIP:5:s podIP:6:s \
+         startTime:7:t containerStatuses:8:[]ContainerStatus qosClass:9:s \
+         initContainerStatuses:10:[]ContainerStatus nominatedNodeName:11:s podIPs:12:[]PodIP \
+         ephemeralContainerStatuses:13:[]ContainerStatus hostIPs:16:[]PodIP \
+         observedGeneration:17:i",
+    ),
+    (
+        "PodCondition",
+        "type:1:s status:2:s lastProbeTime:3:t lastTransitionTime:4:t reason:5:s message:6:s \
+         observedGeneration:7:i",
+    ),
+    ("PodIP", "ip:1:s"),
+    (
+        "ContainerStatus",
+        "name:1:s state:2:ContainerState lastState:3:ContainerState ready:4:b! \
+         restartCount:5:i! image:6:s! imageID:7:s! containerID:8:s started:9:b! \
+         allocatedResources:10:{}q resources:11:ResourceRequirements \
+         volumeMounts:12:[]VolumeMountStatus",
+    ),
+    (
+        "ContainerState",
+        "waiting:1:ContainerStateWaiting running:2:ContainerStateRunning \
+         terminated:3:ContainerStateTerminated",
+    ),
+    ("ContainerStateWaiting", "reason:1:s message:2:s"),
+    ("ContainerStateRunning", "startedAt:1:t"),
+    (
+        "ContainerStateTerminated",
+        "exitCode:1:i! signal:2:i reason:3:s message:4:s startedAt:5:t finishedAt:6:t \
+         containerID:7:s",
+    ),
+    (
+        "VolumeMountStatus",
+        "name:1:s mountPath:2:s readOnly:3:b recursiveReadOnly:4:s!",
+    ),
+    (
+        "ReplicationControllerStatus",
+        "replicas:1:i! fullyLabeledReplicas:2:i readyReplicas:4:i availableReplicas:5:i \
+         observedGeneration:3:i conditions:6:[]ReplicaSetCondition",
+    ),
+    (
+        "DeploymentStatus",
+        "observedGeneration:1:i replicas:2:i updatedReplicas:3:i availableReplicas:4:i \
+         unavailableReplicas:5:i conditions:6:[]DeploymentCondition readyReplicas:7:i \
+         collisionCount:8:i! terminatingReplicas:9:i!",
+    ),
+    (
+        "DeploymentCondition",
+        "type:1:s status:2:s reason:4:s message:5:s lastUpdateTime:6:t \
+         lastTransitionTime:7:t",
+    ),
+    (
+        "ReplicaSetStatus",
+        "replicas:1:i! fullyLabeledReplicas:2:i observedGeneration:3:i readyReplicas:4:i \
+         availableReplicas:5:i conditions:6:[]ReplicaSetCondition terminatingReplicas:7:i!",
+    ),
+    (
+        "ReplicaSetCondition",
+        "type:1:s status:2:s lastTransitionTime:3:t reason:4:s message:5:s",
+    ),
+    (
+        "JobStatus",
+        "conditions:1:[]JobCondition startTime:2:t completionTime:3:t active:4:i \
+         succeeded:5:i failed:6:i completedIndexes:7:s \
+         uncountedTerminatedPods:8:UncountedTerminatedPods ready:9:i! failedIndexes:10:s! \
+         terminating:11:i!",
+    ),
+    (
+        "JobCondition",
+        "type:1:s status:2:s lastProbeTime:3:t lastTransitionTime:4:t reason:5:s message:6:s",
+    ),
+    ("UncountedTerminatedPods", "succeeded:1:[]s failed:2:[]s"),
+    (
+        "CronJobStatus",
+        "active:1:[]ObjectReference lastScheduleTime:4:t lastSuccessfulTime:5:t",
+    ),
+    ("IngressStatus", "loadBalancer:1:IngressLoadBalancerStatus"),
+    (
+        "IngressLoadBalancerStatus",
+        "ingress:1:[]IngressLoadBalancerIngress",
+    ),
+    (
+        "IngressLoadBalancerIngress",
+        "ip:1:s hostname:2:s ports:4:[]IngressPortStatus",
+    ),
+    ("IngressPortStatus", "port:1:i protocol:2:s error:3:s!"),
+    (
+        "PodDisruptionBudgetStatus",
+        "observedGeneration:1:i disruptedPods:2:{}t disruptionsAllowed:3:i \
+         currentHealthy:4:i desiredHealthy:5:i expectedPods:6:i conditions:7:[]Condition",
+    ),
+    (
+        "HPAStatusV1",
+        "observedGeneration:1:i! lastScaleTime:2:t currentReplicas:3:i desiredReplicas:4:i \
+         currentCPUUtilizationPercentage:5:i!",
+    ),
+    (
+        "HPAStatusV2",
+        "observedGeneration:1:i! lastScaleTime:2:t currentReplicas:3:i desiredReplicas:4:i \
+         currentMetrics:5:[]MetricStatus conditions:6:[]HPACondition",
+    ),
+    ("MetricStatus", "type:1:s resource:4:ResourceMetricStatus"),
+    (
+        "ResourceMetricStatus",
+        "name:1:s current:2:MetricValueStatus",
+    ),
+    (
+        "MetricValueStatus",
+        "value:1:q averageValue:2:q averageUtilization:3:i!",
+    ),
+    (
+        "HPACondition",
+        "type:1:s status:2:s lastTransitionTime:3:t reason:4:s message:5:s",
+    ),
+    ("TokenRequestStatus", "token:1:s expirationTimestamp:2:t"),
+    (
+        "TokenReviewStatus",
+        "authenticated:1:b user:2:UserInfo error:3:s audiences:4:[]s",
+    ),
+    ("SelfSubjectReviewStatus", "userInfo:1:UserInfo"),
+    ("UserInfo", "username:1:s uid:2:s groups:3:[]s extra:4:{}L"),
+    (
+        "SubjectAccessReviewStatus",
+        "allowed:1:b reason:2:s evaluationError:3:s denied:4:b",
+    ),
+    (
+        "SubjectRulesReviewStatus",
+        "resourceRules:1:[]ResourceRule nonResourceRules:2:[]NonResourceRule incomplete:3:b \
+         evaluationError:4:s",
+    ),
+    (
+        "ResourceRule",
+        "verbs:1:[]s apiGroups:2:[]s resources:3:[]s resourceNames:4:[]s",
+    ),
+    ("NonResourceRule", "verbs:1:[]s nonResourceURLs:2:[]s"),
 ];
 
 fn parse_field(spec: &'static str) -> Field {
@@ -573,6 +908,10 @@ fn parse_field(spec: &'static str) -> Field {
     ty = ty.trim_start_matches("[]").trim_start_matches("{}");
     let inline = ty.starts_with('^');
     ty = ty.trim_start_matches('^');
+    let answer_only = ty.len() > 1 && ty.starts_with('-');
+    if answer_only {
+        ty = &ty[1..];
+    }
     let kind = match ty {
         "s" => Kind::String,
         "b" => Kind::Bool,
@@ -594,6 +933,7 @@ fn parse_field(spec: &'static str) -> Field {
         map,
         inline,
         keep_zero,
+        answer_only,
     }
 }
 

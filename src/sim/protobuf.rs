@@ -20,9 +20,22 @@
 //! kept even when empty (`resources: {}`), as a real server's JSON shows them;
 //! timestamps at zero are left out.
 //!
-//! Responses are JSON: kubectl and client-go accept `application/json` next to
-//! protobuf in every request and decode by the response's `Content-Type`. A client
-//! that accepts protobuf only gets 406 Not Acceptable.
+//! Answers go out in protobuf when the client's `Accept` prefers it (client-go's
+//! typed clients send `application/vnd.kubernetes.protobuf, */*`), written by
+//! [`super::proto_encode`] from the same table; an answer the table cannot write
+//! goes out in JSON, which those clients accept too and decode by the response's
+//! `Content-Type`. Watches of a kind the table covers stream protobuf `WatchEvent`s
+//! (an event whose object it cannot write becomes an ERROR event). A client that
+//! accepts protobuf only gets 406 Not Acceptable for what cannot be written in it.
+//!
+//! Why a table and not generated types: the `k8s-pb` crate has prost-generated
+//! messages for every built-in kind, but no mapping between them and JSON, and the
+//! store keeps JSON. Using it would mean writing that mapping for every message by
+//! hand (field names, inline structs, `omitempty`, quantities, int-or-strings,
+//! times), which is the same knowledge the table holds in one line per message,
+//! and reading or writing a kind would still need code per message. The table
+//! drives both directions with one reader and one writer, and a field it lacks is
+//! refused (415) or answered in JSON instead of silently dropped.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -49,6 +62,39 @@ pub fn answers_json(accept: &str) -> bool {
         })
 }
 
+/// Whether a client with this `Accept` header prefers a protobuf answer: of the
+/// media types the simulator writes, the one with the highest `q` (the first of
+/// equals) is protobuf. A protobuf alternative asking for another form (`as=Table`)
+/// does not count: tables are written in JSON only.
+pub fn prefers_protobuf(accept: &str) -> bool {
+    let mut best: Option<(f32, bool)> = None;
+    for alt in accept.split(',') {
+        let mut parts = alt.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let (mut q, mut plain) = (1.0f32, true);
+        for param in parts {
+            let param = param.trim();
+            if let Some(v) = param.strip_prefix("q=") {
+                q = v.trim().parse().unwrap_or(0.0);
+            } else if param.starts_with("as=") {
+                plain = false;
+            }
+        }
+        let protobuf = media == MEDIA_TYPE && plain;
+        let json = matches!(
+            media,
+            "*/*" | "application/*" | "application/json" | "application/yaml"
+        );
+        if !(protobuf || json) || q <= 0.0 {
+            continue;
+        }
+        if best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, protobuf));
+        }
+    }
+    best.is_some_and(|(_, protobuf)| protobuf)
+}
+
 /// Why a protobuf body could not be read.
 #[derive(Debug, PartialEq)]
 enum Problem {
@@ -67,14 +113,29 @@ fn malformed(what: impl Into<String>) -> Problem {
 /// itself never changes it (a write to its `/status` in protobuf is refused, see
 /// [`refuse_status_write`]).
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
-    decode_object(body).map_err(|p| match p {
+    decode_object(body, proto_schema::message_for).map_err(refusal)
+}
+
+/// Decodes the `DeleteOptions` a typed client sends with a delete (under the
+/// apiVersion of the client's group) into their JSON.
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, ApiError> {
+    decode_object(body, |_, kind| {
+        (kind == "DeleteOptions")
+            .then(|| proto_schema::message("DeleteOptions"))
+            .flatten()
+    })
+    .map_err(refusal)
+}
+
+fn refusal(p: Problem) -> ApiError {
+    match p {
         Problem::Malformed(m) => {
             ApiError::bad_request(format!("the protobuf request body is malformed: {m}"))
         }
         Problem::Unsupported(m) => ApiError::unsupported_media_type(format!(
             "{m}; the simulated cluster reads protobuf only for the fields kubectl's typed clients send: send this object as application/json"
         )),
-    })
+    }
 }
 
 /// The error for a protobuf write to a `/status` subresource, whose status this
@@ -85,7 +146,10 @@ pub fn refuse_status_write() -> ApiError {
     )
 }
 
-fn decode_object(body: &[u8]) -> Result<Value, Problem> {
+fn decode_object(
+    body: &[u8],
+    message_for: impl Fn(&str, &str) -> Option<&'static Message>,
+) -> Result<Value, Problem> {
     let Some(envelope) = body.strip_prefix(MAGIC) else {
         return Err(malformed(
             "it does not start with the protobuf prefix \"k8s\\x00\"",
@@ -122,7 +186,7 @@ fn decode_object(body: &[u8]) -> Result<Value, Problem> {
             "the embedded content type \"{content_type}\" is not supported"
         )));
     }
-    let Some(message) = proto_schema::message_for(&api_version, &kind) else {
+    let Some(message) = message_for(&api_version, &kind) else {
         return Err(Problem::Unsupported(format!(
             "{api_version} {kind} cannot be read from protobuf"
         )));
@@ -247,6 +311,10 @@ fn decode_message(buf: &[u8], msg: &Message, path: &str) -> Result<Map<String, V
                 msg.name
             )));
         };
+        if field.answer_only {
+            r.skip(wire)?;
+            continue;
+        }
         let here = format!("{path}.{}", field.name);
         if field.repeated {
             let items = out
@@ -589,6 +657,20 @@ mod tests {
     }
 
     #[test]
+    fn delete_options_of_any_group_decode() {
+        let raw = W::default()
+            .msg(2, W::default().str(1, "u-1"))
+            .str(4, "Foreground")
+            .str(5, "All");
+        let opts = decode_delete_options(&envelope("apps/v1", "DeleteOptions", raw)).unwrap();
+        assert_eq!(opts["propagationPolicy"], "Foreground");
+        assert_eq!(opts["preconditions"]["uid"], "u-1");
+        assert_eq!(opts["dryRun"], json!(["All"]));
+        let err = decode_delete_options(&envelope("v1", "ConfigMap", W::default())).unwrap_err();
+        assert_eq!(err.code, 415);
+    }
+
+    #[test]
     fn rbac_rules_keep_the_empty_core_api_group() {
         let rule = W::default().str(1, "get").str(2, "").str(3, "pods");
         let raw = W::default().msg(1, meta("reader")).msg(2, rule);
@@ -662,5 +744,24 @@ mod tests {
         assert!(answers_json(""));
         assert!(answers_json("application/json;as=Table;v=v1;g=meta.k8s.io"));
         assert!(!answers_json("application/vnd.kubernetes.protobuf"));
+    }
+
+    #[test]
+    fn protobuf_is_preferred_when_it_comes_first_or_weighs_most() {
+        assert!(prefers_protobuf("application/vnd.kubernetes.protobuf, */*"));
+        assert!(prefers_protobuf(
+            "application/vnd.kubernetes.protobuf,application/json"
+        ));
+        assert!(prefers_protobuf("application/vnd.kubernetes.protobuf"));
+        assert!(prefers_protobuf(
+            "application/json;q=0.5, application/vnd.kubernetes.protobuf"
+        ));
+        assert!(!prefers_protobuf(
+            "application/json, application/vnd.kubernetes.protobuf"
+        ));
+        assert!(!prefers_protobuf(""));
+        assert!(!prefers_protobuf(
+            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json"
+        ));
     }
 }

@@ -358,3 +358,60 @@ pub fn requests_of(metrics: &str) -> BTreeMap<String, u64> {
     }
     out
 }
+
+/// Builds `tests/k8s/protoclient` (client-go's protobuf codecs and typed clients, from
+/// the control plane's pinned module) once per test process and returns its path; Go's
+/// build cache makes the build take seconds once the control plane is built.
+pub fn protoclient() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            require_go();
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(|t| manifest.join(t))
+                .unwrap_or_else(|| manifest.join("target"));
+            let dir = target.join("k8s/tools");
+            std::fs::create_dir_all(&dir).unwrap();
+            let bin = dir.join("protoclient");
+            // Test binaries may build at the same time: each builds its own file and
+            // renames it into place, which replaces the file whole.
+            let tmp = dir.join(format!("protoclient.{}.tmp", std::process::id()));
+            let mut cmd = Command::new("go");
+            cmd.current_dir(manifest.join("tests/k8s"))
+                .env("GOFLAGS", "-mod=readonly")
+                .args(["build", "-p", "1", "-o"])
+                .arg(&tmp)
+                .arg("./protoclient");
+            let out = output_within(cmd, BUILD_LIMIT, "go build ./protoclient");
+            assert!(
+                out.status.success(),
+                "building tests/k8s/protoclient failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::rename(&tmp, &bin).unwrap();
+            bin
+        })
+        .clone()
+}
+
+/// Decodes one protobuf answer (the `k8s\0` envelope) with client-go's codecs and
+/// returns the object as client-go writes it in JSON, or client-go's error.
+pub fn decode_protobuf(body: &[u8]) -> Result<serde_json::Value, String> {
+    use std::io::Write;
+    let mut child = Command::new(protoclient())
+        .arg("decode")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("protoclient printed no JSON: {e}"))
+}
