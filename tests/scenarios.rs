@@ -229,23 +229,7 @@ impl Scenario {
             hub: None,
         };
         if store == Store::Hub {
-            let sim = s
-                .runtime
-                .block_on(SimCluster::start(SimOptions::named("hub")))
-                .unwrap();
-            let kubeconfig = s.dir.path().join("hub.kubeconfig");
-            write_kubeconfig(&kubeconfig, &[("hub".into(), sim.base_url())]).unwrap();
-            let out = std::process::Command::new("kubectl")
-                .env("KUBECONFIG", &kubeconfig)
-                .args(["create", "namespace", "rollwave-status"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            s.hub = Some((sim, kubeconfig));
+            s.start_hub(SimOptions::named("hub"));
         }
         let clusters: Vec<String> = files
             .iter()
@@ -285,6 +269,25 @@ impl Scenario {
             s.start_agent(name);
         }
         s
+    }
+
+    /// Starts the status hub (a simulated cluster with the status namespace) and
+    /// writes its kubeconfig.
+    fn start_hub(&mut self, options: SimOptions) {
+        let sim = self.runtime.block_on(SimCluster::start(options)).unwrap();
+        let kubeconfig = self.dir.path().join("hub.kubeconfig");
+        write_kubeconfig(&kubeconfig, &[("hub".into(), sim.base_url())]).unwrap();
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["create", "namespace", "rollwave-status"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.hub = Some((sim, kubeconfig));
     }
 
     fn url(&self) -> String {
@@ -735,7 +738,7 @@ fn a_status_hub_that_goes_away_mid_rollout_closes_the_gates_and_changes_nothing_
     let v1 = git(&s.work, &["rev-parse", "HEAD"]);
     s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
 
-    let (hub, kubeconfig) = s.hub.take().unwrap();
+    let (hub, _) = s.hub.take().unwrap();
     let address = hub.base_url();
     s.runtime.block_on(hub.shutdown());
     let v2 = s.commit(
@@ -766,18 +769,7 @@ fn a_status_hub_that_goes_away_mid_rollout_closes_the_gates_and_changes_nothing_
         .unwrap();
     let mut options = SimOptions::named("hub");
     options.listen = ([127, 0, 0, 1], port).into();
-    let hub = s.runtime.block_on(SimCluster::start(options)).unwrap();
-    let out = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", &kubeconfig)
-        .args(["create", "namespace", "rollwave-status"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.hub = Some((hub, kubeconfig));
+    s.start_hub(options);
     s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
     let statuses = s.statuses();
     let waves = vec![

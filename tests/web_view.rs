@@ -712,3 +712,81 @@ fn a_url_is_fetched_with_its_status_refs_every_fetch_interval() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A fleet whose statuses live on a hub (`status: {store: kubernetes}`) is shown from
+/// the hub's objects, not from status refs, and a change there reaches the view
+/// through the hub's watch.
+#[test]
+fn a_fleet_whose_statuses_live_on_the_hub_is_shown_from_the_hub_live() {
+    let f = Fleet::new(Canary::Degraded);
+    let fleet_yaml = std::fs::read_to_string(f.work.join("fleet.yaml")).unwrap();
+    commit_files(
+        &f.work,
+        &[(
+            "fleet.yaml",
+            &format!("{fleet_yaml}status:\n  store: kubernetes\n"),
+        )],
+        "statuses on the hub",
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(rollwave::sim::SimCluster::start(
+            rollwave::sim::SimOptions::named("hub"),
+        ))
+        .unwrap();
+    let kubeconfig = f.work.parent().unwrap().join("hub.kubeconfig");
+    rollwave::sim::write_kubeconfig(&kubeconfig, &[("hub".into(), sim.base_url())]).unwrap();
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["create", "namespace", "rollwave-status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hub = runtime.block_on(async {
+        let connection = rollwave::agent::config::Connection::Kubeconfig {
+            path: Some(kubeconfig.clone()),
+            context: None,
+        };
+        let client = rollwave::agent::daemon::client_for(&connection)
+            .await
+            .unwrap();
+        rollwave::status::hub::Hub::new(client, "rollwave-status", Default::default())
+    });
+    // The hub says test-bj-1 is Progressing; its status ref still says Healthy.
+    let mut bj = f.status("test-bj-1");
+    bj.apps.get_mut("web").unwrap().phase = Phase::Progressing;
+    runtime.block_on(hub.write(&bj)).unwrap();
+
+    let ui = Ui::start_with(
+        &f.work.to_string_lossy(),
+        &["--hub-kubeconfig", kubeconfig.to_str().unwrap()],
+        &[],
+    );
+    let state =
+        |cluster: &str| -> Value { cell_of(&ui.json("/api/apps/web"), cluster)["state"].clone() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state("test-bj-1") != "Progressing" {
+        assert!(Instant::now() < deadline, "{}", ui.json("/api/apps/web"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Clusters with no object on the hub are Unknown there, whatever their refs say.
+    assert_eq!(state("test-sh-1"), "Unknown");
+
+    bj.apps.get_mut("web").unwrap().phase = Phase::Degraded;
+    runtime.block_on(hub.write(&bj)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state("test-bj-1") != "Degraded" {
+        assert!(Instant::now() < deadline, "{}", ui.json("/api/apps/web"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(ui);
+    runtime.block_on(sim.shutdown());
+}
