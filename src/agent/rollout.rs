@@ -396,11 +396,10 @@ impl ClusterAgent {
 
     /// One pass at the head of `g`, already opened (and fetched) by the caller, so one
     /// fetch serves every cluster an agent process manages. Its stages, in the order of
-    /// DESIGN §1: [`ClusterAgent::read_fleet`] (the fleet at the head and every peer's
-    /// status), [`ClusterAgent::plan_here`] (the release each app runs on this
-    /// cluster), [`ClusterAgent::render_and_apply`] (that release rendered, applied
-    /// and its bake analysed) and [`ClusterAgent::report`] (apps that left released,
-    /// the status written and published).
+    /// DESIGN §1: `read_fleet` (the fleet at the head and every peer's status),
+    /// `plan_here` (the release each app runs on this cluster), `render_and_apply`
+    /// (that release rendered, applied and its bake analysed) and `report` (apps that
+    /// left released, the status written and published).
     pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
         let mut pass = self.read_fleet(g).await?;
         let model = pass.model.clone();

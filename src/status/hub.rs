@@ -160,7 +160,7 @@ impl Hub {
     }
 
     /// Starts watching the hub's statuses in the background (retried with backoff
-    /// while the hub is away); [`Hub::statuses`] then reads what it saw, and
+    /// while the hub is away); [`Hub::read`] then reads what it saw, and
     /// [`Hub::changed`] waits for a peer's change.
     pub fn watch(&self) {
         let mut slot = self.watch.lock().unwrap_or_else(|e| e.into_inner());
