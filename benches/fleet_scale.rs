@@ -362,8 +362,6 @@ impl StatusSource {
                 Err(_) => BTreeMap::new(),
             },
             StatusSource::Hub(server) => {
-                // The status JSON is a data value of each ConfigMap; whatever the key,
-                // the one that parses as a status is it.
                 let body = http_get(
                     server,
                     &format!("/api/v1/namespaces/{STATUS_NAMESPACE}/configmaps"),
@@ -371,20 +369,8 @@ impl StatusSource {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 let mut out = BTreeMap::new();
                 for item in v["items"].as_array().into_iter().flatten() {
-                    for value in item["data"]
-                        .as_object()
-                        .into_iter()
-                        .flat_map(|d| d.values())
-                    {
-                        let Some(text) = value.as_str() else { continue };
-                        let cluster = serde_json::from_str::<serde_json::Value>(text)
-                            .ok()
-                            .and_then(|s| s["cluster"].as_str().map(str::to_string));
-                        if let Some(cluster) = cluster
-                            && let Ok(s) = ClusterStatus::parse(&cluster, text.as_bytes())
-                        {
-                            out.insert(cluster, s);
-                        }
+                    if let Ok(s) = rollwave::status::object::from_object(item) {
+                        out.insert(s.cluster.clone(), s);
                     }
                 }
                 out
@@ -610,6 +596,23 @@ fn main() {
         Store::Git => (None, None),
         Store::Kubernetes => {
             let (k, s, pid) = start_sim(dir, "hub", 1, &mut procs);
+            let out = Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&k)
+                .args([
+                    "--context",
+                    "sim-1",
+                    "create",
+                    "namespace",
+                    STATUS_NAMESPACE,
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             (Some(k), s.into_iter().next().map(|s| (s, pid)))
         }
     };

@@ -361,6 +361,23 @@ impl Agent {
                 agent.publish_to_hub().await;
             }
         }
+        let git_store =
+            |c: &Managed| matches!(&c.runner, Runner::Rollout(a) if a.store() == StoreKind::Git);
+        let pushing = self
+            .clusters
+            .iter()
+            .any(|c| git_store(c) && matches!(&c.runner, Runner::Rollout(a) if a.push_pending()));
+        if pushing {
+            // The others' heartbeats ride along when half due.
+            let now = SystemTime::now();
+            for c in self.clusters.iter_mut().filter(|c| git_store(c)) {
+                if let Runner::Rollout(agent) = &mut c.runner
+                    && let Err(e) = agent.beat_with_others(g, now)
+                {
+                    tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "status not written");
+                }
+            }
+        }
         let pending: Vec<&str> = self
             .clusters
             .iter()
@@ -558,10 +575,10 @@ impl Agent {
                 }
             }
         };
-        let caches: Vec<Arc<LiveCache>> = self
+        let caches: Vec<(String, Arc<LiveCache>)> = self
             .clusters
             .iter()
-            .filter_map(|c| c.cache.clone())
+            .filter_map(|c| Some((c.name.clone(), c.cache.clone()?)))
             .collect();
         tracing::info!(
             repo = %crate::source::redact_url(&self.config.repo),
@@ -575,6 +592,10 @@ impl Agent {
         // Drift passes are rate-limited: the first change starts the clock, the pass
         // follows `drift_interval` later; a commit or a stop is not held up.
         let mut drift_at: Option<tokio::time::Instant> = None;
+        // Clusters whose managed objects changed, waiting for drift_at; then due a pass
+        // (until it starts: a cluster in a pass makes it when that one ends).
+        let mut drifting: std::collections::BTreeSet<String> = Default::default();
+        let mut drifted: std::collections::BTreeSet<String> = Default::default();
         // A running analysis has its next measurement due then: a pass is started for
         // it, whatever the poll interval.
         let mut analysis_at: Option<tokio::time::Instant> = None;
@@ -585,23 +606,36 @@ impl Agent {
         // since when a finished pass's status waits for the others of its round.
         let mut last_repo: Option<Rc<GitRepo>> = None;
         let mut waiting_since: Option<tokio::time::Instant> = None;
+        // What the last round read, and whether the next round must fetch.
+        let mut last_input: Option<Input> = None;
+        let mut fetch_due = true;
         // A peer's change on the status hub starts a pass PEER_WAKE_GAP later, so a
         // burst of changes across the fleet costs one pass.
         let hub = self.hub.clone();
         let mut peers_at: Option<tokio::time::Instant> = None;
         let mut stop = std::pin::pin!(stop);
         loop {
-            if self.clusters.iter().any(|c| c.seen < wakes) {
+            let due = |c: &Managed| c.seen < wakes || drifted.contains(&c.name);
+            if self.clusters.iter().any(due) {
                 let now = SystemTime::now();
-                let input = self.read_input();
+                // A wake from a managed object, a peer or an analysis reads what the
+                // last fetch brought: only the poll, a webhook or a local commit
+                // (and the start) ask the Git server again.
+                let input = match (&last_input, fetch_due) {
+                    (Some(Input::Rollout(g)), false) => Input::Rollout(g.clone()),
+                    _ => self.read_input(),
+                };
+                fetch_due = false;
+                last_input = Some(input.clone());
                 if let Input::Rollout(g) = &input {
                     last_repo = Some(g.clone());
                 }
                 let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
                     .into_iter()
-                    .partition(|c| c.seen < wakes);
+                    .partition(due);
                 self.clusters = idle;
                 for mut c in due {
+                    drifted.remove(&c.name);
                     c.seen = wakes;
                     clock.started(&c.name);
                     let (input, metrics) = (input.clone(), self.metrics.clone());
@@ -618,9 +652,15 @@ impl Agent {
                     clock.finished(&c.name);
                     log_pass(&c.name, &result);
                     c.passed = true;
-                    if let Runner::Rollout(agent) = &c.runner {
+                    if let Runner::Rollout(agent) = &mut c.runner {
                         // Status refs are fetched only while the fleet uses them.
                         self.access.status_refs = agent.store() == StoreKind::Git;
+                        // A gate it opened may let the agent's other clusters move:
+                        // they make a pass (without a fetch), it does not.
+                        if agent.take_opened_gate() && self.config.clusters.len() > 1 {
+                            wakes += 1;
+                            c.seen = wakes;
+                        }
                     }
                     if let Runner::Rollout(agent) = &c.runner
                         && let Some(due) = agent.next_analysis()
@@ -657,7 +697,10 @@ impl Agent {
                         ready.store(true, Ordering::Release);
                     }
                 }
-                _ = wake.woken() => wakes += 1,
+                _ = wake.woken() => {
+                    wakes += 1;
+                    fetch_due = true;
+                }
                 _ = async { tokio::time::sleep_until(waiting_since.unwrap_or_else(tokio::time::Instant::now) + STATUS_BATCH_WAIT).await },
                     if waiting_since.is_some() => {
                     // A pass still running holds the finished ones' statuses no longer.
@@ -674,7 +717,8 @@ impl Agent {
                 _ = async { tokio::time::sleep_until(drift_at.unwrap_or_else(tokio::time::Instant::now)).await },
                     if drift_at.is_some() => {
                     drift_at = None;
-                    wakes += 1;
+                    // Only the clusters whose objects changed make a pass.
+                    drifted.append(&mut drifting);
                 }
                 _ = async { tokio::time::sleep_until(peers_at.unwrap_or_else(tokio::time::Instant::now)).await },
                     if peers_at.is_some() => {
@@ -686,8 +730,9 @@ impl Agent {
                     tracing::debug!("a peer's status changed on the hub");
                     peers_at = Some(tokio::time::Instant::now() + PEER_WAKE_GAP);
                 }
-                apps = any_drift(&caches), if drift_at.is_none() => {
-                    tracing::debug!(apps = apps.len(), "live objects changed; reconciling");
+                (cluster, apps) = any_drift(&caches), if drift_at.is_none() => {
+                    tracing::debug!(%cluster, apps = apps.len(), "live objects changed; reconciling");
+                    drifting.insert(cluster);
                     drift_at = Some(tokio::time::Instant::now() + self.config.drift_interval);
                 }
             }
@@ -707,12 +752,17 @@ impl Agent {
     }
 }
 
-/// Waits until a managed object changed on any cluster.
-async fn any_drift(caches: &[Arc<LiveCache>]) -> std::collections::BTreeSet<String> {
+/// Waits until a managed object changed on any cluster: which cluster, and its apps
+/// affected.
+async fn any_drift(
+    caches: &[(String, Arc<LiveCache>)],
+) -> (String, std::collections::BTreeSet<String>) {
     if caches.is_empty() {
         return std::future::pending().await;
     }
-    let waits = caches.iter().map(|c| Box::pin(c.drifted()));
+    let waits = caches
+        .iter()
+        .map(|(name, c)| Box::pin(async move { (name.clone(), c.drifted().await) }));
     futures_util::future::select_all(waits).await.0
 }
 

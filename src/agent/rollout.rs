@@ -71,6 +71,11 @@ pub struct ClusterAgent {
     hub: Option<Arc<Hub>>,
     /// Where the last pass found the fleet's statuses (fleet.yaml `status.store`).
     store: StoreKind,
+    /// Write the next status even if nothing changed (see
+    /// [`ClusterAgent::beat_with_others`]).
+    beat_now: bool,
+    /// The last status written opened a gate (an app turned Healthy or verified).
+    opened_gate: bool,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -242,6 +247,8 @@ impl ClusterAgent {
             notifier: None,
             hub: None,
             store: StoreKind::Git,
+            beat_now: false,
+            opened_gate: false,
         }
     }
 
@@ -809,10 +816,20 @@ impl ClusterAgent {
                 .map(|(_, l)| l.notified.clone())
                 .unwrap_or_default(),
         };
-        let due = self.last_written.as_ref().is_none_or(|(at, last)| {
-            last.apps != apps || last.notified != notified || at.elapsed() >= self.heartbeat
-        });
+        let due = std::mem::take(&mut self.beat_now)
+            || self.last_written.as_ref().is_none_or(|(at, last)| {
+                last.apps != apps || last.notified != notified || at.elapsed() >= self.heartbeat
+            });
         if due {
+            let before = self.last_written.as_ref().map(|(_, l)| &l.apps);
+            self.opened_gate |= apps.iter().any(|(name, a)| {
+                let was = before.and_then(|b| b.get(name));
+                let healthy_now = a.phase == Phase::Healthy
+                    && was.is_none_or(|w| w.phase != Phase::Healthy || w.release != a.release);
+                let verified_now =
+                    a.verified.is_some() && was.is_none_or(|w| w.verified != a.verified);
+                healthy_now || verified_now
+            });
             let status = ClusterStatus {
                 notified,
                 cluster: self.cluster.clone(),
@@ -843,6 +860,29 @@ impl ClusterAgent {
             ),
         }
         Ok(())
+    }
+
+    /// Writes the last status again with a fresh heartbeat when half of the heartbeat
+    /// interval has passed, so that it joins a push the agent makes for another cluster
+    /// anyway: the heartbeats of an agent's clusters fall due together, and an idle
+    /// agent pushes about once per heartbeat instead of once per cluster.
+    pub fn beat_with_others(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<()> {
+        let Some((at, last)) = &self.last_written else {
+            return Ok(());
+        };
+        if self.push_pending || at.elapsed() < self.heartbeat / 2 {
+            return Ok(());
+        }
+        let apps = last.apps.clone();
+        self.beat_now = true;
+        self.write_status(g, apps, now)
+    }
+
+    /// Whether the statuses written since the last call opened a gate (an app turned
+    /// Healthy at a release, or its analysis passed): the agent's other clusters,
+    /// whose next wave may wait on it, should make a pass.
+    pub fn take_opened_gate(&mut self) -> bool {
+        std::mem::take(&mut self.opened_gate)
     }
 
     /// Whether a status is written but not yet pushed.
