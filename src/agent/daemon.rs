@@ -87,6 +87,9 @@ struct Managed {
 /// before it is pushed without them.
 const STATUS_BATCH_WAIT: Duration = Duration::from_secs(5);
 
+/// How soon a cluster with an app still Progressing makes another pass.
+const PROGRESS_RECHECK: Duration = Duration::from_secs(3);
+
 /// Shortest time between passes started by peers' changes on the status hub.
 const PEER_WAKE_GAP: Duration = Duration::from_secs(1);
 
@@ -596,6 +599,9 @@ impl Agent {
         // (until it starts: a cluster in a pass makes it when that one ends).
         let mut drifting: std::collections::BTreeSet<String> = Default::default();
         let mut drifted: std::collections::BTreeSet<String> = Default::default();
+        // Clusters with an app still Progressing, and when they look again.
+        let mut rechecks: std::collections::BTreeMap<String, tokio::time::Instant> =
+            Default::default();
         // A running analysis has its next measurement due then: a pass is started for
         // it, whatever the poll interval.
         let mut analysis_at: Option<tokio::time::Instant> = None;
@@ -663,6 +669,13 @@ impl Agent {
                         }
                     }
                     if let Runner::Rollout(agent) = &c.runner
+                        && agent.progressing()
+                    {
+                        rechecks
+                            .entry(c.name.clone())
+                            .or_insert_with(|| tokio::time::Instant::now() + PROGRESS_RECHECK);
+                    }
+                    if let Runner::Rollout(agent) = &c.runner
                         && let Some(due) = agent.next_analysis()
                     {
                         let wait = due
@@ -713,6 +726,19 @@ impl Agent {
                     if analysis_at.is_some() => {
                     analysis_at = None;
                     wakes += 1;
+                }
+                _ = async { tokio::time::sleep_until(rechecks.values().min().copied().unwrap_or_else(tokio::time::Instant::now)).await },
+                    if !rechecks.is_empty() => {
+                    let now = tokio::time::Instant::now();
+                    let due: Vec<String> = rechecks
+                        .iter()
+                        .filter(|(_, at)| **at <= now)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    for c in due {
+                        rechecks.remove(&c);
+                        drifted.insert(c);
+                    }
                 }
                 _ = async { tokio::time::sleep_until(drift_at.unwrap_or_else(tokio::time::Instant::now)).await },
                     if drift_at.is_some() => {

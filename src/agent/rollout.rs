@@ -312,6 +312,15 @@ impl ClusterAgent {
         self
     }
 
+    /// Whether an app on this cluster is Progressing as of the last status written:
+    /// its workloads are still rolling, and a pass should look again soon even if no
+    /// change of theirs is seen (a missed watch event must not wait for the poll).
+    pub fn progressing(&self) -> bool {
+        self.last_written
+            .as_ref()
+            .is_some_and(|(_, s)| s.apps.values().any(|a| a.phase == Phase::Progressing))
+    }
+
     /// When a running analysis has its next measurement due (a pass should run then).
     pub fn next_analysis(&self) -> Option<SystemTime> {
         self.next_analysis
@@ -838,8 +847,12 @@ impl ClusterAgent {
                 interval: self.heartbeat.as_secs().max(1),
                 apps,
             };
-            if self.store == StoreKind::Git {
-                write_status(&g.repository()?, &status)?;
+            match (self.store, &self.hub) {
+                (StoreKind::Git, _) => {
+                    write_status(&g.repository()?, &status)?;
+                }
+                (StoreKind::Kubernetes, Some(hub)) => hub.remember(&status),
+                (StoreKind::Kubernetes, None) => {}
             }
             self.last_written = Some((Instant::now(), status));
             self.push_pending = true;

@@ -58,6 +58,9 @@ pub struct Hub {
     changed: Arc<Notify>,
     /// The clusters this agent writes: their changes wake no one.
     own: BTreeSet<String>,
+    /// This process's own clusters' statuses as last written, before the hub has
+    /// them: its other clusters read them at once ([`Hub::read`]).
+    written: Mutex<BTreeMap<String, ClusterStatus>>,
     watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -111,6 +114,7 @@ impl Hub {
             view: Arc::default(),
             changed: Arc::new(Notify::new()),
             own,
+            written: Mutex::default(),
             watch: Mutex::new(None),
         }
     }
@@ -231,19 +235,38 @@ impl Hub {
     }
 
     /// Every status: what the watch saw ([`Hub::watch`]) once it has listed them
-    /// all, else read from the hub now. A hub that stopped answering after that
-    /// leaves the statuses as last seen, to go stale by their heartbeats.
+    /// all, else read from the hub now, with this process's own clusters' statuses
+    /// as they were last written ([`Hub::remember`]). A hub that stopped answering
+    /// leaves the others as last seen, to go stale by their heartbeats.
     pub async fn read(
         &self,
     ) -> Result<(BTreeMap<String, ClusterStatus>, Vec<StatusError>), HubError> {
+        let synced = self.view.lock().unwrap_or_else(|e| e.into_inner()).synced;
+        let (mut statuses, errors) = if synced {
+            self.snapshot()
+        } else {
+            self.list().await?
+        };
+        for (cluster, s) in self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
         {
-            let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
-            if v.synced {
-                drop(v);
-                return Ok(self.snapshot());
-            }
+            statuses.insert(cluster.clone(), s.clone());
         }
-        self.list().await
+        Ok((statuses, errors))
+    }
+
+    /// Records `status`, written by this process for one of its own clusters: the
+    /// process's other clusters read it from now on, before it reaches the hub (a
+    /// wave of the same agent opens without waiting for the write and its watch
+    /// event).
+    pub fn remember(&self, status: &ClusterStatus) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(status.cluster.clone(), status.clone());
     }
 
     /// What the watch has seen so far ([`Hub::watch`]), without waiting: for
