@@ -247,6 +247,17 @@ fn kubectl_diff_server_side_shows_pending_changes_and_nothing_once_applied() {
     let c = cluster();
     let (code, _, err) = c.kubectl_in(&["apply", "--server-side", "-f", "-"], APP);
     assert_eq!(code, 0, "{err}");
+    // kubectl diff reads the live object, then dry-runs the apply: a controller
+    // writing the Deployment's status in between shows up as a difference, on a
+    // real cluster too. Let the rollout finish first, as a user would.
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "shop",
+        "--timeout=60s",
+    ]);
     let (code, out, err) = c.kubectl_in(&["diff", "--server-side", "-f", "-"], APP);
     assert_eq!(code, 0, "no differences expected:\n{out}{err}");
     let changed = APP.replace("mode: fast", "mode: safe");
