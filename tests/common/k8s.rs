@@ -148,7 +148,10 @@ impl RealCluster {
     /// A kubectl command with the admin kubeconfig and a private cache.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("kubectl");
+        // kubectl keeps a refused edit's copy (and diff's files) under TMPDIR: keep
+        // them in this cluster's directory, removed with it.
         c.env("KUBECONFIG", &self.kubeconfig)
+            .env("TMPDIR", &self.dir)
             .arg("--cache-dir")
             .arg(self.dir.join("kubectl-cache"))
             .args(args);

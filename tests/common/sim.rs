@@ -77,7 +77,10 @@ impl TestCluster {
     /// A kubectl command with this cluster's kubeconfig and a private cache.
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("kubectl");
+        // kubectl keeps a refused edit's copy (and diff's files) under TMPDIR: keep
+        // them in this cluster's directory, removed with it.
         c.env("KUBECONFIG", &self.kubeconfig)
+            .env("TMPDIR", self.dir.path())
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
             .args(args);
