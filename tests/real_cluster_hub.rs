@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use common::k8s::RealCluster;
 use common::sim::require_kubectl;
-use rollwave::agent::config::Connection;
-use rollwave::status::hub::{Hub, HubError};
+use rollwave::status::hub::HubError;
 use rollwave::status::object::ObjectError;
 use rollwave::status::{ClusterStatus, MAX_HISTORY};
 use serde_json::json;
@@ -49,18 +47,6 @@ fn status(cluster: &str, apps: usize, phase: &str) -> ClusterStatus {
     let doc = json!({"cluster": cluster, "agent": "rollwave/test", "heartbeat": now,
                      "interval": 60, "apps": all});
     ClusterStatus::parse(cluster, doc.to_string().as_bytes()).unwrap()
-}
-
-async fn hub(kubeconfig: &Path, own: &[&str]) -> Hub {
-    let connection = Connection::Kubeconfig {
-        path: Some(kubeconfig.to_path_buf()),
-        context: None,
-    };
-    let client = rollwave::agent::daemon::client_for(&connection)
-        .await
-        .unwrap();
-    let own: BTreeSet<String> = own.iter().map(|c| c.to_string()).collect();
-    Hub::new(client, NAMESPACE, own)
 }
 
 /// deploy/hub/ built by rollwave and applied by the cluster's admin.
@@ -102,8 +88,8 @@ fn each_agent_writes_only_its_own_clusters_statuses_and_sees_its_peers_change_li
         .build()
         .unwrap();
     runtime.block_on(async {
-        let hub_bj = hub(&bj, &["prod-bj-1"]).await;
-        let hub_sh = hub(&sh, &["prod-sh-1", "prod-sh-2"]).await;
+        let hub_bj = common::hub::connect(&bj, &["prod-bj-1"]).await;
+        let hub_sh = common::hub::connect(&sh, &["prod-sh-1", "prod-sh-2"]).await;
 
         // The empty objects deploy/hub/ creates read as "no status yet".
         let (statuses, errors) = hub_bj.list().await.unwrap();

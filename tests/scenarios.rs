@@ -19,7 +19,6 @@ use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection, HubConfig}
 use rollwave::agent::daemon::Agent;
 use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
 use rollwave::source::statusref::read_statuses;
-use rollwave::status::hub::Hub;
 use rollwave::status::{AppStatus, Phase};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1'}]}\n";
@@ -365,14 +364,8 @@ impl Scenario {
         let all = match &self.hub {
             None => read_statuses(&git2::Repository::open(&self.bare).unwrap()).0,
             Some((_, kubeconfig)) => self.runtime.block_on(async {
-                let connection = Connection::Kubeconfig {
-                    path: Some(kubeconfig.clone()),
-                    context: None,
-                };
-                let client = rollwave::agent::daemon::client_for(&connection)
+                common::hub::connect(kubeconfig, &[])
                     .await
-                    .unwrap();
-                Hub::new(client, "rollwave-status", Default::default())
                     .list()
                     .await
                     .map(|(all, _)| all)
@@ -838,14 +831,8 @@ fn an_agent_without_the_hub_in_a_hub_fleet_is_reported_and_never_splits_the_flee
     // prod-1's agent, an older version, writes status refs instead: `rollwave status`
     // names its cluster (its object on the hub is stale since its restart).
     let mut stray = s.runtime.block_on(async {
-        let connection = Connection::Kubeconfig {
-            path: Some(hub_kubeconfig.clone()),
-            context: None,
-        };
-        let client = rollwave::agent::daemon::client_for(&connection)
+        common::hub::connect(&hub_kubeconfig, &[])
             .await
-            .unwrap();
-        Hub::new(client, "rollwave-status", Default::default())
             .list()
             .await
             .unwrap()

@@ -750,16 +750,7 @@ fn a_fleet_whose_statuses_live_on_the_hub_is_shown_from_the_hub_live() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let hub = runtime.block_on(async {
-        let connection = rollwave::agent::config::Connection::Kubeconfig {
-            path: Some(kubeconfig.clone()),
-            context: None,
-        };
-        let client = rollwave::agent::daemon::client_for(&connection)
-            .await
-            .unwrap();
-        rollwave::status::hub::Hub::new(client, "rollwave-status", Default::default())
-    });
+    let hub = runtime.block_on(common::hub::connect(&kubeconfig, &["test-bj-1"]));
     // The hub says test-bj-1 is Progressing; its status ref still says Healthy.
     let mut bj = f.status("test-bj-1");
     bj.apps.get_mut("web").unwrap().phase = Phase::Progressing;

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod fakeapi;
 pub mod git;
 pub mod helm;
+pub mod hub;
 pub mod k8s;
 pub mod sim;
 pub mod webhook;
