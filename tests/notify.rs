@@ -401,6 +401,63 @@ fn events_are_signed_sent_once_and_not_again_after_a_restart() {
 }
 
 #[test]
+fn an_agent_run_without_notifications_keeps_what_was_delivered_for_the_next_one() {
+    let (w, v1) = World::start();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let receiver = Receiver::start(addr);
+    let notify = format!("notify:\n- url: http://{addr}/generic\n");
+    let agent = RunningAgent::start(w.config(&notify));
+    let delivered = |cluster: &str| {
+        w.status(cluster)
+            .and_then(|s| s.notified.get("web").cloned())
+            .unwrap_or_default()
+    };
+    eventually(
+        Duration::from_secs(120),
+        "v1 Healthy on both, delivered and remembered",
+        || {
+            ["test-1", "prod-1"]
+                .iter()
+                .all(|c| delivered(c).contains(&format!("Healthy@{v1}")))
+        },
+    );
+    drop(agent);
+    let remembered = (delivered("test-1"), delivered("prod-1"));
+
+    // Restarted without `notify:`: its heartbeats and its last status on stopping keep
+    // the memory, so turning notifications back on later sends nothing twice.
+    let heartbeat = w.status("prod-1").unwrap().heartbeat;
+    let agent = RunningAgent::start(w.config(""));
+    eventually(
+        Duration::from_secs(30),
+        "a heartbeat of the agent without notifications",
+        || w.status("prod-1").is_some_and(|s| s.heartbeat != heartbeat),
+    );
+    drop(agent);
+    assert_eq!((delivered("test-1"), delivered("prod-1")), remembered);
+
+    let before = receiver.got().len();
+    let agent = RunningAgent::start(w.config(&notify));
+    let heartbeat = w.status("prod-1").unwrap().heartbeat;
+    eventually(
+        Duration::from_secs(30),
+        "a heartbeat of the agent with notifications again",
+        || w.status("prod-1").is_some_and(|s| s.heartbeat != heartbeat),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    drop(agent);
+    assert_eq!(
+        receiver.got().len(),
+        before,
+        "events sent again: {:?}",
+        &receiver.got()[before..]
+            .iter()
+            .map(|r| r.body.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn a_receiver_that_is_down_holds_up_nothing_and_gets_the_events_when_up() {
     let (w, v1) = World::start();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -43,6 +43,10 @@ pub struct ClusterAgent {
     /// its own state: a fetch replaces the local status ref with the remote's, which
     /// lacks what was written while the remote was unreachable.
     last_written: Option<(Instant, ClusterStatus)>,
+    /// The deliveries recorded in this cluster's status by an earlier run, read at the
+    /// first pass of an agent without notifications, which keeps them for the next
+    /// agent that has them.
+    notified_before: BTreeMap<String, Vec<String>>,
     /// The last push failed: push again at the next pass even if nothing changed.
     push_pending: bool,
     /// Whoever runs this agent pushes its status (with other clusters' in one push:
@@ -235,6 +239,7 @@ impl ClusterAgent {
             push: true,
             memory: Memory::default(),
             last_written: None,
+            notified_before: BTreeMap::new(),
             push_pending: false,
             defer_push: false,
             metrics: None,
@@ -767,8 +772,13 @@ impl ClusterAgent {
         }
         // Events are queued first, so the status written next already carries what
         // an earlier run of the agent delivered.
-        if let Some(n) = &self.notifier {
-            n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now);
+        match &self.notifier {
+            Some(n) => n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now),
+            // Without notifications, what an earlier run delivered is kept as read.
+            None if self.last_written.is_none() => {
+                self.notified_before = mine.map(|m| m.notified).unwrap_or_default();
+            }
+            None => {}
         }
         self.write_status(g, out.apps, now)?;
         if !self.defer_push {
@@ -803,7 +813,7 @@ impl ClusterAgent {
             return Ok(());
         };
         let apps = last.apps.clone();
-        self.last_written = None;
+        self.beat_now = true;
         self.write_status(g, apps, now)
     }
 
@@ -818,12 +828,13 @@ impl ClusterAgent {
     ) -> anyhow::Result<()> {
         let notified = match &self.notifier {
             Some(n) => n.memory(&self.cluster),
-            // Without notifications, the memory in the last status written is kept.
+            // Without notifications, the memory in the last status written (or, before
+            // the first, in the status an earlier run left) is kept.
             None => self
                 .last_written
                 .as_ref()
                 .map(|(_, l)| l.notified.clone())
-                .unwrap_or_default(),
+                .unwrap_or_else(|| self.notified_before.clone()),
         };
         let due = std::mem::take(&mut self.beat_now)
             || self.last_written.as_ref().is_none_or(|(at, last)| {
