@@ -54,10 +54,14 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
             args.fetch_interval.max(Duration::from_millis(500)),
         )
         .with_path(args.path.clone());
-        if loader.status_store()? == crate::status::StoreKind::Kubernetes {
+        // The hub is watched when the fleet keeps its statuses there, or when the flags
+        // name one: then a fleet that moves to the hub while the page is served is
+        // followed without a restart.
+        let hub_named = args.hub.hub_kubeconfig.is_some() || args.hub.hub_context.is_some();
+        if hub_named || loader.status_store()? == crate::status::StoreKind::Kubernetes {
             let client = crate::agent::daemon::client_for(&args.hub.connection())
                 .await
-                .context("fleet.yaml keeps statuses on a hub (status: {store: kubernetes}); reach it with --hub-kubeconfig and --hub-context")?;
+                .context("the status hub: reach it with --hub-kubeconfig and --hub-context (fleet.yaml's `status: {store: kubernetes}` keeps statuses there)")?;
             let hub = crate::status::hub::Hub::new(client, &args.hub.hub_namespace, Default::default());
             hub.watch();
             loader = loader.with_hub(Some(std::sync::Arc::new(hub)));

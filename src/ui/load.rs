@@ -163,7 +163,7 @@ impl Loader {
             (crate::status::StoreKind::Git, _) => read_statuses(&repo),
             (crate::status::StoreKind::Kubernetes, Some(hub)) => hub.snapshot(),
             (crate::status::StoreKind::Kubernetes, None) => anyhow::bail!(
-                "fleet.yaml keeps statuses on a hub (status: {{store: kubernetes}}); restart `rollwave ui` with --hub-kubeconfig and --hub-context"
+                "fleet.yaml keeps statuses on a hub (status: {{store: kubernetes}}); restart `rollwave ui` with --hub-kubeconfig and --hub-context (given from the start, the page follows such a move without a restart)"
             ),
         };
         let unreadable: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
