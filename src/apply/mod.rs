@@ -41,6 +41,10 @@ use self::retry::{RetryPolicy, with_retries};
 use crate::fleet::tenancy::{Policy, check_objects, namespaced_offline};
 use crate::vocab::RECONCILE_ANNOTATION;
 
+/// The longest the discovery of one group-version may take, its tries included: an
+/// aggregated API that does not answer costs a pass no more than this.
+const DISCOVERY_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The default namespace for inventories (the agent's own).
 pub const DEFAULT_NAMESPACE: &str = "rollwave-system";
 
@@ -135,6 +139,31 @@ pub enum ApplyError {
     /// Listing the cluster's kinds failed.
     #[error("discovery failed: {0}")]
     Discovery(String),
+    /// The cluster lists the object's group-version but cannot serve it now: an
+    /// aggregated API whose service does not answer (its APIService not Available).
+    /// Only the apps using it wait; the others are applied as usual.
+    #[error(
+        "{object}: the cluster cannot serve {group_version} now: {reason}; this app waits until it can (`kubectl get apiservice {apiservice}` shows why), the cluster's other apps are applied as usual"
+    )]
+    Unavailable {
+        /// The object.
+        object: ObjectKey,
+        /// `group/version`.
+        group_version: String,
+        /// The APIService's name (`version.group`).
+        apiservice: String,
+        /// The APIService's condition, or the discovery error.
+        reason: String,
+    },
+    /// A webhook the write needs does not answer: an admission webhook with
+    /// `failurePolicy: Fail`, or the conversion webhook of a CRD.
+    #[error("{object}: {message}")]
+    Webhook {
+        /// The object.
+        object: ObjectKey,
+        /// Which webhook, the server's words and what to do.
+        message: String,
+    },
     /// The cluster does not serve the object's kind.
     #[error(
         "{object}: the cluster does not serve {api_version} {kind}; install its CRD (or add it to the app) or fix the apiVersion"
@@ -274,6 +303,8 @@ impl ApplyError {
         match self {
             ApplyError::Write { retryable, .. } | ApplyError::Read { retryable, .. } => *retryable,
             ApplyError::Discovery(_)
+            | ApplyError::Unavailable { .. }
+            | ApplyError::Webhook { .. }
             | ApplyError::Prune { .. }
             | ApplyError::Release { .. }
             | ApplyError::InventoryRead { .. }
@@ -300,6 +331,9 @@ pub struct Reconciler {
     cache: Option<Arc<LiveCache>>,
     inventories: Mutex<HashMap<String, Inventory>>,
     known_apps: Mutex<Option<BTreeSet<String>>>,
+    /// Objects a dry run or an apply showed to be as rendered where the comparison
+    /// saw a difference.
+    verified: diff::Verified,
 }
 
 /// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings,
@@ -351,6 +385,9 @@ fn binds_a_role_of<'a>(binding: &Value, objects: impl IntoIterator<Item = &'a Va
 
 /// A failed read of a live object (after retries).
 fn read_error(object: ObjectKey, e: &kube::Error) -> ApplyError {
+    if let Some(w) = webhook_error(&object, e) {
+        return w;
+    }
     ApplyError::Read {
         object,
         message: message_of(e),
@@ -378,6 +415,33 @@ fn app_read_error(rev: &AppRevision<'_>, object: ObjectKey, e: &kube::Error) -> 
         }
         _ => read_error(object, e),
     }
+}
+
+/// The error of a request refused because a webhook does not answer ([`retry::is_local`]),
+/// naming the webhook and what to do.
+fn webhook_error(object: &ObjectKey, e: &kube::Error) -> Option<ApplyError> {
+    if !retry::is_local(e) {
+        return None;
+    }
+    let said = message_of(e);
+    let quoted = |after: &str| {
+        let rest = &said[said.find(after)? + after.len()..];
+        let rest = rest.strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    let message = if let Some(name) = quoted("failed calling webhook ") {
+        format!(
+            "the admission webhook {name} does not answer and its failurePolicy is Fail, so the API server refuses this object: {said}; start the webhook's service or fix its clientConfig (or set its failurePolicy to Ignore); the cluster's other apps are applied as usual"
+        )
+    } else {
+        format!(
+            "the conversion webhook of its CustomResourceDefinition does not answer, so the API server can neither read nor write it: {said}; start the webhook's service or fix the CRD's spec.conversion; the cluster's other apps are applied as usual"
+        )
+    };
+    Some(ApplyError::Webhook {
+        object: object.clone(),
+        message,
+    })
 }
 
 fn message_of(e: &kube::Error) -> String {
@@ -494,6 +558,37 @@ fn enforce_policy(
     })
 }
 
+/// How [`diff::Verified`] names an object.
+fn verified_id(key: &ObjectKey) -> String {
+    let (g, kind, ns, name) = key.identity();
+    format!("{g}/{kind}/{ns}/{name}")
+}
+
+/// Leaves out the namespace of cluster-scoped objects rendered with one (a kustomize
+/// `namespace:` or the app's namespace reaches kinds it cannot know are
+/// cluster-scoped), with a warning, as kubectl does: the API server ignores it, so
+/// keeping it would make the object look changed on every pass. Kinds whose CRD is
+/// in the same revision are judged from that CRD.
+fn strip_stray_namespaces(objects: &mut [Value], resources: &[Option<(ApiResource, bool)>]) {
+    let cluster_scoped: Vec<usize> = (0..objects.len())
+        .filter(|&i| {
+            objects[i]["metadata"]["namespace"]
+                .as_str()
+                .is_some_and(|ns| !ns.is_empty())
+                && !resources[i]
+                    .as_ref()
+                    .map_or_else(|| namespaced_offline(&objects[i], objects), |r| r.1)
+        })
+        .collect();
+    for i in cluster_scoped {
+        let key = ObjectKey::of(&objects[i]);
+        if let Some(meta) = objects[i]["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        tracing::warn!(object = %key, "cluster-scoped object rendered with a namespace: applied without it, as kubectl does; remove the namespace from the rendering");
+    }
+}
+
 /// Runs futures with at most `limit` in flight; results in completion order.
 async fn bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
     futures_util::stream::iter(futures)
@@ -506,6 +601,10 @@ async fn bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F
 #[derive(Debug, Default)]
 struct Kinds {
     map: HashMap<(String, String, String), (ApiResource, bool)>,
+    /// Group-versions the cluster lists but could not describe, with why (the
+    /// APIService's condition when it is an aggregated API), and the pass in which
+    /// that was found: the next pass asks again.
+    failed: HashMap<(String, String), (String, u64)>,
 }
 
 struct Planned {
@@ -531,6 +630,7 @@ impl Reconciler {
             cache: None,
             inventories: Mutex::new(HashMap::new()),
             known_apps: Mutex::new(None),
+            verified: diff::Verified::default(),
         }
     }
 
@@ -600,7 +700,11 @@ impl Reconciler {
     }
 
     /// Reads every served kind, each discovery request retried on its own (one
-    /// flaky response among dozens must not fail the whole read).
+    /// flaky response among dozens must not fail the whole read). A group-version that
+    /// cannot be described (an aggregated API whose service does not answer) is
+    /// recorded as unavailable, with its APIService's condition, and stops only the
+    /// apps that use it: kubectl, the garbage collector and the namespace controller
+    /// carry on with partial discovery the same way.
     async fn refresh_discovery(&self) -> Result<(), ApplyError> {
         let err = |(e, _): (kube::Error, u32)| ApplyError::Discovery(message_of(&e));
         let c = &self.client;
@@ -618,13 +722,40 @@ impl Reconciler {
         let groups = with_retries(&self.retry, || c.list_api_groups())
             .await
             .map_err(err)?;
+        // One group-version's API is not the API server: a few tries, and its failure
+        // does not trip the cluster's breaker.
+        let one_api = RetryPolicy {
+            attempts: retry::LOCAL_ATTEMPTS,
+            deadline: DISCOVERY_DEADLINE,
+            breaker: retry::Breaker::default(),
+            ..self.retry.clone()
+        };
+        let mut described = Vec::new();
         for g in &groups.groups {
             for v in &g.versions {
-                let list =
-                    with_retries(&self.retry, || c.list_api_group_resources(&v.group_version))
-                        .await
-                        .map_err(err)?;
-                lists.push((g.name.clone(), v.version.clone(), list));
+                let one_api = &one_api;
+                described.push(async move {
+                    let r = with_retries(one_api, || c.list_api_group_resources(&v.group_version))
+                        .await;
+                    (g.name.clone(), v.version.clone(), r)
+                });
+            }
+        }
+        let pass = self.retry.breaker.pass();
+        for (group, version, r) in bounded(described, self.concurrency).await {
+            match r {
+                Ok(list) => lists.push((group, version, list)),
+                Err((e, _)) => {
+                    let reason = self.apiservice_condition(&group, &version).await;
+                    let reason = reason.unwrap_or_else(|| message_of(&e));
+                    tracing::warn!(
+                        group,
+                        version,
+                        reason,
+                        "API unavailable: the apps that use it wait, the others are applied"
+                    );
+                    kinds.failed.insert((group, version), (reason, pass));
+                }
             }
         }
         for (group, version, list) in lists {
@@ -643,26 +774,63 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Why an aggregated API is not served, from its APIService's `Available`
+    /// condition (`None` when there is no APIService or it cannot be read).
+    async fn apiservice_condition(&self, group: &str, version: &str) -> Option<String> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiregistration.k8s.io", "v1", "APIService"),
+            "apiservices",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let name = format!("{version}.{group}");
+        let svc = serde_json::to_value(api.get_opt(&name).await.ok()??).ok()?;
+        let cond = svc["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Available")?
+            .clone();
+        Some(format!(
+            "APIService {name} is Available={} ({}: {})",
+            cond["status"].as_str().unwrap_or("Unknown"),
+            cond["reason"].as_str().unwrap_or(""),
+            cond["message"].as_str().unwrap_or("")
+        ))
+    }
+
     /// The resource serving a group/version/kind, refreshing discovery once when it is
-    /// not known.
+    /// not known, or when its group-version was unavailable in an earlier pass.
     async fn resolve(&self, key: &ObjectKey) -> Result<Option<(ApiResource, bool)>, ApplyError> {
         let id = (key.group.clone(), key.version.clone(), key.kind.clone());
-        if let Some(found) = self
-            .discovery
-            .read()
-            .await
-            .as_ref()
-            .and_then(|k| k.map.get(&id))
-        {
-            return Ok(Some(found.clone()));
+        let gv = (key.group.clone(), key.version.clone());
+        let pass = self.retry.breaker.pass();
+        let known = |kinds: &Kinds| -> Option<Result<Option<(ApiResource, bool)>, ApplyError>> {
+            if let Some(found) = kinds.map.get(&id) {
+                return Some(Ok(Some(found.clone())));
+            }
+            let (reason, when) = kinds.failed.get(&gv)?;
+            (*when == pass).then(|| Err(self.unavailable(key, reason)))
+        };
+        if let Some(r) = self.discovery.read().await.as_ref().and_then(known) {
+            return r;
         }
         self.refresh_discovery().await?;
-        Ok(self
-            .discovery
-            .read()
-            .await
-            .as_ref()
-            .and_then(|k| k.map.get(&id).cloned()))
+        let kinds = self.discovery.read().await;
+        let Some(kinds) = kinds.as_ref() else {
+            return Ok(None);
+        };
+        if let Some((reason, _)) = kinds.failed.get(&gv) {
+            return Err(self.unavailable(key, reason));
+        }
+        Ok(kinds.map.get(&id).cloned())
+    }
+
+    fn unavailable(&self, key: &ObjectKey, reason: &str) -> ApplyError {
+        ApplyError::Unavailable {
+            object: key.clone(),
+            group_version: format!("{}/{}", key.group, key.version),
+            apiservice: format!("{}.{}", key.version, key.group),
+            reason: reason.to_string(),
+        }
     }
 
     fn api(&self, ar: &ApiResource, namespaced: bool, ns: &str) -> Api<DynamicObject> {
@@ -857,7 +1025,7 @@ impl Reconciler {
 
     /// Brings the cluster to `rev`: see the module documentation for the stages.
     pub async fn reconcile(&self, rev: &AppRevision<'_>) -> Result<Applied, ApplyError> {
-        let objects = prepare(rev.objects);
+        let mut objects = prepare(rev.objects);
         let crd_kinds: BTreeSet<(String, String)> = objects
             .iter()
             .filter(|o| o["kind"] == "CustomResourceDefinition")
@@ -891,6 +1059,7 @@ impl Reconciler {
         for obj in &objects {
             resources.push(self.resolve(&ObjectKey::of(obj)).await?);
         }
+        strip_stray_namespaces(&mut objects, &resources);
         let scopes: Vec<Option<bool>> = resources.iter().map(|r| r.as_ref().map(|r| r.1)).collect();
         enforce_policy(rev, &objects, &scopes)?;
         let mut planned = Vec::with_capacity(objects.len());
@@ -958,10 +1127,18 @@ impl Reconciler {
                 continue;
             }
             p.sync = sync_state(&p.obj, l);
+            if matches!(p.sync, Sync::Differs(_) | Sync::Ownership)
+                && l.is_some_and(|l| self.verified.holds(&verified_id(&p.key), &p.obj, l))
+            {
+                p.sync = Sync::InSync;
+            }
+            if p.sync != Sync::InSync {
+                tracing::debug!(object = %p.key, sync = ?p.sync, "live object differs from the rendering");
+            }
         }
 
         // Dry run everything that would be written; nothing is written unless all pass.
-        let pending: Vec<usize> = (0..planned.len())
+        let mut pending: Vec<usize> = (0..planned.len())
             .filter(|&i| planned[i].skipped.is_none() && planned[i].sync != Sync::InSync)
             .collect();
         let mut checks = Vec::new();
@@ -974,9 +1151,22 @@ impl Reconciler {
         }
         let mut checks = bounded(checks, self.concurrency).await;
         checks.sort_by_key(|(i, _)| *i);
+        let mut confirmed = BTreeSet::new();
         for (i, r) in checks {
             let p = &planned[i];
+            // The comparison saw a difference the server does not: the apply would
+            // change nothing, so it is not sent (and the answer is remembered).
+            if let (Ok(after), Some(l)) = (&r, live.get(&i))
+                && diff::dry_run_changes_nothing(after, l)
+            {
+                self.verified.remember(&verified_id(&p.key), &p.obj, l);
+                confirmed.insert(i);
+                continue;
+            }
             if let Err((e, attempts)) = r {
+                if let Some(w) = webhook_error(&p.key, &e) {
+                    return Err(w);
+                }
                 let ns_pending = matches!(&e, kube::Error::Api(s) if s.code == 404
                     && revision_namespaces.contains(&p.key.namespace)
                     && s.message.starts_with("namespaces "));
@@ -1010,13 +1200,23 @@ impl Reconciler {
             }
         }
 
+        for &i in &confirmed {
+            planned[i].sync = Sync::InSync;
+        }
+        pending.retain(|i| !confirmed.contains(i));
         let desired: BTreeSet<ObjectKey> = planned.iter().map(|p| p.key.clone()).collect();
         let desired_ids: BTreeSet<(&str, &str, &str, &str)> =
             desired.iter().map(ObjectKey::identity).collect();
+        // An inventory may name a cluster-scoped object with the namespace it was
+        // rendered with: it is the same object, never one to prune.
         let absent: Vec<ObjectKey> = inventory
             .objects
             .iter()
-            .filter(|k| !desired_ids.contains(&k.identity()))
+            .filter(|k| {
+                let (g, kind, ns, name) = k.identity();
+                !desired_ids.contains(&(g, kind, ns, name))
+                    && (ns.is_empty() || !desired_ids.contains(&(g, kind, "", name)))
+            })
             .cloned()
             .collect();
         let applied_as = impersonated_user(rev);
@@ -1086,6 +1286,12 @@ impl Reconciler {
                 for (i, r) in applied {
                     match r {
                         Ok(v) => {
+                            let p = &planned[i];
+                            // What the server made of the rendering is as desired by
+                            // definition, whatever the comparison makes of it.
+                            if sync_state(&p.obj, Some(&v)) != Sync::InSync {
+                                self.verified.remember(&verified_id(&p.key), &p.obj, &v);
+                            }
                             if let Some(cache) = &self.cache {
                                 let k = &planned[i].key;
                                 cache.record(
@@ -1097,12 +1303,15 @@ impl Reconciler {
                         }
                         Err((e, attempts)) => {
                             let retryable = retry::classify(&e) != retry::Verdict::Permanent;
-                            failure.get_or_insert(ApplyError::Write {
-                                object: planned[i].key.clone(),
-                                message: message_of(&e),
-                                attempts,
-                                retryable,
-                            });
+                            let key = &planned[i].key;
+                            failure.get_or_insert(webhook_error(key, &e).unwrap_or_else(|| {
+                                ApplyError::Write {
+                                    object: key.clone(),
+                                    message: message_of(&e),
+                                    attempts,
+                                    retryable,
+                                }
+                            }));
                         }
                     }
                 }

@@ -46,9 +46,16 @@ impl Default for RetryPolicy {
 
 /// Why a cluster's calls stopped being tried: set by the first call that gave up on a
 /// failure retrying could have fixed (no answer, 429, 5xx), cleared by
-/// [`Breaker::reset`] at the start of the next pass.
+/// [`Breaker::reset`] at the start of the next pass, which also counts the passes
+/// (what failed in one pass, such as one API's discovery, is asked again in the next).
 #[derive(Debug, Clone, Default)]
-pub struct Breaker(Arc<Mutex<Option<Tripped>>>);
+pub struct Breaker(Arc<Mutex<BreakerState>>);
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    tripped: Option<Tripped>,
+    pass: u64,
+}
 
 #[derive(Debug, Clone)]
 struct Tripped {
@@ -60,20 +67,28 @@ struct Tripped {
 impl Breaker {
     /// Lets calls through again.
     pub fn reset(&self) {
-        *self.lock() = None;
+        let mut s = self.lock();
+        s.tripped = None;
+        s.pass += 1;
+    }
+
+    /// How many passes have started ([`Breaker::reset`] calls).
+    pub fn pass(&self) -> u64 {
+        self.lock().pass
     }
 
     /// Why calls are refused, when they are.
     pub fn tripped(&self) -> Option<String> {
-        self.lock().as_ref().map(|t| t.message.clone())
+        self.lock().tripped.as_ref().map(|t| t.message.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Tripped>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn trip(&self, e: &kube::Error) {
-        let mut t = self.lock();
+        let mut s = self.lock();
+        let t = &mut s.tripped;
         if t.is_none() {
             *t = Some(Tripped {
                 status: match e {
@@ -92,8 +107,8 @@ impl Breaker {
     /// said to be that (a refused inventory list must not read as if listing had
     /// failed with a Service's error).
     fn error(&self) -> Option<kube::Error> {
-        let t = self.lock();
-        let t = t.as_ref()?;
+        let s = self.lock();
+        let t = s.tripped.as_ref()?;
         let message = format!(
             "not sent: an earlier request to this cluster gave up in this pass: {}",
             t.message
@@ -168,6 +183,19 @@ pub fn classify(e: &kube::Error) -> Verdict {
     }
 }
 
+/// Tries in all for a failure of one API behind the API server ([`is_local`]).
+pub const LOCAL_ATTEMPTS: u32 = 3;
+
+/// Whether a failure is one API's behind the API server rather than the API server's
+/// own: an admission webhook or a CRD's conversion webhook that does not answer. It
+/// stops the objects that need that webhook, never the cluster's other requests, so it
+/// is tried [`LOCAL_ATTEMPTS`] times and never trips the [`Breaker`].
+pub fn is_local(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 500
+        && (s.message.contains("failed calling webhook")
+            || s.message.contains("conversion webhook for")))
+}
+
 /// The backoff before try `n` (1-based, n >= 2): full jitter over an exponential cap.
 pub fn backoff(policy: &RetryPolicy, n: u32, floor: Option<Duration>) -> Duration {
     let exp = policy
@@ -212,9 +240,17 @@ where
             Err(e) => match classify(&e) {
                 Verdict::Retry(after) => {
                     let wait = backoff(policy, n + 1, after);
-                    if n >= policy.attempts || started.elapsed() + wait >= policy.deadline {
+                    let local = is_local(&e);
+                    let attempts = if local {
+                        policy.attempts.min(LOCAL_ATTEMPTS)
+                    } else {
+                        policy.attempts
+                    };
+                    if n >= attempts || started.elapsed() + wait >= policy.deadline {
                         let e = gave_up(e, n, started);
-                        policy.breaker.trip(&e);
+                        if !local {
+                            policy.breaker.trip(&e);
+                        }
                         return Err((e, n));
                     }
                     n += 1;
@@ -334,6 +370,38 @@ mod tests {
         // The breaker keeps the code for callers that look at it.
         let r: Result<(), _> = with_retries(&p, || async { Ok(()) }).await;
         assert!(matches!(r.unwrap_err().0, kube::Error::Api(s) if s.code == 429));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_webhook_that_does_not_answer_is_tried_a_few_times_and_stops_nothing_else() {
+        let p = fast(Duration::from_secs(5));
+        for message in [
+            r#"Internal error occurred: failed calling webhook "check.example.com": failed to call webhook: Post "https://check.hooks.svc:443/validate?timeout=10s": dial tcp 10.0.0.1:443: connect: connection refused"#,
+            r#"conversion webhook for example.com/v1beta1, Kind=Widget failed: Post "https://conv.hooks.svc:443/convert?timeout=30s": service "conv" not found"#,
+        ] {
+            let mut tries = 0;
+            let r: Result<(), _> = with_retries(&p, || {
+                tries += 1;
+                async { Err(api(500, message)) }
+            })
+            .await;
+            assert_eq!(r.unwrap_err().1, LOCAL_ATTEMPTS);
+            assert_eq!(tries, LOCAL_ATTEMPTS);
+            assert!(p.breaker.tripped().is_none(), "{message}");
+        }
+        // Any other 500 is the API server's: retried in full, and it trips the breaker.
+        let r: Result<(), _> = with_retries(&p, || async { Err(api(500, "etcd is down")) }).await;
+        assert!(r.unwrap_err().1 > LOCAL_ATTEMPTS);
+        assert!(p.breaker.tripped().is_some());
+    }
+
+    #[test]
+    fn each_reset_starts_a_new_pass() {
+        let b = Breaker::default();
+        let first = b.pass();
+        b.reset();
+        b.reset();
+        assert_eq!(b.pass(), first + 2);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -1,0 +1,284 @@
+//! The agent against a real control plane with what real install bundles carry
+//! (fleets under `tests/bundles/`): APIs that never answer stop only the apps that use
+//! them, and objects the API server stores differently from how they are written cost
+//! no write once applied. One control plane serves every test of this file, one test
+//! at a time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use common::k8s::RealCluster;
+use common::sim::require_kubectl;
+use common::{copy_dir, run_cli};
+
+fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
+    static CLUSTER: OnceLock<RealCluster> = OnceLock::new();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    require_kubectl();
+    (CLUSTER.get_or_init(RealCluster::start), turn)
+}
+
+fn bundle(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bundles")
+        .join(name)
+}
+
+fn agent_once(c: &RealCluster, repo: &Path, inventory: &str) -> (i32, String, String) {
+    run_cli(&[
+        "agent",
+        "--once",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--cluster",
+        "real-1",
+        "--kubeconfig",
+        c.kubeconfig().to_str().unwrap(),
+        "--namespace",
+        inventory,
+    ])
+}
+
+fn line_of<'a>(out: &'a str, app: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{app}\t")))
+        .unwrap_or_else(|| panic!("no line for {app} in:\n{out}"))
+}
+
+/// The requests counted between two readings, as "key: before -> after".
+fn counted_since(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, n)| keep(k) && before.get(*k) != Some(n))
+        .map(|(k, n)| format!("{k}: {} -> {n}", before.get(k).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// Dry runs of the agent's own kinds (the control plane's components never dry-run).
+fn dry_runs(c: &RealCluster) -> BTreeMap<String, u64> {
+    c.requests()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("dry-run "))
+        .collect()
+}
+
+/// A CustomResourceDefinition of about `kib` KiB: a schema with many described
+/// fields, as generated CRDs of real operators have.
+fn big_crd(plural: &str, kib: usize) -> String {
+    let mut props = String::new();
+    let text = "Configures one aspect of the reconciliation; see the operator's reference for every accepted value and the defaults applied when it is left out. ".repeat(6);
+    let mut i = 0;
+    while props.len() < kib * 1024 {
+        props.push_str(&format!(
+            "              field{i}:\n                type: string\n                description: \"{text}\"\n"
+        ));
+        i += 1;
+    }
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.big.example.com\nspec:\n  group: big.example.com\n  names: {{kind: {plural}x, plural: {plural}}}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n{props}"
+    )
+}
+
+#[test]
+fn objects_the_server_normalises_are_written_once_and_then_never() {
+    let (c, _turn) = cluster();
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&bundle("normalised"), repo.path());
+    // Over 1 MB of CRDs, each over the 256 KiB a client-side apply annotation could hold.
+    let mut names = Vec::new();
+    for plural in ["alphas", "betas", "gammas", "deltas"] {
+        std::fs::write(
+            repo.path()
+                .join(format!("apps/big-crds/base/{plural}.yaml")),
+            big_crd(plural, 300),
+        )
+        .unwrap();
+        names.push(format!("- {plural}.yaml"));
+    }
+    std::fs::write(
+        repo.path().join("apps/big-crds/base/kustomization.yaml"),
+        format!("resources:\n{}\n", names.join("\n")),
+    )
+    .unwrap();
+
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-normalised");
+    assert_eq!(code, 0, "{out}{err}");
+    for app in ["access", "big-crds", "widgets", "workloads"] {
+        assert!(line_of(&out, app).contains("\tapplied\t"), "{out}{err}");
+    }
+    assert!(
+        err.contains("cluster-scoped object rendered with a namespace")
+            && err.contains("Region widgets/north"),
+        "the stray namespace is stripped with a warning: {err}"
+    );
+    assert!(
+        c.kubectl_ok(&["get", "regions.example.com", "north", "-o", "name"])
+            .contains("north")
+    );
+
+    for pass in ["second", "third"] {
+        let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+        let dry_before = dry_runs(c);
+        let (code, out, err) = agent_once(c, repo.path(), "rollwave-normalised");
+        assert_eq!(code, 0, "{out}{err}");
+        let writes = counted_since(&settled, &c.writes(), |_| true);
+        assert!(
+            writes.is_empty(),
+            "the {pass} pass over an unchanged repository must not write; the apiserver counted: {writes:?}\n{out}"
+        );
+        let dry = counted_since(&dry_before, &dry_runs(c), |_| true);
+        assert!(
+            dry.is_empty(),
+            "the {pass} pass needed dry runs to tell that nothing changed: {dry:?}"
+        );
+        for app in ["access", "big-crds", "widgets", "workloads"] {
+            assert!(
+                line_of(&out, app).contains("0 created, 0 configured"),
+                "{pass} pass:\n{out}"
+            );
+        }
+    }
+
+    // An app leaving the repository is released; the others are not written to.
+    std::fs::remove_dir_all(repo.path().join("apps/access")).unwrap();
+    let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-normalised");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(line_of(&out, "access").contains("released"), "{out}");
+    let writes = counted_since(&settled, &c.writes(), |_| true);
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.starts_with("DELETE configmaps") || w.starts_with("DELETE rbac")),
+        "only the released app's inventory (and objects) may be written: {writes:?}\n{out}"
+    );
+}
+
+fn commit_all(dir: &Path, message: &str) {
+    common::git::git(dir, &["add", "-A"]);
+    common::git::git(dir, &["commit", "-q", "-m", message]);
+}
+
+fn pushed_status(repo: &Path) -> serde_json::Value {
+    let out = common::git::git_cmd(repo)
+        .args(["show", "refs/rollwave/status/real-1:status.json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[test]
+fn an_api_that_never_answers_stops_only_the_apps_that_use_it() {
+    let (c, _turn) = cluster();
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&bundle("broken-apis"), repo.path());
+    common::git::git(repo.path(), &["init", "-q"]);
+    commit_all(repo.path(), "fleet");
+
+    // The first pass installs the APIService and the webhooks; the apps behind them
+    // fail, the others apply.
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-broken");
+    assert_eq!(code, 1, "an app in error makes the pass fail:\n{out}{err}");
+    for app in ["plain", "metrics-api", "admission"] {
+        assert!(line_of(&out, app).contains("\tapplied\t"), "{out}{err}");
+    }
+    // The APIService answers 503 on discovery from now on (as soon as the aggregator
+    // has it, which the first pass may or may not have seen).
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Available=False",
+        "--timeout=60s",
+        "apiservice/v1beta1.metrics.example.net",
+    ]);
+
+    let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-broken");
+    assert_eq!(code, 1, "{out}{err}");
+    let plain = line_of(&out, "plain");
+    assert!(
+        plain.contains("\tapplied\t") && plain.contains("0 created, 0 configured"),
+        "{out}{err}"
+    );
+    let metrics = line_of(&out, "metrics-user");
+    assert!(
+        metrics.contains("LoadReport metrics-user/weekly: the cluster cannot serve metrics.example.net/v1beta1 now: APIService v1beta1.metrics.example.net is Available=False")
+            && metrics.contains("kubectl get apiservice v1beta1.metrics.example.net"),
+        "{metrics}"
+    );
+    let conversion = line_of(&out, "conversion");
+    assert!(
+        conversion.contains("Converter conversion/first: the conversion webhook of its CustomResourceDefinition does not answer"),
+        "{conversion}"
+    );
+    let guarded = line_of(&out, "guarded");
+    assert!(
+        guarded.contains("ConfigMap guarded/checked: the admission webhook guard.example.org does not answer and its failurePolicy is Fail"),
+        "{guarded}"
+    );
+    let writes = counted_since(&settled, &c.writes(), |_| true);
+    assert!(
+        writes.is_empty(),
+        "a pass that can change nothing writes nothing, failing apps included: {writes:?}\n{out}{err}"
+    );
+    let status = pushed_status(repo.path());
+    assert_eq!(status["apps"]["plain"]["phase"], "Healthy", "{status:#}");
+    assert!(
+        status["apps"]["metrics-user"]
+            .to_string()
+            .contains("metrics.example.net/v1beta1"),
+        "the failing app is reported with its reason: {status:#}"
+    );
+
+    // Drift on the plain app is taken back, and what leaves the repository is pruned.
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "plain",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"mode":"edited"}}"#,
+    ]);
+    std::fs::remove_file(repo.path().join("apps/plain/base/extra.yaml")).unwrap();
+    std::fs::write(
+        repo.path().join("apps/plain/base/kustomization.yaml"),
+        "resources:\n- settings.yaml\n",
+    )
+    .unwrap();
+    commit_all(repo.path(), "plain: drop extra");
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-broken");
+    assert_eq!(code, 1, "{out}{err}");
+    let plain = line_of(&out, "plain");
+    assert!(
+        plain.contains("0 created, 1 configured") && plain.contains("1 pruned"),
+        "{out}{err}"
+    );
+    assert_eq!(
+        c.kubectl_ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "plain",
+            "-o",
+            "jsonpath={.data.mode}"
+        ]),
+        "steady"
+    );
+    let (_, _, missing) = c.kubectl(&["get", "configmap", "extra", "-n", "plain"]);
+    assert!(missing.contains("NotFound"), "{missing}");
+    // The objects of the apps that failed are still there: nothing is pruned because
+    // its API could not be reached.
+    c.kubectl_ok(&["get", "crd", "converters.example.org"]);
+    c.kubectl_ok(&["get", "namespace", "guarded"]);
+}
