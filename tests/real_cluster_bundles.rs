@@ -216,12 +216,12 @@ fn an_api_that_never_answers_stops_only_the_apps_that_use_it() {
     );
     let conversion = line_of(&out, "conversion");
     assert!(
-        conversion.contains("Converter conversion/first: the conversion webhook of its CustomResourceDefinition does not answer"),
+        conversion.contains("Converter conversion/first: the conversion webhook of its CustomResourceDefinition cannot be called"),
         "{conversion}"
     );
     let guarded = line_of(&out, "guarded");
     assert!(
-        guarded.contains("ConfigMap guarded/checked: the admission webhook guard.example.org does not answer and its failurePolicy is Fail"),
+        guarded.contains("ConfigMap guarded/checked: the admission webhook guard.example.org cannot be called and its failurePolicy is Fail"),
         "{guarded}"
     );
     let writes = counted_since(&settled, &c.writes(), |_| true);

@@ -9,8 +9,13 @@
 //! apply → prune what left the repository ([`prune`]) → record the final inventory →
 //! health ([`health`]).
 //!
-//! A steady state costs no write: objects already as desired are not applied, and an
-//! unchanged inventory is not rewritten.
+//! A steady state costs no write: objects already as desired are not applied ([`diff`]
+//! follows what the API server does to what it stores, and the dry run settles the
+//! rest), and an unchanged inventory is not rewritten.
+//!
+//! One API behind the API server never stops the cluster: a group-version whose
+//! discovery fails (an aggregated API whose service does not answer) and a webhook
+//! that cannot be called stop only the apps whose objects need them.
 
 pub mod diff;
 pub mod drift;
@@ -431,11 +436,11 @@ fn webhook_error(object: &ObjectKey, e: &kube::Error) -> Option<ApplyError> {
     };
     let message = if let Some(name) = quoted("failed calling webhook ") {
         format!(
-            "the admission webhook {name} does not answer and its failurePolicy is Fail, so the API server refuses this object: {said}; start the webhook's service or fix its clientConfig (or set its failurePolicy to Ignore); the cluster's other apps are applied as usual"
+            "the admission webhook {name} cannot be called and its failurePolicy is Fail, so the API server refuses this object: {said}; start the webhook's service or fix its clientConfig (or set its failurePolicy to Ignore); the cluster's other apps are applied as usual"
         )
     } else {
         format!(
-            "the conversion webhook of its CustomResourceDefinition does not answer, so the API server can neither read nor write it: {said}; start the webhook's service or fix the CRD's spec.conversion; the cluster's other apps are applied as usual"
+            "the conversion webhook of its CustomResourceDefinition cannot be called, so the API server can neither read nor write it: {said}; start the webhook's service or fix the CRD's spec.conversion; the cluster's other apps are applied as usual"
         )
     };
     Some(ApplyError::Webhook {
