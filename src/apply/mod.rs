@@ -339,6 +339,8 @@ pub struct Reconciler {
     /// Objects a dry run or an apply showed to be as rendered where the comparison
     /// saw a difference.
     verified: diff::Verified,
+    /// Whether the agent's namespace is known to exist (read or created once).
+    namespace_exists: tokio::sync::Mutex<bool>,
 }
 
 /// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings,
@@ -636,6 +638,7 @@ impl Reconciler {
             inventories: Mutex::new(HashMap::new()),
             known_apps: Mutex::new(None),
             verified: diff::Verified::default(),
+            namespace_exists: tokio::sync::Mutex::new(false),
         }
     }
 
@@ -938,8 +941,10 @@ impl Reconciler {
                 name,
                 message: message_of(&e),
             });
-        if r.is_ok() {
-            self.remember_inventory(Some(inv), &inv.app);
+        match &r {
+            Ok(()) => self.remember_inventory(Some(inv), &inv.app),
+            // Perhaps the namespace went away: look again next time.
+            Err(_) => *self.namespace_exists.lock().await = false,
         }
         r
     }
@@ -964,8 +969,18 @@ impl Reconciler {
         }
     }
 
+    /// Creates the agent's namespace when it does not exist, once for the life of the
+    /// reconciler: every inventory write would otherwise read it again. A namespace
+    /// deleted behind the agent's back makes the next inventory write fail, which
+    /// forgets it (see [`Reconciler::write_inventory`]), so the pass after creates it.
     async fn ensure_namespace(&self) -> Result<(), ApplyError> {
-        self.ensure_namespace_named(&self.namespace.clone()).await
+        // Held across the read, so apps reconciled side by side read it once.
+        let mut seen = self.namespace_exists.lock().await;
+        if !*seen {
+            self.ensure_namespace_named(&self.namespace.clone()).await?;
+            *seen = true;
+        }
+        Ok(())
     }
 
     /// Creates a namespace when it does not exist (a read when it does).
