@@ -10,14 +10,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::backend::Backend;
+use common::backend::{Backend, rev};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use rollwave::agent::{AppResult, Source, reconcile_cluster};
 use rollwave::apply::health::Health;
 use rollwave::apply::inventory::ObjectKey;
-use rollwave::apply::{Action, AppRevision, ApplyError};
+use rollwave::apply::{Action, ApplyError};
 use rollwave::fleet::tenancy::{DenyRule, NameSet, NamespaceRule, Policy};
 use rollwave::sim::Faults;
 use rollwave::tree::DirTree;
@@ -36,19 +36,6 @@ on_both!(
     a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded,
     with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction,
 );
-
-fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<'a> {
-    AppRevision {
-        app,
-        release,
-        content_hash: release,
-        objects,
-        force: false,
-        namespace: Some(app),
-        removal: None,
-        policy: None,
-    }
-}
 
 /// DESIGN §6.1's `restricted`: its own namespace, Namespaces only, no ClusterRoleBinding.
 fn restricted() -> Policy {
@@ -615,25 +602,13 @@ fn kill_after(run: u64, span: u64) -> u64 {
     (run * 37 + 11) % span
 }
 
-/// Polls the health of `objects` until it is `want` or the backend's patience ends.
-async fn health_becomes(b: &Backend, objects: &[Value], want: Health) -> Health {
-    let deadline = Instant::now() + b.patience();
-    loop {
-        let health = b.reconciler.health(objects).await.unwrap().0;
-        if health == want || Instant::now() > deadline {
-            return health;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded(b: Backend) {
     let (r, app) = (&b.reconciler, b.ns.as_str());
     let good = vec![b.deployment("web", "nginx:1", Some(2))];
     let out = r.reconcile(&rev(app, "r1", &good)).await.unwrap();
     assert_eq!(out.health, Health::Progressing);
     assert_eq!(
-        health_becomes(&b, &good, Health::Healthy).await,
+        b.health_becomes(&good, Health::Healthy).await,
         Health::Healthy
     );
     // On the real control plane Degraded comes from the deployment controller's own
@@ -643,7 +618,7 @@ async fn a_deployment_reports_progressing_then_healthy_and_a_broken_image_degrad
     let bad = vec![bad];
     r.reconcile(&rev(app, "r2", &bad)).await.unwrap();
     assert_eq!(
-        health_becomes(&b, &bad, Health::Degraded).await,
+        b.health_becomes(&bad, Health::Degraded).await,
         Health::Degraded
     );
     b.finish().await;
@@ -668,7 +643,7 @@ async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correcti
     assert!(cache.synced(), "the watches list their kinds");
     // Let the workload controllers finish writing status, then drain their notifications.
     assert_eq!(
-        health_becomes(&b, &objects, Health::Healthy).await,
+        b.health_becomes(&objects, Health::Healthy).await,
         Health::Healthy
     );
     b.writes().await;

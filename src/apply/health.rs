@@ -1,7 +1,9 @@
 //! Health of live objects, in the closed vocabulary of [`Health`]: what a controller's
 //! status says about a workload (observedGeneration, updated and available replicas,
-//! the Progressing condition), a Job, Pod, PVC, LoadBalancer Service or CRD, and the
-//! `Ready` / `Stalled` conditions of anything else (kstatus conventions). Pure: an
+//! the Progressing condition), a Job (its conditions), a CronJob (its last Job), Pod,
+//! PVC, LoadBalancer Service or CRD, and the `Ready` / `Stalled` conditions of anything
+//! else (kstatus conventions). Each rule reads the fields the real controllers write
+//! (`tests/real_cluster_workloads.rs` checks them against those controllers). Pure: an
 //! object in, a verdict out.
 
 use std::time::Duration;
@@ -106,42 +108,8 @@ pub fn health_of(obj: &Value) -> Verdict {
             }
             Verdict::healthy()
         }
-        ("apps", "StatefulSet") => {
-            if !observed(obj) {
-                return Verdict::progressing("the new generation is not observed yet");
-            }
-            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            let ready = int(&s["readyReplicas"]);
-            if ready < want {
-                return Verdict::progressing(format!("{ready} of {want} replicas ready"));
-            }
-            if obj["spec"]["updateStrategy"]["type"] != "OnDelete"
-                && !s["updateRevision"].is_null()
-                && s["updateRevision"] != s["currentRevision"]
-            {
-                return Verdict::progressing("the rolling update is not complete");
-            }
-            Verdict::healthy()
-        }
-        ("apps", "DaemonSet") => {
-            if !observed(obj) {
-                return Verdict::progressing("the new generation is not observed yet");
-            }
-            let want = int(&s["desiredNumberScheduled"]);
-            if int(&s["updatedNumberScheduled"]) < want {
-                return Verdict::progressing(format!(
-                    "{} of {want} pods updated",
-                    int(&s["updatedNumberScheduled"])
-                ));
-            }
-            if int(&s["numberAvailable"]) < want {
-                return Verdict::progressing(format!(
-                    "{} of {want} pods available",
-                    int(&s["numberAvailable"])
-                ));
-            }
-            Verdict::healthy()
-        }
+        ("apps", "StatefulSet") => stateful_set(obj),
+        ("apps", "DaemonSet") => daemon_set(obj),
         ("apps", "ReplicaSet") => {
             let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
             if !observed(obj) || int(&s["availableReplicas"]) < want {
@@ -152,15 +120,8 @@ pub fn health_of(obj: &Value) -> Verdict {
             }
             Verdict::healthy()
         }
-        ("batch", "Job") => {
-            if condition(obj, "Failed").is_some_and(|c| c["status"] == "True") {
-                return Verdict::degraded("the job failed");
-            }
-            if condition(obj, "Complete").is_some_and(|c| c["status"] == "True") {
-                return Verdict::healthy();
-            }
-            Verdict::progressing("the job is running")
-        }
+        ("batch", "Job") => job(obj),
+        ("batch", "CronJob") => cron_job(obj),
         ("", "Pod") => {
             let phase = s["phase"].as_str().unwrap_or("Pending");
             for cs in s["containerStatuses"].as_array().into_iter().flatten() {
@@ -238,6 +199,145 @@ pub fn health_of(obj: &Value) -> Verdict {
     }
 }
 
+/// A StatefulSet, as the statefulset controller reports it: the current generation
+/// observed, no replica left over from a scale-down, every replica ready and available
+/// (ready for `minReadySeconds`), and the rolling update finished: every replica from
+/// the partition up on the update revision, and with no partition the controller
+/// having made the update revision current (it does once every replica is updated and
+/// ready). Under `OnDelete` replicas are updated only as people delete them, so ready
+/// and available is enough. A StatefulSet has no progress deadline of its own: one
+/// that does not converge (an image that cannot be pulled) stays Progressing until the
+/// app's `progressDeadline` makes the app Degraded.
+fn stateful_set(obj: &Value) -> Verdict {
+    if !observed(obj) {
+        return Verdict::progressing("the new generation is not observed yet");
+    }
+    let (spec, s) = (&obj["spec"], &obj["status"]);
+    let want = spec["replicas"].as_i64().unwrap_or(1);
+    let replicas = int(&s["replicas"]);
+    if replicas > want {
+        return Verdict::progressing(format!("{} replicas pending termination", replicas - want));
+    }
+    let ready = int(&s["readyReplicas"]);
+    if ready < want {
+        return Verdict::progressing(format!("{ready} of {want} replicas ready"));
+    }
+    // The controller leaves out availableReplicas when it is 0; clusters before
+    // Kubernetes 1.22 do not write it at all. Without minReadySeconds a ready replica
+    // is available.
+    let available = match s.get("availableReplicas") {
+        Some(a) => int(a),
+        None if int(&spec["minReadySeconds"]) == 0 => ready,
+        None => 0,
+    };
+    if available < want {
+        return Verdict::progressing(format!("{available} of {want} replicas available"));
+    }
+    if spec["updateStrategy"]["type"] == "OnDelete" {
+        return Verdict::healthy();
+    }
+    let partition = int(&spec["updateStrategy"]["rollingUpdate"]["partition"]).clamp(0, want);
+    let updated = int(&s["updatedReplicas"]);
+    if updated < want - partition {
+        return Verdict::progressing(format!(
+            "{updated} of {} replicas updated",
+            want - partition
+        ));
+    }
+    if partition == 0
+        && !s["updateRevision"].is_null()
+        && s["updateRevision"] != s["currentRevision"]
+    {
+        return Verdict::progressing("the rolling update is not complete");
+    }
+    Verdict::healthy()
+}
+
+/// A DaemonSet, as the daemonset controller reports it: the current generation
+/// observed, and on every Node that should run it (`desiredNumberScheduled`) a Pod
+/// scheduled, updated to the current template and available. No eligible Node is
+/// Healthy: there is nothing to run.
+fn daemon_set(obj: &Value) -> Verdict {
+    if !observed(obj) {
+        return Verdict::progressing("the new generation is not observed yet");
+    }
+    let s = &obj["status"];
+    let want = int(&s["desiredNumberScheduled"]);
+    for (field, what) in [
+        ("currentNumberScheduled", "scheduled"),
+        ("updatedNumberScheduled", "updated"),
+        ("numberAvailable", "available"),
+    ] {
+        let n = int(&s[field]);
+        if n < want {
+            return Verdict::progressing(format!("{n} of {want} pods {what}"));
+        }
+    }
+    Verdict::healthy()
+}
+
+/// A Job, by the job controller's conditions: Degraded once it failed or is about to
+/// (`FailureTarget`: its Pods are being stopped), Healthy once it succeeded
+/// (`SuccessCriteriaMet` comes first, `Complete` once its Pods are gone) or while
+/// suspended (as its spec asks), Progressing while it runs. A Job whose Pods never
+/// start (an image that cannot be pulled) runs until its `activeDeadlineSeconds`, or
+/// until the app's `progressDeadline` makes the app Degraded.
+fn job(obj: &Value) -> Verdict {
+    let is_true = |kind: &str| condition(obj, kind).filter(|c| c["status"] == "True");
+    if let Some(c) = is_true("Failed").or_else(|| is_true("FailureTarget")) {
+        let why = [&c["reason"], &c["message"]]
+            .iter()
+            .filter_map(|v| v.as_str().filter(|s| !s.is_empty()))
+            .collect::<Vec<_>>()
+            .join(": ");
+        return Verdict::degraded(if why.is_empty() {
+            "the job failed".to_string()
+        } else {
+            format!("the job failed: {why}")
+        });
+    }
+    if is_true("Complete").is_some()
+        || is_true("SuccessCriteriaMet").is_some()
+        || is_true("Suspended").is_some()
+    {
+        return Verdict::healthy();
+    }
+    let s = &obj["status"];
+    Verdict::progressing(format!(
+        "the job is running: {} active, {} succeeded",
+        int(&s["active"]),
+        int(&s["succeeded"])
+    ))
+}
+
+/// A CronJob is Healthy once applied: it runs on its schedule, and a Job it is running
+/// has health of its own, which is not the app's (it is not in the app). It is
+/// Degraded when its last Job did not succeed: the cronjob controller, in one status
+/// write, drops a finished Job from `active` and moves `lastSuccessfulTime` to the
+/// Job's completion if it succeeded, so no active Job and no success since
+/// `lastScheduleTime` means the last Job failed (or was deleted before it finished).
+/// The next successful run makes it Healthy again.
+fn cron_job(obj: &Value) -> Verdict {
+    let s = &obj["status"];
+    if s["active"].as_array().is_some_and(|a| !a.is_empty()) {
+        return Verdict::healthy();
+    }
+    let time = |v: &Value| {
+        v.as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    };
+    let Some(scheduled) = time(&s["lastScheduleTime"]) else {
+        return Verdict::healthy();
+    };
+    match time(&s["lastSuccessfulTime"]) {
+        Some(succeeded) if succeeded >= scheduled => Verdict::healthy(),
+        _ => Verdict::degraded(format!(
+            "the job scheduled at {} did not succeed",
+            s["lastScheduleTime"].as_str().unwrap_or("")
+        )),
+    }
+}
+
 /// An app that has been progressing for longer than its `progressDeadline` is
 /// degraded: a rollout that does not converge is a failed rollout.
 pub fn with_deadline(health: Health, progressing_for: Duration, deadline: Duration) -> Health {
@@ -312,6 +412,191 @@ mod tests {
         );
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Pending", "containerStatuses": [{"name": "web", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}});
         assert_eq!(health_of(&pod).health, Health::Degraded);
+    }
+
+    fn stateful_set(spec: Value, status: Value) -> Verdict {
+        let mut sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "generation": 2}, "spec": {"replicas": 3}, "status": status});
+        for (k, v) in spec.as_object().unwrap() {
+            sts["spec"][k] = v.clone();
+        }
+        health_of(&sts)
+    }
+
+    #[test]
+    fn a_stateful_set_is_healthy_once_every_replica_is_ready_available_and_updated() {
+        let done = json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+            "availableReplicas": 3, "updatedReplicas": 3, "currentReplicas": 3,
+            "currentRevision": "db-2", "updateRevision": "db-2"});
+        assert_eq!(stateful_set(json!({}), done.clone()), Verdict::healthy());
+        let with = |patch: Value| {
+            let mut s = done.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            stateful_set(json!({}), s)
+        };
+        let cases = [
+            (
+                json!({"observedGeneration": 1}),
+                "the new generation is not observed yet",
+            ),
+            (json!({"replicas": 4}), "1 replicas pending termination"),
+            (
+                json!({"readyReplicas": 2, "availableReplicas": 2}),
+                "2 of 3 replicas ready",
+            ),
+            (json!({"availableReplicas": 1}), "1 of 3 replicas available"),
+            (
+                json!({"updatedReplicas": 1, "currentRevision": "db-1"}),
+                "1 of 3 replicas updated",
+            ),
+            // Every replica updated and ready, the controller not yet caught up.
+            (
+                json!({"currentRevision": "db-1"}),
+                "the rolling update is not complete",
+            ),
+        ];
+        for (patch, reason) in cases {
+            assert_eq!(with(patch.clone()), Verdict::progressing(reason), "{patch}");
+        }
+    }
+
+    #[test]
+    fn a_stateful_set_without_available_replicas_counts_ready_ones_unless_it_has_min_ready_seconds()
+    {
+        let status = json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+            "updatedReplicas": 3, "currentRevision": "db-2", "updateRevision": "db-2"});
+        assert_eq!(
+            stateful_set(json!({}), status.clone()).health,
+            Health::Healthy
+        );
+        assert_eq!(
+            stateful_set(json!({"minReadySeconds": 10}), status),
+            Verdict::progressing("0 of 3 replicas available")
+        );
+    }
+
+    #[test]
+    fn a_partitioned_or_on_delete_stateful_set_is_healthy_when_what_it_updates_is_updated() {
+        // Partition 2 of 3: only ordinal 2 moves; the current revision stays the old one.
+        let status = json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+            "availableReplicas": 3, "updatedReplicas": 1, "currentRevision": "db-1",
+            "updateRevision": "db-2"});
+        let partition =
+            json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}});
+        assert_eq!(stateful_set(partition, status.clone()), Verdict::healthy());
+        let partition =
+            json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}});
+        assert_eq!(
+            stateful_set(partition, status.clone()),
+            Verdict::progressing("1 of 2 replicas updated")
+        );
+        let on_delete = json!({"updateStrategy": {"type": "OnDelete"}});
+        assert_eq!(stateful_set(on_delete, status), Verdict::healthy());
+    }
+
+    #[test]
+    fn a_daemon_set_is_healthy_once_every_node_it_should_run_on_has_an_updated_available_pod() {
+        let ds = |status: Value| {
+            health_of(&json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "agent", "generation": 3}, "status": status}))
+        };
+        let done = json!({"observedGeneration": 3, "desiredNumberScheduled": 2,
+            "currentNumberScheduled": 2, "updatedNumberScheduled": 2, "numberReady": 2,
+            "numberAvailable": 2, "numberMisscheduled": 0});
+        assert_eq!(ds(done.clone()), Verdict::healthy());
+        let cases = [
+            (
+                "observedGeneration",
+                2,
+                "the new generation is not observed yet",
+            ),
+            ("currentNumberScheduled", 1, "1 of 2 pods scheduled"),
+            ("updatedNumberScheduled", 0, "0 of 2 pods updated"),
+            ("numberAvailable", 1, "1 of 2 pods available"),
+        ];
+        for (field, value, reason) in cases {
+            let mut s = done.clone();
+            s[field] = json!(value);
+            assert_eq!(ds(s), Verdict::progressing(reason), "{field}");
+        }
+        // No Node is eligible: nothing to run.
+        assert_eq!(
+            ds(json!({"observedGeneration": 3, "desiredNumberScheduled": 0})),
+            Verdict::healthy()
+        );
+        // Created, not yet seen by the controller.
+        assert_eq!(ds(json!({})).health, Health::Progressing);
+    }
+
+    fn job(status: Value) -> Verdict {
+        health_of(&json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate"}, "status": status}))
+    }
+
+    #[test]
+    fn a_job_follows_the_job_controllers_conditions() {
+        let cond = |t: &str, s: &str| json!({"type": t, "status": s});
+        assert_eq!(
+            job(json!({"active": 1})),
+            Verdict::progressing("the job is running: 1 active, 0 succeeded")
+        );
+        assert_eq!(job(json!({})).health, Health::Progressing);
+        let succeeded = json!({"succeeded": 1, "conditions": [cond("SuccessCriteriaMet", "True")]});
+        assert_eq!(job(succeeded), Verdict::healthy());
+        let complete = json!({"succeeded": 1, "conditions": [cond("SuccessCriteriaMet", "True"), cond("Complete", "True")]});
+        assert_eq!(job(complete), Verdict::healthy());
+        let suspended = json!({"conditions": [cond("Suspended", "True")]});
+        assert_eq!(job(suspended), Verdict::healthy());
+        let resumed = json!({"active": 1, "conditions": [cond("Suspended", "False")]});
+        assert_eq!(job(resumed).health, Health::Progressing);
+        let failing = json!({"active": 1, "conditions": [{"type": "FailureTarget", "status": "True",
+            "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]});
+        assert_eq!(
+            job(failing),
+            Verdict::degraded(
+                "the job failed: DeadlineExceeded: Job was active longer than specified deadline"
+            )
+        );
+        let failed = json!({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]});
+        assert_eq!(
+            job(failed),
+            Verdict::degraded("the job failed: BackoffLimitExceeded")
+        );
+        let bare = json!({"conditions": [cond("Failed", "True")]});
+        assert_eq!(job(bare), Verdict::degraded("the job failed"));
+    }
+
+    #[test]
+    fn a_cron_job_is_healthy_unless_its_last_job_did_not_succeed() {
+        let cron = |status: Value| {
+            health_of(&json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": "report"}, "spec": {"schedule": "* * * * *"}, "status": status}))
+        };
+        // Never scheduled yet.
+        assert_eq!(cron(json!({})), Verdict::healthy());
+        // Its Job runs.
+        let running = json!({"active": [{"kind": "Job", "name": "report-1"}],
+            "lastScheduleTime": "2026-12-06T13:01:00Z"});
+        assert_eq!(cron(running), Verdict::healthy());
+        // The last Job succeeded (completion after its schedule).
+        let succeeded = json!({"lastScheduleTime": "2026-12-06T13:01:00Z",
+            "lastSuccessfulTime": "2026-12-06T13:01:07Z"});
+        assert_eq!(cron(succeeded), Verdict::healthy());
+        // The last Job finished without success; an earlier one had succeeded.
+        let failed = json!({"lastScheduleTime": "2026-12-06T13:02:00Z",
+            "lastSuccessfulTime": "2026-12-06T13:01:07Z"});
+        assert_eq!(
+            cron(failed),
+            Verdict::degraded("the job scheduled at 2026-12-06T13:02:00Z did not succeed")
+        );
+        let never = json!({"lastScheduleTime": "2026-12-06T13:02:00Z"});
+        assert_eq!(cron(never).health, Health::Degraded);
+        // A later run of the same CronJob is running: its outcome is not known yet.
+        let retry = json!({"active": [{"kind": "Job", "name": "report-3"}],
+            "lastScheduleTime": "2026-12-06T13:03:00Z", "lastSuccessfulTime": "2026-12-06T13:01:07Z"});
+        assert_eq!(cron(retry), Verdict::healthy());
     }
 
     #[test]

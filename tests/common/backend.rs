@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use rollwave::apply::Reconciler;
+use rollwave::apply::health::Health;
+use rollwave::apply::inventory::ObjectKey;
 use rollwave::apply::retry::RetryPolicy;
+use rollwave::apply::{AppRevision, Reconciler};
 use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
@@ -60,6 +62,21 @@ macro_rules! on_both {
             }
         }
     )*};
+}
+
+/// Revision `release` of `app`, holding `objects`, in namespace `app`: a content hash
+/// of its own, no tenancy policy.
+pub fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<'a> {
+    AppRevision {
+        app,
+        release,
+        content_hash: release,
+        objects,
+        force: false,
+        namespace: Some(app),
+        removal: None,
+        policy: None,
+    }
 }
 
 /// Retries fast enough for tests, many enough for injected faults.
@@ -163,6 +180,29 @@ impl Backend {
         } else {
             Duration::from_secs(10)
         }
+    }
+
+    /// Polls the health of `objects` until it is `want` or `limit` ends; returns the
+    /// last health and why objects are not healthy.
+    pub async fn health_within(
+        &self,
+        objects: &[Value],
+        want: Health,
+        limit: Duration,
+    ) -> (Health, Vec<(ObjectKey, String)>) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let health = self.reconciler.health(objects).await.unwrap();
+            if health.0 == want || tokio::time::Instant::now() > deadline {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the health of `objects` until it is `want` or the backend's patience ends.
+    pub async fn health_becomes(&self, objects: &[Value], want: Health) -> Health {
+        self.health_within(objects, want, self.patience()).await.0
     }
 
     /// Write requests the cluster has served so far, once whatever the controllers

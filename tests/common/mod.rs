@@ -107,6 +107,18 @@ impl ScratchRepo {
         cluster: &str,
         reconciler: &rollwave::apply::Reconciler,
     ) -> rollwave::agent::PassReport {
+        self.pass_with(cluster, reconciler, &mut rollwave::agent::Memory::default())
+            .await
+    }
+
+    /// [`ScratchRepo::pass`] with the agent's `memory` of earlier passes, which turns an
+    /// app Progressing for longer than its `progressDeadline` Degraded.
+    pub async fn pass_with(
+        &self,
+        cluster: &str,
+        reconciler: &rollwave::apply::Reconciler,
+        memory: &mut rollwave::agent::Memory,
+    ) -> rollwave::agent::PassReport {
         let tree = DirTree::open(self.path()).unwrap();
         let fleet = fleet::load(&tree).unwrap();
         let no_git = |_: &str, _: &std::collections::BTreeSet<rollwave::tree::RepoPath>| None;
@@ -115,7 +127,7 @@ impl ScratchRepo {
             fleet: &fleet,
             release_of: &no_git,
         };
-        rollwave::agent::reconcile_cluster(&source, cluster, reconciler)
+        rollwave::agent::reconcile_cluster_with(&source, cluster, reconciler, memory, None)
             .await
             .unwrap()
     }

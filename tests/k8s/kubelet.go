@@ -21,25 +21,39 @@ import (
 )
 
 // fakeKubelet stands in for the scheduler and the kubelet of one Node: it binds every
-// unscheduled Pod to its Node, reports bound Pods Running and Ready once readyAfter has
-// passed since it first saw them bound, and finishes graceful deletions. A Pod with a
-// container image tagged `broken` never becomes Ready: it stays Pending with the
+// unscheduled Pod to its Node (a DaemonSet's Pods too: the daemonset controller leaves
+// them unbound with a node affinity naming the Node), reports bound Pods Running and
+// Ready once readyAfter has passed since it first saw them bound, each with an address
+// of its own in the pod network, and finishes graceful deletions. A StatefulSet's Pods
+// are therefore Ready one after the other, as the statefulset controller creates them.
+//
+// A Pod that runs to completion (a Job's, or any with restartPolicy Never or
+// OnFailure) goes on: readyAfter after it turned Running its containers exit 0 and it
+// is Succeeded, so a Job, and a CronJob's Jobs, complete through the real job
+// controller.
+//
+// A Pod with a container image tagged `broken` never runs: it stays Pending with the
 // container waiting in ImagePullBackOff, so a Deployment of it reaches
-// ProgressDeadlineExceeded through the real deployment controller.
+// ProgressDeadlineExceeded through the real deployment controller, and a Job of it
+// never completes (it fails only by its own activeDeadlineSeconds).
 type fakeKubelet struct {
 	client     kubernetes.Interface
 	node       string
 	readyAfter time.Duration
 
-	mu        sync.Mutex
-	boundSeen map[types.UID]time.Time
+	mu sync.Mutex
+	// since is when a bound Pod's current step began: bound (waiting to run) or, for
+	// a Pod that runs to completion, Running (waiting to exit).
+	since map[types.UID]time.Time
+	// lastIP numbers the Pod addresses handed out so far.
+	lastIP int
 }
 
 func (k *fakeKubelet) run(ctx context.Context) error {
 	if err := k.registerNode(ctx); err != nil {
 		return fmt.Errorf("register node %s: %w", k.node, err)
 	}
-	k.boundSeen = map[types.UID]time.Time{}
+	k.since = map[types.UID]time.Time{}
 	factory := informers.NewSharedInformerFactory(k.client, 0)
 	pods := factory.Core().V1().Pods()
 	queue := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
@@ -89,6 +103,9 @@ func (k *fakeKubelet) run(ctx context.Context) error {
 	return nil
 }
 
+// registerNode creates the Node as a kubelet does, Ready and with room for any number
+// of Pods, and leaves it without taints, so the daemonset controller places a Pod of
+// every DaemonSet on it.
 func (k *fakeKubelet) registerNode(ctx context.Context) error {
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
@@ -97,8 +114,12 @@ func (k *fakeKubelet) registerNode(ctx context.Context) error {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   k.node,
-			Labels: map[string]string{"kubernetes.io/hostname": k.node, "kubernetes.io/os": "linux"},
+			Name: k.node,
+			Labels: map[string]string{
+				"kubernetes.io/hostname": k.node,
+				"kubernetes.io/os":       "linux",
+				"kubernetes.io/arch":     "amd64",
+			},
 		},
 	}
 	created, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
@@ -120,7 +141,24 @@ func (k *fakeKubelet) registerNode(ctx context.Context) error {
 		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: k.node}},
 		NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v0.0.0-fake", OperatingSystem: "linux", Architecture: "amd64"},
 	}
-	_, err = k.client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	updated, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		return err
+	}
+	// The apiserver taints a new Node not-ready (NoSchedule) until the node lifecycle
+	// controller, which does not run here, sees it Ready and lifts the taint: lift it
+	// as that controller would, or the daemonset controller leaves the Node out.
+	var taints []corev1.Taint
+	for _, t := range updated.Spec.Taints {
+		if t.Key != corev1.TaintNodeNotReady {
+			taints = append(taints, t)
+		}
+	}
+	if len(taints) == len(updated.Spec.Taints) {
+		return nil
+	}
+	updated.Spec.Taints = taints
+	_, err = k.client.CoreV1().Nodes().Update(ctx, updated, metav1.UpdateOptions{})
 	return err
 }
 
@@ -174,37 +212,79 @@ func (k *fakeKubelet) sync(ctx context.Context, lister corelisters.PodLister, ke
 		if podCondition(pod, corev1.ContainersReady) != nil && pod.Status.ContainerStatuses != nil {
 			return 0, nil
 		}
-		_, err := pods.UpdateStatus(ctx, withStatus(pod, false, image), metav1.UpdateOptions{})
+		_, err := pods.UpdateStatus(ctx, k.withStatus(pod, imagePullBackOff, image), metav1.UpdateOptions{})
 		return 0, ignoreGone(err)
 	}
-	if c := podCondition(pod, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
+	completes := runsToCompletion(pod)
+	running := pod.Status.Phase == corev1.PodRunning
+	if running && !completes {
 		return 0, nil
 	}
 	if wait := k.waitLeft(pod.UID); wait > 0 {
 		return wait, nil
 	}
-	_, err = pods.UpdateStatus(ctx, withStatus(pod, true, ""), metav1.UpdateOptions{})
+	next := podRunning
+	if running {
+		next = podSucceeded
+	}
+	_, err = pods.UpdateStatus(ctx, k.withStatus(pod, next, ""), metav1.UpdateOptions{})
 	if err == nil {
-		k.forget(pod.UID)
+		if next == podRunning && completes {
+			// Its containers exit readyAfter from now.
+			k.restartClock(pod.UID)
+		} else {
+			k.forget(pod.UID)
+		}
 	}
 	return 0, ignoreGone(err)
 }
 
+// runsToCompletion tells a Pod whose containers exit (a Job's) from one the kubelet
+// keeps running (restartPolicy Always, the default).
+func runsToCompletion(pod *corev1.Pod) bool {
+	if ref := metav1.GetControllerOf(pod); ref != nil && ref.Kind == "Job" && strings.HasPrefix(ref.APIVersion, "batch/") {
+		return true
+	}
+	return pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure
+}
+
+// waitLeft is how long the Pod's current step still lasts; its first call starts it.
 func (k *fakeKubelet) waitLeft(uid types.UID) time.Duration {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	first, ok := k.boundSeen[uid]
+	first, ok := k.since[uid]
 	if !ok {
 		first = time.Now()
-		k.boundSeen[uid] = first
+		k.since[uid] = first
 	}
 	return time.Until(first.Add(k.readyAfter))
+}
+
+// restartClock starts the Pod's next step now.
+func (k *fakeKubelet) restartClock(uid types.UID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.since[uid] = time.Now()
 }
 
 func (k *fakeKubelet) forget(uid types.UID) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.boundSeen, uid)
+	delete(k.since, uid)
+}
+
+// podIP is the Pod's address in the pod network (10.244.0.0/16): the one it has, or the
+// next free one. Distinct addresses keep the endpoints and endpointslice controllers'
+// answers as they are in a cluster.
+func (k *fakeKubelet) podIP(pod *corev1.Pod) string {
+	if pod.Status.PodIP != "" {
+		return pod.Status.PodIP
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.lastIP++
+	n := k.lastIP % (256 * 250)
+	return fmt.Sprintf("10.244.%d.%d", n/250, n%250+2)
 }
 
 func ignoreGone(err error) error {
@@ -246,15 +326,29 @@ func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodConditi
 	return nil
 }
 
-// withStatus is the status a kubelet reports for a Pod whose containers all run and
-// pass readiness (ready), or whose image cannot be pulled (brokenImage).
-func withStatus(pod *corev1.Pod, ready bool, brokenImage string) *corev1.Pod {
+// podState is a step of a Pod's life as the fake kubelet reports it.
+type podState int
+
+const (
+	// podRunning: every container runs and is ready.
+	podRunning podState = iota
+	// podSucceeded: every container exited 0 (a Pod that does not restart).
+	podSucceeded
+	// imagePullBackOff: a container's image cannot be pulled; nothing runs.
+	imagePullBackOff
+)
+
+// withStatus is the status a kubelet reports for a Pod in state, brokenImage naming
+// the image that cannot be pulled.
+func (k *fakeKubelet) withStatus(pod *corev1.Pod, state podState, brokenImage string) *corev1.Pod {
 	pod = pod.DeepCopy()
 	now := metav1.Now()
-	status := corev1.ConditionTrue
-	reason := ""
-	if !ready {
+	status, reason := corev1.ConditionTrue, ""
+	switch state {
+	case imagePullBackOff:
 		status, reason = corev1.ConditionFalse, "ContainersNotReady"
+	case podSucceeded:
+		status, reason = corev1.ConditionFalse, "PodCompleted"
 	}
 	set := func(t corev1.PodConditionType, s corev1.ConditionStatus, reason string) {
 		if c := podCondition(pod, t); c != nil {
@@ -272,20 +366,48 @@ func withStatus(pod *corev1.Pod, ready bool, brokenImage string) *corev1.Pod {
 	set(corev1.PodReady, status, reason)
 	pod.Status.HostIP = "127.0.0.1"
 	pod.Status.HostIPs = []corev1.HostIP{{IP: "127.0.0.1"}}
-	pod.Status.PodIP = "10.244.0.1"
-	pod.Status.PodIPs = []corev1.PodIP{{IP: "10.244.0.1"}}
+	ip := k.podIP(pod)
+	pod.Status.PodIP = ip
+	pod.Status.PodIPs = []corev1.PodIP{{IP: ip}}
 	if pod.Status.StartTime == nil {
 		pod.Status.StartTime = &now
 	}
+	// started is when the containers started: kept from the Running status.
+	started := now
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+			break
+		}
+	}
+	exited := func(c corev1.Container) corev1.ContainerStatus {
+		return corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: c.Image,
+			ContainerID: "fake://" + string(pod.UID) + "/" + c.Name,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now,
+				ContainerID: "fake://" + string(pod.UID) + "/" + c.Name,
+			}},
+		}
+	}
+	runs := func(c corev1.Container) corev1.ContainerStatus {
+		yes := true
+		return corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: &yes,
+			ContainerID: "fake://" + string(pod.UID) + "/" + c.Name,
+			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}},
+		}
+	}
 	pod.Status.ContainerStatuses = nil
 	for _, c := range pod.Spec.Containers {
-		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image}
-		if ready {
-			started := true
-			cs.Ready, cs.Started = true, &started
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
-			cs.ContainerID = "fake://" + string(pod.UID) + "/" + c.Name
-		} else {
+		var cs corev1.ContainerStatus
+		switch state {
+		case podRunning:
+			cs = runs(c)
+		case podSucceeded:
+			cs = exited(c)
+		case imagePullBackOff:
+			cs = corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image}
 			cs.State.Waiting = &corev1.ContainerStateWaiting{
 				Reason:  "ImagePullBackOff",
 				Message: fmt.Sprintf("Back-off pulling image %q", brokenImage),
@@ -293,9 +415,24 @@ func withStatus(pod *corev1.Pod, ready bool, brokenImage string) *corev1.Pod {
 		}
 		pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, cs)
 	}
-	if ready {
+	if state != imagePullBackOff {
+		// Init containers ran to completion before the others started; sidecars
+		// (restartPolicy Always) run beside them and stop with them.
+		pod.Status.InitContainerStatuses = nil
+		for _, c := range pod.Spec.InitContainers {
+			cs := exited(c)
+			if state == podRunning && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				cs = runs(c)
+			}
+			pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, cs)
+		}
+	}
+	switch state {
+	case podRunning:
 		pod.Status.Phase = corev1.PodRunning
-	} else {
+	case podSucceeded:
+		pod.Status.Phase = corev1.PodSucceeded
+	case imagePullBackOff:
 		pod.Status.Phase = corev1.PodPending
 	}
 	return pod

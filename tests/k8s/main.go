@@ -1,7 +1,8 @@
 // Command cplane runs a real Kubernetes control plane on loopback for rollwave's tests:
 // etcd (embedded), kube-apiserver and kube-controller-manager built from the pinned
 // k8s.io/kubernetes module, and a fake kubelet that binds Pods to one Node and reports
-// them Running and Ready (never for images tagged `broken`).
+// them Running and Ready, and a Job's Pods Succeeded after that (never for images
+// tagged `broken`).
 //
 //	cplane run OUT_DIR [--pod-ready-after=DURATION] [--exit-with-stdin]
 //

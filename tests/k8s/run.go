@@ -28,11 +28,25 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// controllers are the kube-controller-manager controllers the tests rely on; the
-// others (node lifecycle, endpoints, jobs, ...) would only cost CPU here.
+// controllers are the kube-controller-manager controllers the tests rely on (names as
+// in k8s.io/kubernetes/cmd/kube-controller-manager/names): every workload kind an app
+// may hold (Deployment, StatefulSet, DaemonSet, Job, CronJob), what a Service and a
+// PodDisruptionBudget get from their controllers, the clean-up of finished Jobs, of
+// owned objects and of deleted namespaces, ServiceAccounts and their tokens, and the
+// autoscaler. Left out are those that look after Nodes, volumes, certificates and
+// quotas: with one fake Node and no storage they would only cost CPU here.
 var controllers = []string{
 	"deployment-controller",
 	"replicaset-controller",
+	"statefulset-controller",
+	"daemonset-controller",
+	"job-controller",
+	"cronjob-controller",
+	"ttl-after-finished-controller",
+	"endpoints-controller",
+	"endpointslice-controller",
+	"endpointslice-mirroring-controller",
+	"disruption-controller",
 	"garbage-collector-controller",
 	"namespace-controller",
 	"serviceaccount-controller",
@@ -43,7 +57,7 @@ var controllers = []string{
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	readyAfter := fs.Duration("pod-ready-after", 2*time.Second, "how long a bound Pod waits before the fake kubelet reports it Ready")
+	readyAfter := fs.Duration("pod-ready-after", 2*time.Second, "how long a bound Pod waits before the fake kubelet reports it Ready (and a Job's Pod, as long again before it reports it Succeeded)")
 	withStdin := fs.Bool("exit-with-stdin", false, "stop when stdin reaches end of file (the parent holding the pipe exited)")
 	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
 		usage()

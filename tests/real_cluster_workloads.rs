@@ -1,0 +1,346 @@
+//! The health rules of `src/apply/health.rs` against the real workload controllers:
+//! StatefulSets, DaemonSets, Jobs and CronJobs applied by the reconciler to the real
+//! control plane (`tests/k8s`: kube-controller-manager's statefulset, daemonset, job
+//! and cronjob controllers, and the fake kubelet that runs their Pods, completes a
+//! Job's and never starts an image tagged `broken`). What the unit tests there assume
+//! of each controller's status is shown here to be what the controller writes. One
+//! control plane serves the file, one test at a time; each test works in a namespace
+//! of its own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ScratchRepo;
+use common::backend::{Backend, rev};
+use rollwave::agent::{AppResult, Memory};
+use rollwave::apply::health::Health;
+use serde_json::{Value, json};
+
+/// How long a CronJob test may wait: the controller starts a `* * * * *` Job at the
+/// next whole minute, up to 60 s away, and the Job runs a few seconds more.
+const CRON_PATIENCE: Duration = Duration::from_secs(180);
+
+fn meta(b: &Backend, name: &str) -> Value {
+    json!({"name": name, "namespace": b.ns, "labels": b.labels()})
+}
+
+fn pod_template(name: &str, image: &str, restart: &str) -> Value {
+    json!({"metadata": {"labels": {"app": name}},
+        "spec": {"restartPolicy": restart, "containers": [{"name": "main", "image": image}]}})
+}
+
+/// A StatefulSet of `replicas` (OrderedReady, RollingUpdate: the defaults) with the
+/// headless Service that names its Pods.
+fn stateful_set(b: &Backend, name: &str, image: &str, replicas: i64) -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(b, name),
+            "spec": {"clusterIP": "None", "selector": {"app": name}, "ports": [{"port": 80}]}}),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(b, name),
+            "spec": {"serviceName": name, "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": pod_template(name, image, "Always")}}),
+    ]
+}
+
+fn daemon_set(b: &Backend, name: &str, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta(b, name),
+        "spec": {"selector": {"matchLabels": {"app": name}},
+            "template": pod_template(name, image, "Always")}})
+}
+
+/// A Job of one Pod; with `deadline`, the job controller fails it after that many
+/// seconds of running.
+fn job_spec(name: &str, image: &str, deadline: Option<u64>) -> Value {
+    let mut spec = json!({"backoffLimit": 0, "template": pod_template(name, image, "Never")});
+    if let Some(seconds) = deadline {
+        spec["activeDeadlineSeconds"] = json!(seconds);
+    }
+    spec
+}
+
+fn job(b: &Backend, name: &str, image: &str, deadline: Option<u64>) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(b, name),
+        "spec": job_spec(name, image, deadline)})
+}
+
+fn cron_job(b: &Backend, name: &str, image: &str, deadline: Option<u64>) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(b, name),
+        "spec": {"schedule": "* * * * *", "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"spec": job_spec(name, image, deadline)}}})
+}
+
+/// The live object, as JSON.
+fn live(b: &Backend, kind: &str, name: &str) -> Value {
+    let (code, out, err) = b.kubectl(&["get", kind, name, "-n", &b.ns, "-o", "json"]);
+    assert_eq!(code, 0, "kubectl get {kind} {name}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The reasons of `unhealthy`, one per line, for assertion messages.
+fn reasons(unhealthy: &[(rollwave::apply::inventory::ObjectKey, String)]) -> String {
+    unhealthy
+        .iter()
+        .map(|(k, r)| format!("{k}: {r}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_set_is_healthy_once_the_controller_readied_its_replicas_in_order_and_again_after_a_rolling_update()
+ {
+    let b = Backend::real("statefulset").await;
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let v1 = stateful_set(&b, "db", "registry.example.com/db:1", 3);
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    assert_eq!(out.health, Health::Progressing, "not observed yet");
+    let (health, why) = b.health_within(&v1, Health::Healthy, b.patience()).await;
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+
+    // OrderedReady: the controller created each Pod once the one before it was Ready.
+    let sts = live(&b, "statefulset", "db");
+    assert_eq!(sts["status"]["readyReplicas"], 3, "{}", sts["status"]);
+    assert_eq!(sts["status"]["availableReplicas"], 3, "{}", sts["status"]);
+    let pod = |i: usize| live(&b, "pod", &format!("db-{i}"));
+    for i in 1..3 {
+        let before = pod(i - 1);
+        let ready_at = before["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["lastTransitionTime"].as_str().unwrap().to_string())
+            .unwrap();
+        let created = pod(i)["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            created >= ready_at,
+            "db-{i} created at {created}, before db-{} was Ready at {ready_at}",
+            i - 1
+        );
+    }
+
+    // A new template: Progressing until every replica runs it and the controller made
+    // the update revision current.
+    let v2 = stateful_set(&b, "db", "registry.example.com/db:2", 3);
+    let out = r.reconcile(&rev(app, "r2", &v2)).await.unwrap();
+    assert_eq!(out.health, Health::Progressing, "{:?}", out.unhealthy);
+    let (health, why) = b.health_within(&v2, Health::Healthy, b.patience()).await;
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+    let status = &live(&b, "statefulset", "db")["status"];
+    assert_eq!(status["updatedReplicas"], 3, "{status}");
+    assert_eq!(
+        status["currentRevision"], status["updateRevision"],
+        "{status}"
+    );
+    for i in 0..3 {
+        assert_eq!(
+            pod(i)["spec"]["containers"][0]["image"],
+            "registry.example.com/db:2"
+        );
+    }
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_set_is_healthy_once_its_pod_runs_on_the_node_and_again_after_an_update() {
+    let b = Backend::real("daemonset").await;
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let v1 = vec![daemon_set(&b, "agent", "registry.example.com/agent:1")];
+    let out = r.reconcile(&rev(app, "r1", &v1)).await.unwrap();
+    assert_eq!(out.health, Health::Progressing, "not observed yet");
+    let (health, why) = b.health_within(&v1, Health::Healthy, b.patience()).await;
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+    // Healthy because the one Node runs it, not because no Node is eligible.
+    let status = &live(&b, "daemonset", "agent")["status"];
+    assert_eq!(status["desiredNumberScheduled"], 1, "{status}");
+    assert_eq!(status["numberAvailable"], 1, "{status}");
+
+    let v2 = vec![daemon_set(&b, "agent", "registry.example.com/agent:2")];
+    let out = r.reconcile(&rev(app, "r2", &v2)).await.unwrap();
+    assert_eq!(out.health, Health::Progressing, "{:?}", out.unhealthy);
+    let (health, why) = b.health_within(&v2, Health::Healthy, b.patience()).await;
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+    let status = &live(&b, "daemonset", "agent")["status"];
+    assert_eq!(status["updatedNumberScheduled"], 1, "{status}");
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_healthy_once_complete_and_one_whose_image_cannot_be_pulled_is_degraded_at_its_deadline()
+ {
+    let b = Backend::real("job").await;
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let good = job(&b, "migrate", "registry.example.com/migrate:1", None);
+    let stuck = job(&b, "stuck", "registry.example.com/migrate:broken", Some(5));
+    let both = [good.clone(), stuck.clone()];
+    let out = r.reconcile(&rev(app, "r1", &both)).await.unwrap();
+    assert_eq!(out.health, Health::Progressing, "{:?}", out.unhealthy);
+
+    let (health, why) = b
+        .health_within(&[good], Health::Healthy, b.patience())
+        .await;
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+    let status = &live(&b, "job", "migrate")["status"];
+    assert_eq!(status["succeeded"], 1, "{status}");
+    assert!(status["completionTime"].is_string(), "{status}");
+
+    // Its Pod never starts, so it never completes; the job controller fails it when
+    // activeDeadlineSeconds has passed.
+    let (health, why) = b
+        .health_within(&[stuck], Health::Degraded, b.patience())
+        .await;
+    assert_eq!(health, Health::Degraded, "{}", reasons(&why));
+    assert!(
+        why[0].1.starts_with("the job failed: DeadlineExceeded"),
+        "{}",
+        reasons(&why)
+    );
+    let status = &live(&b, "job", "stuck")["status"];
+    assert!(status["succeeded"].is_null(), "{status}");
+    let (health, _) = b.reconciler.health(&both).await.unwrap();
+    assert_eq!(health, Health::Degraded, "the app is its worst object");
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_is_healthy_once_applied_and_after_its_job_completes_and_degraded_when_its_last_job_failed()
+ {
+    let b = Backend::real("cronjob").await;
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let good = cron_job(&b, "report", "registry.example.com/report:1", None);
+    let failing = cron_job(&b, "flaky", "registry.example.com/report:broken", Some(5));
+    let both = [good.clone(), failing.clone()];
+    let out = r.reconcile(&rev(app, "r1", &both)).await.unwrap();
+    assert_eq!(out.health, Health::Healthy, "{:?}", out.unhealthy);
+
+    // Both run at the next whole minute: `report`'s Job completes, `flaky`'s fails by
+    // its deadline (its Pod never starts). `report` is never Degraded meanwhile: the
+    // controller drops a finished Job from `active` in the same write that records its
+    // success.
+    let deadline = Instant::now() + CRON_PATIENCE;
+    let mut failed = None;
+    loop {
+        let report = live(&b, "cronjob", "report");
+        let (health, why) = b
+            .reconciler
+            .health(std::slice::from_ref(&good))
+            .await
+            .unwrap();
+        assert_ne!(health, Health::Degraded, "{}", reasons(&why));
+        let flaky = b
+            .reconciler
+            .health(std::slice::from_ref(&failing))
+            .await
+            .unwrap();
+        if failed.is_none() && flaky.0 == Health::Degraded {
+            failed = Some(flaky.1.clone());
+        }
+        if failed.is_some() && report["status"]["lastSuccessfulTime"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "within {CRON_PATIENCE:?}: report {}, flaky {:?}",
+            report["status"],
+            flaky
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let why = failed.unwrap();
+    assert!(
+        why[0].1.starts_with("the job scheduled at ") && why[0].1.ends_with(" did not succeed"),
+        "{}",
+        reasons(&why)
+    );
+    let (health, why) = b.reconciler.health(&[good]).await.unwrap();
+    assert_eq!(health, Health::Healthy, "{}", reasons(&why));
+    b.finish().await;
+}
+
+/// A fleet of one app, `app` in namespace `app` on cluster `real-1`, holding
+/// `manifest`; a rollout that gives up after 5 s of Progressing.
+fn fleet_of(app: &str, manifest: &str) -> ScratchRepo {
+    ScratchRepo::new(&[
+        (
+            "fleet.yaml",
+            "stages: [test]\nrollout:\n  canary: [real-1]\n  progressDeadline: 5s\n",
+        ),
+        ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+        (
+            &format!("apps/{app}/app.yaml"),
+            &format!("namespace: {app}\ntargets:\n  stages: [test]\n"),
+        ),
+        (
+            &format!("apps/{app}/base/kustomization.yaml"),
+            "resources:\n- workload.yaml\n",
+        ),
+        (&format!("apps/{app}/base/workload.yaml"), manifest),
+    ])
+}
+
+/// A StatefulSet has no progress deadline of its own (unlike a Deployment's
+/// `progressDeadlineSeconds`): one whose Pod cannot start stays Progressing, and the
+/// agent makes the app Degraded once it has been Progressing for the app's
+/// `progressDeadline` (README, "Health").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_set_whose_image_cannot_be_pulled_is_progressing_until_the_apps_progress_deadline_makes_it_degraded()
+ {
+    let b = Backend::real("statefulset-stuck").await;
+    let app = b.ns.clone();
+    let repo = fleet_of(
+        &app,
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: stuck\nspec:\n  serviceName: stuck\n  replicas: 2\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec: {containers: [{name: main, image: registry.example.com/stuck:broken}]}\n",
+    );
+    let mut memory = Memory::default();
+    let started = Instant::now();
+    let mut progressing = Vec::new();
+    let degraded = loop {
+        let report = repo.pass_with("real-1", &b.reconciler, &mut memory).await;
+        let (name, result) = &report.apps[0];
+        assert_eq!(name, &app);
+        let AppResult::Applied {
+            health, unhealthy, ..
+        } = result
+        else {
+            panic!("{}", report.table());
+        };
+        match health {
+            Health::Progressing => progressing = unhealthy.clone(),
+            Health::Degraded => break unhealthy.clone(),
+            Health::Healthy => panic!(
+                "a Pod that cannot start is not healthy:\n{}",
+                report.table()
+            ),
+        }
+        assert!(
+            started.elapsed() < b.patience(),
+            "still Progressing after {:?}:\n{}",
+            b.patience(),
+            report.table()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "Degraded before the deadline"
+    );
+    assert!(!progressing.is_empty(), "Progressing before the deadline");
+    // The controller created the first Pod and, OrderedReady, waits for it for ever.
+    assert!(
+        degraded.join("; ").contains("StatefulSet")
+            && degraded.join("; ").contains("0 of 2 replicas ready"),
+        "{degraded:?}"
+    );
+    let pod = live(&b, "pod", "stuck-0");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff",
+        "{}",
+        pod["status"]
+    );
+    let (code, _, _) = b.kubectl(&["get", "pod", "stuck-1", "-n", &app]);
+    assert_ne!(code, 0, "the second Pod waits for the first to be Ready");
+    b.finish().await;
+}
