@@ -124,6 +124,18 @@ fn objects_the_server_normalises_are_written_once_and_then_never() {
         c.kubectl_ok(&["get", "regions.example.com", "north", "-o", "name"])
             .contains("north")
     );
+    // The aggregation controller fills the rules the rendering leaves empty.
+    common::sim::eventually(Duration::from_secs(60), "aggregated rules", || {
+        c.kubectl(&[
+            "get",
+            "clusterrole",
+            "widgets-aggregate",
+            "-o",
+            "jsonpath={.rules[0].resources}",
+        ])
+        .1
+        .contains("widgets")
+    });
 
     for pass in ["second", "third"] {
         let settled = c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));

@@ -32,8 +32,8 @@ import (
 // in k8s.io/kubernetes/cmd/kube-controller-manager/names): every workload kind an app
 // may hold (Deployment, StatefulSet, DaemonSet, Job, CronJob), what a Service and a
 // PodDisruptionBudget get from their controllers, the clean-up of finished Jobs, of
-// owned objects and of deleted namespaces, ServiceAccounts and their tokens, and the
-// autoscaler. Left out are those that look after Nodes, volumes, certificates and
+// owned objects and of deleted namespaces, ServiceAccounts and their tokens, the
+// autoscaler, and the aggregation of ClusterRoles (aggregationRule). Left out are those that look after Nodes, volumes, certificates and
 // quotas: with one fake Node and no storage they would only cost CPU here.
 var controllers = []string{
 	"deployment-controller",
@@ -47,6 +47,7 @@ var controllers = []string{
 	"endpointslice-controller",
 	"endpointslice-mirroring-controller",
 	"disruption-controller",
+	"clusterrole-aggregation-controller",
 	"garbage-collector-controller",
 	"namespace-controller",
 	"serviceaccount-controller",
