@@ -38,6 +38,10 @@ pub struct DemoArgs {
     /// Leave the clusters and agents running at the end and print the kubeconfig.
     #[arg(long)]
     pub keep: bool,
+    /// When `helm` is not on PATH and the repository's pinned helm is not built yet,
+    /// build it first (`tests/helm/build`; needs Go) so the Helm app is in the story.
+    #[arg(long)]
+    pub build_helm: bool,
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
@@ -305,6 +309,56 @@ impl Story {
     }
 }
 
+/// The `helm` for the demo: on PATH, or the one the repository builds from its pinned
+/// module (`tests/helm/build`, which the tests and `./test` run) in the target
+/// directory of this binary or of CI's cache, or built now with `--build-helm`.
+fn demo_helm(args: &DemoArgs) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(helm) = crate::render::helm::installed_helm() {
+        return Ok(Some(helm));
+    }
+    // target/<profile>/rollwave -> target
+    let own_target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()));
+    let mut targets: Vec<PathBuf> = own_target.iter().cloned().collect();
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        targets.push(PathBuf::from(dir));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        targets.push(Path::new(&home).join(".cache/rollwave/target"));
+    }
+    let built = targets
+        .iter()
+        .filter_map(|t| std::fs::read_dir(t.join("helm")).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("helm"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    if built.is_some() || !args.build_helm {
+        return Ok(built);
+    }
+    let script = example_fleet()?
+        .parent()
+        .map(|repo| repo.join("tests/helm/build"))
+        .filter(|s| s.is_file())
+        .context("--build-helm: tests/helm/build not found: run the demo from the rollwave source directory")?;
+    println!("building helm from its pinned Go module (tests/helm/build) ...");
+    let mut cmd = Command::new(&script);
+    if let Some(t) = &own_target {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed; see its output above", script.display());
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(Some(path))
+}
+
 /// How to run this very binary again: its full path (after `cargo run` it is not on
 /// PATH), or `rollwave` when the path is unknown.
 fn rollwave_command() -> String {
@@ -332,11 +386,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     copy_dir(&example_fleet()?, &work)?;
     // The example fleet's `cache` app is a Helm chart: without `helm` the demo runs
     // without it rather than showing an app that can only fail.
-    if crate::render::helm::installed_helm().is_none() {
-        std::fs::remove_dir_all(work.join("apps/cache"))?;
-        println!(
-            "note: helm is not on PATH, so the example fleet's Helm app (apps/cache) is left out of this demo; install helm 3 to include it"
-        );
+    match demo_helm(args)? {
+        Some(helm) => crate::render::helm::set_helm_binary(helm),
+        None => {
+            std::fs::remove_dir_all(work.join("apps/cache"))?;
+            println!(
+                "note: helm is not on PATH and the repository's pinned helm is not built yet, so the example fleet's Helm app (apps/cache) is left out of this demo; `{} demo --build-helm` builds it first (needs Go: about 3 minutes on 2 cores, up to 20 on a machine that never built Go code), and so does `./test`",
+                rollwave_command()
+            );
+        }
     }
     let secs = |d: Duration| format!("{}s", d.as_secs());
     let rollout = format!(
