@@ -6,20 +6,15 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::k8s::RealCluster;
-use common::sim::{eventually, require_kubectl};
+use common::sim::eventually;
 use common::{ScratchRepo, copy_dir, run_cli};
 
 fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
-    static CLUSTER: OnceLock<RealCluster> = OnceLock::new();
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    // A failed test poisons the lock; the next one still has a usable cluster.
-    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    require_kubectl();
-    (CLUSTER.get_or_init(RealCluster::start), turn)
+    common::k8s::shared_cluster()
 }
 
 fn agent_once(c: &RealCluster, repo: &Path, cluster: &str, inventory: &str) -> (i32, String) {

@@ -8,19 +8,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::k8s::RealCluster;
-use common::sim::require_kubectl;
 use common::{copy_dir, run_cli};
 
 fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
-    static CLUSTER: OnceLock<RealCluster> = OnceLock::new();
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    require_kubectl();
-    (CLUSTER.get_or_init(RealCluster::start), turn)
+    common::k8s::shared_cluster()
 }
 
 fn bundle(name: &str) -> PathBuf {

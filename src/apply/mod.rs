@@ -753,6 +753,8 @@ impl Reconciler {
         for (group, version, r) in bounded(described, self.concurrency).await {
             match r {
                 Ok(list) => lists.push((group, version, list)),
+                // Listed a moment ago and gone now (a CRD just deleted): not served.
+                Err((kube::Error::Api(s), _)) if s.code == 404 => {}
                 Err((e, _)) => {
                     let reason = self.apiservice_condition(&group, &version).await;
                     let reason = reason.unwrap_or_else(|| message_of(&e));
