@@ -14,7 +14,7 @@ use common::sim::eventually;
 use common::{ScratchRepo, copy_dir, run_cli};
 
 fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
-    common::k8s::shared_cluster()
+    common::shared_real_cluster()
 }
 
 fn agent_once(c: &RealCluster, repo: &Path, cluster: &str, inventory: &str) -> (i32, String) {

@@ -15,7 +15,7 @@ use common::k8s::RealCluster;
 use common::{copy_dir, run_cli};
 
 fn cluster() -> (&'static RealCluster, MutexGuard<'static, ()>) {
-    common::k8s::shared_cluster()
+    common::shared_real_cluster()
 }
 
 fn bundle(name: &str) -> PathBuf {

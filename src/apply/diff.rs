@@ -351,8 +351,11 @@ fn digest(v: &Value) -> [u8; 32] {
 /// dry run after either changes, and a steady state none.
 #[derive(Debug, Default)]
 pub struct Verified {
-    seen: Mutex<HashMap<String, ([u8; 32], [u8; 32])>>,
+    seen: Mutex<HashMap<String, Confirmed>>,
 }
+
+/// Digests of a rendering and of the live object the server confirmed it to be.
+type Confirmed = ([u8; 32], [u8; 32]);
 
 impl Verified {
     /// Whether `live` was confirmed to be `desired` applied.

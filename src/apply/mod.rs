@@ -813,15 +813,18 @@ impl Reconciler {
         let id = (key.group.clone(), key.version.clone(), key.kind.clone());
         let gv = (key.group.clone(), key.version.clone());
         let pass = self.retry.breaker.pass();
-        let known = |kinds: &Kinds| -> Option<Result<Option<(ApiResource, bool)>, ApplyError>> {
-            if let Some(found) = kinds.map.get(&id) {
-                return Some(Ok(Some(found.clone())));
+        {
+            let kinds = self.discovery.read().await;
+            if let Some(kinds) = kinds.as_ref() {
+                if let Some(found) = kinds.map.get(&id) {
+                    return Ok(Some(found.clone()));
+                }
+                if let Some((reason, when)) = kinds.failed.get(&gv)
+                    && *when == pass
+                {
+                    return Err(self.unavailable(key, reason));
+                }
             }
-            let (reason, when) = kinds.failed.get(&gv)?;
-            (*when == pass).then(|| Err(self.unavailable(key, reason)))
-        };
-        if let Some(r) = self.discovery.read().await.as_ref().and_then(known) {
-            return r;
         }
         self.refresh_discovery().await?;
         let kinds = self.discovery.read().await;

@@ -30,18 +30,6 @@ pub struct RealCluster {
     kubeconfig: PathBuf,
 }
 
-/// The control plane of this test binary, started by the first test that asks, and a
-/// turn to use it: the tests of one binary share it one at a time (their objects and
-/// request counts would mix otherwise). A failed test poisons the lock; the next one
-/// still has a usable cluster.
-pub fn shared_cluster() -> (&'static RealCluster, std::sync::MutexGuard<'static, ()>) {
-    static CLUSTER: std::sync::OnceLock<RealCluster> = std::sync::OnceLock::new();
-    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    super::sim::require_kubectl();
-    (CLUSTER.get_or_init(RealCluster::start), turn)
-}
-
 fn up_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/up")
 }

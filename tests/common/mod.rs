@@ -150,6 +150,21 @@ pub fn example_fleet() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo")
 }
 
+/// The control plane of this test binary, started by the first test that asks, and a
+/// turn to use it: the tests of one binary share it one at a time (their objects and
+/// request counts would mix otherwise). A failed test poisons the lock; the next one
+/// still has a usable cluster.
+pub fn shared_real_cluster() -> (
+    &'static k8s::RealCluster,
+    std::sync::MutexGuard<'static, ()>,
+) {
+    static CLUSTER: std::sync::OnceLock<k8s::RealCluster> = std::sync::OnceLock::new();
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    sim::require_kubectl();
+    (CLUSTER.get_or_init(k8s::RealCluster::start), turn)
+}
+
 /// Runs the built `rollwave` binary with `args`, returning (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"));
