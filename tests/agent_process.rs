@@ -36,6 +36,11 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// How long a wait for an agent's work may last before the test is called hung: far
+/// longer than the work takes on a loaded machine (about a second here), far shorter
+/// than the hour-long poll interval the watch tests use.
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
 fn deployment_with(image: &str) -> String {
     FILES[5].1.replace("nginx:1", image)
 }
@@ -71,6 +76,30 @@ impl AgentProcess {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds, checking every 50 ms. Fails at once with the log
+    /// when the agent has exited, and with the log after `limit` (a hang guard: the
+    /// event waited for has no deadline of its own).
+    fn eventually(&mut self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if check() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "the agent exited ({status}) while waiting for {what}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}; the agent's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, then the exit code within `limit`.
@@ -386,6 +415,11 @@ fn polls_back_off_while_the_git_server_fails_and_resume_when_it_is_back() {
     assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
 }
 
+/// A commit in a local repository is applied through the file watch of its refs. The
+/// poll interval is an hour (at least 54 minutes with its jitter), so within the
+/// waits below nothing but the watch can start the pass that applies the commit; the
+/// waits are hang guards, not timing assumptions, and an agent that exits (a config
+/// it refuses, an address it cannot bind) fails the test at once with its log.
 #[test]
 fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     require_kubectl();
@@ -398,18 +432,19 @@ fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     work_repo(&work, &files);
     let prod = TestCluster::start("prod-1");
     let config = dir.path().join("agent.yaml");
+    // Port 0: the kernel picks a free port when the agent binds (a port picked here
+    // could be taken by another process before the agent starts).
     std::fs::write(
         &config,
         format!(
-            "repo: {{url: {}}}\ninterval: 1h\nlisten: 127.0.0.1:{}\nclusters:\n  - name: prod-1\n    kubeconfig: {}\n",
+            "repo: {{url: {}}}\ninterval: 1h\nlisten: 127.0.0.1:0\nclusters:\n  - name: prod-1\n    kubeconfig: {}\n",
             work.display(),
-            free_port(),
             prod.kubeconfig.display(),
         ),
     )
     .unwrap();
-    let agent = AgentProcess::start(&config, dir.path(), &[]);
-    eventually(Duration::from_secs(30), "nginx:1", || {
+    let mut agent = AgentProcess::start(&config, dir.path(), &[]);
+    agent.eventually(HANG_GUARD, "nginx:1 from the first pass", || {
         image(&prod) == "nginx:1"
     });
     commit_files(
@@ -417,10 +452,10 @@ fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
         &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
         "web 2",
     );
-    eventually(Duration::from_secs(15), "nginx:2 after the commit", || {
+    agent.eventually(HANG_GUARD, "nginx:2 after the commit", || {
         image(&prod) == "nginx:2"
     });
-    drop(agent);
+    assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
 }
 
 #[test]

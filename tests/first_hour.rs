@@ -341,7 +341,10 @@ fn the_test_script_names_the_missing_tools_and_stops_before_compiling() {
         "  chromium, or CHROMIUM=path (the web view's page)",
         "  npm (installs playwright-core)",
     ] {
-        assert!(stderr.lines().any(|l| l == line), "no {line:?} in:\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l == line),
+            "no {line:?} in:\n{stderr}"
+        );
     }
     let last = stderr.lines().last().unwrap();
     assert!(

@@ -555,6 +555,8 @@ impl Agent {
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
+        // The address bound, which says the port when the config asked for port 0.
+        let bound = listener.local_addr().unwrap_or(self.config.listen);
         let mut routes = endpoints(self.metrics.clone(), ready.clone(), clock.clone());
         if self.config.webhook.enabled() {
             let secrets = self.config.webhook_secrets()?;
@@ -586,7 +588,7 @@ impl Agent {
         tracing::info!(
             repo = %crate::source::redact_url(&self.config.repo),
             clusters = self.clusters.len(),
-            listen = %self.config.listen,
+            listen = %bound,
             "agent started"
         );
         type Running =
