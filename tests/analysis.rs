@@ -1,5 +1,5 @@
 //! Verification by metrics against a real Prometheus (Debian's `prometheus`, installed
-//! by `.ci/run`) scraping the simulated clusters' traffic every second, with a
+//! by `./test` when missing) scraping the simulated clusters' traffic every second, with a
 //! `cluster` label per target. Agents (one per simulated cluster) coordinate through
 //! the repository's status refs, as in production; every assertion is made on what
 //! they published.
@@ -83,7 +83,7 @@ struct World {
 
 fn require_prometheus() -> PathBuf {
     find_binary().expect(
-        "the analysis tests need a real Prometheus: apt-get install -y prometheus (.ci/run does)",
+        "the analysis tests need a real Prometheus: apt-get install -y prometheus (./test does as root)",
     )
 }
 

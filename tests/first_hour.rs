@@ -291,6 +291,9 @@ fn the_readme_quickstart_lists_what_the_tests_need_and_links_the_design() {
         "`python3-venv`",
         "apt-get install -y openssh-server openssh-client",
         "`.ci/run`",
+        // The two commands a newcomer runs: the demo, and every test with its set-up.
+        "```sh\ncargo run --release -- demo\n```",
+        "```sh\n./test\n```",
     ] {
         assert!(
             quickstart.contains(needed),
@@ -302,5 +305,53 @@ fn the_readme_quickstart_lists_what_the_tests_need_and_links_the_design() {
     assert!(
         !readme.contains("../shared/"),
         "a link leaves the repository"
+    );
+}
+
+/// `./test` on a machine without the tools names each missing one with the Debian
+/// packages to install, and stops before compiling anything (here no `apt-get` is on
+/// PATH, as on a machine that is not Debian, so it cannot install them itself).
+#[test]
+fn the_test_script_names_the_missing_tools_and_stops_before_compiling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // Only what the script itself runs: no cargo, no apt-get, none of the test tools.
+    for tool in ["bash", "env", "id", "dirname", "cat"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} is not on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("test");
+    let out = Command::new(&script)
+        .args(["--test", "render"])
+        .env("PATH", &bin)
+        .env("CHROMIUM", tmp.path().join("no-chromium"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for line in [
+        "error: the tests need these tools, which are missing:",
+        "  git (real Git servers)",
+        "  prometheus (the analysis of bakes)",
+        "  chromium, or CHROMIUM=path (the web view's page)",
+        "  npm (installs playwright-core)",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l == line),
+            "no {line:?} in:\n{stderr}"
+        );
+    }
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("install them with the system's package manager (Debian packages: git ")
+            && last.contains(" prometheus ")
+            && last.contains(" python3 python3-venv ")
+            && last.ends_with(" nodejs npm), then re-run ./test"),
+        "{last}"
     );
 }

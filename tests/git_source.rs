@@ -656,7 +656,7 @@ fn start_sshd(dir: &Path, client_pub: &str) -> (Sshd, String) {
     let sshd = std::path::Path::new("/usr/sbin/sshd");
     assert!(
         sshd.exists(),
-        "sshd is required for this test (.ci/run installs openssh-server)"
+        "sshd is required for this test (apt-get install -y openssh-server; ./test does as root)"
     );
     let child = std::process::Command::new(sshd)
         .args(["-D", "-e", "-f"])

@@ -222,7 +222,9 @@ pub struct AgentConfig {
     pub push_status: bool,
     /// Namespace of the inventories.
     pub namespace: String,
-    /// Where to serve /metrics, /healthz, /readyz and the webhook.
+    /// Where to serve /metrics, /healthz, /readyz and the webhook: one listener, on
+    /// which slow clients cannot keep the probes from being answered
+    /// ([`crate::agent::listener`]).
     pub listen: SocketAddr,
     /// Where the webhook secrets are; the webhook route exists only when one is set.
     /// Read them with [`AgentConfig::webhook_secrets`].

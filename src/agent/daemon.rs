@@ -542,7 +542,9 @@ impl Agent {
     }
 
     /// Runs passes until `stop` completes, serving `/metrics`, `/healthz`, `/readyz`
-    /// and (with a webhook secret) `POST /hooks/git` on the configured address.
+    /// and (with a webhook secret) `POST /hooks/git` on the configured address
+    /// ([`super::listener`]: the probes are answered while slow clients hold
+    /// connections).
     ///
     /// Each cluster runs its own passes: a wake starts a pass on every cluster that is
     /// not in one, and a cluster still in its pass starts another as soon as it is done,
@@ -552,15 +554,16 @@ impl Agent {
         let wake = Wake::new();
         let ready = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(PassClock::new(self.config.stuck_after));
-        let listener = tokio::net::TcpListener::bind(self.config.listen)
-            .await
+        let listener = super::listener::bind(self.config.listen)
             .with_context(|| format!("cannot listen on {}", self.config.listen))?;
+        // The address bound, which says the port when the config asked for port 0.
+        let bound = listener.local_addr().unwrap_or(self.config.listen);
         let mut routes = endpoints(self.metrics.clone(), ready.clone(), clock.clone());
         if self.config.webhook.enabled() {
             let secrets = self.config.webhook_secrets()?;
             routes = routes.merge(webhook_router(secrets, wake.clone()));
         }
-        let server = tokio::spawn(serve(listener, routes));
+        let server = tokio::spawn(super::listener::serve(listener, routes));
         let poller = tokio::spawn(poll(
             self.config.interval,
             wake.clone(),
@@ -586,7 +589,7 @@ impl Agent {
         tracing::info!(
             repo = %crate::source::redact_url(&self.config.repo),
             clusters = self.clusters.len(),
-            listen = %self.config.listen,
+            listen = %bound,
             "agent started"
         );
         type Running =
@@ -883,47 +886,6 @@ fn endpoints(metrics: Arc<Metrics>, ready: Arc<AtomicBool>, clock: Arc<PassClock
                 }
             }),
         )
-}
-
-/// The most connections served at once; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 64;
-/// How long a client may take to send a request's headers (the first request of a
-/// connection, and each next one on a kept-alive connection).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `routes` on `listener` with bounds no client can stretch: at most
-/// [`MAX_CONNECTIONS`] at once, and a connection that has not sent its headers
-/// within [`HEADER_READ_TIMEOUT`] is closed. (Bodies are bounded where they are read,
-/// [`crate::source::trigger`].)
-pub async fn serve(listener: tokio::net::TcpListener, routes: axum::Router) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of file descriptors, mostly: wait instead of spinning.
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = hyper_util::service::TowerToHyperService::new(routes.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let r = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
-    }
 }
 
 /// A pass renders every app and drops the results; hand the freed pages back to the

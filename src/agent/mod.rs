@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod config;
 pub mod connect;
 pub mod daemon;
+pub mod listener;
 pub mod notify;
 pub mod rollout;
 

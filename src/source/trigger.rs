@@ -4,9 +4,10 @@
 //!
 //! The webhook bounds what a client can make the agent hold: a request without the
 //! header its secret is checked with is refused before its body is read; a body is at
-//! most [`MAX_WEBHOOK_BODY`], must arrive within [`BODY_READ_TIMEOUT`], and all the
-//! bodies being read at once hold at most [`MAX_BUFFERED`] (more are answered 503 at
-//! once). When the last one is done the freed memory is handed back to the system.
+//! most [`MAX_WEBHOOK_BODY`], must arrive within [`BODY_READ_TIMEOUT`], and at most
+//! [`MAX_BODIES`] bodies holding at most [`MAX_BUFFERED`] bytes together are read at
+//! once (more are answered 503 at once). When the last one is done the freed memory is
+//! handed back to the system.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +28,11 @@ use tokio::sync::{Notify, Semaphore};
 pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 /// The most webhook body bytes held at once, all requests together.
 pub const MAX_BUFFERED: usize = 8 * MAX_WEBHOOK_BODY;
+/// The most webhook bodies read at once, however small: a request reading its body
+/// holds its connection's slot of the listener ([`crate::agent::listener`]), and
+/// this stays far below the slots so the probes always find one. A Git host sends
+/// one push event at a time per hook.
+pub const MAX_BODIES: usize = 16;
 /// How long a webhook body may take to arrive (a Git host sends it at once; GitHub
 /// gives up on a delivery after 10 s).
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,6 +213,8 @@ struct HookState {
     wake: Wake,
     /// One permit per body byte that may be held; see [`MAX_BUFFERED`].
     buffered: Arc<Semaphore>,
+    /// One permit per body being read; see [`MAX_BODIES`].
+    reading: Arc<Semaphore>,
 }
 
 /// Hands freed memory back when the last body in flight is dropped, so a burst of
@@ -245,6 +253,10 @@ async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Body) ->
     if declared.is_some_and(|n| n > MAX_WEBHOOK_BODY) {
         return StatusCode::PAYLOAD_TOO_LARGE;
     }
+    let Ok(_reading) = state.reading.try_acquire() else {
+        tracing::warn!("webhook request refused: too many bodies being received");
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
     // Without a length, the most a body may hold is reserved.
     let reserve = declared.unwrap_or(MAX_WEBHOOK_BODY).max(1);
     let Ok(permit) = state.buffered.try_acquire_many(reserve as u32) else {
@@ -276,8 +288,8 @@ async fn hook(State(state): State<HookState>, headers: HeaderMap, body: Body) ->
 
 /// The `POST /hooks/git` route: 202 and a wake for a verified request, 401 for a bad
 /// or missing signature, 413 for a body over [`MAX_WEBHOOK_BODY`], 408 for a body
-/// slower than [`BODY_READ_TIMEOUT`], 503 when [`MAX_BUFFERED`] bytes are already
-/// being received.
+/// slower than [`BODY_READ_TIMEOUT`], 503 when [`MAX_BODIES`] bodies or
+/// [`MAX_BUFFERED`] bytes are already being received.
 pub fn webhook_router(secrets: WebhookSecrets, wake: Wake) -> Router {
     Router::new()
         .route("/hooks/git", post(hook))
@@ -287,6 +299,7 @@ pub fn webhook_router(secrets: WebhookSecrets, wake: Wake) -> Router {
             secrets: Arc::new(secrets),
             wake,
             buffered: Arc::new(Semaphore::new(MAX_BUFFERED)),
+            reading: Arc::new(Semaphore::new(MAX_BODIES)),
         })
 }
 

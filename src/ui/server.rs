@@ -80,7 +80,7 @@ impl UiServer {
             .local_path()
             .and_then(|p| watch_repository(p, wake.clone()).ok());
         let refresher = tokio::spawn(refresh(loader, tx, wake, watcher));
-        let task = tokio::spawn(crate::agent::daemon::serve(listener, routes(rx)));
+        let task = tokio::spawn(crate::agent::listener::serve(listener, routes(rx)));
         Ok(UiServer {
             addr,
             task,
