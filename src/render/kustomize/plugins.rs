@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::fields::FieldSpec;
 use super::kustomization::{GeneratorEntry, ImageEntry, LegacyJsonPatch, PatchEntry, ReplicaEntry};
 use super::resource::Resource;
+use super::kustomization::null_as_default;
 use super::{KustomizeError, Loader, Root};
 use crate::tree::{EntryKind, RepoPath};
 
@@ -203,35 +204,35 @@ fn iam_policy(cfg: &Value, where_: &str) -> Result<Resource, KustomizeError> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Common {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     field_specs: Vec<FieldSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     prefix: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     suffix: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     labels: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     annotations: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     image_tag: Option<ImageEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     replica: Option<ReplicaEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     paths: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     patches: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     patch: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     target: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Option<std::collections::BTreeMap<String, bool>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     json_op: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     replacements: Vec<super::kustomization::ReplacementEntry>,
 }
 
