@@ -61,6 +61,12 @@ fn options_with(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_saphy
         // 0755 is octal (493), as the YAML 1.1 rules kustomize's parser keeps for
         // compatibility read it: `defaultMode: 0644` must reach the API as a number.
         legacy_octal_numbers: true,
+        // rollwave never reads comments. Emitting them makes the parser buffer every
+        // comment between a key and its value while it looks ahead, and refuse more
+        // than a few dozen ("too many buffered comments"): kubebuilder's scaffolds
+        // comment out whole blocks of a kustomization. Comments are still scanned and
+        // validated, and count against the file size cap like any other byte.
+        emit_comments: false,
         budget: serde_saphyr::budget! {
             max_depth: 200,
             max_nodes: 2_000_000,
@@ -285,6 +291,24 @@ mod tests {
         assert_eq!(d["hex"], 31);
         assert_eq!(d["quoted"], "0755");
         assert!(d["big"].is_number(), "{}", d["big"]);
+    }
+
+    #[test]
+    fn hundreds_of_commented_out_lines_between_a_key_and_its_value_parse() {
+        let mut text = String::from("resources:\n");
+        for i in 0..300 {
+            text.push_str(&format!("#- ../component{i}\n"));
+        }
+        text.push_str("- app.yaml\npatches:\n");
+        for i in 0..300 {
+            text.push_str(&format!("# - path: patch{i}.yaml\n"));
+        }
+        text.push_str("namePrefix: x-\n");
+        let doc = parse_value_last_key_wins("kustomization.yaml", &text).unwrap();
+        assert_eq!(doc["resources"][0], "app.yaml");
+        assert!(doc["patches"].is_null());
+        let docs = parse_documents("kustomization.yaml", &text).unwrap();
+        assert_eq!(docs[0]["namePrefix"], "x-");
     }
 
     #[test]
