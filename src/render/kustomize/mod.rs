@@ -432,6 +432,7 @@ fn build_here(
                 .collect();
             set_annotation(r, TRANSFORMATIONS_ANNOTATION, list);
         }
+        drop_empty_annotations(r);
     }
     Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
 }
@@ -958,6 +959,21 @@ fn stringify_annotations(r: &mut Resource) {
             };
             *v = Value::String(text);
         }
+    }
+}
+
+/// Removes `metadata.annotations` when it is null or empty. kustomize keeps its
+/// bookkeeping in annotations and deletes the map once the last of them is gone, so
+/// an object's own `annotations: {}` or `annotations:` never reaches the output;
+/// every other empty or null field (`labels: {}`, `labels:`, `data: {}`, template
+/// annotations) is printed as written.
+fn drop_empty_annotations(r: &mut Resource) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && meta
+            .get("annotations")
+            .is_some_and(|a| a.is_null() || a.as_object().is_some_and(|m| m.is_empty()))
+    {
+        meta.remove("annotations");
     }
 }
 
