@@ -164,14 +164,288 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
     check_size(file, text.len() as u64)?;
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options())
         .map_err(|e| from_saphyr(file, None, &e))?;
-    Ok(docs
+    let mut docs: Vec<Value> = docs
         .into_iter()
         .filter(|d| !d.is_null())
         .map(|mut d| {
             integral_floats_to_ints(&mut d);
             d
         })
-        .collect())
+        .collect();
+    block_scalar_at_eof_without_line_break(text, &mut docs);
+    Ok(docs)
+}
+
+/// Parses a multi-document stream of Kubernetes manifests (resources and patches) as
+/// kustomize reads them: [`parse_documents`], and then every folded block scalar (`>`)
+/// holds what kustomize's own round trip through its YAML writer and reader leaves in
+/// it. That writer emits an extra empty line after every line break that follows a
+/// line not starting with a blank, as long as the value does not itself start with a
+/// blank; read back, that empty line survives wherever the next line is more indented
+/// (`"a\n  b\n"` becomes `"a\n\n  b\n"`) or the value keeps its trailing breaks
+/// (`>+`). kustomize rewrites an object's own `metadata.annotations`, so their values
+/// keep their first reading.
+pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
+    let mut docs = parse_documents(file, text)?;
+    if text.contains('>') {
+        for scalar in block_scalars(text, docs.len()) {
+            if scalar.folded && !scalar.is_object_annotation() {
+                let round_trip = kustomize_folded_round_trip(&scalar.value);
+                set_string(&mut docs, &scalar, &scalar.value, round_trip);
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// One step of the path from a document's root to a node.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Where the event walk of [`block_scalars`] is inside a collection.
+enum Frame {
+    /// In a map: the key just read, or `None` while a key is expected.
+    Map(Option<String>),
+    /// In a list, at this index.
+    List(usize),
+}
+
+/// A literal or folded block scalar read as a value, where it is and what libyaml's
+/// rules (kustomize's YAML library) read in it.
+struct BlockScalar {
+    /// Index among the stream's non-empty documents.
+    doc: usize,
+    path: Vec<Step>,
+    folded: bool,
+    value: String,
+}
+
+impl BlockScalar {
+    /// Whether this is a value of an object's own `metadata.annotations` (of a
+    /// document, or of an item of a `List`).
+    fn is_object_annotation(&self) -> bool {
+        let p = &self.path;
+        let annotation_at = |i: usize| {
+            matches!(&p[i], Step::Key(k) if k == "metadata")
+                && matches!(&p[i + 1], Step::Key(k) if k == "annotations")
+        };
+        (p.len() == 3 && annotation_at(0))
+            || (p.len() == 5
+                && matches!(&p[0], Step::Key(k) if k == "items")
+                && matches!(&p[1], Step::Index(_))
+                && annotation_at(2))
+    }
+}
+
+/// The block scalars of a stream whose non-empty documents number `docs`, read with
+/// libyaml's rules. Nothing is returned when the walk cannot be matched with the
+/// parsed documents (a collection used as a key, a different document count).
+fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
+    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
+    let mut opts = Options::default();
+    opts.block_scalar_eof_without_line_feed = true;
+    opts.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(text, opts);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut out = Vec::new();
+    // Documents seen, and whether the current one has content.
+    let mut seen = 0usize;
+    let mut root_seen = false;
+    fn in_key_position(stack: &[Frame]) -> bool {
+        matches!(stack.last(), Some(Frame::Map(None)))
+    }
+    fn advance(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Map(key)) => *key = None,
+            Some(Frame::List(i)) => *i += 1,
+            None => {}
+        }
+    }
+    let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
+    while let Some(event) = parser.next_event() {
+        let Ok((event, _)) = event else {
+            return Vec::new();
+        };
+        if !root_seen
+            && matches!(
+                &event,
+                Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..)
+            )
+        {
+            root_seen = true;
+            seen += 1;
+        }
+        if let Event::Scalar(v, style, ..) = &event
+            && !root_seen
+            && !(matches!(style, ScalarStyle::Plain) && is_null(v))
+        {
+            root_seen = true;
+            seen += 1;
+        }
+        match event {
+            Event::DocumentStart(..) => {
+                stack.clear();
+                root_seen = false;
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if in_key_position(&stack) {
+                    return Vec::new();
+                }
+                stack.push(if matches!(event, Event::MappingStart(..)) {
+                    Frame::Map(None)
+                } else {
+                    Frame::List(0)
+                });
+            }
+            Event::Scalar(value, style, ..) => {
+                if in_key_position(&stack) {
+                    if let Some(Frame::Map(key)) = stack.last_mut() {
+                        *key = Some(value.into_owned());
+                    }
+                    continue;
+                }
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) && seen > 0 {
+                    let path = stack
+                        .iter()
+                        .map(|f| match f {
+                            Frame::Map(k) => Step::Key(k.clone().unwrap_or_default()),
+                            Frame::List(i) => Step::Index(*i),
+                        })
+                        .collect();
+                    out.push(BlockScalar {
+                        doc: seen - 1,
+                        path,
+                        folded: matches!(style, ScalarStyle::Folded),
+                        value: value.into_owned(),
+                    });
+                }
+                advance(&mut stack);
+            }
+            Event::Alias(..) => {
+                if in_key_position(&stack) {
+                    return Vec::new();
+                }
+                advance(&mut stack);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                advance(&mut stack);
+            }
+            _ => {}
+        }
+    }
+    if seen != docs {
+        return Vec::new();
+    }
+    out
+}
+
+/// Replaces the string at `scalar`'s place with `new` when it still holds `old`.
+fn set_string(docs: &mut [Value], scalar: &BlockScalar, old: &str, new: String) {
+    let Some(mut node) = docs.get_mut(scalar.doc) else {
+        return;
+    };
+    for step in &scalar.path {
+        let next = match (step, node) {
+            (Step::Key(k), Value::Object(m)) => m.get_mut(k),
+            (Step::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Value::String(s) = node
+        && s == old
+    {
+        *s = new;
+    }
+}
+
+/// Reads a literal or folded block scalar (`|`, `|+`, `>`) on the last line of a file
+/// that ends without a line break as kustomize's YAML library (libyaml's rules) reads
+/// it: without a final line break. serde-saphyr follows the YAML test suite and adds
+/// one, which would change a ConfigMap's data. Only a file not ending in a line break
+/// is walked again.
+fn block_scalar_at_eof_without_line_break(text: &str, docs: &mut [Value]) {
+    if text.is_empty() || text.ends_with(['\n', '\r']) {
+        return;
+    }
+    for scalar in block_scalars(text, docs.len()) {
+        let with_break = format!("{}\n", scalar.value);
+        let value = scalar.value.clone();
+        set_string(docs, &scalar, &with_break, value);
+    }
+}
+
+/// What a folded scalar's value becomes when kustomize writes it as a folded scalar
+/// (go-yaml's emitter) and reads it back (libyaml's rules). Values the writer cannot
+/// put in block style (a space before a line break or at the end, control
+/// characters) are written quoted and come back unchanged.
+fn kustomize_folded_round_trip(value: &str) -> String {
+    use serde_saphyr::granit_parser::{Event, Options, Parser};
+    let blank = |c: char| c == ' ' || c == '\t';
+    if !value.contains('\n')
+        || value.ends_with(' ')
+        || value.contains(" \n")
+        || value
+            .chars()
+            .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}')
+    {
+        return value.to_string();
+    }
+    let mut text = String::from("v: >");
+    if value.starts_with([' ', '\n']) {
+        text.push('2');
+    }
+    let mut rev = value.chars().rev();
+    let chomp = match (rev.next(), rev.next()) {
+        (Some('\n'), None) | (Some('\n'), Some('\n')) => "+",
+        (Some('\n'), _) => "",
+        _ => "-",
+    };
+    text.push_str(chomp);
+    text.push('\n');
+    // go-yaml decides whether to add the empty line by looking at the value's first
+    // character rather than the next line's.
+    let extra_breaks = !value.starts_with(|c: char| blank(c) || c == '\n');
+    let mut breaks = true;
+    let mut leading_spaces = true;
+    for c in value.chars() {
+        if c == '\n' {
+            if !breaks && !leading_spaces && extra_breaks {
+                text.push('\n');
+            }
+            text.push('\n');
+            breaks = true;
+        } else {
+            if breaks {
+                text.push_str("  ");
+                leading_spaces = blank(c);
+            }
+            text.push(c);
+            breaks = false;
+        }
+    }
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut opts = Options::default();
+    opts.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(&text, opts);
+    let mut seen_key = false;
+    while let Some(Ok((event, _))) = parser.next_event() {
+        if let Event::Scalar(v, ..) = event {
+            if seen_key {
+                return v.into_owned();
+            }
+            seen_key = true;
+        }
+    }
+    value.to_string()
 }
 
 /// Parses the first YAML document into a JSON value where a repeated key keeps its
@@ -182,11 +456,15 @@ pub fn parse_value_last_key_wins(file: &str, text: &str) -> Result<Value, YamlEr
     let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins);
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts)
         .map_err(|e| from_saphyr(file, None, &e))?;
+    let only_one = docs.iter().filter(|d| !d.is_null()).count() == 1;
     let mut doc = docs
         .into_iter()
         .find(|d| !d.is_null())
         .unwrap_or(Value::Null);
     integral_floats_to_ints(&mut doc);
+    if only_one {
+        block_scalar_at_eof_without_line_break(text, std::slice::from_mut(&mut doc));
+    }
     Ok(doc)
 }
 
@@ -309,6 +587,34 @@ mod tests {
         assert!(doc["patches"].is_null());
         let docs = parse_documents("kustomization.yaml", &text).unwrap();
         assert_eq!(docs[0]["namePrefix"], "x-");
+    }
+
+    #[test]
+    fn a_block_scalar_ending_the_file_without_a_line_break_has_none() {
+        let docs = parse_documents(
+            "a.yaml",
+            "a: |\n  x\n---\nb:\n- c: |+\n    kept\n\n- d: >\n    folded\n    end",
+        )
+        .unwrap();
+        assert_eq!(docs[0]["a"], "x\n");
+        assert_eq!(docs[1]["b"][0]["c"], "kept\n\n");
+        assert_eq!(docs[1]["b"][1]["d"], "folded end");
+        let with_break = parse_documents("b.yaml", "d: >\n  folded\n  end\n").unwrap();
+        assert_eq!(with_break[0]["d"], "folded end\n");
+        let plain = parse_documents("c.yaml", "e: |\n  x\nf: plain").unwrap();
+        assert_eq!(plain[0]["e"], "x\n");
+    }
+
+    #[test]
+    fn folded_scalars_in_manifests_read_as_kustomize_leaves_them() {
+        let text = "data:\n  f: >\n    a\n      b\n    c\n  g: >\n    x\n    y\n  s: >\n    a  \n      b\nmetadata:\n  annotations:\n    n: >\n      a\n        b\n";
+        let docs = parse_manifests("m.yaml", text).unwrap();
+        assert_eq!(docs[0]["data"]["f"], "a\n\n  b\nc\n");
+        assert_eq!(docs[0]["data"]["g"], "x y\n");
+        assert_eq!(docs[0]["data"]["s"], "a  \n  b\n");
+        assert_eq!(docs[0]["metadata"]["annotations"]["n"], "a\n  b\n");
+        let plain = parse_documents("m.yaml", text).unwrap();
+        assert_eq!(plain[0]["data"]["f"], "a\n  b\nc\n");
     }
 
     #[test]

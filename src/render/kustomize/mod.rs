@@ -1087,7 +1087,7 @@ fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>,
 
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
 fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, KustomizeError> {
-    let docs = crate::yaml::parse_documents(origin, text)?;
+    let docs = crate::yaml::parse_manifests(origin, text)?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let where_ = if i == 0 {

@@ -60,7 +60,7 @@ pub fn parse_patch(
     src: &PatchSource<'_>,
     field: PatchField,
 ) -> Result<Patch, KustomizeError> {
-    let docs = crate::yaml::parse_documents(&src.what, text)?;
+    let docs = crate::yaml::parse_manifests(&src.what, text)?;
     if docs.is_empty() {
         let blank = text.trim().is_empty();
         return match field {
