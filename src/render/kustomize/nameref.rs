@@ -374,6 +374,7 @@ fn visit_refs(
 
 fn rewrite_one(
     v: &mut Value,
+    id: &str,
     referral: &Referral,
     referrer: &Referrer,
     path: &str,
@@ -401,6 +402,16 @@ fn rewrite_one(
             }
         }
         Value::Object(m) => {
+            // A reference written as a map must name its object, even when nothing it
+            // could refer to was renamed: kustomize checks every one.
+            if !m.contains_key("name") {
+                return Err(KustomizeError::NameReference {
+                    message: format!(
+                        "{id}: field '{path}' refers to a {} but has no 'name'; add the name or remove the field (kustomize refuses it too)",
+                        referral.kind
+                    ),
+                });
+            }
             if referral.kind == "ServiceAccount"
                 && m.get("kind")
                     .and_then(Value::as_str)
@@ -496,9 +507,6 @@ pub fn fix_name_references(
             by_prev_name.entry(n).or_default().push(i);
         }
     }
-    if by_prev_name.is_empty() {
-        return Ok(());
-    }
     // Referrer kind -> (referral, path segments).
     let mut by_kind: HashMap<&str, Vec<ReferrerPath<'_>>> = HashMap::new();
     let segments: Vec<Vec<Vec<String>>> = table
@@ -529,11 +537,12 @@ pub fn fix_name_references(
             continue;
         }
         let referrer = Referrer::of(r);
+        let id = r.cur_id().to_string();
         let mut obj = Value::Object(std::mem::take(&mut r.obj));
         let mut result = Ok(());
         for (referral, _, path, segs) in entries {
             result = visit_refs(&mut obj, segs, &mut |v| {
-                rewrite_one(v, referral, &referrer, path, &cands, &by_prev_name)
+                rewrite_one(v, &id, referral, &referrer, path, &cands, &by_prev_name)
             });
             if result.is_err() {
                 break;
