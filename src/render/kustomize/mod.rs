@@ -15,6 +15,7 @@ mod config;
 mod fields;
 mod generator;
 mod helm_charts;
+mod jsonpatch;
 mod kustomization;
 mod nameref;
 mod openapi;
