@@ -49,15 +49,19 @@ impl YamlError {
 }
 
 fn options() -> serde_saphyr::Options {
-    options_with(serde_saphyr::DuplicateKeyPolicy::Error)
+    options_with(serde_saphyr::DuplicateKeyPolicy::Error, true)
 }
 
-fn options_with(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_saphyr::Options {
+fn options_with(
+    duplicate_keys: serde_saphyr::DuplicateKeyPolicy,
+    strict_booleans: bool,
+) -> serde_saphyr::Options {
     serde_saphyr::options! {
         duplicate_keys: duplicate_keys,
         with_snippet: false,
-        // YAML 1.2 core schema booleans only, like the Go YAML library kustomize uses.
-        strict_booleans: true,
+        // YAML 1.2 core schema booleans only, like the Go YAML library kustomize reads
+        // manifests with (its kustomization reader keeps YAML 1.1's `yes`/`no`/`on`/`off`).
+        strict_booleans: strict_booleans,
         // 0755 is octal (493), as the YAML 1.1 rules kustomize's parser keeps for
         // compatibility read it: `defaultMode: 0644` must reach the API as a number.
         legacy_octal_numbers: true,
@@ -452,8 +456,23 @@ fn kustomize_folded_round_trip(value: &str) -> String {
 /// last value instead of failing, as the YAML reader kustomize uses for
 /// kustomization files does.
 pub fn parse_value_last_key_wins(file: &str, text: &str) -> Result<Value, YamlError> {
+    parse_value_last_key_wins_with(file, text, true)
+}
+
+/// [`parse_value_last_key_wins`] with YAML 1.1's booleans (`yes`, `no`, `on`, `off`,
+/// `y`, `n` in their spellings), as the reader kustomize decodes kustomization files
+/// with reads them.
+pub fn parse_value_yaml11_last_key_wins(file: &str, text: &str) -> Result<Value, YamlError> {
+    parse_value_last_key_wins_with(file, text, false)
+}
+
+fn parse_value_last_key_wins_with(
+    file: &str,
+    text: &str,
+    strict_booleans: bool,
+) -> Result<Value, YamlError> {
     check_size(file, text.len() as u64)?;
-    let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins);
+    let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins, strict_booleans);
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts)
         .map_err(|e| from_saphyr(file, None, &e))?;
     let only_one = docs.iter().filter(|d| !d.is_null()).count() == 1;

@@ -173,6 +173,39 @@ pub fn normalize_field_names(v: &mut serde_json::Value) -> bool {
     changed
 }
 
+/// Maps of strings whose null values kustomize reads as empty strings.
+const STRING_MAPS: &[&str] = &[
+    "commonLabels",
+    "commonAnnotations",
+    "pairs",
+    "labels",
+    "annotations",
+];
+
+/// Replaces null values of label and annotation maps with empty strings, as Go's JSON
+/// decoding into a map of strings leaves them (`commonLabels: {team: }`).
+pub fn nulls_in_string_maps_to_empty(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if STRING_MAPS.contains(&k.as_str())
+                    && let serde_json::Value::Object(entries) = child
+                {
+                    for value in entries.values_mut().filter(|x| x.is_null()) {
+                        *value = serde_json::Value::String(String::new());
+                    }
+                    continue;
+                }
+                if k != "metadata" && k != "valuesInline" && k != "openapi" {
+                    nulls_in_string_maps_to_empty(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(nulls_in_string_maps_to_empty),
+        _ => {}
+    }
+}
+
 /// A parsed kustomization (or component).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

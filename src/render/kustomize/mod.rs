@@ -504,17 +504,40 @@ pub fn load_kustomization(
         };
         return Ok((file, k));
     }
+    // kustomize decodes the file as JSON converted from YAML 1.1: a repeated key keeps
+    // its last value, field names match case-insensitively, `yes` is a boolean, null
+    // is a zero value, and a number or boolean where a string belongs is refused.
+    let mut strict_error = None;
+    if let Ok(mut doc) = crate::yaml::parse_value_yaml11_last_key_wins(file.as_str(), &text) {
+        kustomization::normalize_field_names(&mut doc);
+        kustomization::nulls_in_string_maps_to_empty(&mut doc);
+        match serde_path_to_error::deserialize::<_, Kustomization>(doc) {
+            Ok(k) => return Ok((file, k)),
+            Err(e) => strict_error = Some(e),
+        }
+    }
     match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
-        Ok(k) => Ok((file, k)),
-        Err(e) => {
-            // kustomize's reader lets a repeated key keep its last value and matches
-            // field names case-insensitively; accept what it accepts.
-            if let Ok(mut doc) = crate::yaml::parse_value_last_key_wins(file.as_str(), &text) {
-                kustomization::normalize_field_names(&mut doc);
-                if let Ok(k) = serde_json::from_value::<Kustomization>(doc) {
-                    return Ok((file, k));
-                }
+        Ok(k) => match strict_error {
+            // Only the stricter typing failed: a value of the wrong type.
+            Some(e) if e.inner().to_string().starts_with("invalid type") => {
+                Err(KustomizeError::Parse(YamlError {
+                    file: file.to_string(),
+                    line: None,
+                    column: None,
+                    field: Some(e.path().to_string()),
+                    message: {
+                        let m = e.inner().to_string().replace('`', "'");
+                        if m.ends_with("expected a string") {
+                            format!("{m}; kustomize refuses it too (quote a value meant as text: \"1\", \"true\", \"yes\")")
+                        } else {
+                            format!("{m}; kustomize refuses it too")
+                        }
+                    },
+                }))
             }
+            _ => Ok((file, k)),
+        },
+        Err(e) => {
             if let Some(field) = kustomization::UNSUPPORTED_FIELDS
                 .iter()
                 .find(|f| e.message.starts_with(&format!("unknown field '{f}'")))
