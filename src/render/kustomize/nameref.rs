@@ -262,7 +262,7 @@ impl Referrer {
         }
         Referrer {
             effective_ns: cur.effective_namespace().to_string(),
-            cluster_scoped: cur.gvk.is_cluster_scoped(),
+            cluster_scoped: cur.gvk.is_cluster_scoped_in_kustomize(),
             cur,
             prefixes: r.prefixes.clone(),
             suffixes: r.suffixes.clone(),
@@ -488,7 +488,7 @@ pub fn fix_name_references(
         .map(|r| {
             let cur = r.cur_id();
             Candidate {
-                cluster_scoped: cur.gvk.is_cluster_scoped(),
+                cluster_scoped: cur.gvk.is_cluster_scoped_in_kustomize(),
                 effective_ns: cur.effective_namespace().to_string(),
                 cur,
                 prev: r.prev_ids.clone(),

@@ -35,7 +35,7 @@ pub fn set_namespace(
         }
         r.store_previous_id();
         let gvk = r.gvk();
-        if !gvk.is_cluster_scoped() {
+        if !gvk.is_cluster_scoped_in_kustomize() {
             r.set_namespace(ns);
         }
         if gvk.kind == "Namespace" && r.obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
@@ -80,7 +80,7 @@ pub fn set_namespace(
 pub fn set_namespace_of(r: &mut Resource, ns: &str) {
     r.store_previous_id();
     let gvk = r.gvk();
-    if !gvk.is_cluster_scoped() {
+    if !gvk.is_cluster_scoped_in_kustomize() {
         r.set_namespace(ns);
     }
     if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
