@@ -191,6 +191,25 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
 /// keep their first reading.
 pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
     let mut docs = parse_documents(file, text)?;
+    for doc in &docs {
+        if let Some((field, c)) = find_unwritable_char(doc, &mut Vec::new()) {
+            let escaped = format!("\\x{:02x}", c as u32);
+            let line = text
+                .lines()
+                .position(|l| l.to_ascii_lowercase().contains(&escaped) || l.contains(c))
+                .map(|i| i as u64 + 1);
+            return Err(YamlError {
+                file: file.to_string(),
+                line,
+                column: None,
+                field: Some(field),
+                message: format!(
+                    "the text holds the control character U+{:04X}, which kustomize's YAML writer cannot write back (kustomize refuses it too); remove it",
+                    c as u32
+                ),
+            });
+        }
+    }
     if text.contains('>') {
         for scalar in block_scalars(text, docs.len()) {
             if scalar.folded && !scalar.is_object_annotation() {
@@ -200,6 +219,36 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
         }
     }
     Ok(docs)
+}
+
+/// The first key or string value holding a character kustomize's YAML library writes
+/// unescaped but refuses to read (U+007F to U+009F but U+0085, U+FFFE, U+FFFF): written
+/// as an escape in quotes it parses, then fails kustomize's own round trip. Returns
+/// the field path and the character.
+fn find_unwritable_char(v: &Value, path: &mut Vec<String>) -> Option<(String, char)> {
+    let bad = |s: &str| {
+        s.chars().find(|&c| {
+            (('\u{7f}'..='\u{9f}').contains(&c) && c != '\u{85}') || c == '\u{fffe}' || c == '\u{ffff}'
+        })
+    };
+    match v {
+        Value::String(s) => bad(s).map(|c| (path.join("."), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(format!("[{i}]"));
+            let found = find_unwritable_char(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(m) => m.iter().find_map(|(k, item)| {
+            path.push(k.clone());
+            let found = bad(k)
+                .map(|c| (path.join("."), c))
+                .or_else(|| find_unwritable_char(item, path));
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
 }
 
 /// One step of the path from a document's root to a node.

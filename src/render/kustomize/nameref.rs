@@ -352,6 +352,10 @@ fn select_referral<'c>(
     }
 }
 
+/// Visits the values at `segs` (lists are entered element by element). As in
+/// kustomize, a value that is neither a map, a list nor null where the path goes on
+/// (`env[].valueFrom: cfg`) is an error: the object is malformed where a reference
+/// is looked for.
 fn visit_refs(
     node: &mut Value,
     segs: &[&str],
@@ -366,10 +370,21 @@ fn visit_refs(
     let Some((first, rest)) = segs.split_first() else {
         return f(node);
     };
-    if let Some(child) = node.as_object_mut().and_then(|m| m.get_mut(*first)) {
-        visit_refs(child, rest, f)?;
+    match node {
+        Value::Object(m) => {
+            if let Some(child) = m.get_mut(*first) {
+                visit_refs(child, rest, f)?;
+            }
+            Ok(())
+        }
+        Value::Null => Ok(()),
+        other => Err(KustomizeError::NameReference {
+            message: format!(
+                "found the value {other} where a map holding '{}' is expected",
+                segs.join("/")
+            ),
+        }),
     }
-    Ok(())
 }
 
 fn rewrite_one(
@@ -543,6 +558,16 @@ pub fn fix_name_references(
         for (referral, _, path, segs) in entries {
             result = visit_refs(&mut obj, segs, &mut |v| {
                 rewrite_one(v, &id, referral, &referrer, path, &cands, &by_prev_name)
+            })
+            .map_err(|e| match e {
+                KustomizeError::NameReference { message } if !message.starts_with(&id) => {
+                    KustomizeError::NameReference {
+                        message: format!(
+                            "{id}: field '{path}': {message}; fix the object (kustomize refuses it too)"
+                        ),
+                    }
+                }
+                other => other,
             });
             if result.is_err() {
                 break;
