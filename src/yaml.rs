@@ -228,7 +228,9 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
 fn find_unwritable_char(v: &Value, path: &mut Vec<String>) -> Option<(String, char)> {
     let bad = |s: &str| {
         s.chars().find(|&c| {
-            (('\u{7f}'..='\u{9f}').contains(&c) && c != '\u{85}') || c == '\u{fffe}' || c == '\u{ffff}'
+            (('\u{7f}'..='\u{9f}').contains(&c) && c != '\u{85}')
+                || c == '\u{fffe}'
+                || c == '\u{ffff}'
         })
     };
     match v {

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::resource::Gvk;
 use super::kustomization::null_as_default;
+use super::resource::Gvk;
 
 /// One place a transformer writes: a slash-separated path in objects of a GVK (empty
 /// group/version/kind match any). Built-in specs borrow static text; specs read from a

@@ -10,8 +10,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{KustomizeError, Loader, Resource, resources_from_text};
 use super::kustomization::null_as_default;
+use super::{KustomizeError, Loader, Resource, resources_from_text};
 use crate::render::deep_merge;
 use crate::render::helm::{ChartRun, inflate};
 use crate::tree::{EntryKind, RepoPath};

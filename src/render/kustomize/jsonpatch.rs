@@ -285,7 +285,13 @@ mod tests {
             r(json!([{"op": "add", "path": "/a/-", "value": "z"}])),
             json!({"a": ["x", "y", "z"]})
         );
-        assert!(run(doc.clone(), json!([{"op": "add", "path": "/a/3", "value": 1}])).is_err());
+        assert!(
+            run(
+                doc.clone(),
+                json!([{"op": "add", "path": "/a/3", "value": 1}])
+            )
+            .is_err()
+        );
         assert!(run(doc.clone(), json!([{"op": "remove", "path": "/a/-"}])).is_err());
     }
 
@@ -293,12 +299,34 @@ mod tests {
     fn replace_adds_a_missing_key_and_test_treats_missing_as_null() {
         let doc = json!({"m": {"k": 1}});
         assert_eq!(
-            run(doc.clone(), json!([{"op": "replace", "path": "/m/new", "value": 2}])).unwrap(),
+            run(
+                doc.clone(),
+                json!([{"op": "replace", "path": "/m/new", "value": 2}])
+            )
+            .unwrap(),
             json!({"m": {"k": 1, "new": 2}})
         );
-        assert!(run(doc.clone(), json!([{"op": "test", "path": "/m/none", "value": null}])).is_ok());
-        assert!(run(doc.clone(), json!([{"op": "test", "path": "/m/k", "value": "1"}])).is_err());
-        assert!(run(doc.clone(), json!([{"op": "replace", "path": "/x/y", "value": 1}])).is_err());
+        assert!(
+            run(
+                doc.clone(),
+                json!([{"op": "test", "path": "/m/none", "value": null}])
+            )
+            .is_ok()
+        );
+        assert!(
+            run(
+                doc.clone(),
+                json!([{"op": "test", "path": "/m/k", "value": "1"}])
+            )
+            .is_err()
+        );
+        assert!(
+            run(
+                doc.clone(),
+                json!([{"op": "replace", "path": "/x/y", "value": 1}])
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -528,7 +528,9 @@ pub fn load_kustomization(
                     message: {
                         let m = e.inner().to_string().replace('`', "'");
                         if m.ends_with("expected a string") {
-                            format!("{m}; kustomize refuses it too (quote a value meant as text: \"1\", \"true\", \"yes\")")
+                            format!(
+                                "{m}; kustomize refuses it too (quote a value meant as text: \"1\", \"true\", \"yes\")"
+                            )
                         } else {
                             format!("{m}; kustomize refuses it too")
                         }

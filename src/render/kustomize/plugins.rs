@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields::FieldSpec;
+use super::kustomization::null_as_default;
 use super::kustomization::{GeneratorEntry, ImageEntry, LegacyJsonPatch, PatchEntry, ReplicaEntry};
 use super::resource::Resource;
-use super::kustomization::null_as_default;
 use super::{KustomizeError, Loader, Root};
 use crate::tree::{EntryKind, RepoPath};
 
@@ -473,7 +473,11 @@ fn value_add(
             res.map_err(|e| {
                 refuse(
                     where_,
-                    format!("ValueAddTransformer: {}: field '{}': {e}", r.cur_id(), t.field_path),
+                    format!(
+                        "ValueAddTransformer: {}: field '{}': {e}",
+                        r.cur_id(),
+                        t.field_path
+                    ),
                 )
             })?;
         }
@@ -498,7 +502,12 @@ fn split_escaped_path(path: &str) -> Vec<String> {
 }
 
 /// Writes `value` at `fields`, creating maps on the way, into a scalar field.
-fn add_value(node: &mut Value, fields: &[String], value: &str, position: i64) -> Result<(), String> {
+fn add_value(
+    node: &mut Value,
+    fields: &[String],
+    value: &str,
+    position: i64,
+) -> Result<(), String> {
     let Some((last, parents)) = fields.split_last() else {
         return Ok(());
     };
@@ -630,7 +639,11 @@ mod tests {
             ("a/b", 99, "a/b/PEACH"),
         ];
         for (path, pos, want) in cases {
-            assert_eq!(insert_path_part(path, pos, "PEACH"), want, "{path} at {pos}");
+            assert_eq!(
+                insert_path_part(path, pos, "PEACH"),
+                want,
+                "{path} at {pos}"
+            );
         }
     }
 

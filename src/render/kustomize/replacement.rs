@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::labels::LabelSelector;
 
-use super::resource::{Gvk, ResId, Resource};
 use super::kustomization::null_as_default;
+use super::resource::{Gvk, ResId, Resource};
 
 /// One replacement.
 #[derive(Debug, Clone, Default, Deserialize)]
