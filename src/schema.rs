@@ -65,6 +65,20 @@ pub fn list_strategy(group: &str, kind: &str, path: &[String]) -> ListStrategy {
     if kind == "Service" && path.len() == 2 && path[0] == "spec" && last == "ports" {
         return ListStrategy::MergeByKey("port");
     }
+    // The rest of the built-in schema's `x-kubernetes-patch-merge-key` lists.
+    match (kind, path.len(), last) {
+        ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration", 1, "webhooks") => {
+            return ListStrategy::MergeByKey("name");
+        }
+        ("ServiceAccount", 1, "secrets") => return ListStrategy::MergeByKey("name"),
+        ("CSINode", 2, "drivers") if parent == "spec" => {
+            return ListStrategy::MergeByKey("name");
+        }
+        ("Node", 2, "addresses") if parent == "status" => {
+            return ListStrategy::MergeByKey("type");
+        }
+        _ => {}
+    }
     if parent == "spec" {
         return match last {
             "volumes" | "imagePullSecrets" | "schedulingGates" | "resourceClaims" => {

@@ -49,18 +49,28 @@ impl YamlError {
 }
 
 fn options() -> serde_saphyr::Options {
-    options_with(serde_saphyr::DuplicateKeyPolicy::Error)
+    options_with(serde_saphyr::DuplicateKeyPolicy::Error, true)
 }
 
-fn options_with(duplicate_keys: serde_saphyr::DuplicateKeyPolicy) -> serde_saphyr::Options {
+fn options_with(
+    duplicate_keys: serde_saphyr::DuplicateKeyPolicy,
+    strict_booleans: bool,
+) -> serde_saphyr::Options {
     serde_saphyr::options! {
         duplicate_keys: duplicate_keys,
         with_snippet: false,
-        // YAML 1.2 core schema booleans only, like the Go YAML library kustomize uses.
-        strict_booleans: true,
+        // YAML 1.2 core schema booleans only, like the Go YAML library kustomize reads
+        // manifests with (its kustomization reader keeps YAML 1.1's `yes`/`no`/`on`/`off`).
+        strict_booleans: strict_booleans,
         // 0755 is octal (493), as the YAML 1.1 rules kustomize's parser keeps for
         // compatibility read it: `defaultMode: 0644` must reach the API as a number.
         legacy_octal_numbers: true,
+        // rollwave never reads comments. Emitting them makes the parser buffer every
+        // comment between a key and its value while it looks ahead, and refuse more
+        // than a few dozen ("too many buffered comments"): kubebuilder's scaffolds
+        // comment out whole blocks of a kustomization. Comments are still scanned and
+        // validated, and count against the file size cap like any other byte.
+        emit_comments: false,
         budget: serde_saphyr::budget! {
             max_depth: 200,
             max_nodes: 2_000_000,
@@ -158,29 +168,373 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
     check_size(file, text.len() as u64)?;
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options())
         .map_err(|e| from_saphyr(file, None, &e))?;
-    Ok(docs
+    let mut docs: Vec<Value> = docs
         .into_iter()
         .filter(|d| !d.is_null())
         .map(|mut d| {
             integral_floats_to_ints(&mut d);
             d
         })
-        .collect())
+        .collect();
+    block_scalar_at_eof_without_line_break(text, &mut docs);
+    Ok(docs)
+}
+
+/// Parses a multi-document stream of Kubernetes manifests (resources and patches) as
+/// kustomize reads them: [`parse_documents`], and then every folded block scalar (`>`)
+/// holds what kustomize's own round trip through its YAML writer and reader leaves in
+/// it. That writer emits an extra empty line after every line break that follows a
+/// line not starting with a blank, as long as the value does not itself start with a
+/// blank; read back, that empty line survives wherever the next line is more indented
+/// (`"a\n  b\n"` becomes `"a\n\n  b\n"`) or the value keeps its trailing breaks
+/// (`>+`). kustomize rewrites an object's own `metadata.annotations`, so their values
+/// keep their first reading.
+pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Value>, YamlError> {
+    let mut docs = parse_documents(file, text)?;
+    for doc in &docs {
+        if let Some((field, c)) = find_unwritable_char(doc, &mut Vec::new()) {
+            let escaped = format!("\\x{:02x}", c as u32);
+            let line = text
+                .lines()
+                .position(|l| l.to_ascii_lowercase().contains(&escaped) || l.contains(c))
+                .map(|i| i as u64 + 1);
+            return Err(YamlError {
+                file: file.to_string(),
+                line,
+                column: None,
+                field: Some(field),
+                message: format!(
+                    "the text holds the control character U+{:04X}, which kustomize's YAML writer cannot write back (kustomize refuses it too); remove it",
+                    c as u32
+                ),
+            });
+        }
+    }
+    if text.contains('>') {
+        for scalar in block_scalars(text, docs.len()) {
+            if scalar.folded && !scalar.is_object_annotation() {
+                let round_trip = kustomize_folded_round_trip(&scalar.value);
+                set_string(&mut docs, &scalar, &scalar.value, round_trip);
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// The first key or string value holding a character kustomize's YAML library writes
+/// unescaped but refuses to read (U+007F to U+009F but U+0085, U+FFFE, U+FFFF): written
+/// as an escape in quotes it parses, then fails kustomize's own round trip. Returns
+/// the field path and the character.
+fn find_unwritable_char(v: &Value, path: &mut Vec<String>) -> Option<(String, char)> {
+    let bad = |s: &str| {
+        s.chars().find(|&c| {
+            (('\u{7f}'..='\u{9f}').contains(&c) && c != '\u{85}')
+                || c == '\u{fffe}'
+                || c == '\u{ffff}'
+        })
+    };
+    match v {
+        Value::String(s) => bad(s).map(|c| (path.join("."), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(format!("[{i}]"));
+            let found = find_unwritable_char(item, path);
+            path.pop();
+            found
+        }),
+        Value::Object(m) => m.iter().find_map(|(k, item)| {
+            path.push(k.clone());
+            let found = bad(k)
+                .map(|c| (path.join("."), c))
+                .or_else(|| find_unwritable_char(item, path));
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// One step of the path from a document's root to a node.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Where the event walk of [`block_scalars`] is inside a collection.
+enum Frame {
+    /// In a map: the key just read, or `None` while a key is expected.
+    Map(Option<String>),
+    /// In a list, at this index.
+    List(usize),
+}
+
+/// A literal or folded block scalar read as a value, where it is and what libyaml's
+/// rules (kustomize's YAML library) read in it.
+struct BlockScalar {
+    /// Index among the stream's non-empty documents.
+    doc: usize,
+    path: Vec<Step>,
+    folded: bool,
+    value: String,
+}
+
+impl BlockScalar {
+    /// Whether this is a value of an object's own `metadata.annotations` (of a
+    /// document, or of an item of a `List`).
+    fn is_object_annotation(&self) -> bool {
+        let p = &self.path;
+        let annotation_at = |i: usize| {
+            matches!(&p[i], Step::Key(k) if k == "metadata")
+                && matches!(&p[i + 1], Step::Key(k) if k == "annotations")
+        };
+        (p.len() == 3 && annotation_at(0))
+            || (p.len() == 5
+                && matches!(&p[0], Step::Key(k) if k == "items")
+                && matches!(&p[1], Step::Index(_))
+                && annotation_at(2))
+    }
+}
+
+/// The block scalars of a stream whose non-empty documents number `docs`, read with
+/// libyaml's rules. Nothing is returned when the walk cannot be matched with the
+/// parsed documents (a collection used as a key, a different document count).
+fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
+    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
+    let mut opts = Options::default();
+    opts.block_scalar_eof_without_line_feed = true;
+    opts.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(text, opts);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut out = Vec::new();
+    // Documents seen, and whether the current one has content.
+    let mut seen = 0usize;
+    let mut root_seen = false;
+    fn in_key_position(stack: &[Frame]) -> bool {
+        matches!(stack.last(), Some(Frame::Map(None)))
+    }
+    fn advance(stack: &mut [Frame]) {
+        match stack.last_mut() {
+            Some(Frame::Map(key)) => *key = None,
+            Some(Frame::List(i)) => *i += 1,
+            None => {}
+        }
+    }
+    let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
+    while let Some(event) = parser.next_event() {
+        let Ok((event, _)) = event else {
+            return Vec::new();
+        };
+        if !root_seen
+            && matches!(
+                &event,
+                Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(..)
+            )
+        {
+            root_seen = true;
+            seen += 1;
+        }
+        if let Event::Scalar(v, style, ..) = &event
+            && !root_seen
+            && !(matches!(style, ScalarStyle::Plain) && is_null(v))
+        {
+            root_seen = true;
+            seen += 1;
+        }
+        match event {
+            Event::DocumentStart(..) => {
+                stack.clear();
+                root_seen = false;
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if in_key_position(&stack) {
+                    return Vec::new();
+                }
+                stack.push(if matches!(event, Event::MappingStart(..)) {
+                    Frame::Map(None)
+                } else {
+                    Frame::List(0)
+                });
+            }
+            Event::Scalar(value, style, ..) => {
+                if in_key_position(&stack) {
+                    if let Some(Frame::Map(key)) = stack.last_mut() {
+                        *key = Some(value.into_owned());
+                    }
+                    continue;
+                }
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) && seen > 0 {
+                    let path = stack
+                        .iter()
+                        .map(|f| match f {
+                            Frame::Map(k) => Step::Key(k.clone().unwrap_or_default()),
+                            Frame::List(i) => Step::Index(*i),
+                        })
+                        .collect();
+                    out.push(BlockScalar {
+                        doc: seen - 1,
+                        path,
+                        folded: matches!(style, ScalarStyle::Folded),
+                        value: value.into_owned(),
+                    });
+                }
+                advance(&mut stack);
+            }
+            Event::Alias(..) => {
+                if in_key_position(&stack) {
+                    return Vec::new();
+                }
+                advance(&mut stack);
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                advance(&mut stack);
+            }
+            _ => {}
+        }
+    }
+    if seen != docs {
+        return Vec::new();
+    }
+    out
+}
+
+/// Replaces the string at `scalar`'s place with `new` when it still holds `old`.
+fn set_string(docs: &mut [Value], scalar: &BlockScalar, old: &str, new: String) {
+    let Some(mut node) = docs.get_mut(scalar.doc) else {
+        return;
+    };
+    for step in &scalar.path {
+        let next = match (step, node) {
+            (Step::Key(k), Value::Object(m)) => m.get_mut(k),
+            (Step::Index(i), Value::Array(items)) => items.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Value::String(s) = node
+        && s == old
+    {
+        *s = new;
+    }
+}
+
+/// Reads a literal or folded block scalar (`|`, `|+`, `>`) on the last line of a file
+/// that ends without a line break as kustomize's YAML library (libyaml's rules) reads
+/// it: without a final line break. serde-saphyr follows the YAML test suite and adds
+/// one, which would change a ConfigMap's data. Only a file not ending in a line break
+/// is walked again.
+fn block_scalar_at_eof_without_line_break(text: &str, docs: &mut [Value]) {
+    if text.is_empty() || text.ends_with(['\n', '\r']) {
+        return;
+    }
+    for scalar in block_scalars(text, docs.len()) {
+        let with_break = format!("{}\n", scalar.value);
+        let value = scalar.value.clone();
+        set_string(docs, &scalar, &with_break, value);
+    }
+}
+
+/// What a folded scalar's value becomes when kustomize writes it as a folded scalar
+/// (go-yaml's emitter) and reads it back (libyaml's rules). Values the writer cannot
+/// put in block style (a space before a line break or at the end, control
+/// characters) are written quoted and come back unchanged.
+fn kustomize_folded_round_trip(value: &str) -> String {
+    use serde_saphyr::granit_parser::{Event, Options, Parser};
+    let blank = |c: char| c == ' ' || c == '\t';
+    if !value.contains('\n')
+        || value.ends_with(' ')
+        || value.contains(" \n")
+        || value
+            .chars()
+            .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}')
+    {
+        return value.to_string();
+    }
+    let mut text = String::from("v: >");
+    if value.starts_with([' ', '\n']) {
+        text.push('2');
+    }
+    let mut rev = value.chars().rev();
+    let chomp = match (rev.next(), rev.next()) {
+        (Some('\n'), None) | (Some('\n'), Some('\n')) => "+",
+        (Some('\n'), _) => "",
+        _ => "-",
+    };
+    text.push_str(chomp);
+    text.push('\n');
+    // go-yaml decides whether to add the empty line by looking at the value's first
+    // character rather than the next line's.
+    let extra_breaks = !value.starts_with(|c: char| blank(c) || c == '\n');
+    let mut breaks = true;
+    let mut leading_spaces = true;
+    for c in value.chars() {
+        if c == '\n' {
+            if !breaks && !leading_spaces && extra_breaks {
+                text.push('\n');
+            }
+            text.push('\n');
+            breaks = true;
+        } else {
+            if breaks {
+                text.push_str("  ");
+                leading_spaces = blank(c);
+            }
+            text.push(c);
+            breaks = false;
+        }
+    }
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut opts = Options::default();
+    opts.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(&text, opts);
+    let mut seen_key = false;
+    while let Some(Ok((event, _))) = parser.next_event() {
+        if let Event::Scalar(v, ..) = event {
+            if seen_key {
+                return v.into_owned();
+            }
+            seen_key = true;
+        }
+    }
+    value.to_string()
 }
 
 /// Parses the first YAML document into a JSON value where a repeated key keeps its
 /// last value instead of failing, as the YAML reader kustomize uses for
 /// kustomization files does.
 pub fn parse_value_last_key_wins(file: &str, text: &str) -> Result<Value, YamlError> {
+    parse_value_last_key_wins_with(file, text, true)
+}
+
+/// [`parse_value_last_key_wins`] with YAML 1.1's booleans (`yes`, `no`, `on`, `off`,
+/// `y`, `n` in their spellings), as the reader kustomize decodes kustomization files
+/// with reads them.
+pub fn parse_value_yaml11_last_key_wins(file: &str, text: &str) -> Result<Value, YamlError> {
+    parse_value_last_key_wins_with(file, text, false)
+}
+
+fn parse_value_last_key_wins_with(
+    file: &str,
+    text: &str,
+    strict_booleans: bool,
+) -> Result<Value, YamlError> {
     check_size(file, text.len() as u64)?;
-    let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins);
+    let opts = options_with(serde_saphyr::DuplicateKeyPolicy::LastWins, strict_booleans);
     let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, opts)
         .map_err(|e| from_saphyr(file, None, &e))?;
+    let only_one = docs.iter().filter(|d| !d.is_null()).count() == 1;
     let mut doc = docs
         .into_iter()
         .find(|d| !d.is_null())
         .unwrap_or(Value::Null);
     integral_floats_to_ints(&mut doc);
+    if only_one {
+        block_scalar_at_eof_without_line_break(text, std::slice::from_mut(&mut doc));
+    }
     Ok(doc)
 }
 
@@ -285,6 +639,52 @@ mod tests {
         assert_eq!(d["hex"], 31);
         assert_eq!(d["quoted"], "0755");
         assert!(d["big"].is_number(), "{}", d["big"]);
+    }
+
+    #[test]
+    fn hundreds_of_commented_out_lines_between_a_key_and_its_value_parse() {
+        let mut text = String::from("resources:\n");
+        for i in 0..300 {
+            text.push_str(&format!("#- ../component{i}\n"));
+        }
+        text.push_str("- app.yaml\npatches:\n");
+        for i in 0..300 {
+            text.push_str(&format!("# - path: patch{i}.yaml\n"));
+        }
+        text.push_str("namePrefix: x-\n");
+        let doc = parse_value_last_key_wins("kustomization.yaml", &text).unwrap();
+        assert_eq!(doc["resources"][0], "app.yaml");
+        assert!(doc["patches"].is_null());
+        let docs = parse_documents("kustomization.yaml", &text).unwrap();
+        assert_eq!(docs[0]["namePrefix"], "x-");
+    }
+
+    #[test]
+    fn a_block_scalar_ending_the_file_without_a_line_break_has_none() {
+        let docs = parse_documents(
+            "a.yaml",
+            "a: |\n  x\n---\nb:\n- c: |+\n    kept\n\n- d: >\n    folded\n    end",
+        )
+        .unwrap();
+        assert_eq!(docs[0]["a"], "x\n");
+        assert_eq!(docs[1]["b"][0]["c"], "kept\n\n");
+        assert_eq!(docs[1]["b"][1]["d"], "folded end");
+        let with_break = parse_documents("b.yaml", "d: >\n  folded\n  end\n").unwrap();
+        assert_eq!(with_break[0]["d"], "folded end\n");
+        let plain = parse_documents("c.yaml", "e: |\n  x\nf: plain").unwrap();
+        assert_eq!(plain[0]["e"], "x\n");
+    }
+
+    #[test]
+    fn folded_scalars_in_manifests_read_as_kustomize_leaves_them() {
+        let text = "data:\n  f: >\n    a\n      b\n    c\n  g: >\n    x\n    y\n  s: >\n    a  \n      b\nmetadata:\n  annotations:\n    n: >\n      a\n        b\n";
+        let docs = parse_manifests("m.yaml", text).unwrap();
+        assert_eq!(docs[0]["data"]["f"], "a\n\n  b\nc\n");
+        assert_eq!(docs[0]["data"]["g"], "x y\n");
+        assert_eq!(docs[0]["data"]["s"], "a  \n  b\n");
+        assert_eq!(docs[0]["metadata"]["annotations"]["n"], "a\n  b\n");
+        let plain = parse_documents("m.yaml", text).unwrap();
+        assert_eq!(plain[0]["data"]["f"], "a\n  b\nc\n");
     }
 
     #[test]

@@ -214,13 +214,19 @@ fn id_of(obj: &Value) -> ResId {
 fn finish(objects: Vec<Value>, app: &App) -> Result<Vec<Value>, RenderError> {
     let mut out = Vec::with_capacity(objects.len());
     for mut obj in objects {
-        let cluster_scoped = id_of(&obj).gvk.is_cluster_scoped();
+        let gvk = id_of(&obj).gvk;
+        let cluster_scoped = gvk.is_cluster_scoped();
         let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
             return Err(RenderError::Invalid(format!(
                 "{}: object has no metadata",
                 id_of(&obj)
             )));
         };
+        // kustomize's schema namespaces some versions of cluster-scoped kinds (such as
+        // FlowSchema v1); what the agent applies carries no namespace for them.
+        if cluster_scoped && !gvk.is_cluster_scoped_in_kustomize() {
+            meta.remove("namespace");
+        }
         if !cluster_scoped
             && let Some(ns) = &app.namespace
             && meta

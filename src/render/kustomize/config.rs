@@ -7,43 +7,44 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields::FieldSpec;
+use super::kustomization::null_as_default;
 
 /// Field specs added to the built-in ones, by transformer.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransformerConfig {
     /// Where `namePrefix` writes besides `metadata/name`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_prefix: Vec<FieldSpec>,
     /// Where `nameSuffix` writes besides `metadata/name`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_suffix: Vec<FieldSpec>,
     /// Where `namespace` writes besides `metadata/namespace`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Vec<FieldSpec>,
     /// Where `commonLabels` write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub common_labels: Vec<FieldSpec>,
     /// Where template labels (`labels` with `includeTemplates`) write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub template_labels: Vec<FieldSpec>,
     /// Where every `labels` entry writes besides its own choice of fields.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub labels: Vec<FieldSpec>,
     /// Where `commonAnnotations` write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub common_annotations: Vec<FieldSpec>,
     /// Where `images` look for image references.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub images: Vec<FieldSpec>,
     /// Where `replicas` write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub replicas: Vec<FieldSpec>,
     /// Where `$(VAR)` is expanded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub var_reference: Vec<FieldSpec>,
     /// Fields that name other objects.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_reference: Vec<NameBackRef>,
 }
 
@@ -52,16 +53,16 @@ pub struct TransformerConfig {
 #[serde(rename_all = "camelCase")]
 pub struct NameBackRef {
     /// API group of the referred kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: String,
     /// API version of the referred kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: String,
     /// The referred kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
     /// The referring fields.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub field_specs: Vec<FieldSpec>,
 }
 

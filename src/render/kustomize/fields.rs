@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::kustomization::null_as_default;
 use super::resource::Gvk;
 
 /// One place a transformer writes: a slash-separated path in objects of a GVK (empty
@@ -16,20 +17,20 @@ use super::resource::Gvk;
 #[serde(rename_all = "camelCase")]
 pub struct FieldSpec {
     /// API group filter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: Cow<'static, str>,
     /// API version filter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: Cow<'static, str>,
     /// Kind filter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: Cow<'static, str>,
     /// Slash-separated path; `[]` after a segment marks a list, `\/` is a slash
     /// inside a field name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: Cow<'static, str>,
     /// Create the field when it is missing.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub create: bool,
 }
 

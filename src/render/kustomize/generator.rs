@@ -46,8 +46,18 @@ pub fn generate(
     for env in &envs {
         let path = loader.file_in(dir, env)?;
         let text = loader.read_text(&path)?;
-        for (lineno, line) in text.lines().enumerate() {
-            let line = line.trim_start_matches('\u{feff}').trim_start();
+        // Lines as kustomize scans them: split at '\n', one '\r' before it (or at the
+        // end of the file) dropped, a byte order mark skipped on the first line only;
+        // a lone '\r' elsewhere stays in the value.
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        for (lineno, line) in text.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let line = if lineno == 0 {
+                line.strip_prefix('\u{feff}').unwrap_or(line)
+            } else {
+                line
+            };
+            let line = line.trim_start();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }

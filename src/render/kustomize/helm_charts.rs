@@ -10,6 +10,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::kustomization::null_as_default;
 use super::{KustomizeError, Loader, Resource, resources_from_text};
 use crate::render::deep_merge;
 use crate::render::helm::{ChartRun, inflate};
@@ -22,47 +23,47 @@ pub struct HelmChartEntry {
     /// The chart's name: its directory under the chart home.
     pub name: String,
     /// The chart version (only for pulling; a vendored chart is used as it is).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: Option<String>,
     /// Where the chart would be pulled from; refused unless the chart is vendored.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub repo: Option<String>,
     /// `.Release.Name`; kustomize's default is Helm's `release-name`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub release_name: Option<String>,
     /// `.Release.Namespace`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Option<String>,
     /// Helm's `--name-template`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_template: Option<String>,
     /// More values files, after `valuesFile`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub additional_values_files: Vec<String>,
     /// The values file; default: the chart's own `values.yaml`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values_file: Option<String>,
     /// Values given inline, combined with `valuesFile` as `valuesMerge` says.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values_inline: Option<Value>,
     /// `override` (default: inline wins), `merge` (the file wins) or `replace` (inline
     /// only).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values_merge: Option<String>,
     /// Render the chart's `crds/` too.
-    #[serde(default, rename = "includeCRDs")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "includeCRDs")]
     pub include_crds: bool,
     /// Leave out hooks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub skip_hooks: bool,
     /// Leave out test hooks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub skip_tests: bool,
     /// `.Capabilities.APIVersions` additions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub api_versions: Vec<String>,
     /// `.Capabilities.KubeVersion`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kube_version: Option<String>,
 }
 
@@ -71,10 +72,10 @@ pub struct HelmChartEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HelmGlobals {
     /// Where charts are vendored, relative to the kustomization (default `charts`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub chart_home: Option<String>,
     /// Helm's config home; rollwave always uses a private, empty one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config_home: Option<String>,
 }
 

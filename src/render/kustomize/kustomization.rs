@@ -7,6 +7,18 @@ use serde::Deserialize;
 
 use super::resource::Behavior;
 
+/// Reads a field written with no value (`components:`, or a list whose every entry is
+/// commented out) as its empty value. kustomize decodes these files with Go's JSON
+/// rules, where `null` leaves a field at its zero value: an empty list, an empty map,
+/// an empty string, false.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// File names kustomize accepts for a kustomization, in its order of preference.
 pub const KUSTOMIZATION_FILE_NAMES: &[&str] =
     &["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -161,109 +173,142 @@ pub fn normalize_field_names(v: &mut serde_json::Value) -> bool {
     changed
 }
 
+/// Maps of strings whose null values kustomize reads as empty strings.
+const STRING_MAPS: &[&str] = &[
+    "commonLabels",
+    "commonAnnotations",
+    "pairs",
+    "labels",
+    "annotations",
+];
+
+/// Replaces null values of label and annotation maps with empty strings, as Go's JSON
+/// decoding into a map of strings leaves them (`commonLabels: {team: }`).
+pub fn nulls_in_string_maps_to_empty(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if STRING_MAPS.contains(&k.as_str())
+                    && let serde_json::Value::Object(entries) = child
+                {
+                    for value in entries.values_mut().filter(|x| x.is_null()) {
+                        *value = serde_json::Value::String(String::new());
+                    }
+                    continue;
+                }
+                if k != "metadata" && k != "valuesInline" && k != "openapi" {
+                    nulls_in_string_maps_to_empty(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(nulls_in_string_maps_to_empty),
+        _ => {}
+    }
+}
+
 /// A parsed kustomization (or component).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Kustomization {
     /// `kustomize.config.k8s.io/v1beta1` or `v1alpha1` for components.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub api_version: Option<String>,
     /// `Kustomization` or `Component`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: Option<String>,
     /// Ignored, as by kustomize.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: Option<serde_json::Value>,
     /// True when the file has nothing but `apiVersion` and `kind`, which kustomize
     /// refuses ("kustomization.yaml is empty"); set by the loader, never read from YAML.
     #[serde(skip)]
     pub empty: bool,
     /// Files, directories and nested kustomization roots.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub resources: Vec<String>,
     /// Deprecated spelling of `resources` for directories.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub bases: Vec<String>,
     /// Component directories.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub components: Vec<String>,
     /// Patches (strategic merge or JSON 6902), inline or by path, optionally targeted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub patches: Vec<PatchEntry>,
     /// Legacy strategic merge patches: paths or inline YAML.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub patches_strategic_merge: Vec<String>,
     /// Legacy JSON 6902 patches.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub patches_json6902: Vec<LegacyJsonPatch>,
     /// Namespace for every namespaced object.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Option<String>,
     /// Prefix added to names.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_prefix: Option<String>,
     /// Suffix added to names.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name_suffix: Option<String>,
     /// Labels added to metadata, selectors and templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub common_labels: BTreeMap<String, String>,
     /// Labels with control over selectors and templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub labels: Vec<LabelEntry>,
     /// Annotations added to metadata and templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub common_annotations: BTreeMap<String, String>,
     /// Image rewrites.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub images: Vec<ImageEntry>,
     /// Deprecated spelling of `images`, applied after them as kustomize folds it in.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub image_tags: Vec<ImageEntry>,
     /// Replica counts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub replicas: Vec<ReplicaEntry>,
     /// ConfigMaps to generate.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub config_map_generator: Vec<GeneratorEntry>,
     /// Secrets to generate.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub secret_generator: Vec<GeneratorEntry>,
     /// Defaults for every generator of this kustomization.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub generator_options: Option<GeneratorOptions>,
     /// Helm charts to inflate (see the `helm_charts` module).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub helm_charts: Vec<super::helm_charts::HelmChartEntry>,
     /// Where `helmCharts` are vendored.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub helm_globals: Option<super::helm_charts::HelmGlobals>,
     /// Values copied from one object's field into others' (inline or by path).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub replacements: Vec<ReplacementEntry>,
     /// Deprecated `$(VAR)` substitutions.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub vars: Vec<Var>,
     /// Files of custom field specs merged with the built-in ones.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub configurations: Vec<String>,
     /// CRD files (or OpenAPI definitions) whose name references are followed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub crds: Vec<String>,
     /// A schema file for strategic merge on custom kinds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub openapi: Option<BTreeMap<String, String>>,
     /// Output order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub sort_options: Option<SortOptions>,
     /// `originAnnotations`, `transformerAnnotations`, `managedByLabel`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub build_metadata: Vec<String>,
     /// Generator configuration files (or directories) of kustomize's built-ins.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub generators: Vec<String>,
     /// Transformer configuration files (or directories) of kustomize's built-ins.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub transformers: Vec<String>,
 }
 
@@ -272,13 +317,13 @@ pub struct Kustomization {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplacementEntry {
     /// A file holding one replacement or a list of them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: Option<String>,
     /// Where the value comes from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source: Option<serde_json::Value>,
     /// Where it goes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Option<serde_json::Value>,
 }
 
@@ -289,10 +334,10 @@ pub struct Var {
     /// The name used as `$(NAME)`.
     pub name: String,
     /// The object the value is read from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub objref: VarObjRef,
     /// The field of that object (default `metadata.name`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fieldref: Option<VarFieldRef>,
 }
 
@@ -301,22 +346,22 @@ pub struct Var {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VarObjRef {
     /// Kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
     /// Name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// Namespace (empty: any).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: String,
     /// `group/version`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub api_version: String,
     /// API group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: String,
     /// API version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: String,
 }
 
@@ -325,7 +370,7 @@ pub struct VarObjRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VarFieldRef {
     /// Dotted path, `[n]` indexes allowed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub field_path: String,
 }
 
@@ -334,10 +379,10 @@ pub struct VarFieldRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SortOptions {
     /// `legacy` or `fifo`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order: Option<String>,
     /// Kinds first and last in `legacy` order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub legacy_sort_options: Option<LegacySortOptions>,
 }
 
@@ -346,10 +391,10 @@ pub struct SortOptions {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LegacySortOptions {
     /// Kinds printed first, in this order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order_first: Vec<String>,
     /// Kinds printed last, in this order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub order_last: Vec<String>,
 }
 
@@ -358,16 +403,16 @@ pub struct LegacySortOptions {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchEntry {
     /// A file holding the patch.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: Option<String>,
     /// The patch inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub patch: Option<String>,
     /// Which objects it applies to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub target: Option<Selector>,
     /// `allowNameChange` / `allowKindChange`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: Option<BTreeMap<String, bool>>,
 }
 
@@ -377,25 +422,25 @@ pub struct PatchEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     /// API group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: Option<String>,
     /// API version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: Option<String>,
     /// Kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: Option<String>,
     /// Name (regex).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: Option<String>,
     /// Namespace (regex).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Option<String>,
     /// Kubernetes label selector.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub label_selector: Option<String>,
     /// Kubernetes label selector syntax, applied to annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub annotation_selector: Option<String>,
 }
 
@@ -406,10 +451,10 @@ pub struct LegacyJsonPatch {
     /// The object to patch.
     pub target: Selector,
     /// A file holding the operations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: Option<String>,
     /// The operations inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub patch: Option<String>,
 }
 
@@ -418,16 +463,16 @@ pub struct LegacyJsonPatch {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelEntry {
     /// The labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub pairs: BTreeMap<String, String>,
     /// Also add them to selectors (and templates).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub include_selectors: bool,
     /// Also add them to pod templates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub include_templates: bool,
     /// Further places to write them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fields: Vec<super::fields::FieldSpec>,
 }
 
@@ -438,16 +483,16 @@ pub struct ImageEntry {
     /// The image name to match (without tag or digest).
     pub name: String,
     /// Replacement name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub new_name: Option<String>,
     /// Replacement tag.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub new_tag: Option<String>,
     /// Replacement digest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub digest: Option<String>,
     /// Appended to the current tag.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tag_suffix: Option<String>,
 }
 
@@ -466,31 +511,31 @@ pub struct ReplicaEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GeneratorEntry {
     /// Name of the generated object (before prefix, suffix and hash).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: Option<String>,
     /// Namespace of the generated object.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Option<String>,
     /// create, merge or replace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub behavior: Option<Behavior>,
     /// `KEY=value` pairs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub literals: Vec<String>,
     /// Files, as `path` or `key=path`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub files: Vec<String>,
     /// Env files of `KEY=value` lines.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub envs: Vec<String>,
     /// Deprecated single env file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: Option<String>,
     /// Secret type (secretGenerator only).
-    #[serde(default, rename = "type")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "type")]
     pub secret_type: Option<String>,
     /// Per-generator options, merged over `generatorOptions`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: Option<GeneratorOptions>,
 }
 
@@ -499,16 +544,16 @@ pub struct GeneratorEntry {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GeneratorOptions {
     /// Labels for generated objects.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
     /// Annotations for generated objects.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub annotations: BTreeMap<String, String>,
     /// Leave the content hash off the name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub disable_name_suffix_hash: Option<bool>,
     /// Mark the object immutable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub immutable: Option<bool>,
 }
 

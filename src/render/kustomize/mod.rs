@@ -15,6 +15,7 @@ mod config;
 mod fields;
 mod generator;
 mod helm_charts;
+mod jsonpatch;
 mod kustomization;
 mod nameref;
 mod openapi;
@@ -432,6 +433,7 @@ fn build_here(
                 .collect();
             set_annotation(r, TRANSFORMATIONS_ANNOTATION, list);
         }
+        drop_empty_annotations(r);
     }
     Ok(res.into_iter().map(|r| Value::Object(r.obj)).collect())
 }
@@ -502,17 +504,42 @@ pub fn load_kustomization(
         };
         return Ok((file, k));
     }
+    // kustomize decodes the file as JSON converted from YAML 1.1: a repeated key keeps
+    // its last value, field names match case-insensitively, `yes` is a boolean, null
+    // is a zero value, and a number or boolean where a string belongs is refused.
+    let mut strict_error = None;
+    if let Ok(mut doc) = crate::yaml::parse_value_yaml11_last_key_wins(file.as_str(), &text) {
+        kustomization::normalize_field_names(&mut doc);
+        kustomization::nulls_in_string_maps_to_empty(&mut doc);
+        match serde_path_to_error::deserialize::<_, Kustomization>(doc) {
+            Ok(k) => return Ok((file, k)),
+            Err(e) => strict_error = Some(e),
+        }
+    }
     match crate::yaml::parse_typed::<Kustomization>(file.as_str(), &text) {
-        Ok(k) => Ok((file, k)),
-        Err(e) => {
-            // kustomize's reader lets a repeated key keep its last value and matches
-            // field names case-insensitively; accept what it accepts.
-            if let Ok(mut doc) = crate::yaml::parse_value_last_key_wins(file.as_str(), &text) {
-                kustomization::normalize_field_names(&mut doc);
-                if let Ok(k) = serde_json::from_value::<Kustomization>(doc) {
-                    return Ok((file, k));
-                }
+        Ok(k) => match strict_error {
+            // Only the stricter typing failed: a value of the wrong type.
+            Some(e) if e.inner().to_string().starts_with("invalid type") => {
+                Err(KustomizeError::Parse(YamlError {
+                    file: file.to_string(),
+                    line: None,
+                    column: None,
+                    field: Some(e.path().to_string()),
+                    message: {
+                        let m = e.inner().to_string().replace('`', "'");
+                        if m.ends_with("expected a string") {
+                            format!(
+                                "{m}; kustomize refuses it too (quote a value meant as text: \"1\", \"true\", \"yes\")"
+                            )
+                        } else {
+                            format!("{m}; kustomize refuses it too")
+                        }
+                    },
+                }))
             }
+            _ => Ok((file, k)),
+        },
+        Err(e) => {
             if let Some(field) = kustomization::UNSUPPORTED_FIELDS
                 .iter()
                 .find(|f| e.message.starts_with(&format!("unknown field '{f}'")))
@@ -961,6 +988,21 @@ fn stringify_annotations(r: &mut Resource) {
     }
 }
 
+/// Removes `metadata.annotations` when it is null or empty. kustomize keeps its
+/// bookkeeping in annotations and deletes the map once the last of them is gone, so
+/// an object's own `annotations: {}` or `annotations:` never reaches the output;
+/// every other empty or null field (`labels: {}`, `labels:`, `data: {}`, template
+/// annotations) is printed as written.
+fn drop_empty_annotations(r: &mut Resource) {
+    if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
+        && meta
+            .get("annotations")
+            .is_some_and(|a| a.is_null() || a.as_object().is_some_and(|m| m.is_empty()))
+    {
+        meta.remove("annotations");
+    }
+}
+
 /// The annotation kustomize records an object's origin in.
 const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
 /// The annotation kustomize records the transformers that ran on an object in.
@@ -1071,7 +1113,7 @@ fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>,
 
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
 fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, KustomizeError> {
-    let docs = crate::yaml::parse_documents(origin, text)?;
+    let docs = crate::yaml::parse_manifests(origin, text)?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let where_ = if i == 0 {

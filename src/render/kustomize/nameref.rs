@@ -262,7 +262,7 @@ impl Referrer {
         }
         Referrer {
             effective_ns: cur.effective_namespace().to_string(),
-            cluster_scoped: cur.gvk.is_cluster_scoped(),
+            cluster_scoped: cur.gvk.is_cluster_scoped_in_kustomize(),
             cur,
             prefixes: r.prefixes.clone(),
             suffixes: r.suffixes.clone(),
@@ -352,6 +352,10 @@ fn select_referral<'c>(
     }
 }
 
+/// Visits the values at `segs` (lists are entered element by element). As in
+/// kustomize, a value that is neither a map, a list nor null where the path goes on
+/// (`env[].valueFrom: cfg`) is an error: the object is malformed where a reference
+/// is looked for.
 fn visit_refs(
     node: &mut Value,
     segs: &[&str],
@@ -366,14 +370,26 @@ fn visit_refs(
     let Some((first, rest)) = segs.split_first() else {
         return f(node);
     };
-    if let Some(child) = node.as_object_mut().and_then(|m| m.get_mut(*first)) {
-        visit_refs(child, rest, f)?;
+    match node {
+        Value::Object(m) => {
+            if let Some(child) = m.get_mut(*first) {
+                visit_refs(child, rest, f)?;
+            }
+            Ok(())
+        }
+        Value::Null => Ok(()),
+        other => Err(KustomizeError::NameReference {
+            message: format!(
+                "found the value {other} where a map holding '{}' is expected",
+                segs.join("/")
+            ),
+        }),
     }
-    Ok(())
 }
 
 fn rewrite_one(
     v: &mut Value,
+    id: &str,
     referral: &Referral,
     referrer: &Referrer,
     path: &str,
@@ -401,6 +417,16 @@ fn rewrite_one(
             }
         }
         Value::Object(m) => {
+            // A reference written as a map must name its object, even when nothing it
+            // could refer to was renamed: kustomize checks every one.
+            if !m.contains_key("name") {
+                return Err(KustomizeError::NameReference {
+                    message: format!(
+                        "{id}: field '{path}' refers to a {} but has no 'name'; add the name or remove the field (kustomize refuses it too)",
+                        referral.kind
+                    ),
+                });
+            }
             if referral.kind == "ServiceAccount"
                 && m.get("kind")
                     .and_then(Value::as_str)
@@ -477,7 +503,7 @@ pub fn fix_name_references(
         .map(|r| {
             let cur = r.cur_id();
             Candidate {
-                cluster_scoped: cur.gvk.is_cluster_scoped(),
+                cluster_scoped: cur.gvk.is_cluster_scoped_in_kustomize(),
                 effective_ns: cur.effective_namespace().to_string(),
                 cur,
                 prev: r.prev_ids.clone(),
@@ -495,9 +521,6 @@ pub fn fix_name_references(
         for n in names {
             by_prev_name.entry(n).or_default().push(i);
         }
-    }
-    if by_prev_name.is_empty() {
-        return Ok(());
     }
     // Referrer kind -> (referral, path segments).
     let mut by_kind: HashMap<&str, Vec<ReferrerPath<'_>>> = HashMap::new();
@@ -529,11 +552,22 @@ pub fn fix_name_references(
             continue;
         }
         let referrer = Referrer::of(r);
+        let id = r.cur_id().to_string();
         let mut obj = Value::Object(std::mem::take(&mut r.obj));
         let mut result = Ok(());
         for (referral, _, path, segs) in entries {
             result = visit_refs(&mut obj, segs, &mut |v| {
-                rewrite_one(v, referral, &referrer, path, &cands, &by_prev_name)
+                rewrite_one(v, &id, referral, &referrer, path, &cands, &by_prev_name)
+            })
+            .map_err(|e| match e {
+                KustomizeError::NameReference { message } if !message.starts_with(&id) => {
+                    KustomizeError::NameReference {
+                        message: format!(
+                            "{id}: field '{path}': {message}; fix the object (kustomize refuses it too)"
+                        ),
+                    }
+                }
+                other => other,
             });
             if result.is_err() {
                 break;

@@ -13,7 +13,7 @@ pub enum Patch {
     /// One or more strategic merge documents.
     Strategic(Vec<Value>),
     /// JSON 6902 operations.
-    Json(json_patch::Patch),
+    Json(super::jsonpatch::Ops),
 }
 
 /// Where a patch came from, for messages, and the build's `openapi` schema.
@@ -60,12 +60,12 @@ pub fn parse_patch(
     src: &PatchSource<'_>,
     field: PatchField,
 ) -> Result<Patch, KustomizeError> {
-    let docs = crate::yaml::parse_documents(&src.what, text)?;
+    let docs = crate::yaml::parse_manifests(&src.what, text)?;
     if docs.is_empty() {
         let blank = text.trim().is_empty();
         return match field {
             PatchField::Patches { targeted: true } if blank => {
-                Ok(Patch::Json(json_patch::Patch(Vec::new())))
+                Ok(Patch::Json(super::jsonpatch::Ops::default()))
             }
             PatchField::Patches { targeted: false } if blank => Err(src.err(
                 "the patch is empty, which kustomize reads as a JSON 6902 patch without a target; \
@@ -81,7 +81,7 @@ pub fn parse_patch(
         };
     }
     if docs.len() == 1 && docs[0].is_array() {
-        let ops: json_patch::Patch = serde_json::from_value(docs[0].clone())
+        let ops = super::jsonpatch::parse(&docs[0])
             .map_err(|e| src.err(format!("not a valid JSON 6902 patch: {e}")))?;
         return Ok(Patch::Json(ops));
     }
@@ -185,7 +185,7 @@ pub fn apply_patch(
             for r in res.iter_mut().filter(|r| sel.matches(r)) {
                 let before_name = r.name().to_string();
                 let mut obj = Value::Object(std::mem::take(&mut r.obj));
-                json_patch::patch(&mut obj, ops)
+                super::jsonpatch::apply(&mut obj, ops)
                     .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
                 let Value::Object(m) = obj else {
                     return Err(

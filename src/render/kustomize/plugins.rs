@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields::FieldSpec;
+use super::kustomization::null_as_default;
 use super::kustomization::{GeneratorEntry, ImageEntry, LegacyJsonPatch, PatchEntry, ReplicaEntry};
 use super::resource::Resource;
 use super::{KustomizeError, Loader, Root};
@@ -203,36 +204,64 @@ fn iam_policy(cfg: &Value, where_: &str) -> Result<Resource, KustomizeError> {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Common {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     field_specs: Vec<FieldSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_as_string")]
     prefix: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalar_as_string")]
     suffix: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalars_as_strings")]
     labels: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scalars_as_strings")]
     annotations: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     image_tag: Option<ImageEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     replica: Option<ReplicaEntry>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     paths: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     patches: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     patch: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     target: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Option<std::collections::BTreeMap<String, bool>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     json_op: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     replacements: Vec<super::kustomization::ReplacementEntry>,
+}
+
+/// The text of a scalar where a plugin configuration expects a string: kustomize
+/// reads these configurations with its YAML library, which takes `1`, `1.50` and
+/// `true` as the text `1`, `1.5` and `true`, and null as empty.
+fn scalar_text(v: Value) -> Result<String, String> {
+    match v {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("expected a string, found {other}")),
+    }
+}
+
+fn scalar_as_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    scalar_text(Value::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let m: Option<std::collections::BTreeMap<String, Value>> = Option::deserialize(d)?;
+    m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| scalar_text(v).map(|t| (k, t)))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
 }
 
 /// Runs one built-in transformer configuration on `acc`.
@@ -318,6 +347,7 @@ pub fn run_transformer(
                 }
             })?;
         }
+        "ValueAddTransformer" => value_add(loader, dir, cfg, where_, acc)?,
         "HashTransformer" => {
             for r in acc.iter_mut().filter(|r| r.needs_hash) {
                 let h = super::name_hash(&r.obj);
@@ -335,4 +365,293 @@ pub fn run_transformer(
         }
     }
     Ok(())
+}
+
+/// The configuration of a ValueAddTransformer.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ValueAdd {
+    #[serde(default, deserialize_with = "null_as_default")]
+    value: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    targets: Vec<ValueAddTarget>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    target_file_path: String,
+}
+
+/// Where a ValueAddTransformer writes.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ValueAddTarget {
+    #[serde(default)]
+    selector: Option<super::kustomization::Selector>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    field_path: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    file_path_position: i64,
+}
+
+/// ValueAddTransformer: writes one value (by default the name of the kustomization's
+/// directory) into a field of the selected objects, creating the field; with
+/// `filePathPosition` n > 0 the value is inserted as the n-th part of the file path
+/// the field holds. `metadata/namespace` is set as the namespace transformer sets it,
+/// on namespaced objects only.
+fn value_add(
+    loader: &Loader<'_>,
+    dir: &RepoPath,
+    cfg: &Value,
+    where_: &str,
+    acc: &mut [Resource],
+) -> Result<(), KustomizeError> {
+    let mut c: ValueAdd = parse(cfg, where_)?;
+    let mut value = c.value.trim().to_string();
+    if value.is_empty() {
+        value = dir.file_name().to_string();
+        if value.is_empty() {
+            return Err(refuse(
+                where_,
+                "ValueAddTransformer: no value, and the kustomization is at the repository root, whose name rollwave does not know; give it a value".into(),
+            ));
+        }
+    }
+    if !c.target_file_path.is_empty() {
+        let path = loader.file_in(dir, &c.target_file_path)?;
+        let text = loader.read_text(&path)?;
+        #[derive(Deserialize, Default)]
+        struct Targets {
+            #[serde(default, deserialize_with = "null_as_default")]
+            targets: Vec<ValueAddTarget>,
+        }
+        let more: Targets = crate::yaml::parse_typed(path.as_str(), &text)?;
+        c.targets.extend(more.targets);
+    }
+    if c.targets.is_empty() {
+        return Err(refuse(
+            where_,
+            "ValueAddTransformer: must specify at least one target".into(),
+        ));
+    }
+    for t in &c.targets {
+        if t.field_path.is_empty() {
+            return Err(refuse(
+                where_,
+                "ValueAddTransformer: a target's fieldPath cannot be empty".into(),
+            ));
+        }
+        if t.file_path_position < 0 {
+            return Err(refuse(
+                where_,
+                format!(
+                    "ValueAddTransformer: filePathPosition ({}) cannot be negative",
+                    t.file_path_position
+                ),
+            ));
+        }
+    }
+    for t in &c.targets {
+        let selector = t
+            .selector
+            .as_ref()
+            .map(super::selector::CompiledSelector::new)
+            .transpose()
+            .map_err(|e| refuse(where_, format!("ValueAddTransformer: {e}")))?;
+        let fields = split_escaped_path(&t.field_path);
+        for r in acc
+            .iter_mut()
+            .filter(|r| selector.as_ref().is_none_or(|s| s.matches(r)))
+        {
+            if t.field_path == "metadata/namespace" {
+                super::transform::set_namespace_of(r, &value);
+                continue;
+            }
+            let mut obj = Value::Object(std::mem::take(&mut r.obj));
+            let res = add_value(&mut obj, &fields, &value, t.file_path_position);
+            r.obj = match obj {
+                Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            res.map_err(|e| {
+                refuse(
+                    where_,
+                    format!(
+                        "ValueAddTransformer: {}: field '{}': {e}",
+                        r.cur_id(),
+                        t.field_path
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits a slash-separated field path; `\/` is a slash inside a field name.
+fn split_escaped_path(path: &str) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for part in path.split('/') {
+        match fields.last_mut() {
+            Some(prev) if prev.ends_with('\\') => {
+                prev.pop();
+                prev.push('/');
+                prev.push_str(part);
+            }
+            _ => fields.push(part.to_string()),
+        }
+    }
+    fields
+}
+
+/// Writes `value` at `fields`, creating maps on the way, into a scalar field.
+fn add_value(
+    node: &mut Value,
+    fields: &[String],
+    value: &str,
+    position: i64,
+) -> Result<(), String> {
+    let Some((last, parents)) = fields.split_last() else {
+        return Ok(());
+    };
+    let mut node = node;
+    for f in parents {
+        let Value::Object(m) = node else {
+            return Err(format!("'{f}' is not inside a map"));
+        };
+        let child = m.entry(f.clone()).or_insert(Value::Null);
+        if child.is_null() {
+            *child = Value::Object(serde_json::Map::new());
+        }
+        node = child;
+    }
+    let Value::Object(m) = node else {
+        return Err(format!("'{last}' is not inside a map"));
+    };
+    let old = match m.get(last) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(_) => return Err("the field holds a map or a list, not a value".into()),
+    };
+    let new = if position > 0 {
+        insert_path_part(&old, (position - 1) as usize, value)
+    } else {
+        value.to_string()
+    };
+    m.insert(last.clone(), Value::String(new));
+    Ok(())
+}
+
+/// Inserts `part` into the file path `path` at `pos` (0 first, past the end last),
+/// keeping an absolute path absolute, and cleans the result as Go's `filepath.Join`
+/// does.
+fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
+    if part.is_empty() {
+        return path.to_string();
+    }
+    let mut parts = path_split(path);
+    let mut pos = pos.min(parts.len());
+    if parts.first().is_some_and(String::is_empty) && pos < parts.len() {
+        pos += 1;
+    }
+    parts.insert(pos, part.to_string());
+    if parts.first().is_some_and(String::is_empty) {
+        format!("/{}", clean_join(&parts[1..]))
+    } else {
+        clean_join(&parts)
+    }
+}
+
+/// A file path as its parts; an absolute path starts with an empty part.
+fn path_split(path: &str) -> Vec<String> {
+    if path.is_empty() {
+        return Vec::new();
+    }
+    let (dir, file) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    if dir == "/" {
+        return if file.is_empty() {
+            vec![String::new()]
+        } else {
+            vec![String::new(), file.to_string()]
+        };
+    }
+    let dir = dir.strip_suffix('/').unwrap_or(dir);
+    if dir.is_empty() {
+        return vec![file.to_string()];
+    }
+    let mut out = path_split(dir);
+    out.push(file.to_string());
+    out
+}
+
+/// Go's `filepath.Join`: joins the non-empty parts and cleans the result (`.`,
+/// `..`, repeated slashes); empty when every part is.
+fn clean_join(parts: &[String]) -> String {
+    let joined: Vec<&str> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(String::as_str)
+        .collect();
+    if joined.is_empty() {
+        return String::new();
+    }
+    let text = joined.join("/");
+    let rooted = text.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if out.last().is_some_and(|l| *l != "..") {
+                    out.pop();
+                } else if !rooted {
+                    out.push("..");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let body = out.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".into(),
+        (false, false) => body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_part_is_inserted_as_kustomize_inserts_it() {
+        let cases = [
+            ("", 0, "PEACH"),
+            ("/", 0, "/PEACH"),
+            ("pie", 0, "PEACH/pie"),
+            ("/pie", 0, "/PEACH/pie"),
+            ("raw", 1, "raw/PEACH"),
+            ("/raw", 1, "/raw/PEACH"),
+            ("a/nice/warm/pie", 3, "a/nice/warm/PEACH/pie"),
+            ("/a/nice/warm/pie", 3, "/a/nice/warm/PEACH/pie"),
+            ("a/b", 99, "a/b/PEACH"),
+        ];
+        for (path, pos, want) in cases {
+            assert_eq!(
+                insert_path_part(path, pos, "PEACH"),
+                want,
+                "{path} at {pos}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_escaped_slash_stays_in_the_field_name() {
+        assert_eq!(
+            split_escaped_path("metadata/annotations/a\\/b"),
+            vec!["metadata", "annotations", "a/b"]
+        );
+    }
 }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::labels::LabelSelector;
 
+use super::kustomization::null_as_default;
 use super::resource::{Gvk, ResId, Resource};
 
 /// One replacement.
@@ -21,10 +22,10 @@ use super::resource::{Gvk, ResId, Resource};
 #[serde(rename_all = "camelCase")]
 pub struct Replacement {
     /// Where the value comes from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source: Option<SourceSelector>,
     /// Where it goes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Option<Vec<TargetSelector>>,
 }
 
@@ -33,25 +34,25 @@ pub struct Replacement {
 #[serde(rename_all = "camelCase")]
 pub struct SourceSelector {
     /// API group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: String,
     /// API version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: String,
     /// Kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
     /// Name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     /// Namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: String,
     /// Dotted path, default `metadata.name`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub field_path: String,
     /// Delimiter and index.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: Option<FieldOptions>,
 }
 
@@ -60,16 +61,16 @@ pub struct SourceSelector {
 #[serde(rename_all = "camelCase")]
 pub struct TargetSelector {
     /// Objects selected.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub select: Option<ObjectSelector>,
     /// Objects removed from the selection.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub reject: Vec<ObjectSelector>,
     /// Dotted paths, default `metadata.name`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub field_paths: Vec<String>,
     /// Delimiter, index, create.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub options: Option<FieldOptions>,
 }
 
@@ -79,25 +80,25 @@ pub struct TargetSelector {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectSelector {
     /// API group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub group: Option<String>,
     /// API version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub version: Option<String>,
     /// Kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: Option<String>,
     /// Name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: Option<String>,
     /// Namespace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: Option<String>,
     /// Label selector.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub label_selector: Option<String>,
     /// Annotation selector.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub annotation_selector: Option<String>,
 }
 
@@ -106,16 +107,16 @@ pub struct ObjectSelector {
 #[serde(rename_all = "camelCase")]
 pub struct FieldOptions {
     /// Split the field at this delimiter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub delimiter: String,
     /// Which part of the split.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub index: i64,
     /// Accepted and unused, as by kustomize.
-    #[serde(default, rename = "encoding")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "encoding")]
     pub _encoding: String,
     /// Create missing target fields.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub create: bool,
 }
 

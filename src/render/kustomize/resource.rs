@@ -43,6 +43,30 @@ impl Gvk {
     pub fn is_cluster_scoped(&self) -> bool {
         is_cluster_scoped_kind(&self.group, &self.kind)
     }
+
+    /// Whether kustomize v5.5 treats this GVK as cluster-scoped when it builds: it
+    /// decides from its built-in schema (Kubernetes 1.21), by group, version and kind,
+    /// so a version that schema lacks is namespaced there (FlowSchema
+    /// `flowcontrol.apiserver.k8s.io/v1`, ValidatingAdmissionPolicy) even where the API
+    /// server makes it cluster-scoped. Build output follows kustomize; what the agent
+    /// applies uses [`Gvk::is_cluster_scoped`].
+    pub fn is_cluster_scoped_in_kustomize(&self) -> bool {
+        if !self.is_cluster_scoped() {
+            return false;
+        }
+        if self.version.is_empty() {
+            return true;
+        }
+        let versions: &[&str] = match (self.group.as_str(), self.kind.as_str()) {
+            ("", _) => &["v1"],
+            ("flowcontrol.apiserver.k8s.io", _) => &["v1alpha1", "v1beta1"],
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => &[],
+            ("policy", _) => &["v1beta1"],
+            _ => return true,
+        };
+        versions.contains(&self.version.as_str())
+    }
 }
 
 /// Built-in cluster-scoped kinds, by group and kind.
@@ -99,7 +123,7 @@ impl ResId {
     /// The namespace kustomize compares with: `default` for namespaced objects without
     /// one, nothing for cluster-scoped objects.
     pub fn effective_namespace(&self) -> &str {
-        if self.gvk.is_cluster_scoped() {
+        if self.gvk.is_cluster_scoped_in_kustomize() {
             ""
         } else if self.namespace.is_empty() {
             "default"

@@ -35,7 +35,7 @@ pub fn set_namespace(
         }
         r.store_previous_id();
         let gvk = r.gvk();
-        if !gvk.is_cluster_scoped() {
+        if !gvk.is_cluster_scoped_in_kustomize() {
             r.set_namespace(ns);
         }
         if gvk.kind == "Namespace" && r.obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
@@ -72,6 +72,28 @@ pub fn set_namespace(
         }
     }
     check_unique(res, "namespace")
+}
+
+/// Sets one object's namespace as kustomize's namespace filter does without field
+/// specs (the ValueAddTransformer's `metadata/namespace`): namespaced objects only,
+/// and RoleBinding subjects named `default`.
+pub fn set_namespace_of(r: &mut Resource, ns: &str) {
+    r.store_previous_id();
+    let gvk = r.gvk();
+    if !gvk.is_cluster_scoped_in_kustomize() {
+        r.set_namespace(ns);
+    }
+    if (gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding")
+        && let Some(Value::Array(subjects)) = r.obj.get_mut("subjects")
+    {
+        for s in subjects.iter_mut() {
+            if s.get("name").and_then(Value::as_str) == Some("default")
+                && let Some(m) = s.as_object_mut()
+            {
+                m.insert("namespace".into(), Value::String(ns.into()));
+            }
+        }
+    }
 }
 
 fn into_map(v: Value) -> Map<String, Value> {

@@ -49,7 +49,7 @@ pub fn merge_vars(
             name: v.objref.name.clone(),
             namespace: v.objref.namespace.clone(),
         };
-        let with_ns = !target.namespace.is_empty() || target.gvk.is_cluster_scoped();
+        let with_ns = !target.namespace.is_empty() || target.gvk.is_cluster_scoped_in_kustomize();
         let same = |id: &ResId| {
             id.gvk == target.gvk
                 && id.name == target.name

@@ -1,0 +1,5 @@
+#!/bin/sh
+echo hi   
+	echo tab
+
+
