@@ -351,7 +351,8 @@ fn the_test_script_names_the_missing_tools_and_stops_before_compiling() {
         last.starts_with("install them with the system's package manager (Debian packages: git ")
             && last.contains(" prometheus ")
             && last.contains(" python3 python3-venv ")
-            && last.ends_with(" nodejs npm), then re-run ./test"),
+            && last.contains(" nodejs npm ")
+            && last.ends_with("), then re-run ./test"),
         "{last}"
     );
 }
