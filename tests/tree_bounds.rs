@@ -315,10 +315,12 @@ fn a_file_symlinked_out_of_its_kustomization_root_is_refused_as_by_kustomize() {
     );
 }
 
+/// A chain of `n` kustomization roots, each listing the next as `d` (not `n`, which a
+/// YAML 1.1 reader such as kustomize's takes for `false`).
 fn nested_chain(tree: &mut MemTree, base: &str, n: usize) -> String {
     let mut dir = base.to_string();
     for i in 0..n {
-        let inner = if i + 1 < n { "- n\n" } else { "" };
+        let inner = if i + 1 < n { "- d\n" } else { "" };
         tree.insert(
             &format!("{dir}/kustomization.yaml"),
             format!("resources:\n- cm.yaml\n{inner}"),
@@ -327,7 +329,7 @@ fn nested_chain(tree: &mut MemTree, base: &str, n: usize) -> String {
             &format!("{dir}/cm.yaml"),
             CM.replace("name: cm", &format!("name: cm-{i}")),
         );
-        dir.push_str("/n");
+        dir.push_str("/d");
     }
     dir
 }
@@ -349,7 +351,7 @@ fn kustomization_roots_nested_past_the_limit_are_refused_quickly() {
         "{:?}",
         started.elapsed()
     );
-    let refused = format!("deep{}", "/n".repeat(limit));
+    let refused = format!("deep{}", "/d".repeat(limit));
     assert_eq!(
         e.to_string(),
         format!(
@@ -388,7 +390,7 @@ fn a_commit_with_1500_nested_roots_is_refused_quickly_from_a_checkout_and_from_g
     let repo = ScratchRepo::minimal_with(&[]);
     let mut dir = "apps/web/base".to_string();
     for i in 0..1_500 {
-        let inner = if i + 1 < 1_500 { "- n\n" } else { "" };
+        let inner = if i + 1 < 1_500 { "- d\n" } else { "" };
         let first = if i == 0 { "- deployment.yaml\n" } else { "" };
         repo.write(
             &format!("{dir}/kustomization.yaml"),
@@ -398,7 +400,7 @@ fn a_commit_with_1500_nested_roots_is_refused_quickly_from_a_checkout_and_from_g
             &format!("{dir}/cm.yaml"),
             CM.replace("name: cm", &format!("name: cm-{i}")),
         );
-        dir.push_str("/n");
+        dir.push_str("/d");
     }
     let path = repo.path_buf();
     let e = within(Duration::from_secs(60), move || {
@@ -417,7 +419,7 @@ fn a_commit_with_1500_nested_roots_is_refused_quickly_from_a_checkout_and_from_g
     });
     let refused = format!(
         "apps/web/base{}",
-        "/n".repeat(kustomize::MAX_KUSTOMIZATION_DEPTH)
+        "/d".repeat(kustomize::MAX_KUSTOMIZATION_DEPTH)
     );
     assert_eq!(
         e,
