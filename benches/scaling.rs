@@ -84,7 +84,7 @@ fn nested_roots(root: &Path, n: usize) -> (git2::Oid, usize) {
     let commit = fleet_repo(root, |base| {
         let mut dir = base.to_path_buf();
         for i in 0..n {
-            let inner = if i + 1 < n { "- n\n" } else { "" };
+            let inner = if i + 1 < n { "- d\n" } else { "" };
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(
                 dir.join("kustomization.yaml"),
@@ -92,7 +92,7 @@ fn nested_roots(root: &Path, n: usize) -> (git2::Oid, usize) {
             )
             .unwrap();
             std::fs::write(dir.join("cm.yaml"), config_map(&format!("cm-{i}"))).unwrap();
-            dir = dir.join("n");
+            dir = dir.join("d");
         }
     });
     (commit, n)
