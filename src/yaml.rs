@@ -180,6 +180,43 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, YamlError> 
     Ok(docs)
 }
 
+/// Whether a stream starts with an empty document (`---` followed by another `---` or
+/// `...` with only comments between) or holds no document at all. kustomize reads some
+/// files (configurations, the JSON 6902 reading of a patch) with a reader that sees
+/// only the first document, so such a file reads as null there whatever documents
+/// follow, while [`parse_documents`] skips empty documents.
+pub fn first_document_is_empty(text: &str) -> bool {
+    let marker = |line: &str, m: &str| {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+    };
+    let mut started = false;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || (!started && line.starts_with('%')) {
+            continue;
+        }
+        if marker(line, "---") {
+            if started {
+                return true;
+            }
+            let rest = line[3..].trim();
+            if !(rest.is_empty() || rest.starts_with('#')) {
+                return false;
+            }
+            started = true;
+        } else if marker(line, "...") {
+            if started {
+                return true;
+            }
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
 /// Parses a multi-document stream of Kubernetes manifests (resources and patches) as
 /// kustomize reads them: [`parse_documents`], and then every folded block scalar (`>`)
 /// holds what kustomize's own round trip through its YAML writer and reader leaves in
@@ -583,6 +620,22 @@ pub fn to_yaml_stream(values: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_document_is_empty_only_when_the_stream_starts_with_an_empty_one() {
+        let null = first_document_is_empty;
+        assert!(null(""));
+        assert!(null("# only a comment\n"));
+        assert!(null("---\n---\na: 1\n"));
+        assert!(null("--- # c\n# c\n---\na: 1\n"));
+        assert!(null("---\n...\n---\na: 1\n"));
+        assert!(!null("a: 1\n"));
+        assert!(!null("--- {a: 1}\n---\n"));
+        assert!(!null("---\n  # c\n- a\n"));
+        assert!(!null("---\na: 1\n"));
+        assert!(!null("# c\n---\na: 1\n"));
+        assert!(!null("a: 1\n...\n---\n---\n"));
+    }
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]

@@ -182,6 +182,22 @@ const STRING_MAPS: &[&str] = &[
     "annotations",
 ];
 
+/// Removes the [`UNSUPPORTED_FIELDS`] written with no value (`validators: []`,
+/// `validators:`): kustomize has nothing to run for them, so they are not refused.
+pub fn drop_empty_unsupported_fields(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(m) = v {
+        m.retain(|k, v| {
+            let empty = match v {
+                serde_json::Value::Null => true,
+                serde_json::Value::Array(items) => items.is_empty(),
+                serde_json::Value::Object(map) => map.is_empty(),
+                _ => false,
+            };
+            !(empty && UNSUPPORTED_FIELDS.contains(&k.as_str()))
+        });
+    }
+}
+
 /// Replaces null values of label and annotation maps with empty strings, as Go's JSON
 /// decoding into a map of strings leaves them (`commonLabels: {team: }`).
 pub fn nulls_in_string_maps_to_empty(v: &mut serde_json::Value) {

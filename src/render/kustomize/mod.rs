@@ -511,6 +511,7 @@ pub fn load_kustomization(
     if let Ok(mut doc) = crate::yaml::parse_value_yaml11_last_key_wins(file.as_str(), &text) {
         kustomization::normalize_field_names(&mut doc);
         kustomization::nulls_in_string_maps_to_empty(&mut doc);
+        kustomization::drop_empty_unsupported_fields(&mut doc);
         match serde_path_to_error::deserialize::<_, Kustomization>(doc) {
             Ok(k) => return Ok((file, k)),
             Err(e) => strict_error = Some(e),
@@ -745,7 +746,13 @@ fn accumulate_inner(
     for c in &k.configurations {
         let path = loader.file_in(dir, c)?;
         let text = loader.read_text(&path)?;
-        let tc: TransformerConfig = crate::yaml::parse_typed(path.as_str(), &text)?;
+        // kustomize reads only the first document of a configurations file: a file
+        // starting with an empty document configures nothing.
+        let tc: TransformerConfig = if crate::yaml::first_document_is_empty(&text) {
+            TransformerConfig::default()
+        } else {
+            crate::yaml::parse_typed(path.as_str(), &text)?
+        };
         whole.config.merge(&tc);
     }
     for c in &k.crds {
@@ -1403,7 +1410,12 @@ fn load_replacements(
                 let path = loader.file_in(dir, p)?;
                 let text = loader.read_text(&path)?;
                 let docs = crate::yaml::parse_documents(path.as_str(), &text)?;
-                let doc = docs.into_iter().next().unwrap_or(Value::Null);
+                // kustomize reads the file's first document only: an empty one is null.
+                let doc = if crate::yaml::first_document_is_empty(&text) {
+                    Value::Null
+                } else {
+                    docs.into_iter().next().unwrap_or(Value::Null)
+                };
                 let parsed = match doc {
                     Value::Array(items) => items
                         .into_iter()

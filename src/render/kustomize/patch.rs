@@ -80,6 +80,9 @@ pub fn parse_patch(
             }
         };
     }
+    if let Some(outcome) = json_reading(text, &docs, src, field) {
+        return outcome;
+    }
     if docs.len() == 1 && docs[0].is_array() {
         let ops = super::jsonpatch::parse(&docs[0])
             .map_err(|e| src.err(format!("not a valid JSON 6902 patch: {e}")))?;
@@ -91,8 +94,7 @@ pub fn parse_patch(
         }
         // kustomize reads a strategic merge patch as an object, so it needs a kind and
         // a name even when a target selects what it patches.
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-        if !text(d.get("kind")) || !text(d.pointer("/metadata/name")) {
+        if !reads_as_object(d) {
             return Err(src.err(
                 "unable to parse the patch as a strategic merge patch (it needs 'kind' and \
                  'metadata.name', as in kustomize) or as a JSON 6902 patch (a list of operations)",
@@ -100,6 +102,56 @@ pub fn parse_patch(
         }
     }
     Ok(Patch::Strategic(docs))
+}
+
+/// Whether kustomize reads a document as an object: a map with a kind and a name.
+fn reads_as_object(doc: &Value) -> bool {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    doc.is_object() && text(doc.get("kind")) && text(doc.pointer("/metadata/name"))
+}
+
+/// Where kustomize's reading of the text as a JSON 6902 patch decides the outcome.
+/// kustomize reads `patches` and `patchesJson6902` text as JSON 6902 too: text whose
+/// first character is `[` with a JSON decoder (so it must be strict JSON), any other
+/// text as its first YAML document only, which is null when the text starts with an
+/// empty document (`---` then `---`). A null reading is an empty JSON 6902 patch: with
+/// a target it changes nothing, unless the rest also reads as a strategic merge patch,
+/// which kustomize refuses as ambiguous.
+fn json_reading(
+    text: &str,
+    docs: &[Value],
+    src: &PatchSource<'_>,
+    field: PatchField,
+) -> Option<Result<Patch, KustomizeError>> {
+    if field == PatchField::StrategicMerge {
+        return None;
+    }
+    if text.starts_with('[') && serde_json::from_str::<Value>(text).is_err() {
+        return Some(Err(src.err(
+            "the patch starts with '[' but is not strict JSON, and kustomize reads such a \
+             patch with a JSON decoder (quote every key and string, as JSON does, or write \
+             the list in block style)",
+        )));
+    }
+    if !crate::yaml::first_document_is_empty(text) {
+        return None;
+    }
+    Some(match field {
+        PatchField::Patches { .. } if docs.iter().all(reads_as_object) => Err(src.err(
+            "the patch starts with an empty YAML document, which kustomize reads as an empty \
+             JSON 6902 patch while the rest reads as a strategic merge patch, and it refuses \
+             a patch that is both; remove the empty document",
+        )),
+        PatchField::Patches { targeted: true } => Ok(Patch::Json(super::jsonpatch::Ops::default())),
+        PatchField::Patches { targeted: false } => Err(src.err(
+            "the patch starts with an empty YAML document, which kustomize reads as an empty \
+             JSON 6902 patch, and a JSON 6902 patch needs a 'target'; remove the empty document",
+        )),
+        _ => Err(src.err(
+            "the patch starts with an empty YAML document, which kustomize reads as an empty \
+             JSON 6902 patch and refuses; remove the empty document",
+        )),
+    })
 }
 
 fn patch_id(doc: &Value) -> ResId {

@@ -501,7 +501,8 @@ fn split_escaped_path(path: &str) -> Vec<String> {
     fields
 }
 
-/// Writes `value` at `fields`, creating maps on the way, into a scalar field.
+/// Writes `value` at `fields`, creating missing maps on the way (a null one on the way
+/// leaves the object as it is, as in kustomize), into a scalar field.
 fn add_value(
     node: &mut Value,
     fields: &[String],
@@ -516,9 +517,12 @@ fn add_value(
         let Value::Object(m) = node else {
             return Err(format!("'{f}' is not inside a map"));
         };
-        let child = m.entry(f.clone()).or_insert(Value::Null);
+        let child = m
+            .entry(f.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
         if child.is_null() {
-            *child = Value::Object(serde_json::Map::new());
+            // kustomize's path lookup stops at a field written as null and adds nothing.
+            return Ok(());
         }
         node = child;
     }

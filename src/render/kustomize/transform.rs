@@ -310,6 +310,10 @@ fn walk_containers(v: &mut Value, img: &ImageEntry, pattern: &regex::bytes::Rege
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
                 walk_containers(child, img, pattern);
+                if (k == "containers" || k == "initContainers") && child.is_null() {
+                    // kustomize's image filter writes a null container list back empty.
+                    *child = Value::Array(Vec::new());
+                }
                 if (k == "containers" || k == "initContainers")
                     && let Value::Array(items) = child
                 {
