@@ -66,7 +66,7 @@ fn unknown_field_in_a_kustomization_is_an_error() {
 fn unsupported_kustomize_field_is_named() {
     let e = render_err(&[(
         "apps/web/base/kustomization.yaml",
-        "resources:\n- deployment.yaml\nvalidators: []\n",
+        "resources:\n- deployment.yaml\nvalidators:\n- validate.yaml\n",
     )]);
     assert_eq!(
         e,
