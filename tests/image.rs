@@ -59,7 +59,7 @@ fn require(tool: &str, package: &str) {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "the image test needs `{tool}` (Debian: apt-get install -y {package}); .ci/run installs it"
+        "the image test needs `{tool}` (Debian: apt-get install -y {package}); ./test installs it"
     );
 }
 

@@ -24,6 +24,8 @@
 //! ROLLWAVE_DIFF_SEED=$RANDOM ROLLWAVE_DIFF_KEEP_GOING=1 cargo test --test
 //! kustomize_differential -- --nocapture`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -581,32 +583,6 @@ fn cases_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize")
 }
 
-fn cases() -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(cases_root())
-        .expect("tests/kustomize exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.path().join("expected.yaml").exists() || e.path().join("expected-error.txt").exists()
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Every YAML input of a case (never the expected outputs), in a stable order.
 fn yaml_inputs(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -755,7 +731,7 @@ struct Mutant {
 fn build_mutant(case: &str, bytes: &[u8]) -> Mutant {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join(case);
-    copy_dir(&cases_root().join(case), &dir);
+    common::copy_dir(&cases_root().join(case), &dir);
     for expected in ["expected.yaml", "expected-error.txt"] {
         let _ = std::fs::remove_file(dir.join(expected));
     }
@@ -819,7 +795,7 @@ fn check_mutant(case: &str, bytes: &[u8], keep_going: bool) -> Result<(), String
         findings_dir().join(case)
     };
     let _ = std::fs::remove_dir_all(&keep);
-    copy_dir(&m.tmp.path().join(case), &keep);
+    common::copy_dir(&m.tmp.path().join(case), &keep);
     std::fs::write(keep.join("difference.txt"), &what).unwrap();
     let mut report = format!(
         "case {case}: {what}\nthe mutant is kept in {}\n",
@@ -845,7 +821,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[test]
 fn rollwave_agrees_with_kustomize_on_golden_inputs_written_in_other_yaml_shapes() {
-    let cases = cases();
+    let cases = common::golden_cases();
     assert!(cases.len() >= 150, "expected the golden cases");
     let keep_going = std::env::var("ROLLWAVE_DIFF_KEEP_GOING").is_ok_and(|v| v == "1");
     let deadline = std::env::var("ROLLWAVE_DIFF_SECONDS")

@@ -3,24 +3,12 @@
 //! kustomize (`tests/kustomize/regenerate.sh`). Cases kustomize refuses hold
 //! `expected-error.txt` instead, and rollwave must refuse them too.
 
+mod common;
+
 use std::path::Path;
 
 use rollwave::render::kustomize;
 use rollwave::tree::{DirTree, RepoPath};
-
-fn cases() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize");
-    let mut out: Vec<String> = std::fs::read_dir(&root)
-        .expect("tests/kustomize exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.path().join("expected.yaml").exists() || e.path().join("expected-error.txt").exists()
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    out.sort();
-    out
-}
 
 fn check(case: &str) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize");
@@ -60,7 +48,7 @@ fn check(case: &str) -> Result<(), String> {
 
 #[test]
 fn rollwave_build_matches_kustomize_on_every_golden_case() {
-    let cases = cases();
+    let cases = common::golden_cases();
     assert!(
         cases.len() >= 150,
         "expected at least 150 golden cases, found {}",

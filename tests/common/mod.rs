@@ -184,6 +184,22 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Copies a directory tree.
+/// The golden cases under tests/kustomize/ (each holds `expected.yaml`, or
+/// `expected-error.txt` when kustomize refuses it), sorted by name.
+pub fn golden_cases() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kustomize");
+    let mut out: Vec<String> = std::fs::read_dir(&root)
+        .expect("tests/kustomize exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path().join("expected.yaml").exists() || e.path().join("expected-error.txt").exists()
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir").flatten() {
