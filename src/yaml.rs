@@ -434,6 +434,82 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
     out
 }
 
+/// How each null written as a value of `metadata.labels` or `metadata.annotations`
+/// in a stream is spelled (`~`, an empty value, `Null`, ...): `(field, key, text)` for
+/// every such plain scalar of any document. Parsed values cannot tell the spellings
+/// apart, and kustomize, where it reads those maps as strings, keeps the text.
+pub fn metadata_null_spellings(text: &str) -> Vec<(String, String, String)> {
+    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
+    let mut opts = Options::default();
+    opts.set_emit_comments(false);
+    let mut parser = Parser::new_from_str_with_options(text, opts);
+    // The key each open mapping is at (None while its next key is awaited); a list
+    // counts as a mapping at no key.
+    let mut stack: Vec<Option<String>> = Vec::new();
+    let mut out = Vec::new();
+    let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
+    let mut lists: Vec<bool> = Vec::new();
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let in_key = !lists.last().copied().unwrap_or(true) && matches!(stack.last(), Some(None));
+        match event {
+            Event::DocumentStart(..) => {
+                stack.clear();
+                lists.clear();
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if in_key {
+                    return out;
+                }
+                lists.push(matches!(event, Event::SequenceStart(..)));
+                stack.push(None);
+            }
+            Event::Scalar(value, style, ..) => {
+                if in_key {
+                    if let Some(k) = stack.last_mut() {
+                        *k = Some(value.into_owned());
+                    }
+                    continue;
+                }
+                let at = |i: usize, name: &str| {
+                    stack.get(i).and_then(Option::as_deref) == Some(name) && !lists[i]
+                };
+                if matches!(style, ScalarStyle::Plain)
+                    && is_null(&value)
+                    && stack.len() == 3
+                    && at(0, "metadata")
+                    && (at(1, "labels") || at(1, "annotations"))
+                    && let (Some(Some(field)), Some(Some(key))) = (stack.get(1), stack.get(2))
+                {
+                    // An empty value comes as "~"; its span is empty.
+                    let written = if span.is_empty() {
+                        String::new()
+                    } else {
+                        value.into_owned()
+                    };
+                    out.push((field.clone(), key.clone(), written));
+                }
+                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
+                    *k = None;
+                }
+            }
+            Event::Alias(..) => {
+                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
+                    *k = None;
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                lists.pop();
+                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
+                    *k = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Replaces the string at `scalar`'s place with `new` when it still holds `old`.
 fn set_string(docs: &mut [Value], scalar: &BlockScalar, old: &str, new: String) {
     let Some(mut node) = docs.get_mut(scalar.doc) else {
@@ -738,6 +814,24 @@ mod tests {
         assert_eq!(docs[0]["metadata"]["annotations"]["n"], "a\n  b\n");
         let plain = parse_documents("m.yaml", text).unwrap();
         assert_eq!(plain[0]["data"]["f"], "a\n  b\nc\n");
+    }
+
+    #[test]
+    fn nulls_in_labels_and_annotations_keep_their_spelling() {
+        let text = "kind: A\nmetadata:\n  name: a\n  labels:\n    a: ~\n    b:\n    c: null\n    \
+                    d: x\n  annotations: {e: Null, f: 'null'}\nspec:\n  labels: {g: ~}\n";
+        let found = metadata_null_spellings(text);
+        let want = [
+            ("labels", "a", "~"),
+            ("labels", "b", ""),
+            ("labels", "c", "null"),
+            ("annotations", "e", "Null"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(f, k, t)| (f.to_string(), k.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(found, want);
     }
 
     #[test]

@@ -335,7 +335,22 @@ fn empty_patch_files_are_refused_where_kustomize_refuses_them() {
         (
             "patches:\n- path: p.yaml\n",
             "# nothing\n",
-            Some("the patch holds only comments"),
+            Some("the patch holds only whitespace, comments or a null"),
+        ),
+        (
+            "patches:\n- path: p.yaml\n  target: {kind: Deployment}\n",
+            "\n\n",
+            Some("the patch holds only whitespace, comments or a null"),
+        ),
+        (
+            "patches:\n- path: p.yaml\n  target: {kind: Deployment}\n",
+            "# no operations\n[]\n",
+            Some("the patch is an empty list"),
+        ),
+        (
+            "patches:\n- target: {kind: Deployment}\n  patch: \"  \\n\"\n",
+            "",
+            Some("an inline patch that is blank counts as none"),
         ),
         (
             "patchesStrategicMerge:\n- p.yaml\n",

@@ -18,7 +18,9 @@
 //! - `ROLLWAVE_DIFF_SEED`: proptest's seed (default fixed, so CI runs are repeatable);
 //! - `ROLLWAVE_DIFF_SECONDS`: stop building mutants after this many seconds;
 //! - `ROLLWAVE_DIFF_KEEP_GOING=1`: record every difference (one directory each) and
-//!   fail at the end instead of stopping at the first one.
+//!   fail at the end instead of stopping at the first one;
+//! - `ROLLWAVE_DIFF_ONLY=116,164`: mutate only the golden cases whose names start with
+//!   one of these prefixes (to chase one difference).
 //!
 //! Long run by hand: `ROLLWAVE_DIFF_CASES=1000000 ROLLWAVE_DIFF_SECONDS=600
 //! ROLLWAVE_DIFF_SEED=$RANDOM ROLLWAVE_DIFF_KEEP_GOING=1 cargo test --test
@@ -157,10 +159,11 @@ fn empty_value(shape: Shape, tape: &mut Tape, null_ok: bool) -> Value {
 /// Adds, with a small chance, one of `fields` the map lacks, null or empty.
 ///
 /// Excluded shape: in objects (resources and patches) an absent list or map is
-/// written empty, never null. A strategic merge patch applied through a `target`
-/// drops null fields from the object it patches, and reads a null `metadata.labels`
-/// or `metadata.annotations` in the patch differently from a patch applied by name;
-/// rollwave does not reproduce that part of kustomize's targeted patching.
+/// written empty, never null. kustomize's strategic merge drops a null field inside
+/// content a patch adds (a new container's `ports: null`) and the images transformer
+/// keeps some null container lists that it empties elsewhere; rollwave does not
+/// reproduce those rules yet. (A null or empty `metadata.labels` or `annotations` in a
+/// patch applied through a `target` is reproduced: golden case 190.)
 fn insert_absent(
     map: &mut Map<String, Value>,
     fields: &[(&str, Shape)],
@@ -690,11 +693,30 @@ fn rollwave_outcome(root: &Path, case: &str) -> Outcome {
     }
 }
 
+/// Mutants kustomize built but could not print (see `fails_writing_its_output`).
+static UNWRITABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether kustomize built every object and then failed to print one. Its YAML
+/// writer emits text it cannot read back when a comment sits next to a collection it
+/// emptied, wrote in flow style or merged into a flow-style parent (`labels: #` whose
+/// every entry a patch removes); printing then fails with the object (as a Go map)
+/// and the YAML reader's complaint. That is a defect of kustomize's output, not a
+/// refusal of the input: rollwave builds such inputs, and the README says so.
+fn fails_writing_its_output(kustomize_error: &str) -> bool {
+    kustomize_error.contains("err=\"map[string]interface {}{")
+        && (kustomize_error.contains("}: yaml: line ")
+            || kustomize_error.contains("}: yaml: invalid map key"))
+}
+
 /// `None` when the two agree, else what differs.
 fn difference(kustomize: &Outcome, rollwave: &Outcome) -> Option<String> {
     match (kustomize, rollwave) {
         (Outcome::Built(k), Outcome::Built(r)) if k == r => None,
         (Outcome::Failed(_), Outcome::Failed(_)) => None,
+        (Outcome::Failed(k), Outcome::Built(_)) if fails_writing_its_output(k) => {
+            UNWRITABLE.fetch_add(1, Ordering::Relaxed);
+            None
+        }
         (Outcome::Built(k), Outcome::Built(r)) => {
             let k = rollwave::yaml::to_yaml_stream(k);
             let r = rollwave::yaml::to_yaml_stream(r);
@@ -821,8 +843,16 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[test]
 fn rollwave_agrees_with_kustomize_on_golden_inputs_written_in_other_yaml_shapes() {
-    let cases = common::golden_cases();
+    let mut cases = common::golden_cases();
     assert!(cases.len() >= 150, "expected the golden cases");
+    if let Ok(only) = std::env::var("ROLLWAVE_DIFF_ONLY") {
+        let prefixes: Vec<&str> = only.split(',').map(str::trim).collect();
+        cases.retain(|c| prefixes.iter().any(|p| c.starts_with(p)));
+        assert!(
+            !cases.is_empty(),
+            "ROLLWAVE_DIFF_ONLY={only} names no golden case"
+        );
+    }
     let keep_going = std::env::var("ROLLWAVE_DIFF_KEEP_GOING").is_ok_and(|v| v == "1");
     let deadline = std::env::var("ROLLWAVE_DIFF_SECONDS")
         .ok()
@@ -859,10 +889,12 @@ fn rollwave_agrees_with_kustomize_on_golden_inputs_written_in_other_yaml_shapes(
         }
     });
     eprintln!(
-        "{} mutants of {} cases built by rollwave and kustomize in {:.0?} (seed {seed})",
+        "{} mutants of {} cases built by rollwave and kustomize in {:.0?} (seed {seed}); \
+         kustomize could not print its output for {}",
         BUILT.load(Ordering::Relaxed),
         cases.len(),
-        started.elapsed()
+        started.elapsed(),
+        UNWRITABLE.load(Ordering::Relaxed),
     );
     match result {
         Ok(()) => {}

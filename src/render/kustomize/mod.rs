@@ -1185,15 +1185,23 @@ fn patch_text(
     path: Option<&String>,
     inline: Option<&String>,
 ) -> Result<(String, String), KustomizeError> {
+    // kustomize trims inline patch text, and blank inline text counts as absent.
+    let inline = inline.map(|t| t.trim()).filter(|t| !t.is_empty());
     match (path, inline) {
         (Some(p), None) => {
             let full = loader.file_in(dir, p)?;
             Ok((loader.read_text(&full)?, full.to_string()))
         }
-        (None, Some(t)) => Ok((t.clone(), format!("{dir}: inline patch"))),
-        _ => Err(KustomizeError::Kustomization {
+        (None, Some(t)) => Ok((t.to_string(), format!("{dir}: inline patch"))),
+        (Some(_), Some(_)) => Err(KustomizeError::Kustomization {
             dir: dir.to_string(),
-            message: "a patch needs exactly one of 'path' or 'patch'".into(),
+            message: "a patch has both 'path' and 'patch'; keep one of them".into(),
+        }),
+        (None, None) => Err(KustomizeError::Kustomization {
+            dir: dir.to_string(),
+            message: "a patch needs one of 'path' or 'patch' (an inline patch that is blank \
+                      counts as none)"
+                .into(),
         }),
     }
 }
@@ -1322,7 +1330,11 @@ fn apply_legacy_smp(
             message: "patchesStrategicMerge entries must be strategic merge patches".into(),
         });
     }
-    patch::apply_patch(acc, &p, None, PatchOptions::default(), &src)?;
+    let through_map = PatchOptions {
+        through_resource_map: true,
+        ..PatchOptions::default()
+    };
+    patch::apply_patch(acc, &p, None, through_map, &src)?;
     Ok(())
 }
 
@@ -1359,6 +1371,7 @@ fn apply_patch_entry(
         .map_or(PatchOptions::default(), |o| PatchOptions {
             allow_name_change: o.get("allowNameChange").copied().unwrap_or(false),
             allow_kind_change: o.get("allowKindChange").copied().unwrap_or(false),
+            through_resource_map: false,
         });
     patch::apply_patch(acc, &p, target.as_ref(), opts, &src)?;
     Ok(())

@@ -10,8 +10,9 @@ use crate::schema::{MergeOutcome, strategic_merge_with};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
-    /// One or more strategic merge documents.
-    Strategic(Vec<Value>),
+    /// One or more strategic merge documents, with the spellings of the nulls in
+    /// their labels and annotations (see [`resource_map_copy`]).
+    Strategic(Vec<Value>, Vec<(String, String, String)>),
     /// JSON 6902 operations.
     Json(super::jsonpatch::Ops),
 }
@@ -62,18 +63,22 @@ pub fn parse_patch(
 ) -> Result<Patch, KustomizeError> {
     let docs = crate::yaml::parse_manifests(&src.what, text)?;
     if docs.is_empty() {
-        let blank = text.trim().is_empty();
+        // Only text with no bytes at all fails to read as JSON 6902; whitespace,
+        // comments or a null read as an empty JSON 6902 patch and an empty strategic
+        // merge patch at once. (Inline text arrives trimmed, as kustomize trims it.)
+        let no_bytes = text.is_empty();
         return match field {
-            PatchField::Patches { targeted: true } if blank => {
+            PatchField::Patches { targeted: true } if no_bytes => {
                 Ok(Patch::Json(super::jsonpatch::Ops::default()))
             }
-            PatchField::Patches { targeted: false } if blank => Err(src.err(
+            PatchField::Patches { targeted: false } if no_bytes => Err(src.err(
                 "the patch is empty, which kustomize reads as a JSON 6902 patch without a target; \
                  give it content or remove the entry",
             )),
             PatchField::Patches { .. } => Err(src.err(
-                "the patch holds only comments, which kustomize refuses as both a strategic \
-                 merge and a JSON 6902 patch; give it content or remove the entry",
+                "the patch holds only whitespace, comments or a null, which kustomize refuses \
+                 as both a strategic merge and a JSON 6902 patch; give it content or remove \
+                 the entry",
             )),
             PatchField::StrategicMerge | PatchField::Json6902 => {
                 Err(src.err("the patch is empty; give it content or remove the entry"))
@@ -82,6 +87,15 @@ pub fn parse_patch(
     }
     if let Some(outcome) = json_reading(text, &docs, src, field) {
         return outcome;
+    }
+    if let PatchField::Patches { .. } = field
+        && docs.len() == 1
+        && docs[0].as_array().is_some_and(Vec::is_empty)
+    {
+        return Err(src.err(
+            "the patch is an empty list, which kustomize refuses as both an empty strategic \
+             merge patch and an empty JSON 6902 patch; give it operations or remove the entry",
+        ));
     }
     if docs.len() == 1 && docs[0].is_array() {
         let ops = super::jsonpatch::parse(&docs[0])
@@ -101,7 +115,10 @@ pub fn parse_patch(
             ));
         }
     }
-    Ok(Patch::Strategic(docs))
+    Ok(Patch::Strategic(
+        docs,
+        crate::yaml::metadata_null_spellings(text),
+    ))
 }
 
 /// Whether kustomize reads a document as an object: a map with a kind and a name.
@@ -137,11 +154,18 @@ fn json_reading(
         return None;
     }
     Some(match field {
-        PatchField::Patches { .. } if docs.iter().all(reads_as_object) => Err(src.err(
-            "the patch starts with an empty YAML document, which kustomize reads as an empty \
+        // kustomize's strategic merge reading skips empty maps (`{}`).
+        PatchField::Patches { .. }
+            if docs
+                .iter()
+                .all(|d| reads_as_object(d) || d.as_object().is_some_and(Map::is_empty)) =>
+        {
+            Err(src.err(
+                "the patch starts with an empty YAML document, which kustomize reads as an empty \
              JSON 6902 patch while the rest reads as a strategic merge patch, and it refuses \
              a patch that is both; remove the empty document",
-        )),
+            ))
+        }
         PatchField::Patches { targeted: true } => Ok(Patch::Json(super::jsonpatch::Ops::default())),
         PatchField::Patches { targeted: false } => Err(src.err(
             "the patch starts with an empty YAML document, which kustomize reads as an empty \
@@ -171,14 +195,77 @@ pub struct PatchOptions {
     pub allow_name_change: bool,
     /// The patch may change apiVersion and kind.
     pub allow_kind_change: bool,
+    /// kustomize applies the patch through its resource map (`patchesStrategicMerge`,
+    /// and `patches` entries with a `target`), which merges a rewritten copy of the
+    /// patch: see [`resource_map_copy`].
+    pub through_resource_map: bool,
+}
+
+/// The copy of a strategic merge patch that kustomize's resource map merges into each
+/// object it selects. Its labels and annotations are read as string maps and written
+/// back: every value becomes a string (a null that would delete a key becomes its
+/// text, "null", "~" or "", as spelled in `nulls`), a null or empty map disappears, and
+/// the copy takes the object's apiVersion. (`patches` entries without a target merge
+/// the patch as written.)
+fn resource_map_copy(doc: &Value, nulls: &[(String, String, String)], object: &Resource) -> Value {
+    let mut copy = doc.clone();
+    if let Some(Value::Object(meta)) = copy.get_mut("metadata") {
+        for field in ["labels", "annotations"] {
+            let strings: Map<String, Value> = match meta.get(field) {
+                Some(Value::Object(m)) => m
+                    .iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            Value::Null => nulls
+                                .iter()
+                                .find(|(f, key, _)| f == field && key == k)
+                                .map_or_else(|| "null".to_string(), |(_, _, t)| t.clone()),
+                            other => meta_value_text(other),
+                        };
+                        (k.clone(), Value::String(text))
+                    })
+                    .collect(),
+                _ => Map::new(),
+            };
+            if strings.is_empty() {
+                meta.remove(field);
+            } else {
+                meta.insert(field.to_string(), Value::Object(strings));
+            }
+        }
+    }
+    if let (Value::Object(m), Some(api)) = (&mut copy, object.obj.get("apiVersion")) {
+        m.insert("apiVersion".into(), api.clone());
+    }
+    copy
+}
+
+/// The text kustomize reads from a label or annotation value: a scalar as written (a
+/// null as "null"), a map or list as "".
+fn meta_value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(_) | Value::Object(_) => String::new(),
+    }
 }
 
 fn merge_into(
     r: &mut Resource,
     doc: &Value,
+    nulls: &[(String, String, String)],
     opts: PatchOptions,
     src: &PatchSource<'_>,
 ) -> Result<bool, KustomizeError> {
+    let copied;
+    let doc = if opts.through_resource_map {
+        copied = resource_map_copy(doc, nulls, r);
+        &copied
+    } else {
+        doc
+    };
     let gvk = r.gvk();
     let old_id = r.cur_id();
     let (name, ns) = (r.name().to_string(), r.namespace().to_string());
@@ -255,7 +342,7 @@ pub fn apply_patch(
             Ok(())
         }
         (Patch::Json(_), None) => Err(src.err("a JSON 6902 patch needs a 'target'")),
-        (Patch::Strategic(docs), Some(sel)) => {
+        (Patch::Strategic(docs, nulls), Some(sel)) => {
             if docs.len() > 1 {
                 return Err(
                     src.err("a patch with a 'target' must hold a single strategic merge document")
@@ -264,9 +351,13 @@ pub fn apply_patch(
             let Some(doc) = docs.first() else {
                 return Ok(());
             };
+            let opts = PatchOptions {
+                through_resource_map: true,
+                ..opts
+            };
             let mut kept = Vec::with_capacity(res.len());
             for mut r in res.drain(..) {
-                if sel.matches(&r) && !merge_into(&mut r, doc, opts, src)? {
+                if sel.matches(&r) && !merge_into(&mut r, doc, nulls, opts, src)? {
                     continue;
                 }
                 kept.push(r);
@@ -274,7 +365,7 @@ pub fn apply_patch(
             *res = kept;
             Ok(())
         }
-        (Patch::Strategic(docs), None) => {
+        (Patch::Strategic(docs, nulls), None) => {
             for doc in docs {
                 let id = patch_id(doc);
                 let matches: Vec<usize> = res
@@ -287,7 +378,7 @@ pub fn apply_patch(
                     .collect();
                 match matches.as_slice() {
                     [i] => {
-                        if !merge_into(&mut res[*i], doc, opts, src)? {
+                        if !merge_into(&mut res[*i], doc, nulls, opts, src)? {
                             res.remove(*i);
                         }
                     }
