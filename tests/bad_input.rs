@@ -417,7 +417,7 @@ fn missing_fleet_yaml_is_explained() {
 fn invalid_target_regex_is_reported() {
     let e = render_err(&[(
         "apps/web/base/kustomization.yaml",
-        "resources:\n- deployment.yaml\npatches:\n- target: {name: \"web[\"}\n  patch: '[]'\n",
+        "resources:\n- deployment.yaml\npatches:\n- target: {name: \"web[\"}\n  patch: '[{\"op\": \"remove\", \"path\": \"/spec\"}]'\n",
     )]);
     assert!(
         e.contains("target.name 'web[' is not a valid regular expression"),
