@@ -179,7 +179,7 @@ fn merge_value(
     match (target.as_object_mut(), patch.as_object()) {
         (Some(t), Some(p)) => merge_map(ctx, path, t, p),
         _ => {
-            *target = strip_directives(patch);
+            *target = added(ctx, path, patch);
             Ok(())
         }
     }
@@ -231,21 +231,74 @@ fn merge_map(
                 merge_value(ctx, path, t, pval)?;
             }
             (_, Value::Array(plist)) => {
+                let by_key = merges_by_key(ctx.group, ctx.kind, path, ctx.custom);
                 let cleaned: Vec<Value> = plist
                     .iter()
                     .filter(|v| !is_delete_item(v))
-                    .map(strip_directives)
+                    .map(|v| {
+                        if by_key {
+                            added(ctx, path, v)
+                        } else {
+                            strip_directives(v)
+                        }
+                    })
                     .filter(|v| !is_empty_map(v))
                     .collect();
                 target.insert(key.clone(), Value::Array(cleaned));
             }
             _ => {
-                target.insert(key.clone(), strip_directives(pval));
+                target.insert(key.clone(), added(ctx, path, pval));
             }
         }
         path.pop();
     }
     Ok(())
+}
+
+/// Whether the list at `path` merges element by element (by a merge key), looked up
+/// in `custom` first: kustomize's merge walks into such a list's elements and hands a
+/// list of any other strategy over whole.
+pub fn merges_by_key(
+    group: &str,
+    kind: &str,
+    path: &[String],
+    custom: &CustomStrategy<'_>,
+) -> bool {
+    matches!(
+        custom(path).unwrap_or_else(|| list_strategy(group, kind, path)),
+        ListStrategy::MergeByKey(_)
+    )
+}
+
+/// Content a patch adds where the object has none, as kustomize's merge adds it: a
+/// null there deletes nothing and is dropped, in maps and in the elements of lists
+/// merged by key; a list of any other strategy is taken whole, nulls and all.
+fn added(ctx: &Ctx<'_, '_>, path: &mut Vec<String>, v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, v)| {
+                    k.as_str() != PATCH_DIRECTIVE && !is_delete_item(v) && !v.is_null()
+                })
+                .map(|(k, v)| {
+                    path.push(k.clone());
+                    let out = added(ctx, path, v);
+                    path.pop();
+                    (k.clone(), out)
+                })
+                .collect(),
+        ),
+        Value::Array(items) if merges_by_key(ctx.group, ctx.kind, path, ctx.custom) => {
+            Value::Array(
+                items
+                    .iter()
+                    .filter(|v| !is_delete_item(v) && !is_directive_only(v))
+                    .map(|v| added(ctx, path, v))
+                    .collect(),
+            )
+        }
+        other => strip_directives(other),
+    }
 }
 
 fn is_delete_item(v: &Value) -> bool {
@@ -297,7 +350,7 @@ fn merge_list(
                 let Some(pkey) = p.get(key) else {
                     // Elements without the key cannot be matched: kept as new elements.
                     if !is_directive_only(p) {
-                        out.push(strip_directives(p));
+                        out.push(added(ctx, path, p));
                     }
                     continue;
                 };
@@ -314,7 +367,7 @@ fn merge_list(
                         out.push(merged);
                     }
                     None if is_delete_item(p) => {}
-                    None => out.push(strip_directives(p)),
+                    None => out.push(added(ctx, path, p)),
                 }
             }
             out.extend(original.into_iter().flatten());

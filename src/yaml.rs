@@ -291,6 +291,7 @@ fn find_unwritable_char(v: &Value, path: &mut Vec<String>) -> Option<(String, ch
 }
 
 /// One step of the path from a document's root to a node.
+#[derive(Clone)]
 enum Step {
     Key(String),
     Index(usize),
@@ -331,17 +332,22 @@ impl BlockScalar {
     }
 }
 
-/// The block scalars of a stream whose non-empty documents number `docs`, read with
-/// libyaml's rules. Nothing is returned when the walk cannot be matched with the
-/// parsed documents (a collection used as a key, a different document count).
-fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
+/// Walks the scalars of a stream whose non-empty documents number `docs` that are
+/// values (not keys), calling `visit(document index, path, text, style, empty)` with
+/// `empty` true for a value written as nothing (`key:`). Returns false, having visited
+/// nothing certain, when the walk cannot be matched with the parsed documents (a
+/// collection used as a key, a different document count).
+fn walk_value_scalars(
+    text: &str,
+    docs: usize,
+    mut visit: impl FnMut(usize, &[Step], &str, serde_saphyr::granit_parser::ScalarStyle, bool),
+) -> bool {
     use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
     let mut opts = Options::default();
     opts.block_scalar_eof_without_line_feed = true;
     opts.set_emit_comments(false);
     let mut parser = Parser::new_from_str_with_options(text, opts);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut out = Vec::new();
     // Documents seen, and whether the current one has content.
     let mut seen = 0usize;
     let mut root_seen = false;
@@ -357,8 +363,8 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
     }
     let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
     while let Some(event) = parser.next_event() {
-        let Ok((event, _)) = event else {
-            return Vec::new();
+        let Ok((event, span)) = event else {
+            return false;
         };
         if !root_seen
             && matches!(
@@ -383,7 +389,7 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 if in_key_position(&stack) {
-                    return Vec::new();
+                    return false;
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
                     Frame::Map(None)
@@ -398,26 +404,21 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
                     }
                     continue;
                 }
-                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) && seen > 0 {
-                    let path = stack
+                if seen > 0 && !stack.is_empty() {
+                    let path: Vec<Step> = stack
                         .iter()
                         .map(|f| match f {
                             Frame::Map(k) => Step::Key(k.clone().unwrap_or_default()),
                             Frame::List(i) => Step::Index(*i),
                         })
                         .collect();
-                    out.push(BlockScalar {
-                        doc: seen - 1,
-                        path,
-                        folded: matches!(style, ScalarStyle::Folded),
-                        value: value.into_owned(),
-                    });
+                    visit(seen - 1, &path, &value, style, span.is_empty());
                 }
                 advance(&mut stack);
             }
             Event::Alias(..) => {
                 if in_key_position(&stack) {
-                    return Vec::new();
+                    return false;
                 }
                 advance(&mut stack);
             }
@@ -428,10 +429,49 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
             _ => {}
         }
     }
-    if seen != docs {
-        return Vec::new();
-    }
-    out
+    seen == docs
+}
+
+/// The block scalars of a stream whose non-empty documents number `docs`, read with
+/// libyaml's rules. Nothing is returned when the walk cannot be matched with the
+/// parsed documents.
+fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
+    use serde_saphyr::granit_parser::ScalarStyle;
+    let mut out = Vec::new();
+    let matched = walk_value_scalars(text, docs, |doc, path, value, style, _| {
+        if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+            out.push(BlockScalar {
+                doc,
+                path: path.to_vec(),
+                folded: matches!(style, ScalarStyle::Folded),
+                value: value.to_string(),
+            });
+        }
+    });
+    if matched { out } else { Vec::new() }
+}
+
+/// Where each value written as nothing (`key:` or `- `) sits in a stream whose
+/// non-empty documents number `docs`: (document index, JSON pointer). Parsed, such a
+/// value is a null like `null` or `~`, but kustomize's strategic merge keeps a spelled
+/// null of the object it patches and drops an unspelled one. Empty when the walk
+/// cannot be matched with the parsed documents.
+pub fn unspelled_nulls(text: &str, docs: usize) -> Vec<(usize, String)> {
+    use serde_saphyr::granit_parser::ScalarStyle;
+    let mut out = Vec::new();
+    let matched = walk_value_scalars(text, docs, |doc, path, _, style, empty| {
+        if empty && matches!(style, ScalarStyle::Plain) {
+            let pointer: String = path
+                .iter()
+                .map(|s| match s {
+                    Step::Key(k) => format!("/{}", k.replace('~', "~0").replace('/', "~1")),
+                    Step::Index(i) => format!("/{i}"),
+                })
+                .collect();
+            out.push((doc, pointer));
+        }
+    });
+    if matched { out } else { Vec::new() }
 }
 
 /// How each null written as a value of `metadata.labels` or `metadata.annotations`
@@ -439,74 +479,25 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
 /// every such plain scalar of any document. Parsed values cannot tell the spellings
 /// apart, and kustomize, where it reads those maps as strings, keeps the text.
 pub fn metadata_null_spellings(text: &str) -> Vec<(String, String, String)> {
-    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
-    let mut opts = Options::default();
-    opts.set_emit_comments(false);
-    let mut parser = Parser::new_from_str_with_options(text, opts);
-    // The key each open mapping is at (None while its next key is awaited); a list
-    // counts as a mapping at no key.
-    let mut stack: Vec<Option<String>> = Vec::new();
+    use serde_saphyr::granit_parser::ScalarStyle;
     let mut out = Vec::new();
     let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
-    let mut lists: Vec<bool> = Vec::new();
-    while let Some(Ok((event, span))) = parser.next_event() {
-        let in_key = !lists.last().copied().unwrap_or(true) && matches!(stack.last(), Some(None));
-        match event {
-            Event::DocumentStart(..) => {
-                stack.clear();
-                lists.clear();
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                if in_key {
-                    return out;
-                }
-                lists.push(matches!(event, Event::SequenceStart(..)));
-                stack.push(None);
-            }
-            Event::Scalar(value, style, ..) => {
-                if in_key {
-                    if let Some(k) = stack.last_mut() {
-                        *k = Some(value.into_owned());
-                    }
-                    continue;
-                }
-                let at = |i: usize, name: &str| {
-                    stack.get(i).and_then(Option::as_deref) == Some(name) && !lists[i]
-                };
-                if matches!(style, ScalarStyle::Plain)
-                    && is_null(&value)
-                    && stack.len() == 3
-                    && at(0, "metadata")
-                    && (at(1, "labels") || at(1, "annotations"))
-                    && let (Some(Some(field)), Some(Some(key))) = (stack.get(1), stack.get(2))
-                {
-                    // An empty value comes as "~"; its span is empty.
-                    let written = if span.is_empty() {
-                        String::new()
-                    } else {
-                        value.into_owned()
-                    };
-                    out.push((field.clone(), key.clone(), written));
-                }
-                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
-                    *k = None;
-                }
-            }
-            Event::Alias(..) => {
-                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
-                    *k = None;
-                }
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-                lists.pop();
-                if let (Some(k), Some(false)) = (stack.last_mut(), lists.last()) {
-                    *k = None;
-                }
-            }
-            _ => {}
+    // The document count is not checked: only the path matters here.
+    walk_value_scalars(text, usize::MAX, |_, path, value, style, empty| {
+        if let [Step::Key(m), Step::Key(field), Step::Key(key)] = path
+            && m == "metadata"
+            && (field == "labels" || field == "annotations")
+            && matches!(style, ScalarStyle::Plain)
+            && is_null(value)
+        {
+            let written = if empty {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            out.push((field.clone(), key.clone(), written));
         }
-    }
+    });
     out
 }
 

@@ -146,39 +146,22 @@ const POD_SPEC_FIELDS: &[(&str, Shape)] = &[
     ("nodeSelector", Shape::Map),
 ];
 
-fn empty_value(shape: Shape, tape: &mut Tape, null_ok: bool) -> Value {
+fn empty_value(shape: Shape, tape: &mut Tape) -> Value {
     match (shape, tape.pick(2)) {
         (Shape::List, 1) => Value::Array(Vec::new()),
         (Shape::Map, 1) => Value::Object(Map::new()),
-        (Shape::List, _) if !null_ok => Value::Array(Vec::new()),
-        (Shape::Map, _) if !null_ok => Value::Object(Map::new()),
         _ => Value::Null,
     }
 }
 
 /// Adds, with a small chance, one of `fields` the map lacks, null or empty.
-///
-/// Excluded shape: in objects (resources and patches) an absent list or map is
-/// written empty, never null. kustomize's strategic merge drops a null field inside
-/// content a patch adds (a new container's `ports: null`) and the images transformer
-/// keeps some null container lists that it empties elsewhere; rollwave does not
-/// reproduce those rules yet. (A null or empty `metadata.labels` or `annotations` in a
-/// patch applied through a `target` is reproduced: golden case 190.)
-fn insert_absent(
-    map: &mut Map<String, Value>,
-    fields: &[(&str, Shape)],
-    tape: &mut Tape,
-    null_ok: bool,
-) {
+fn insert_absent(map: &mut Map<String, Value>, fields: &[(&str, Shape)], tape: &mut Tape) {
     if !tape.chance(40) {
         return;
     }
     let (name, shape) = fields[tape.pick(fields.len())];
-    if !null_ok && matches!(shape, Shape::Str) {
-        return;
-    }
     if !map.contains_key(name) {
-        let v = empty_value(shape, tape, null_ok);
+        let v = empty_value(shape, tape);
         map.insert(name.to_string(), v);
     }
 }
@@ -186,13 +169,13 @@ fn insert_absent(
 fn mutate_kustomization(doc: &mut Value, tape: &mut Tape) {
     let Value::Object(top) = doc else { return };
     for _ in 0..3 {
-        insert_absent(top, KUSTOMIZATION_FIELDS, tape, true);
+        insert_absent(top, KUSTOMIZATION_FIELDS, tape);
     }
     for field in ["configMapGenerator", "secretGenerator"] {
         if let Some(Value::Array(entries)) = top.get_mut(field) {
             for e in entries.iter_mut() {
                 if let Value::Object(m) = e {
-                    insert_absent(m, GENERATOR_FIELDS, tape, true);
+                    insert_absent(m, GENERATOR_FIELDS, tape);
                 }
             }
         }
@@ -222,13 +205,13 @@ fn mutate_object(v: &mut Value, tape: &mut Tape) {
     match v {
         Value::Object(m) => {
             if let Some(Value::Object(meta)) = m.get_mut("metadata") {
-                insert_absent(meta, METADATA_FIELDS, tape, false);
+                insert_absent(meta, METADATA_FIELDS, tape);
             }
             if m.contains_key("image") {
-                insert_absent(m, CONTAINER_FIELDS, tape, false);
+                insert_absent(m, CONTAINER_FIELDS, tape);
             }
             if m.contains_key("containers") {
-                insert_absent(m, POD_SPEC_FIELDS, tape, false);
+                insert_absent(m, POD_SPEC_FIELDS, tape);
             }
             m.values_mut().for_each(|i| mutate_object(i, tape));
         }

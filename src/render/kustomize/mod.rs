@@ -1121,6 +1121,28 @@ fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>,
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
 fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, KustomizeError> {
     let docs = crate::yaml::parse_manifests(origin, text)?;
+    // A value written as nothing is a key followed by a line break, a comment, the end
+    // of the text or the end of a flow entry; most files have none.
+    let may_have_unspelled = [
+        ":\n", ": \n", ":\r", ": \r", ": #", ":\t#", ": }", ":}", ": ,", ":,",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
+        || text.trim_end().ends_with(':');
+    let unspelled = if may_have_unspelled {
+        crate::yaml::unspelled_nulls(text, docs.len())
+    } else {
+        Vec::new()
+    };
+    // The pointers of document `doc` under `prefix`, with the prefix taken off.
+    let nulls_of = |doc: usize, prefix: &str| -> Vec<String> {
+        unspelled
+            .iter()
+            .filter(|(d, p)| *d == doc && p.starts_with(prefix) && p.len() > prefix.len())
+            .filter(|(_, p)| p.as_bytes()[prefix.len()] == b'/')
+            .map(|(_, p)| p[prefix.len()..].to_string())
+            .collect()
+    };
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let where_ = if i == 0 {
@@ -1137,15 +1159,19 @@ fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, Kustom
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind.ends_with("List") && obj.get("items").is_some_and(Value::is_array) {
             if let Some(Value::Array(items)) = obj.get("items") {
-                for item in items {
+                for (j, item) in items.iter().enumerate() {
                     if let Value::Object(m) = item {
-                        out.push(check_object(m.clone(), &where_)?);
+                        let mut r = check_object(m.clone(), &where_)?;
+                        r.unspelled_nulls = nulls_of(i, &format!("/items/{j}"));
+                        out.push(r);
                     }
                 }
             }
             continue;
         }
-        out.push(check_object(obj, &where_)?);
+        let mut r = check_object(obj, &where_)?;
+        r.unspelled_nulls = nulls_of(i, "");
+        out.push(r);
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::KustomizeError;
 use super::resource::{Gvk, ResId, Resource};
 use super::selector::CompiledSelector;
-use crate::schema::{MergeOutcome, strategic_merge_with};
+use crate::schema::{MergeOutcome, merges_by_key, strategic_merge_with};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
@@ -272,8 +272,12 @@ fn merge_into(
     let (api, kind) = (r.obj.get("apiVersion").cloned(), r.obj.get("kind").cloned());
     let mut obj = Value::Object(std::mem::take(&mut r.obj));
     let custom = |path: &[String]| src.schema.as_ref().and_then(|s| s.strategy(&gvk, path));
+    mark_unspelled_nulls(&mut obj, &r.unspelled_nulls);
     let outcome = strategic_merge_with(&gvk.group, &gvk.kind, &mut obj, doc, &custom)
         .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
+    let associative = |path: &[String]| merges_by_key(&gvk.group, &gvk.kind, path, &custom);
+    settle_unspelled_nulls(&mut obj, &mut Vec::new(), true, &associative);
+    r.unspelled_nulls.clear();
     r.obj = match obj {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -308,6 +312,53 @@ fn merge_into(
         r.set_namespace(&ns);
     }
     Ok(true)
+}
+
+/// Stands, during a strategic merge, for a null the object's file wrote as nothing.
+const UNSPELLED_NULL: &str = "\u{0}rollwave: a null written as nothing";
+
+/// Replaces each null at `pointers` (still a null) with [`UNSPELLED_NULL`].
+fn mark_unspelled_nulls(obj: &mut Value, pointers: &[String]) {
+    for p in pointers {
+        if let Some(v) = obj.pointer_mut(p)
+            && v.is_null()
+        {
+            *v = Value::String(UNSPELLED_NULL.into());
+        }
+    }
+}
+
+/// After a strategic merge: kustomize's merge walks every map of the object and the
+/// elements of every list merged by key, keeping a null spelled `null` or `~` and
+/// dropping one written as nothing; inside any other list it changes nothing. So a
+/// marked null goes where the merge walked and is a null again elsewhere.
+fn settle_unspelled_nulls(
+    v: &mut Value,
+    path: &mut Vec<String>,
+    walked: bool,
+    associative: &dyn Fn(&[String]) -> bool,
+) {
+    let is_mark = |v: &Value| v.as_str() == Some(UNSPELLED_NULL);
+    match v {
+        Value::Object(m) => {
+            if walked {
+                m.retain(|_, v| !is_mark(v));
+            }
+            for (k, item) in m.iter_mut() {
+                path.push(k.clone());
+                settle_unspelled_nulls(item, path, walked, associative);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let walked = walked && associative(path);
+            for item in items {
+                settle_unspelled_nulls(item, path, walked, associative);
+            }
+        }
+        _ if is_mark(v) => *v = Value::Null,
+        _ => {}
+    }
 }
 
 /// Applies a patch to the accumulated resources. Strategic merge patches without a

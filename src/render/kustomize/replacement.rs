@@ -342,7 +342,9 @@ fn visit_matches(
             .map_err(|e| format!("'{first}' is not a valid regular expression: {e}"))?;
         let Value::Array(items) = node else {
             if node.is_null() {
-                return Ok(0);
+                // kustomize stops at a null on the way, even with `create`, and counts
+                // the target as done.
+                return Ok(usize::from(create.is_some()));
             }
             return Err(format!(
                 "wrong node kind: expected SequenceNode but got {} at '{first}'",
@@ -405,7 +407,9 @@ fn visit_matches(
         return Ok(n);
     }
     if node.is_null() && create.is_some() {
-        *node = Value::Object(Map::new());
+        // A null on the way stops kustomize's walk: nothing is created under it, and
+        // the target counts as done.
+        return Ok(1);
     }
     let Value::Object(m) = node else {
         if node.is_null() {
@@ -716,6 +720,16 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
                 let mut set = |node: &mut Value, created: bool| {
                     set_field(t.options.as_ref(), node, created, &value)
                 };
+                // kustomize reads `annotations: null` as no annotations (it rewrites
+                // them on reading), so a null there does not stop the walk.
+                if path.len() > 2
+                    && path[0] == "metadata"
+                    && path[1] == "annotations"
+                    && let Some(Value::Object(meta)) = obj.get_mut("metadata")
+                    && meta.get("annotations").is_some_and(Value::is_null)
+                {
+                    meta.remove("annotations");
+                }
                 match visit_matches(&mut obj, path, create, false, &mut set) {
                     Ok(0) => {
                         result = Err(if create.is_some() {

@@ -194,6 +194,10 @@ pub struct Resource {
     /// Built-in transformers that ran on the object (for `buildMetadata:
     /// [transformerAnnotations]`), as YAML maps.
     pub transformations: Vec<String>,
+    /// JSON pointers of the object's values written as nothing in its file (`key:`),
+    /// which a strategic merge patch drops where `null` or `~` would stay (see
+    /// `patch::merge_into`).
+    pub unspelled_nulls: Vec<String>,
 }
 
 impl Resource {
@@ -209,6 +213,7 @@ impl Resource {
             origin: origin.into(),
             ref_vars: Vec::new(),
             transformations: Vec::new(),
+            unspelled_nulls: Vec::new(),
         }
     }
 

@@ -310,10 +310,6 @@ fn walk_containers(v: &mut Value, img: &ImageEntry, pattern: &regex::bytes::Rege
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
                 walk_containers(child, img, pattern);
-                if (k == "containers" || k == "initContainers") && child.is_null() {
-                    // kustomize's image filter writes a null container list back empty.
-                    *child = Value::Array(Vec::new());
-                }
                 if (k == "containers" || k == "initContainers")
                     && let Value::Array(items) = child
                 {
@@ -346,6 +342,21 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpe
             let gvk = r.gvk();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             walk_containers(&mut obj, img, &pattern);
+            // kustomize's field specs for container images (`create: true`) write a
+            // null container list they pass through back as an empty list; elsewhere
+            // (a CronJob's job template) a null list stays null, an absent one absent.
+            for pointer in [
+                "/spec/containers",
+                "/spec/initContainers",
+                "/spec/template/spec/containers",
+                "/spec/template/spec/initContainers",
+            ] {
+                if let Some(v) = obj.pointer_mut(pointer)
+                    && v.is_null()
+                {
+                    *v = Value::Array(Vec::new());
+                }
+            }
             // kustomize then rewrites the same containers again through its field
             // specs; for a tagSuffix that appends twice, and matching its output
             // means doing the same.
