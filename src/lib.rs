@@ -2,7 +2,8 @@
 //!
 //! The crate is organised after the data flow of the design: [`tree`] (files),
 //! [`fleet`] (the repository model), [`render`] (templates and kustomize), and the CLI
-//! in [`cli`]. Shared vocabulary lives in [`vocab`].
+//! in [`cli`]. Shared vocabulary lives in [`vocab`]. [`review`] turns two renderings
+//! into what a reviewer reads (Secret values masked).
 
 pub mod agent;
 pub mod apply;
@@ -16,6 +17,7 @@ pub mod names;
 pub mod plan;
 pub mod prometheus;
 pub mod render;
+pub mod review;
 pub mod schema;
 pub mod sim;
 pub mod source;

@@ -269,3 +269,129 @@ fn render_json_reports_each_apps_own_release_and_the_hash_statuses_carry() {
         statuses["prod-bj-1"].apps["api"].hash
     );
 }
+
+/// The example fleet with a Secret in web's base, then its value and a ConfigMap
+/// literal changed: (temp dir, work tree).
+fn example_with_a_secret_change() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    common::copy_dir(&common::example_fleet(), &work);
+    git(&work, &["init", "-q", "-b", "main"]);
+    let kustomization = std::fs::read_to_string(work.join("apps/web/base/kustomization.yaml"))
+        .unwrap()
+        .replace("- hpa.yaml\n", "- hpa.yaml\n- secret.yaml\n");
+    let secret = |password: &str, token: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\nstringData:\n  password: {password}\n  user: web\ndata:\n  token: {token}\n"
+        )
+    };
+    commit_files(
+        &work,
+        &[
+            ("apps/web/base/kustomization.yaml", &kustomization),
+            (
+                "apps/web/base/secret.yaml",
+                &secret("hunter2", "c2VjcmV0LTE="),
+            ),
+        ],
+        "web: a database secret",
+    );
+    let changed = kustomization.replace("LOG_LEVEL=info", "LOG_LEVEL=debug");
+    commit_files(
+        &work,
+        &[
+            ("apps/web/base/kustomization.yaml", &changed),
+            (
+                "apps/web/base/secret.yaml",
+                &secret("swordfish", "c2VjcmV0LTI="),
+            ),
+        ],
+        "web: new password, debug logs",
+    );
+    (tmp, work)
+}
+
+#[test]
+fn diff_masks_secret_values_in_every_format_and_groups_clusters_for_review() {
+    let (_tmp, work) = example_with_a_secret_change();
+    let path = work.to_string_lossy().into_owned();
+    let diff = |format: &str| {
+        let (code, out, err) = common::run_cli(&[
+            "diff", "--repo", &path, "--from", "HEAD~1", "--to", "HEAD", "--format", format,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        for secret in [
+            "hunter2",
+            "swordfish",
+            "c2VjcmV0LTE=",
+            "c2VjcmV0LTI=",
+            "aHVudGVyMg==",
+        ] {
+            assert!(
+                !out.contains(secret),
+                "{format} shows a secret value {secret}:\n{out}"
+            );
+        }
+        out
+    };
+    let text = diff("text");
+    assert!(
+        text.contains("-  password: '*** (before)'")
+            || text.contains("-  password: \"*** (before)\""),
+        "{text}"
+    );
+    assert!(text.contains("  web: changes on 14 cluster(s)"), "{text}");
+
+    let markdown = diff("markdown");
+    assert!(
+        markdown.starts_with("<!-- rollwave diff -->\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("#### web"), "{markdown}");
+    assert!(
+        markdown.contains("`Secret web/web-db`: changed")
+            || markdown.contains("`Secret web-db`: changed"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("*** (after)"), "{markdown}");
+    assert!(
+        markdown.contains("Rolls out in wave 0 (1 cluster)"),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains("#### api"),
+        "unchanged apps are left out:\n{markdown}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&diff("json")).unwrap();
+    let web = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "web")
+        .unwrap();
+    let groups = web["groups"].as_array().unwrap();
+    let clusters: usize = groups
+        .iter()
+        .map(|g| g["clusters"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(clusters, 14, "every cluster of web, each in one group");
+    assert!(
+        groups.len() < 14,
+        "clusters with the same difference share a group"
+    );
+    // Every cluster's Secret changes; the ConfigMap's literal only where web's overlay
+    // keeps the base's generator, renaming the generated ConfigMap.
+    let secret_changed = |g: &serde_json::Value| {
+        g["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["object"] == "Secret web/web-db" && o["change"] == "changed")
+    };
+    assert!(groups.iter().all(secret_changed), "{groups:?}");
+    assert!(
+        groups.iter().any(|g| g["added"] == 1 && g["removed"] == 1),
+        "the renamed ConfigMap counts as added and removed: {groups:?}"
+    );
+}

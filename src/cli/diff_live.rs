@@ -3,8 +3,9 @@
 //! them (a server-side dry run), as a unified diff; objects prune would delete are
 //! shown removed. The comparison is the agent's ([`Reconciler::preview`]): the app's
 //! policy first, then reads and dry runs as its ServiceAccount when the policy names
-//! one. Exit 0 when every app was compared, 1 when one could not be (each reason on
-//! stderr, the other apps' differences still printed).
+//! one. Secret values are masked as `kubectl diff` masks them. Exit 0 when every app
+//! was compared, 1 when one could not be (each reason on stderr, the other apps'
+//! differences still printed).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -88,7 +89,9 @@ pub fn run(
             match reconciler.preview(&rev).await {
                 Ok(previews) => {
                     for p in previews {
-                        let (before, after) = (yaml_of(p.live.as_ref()), yaml_of(p.after.as_ref()));
+                        let (live, after) =
+                            crate::review::secrets::masked_pair(p.live.as_ref(), p.after.as_ref());
+                        let (before, after) = (yaml_of(live.as_ref()), yaml_of(after.as_ref()));
                         if before == after {
                             continue;
                         }

@@ -182,6 +182,11 @@ pub enum Command {
         /// Branch to fetch when --repo is a URL.
         #[arg(long, default_value = "main")]
         branch: String,
+        /// With --from/--to: `text`, `markdown` (a pull-request comment: clusters with
+        /// the same difference grouped, within a comment's size limit) or `json`.
+        /// Secret values are masked in every format.
+        #[arg(long, value_enum, default_value = "text", conflicts_with = "live")]
+        format: diff::DiffFormat,
     },
     /// The fleet table (app x wave x cluster) from the status refs, or the status hub.
     Status {
@@ -281,6 +286,7 @@ pub fn run(cli: Cli) -> ExitCode {
             cluster,
             app,
             branch,
+            format,
         } => match (live, from, to, cluster) {
             (true, _, _, Some(cluster)) => diff_live::run(
                 (&repo, path.as_deref()),
@@ -296,11 +302,11 @@ pub fn run(cli: Cli) -> ExitCode {
             ),
             (false, Some(from), Some(to), cluster) => diff::run(
                 (&repo, path.as_deref()),
-                &from,
-                &to,
+                (&from, &to),
                 cluster.as_deref(),
                 app.as_deref(),
                 &branch,
+                format,
             ),
             _ => Err(anyhow::anyhow!(
                 "diff needs --from and --to, or --live and --cluster"

@@ -244,9 +244,56 @@ impl RealCluster {
     }
 
     /// Waits until no write (see [`RealCluster::writes`]) happens for `quiet`, so a
-    /// count taken next is not disturbed by controllers still converging.
+    /// count taken next is not disturbed by controllers still converging. First it
+    /// waits for what the controller manager creates in every new namespace (the
+    /// `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap): on a busy machine
+    /// those can come later than any quiet spell.
     pub fn wait_settled(&self, quiet: Duration, limit: Duration) -> BTreeMap<String, u64> {
         let deadline = Instant::now() + limit;
+        loop {
+            let active = self.kubectl_ok(&[
+                "get",
+                "namespaces",
+                "--field-selector",
+                "status.phase=Active",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ]);
+            let named = |kind: &str, name: &str| {
+                self.kubectl_ok(&[
+                    "get",
+                    kind,
+                    "--all-namespaces",
+                    "--field-selector",
+                    &format!("metadata.name={name}"),
+                    "-o",
+                    "jsonpath={.items[*].metadata.namespace}",
+                ])
+            };
+            let missing: Vec<String> = [
+                ("serviceaccounts", "default"),
+                ("configmaps", "kube-root-ca.crt"),
+            ]
+            .iter()
+            .flat_map(|(kind, name)| {
+                let have = named(kind, name);
+                let have: Vec<&str> = have.split_whitespace().collect();
+                active
+                    .split_whitespace()
+                    .filter(|ns| !have.contains(ns))
+                    .map(|ns| format!("{kind} {ns}/{name}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller manager never created {missing:?} within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let mut last = self.writes();
         let mut since = Instant::now();
         loop {
