@@ -395,3 +395,62 @@ fn diff_masks_secret_values_in_every_format_and_groups_clusters_for_review() {
         "the renamed ConfigMap counts as added and removed: {groups:?}"
     );
 }
+
+#[test]
+fn codeowners_follows_the_owners_of_the_fleet_and_of_each_app_and_validate_warns_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("fleet");
+    common::copy_dir(&common::example_fleet(), &work);
+    let fleet_yaml = std::fs::read_to_string(work.join("fleet.yaml")).unwrap();
+    std::fs::write(
+        work.join("fleet.yaml"),
+        format!("owners: [\"@acme/platform\", ops@example.com]\n{fleet_yaml}"),
+    )
+    .unwrap();
+    let web = std::fs::read_to_string(work.join("apps/web/app.yaml")).unwrap();
+    std::fs::write(
+        work.join("apps/web/app.yaml"),
+        format!("{web}owners:\n- \"@acme/web\"\n- \"@alice\"\n"),
+    )
+    .unwrap();
+    let path = work.to_string_lossy().into_owned();
+
+    let (code, out, err) = common::run_cli(&["codeowners", "--repo", &path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\n* @acme/platform ops@example.com\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n/apps/web/ @acme/web @alice\n"), "{out}");
+    assert!(
+        out.contains("# /apps/api/ names no owners: fleet.yaml's review it.\n"),
+        "{out}"
+    );
+    let web_at = out.find("/apps/web/").unwrap();
+    assert!(
+        out.find("* @acme").unwrap() < web_at,
+        "the catch-all comes first"
+    );
+
+    let (_, _, err) = common::run_cli(&["validate", "--repo", &path]);
+    assert!(
+        err.contains("warning: app 'api' has no owners")
+            && !err.contains("app 'web' has no owners"),
+        "{err}"
+    );
+
+    // An owner CODEOWNERS would not take is refused with its file and line.
+    std::fs::write(
+        work.join("apps/web/app.yaml"),
+        format!("{web}owners:\n- \"@acme/web\"\n- alice\n"),
+    )
+    .unwrap();
+    let (code, _, err) = common::run_cli(&["codeowners", "--repo", &path]);
+    assert_eq!(code, 1);
+    let line = web.lines().count() + 3;
+    assert!(
+        err.contains(&format!("apps/web/app.yaml:{line}"))
+            && err.contains("owners: 'alice' is not an owner CODEOWNERS takes"),
+        "{err}"
+    );
+}

@@ -528,6 +528,7 @@ mod waves {
             values: Default::default(),
             tenancy: None,
             status_store: Default::default(),
+            owners: vec![],
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],
@@ -554,6 +555,7 @@ mod waves {
             force: false,
             helm: None,
             policy: None,
+            owners: vec![],
         };
         (
             Fleet {

@@ -5,6 +5,7 @@
 
 mod agent;
 mod build;
+mod codeowners;
 mod demo;
 mod diff;
 mod diff_live;
@@ -203,6 +204,15 @@ pub enum Command {
         #[command(flatten)]
         source: RepoArgs,
     },
+    /// Prints a CODEOWNERS file from the `owners` fields of fleet.yaml (the platform
+    /// team: the fleet's own files and apps without owners) and each app.yaml (its
+    /// apps/<app>/ directory), so that review follows tenancy. Write it to
+    /// `.github/CODEOWNERS` (GitHub) or `CODEOWNERS` (GitLab).
+    Codeowners {
+        /// Which repository and revision.
+        #[command(flatten)]
+        source: RepoArgs,
+    },
     /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
     Sim(sim::SimArgs),
     /// Apply the fleet repository to one cluster: once (--once) or every --interval.
@@ -267,6 +277,7 @@ pub fn run(cli: Cli) -> ExitCode {
             output,
         } => render::run(&source, &cluster, app.as_deref(), output),
         Command::Validate { source } => validate::run(&source),
+        Command::Codeowners { source } => codeowners::run(&source),
         Command::Plan {
             source,
             at,

@@ -30,6 +30,18 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
             "note: fleet.yaml has no tenancy: every app may change anything the agent's identity may, on every cluster (see tenancy in the README)"
         );
     }
+    for app in fleet.apps.iter().filter(|a| a.owners.is_empty()) {
+        eprintln!(
+            "warning: app '{}' has no owners: add `owners: [\"@org/team\"]` to apps/{}/app.yaml so that `rollwave codeowners` asks its team to review it{}",
+            app.name,
+            app.name,
+            if fleet.settings.owners.is_empty() {
+                ""
+            } else {
+                " (until then fleet.yaml's owners review it)"
+            }
+        );
+    }
     for app in &fleet.apps {
         for cluster in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
             renders += 1;

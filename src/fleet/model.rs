@@ -529,6 +529,9 @@ pub struct FleetFile {
     tenancy: Option<Spanned<super::tenancy::TenancyFile>>,
     #[serde(default)]
     status: StatusFile,
+    /// Who reviews changes to the fleet as a whole (`rollwave codeowners`).
+    #[serde(default)]
+    owners: Vec<Spanned<String>>,
 }
 
 /// `status:` in fleet.yaml: where the fleet's statuses live.
@@ -554,6 +557,30 @@ pub struct FleetSettings {
     pub tenancy: Option<super::tenancy::Tenancy>,
     /// Where the agents publish and read statuses (`status.store`; DESIGN §5.1).
     pub status_store: crate::status::StoreKind,
+    /// `owners`: who reviews fleet.yaml, clusters/ and apps without owners of their
+    /// own (`@user`, `@org/team` or an email, as CODEOWNERS takes them).
+    pub owners: Vec<String>,
+}
+
+/// `owners` entries, each checked to be something CODEOWNERS accepts.
+fn checked_owners(file: &str, owners: Vec<Spanned<String>>) -> Result<Vec<String>, FleetError> {
+    owners
+        .into_iter()
+        .map(|o| {
+            if crate::review::codeowners::is_owner(&o.value) {
+                Ok(o.value)
+            } else {
+                Err(FleetError::Invalid {
+                    file: file.to_string(),
+                    line: Some(o.referenced.line()),
+                    message: format!(
+                        "owners: '{}' is not an owner CODEOWNERS takes: write a user as @name, a team as @org/team, or an email address",
+                        o.value
+                    ),
+                })
+            }
+        })
+        .collect()
 }
 
 impl FleetFile {
@@ -584,6 +611,7 @@ impl FleetFile {
             Some(t) => Some(t.value.validate(t.referenced.line())?),
             None => None,
         };
+        let owners = checked_owners("fleet.yaml", self.owners)?;
         Ok(FleetSettings {
             stages: self.stages.value,
             rollout,
@@ -591,6 +619,7 @@ impl FleetFile {
             values: self.values,
             tenancy,
             status_store: self.status.store,
+            owners,
         })
     }
 }
@@ -807,6 +836,9 @@ pub struct AppFile {
     /// Read only to refuse it with a clear message, as `policy`.
     #[serde(default)]
     tenancy: Option<Spanned<serde::de::IgnoredAny>>,
+    /// Who reviews changes to the app (`rollwave codeowners`).
+    #[serde(default)]
+    owners: Vec<Spanned<String>>,
 }
 
 /// `helm` of app.yaml as written.
@@ -880,6 +912,8 @@ pub struct App {
     /// The tenancy policy it runs under (fleet.yaml `tenancy`); `None` without
     /// tenancy.
     pub policy: Option<super::tenancy::Policy>,
+    /// `owners`: who reviews changes to apps/<name>/ (empty: fleet.yaml's owners).
+    pub owners: Vec<String>,
 }
 
 impl AppFile {
@@ -1078,7 +1112,9 @@ impl AppFile {
                 ));
             }
         }
+        let owners = checked_owners(file, self.owners)?;
         Ok(App {
+            owners,
             name: name.to_string(),
             namespace: self.namespace.map(|n| n.value),
             targets: Targets {

@@ -81,6 +81,7 @@ mod tests {
             force: false,
             helm: None,
             policy: None,
+            owners: vec![],
         }
     }
 

@@ -4,6 +4,7 @@
 //! renderings in, a [`Review`] out; `cli/diff.rs` renders and prints, and
 //! [`report`] writes it as text, Markdown (a pull-request comment) or JSON.
 
+pub mod codeowners;
 pub mod report;
 pub mod secrets;
 
