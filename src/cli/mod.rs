@@ -206,7 +206,7 @@ pub enum Command {
     },
     /// Prints a CODEOWNERS file from the `owners` fields of fleet.yaml (the platform
     /// team: the fleet's own files and apps without owners) and each app.yaml (its
-    /// apps/<app>/ directory), so that review follows tenancy. Write it to
+    /// `apps/<app>/` directory), so that review follows tenancy. Write it to
     /// `.github/CODEOWNERS` (GitHub) or `CODEOWNERS` (GitLab).
     Codeowners {
         /// Which repository and revision.

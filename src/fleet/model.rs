@@ -912,7 +912,7 @@ pub struct App {
     /// The tenancy policy it runs under (fleet.yaml `tenancy`); `None` without
     /// tenancy.
     pub policy: Option<super::tenancy::Policy>,
-    /// `owners`: who reviews changes to apps/<name>/ (empty: fleet.yaml's owners).
+    /// `owners`: who reviews changes to `apps/<name>/` (empty: fleet.yaml's owners).
     pub owners: Vec<String>,
 }
 
