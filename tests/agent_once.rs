@@ -267,11 +267,18 @@ fn the_running_agent_corrects_drift_by_itself_and_reports_it_in_metrics() {
             ]) == "fast"
         },
     );
-    let (_, metrics) = http_get(port, "/metrics");
-    assert!(
-        metrics.contains("rollwave_drift_corrections_total 1"),
-        "{metrics}"
+    // The counter moves after the apply's answer, which on a busy machine can be
+    // after the object changed: wait for it too.
+    common::sim::eventually(
+        Duration::from_secs(60),
+        "the drift correction counted",
+        || {
+            http_get(port, "/metrics")
+                .1
+                .contains("rollwave_drift_corrections_total 1")
+        },
     );
+    let (_, metrics) = http_get(port, "/metrics");
     assert!(
         metrics.contains("rollwave_app_info{cluster=\"prod-1\",app=\"web\""),
         "{metrics}"
