@@ -284,24 +284,35 @@ impl Story {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
-    /// Polls until `done` holds or `limit` passes; records a failure on timeout.
+    /// Polls until `done` holds; records a failure when no cluster's status has
+    /// changed for `stall`.
+    ///
+    /// The guard only ends a hang: every change of any cluster's release or phase
+    /// starts it again, so a slow machine (twelve control planes on two loaded cores
+    /// can take a minute before the first status) is never mistaken for a fault. How
+    /// long each chapter took is printed by the story itself.
     async fn until(
         &mut self,
         title: &str,
         marks: &BTreeMap<String, String>,
-        limit: Duration,
+        stall: Duration,
         mut done: impl FnMut(&BTreeMap<String, (String, Phase)>) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + limit;
+        let mut deadline = Instant::now() + stall;
+        let mut last = None;
         loop {
             let st = statuses(&self.bare, "web");
             self.show(title, marks);
             if done(&st) {
                 return true;
             }
-            if Instant::now() > deadline {
-                self.failures
-                    .push(format!("{title}: not reached within {limit:?}"));
+            if last.as_ref() != Some(&st) {
+                deadline = Instant::now() + stall;
+                last = Some(st);
+            } else if Instant::now() > deadline {
+                self.failures.push(format!(
+                    "{title}: not reached; no cluster's status changed for {stall:?}"
+                ));
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -528,7 +539,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let (rel, all) = (rel.to_string(), all.clone());
             move |st: &BTreeMap<String, (String, Phase)>| all.iter().all(|c| st.get(c).is_some_and(|(r, p)| *r == rel && *p == phase))
         };
-        let limit = Duration::from_secs(60) + bake * 8;
+        // A hang guard on each chapter: how long no cluster's status may stay unchanged.
+        let limit = Duration::from_secs(180) + bake * 8;
         story.until("bootstrap: the example fleet rolls out", &marks, limit, everywhere(&c0, Phase::Healthy)).await;
 
         // A good change: wave by wave, never a wave early.
@@ -586,7 +598,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let (c1c, c3c) = (c1.clone(), c3.clone());
         let all2 = all.clone();
         story
-            .until("revert: every cluster back on 1.4.3 (1.4.3-revert, the revert of broken)", &marks, Duration::from_secs(30), |st| {
+            .until("revert: every cluster back on 1.4.3 (1.4.3-revert, the revert of broken)", &marks, limit, |st| {
                 all2.iter().all(|c| st.get(c).is_some_and(|(r, p)| (*r == c1c || *r == c3c) && *p == Phase::Healthy))
             })
             .await;
