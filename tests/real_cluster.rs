@@ -51,11 +51,18 @@ fn the_example_fleet_applies_becomes_available_and_a_second_pass_writes_nothing(
     for app in ["api", "cache", "platform", "web"] {
         assert!(line_of(&out, app).contains("\tapplied\t"), "{out}");
     }
+    let first = c.writes();
     assert_ne!(
-        c.writes(),
-        before,
+        first, before,
         "the apiserver counted the first pass's writes"
     );
+    // The agent's applies are counted; the ReplicaSets the deployment controller makes
+    // of them are not (the counts are the agent's, not the controllers').
+    assert!(
+        first.get("PATCH apps:deployments") > before.get("PATCH apps:deployments"),
+        "{first:?}"
+    );
+    assert!(!first.contains_key("POST apps:replicasets"), "{first:?}");
 
     // Available as the real deployment controller reports it, from Pods the fake
     // kubelet made Ready.

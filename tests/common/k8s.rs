@@ -233,23 +233,35 @@ impl RealCluster {
         requests_of(&text)
     }
 
-    /// The write requests (POST, PUT, PATCH, APPLY, DELETE, DELETECOLLECTION; dry runs
-    /// and refused writes excluded) the apiserver has served, by verb and resource,
-    /// leaving out what the control plane itself keeps writing while idle (Leases and
-    /// Events).
+    /// The writes (POST, PUT, PATCH, DELETE, DELETECOLLECTION; an apply is a PATCH)
+    /// that clients other than the control plane itself made and the apiserver
+    /// carried out, by verb and resource, from its audit log: the tests' kubectl and
+    /// the agent (as `admin` or as a ServiceAccount). Dry runs are left out, writes the
+    /// server refused are keyed "refused VERB ..." apart, and Leases and Events are not
+    /// logged. The controller manager, the fake kubelet and the apiserver's own
+    /// loops write as users of their own ([`is_control_plane`]), whenever they please
+    /// (the autoscaler's status on each sync): counting per user is what lets a test
+    /// say "this pass wrote nothing" on a loaded machine.
     pub fn writes(&self) -> BTreeMap<String, u64> {
+        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        writes_in_audit_log(&log)
+    }
+
+    /// Every write request any client made (the controllers' included; Leases and
+    /// Events left out), from `apiserver_request_total`: what "settled" is judged by.
+    fn all_writes(&self) -> BTreeMap<String, u64> {
         self.requests()
             .into_iter()
             .filter(|(k, _)| is_write(k) && !k.contains("leases") && !k.contains("events"))
             .collect()
     }
 
-    /// Waits until no write (see [`RealCluster::writes`]) happens for `quiet`, so a
-    /// count taken next is not disturbed by controllers still converging. First it
-    /// waits for what the controller manager creates in every new namespace (the
-    /// `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap) where a server-side
-    /// dry run says such a create is admitted: on a busy machine those can come later
-    /// than any quiet spell.
+    /// Waits until no client (controllers included) writes for `quiet`, so the agent
+    /// next sees objects the controllers are done with; returns
+    /// [`RealCluster::writes`] then. First it waits for what the controller manager
+    /// creates in every new namespace (the `default` ServiceAccount and the
+    /// `kube-root-ca.crt` ConfigMap) where a server-side dry run says such a create is
+    /// admitted: on a busy machine those can come later than any quiet spell.
     pub fn wait_settled(&self, quiet: Duration, limit: Duration) -> BTreeMap<String, u64> {
         let deadline = Instant::now() + limit;
         loop {
@@ -312,16 +324,16 @@ impl RealCluster {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        let mut last = self.writes();
+        let mut last = self.all_writes();
         let mut since = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(500));
-            let now = self.writes();
+            let now = self.all_writes();
             if now != last {
                 last = now;
                 since = Instant::now();
             } else if since.elapsed() >= quiet {
-                return last;
+                return self.writes();
             }
             assert!(
                 Instant::now() < deadline,
@@ -387,6 +399,72 @@ fn is_write(key: &str) -> bool {
         verb,
         "POST" | "PUT" | "PATCH" | "APPLY" | "DELETE" | "DELETECOLLECTION"
     )
+}
+
+/// Whether `user` is part of the control plane: the controller manager and the fake
+/// kubelet (one certificate, made by `tests/k8s/pki.go`), the apiserver's own loops
+/// and the usual component and node identities.
+fn is_control_plane(user: &str) -> bool {
+    matches!(
+        user,
+        "rollwave-test-control-plane"
+            | "system:apiserver"
+            | "system:kube-controller-manager"
+            | "system:kube-scheduler"
+    ) || user.starts_with("system:node:")
+}
+
+/// The writes in a JSON audit log (one event per line, see `auditPolicy` in
+/// `tests/k8s/run.go`) by clients outside the control plane, keyed like
+/// [`requests_of`]: "VERB group:resource/subresource", "refused VERB ..." for answers
+/// other than 2xx; dry runs are left out. A line still being written is skipped.
+pub fn writes_in_audit_log(log: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+        if event["stage"] != "ResponseComplete"
+            || is_control_plane(&text(&event["user"]["username"]))
+        {
+            continue;
+        }
+        let uri = text(&event["requestURI"]);
+        let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
+        if query.split('&').any(|p| p.starts_with("dryRun=")) {
+            continue;
+        }
+        let verb = match event["verb"].as_str().unwrap_or("") {
+            "create" => "POST",
+            "update" => "PUT",
+            "patch" => "PATCH",
+            "delete" => "DELETE",
+            "deletecollection" => "DELETECOLLECTION",
+            _ => continue,
+        };
+        let code = event["responseStatus"]["code"].as_i64().unwrap_or(0);
+        let object = &event["objectRef"];
+        let mut key = String::new();
+        if !(200..300).contains(&code) {
+            key.push_str("refused ");
+        }
+        key.push_str(verb);
+        key.push(' ');
+        let group = text(&object["apiGroup"]);
+        if !group.is_empty() {
+            key.push_str(&group);
+            key.push(':');
+        }
+        key.push_str(&text(&object["resource"]));
+        let subresource = text(&object["subresource"]);
+        if !subresource.is_empty() {
+            key.push('/');
+            key.push_str(&subresource);
+        }
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
 }
 
 /// `apiserver_request_total` samples summed by verb and resource; a write the server

@@ -16,13 +16,16 @@ import (
 )
 
 // pki is what the control plane needs to speak TLS and sign tokens: a CA made for this
-// run only, the apiserver's serving certificate, an admin client certificate (group
-// system:masters) and the ServiceAccount token signing key. ECDSA keys keep start-up
-// fast (RSA generation costs seconds on a busy machine).
+// run only, the apiserver's serving certificate, two client certificates of group
+// system:masters (user `admin` for tests and the agent, user
+// `rollwave-test-control-plane` for the controller manager and the fake kubelet, so
+// the audit log tells their writes apart) and the ServiceAccount token signing key.
+// ECDSA keys keep start-up fast (RSA generation costs seconds on a busy machine).
 type pki struct {
 	dir string
-	// PEM of the CA certificate, admin certificate and admin key (for kubeconfigs).
-	caPEM, adminCertPEM, adminKeyPEM []byte
+	// PEM of the CA certificate and of each user's certificate and key (for
+	// kubeconfigs).
+	caPEM, adminCertPEM, adminKeyPEM, controlPlaneCertPEM, controlPlaneKeyPEM []byte
 }
 
 func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
@@ -98,6 +101,10 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	p.adminCertPEM, p.adminKeyPEM, err = issue(3, pkix.Name{CommonName: "admin", Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.controlPlaneCertPEM, p.controlPlaneKeyPEM, err = issue(4, pkix.Name{CommonName: controlPlaneUser, Organization: []string{"system:masters"}}, x509.ExtKeyUsageClientAuth, nil, nil)
 	if err != nil {
 		return nil, err
 	}

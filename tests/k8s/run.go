@@ -137,6 +137,10 @@ func (cp *controlPlane) start(ctx context.Context, readyAfter time.Duration) err
 		return err
 	}
 	server := "https://127.0.0.1:" + strconv.Itoa(port)
+	policy := filepath.Join(cp.data, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		return err
+	}
 	apiserver, err := cp.spawn("kube-apiserver",
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1",
@@ -156,6 +160,12 @@ func (cp *controlPlane) start(ctx context.Context, readyAfter time.Duration) err
 		"--endpoint-reconciler-type=none",
 		"--allow-privileged=true",
 		"--profiling=false",
+		"--audit-policy-file="+policy,
+		"--audit-log-path="+filepath.Join(cp.out, "audit.log"),
+		"--audit-log-format=json",
+		// Each event is written by the request's own handler, not by a batch later.
+		"--audit-log-mode=blocking",
+		"--audit-log-maxsize=0",
 	)
 	if err != nil {
 		return err
@@ -164,8 +174,11 @@ func (cp *controlPlane) start(ctx context.Context, readyAfter time.Duration) err
 		return err
 	}
 
-	kubeconfig := filepath.Join(cp.out, "kubeconfig")
-	if err := writeKubeconfig(kubeconfig, server, p); err != nil {
+	if err := writeKubeconfig(filepath.Join(cp.out, "kubeconfig"), server, p.caPEM, p.adminCertPEM, p.adminKeyPEM); err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(cp.data, "control-plane.kubeconfig")
+	if err := writeKubeconfig(kubeconfig, server, p.caPEM, p.controlPlaneCertPEM, p.controlPlaneKeyPEM); err != nil {
 		return err
 	}
 	if _, err := cp.spawn("kube-controller-manager",
@@ -364,7 +377,29 @@ func waitReady(ctx context.Context, c *child, endpoint string, p *pki, limit tim
 	})
 }
 
-func writeKubeconfig(path, server string, p *pki) error {
+// controlPlaneUser is who the controller manager and the fake kubelet are to the
+// apiserver; RealCluster::writes in the Rust tests leaves its writes out.
+const controlPlaneUser = "rollwave-test-control-plane"
+
+// auditPolicy records every write (not reads, watches, Leases or Events) at Metadata
+// level: who wrote what, with which verb and answer. Tests count the writes of the
+// agent from it, apart from the controllers' (whose status updates come whenever they
+// please).
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  verbs: [get, list, watch]
+- level: None
+  resources:
+  - {group: coordination.k8s.io, resources: [leases]}
+  - {group: "", resources: [events]}
+  - {group: events.k8s.io, resources: [events]}
+- level: Metadata
+`
+
+func writeKubeconfig(path, server string, caPEM, certPEM, keyPEM []byte) error {
 	b64 := base64.StdEncoding.EncodeToString
 	text := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -382,7 +417,7 @@ contexts:
 - name: cplane
   context: {cluster: cplane, user: admin}
 current-context: cplane
-`, server, b64(p.caPEM), b64(p.adminCertPEM), b64(p.adminKeyPEM))
+`, server, b64(caPEM), b64(certPEM), b64(keyPEM))
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
 		return err
