@@ -8,13 +8,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use serde_json::Value;
-
-use crate::fleet::{Fleet, targets_cluster};
-use crate::plan::waves_for;
-use crate::render::render;
-use crate::review::{self, AppReview, Review};
-use crate::source::GitTree;
+use crate::review::build::{Scope, Side, build};
+use crate::review::{self, Review};
 use crate::source::repo::GitRepo;
 
 /// How `diff` writes what it found.
@@ -26,18 +21,6 @@ pub enum DiffFormat {
     Markdown,
     /// The grouped differences for tools.
     Json,
-}
-
-fn rendered(tree: &GitTree, fleet: &Fleet, app: &str, cluster: &str) -> Result<Vec<Value>, String> {
-    let (Some(a), Some(c)) = (fleet.app(app), fleet.cluster(cluster)) else {
-        return Ok(Vec::new());
-    };
-    if !targets_cluster(a, c) {
-        return Ok(Vec::new());
-    }
-    render(tree, fleet, a, c)
-        .map(|r| r.objects)
-        .map_err(|e| e.to_string())
 }
 
 fn painted(text: &str, color: bool) -> String {
@@ -55,38 +38,53 @@ fn painted(text: &str, color: bool) -> String {
     out
 }
 
-/// The text format's closing summary: per changed app, on how many clusters in which
-/// waves.
+/// The text format's closing summary: per app, its errors and tenancy violations, on
+/// how many clusters it changes in which waves, and a changed rollout plan.
 fn summary(review: &Review) -> String {
     let mut out = String::from("\nsummary:\n");
-    let changed: Vec<&AppReview> = review
-        .apps
-        .iter()
-        .filter(|a| !a.groups.is_empty())
-        .collect();
-    if changed.is_empty() {
+    if review.apps.iter().all(|a| a.groups.is_empty()) {
         out.push_str("  no rendered changes\n");
     }
-    for a in changed {
-        let clusters: usize = a.groups.iter().map(|g| g.clusters.len()).sum();
-        let waves: Vec<String> = a
-            .waves
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| !w.is_empty())
-            .map(|(i, _)| i.to_string())
-            .collect();
-        out.push_str(&format!(
-            "  {}: changes on {clusters} cluster(s) in wave(s) {}\n",
-            a.app,
-            waves.join(", ")
-        ));
+    for a in &review.apps {
+        for (c, e) in &a.errors {
+            out.push_str(&format!(
+                "  error: app '{}' for cluster '{c}': {e}\n",
+                a.app
+            ));
+        }
+        for (c, v) in &a.violations {
+            out.push_str(&format!(
+                "  error: app '{}' for cluster '{c}': tenancy: {v}\n",
+                a.app
+            ));
+        }
+        if !a.groups.is_empty() {
+            let waves: Vec<String> = a
+                .changed_waves()
+                .iter()
+                .map(|(i, _)| i.to_string())
+                .collect();
+            out.push_str(&format!(
+                "  {}: changes on {} cluster(s) in wave(s) {}\n",
+                a.app,
+                a.changed_clusters(),
+                waves.join(", ")
+            ));
+        }
+        if let Some(r) = &a.rollout
+            && let Some((waves, policy)) = &r.changed_from
+        {
+            out.push_str(&format!(
+                "  {}: the rollout plan changes from {waves}; {policy}\n    to {}; {}\n",
+                a.app, r.all_waves, r.policy
+            ));
+        }
     }
     out
 }
 
 /// Prints what changes. Exit 0 whether or not anything changed; 1 when a rendering
-/// failed.
+/// failed or a tenancy policy refuses an object of the new revision.
 pub fn run(
     (repo, path): (&str, Option<&str>),
     (from, to): (&str, &str),
@@ -100,86 +98,36 @@ pub fn run(
     let (tree_a, fleet_a) = g_from.fleet(g_from.head)?;
     let (tree_b, fleet_b) = g_to.fleet(g_to.head)?;
     let color = format == DiffFormat::Text && std::io::stdout().is_terminal();
-    let names = |f: &Fleet, g: &Fleet, of_apps: bool| {
-        let mut v: Vec<String> = if of_apps {
-            f.apps
-                .iter()
-                .chain(g.apps.iter())
-                .map(|a| a.name.clone())
-                .collect()
-        } else {
-            f.clusters
-                .iter()
-                .chain(g.clusters.iter())
-                .map(|c| c.name.clone())
-                .collect()
-        };
-        v.sort();
-        v.dedup();
-        v
-    };
-    let (apps, clusters) = (
-        names(&fleet_a, &fleet_b, true),
-        names(&fleet_a, &fleet_b, false),
-    );
     let mut text = String::new();
-    let mut review = Review {
-        from: from.to_string(),
-        to: to.to_string(),
-        apps: Vec::new(),
-    };
-    for a in apps.iter().filter(|a| app.is_none_or(|x| x == *a)) {
-        let mut per_cluster = Vec::new();
-        let mut errors = Vec::new();
-        for c in clusters.iter().filter(|c| cluster.is_none_or(|x| x == *c)) {
-            let (old, new) = match (
-                rendered(&tree_a, &fleet_a, a, c),
-                rendered(&tree_b, &fleet_b, a, c),
-            ) {
-                (Ok(o), Ok(n)) => (o, n),
-                (_, Err(e)) | (Err(e), _) => {
-                    text.push_str(&format!("error: app '{a}' for cluster '{c}': {e}\n"));
-                    errors.push((c.clone(), e));
-                    continue;
-                }
-            };
-            if old == new {
-                continue;
+    let review = build(
+        Side {
+            rev: from,
+            tree: &tree_a,
+            fleet: &fleet_a,
+        },
+        Side {
+            rev: to,
+            tree: &tree_b,
+            fleet: &fleet_b,
+        },
+        Scope { app, cluster },
+        &mut |a, c, old, new| {
+            if format != DiffFormat::Text {
+                return;
             }
-            if format == DiffFormat::Text {
-                let (old_m, new_m) = review::masked_renderings(&old, &new);
-                let (old_y, new_y) = (
-                    crate::yaml::to_yaml_stream(&old_m),
-                    crate::yaml::to_yaml_stream(&new_m),
-                );
-                let diff = similar::TextDiff::from_lines(&old_y, &new_y)
-                    .unified_diff()
-                    .context_radius(3)
-                    .header(&format!("{a}/{c} @ {from}"), &format!("{a}/{c} @ {to}"))
-                    .to_string();
-                text.push_str(&painted(&diff, color));
-            }
-            per_cluster.push((c.clone(), review::diff_renderings(&old, &new)));
-        }
-        let groups = review::group_by_difference(per_cluster);
-        if groups.is_empty() && errors.is_empty() {
-            continue;
-        }
-        let changed: Vec<&String> = groups.iter().flat_map(|g| &g.clusters).collect();
-        let waves = fleet_b
-            .app(a)
-            .map(|x| waves_for(&fleet_b, x))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| w.into_iter().filter(|c| changed.contains(&c)).collect())
-            .collect();
-        review.apps.push(AppReview {
-            app: a.clone(),
-            groups,
-            errors,
-            waves,
-        });
-    }
+            let (old_m, new_m) = review::masked_renderings(old, new);
+            let (old_y, new_y) = (
+                crate::yaml::to_yaml_stream(&old_m),
+                crate::yaml::to_yaml_stream(&new_m),
+            );
+            let diff = similar::TextDiff::from_lines(&old_y, &new_y)
+                .unified_diff()
+                .context_radius(3)
+                .header(&format!("{a}/{c} @ {from}"), &format!("{a}/{c} @ {to}"))
+                .to_string();
+            text.push_str(&painted(&diff, color));
+        },
+    );
     let out = match format {
         DiffFormat::Text => text + &summary(&review),
         DiffFormat::Markdown => review::report::markdown(&review),
@@ -188,7 +136,10 @@ pub fn run(
         }
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    let failed = review.apps.iter().any(|a| !a.errors.is_empty());
+    let failed = review
+        .apps
+        .iter()
+        .any(|a| !a.errors.is_empty() || !a.violations.is_empty());
     Ok(if failed {
         ExitCode::from(1)
     } else {

@@ -131,8 +131,17 @@ pub enum Command {
         #[command(flatten)]
         source: RepoArgs,
         /// Plan as of this time (RFC 3339) instead of now.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from")]
         at: Option<String>,
+        /// Instead of the plan now: which releases merging the commits after this
+        /// revision creates per app, where their renderings change and how their
+        /// rollout plans change (a change to fleet.yaml or a cluster file can touch
+        /// every app).
+        #[arg(long)]
+        from: Option<String>,
+        /// With --from: the revision merged (default: --rev, or the branch's head).
+        #[arg(long, requires = "from")]
+        to: Option<String>,
         /// Output format: text for people, json for scripts.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: PlanFormat,
@@ -280,9 +289,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Codeowners { source } => codeowners::run(&source),
         Command::Plan {
             source,
+            from: Some(from),
+            to,
+            output,
+            ..
+        } => plan::run_changes(&source, (&from, to.as_deref()), output),
+        Command::Plan {
+            source,
             at,
             output,
             hub,
+            ..
         } => plan::run(&source, at.as_deref(), output, &hub),
         Command::Diff {
             repo,

@@ -1,6 +1,7 @@
 //! `rollwave plan --repo R [--rev REV] [--at TIME] [-o json]`: per app, its waves, the
 //! release every cluster should run now, and the gates of pending releases, from the
-//! status refs.
+//! status refs. `plan --from A [--to B]`: the releases merging A..B creates per app,
+//! where their renderings change and how their rollout plans change.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
-use crate::plan::history::{app_history, history_order};
+use crate::plan::history::{app_history, history_order, releases_created};
 use crate::plan::{PlanInput, describe_gate, plan_app};
+use crate::review::build::{Scope, Side, build};
 use crate::source::repo::GitRepo;
 
 fn short(sha: &str) -> &str {
@@ -193,6 +195,116 @@ pub fn run(
     let out = match output {
         PlanFormat::Json => {
             let v = json!({"head": g.head.to_string(), "at": humantime::format_rfc3339_seconds(now).to_string(), "apps": Value::Object(apps)});
+            format!("{}\n", serde_json::to_string_pretty(&v)?)
+        }
+        PlanFormat::Text => text,
+    };
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of a commit's message.
+fn subject(repo: &git2::Repository, oid: git2::Oid) -> String {
+    repo.find_commit(oid)
+        .ok()
+        .and_then(|c| c.summary().ok().flatten().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Prints, per app of the fleet at `to`, the releases the commits after `from` create,
+/// on how many clusters the rendering changes and whether its rollout plan changes.
+pub fn run_changes(
+    source: &RepoArgs,
+    (from, to): (&str, Option<&str>),
+    output: PlanFormat,
+) -> anyhow::Result<ExitCode> {
+    let open = |rev: Option<&str>| {
+        GitRepo::open(&source.repo, source.path.as_deref(), rev, &source.branch)
+    };
+    let g_to = open(to.or(source.rev.as_deref()))?;
+    let g_from = open(Some(from))?;
+    let git = g_to.repository()?;
+    let (tree_b, fleet_b) = g_to.fleet(g_to.head)?;
+    let (tree_a, fleet_a) = g_from.fleet(g_from.head)?;
+    let to_name = to.or(source.rev.as_deref()).unwrap_or("HEAD");
+    let review = build(
+        Side {
+            rev: from,
+            tree: &tree_a,
+            fleet: &fleet_a,
+        },
+        Side {
+            rev: to_name,
+            tree: &tree_b,
+            fleet: &fleet_b,
+        },
+        Scope::default(),
+        &mut |_, _, _, _| {},
+    );
+    let mut text = format!("releases of {from}..{to_name} per app\n");
+    let mut apps = serde_json::Map::new();
+    for app in &fleet_b.apps {
+        let created = releases_created(
+            &g_to,
+            &git,
+            (g_from.head, g_to.head),
+            (&tree_b, &fleet_b),
+            &app.name,
+        )?;
+        let reviewed = review.apps.iter().find(|a| a.app == app.name);
+        let clusters = reviewed.map_or(0, |a| a.changed_clusters());
+        let plan_before = reviewed
+            .and_then(|a| a.rollout.as_ref())
+            .and_then(|r| r.changed_from.as_ref());
+        let releases: Vec<Value> = created
+            .iter()
+            .map(|oid| json!({"release": oid.to_string(), "subject": subject(&git, *oid)}))
+            .collect();
+        if created.is_empty() {
+            text.push_str(&format!("app {}: no release\n", app.name));
+        } else {
+            let listed: Vec<String> = created
+                .iter()
+                .map(|oid| format!("{} {}", short(&oid.to_string()), subject(&git, *oid)))
+                .collect();
+            text.push_str(&format!(
+                "app {}: {} release(s): {}\n",
+                app.name,
+                created.len(),
+                listed.join("; ")
+            ));
+            text.push_str(&match clusters {
+                0 => "  renders the same on every cluster\n".to_string(),
+                n => format!(
+                    "  renders differently on {n} of {} cluster(s)\n",
+                    fleet_b
+                        .clusters
+                        .iter()
+                        .filter(|c| crate::fleet::targets_cluster(app, c))
+                        .count()
+                ),
+            });
+        }
+        if let (Some((waves, policy)), Some(r)) =
+            (plan_before, reviewed.and_then(|a| a.rollout.as_ref()))
+        {
+            text.push_str(&format!(
+                "  rollout plan changes from {waves}; {policy}\n  to {}; {}\n",
+                r.all_waves, r.policy
+            ));
+        }
+        apps.insert(
+            app.name.clone(),
+            json!({
+                "releases": releases,
+                "changedClusters": clusters,
+                "rolloutChanges": plan_before.is_some(),
+            }),
+        );
+    }
+    let out = match output {
+        PlanFormat::Json => {
+            let v = json!({"from": g_from.head.to_string(), "to": g_to.head.to_string(), "apps": Value::Object(apps)});
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
         PlanFormat::Text => text,

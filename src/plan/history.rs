@@ -79,6 +79,41 @@ fn approvals_at(tree: &dyn FileTree, app: &str) -> Result<Vec<Approval>, History
     }
 }
 
+/// What a commit must touch to be a release of `app`: the files its renderings read
+/// for every cluster it targets, its directory, `clusters/` and `fleet.yaml`.
+fn app_inputs(g: &GitRepo, (tree, fleet): (&GitTree, &Fleet), app: &crate::fleet::App) -> Inputs {
+    let mut files = BTreeSet::new();
+    for c in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
+        if let Ok(r) = render(tree, fleet, app, c) {
+            files.extend(r.files_read);
+        }
+    }
+    Inputs::for_app(&app.name, &files).in_fleet_dir(&g.fleet_dir)
+}
+
+/// The releases of `app` that the commits after `from` up to `to` create (first-parent
+/// history of `to`, newest first, at most [`HISTORY_LIMIT`]): what merging a branch
+/// starts. A change to `fleet.yaml` or a cluster file is a release of every app it
+/// reaches, whether or not a rendering changes.
+pub fn releases_created(
+    g: &GitRepo,
+    repo: &Repository,
+    (from, to): (Oid, Oid),
+    (tree, fleet): (&GitTree, &Fleet),
+    app: &str,
+) -> Result<Vec<Oid>, HistoryError> {
+    let Some(a) = fleet.app(app) else {
+        return Err(HistoryError::NoSuchApp(app.to_string()));
+    };
+    // Commits reachable from `from` are already on the base.
+    let base = repo.merge_base(from, to).unwrap_or(from);
+    let range: Vec<Oid> = first_parent_history(repo, to, HISTORY_LIMIT)?
+        .into_iter()
+        .take_while(|oid| *oid != base)
+        .collect();
+    Ok(releases(repo, &range, &app_inputs(g, (tree, fleet), a))?)
+}
+
 /// Gathers waves, rendered releases and approvals of `app`, given the tree and fleet at
 /// the head (loaded once by the caller for every app).
 pub fn app_history(
@@ -92,13 +127,7 @@ pub fn app_history(
         return Err(HistoryError::NoSuchApp(app.to_string()));
     };
     let waves = waves_for(fleet, a);
-    let mut files = BTreeSet::new();
-    for c in fleet.clusters.iter().filter(|c| targets_cluster(a, c)) {
-        if let Ok(r) = render(tree, fleet, a, c) {
-            files.extend(r.files_read);
-        }
-    }
-    let inputs = Inputs::for_app(app, &files).in_fleet_dir(&g.fleet_dir);
+    let inputs = app_inputs(g, (tree, fleet), a);
     let rel = releases(repo, history, &inputs)?;
     let mut out = Vec::new();
     for oid in rel.into_iter().take(RELEASE_LIMIT) {

@@ -4,6 +4,7 @@
 //! renderings in, a [`Review`] out; `cli/diff.rs` renders and prints, and
 //! [`report`] writes it as text, Markdown (a pull-request comment) or JSON.
 
+pub mod build;
 pub mod codeowners;
 pub mod report;
 pub mod secrets;
@@ -165,8 +166,43 @@ pub struct AppReview {
     pub groups: Vec<DiffGroup>,
     /// Clusters whose rendering failed, with the error, at either revision.
     pub errors: Vec<(String, String)>,
-    /// The waves the new revision rolls out in, each with its changed clusters.
+    /// Objects of the new revision the app's tenancy policy refuses, by cluster.
+    pub violations: Vec<(String, String)>,
+    /// The rollout the new revision starts (none when the app is gone).
+    pub rollout: Option<RolloutReview>,
+}
+
+impl AppReview {
+    /// How many clusters the change reaches.
+    pub fn changed_clusters(&self) -> usize {
+        self.groups.iter().map(|g| g.clusters.len()).sum()
+    }
+
+    /// The waves that take a changed cluster, as (wave, its changed clusters).
+    pub fn changed_waves(&self) -> Vec<(usize, &[String])> {
+        self.rollout
+            .iter()
+            .flat_map(|r| r.waves.iter().enumerate())
+            .filter(|(_, w)| !w.is_empty())
+            .map(|(i, w)| (i, w.as_slice()))
+            .collect()
+    }
+}
+
+/// The rollout a merge would start for one app, as a reviewer needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolloutReview {
+    /// The app's waves at the new revision, each with its changed clusters only.
     pub waves: Vec<Vec<String>>,
+    /// All the app's waves at the new revision, described ("wave 0 (1 cluster) → …").
+    pub all_waves: String,
+    /// Its rollout policy at the new revision, described (batches, gate, bake,
+    /// analysis, failure handling).
+    pub policy: String,
+    /// The waves and policy described at the old revision, when either differs: a
+    /// change to `fleet.yaml` or `app.yaml` can change the rollout of every app
+    /// without changing a rendered object.
+    pub changed_from: Option<(String, String)>,
 }
 
 /// Groups per-cluster differences of one app by identical difference; clusters with

@@ -106,58 +106,122 @@ fn group_markdown(review: &Review, app: &AppReview, g: &DiffGroup, with_diff: bo
     out
 }
 
-/// The review as a pull-request comment: errors first, then per app its groups of
-/// clusters with identical differences and the waves the merge would roll out in.
-/// Stays within [`MARKDOWN_BUDGET`] by leaving out the largest differences, with a
-/// note on how to see them.
+/// A "> [!CAUTION]" block listing `items`, or nothing.
+fn caution(title: String, items: &[String]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    format!("> [!CAUTION]\n> {title}\n\n{}\n\n", items.join("\n"))
+}
+
+/// One line per app in the summary: where it changes, or that only its rollout does.
+fn summary_line(a: &AppReview) -> Option<String> {
+    let plan_changed = a.rollout.as_ref().is_some_and(|r| r.changed_from.is_some());
+    if !a.groups.is_empty() {
+        Some(format!(
+            "- **{}**: changes {} ({}){}",
+            a.app,
+            plural(a.changed_clusters(), "cluster", "clusters"),
+            plural(
+                a.groups.len(),
+                "distinct difference",
+                "distinct differences"
+            ),
+            if plan_changed {
+                "; its rollout plan changes too"
+            } else {
+                ""
+            }
+        ))
+    } else if plan_changed {
+        Some(format!(
+            "- **{}**: no rendered object changes; its rollout plan changes",
+            a.app
+        ))
+    } else {
+        None
+    }
+}
+
+/// The app's rollout: the waves its changed clusters are in, the policy, and the
+/// plan before when the change alters it.
+fn rollout_markdown(a: &AppReview) -> String {
+    let Some(r) = &a.rollout else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let waves = super::build::describe_waves(&r.waves);
+    if !waves.is_empty() {
+        out.push_str(&format!("Rolls out in {waves}: {}.\n\n", r.policy));
+    }
+    if let Some((waves_before, policy_before)) = &r.changed_from {
+        out.push_str(&format!(
+            "The rollout plan changes:\n- before: {waves_before}; {policy_before}\n- after: {}; {}\n\n",
+            r.all_waves, r.policy
+        ));
+    }
+    out
+}
+
+/// The review as a pull-request comment: render errors and tenancy violations first,
+/// then per app its groups of clusters with identical differences, the rollout the
+/// merge would start and how that rollout changed. Stays within [`MARKDOWN_BUDGET`] by
+/// leaving out the largest differences, with a note on how to see them.
 pub fn markdown(review: &Review) -> String {
     let mut head = format!(
         "{MARKDOWN_MARKER}\n### rollwave: what `{}` → `{}` changes\n\n",
         review.from, review.to
     );
-    let errors: Vec<String> = review
+    // Per app, the same message on many clusters is one line naming them.
+    let listed = |of: fn(&AppReview) -> &Vec<(String, String)>| -> (usize, Vec<String>) {
+        let mut count = 0;
+        let mut lines = Vec::new();
+        for a in &review.apps {
+            let mut by_message: Vec<(&str, Vec<String>)> = Vec::new();
+            for (c, message) in of(a) {
+                count += 1;
+                match by_message.iter_mut().find(|(m, _)| *m == message) {
+                    Some((_, clusters)) => clusters.push(c.clone()),
+                    None => by_message.push((message, vec![c.clone()])),
+                }
+            }
+            lines.extend(by_message.into_iter().map(|(message, clusters)| {
+                format!("- **{}** {}: {message}", a.app, clusters_line(&clusters))
+            }));
+        }
+        (count, lines)
+    };
+    let (count, errors) = listed(|a| &a.errors);
+    head.push_str(&caution(
+        format!(
+            "{} failed; the agents refuse this revision there.",
+            plural(count, "rendering", "renderings")
+        ),
+        &errors,
+    ));
+    let (count, violations) = listed(|a| &a.violations);
+    head.push_str(&caution(
+        format!(
+            "{} refused by the app's tenancy policy; the agents refuse this revision there.",
+            plural(count, "object is", "objects are")
+        ),
+        &violations,
+    ));
+    let shown_apps: Vec<(&AppReview, String)> = review
         .apps
         .iter()
-        .flat_map(|a| {
-            a.errors
-                .iter()
-                .map(move |(c, e)| format!("- **{}** on `{c}`: {e}", a.app))
-        })
+        .filter_map(|a| Some((a, summary_line(a)?)))
         .collect();
-    if !errors.is_empty() {
-        head.push_str(&format!(
-            "> [!CAUTION]\n> {} failed to render; the agents refuse this revision there.\n\n{}\n\n",
-            plural(errors.len(), "rendering", "renderings"),
-            errors.join("\n")
-        ));
+    if shown_apps.iter().all(|(a, _)| a.groups.is_empty()) {
+        head.push_str("No rendered object changes on any cluster.\n\n");
     }
-    let changed: Vec<&AppReview> = review
-        .apps
-        .iter()
-        .filter(|a| !a.groups.is_empty())
-        .collect();
-    if changed.is_empty() {
-        head.push_str("No rendered object changes on any cluster.\n");
+    if shown_apps.is_empty() {
         return head;
     }
-    let summary: Vec<String> = changed
-        .iter()
-        .map(|a| {
-            let clusters: usize = a.groups.iter().map(|g| g.clusters.len()).sum();
-            format!(
-                "- **{}**: changes {} ({})",
-                a.app,
-                plural(clusters, "cluster", "clusters"),
-                plural(
-                    a.groups.len(),
-                    "distinct difference",
-                    "distinct differences"
-                )
-            )
-        })
-        .collect();
+    let summary: Vec<&str> = shown_apps.iter().map(|(_, l)| l.as_str()).collect();
     head.push_str(&summary.join("\n"));
     head.push_str("\n\n");
+    let changed: Vec<&AppReview> = shown_apps.iter().map(|(a, _)| *a).collect();
 
     // Which groups show their diff: all, unless that passes the budget; then the
     // largest diffs are left out first.
@@ -166,16 +230,7 @@ pub fn markdown(review: &Review) -> String {
         let mut out = head.clone();
         for (a, shown) in changed.iter().zip(shown) {
             out.push_str(&format!("#### {}\n\n", a.app));
-            let waves: Vec<String> = a
-                .waves
-                .iter()
-                .enumerate()
-                .filter(|(_, w)| !w.is_empty())
-                .map(|(i, w)| format!("wave {i} ({})", plural(w.len(), "cluster", "clusters")))
-                .collect();
-            if !waves.is_empty() {
-                out.push_str(&format!("Rolls out in {}.\n\n", waves.join(" → ")));
-            }
+            out.push_str(&rollout_markdown(a));
             for (g, with_diff) in a.groups.iter().zip(shown) {
                 out.push_str(&group_markdown(review, a, g, *with_diff));
             }
@@ -225,7 +280,13 @@ pub fn json(review: &Review) -> Value {
             json!({
                 "app": a.app,
                 "errors": a.errors.iter().map(|(c, e)| json!({"cluster": c, "error": e})).collect::<Vec<_>>(),
-                "waves": a.waves.iter().enumerate().map(|(i, w)| json!({"wave": i, "clusters": w})).collect::<Vec<_>>(),
+                "violations": a.violations.iter().map(|(c, v)| json!({"cluster": c, "violation": v})).collect::<Vec<_>>(),
+                "waves": a.changed_waves().iter().map(|(i, w)| json!({"wave": i, "clusters": w})).collect::<Vec<_>>(),
+                "rollout": a.rollout.as_ref().map(|r| json!({
+                    "waves": r.all_waves,
+                    "policy": r.policy,
+                    "before": r.changed_from.as_ref().map(|(w, p)| json!({"waves": w, "policy": p})),
+                })),
                 "groups": a.groups.iter().map(|g| {
                     let (added, removed, changed) = g.diff.counts();
                     json!({
@@ -257,7 +318,13 @@ mod tests {
                 app: "web".into(),
                 groups,
                 errors: vec![],
-                waves: vec![vec!["a".into()], vec![]],
+                violations: vec![],
+                rollout: Some(super::super::RolloutReview {
+                    waves: vec![vec!["a".into()], vec![]],
+                    all_waves: "wave 0 (1 cluster)".into(),
+                    policy: "batches 1".into(),
+                    changed_from: None,
+                }),
             }],
         }
     }
@@ -297,6 +364,6 @@ mod tests {
         assert!(text.contains("is left out to keep this comment within its size limit"));
         assert!(text.contains("--app web --cluster big-0"));
         assert!(text.contains("+  k4: new4"), "the small diff is shown");
-        assert!(text.contains("Rolls out in wave 0 (1 cluster)."));
+        assert!(text.contains("Rolls out in wave 0 (1 cluster): batches 1."));
     }
 }
