@@ -1,6 +1,6 @@
 //! Render throughput against real kustomize, measured in the same run.
 //!
-//! `cargo bench --bench render` prints a table; the README's performance section
+//! `cargo bench --bench render` prints a table; docs/performance.md
 //! quotes it. Three measurements:
 //! 1. `rollwave build` vs `kubectl kustomize` as whole processes on a small 3-level
 //!    overlay (median wall time of several runs, peak RSS from wait4);

@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench scaling` doubles the input four times for each case and prints
 //! the time of one render and the growth factor per doubling (2.0 is linear; 4.0 would
-//! be quadratic). The README's limits section quotes it. The largest input of each case
+//! be quadratic). docs/performance.md quotes it. The largest input of each case
 //! is at the build limit ([`MAX_BUILD_FILES`], [`MAX_KUSTOMIZATION_DEPTH`]).
 //! 1. files in one base: one kustomization listing n ConfigMap files;
 //! 2. nested kustomization roots: n roots, each a directory inside the previous one,

@@ -684,7 +684,7 @@ static UNWRITABLE: AtomicUsize = AtomicUsize::new(0);
 /// emptied, wrote in flow style or merged into a flow-style parent (`labels: #` whose
 /// every entry a patch removes); printing then fails with the object (as a Go map)
 /// and the YAML reader's complaint. That is a defect of kustomize's output, not a
-/// refusal of the input: rollwave builds such inputs, and the README says so.
+/// refusal of the input: rollwave builds such inputs, and docs/guide/rendering.md says so.
 fn fails_writing_its_output(kustomize_error: &str) -> bool {
     kustomize_error.contains("err=\"map[string]interface {}{")
         && (kustomize_error.contains("}: yaml: line ")

@@ -284,7 +284,7 @@ fn fleet_of(app: &str, manifest: &str) -> ScratchRepo {
 /// A StatefulSet has no progress deadline of its own (unlike a Deployment's
 /// `progressDeadlineSeconds`): one whose Pod cannot start stays Progressing, and the
 /// agent makes the app Degraded once it has been Progressing for the app's
-/// `progressDeadline` (README, "Health").
+/// `progressDeadline` (docs/operations/applying.md, "Health").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateful_set_whose_image_cannot_be_pulled_is_progressing_until_the_apps_progress_deadline_makes_it_degraded()
  {

@@ -164,6 +164,18 @@ fn a_base_change_reaching_every_cluster_is_one_group() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("- **shop**: changes 12 clusters (1 distinct difference)"));
     assert_golden("base-change", &text);
+    // The README shows an excerpt of this comment: it stays what rollwave writes.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let excerpt = readme
+        .split("```markdown\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's review comment excerpt");
+    assert!(
+        text.contains(excerpt),
+        "the README's excerpt is not what rollwave writes:\n{excerpt}"
+    );
 }
 
 #[test]

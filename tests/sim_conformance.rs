@@ -4,8 +4,8 @@
 //! timestamps, resourceVersion values, allocated IPs), and compares the answers.
 //!
 //! A case that differs fails the test with a diff of the two answers, unless it is in
-//! [`KNOWN`] with the reason the simulator keeps that difference (the README's
-//! "Simulated clusters" section lists the same); a listed case that stops differing
+//! [`KNOWN`] with the reason the simulator keeps that difference (docs/development.md,
+//! "Simulated clusters", lists the same); a listed case that stops differing
 //! fails too, so the list stays true. Each case runs in its own namespace; one control
 //! plane and one simulated cluster serve the whole file.
 
@@ -20,7 +20,7 @@ use common::k8s::{self, RealCluster};
 use common::sim::TestCluster;
 use serde_json::{Value, json};
 
-/// Cases whose answers differ on purpose, with the reason (the README repeats them).
+/// Cases whose answers differ on purpose, with the reason (docs/development.md repeats them).
 const KNOWN: &[(&str, &str)] = &[
     (
         "pod-admission",
@@ -480,7 +480,7 @@ fn check(cases: Vec<Case>) {
             }
             (false, None) => failures.push(format!("case {}: the answers differ:\n{diff}", c.name)),
             (true, Some((_, why))) => failures.push(format!(
-                "case {}: listed as a known difference ({why}) but both servers now agree: remove it from KNOWN and the README",
+                "case {}: listed as a known difference ({why}) but both servers now agree: remove it from KNOWN and docs/development.md",
                 c.name
             )),
         }
@@ -1874,7 +1874,7 @@ fn explain_from_openapi_v2_agrees_with_the_real_apiserver() {
     ] {
         let args = ["explain", field, "--output=plaintext-openapiv2"];
         // The k8s-openapi descriptions the simulator's schemas come from carry no
-        // "Possible enum values" notes (the README lists this difference).
+        // "Possible enum values" notes (docs/development.md lists this difference).
         let real = without_enum_notes(&s._real_cluster.kubectl_ok(&args));
         let sim = s._sim_cluster.kubectl_ok(&args);
         if real.trim_end() != sim.trim_end() {

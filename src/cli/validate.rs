@@ -27,7 +27,7 @@ pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
     }
     if fleet.settings.tenancy.is_none() {
         eprintln!(
-            "note: fleet.yaml has no tenancy: every app may change anything the agent's identity may, on every cluster (see tenancy in the README)"
+            "note: fleet.yaml has no tenancy: every app may change anything the agent's identity may, on every cluster (see tenancy in docs/guide/multi-team-fleets.md)"
         );
     }
     for app in fleet.apps.iter().filter(|a| a.owners.is_empty()) {

@@ -9,7 +9,7 @@
 //!
 //! It is a test and demo double: the agent talks to it through a kubeconfig like to any
 //! cluster. What it leaves out (authentication, admission webhooks, containers that
-//! run) is listed in the README's "Simulated clusters" section.
+//! run) is listed in docs/development.md, "Simulated clusters".
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rollwave::sim::SimError> {
