@@ -139,12 +139,7 @@ pub type OnChange<'a> = dyn FnMut(&str, &str, &[Value], &[Value]) + 'a;
 /// Compares the fleet at `from` and `to` within `scope`. `on_change` sees each app and
 /// cluster whose rendering differs, with both renderings (the text format prints the
 /// whole streams).
-pub fn build(
-    from: Side,
-    to: Side,
-    scope: Scope,
-    on_change: &mut OnChange,
-) -> Review {
+pub fn build(from: Side, to: Side, scope: Scope, on_change: &mut OnChange) -> Review {
     let apps = names_in(from.fleet, to.fleet, |f| {
         f.apps.iter().map(|a| a.name.clone()).collect()
     });
