@@ -401,13 +401,24 @@ fn codeowners_follows_the_owners_of_the_fleet_and_of_each_app_and_validate_warns
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("fleet");
     common::copy_dir(&common::example_fleet(), &work);
-    let fleet_yaml = std::fs::read_to_string(work.join("fleet.yaml")).unwrap();
+    // The example names owners everywhere: replace them, and take api's away.
+    let without_owners = |path: &str| {
+        let text = std::fs::read_to_string(work.join(path)).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("owners:"))
+            .collect();
+        std::fs::write(work.join(path), format!("{}\n", kept.join("\n"))).unwrap();
+        format!("{}\n", kept.join("\n"))
+    };
+    let fleet_yaml = without_owners("fleet.yaml");
+    without_owners("apps/api/app.yaml");
     std::fs::write(
         work.join("fleet.yaml"),
         format!("owners: [\"@acme/platform\", ops@example.com]\n{fleet_yaml}"),
     )
     .unwrap();
-    let web = std::fs::read_to_string(work.join("apps/web/app.yaml")).unwrap();
+    let web = without_owners("apps/web/app.yaml");
     std::fs::write(
         work.join("apps/web/app.yaml"),
         format!("{web}owners:\n- \"@acme/web\"\n- \"@alice\"\n"),
