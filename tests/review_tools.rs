@@ -404,10 +404,7 @@ fn codeowners_follows_the_owners_of_the_fleet_and_of_each_app_and_validate_warns
     // The example names owners everywhere: replace them, and take api's away.
     let without_owners = |path: &str| {
         let text = std::fs::read_to_string(work.join(path)).unwrap();
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with("owners:"))
-            .collect();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("owners:")).collect();
         std::fs::write(work.join(path), format!("{}\n", kept.join("\n"))).unwrap();
         format!("{}\n", kept.join("\n"))
     };

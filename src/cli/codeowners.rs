@@ -9,12 +9,7 @@ use super::RepoArgs;
 /// Prints the file. Exit 1 when the fleet does not load (its errors name the file and
 /// line).
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
-    let opened = crate::source::repo::open_tree(
-        &source.repo,
-        source.path.as_deref(),
-        source.rev.as_deref(),
-        &source.branch,
-    )?;
+    let opened = source.open_tree()?;
     let fleet = crate::fleet::load(opened.tree.as_ref())?;
     let text = crate::review::codeowners::codeowners(&fleet, source.path.as_deref().unwrap_or(""));
     let _ = std::io::stdout().lock().write_all(text.as_bytes());

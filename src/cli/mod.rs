@@ -98,6 +98,21 @@ pub struct RepoArgs {
     pub branch: String,
 }
 
+impl RepoArgs {
+    /// The fleet's files as these arguments name them (a directory, a revision, or a
+    /// fetched remote).
+    pub fn open_tree(
+        &self,
+    ) -> Result<crate::source::repo::OpenedRepo, crate::source::repo::RepoError> {
+        crate::source::repo::open_tree(
+            &self.repo,
+            self.path.as_deref(),
+            self.rev.as_deref(),
+            &self.branch,
+        )
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

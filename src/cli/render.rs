@@ -17,12 +17,7 @@ pub fn run(
     app: Option<&str>,
     output: Format,
 ) -> anyhow::Result<ExitCode> {
-    let opened = crate::source::repo::open_tree(
-        &source.repo,
-        source.path.as_deref(),
-        source.rev.as_deref(),
-        &source.branch,
-    )?;
+    let opened = source.open_tree()?;
     let tree = opened.tree.as_ref();
     let fleet = fleet::load(tree)?;
     let Some(c) = fleet.cluster(cluster) else {

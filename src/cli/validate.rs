@@ -12,12 +12,7 @@ use crate::render::render;
 
 /// Renders everything; prints each failure and a summary; exit 1 if anything failed.
 pub fn run(source: &RepoArgs) -> anyhow::Result<ExitCode> {
-    let opened = crate::source::repo::open_tree(
-        &source.repo,
-        source.path.as_deref(),
-        source.rev.as_deref(),
-        &source.branch,
-    )?;
+    let opened = source.open_tree()?;
     let tree = opened.tree.as_ref();
     let (fleet, broken) = fleet::load_apps_apart(tree)?;
     let mut renders = 0usize;

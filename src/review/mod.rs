@@ -125,24 +125,27 @@ pub fn diff_renderings(old: &[Value], new: &[Value]) -> RenderingDiff {
 /// Both renderings with every Secret masked against its counterpart on the other side
 /// (for a diff of the whole stream).
 pub fn masked_renderings(old: &[Value], new: &[Value]) -> (Vec<Value>, Vec<Value>) {
-    let find =
-        |objs: &[Value], label: &str| objs.iter().find(|o| object_label(o) == label).cloned();
+    // The first object of each label, as a linear search would find it.
+    let index = |objs: &[Value]| -> BTreeMap<String, usize> {
+        let mut at = BTreeMap::new();
+        for (i, o) in objs.iter().enumerate() {
+            at.entry(object_label(o)).or_insert(i);
+        }
+        at
+    };
+    let (old_at, new_at) = (index(old), index(new));
     let old_masked = old
         .iter()
         .map(|o| {
-            let other = find(new, &object_label(o));
-            secrets::masked_pair(Some(o), other.as_ref())
-                .0
-                .unwrap_or_default()
+            let other = new_at.get(&object_label(o)).map(|&i| &new[i]);
+            secrets::masked_pair(Some(o), other).0.unwrap_or_default()
         })
         .collect();
     let new_masked = new
         .iter()
         .map(|n| {
-            let other = find(old, &object_label(n));
-            secrets::masked_pair(other.as_ref(), Some(n))
-                .1
-                .unwrap_or_default()
+            let other = old_at.get(&object_label(n)).map(|&i| &old[i]);
+            secrets::masked_pair(other, Some(n)).1.unwrap_or_default()
         })
         .collect();
     (old_masked, new_masked)
