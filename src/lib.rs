@@ -1,9 +1,25 @@
 //! rollwave: a GitOps agent for fleets of Kubernetes clusters with gray-release rollouts.
 //!
-//! The crate is organised after the data flow of the design: [`tree`] (files),
-//! [`fleet`] (the repository model), [`render`] (templates and kustomize), and the CLI
-//! in [`cli`]. Shared vocabulary lives in [`vocab`]. [`review`] turns two renderings
-//! into what a reviewer reads (Secret values masked).
+//! The modules follow the data flow of the design (DESIGN §1; a map is in
+//! `docs/development.md`):
+//!
+//! - [`source`]: the Git source (mirror, fetch, trees, release history, status refs);
+//!   [`tree`]: read-only file trees, the one way the model and the renderer see files.
+//! - [`fleet`]: the repository model (fleet.yaml, clusters, apps; targeting, tenancy).
+//! - [`render`]: templates, kustomize and Helm: `(tree, app, cluster) -> objects`.
+//! - [`plan`]: waves, gates and the release every app should run on every cluster;
+//!   [`prometheus`]: the analysis' queries.
+//! - [`apply`]: the reconciler (dry run, server-side apply, inventory, prune, health).
+//! - [`status`]: what an agent publishes for its cluster, in Git refs or the hub.
+//! - [`agent`]: the loop that runs all of the above per cluster; [`metrics`]: its
+//!   Prometheus metrics; [`contain`]: per-app work isolated on its own thread.
+//! - [`ui`]: the web view; [`review`]: what a change does, for a pull request;
+//!   [`cli`]: the command line.
+//! - [`sim`]: simulated clusters (an API server real clients accept), for `rollwave
+//!   sim`, `rollwave demo` and the tests.
+//! - Shared leaves: [`yaml`] (bounded parsing), [`schema`] (scope of built-in kinds,
+//!   merge keys), [`fieldset`] (server-side apply's field sets), [`labels`] (selector
+//!   syntax), [`names`] (name syntax), [`vocab`] (label and annotation names).
 
 pub mod agent;
 pub mod apply;

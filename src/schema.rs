@@ -1,4 +1,6 @@
-//! Kubernetes schema knowledge for merging: which lists merge by which key.
+//! Kubernetes schema knowledge shared by the renderer, the fleet model, the agent and
+//! the simulator: which built-in kinds are cluster-scoped, and for merging, which
+//! lists merge by which key.
 //!
 //! Strategic merge patch (in the renderer) and server-side apply (in the simulated API
 //! server) both need to know that containers merge by `name`, container ports by
@@ -18,6 +20,46 @@ pub enum ListStrategy {
     MergeByKey(&'static str),
     /// Scalar elements are unioned.
     MergePrimitives,
+}
+
+/// Built-in cluster-scoped kinds, by group and kind: the renderer (kustomize's
+/// namespace handling), the tenancy checks and the agent all judge scope by this.
+pub fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace")
+            | ("", "Node")
+            | ("", "PersistentVolume")
+            | ("", "ComponentStatus")
+            | ("rbac.authorization.k8s.io", "ClusterRole")
+            | ("rbac.authorization.k8s.io", "ClusterRoleBinding")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
+            | ("storage.k8s.io", "StorageClass")
+            | ("storage.k8s.io", "CSIDriver")
+            | ("storage.k8s.io", "CSINode")
+            | ("storage.k8s.io", "VolumeAttachment")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("node.k8s.io", "RuntimeClass")
+            | ("networking.k8s.io", "IngressClass")
+            | ("policy", "PodSecurityPolicy")
+            | ("certificates.k8s.io", "CertificateSigningRequest")
+            | (
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration"
+            )
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration"
+            )
+            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingAdmissionPolicyBinding"
+            )
+            | ("flowcontrol.apiserver.k8s.io", "FlowSchema")
+            | ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")
+    )
 }
 
 /// API groups whose kinds kustomize knows a schema for.

@@ -1,8 +1,9 @@
 //! The agent: the only place that does I/O in sequence. One pass over a cluster
-//! renders every app the fleet targets at it, reconciles each (apply, prune, health),
-//! and lets go of apps that no longer target it. The rollout planner decides which
-//! release each app should run; until the agent loop consults it (a later stage), a
-//! pass applies the repository's current commit.
+//! renders every app the fleet targets at it, asks the rollout planner which release
+//! each app should run there (from the history and the peers' statuses,
+//! [`rollout`]), reconciles each (apply, prune, health), lets go of apps that no
+//! longer target it, and publishes the cluster's status. [`daemon`] runs passes on a
+//! timer, on webhooks and on watch events.
 
 pub mod analysis;
 pub mod config;

@@ -553,7 +553,7 @@ pub fn namespaced_offline(obj: &Value, objects: &[Value]) -> bool {
     let api_version = str_at(obj, &["apiVersion"]);
     let kind = str_at(obj, &["kind"]);
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    if crate::render::kustomize::Gvk::from_api_version(api_version, kind).is_cluster_scoped() {
+    if crate::schema::is_cluster_scoped_kind(group, kind) {
         return false;
     }
     let crd = objects.iter().find(|c| {

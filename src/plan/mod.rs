@@ -1,6 +1,8 @@
 //! The rollout planner (DESIGN §4): waves, gates and the target release of every app on
-//! every cluster, as pure functions of the repository, the peers' statuses and the
-//! time. Every agent computes the same plan from the same inputs.
+//! every cluster. [`decide`], [`waves`] and [`analysis`] are pure functions of the
+//! repository, the peers' statuses and the time, so every agent computes the same plan
+//! from the same inputs; [`history`] gathers those inputs from Git (it reads commits
+//! and renders each release).
 
 pub mod analysis;
 pub mod decide;

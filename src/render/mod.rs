@@ -2,9 +2,10 @@
 //!
 //! Handlebars first (only `.hbs` files), then the kustomize build of the overlay the
 //! fleet model chooses, then rollwave's own labels, the app's default namespace, the
-//! kustomize output order and a sha256 content hash. Pure: no clock, no network, files
-//! only through [`FileTree`]. The files read are recorded so releases can be found by
-//! tree diff later.
+//! kustomize output order and a sha256 content hash. No clock, no network, files only
+//! through [`FileTree`]; the one exception is [`helm`], which runs the `helm` binary
+//! (`helm template`, offline) on a copy of the chart taken from the tree. The files
+//! read are recorded so releases can be found by tree diff later.
 
 pub mod helm;
 pub mod kustomize;

@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 
 pub use generator::name_hash;
 pub use kustomization::{KUSTOMIZATION_FILE_NAMES, Kustomization};
-pub use resource::{Gvk, ResId, is_cluster_scoped_kind, legacy_order};
+pub use resource::{Gvk, ResId, legacy_order};
 
 use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
 use crate::yaml::YamlError;

@@ -41,7 +41,7 @@ impl Gvk {
     /// Whether objects of this kind live outside namespaces. kustomize decides this from
     /// its built-in OpenAPI data; custom resources are taken as namespaced.
     pub fn is_cluster_scoped(&self) -> bool {
-        is_cluster_scoped_kind(&self.group, &self.kind)
+        crate::schema::is_cluster_scoped_kind(&self.group, &self.kind)
     }
 
     /// Whether kustomize v5.5 treats this GVK as cluster-scoped when it builds: it
@@ -67,45 +67,6 @@ impl Gvk {
         };
         versions.contains(&self.version.as_str())
     }
-}
-
-/// Built-in cluster-scoped kinds, by group and kind.
-pub fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
-    matches!(
-        (group, kind),
-        ("", "Namespace")
-            | ("", "Node")
-            | ("", "PersistentVolume")
-            | ("", "ComponentStatus")
-            | ("rbac.authorization.k8s.io", "ClusterRole")
-            | ("rbac.authorization.k8s.io", "ClusterRoleBinding")
-            | ("apiextensions.k8s.io", "CustomResourceDefinition")
-            | ("apiregistration.k8s.io", "APIService")
-            | ("storage.k8s.io", "StorageClass")
-            | ("storage.k8s.io", "CSIDriver")
-            | ("storage.k8s.io", "CSINode")
-            | ("storage.k8s.io", "VolumeAttachment")
-            | ("scheduling.k8s.io", "PriorityClass")
-            | ("node.k8s.io", "RuntimeClass")
-            | ("networking.k8s.io", "IngressClass")
-            | ("policy", "PodSecurityPolicy")
-            | ("certificates.k8s.io", "CertificateSigningRequest")
-            | (
-                "admissionregistration.k8s.io",
-                "MutatingWebhookConfiguration"
-            )
-            | (
-                "admissionregistration.k8s.io",
-                "ValidatingWebhookConfiguration"
-            )
-            | ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
-            | (
-                "admissionregistration.k8s.io",
-                "ValidatingAdmissionPolicyBinding"
-            )
-            | ("flowcontrol.apiserver.k8s.io", "FlowSchema")
-            | ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")
-    )
 }
 
 /// The identity of an object: GVK, name and namespace.
