@@ -344,3 +344,148 @@ async fn a_stateful_set_whose_image_cannot_be_pulled_is_progressing_until_the_ap
     assert_ne!(code, 0, "the second Pod waits for the first to be Ready");
     b.finish().await;
 }
+
+/// A CustomResourceDefinition of `kind` in `group`, namespaced, with a status
+/// subresource whose fields are free (`x-kubernetes-preserve-unknown-fields`).
+fn crd(group: &str, kind: &str, plural: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}, singular: {}}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources: {{status: {{}}}}\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+        kind.to_lowercase()
+    )
+}
+
+/// The app's health and reasons after one agent pass.
+async fn pass_health(
+    repo: &ScratchRepo,
+    b: &Backend,
+    memory: &mut Memory,
+) -> (Health, Vec<String>, String) {
+    let report = repo.pass_with("real-1", &b.reconciler, memory).await;
+    let AppResult::Applied {
+        health, unhealthy, ..
+    } = &report.apps[0].1
+    else {
+        panic!("{}", report.table());
+    };
+    (*health, unhealthy.clone(), report.table())
+}
+
+/// Custom resources get their health from their status, as their controller writes it
+/// (here the test plays the controller, through the status subresource): a Widget by
+/// the kstatus conventions (Reconciling, then Ready, then Stalled), a Gadget by the
+/// fleet's CEL rule for its kind. The agent's passes see Progressing, Healthy and
+/// Degraded in turn, on the real apiserver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_are_healthy_by_kstatus_or_by_the_fleets_cel_rule() {
+    let b = Backend::real("custom-health").await;
+    let app = b.ns.clone();
+    let manifest = format!(
+        "{}---\n{}---\napiVersion: kstatus.example.com/v1\nkind: Widget\nmetadata: {{name: w}}\nspec: {{size: 3}}\n---\napiVersion: cel.example.com/v1\nkind: Gadget\nmetadata: {{name: g}}\nspec: {{wanted: 2}}\n",
+        crd("kstatus.example.com", "Widget", "widgets"),
+        crd("cel.example.com", "Gadget", "gadgets"),
+    );
+    let repo = ScratchRepo::new(&[
+        (
+            "fleet.yaml",
+            "stages: [test]\nrollout:\n  canary: [real-1]\n  progressDeadline: 1h\nhealth:\n- apiVersion: cel.example.com/v1\n  kind: Gadget\n  current: status.running == spec.wanted\n  failed: \"status.phase == 'Broken'\"\n",
+        ),
+        ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+        (
+            &format!("apps/{app}/app.yaml"),
+            &format!("namespace: {app}\ntargets:\n  stages: [test]\n"),
+        ),
+        (
+            &format!("apps/{app}/base/kustomization.yaml"),
+            "resources:\n- resources.yaml\n",
+        ),
+        (&format!("apps/{app}/base/resources.yaml"), &manifest),
+    ]);
+    let status = |kind: &str, name: &str, status: Value| {
+        let patch = json!({ "status": status }).to_string();
+        let (code, _, err) = b.kubectl(&[
+            "patch",
+            kind,
+            name,
+            "-n",
+            &app,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+        assert_eq!(code, 0, "kubectl patch {kind} {name} status: {err}");
+    };
+    let mut memory = Memory::default();
+
+    // Applied; the Gadget's rule reads a status nobody wrote yet: Progressing.
+    let (health, why, table) = pass_health(&repo, &b, &mut memory).await;
+    assert_eq!(health, Health::Progressing, "{table}");
+    assert!(
+        why.iter()
+            .any(|w| w.contains("Gadget") && w.contains("not current yet")),
+        "{why:?}"
+    );
+
+    // The controllers start working.
+    status(
+        "widgets.kstatus.example.com",
+        "w",
+        json!({"observedGeneration": 1, "conditions": [
+            {"type": "Reconciling", "status": "True", "reason": "Provisioning", "message": "creating disks"},
+            {"type": "Ready", "status": "False", "reason": "Provisioning"}]}),
+    );
+    status("gadgets.cel.example.com", "g", json!({"running": 1}));
+    let (health, why, table) = pass_health(&repo, &b, &mut memory).await;
+    assert_eq!(health, Health::Progressing, "{table}");
+    assert!(
+        why.iter()
+            .any(|w| w.contains("Widget") && w.contains("reconciling: creating disks")),
+        "{why:?}"
+    );
+
+    // Both ready.
+    status(
+        "widgets.kstatus.example.com",
+        "w",
+        json!({"observedGeneration": 1, "conditions": [
+            {"type": "Reconciling", "status": "False", "reason": "Done"},
+            {"type": "Ready", "status": "True", "reason": "Ready"}]}),
+    );
+    status("gadgets.cel.example.com", "g", json!({"running": 2}));
+    let (health, why, table) = pass_health(&repo, &b, &mut memory).await;
+    assert_eq!(health, Health::Healthy, "{why:?}\n{table}");
+
+    // One stalls, the other fails: Degraded, each with its reason.
+    status(
+        "widgets.kstatus.example.com",
+        "w",
+        json!({"observedGeneration": 1, "conditions": [
+            {"type": "Stalled", "status": "True", "reason": "QuotaExceeded", "message": "disk quota exceeded"},
+            {"type": "Ready", "status": "False", "reason": "QuotaExceeded"}]}),
+    );
+    let (health, why, table) = pass_health(&repo, &b, &mut memory).await;
+    assert_eq!(health, Health::Degraded, "{table}");
+    assert!(
+        why.iter()
+            .any(|w| w.contains("Widget") && w.contains("disk quota exceeded")),
+        "{why:?}"
+    );
+    status(
+        "widgets.kstatus.example.com",
+        "w",
+        json!({"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}),
+    );
+    status(
+        "gadgets.cel.example.com",
+        "g",
+        json!({"running": 0, "phase": "Broken"}),
+    );
+    let (health, why, table) = pass_health(&repo, &b, &mut memory).await;
+    assert_eq!(health, Health::Degraded, "{table}");
+    assert!(
+        why.iter()
+            .any(|w| w.contains("Gadget") && w.contains("failed (status.phase == 'Broken')")),
+        "{why:?}"
+    );
+    b.finish().await;
+}

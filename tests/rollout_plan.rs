@@ -529,6 +529,7 @@ mod waves {
             tenancy: None,
             status_store: Default::default(),
             owners: vec![],
+            health: vec![],
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],

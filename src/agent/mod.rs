@@ -221,6 +221,7 @@ pub async fn reconcile_cluster_with(
     metrics: Option<&Metrics>,
 ) -> Result<PassReport, ApplyError> {
     let fleet = source.fleet;
+    reconciler.set_health_rules(&fleet.settings.health);
     let Some(c) = fleet.cluster(cluster) else {
         return Ok(PassReport {
             apps: vec![(

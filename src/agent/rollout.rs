@@ -424,6 +424,8 @@ impl ClusterAgent {
     pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
         let mut pass = self.read_fleet(g).await?;
         let model = pass.model.clone();
+        self.reconciler
+            .set_health_rules(&model.fleet.settings.health);
         let Some(cluster) = model.fleet.cluster(&self.cluster) else {
             anyhow::bail!(
                 "cluster '{}' is not in clusters/ at {}",

@@ -1,14 +1,17 @@
 //! Health of live objects, in the closed vocabulary of [`Health`]: what a controller's
 //! status says about a workload (observedGeneration, updated and available replicas,
 //! the Progressing condition), a Job (its conditions), a CronJob (its last Job), Pod,
-//! PVC, LoadBalancer Service or CRD, and the `Ready` / `Stalled` conditions of anything
-//! else (kstatus conventions). Each rule reads the fields the real controllers write
-//! (`tests/real_cluster_workloads.rs` checks them against those controllers). Pure: an
-//! object in, a verdict out.
+//! PVC, LoadBalancer Service or CRD; for any other kind the fleet's CEL rule for it
+//! (`health:` in fleet.yaml) or else the kstatus conventions (`observedGeneration`,
+//! `Ready`, `Reconciling`, `Stalled`). Each rule reads the fields the real controllers
+//! write (`tests/real_cluster_workloads.rs` checks them against those controllers).
+//! Pure: an object in, a verdict out.
 
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::fleet::health::{Expression, HealthRule};
 
 /// How an object (or an app, the worst of its objects) is doing, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -173,30 +176,119 @@ pub fn health_of(obj: &Value) -> Verdict {
             }
             Verdict::progressing("the CRD is not established yet")
         }
-        _ => {
-            if condition(obj, "Stalled").is_some_and(|c| c["status"] == "True") {
-                return Verdict::degraded(
-                    condition(obj, "Stalled")
-                        .and_then(|c| c["message"].as_str())
-                        .unwrap_or("stalled")
-                        .to_string(),
-                );
-            }
-            if let Some(ready) = condition(obj, "Ready") {
-                if ready["status"] == "True" {
-                    return Verdict::healthy();
-                }
-                return Verdict::progressing(format!(
-                    "not ready: {}",
-                    ready["message"]
-                        .as_str()
-                        .or(ready["reason"].as_str())
-                        .unwrap_or("")
-                ));
-            }
-            Verdict::healthy()
+        _ => by_kstatus(obj),
+    }
+}
+
+/// What a condition says, for messages: its message, else its reason.
+fn said(c: &Value) -> &str {
+    c["message"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .or(c["reason"].as_str())
+        .unwrap_or("")
+}
+
+/// Any other kind, by the kstatus conventions well-behaved controllers follow
+/// (DESIGN §6.2): `Stalled=True` is Degraded; a generation not yet observed
+/// (`status.observedGeneration` below `metadata.generation`) or `Reconciling=True` is
+/// Progressing; then `Ready` decides (not True: Progressing, which the app's
+/// `progressDeadline` turns into Degraded). An object without any of these, or
+/// without a status, is Healthy once applied.
+fn by_kstatus(obj: &Value) -> Verdict {
+    let is_true = |name: &str| condition(obj, name).filter(|c| c["status"] == "True");
+    if let Some(stalled) = is_true("Stalled") {
+        let why = said(stalled);
+        return Verdict::degraded(if why.is_empty() { "stalled" } else { why }.to_string());
+    }
+    if let (Some(seen), Some(generation)) = (
+        obj["status"]["observedGeneration"].as_i64(),
+        obj["metadata"]["generation"].as_i64(),
+    ) && seen < generation
+    {
+        return Verdict::progressing("the new generation is not observed yet");
+    }
+    if let Some(reconciling) = is_true("Reconciling") {
+        return Verdict::progressing(format!("reconciling: {}", said(reconciling)));
+    }
+    if let Some(ready) = condition(obj, "Ready") {
+        if ready["status"] == "True" {
+            return Verdict::healthy();
+        }
+        return Verdict::progressing(format!("not ready: {}", said(ready)));
+    }
+    Verdict::healthy()
+}
+
+/// The health of one live object, by the fleet's `health` rule for its apiVersion and
+/// kind when there is one, else by [`health_of`].
+pub fn health_with(obj: &Value, rules: &[HealthRule]) -> Verdict {
+    let api_version = obj["apiVersion"].as_str().unwrap_or("");
+    let kind = obj["kind"].as_str().unwrap_or("");
+    match rules
+        .iter()
+        .find(|r| r.api_version == api_version && r.kind == kind)
+    {
+        Some(rule) => by_rule(obj, rule),
+        None => health_of(obj),
+    }
+}
+
+/// An object by its CEL rule, in Flux's order: `inProgress` true is Progressing,
+/// `failed` true is Degraded, `current` true is Healthy, none of them Progressing. The
+/// object's top-level fields are the expressions' variables (`status`, `spec`,
+/// `metadata`). A field the object does not have yet (no status before its controller
+/// wrote one) makes that expression false; any other error is Progressing with the
+/// rule's file, line and the error, so a broken rule never reads as Healthy.
+fn by_rule(obj: &Value, rule: &HealthRule) -> Verdict {
+    let mut context = cel::Context::default();
+    for (name, value) in obj.as_object().into_iter().flatten() {
+        if context.add_variable(name.as_str(), value).is_err() {
+            return Verdict::progressing(format!(
+                "health rule for {} {}: the object's {name} cannot be read by CEL",
+                rule.api_version, rule.kind
+            ));
         }
     }
+    // Fields every object may lack until its controller writes them.
+    for name in ["status", "spec", "metadata"] {
+        if obj.get(name).is_none() {
+            let _ = context.add_variable(name, serde_json::Map::new());
+        }
+    }
+    let holds = |e: &Expression| -> Result<bool, String> {
+        let program = cel::Program::compile(&e.text)
+            .map_err(|err| format!("health rule {}: {err}", e.source))?;
+        match program.execute(&context) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "health rule {}: gave {other:?}, not true or false",
+                e.source
+            )),
+            Err(cel::ExecutionError::NoSuchKey(_)) => Ok(false),
+            Err(err) => Err(format!("health rule {}: {err}", e.source)),
+        }
+    };
+    let outcome = (|| -> Result<Verdict, String> {
+        if let Some(e) = &rule.in_progress
+            && holds(e)?
+        {
+            return Ok(Verdict::progressing(format!("in progress ({})", e.text)));
+        }
+        if let Some(e) = &rule.failed
+            && holds(e)?
+        {
+            return Ok(Verdict::degraded(format!("failed ({})", e.text)));
+        }
+        if holds(&rule.current)? {
+            return Ok(Verdict::healthy());
+        }
+        Ok(Verdict::progressing(format!(
+            "not current yet ({})",
+            rule.current.text
+        )))
+    })();
+    outcome.unwrap_or_else(Verdict::progressing)
 }
 
 /// A StatefulSet, as the statefulset controller reports it: the current generation
@@ -614,5 +706,162 @@ mod tests {
             with_deadline(Health::Healthy, Duration::from_secs(9999), d),
             Health::Healthy
         );
+    }
+
+    fn widget(generation: i64, status: Value) -> Value {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "generation": generation}, "spec": {"size": 3}, "status": status})
+    }
+
+    fn conditions(list: &[(&str, &str, &str)]) -> Value {
+        let list: Vec<Value> = list
+            .iter()
+            .map(|(t, s, m)| json!({"type": t, "status": s, "message": m}))
+            .collect();
+        json!(list)
+    }
+
+    #[test]
+    fn any_other_kind_follows_the_kstatus_conventions() {
+        let cases = [
+            (widget(1, json!(null)), Health::Healthy, ""),
+            (
+                widget(
+                    2,
+                    json!({"observedGeneration": 1, "conditions": conditions(&[("Ready", "True", "")])}),
+                ),
+                Health::Progressing,
+                "the new generation is not observed yet",
+            ),
+            (
+                widget(
+                    2,
+                    json!({"observedGeneration": 2, "conditions": conditions(&[("Ready", "True", "")])}),
+                ),
+                Health::Healthy,
+                "",
+            ),
+            (
+                widget(
+                    2,
+                    json!({"observedGeneration": 2, "conditions": conditions(&[("Reconciling", "True", "scaling up"), ("Ready", "True", "")])}),
+                ),
+                Health::Progressing,
+                "reconciling: scaling up",
+            ),
+            (
+                widget(
+                    2,
+                    json!({"observedGeneration": 2, "conditions": conditions(&[("Ready", "False", "waiting for disks")])}),
+                ),
+                Health::Progressing,
+                "not ready: waiting for disks",
+            ),
+            (
+                widget(
+                    2,
+                    json!({"observedGeneration": 2, "conditions": conditions(&[("Stalled", "True", "quota exceeded"), ("Reconciling", "True", "")])}),
+                ),
+                Health::Degraded,
+                "quota exceeded",
+            ),
+            (
+                widget(
+                    2,
+                    json!({"conditions": conditions(&[("Stalled", "False", ""), ("Ready", "True", "")])}),
+                ),
+                Health::Healthy,
+                "",
+            ),
+            // A status without conditions (a controller that writes only counters).
+            (widget(2, json!({"replicas": 3})), Health::Healthy, ""),
+        ];
+        for (obj, health, reason) in cases {
+            let v = health_of(&obj);
+            assert_eq!((v.health, v.reason.as_str()), (health, reason), "{obj}");
+        }
+    }
+
+    fn rule(current: &str, in_progress: Option<&str>, failed: Option<&str>) -> HealthRule {
+        let e = |t: &str| Expression {
+            text: t.into(),
+            source: "fleet.yaml:3 current".into(),
+        };
+        HealthRule {
+            api_version: "postgresql.cnpg.io/v1".into(),
+            kind: "Cluster".into(),
+            current: e(current),
+            in_progress: in_progress.map(e),
+            failed: failed.map(e),
+        }
+    }
+
+    #[test]
+    fn a_cel_rule_decides_the_health_of_its_kind_in_fluxs_order() {
+        let rules = [rule(
+            "status.readyInstances == spec.instances",
+            Some("status.phase != 'Cluster in healthy state'"),
+            Some("status.phase == 'Failed'"),
+        )];
+        let db = |status: Value| {
+            json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+                "metadata": {"name": "db"}, "spec": {"instances": 3}, "status": status})
+        };
+        let cases = [
+            // No status yet: the fields the rules read are missing, none holds.
+            (db(json!(null)), Health::Progressing),
+            (
+                db(json!({"phase": "Setting up primary", "readyInstances": 0})),
+                Health::Progressing,
+            ),
+            (
+                db(json!({"phase": "Cluster in healthy state", "readyInstances": 3})),
+                Health::Healthy,
+            ),
+            (
+                db(json!({"phase": "Cluster in healthy state", "readyInstances": 2})),
+                Health::Progressing,
+            ),
+            // inProgress is checked first: a failed phase is also "not healthy".
+            (
+                db(json!({"phase": "Failed", "readyInstances": 0})),
+                Health::Progressing,
+            ),
+        ];
+        for (obj, want) in cases {
+            assert_eq!(health_with(&obj, &rules).health, want, "{obj}");
+        }
+        let failed_first = [rule(
+            "status.readyInstances == spec.instances",
+            None,
+            Some("status.phase == 'Failed'"),
+        )];
+        let v = health_with(
+            &db(json!({"phase": "Failed", "readyInstances": 0})),
+            &failed_first,
+        );
+        assert_eq!(v.health, Health::Degraded);
+        assert_eq!(v.reason, "failed (status.phase == 'Failed')");
+        // Other kinds keep rollwave's own rules.
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+        assert_eq!(health_with(&cm, &rules).health, Health::Healthy);
+    }
+
+    #[test]
+    fn a_rule_that_cannot_be_evaluated_is_progressing_with_where_it_is_written() {
+        let rules = [rule("status.readyInstances + 'x'", None, None)];
+        let obj = json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "db"}, "status": {"readyInstances": 3}});
+        let v = health_with(&obj, &rules);
+        assert_eq!(v.health, Health::Progressing);
+        assert!(
+            v.reason.starts_with("health rule fleet.yaml:3 current: "),
+            "{}",
+            v.reason
+        );
+        let rules = [rule("status.readyInstances", None, None)];
+        let v = health_with(&obj, &rules);
+        assert_eq!(v.health, Health::Progressing);
+        assert!(v.reason.contains("not true or false"), "{}", v.reason);
     }
 }

@@ -40,7 +40,7 @@ use tokio::sync::RwLock;
 
 use self::diff::{FIELD_MANAGER, Sync, sync_state};
 use self::drift::LiveCache;
-use self::health::{Health, health_of};
+use self::health::{Health, health_of, health_with};
 use self::inventory::{Inventory, InventoryError, ObjectKey, configmap_name};
 use self::retry::{RetryPolicy, with_retries};
 use crate::fleet::tenancy::{Policy, check_objects, namespaced_offline};
@@ -341,6 +341,8 @@ pub struct Reconciler {
     verified: diff::Verified,
     /// Whether the agent's namespace is known to exist (read or created once).
     namespace_exists: tokio::sync::Mutex<bool>,
+    /// The fleet's `health` rules, set by the agent at each pass.
+    health_rules: std::sync::RwLock<Arc<Vec<crate::fleet::health::HealthRule>>>,
 }
 
 /// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings,
@@ -639,7 +641,27 @@ impl Reconciler {
             known_apps: Mutex::new(None),
             verified: diff::Verified::default(),
             namespace_exists: tokio::sync::Mutex::new(false),
+            health_rules: std::sync::RwLock::default(),
         }
+    }
+
+    /// Judges the health of the kinds they name by the fleet's `health` rules from now
+    /// on (the agent sets them from fleet.yaml at each pass).
+    pub fn set_health_rules(&self, rules: &[crate::fleet::health::HealthRule]) {
+        let mut held = self
+            .health_rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.as_slice() != rules {
+            *held = Arc::new(rules.to_vec());
+        }
+    }
+
+    fn health_rules(&self) -> Arc<Vec<crate::fleet::health::HealthRule>> {
+        self.health_rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Reads live objects from watches instead of the API server once they are
@@ -1383,6 +1405,7 @@ impl Reconciler {
         }
 
         // Health from what the apply returned, or a read for unchanged objects.
+        let rules = self.health_rules();
         let mut worst = Health::Healthy;
         let mut unhealthy = Vec::new();
         for (i, p) in planned.iter().enumerate() {
@@ -1399,7 +1422,7 @@ impl Reconciler {
             };
             let obj = results.get(&i).or(live.get(&i));
             if let Some(obj) = obj {
-                let v = health_of(obj);
+                let v = health_with(obj, &rules);
                 if v.health > Health::Healthy {
                     unhealthy.push((p.key.clone(), v.reason.clone()));
                 }
@@ -1463,6 +1486,7 @@ impl Reconciler {
         &self,
         objects: &[Value],
     ) -> Result<(Health, Vec<(ObjectKey, String)>), ApplyError> {
+        let rules = self.health_rules();
         let mut worst = Health::Healthy;
         let mut unhealthy = Vec::new();
         for obj in prepare(objects) {
@@ -1475,7 +1499,7 @@ impl Reconciler {
             let api = self.api(&ar, namespaced, &key.namespace);
             match self.get_json(&api, &key.name).await {
                 Ok(Some(live)) => {
-                    let v = health_of(&live);
+                    let v = health_with(&live, &rules);
                     if v.health > Health::Healthy {
                         unhealthy.push((key, v.reason));
                     }

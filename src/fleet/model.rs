@@ -532,6 +532,9 @@ pub struct FleetFile {
     /// Who reviews changes to the fleet as a whole (`rollwave codeowners`).
     #[serde(default)]
     owners: Vec<Spanned<String>>,
+    /// Health rules for kinds without one of rollwave's own (DESIGN §6.2).
+    #[serde(default)]
+    health: Vec<super::health::HealthRuleFile>,
 }
 
 /// `status:` in fleet.yaml: where the fleet's statuses live.
@@ -560,6 +563,8 @@ pub struct FleetSettings {
     /// `owners`: who reviews fleet.yaml, clusters/ and apps without owners of their
     /// own (`@user`, `@org/team` or an email, as CODEOWNERS takes them).
     pub owners: Vec<String>,
+    /// `health`: CEL health rules per apiVersion and kind (DESIGN §6.2).
+    pub health: Vec<super::health::HealthRule>,
 }
 
 /// `owners` entries, each checked to be something CODEOWNERS accepts.
@@ -620,6 +625,7 @@ impl FleetFile {
             tenancy,
             status_store: self.status.store,
             owners,
+            health: super::health::validate(self.health)?,
         })
     }
 }
@@ -1195,6 +1201,47 @@ rollout:
     fn app(fleet: &FleetSettings, text: &str) -> Result<App, FleetError> {
         let f: AppFile = crate::yaml::parse_typed("apps/web/app.yaml", text)?;
         f.validate("apps/web/app.yaml", "web", fleet, &[])
+    }
+
+    #[test]
+    fn health_rules_are_read_and_a_bad_expression_is_refused_with_its_line() {
+        let f = fleet(
+            "stages: [test]\nhealth:\n- apiVersion: postgresql.cnpg.io/v1\n  kind: Cluster\n  current: status.readyInstances == spec.instances\n  failed: \"status.phase == 'Failed'\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.health.len(), 1);
+        assert_eq!(f.health[0].kind, "Cluster");
+        assert_eq!(f.health[0].current.source, "fleet.yaml:5 current");
+        assert_eq!(f.health[0].in_progress, None);
+        let cases = [
+            (
+                "stages: [test]\nhealth:\n- apiVersion: example.com/v1\n  kind: Db\n  current: status.ready ==\n",
+                "fleet.yaml:5: current: not a CEL expression",
+            ),
+            (
+                "stages: [test]\nhealth:\n- apiVersion: example.com/v1\n  kind: Db\n  current: 'true'\n  inProgress: ''\n",
+                "fleet.yaml:6: inProgress: empty",
+            ),
+            (
+                "stages: [test]\nhealth:\n- {apiVersion: example.com/v1, kind: Db, current: 'true'}\n- {apiVersion: example.com/v1, kind: Db, current: 'false'}\n",
+                "fleet.yaml:4: health: a second rule for example.com/v1 Db",
+            ),
+            (
+                "stages: [test]\nhealth:\n- {apiVersion: example.com/v1, kind: Db, ready: 'true'}\n",
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = fleet(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}\nwanted: {want}");
+        }
+        let deep = format!(
+            "stages: [test]\nhealth:\n- {{apiVersion: example.com/v1, kind: Db, current: '{}true{}'}}\n",
+            "(".repeat(100),
+            ")".repeat(100)
+        );
+        let e = fleet(&deep).unwrap_err().to_string();
+        assert!(e.contains("nested 100 deep"), "{e}");
     }
 
     #[test]
