@@ -340,6 +340,51 @@ fn a_revert_reaches_every_cluster_at_once_without_gates() {
 }
 
 #[test]
+fn a_paused_app_takes_no_new_release_anywhere_but_a_revert_goes_through() {
+    let mut paused = policy(10);
+    paused.paused = Some("incident 4711".into());
+    let mut sim = Sim::new(policy(10));
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(100));
+    for step in 0..6 {
+        sim.step(t(100 + step * 12));
+    }
+    sim.heartbeat_all(t(200));
+    // A bad release reaches the canary, then the app is paused (a reviewed commit).
+    sim.release("bad", "h2", t(300));
+    sim.report("canary", "bad", Phase::Progressing, t(300));
+    sim.report("canary", "bad", Phase::Healthy, t(301));
+    sim.policy = paused;
+    sim.release("r3", "h3", t(302));
+    sim.heartbeat_all(t(400));
+    let plan = sim.plan(t(400));
+    // Every cluster keeps what it runs, long after every bake would have ended.
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("bad"));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Current);
+    for c in sim.clusters().iter().filter(|c| *c != "canary") {
+        assert_eq!(plan.decisions[c].target.as_deref(), Some("r1"), "{c}");
+    }
+    for gate in &plan.pending[0].waves {
+        assert_eq!(
+            gate,
+            &GateState::Paused {
+                reason: "incident 4711".into()
+            }
+        );
+    }
+    assert!(
+        rollwave::plan::describe_gate(&plan.pending[0].waves[0])
+            .starts_with("paused: incident 4711")
+    );
+    // `git revert` of the bad release renders h1 again: it goes through the pause.
+    sim.release("revert", "h1", t(401));
+    sim.heartbeat_all(t(401));
+    let plan = sim.plan(t(401));
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("revert"));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Revert);
+}
+
+#[test]
 fn a_stream_of_commits_does_not_starve_later_waves() {
     let mut sim = Sim::new(policy(5));
     for minute in 0..60u64 {

@@ -9,6 +9,7 @@ mod codeowners;
 mod demo;
 mod diff;
 mod diff_live;
+mod pause;
 mod plan;
 mod render;
 mod shell;
@@ -237,6 +238,40 @@ pub enum Command {
         #[command(flatten)]
         source: RepoArgs,
     },
+    /// Pause an app: no wave takes a new release of it until it is resumed (reverts
+    /// still go through). Writes `paused: true` and `pauseReason` into its app.yaml as
+    /// a commit, on the checked-out branch or with --branch on a new one for review.
+    Pause {
+        /// The app (a directory under apps/).
+        app: String,
+        /// Why, for the people who see the rollout stop.
+        #[arg(long)]
+        reason: String,
+        /// A local clone of the fleet repository.
+        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
+        repo: String,
+        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+        #[arg(long, env = "ROLLWAVE_PATH")]
+        path: Option<String>,
+        /// Commit on this new branch (for a pull request) instead of the checked-out one.
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Resume a paused app: takes `paused` and `pauseReason` out of its app.yaml as a
+    /// commit (see `pause`).
+    Resume {
+        /// The app (a directory under apps/).
+        app: String,
+        /// A local clone of the fleet repository.
+        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
+        repo: String,
+        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+        #[arg(long, env = "ROLLWAVE_PATH")]
+        path: Option<String>,
+        /// Commit on this new branch (for a pull request) instead of the checked-out one.
+        #[arg(long)]
+        branch: Option<String>,
+    },
     /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
     Sim(sim::SimArgs),
     /// Apply the fleet repository to one cluster: once (--once) or every --interval.
@@ -302,6 +337,25 @@ pub fn run(cli: Cli) -> ExitCode {
         } => render::run(&source, &cluster, app.as_deref(), output),
         Command::Validate { source } => validate::run(&source),
         Command::Codeowners { source } => codeowners::run(&source),
+        Command::Pause {
+            app,
+            reason,
+            repo,
+            path,
+            branch,
+        } => pause::run(
+            &repo,
+            path.as_deref(),
+            &app,
+            Some(&reason),
+            branch.as_deref(),
+        ),
+        Command::Resume {
+            app,
+            repo,
+            path,
+            branch,
+        } => pause::run(&repo, path.as_deref(), &app, None, branch.as_deref()),
         Command::Plan {
             source,
             from: Some(from),

@@ -6,6 +6,7 @@
 //! clusters run an app) and overlay choice (which kustomization root renders it for a
 //! cluster) are pure functions of the model.
 
+pub mod edit;
 pub mod health;
 mod model;
 mod targeting;

@@ -200,6 +200,9 @@ pub struct RolloutSpec {
     pub gate: Gate,
     /// Verification by metrics during the bake.
     pub analysis: AnalysisSpec,
+    /// Why the app is paused (`paused: true` with `pauseReason` in app.yaml): no wave
+    /// takes a new release; what a cluster runs stays, reverts still go through.
+    pub paused: Option<String>,
 }
 
 impl Default for RolloutSpec {
@@ -212,6 +215,7 @@ impl Default for RolloutSpec {
             on_failure: OnFailure::Halt,
             gate: Gate::Health,
             analysis: AnalysisSpec::default(),
+            paused: None,
         }
     }
 }
@@ -830,6 +834,12 @@ pub struct AppFile {
     removal: Option<Removal>,
     #[serde(default)]
     suspend: bool,
+    /// No new release rolls out while true; reverts still do (`rollwave pause`).
+    #[serde(default)]
+    paused: Option<Spanned<bool>>,
+    /// Why the app is paused: required with `paused: true`.
+    #[serde(default, rename = "pauseReason")]
+    pause_reason: Option<Spanned<String>>,
     #[serde(default)]
     force: bool,
     #[serde(default, rename = "allowEmpty")]
@@ -1119,6 +1129,27 @@ impl AppFile {
             }
         }
         let owners = checked_owners(file, self.owners)?;
+        let mut rollout = rollout;
+        rollout.paused = match (&self.paused, self.pause_reason) {
+            (Some(p), reason) if p.value => match reason {
+                Some(r) if !r.value.trim().is_empty() => Some(r.value),
+                _ => {
+                    return Err(FleetError::Invalid {
+                        file: file.to_string(),
+                        line: Some(p.referenced.line()),
+                        message: "paused: true needs pauseReason: say why, for the people who see the rollout stop (rollwave pause APP --reason writes both)".into(),
+                    });
+                }
+            },
+            (_, Some(r)) => {
+                return Err(FleetError::Invalid {
+                    file: file.to_string(),
+                    line: Some(r.referenced.line()),
+                    message: "pauseReason without paused: true; remove it, or pause the app".into(),
+                });
+            }
+            _ => None,
+        };
         Ok(App {
             owners,
             name: name.to_string(),

@@ -118,6 +118,12 @@ pub enum GateState {
         /// The time.
         until: String,
     },
+    /// The app is paused (`paused: true` in its app.yaml): no wave takes a new
+    /// release until it is resumed; reverts still go through.
+    Paused {
+        /// Its `pauseReason`.
+        reason: String,
+    },
 }
 
 /// Describes a gate for people, in the words `rollwave plan` and the web view use:
@@ -147,6 +153,9 @@ pub fn describe_gate(g: &GateState) -> String {
         GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
         GateState::WaitingForApproval => "waiting for approval".into(),
         GateState::WaitingUntil { until } => format!("opens at {until}"),
+        GateState::Paused { reason } => {
+            format!("paused: {reason}; `rollwave resume` (a reviewed commit) lets it go on")
+        }
     }
 }
 
@@ -371,6 +380,14 @@ impl PlanInput<'_> {
     /// The gate of every wave for `release` (index `w`: may wave `w` take it). The gate
     /// of wave `w` looks at the clusters of waves `0..w`, computed cumulatively.
     fn gates(&self, prep: &Prepared, release: &Release) -> Vec<GateState> {
+        if let Some(reason) = &self.policy.paused {
+            return vec![
+                GateState::Paused {
+                    reason: reason.clone()
+                };
+                self.waves.len().max(1)
+            ];
+        }
         let rank = |g: &GateState| match g {
             GateState::Degraded { .. } => 3,
             GateState::Unknown { .. } => 2,

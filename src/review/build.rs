@@ -88,8 +88,12 @@ pub fn describe_rollout(app: &App) -> String {
         OnFailure::Halt => "a failure halts later waves",
         OnFailure::Rollback => "a failure halts later waves and rolls the cluster back",
     };
+    let paused = match &r.paused {
+        Some(reason) => format!("; paused ({reason}): no wave takes it until the app is resumed"),
+        None => String::new(),
+    };
     format!(
-        "batches {}, {gate}{analysis}; {on_failure}",
+        "batches {}, {gate}{analysis}; {on_failure}{paused}",
         r.batches
             .iter()
             .map(u64::to_string)

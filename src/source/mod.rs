@@ -5,6 +5,7 @@
 //! fetch loop.
 
 pub mod auth;
+pub mod commit;
 pub mod gittree;
 pub mod history;
 pub mod repo;
