@@ -385,6 +385,54 @@ fn a_paused_app_takes_no_new_release_anywhere_but_a_revert_goes_through() {
 }
 
 #[test]
+fn a_freeze_holds_the_waves_in_its_scope_until_it_ends_and_lets_a_revert_through() {
+    let mut sim = Sim::new(policy(10));
+    let later: std::collections::BTreeSet<String> = sim
+        .clusters()
+        .into_iter()
+        .filter(|c| c != "canary")
+        .collect();
+    let mut frozen = policy(10);
+    frozen.freeze = Some(rollwave::fleet::FreezeScope {
+        reason: "holiday freeze (alice)".into(),
+        until: Some(t(500)),
+        clusters: Some(later),
+    });
+    sim.policy = frozen;
+    sim.release("r1", "h1", t(100));
+    sim.heartbeat_all(t(100));
+    // The canary is outside the freeze's scope: it takes r1 and bakes.
+    assert_eq!(sim.target("canary", t(100)), "r1");
+    sim.step(t(100));
+    sim.heartbeat_all(t(200));
+    assert_eq!(sim.target("p1", t(200)), "r0", "frozen long after the bake");
+    let plan = sim.plan(t(200));
+    assert_eq!(plan.pending[0].waves[0], GateState::Open);
+    for gate in &plan.pending[0].waves[1..] {
+        assert_eq!(
+            gate,
+            &GateState::Frozen {
+                reason: "holiday freeze (alice)".into(),
+                until: Some(ts(t(500)))
+            }
+        );
+    }
+    // A revert to what p1 ran Healthy goes through the freeze.
+    sim.release("revert", "h0", t(201));
+    sim.heartbeat_all(t(201));
+    let plan = sim.plan(t(201));
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("revert"));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Revert);
+    assert_eq!(plan.decisions["p1"].reason, Reason::NoOp);
+    // After `until`, the freeze is over: the next release moves on as usual.
+    sim.release("r2", "h2", t(600));
+    sim.heartbeat_all(t(600));
+    sim.step(t(600));
+    sim.heartbeat_all(t(700));
+    assert_eq!(sim.target("p1", t(700)), "r2");
+}
+
+#[test]
 fn a_stream_of_commits_does_not_starve_later_waves() {
     let mut sim = Sim::new(policy(5));
     for minute in 0..60u64 {
@@ -575,6 +623,7 @@ mod waves {
             status_store: Default::default(),
             owners: vec![],
             health: vec![],
+            freeze: None,
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],

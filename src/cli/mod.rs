@@ -9,6 +9,7 @@ mod codeowners;
 mod demo;
 mod diff;
 mod diff_live;
+mod freeze;
 mod pause;
 mod plan;
 mod render;
@@ -272,6 +273,47 @@ pub enum Command {
         #[arg(long)]
         branch: Option<String>,
     },
+    /// Stop the line: no agent opens a new wave in the freeze's scope (reverts still go
+    /// through). Writes a `freeze:` entry into fleet.yaml as a commit, on the
+    /// checked-out branch or with --branch on a new one for review.
+    Freeze {
+        /// Why, for the people who see every rollout stop.
+        #[arg(long)]
+        reason: String,
+        /// When the freeze ends by itself (RFC 3339); without it, `unfreeze` ends it.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only clusters of this stage (repeatable).
+        #[arg(long = "stage")]
+        stages: Vec<String>,
+        /// Only this app (repeatable).
+        #[arg(long = "app")]
+        apps: Vec<String>,
+        /// Who says so (recorded with the reason).
+        #[arg(long)]
+        by: Option<String>,
+        /// A local clone of the fleet repository.
+        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
+        repo: String,
+        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+        #[arg(long, env = "ROLLWAVE_PATH")]
+        path: Option<String>,
+        /// Commit on this new branch (for a pull request) instead of the checked-out one.
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Lift the freeze: takes `freeze:` out of fleet.yaml as a commit (see `freeze`).
+    Unfreeze {
+        /// A local clone of the fleet repository.
+        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
+        repo: String,
+        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
+        #[arg(long, env = "ROLLWAVE_PATH")]
+        path: Option<String>,
+        /// Commit on this new branch (for a pull request) instead of the checked-out one.
+        #[arg(long)]
+        branch: Option<String>,
+    },
     /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
     Sim(sim::SimArgs),
     /// Apply the fleet repository to one cluster: once (--once) or every --interval.
@@ -350,6 +392,30 @@ pub fn run(cli: Cli) -> ExitCode {
             Some(&reason),
             branch.as_deref(),
         ),
+        Command::Freeze {
+            reason,
+            until,
+            stages,
+            apps,
+            by,
+            repo,
+            path,
+            branch,
+        } => freeze::run(
+            &repo,
+            path.as_deref(),
+            Some(crate::fleet::edit::FreezeEntry {
+                reason,
+                by,
+                until,
+                stages,
+                apps,
+            }),
+            branch.as_deref(),
+        ),
+        Command::Unfreeze { repo, path, branch } => {
+            freeze::run(&repo, path.as_deref(), None, branch.as_deref())
+        }
         Command::Resume {
             app,
             repo,

@@ -13,8 +13,9 @@ mod targeting;
 pub mod tenancy;
 
 pub use model::{
-    AnalysisSpec, App, AppHelm, Cluster, Fleet, FleetSettings, Gate, MAX_METRICS, MetricSpec,
-    NameAt, NoData, OnFailure, OverlayRule, Removal, RolloutSpec, Targets, parse_duration,
+    AnalysisSpec, App, AppHelm, Cluster, Fleet, FleetSettings, Freeze, FreezeScope, Gate,
+    MAX_METRICS, MetricSpec, NameAt, NoData, OnFailure, OverlayRule, Removal, RolloutSpec, Targets,
+    parse_duration,
 };
 pub use targeting::{choose_overlay, targets_cluster};
 
@@ -61,6 +62,27 @@ pub fn load(tree: &dyn FileTree) -> Result<Fleet, FleetError> {
         Some(b) => Err(b.error),
         None => Ok(fleet),
     }
+}
+
+/// The freeze as it applies to `app`: none when it names other apps; its clusters when
+/// it is scoped by stage or labels.
+fn freeze_scope(f: &Freeze, app: &App, clusters: &[Cluster]) -> Option<FreezeScope> {
+    if !f.apps.is_empty() && !f.apps.iter().any(|a| a.value == app.name) {
+        return None;
+    }
+    let scoped = !f.stages.is_empty() || !f.selector.is_empty();
+    Some(FreezeScope {
+        reason: f.reason.clone(),
+        until: f.until,
+        clusters: scoped.then(|| {
+            clusters
+                .iter()
+                .filter(|c| f.stages.is_empty() || f.stages.contains(&c.stage))
+                .filter(|c| f.selector.iter().all(|(k, v)| c.labels.get(k) == Some(v)))
+                .map(|c| c.name.clone())
+                .collect()
+        }),
+    })
 }
 
 /// Loads the fleet with each app on its own: fleet.yaml and clusters/ must be valid
@@ -149,6 +171,37 @@ pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), F
                     ),
                 });
             }
+        }
+    }
+    if let Some(f) = &settings.freeze {
+        for app in &f.apps {
+            let known = apps.iter().any(|a: &App| a.name == app.value)
+                || broken.iter().any(|b: &BrokenApp| b.name == app.value);
+            if !known {
+                return Err(FleetError::Invalid {
+                    file: "fleet.yaml".into(),
+                    line: Some(app.line),
+                    message: format!(
+                        "freeze.apps: '{}' is not an app (no directory apps/{}/)",
+                        app.value, app.value
+                    ),
+                });
+            }
+        }
+        for stage in &f.stages {
+            if !settings.stages.contains(stage) {
+                return Err(FleetError::Invalid {
+                    file: "fleet.yaml".into(),
+                    line: Some(f.line),
+                    message: format!(
+                        "freeze.stages: '{stage}' is not one of stages {:?}",
+                        settings.stages
+                    ),
+                });
+            }
+        }
+        for app in &mut apps {
+            app.rollout.freeze = freeze_scope(f, app, &clusters);
         }
     }
     let fleet = Fleet {

@@ -203,6 +203,8 @@ pub struct RolloutSpec {
     /// Why the app is paused (`paused: true` with `pauseReason` in app.yaml): no wave
     /// takes a new release; what a cluster runs stays, reverts still go through.
     pub paused: Option<String>,
+    /// The fleet's `freeze` as it applies to this app (set when the fleet is loaded).
+    pub freeze: Option<FreezeScope>,
 }
 
 impl Default for RolloutSpec {
@@ -216,6 +218,7 @@ impl Default for RolloutSpec {
             gate: Gate::Health,
             analysis: AnalysisSpec::default(),
             paused: None,
+            freeze: None,
         }
     }
 }
@@ -539,6 +542,64 @@ pub struct FleetFile {
     /// Health rules for kinds without one of rollwave's own (DESIGN §6.2).
     #[serde(default)]
     health: Vec<super::health::HealthRuleFile>,
+    /// Stop the line: no new wave opens in the freeze's scope (DESIGN §4.8).
+    #[serde(default)]
+    freeze: Option<Spanned<FreezeFile>>,
+}
+
+/// `freeze:` in fleet.yaml as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeFile {
+    reason: Spanned<String>,
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    until: Option<Spanned<String>>,
+    #[serde(default)]
+    stages: Vec<Spanned<String>>,
+    #[serde(default)]
+    selector: BTreeMap<String, String>,
+    #[serde(default)]
+    apps: Vec<Spanned<String>>,
+}
+
+/// A validated `freeze:` (stop the line): while it holds, no wave opens for a new
+/// release in its scope; reverts still go through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freeze {
+    /// Why, and who said so: "holiday freeze (alice)".
+    pub reason: String,
+    /// When it ends by itself; `None`: until a commit removes it.
+    pub until: Option<std::time::SystemTime>,
+    /// Only clusters of these stages (empty: every stage).
+    pub stages: Vec<String>,
+    /// Only clusters with these labels (empty: every cluster).
+    pub selector: BTreeMap<String, String>,
+    /// Only these apps (empty: every app), with the line each is named on.
+    pub apps: Vec<NameAt>,
+    /// The line of `freeze:` in fleet.yaml.
+    pub line: u64,
+}
+
+/// A freeze as one app's planner sees it: the reason, the end, and which of the
+/// app's clusters it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreezeScope {
+    /// Why, and who said so.
+    pub reason: String,
+    /// When it ends by itself.
+    pub until: Option<std::time::SystemTime>,
+    /// The clusters it holds; `None`: every cluster.
+    pub clusters: Option<std::collections::BTreeSet<String>>,
+}
+
+impl FreezeScope {
+    /// Whether the freeze holds `cluster` at `now`.
+    pub fn holds(&self, cluster: &str, now: std::time::SystemTime) -> bool {
+        self.until.is_none_or(|u| now < u)
+            && self.clusters.as_ref().is_none_or(|c| c.contains(cluster))
+    }
 }
 
 /// `status:` in fleet.yaml: where the fleet's statuses live.
@@ -569,6 +630,51 @@ pub struct FleetSettings {
     pub owners: Vec<String>,
     /// `health`: CEL health rules per apiVersion and kind (DESIGN §6.2).
     pub health: Vec<super::health::HealthRule>,
+    /// `freeze`: stop the line (DESIGN §4.8).
+    pub freeze: Option<Freeze>,
+}
+
+/// Checks `freeze:`: a reason, an RFC 3339 `until`, known stages (apps are checked
+/// once they are loaded).
+fn validate_freeze(f: Spanned<FreezeFile>) -> Result<Freeze, FleetError> {
+    let line = f.referenced.line();
+    let f = f.value;
+    let invalid = |line: u64, message: String| FleetError::Invalid {
+        file: "fleet.yaml".into(),
+        line: Some(line),
+        message,
+    };
+    if f.reason.value.trim().is_empty() {
+        return Err(invalid(
+            f.reason.referenced.line(),
+            "freeze.reason: say why the line is stopped".into(),
+        ));
+    }
+    let until = f
+        .until
+        .map(|u| {
+            humantime::parse_rfc3339_weak(&u.value).map_err(|_| {
+                invalid(
+                    u.referenced.line(),
+                    format!(
+                        "freeze.until: '{}' is not a time; write it like 2026-12-27T00:00:00Z",
+                        u.value
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Freeze {
+        reason: match f.by {
+            Some(by) if !by.trim().is_empty() => format!("{} ({by})", f.reason.value),
+            _ => f.reason.value,
+        },
+        until,
+        stages: f.stages.into_iter().map(|s| s.value).collect(),
+        selector: f.selector,
+        apps: f.apps.iter().map(name_at).collect(),
+        line,
+    })
 }
 
 /// `owners` entries, each checked to be something CODEOWNERS accepts.
@@ -630,6 +736,7 @@ impl FleetFile {
             status_store: self.status.store,
             owners,
             health: super::health::validate(self.health)?,
+            freeze: self.freeze.map(validate_freeze).transpose()?,
         })
     }
 }
@@ -1232,6 +1339,33 @@ rollout:
     fn app(fleet: &FleetSettings, text: &str) -> Result<App, FleetError> {
         let f: AppFile = crate::yaml::parse_typed("apps/web/app.yaml", text)?;
         f.validate("apps/web/app.yaml", "web", fleet, &[])
+    }
+
+    #[test]
+    fn a_freeze_is_read_with_who_and_until_and_a_bad_one_is_refused_with_its_line() {
+        let f = fleet("stages: [test, prod]\nfreeze:\n  reason: holiday\n  by: alice\n  until: 2026-12-27T00:00:00Z\n  stages: [prod]\n").unwrap();
+        let freeze = f.freeze.unwrap();
+        assert_eq!(freeze.reason, "holiday (alice)");
+        assert_eq!(freeze.stages, vec!["prod"]);
+        assert_eq!(freeze.line, 3);
+        assert!(freeze.until.is_some());
+        for (text, want) in [
+            (
+                "stages: [prod]\nfreeze:\n  reason: ''\n",
+                "fleet.yaml:3: freeze.reason: say why",
+            ),
+            (
+                "stages: [prod]\nfreeze:\n  reason: x\n  until: soon\n",
+                "fleet.yaml:4: freeze.until: 'soon' is not a time",
+            ),
+            (
+                "stages: [prod]\nfreeze:\n  reason: x\n  when: now\n",
+                "unknown field",
+            ),
+        ] {
+            let e = fleet(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}\nwanted: {want}");
+        }
     }
 
     #[test]

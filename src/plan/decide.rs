@@ -124,6 +124,14 @@ pub enum GateState {
         /// Its `pauseReason`.
         reason: String,
     },
+    /// A `freeze` in fleet.yaml holds every cluster of the wave: no new release until
+    /// it is lifted or ends; reverts still go through.
+    Frozen {
+        /// Why, and who said so.
+        reason: String,
+        /// When it ends by itself (RFC 3339), if it does.
+        until: Option<String>,
+    },
 }
 
 /// Describes a gate for people, in the words `rollwave plan` and the web view use:
@@ -153,6 +161,14 @@ pub fn describe_gate(g: &GateState) -> String {
         GateState::Unknown { cluster } => format!("blocked: {cluster} Unknown (no recent status)"),
         GateState::WaitingForApproval => "waiting for approval".into(),
         GateState::WaitingUntil { until } => format!("opens at {until}"),
+        GateState::Frozen {
+            reason,
+            until: Some(u),
+        } => format!("frozen: {reason}; until {u}, or `rollwave unfreeze`"),
+        GateState::Frozen {
+            reason,
+            until: None,
+        } => format!("frozen: {reason}; `rollwave unfreeze` (a reviewed commit) lifts it"),
         GateState::Paused { reason } => {
             format!("paused: {reason}; `rollwave resume` (a reviewed commit) lets it go on")
         }
@@ -380,6 +396,28 @@ impl PlanInput<'_> {
     /// The gate of every wave for `release` (index `w`: may wave `w` take it). The gate
     /// of wave `w` looks at the clusters of waves `0..w`, computed cumulatively.
     fn gates(&self, prep: &Prepared, release: &Release) -> Vec<GateState> {
+        let mut out = self.gates_before_freeze(prep, release);
+        if let Some(f) = &self.policy.freeze {
+            for (w, gate) in out.iter_mut().enumerate() {
+                let wave = self.waves.get(w).map(Vec::as_slice).unwrap_or(&[]);
+                if !matches!(gate, GateState::Paused { .. })
+                    && !wave.is_empty()
+                    && wave.iter().all(|c| f.holds(c, self.now))
+                {
+                    *gate = GateState::Frozen {
+                        reason: f.reason.clone(),
+                        until: f
+                            .until
+                            .map(|u| humantime::format_rfc3339_seconds(u).to_string()),
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    /// [`PlanInput::gates`] without the fleet's freeze.
+    fn gates_before_freeze(&self, prep: &Prepared, release: &Release) -> Vec<GateState> {
         if let Some(reason) = &self.policy.paused {
             return vec![
                 GateState::Paused {
@@ -569,7 +607,13 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
                     || failed_here.contains(release.sha.as_str())
                 {
                     None
-                } else if gates_of(ri).get(w) == Some(&GateState::Open) {
+                } else if gates_of(ri).get(w) == Some(&GateState::Open)
+                    && !input
+                        .policy
+                        .freeze
+                        .as_ref()
+                        .is_some_and(|f| f.holds(cluster, input.now))
+                {
                     Some(Reason::Rollout)
                 } else {
                     None

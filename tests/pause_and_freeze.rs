@@ -1,7 +1,7 @@
-//! `rollwave pause` and `resume` on a real Git work tree: the change is a commit (on
-//! the checked-out branch, or on a new branch for a pull request), the work tree stays
-//! clean, the plan shows every wave of the app paused with the reason, and what would
-//! break the fleet or does nothing is refused without a commit.
+//! `rollwave pause`/`resume` and `freeze`/`unfreeze` on a real Git work tree: the
+//! change is a commit (on the checked-out branch, or on a new branch for a pull
+//! request), the work tree stays clean, the plan shows the waves held with the reason,
+//! and what would break the fleet or does nothing is refused without a commit.
 
 mod common;
 
@@ -217,4 +217,69 @@ fn pause_refuses_what_it_cannot_do_cleanly_and_commits_nothing() {
         err.contains("apps/web/app.yaml:4: paused: true needs pauseReason"),
         "{err}"
     );
+}
+
+#[test]
+fn freeze_and_unfreeze_are_commits_that_hold_the_waves_in_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fleet(dir);
+    let repo = dir.to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "freeze",
+        "--reason",
+        "holiday freeze",
+        "--by",
+        "alice",
+        "--stage",
+        "prod",
+        "--until",
+        "2099-01-01T00:00:00Z",
+        "--repo",
+        repo,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("freeze: holiday freeze: commit "), "{out}");
+    assert_eq!(git(dir, &["status", "--porcelain"]), "");
+    let fleet_yaml = std::fs::read_to_string(dir.join("fleet.yaml")).unwrap();
+    assert!(
+        fleet_yaml.starts_with("stages: [test, prod]\nfreeze:\n"),
+        "{fleet_yaml}"
+    );
+    // test-1 is wave 0 (stage test): open; prod-1 is frozen until 2099.
+    let gates = plan_gates(dir);
+    assert_eq!(gates[0]["state"], "open", "{gates:?}");
+    assert_eq!(gates[1]["state"], "frozen", "{gates:?}");
+    assert_eq!(gates[1]["reason"], "holiday freeze (alice)");
+    assert_eq!(gates[1]["until"], "2099-01-01T00:00:00Z");
+    let (_, out, _) = run_cli(&["plan", "--repo", repo]);
+    assert!(
+        out.contains("frozen: holiday freeze (alice); until 2099-01-01T00:00:00Z"),
+        "{out}"
+    );
+
+    // Bad input is refused before anything is written.
+    let at = head(dir);
+    let (code, _, err) = run_cli(&[
+        "freeze", "--reason", "x", "--until", "tomorrow", "--repo", repo,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--until 'tomorrow': expected a time"), "{err}");
+    let (code, _, err) = run_cli(&["freeze", "--reason", "x", "--app", "shop", "--repo", repo]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the change would break the fleet")
+            && err.contains("freeze.apps: 'shop' is not an app"),
+        "{err}"
+    );
+    assert_eq!(head(dir), at);
+
+    let (code, out, err) = run_cli(&["unfreeze", "--repo", repo]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unfreeze: commit "), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("fleet.yaml")).unwrap(),
+        "stages: [test, prod]\n"
+    );
+    assert!(plan_gates(dir).iter().all(|g| g["state"] != "frozen"));
 }
