@@ -9,6 +9,7 @@ mod codeowners;
 mod demo;
 mod diff;
 mod diff_live;
+mod fleet_commit;
 mod freeze;
 mod pause;
 mod plan;
@@ -248,30 +249,18 @@ pub enum Command {
         /// Why, for the people who see the rollout stop.
         #[arg(long)]
         reason: String,
-        /// A local clone of the fleet repository.
-        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
-        repo: String,
-        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
-        #[arg(long, env = "ROLLWAVE_PATH")]
-        path: Option<String>,
-        /// Commit on this new branch (for a pull request) instead of the checked-out one.
-        #[arg(long)]
-        branch: Option<String>,
+        /// Where the commit goes.
+        #[command(flatten)]
+        target: fleet_commit::CommitTarget,
     },
     /// Resume a paused app: takes `paused` and `pauseReason` out of its app.yaml as a
     /// commit (see `pause`).
     Resume {
         /// The app (a directory under apps/).
         app: String,
-        /// A local clone of the fleet repository.
-        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
-        repo: String,
-        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
-        #[arg(long, env = "ROLLWAVE_PATH")]
-        path: Option<String>,
-        /// Commit on this new branch (for a pull request) instead of the checked-out one.
-        #[arg(long)]
-        branch: Option<String>,
+        /// Where the commit goes.
+        #[command(flatten)]
+        target: fleet_commit::CommitTarget,
     },
     /// Stop the line: no agent opens a new wave in the freeze's scope (reverts still go
     /// through). Writes a `freeze:` entry into fleet.yaml as a commit, on the
@@ -292,27 +281,15 @@ pub enum Command {
         /// Who says so (recorded with the reason).
         #[arg(long)]
         by: Option<String>,
-        /// A local clone of the fleet repository.
-        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
-        repo: String,
-        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
-        #[arg(long, env = "ROLLWAVE_PATH")]
-        path: Option<String>,
-        /// Commit on this new branch (for a pull request) instead of the checked-out one.
-        #[arg(long)]
-        branch: Option<String>,
+        /// Where the commit goes.
+        #[command(flatten)]
+        target: fleet_commit::CommitTarget,
     },
     /// Lift the freeze: takes `freeze:` out of fleet.yaml as a commit (see `freeze`).
     Unfreeze {
-        /// A local clone of the fleet repository.
-        #[arg(long, default_value = ".", env = "ROLLWAVE_REPO")]
-        repo: String,
-        /// The fleet's directory inside the repository (a fleet kept in a monorepo).
-        #[arg(long, env = "ROLLWAVE_PATH")]
-        path: Option<String>,
-        /// Commit on this new branch (for a pull request) instead of the checked-out one.
-        #[arg(long)]
-        branch: Option<String>,
+        /// Where the commit goes.
+        #[command(flatten)]
+        target: fleet_commit::CommitTarget,
     },
     /// Start simulated Kubernetes clusters on loopback and write a kubeconfig for them.
     Sim(sim::SimArgs),
@@ -382,28 +359,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Pause {
             app,
             reason,
-            repo,
-            path,
-            branch,
-        } => pause::run(
-            &repo,
-            path.as_deref(),
-            &app,
-            Some(&reason),
-            branch.as_deref(),
-        ),
+            target,
+        } => pause::run(&target, &app, Some(&reason)),
+        Command::Resume { app, target } => pause::run(&target, &app, None),
         Command::Freeze {
             reason,
             until,
             stages,
             apps,
             by,
-            repo,
-            path,
-            branch,
+            target,
         } => freeze::run(
-            &repo,
-            path.as_deref(),
+            &target,
             Some(crate::fleet::edit::FreezeEntry {
                 reason,
                 by,
@@ -411,17 +378,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 stages,
                 apps,
             }),
-            branch.as_deref(),
         ),
-        Command::Unfreeze { repo, path, branch } => {
-            freeze::run(&repo, path.as_deref(), None, branch.as_deref())
-        }
-        Command::Resume {
-            app,
-            repo,
-            path,
-            branch,
-        } => pause::run(&repo, path.as_deref(), &app, None, branch.as_deref()),
+        Command::Unfreeze { target } => freeze::run(&target, None),
         Command::Plan {
             source,
             from: Some(from),
