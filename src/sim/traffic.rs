@@ -10,7 +10,10 @@
 //! its pods are Ready; one tagged `slow` answers in about 2 s (p99 about 4.8 s). The
 //! traffic is deterministic: counts are the expected values, accumulated between two
 //! scrapes from the Deployment's available replicas and template at the scrape, and
-//! written as whole requests (counters only ever grow).
+//! written as they are, with fractions (counters only ever grow). Whole requests would
+//! make the 0.1% of errors arrive one at a time, every thousand requests: a rate over a
+//! short window that happens to hold one of them (5 s of one replica: 50 requests, one
+//! error) reads 2%, and an analysis with a 1% limit would fail a healthy release.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -148,8 +151,7 @@ impl Traffic {
             for (code, n) in [("200", s.ok), ("500", s.errors)] {
                 let _ = writeln!(
                     out,
-                    "sim_http_requests_total{{namespace=\"{ns}\",deployment=\"{name}\",code=\"{code}\"}} {}",
-                    n.floor()
+                    "sim_http_requests_total{{namespace=\"{ns}\",deployment=\"{name}\",code=\"{code}\"}} {n:.3}"
                 );
             }
         }
@@ -160,11 +162,10 @@ impl Traffic {
             for (le, n) in BUCKETS.iter().zip(s.buckets) {
                 let _ = writeln!(
                     out,
-                    "sim_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
-                    n.floor()
+                    "sim_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n:.3}"
                 );
             }
-            let count = s.count.floor();
+            let count = format!("{:.3}", s.count);
             let _ = writeln!(
                 out,
                 "sim_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
