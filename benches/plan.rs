@@ -121,6 +121,7 @@ fn main() {
                             order,
                             statuses,
                             approvals: &[],
+                            dependencies: &[],
                             now,
                         });
                         n += plan.decisions.len();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use proptest::prelude::*;
-use rollwave::plan::{Approval, PlanInput, Release, plan_app, waves_for};
+use rollwave::plan::{Approval, PlanInput, Reason, Release, plan_app, waves_for};
 use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, Phase};
 use rollwave::tree::MemTree;
 
@@ -124,8 +124,168 @@ fn cluster_status() -> impl Strategy<Value = (String, u64, AppStatus)> {
     )
 }
 
+fn at(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+}
+
+/// Releases r0..r3 (newest first) made at `times`, rendering h0, h1, h2, h0 on the
+/// clusters c-0..c-7, and their order.
+fn releases_at(times: &[u64]) -> (Vec<Release>, HashMap<String, usize>) {
+    let releases = (0..4)
+        .rev()
+        .map(|i| Release {
+            sha: format!("r{i}"),
+            time: at(times[i]),
+            hashes: (0..8).map(|c| (format!("c-{c}"), format!("h{}", i % 3))).collect(),
+        })
+        .collect();
+    (releases, (0..4).map(|i| (format!("r{i}"), i)).collect())
+}
+
+/// The statuses of clusters c-0.. in order, with the app `web`.
+fn statuses_of(statuses: Vec<(String, u64, AppStatus)>) -> BTreeMap<String, ClusterStatus> {
+    statuses
+        .into_iter()
+        .enumerate()
+        .map(|(i, (heartbeat, interval, app))| {
+            let name = format!("c-{i}");
+            let status = ClusterStatus {
+                notified: Default::default(),
+                cluster: name.clone(),
+                agent: "0.1.0".into(),
+                heartbeat,
+                interval,
+                apps: [("web".to_string(), app)].into(),
+            };
+            (name, status)
+        })
+        .collect()
+}
+
+/// A fleet.yaml of bake 0 with one to three change windows of any kind, zone and scope.
+fn windows_yaml() -> impl Strategy<Value = String> {
+    let window = (
+        prop_oneof![Just("allow"), Just("deny")],
+        prop_oneof![
+            Just("0 * * * *"),
+            Just("*/15 * * * *"),
+            Just("0 22 * * 1-4"),
+            Just("30 2 * * *"),
+            Just("0 0 1 * *"),
+            Just("0 9 * * 1-5"),
+            Just("0 0 20 12 *"),
+        ],
+        prop_oneof![Just("1m"), Just("20m"), Just("6h"), Just("48h"), Just("408h")],
+        prop_oneof![
+            Just("UTC"),
+            Just("Europe/Berlin"),
+            Just("Asia/Shanghai"),
+            Just("America/New_York"),
+            Just("Australia/Lord_Howe"),
+        ],
+        prop_oneof![
+            Just(""),
+            Just("\n  stages: [prod]"),
+            Just("\n  stages: [test, pre]"),
+            Just("\n  selector: {half: a}"),
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(kind, schedule, duration, zone, scope, block)| {
+            format!(
+                "- {kind}: {{schedule: '{schedule}', duration: {duration}, timeZone: {zone}}}{scope}\n  blockReverts: {block}\n"
+            )
+        });
+    prop::collection::vec(window, 1..4).prop_map(|w| {
+        format!(
+            "stages: [test, pre, prod]\nrollout:\n  batches: [1, 1]\n  bake: 0s\nwindows:\n{}",
+            w.concat()
+        )
+    })
+}
+
+/// A status of `app` at `now` with a heartbeat at `now`, Healthy before at any of
+/// the renderings (so reverts happen).
+fn fresh_status(now: u64) -> impl Strategy<Value = (String, u64, AppStatus)> {
+    (app_status(), 0u64..86_400, prop::collection::vec(0usize..3, 0..3)).prop_map(move |(mut app, age, good)| {
+        app.known_good.extend(good.iter().map(|g| format!("h{g}")));
+        app.since = humantime::format_rfc3339_seconds(at(now - age)).to_string();
+        for h in &mut app.history {
+            h.since = humantime::format_rfc3339_seconds(at(now - age - 60)).to_string();
+        }
+        let heartbeat = humantime::format_rfc3339_seconds(at(now)).to_string();
+        (heartbeat, 60, app)
+    })
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// No wave opens for a new release on a cluster that change windows hold (unless a
+    /// cluster of its wave already runs it: the wave finishes), and a revert the plan
+    /// would make without windows is made with them unless a window says blockReverts.
+    #[test]
+    fn no_wave_opens_outside_its_windows_and_reverts_go_through_unless_blocked(
+        (fleet_text, now, statuses) in (windows_yaml(), 1_780_000_000u64..1_860_000_000)
+            .prop_flat_map(|(f, now)| (Just(f), Just(now), prop::collection::vec(fresh_status(now), 8))),
+        release_ages in prop::collection::vec(0u64..1_000_000, 4),
+    ) {
+        let mut tree = MemTree::new();
+        tree.insert("fleet.yaml", fleet_text.as_str());
+        let stages = ["test", "pre", "prod"];
+        for i in 0..8 {
+            // Half the clusters carry a label, so a window can hold part of a wave.
+            let half = if i % 2 == 0 { "a" } else { "b" };
+            tree.insert(
+                &format!("clusters/c-{i}.yaml"),
+                format!("name: c-{i}\nstage: {}\nlabels: {{half: {half}}}\n", stages[i % 3]),
+            );
+        }
+        tree.insert("apps/web/app.yaml", "targets: {stages: [test, pre, prod]}\n");
+        let fleet = rollwave::fleet::load(&tree).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let app = fleet.app("web").unwrap();
+        let waves = waves_for(&fleet, app);
+        let times: Vec<u64> = release_ages.iter().map(|a| now - a).collect();
+        let (releases, order) = releases_at(&times);
+        let statuses = statuses_of(statuses);
+        let plan_with = |policy: &rollwave::fleet::RolloutSpec| {
+            plan_app(&PlanInput {
+                app: "web",
+                policy,
+                waves: &waves,
+                releases: &releases,
+                order: &order,
+                statuses: &statuses,
+                approvals: &[],
+                dependencies: &[],
+                now: at(now),
+            })
+        };
+        let windowed = plan_with(&app.rollout);
+        let mut open = app.rollout.clone();
+        open.windows = Default::default();
+        let unwindowed = plan_with(&open);
+        let windows = app.rollout.windows.at(at(now));
+        let runs = |cluster: &str| {
+            statuses.get(cluster).and_then(|s| s.apps.get("web")).and_then(|a| order.get(&a.release).copied())
+        };
+        for (cluster, d) in &windowed.decisions {
+            let closed = windows.closed(cluster);
+            if d.reason == Reason::Rollout && let Some(closed) = &closed {
+                let target = d.target.as_deref().and_then(|t| order.get(t).copied());
+                let under_way = waves[d.wave].iter().any(|c| runs(c) >= target);
+                prop_assert!(under_way, "{cluster} took {:?} {}", d.target, closed.why);
+            }
+            let before = &unwindowed.decisions[cluster];
+            let blocked = closed.is_some_and(|c| c.blocks_reverts);
+            if before.reason == Reason::Revert && !blocked {
+                prop_assert_eq!(d, before, "a revert on {} was held", cluster);
+            }
+            if before.reason == Reason::Revert && blocked {
+                prop_assert_ne!(d.reason, Reason::Revert);
+            }
+        }
+    }
 
     #[test]
     fn the_planner_never_panics_on_a_fleet_the_model_accepts(
@@ -154,32 +314,8 @@ proptest! {
         let waves = waves_for(&fleet, app);
         let clusters: usize = waves.iter().map(Vec::len).sum();
         prop_assert_eq!(clusters, 8, "every targeted cluster is in exactly one wave");
-        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let releases: Vec<Release> = (0..4)
-            .rev()
-            .map(|i| Release {
-                sha: format!("r{i}"),
-                time: at(release_times[i]),
-                hashes: (0..8).map(|c| (format!("c-{c}"), format!("h{}", i % 3))).collect(),
-            })
-            .collect();
-        let order: HashMap<String, usize> = (0..4).map(|i| (format!("r{i}"), i)).collect();
-        let statuses: BTreeMap<String, ClusterStatus> = statuses
-            .into_iter()
-            .enumerate()
-            .map(|(i, (heartbeat, interval, app))| {
-                let name = format!("c-{i}");
-                let status = ClusterStatus {
-                    notified: Default::default(),
-                    cluster: name.clone(),
-                    agent: "0.1.0".into(),
-                    heartbeat,
-                    interval,
-                    apps: [("web".to_string(), app)].into(),
-                };
-                (name, status)
-            })
-            .collect();
+        let (releases, order) = releases_at(&release_times);
+        let statuses = statuses_of(statuses);
         let approvals = [Approval { release: "r3".into(), through_wave }];
         let plan = plan_app(&PlanInput {
             app: "web",
@@ -189,6 +325,7 @@ proptest! {
             order: &order,
             statuses: &statuses,
             approvals: &approvals,
+            dependencies: &[],
             now: at(now),
         });
         prop_assert_eq!(plan.decisions.len(), 8);
@@ -276,6 +413,7 @@ fn a_peer_status_at_the_end_of_time_does_not_crash_the_planner() {
         order: &order,
         statuses: &[("c-0".to_string(), status), ("c-1".to_string(), behind)].into(),
         approvals: &[],
+        dependencies: &[],
         now,
     });
     let gates = serde_json::to_string(&plan.pending).unwrap();

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use rollwave::fleet::{Gate, OnFailure, RolloutSpec};
-use rollwave::plan::{Approval, GateState, PlanInput, Reason, Release, plan_app};
+use rollwave::plan::{
+    Approval, DependencyReadiness, GateState, PlanInput, Reason, Release, dependency_readiness,
+    plan_app,
+};
 use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, Phase};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -28,6 +31,7 @@ struct Sim {
     order: HashMap<String, usize>,
     policy: RolloutSpec,
     approvals: Vec<Approval>,
+    dependencies: Vec<DependencyReadiness>,
 }
 
 impl Sim {
@@ -45,6 +49,7 @@ impl Sim {
             order: HashMap::new(),
             policy,
             approvals: vec![],
+            dependencies: vec![],
         };
         sim.release("r0", "h0", t(0));
         for c in sim.clusters() {
@@ -156,6 +161,7 @@ impl Sim {
             order: &self.order,
             statuses: &self.statuses,
             approvals: &self.approvals,
+            dependencies: &self.dependencies,
             now,
         })
     }
@@ -432,6 +438,177 @@ fn a_freeze_holds_the_waves_in_its_scope_until_it_ends_and_lets_a_revert_through
     assert_eq!(sim.target("p1", t(700)), "r2");
 }
 
+/// The Sim's clusters, all of stage prod, for scoping windows.
+fn prod_clusters(sim: &Sim) -> Vec<rollwave::fleet::Cluster> {
+    sim.clusters()
+        .into_iter()
+        .map(|name| rollwave::fleet::Cluster {
+            name,
+            stage: "prod".into(),
+            labels: Default::default(),
+            values: Default::default(),
+            kube_version: None,
+        })
+        .collect()
+}
+
+/// A policy of bake 10 minutes under the `windows:` of `yaml` (t(0) is 08:00 UTC).
+fn with_windows(sim: &Sim, yaml: &str) -> RolloutSpec {
+    let windows = rollwave::fleet::windows::parse("fleet.yaml", yaml, &["prod".into()]).unwrap();
+    RolloutSpec {
+        windows: rollwave::fleet::windows::AppWindows::scoped(&windows, &[], "web", &prod_clusters(sim)),
+        ..policy(10)
+    }
+}
+
+/// A release r1 that reaches the canary and p1 before 09:00 and p2 of wave 2 at 08:58.
+fn up_to_wave_2_before_nine(sim: &mut Sim) {
+    assert_eq!(ts(t(0)), "2027-01-15T08:00:00Z");
+    sim.release("r1", "h1", t(30));
+    sim.step(t(30));
+    sim.step(t(45));
+    assert_eq!(sim.statuses["p1"].apps["web"].release, "r1");
+    sim.heartbeat_all(t(58));
+    assert_eq!(sim.target("p2", t(58)), "r1");
+    sim.report("p2", "r1", Phase::Progressing, t(58));
+}
+
+#[test]
+fn a_deny_window_holds_new_waves_lets_a_wave_under_way_finish_and_a_revert_through() {
+    let mut sim = Sim::new(policy(10));
+    sim.policy = with_windows(
+        &sim,
+        "windows:\n- deny: {schedule: '0 9 * * *', duration: 2h, timeZone: UTC}\n",
+    );
+    up_to_wave_2_before_nine(&mut sim);
+    sim.heartbeat_all(t(61));
+    let plan = sim.plan(t(61));
+    // p3 is in the wave p2 started before 09:00: the wave finishes.
+    assert_eq!(plan.decisions["p3"].target.as_deref(), Some("r1"));
+    // The next wave waits for the window to end at 11:00.
+    assert_eq!(plan.decisions["p4"].target.as_deref(), Some("r0"));
+    let GateState::OutsideWindow { window, opens } = &plan.pending[0].waves[3] else {
+        panic!("wave 3: {:?}", plan.pending[0].waves[3]);
+    };
+    assert!(window.contains("inside the deny window '0 9 * * *'"), "{window}");
+    assert_eq!(opens.as_deref(), Some("2027-01-15T11:00:00Z"));
+    // A later release does not open a wave inside the window, not even wave 0.
+    sim.release("r2", "h2", t(62));
+    sim.heartbeat_all(t(62));
+    assert_eq!(sim.target("canary", t(62)), "r1");
+    // A revert to what the clusters ran Healthy goes through the window.
+    sim.release("revert", "h0", t(63));
+    sim.heartbeat_all(t(63));
+    let plan = sim.plan(t(63));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Revert);
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("revert"));
+    assert_eq!(plan.decisions["p4"].reason, Reason::NoOp);
+}
+
+#[test]
+fn block_reverts_holds_a_revert_until_the_window_ends() {
+    let mut sim = Sim::new(policy(10));
+    sim.policy = with_windows(
+        &sim,
+        "windows:\n- deny: {schedule: '0 9 * * *', duration: 2h}\n  blockReverts: true\n",
+    );
+    up_to_wave_2_before_nine(&mut sim);
+    sim.release("revert", "h0", t(63));
+    sim.heartbeat_all(t(63));
+    let plan = sim.plan(t(63));
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("r1"));
+    assert_eq!(plan.decisions["canary"].reason, Reason::Current);
+    sim.heartbeat_all(t(180));
+    assert_eq!(sim.plan(t(180)).decisions["canary"].reason, Reason::Revert);
+}
+
+#[test]
+fn an_allow_window_opens_waves_only_inside_it() {
+    let mut sim = Sim::new(policy(10));
+    // Nights only: 22:00 to 04:00 UTC; t(0) is 08:00.
+    sim.policy = with_windows(
+        &sim,
+        "windows:\n- allow: {schedule: '0 22 * * *', duration: 6h}\n",
+    );
+    sim.release("r1", "h1", t(30));
+    sim.heartbeat_all(t(30));
+    let plan = sim.plan(t(30));
+    assert_eq!(plan.decisions["canary"].target.as_deref(), Some("r0"));
+    assert_eq!(
+        plan.pending[0].waves[0],
+        GateState::OutsideWindow {
+            window: "outside the allow window '0 22 * * *' for 6h (UTC) at fleet.yaml:2".into(),
+            opens: Some("2027-01-15T22:00:00Z".into()),
+        }
+    );
+    // 14 hours later the night window is open and the canary takes it.
+    sim.heartbeat_all(t(14 * 60));
+    assert_eq!(sim.target("canary", t(14 * 60)), "r1");
+}
+
+#[test]
+fn a_dependency_holds_each_cluster_until_it_is_healthy_there_and_a_revert_goes_first() {
+    let mut sim = Sim::new(policy(0));
+    // The platform app is still Progressing on both clusters of wave 2.
+    let not_ready = ["p2", "p3"]
+        .into_iter()
+        .map(|c| (c.to_string(), "is Progressing".to_string()))
+        .collect();
+    sim.dependencies = vec![DependencyReadiness {
+        app: "platform".into(),
+        not_ready,
+        everywhere: None,
+    }];
+    sim.release("r1", "h1", t(30));
+    sim.step(t(30));
+    sim.step(t(32));
+    let plan = sim.plan(t(34));
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r1"));
+    assert_eq!(plan.decisions["p2"].target.as_deref(), Some("r0"));
+    assert_eq!(
+        plan.pending[0].waves[2],
+        GateState::WaitingForDependency {
+            app: "platform".into(),
+            cluster: "p2".into(),
+            detail: "is Progressing".into(),
+        }
+    );
+    // A revert is not held by the dependency.
+    sim.release("revert", "h0", t(35));
+    sim.heartbeat_all(t(35));
+    assert_eq!(sim.plan(t(35)).decisions["canary"].reason, Reason::Revert);
+    // Once platform is ready everywhere, the next release goes through every wave.
+    sim.dependencies[0].not_ready.clear();
+    sim.release("r2", "h2", t(40));
+    for minute in [40, 42, 44, 46, 48] {
+        sim.step(t(minute));
+    }
+    assert_eq!(sim.target("p10", t(50)), "r2");
+}
+
+#[test]
+fn a_dependency_is_ready_where_it_is_healthy_at_the_release_its_plan_wants() {
+    let mut platform = Sim::new(policy(0));
+    platform.release("r1", "h1", t(30));
+    platform.step(t(30));
+    // The canary runs r1 Healthy; p1 has r1 planned but still runs r0.
+    let plan = platform.plan(t(31));
+    assert_eq!(plan.decisions["p1"].target.as_deref(), Some("r1"));
+    // Statuses are keyed by the app "web" in the Sim: read them as that app's.
+    let ready = dependency_readiness("web", &plan, &platform.statuses);
+    assert!(!ready.holds("canary"));
+    assert_eq!(
+        ready.not_ready.get("p1").map(String::as_str),
+        Some("is Healthy at r0, the plan wants r1")
+    );
+    // Degraded at the wanted release is not ready either.
+    platform.report("canary", "r1", Phase::Degraded, t(32));
+    platform.heartbeat_all(t(32));
+    let plan = platform.plan(t(32));
+    let ready = dependency_readiness("web", &plan, &platform.statuses);
+    assert!(ready.holds("canary"), "{:?}", ready.not_ready);
+}
+
 #[test]
 fn a_stream_of_commits_does_not_starve_later_waves() {
     let mut sim = Sim::new(policy(5));
@@ -624,6 +801,7 @@ mod waves {
             owners: vec![],
             health: vec![],
             freeze: None,
+            windows: vec![],
         };
         let mut rollout = RolloutSpec {
             batches: vec![1, 2, 7],
@@ -651,6 +829,7 @@ mod waves {
             helm: None,
             policy: None,
             owners: vec![],
+            depends_on: vec![],
         };
         (
             Fleet {

@@ -188,6 +188,9 @@ struct PassState {
     /// Releases halted right before this cluster's wave: (app, release, why), for
     /// notifications.
     halts: Vec<(String, String, String)>,
+    /// The plans of apps others depend on, made earlier in the pass (apps are planned
+    /// in dependency order).
+    plans: HashMap<String, crate::plan::AppPlan>,
 }
 
 /// The plan stage's verdict for one app: the release to run here.
@@ -445,7 +448,7 @@ impl ClusterAgent {
             let message = format!("{}; nothing is changed until it is fixed", broken.error);
             out.hold(&broken.name, Some(previous), &pass.head, message, now);
         }
-        for app in &model.fleet.apps {
+        for app in model.fleet.apps_in_dependency_order() {
             if !targets_cluster(app, cluster) {
                 continue;
             }
@@ -481,6 +484,7 @@ impl ClusterAgent {
             used,
             targeted: Vec::new(),
             halts: Vec::new(),
+            plans: HashMap::new(),
         })
     }
 
@@ -548,6 +552,7 @@ impl ClusterAgent {
             },
         };
         let what = format!("planning apps/{} for {}", app.name, self.cluster);
+        let dependencies = self.dependencies_here(fleet, pass, app, out);
         let planned = crate::contain::contained(&what, || {
             plan_app(&PlanInput {
                 app: &app.name,
@@ -557,6 +562,7 @@ impl ClusterAgent {
                 order: &pass.order,
                 statuses: &pass.statuses,
                 approvals: &h.approvals,
+                dependencies: &dependencies,
                 now,
             })
         });
@@ -574,6 +580,13 @@ impl ClusterAgent {
                     .into_iter()
                     .map(|(r, why)| (app.name.clone(), r, why)),
             );
+        }
+        if fleet
+            .apps
+            .iter()
+            .any(|a| a.depends_on.iter().any(|d| d.value == app.name))
+        {
+            pass.plans.insert(app.name.clone(), plan.clone());
         }
         let decision = plan.decisions.get(&self.cluster)?;
         let target = match decision.reason {
@@ -597,6 +610,41 @@ impl ClusterAgent {
             target,
             rollback: decision.reason == Reason::Rollback,
         })
+    }
+
+    /// The readiness of the apps `app` depends on (DESIGN §4.9): from their plans made
+    /// earlier in this pass, with this cluster's status as this pass wrote it. A
+    /// dependency that does not target this cluster does not hold it.
+    fn dependencies_here(
+        &self,
+        fleet: &crate::fleet::Fleet,
+        pass: &PassState,
+        app: &App,
+        out: &PassOutcome,
+    ) -> Vec<crate::plan::DependencyReadiness> {
+        let here = fleet.cluster(&self.cluster);
+        app.depends_on
+            .iter()
+            .map(|d| {
+                let dep = fleet.apps.iter().find(|a| a.name == d.value);
+                let elsewhere = dep.zip(here).is_some_and(|(dep, c)| !targets_cluster(dep, c));
+                let mut readiness = crate::plan::readiness_of(
+                    [d.value.as_str()],
+                    &pass.plans,
+                    &pass.statuses,
+                )
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+                if elsewhere {
+                    readiness.everywhere = None;
+                    readiness.not_ready.remove(&self.cluster);
+                } else if let Some(plan) = pass.plans.get(&d.value) {
+                    readiness.update(plan, &self.cluster, out.apps.get(&d.value));
+                }
+                readiness
+            })
+            .collect()
     }
 
     /// The render and apply stages for one app: its planned release rendered for this

@@ -106,8 +106,15 @@ pub fn run(
     let statuses = super::statuses::fleet_statuses(&g, &fleet, hub)?;
     let mut apps = serde_json::Map::new();
     let mut text = String::new();
-    for app in &fleet.apps {
+    let mut plans = std::collections::HashMap::new();
+    text.push_str(&fleet_calendar(&fleet.settings, now));
+    for app in fleet.apps_in_dependency_order() {
         let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+        let dependencies = crate::plan::readiness_of(
+            app.depends_on.iter().map(|d| d.value.as_str()),
+            &plans,
+            &statuses,
+        );
         let plan = plan_app(&PlanInput {
             app: &app.name,
             policy: &app.rollout,
@@ -116,6 +123,7 @@ pub fn run(
             order: &order,
             statuses: &statuses,
             approvals: &h.approvals,
+            dependencies: &dependencies,
             now,
         });
         let targets: BTreeMap<&String, Option<&String>> = plan
@@ -138,6 +146,10 @@ pub fn run(
         ));
         if let Some(p) = &app.policy {
             text.push_str(&format!("  policy: {}\n", describe_policy(p)));
+        }
+        if !app.depends_on.is_empty() {
+            let names: Vec<&str> = app.depends_on.iter().map(|d| d.value.as_str()).collect();
+            text.push_str(&format!("  dependsOn: {}\n", names.join(", ")));
         }
         if app.rollout.analysis.enabled() {
             let a = &app.rollout.analysis;
@@ -191,6 +203,7 @@ pub fn run(
                 text.push_str(&format!("    wave {w}: {}\n", describe_gate(gate)));
             }
         }
+        plans.insert(app.name.clone(), plan);
     }
     let out = match output {
         PlanFormat::Json => {
@@ -201,6 +214,23 @@ pub fn run(
     };
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fleet's freeze and change windows, as lines above the apps' plans: what holds
+/// every wave before any app is read.
+fn fleet_calendar(settings: &crate::fleet::FleetSettings, now: SystemTime) -> String {
+    let mut out = String::new();
+    if let Some(f) = settings.freeze.as_ref().filter(|f| f.until.is_none_or(|u| now < u)) {
+        let until = f
+            .until
+            .map(|u| format!(" until {}", humantime::format_rfc3339_seconds(u)))
+            .unwrap_or_default();
+        out.push_str(&format!("FROZEN: {}{until}\n", f.reason));
+    }
+    for w in &settings.windows {
+        out.push_str(&format!("window: {}\n", w.describe()));
+    }
+    out
 }
 
 /// The first line of a commit's message.

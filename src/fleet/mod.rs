@@ -11,6 +11,7 @@ pub mod health;
 mod model;
 mod targeting;
 pub mod tenancy;
+pub mod windows;
 
 pub use model::{
     AnalysisSpec, App, AppHelm, Cluster, Fleet, FleetSettings, Freeze, FreezeScope, Gate,
@@ -204,12 +205,134 @@ pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), F
             app.rollout.freeze = freeze_scope(f, app, &clusters);
         }
     }
+    check_window_apps(&settings, &apps, &broken)?;
+    check_dependencies(&apps, &broken)?;
     let fleet = Fleet {
         settings,
         clusters,
         apps,
     };
     Ok((fleet, broken))
+}
+
+/// Whether an app directory of that name exists (loaded or broken).
+fn is_app(name: &str, apps: &[App], broken: &[BrokenApp]) -> bool {
+    apps.iter().any(|a| a.name == name) || broken.iter().any(|b| b.name == name)
+}
+
+/// The apps named by fleet.yaml's `windows` exist.
+fn check_window_apps(
+    settings: &FleetSettings,
+    apps: &[App],
+    broken: &[BrokenApp],
+) -> Result<(), FleetError> {
+    for w in &settings.windows {
+        if let Some(a) = w.apps.iter().find(|a| !is_app(&a.value, apps, broken)) {
+            return Err(FleetError::Invalid {
+                file: "fleet.yaml".into(),
+                line: Some(a.line),
+                message: format!(
+                    "windows.apps: '{}' is not an app (no directory apps/{}/)",
+                    a.value, a.value
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `dependsOn` names apps that exist and has no cycle (DESIGN §4.9).
+fn check_dependencies(apps: &[App], broken: &[BrokenApp]) -> Result<(), FleetError> {
+    for app in apps {
+        if let Some(d) = app
+            .depends_on
+            .iter()
+            .find(|d| !is_app(&d.value, apps, broken))
+        {
+            return Err(FleetError::Invalid {
+                file: format!("apps/{}/app.yaml", app.name),
+                line: Some(d.line),
+                message: format!(
+                    "dependsOn: '{}' is not an app (no directory apps/{}/)",
+                    d.value, d.value
+                ),
+            });
+        }
+    }
+    dependency_order(apps).map(|_| ())
+}
+
+/// `apps` with every app after the apps it depends on (ties by name), or the first
+/// cycle as an error naming its apps in order.
+fn dependency_order(apps: &[App]) -> Result<Vec<&App>, FleetError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        i: usize,
+        apps: &'a [App],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+        out: &mut Vec<&'a App>,
+    ) -> Result<(), FleetError> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Visiting => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let cycle: Vec<&str> = path[start..]
+                    .iter()
+                    .chain([&i])
+                    .map(|&p| apps[p].name.as_str())
+                    .collect();
+                // Named where the cycle closes: the entry of the last app on the path.
+                let last = &apps[*path.last().unwrap_or(&i)];
+                let line = last
+                    .depends_on
+                    .iter()
+                    .find(|d| d.value == apps[i].name)
+                    .map(|d| d.line);
+                return Err(FleetError::Invalid {
+                    file: format!("apps/{}/app.yaml", last.name),
+                    line,
+                    message: format!(
+                        "dependsOn: a cycle: {}; an app cannot wait for itself, remove one of these",
+                        cycle.join(" -> ")
+                    ),
+                });
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Visiting;
+        path.push(i);
+        for d in &apps[i].depends_on {
+            // Broken apps have no dependencies of their own to follow.
+            if let Some(j) = apps.iter().position(|a| a.name == d.value) {
+                visit(j, apps, marks, path, out)?;
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        out.push(&apps[i]);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; apps.len()];
+    let mut out = Vec::with_capacity(apps.len());
+    for i in 0..apps.len() {
+        visit(i, apps, &mut marks, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}
+
+impl Fleet {
+    /// The apps with each after the apps it depends on (`dependsOn`), so a pass plans
+    /// and applies a platform app before the apps that wait for it. A loaded fleet has
+    /// no cycle; if one were there, the apps come in name order.
+    pub fn apps_in_dependency_order(&self) -> Vec<&App> {
+        dependency_order(&self.apps).unwrap_or_else(|_| self.apps.iter().collect())
+    }
 }
 
 fn load_app(

@@ -205,6 +205,9 @@ pub struct RolloutSpec {
     pub paused: Option<String>,
     /// The fleet's `freeze` as it applies to this app (set when the fleet is loaded).
     pub freeze: Option<FreezeScope>,
+    /// The change windows that apply to this app: the fleet's and its own (DESIGN
+    /// §4.8), each with the clusters it covers.
+    pub windows: super::windows::AppWindows,
 }
 
 impl Default for RolloutSpec {
@@ -219,6 +222,7 @@ impl Default for RolloutSpec {
             analysis: AnalysisSpec::default(),
             paused: None,
             freeze: None,
+            windows: super::windows::AppWindows::default(),
         }
     }
 }
@@ -545,6 +549,9 @@ pub struct FleetFile {
     /// Stop the line: no new wave opens in the freeze's scope (DESIGN §4.8).
     #[serde(default)]
     freeze: Option<Spanned<FreezeFile>>,
+    /// Change windows: when waves may open (DESIGN §4.8).
+    #[serde(default)]
+    windows: Vec<Spanned<super::windows::WindowFile>>,
 }
 
 /// `freeze:` in fleet.yaml as written.
@@ -632,6 +639,8 @@ pub struct FleetSettings {
     pub health: Vec<super::health::HealthRule>,
     /// `freeze`: stop the line (DESIGN §4.8).
     pub freeze: Option<Freeze>,
+    /// `windows`: when waves may open, for every app in their scope (DESIGN §4.8).
+    pub windows: Vec<std::sync::Arc<super::windows::Window>>,
 }
 
 /// Checks `freeze:`: a reason, an RFC 3339 `until`, known stages (apps are checked
@@ -727,6 +736,10 @@ impl FleetFile {
             None => None,
         };
         let owners = checked_owners("fleet.yaml", self.owners)?;
+        let windows = super::windows::validate("fleet.yaml", self.windows, &self.stages.value, true)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
         Ok(FleetSettings {
             stages: self.stages.value,
             rollout,
@@ -737,6 +750,7 @@ impl FleetFile {
             owners,
             health: super::health::validate(self.health)?,
             freeze: self.freeze.map(validate_freeze).transpose()?,
+            windows,
         })
     }
 }
@@ -947,6 +961,13 @@ pub struct AppFile {
     /// Why the app is paused: required with `paused: true`.
     #[serde(default, rename = "pauseReason")]
     pause_reason: Option<Spanned<String>>,
+    /// The app's own change windows, narrowing the fleet's (DESIGN §4.8).
+    #[serde(default)]
+    windows: Vec<Spanned<super::windows::WindowFile>>,
+    /// Apps that must be Healthy on a cluster before a new release of this one is
+    /// applied there (DESIGN §4.9).
+    #[serde(default, rename = "dependsOn")]
+    depends_on: Vec<Spanned<String>>,
     #[serde(default)]
     force: bool,
     #[serde(default, rename = "allowEmpty")]
@@ -1037,6 +1058,10 @@ pub struct App {
     pub policy: Option<super::tenancy::Policy>,
     /// `owners`: who reviews changes to `apps/<name>/` (empty: fleet.yaml's owners).
     pub owners: Vec<String>,
+    /// Apps that must be Healthy on a cluster, at the release the planner wants for
+    /// them, before a new release of this one is applied there (`dependsOn`, DESIGN
+    /// §4.9), with the line each is named on.
+    pub depends_on: Vec<NameAt>,
 }
 
 impl AppFile {
@@ -1257,8 +1282,30 @@ impl AppFile {
             }
             _ => None,
         };
+        let own_windows: Vec<_> = super::windows::validate(file, self.windows, &fleet.stages, false)?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
+        rollout.windows =
+            super::windows::AppWindows::scoped(&fleet.windows, &own_windows, name, clusters);
+        let mut seen = std::collections::BTreeSet::new();
+        for d in &self.depends_on {
+            if d.value == name {
+                return Err(invalid(
+                    Some(d.referenced.line()),
+                    format!("dependsOn: '{name}' cannot depend on itself"),
+                ));
+            }
+            if !seen.insert(&d.value) {
+                return Err(invalid(
+                    Some(d.referenced.line()),
+                    format!("dependsOn: '{}' is listed twice", d.value),
+                ));
+            }
+        }
         Ok(App {
             owners,
+            depends_on: self.depends_on.iter().map(name_at).collect(),
             name: name.to_string(),
             namespace: self.namespace.map(|n| n.value),
             targets: Targets {

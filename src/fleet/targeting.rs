@@ -82,6 +82,7 @@ mod tests {
             helm: None,
             policy: None,
             owners: vec![],
+            depends_on: vec![],
         }
     }
 

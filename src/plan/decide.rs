@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::fleet::windows::WindowsAt;
 use crate::fleet::{Gate, OnFailure, RolloutSpec};
-use crate::status::{ClusterStatus, Phase};
+use crate::status::{AppStatus, ClusterStatus, Phase};
 
 /// A release of the app.
 #[derive(Debug, Clone)]
@@ -68,8 +69,120 @@ pub struct PlanInput<'a> {
     pub statuses: &'a BTreeMap<String, ClusterStatus>,
     /// Approvals for `gate: manual`.
     pub approvals: &'a [Approval],
+    /// The readiness of each app this one depends on (`dependsOn`, DESIGN §4.9),
+    /// from [`dependency_readiness`]; empty without dependencies.
+    pub dependencies: &'a [DependencyReadiness],
     /// The time of the decision.
     pub now: SystemTime,
+}
+
+/// Where an app that others depend on is ready (DESIGN §4.9): Healthy at the release
+/// its planner wants there. Clusters it does not target are not held by it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DependencyReadiness {
+    /// The app depended on.
+    pub app: String,
+    /// Its clusters where it is not ready yet, with what it is doing there.
+    pub not_ready: BTreeMap<String, String>,
+    /// Why it holds every cluster, when it has no plan (its app.yaml is broken).
+    pub everywhere: Option<String>,
+}
+
+impl DependencyReadiness {
+    /// Whether it holds `cluster`.
+    pub fn holds(&self, cluster: &str) -> bool {
+        self.everywhere.is_some() || self.not_ready.contains_key(cluster)
+    }
+
+    /// What it is doing on `cluster`, when it holds it.
+    pub fn why(&self, cluster: &str) -> Option<&str> {
+        self.not_ready
+            .get(cluster)
+            .or(self.everywhere.as_ref())
+            .map(String::as_str)
+    }
+}
+
+/// The readiness of each of `depends_on`, from the plans of the apps planned so far
+/// (a pass plans apps in dependency order): a dependency without a plan holds
+/// every cluster.
+pub fn readiness_of<'n>(
+    depends_on: impl IntoIterator<Item = &'n str>,
+    plans: &HashMap<String, AppPlan>,
+    statuses: &BTreeMap<String, ClusterStatus>,
+) -> Vec<DependencyReadiness> {
+    depends_on
+        .into_iter()
+        .map(|dep| match plans.get(dep) {
+            Some(plan) => dependency_readiness(dep, plan, statuses),
+            None => DependencyReadiness {
+                app: dep.to_string(),
+                not_ready: BTreeMap::new(),
+                everywhere: Some("has no plan (see its own status)".into()),
+            },
+        })
+        .collect()
+}
+
+/// Where `app`, planned as `plan`, is ready for the apps that depend on it: on each
+/// cluster it targets, its status there (in `statuses`) is Healthy at the release its
+/// plan wants for that cluster.
+pub fn dependency_readiness(
+    app: &str,
+    plan: &AppPlan,
+    statuses: &BTreeMap<String, ClusterStatus>,
+) -> DependencyReadiness {
+    let not_ready = plan
+        .decisions
+        .iter()
+        .filter_map(|(cluster, d)| {
+            let status = statuses.get(cluster).and_then(|s| s.apps.get(app));
+            Some((cluster.clone(), not_ready_because(d, status)?))
+        })
+        .collect();
+    DependencyReadiness {
+        app: app.to_string(),
+        not_ready,
+        everywhere: None,
+    }
+}
+
+impl DependencyReadiness {
+    /// Updates `cluster` with the dependency's status there as a pass just wrote it,
+    /// so an app applied earlier in the same pass counts at once.
+    pub fn update(&mut self, plan: &AppPlan, cluster: &str, status: Option<&AppStatus>) {
+        let Some(d) = plan.decisions.get(cluster) else {
+            return;
+        };
+        match not_ready_because(d, status) {
+            Some(why) => self.not_ready.insert(cluster.to_string(), why),
+            None => self.not_ready.remove(cluster),
+        };
+    }
+}
+
+/// Why an app with decision `d` and `status` on a cluster is not ready there for the
+/// apps that depend on it, or `None` when it is Healthy at the planned release.
+fn not_ready_because(d: &Decision, status: Option<&AppStatus>) -> Option<String> {
+    match (&d.target, status) {
+        (None, _) => Some("runs no release yet".to_string()),
+        (Some(_), None) => Some("has no status yet".to_string()),
+        (Some(t), Some(s)) if &s.release != t => Some(format!(
+            "is {:?} at {}, the plan wants {}",
+            s.phase,
+            short(&s.release),
+            short(t)
+        )),
+        (Some(_), Some(s)) if s.phase != Phase::Healthy || d.reason == Reason::Rollback => {
+            Some(format!("is {:?}", s.phase))
+        }
+        _ => None,
+    }
+}
+
+/// The first 7 characters of a sha, for messages.
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
 }
 
 /// Whether a wave may take a release, and if not, why.
@@ -132,6 +245,25 @@ pub enum GateState {
         /// When it ends by itself (RFC 3339), if it does.
         until: Option<String>,
     },
+    /// Change windows hold every cluster of the wave (DESIGN §4.8): outside an allow
+    /// window or inside a deny window.
+    OutsideWindow {
+        /// Which window, for people.
+        window: String,
+        /// When the first of the wave's clusters may take it (RFC 3339), if within the
+        /// search.
+        opens: Option<String>,
+    },
+    /// An app this one depends on is not yet Healthy, at the release wanted for it, on
+    /// any cluster of the wave (DESIGN §4.9).
+    WaitingForDependency {
+        /// The app waited for.
+        app: String,
+        /// A cluster it holds, and what it does there.
+        cluster: String,
+        /// What the dependency is doing there.
+        detail: String,
+    },
 }
 
 /// Describes a gate for people, in the words `rollwave plan` and the web view use:
@@ -172,6 +304,19 @@ pub fn describe_gate(g: &GateState) -> String {
         GateState::Paused { reason } => {
             format!("paused: {reason}; `rollwave resume` (a reviewed commit) lets it go on")
         }
+        GateState::OutsideWindow {
+            window,
+            opens: Some(o),
+        } => format!("outside window: {window}; opens at {o}"),
+        GateState::OutsideWindow {
+            window,
+            opens: None,
+        } => format!("outside window: {window}; no opening in the coming year"),
+        GateState::WaitingForDependency {
+            app,
+            cluster,
+            detail,
+        } => format!("waiting for dependency {app}: on {cluster} it {detail}"),
     }
 }
 
@@ -248,17 +393,19 @@ struct Interval {
 }
 
 /// Per-cluster facts parsed once per plan.
-struct Prepared {
+struct Prepared<'w> {
     intervals: HashMap<String, Vec<Interval>>,
     fresh: HashMap<String, bool>,
+    /// The app's change windows evaluated at the time of the plan.
+    windows: WindowsAt<'w>,
 }
 
-impl PlanInput<'_> {
+impl<'a> PlanInput<'a> {
     fn order_of(&self, sha: &str) -> Option<usize> {
         self.order.get(sha).copied()
     }
 
-    fn prepare(&self) -> Prepared {
+    fn prepare(&self) -> Prepared<'a> {
         let clusters = self.waves.iter().flatten();
         let mut intervals = HashMap::new();
         let mut fresh = HashMap::new();
@@ -266,7 +413,11 @@ impl PlanInput<'_> {
             intervals.insert(c.clone(), self.intervals(c));
             fresh.insert(c.clone(), self.is_fresh(c));
         }
-        Prepared { intervals, fresh }
+        Prepared {
+            intervals,
+            fresh,
+            windows: self.policy.windows.at(self.now),
+        }
     }
 
     /// Intervals of the app on `cluster`, oldest first.
@@ -413,7 +564,100 @@ impl PlanInput<'_> {
                 }
             }
         }
+        let order = self.order_of(&release.sha);
+        for (w, gate) in out.iter_mut().enumerate() {
+            let wave = self.waves.get(w).map(Vec::as_slice).unwrap_or(&[]);
+            let may_wait = matches!(
+                gate,
+                GateState::Open
+                    | GateState::WaitingForBake { .. }
+                    | GateState::WaitingForAnalysis { .. }
+                    | GateState::WaitingForApproval
+                    | GateState::WaitingUntil { .. }
+            );
+            if !may_wait || wave.is_empty() || order.is_some_and(|o| self.wave_started(w, o)) {
+                continue;
+            }
+            if let Some(held) = self.windows_hold_wave(prep, wave) {
+                *gate = held;
+            } else if *gate == GateState::Open
+                && let Some(held) = self.dependencies_hold_wave(wave)
+            {
+                *gate = held;
+            }
+        }
         out
+    }
+
+    /// Whether a cluster of wave `w` runs release order `c` or later already: the
+    /// wave is applying it, and a window that closes meanwhile lets it finish.
+    fn wave_started(&self, w: usize, c: usize) -> bool {
+        self.waves.get(w).is_some_and(|wave| {
+            wave.iter().any(|cluster| {
+                self.statuses
+                    .get(cluster)
+                    .and_then(|s| s.apps.get(self.app))
+                    .and_then(|a| self.order_of(&a.release))
+                    .is_some_and(|o| o >= c)
+            })
+        })
+    }
+
+    /// [`GateState::OutsideWindow`] when change windows hold every cluster of `wave`,
+    /// with the earliest opening among them.
+    fn windows_hold_wave(&self, prep: &Prepared, wave: &[String]) -> Option<GateState> {
+        if self.policy.windows.is_empty() {
+            return None;
+        }
+        let mut first = None;
+        for cluster in wave {
+            first = first.or(Some(prep.windows.closed(cluster)?));
+        }
+        let opens = wave
+            .iter()
+            .filter_map(|c| prep.windows.next_opening(c))
+            .min()
+            .map(fmt_time);
+        Some(GateState::OutsideWindow {
+            window: first?.why,
+            opens,
+        })
+    }
+
+    /// [`GateState::WaitingForDependency`] when a dependency holds every cluster of
+    /// `wave`, naming the first.
+    fn dependencies_hold_wave(&self, wave: &[String]) -> Option<GateState> {
+        let mut first = None;
+        for cluster in wave {
+            let dep = self.dependencies.iter().find(|d| d.holds(cluster))?;
+            first.get_or_insert((dep, cluster));
+        }
+        let (dep, cluster) = first?;
+        Some(GateState::WaitingForDependency {
+            app: dep.app.clone(),
+            cluster: cluster.clone(),
+            detail: dep.why(cluster).unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Whether `cluster` (of wave `w`) may not take release order `c` now although
+    /// its wave's gate is open: a freeze, a change window (unless its wave already
+    /// applies the release) or a dependency holds it.
+    fn cluster_held(&self, prep: &Prepared, cluster: &str, w: usize, c: Option<usize>) -> bool {
+        self.policy
+            .freeze
+            .as_ref()
+            .is_some_and(|f| f.holds(cluster, self.now))
+            || (prep.windows.closed(cluster).is_some()
+                && !c.is_some_and(|c| self.wave_started(w, c)))
+            || self.dependencies.iter().any(|d| d.holds(cluster))
+    }
+
+    /// Whether a change window with `blockReverts: true` holds `cluster` now.
+    fn reverts_blocked(&self, prep: &Prepared, cluster: &str) -> bool {
+        prep.windows
+            .closed(cluster)
+            .is_some_and(|c| c.blocks_reverts)
     }
 
     /// [`PlanInput::gates`] without the fleet's freeze.
@@ -602,17 +846,13 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
                 let reason = if Some(hash.as_str()) == current_hash {
                     Some(Reason::NoOp)
                 } else if known_good.contains(hash) {
-                    Some(Reason::Revert)
+                    (!input.reverts_blocked(&prep, cluster)).then_some(Reason::Revert)
                 } else if (w > 0 && poisoned.contains(hash))
                     || failed_here.contains(release.sha.as_str())
                 {
                     None
                 } else if gates_of(ri).get(w) == Some(&GateState::Open)
-                    && !input
-                        .policy
-                        .freeze
-                        .as_ref()
-                        .is_some_and(|f| f.holds(cluster, input.now))
+                    && !input.cluster_held(&prep, cluster, w, order)
                 {
                     Some(Reason::Rollout)
                 } else {
@@ -647,7 +887,13 @@ pub fn plan_app(input: &PlanInput<'_>) -> AppPlan {
                         rollback_to: current.clone(),
                     };
                 }
-                if degraded && input.policy.on_failure == OnFailure::Rollback {
+                // A window with `blockReverts` holds a rollback not yet begun; one
+                // under way (above) is kept, as re-applying the failed release would
+                // be a new change.
+                if degraded
+                    && input.policy.on_failure == OnFailure::Rollback
+                    && !input.reverts_blocked(&prep, cluster)
+                {
                     let good = input.releases.iter().find(|r| {
                         r.hashes
                             .get(cluster)

@@ -10,7 +10,8 @@ pub mod history;
 pub mod waves;
 
 pub use decide::{
-    AppPlan, Approval, Decision, GateState, PlanInput, Reason, Release, describe_gate, plan_app,
+    AppPlan, Approval, Decision, DependencyReadiness, GateState, PlanInput, Reason, Release,
+    dependency_readiness, describe_gate, plan_app, readiness_of,
     release_gates, unrenderable_hash,
 };
 pub use waves::{batch_sizes, waves_for};

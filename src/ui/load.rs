@@ -31,7 +31,8 @@ struct HeadState {
     head: Oid,
     order: HashMap<String, usize>,
     subjects: HashMap<String, String>,
-    apps: Vec<(String, RolloutSpec, AppHistory)>,
+    /// Per app, in dependency order: its name, policy, `dependsOn` and history.
+    apps: Vec<(String, RolloutSpec, Vec<String>, AppHistory)>,
     store: crate::status::StoreKind,
 }
 
@@ -134,9 +135,10 @@ impl Loader {
             let (history, order) = history_order(&repo, head)?;
             let (tree, fleet) = g.fleet(head)?;
             let mut apps = Vec::new();
-            for app in &fleet.apps {
+            for app in fleet.apps_in_dependency_order() {
                 let h = app_history(g, &repo, &history, (&tree, &fleet), &app.name)?;
-                apps.push((app.name.clone(), app.rollout.clone(), h));
+                let depends_on = app.depends_on.iter().map(|d| d.value.clone()).collect();
+                apps.push((app.name.clone(), app.rollout.clone(), depends_on, h));
             }
             let subjects = history
                 .iter()
@@ -178,7 +180,13 @@ impl Loader {
         };
         let mut apps = BTreeMap::new();
         let mut ordered = Vec::new();
-        for (name, policy, h) in &state.apps {
+        let mut plans = std::collections::HashMap::new();
+        for (name, policy, depends_on, h) in &state.apps {
+            let dependencies = crate::plan::readiness_of(
+                depends_on.iter().map(String::as_str),
+                &plans,
+                &statuses,
+            );
             let input = PlanInput {
                 app: name,
                 policy,
@@ -187,6 +195,7 @@ impl Loader {
                 order: &state.order,
                 statuses: &statuses,
                 approvals: &h.approvals,
+                dependencies: &dependencies,
                 now,
             };
             let plan = plan_app(&input);
@@ -208,6 +217,7 @@ impl Loader {
             );
             ordered.push(view.clone());
             apps.insert(name.clone(), view);
+            plans.insert(name.clone(), plan);
         }
         Ok(Views {
             fleet: fleet_view(&src, &ordered),
