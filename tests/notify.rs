@@ -520,3 +520,94 @@ fn a_bad_notify_entry_names_its_line_and_field() {
         "agent.yaml:4: field 'notify[0].urlFrom': environment variable ROLLWAVE_TEST_UNSET_URL is not set"
     );
 }
+
+/// Fleet-wide events for `cluster` (`app` empty) of `kind`.
+fn fleet_events(receiver: &Receiver, path: &str, kind: &str) -> Vec<(String, String)> {
+    receiver
+        .events(path)
+        .into_iter()
+        .filter(|(_, app, event, _)| app.is_empty() && event == kind)
+        .map(|(cluster, _, _, release)| (cluster, release))
+        .collect()
+}
+
+/// Waits until test-1's status has been written twice more: passes ran meanwhile.
+fn two_more_heartbeats(w: &World) {
+    for _ in 0..2 {
+        let before = w.status("test-1").map(|s| s.heartbeat);
+        eventually(
+            Duration::from_secs(60),
+            "a newer heartbeat of test-1",
+            || w.status("test-1").map(|s| s.heartbeat) != before,
+        );
+    }
+}
+
+#[test]
+fn a_freeze_is_told_once_when_it_begins_and_once_when_it_is_lifted_even_across_a_restart() {
+    let (w, v1) = World::start();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let receiver = Receiver::start(addr);
+    let config = w.config(&format!("notify:\n- url: http://{addr}/all\n"));
+    let agent = RunningAgent::start(config.clone());
+    eventually(Duration::from_secs(120), "v1 Healthy, notified", || {
+        count(&receiver.events("/all"), "prod-1", "Healthy", &v1) == 1
+    });
+    let fleet = |extra: &str| {
+        format!(
+            "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  bake: 1s\n  progressDeadline: 20s\n{extra}"
+        )
+    };
+    let frozen = fleet("freeze:\n  reason: 'INC-4411: payment errors'\n  by: alice\n");
+    commit_files(&w.repo, &[("fleet.yaml", &frozen)], "freeze");
+    eventually(Duration::from_secs(60), "Frozen told", || {
+        !fleet_events(&receiver, "/all", "Frozen").is_empty()
+    });
+    // Once the status remembers it, a restarted agent does not tell it again.
+    eventually(
+        Duration::from_secs(60),
+        "Frozen remembered in the status",
+        || {
+            w.status("test-1")
+                .and_then(|s| s.notified.get("").cloned())
+                .is_some_and(|m| m.iter().any(|e| e.starts_with("Frozen@")))
+        },
+    );
+    drop(agent);
+    let agent = RunningAgent::start(config.clone());
+    two_more_heartbeats(&w);
+    let told = fleet_events(&receiver, "/all", "Frozen");
+    assert_eq!(told.len(), 1, "{told:?}");
+    // Told by the agent's first cluster, once for the agent, naming the freeze.
+    assert_eq!(told[0].0, "test-1");
+    assert!(told[0].1.starts_with("freeze-"), "{told:?}");
+    let text = receiver
+        .got()
+        .into_iter()
+        .find(|r| r.body["event"] == "Frozen")
+        .map(|r| r.body["text"].as_str().unwrap_or_default().to_string())
+        .unwrap();
+    assert!(text.contains("INC-4411: payment errors (alice)"), "{text}");
+
+    commit_files(&w.repo, &[("fleet.yaml", &fleet(""))], "unfreeze");
+    eventually(Duration::from_secs(60), "Unfrozen told", || {
+        !fleet_events(&receiver, "/all", "Unfrozen").is_empty()
+    });
+    eventually(
+        Duration::from_secs(60),
+        "Unfrozen remembered in the status",
+        || {
+            w.status("test-1")
+                .and_then(|s| s.notified.get("").cloned())
+                .is_some_and(|m| m.iter().any(|e| e.starts_with("Unfrozen@")))
+        },
+    );
+    drop(agent);
+    let _agent = RunningAgent::start(config);
+    two_more_heartbeats(&w);
+    assert_eq!(
+        fleet_events(&receiver, "/all", "Unfrozen"),
+        vec![("test-1".to_string(), told[0].1.clone())]
+    );
+    assert_eq!(fleet_events(&receiver, "/all", "Frozen").len(), 1);
+}

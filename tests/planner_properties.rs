@@ -136,7 +136,9 @@ fn releases_at(times: &[u64]) -> (Vec<Release>, HashMap<String, usize>) {
         .map(|i| Release {
             sha: format!("r{i}"),
             time: at(times[i]),
-            hashes: (0..8).map(|c| (format!("c-{c}"), format!("h{}", i % 3))).collect(),
+            hashes: (0..8)
+                .map(|c| (format!("c-{c}"), format!("h{}", i % 3)))
+                .collect(),
         })
         .collect();
     (releases, (0..4).map(|i| (format!("r{i}"), i)).collect())
@@ -207,15 +209,20 @@ fn windows_yaml() -> impl Strategy<Value = String> {
 /// A status of `app` at `now` with a heartbeat at `now`, Healthy before at any of
 /// the renderings (so reverts happen).
 fn fresh_status(now: u64) -> impl Strategy<Value = (String, u64, AppStatus)> {
-    (app_status(), 0u64..86_400, prop::collection::vec(0usize..3, 0..3)).prop_map(move |(mut app, age, good)| {
-        app.known_good.extend(good.iter().map(|g| format!("h{g}")));
-        app.since = humantime::format_rfc3339_seconds(at(now - age)).to_string();
-        for h in &mut app.history {
-            h.since = humantime::format_rfc3339_seconds(at(now - age - 60)).to_string();
-        }
-        let heartbeat = humantime::format_rfc3339_seconds(at(now)).to_string();
-        (heartbeat, 60, app)
-    })
+    (
+        app_status(),
+        0u64..86_400,
+        prop::collection::vec(0usize..3, 0..3),
+    )
+        .prop_map(move |(mut app, age, good)| {
+            app.known_good.extend(good.iter().map(|g| format!("h{g}")));
+            app.since = humantime::format_rfc3339_seconds(at(now - age)).to_string();
+            for h in &mut app.history {
+                h.since = humantime::format_rfc3339_seconds(at(now - age - 60)).to_string();
+            }
+            let heartbeat = humantime::format_rfc3339_seconds(at(now)).to_string();
+            (heartbeat, 60, app)
+        })
 }
 
 proptest! {

@@ -456,7 +456,12 @@ fn prod_clusters(sim: &Sim) -> Vec<rollwave::fleet::Cluster> {
 fn with_windows(sim: &Sim, yaml: &str) -> RolloutSpec {
     let windows = rollwave::fleet::windows::parse("fleet.yaml", yaml, &["prod".into()]).unwrap();
     RolloutSpec {
-        windows: rollwave::fleet::windows::AppWindows::scoped(&windows, &[], "web", &prod_clusters(sim)),
+        windows: rollwave::fleet::windows::AppWindows::scoped(
+            &windows,
+            &[],
+            "web",
+            &prod_clusters(sim),
+        ),
         ..policy(10)
     }
 }
@@ -490,7 +495,10 @@ fn a_deny_window_holds_new_waves_lets_a_wave_under_way_finish_and_a_revert_throu
     let GateState::OutsideWindow { window, opens } = &plan.pending[0].waves[3] else {
         panic!("wave 3: {:?}", plan.pending[0].waves[3]);
     };
-    assert!(window.contains("inside the deny window '0 9 * * *'"), "{window}");
+    assert!(
+        window.contains("inside the deny window '0 9 * * *'"),
+        "{window}"
+    );
     assert_eq!(opens.as_deref(), Some("2027-01-15T11:00:00Z"));
     // A later release does not open a wave inside the window, not even wave 0.
     sim.release("r2", "h2", t(62));

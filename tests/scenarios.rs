@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use common::git::{GitDaemon, commit_files, git, publish, work_repo};
 use common::k8s::RealCluster;
 use common::sim::eventually;
+use rollwave::agent::clock::Clock;
 use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection, HubConfig};
 use rollwave::agent::daemon::Agent;
 use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
@@ -161,6 +162,8 @@ struct Scenario {
     restarts: usize,
     /// The status hub and its kubeconfig, with [`Store::Hub`].
     hub: Option<(SimCluster, PathBuf)>,
+    /// The agents' clock: the system's until a scenario moves it.
+    clock: Clock,
 }
 
 impl Scenario {
@@ -179,6 +182,17 @@ impl Scenario {
         heartbeat: Duration,
         kind: Clusters,
         store: Store,
+    ) -> Scenario {
+        Scenario::start_at(files, (interval, heartbeat), kind, store, Clock::default())
+    }
+
+    /// [`Scenario::start_on`] with the agents on `clock`, which the scenario may move.
+    fn start_at(
+        files: &[(String, String)],
+        (interval, heartbeat): (Duration, Duration),
+        kind: Clusters,
+        store: Store,
+        clock: Clock,
     ) -> Scenario {
         let mut files = files.to_vec();
         if store == Store::Hub {
@@ -226,6 +240,7 @@ impl Scenario {
             heartbeat,
             restarts: 0,
             hub: None,
+            clock,
         };
         if store == Store::Hub {
             s.start_hub(SimOptions::named("hub"));
@@ -333,6 +348,7 @@ impl Scenario {
                     },
                     namespace: "rollwave-status".into(),
                 }),
+            clock: self.clock.clone(),
             ..AgentConfig::default()
         };
         self.agents
@@ -361,6 +377,11 @@ impl Scenario {
 
     /// `web` on every cluster, from the pushed status refs or the hub.
     fn statuses(&self) -> BTreeMap<String, AppStatus> {
+        self.app_statuses("web")
+    }
+
+    /// `app` on every cluster, from the pushed status refs or the hub.
+    fn app_statuses(&self, app: &str) -> BTreeMap<String, AppStatus> {
         let all = match &self.hub {
             None => read_statuses(&git2::Repository::open(&self.bare).unwrap()).0,
             Some((_, kubeconfig)) => self.runtime.block_on(async {
@@ -373,7 +394,7 @@ impl Scenario {
             }),
         };
         all.into_iter()
-            .filter_map(|(c, s)| Some((c, s.apps.get("web")?.clone())))
+            .filter_map(|(c, s)| Some((c, s.apps.get(app)?.clone())))
             .collect()
     }
 
@@ -411,9 +432,14 @@ impl Scenario {
 
     /// The image of `web` live on `cluster`, as kubectl reads it.
     fn image(&self, cluster: &str) -> Option<String> {
+        self.image_of(cluster, "web")
+    }
+
+    /// The image of Deployment `app` in namespace `app` live on `cluster`.
+    fn image_of(&self, cluster: &str, app: &str) -> Option<String> {
         let out = std::process::Command::new("kubectl")
             .env("KUBECONFIG", &self.clusters[cluster].1)
-            .args(["get", "deployment", "web", "-n", "web", "-o"])
+            .args(["get", "deployment", app, "-n", app, "-o"])
             .arg("jsonpath={.spec.template.spec.containers[0].image}")
             .stderr(std::process::Stdio::null())
             .output()
@@ -1092,5 +1118,242 @@ fn three_real_control_planes_take_a_release_canary_first_halt_a_broken_one_and_f
     s.wait_all(&v4, Phase::Healthy, Duration::from_secs(300));
     for c in s.clusters.keys() {
         assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+    }
+}
+
+/// `rollwave plan` of the scenario's repository as of `at` (the agents' clock).
+fn plan_at(s: &Scenario, at: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args(["plan", "--repo", &s.url(), "--at", at])
+        .env("ROLLWAVE_CACHE", s.dir.path().join("plan-cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Polls `interval` apart for as long as `n` polls take, asserting `holds` at each:
+/// what must stay true while the agents run (no deadline to meet, only a span).
+fn stays(n: u32, interval: Duration, what: &str, holds: impl Fn() -> bool) {
+    for _ in 0..n {
+        assert!(holds(), "{what}");
+        std::thread::sleep(interval);
+    }
+    assert!(holds(), "{what}");
+}
+
+const THREE: [(&str, &str); 3] = [("test-1", "test"), ("prod-1", "prod"), ("prod-2", "prod")];
+
+#[test]
+fn a_deny_window_holds_a_rollout_lets_a_revert_through_and_the_rollout_resumes_when_it_ends() {
+    // Berlin's 09:00 in January is 08:00 UTC: the window is 08:00 to 09:00 UTC.
+    let files = fleet_files(
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 1]\n  bake: 1s\n  progressDeadline: 20s\nwindows:\n- deny: {schedule: '0 9 * * *', duration: 1h, timeZone: Europe/Berlin}\n",
+        &THREE,
+    );
+    let clock = Clock::adjustable();
+    clock.set(parse_time("2030-01-07T07:00:00Z"));
+    let interval = Duration::from_millis(400);
+    let s = Scenario::start_at(
+        &files,
+        (interval, Duration::from_secs(1)),
+        Clusters::Simulated,
+        Store::Git,
+        clock.clone(),
+    );
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
+
+    // Inside the window: a revert goes through at once, everywhere.
+    clock.set(parse_time("2030-01-07T08:00:30Z"));
+    let reverted = s.revert(&v2);
+    s.wait_all(&reverted, Phase::Healthy, Duration::from_secs(60));
+    for c in ["test-1", "prod-1", "prod-2"] {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:1"), "{c}");
+    }
+    // A new release waits, even at the canary.
+    let v3 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:3"))],
+        "web: nginx 3",
+    );
+    stays(8, interval, "no cluster takes v3 inside the window", || {
+        s.statuses().values().all(|a| a.release == reverted)
+    });
+    let plan = plan_at(&s, "2030-01-07T08:01:00Z");
+    assert!(
+        plan.contains("outside window: inside the deny window '0 9 * * *' for 1h (Europe/Berlin) at fleet.yaml:8; opens at 2030-01-07T09:00:00Z"),
+        "{plan}"
+    );
+
+    // The window ends: the release rolls out wave by wave.
+    clock.set(parse_time("2030-01-07T09:00:01Z"));
+    s.wait_all(&v3, Phase::Healthy, Duration::from_secs(60));
+    let statuses = s.statuses();
+    let waves = vec![
+        vec!["test-1".to_string()],
+        vec!["prod-1".to_string()],
+        vec!["prod-2".to_string()],
+    ];
+    assert_wave_order(&statuses, &waves, &v3, Duration::from_secs(1));
+    for (c, a) in &statuses {
+        let (started, _) = started_and_healthy(a, &v3);
+        assert!(
+            started.is_some_and(|t| t >= parse_time("2030-01-07T09:00:00Z")),
+            "{c} started v3 at {started:?}, inside the window"
+        );
+    }
+}
+
+#[test]
+fn a_freeze_during_a_rollout_halts_every_agent_while_a_revert_reaches_every_cluster() {
+    let files = fleet_files(
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 1]\n  bake: 8s\n  progressDeadline: 20s\n",
+        &THREE,
+    );
+    let interval = Duration::from_millis(400);
+    let s = Scenario::start(&files, interval, Duration::from_secs(1), Store::Git);
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+    let v2 = s.commit(
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web: nginx 2",
+    );
+    eventually(Duration::from_secs(60), "the canary Healthy at v2", || {
+        s.at("test-1") == Some((v2.clone(), Phase::Healthy))
+    });
+    // Stop the line while the canary bakes: one command, one commit, one push.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollwave"))
+        .args([
+            "freeze",
+            "--reason",
+            "INC-1: payment errors",
+            "--by",
+            "alice",
+            "--repo",
+        ])
+        .arg(&s.work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    // The bake ends and more: prod-1's gate would be open, but no agent opens it.
+    stays(
+        30,
+        interval,
+        "prod-1 and prod-2 stay at v1 under the freeze",
+        || {
+            let st = s.statuses();
+            ["prod-1", "prod-2"].iter().all(|c| st[*c].release == v1)
+        },
+    );
+    assert_eq!(s.image("prod-1").as_deref(), Some("nginx:1"));
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    assert!(
+        plan_at(&s, &now).contains("frozen: INC-1: payment errors (alice)"),
+        "the plan names the freeze"
+    );
+    // The fix is a revert: it goes through the freeze to every cluster.
+    let reverted = s.revert(&v2);
+    s.wait_all(&reverted, Phase::Healthy, Duration::from_secs(60));
+    for c in ["test-1", "prod-1", "prod-2"] {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:1"), "{c}");
+    }
+}
+
+#[test]
+fn depends_on_holds_an_app_on_each_cluster_until_its_platform_is_healthy_there() {
+    let platform = DEPLOYMENT.replace("web", "platform");
+    let mut files = fleet_files(
+        "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 1]\n  bake: 1s\n  progressDeadline: 60s\n",
+        &THREE,
+    );
+    for (path, text) in &mut files {
+        if path == "apps/web/app.yaml" {
+            text.push_str("dependsOn: [platform]\n");
+        }
+    }
+    files.extend([
+        (
+            "apps/platform/app.yaml".to_string(),
+            "namespace: platform\ntargets:\n  stages: [test, prod]\n".to_string(),
+        ),
+        (
+            "apps/platform/base/kustomization.yaml".into(),
+            "resources:\n- deployment.yaml\n".into(),
+        ),
+        (
+            "apps/platform/base/deployment.yaml".into(),
+            platform.clone(),
+        ),
+    ]);
+    let interval = Duration::from_millis(400);
+    let s = Scenario::start(&files, interval, Duration::from_secs(1), Store::Git);
+    let v1 = git(&s.work, &["rev-parse", "HEAD"]);
+    s.wait_all(&v1, Phase::Healthy, Duration::from_secs(60));
+    // One commit changes both: the platform's new image never becomes ready.
+    let v2 = s.commit(
+        &[
+            (
+                "apps/platform/base/deployment.yaml",
+                &platform.replace("nginx:1", "nginx:broken"),
+            ),
+            ("apps/web/base/deployment.yaml", &deployment_with("nginx:2")),
+        ],
+        "platform and web: v2",
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the platform Progressing at v2 on the canary",
+        || {
+            s.app_statuses("platform")
+                .get("test-1")
+                .is_some_and(|a| a.release == v2 && a.phase == Phase::Progressing)
+        },
+    );
+    stays(
+        8,
+        interval,
+        "web stays at v1 while the platform is not Healthy",
+        || s.statuses().values().all(|a| a.release == v1),
+    );
+    assert_eq!(s.image("test-1").as_deref(), Some("nginx:1"));
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let plan = plan_at(&s, &now);
+    assert!(plan.contains("dependsOn: platform"), "{plan}");
+    // The platform is fixed: web follows it, cluster by cluster.
+    let v3 = s.commit(
+        &[(
+            "apps/platform/base/deployment.yaml",
+            &platform.replace("nginx:1", "nginx:3"),
+        )],
+        "platform: fixed",
+    );
+    // v3 does not touch web: web's release stays v2, now let through.
+    s.wait_all(&v2, Phase::Healthy, Duration::from_secs(90));
+    let platforms = s.app_statuses("platform");
+    let web = s.statuses();
+    for c in ["test-1", "prod-1", "prod-2"] {
+        assert_eq!(s.image(c).as_deref(), Some("nginx:2"), "{c}");
+        assert_eq!(s.image_of(c, "platform").as_deref(), Some("nginx:3"), "{c}");
+        let (web_started, _) = started_and_healthy(&web[c], &v2);
+        let (_, platform_healthy) = started_and_healthy(&platforms[c], &v3);
+        assert!(
+            web_started >= platform_healthy && platform_healthy.is_some(),
+            "{c}: web started v2 at {web_started:?}, the platform was Healthy at v3 at {platform_healthy:?}"
+        );
     }
 }

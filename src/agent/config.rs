@@ -247,6 +247,9 @@ pub struct AgentConfig {
     pub notify: Vec<NotifyConfig>,
     /// The status hub, for fleets whose statuses live on a cluster.
     pub hub: Option<HubConfig>,
+    /// The time passes decide by: the system's (the default; never set from the
+    /// file), or one a test moves to show windows open and close.
+    pub clock: crate::agent::clock::Clock,
 }
 
 /// A URL that may hold a token (a Slack incoming webhook's does): written in the
@@ -302,6 +305,7 @@ impl Default for AgentConfig {
             clusters: Vec::new(),
             notify: Vec::new(),
             hub: None,
+            clock: crate::agent::clock::Clock::default(),
         }
     }
 }
@@ -970,6 +974,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
         clusters: check.clusters(&raw.clusters)?,
         notify: check.notify(&raw.notify)?,
         hub: raw.hub.as_ref().map(|h| check.hub(h)).transpose()?,
+        clock: defaults.clock,
     })
 }
 

@@ -275,6 +275,7 @@ impl Agent {
                     .with_hub(hub.clone())
                     .defer_push();
                 agent.push = config.push_status;
+                agent.tells_fleet_events = clusters.is_empty();
                 Runner::Rollout(Box::new(agent))
             } else {
                 Runner::Direct(Box::new((reconciler, Memory::default())))
@@ -333,7 +334,7 @@ impl Agent {
     /// at their deadline, [`crate::apply::retry::CALL_DEADLINE`]). A cluster whose pass
     /// fails does not stop the others. Results are in the clusters' order.
     pub async fn pass(&mut self) -> Vec<(String, anyhow::Result<PassReport>)> {
-        let now = SystemTime::now();
+        let now = self.config.clock.now();
         let input = self.read_input();
         let metrics = self.metrics.clone();
         let passes = self
@@ -372,7 +373,7 @@ impl Agent {
             .any(|c| git_store(c) && matches!(&c.runner, Runner::Rollout(a) if a.push_pending()));
         if pushing {
             // The others' heartbeats ride along when half due.
-            let now = SystemTime::now();
+            let now = self.config.clock.now();
             for c in self.clusters.iter_mut().filter(|c| git_store(c)) {
                 if let Runner::Rollout(agent) = &mut c.runner
                     && let Err(e) = agent.beat_with_others(g, now)
@@ -524,7 +525,7 @@ impl Agent {
         };
         for c in &mut self.clusters {
             if let Runner::Rollout(agent) = &mut c.runner
-                && let Err(e) = agent.flush(&g, SystemTime::now())
+                && let Err(e) = agent.flush(&g, self.config.clock.now())
             {
                 tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "final status not written")
             }
@@ -626,7 +627,7 @@ impl Agent {
         loop {
             let due = |c: &Managed| c.seen < wakes || drifted.contains(&c.name);
             if self.clusters.iter().any(due) {
-                let now = SystemTime::now();
+                let now = self.config.clock.now();
                 // A wake from a managed object, a peer or an analysis reads what the
                 // last fetch brought: only the poll, a webhook or a local commit
                 // (and the start) ask the Git server again.
@@ -682,7 +683,7 @@ impl Agent {
                         && let Some(due) = agent.next_analysis()
                     {
                         let wait = due
-                            .duration_since(SystemTime::now())
+                            .duration_since(self.config.clock.now())
                             .unwrap_or(Duration::ZERO);
                         let at = tokio::time::Instant::now() + wait;
                         analysis_at = Some(analysis_at.map_or(at, |a| a.min(at)));

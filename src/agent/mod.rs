@@ -6,6 +6,7 @@
 //! timer, on webhooks and on watch events.
 
 pub mod analysis;
+pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod daemon;

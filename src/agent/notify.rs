@@ -61,17 +61,24 @@ pub enum EventKind {
     RolledBack,
     /// The release stopped before this cluster's wave: an earlier wave failed.
     Halted,
+    /// A `freeze` in fleet.yaml stopped the line (fleet-wide: `app` is empty and
+    /// `release` names the freeze).
+    Frozen,
+    /// That freeze was lifted or ended.
+    Unfrozen,
 }
 
 impl EventKind {
     /// All of them, the default of `notify[].events`.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Progressing,
         EventKind::Healthy,
         EventKind::Degraded,
         EventKind::Inconclusive,
         EventKind::RolledBack,
         EventKind::Halted,
+        EventKind::Frozen,
+        EventKind::Unfrozen,
     ];
 
     /// Its name, as in the config and the payload.
@@ -83,6 +90,8 @@ impl EventKind {
             EventKind::Inconclusive => "Inconclusive",
             EventKind::RolledBack => "RolledBack",
             EventKind::Halted => "Halted",
+            EventKind::Frozen => "Frozen",
+            EventKind::Unfrozen => "Unfrozen",
         }
     }
 
@@ -176,9 +185,23 @@ impl Event {
             EventKind::Degraded | EventKind::Halted => ":red_circle:",
             EventKind::Inconclusive => ":large_yellow_circle:",
             EventKind::RolledBack => ":leftwards_arrow_with_hook:",
+            EventKind::Frozen => ":octagonal_sign:",
+            EventKind::Unfrozen => ":white_check_mark:",
         };
         let what = match self.event {
             EventKind::Halted => format!("release `{short}` halted before this cluster's wave"),
+            EventKind::Frozen => {
+                return format!(
+                    "{mark} *fleet frozen* (seen by {}): {}",
+                    self.cluster, self.message
+                );
+            }
+            EventKind::Unfrozen => {
+                return format!(
+                    "{mark} *fleet unfrozen* (seen by {}): {}",
+                    self.cluster, self.message
+                );
+            }
             e => format!("{} at `{short}`", e.name()),
         };
         let mut text = format!("{mark} *{}* on *{}*: {what}", self.app, self.cluster);
@@ -280,6 +303,77 @@ pub fn events_of(
     out
 }
 
+/// The app key under which a cluster's status remembers fleet-wide events (Frozen,
+/// Unfrozen): no app is named so.
+pub const FLEET: &str = "";
+
+/// The freeze of fleet.yaml as notifications see it: an identity that stays the same
+/// while the freeze does (its reason and end), and what to tell people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeNotice {
+    /// A short hash of the reason and the end.
+    pub id: String,
+    /// "INC-4411: payment errors (alice) until 2026-12-08T06:00:00Z".
+    pub message: String,
+}
+
+impl FreezeNotice {
+    /// The notice of `freeze` if it holds at `now`.
+    pub fn of(freeze: Option<&crate::fleet::Freeze>, now: SystemTime) -> Option<FreezeNotice> {
+        use sha2::Digest;
+        let f = freeze.filter(|f| f.until.is_none_or(|u| now < u))?;
+        let until = f
+            .until
+            .map(|u| humantime::format_rfc3339_seconds(u).to_string());
+        let digest = Sha256::digest(format!("{}\n{}", f.reason, until.as_deref().unwrap_or("")));
+        let id: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let message = match until {
+            Some(u) => format!("{} until {u}", f.reason),
+            None => f.reason.clone(),
+        };
+        Some(FreezeNotice {
+            id: format!("freeze-{id}"),
+            message,
+        })
+    }
+}
+
+/// The fleet-wide events `freeze` (the one holding now, if any) calls for, given what
+/// was delivered before (`remembered`, as `Frozen@<id>`): Frozen for a freeze not yet
+/// told, Unfrozen for every told freeze that is no longer the one holding.
+pub fn freeze_events(
+    cluster: &str,
+    freeze: Option<&FreezeNotice>,
+    remembered: &[String],
+    now: SystemTime,
+) -> Vec<Event> {
+    let at = humantime::format_rfc3339_seconds(now).to_string();
+    let event = |kind: EventKind, id: &str, message: String| Event {
+        event: kind,
+        cluster: cluster.to_string(),
+        app: FLEET.to_string(),
+        release: id.to_string(),
+        phase: None,
+        message,
+        at: at.clone(),
+    };
+    let mut out: Vec<Event> = freeze
+        .map(|f| event(EventKind::Frozen, &f.id, f.message.clone()))
+        .into_iter()
+        .collect();
+    for id in remembered.iter().filter_map(|m| m.strip_prefix("Frozen@")) {
+        let lifted = freeze.is_none_or(|f| f.id != id);
+        if lifted && !remembered.iter().any(|m| m == &format!("Unfrozen@{id}")) {
+            out.push(event(
+                EventKind::Unfrozen,
+                id,
+                "the line runs again: new releases roll out".into(),
+            ));
+        }
+    }
+    out
+}
+
 /// What has been delivered, by cluster and app (`Healthy@<release>`, oldest first).
 type Delivered = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
@@ -346,9 +440,10 @@ impl Notifier {
         previous: Option<&ClusterStatus>,
         written: &BTreeMap<String, AppStatus>,
         halts: &[(String, String, String)],
+        freeze: Option<Option<&FreezeNotice>>,
         now: SystemTime,
     ) {
-        let events = events_of(cluster, written, halts, now);
+        let mut events = events_of(cluster, written, halts, now);
         let mut state = self.lock();
         if state.seeded.insert(cluster.to_string())
             && let Some(p) = previous
@@ -362,6 +457,16 @@ impl Notifier {
                     }
                 }
             }
+        }
+        // Fleet-wide events, from the one cluster of the agent that tells them.
+        if let Some(freeze) = freeze {
+            let remembered = state
+                .delivered
+                .get(cluster)
+                .and_then(|a| a.get(FLEET))
+                .cloned()
+                .unwrap_or_default();
+            events.extend(freeze_events(cluster, freeze, &remembered, now));
         }
         for e in events {
             let k = key(&e);

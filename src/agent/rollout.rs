@@ -47,6 +47,9 @@ pub struct ClusterAgent {
     /// first pass of an agent without notifications, which keeps them for the next
     /// agent that has them.
     notified_before: BTreeMap<String, Vec<String>>,
+    /// Whether this cluster's passes also tell fleet-wide events (a freeze and its
+    /// end): true for the first cluster of each agent, so an agent tells them once.
+    pub tells_fleet_events: bool,
     /// The last push failed: push again at the next pass even if nothing changed.
     push_pending: bool,
     /// Whoever runs this agent pushes its status (with other clusters' in one push:
@@ -243,6 +246,7 @@ impl ClusterAgent {
             memory: Memory::default(),
             last_written: None,
             notified_before: BTreeMap::new(),
+            tells_fleet_events: false,
             push_pending: false,
             defer_push: false,
             metrics: None,
@@ -627,15 +631,14 @@ impl ClusterAgent {
             .iter()
             .map(|d| {
                 let dep = fleet.apps.iter().find(|a| a.name == d.value);
-                let elsewhere = dep.zip(here).is_some_and(|(dep, c)| !targets_cluster(dep, c));
-                let mut readiness = crate::plan::readiness_of(
-                    [d.value.as_str()],
-                    &pass.plans,
-                    &pass.statuses,
-                )
-                .into_iter()
-                .next()
-                .unwrap_or_default();
+                let elsewhere = dep
+                    .zip(here)
+                    .is_some_and(|(dep, c)| !targets_cluster(dep, c));
+                let mut readiness =
+                    crate::plan::readiness_of([d.value.as_str()], &pass.plans, &pass.statuses)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
                 if elsewhere {
                     readiness.everywhere = None;
                     readiness.not_ready.remove(&self.cluster);
@@ -823,7 +826,13 @@ impl ClusterAgent {
         // Events are queued first, so the status written next already carries what
         // an earlier run of the agent delivered.
         match &self.notifier {
-            Some(n) => n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, now),
+            Some(n) => {
+                let freeze = self
+                    .tells_fleet_events
+                    .then(|| super::notify::FreezeNotice::of(fleet.settings.freeze.as_ref(), now));
+                let freeze = freeze.as_ref().map(Option::as_ref);
+                n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, freeze, now)
+            }
             // Without notifications, what an earlier run delivered is kept as read.
             None if self.last_written.is_none() => {
                 self.notified_before = mine.map(|m| m.notified).unwrap_or_default();

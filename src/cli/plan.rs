@@ -220,7 +220,11 @@ pub fn run(
 /// every wave before any app is read.
 fn fleet_calendar(settings: &crate::fleet::FleetSettings, now: SystemTime) -> String {
     let mut out = String::new();
-    if let Some(f) = settings.freeze.as_ref().filter(|f| f.until.is_none_or(|u| now < u)) {
+    if let Some(f) = settings
+        .freeze
+        .as_ref()
+        .filter(|f| f.until.is_none_or(|u| now < u))
+    {
         let until = f
             .until
             .map(|u| format!(" until {}", humantime::format_rfc3339_seconds(u)))

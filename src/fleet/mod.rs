@@ -354,3 +354,92 @@ fn load_app(
     let file: model::AppFile = crate::yaml::parse_typed(path.as_str(), &text)?;
     file.validate(path.as_str(), name, settings, clusters)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::MemTree;
+
+    /// A fleet of one cluster and the apps of `apps` (name, app.yaml).
+    fn fleet_with(apps: &[(&str, &str)]) -> Result<Fleet, FleetError> {
+        let mut tree = MemTree::new();
+        tree.insert("fleet.yaml", "stages: [prod]\n");
+        tree.insert("clusters/p1.yaml", "name: p1\nstage: prod\n");
+        for (name, text) in apps {
+            tree.insert(&format!("apps/{name}/app.yaml"), *text);
+        }
+        load(&tree)
+    }
+
+    const TARGETS: &str = "targets: {stages: [prod]}\n";
+
+    #[test]
+    fn apps_come_after_the_apps_they_depend_on() {
+        let f = fleet_with(&[
+            (
+                "api",
+                "targets: {stages: [prod]}\ndependsOn: [platform, db]\n",
+            ),
+            ("db", "targets: {stages: [prod]}\ndependsOn: [platform]\n"),
+            ("platform", TARGETS),
+            ("web", "targets: {stages: [prod]}\ndependsOn: [api]\n"),
+        ])
+        .unwrap();
+        let order: Vec<&str> = f
+            .apps_in_dependency_order()
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(order, ["platform", "db", "api", "web"]);
+    }
+
+    #[test]
+    fn unknown_dependencies_and_cycles_are_refused_where_they_are_written() {
+        let e = fleet_with(&[("web", "targets: {stages: [prod]}\ndependsOn: [platfrom]\n")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "apps/web/app.yaml:2: dependsOn: 'platfrom' is not an app (no directory apps/platfrom/)"
+        );
+        let e = fleet_with(&[
+            ("a", "targets: {stages: [prod]}\ndependsOn: [b]\n"),
+            ("b", "targets: {stages: [prod]}\ndependsOn:\n- c\n"),
+            ("c", "targets: {stages: [prod]}\ndependsOn: [a]\n"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "apps/c/app.yaml:2: dependsOn: a cycle: a -> b -> c -> a; an app cannot wait for itself, remove one of these"
+        );
+        let e = fleet_with(&[("a", "targets: {stages: [prod]}\ndependsOn: [a]\n")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "apps/a/app.yaml:2: dependsOn: 'a' cannot depend on itself"
+        );
+    }
+
+    #[test]
+    fn an_app_window_is_checked_and_may_not_name_apps() {
+        let e = fleet_with(&[(
+            "web",
+            "targets: {stages: [prod]}\nwindows:\n- deny: {schedule: '0 0 * * *', duration: 1h}\n  apps: [api]\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("apps/web/app.yaml:4: windows.apps:"), "{e}");
+        let e = fleet_with(&[(
+            "web",
+            "targets: {stages: [prod]}\nwindows:\n- allow: {schedule: 'at noon', duration: 1h}\n",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("apps/web/app.yaml:3: windows.schedule:"),
+            "{e}"
+        );
+    }
+}

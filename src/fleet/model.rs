@@ -736,10 +736,11 @@ impl FleetFile {
             None => None,
         };
         let owners = checked_owners("fleet.yaml", self.owners)?;
-        let windows = super::windows::validate("fleet.yaml", self.windows, &self.stages.value, true)?
-            .into_iter()
-            .map(std::sync::Arc::new)
-            .collect();
+        let windows =
+            super::windows::validate("fleet.yaml", self.windows, &self.stages.value, true)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect();
         Ok(FleetSettings {
             stages: self.stages.value,
             rollout,
@@ -1282,10 +1283,11 @@ impl AppFile {
             }
             _ => None,
         };
-        let own_windows: Vec<_> = super::windows::validate(file, self.windows, &fleet.stages, false)?
-            .into_iter()
-            .map(std::sync::Arc::new)
-            .collect();
+        let own_windows: Vec<_> =
+            super::windows::validate(file, self.windows, &fleet.stages, false)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect();
         rollout.windows =
             super::windows::AppWindows::scoped(&fleet.windows, &own_windows, name, clusters);
         let mut seen = std::collections::BTreeSet::new();

@@ -331,7 +331,12 @@ pub struct AppWindows {
 impl AppWindows {
     /// The windows of `fleet` that name `app` (or no app) and those of the app, each
     /// with the clusters of `clusters` it covers.
-    pub fn scoped(fleet: &[Arc<Window>], own: &[Arc<Window>], app: &str, clusters: &[Cluster]) -> Self {
+    pub fn scoped(
+        fleet: &[Arc<Window>],
+        own: &[Arc<Window>],
+        app: &str,
+        clusters: &[Cluster],
+    ) -> Self {
         let scope = |w: &Arc<Window>, from_app: bool| ScopedWindow {
             window: w.clone(),
             from_app,
@@ -376,7 +381,9 @@ impl AppWindows {
                 .enumerate()
                 .filter(|(_, w)| w.clusters.contains(cluster))
         };
-        if let Some((_, w)) = covering().find(|(i, w)| w.window.kind == WindowKind::Deny && inside(*i)) {
+        if let Some((_, w)) =
+            covering().find(|(i, w)| w.window.kind == WindowKind::Deny && inside(*i))
+        {
             return Some(Closed {
                 why: format!("inside the {}", w.window.describe()),
                 blocks_reverts: w.window.block_reverts,
@@ -438,7 +445,11 @@ impl WindowsAt<'_> {
         for _ in 0..OPENING_SEARCH_STEPS {
             let ends: Vec<Option<SystemTime>> =
                 scoped.iter().map(|w| w.window.end_if_inside(t)).collect();
-            if self.windows.closed_by(cluster, |i| ends[i].is_some()).is_none() {
+            if self
+                .windows
+                .closed_by(cluster, |i| ends[i].is_some())
+                .is_none()
+            {
                 return Some(t);
             }
             // The next instant anything about this cluster changes: a covering window
@@ -493,9 +504,19 @@ mod tests {
         // Monday 2026-12-07 13:59 UTC is 21:59 in Shanghai: closed; 14:00 UTC opens.
         let before = w.at(at("2026-12-07T13:59:00Z"));
         let closed = before.closed("p1").unwrap();
-        assert!(closed.why.contains("outside the allow window '0 22 * * 1-4'"), "{}", closed.why);
+        assert!(
+            closed
+                .why
+                .contains("outside the allow window '0 22 * * 1-4'"),
+            "{}",
+            closed.why
+        );
         assert_eq!(before.next_opening("p1"), Some(at("2026-12-07T14:00:00Z")));
-        assert_eq!(before.closed("t1"), None, "test is not in the window's scope");
+        assert_eq!(
+            before.closed("t1"),
+            None,
+            "test is not in the window's scope"
+        );
         assert_eq!(w.at(at("2026-12-07T14:00:00Z")).closed("p1"), None);
         assert_eq!(w.at(at("2026-12-07T19:59:59Z")).closed("p1"), None);
         assert!(w.at(at("2026-12-07T20:00:00Z")).closed("p1").is_some());
@@ -512,7 +533,13 @@ mod tests {
         );
         assert_eq!(w.at(at("2026-12-07T11:59:00Z")).closed("t1"), None);
         let lunch = w.at(at("2026-12-07T12:30:00Z"));
-        assert!(lunch.closed("t1").unwrap().why.contains("inside the deny window"));
+        assert!(
+            lunch
+                .closed("t1")
+                .unwrap()
+                .why
+                .contains("inside the deny window")
+        );
         assert_eq!(lunch.next_opening("t1"), Some(at("2026-12-07T13:00:00Z")));
         // After the allow window, the next opening is the next morning.
         let evening = w.at(at("2026-12-07T19:00:00Z"));
@@ -565,7 +592,13 @@ mod tests {
         let clusters = [cluster("t1", "test")];
         let w = AppWindows::scoped(&fleet, &own, "web", &clusters);
         let holiday = w.at(at("2026-12-31T10:00:00Z"));
-        assert!(holiday.closed("t1").unwrap().why.contains("deny window '0 0 20 12 *'"));
+        assert!(
+            holiday
+                .closed("t1")
+                .unwrap()
+                .why
+                .contains("deny window '0 0 20 12 *'")
+        );
         assert!(!holiday.closed("t1").unwrap().blocks_reverts);
         // 408 h from 20 Dec is 6 Jan 00:00, a Wednesday: the fleet's allow window opens at 08:00.
         assert_eq!(holiday.next_opening("t1"), Some(at("2027-01-06T08:00:00Z")));

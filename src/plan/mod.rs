@@ -11,7 +11,6 @@ pub mod waves;
 
 pub use decide::{
     AppPlan, Approval, Decision, DependencyReadiness, GateState, PlanInput, Reason, Release,
-    dependency_readiness, describe_gate, plan_app, readiness_of,
-    release_gates, unrenderable_hash,
+    dependency_readiness, describe_gate, plan_app, readiness_of, release_gates, unrenderable_hash,
 };
 pub use waves::{batch_sizes, waves_for};

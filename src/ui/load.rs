@@ -182,11 +182,8 @@ impl Loader {
         let mut ordered = Vec::new();
         let mut plans = std::collections::HashMap::new();
         for (name, policy, depends_on, h) in &state.apps {
-            let dependencies = crate::plan::readiness_of(
-                depends_on.iter().map(String::as_str),
-                &plans,
-                &statuses,
-            );
+            let dependencies =
+                crate::plan::readiness_of(depends_on.iter().map(String::as_str), &plans, &statuses);
             let input = PlanInput {
                 app: name,
                 policy,
