@@ -489,3 +489,121 @@ async fn custom_resources_are_healthy_by_kstatus_or_by_the_fleets_cel_rule() {
     );
     b.finish().await;
 }
+
+/// A wave does not open while a custom resource of the canary is not ready: the
+/// canary is the real control plane, where a Gadget is current only by the fleet's CEL
+/// rule once its controller (the test) writes `status.running`; wave 1 is a simulated
+/// cluster. The agents coordinate through the repository's status refs, as deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_does_not_open_while_the_canarys_custom_resource_is_not_ready() {
+    use rollwave::agent::rollout::ClusterAgent;
+    use rollwave::status::Phase;
+
+    let b = Backend::real("custom-wave").await;
+    let app = b.ns.clone();
+    let manifest = format!(
+        "{}---\napiVersion: cel.example.com/v1\nkind: Gadget\nmetadata: {{name: g}}\nspec: {{wanted: 2}}\n",
+        crd("cel.example.com", "Gadget", "gadgets"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let v1 = common::git::work_repo(
+        &repo,
+        &[
+            (
+                "fleet.yaml",
+                "stages: [test, prod]\nrollout:\n  canary: [real-1]\n  bake: 0s\n  progressDeadline: 1h\nhealth:\n- apiVersion: cel.example.com/v1\n  kind: Gadget\n  current: status.running == spec.wanted\n",
+            ),
+            ("clusters/real-1.yaml", "name: real-1\nstage: test\n"),
+            ("clusters/sim-1.yaml", "name: sim-1\nstage: prod\n"),
+            (
+                &format!("apps/{app}/app.yaml"),
+                &format!("namespace: {app}\ntargets:\n  stages: [test, prod]\n"),
+            ),
+            (
+                &format!("apps/{app}/base/kustomization.yaml"),
+                "resources:\n- resources.yaml\n",
+            ),
+            (&format!("apps/{app}/base/resources.yaml"), &manifest),
+        ],
+    );
+    let sim = rollwave::sim::SimCluster::start(rollwave::sim::SimOptions::named("sim-1"))
+        .await
+        .unwrap();
+    let kubeconfig = rollwave::sim::kubeconfig(&[("sim-1".to_string(), sim.base_url())]);
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sim_client = kube::Client::try_from(config).unwrap();
+    let sim_reconciler = rollwave::apply::Reconciler::new(sim_client.clone(), "rollwave-system");
+    let crds = kube::Api::<kube::api::DynamicObject>::all_with(
+        sim_client,
+        &kube::api::ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    let mut canary = ClusterAgent::new("real-1", b.fresh_reconciler(), Duration::from_secs(60));
+    let mut wave_1 = ClusterAgent::new("sim-1", sim_reconciler, Duration::from_secs(60));
+    let path = repo.to_str().unwrap().to_string();
+    let phase_on = |cluster: &str| {
+        let (statuses, _) =
+            rollwave::source::statusref::read_statuses(&git2::Repository::open(&repo).unwrap());
+        statuses
+            .get(cluster)
+            .and_then(|s| s.apps.get(&app))
+            .map(|a| (a.release.clone(), a.phase))
+    };
+    let mut passes = async |n: usize| {
+        for _ in 0..n {
+            for agent in [&mut canary, &mut wave_1] {
+                agent
+                    .pass(&path, "main", std::time::SystemTime::now())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+
+    // Applied on the canary; its Gadget is not current: wave 1 waits, pass after pass.
+    passes(4).await;
+    assert_eq!(phase_on("real-1"), Some((v1.clone(), Phase::Progressing)));
+    assert_eq!(phase_on("sim-1"), None, "wave 1 took the release early");
+    let gadgets = crds.get_opt("gadgets.cel.example.com").await.unwrap();
+    assert!(gadgets.is_none(), "nothing of the release on wave 1");
+
+    // The controller reports it running as wanted: Healthy, and wave 1 opens.
+    let (code, _, err) = b.kubectl(&[
+        "patch",
+        "gadgets.cel.example.com",
+        "g",
+        "-n",
+        &app,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status": {"running": 2}}"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while phase_on("sim-1").is_none() {
+        assert!(Instant::now() < deadline, "wave 1 never opened");
+        passes(1).await;
+    }
+    assert_eq!(phase_on("real-1"), Some((v1.clone(), Phase::Healthy)));
+    assert_eq!(phase_on("sim-1").map(|(r, _)| r), Some(v1));
+    assert!(
+        crds.get_opt("gadgets.cel.example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    sim.shutdown().await;
+    b.finish().await;
+}

@@ -500,19 +500,7 @@ fn screenshot_dir() -> PathBuf {
 
 #[test]
 fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/setup");
-    let out = Command::new(&setup).output().expect("run tests/ui/setup");
-    assert!(
-        out.status.success(),
-        "tests/ui/setup failed (it needs node and npm):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} not found: install Debian's chromium package (apt-get install -y chromium), or set CHROMIUM"
-    );
+    let (node_path, chromium) = browser();
 
     let f = Fleet::new(Canary::Degraded);
     let ui = Ui::start(&f.work);
@@ -624,6 +612,82 @@ fn the_page_in_chromium_shows_the_waves_a_live_change_and_the_halt() {
         assert!(bytes.starts_with(b"\x89PNG"), "{png}");
         assert!(bytes.len() > 10_000, "{png} is nearly empty");
     }
+}
+
+/// Runs tests/ui/setup and returns NODE_PATH and the Chromium to drive.
+fn browser() -> (String, String) {
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/setup");
+    let out = Command::new(&setup).output().expect("run tests/ui/setup");
+    assert!(
+        out.status.success(),
+        "tests/ui/setup failed (it needs node and npm):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node_path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} not found: install Debian's chromium package (apt-get install -y chromium), or set CHROMIUM"
+    );
+    (node_path, chromium)
+}
+
+#[test]
+fn the_page_in_chromium_shows_the_freeze_banner_and_when_a_window_opens() {
+    let (node_path, chromium) = browser();
+    let f = Fleet::new(Canary::Baking);
+    // A deny window for web that began a minute ago, for two hours, and a freeze of api.
+    let began = SystemTime::now() - Duration::from_secs(60);
+    let secs = began
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let began = SystemTime::UNIX_EPOCH + Duration::from_secs(secs - secs % 60);
+    let (hour, minute) = (secs / 3600 % 24, secs / 60 % 60);
+    let fleet_yaml = std::fs::read_to_string(f.work.join("fleet.yaml")).unwrap()
+        + &format!(
+            "windows:\n- deny: {{schedule: '{minute} {hour} * * *', duration: 2h}}\n  apps: [web]\nfreeze:\n  reason: 'INC-4411: payment errors'\n  by: alice\n  apps: [api]\n"
+        );
+    commit_files(
+        &f.work,
+        &[("fleet.yaml", &fleet_yaml)],
+        "a window for web, api frozen",
+    );
+    let ui = Ui::start(&f.work);
+    let shots = screenshot_dir();
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/calendar.js"))
+        .arg(ui.url())
+        .arg(&shots)
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run node");
+    let seen: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    assert!(out.status.success(), "{seen}");
+    assert_eq!(
+        seen["banner"],
+        "Frozen: INC-4411: payment errors (alice) (apps: api). No new wave opens; reverts go through. `rollwave unfreeze` lifts it.",
+        "{seen}"
+    );
+    let opens = fmt(began + Duration::from_secs(7200));
+    let gates: Vec<&str> = seen["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        gates.first().is_some_and(|g| g
+            .starts_with("waiting: outside window: inside the deny window")
+            && g.contains(&format!("opens at {opens}"))),
+        "{gates:?}"
+    );
+    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
+    let png = std::fs::read(shots.join("calendar.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
 }
 
 #[test]

@@ -34,6 +34,9 @@ struct HeadState {
     /// Per app, in dependency order: its name, policy, `dependsOn` and history.
     apps: Vec<(String, RolloutSpec, Vec<String>, AppHistory)>,
     store: crate::status::StoreKind,
+    /// fleet.yaml's freeze and windows, for the banner.
+    freeze: Option<crate::fleet::Freeze>,
+    windows: Vec<std::sync::Arc<crate::fleet::windows::Window>>,
 }
 
 /// Where the fleet is read from, and what was read at the current head.
@@ -156,6 +159,8 @@ impl Loader {
                 subjects,
                 apps,
                 store: fleet.settings.status_store,
+                freeze: fleet.settings.freeze.clone(),
+                windows: fleet.settings.windows.clone(),
             });
         }
         let Some(state) = &self.head_state else {
@@ -176,6 +181,8 @@ impl Loader {
             subjects: &state.subjects,
             statuses: &statuses,
             unreadable: &unreadable,
+            freeze: state.freeze.as_ref(),
+            windows: &state.windows,
             now,
         };
         let mut apps = BTreeMap::new();

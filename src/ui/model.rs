@@ -63,6 +63,10 @@ pub struct FleetSource<'a> {
     pub statuses: &'a BTreeMap<String, ClusterStatus>,
     /// Why some status refs could not be read (`cluster: message`).
     pub unreadable: &'a [String],
+    /// The fleet's `freeze`, if fleet.yaml has one.
+    pub freeze: Option<&'a crate::fleet::Freeze>,
+    /// The fleet's change windows.
+    pub windows: &'a [std::sync::Arc<crate::fleet::windows::Window>],
     /// The time the view describes.
     pub now: SystemTime,
 }
@@ -298,6 +302,55 @@ pub struct FleetView {
     /// Why the last re-read of the repository failed, when it did: the view is then
     /// the last one read.
     pub error: Option<String>,
+    /// The freeze holding now (the page's banner), if any.
+    pub freeze: Option<FreezeBanner>,
+    /// The fleet's change windows, described.
+    pub windows: Vec<String>,
+}
+
+/// What the page's banner says of a freeze (DESIGN §4.8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FreezeBanner {
+    /// Why, and who said so.
+    pub reason: String,
+    /// When it ends by itself (RFC 3339), if it does.
+    pub until: Option<String>,
+    /// Its scope for people ("every app and cluster", "apps: api; stages: prod").
+    pub scope: String,
+}
+
+impl FreezeBanner {
+    /// The banner of `freeze` if it holds at `now`.
+    pub fn of(freeze: &crate::fleet::Freeze, now: SystemTime) -> Option<FreezeBanner> {
+        if freeze.until.is_some_and(|u| now >= u) {
+            return None;
+        }
+        let mut scope = Vec::new();
+        if !freeze.apps.is_empty() {
+            let apps: Vec<&str> = freeze.apps.iter().map(|a| a.value.as_str()).collect();
+            scope.push(format!("apps: {}", apps.join(", ")));
+        }
+        if !freeze.stages.is_empty() {
+            scope.push(format!("stages: {}", freeze.stages.join(", ")));
+        }
+        if !freeze.selector.is_empty() {
+            let labels: Vec<String> = freeze
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            scope.push(format!("clusters labelled {}", labels.join(", ")));
+        }
+        Some(FreezeBanner {
+            reason: freeze.reason.clone(),
+            until: freeze.until.map(fmt_time),
+            scope: if scope.is_empty() {
+                "every app and cluster".into()
+            } else {
+                scope.join("; ")
+            },
+        })
+    }
 }
 
 /// RFC 3339 with seconds, clamped to what the format can say.
@@ -622,6 +675,8 @@ pub fn fleet_view(src: &FleetSource<'_>, apps: &[AppView]) -> FleetView {
         apps,
         unreadable: src.unreadable.to_vec(),
         error: None,
+        freeze: src.freeze.and_then(|f| FreezeBanner::of(f, src.now)),
+        windows: src.windows.iter().map(|w| w.describe()).collect(),
     }
 }
 
@@ -813,6 +868,8 @@ mod tests {
             subjects: &subjects,
             statuses: &statuses,
             unreadable: &[],
+            freeze: None,
+            windows: &[],
             now: at(1010),
         };
         let policy = policy(60);

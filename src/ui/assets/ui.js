@@ -78,6 +78,17 @@ function showError(text) {
   b.hidden = !text;
 }
 
+// The freeze banner: the line is stopped for everyone in its scope until a reviewed
+// commit lifts it (or its end passes); reverts still go through.
+function showFreeze(freeze) {
+  const b = document.getElementById("freeze");
+  b.hidden = !freeze;
+  if (!freeze) { b.textContent = ""; return; }
+  b.textContent = "Frozen: " + freeze.reason + " (" + freeze.scope + ")" +
+    (freeze.until ? " until " + freeze.until : "") +
+    ". No new wave opens; reverts go through. `rollwave unfreeze` lifts it.";
+}
+
 function render() {
   const f = view.fleet;
   document.getElementById("head").textContent = f.head.short + " " + f.head.subject;
@@ -85,6 +96,7 @@ function render() {
   if (f.error) problems.push("The repository could not be re-read (showing the last state read): " + f.error);
   for (const u of f.unreadable) problems.push("Unreadable status: " + u);
   showError(problems.join("\n"));
+  showFreeze(f.freeze);
   renderApps(f);
   renderApp(view.app);
   writeHash();
