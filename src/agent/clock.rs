@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 /// [`Clock::adjustable`] clock lets anyone change.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
-    /// Milliseconds added to the system clock; `None`: the system clock itself.
-    offset_ms: Option<Arc<AtomicI64>>,
+    /// Nanoseconds added to the system clock; `None`: the system clock itself.
+    offset_ns: Option<Arc<AtomicI64>>,
 }
 
 impl Clock {
@@ -19,19 +19,19 @@ impl Clock {
     /// move with it.
     pub fn adjustable() -> Clock {
         Clock {
-            offset_ms: Some(Arc::new(AtomicI64::new(0))),
+            offset_ns: Some(Arc::new(AtomicI64::new(0))),
         }
     }
 
     /// Now.
     pub fn now(&self) -> SystemTime {
         let real = SystemTime::now();
-        let Some(offset) = &self.offset_ms else {
+        let Some(offset) = &self.offset_ns else {
             return real;
         };
-        let ms = offset.load(Ordering::SeqCst);
-        let shift = Duration::from_millis(ms.unsigned_abs());
-        let moved = if ms >= 0 {
+        let ns = offset.load(Ordering::SeqCst);
+        let shift = Duration::from_nanos(ns.unsigned_abs());
+        let moved = if ns >= 0 {
             real.checked_add(shift)
         } else {
             real.checked_sub(shift)
@@ -41,15 +41,16 @@ impl Clock {
 
     /// Makes it `at` now (it runs on from there). Has no effect on the system clock.
     pub fn set(&self, at: SystemTime) {
-        let Some(offset) = &self.offset_ms else {
+        let Some(offset) = &self.offset_ns else {
             return;
         };
         let real = SystemTime::now();
-        let ms = match at.duration_since(real) {
-            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
-            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        // i64 nanoseconds reach 292 years either way: far enough for any test.
+        let ns = match at.duration_since(real) {
+            Ok(ahead) => i64::try_from(ahead.as_nanos()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_nanos()).unwrap_or(i64::MAX),
         };
-        offset.store(ms, Ordering::SeqCst);
+        offset.store(ns, Ordering::SeqCst);
     }
 }
 

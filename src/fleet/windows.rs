@@ -92,6 +92,8 @@ pub struct Window {
     cron: Cron,
     /// How long it lasts from each start.
     pub duration: Duration,
+    /// The duration as written (`408h`), for messages.
+    pub duration_text: String,
     /// The zone its schedule is read in.
     pub zone: Tz,
     /// Only clusters of these stages (empty: every stage).
@@ -135,7 +137,7 @@ impl Window {
         format!(
             "{kind} window '{}' for {} ({}) at {}:{}",
             self.schedule,
-            humantime::format_duration(self.duration),
+            self.duration_text,
             self.zone.name(),
             self.file,
             self.line
@@ -248,6 +250,7 @@ pub fn validate(
                 schedule: spec.schedule.value.clone(),
                 cron,
                 duration,
+                duration_text: spec.duration.value.trim().to_string(),
                 zone,
                 stages: w.stages.into_iter().map(|s| s.value).collect(),
                 selector: w.selector,
@@ -305,7 +308,7 @@ fn parse_schedule(text: &str) -> Result<Cron, String> {
     for _ in 0..4 {
         match cron.find_next_occurrence(&from, true) {
             Ok(_) => return Ok(cron),
-            Err(_) => from = from + chrono::Duration::days(366),
+            Err(_) => from += chrono::Duration::days(366),
         }
     }
     Err(format!(
