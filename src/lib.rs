@@ -25,20 +25,22 @@ pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod contain;
-pub mod fieldset;
+pub mod demo;
 pub mod fleet;
-pub mod labels;
 pub mod metrics;
-pub mod names;
 pub mod plan;
 pub mod prometheus;
 pub mod render;
 pub mod review;
-pub mod schema;
-pub mod sim;
 pub mod source;
 pub mod status;
 pub mod tree;
 pub mod ui;
 pub mod vocab;
-pub mod yaml;
+
+// Shared with the simulated API server: the leaves both read manifests with.
+pub use manifest::{fieldset, labels, names, schema, yaml};
+
+/// The simulated Kubernetes clusters of the `sim` and `demo` commands and the tests:
+/// the `kube-sim` crate of this workspace.
+pub use kube_sim as sim;

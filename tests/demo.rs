@@ -81,7 +81,7 @@ fn the_demo_rolls_out_halts_and_reverts_with_every_expectation_met() {
         assert!(stdout.contains(line), "missing {line:?}:\n{stdout}");
     }
     // The analysis chapter runs when a prometheus binary is installed (./test does).
-    let analysis = if rollwave::sim::prometheus::find_binary().is_some() {
+    let analysis = if rollwave::demo::prometheus::find_binary().is_some() {
         "[ok] errors change halted at the canary by analysis"
     } else {
         "[skipped] errors change halted at the canary by analysis: install prometheus"
