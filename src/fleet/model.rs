@@ -1065,6 +1065,292 @@ pub struct App {
     pub depends_on: Vec<NameAt>,
 }
 
+/// What checking one app.yaml needs to know, and how it reports: every error names
+/// the file and the line, and names checked against the fleet say what exists.
+struct AppCheck<'a> {
+    file: &'a str,
+    name: &'a str,
+    fleet: &'a FleetSettings,
+    clusters: &'a [Cluster],
+}
+
+impl AppCheck<'_> {
+    fn invalid(&self, line: Option<u64>, message: String) -> FleetError {
+        FleetError::Invalid {
+            file: self.file.to_string(),
+            line,
+            message,
+        }
+    }
+
+    /// `s` names a stage of fleet.yaml.
+    fn stage(&self, s: &Spanned<String>, field: &str) -> Result<(), FleetError> {
+        if self.fleet.stages.contains(&s.value) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            Some(s.referenced.line()),
+            format!(
+                "{field}: '{}' is not a stage in fleet.yaml ({})",
+                s.value,
+                self.fleet.stages.join(", ")
+            ),
+        ))
+    }
+
+    /// `s` names a cluster of clusters/.
+    fn cluster(&self, s: &Spanned<String>, field: &str) -> Result<(), FleetError> {
+        if self.clusters.iter().any(|c| c.name == s.value) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            Some(s.referenced.line()),
+            format!("{field}: '{}' is not a cluster in clusters/", s.value),
+        ))
+    }
+
+    /// `p` is a relative path that stays inside the app directory.
+    fn inside_app(&self, p: &Spanned<String>, field: &str) -> Result<String, FleetError> {
+        let path = &p.value;
+        if path.is_empty() || path.starts_with('/') || path.split('/').any(|x| x == "..") {
+            return Err(self.invalid(
+                Some(p.referenced.line()),
+                format!("{field}: '{path}' must be a path inside the app directory"),
+            ));
+        }
+        Ok(path.clone())
+    }
+
+    /// The directory name, the refused `policy`/`tenancy` fields and the namespace;
+    /// the tenancy policy the app runs under.
+    fn identity(&self, app: &AppFile) -> Result<Option<super::tenancy::Policy>, FleetError> {
+        let name = self.name;
+        if !crate::names::is_dns_label(name) {
+            return Err(self.invalid(
+                None,
+                format!("app directory name '{name}' must be lower-case letters, digits and '-'"),
+            ));
+        }
+        for (field, at) in [("policy", &app.policy), ("tenancy", &app.tenancy)] {
+            if let Some(at) = at {
+                return Err(self.invalid(
+                    Some(at.referenced.line()),
+                    format!(
+                        "{field}: an app cannot choose its tenancy policy; fleet.yaml's tenancy.apps maps apps to policies (the platform team's file)"
+                    ),
+                ));
+            }
+        }
+        let policy = self
+            .fleet
+            .tenancy
+            .as_ref()
+            .map(|t| t.policy_of(name).clone());
+        if let Some(p) = &policy
+            && let Some(sa) = &p.service_account
+            && app.namespace.is_none()
+        {
+            return Err(self.invalid(
+                None,
+                format!(
+                    "namespace: required: policy '{}' applies the app as ServiceAccount {sa} of the app's namespace",
+                    p.name
+                ),
+            ));
+        }
+        if let Some(ns) = &app.namespace
+            && !crate::names::is_dns_label(&ns.value)
+        {
+            return Err(self.invalid(
+                Some(ns.referenced.line()),
+                format!(
+                    "namespace: '{}' is not a valid namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+                    ns.value
+                ),
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// `targets`, every name checked.
+    fn targets(&self, t: TargetsFile) -> Result<Targets, FleetError> {
+        if let Some(sel) = &t.selector {
+            check_labels(&sel.value, "targets.selector")
+                .map_err(|m| self.invalid(Some(sel.referenced.line()), m))?;
+        }
+        for s in &t.stages {
+            self.stage(s, "targets.stages")?;
+        }
+        for c in &t.clusters {
+            self.cluster(c, "targets.clusters")?;
+        }
+        for c in &t.exclude {
+            self.cluster(c, "targets.exclude")?;
+        }
+        Ok(Targets {
+            stages: t.stages.into_iter().map(|s| s.value).collect(),
+            selector: t.selector.map(|s| s.value).unwrap_or_default(),
+            clusters: t.clusters.into_iter().map(|s| s.value).collect(),
+            exclude: t.exclude.into_iter().map(|s| s.value).collect(),
+        })
+    }
+
+    /// One `overlays` rule: exactly one of cluster, selector or stage, and a path
+    /// inside the app directory.
+    fn overlay(&self, o: OverlayFile) -> Result<OverlayRule, FleetError> {
+        let path = o.path.value.clone();
+        let line = Some(o.path.referenced.line());
+        if path.starts_with('/') || path.split('/').any(|p| p == "..") {
+            return Err(self.invalid(
+                line,
+                format!("overlays.path: '{path}' must stay inside the app directory"),
+            ));
+        }
+        match (o.cluster, o.selector, o.stage) {
+            (Some(c), None, None) => {
+                self.cluster(&c, "overlays.cluster")?;
+                Ok(OverlayRule::Cluster {
+                    name: c.value,
+                    path,
+                })
+            }
+            (None, Some(labels), None) => {
+                check_labels(&labels.value, "overlays.selector")
+                    .map_err(|m| self.invalid(Some(labels.referenced.line()), m))?;
+                Ok(OverlayRule::Selector {
+                    labels: labels.value,
+                    path,
+                })
+            }
+            (None, None, Some(s)) => {
+                self.stage(&s, "overlays.stage")?;
+                Ok(OverlayRule::Stage {
+                    stage: s.value,
+                    path,
+                })
+            }
+            _ => Err(self.invalid(
+                line,
+                "overlays: each rule needs exactly one of 'cluster', 'selector' or 'stage'".into(),
+            )),
+        }
+    }
+
+    /// `helm`: the chart and values files inside the app directory, a valid release
+    /// name (default: the app's name).
+    fn helm(&self, h: HelmFile) -> Result<AppHelm, FleetError> {
+        let release_name = match h.release_name {
+            Some(r) => {
+                let ok = r.value.len() <= 53 && crate::names::is_dns_subdomain(&r.value);
+                if !ok {
+                    return Err(self.invalid(
+                        Some(r.referenced.line()),
+                        format!(
+                            "helm.releaseName: '{}' is not a valid release name: at most 53 lower-case letters, digits, '-' and '.'",
+                            r.value
+                        ),
+                    ));
+                }
+                r.value
+            }
+            None => self.name.to_string(),
+        };
+        let values_files = h
+            .values_files
+            .iter()
+            .map(|f| self.inside_app(f, "helm.valuesFiles"))
+            .collect::<Result<_, _>>()?;
+        Ok(AppHelm {
+            chart: self.inside_app(&h.chart, "helm.chart")?,
+            release_name,
+            values: h.values,
+            values_files,
+            include_crds: h.include_crds.unwrap_or(true),
+            skip_tests: h.skip_tests.unwrap_or(true),
+            skip_hooks: h.skip_hooks,
+        })
+    }
+
+    /// The rollout policy over the fleet's: its own canary checked (an inherited one
+    /// was checked against fleet.yaml), the pause, and the windows in force for it.
+    fn rollout(
+        &self,
+        own: Option<&RolloutFile>,
+        pause: (Option<Spanned<bool>>, Option<Spanned<String>>),
+        windows: Vec<Spanned<super::windows::WindowFile>>,
+    ) -> Result<RolloutSpec, FleetError> {
+        let mut rollout = match own {
+            Some(r) => r.apply_over(&self.fleet.rollout, self.file)?,
+            None => self.fleet.rollout.clone(),
+        };
+        if own.is_some_and(|r| r.canary.is_some())
+            && let Some(c) = rollout
+                .canary
+                .iter()
+                .find(|c| !self.clusters.iter().any(|x| x.name == c.value))
+        {
+            return Err(self.invalid(
+                Some(c.line),
+                format!(
+                    "rollout.canary: '{}' is not a cluster in clusters/",
+                    c.value
+                ),
+            ));
+        }
+        rollout.paused = match pause {
+            (Some(p), reason) if p.value => match reason {
+                Some(r) if !r.value.trim().is_empty() => Some(r.value),
+                _ => {
+                    return Err(self.invalid(
+                        Some(p.referenced.line()),
+                        "paused: true needs pauseReason: say why, for the people who see the rollout stop (rollwave pause APP --reason writes both)".into(),
+                    ));
+                }
+            },
+            (_, Some(r)) => {
+                return Err(self.invalid(
+                    Some(r.referenced.line()),
+                    "pauseReason without paused: true; remove it, or pause the app".into(),
+                ));
+            }
+            _ => None,
+        };
+        let own_windows: Vec<_> =
+            super::windows::validate(self.file, windows, &self.fleet.stages, false)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect();
+        rollout.windows = super::windows::AppWindows::scoped(
+            &self.fleet.windows,
+            &own_windows,
+            self.name,
+            self.clusters,
+        );
+        Ok(rollout)
+    }
+
+    /// `dependsOn`: no app twice, not the app itself (names and cycles are checked
+    /// once every app is loaded).
+    fn depends_on(&self, names: &[Spanned<String>]) -> Result<Vec<NameAt>, FleetError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in names {
+            if d.value == self.name {
+                return Err(self.invalid(
+                    Some(d.referenced.line()),
+                    format!("dependsOn: '{}' cannot depend on itself", self.name),
+                ));
+            }
+            if !seen.insert(&d.value) {
+                return Err(self.invalid(
+                    Some(d.referenced.line()),
+                    format!("dependsOn: '{}' is listed twice", d.value),
+                ));
+            }
+        }
+        Ok(names.iter().map(name_at).collect())
+    }
+}
+
 impl AppFile {
     /// Checks names against the fleet and resolves the rollout policy.
     pub fn validate(
@@ -1074,248 +1360,31 @@ impl AppFile {
         fleet: &FleetSettings,
         clusters: &[Cluster],
     ) -> Result<App, FleetError> {
-        let invalid = |line: Option<u64>, message: String| FleetError::Invalid {
-            file: file.to_string(),
-            line,
-            message,
+        let check = AppCheck {
+            file,
+            name,
+            fleet,
+            clusters,
         };
-        if !crate::names::is_dns_label(name) {
-            return Err(invalid(
-                None,
-                format!("app directory name '{name}' must be lower-case letters, digits and '-'"),
-            ));
-        }
-        let stage_ok = |s: &Spanned<String>, field: &str| {
-            if fleet.stages.contains(&s.value) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    Some(s.referenced.line()),
-                    format!(
-                        "{field}: '{}' is not a stage in fleet.yaml ({})",
-                        s.value,
-                        fleet.stages.join(", ")
-                    ),
-                ))
-            }
-        };
-        let cluster_ok = |s: &Spanned<String>, field: &str| {
-            if clusters.iter().any(|c| c.name == s.value) {
-                Ok(())
-            } else {
-                Err(invalid(
-                    Some(s.referenced.line()),
-                    format!("{field}: '{}' is not a cluster in clusters/", s.value),
-                ))
-            }
-        };
-        for (field, at) in [("policy", &self.policy), ("tenancy", &self.tenancy)] {
-            if let Some(at) = at {
-                return Err(invalid(
-                    Some(at.referenced.line()),
-                    format!(
-                        "{field}: an app cannot choose its tenancy policy; fleet.yaml's tenancy.apps maps apps to policies (the platform team's file)"
-                    ),
-                ));
-            }
-        }
-        let policy = fleet.tenancy.as_ref().map(|t| t.policy_of(name).clone());
-        if let Some(p) = &policy
-            && let Some(sa) = &p.service_account
-            && self.namespace.is_none()
-        {
-            return Err(invalid(
-                None,
-                format!(
-                    "namespace: required: policy '{}' applies the app as ServiceAccount {sa} of the app's namespace",
-                    p.name
-                ),
-            ));
-        }
-        if let Some(ns) = &self.namespace
-            && !crate::names::is_dns_label(&ns.value)
-        {
-            return Err(invalid(
-                Some(ns.referenced.line()),
-                format!(
-                    "namespace: '{}' is not a valid namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit",
-                    ns.value
-                ),
-            ));
-        }
-        if let Some(sel) = &self.targets.selector {
-            check_labels(&sel.value, "targets.selector")
-                .map_err(|m| invalid(Some(sel.referenced.line()), m))?;
-        }
-        for s in &self.targets.stages {
-            stage_ok(s, "targets.stages")?;
-        }
-        for c in &self.targets.clusters {
-            cluster_ok(c, "targets.clusters")?;
-        }
-        for c in &self.targets.exclude {
-            cluster_ok(c, "targets.exclude")?;
-        }
-        let mut overlays = Vec::new();
-        for o in self.overlays {
-            let path = o.path.value.clone();
-            let line = Some(o.path.referenced.line());
-            if path.starts_with('/') || path.split('/').any(|p| p == "..") {
-                return Err(invalid(
-                    line,
-                    format!("overlays.path: '{path}' must stay inside the app directory"),
-                ));
-            }
-            let rule = match (o.cluster, o.selector, o.stage) {
-                (Some(c), None, None) => {
-                    cluster_ok(&c, "overlays.cluster")?;
-                    OverlayRule::Cluster {
-                        name: c.value,
-                        path,
-                    }
-                }
-                (None, Some(labels), None) => {
-                    check_labels(&labels.value, "overlays.selector")
-                        .map_err(|m| invalid(Some(labels.referenced.line()), m))?;
-                    OverlayRule::Selector {
-                        labels: labels.value,
-                        path,
-                    }
-                }
-                (None, None, Some(s)) => {
-                    stage_ok(&s, "overlays.stage")?;
-                    OverlayRule::Stage {
-                        stage: s.value,
-                        path,
-                    }
-                }
-                _ => {
-                    return Err(invalid(
-                        line,
-                        "overlays: each rule needs exactly one of 'cluster', 'selector' or 'stage'"
-                            .into(),
-                    ));
-                }
-            };
-            overlays.push(rule);
-        }
-        let rollout = match &self.rollout {
-            Some(r) => r.apply_over(&fleet.rollout, file)?,
-            None => fleet.rollout.clone(),
-        };
-        let inside_app = |p: &Spanned<String>, field: &str| {
-            let path = &p.value;
-            if path.is_empty() || path.starts_with('/') || path.split('/').any(|x| x == "..") {
-                Err(invalid(
-                    Some(p.referenced.line()),
-                    format!("{field}: '{path}' must be a path inside the app directory"),
-                ))
-            } else {
-                Ok(path.clone())
-            }
-        };
-        let helm = match self.helm {
-            None => None,
-            Some(h) => {
-                let release_name = match h.release_name {
-                    Some(r) => {
-                        let ok = r.value.len() <= 53 && crate::names::is_dns_subdomain(&r.value);
-                        if !ok {
-                            return Err(invalid(
-                                Some(r.referenced.line()),
-                                format!(
-                                    "helm.releaseName: '{}' is not a valid release name: at most 53 lower-case letters, digits, '-' and '.'",
-                                    r.value
-                                ),
-                            ));
-                        }
-                        r.value
-                    }
-                    None => name.to_string(),
-                };
-                let mut values_files = Vec::new();
-                for f in &h.values_files {
-                    values_files.push(inside_app(f, "helm.valuesFiles")?);
-                }
-                Some(AppHelm {
-                    chart: inside_app(&h.chart, "helm.chart")?,
-                    release_name,
-                    values: h.values,
-                    values_files,
-                    include_crds: h.include_crds.unwrap_or(true),
-                    skip_tests: h.skip_tests.unwrap_or(true),
-                    skip_hooks: h.skip_hooks,
-                })
-            }
-        };
-        // An inherited canary list is checked once, against fleet.yaml.
-        let own_canary = self.rollout.as_ref().is_some_and(|r| r.canary.is_some());
-        for c in rollout.canary.iter().filter(|_| own_canary) {
-            if !clusters.iter().any(|x| x.name == c.value) {
-                return Err(invalid(
-                    Some(c.line),
-                    format!(
-                        "rollout.canary: '{}' is not a cluster in clusters/",
-                        c.value
-                    ),
-                ));
-            }
-        }
-        let owners = checked_owners(file, self.owners)?;
-        let mut rollout = rollout;
-        rollout.paused = match (&self.paused, self.pause_reason) {
-            (Some(p), reason) if p.value => match reason {
-                Some(r) if !r.value.trim().is_empty() => Some(r.value),
-                _ => {
-                    return Err(FleetError::Invalid {
-                        file: file.to_string(),
-                        line: Some(p.referenced.line()),
-                        message: "paused: true needs pauseReason: say why, for the people who see the rollout stop (rollwave pause APP --reason writes both)".into(),
-                    });
-                }
-            },
-            (_, Some(r)) => {
-                return Err(FleetError::Invalid {
-                    file: file.to_string(),
-                    line: Some(r.referenced.line()),
-                    message: "pauseReason without paused: true; remove it, or pause the app".into(),
-                });
-            }
-            _ => None,
-        };
-        let own_windows: Vec<_> =
-            super::windows::validate(file, self.windows, &fleet.stages, false)?
-                .into_iter()
-                .map(std::sync::Arc::new)
-                .collect();
-        rollout.windows =
-            super::windows::AppWindows::scoped(&fleet.windows, &own_windows, name, clusters);
-        let mut seen = std::collections::BTreeSet::new();
-        for d in &self.depends_on {
-            if d.value == name {
-                return Err(invalid(
-                    Some(d.referenced.line()),
-                    format!("dependsOn: '{name}' cannot depend on itself"),
-                ));
-            }
-            if !seen.insert(&d.value) {
-                return Err(invalid(
-                    Some(d.referenced.line()),
-                    format!("dependsOn: '{}' is listed twice", d.value),
-                ));
-            }
-        }
+        let policy = check.identity(&self)?;
+        let targets = check.targets(self.targets)?;
+        let overlays = self
+            .overlays
+            .into_iter()
+            .map(|o| check.overlay(o))
+            .collect::<Result<_, _>>()?;
+        let helm = self.helm.map(|h| check.helm(h)).transpose()?;
+        let rollout = check.rollout(
+            self.rollout.as_ref(),
+            (self.paused, self.pause_reason),
+            self.windows,
+        )?;
         Ok(App {
-            owners,
-            depends_on: self.depends_on.iter().map(name_at).collect(),
+            owners: checked_owners(file, self.owners)?,
+            depends_on: check.depends_on(&self.depends_on)?,
             name: name.to_string(),
             namespace: self.namespace.map(|n| n.value),
-            targets: Targets {
-                stages: self.targets.stages.into_iter().map(|s| s.value).collect(),
-                selector: self.targets.selector.map(|s| s.value).unwrap_or_default(),
-                clusters: self.targets.clusters.into_iter().map(|s| s.value).collect(),
-                exclude: self.targets.exclude.into_iter().map(|s| s.value).collect(),
-            },
+            targets,
             overlays,
             values: self.values,
             rollout,
