@@ -16,10 +16,12 @@
 //! - [`ui`]: the web view; [`review`]: what a change does, for a pull request;
 //!   [`cli`]: the command line.
 //! - [`sim`]: simulated clusters (an API server real clients accept), for `rollwave
-//!   sim`, `rollwave demo` and the tests.
-//! - Shared leaves: [`yaml`] (bounded parsing), [`schema`] (scope of built-in kinds,
-//!   merge keys), [`fieldset`] (server-side apply's field sets), [`labels`] (selector
-//!   syntax), [`names`] (name syntax), [`vocab`] (label and annotation names).
+//!   sim`, `rollwave demo` and the tests: the workspace's `kube-sim` crate;
+//!   [`demo`]: the demo's story; [`signals`]: stopping long-running commands.
+//! - Shared leaves, from the workspace's `manifest` crate: [`yaml`] (bounded parsing),
+//!   [`schema`] (scope of built-in kinds, merge keys), [`fieldset`] (server-side
+//!   apply's field sets), [`labels`] (selector syntax), [`names`] (name syntax); and
+//!   [`vocab`] (label and annotation names).
 
 pub mod agent;
 pub mod apply;
@@ -32,6 +34,7 @@ pub mod plan;
 pub mod prometheus;
 pub mod render;
 pub mod review;
+pub mod signals;
 pub mod source;
 pub mod status;
 pub mod tree;

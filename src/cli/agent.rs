@@ -187,7 +187,7 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             });
         }
-        let stop = super::sim::wait_for_signal();
+        let stop = crate::signals::wait_for_signal();
         let agent = Agent::connect(config, true).await?;
         agent.run(stop).await?;
         Ok(ExitCode::SUCCESS)

@@ -76,7 +76,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         // Installed before the kubeconfig appears: a SIGTERM right after must stop us
         // cleanly, not kill the process.
-        let stop = wait_for_signal();
+        let stop = crate::signals::wait_for_signal();
         let mut clusters = Vec::new();
         for name in &names {
             let mut opts = SimOptions::named(name);
@@ -132,30 +132,6 @@ async fn wait_ready(clusters: &[SimCluster]) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A future that resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
-/// called, not when the future is first polled, so a signal that arrives while the
-/// caller is busy elsewhere is not lost (and does not kill the process).
-pub(super) fn wait_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            return Box::pin(async move {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            });
-        }
-    }
-    Box::pin(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
 }
 
 /// The kubeconfig points at ports that are about to close; remove it so nobody uses

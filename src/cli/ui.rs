@@ -72,7 +72,7 @@ pub fn run(args: &UiArgs) -> anyhow::Result<ExitCode> {
         let _ = out.flush();
         drop(out);
         tokio::select! {
-            _ = super::sim::wait_for_signal() => {}
+            _ = crate::signals::wait_for_signal() => {}
             _ = server.wait() => {}
         }
         Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
-//! The demo's parts that are not command-line handling: a real Prometheus launched to
-//! scrape the simulated clusters' traffic, so the demo's analysis runs against the
-//! real thing.
+//! `rollwave demo`'s story ([`story`]: simulated clusters, their agents, a good change,
+//! a bad one and its revert, each expectation checked) and what it runs beside the
+//! clusters: a real Prometheus scraping their traffic ([`prometheus`]).
 
 pub mod prometheus;
+pub mod story;
