@@ -22,8 +22,9 @@ use crate::prometheus::Prometheus;
 use crate::render::render;
 use crate::source::GitTree;
 use crate::source::repo::GitRepo;
-use crate::source::statusref::{push_status, write_status};
+use crate::source::statusref::push_status;
 use crate::status::hub::Hub;
+use crate::status::store::{Store, StoreError};
 use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase, StoreKind};
 
 /// One cluster's agent state across passes.
@@ -77,7 +78,7 @@ pub struct ClusterAgent {
     /// The status hub (agent config `hub:`), for fleets whose statuses live there.
     hub: Option<Arc<Hub>>,
     /// Where the last pass found the fleet's statuses (fleet.yaml `status.store`).
-    store: StoreKind,
+    store: Store,
     /// Write the next status even if nothing changed (see
     /// [`ClusterAgent::beat_with_others`]).
     beat_now: bool,
@@ -258,7 +259,7 @@ impl ClusterAgent {
             next_analysis: None,
             notifier: None,
             hub: None,
-            store: StoreKind::Git,
+            store: Store::Refs,
             beat_now: false,
             opened_gate: false,
         }
@@ -273,7 +274,7 @@ impl ClusterAgent {
 
     /// Where the last pass found the fleet's statuses.
     pub fn store(&self) -> StoreKind {
-        self.store
+        self.store.kind()
     }
 
     /// The status written last, for the caller to publish (see
@@ -290,27 +291,28 @@ impl ClusterAgent {
         g: &GitRepo,
         store: StoreKind,
     ) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
-        self.store = store;
-        let mut statuses = match (store, &self.hub) {
-            // Unreadable refs are logged where they are read.
-            (StoreKind::Git, _) => g.statuses()?.0,
-            (StoreKind::Kubernetes, None) => anyhow::bail!(
+        self.store = match Store::open(store, self.hub.as_ref()) {
+            Ok(s) => s,
+            Err(StoreError::NoHub) => anyhow::bail!(
                 "fleet.yaml says `status: {{store: kubernetes}}` but this agent's config has no `hub:` (how to reach the status hub); nothing is applied and no status is published until it has one, and peers see this cluster as Unknown"
             ),
-            (StoreKind::Kubernetes, Some(hub)) => {
-                let (mut statuses, errors) = hub.read().await?;
-                for e in errors {
-                    tracing::warn!(error = %e, "ignoring unreadable peer status");
-                }
-                if !statuses.contains_key(&self.cluster) && self.last_written.is_none() {
-                    let (refs, _) = crate::source::statusref::read_statuses(&g.repository()?);
-                    if let Some(own) = refs.get(&self.cluster) {
-                        statuses.insert(self.cluster.clone(), own.clone());
-                    }
-                }
-                statuses
-            }
+            Err(e) => return Err(e.into()),
         };
+        let repo = g.repository()?;
+        let (mut statuses, errors) = self.store.read(&repo).await?;
+        if self.store.kind() == StoreKind::Kubernetes {
+            // Unreadable refs are logged where they are read.
+            for e in errors {
+                tracing::warn!(error = %e, "ignoring unreadable peer status");
+            }
+            // A fleet moving from the Git store: this cluster starts from its ref.
+            if !statuses.contains_key(&self.cluster) && self.last_written.is_none() {
+                let (refs, _) = Store::Refs.read_now(&repo);
+                if let Some(own) = refs.get(&self.cluster) {
+                    statuses.insert(self.cluster.clone(), own.clone());
+                }
+            }
+        }
         if let Some((_, own)) = &self.last_written {
             statuses.insert(self.cluster.clone(), own.clone());
         }
@@ -849,13 +851,13 @@ impl ClusterAgent {
     /// Writes the pending status to the hub, when the fleet's statuses live there; a
     /// failure is logged and the status stays pending for the next pass.
     pub async fn publish_to_hub(&mut self) {
-        if self.store != StoreKind::Kubernetes || !self.push_pending() {
+        if self.store.kind() != StoreKind::Kubernetes || !self.push_pending() {
             return;
         }
-        let (Some(hub), Some((_, status))) = (&self.hub, &self.last_written) else {
+        let Some((_, status)) = &self.last_written else {
             return;
         };
-        match hub.write(status).await {
+        match self.store.publish(status).await {
             Ok(()) => self.push_pending = false,
             Err(e) => tracing::warn!(
                 cluster = %self.cluster,
@@ -917,17 +919,15 @@ impl ClusterAgent {
                 interval: self.heartbeat.as_secs().max(1),
                 apps,
             };
-            match (self.store, &self.hub) {
-                (StoreKind::Git, _) => {
-                    write_status(&g.repository()?, &status)?;
-                }
-                (StoreKind::Kubernetes, Some(hub)) => hub.remember(&status),
-                (StoreKind::Kubernetes, None) => {}
-            }
+            self.store.record(&g.repository()?, &status)?;
             self.last_written = Some((Instant::now(), status));
             self.push_pending = true;
         }
-        if !self.push_pending || !self.push || self.defer_push || self.store != StoreKind::Git {
+        if !self.push_pending
+            || !self.push
+            || self.defer_push
+            || self.store.kind() != StoreKind::Git
+        {
             return Ok(());
         }
         let Some(mirror) = g.mirror() else {

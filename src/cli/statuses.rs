@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::fleet::Fleet;
 use crate::source::repo::GitRepo;
 use crate::status::ClusterStatus;
+use crate::status::store::Store;
 
 /// Every cluster's status from the store fleet.yaml names: the status refs, or the
 /// hub reached as `hub` says. With the hub, clusters that still publish fresh status
@@ -29,15 +30,19 @@ pub fn fleet_statuses(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (statuses, errors) = runtime
-        .block_on(async {
-            let client = crate::agent::daemon::client_for(&hub.connection()).await?;
-            let hub = crate::status::hub::Hub::new(client, &hub.hub_namespace, Default::default());
-            anyhow::Ok(hub.list().await?)
-        })
-        .context(
-            "fleet.yaml keeps statuses on a hub (status: {store: kubernetes}); reach it with --hub-kubeconfig and --hub-context",
-        )?;
+    let reach = "reach the hub with --hub-kubeconfig and --hub-context";
+    let (statuses, errors) = runtime.block_on(async {
+        let client = crate::agent::daemon::client_for(&hub.connection())
+            .await
+            .context(reach)?;
+        let hub = std::sync::Arc::new(crate::status::hub::Hub::new(
+            client,
+            &hub.hub_namespace,
+            Default::default(),
+        ));
+        let store = Store::open(fleet.settings.status_store, Some(&hub))?;
+        store.read(&g.repository()?).await.context(reach)
+    })?;
     for e in errors {
         eprintln!("warning: {e}");
     }

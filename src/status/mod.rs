@@ -7,6 +7,7 @@
 
 pub mod hub;
 pub mod object;
+pub mod store;
 
 use std::collections::BTreeMap;
 

@@ -15,7 +15,7 @@ use crate::fleet::RolloutSpec;
 use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, plan_app, release_gates};
 use crate::source::repo::{GitAccess, GitRepo};
-use crate::source::statusref::read_statuses;
+use anyhow::Context;
 
 /// Everything the page and the API serve, as of one read.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,13 +166,10 @@ impl Loader {
         let Some(state) = &self.head_state else {
             anyhow::bail!("{}: no head read", self.repo);
         };
-        let (statuses, errors) = match (state.store, &self.hub) {
-            (crate::status::StoreKind::Git, _) => read_statuses(&repo),
-            (crate::status::StoreKind::Kubernetes, Some(hub)) => hub.snapshot(),
-            (crate::status::StoreKind::Kubernetes, None) => anyhow::bail!(
-                "fleet.yaml keeps statuses on a hub (status: {{store: kubernetes}}); restart `rollwave ui` with --hub-kubeconfig and --hub-context (given from the start, the page follows such a move without a restart)"
-            ),
-        };
+        let store = crate::status::store::Store::open(state.store, self.hub.as_ref()).context(
+            "the page cannot show statuses: restart `rollwave ui` with --hub-kubeconfig and --hub-context (given from the start, the page follows such a move without a restart)",
+        )?;
+        let (statuses, errors) = store.read_now(&repo);
         let unreadable: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let head_sha = head.to_string();
         let src = FleetSource {
