@@ -498,7 +498,7 @@ fn a_bad_notify_entry_names_its_line_and_field() {
     };
     assert_eq!(
         err("- url: http://x/\n  events: [Healthy, Deployed]\n"),
-        "agent.yaml:5: field 'notify[0].events': unknown event 'Deployed'; the events are Progressing, Healthy, Degraded, Inconclusive, RolledBack, Halted"
+        "agent.yaml:5: field 'notify[0].events': unknown event 'Deployed'; the events are Progressing, Healthy, Degraded, Inconclusive, RolledBack, Halted, Frozen, Unfrozen"
     );
     assert_eq!(
         err("- url: ftp://x/\n"),

@@ -18,6 +18,7 @@ use anyhow::Context;
 
 use super::config::{AgentConfig, Connection};
 use super::rollout::ClusterAgent;
+use super::timers::{Fired, Timers};
 use super::{AppResult, Memory, PassReport, Source, reconcile_cluster_with};
 use crate::apply::Reconciler;
 use crate::apply::drift::LiveCache;
@@ -82,16 +83,6 @@ struct Managed {
     /// It has completed a pass since the agent started.
     passed: bool,
 }
-
-/// Longest a finished pass's status waits for the other clusters' passes of its round
-/// before it is pushed without them.
-const STATUS_BATCH_WAIT: Duration = Duration::from_secs(5);
-
-/// How soon a cluster with an app still Progressing makes another pass.
-const PROGRESS_RECHECK: Duration = Duration::from_secs(3);
-
-/// Shortest time between passes started by peers' changes on the status hub.
-const PEER_WAKE_GAP: Duration = Duration::from_secs(1);
 
 /// What one round of passes reads: the repository, read once for every cluster
 /// (shared by passes on the agent's one thread; a Git repository is not `Sync`).
@@ -596,57 +587,33 @@ impl Agent {
         type Running =
             std::pin::Pin<Box<dyn Future<Output = (Managed, anyhow::Result<PassReport>)>>>;
         let mut running: futures_util::stream::FuturesUnordered<Running> = Default::default();
-        // Drift passes are rate-limited: the first change starts the clock, the pass
-        // follows `drift_interval` later; a commit or a stop is not held up.
-        let mut drift_at: Option<tokio::time::Instant> = None;
-        // Clusters whose managed objects changed, waiting for drift_at; then due a pass
-        // (until it starts: a cluster in a pass makes it when that one ends).
-        let mut drifting: std::collections::BTreeSet<String> = Default::default();
-        let mut drifted: std::collections::BTreeSet<String> = Default::default();
-        // Clusters with an app still Progressing, and when they look again.
-        let mut rechecks: std::collections::BTreeMap<String, tokio::time::Instant> =
-            Default::default();
-        // A running analysis has its next measurement due then: a pass is started for
-        // it, whatever the poll interval.
-        let mut analysis_at: Option<tokio::time::Instant> = None;
-        // Wakes so far (the start counts as one); a cluster whose last pass started
-        // before the latest wake is due another.
-        let mut wakes: u64 = 1;
-        // The repository the latest passes read (statuses are pushed through it), and
-        // since when a finished pass's status waits for the others of its round.
+        let mut timers = Timers::new(self.config.drift_interval);
+        // The repository the latest passes read (statuses are pushed through it).
         let mut last_repo: Option<Rc<GitRepo>> = None;
-        let mut waiting_since: Option<tokio::time::Instant> = None;
-        // What the last round read, and whether the next round must fetch.
+        // What the last round read.
         let mut last_input: Option<Input> = None;
-        let mut fetch_due = true;
-        // A peer's change on the status hub starts a pass PEER_WAKE_GAP later, so a
-        // burst of changes across the fleet costs one pass.
         let hub = self.hub.clone();
-        let mut peers_at: Option<tokio::time::Instant> = None;
         let mut stop = std::pin::pin!(stop);
         loop {
-            let due = |c: &Managed| c.seen < wakes || drifted.contains(&c.name);
-            if self.clusters.iter().any(due) {
+            if self.clusters.iter().any(|c| timers.is_due(&c.name, c.seen)) {
                 let now = self.config.clock.now();
                 // A wake from a managed object, a peer or an analysis reads what the
                 // last fetch brought: only the poll, a webhook or a local commit
                 // (and the start) ask the Git server again.
-                let input = match (&last_input, fetch_due) {
+                let input = match (&last_input, timers.take_fetch_due()) {
                     (Some(Input::Rollout(g)), false) => Input::Rollout(g.clone()),
                     _ => self.read_input(),
                 };
-                fetch_due = false;
                 last_input = Some(input.clone());
                 if let Input::Rollout(g) = &input {
                     last_repo = Some(g.clone());
                 }
                 let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
                     .into_iter()
-                    .partition(due);
+                    .partition(|c| timers.is_due(&c.name, c.seen));
                 self.clusters = idle;
                 for mut c in due {
-                    drifted.remove(&c.name);
-                    c.seen = wakes;
+                    c.seen = timers.starting(&c.name);
                     clock.started(&c.name);
                     let (input, metrics) = (input.clone(), self.metrics.clone());
                     running.push(Box::pin(async move {
@@ -668,16 +635,13 @@ impl Agent {
                         // A gate it opened may let the agent's other clusters move:
                         // they make a pass (without a fetch), it does not.
                         if agent.take_opened_gate() && self.config.clusters.len() > 1 {
-                            wakes += 1;
-                            c.seen = wakes;
+                            c.seen = timers.rewake();
                         }
                     }
                     if let Runner::Rollout(agent) = &c.runner
                         && agent.progressing()
                     {
-                        rechecks
-                            .entry(c.name.clone())
-                            .or_insert_with(|| tokio::time::Instant::now() + PROGRESS_RECHECK);
+                        timers.recheck(&c.name);
                     }
                     if let Runner::Rollout(agent) = &c.runner
                         && let Some(due) = agent.next_analysis()
@@ -685,18 +649,17 @@ impl Agent {
                         let wait = due
                             .duration_since(self.config.clock.now())
                             .unwrap_or(Duration::ZERO);
-                        let at = tokio::time::Instant::now() + wait;
-                        analysis_at = Some(analysis_at.map_or(at, |a| a.min(at)));
+                        timers.analysis_in(wait);
                     }
                     self.clusters.push(c);
                     // One push for the round's statuses; a cluster whose pass hangs
                     // holds the others' back by STATUS_BATCH_WAIT at most.
-                    let waited = *waiting_since.get_or_insert_with(tokio::time::Instant::now);
-                    if (running.is_empty() || waited.elapsed() >= STATUS_BATCH_WAIT)
+                    let waited = timers.batch_waited_enough();
+                    if (running.is_empty() || waited)
                         && let Some(g) = &last_repo
                     {
                         self.push_statuses(g).await;
-                        waiting_since = None;
+                        timers.batch_pushed();
                     }
                     if running.is_empty() {
                         // Back in the configured order (passes and the final status
@@ -714,56 +677,22 @@ impl Agent {
                         ready.store(true, Ordering::Release);
                     }
                 }
-                _ = wake.woken() => {
-                    wakes += 1;
-                    fetch_due = true;
-                }
-                _ = async { tokio::time::sleep_until(waiting_since.unwrap_or_else(tokio::time::Instant::now) + STATUS_BATCH_WAIT).await },
-                    if waiting_since.is_some() => {
+                _ = wake.woken() => timers.woken(),
+                fired = timers.next() => {
                     // A pass still running holds the finished ones' statuses no longer.
-                    if let Some(g) = &last_repo {
+                    if fired == Fired::StatusBatch && let Some(g) = &last_repo {
                         self.push_statuses(g).await;
                     }
-                    waiting_since = None;
-                }
-                _ = async { tokio::time::sleep_until(analysis_at.unwrap_or_else(tokio::time::Instant::now)).await },
-                    if analysis_at.is_some() => {
-                    analysis_at = None;
-                    wakes += 1;
-                }
-                _ = async { tokio::time::sleep_until(rechecks.values().min().copied().unwrap_or_else(tokio::time::Instant::now)).await },
-                    if !rechecks.is_empty() => {
-                    let now = tokio::time::Instant::now();
-                    let due: Vec<String> = rechecks
-                        .iter()
-                        .filter(|(_, at)| **at <= now)
-                        .map(|(c, _)| c.clone())
-                        .collect();
-                    for c in due {
-                        rechecks.remove(&c);
-                        drifted.insert(c);
-                    }
-                }
-                _ = async { tokio::time::sleep_until(drift_at.unwrap_or_else(tokio::time::Instant::now)).await },
-                    if drift_at.is_some() => {
-                    drift_at = None;
-                    // Only the clusters whose objects changed make a pass.
-                    drifted.append(&mut drifting);
-                }
-                _ = async { tokio::time::sleep_until(peers_at.unwrap_or_else(tokio::time::Instant::now)).await },
-                    if peers_at.is_some() => {
-                    peers_at = None;
-                    wakes += 1;
+                    timers.fire(fired);
                 }
                 _ = async { match &hub { Some(h) => h.changed().await, None => std::future::pending().await } },
-                    if peers_at.is_none() => {
+                    if timers.peers_idle() => {
                     tracing::debug!("a peer's status changed on the hub");
-                    peers_at = Some(tokio::time::Instant::now() + PEER_WAKE_GAP);
+                    timers.peer_changed();
                 }
-                (cluster, apps) = any_drift(&caches), if drift_at.is_none() => {
+                (cluster, apps) = any_drift(&caches), if timers.drift_idle() => {
                     tracing::debug!(%cluster, apps = apps.len(), "live objects changed; reconciling");
-                    drifting.insert(cluster);
-                    drift_at = Some(tokio::time::Instant::now() + self.config.drift_interval);
+                    timers.drift_seen(cluster);
                 }
             }
         }

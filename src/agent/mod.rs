@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod listener;
 pub mod notify;
 pub mod rollout;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
