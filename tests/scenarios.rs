@@ -648,6 +648,14 @@ fn started_before_their_gate(
     ungated
 }
 
+/// The waves of [`small_fleet`] and [`THREE`]: test-1, then prod-1, then prod-2.
+fn one_cluster_waves() -> Vec<Vec<String>> {
+    ["test-1", "prod-1", "prod-2"]
+        .iter()
+        .map(|c| vec![c.to_string()])
+        .collect()
+}
+
 fn small_fleet() -> Vec<(String, String)> {
     fleet_files(
         "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1, 1]\n  bake: 1s\n  progressDeadline: 20s\n",
@@ -708,11 +716,7 @@ fn silent_agent(store: Store) {
     s.start_agent("prod-1");
     s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
     let statuses = s.statuses();
-    let waves = vec![
-        vec!["test-1".to_string()],
-        vec!["prod-1".to_string()],
-        vec!["prod-2".to_string()],
-    ];
+    let waves = one_cluster_waves();
     assert_wave_order(&statuses, &waves, &v2, Duration::from_secs(1));
     // Nothing it knew was lost: its v1 history survived the restart.
     let (_, healthy_v1) = started_and_healthy(&statuses["prod-1"], &v1);
@@ -822,11 +826,7 @@ fn a_status_hub_that_goes_away_mid_rollout_closes_the_gates_and_changes_nothing_
     s.start_hub(options);
     s.wait_all(&v2, Phase::Healthy, Duration::from_secs(60));
     let statuses = s.statuses();
-    let waves = vec![
-        vec!["test-1".to_string()],
-        vec!["prod-1".to_string()],
-        vec!["prod-2".to_string()],
-    ];
+    let waves = one_cluster_waves();
     assert_wave_order(&statuses, &waves, &v2, Duration::from_secs(1));
     // What the canary knew survived the hub's loss: its v1 history is written again.
     let (_, healthy_v1) = started_and_healthy(&statuses["test-1"], &v1);
@@ -1199,11 +1199,7 @@ fn a_deny_window_holds_a_rollout_lets_a_revert_through_and_the_rollout_resumes_w
     clock.set(parse_time("2030-01-07T09:00:01Z"));
     s.wait_all(&v3, Phase::Healthy, Duration::from_secs(60));
     let statuses = s.statuses();
-    let waves = vec![
-        vec!["test-1".to_string()],
-        vec!["prod-1".to_string()],
-        vec!["prod-2".to_string()],
-    ];
+    let waves = one_cluster_waves();
     assert_wave_order(&statuses, &waves, &v3, Duration::from_secs(1));
     for (c, a) in &statuses {
         let (started, _) = started_and_healthy(a, &v3);
