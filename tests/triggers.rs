@@ -75,7 +75,7 @@ async fn a_commit_in_a_watched_local_repository_wakes_the_loop() {
     let work = tmp.path().join("fleet");
     common::git::work_repo(&work, common::MINIMAL);
     let wake = Wake::new();
-    let _watcher = watch_repository(&work, wake.clone()).unwrap();
+    let _watcher = watch_repository(&work, wake.clone(), &[]).unwrap();
     let w = work.clone();
     tokio::task::spawn_blocking(move || {
         common::git::commit_files(&w, &[("apps/web/base/x.txt", "x")], "change")

@@ -565,7 +565,14 @@ impl Agent {
         let _watcher = if crate::source::is_remote_url(&self.config.repo) {
             None
         } else {
-            match watch_repository(std::path::Path::new(&self.config.repo), wake.clone()) {
+            // Its own status refs, written at every pass, wake nothing; a peer's do.
+            let own: Vec<String> = self
+                .config
+                .clusters
+                .iter()
+                .map(|c| crate::source::statusref::status_ref(&c.name))
+                .collect();
+            match watch_repository(std::path::Path::new(&self.config.repo), wake.clone(), &own) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the repository; polling only");

@@ -78,7 +78,7 @@ impl UiServer {
         // (a URL, or no inotify) the periodic re-read still sees it.
         let watcher = loader
             .local_path()
-            .and_then(|p| watch_repository(p, wake.clone()).ok());
+            .and_then(|p| watch_repository(p, wake.clone(), &[]).ok());
         let refresher = tokio::spawn(refresh(loader, tx, wake, watcher));
         let task = tokio::spawn(crate::agent::listener::serve(listener, routes(rx)));
         Ok(UiServer {
