@@ -257,6 +257,7 @@ impl Agent {
                     breaker: breaker.clone(),
                     ..RetryPolicy::default()
                 })
+                .with_limits(config.apply)
                 .with_impersonation(kube_config);
             if let Some(cache) = &cache {
                 reconciler = reconciler.with_cache(cache.clone());

@@ -21,6 +21,7 @@ pub mod diff;
 pub mod drift;
 pub mod health;
 pub mod inventory;
+pub mod limit;
 pub use preview::{Preview, comparable};
 mod preview;
 pub mod prune;
@@ -722,6 +723,22 @@ impl Reconciler {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Reconciler {
         self.retry = retry;
         self
+    }
+
+    /// Sends requests to the cluster within `limits` (agent.yaml `apply:`): at most
+    /// `concurrency` in flight (and as many per stage of one app), at most `qps` a
+    /// second. Call it after [`Reconciler::with_retry`], which brings a limiter of its
+    /// own.
+    pub fn with_limits(mut self, limits: limit::Limits) -> Reconciler {
+        self.retry.limiter = limit::RequestLimiter::new(limits);
+        self.concurrency = limits.concurrency.max(1);
+        self
+    }
+
+    /// How many requests may be in flight at once, and so how many apps are worth
+    /// reconciling side by side.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// The client in use.

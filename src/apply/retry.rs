@@ -13,6 +13,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::limit::RequestLimiter;
+
 /// The longest one API call may take, its retries included.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -30,6 +32,10 @@ pub struct RetryPolicy {
     pub deadline: Duration,
     /// Shared by every call to one cluster (clones share it).
     pub breaker: Breaker,
+    /// How many calls to the cluster may be in flight and how fast they may go out;
+    /// shared by every call to one cluster (clones share it). Each try takes its turn,
+    /// and the wait for it does not count against the deadline.
+    pub limiter: RequestLimiter,
 }
 
 impl Default for RetryPolicy {
@@ -40,6 +46,7 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(5),
             deadline: CALL_DEADLINE,
             breaker: Breaker::default(),
+            limiter: RequestLimiter::default(),
         }
     }
 }
@@ -220,11 +227,17 @@ where
     if let Some(e) = policy.breaker.error() {
         return Err((e, 0));
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut n = 1;
     loop {
+        let queued = Instant::now();
+        let permit = policy.limiter.acquire().await;
+        // Waiting for a turn is the agent's own pacing, not the server's slowness.
+        started += queued.elapsed();
         let left = policy.deadline.saturating_sub(started.elapsed());
-        let result = match tokio::time::timeout(left, op()).await {
+        let result = tokio::time::timeout(left, op()).await;
+        drop(permit);
+        let result = match result {
             Ok(r) => r,
             Err(_) => {
                 let e = transport_error(format!(
@@ -307,6 +320,7 @@ mod tests {
             max: Duration::from_millis(20),
             deadline,
             breaker: Breaker::default(),
+            limiter: RequestLimiter::default(),
         }
     }
 
