@@ -176,6 +176,8 @@ pub fn classify(e: &kube::Error) -> Verdict {
             // A 409 from apply is a field conflict (permanent); from anything else a
             // stale resourceVersion, which a fresh try fixes.
             409 if status.message.starts_with("Apply failed") => Verdict::Permanent,
+            // A create of an object that exists never succeeds by trying again.
+            409 if status.reason == "AlreadyExists" => Verdict::Permanent,
             409 => Verdict::Retry(None),
             500..=599 => Verdict::Retry(None),
             _ => Verdict::Permanent,
