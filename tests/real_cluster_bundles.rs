@@ -453,3 +453,84 @@ fn a_new_app_with_one_object_the_apiserver_refuses_gets_none_of_its_objects_writ
     let (_, listed, _) = c.kubectl(&["get", "configmap", "refused-0", "-n", "refused-0"]);
     assert!(!listed.contains("refused-0"), "{listed}");
 }
+
+/// The objects the agent wrote, in the order the apiserver finished them, as
+/// "resource namespace/name" ("namespaces /name" for a Namespace), from the audit
+/// log: writes by the admin, not by the control plane's own components.
+fn written_in_order(c: &RealCluster) -> Vec<String> {
+    let log = std::fs::read_to_string(c.dir().join("audit.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            let user = e["user"]["username"].as_str().unwrap_or("");
+            e["stage"] == "ResponseComplete"
+                && !user.starts_with("system:")
+                && user != "rollwave-test-control-plane"
+                && !e["requestURI"].as_str().unwrap_or("").contains("dryRun=")
+                && matches!(e["verb"].as_str(), Some("create" | "patch"))
+        })
+        .map(|e| {
+            let o = &e["objectRef"];
+            let resource = o["resource"].as_str().unwrap_or("");
+            let namespace = if resource == "namespaces" {
+                ""
+            } else {
+                o["namespace"].as_str().unwrap_or("")
+            };
+            format!(
+                "{resource} {namespace}/{}",
+                o["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn side_by_side_writes_keep_kind_order_namespaces_and_crds_before_what_needs_them() {
+    let (c, _turn) = cluster();
+    let repo = tempfile::tempdir().unwrap();
+    write_fleet(repo.path(), "ordered", 3, three_objects);
+    // One more app brings a Namespace, a CRD and objects that need both.
+    let base = repo.path().join("apps/ordered-defs/base");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(
+        repo.path().join("apps/ordered-defs/app.yaml"),
+        "targets:\n  stages: [test]\n",
+    )
+    .unwrap();
+    std::fs::write(base.join("kustomization.yaml"), "resources:\n- all.yaml\n").unwrap();
+    std::fs::write(
+        base.join("all.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first, namespace: ordered-space}\n---\napiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: one, namespace: ordered-space}\nspec: {size: 1}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: gadgets.example.org}\nspec:\n  group: example.org\n  names: {kind: Gadget, plural: gadgets}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ordered-space}\n",
+    )
+    .unwrap();
+    let start = written_in_order(c).len();
+    let (code, out, err) = agent_once(c, repo.path(), "rollwave-ordered");
+    assert_eq!(code, 0, "{out}{err}");
+    let written = written_in_order(c)[start..].to_vec();
+    let at = |what: &str| {
+        written
+            .iter()
+            .position(|w| w == what)
+            .unwrap_or_else(|| panic!("{what} was not written: {written:?}"))
+    };
+    assert!(
+        at("customresourcedefinitions /gadgets.example.org") < at("namespaces /ordered-space"),
+        "{written:?}"
+    );
+    assert!(
+        at("namespaces /ordered-space") < at("configmaps ordered-space/first"),
+        "{written:?}"
+    );
+    assert!(
+        at("namespaces /ordered-space") < at("gadgets ordered-space/one"),
+        "{written:?}"
+    );
+    for i in 0..3 {
+        let app = format!("ordered-{i}");
+        assert!(
+            at(&format!("namespaces /{app}")) < at(&format!("configmaps {app}/{app}")),
+            "an app's namespace before its objects: {written:?}"
+        );
+    }
+}

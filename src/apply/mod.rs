@@ -347,6 +347,10 @@ pub struct Reconciler {
     verified: diff::Verified,
     /// Whether the agent's namespace is known to exist (read or created once).
     namespace_exists: tokio::sync::Mutex<bool>,
+    /// Held while discovery is read again, and how many times it was: apps reconciled
+    /// side by side that miss the same kind read discovery once, not once each.
+    refreshing: tokio::sync::Mutex<()>,
+    refreshed: std::sync::atomic::AtomicU64,
     /// Held while the inventories are listed, so apps reconciled side by side list
     /// them once.
     listing: tokio::sync::Mutex<()>,
@@ -651,6 +655,8 @@ impl Reconciler {
             verified: diff::Verified::default(),
             namespace_exists: tokio::sync::Mutex::new(false),
             listing: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
+            refreshed: std::sync::atomic::AtomicU64::new(0),
             health_rules: std::sync::RwLock::default(),
         }
     }
@@ -829,6 +835,8 @@ impl Reconciler {
             }
         }
         *self.discovery.write().await = Some(kinds);
+        self.refreshed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 
@@ -861,6 +869,7 @@ impl Reconciler {
         let id = (key.group.clone(), key.version.clone(), key.kind.clone());
         let gv = (key.group.clone(), key.version.clone());
         let pass = self.retry.breaker.pass();
+        let seen = self.refreshed.load(std::sync::atomic::Ordering::Acquire);
         {
             let kinds = self.discovery.read().await;
             if let Some(kinds) = kinds.as_ref() {
@@ -874,7 +883,13 @@ impl Reconciler {
                 }
             }
         }
-        self.refresh_discovery().await?;
+        {
+            let _one = self.refreshing.lock().await;
+            // Read again by another app while this one waited: that answer is as new.
+            if self.refreshed.load(std::sync::atomic::Ordering::Acquire) == seen {
+                self.refresh_discovery().await?;
+            }
+        }
         let kinds = self.discovery.read().await;
         let Some(kinds) = kinds.as_ref() else {
             return Ok(None);
