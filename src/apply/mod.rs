@@ -580,6 +580,14 @@ fn enforce_policy(
     })
 }
 
+/// Whether a dry-run apply's answer shows an object that exists: a dry-run create
+/// is never stored, so it comes back without a resourceVersion.
+fn exists_per_dry_run(answer: &Value) -> bool {
+    answer["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|rv| !rv.is_empty())
+}
+
 /// How [`diff::Verified`] names an object.
 fn verified_id(key: &ObjectKey) -> String {
     let (g, kind, ns, name) = key.identity();
@@ -1339,8 +1347,15 @@ impl Reconciler {
         let mut checks = bounded(checks, self.concurrency).await;
         checks.sort_by_key(|(i, _)| *i);
         let mut confirmed = BTreeSet::new();
+        let mut existing = BTreeSet::new();
         for (i, r) in checks {
             let p = &planned[i];
+            if let Ok(after) = &r
+                && p.sync == Sync::Missing
+                && exists_per_dry_run(after)
+            {
+                existing.insert(i);
+            }
             // The comparison saw a difference the server does not: the apply would
             // change nothing, so it is not sent (and the answer is remembered).
             if let (Ok(after), Some(l)) = (&r, live.get(&i))
@@ -1389,6 +1404,11 @@ impl Reconciler {
 
         for &i in &confirmed {
             planned[i].sync = Sync::InSync;
+        }
+        // The watch lists only objects labelled as rollwave's: one whose label someone
+        // took away reads as missing there, and is reported as taken back, not created.
+        for &i in &existing {
+            planned[i].sync = Sync::Ownership;
         }
         pending.retain(|i| !confirmed.contains(i));
         let desired: BTreeSet<ObjectKey> = planned.iter().map(|p| p.key.clone()).collect();
