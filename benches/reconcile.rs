@@ -469,6 +469,81 @@ fn all_calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (
     (list.join(", "), total)
 }
 
+/// The apiserver's own time answering requests (`apiserver_request_duration_seconds`
+/// sum and count) on the apps' kinds, by verb ("dry-run VERB" for dry runs).
+fn server_time(c: &k8s::RealCluster) -> BTreeMap<String, (f64, u64)> {
+    let text = c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    let mut out: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        let (sum, rest) =
+            if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (true, r)
+            } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (false, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split("\",")
+                .find_map(|p| p.strip_prefix(&format!("{k}=\"")))
+                .unwrap_or("")
+                .trim_end_matches('"')
+                .to_string()
+        };
+        let resource = match label("group").as_str() {
+            "" => label("resource"),
+            g => format!("{g}:{}", label("resource")),
+        };
+        if !APP_KINDS.contains(&resource.as_str()) || !label("subresource").is_empty() {
+            continue;
+        }
+        let mut verb = label("verb");
+        if !label("dry_run").is_empty() {
+            verb = format!("dry-run {verb}");
+        }
+        let v: f64 = value.trim().parse().unwrap_or(0.0);
+        let e = out.entry(verb).or_insert((0.0, 0));
+        if sum {
+            e.0 += v;
+        } else {
+            e.1 += v as u64;
+        }
+    }
+    out
+}
+
+/// How long the apiserver took per request by verb between two [`server_time`]
+/// readings, and its time in all against the wall time: the requests' worth the server
+/// had in hand on average (how much of the wait was the server's).
+fn print_server_time(
+    before: &BTreeMap<String, (f64, u64)>,
+    after: &BTreeMap<String, (f64, u64)>,
+    wall: Duration,
+) {
+    let mut list = Vec::new();
+    let mut total = 0.0;
+    for (verb, (sum, n)) in after {
+        let (s0, n0) = before.get(verb).copied().unwrap_or((0.0, 0));
+        let (ds, dn) = (sum - s0, n - n0);
+        if dn == 0 {
+            continue;
+        }
+        total += ds;
+        list.push(format!("{verb} {:.1} ms", ds * 1000.0 / dn as f64));
+    }
+    println!(
+        "    apiserver time per request on the apps' kinds: {}; {:.1} s in all over {:.1} s of wall time ({:.1} requests in the server's hands on average)",
+        list.join(", "),
+        total,
+        wall.as_secs_f64(),
+        total / wall.as_secs_f64()
+    );
+}
+
 fn rollwave_once(c: &k8s::RealCluster, repo: &Path) -> (bool, u64) {
     run_measured(
         Command::new(env!("CARGO_BIN_EXE_rollwave"))
@@ -498,6 +573,7 @@ fn real(apps: usize) {
 
     // 1. The anchor: kubectl, first, so that rollwave applies into the fuller cluster.
     let before = c.requests();
+    let timed = server_time(&c);
     let start = Instant::now();
     let out = c
         .kubectl_cmd(&["apply", "--server-side", "-R", "-f"])
@@ -512,6 +588,7 @@ fn real(apps: usize) {
     );
     let kubectl_applied = start.elapsed();
     let after = c.requests();
+    let timed_after = server_time(&c);
     wait_available(&c, "kubectl-", apps);
     let kubectl_available = start.elapsed();
     println!(
@@ -523,6 +600,7 @@ fn real(apps: usize) {
         "    requests on the apps' kinds: {}",
         per_object(&before, &after, objects)
     );
+    print_server_time(&timed, &timed_after, kubectl_applied);
     let (list, total) = all_calls(&before, &after);
     println!(
         "    all requests on the kinds used and discovery, the controllers' creations left out ({:.2} per object): {list}",
@@ -532,11 +610,13 @@ fn real(apps: usize) {
     // 2. rollwave's cold apply.
     c.wait_settled(Duration::from_secs(3), Duration::from_secs(30 * 60));
     let before = c.requests();
+    let timed = server_time(&c);
     let start = Instant::now();
     let (ok, peak_kib) = rollwave_once(&c, &repo);
     let applied = start.elapsed();
     assert!(ok, "cold apply failed (logs in {})", c.dir().display());
     let after = c.requests();
+    let timed_after = server_time(&c);
     wait_available(&c, "app-", apps);
     let available = start.elapsed();
     println!(
@@ -550,6 +630,7 @@ fn real(apps: usize) {
         "    requests on the apps' kinds: {}",
         per_object(&before, &after, objects)
     );
+    print_server_time(&timed, &timed_after, applied);
     let (list, total) = all_calls(&before, &after);
     println!(
         "    all requests on the kinds used and discovery, the controllers' creations left out \
