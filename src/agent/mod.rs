@@ -277,7 +277,9 @@ pub async fn reconcile_cluster_with(
             let (outcome, took) = reconcile_app(reconciler, app, release, rendered).await;
             (*app, release.clone(), outcome, took)
         })
-        .buffered(reconciler.concurrency());
+        // In completion order: a slow app must not hold back the start of the next
+        // ones (the report is put back in fleet order below).
+        .buffer_unordered(reconciler.concurrency());
     while let Some((app, release, outcome, took)) = side_by_side.next().await {
         record(app, release, outcome, took);
     }
