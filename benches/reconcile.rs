@@ -11,11 +11,14 @@
 //!   costs, not a cluster's.
 //! - `real [APPS]`, the real control plane of the tests (`tests/k8s`: kube-apiserver,
 //!   etcd, kube-controller-manager, a fake kubelet readying Pods after 2 s; Go is
-//!   needed to build it the first time): cold apply of APPS apps (default 1,000) by
-//!   `rollwave agent --once` with the agent's peak RSS, the time until every Deployment
-//!   is Available as the real deployment controller reports it, the API calls by verb
-//!   from the apiserver's own `apiserver_request_total`, then a long-running agent on
-//!   the same apps: API calls and CPU per steady-state resync, and its RSS.
+//!   needed to build it the first time): first the anchor, `kubectl apply
+//!   --server-side -R -f` of the same objects (in namespaces of their own), then a cold
+//!   apply of APPS apps (default 1,000) by `rollwave agent --once` with the agent's peak
+//!   RSS, each timed until every Deployment is Available as the real deployment
+//!   controller reports it, with the requests per object by verb from the apiserver's
+//!   own `apiserver_request_total`; then a second `--once` pass over the unchanged
+//!   repository (the no-op pass), and a long-running agent on the same apps: API calls
+//!   and CPU per steady-state resync, and its RSS.
 //!
 //! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
 //! real` (1,000 apps on the real control plane: run it on an otherwise idle machine),
@@ -106,9 +109,42 @@ fn fleet(root: &Path, apps: usize) {
         write(
             root,
             &format!("{dir}/base/all.yaml"),
-            &format!(
-                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      serviceAccountName: {app}\n      containers:\n      - name: main\n        image: ghcr.io/example/{app}:1.0.0\n        ports: [{{containerPort: 8080}}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {app}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{port: 80, targetPort: 8080}}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {app}}}\nspec:\n  rules:\n  - host: {app}.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {{service: {{name: {app}, port: {{number: 80}}}}}}\n"
-            ),
+            &app_objects(&app, ""),
+        );
+    }
+}
+
+/// The four objects of one app, with `metadata.namespace` when `namespace` is given
+/// (the kubectl anchor; rollwave sets the app's namespace itself).
+fn app_objects(app: &str, namespace: &str) -> String {
+    let ns = if namespace.is_empty() {
+        String::new()
+    } else {
+        format!(", namespace: {namespace}")
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}{ns}}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      serviceAccountName: {app}\n      containers:\n      - name: main\n        image: ghcr.io/example/{app}:1.0.0\n        ports: [{{containerPort: 8080}}]\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {app}{ns}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}{ns}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{port: 80, targetPort: 8080}}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {app}{ns}}}\nspec:\n  rules:\n  - host: {app}.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {{service: {{name: {app}, port: {{number: 80}}}}}}\n"
+    )
+}
+
+/// The same apps as plain manifests for `kubectl apply --server-side -R -f`: each in
+/// namespace `kubectl-<app>`, the Namespaces in a file that sorts first (kubectl
+/// applies the files of a directory in name order).
+fn kubectl_tree(root: &Path, apps: usize) {
+    let namespaces: String = (0..apps)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: kubectl-app-{i:04}}}\n---\n"
+            )
+        })
+        .collect();
+    write(root, "0-namespaces.yaml", &namespaces);
+    for i in 0..apps {
+        let app = format!("app-{i:04}");
+        write(
+            root,
+            &format!("apps/{app}.yaml"),
+            &app_objects(&app, &format!("kubectl-{app}")),
         );
     }
 }
@@ -343,68 +379,283 @@ fn print_calls(calls: &BTreeMap<String, u64>, per: f64) {
     );
 }
 
-/// Deployments whose Available condition is True.
-fn available_real(c: &k8s::RealCluster) -> usize {
+/// Deployments whose Available condition is True, in namespaces starting with `prefix`.
+fn available_real(c: &k8s::RealCluster, prefix: &str) -> usize {
     let (_, out, _) = c.kubectl(&[
         "get",
         "deployments",
         "-A",
         "-o",
-        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Available\")].status}{\"\\n\"}{end}",
+        "jsonpath={range .items[*]}{.metadata.namespace} {.status.conditions[?(@.type==\"Available\")].status}{\"\\n\"}{end}",
     ]);
-    out.lines().filter(|l| *l == "True").count()
+    out.lines()
+        .filter(|l| l.starts_with(prefix) && l.ends_with(" True"))
+        .count()
+}
+
+/// Waits until `apps` Deployments in namespaces starting with `prefix` are Available.
+fn wait_available(c: &k8s::RealCluster, prefix: &str, apps: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60 * 60);
+    while available_real(c, prefix) < apps {
+        assert!(
+            Instant::now() < deadline,
+            "not every Deployment became Available within an hour"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The kinds of each app's own objects.
+const APP_KINDS: &[&str] = &[
+    "serviceaccounts",
+    "services",
+    "apps:deployments",
+    "networking.k8s.io:ingresses",
+];
+
+/// Requests on the apps' own kinds between two readings, per object, by verb. The
+/// controllers' POSTs (the `default` ServiceAccount of each namespace) are left out:
+/// neither kubectl nor rollwave creates with POST.
+fn per_object(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    objects: usize,
+) -> String {
+    let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
+    for (key, n) in after {
+        let n = n - before.get(key).copied().unwrap_or(0);
+        let (verb, resource) = key.rsplit_once(' ').unwrap_or((key, ""));
+        if n > 0 && APP_KINDS.contains(&resource) && !verb.ends_with("POST") {
+            *by_verb.entry(verb.to_string()).or_insert(0) += n;
+        }
+    }
+    let total: u64 = by_verb.values().sum();
+    let list: Vec<String> = by_verb
+        .iter()
+        .map(|(verb, n)| format!("{verb} {:.2}", *n as f64 / objects as f64))
+        .collect();
+    format!(
+        "{:.2} per object ({})",
+        total as f64 / objects as f64,
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        }
+    )
+}
+
+/// What the controller manager creates in every new namespace (its `default`
+/// ServiceAccount and `kube-root-ca.crt` ConfigMap): neither client creates with POST
+/// on these kinds.
+const CONTROLLER_POSTS: &[&str] = &["POST serviceaccounts", "POST configmaps"];
+
+/// Every request between two readings on the kinds either client uses and discovery,
+/// by verb and resource, and their sum, the controllers' creations left out.
+fn all_calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (String, u64) {
+    let mut list = Vec::new();
+    let mut total = 0;
+    for (key, n) in after {
+        let n = n - before.get(key).copied().unwrap_or(0);
+        let (_, resource) = key.rsplit_once(' ').unwrap_or((key, ""));
+        if n > 0
+            && (resource.is_empty() || AGENT_RESOURCES.contains(&resource))
+            && !CONTROLLER_POSTS.contains(&key.as_str())
+        {
+            list.push(format!("{key} {n}"));
+            total += n;
+        }
+    }
+    (list.join(", "), total)
+}
+
+/// The apiserver's own time answering requests (`apiserver_request_duration_seconds`
+/// sum and count) on the apps' kinds, by verb ("dry-run VERB" for dry runs).
+fn server_time(c: &k8s::RealCluster) -> BTreeMap<String, (f64, u64)> {
+    let text = c.kubectl_ok(&["get", "--raw", "/metrics"]);
+    let mut out: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        let (sum, rest) =
+            if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+                (true, r)
+            } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_count{") {
+                (false, r)
+            } else {
+                continue;
+            };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split("\",")
+                .find_map(|p| p.strip_prefix(&format!("{k}=\"")))
+                .unwrap_or("")
+                .trim_end_matches('"')
+                .to_string()
+        };
+        let resource = match label("group").as_str() {
+            "" => label("resource"),
+            g => format!("{g}:{}", label("resource")),
+        };
+        if !APP_KINDS.contains(&resource.as_str()) || !label("subresource").is_empty() {
+            continue;
+        }
+        let mut verb = label("verb");
+        if !label("dry_run").is_empty() {
+            verb = format!("dry-run {verb}");
+        }
+        let v: f64 = value.trim().parse().unwrap_or(0.0);
+        let e = out.entry(verb).or_insert((0.0, 0));
+        if sum {
+            e.0 += v;
+        } else {
+            e.1 += v as u64;
+        }
+    }
+    out
+}
+
+/// How long the apiserver took per request by verb between two [`server_time`]
+/// readings (watches left out), and its time in all against the wall time: the requests' worth the server
+/// had in hand on average (how much of the wait was the server's).
+fn print_server_time(
+    before: &BTreeMap<String, (f64, u64)>,
+    after: &BTreeMap<String, (f64, u64)>,
+    wall: Duration,
+) {
+    let mut list = Vec::new();
+    let mut total = 0.0;
+    for (verb, (sum, n)) in after {
+        let (s0, n0) = before.get(verb).copied().unwrap_or((0.0, 0));
+        let (ds, dn) = (sum - s0, n - n0);
+        // A watch is held open for a minute by design: not time spent answering.
+        if dn == 0 || verb.ends_with("WATCH") {
+            continue;
+        }
+        total += ds;
+        list.push(format!("{verb} {:.1} ms", ds * 1000.0 / dn as f64));
+    }
+    println!(
+        "    apiserver time per request on the apps' kinds: {}; {:.1} s in all over {:.1} s of wall time ({:.1} requests in the server's hands on average)",
+        list.join(", "),
+        total,
+        wall.as_secs_f64(),
+        total / wall.as_secs_f64()
+    );
+}
+
+fn rollwave_once(c: &k8s::RealCluster, repo: &Path) -> (bool, u64) {
+    run_measured(
+        Command::new(env!("CARGO_BIN_EXE_rollwave"))
+            .args(["agent", "--once", "--cluster", "bench", "--repo"])
+            .arg(repo)
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .stdout(Stdio::null()),
+    )
 }
 
 fn real(apps: usize) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("fleet");
     fleet(&repo, apps);
+    let plain = dir.path().join("kubectl");
+    kubectl_tree(&plain, apps);
+    let objects = apps * 4;
     let c = k8s::RealCluster::start();
     c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
-
-    // 1. Cold apply.
-    let before = c.requests();
-    let start = Instant::now();
-    let (ok, peak_kib) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_rollwave"))
-            .args(["agent", "--once", "--cluster", "bench", "--repo"])
-            .arg(&repo)
-            .arg("--kubeconfig")
-            .arg(c.kubeconfig())
-            .stdout(Stdio::null()),
+    println!(
+        "real control plane: cold apply of {apps} apps ({objects} objects, each app in a namespace of its own), load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
+
+    // 1. The anchor: kubectl, first, so that rollwave applies into the fuller cluster.
+    let before = c.requests();
+    let timed = server_time(&c);
+    let start = Instant::now();
+    let out = c
+        .kubectl_cmd(&["apply", "--server-side", "-R", "-f"])
+        .arg(&plain)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kubectl_applied = start.elapsed();
+    let after = c.requests();
+    let timed_after = server_time(&c);
+    wait_available(&c, "kubectl-", apps);
+    let kubectl_available = start.elapsed();
+    println!(
+        "  kubectl apply --server-side -R -f: applied in {:.1} s, every Deployment Available after {:.1} s",
+        kubectl_applied.as_secs_f64(),
+        kubectl_available.as_secs_f64()
+    );
+    println!(
+        "    requests on the apps' kinds: {}",
+        per_object(&before, &after, objects)
+    );
+    print_server_time(&timed, &timed_after, kubectl_applied);
+    let (list, total) = all_calls(&before, &after);
+    println!(
+        "    all requests on the kinds used and discovery, the controllers' creations left out ({:.2} per object): {list}",
+        total as f64 / objects as f64
+    );
+
+    // 2. rollwave's cold apply.
+    c.wait_settled(Duration::from_secs(3), Duration::from_secs(30 * 60));
+    let before = c.requests();
+    let timed = server_time(&c);
+    let start = Instant::now();
+    let (ok, peak_kib) = rollwave_once(&c, &repo);
     let applied = start.elapsed();
     assert!(ok, "cold apply failed (logs in {})", c.dir().display());
     let after = c.requests();
-    let deadline = Instant::now() + Duration::from_secs(60 * 60);
-    while available_real(&c) < apps {
-        assert!(
-            Instant::now() < deadline,
-            "not every Deployment became Available within an hour"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let timed_after = server_time(&c);
+    wait_available(&c, "app-", apps);
     let available = start.elapsed();
     println!(
-        "real control plane: cold apply of {apps} apps ({} objects) by `rollwave agent --once`:",
-        apps * 4
-    );
-    println!(
-        "  applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s",
+        "  rollwave agent --once: applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s: {:.2}x kubectl's time to Available",
         applied.as_secs_f64(),
         peak_kib as f64 / 1024.0,
-        available.as_secs_f64()
+        available.as_secs_f64(),
+        available.as_secs_f64() / kubectl_available.as_secs_f64()
     );
-    let (calls, others) = calls_by_verb(&before, &after);
     println!(
-        "  API calls during the pass, by verb (apiserver_request_total on namespaces, configmaps, \
-         serviceaccounts, services, deployments and ingresses; the POSTs are the controllers' \
-         default ServiceAccount and kube-root-ca.crt ConfigMap of each namespace):"
+        "    requests on the apps' kinds: {}",
+        per_object(&before, &after, objects)
     );
-    print_calls(&calls, 1.0);
-    println!("  other calls meanwhile (controllers: ReplicaSets, Pods, status): {others}");
+    print_server_time(&timed, &timed_after, applied);
+    let (list, total) = all_calls(&before, &after);
+    println!(
+        "    all requests on the kinds used and discovery, the controllers' creations left out \
+         ({:.2} per object; GETs of namespaces, if any, are the apiserver's own admission \
+         lookups in a namespace its cache has not seen yet): {list}",
+        total as f64 / objects as f64
+    );
 
-    // 2. Steady state on the same apps.
+    // 3. A second pass over the unchanged repository.
+    c.wait_settled(Duration::from_secs(5), Duration::from_secs(30 * 60));
+    let before = c.requests();
+    let start = Instant::now();
+    let (ok, _) = rollwave_once(&c, &repo);
+    let took = start.elapsed();
+    assert!(ok, "no-op pass failed (logs in {})", c.dir().display());
+    let after = c.requests();
+    let (list, total) = all_calls(&before, &after);
+    println!(
+        "  rollwave agent --once again, nothing changed: {:.1} s; requests on the apps' kinds: {}; all ({total}): {list}",
+        took.as_secs_f64(),
+        per_object(&before, &after, objects)
+    );
+
+    // 4. Steady state on the same apps.
     c.wait_settled(Duration::from_secs(5), Duration::from_secs(30 * 60));
     let interval = 10;
     let mut agent = spawn_agent(&repo, c.kubeconfig(), interval, Duration::from_secs(600));

@@ -17,6 +17,10 @@
 //!   github: {env: ROLLWAVE_WEBHOOK_SECRET}
 //! log: {format: json, level: info}
 //! stuckAfter: 10m        # a pass running longer fails /healthz (the pod is restarted)
+//! apply:                # requests to each cluster: in flight at once, per second, burst
+//!   concurrency: 32
+//!   qps: 500
+//!   burst: 1000
 //! prometheus:           # for the analysis of bakes (rollout.analysis in the fleet)
 //!   url: http://prometheus.monitoring:9090
 //!   auth: {bearer: {file: /etc/rollwave/prometheus/token}}   # or basic: {username, password}
@@ -250,6 +254,8 @@ pub struct AgentConfig {
     /// The time passes decide by: the system's (the default; never set from the
     /// file), or one a test moves to show windows open and close.
     pub clock: crate::agent::clock::Clock,
+    /// How hard the agent may press each cluster (`apply:`).
+    pub apply: crate::apply::limit::Limits,
 }
 
 /// A URL that may hold a token (a Slack incoming webhook's does): written in the
@@ -306,6 +312,7 @@ impl Default for AgentConfig {
             notify: Vec::new(),
             hub: None,
             clock: crate::agent::clock::Clock::default(),
+            apply: crate::apply::limit::Limits::default(),
         }
     }
 }
@@ -381,6 +388,17 @@ struct WebhookFile {
     github: Option<Spanned<SecretFile>>,
     #[serde(default)]
     gitlab: Option<Spanned<SecretFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyFile {
+    #[serde(default)]
+    concurrency: Option<Spanned<u64>>,
+    #[serde(default)]
+    qps: Option<Spanned<f64>>,
+    #[serde(default)]
+    burst: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -494,6 +512,8 @@ struct ConfigFile {
     notify: Vec<Spanned<NotifyFile>>,
     #[serde(default)]
     hub: Option<Spanned<HubFile>>,
+    #[serde(default)]
+    apply: Option<ApplyFile>,
 }
 
 struct Checker<'a> {
@@ -523,6 +543,42 @@ impl Checker<'_> {
             return Err(self.invalid(s.referenced.line(), field, "must be longer than 0s"));
         }
         Ok(d)
+    }
+
+    /// `apply:`: every limit a positive number (a `qps` of 0 lifts the rate limit).
+    fn apply(&self, a: Option<&ApplyFile>) -> Result<crate::apply::limit::Limits, ConfigError> {
+        let mut limits = crate::apply::limit::Limits::default();
+        let Some(a) = a else { return Ok(limits) };
+        let count = |v: &Spanned<u64>, field: &str, max: u64| {
+            if v.value == 0 || v.value > max {
+                return Err(self.invalid(
+                    v.referenced.line(),
+                    field,
+                    format!("must be between 1 and {max}, not {}", v.value),
+                ));
+            }
+            Ok(v.value)
+        };
+        if let Some(c) = &a.concurrency {
+            limits.concurrency = count(c, "apply.concurrency", 1024)? as usize;
+        }
+        if let Some(b) = &a.burst {
+            limits.burst = count(b, "apply.burst", 100_000)? as u32;
+        }
+        if let Some(q) = &a.qps {
+            if !q.value.is_finite() || q.value < 0.0 {
+                return Err(self.invalid(
+                    q.referenced.line(),
+                    "apply.qps",
+                    format!(
+                        "must be 0 (no limit) or a positive number of requests a second, not {}",
+                        q.value
+                    ),
+                ));
+            }
+            limits.qps = q.value;
+        }
+        Ok(limits)
     }
 
     fn secret(&self, s: &Spanned<SecretFile>, field: &str) -> Result<Secret, ConfigError> {
@@ -975,6 +1031,7 @@ pub fn parse(file: &str, text: &str) -> Result<AgentConfig, ConfigError> {
         notify: check.notify(&raw.notify)?,
         hub: raw.hub.as_ref().map(|h| check.hub(h)).transpose()?,
         clock: defaults.clock,
+        apply: check.apply(raw.apply.as_ref())?,
     })
 }
 
@@ -1124,6 +1181,31 @@ clusters:
         assert_eq!(
             c.webhook_secrets().unwrap().gitlab.as_deref(),
             Some("s3cret")
+        );
+    }
+
+    #[test]
+    fn apply_limits_default_and_are_checked_with_their_line() {
+        let d = parse("a.yaml", "repo: {url: x}\nclusters: [{name: a}]\n").unwrap();
+        assert_eq!(d.apply, crate::apply::limit::Limits::default());
+        let c = parse(
+            "a.yaml",
+            "repo: {url: x}\napply: {concurrency: 4, qps: 0, burst: 8}\nclusters: [{name: a}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.apply.concurrency, c.apply.qps, c.apply.burst),
+            (4, 0.0, 8)
+        );
+        let e = error("repo: {url: x}\napply:\n  concurrency: 0\nclusters: [{name: a}]\n");
+        assert_eq!(
+            e,
+            "agent.yaml:3: field 'apply.concurrency': must be between 1 and 1024, not 0"
+        );
+        let e = error("repo: {url: x}\napply: {qps: -1}\nclusters: [{name: a}]\n");
+        assert!(
+            e.starts_with("agent.yaml:2: field 'apply.qps': must be 0 (no limit)"),
+            "{e}"
         );
     }
 

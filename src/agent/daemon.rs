@@ -241,17 +241,20 @@ impl Agent {
             let client = kube::Client::try_from(kube_config.clone())
                 .context("cannot create a Kubernetes client")
                 .with_context(|| format!("cluster '{}'", c.name))?;
-            let cache = watch.then(|| LiveCache::new(client.clone()));
+            // One pass reads live objects from one list per kind too (a cold apply
+            // would otherwise read every object alone); only a running agent is woken
+            // by the watches.
+            let live = LiveCache::new(client.clone());
+            let cache = watch.then(|| live.clone());
             let breaker = Breaker::default();
-            let mut reconciler = Reconciler::new(client, &config.namespace)
+            let reconciler = Reconciler::new(client, &config.namespace)
                 .with_retry(RetryPolicy {
                     breaker: breaker.clone(),
                     ..RetryPolicy::default()
                 })
-                .with_impersonation(kube_config);
-            if let Some(cache) = &cache {
-                reconciler = reconciler.with_cache(cache.clone());
-            }
+                .with_limits(config.apply)
+                .with_impersonation(kube_config)
+                .with_cache(live);
             let prometheus = config
                 .prometheus_for(c)
                 .map(crate::prometheus::Prometheus::new)

@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use futures_util::StreamExt;
+
 use crate::apply::health::Health;
 use crate::apply::health::with_deadline;
 use crate::apply::{AppRevision, Applied, ApplyError, Reconciler};
@@ -232,68 +234,138 @@ pub async fn reconcile_cluster_with(
             )],
         });
     };
-    let mut report = PassReport::default();
     let mut targeted = Vec::new();
+    let mut results: HashMap<String, AppResult> = HashMap::new();
+    // Apps that define kinds or namespaces other apps may use go first, one after
+    // another in fleet order as before; the rest go side by side (kind order within an
+    // app is the reconciler's).
+    let mut foundations = Vec::new();
+    let mut others = Vec::new();
     for app in &fleet.apps {
         if !targets_cluster(app, c) {
             continue;
         }
         targeted.push(app.name.clone());
         if app.suspend {
-            report.apps.push((app.name.clone(), AppResult::Suspended));
+            results.insert(app.name.clone(), AppResult::Suspended);
             continue;
         }
-        let rendered = match render(source.tree, fleet, app, c) {
-            Ok(r) => r,
+        match render(source.tree, fleet, app, c) {
+            Ok(rendered) => {
+                let release = (source.release_of)(&app.name, &rendered.files_read)
+                    .unwrap_or_else(|| rendered.content_hash.clone());
+                let ready = (app, release, rendered);
+                if ready.2.objects.iter().any(defines_what_others_use) {
+                    foundations.push(ready);
+                } else {
+                    others.push(ready);
+                }
+            }
             Err(e) => {
-                report
-                    .apps
-                    .push((app.name.clone(), AppResult::RenderFailed(e.to_string())));
-                continue;
+                results.insert(app.name.clone(), AppResult::RenderFailed(e.to_string()));
             }
-        };
-        let release = (source.release_of)(&app.name, &rendered.files_read)
-            .unwrap_or_else(|| rendered.content_hash.clone());
-        let rev = AppRevision {
-            removal: app.removal_in_app,
-            app: &app.name,
-            release: &release,
-            content_hash: &rendered.content_hash,
-            objects: &rendered.objects,
-            force: app.force,
-            namespace: app.namespace.as_deref(),
-            policy: app.policy.as_ref(),
-        };
-        let started = Instant::now();
-        let outcome = reconciler.reconcile(&rev).await;
-        let health = outcome.as_ref().ok().map(|applied| {
-            memory.with_deadline(
-                &app.name,
-                &release,
-                applied.health,
-                app.rollout.progress_deadline,
-            )
-        });
-        if let Some(m) = metrics {
-            m.record_reconcile(
-                cluster,
-                &app.name,
-                &release,
-                started.elapsed(),
-                outcome.as_ref().ok().zip(health),
-            );
         }
-        let result = match outcome {
-            Ok(applied) => {
-                let health = health.unwrap_or(applied.health);
-                AppResult::applied(release, &applied, health)
-            }
-            Err(e) => AppResult::failed(&e),
-        };
-        report.apps.push((app.name.clone(), result));
+    }
+    let mut record = |app: &crate::fleet::App, release: String, outcome, took| {
+        let result = judge(cluster, app, release, outcome, took, memory, metrics);
+        results.insert(app.name.clone(), result);
+    };
+    for (app, release, rendered) in &foundations {
+        let (outcome, took) = reconcile_app(reconciler, app, release, rendered).await;
+        record(app, release.clone(), outcome, took);
+    }
+    let mut side_by_side = futures_util::stream::iter(others.iter())
+        .map(|(app, release, rendered)| async move {
+            let (outcome, took) = reconcile_app(reconciler, app, release, rendered).await;
+            (*app, release.clone(), outcome, took)
+        })
+        // In completion order: a slow app must not hold back the start of the next
+        // ones (the report is put back in fleet order below).
+        .buffer_unordered(reconciler.concurrency());
+    while let Some((app, release, outcome, took)) = side_by_side.next().await {
+        record(app, release, outcome, took);
+    }
+    drop(side_by_side);
+    let mut report = PassReport::default();
+    for name in &targeted {
+        if let Some(result) = results.remove(name) {
+            report.apps.push((name.clone(), result));
+        }
     }
     release_untargeted(reconciler, fleet, &targeted, &mut report).await?;
     Ok(report)
+}
+
+/// Whether an object defines what objects of other apps may need to exist first: a
+/// CustomResourceDefinition or a Namespace.
+fn defines_what_others_use(obj: &serde_json::Value) -> bool {
+    matches!(
+        (obj["apiVersion"].as_str(), obj["kind"].as_str()),
+        (Some("v1"), Some("Namespace"))
+            | (
+                Some("apiextensions.k8s.io/v1" | "apiextensions.k8s.io/v1beta1"),
+                Some("CustomResourceDefinition")
+            )
+    )
+}
+
+/// Reconciles one rendered app; returns the outcome and how long it took.
+async fn reconcile_app(
+    reconciler: &Reconciler,
+    app: &crate::fleet::App,
+    release: &str,
+    rendered: &crate::render::Rendered,
+) -> (Result<Applied, ApplyError>, std::time::Duration) {
+    let rev = AppRevision {
+        removal: app.removal_in_app,
+        app: &app.name,
+        release,
+        content_hash: &rendered.content_hash,
+        objects: &rendered.objects,
+        force: app.force,
+        namespace: app.namespace.as_deref(),
+        policy: app.policy.as_ref(),
+    };
+    let started = Instant::now();
+    let outcome = reconciler.reconcile(&rev).await;
+    (outcome, started.elapsed())
+}
+
+/// What one app's reconcile comes to, with its progress deadline applied and its
+/// metrics recorded.
+fn judge(
+    cluster: &str,
+    app: &crate::fleet::App,
+    release: String,
+    outcome: Result<Applied, ApplyError>,
+    took: std::time::Duration,
+    memory: &mut Memory,
+    metrics: Option<&Metrics>,
+) -> AppResult {
+    let health = outcome.as_ref().ok().map(|applied| {
+        memory.with_deadline(
+            &app.name,
+            &release,
+            applied.health,
+            app.rollout.progress_deadline,
+        )
+    });
+    if let Some(m) = metrics {
+        m.record_reconcile(
+            cluster,
+            &app.name,
+            &release,
+            took,
+            outcome.as_ref().ok().zip(health),
+        );
+    }
+    match outcome {
+        Ok(applied) => {
+            let health = health.unwrap_or(applied.health);
+            AppResult::applied(release, &applied, health)
+        }
+        Err(e) => AppResult::failed(&e),
+    }
 }
 
 /// Lets go of the apps with an inventory on the cluster that no longer target it:

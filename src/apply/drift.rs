@@ -27,6 +27,11 @@ use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 /// ends its watch cleanly instead of having it cut as a dead connection.
 pub const WATCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
+/// The longest a reader waits for a kind's first list before reading its objects one by
+/// one from the server instead: long enough for a list of thousands of objects on a
+/// busy API server, short enough that a kind the agent may not list costs a pass little.
+pub const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// (group, version, kind) of a watched type.
 pub type KindId = (String, String, String);
 
@@ -39,6 +44,9 @@ struct Entry {
 #[derive(Default)]
 struct KindCache {
     synced: AtomicBool,
+    /// The watch was refused, or its first list did not come within
+    /// [`SYNC_WAIT`]: readers stop waiting for it and read from the server.
+    stalled: AtomicBool,
     objects: RwLock<HashMap<(String, String), Entry>>,
 }
 
@@ -204,6 +212,7 @@ impl LiveCache {
                     Err(e) => match refusal(&e) {
                         Some(message) if !refused => {
                             refused = true;
+                            cache.stalled.store(true, Ordering::Release);
                             tracing::warn!(
                                 kind,
                                 error = %message,
@@ -247,6 +256,31 @@ impl LiveCache {
                 .get(&(namespace.to_string(), name.to_string()))
                 .and_then(|e| serde_json::from_slice(&e.json).ok()),
         )
+    }
+
+    /// Waits until a watched kind has completed its first list, so that its objects are
+    /// read from one list instead of one request each (a cold apply of thousands of
+    /// objects would otherwise read every one of them). Returns whether the cache can
+    /// answer; `false` at once for a kind that is not watched, whose watch was refused,
+    /// or that did not sync within [`SYNC_WAIT`] once already.
+    pub async fn wait_synced(&self, id: &KindId) -> bool {
+        let Some(cache) = self.kind(id) else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + SYNC_WAIT;
+        loop {
+            if cache.synced.load(Ordering::Acquire) {
+                return true;
+            }
+            if cache.stalled.load(Ordering::Acquire) {
+                return false;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                cache.stalled.store(true, Ordering::Release);
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Records an object the reconciler just wrote, so its own watch event is not

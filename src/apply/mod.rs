@@ -3,11 +3,16 @@
 //! resolve kinds (discovery) → check every object against the app's tenancy policy
 //! (nothing is read or written when one breaks it) → read the inventory and the live
 //! objects (as the app's ServiceAccount when its policy names one) → decide what
-//! differs ([`diff`]) → dry-run every changed object (nothing is written unless all
-//! pass) → record the inventory → apply in order (CRDs, Namespaces, other
-//! cluster-scoped, ClusterRoleBindings, namespaced, RoleBindings) with server-side
-//! apply → prune what left the repository ([`prune`]) → record the final inventory →
-//! health ([`health`]).
+//! differs ([`diff`]) → create the app's namespace when missing → dry-run every
+//! changed object (nothing is written unless all pass) → record the inventory → apply
+//! in order (CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings, namespaced,
+//! RoleBindings) with server-side apply → prune what left the repository ([`prune`]) →
+//! record the final inventory → health ([`health`]).
+//!
+//! Requests go out side by side within a stage, within the cluster's [`limit`]s. Live
+//! objects come from the watch cache ([`drift`]: one list per kind) and inventories
+//! from one list of them all, so a cold apply costs an object one dry run and one
+//! apply, and an unchanged one nothing.
 //!
 //! A steady state costs no write: objects already as desired are not applied ([`diff`]
 //! follows what the API server does to what it stores, and the dry run settles the
@@ -21,6 +26,7 @@ pub mod diff;
 pub mod drift;
 pub mod health;
 pub mod inventory;
+pub mod limit;
 pub use preview::{Preview, comparable};
 mod preview;
 pub mod prune;
@@ -35,7 +41,7 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::RwLock;
 
 use self::diff::{FIELD_MANAGER, Sync, sync_state};
@@ -341,6 +347,13 @@ pub struct Reconciler {
     verified: diff::Verified,
     /// Whether the agent's namespace is known to exist (read or created once).
     namespace_exists: tokio::sync::Mutex<bool>,
+    /// Held while discovery is read again, and how many times it was: apps reconciled
+    /// side by side that miss the same kind read discovery once, not once each.
+    refreshing: tokio::sync::Mutex<()>,
+    refreshed: std::sync::atomic::AtomicU64,
+    /// Held while the inventories are listed, so apps reconciled side by side list
+    /// them once.
+    listing: tokio::sync::Mutex<()>,
     /// The fleet's `health` rules, set by the agent at each pass.
     health_rules: std::sync::RwLock<Arc<Vec<crate::fleet::health::HealthRule>>>,
 }
@@ -567,6 +580,14 @@ fn enforce_policy(
     })
 }
 
+/// Whether a dry-run apply's answer shows an object that exists: a dry-run create
+/// is never stored, so it comes back without a resourceVersion.
+fn exists_per_dry_run(answer: &Value) -> bool {
+    answer["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|rv| !rv.is_empty())
+}
+
 /// How [`diff::Verified`] names an object.
 fn verified_id(key: &ObjectKey) -> String {
     let (g, kind, ns, name) = key.identity();
@@ -641,6 +662,9 @@ impl Reconciler {
             known_apps: Mutex::new(None),
             verified: diff::Verified::default(),
             namespace_exists: tokio::sync::Mutex::new(false),
+            listing: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
+            refreshed: std::sync::atomic::AtomicU64::new(0),
             health_rules: std::sync::RwLock::default(),
         }
     }
@@ -724,6 +748,22 @@ impl Reconciler {
         self
     }
 
+    /// Sends requests to the cluster within `limits` (agent.yaml `apply:`): at most
+    /// `concurrency` in flight (and as many per stage of one app), at most `qps` a
+    /// second. Call it after [`Reconciler::with_retry`], which brings a limiter of its
+    /// own.
+    pub fn with_limits(mut self, limits: limit::Limits) -> Reconciler {
+        self.retry.limiter = limit::RequestLimiter::new(limits);
+        self.concurrency = limits.concurrency.max(1);
+        self
+    }
+
+    /// How many requests may be in flight at once, and so how many apps are worth
+    /// reconciling side by side.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     /// The client in use.
     pub fn client(&self) -> &Client {
         &self.client
@@ -803,6 +843,8 @@ impl Reconciler {
             }
         }
         *self.discovery.write().await = Some(kinds);
+        self.refreshed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 
@@ -835,6 +877,7 @@ impl Reconciler {
         let id = (key.group.clone(), key.version.clone(), key.kind.clone());
         let gv = (key.group.clone(), key.version.clone());
         let pass = self.retry.breaker.pass();
+        let seen = self.refreshed.load(std::sync::atomic::Ordering::Acquire);
         {
             let kinds = self.discovery.read().await;
             if let Some(kinds) = kinds.as_ref() {
@@ -848,7 +891,13 @@ impl Reconciler {
                 }
             }
         }
-        self.refresh_discovery().await?;
+        {
+            let _one = self.refreshing.lock().await;
+            // Read again by another app while this one waited: that answer is as new.
+            if self.refreshed.load(std::sync::atomic::Ordering::Acquire) == seen {
+                self.refresh_discovery().await?;
+            }
+        }
         let kinds = self.discovery.read().await;
         let Some(kinds) = kinds.as_ref() else {
             return Ok(None);
@@ -908,6 +957,9 @@ impl Reconciler {
         {
             return Ok(inv.clone());
         }
+        if let Some(listed) = self.inventory_from_list(app).await {
+            return Ok(listed);
+        }
         let name = configmap_name(app);
         let read = match self.get_json(&self.inventory_api(), &name).await {
             Ok(Some(cm)) => Inventory::from_configmap(&cm)?,
@@ -927,6 +979,58 @@ impl Reconciler {
             .unwrap_or_else(|e| e.into_inner())
             .insert(app.to_string(), read.clone());
         Ok(read)
+    }
+
+    /// An app's inventory from one list of them all (made once, by the first app that
+    /// asks): a pass over a thousand apps reads one list instead of a thousand
+    /// ConfigMaps. `None` when the list failed or the app's ConfigMap could not be
+    /// parsed from it: the caller reads it alone, which reports why.
+    async fn inventory_from_list(&self, app: &str) -> Option<Inventory> {
+        {
+            let _listing = self.listing.lock().await;
+            let listed = self
+                .known_apps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if !listed {
+                self.inventoried_apps().await.ok()?;
+            }
+        }
+        let known = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|k| k.contains(app))?;
+        let mut held = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        if known {
+            return held.get(app).cloned();
+        }
+        let empty = Inventory {
+            app: app.to_string(),
+            ..Default::default()
+        };
+        held.insert(app.to_string(), empty.clone());
+        Some(empty)
+    }
+
+    /// Keeps the inventories of a list of them, except those already held (which are
+    /// newer: this agent wrote them) and those that do not parse (read alone later,
+    /// so that the error is reported for its app).
+    fn remember_listed(&self, configmaps: &[DynamicObject]) {
+        let mut held = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        for cm in configmaps {
+            let Ok(value) = serde_json::to_value(cm) else {
+                continue;
+            };
+            let Ok(inv) = Inventory::from_configmap(&value) else {
+                continue;
+            };
+            if !inv.app.is_empty() && !held.contains_key(&inv.app) {
+                held.insert(inv.app.clone(), inv);
+            }
+        }
     }
 
     fn remember_inventory(&self, inv: Option<&Inventory>, app: &str) {
@@ -956,11 +1060,20 @@ impl Reconciler {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&cm);
         // Forget the remembered copy first: if this write is interrupted, the next
-        // reconcile must read what the server has, not what it had.
+        // reconcile must read what the server has, not what it had (and so must not
+        // take the app for one without an inventory, which the list would say).
         self.inventories
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&inv.app);
+        if let Some(known) = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            known.insert(inv.app.clone());
+        }
         let r = with_retries(&self.retry, || api.patch(&name, &pp, &patch))
             .await
             .map(|_| ())
@@ -1010,12 +1123,23 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Creates a namespace when it does not exist (a read when it does).
+    /// Creates a namespace when it does not exist: nothing when the watch cache has
+    /// it (one rollwave made), else one create, which the server answers with 409
+    /// when it exists already. A namespace someone else made is left as it is (never
+    /// applied, so rollwave takes no field of it). An identity that may not create
+    /// namespaces gets 403 even for one that exists, so a 403 is followed by a read.
     async fn ensure_namespace_named(&self, name: &str) -> Result<(), ApplyError> {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("", "v1", "Namespace"),
             "namespaces",
         );
+        let id: drift::KindId = (String::new(), "v1".into(), "Namespace".into());
+        if let Some(cache) = &self.cache {
+            cache.watch(&id, &ar);
+            if cache.wait_synced(&id).await && cache.get(&id, "", name).flatten().is_some() {
+                return Ok(());
+            }
+        }
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
         let err = |e: kube::Error| ApplyError::Write {
             object: ObjectKey {
@@ -1029,17 +1153,34 @@ impl Reconciler {
             message: message_of(&e),
             attempts: self.retry.attempts,
         };
-        if self.get_json(&api, name).await.map_err(err)?.is_some() {
-            return Ok(());
+        let mut ns = DynamicObject::new(name, &ar);
+        ns.metadata.labels = Some(
+            [(
+                crate::vocab::MANAGED_BY_LABEL.to_string(),
+                crate::vocab::MANAGED_BY_VALUE.to_string(),
+            )]
+            .into(),
+        );
+        let pp = kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match with_retries(&self.retry, || api.create(&pp, &ns)).await {
+            Ok(created) => {
+                if let (Some(cache), Ok(v)) = (&self.cache, serde_json::to_value(&created)) {
+                    cache.record(&id, &v);
+                }
+                Ok(())
+            }
+            Err((kube::Error::Api(s), _)) if s.code == 409 => Ok(()),
+            Err((kube::Error::Api(s), _)) if s.code == 403 => {
+                match self.get_json(&api, name).await.map_err(err)? {
+                    Some(_) => Ok(()),
+                    None => Err(err(kube::Error::Api(s))),
+                }
+            }
+            Err((e, _)) => Err(err(e)),
         }
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
-            "labels": {crate::vocab::MANAGED_BY_LABEL: crate::vocab::MANAGED_BY_VALUE}}});
-        let pp = PatchParams::apply(FIELD_MANAGER);
-        let patch = Patch::Apply(&ns);
-        with_retries(&self.retry, || api.patch(name, &pp, &patch))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| err(e))
     }
 
     /// Applies one object; `dry_run` only validates. Conflicts with imperative
@@ -1086,7 +1227,7 @@ impl Reconciler {
                 )
             })
             .collect();
-        let mut revision_namespaces: BTreeSet<String> = objects
+        let revision_namespaces: BTreeSet<String> = objects
             .iter()
             .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
             .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
@@ -1097,9 +1238,6 @@ impl Reconciler {
         let create_namespace = rev.namespace.filter(|ns| {
             !ns.is_empty() && !revision_namespaces.contains(*ns) && impersonated_user(rev).is_none()
         });
-        if let Some(ns) = create_namespace {
-            revision_namespaces.insert(ns.to_string());
-        }
 
         // Resolve kinds; check the tenancy policy; read live objects.
         let mut resources = Vec::with_capacity(objects.len());
@@ -1146,6 +1284,7 @@ impl Reconciler {
                     );
                     cache.watch(&id, ar);
                     if !impersonated
+                        && cache.wait_synced(&id).await
                         && let Some(state) = cache.get(&id, &p.key.namespace, &p.key.name)
                     {
                         return (i, Ok(state));
@@ -1188,6 +1327,15 @@ impl Reconciler {
         let mut pending: Vec<usize> = (0..planned.len())
             .filter(|&i| planned[i].skipped.is_none() && planned[i].sync != Sync::InSync)
             .collect();
+        // The app's namespace comes first: in a namespace that does not exist the API
+        // server answers a dry run with 404 before it validates anything, so without it
+        // a revision it would refuse could get halfway written. It is not part of the
+        // revision (never pruned), so making it is not a write of the revision.
+        let mut namespace_made = false;
+        if let Some(ns) = create_namespace.filter(|_| !pending.is_empty()) {
+            self.ensure_namespace_named(ns).await?;
+            namespace_made = true;
+        }
         let mut checks = Vec::new();
         for &i in &pending {
             let p = &planned[i];
@@ -1199,8 +1347,15 @@ impl Reconciler {
         let mut checks = bounded(checks, self.concurrency).await;
         checks.sort_by_key(|(i, _)| *i);
         let mut confirmed = BTreeSet::new();
+        let mut existing = BTreeSet::new();
         for (i, r) in checks {
             let p = &planned[i];
+            if let Ok(after) = &r
+                && p.sync == Sync::Missing
+                && exists_per_dry_run(after)
+            {
+                existing.insert(i);
+            }
             // The comparison saw a difference the server does not: the apply would
             // change nothing, so it is not sent (and the answer is remembered).
             if let (Ok(after), Some(l)) = (&r, live.get(&i))
@@ -1250,6 +1405,11 @@ impl Reconciler {
         for &i in &confirmed {
             planned[i].sync = Sync::InSync;
         }
+        // The watch lists only objects labelled as rollwave's: one whose label someone
+        // took away reads as missing there, and is reported as taken back, not created.
+        for &i in &existing {
+            planned[i].sync = Sync::Ownership;
+        }
         pending.retain(|i| !confirmed.contains(i));
         let desired: BTreeSet<ObjectKey> = planned.iter().map(|p| p.key.clone()).collect();
         let desired_ids: BTreeSet<(&str, &str, &str, &str)> =
@@ -1280,7 +1440,7 @@ impl Reconciler {
         let mut results: HashMap<usize, Value> = HashMap::new();
         if !unchanged_inventory {
             // Record every object that may exist before creating any.
-            if let Some(ns) = create_namespace {
+            if let Some(ns) = create_namespace.filter(|_| !namespace_made) {
                 self.ensure_namespace_named(ns).await?;
             }
             let mut recording = inventory.clone();
@@ -1519,6 +1679,7 @@ impl Reconciler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn key(group: &str, kind: &str, namespace: &str) -> ObjectKey {
         ObjectKey {

@@ -187,6 +187,7 @@ impl Reconciler {
                 name.strip_prefix("rollwave-inventory-").map(String::from)
             })
             .collect();
+        self.remember_listed(&list.items);
         *self.known_apps.lock().unwrap_or_else(|e| e.into_inner()) = Some(apps.clone());
         Ok(apps.into_iter().collect())
     }

@@ -13,6 +13,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::limit::RequestLimiter;
+
 /// The longest one API call may take, its retries included.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -30,6 +32,10 @@ pub struct RetryPolicy {
     pub deadline: Duration,
     /// Shared by every call to one cluster (clones share it).
     pub breaker: Breaker,
+    /// How many calls to the cluster may be in flight and how fast they may go out;
+    /// shared by every call to one cluster (clones share it). Each try takes its turn,
+    /// and the wait for it does not count against the deadline.
+    pub limiter: RequestLimiter,
 }
 
 impl Default for RetryPolicy {
@@ -40,6 +46,7 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(5),
             deadline: CALL_DEADLINE,
             breaker: Breaker::default(),
+            limiter: RequestLimiter::default(),
         }
     }
 }
@@ -169,6 +176,8 @@ pub fn classify(e: &kube::Error) -> Verdict {
             // A 409 from apply is a field conflict (permanent); from anything else a
             // stale resourceVersion, which a fresh try fixes.
             409 if status.message.starts_with("Apply failed") => Verdict::Permanent,
+            // A create of an object that exists never succeeds by trying again.
+            409 if status.reason == "AlreadyExists" => Verdict::Permanent,
             409 => Verdict::Retry(None),
             500..=599 => Verdict::Retry(None),
             _ => Verdict::Permanent,
@@ -220,11 +229,17 @@ where
     if let Some(e) = policy.breaker.error() {
         return Err((e, 0));
     }
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut n = 1;
     loop {
+        let queued = Instant::now();
+        let permit = policy.limiter.acquire().await;
+        // Waiting for a turn is the agent's own pacing, not the server's slowness.
+        started += queued.elapsed();
         let left = policy.deadline.saturating_sub(started.elapsed());
-        let result = match tokio::time::timeout(left, op()).await {
+        let result = tokio::time::timeout(left, op()).await;
+        drop(permit);
+        let result = match result {
             Ok(r) => r,
             Err(_) => {
                 let e = transport_error(format!(
@@ -307,6 +322,7 @@ mod tests {
             max: Duration::from_millis(20),
             deadline,
             breaker: Breaker::default(),
+            limiter: RequestLimiter::default(),
         }
     }
 

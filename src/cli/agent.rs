@@ -73,6 +73,14 @@ pub struct AgentArgs {
     /// Log format (default text).
     #[arg(long, value_enum, env = "ROLLWAVE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Requests in flight to each cluster at once, and apps reconciled side by side
+    /// (default 32; agent.yaml `apply.concurrency`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: Option<u16>,
+    /// Requests a second to each cluster, on average; 0 for no limit (default 500;
+    /// agent.yaml `apply.qps`).
+    #[arg(long)]
+    pub qps: Option<u32>,
 }
 
 /// The configuration the flags and the file describe together.
@@ -141,6 +149,12 @@ pub fn resolve(args: &AgentArgs) -> anyhow::Result<AgentConfig> {
     }
     if let Some(f) = args.log_format {
         c.log_format = f;
+    }
+    if let Some(n) = args.concurrency {
+        c.apply.concurrency = usize::from(n);
+    }
+    if let Some(q) = args.qps {
+        c.apply.qps = f64::from(q);
     }
     Ok(c)
 }
