@@ -378,10 +378,21 @@ fn merge_list(
                 .collect();
         }
         // kustomize's merge puts the patch's elements first, in the patch's order, then
-        // the original elements the patch did not mention, in their order.
+        // the original elements the patch did not mention, in their order. It merges
+        // such a list as a set of values and a null is no value, so nulls on either
+        // side (`- ~`, or `-` with nothing after it) are left out.
         ListStrategy::MergePrimitives => {
-            let mut out: Vec<Value> = patch.iter().filter(|p| !p.is_object()).cloned().collect();
-            out.extend(target.iter().filter(|t| !patch.contains(t)).cloned());
+            let mut out: Vec<Value> = patch
+                .iter()
+                .filter(|p| !p.is_object() && !p.is_null())
+                .cloned()
+                .collect();
+            out.extend(
+                target
+                    .iter()
+                    .filter(|t| !t.is_null() && !patch.contains(t))
+                    .cloned(),
+            );
             *target = out;
         }
         ListStrategy::MergeByKey(key) => {

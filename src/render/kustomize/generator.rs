@@ -142,7 +142,9 @@ pub fn generate(
         }),
     );
     obj.insert("metadata".into(), Value::Object(meta));
-    if !data.is_empty() {
+    // kustomize creates a Secret's `data` map before filling it, so a Secret with no
+    // sources prints `data: {}` (and hashes it); a ConfigMap gets `data` per key.
+    if !data.is_empty() || kind == GeneratedKind::Secret {
         obj.insert("data".into(), json!(data));
     }
     if !binary.is_empty() {

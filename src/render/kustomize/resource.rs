@@ -124,13 +124,15 @@ impl std::fmt::Display for ResId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Behavior {
-    /// A new object; a clash is an error.
-    #[default]
-    Create,
     /// Adds to the base object's data.
     Merge,
     /// Replaces the base object's data.
     Replace,
+    /// A new object; a clash is an error. kustomize reads any other word (`add`,
+    /// `Merge`) as "unspecified" and treats it as create, so those land here too.
+    #[default]
+    #[serde(other)]
+    Create,
 }
 
 /// One object during a build.
