@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         order: &order,
         statuses: &statuses,
         approvals: &[],
+        dependencies: &[],
         now: at(1_800_000_600),
     });
     assert_eq!(plan.decisions.len(), 4);
