@@ -360,8 +360,7 @@ fn fleet_bench(dir: &Path) {
         agents.push(start_agent(dir, name, &body, &env));
     }
     let statuses = || {
-        let (s, _) =
-            rollwave::source::statusref::read_statuses(&git2::Repository::open(&bare).unwrap());
+        let (s, _) = rollwave::status::refs::read_statuses(&git2::Repository::open(&bare).unwrap());
         s
     };
     let all_healthy_at = |release: &str| {

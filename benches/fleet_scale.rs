@@ -358,7 +358,7 @@ impl StatusSource {
     fn read(&self) -> BTreeMap<String, ClusterStatus> {
         match self {
             StatusSource::Git(bare) => match git2::Repository::open(bare) {
-                Ok(repo) => rollwave::source::statusref::read_statuses(&repo).0,
+                Ok(repo) => rollwave::status::refs::read_statuses(&repo).0,
                 Err(_) => BTreeMap::new(),
             },
             StatusSource::Hub(server) => {

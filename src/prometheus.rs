@@ -287,7 +287,7 @@ impl Prometheus {
         }
         answer(status, &bytes).map_err(|message| Failure {
             retry: status == 429 || status >= 500,
-            message,
+            message: message.0,
         })
     }
 }
@@ -355,9 +355,18 @@ fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
     }
 }
 
+/// Why an answer of Prometheus is not a measurement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AnswerError(pub String);
+
 /// What an answer of `/api/v1/query` (HTTP `status`, `body`) says: a measurement, or
 /// why it is not one.
-pub fn answer(status: u16, body: &[u8]) -> Result<Measurement, String> {
+pub fn answer(status: u16, body: &[u8]) -> Result<Measurement, AnswerError> {
+    answer_text(status, body).map_err(AnswerError)
+}
+
+fn answer_text(status: u16, body: &[u8]) -> Result<Measurement, String> {
     let parsed: Answer = match serde_json::from_slice(body) {
         Ok(a) => a,
         Err(_) => {
@@ -453,24 +462,31 @@ mod tests {
             Measurement::Value(f64::INFINITY)
         );
         assert_eq!(
-            answer(200, recorded!("vector-two-series-is-an-error.json")).unwrap_err(),
+            answer(200, recorded!("vector-two-series-is-an-error.json"))
+                .unwrap_err()
+                .0,
             "the query returned 2 series; aggregate it to one number (sum, max, histogram_quantile ...)"
         );
         assert_eq!(
-            answer(400, recorded!("bad-query-is-an-error.json")).unwrap_err(),
+            answer(400, recorded!("bad-query-is-an-error.json"))
+                .unwrap_err()
+                .0,
             "HTTP 400: bad_data: invalid parameter \"query\": 1:15: parse error: unclosed left parenthesis"
         );
         assert!(
             answer(200, recorded!("matrix-is-an-error.json"))
                 .unwrap_err()
+                .0
                 .contains("range vector")
         );
         assert_eq!(
-            answer(503, recorded!("timeout-is-an-error.json")).unwrap_err(),
+            answer(503, recorded!("timeout-is-an-error.json"))
+                .unwrap_err()
+                .0,
             "HTTP 503: timeout: query timed out in expression evaluation"
         );
         assert_eq!(
-            answer(502, b"<html>Bad Gateway</html>").unwrap_err(),
+            answer(502, b"<html>Bad Gateway</html>").unwrap_err().0,
             "HTTP 502 that is not a Prometheus answer: <html>Bad Gateway</html>"
         );
     }

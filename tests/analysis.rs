@@ -20,7 +20,7 @@ use rollwave::apply::retry::RetryPolicy;
 use rollwave::demo::prometheus::{ScrapingPrometheus, find_binary};
 use rollwave::prometheus::Prometheus;
 use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
-use rollwave::source::statusref::read_statuses;
+use rollwave::status::refs::read_statuses;
 use rollwave::status::{AppStatus, ClusterStatus, Phase};
 
 const ERROR_RATIO: &str = "    - name: error-ratio

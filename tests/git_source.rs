@@ -12,9 +12,10 @@ use common::git::{
 };
 use git2::Oid;
 use rollwave::source::history::{Inputs, first_parent_history, releases};
-use rollwave::source::statusref::{push_status, read_statuses, write_status};
+use rollwave::source::statusref::push_status;
 use rollwave::source::verify::TrustPolicy;
 use rollwave::source::{Auth, Mirror, Secret};
+use rollwave::status::refs::{read_statuses, write_status};
 use rollwave::status::{AppStatus, ClusterStatus, Phase};
 
 fn fleet_files() -> Vec<(&'static str, &'static str)> {

@@ -180,9 +180,7 @@ impl World {
 
     fn status(&self, cluster: &str) -> Option<ClusterStatus> {
         let r = git2::Repository::open(&self.repo).ok()?;
-        rollwave::source::statusref::read_statuses(&r)
-            .0
-            .remove(cluster)
+        rollwave::status::refs::read_statuses(&r).0.remove(cluster)
     }
 
     fn phase(&self, cluster: &str, release: &str) -> Option<Phase> {

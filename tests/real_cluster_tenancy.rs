@@ -21,7 +21,7 @@ use common::git::{commit_files, git, work_repo};
 use common::k8s::RealCluster;
 use common::sim::require_kubectl;
 use common::{copy_dir, run_cli};
-use rollwave::source::statusref::read_statuses;
+use rollwave::status::refs::read_statuses;
 use rollwave::status::{AppStatus, Phase};
 use serde_json::{Value, json};
 

@@ -554,7 +554,7 @@ async fn a_wave_does_not_open_while_the_canarys_custom_resource_is_not_ready() {
     let path = repo.to_str().unwrap().to_string();
     let phase_on = |cluster: &str| {
         let (statuses, _) =
-            rollwave::source::statusref::read_statuses(&git2::Repository::open(&repo).unwrap());
+            rollwave::status::refs::read_statuses(&git2::Repository::open(&repo).unwrap());
         statuses
             .get(cluster)
             .and_then(|s| s.apps.get(&app))

@@ -61,7 +61,7 @@ fn example_with_history() -> (tempfile::TempDir, std::path::PathBuf, String, Str
             interval: 60,
             apps,
         };
-        rollwave::source::statusref::write_status(&repo, &s).unwrap();
+        rollwave::status::refs::write_status(&repo, &s).unwrap();
     }
     (tmp, work, first, second)
 }
@@ -110,7 +110,7 @@ fn plan_json_names_waves_and_the_commit_each_cluster_should_run() {
 fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
     let (_tmp, work, first, second) = example_with_history();
     let repo = git2::Repository::open(&work).unwrap();
-    let (statuses, _) = rollwave::source::statusref::read_statuses(&repo);
+    let (statuses, _) = rollwave::status::refs::read_statuses(&repo);
     let mut canary = statuses["test-sh-1"].clone();
     let now = SystemTime::now();
     let later = now + std::time::Duration::from_secs(301);
@@ -133,7 +133,7 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
     web.hash = "new".into();
     web.since = fmt(now);
     canary.heartbeat = fmt(later);
-    rollwave::source::statusref::write_status(&repo, &canary).unwrap();
+    rollwave::status::refs::write_status(&repo, &canary).unwrap();
     let path = work.to_string_lossy().into_owned();
     let plan_at = |t: SystemTime| {
         let (code, out, err) =
@@ -165,7 +165,7 @@ fn plan_at_a_later_time_after_the_canary_baked_opens_wave_1() {
     }
     let web = canary.apps.get_mut("web").unwrap();
     web.verified = Some(fmt(now + std::time::Duration::from_secs(200)));
-    rollwave::source::statusref::write_status(&repo, &canary).unwrap();
+    rollwave::status::refs::write_status(&repo, &canary).unwrap();
     let baked = plan_at(later);
     assert_eq!(
         baked["apps"]["web"]["pending"][0]["waves"][1]["state"],
@@ -263,7 +263,7 @@ fn render_json_reports_each_apps_own_release_and_the_hash_statuses_carry() {
     );
     // The hash equals what an agent that rendered the first commit put in its status.
     let repo = git2::Repository::open(&work).unwrap();
-    let (statuses, _) = rollwave::source::statusref::read_statuses(&repo);
+    let (statuses, _) = rollwave::status::refs::read_statuses(&repo);
     assert_eq!(
         v["apps"]["api"]["hash"],
         statuses["prod-bj-1"].apps["api"].hash

@@ -14,8 +14,8 @@ use rollwave::agent::rollout::ClusterAgent;
 use rollwave::apply::Reconciler;
 use rollwave::apply::retry::RetryPolicy;
 use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
-use rollwave::source::statusref::read_statuses;
 use rollwave::status::Phase;
+use rollwave::status::refs::read_statuses;
 
 const FILES: &[(&str, &str)] = &[
     (

@@ -19,7 +19,7 @@ use rollwave::agent::clock::Clock;
 use rollwave::agent::config::{AgentConfig, ClusterConfig, Connection, HubConfig};
 use rollwave::agent::daemon::Agent;
 use rollwave::sim::{SimCluster, SimOptions, write_kubeconfig};
-use rollwave::source::statusref::read_statuses;
+use rollwave::status::refs::read_statuses;
 use rollwave::status::{AppStatus, Phase};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: 'nginx:1'}]}\n";
@@ -898,7 +898,7 @@ fn an_agent_without_the_hub_in_a_hub_fleet_is_reported_and_never_splits_the_flee
             .unwrap()
     });
     stray.heartbeat = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    rollwave::source::statusref::write_status(&refs, &stray).unwrap();
+    rollwave::status::refs::write_status(&refs, &stray).unwrap();
     let out = cli("status");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

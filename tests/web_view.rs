@@ -144,12 +144,12 @@ impl Fleet {
     /// Writes `status` as its agent does: a new commit on its status ref.
     fn write(&self, status: &ClusterStatus) {
         let repo = git2::Repository::open(&self.work).unwrap();
-        rollwave::source::statusref::write_status(&repo, status).unwrap();
+        rollwave::status::refs::write_status(&repo, status).unwrap();
     }
 
     fn status(&self, cluster: &str) -> ClusterStatus {
         let repo = git2::Repository::open(&self.work).unwrap();
-        rollwave::source::statusref::read_statuses(&repo).0[cluster].clone()
+        rollwave::status::refs::read_statuses(&repo).0[cluster].clone()
     }
 }
 

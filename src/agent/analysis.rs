@@ -29,7 +29,7 @@ use crate::plan::analysis::{
     Measurement, Verdict, due_metrics, query_context, record, render_query, verdict,
 };
 use crate::prometheus::Prometheus;
-use crate::status::{AppStatus, MetricResult, Phase};
+use crate::status::{AppStatus, MetricResult, Phase, rfc3339};
 
 /// The message of an app whose analysis was skipped.
 pub const SKIPPED: &str = "analysis skipped: no prometheus configured for this cluster";
@@ -75,10 +75,6 @@ pub struct Step<'a> {
     pub metrics: Option<&'a Metrics>,
     /// Now.
     pub now: SystemTime,
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// One analysis step; `None` when the policy has no analysis.
@@ -145,7 +141,7 @@ pub async fn step(s: Step<'_>) -> Option<Outcome> {
     for metric in due_metrics(s.spec, &out.results, healthy_since, s.now) {
         let measurement = match render_query(metric, &context) {
             Ok(query) => prometheus.measure(&query).await,
-            Err(e) => Measurement::Error(e),
+            Err(e) => Measurement::Error(e.0),
         };
         if let Measurement::Error(e) = &measurement {
             tracing::warn!(cluster = %s.cluster, app = %s.app, metric = %metric.name, error = %e, "analysis query failed");

@@ -538,7 +538,7 @@ impl Checker<'_> {
     ) -> Result<Duration, ConfigError> {
         let Some(s) = v else { return Ok(default) };
         let d =
-            parse_duration(&s.value).map_err(|m| self.invalid(s.referenced.line(), field, m))?;
+            parse_duration(&s.value).map_err(|m| self.invalid(s.referenced.line(), field, m.0))?;
         if d.is_zero() {
             return Err(self.invalid(s.referenced.line(), field, "must be longer than 0s"));
         }

@@ -46,11 +46,29 @@ fn in_cluster_message(cause: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Why no client could be made for a cluster: each message says which kubeconfig or
+/// token was tried and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `inCluster` outside a pod, or without the pod's service account.
+    #[error("{0}")]
+    InCluster(String),
+    /// A kubeconfig that cannot be read or lacks the context.
+    #[error("{0}")]
+    Kubeconfig(String),
+    /// Neither a kubeconfig nor a pod.
+    #[error("{0}")]
+    NoCluster(String),
+    /// The configuration was read and no client could be made of it.
+    #[error("cannot create a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
 /// The client configuration `connection` describes (timeouts are the caller's).
-pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config> {
+pub async fn config_for(connection: &Connection) -> Result<kube::Config, ConnectError> {
     match connection {
         Connection::InCluster => {
-            kube::Config::incluster().map_err(|e| anyhow::anyhow!(in_cluster_message(&e)))
+            kube::Config::incluster().map_err(|e| ConnectError::InCluster(in_cluster_message(&e)))
         }
         Connection::Kubeconfig { path, context } => {
             let options = KubeConfigOptions {
@@ -63,14 +81,14 @@ pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config>
                     .await
                     .map_err(|e| {
                         let file = default_kubeconfig().unwrap_or_else(|| "~/.kube/config".into());
-                        anyhow::anyhow!(
+                        ConnectError::Kubeconfig(format!(
                             "kubeconfig {file}: {}; list its contexts with `kubectl config get-contexts`, or pass --kubeconfig",
                             root_cause(&e)
-                        )
+                        ))
                     }),
                 None => match kube::Config::infer().await {
                     Ok(c) => Ok(c),
-                    Err(_) => Err(anyhow::anyhow!(no_cluster_message())),
+                    Err(_) => Err(ConnectError::NoCluster(no_cluster_message())),
                 },
             }
         }
@@ -78,21 +96,21 @@ pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config>
 }
 
 /// Reads one kubeconfig file.
-async fn from_file(path: &Path, options: &KubeConfigOptions) -> anyhow::Result<kube::Config> {
+async fn from_file(path: &Path, options: &KubeConfigOptions) -> Result<kube::Config, ConnectError> {
     let shown = path.display();
     let kc = Kubeconfig::read_from(path).map_err(|e| {
-        anyhow::anyhow!(
+        ConnectError::Kubeconfig(format!(
             "cannot read kubeconfig {shown}: {}; give the path of an existing kubeconfig file",
             root_cause(&e)
-        )
+        ))
     })?;
     kube::Config::from_custom_kubeconfig(kc, options)
         .await
         .map_err(|e| {
-            anyhow::anyhow!(
+            ConnectError::Kubeconfig(format!(
                 "kubeconfig {shown}: {}; list its contexts with `kubectl --kubeconfig {shown} config get-contexts`",
                 root_cause(&e)
-            )
+            ))
         })
 }
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-
 use super::config::{AgentConfig, Connection};
+use super::connect::ConnectError;
+use super::error::AgentError;
 use super::rollout::ClusterAgent;
 use super::timers::{Fired, Timers};
 use super::{AppResult, Memory, PassReport, Source, reconcile_cluster_with};
@@ -43,14 +43,14 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`READ_TIMEOUT`], [`WRITE_TIMEOUT`]); retries are left to
 /// [`crate::apply::retry`], whose deadline bounds the whole call (the client's own
 /// retry layer would wait up to 15 times on 429 with backoffs reaching minutes).
-pub async fn client_for(connection: &Connection) -> anyhow::Result<kube::Client> {
+pub async fn client_for(connection: &Connection) -> Result<kube::Client, ConnectError> {
     let config = config_for(connection).await?;
-    kube::Client::try_from(config).context("cannot create a Kubernetes client")
+    kube::Client::try_from(config).map_err(ConnectError::Client)
 }
 
 /// The configuration [`client_for`] makes its client from: also the base of the
 /// clients that impersonate an app's ServiceAccount (DESIGN §6.1).
-pub async fn config_for(connection: &Connection) -> anyhow::Result<kube::Config> {
+pub async fn config_for(connection: &Connection) -> Result<kube::Config, ConnectError> {
     let mut config = super::connect::config_for(connection).await?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);
@@ -103,10 +103,10 @@ impl Managed {
         input: &Input,
         now: SystemTime,
         metrics: &Metrics,
-    ) -> anyhow::Result<PassReport> {
+    ) -> Result<PassReport, AgentError> {
         self.breaker.reset();
         match (input, &mut self.runner) {
-            (Input::Failed(message), _) => Err(anyhow::anyhow!("{message}")),
+            (Input::Failed(message), _) => Err(AgentError::Input(message.to_string())),
             (Input::Rollout(g), Runner::Rollout(agent)) => agent.pass_on(g, now).await,
             (Input::Direct(d), Runner::Direct(direct)) => {
                 let (opened, fleet) = &**d;
@@ -122,10 +122,10 @@ impl Managed {
                 };
                 reconcile_cluster_with(&source, &self.name, reconciler, memory, Some(metrics))
                     .await
-                    .map_err(anyhow::Error::from)
+                    .map_err(AgentError::from)
             }
-            _ => Err(anyhow::anyhow!(
-                "internal error: the pass input does not match the cluster's mode"
+            _ => Err(AgentError::Input(
+                "internal error: the pass input does not match the cluster's mode".into(),
             )),
         }
     }
@@ -208,7 +208,7 @@ impl Agent {
     /// (one-shot runs) objects are read when needed. A fetch failure is an error
     /// without `watch`, and a warning with it (the agent keeps running on the
     /// mirror's last state).
-    pub async fn connect(config: AgentConfig, watch: bool) -> anyhow::Result<Agent> {
+    pub async fn connect(config: AgentConfig, watch: bool) -> Result<Agent, AgentError> {
         if let Some(helm) = &config.helm {
             crate::render::helm::set_helm_binary(helm.clone());
         }
@@ -223,7 +223,7 @@ impl Agent {
         };
         let hub = match &config.hub {
             Some(h) => {
-                let client = client_for(&h.connection).await.context("hub")?;
+                let client = client_for(&h.connection).await.map_err(AgentError::Hub)?;
                 let own = config.clusters.iter().map(|c| c.name.clone()).collect();
                 let hub = Arc::new(Hub::new(client, &h.namespace, own));
                 if watch {
@@ -235,12 +235,13 @@ impl Agent {
         };
         let mut clusters = Vec::new();
         for c in &config.clusters {
-            let kube_config = config_for(&c.connection)
-                .await
-                .with_context(|| format!("cluster '{}'", c.name))?;
+            let unreachable = |source| AgentError::Connect {
+                cluster: c.name.clone(),
+                source,
+            };
+            let kube_config = config_for(&c.connection).await.map_err(unreachable)?;
             let client = kube::Client::try_from(kube_config.clone())
-                .context("cannot create a Kubernetes client")
-                .with_context(|| format!("cluster '{}'", c.name))?;
+                .map_err(|e| unreachable(ConnectError::Client(e)))?;
             // One pass reads live objects from one list per kind too (a cold apply
             // would otherwise read every object alone); only a running agent is woken
             // by the watches.
@@ -259,7 +260,10 @@ impl Agent {
                 .prometheus_for(c)
                 .map(crate::prometheus::Prometheus::new)
                 .transpose()
-                .with_context(|| format!("cluster '{}'", c.name))?;
+                .map_err(|source| AgentError::Prometheus {
+                    cluster: c.name.clone(),
+                    source,
+                })?;
             let runner = if rollout {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
@@ -267,8 +271,8 @@ impl Agent {
                     .with_prometheus(prometheus)
                     .with_notifier(notifier.clone())
                     .with_hub(hub.clone())
-                    .defer_push();
-                agent.push = config.push_status;
+                    .defer_push()
+                    .with_push(config.push_status);
                 agent.tells_fleet_events = clusters.is_empty();
                 Runner::Rollout(Box::new(agent))
             } else {
@@ -296,7 +300,7 @@ impl Agent {
         let trust = match &config.verify {
             Some(v) => Some(
                 TrustPolicy::load(v.allowed_signers.as_deref(), v.openpgp_keyring.as_deref())
-                    .context("repo.verify")?,
+                    .map_err(AgentError::Verify)?,
             ),
             None => None,
         };
@@ -327,7 +331,7 @@ impl Agent {
     /// a cluster that does not answer delays the others by nothing (its calls give up
     /// at their deadline, [`crate::apply::retry::CALL_DEADLINE`]). A cluster whose pass
     /// fails does not stop the others. Results are in the clusters' order.
-    pub async fn pass(&mut self) -> Vec<(String, anyhow::Result<PassReport>)> {
+    pub async fn pass(&mut self) -> Vec<(String, Result<PassReport, AgentError>)> {
         let now = self.config.clock.now();
         let input = self.read_input();
         let metrics = self.metrics.clone();
@@ -441,11 +445,11 @@ impl Agent {
                 }
             }
             let opened = opened
-                .map_err(anyhow::Error::from)
+                .map_err(AgentError::from)
                 .and_then(|g| self.trusted(g));
             return match opened {
                 Ok(g) => Input::Rollout(Rc::new(g)),
-                Err(e) => Input::Failed(Rc::new(format!("{e:#}"))),
+                Err(e) => Input::Failed(Rc::new(e.to_string())),
             };
         }
         let opened = match crate::source::repo::open_tree_with(
@@ -456,18 +460,18 @@ impl Agent {
             &self.access,
         ) {
             Ok(o) => o,
-            Err(e) => return Input::Failed(Rc::new(format!("{e:#}"))),
+            Err(e) => return Input::Failed(Rc::new(e.to_string())),
         };
         match crate::fleet::load(opened.tree.as_ref()) {
             Ok(fleet) => Input::Direct(Rc::new((opened, fleet))),
-            Err(e) => Input::Failed(Rc::new(format!("{:#}", anyhow::Error::from(e)))),
+            Err(e) => Input::Failed(Rc::new(e.to_string())),
         }
     }
 
     /// `g` moved back to the newest commit of its first-parent history signed by a
     /// trusted key, when signatures are checked: an unsigned or foreign tip is not
     /// applied, and the agent stays where the trusted history ends.
-    fn trusted(&mut self, mut g: GitRepo) -> anyhow::Result<GitRepo> {
+    fn trusted(&mut self, mut g: GitRepo) -> Result<GitRepo, AgentError> {
         let Some(trust) = &self.trust else {
             return Ok(g);
         };
@@ -479,11 +483,10 @@ impl Agent {
         )?;
         let (trusted, refused) = trust.newest_trusted(&repo, &history);
         let Some(trusted) = trusted else {
-            anyhow::bail!(
-                "no commit of the last {} on the branch is signed by a trusted key ({})",
-                history.len(),
-                refused.first().map(|e| e.to_string()).unwrap_or_default()
-            );
+            return Err(AgentError::Untrusted {
+                looked_at: history.len(),
+                refused: refused.first().map(|e| e.to_string()).unwrap_or_default(),
+            });
         };
         if trusted != g.head && self.refused_tip != Some(g.head) {
             for e in &refused {
@@ -544,13 +547,16 @@ impl Agent {
     /// Each cluster runs its own passes: a wake starts a pass on every cluster that is
     /// not in one, and a cluster still in its pass starts another as soon as it is done,
     /// so a hung cluster never holds back the commits of the others.
-    pub async fn run(mut self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(mut self, stop: impl Future<Output = ()>) -> Result<(), AgentError> {
         use futures_util::StreamExt;
         let wake = Wake::new();
         let ready = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(PassClock::new(self.config.stuck_after));
-        let listener = super::listener::bind(self.config.listen)
-            .with_context(|| format!("cannot listen on {}", self.config.listen))?;
+        let listener =
+            super::listener::bind(self.config.listen).map_err(|source| AgentError::Listen {
+                addr: self.config.listen,
+                source,
+            })?;
         // The address bound, which says the port when the config asked for port 0.
         let bound = listener.local_addr().unwrap_or(self.config.listen);
         let mut routes = endpoints(self.metrics.clone(), ready.clone(), clock.clone());
@@ -573,7 +579,7 @@ impl Agent {
                 .config
                 .clusters
                 .iter()
-                .map(|c| crate::source::statusref::status_ref(&c.name))
+                .map(|c| crate::status::refs::status_ref(&c.name))
                 .collect();
             match watch_repository(std::path::Path::new(&self.config.repo), wake.clone(), &own) {
                 Ok(w) => Some(w),
@@ -595,7 +601,7 @@ impl Agent {
             "agent started"
         );
         type Running =
-            std::pin::Pin<Box<dyn Future<Output = (Managed, anyhow::Result<PassReport>)>>>;
+            std::pin::Pin<Box<dyn Future<Output = (Managed, Result<PassReport, AgentError>)>>>;
         let mut running: futures_util::stream::FuturesUnordered<Running> = Default::default();
         let mut timers = Timers::new(self.config.drift_interval);
         // The repository the latest passes read (statuses are pushed through it).
@@ -736,7 +742,7 @@ async fn any_drift(
 }
 
 /// Logs one cluster's pass: changes and failures at info/warn, the rest at debug.
-fn log_pass(cluster: &str, result: &anyhow::Result<PassReport>) {
+fn log_pass(cluster: &str, result: &Result<PassReport, AgentError>) {
     let report = match result {
         Ok(r) => r,
         Err(e) => {

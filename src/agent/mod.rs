@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod daemon;
+pub mod error;
 pub mod listener;
 pub mod notify;
 pub mod rollout;

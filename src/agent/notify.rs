@@ -402,7 +402,7 @@ fn key(e: &Event) -> (String, String, String) {
 impl Notifier {
     /// Starts the delivery task on the current tokio runtime. Fails when an endpoint
     /// URL is not http(s) (the config check names the line; this is the last guard).
-    pub fn start(endpoints: Vec<Endpoint>) -> anyhow::Result<Arc<Notifier>> {
+    pub fn start(endpoints: Vec<Endpoint>) -> Result<Arc<Notifier>, NotifyError> {
         let mut clients = Vec::new();
         for e in &endpoints {
             clients.push(Client::new(&e.url)?);
@@ -586,27 +586,39 @@ struct Client {
     path: String,
 }
 
+/// Why notifications could not start: an endpoint the agent cannot send to (the
+/// URL is shown without its credentials).
+#[derive(Debug, thiserror::Error)]
+#[error("notify url {url}: {reason}")]
+pub struct NotifyError {
+    /// The endpoint's URL, redacted.
+    pub url: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 impl Client {
-    fn new(url: &str) -> anyhow::Result<Client> {
-        let uri: axum::http::Uri = url
-            .parse()
-            .map_err(|_| anyhow::anyhow!("notify url {}: not a URL", redacted(url)))?;
+    fn new(url: &str) -> Result<Client, NotifyError> {
+        let refused = |reason: String| NotifyError {
+            url: redacted(url),
+            reason,
+        };
+        let uri: axum::http::Uri = url.parse().map_err(|_| refused("not a URL".into()))?;
         let (Some(scheme @ ("http" | "https")), Some(authority)) =
             (uri.scheme_str(), uri.authority())
         else {
-            anyhow::bail!(
-                "notify url {}: must be an http:// or https:// URL",
-                redacted(url)
-            );
+            return Err(refused("must be an http:// or https:// URL".into()));
         };
-        let base: axum::http::Uri = format!("{scheme}://{authority}").parse()?;
+        let base: axum::http::Uri = format!("{scheme}://{authority}")
+            .parse()
+            .map_err(|e| refused(format!("{e}")))?;
         let mut kc = kube::Config::new(base);
         kc.connect_timeout = Some(TIMEOUT);
         kc.read_timeout = Some(TIMEOUT);
         kc.write_timeout = Some(TIMEOUT);
         kc.default_retry = false;
         let client = kube::Client::try_from(kc)
-            .map_err(|e| anyhow::anyhow!("notify client for {}: {e}", redacted(url)))?;
+            .map_err(|e| refused(format!("cannot make a client for it: {e}")))?;
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_string())

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
 use git2::Oid;
 
+use super::error::AgentError;
 use super::{AppResult, Memory, PassReport};
 use crate::apply::health::Health;
 use crate::apply::{AppRevision, Reconciler};
@@ -24,8 +24,11 @@ use crate::source::GitTree;
 use crate::source::repo::GitRepo;
 use crate::source::statusref::push_status;
 use crate::status::hub::Hub;
-use crate::status::store::{Store, StoreError};
-use crate::status::{AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase, StoreKind};
+use crate::status::publish::Publisher;
+use crate::status::store::Store;
+use crate::status::{
+    AppStatus, ClusterStatus, HistoryEntry, MAX_HISTORY, Phase, StoreKind, rfc3339,
+};
 
 /// One cluster's agent state across passes.
 pub struct ClusterAgent {
@@ -33,17 +36,10 @@ pub struct ClusterAgent {
     pub cluster: String,
     /// Its reconciler.
     pub reconciler: Reconciler,
-    /// Heartbeat interval: the status is written at least this often.
-    pub heartbeat: Duration,
-    /// Whether the status ref is pushed to a remote repository (false: a read-only
-    /// agent, for fleets whose policy is `gate: time`; the status is still written to
-    /// the local mirror, where this agent's own memory of known-good renderings lives).
-    pub push: bool,
     memory: Memory,
-    /// The last status written and when. While the agent runs it is the authority on
-    /// its own state: a fetch replaces the local status ref with the remote's, which
-    /// lacks what was written while the remote was unreachable.
-    last_written: Option<(Instant, ClusterStatus)>,
+    /// Where this cluster's status goes, what was written last and what is still to
+    /// send.
+    publisher: Publisher,
     /// The deliveries recorded in this cluster's status by an earlier run, read at the
     /// first pass of an agent without notifications, which keeps them for the next
     /// agent that has them.
@@ -51,11 +47,6 @@ pub struct ClusterAgent {
     /// Whether this cluster's passes also tell fleet-wide events (a freeze and its
     /// end): true for the first cluster of each agent, so an agent tells them once.
     pub tells_fleet_events: bool,
-    /// The last push failed: push again at the next pass even if nothing changed.
-    push_pending: bool,
-    /// Whoever runs this agent pushes its status (with other clusters' in one push:
-    /// see [`ClusterAgent::defer_push`]) instead of each pass pushing its own.
-    defer_push: bool,
     metrics: Option<Arc<Metrics>>,
     /// Each app's releases for the last head seen: rendering every release for every
     /// cluster is the expensive part of planning, and it only changes with the head.
@@ -77,13 +68,6 @@ pub struct ClusterAgent {
     notifier: Option<Arc<super::notify::Notifier>>,
     /// The status hub (agent config `hub:`), for fleets whose statuses live there.
     hub: Option<Arc<Hub>>,
-    /// Where the last pass found the fleet's statuses (fleet.yaml `status.store`).
-    store: Store,
-    /// Write the next status even if nothing changed (see
-    /// [`ClusterAgent::beat_with_others`]).
-    beat_now: bool,
-    /// The last status written opened a gate (an app turned Healthy or verified).
-    opened_gate: bool,
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
@@ -97,13 +81,6 @@ pub struct Model {
 /// Release histories by app, for the head they were computed at, shared between the
 /// [`ClusterAgent`]s of one process.
 pub type SharedHistories = Arc<Mutex<BTreeMap<String, (Oid, Arc<AppHistory>)>>>;
-
-/// Status times carry milliseconds: peers measure bakes from `since`, and a time cut
-/// to the second could shorten a bake by up to a second (RFC 3339 allows the fraction,
-/// and readers of second-precision statuses still parse them).
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
 
 fn phase_of(health: Health) -> Phase {
     match health {
@@ -242,14 +219,10 @@ impl ClusterAgent {
         ClusterAgent {
             cluster: cluster.to_string(),
             reconciler,
-            heartbeat,
-            push: true,
             memory: Memory::default(),
-            last_written: None,
+            publisher: Publisher::new(cluster, heartbeat),
             notified_before: BTreeMap::new(),
             tells_fleet_events: false,
-            push_pending: false,
-            defer_push: false,
             metrics: None,
             histories: SharedHistories::default(),
             fleets: HashMap::new(),
@@ -259,9 +232,6 @@ impl ClusterAgent {
             next_analysis: None,
             notifier: None,
             hub: None,
-            store: Store::Refs,
-            beat_now: false,
-            opened_gate: false,
         }
     }
 
@@ -274,13 +244,13 @@ impl ClusterAgent {
 
     /// Where the last pass found the fleet's statuses.
     pub fn store(&self) -> StoreKind {
-        self.store.kind()
+        self.publisher.store().kind()
     }
 
     /// The status written last, for the caller to publish (see
     /// [`ClusterAgent::defer_push`]).
     pub fn last_status(&self) -> Option<&ClusterStatus> {
-        self.last_written.as_ref().map(|(_, s)| s)
+        self.publisher.last()
     }
 
     /// Every peer's status from the fleet's store, this cluster's own as it wrote it
@@ -290,30 +260,24 @@ impl ClusterAgent {
         &mut self,
         g: &GitRepo,
         store: StoreKind,
-    ) -> anyhow::Result<BTreeMap<String, ClusterStatus>> {
-        self.store = match Store::open(store, self.hub.as_ref()) {
-            Ok(s) => s,
-            Err(StoreError::NoHub) => anyhow::bail!(
-                "fleet.yaml says `status: {{store: kubernetes}}` but this agent's config has no `hub:` (how to reach the status hub); nothing is applied and no status is published until it has one, and peers see this cluster as Unknown"
-            ),
-            Err(e) => return Err(e.into()),
-        };
+    ) -> Result<BTreeMap<String, ClusterStatus>, AgentError> {
+        self.publisher.open(store, self.hub.as_ref())?;
         let repo = g.repository()?;
-        let (mut statuses, errors) = self.store.read(&repo).await?;
-        if self.store.kind() == StoreKind::Kubernetes {
+        let (mut statuses, errors) = self.publisher.store().read(&repo).await?;
+        if self.publisher.store().kind() == StoreKind::Kubernetes {
             // Unreadable refs are logged where they are read.
             for e in errors {
                 tracing::warn!(error = %e, "ignoring unreadable peer status");
             }
             // A fleet moving from the Git store: this cluster starts from its ref.
-            if !statuses.contains_key(&self.cluster) && self.last_written.is_none() {
+            if !statuses.contains_key(&self.cluster) && self.publisher.last().is_none() {
                 let (refs, _) = Store::Refs.read_now(&repo);
                 if let Some(own) = refs.get(&self.cluster) {
                     statuses.insert(self.cluster.clone(), own.clone());
                 }
             }
         }
-        if let Some((_, own)) = &self.last_written {
+        if let Some(own) = self.publisher.last() {
             statuses.insert(self.cluster.clone(), own.clone());
         }
         Ok(statuses)
@@ -330,9 +294,9 @@ impl ClusterAgent {
     /// its workloads are still rolling, and a pass should look again soon even if no
     /// change of theirs is seen (a missed watch event must not wait for the poll).
     pub fn progressing(&self) -> bool {
-        self.last_written
-            .as_ref()
-            .is_some_and(|(_, s)| s.apps.values().any(|a| a.phase == Phase::Progressing))
+        self.publisher
+            .last()
+            .is_some_and(|s| s.apps.values().any(|a| a.phase == Phase::Progressing))
     }
 
     /// When a running analysis has its next measurement due (a pass should run then).
@@ -359,14 +323,14 @@ impl ClusterAgent {
         g: &GitRepo,
         commit: Oid,
         used: &mut HashSet<Oid>,
-    ) -> anyhow::Result<(GitTree, Arc<Model>)> {
+    ) -> Result<(GitTree, Arc<Model>), AgentError> {
         let tree = g.tree(commit)?;
         used.insert(commit);
         if let Some(f) = self.fleets.get(&commit) {
             return Ok((tree, f.clone()));
         }
-        let (fleet, broken) =
-            crate::fleet::load_apps_apart(&tree).with_context(|| format!("fleet at {commit}"))?;
+        let (fleet, broken) = crate::fleet::load_apps_apart(&tree)
+            .map_err(|source| AgentError::Fleet { commit, source })?;
         let f = Arc::new(Model { fleet, broken });
         self.fleets.insert(commit, f.clone());
         Ok((tree, f))
@@ -381,7 +345,7 @@ impl ClusterAgent {
         g: &GitRepo,
         history: &[Oid],
         used: &mut HashSet<Oid>,
-    ) -> anyhow::Result<(GitTree, Arc<Model>)> {
+    ) -> Result<(GitTree, Arc<Model>), AgentError> {
         let e = match self.fleet_at(g, g.head, used) {
             Ok(found) => {
                 self.unloadable_head = None;
@@ -419,7 +383,7 @@ impl ClusterAgent {
         repo: &str,
         branch: &str,
         now: SystemTime,
-    ) -> anyhow::Result<PassReport> {
+    ) -> Result<PassReport, AgentError> {
         let g = GitRepo::open(repo, None, None, branch)?;
         self.pass_on(&g, now).await
     }
@@ -430,17 +394,20 @@ impl ClusterAgent {
     /// `plan_here` (the release each app runs on this cluster), `render_and_apply`
     /// (that release rendered, applied and its bake analysed) and `report` (apps that
     /// left released, the status written and published).
-    pub async fn pass_on(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<PassReport> {
+    pub async fn pass_on(
+        &mut self,
+        g: &GitRepo,
+        now: SystemTime,
+    ) -> Result<PassReport, AgentError> {
         let mut pass = self.read_fleet(g).await?;
         let model = pass.model.clone();
         self.reconciler
             .set_health_rules(&model.fleet.settings.health);
         let Some(cluster) = model.fleet.cluster(&self.cluster) else {
-            anyhow::bail!(
-                "cluster '{}' is not in clusters/ at {}",
-                self.cluster,
-                g.head
-            );
+            return Err(AgentError::NotInFleet {
+                cluster: self.cluster.clone(),
+                head: g.head,
+            });
         };
         let mut out = PassOutcome::default();
         self.next_analysis = None;
@@ -469,7 +436,7 @@ impl ClusterAgent {
 
     /// The read stage: the fleet at the head (or the newest commit where it loads) and
     /// every peer's status from the fleet's store.
-    async fn read_fleet(&mut self, g: &GitRepo) -> anyhow::Result<PassState> {
+    async fn read_fleet(&mut self, g: &GitRepo) -> Result<PassState, AgentError> {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
         let mut used = HashSet::new();
@@ -662,11 +629,14 @@ impl ClusterAgent {
         planned: Planned,
         out: &mut PassOutcome,
         now: SystemTime,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), AgentError> {
         let Planned { target, rollback } = planned;
         let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
         let head = &pass.head;
-        let oid = Oid::from_str(&target).with_context(|| format!("planned release '{target}'"))?;
+        let oid = Oid::from_str(&target).map_err(|source| AgentError::Release {
+            release: target.clone(),
+            source,
+        })?;
         let (tree, at) = match self.fleet_at(g, oid, &mut pass.used) {
             Ok(found) => found,
             Err(e) => {
@@ -797,7 +767,7 @@ impl ClusterAgent {
         pass: PassState,
         mut out: PassOutcome,
         now: SystemTime,
-    ) -> anyhow::Result<PassReport> {
+    ) -> Result<PassReport, AgentError> {
         let PassState {
             model,
             mine,
@@ -836,45 +806,32 @@ impl ClusterAgent {
                 n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, freeze, now)
             }
             // Without notifications, what an earlier run delivered is kept as read.
-            None if self.last_written.is_none() => {
+            None if self.publisher.last().is_none() => {
                 self.notified_before = mine.map(|m| m.notified).unwrap_or_default();
             }
             None => {}
         }
         self.write_status(g, out.apps, now)?;
-        if !self.defer_push {
-            self.publish_to_hub().await;
+        if !self.publisher.deferred() {
+            self.publisher.publish_to_hub().await;
         }
         Ok(out.report)
     }
 
-    /// Writes the pending status to the hub, when the fleet's statuses live there; a
-    /// failure is logged and the status stays pending for the next pass.
+    /// Writes the pending status to the hub, when the fleet's statuses live there (see
+    /// [`Publisher::publish_to_hub`]).
     pub async fn publish_to_hub(&mut self) {
-        if self.store.kind() != StoreKind::Kubernetes || !self.push_pending() {
-            return;
-        }
-        let Some((_, status)) = &self.last_written else {
-            return;
-        };
-        match self.store.publish(status).await {
-            Ok(()) => self.push_pending = false,
-            Err(e) => tracing::warn!(
-                cluster = %self.cluster,
-                error = %e,
-                "status not written to the hub; trying again at the next pass"
-            ),
-        }
+        self.publisher.publish_to_hub().await;
     }
 
     /// Writes the last status again with a fresh heartbeat and pushes it: the agent's
     /// last word before it stops, so peers see exactly how it left the cluster.
-    pub fn flush(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<()> {
-        let Some((_, last)) = &self.last_written else {
+    pub fn flush(&mut self, g: &GitRepo, now: SystemTime) -> Result<(), AgentError> {
+        let Some(last) = self.publisher.last() else {
             return Ok(());
         };
         let apps = last.apps.clone();
-        self.beat_now = true;
+        self.publisher.beat_next();
         self.write_status(g, apps, now)
     }
 
@@ -886,56 +843,28 @@ impl ClusterAgent {
         g: &GitRepo,
         apps: BTreeMap<String, AppStatus>,
         now: SystemTime,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), AgentError> {
         let notified = match &self.notifier {
             Some(n) => n.memory(&self.cluster),
             // Without notifications, the memory in the last status written (or, before
             // the first, in the status an earlier run left) is kept.
             None => self
-                .last_written
-                .as_ref()
-                .map(|(_, l)| l.notified.clone())
+                .publisher
+                .last()
+                .map(|l| l.notified.clone())
                 .unwrap_or_else(|| self.notified_before.clone()),
         };
-        let due = std::mem::take(&mut self.beat_now)
-            || self.last_written.as_ref().is_none_or(|(at, last)| {
-                last.apps != apps || last.notified != notified || at.elapsed() >= self.heartbeat
-            });
-        if due {
-            let before = self.last_written.as_ref().map(|(_, l)| &l.apps);
-            self.opened_gate |= apps.iter().any(|(name, a)| {
-                let was = before.and_then(|b| b.get(name));
-                let healthy_now = a.phase == Phase::Healthy
-                    && was.is_none_or(|w| w.phase != Phase::Healthy || w.release != a.release);
-                let verified_now =
-                    a.verified.is_some() && was.is_none_or(|w| w.verified != a.verified);
-                healthy_now || verified_now
-            });
-            let status = ClusterStatus {
-                notified,
-                cluster: self.cluster.clone(),
-                agent: format!("rollwave/{}", env!("CARGO_PKG_VERSION")),
-                heartbeat: rfc3339(now),
-                interval: self.heartbeat.as_secs().max(1),
-                apps,
-            };
-            self.store.record(&g.repository()?, &status)?;
-            self.last_written = Some((Instant::now(), status));
-            self.push_pending = true;
-        }
-        if !self.push_pending
-            || !self.push
-            || self.defer_push
-            || self.store.kind() != StoreKind::Git
-        {
+        self.publisher
+            .record(&g.repository()?, apps, notified, now)?;
+        if !self.publisher.ref_push_due() {
             return Ok(());
         }
         let Some(mirror) = g.mirror() else {
-            self.push_pending = false;
+            self.publisher.sent();
             return Ok(());
         };
         match push_status(mirror, &self.cluster, 3) {
-            Ok(()) => self.push_pending = false,
+            Ok(()) => self.publisher.sent(),
             Err(e) => tracing::warn!(
                 cluster = %self.cluster,
                 error = %e,
@@ -949,15 +878,15 @@ impl ClusterAgent {
     /// interval has passed, so that it joins a push the agent makes for another cluster
     /// anyway: the heartbeats of an agent's clusters fall due together, and an idle
     /// agent pushes about once per heartbeat instead of once per cluster.
-    pub fn beat_with_others(&mut self, g: &GitRepo, now: SystemTime) -> anyhow::Result<()> {
-        let Some((at, last)) = &self.last_written else {
-            return Ok(());
-        };
-        if self.push_pending || at.elapsed() < self.heartbeat / 2 {
+    pub fn beat_with_others(&mut self, g: &GitRepo, now: SystemTime) -> Result<(), AgentError> {
+        if !self.publisher.half_beat_due() {
             return Ok(());
         }
+        let Some(last) = self.publisher.last() else {
+            return Ok(());
+        };
         let apps = last.apps.clone();
-        self.beat_now = true;
+        self.publisher.beat_next();
         self.write_status(g, apps, now)
     }
 
@@ -965,12 +894,12 @@ impl ClusterAgent {
     /// Healthy at a release, or its analysis passed): the agent's other clusters,
     /// whose next wave may wait on it, should make a pass.
     pub fn take_opened_gate(&mut self) -> bool {
-        std::mem::take(&mut self.opened_gate)
+        self.publisher.take_opened_gate()
     }
 
-    /// Whether a status is written but not yet pushed.
+    /// Whether a status is written but not yet sent.
     pub fn push_pending(&self) -> bool {
-        self.push && self.push_pending
+        self.publisher.pending()
     }
 
     /// Leaves pushing the written status to the caller, which pushes the statuses of
@@ -978,12 +907,19 @@ impl ClusterAgent {
     /// and then calls [`ClusterAgent::pushed`]: an agent serving many clusters costs the
     /// Git server one push per pass.
     pub fn defer_push(mut self) -> Self {
-        self.defer_push = true;
+        self.publisher.defer();
+        self
+    }
+
+    /// Keeps the status in the local mirror (a read-only agent, for fleets whose
+    /// policy is `gate: time`) when `push` is false.
+    pub fn with_push(mut self, push: bool) -> Self {
+        self.publisher.set_push(push);
         self
     }
 
     /// The status written last is on the server.
     pub fn pushed(&mut self) {
-        self.push_pending = false;
+        self.publisher.sent();
     }
 }

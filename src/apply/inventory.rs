@@ -11,6 +11,13 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+
+use super::diff::FIELD_MANAGER;
+use super::retry::with_retries;
+use super::{ApplyError, Reconciler, message_of};
 use crate::fleet::Removal;
 use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
@@ -106,9 +113,12 @@ fn is_service_account_user(user: &str) -> bool {
         .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains(':'))
 }
 
+/// What every inventory ConfigMap's name starts with.
+const CONFIGMAP_PREFIX: &str = "rollwave-inventory-";
+
 /// The ConfigMap name for an app.
 pub fn configmap_name(app: &str) -> String {
-    format!("rollwave-inventory-{app}")
+    format!("{CONFIGMAP_PREFIX}{app}")
 }
 
 /// Why an inventory ConfigMap could not be read.
@@ -206,6 +216,230 @@ impl Inventory {
                 "appliedAs": self.applied_as.clone().unwrap_or_default(),
             },
         })
+    }
+}
+
+// --- The inventory on the cluster -----------------------------------------------------
+//
+// Read once per app (from one list of them all), then kept in memory: this agent is
+// an inventory's only writer.
+
+impl Reconciler {
+    pub(super) fn inventory_api(&self) -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        );
+        Api::namespaced_with(self.client.clone(), &self.namespace, &ar)
+    }
+
+    /// Reads an app's inventory (empty when there is none); after the first read,
+    /// from memory, since this agent is its only writer.
+    pub async fn read_inventory(&self, app: &str) -> Result<Inventory, ApplyError> {
+        if let Some(inv) = self
+            .inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app)
+        {
+            return Ok(inv.clone());
+        }
+        if let Some(listed) = self.inventory_from_list(app).await {
+            return Ok(listed);
+        }
+        let name = configmap_name(app);
+        let read = match self.get_json(&self.inventory_api(), &name).await {
+            Ok(Some(cm)) => Inventory::from_configmap(&cm)?,
+            Ok(None) => Inventory {
+                app: app.to_string(),
+                ..Default::default()
+            },
+            Err(e) => {
+                return Err(ApplyError::InventoryRead {
+                    name,
+                    message: message_of(&e),
+                });
+            }
+        };
+        self.inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.to_string(), read.clone());
+        Ok(read)
+    }
+
+    /// An app's inventory from one list of them all (made once, by the first app that
+    /// asks): a pass over a thousand apps reads one list instead of a thousand
+    /// ConfigMaps. `None` when the list failed or the app's ConfigMap could not be
+    /// parsed from it: the caller reads it alone, which reports why.
+    pub(super) async fn inventory_from_list(&self, app: &str) -> Option<Inventory> {
+        {
+            let _listing = self.listing.lock().await;
+            let listed = self
+                .known_apps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            if !listed {
+                self.inventoried_apps().await.ok()?;
+            }
+        }
+        let known = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|k| k.contains(app))?;
+        let mut held = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        if known {
+            return held.get(app).cloned();
+        }
+        let empty = Inventory {
+            app: app.to_string(),
+            ..Default::default()
+        };
+        held.insert(app.to_string(), empty.clone());
+        Some(empty)
+    }
+
+    /// Keeps the inventories of a list of them, except those already held (which are
+    /// newer: this agent wrote them) and those that do not parse (read alone later,
+    /// so that the error is reported for its app).
+    fn remember_listed(&self, configmaps: &[DynamicObject]) {
+        let mut held = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        for cm in configmaps {
+            let Ok(value) = serde_json::to_value(cm) else {
+                continue;
+            };
+            let Ok(inv) = Inventory::from_configmap(&value) else {
+                continue;
+            };
+            if !inv.app.is_empty() && !held.contains_key(&inv.app) {
+                held.insert(inv.app.clone(), inv);
+            }
+        }
+    }
+
+    fn remember_inventory(&self, inv: Option<&Inventory>, app: &str) {
+        let mut m = self.inventories.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known_apps.lock().unwrap_or_else(|e| e.into_inner());
+        match inv {
+            Some(i) => {
+                m.insert(app.to_string(), i.clone());
+                if let Some(k) = known.as_mut() {
+                    k.insert(app.to_string());
+                }
+            }
+            None => {
+                m.remove(app);
+                if let Some(k) = known.as_mut() {
+                    k.remove(app);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn write_inventory(&self, inv: &Inventory) -> Result<(), ApplyError> {
+        self.ensure_namespace().await?;
+        let name = configmap_name(&inv.app);
+        let cm = inv.to_configmap(&self.namespace);
+        let api = self.inventory_api();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&cm);
+        // Forget the remembered copy first: if this write is interrupted, the next
+        // reconcile must read what the server has, not what it had (and so must not
+        // take the app for one without an inventory, which the list would say).
+        self.inventories
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&inv.app);
+        if let Some(known) = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            known.insert(inv.app.clone());
+        }
+        let r = with_retries(&self.retry, || api.patch(&name, &pp, &patch))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| ApplyError::InventoryWrite {
+                name,
+                message: message_of(&e),
+            });
+        match &r {
+            Ok(()) => self.remember_inventory(Some(inv), &inv.app),
+            // Perhaps the namespace went away: look again next time.
+            Err(_) => *self.namespace_exists.lock().await = false,
+        }
+        r
+    }
+
+    pub(super) async fn delete_inventory(&self, app: &str) -> Result<(), ApplyError> {
+        let name = configmap_name(app);
+        let api = self.inventory_api();
+        let dp = Default::default();
+        match with_retries(&self.retry, || api.delete(&name, &dp)).await {
+            Ok(_) => {
+                self.remember_inventory(None, app);
+                Ok(())
+            }
+            Err((kube::Error::Api(s), _)) if s.code == 404 => {
+                self.remember_inventory(None, app);
+                Ok(())
+            }
+            Err((e, _)) => Err(ApplyError::InventoryWrite {
+                name,
+                message: message_of(&e),
+            }),
+        }
+    }
+
+    /// Creates the agent's namespace when it does not exist, once for the life of the
+    /// reconciler: every inventory write would otherwise read it again. A namespace
+    /// deleted behind the agent's back makes the next inventory write fail, which
+    /// forgets it (see [`Reconciler::write_inventory`]), so the pass after creates it.
+    pub(super) async fn ensure_namespace(&self) -> Result<(), ApplyError> {
+        // Held across the read, so apps reconciled side by side read it once.
+        let mut seen = self.namespace_exists.lock().await;
+        if !*seen {
+            self.ensure_namespace_named(&self.namespace.clone()).await?;
+            *seen = true;
+        }
+        Ok(())
+    }
+
+    /// Apps with an inventory on this cluster (listed once, then kept in memory).
+    pub async fn inventoried_apps(&self) -> Result<Vec<String>, ApplyError> {
+        if let Some(known) = self
+            .known_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Ok(known.iter().cloned().collect());
+        }
+        let api = self.inventory_api();
+        let lp = kube::api::ListParams::default()
+            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let list = with_retries(&self.retry, || api.list(&lp))
+            .await
+            .map_err(|(e, _)| ApplyError::InventoryList {
+                namespace: self.namespace.clone(),
+                message: message_of(&e),
+            })?;
+        let apps: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter_map(|cm| {
+                let name = cm.metadata.name.as_deref()?;
+                name.strip_prefix(CONFIGMAP_PREFIX).map(String::from)
+            })
+            .collect();
+        self.remember_listed(&list.items);
+        *self.known_apps.lock().unwrap_or_else(|e| e.into_inner()) = Some(apps.clone());
+        Ok(apps.into_iter().collect())
     }
 }
 

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::diff::Sync;
 use super::inventory::ObjectKey;
-use super::{AppRevision, ApplyError, Planned, Reconciler, message_of, prepare};
+use super::reconcile::{Planned, enforce_policy};
+use super::{AppRevision, ApplyError, Reconciler, message_of, prepare};
 
 /// One object's before and after.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ impl Reconciler {
         for obj in &objects {
             scopes.push(self.resolve(&ObjectKey::of(obj)).await?.map(|r| r.1));
         }
-        super::enforce_policy(rev, &objects, &scopes)?;
+        enforce_policy(rev, &objects, &scopes)?;
         let client = self.client_for(rev)?;
         let mut out = Vec::new();
         let mut desired_ids = Vec::new();

@@ -5,8 +5,6 @@
 //! Also the end of an app on a cluster: orphaned (inventory dropped, objects left
 //! running) or deleted (`removal: delete`).
 
-use std::collections::BTreeSet;
-
 use kube::api::{DeleteParams, PropagationPolicy};
 use serde_json::Value;
 
@@ -158,38 +156,6 @@ impl Reconciler {
         }
         self.delete_inventory(app).await?;
         Ok((removal, done))
-    }
-
-    /// Apps with an inventory on this cluster (listed once, then kept in memory).
-    pub async fn inventoried_apps(&self) -> Result<Vec<String>, ApplyError> {
-        if let Some(known) = self
-            .known_apps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            return Ok(known.iter().cloned().collect());
-        }
-        let api = self.inventory_api();
-        let lp = kube::api::ListParams::default()
-            .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-        let list = with_retries(&self.retry, || api.list(&lp))
-            .await
-            .map_err(|(e, _)| ApplyError::InventoryList {
-                namespace: self.namespace.clone(),
-                message: message_of(&e),
-            })?;
-        let apps: BTreeSet<String> = list
-            .items
-            .iter()
-            .filter_map(|cm| {
-                let name = cm.metadata.name.as_deref()?;
-                name.strip_prefix("rollwave-inventory-").map(String::from)
-            })
-            .collect();
-        self.remember_listed(&list.items);
-        *self.known_apps.lock().unwrap_or_else(|e| e.into_inner()) = Some(apps.clone());
-        Ok(apps.into_iter().collect())
     }
 }
 

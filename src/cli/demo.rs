@@ -26,4 +26,5 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         keep: args.keep,
         build_helm: args.build_helm,
     })
+    .map_err(anyhow::Error::from)
 }

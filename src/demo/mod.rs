@@ -4,3 +4,33 @@
 
 pub mod prometheus;
 pub mod story;
+
+/// Why the demo could not set up or run its story (a failed expectation is not an
+/// error: the story says which, and exits 1).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A step of the setup failed; the message says which and what to do.
+    #[error("{0}")]
+    Setup(String),
+    /// A file or process of the demo's own failed.
+    #[error("demo: {0}")]
+    Io(#[from] std::io::Error),
+    /// The example fleet does not read.
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
+    /// The example fleet does not load.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    /// A simulated cluster did not start.
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+    /// The web view did not start.
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
+    /// A simulated cluster's kubeconfig does not read.
+    #[error("kubeconfig of a simulated cluster: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    /// The Prometheus beside the clusters cannot be asked.
+    #[error(transparent)]
+    Prometheus(#[from] crate::prometheus::PrometheusError),
+}

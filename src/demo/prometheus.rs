@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use super::DemoError;
 
 use crate::plan::analysis::Measurement;
 use crate::prometheus::{Prometheus, PrometheusAuth, PrometheusConfig};
@@ -50,7 +50,7 @@ impl ScrapingPrometheus {
         dir: &Path,
         targets: &[(String, SocketAddr)],
         interval: Duration,
-    ) -> anyhow::Result<ScrapingPrometheus> {
+    ) -> Result<ScrapingPrometheus, DemoError> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, scrape_config(targets, interval))?;
@@ -71,7 +71,7 @@ impl ScrapingPrometheus {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .map_err(|e| DemoError::Setup(format!("cannot start {}: {e}", binary.display())))?;
         let mut p = ScrapingPrometheus {
             child: Some(child),
             addr,
@@ -84,13 +84,15 @@ impl ScrapingPrometheus {
             {
                 let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                bail!(
+                return Err(DemoError::Setup(format!(
                     "prometheus exited ({status}): {}",
                     tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                );
+                )));
             }
             if Instant::now() > deadline {
-                bail!("prometheus at {addr} not ready within 30 s");
+                return Err(DemoError::Setup(format!(
+                    "prometheus at {addr} not ready within 30 s"
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -130,7 +132,7 @@ impl ScrapingPrometheus {
     }
 
     /// Waits until every target has been scraped successfully.
-    pub async fn wait_for_targets(&self, limit: Duration) -> anyhow::Result<()> {
+    pub async fn wait_for_targets(&self, limit: Duration) -> Result<(), DemoError> {
         let client = Prometheus::new(&self.config())?;
         let deadline = Instant::now() + limit;
         loop {
@@ -139,9 +141,9 @@ impl ScrapingPrometheus {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
+                return Err(DemoError::Setup(format!(
                     "prometheus has not scraped every simulated cluster within {limit:?} (last: {m:?})"
-                );
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

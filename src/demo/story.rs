@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail};
+use super::DemoError;
 
 use crate::agent::rollout::ClusterAgent;
 use crate::apply::Reconciler;
@@ -26,8 +26,8 @@ use crate::apply::retry::RetryPolicy;
 use crate::demo::prometheus::{ScrapingPrometheus, find_binary};
 use crate::plan::waves_for;
 use crate::sim::{SimCluster, SimOptions, kubeconfig, write_kubeconfig};
-use crate::source::statusref::read_statuses;
 use crate::status::Phase;
+use crate::status::refs::read_statuses;
 
 /// How the demo runs (the flags of `rollwave demo`).
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ pub struct DemoOptions {
     pub build_helm: bool,
 }
 
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+fn git(dir: &Path, args: &[&str]) -> Result<String, DemoError> {
     let out = Command::new("git")
         .current_dir(dir)
         .args([
@@ -54,18 +54,18 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         ])
         .args(args)
         .output()
-        .context("cannot run git (is it installed?)")?;
+        .map_err(|e| DemoError::Setup(format!("cannot run git (is it installed?): {e}")))?;
     if !out.status.success() {
-        bail!(
+        return Err(DemoError::Setup(format!(
             "git {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
-        );
+        )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+fn copy_dir(from: &Path, to: &Path) -> Result<(), DemoError> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
@@ -80,7 +80,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 /// The example fleet: next to the sources (`cargo run`), or in the current directory.
-fn example_fleet() -> anyhow::Result<PathBuf> {
+fn example_fleet() -> Result<PathBuf, DemoError> {
     for p in [
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet-example-repo"),
         PathBuf::from("fleet-example-repo"),
@@ -89,10 +89,12 @@ fn example_fleet() -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    bail!("fleet-example-repo/ not found: run the demo from the rollwave source directory")
+    Err(DemoError::Setup(
+        "fleet-example-repo/ not found: run the demo from the rollwave source directory".into(),
+    ))
 }
 
-fn edit(path: &Path, f: impl FnOnce(String) -> String) -> anyhow::Result<()> {
+fn edit(path: &Path, f: impl FnOnce(String) -> String) -> Result<(), DemoError> {
     let text = std::fs::read_to_string(path)?;
     std::fs::write(path, f(text))?;
     Ok(())
@@ -274,7 +276,7 @@ impl Story {
             .collect()
     }
 
-    fn commit(&self, message: &str) -> anyhow::Result<String> {
+    fn commit(&self, message: &str) -> Result<String, DemoError> {
         git(&self.work, &["add", "-A"])?;
         git(&self.work, &["commit", "-q", "-m", message])?;
         git(&self.work, &["push", "-q", "origin", "main"])?;
@@ -320,7 +322,7 @@ impl Story {
 /// The `helm` for the demo: on PATH, or the one the repository builds from its pinned
 /// module (`tests/helm/build`, which the tests and `./test` run) in the target
 /// directory of this binary or of CI's cache, or built now with `--build-helm`.
-fn demo_helm(args: &DemoOptions) -> anyhow::Result<Option<PathBuf>> {
+fn demo_helm(args: &DemoOptions) -> Result<Option<PathBuf>, DemoError> {
     if let Some(helm) = crate::render::helm::installed_helm() {
         return Ok(Some(helm));
     }
@@ -350,7 +352,7 @@ fn demo_helm(args: &DemoOptions) -> anyhow::Result<Option<PathBuf>> {
         .parent()
         .map(|repo| repo.join("tests/helm/build"))
         .filter(|s| s.is_file())
-        .context("--build-helm: tests/helm/build not found: run the demo from the rollwave source directory")?;
+        .ok_or_else(|| DemoError::Setup("--build-helm: tests/helm/build not found: run the demo from the rollwave source directory".into()))?;
     println!("building helm from its pinned Go module (tests/helm/build) ...");
     let mut cmd = Command::new(&script);
     if let Some(t) = &own_target {
@@ -359,9 +361,12 @@ fn demo_helm(args: &DemoOptions) -> anyhow::Result<Option<PathBuf>> {
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .with_context(|| format!("cannot run {}", script.display()))?;
+        .map_err(|e| DemoError::Setup(format!("cannot run {}: {e}", script.display())))?;
     if !out.status.success() {
-        bail!("{} failed; see its output above", script.display());
+        return Err(DemoError::Setup(format!(
+            "{} failed; see its output above",
+            script.display()
+        )));
     }
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     Ok(Some(path))
@@ -376,9 +381,12 @@ fn rollwave_command() -> String {
 }
 
 /// Runs the demo.
-pub fn run(args: &DemoOptions) -> anyhow::Result<ExitCode> {
+pub fn run(args: &DemoOptions) -> Result<ExitCode, DemoError> {
     if !(args.speed > 0.0 && args.speed.is_finite()) {
-        bail!("--speed must be a positive number, got {}", args.speed);
+        return Err(DemoError::Setup(format!(
+            "--speed must be a positive number, got {}",
+            args.speed
+        )));
     }
     // Fleet durations are whole seconds.
     let bake = Duration::from_secs((4.0 / args.speed).round().max(1.0) as u64);
@@ -458,7 +466,7 @@ pub fn run(args: &DemoOptions) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let tree = crate::tree::DirTree::open(&work)?;
         let fleet = crate::fleet::load(&tree)?;
-        let web = fleet.app("web").context("the example fleet has app 'web'")?;
+        let web = fleet.app("web").ok_or_else(|| DemoError::Setup("the example fleet has no app 'web'".into()))?;
         let waves = waves_for(&fleet, web);
         let mut story = Story { note: String::new(), bare: bare.clone(), work: work.clone(), waves: waves.clone(), interactive: std::io::stdout().is_terminal(), started: Instant::now(), failures: Vec::new(), last_title: String::new(), last_seen: BTreeMap::new(), target: None, bake, baking_said: Default::default(), analysis: false };
         let c0 = story.commit("the example fleet")?;

@@ -239,8 +239,17 @@ pub const MAX_BATCHES: usize = 100;
 /// Kubernetes keeps deadlines in 32-bit seconds.
 pub const MAX_ROLLOUT_DURATION: Duration = Duration::from_secs(7 * 86_400);
 
+/// Why a duration could not be read, with the forms that are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(pub String);
+
 /// Parses `90s`, `10m`, `1h`, `1h30m` or `0s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    parse_duration_text(s).map_err(DurationError)
+}
+
+fn parse_duration_text(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("empty duration; write e.g. 90s, 10m or 1h".into());
@@ -1430,7 +1439,7 @@ mod tests {
     fn durations_parse_and_reject_bad_units() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+        assert!(parse_duration("-5m").unwrap_err().0.contains("negative"));
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("10").is_err());
     }

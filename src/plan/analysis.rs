@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::fleet::{AnalysisSpec, MetricSpec, NoData};
-use crate::status::MetricResult;
+use crate::status::{MetricResult, rfc3339};
 
 /// The note of a measurement that returned no data.
 pub const NO_DATA: &str = "no data";
@@ -56,10 +56,6 @@ pub enum Verdict {
     Failed(String),
     /// Too many query errors, or no data with `noData: inconclusive`.
     Inconclusive(String),
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// A number for people: three significant digits, without trailing zeros.
@@ -261,9 +257,18 @@ pub fn query_context(render_context: &Value, release: &str) -> Value {
     ctx
 }
 
+/// Why a metric's query could not be rendered: the template error, naming where the query was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
 /// Renders a metric's query (strict handlebars: a missing variable is an error naming
 /// where the query was written).
-pub fn render_query(metric: &MetricSpec, context: &Value) -> Result<String, String> {
+pub fn render_query(metric: &MetricSpec, context: &Value) -> Result<String, QueryError> {
+    render_query_text(metric, context).map_err(QueryError)
+}
+
+fn render_query_text(metric: &MetricSpec, context: &Value) -> Result<String, String> {
     let what = format!("{} (metric {})", metric.source, metric.name);
     let budget = crate::render::template::Budget::new();
     crate::render::template::render_file(&what, &metric.query, context, &budget)
@@ -567,7 +572,7 @@ mod tests {
             query: "{{values.nope}}".into(),
             ..m
         };
-        let e = render_query(&bad, &ctx).unwrap_err();
+        let e = render_query(&bad, &ctx).unwrap_err().0;
         assert!(
             e.starts_with("apps/web/app.yaml:7 (metric e)") && e.contains("'values.nope'"),
             "{e}"

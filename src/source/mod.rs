@@ -150,9 +150,6 @@ pub fn count_git_operation(op: &str) {
         .inc();
 }
 
-/// The status ref namespace.
-pub const STATUS_REF_PREFIX: &str = "refs/rollwave/status/";
-
 impl Mirror {
     /// Opens (creating if needed) the mirror of `url` under `cache_root`.
     pub fn open(
@@ -265,7 +262,10 @@ impl Mirror {
             .map_err(|e| self.remote_err("fetch", e))?;
         let mut refspecs = vec![format!("+{0}:{0}", self.branch_ref())];
         if status_refs {
-            refspecs.push(format!("+{STATUS_REF_PREFIX}*:{STATUS_REF_PREFIX}*"));
+            refspecs.push(format!(
+                "+{prefix}*:{prefix}*",
+                prefix = crate::status::refs::STATUS_REF_PREFIX
+            ));
         }
         count_git_operation("fetch");
         remote

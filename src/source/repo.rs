@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use git2::{Oid, Repository};
 
 use super::history::{Inputs, changed_paths, first_parent_history};
-use super::statusref::read_statuses;
 use super::{Auth, GitTree, Mirror, SourceError};
 use crate::fleet::{self, BrokenApp, Fleet, FleetError};
+use crate::status::refs::read_statuses;
 use crate::status::{ClusterStatus, StatusError};
 use crate::tree::{DirTree, FileTree, RepoPath, TreeError};
 

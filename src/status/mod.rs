@@ -7,6 +7,8 @@
 
 pub mod hub;
 pub mod object;
+pub mod publish;
+pub mod refs;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -136,6 +138,13 @@ mod value_serde {
             },
         })
     }
+}
+
+/// A time as statuses write it: RFC 3339 with milliseconds. Peers measure bakes from
+/// `since`, and a time cut to the second could shorten a bake by up to a second (RFC
+/// 3339 allows the fraction, and readers of second-precision statuses still parse them).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// The state of one app on one cluster.

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::hub::{Hub, HubError};
+use super::refs::{RefError, read_statuses, write_status};
 use super::{ClusterStatus, StatusError, StoreKind};
-use crate::source::SourceError;
-use crate::source::statusref::{read_statuses, write_status};
 
 /// Why statuses could not be read or recorded.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +23,7 @@ pub enum StoreError {
     Hub(#[from] HubError),
     /// The status ref could not be written.
     #[error(transparent)]
-    Refs(#[from] SourceError),
+    Refs(#[from] RefError),
 }
 
 /// Every cluster's status, with the statuses that could not be read and why.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use git2::Oid;
 
+use super::UiError;
 use super::model::{
     AppSource, AppView, FleetSource, FleetView, PICKER_RELEASES, app_view, fleet_view,
 };
@@ -15,7 +16,6 @@ use crate::fleet::RolloutSpec;
 use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, plan_app, release_gates};
 use crate::source::repo::{GitAccess, GitRepo};
-use anyhow::Context;
 
 /// Everything the page and the API serve, as of one read.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,10 +77,10 @@ impl Loader {
     }
 
     /// Where the fleet at the repository's head keeps its statuses.
-    pub fn status_store(&mut self) -> anyhow::Result<crate::status::StoreKind> {
+    pub fn status_store(&mut self) -> Result<crate::status::StoreKind, UiError> {
         self.open()?;
         let Some((g, _)) = &self.remote else {
-            anyhow::bail!("{}: not opened", self.repo);
+            return Err(UiError::NotRead(self.repo.clone()));
         };
         Ok(g.fleet(g.head)?.1.settings.status_store)
     }
@@ -96,7 +96,9 @@ impl Loader {
         (!crate::source::is_remote_url(&self.repo)).then(|| std::path::Path::new(&self.repo))
     }
 
-    fn open(&mut self) -> anyhow::Result<()> {
+    /// The repository as of now: a local one read again, a remote one fetched at
+    /// most every `fetch_every`.
+    fn open(&mut self) -> Result<(), UiError> {
         if !crate::source::is_remote_url(&self.repo) {
             let g = GitRepo::open_with(
                 &self.repo,
@@ -127,10 +129,10 @@ impl Loader {
     }
 
     /// Reads the repository and the status refs and builds the views as of `now`.
-    pub fn load(&mut self, now: SystemTime) -> anyhow::Result<Views> {
+    pub fn load(&mut self, now: SystemTime) -> Result<Views, UiError> {
         self.open()?;
         let Some((g, _)) = &self.remote else {
-            anyhow::bail!("{}: not opened", self.repo);
+            return Err(UiError::NotRead(self.repo.clone()));
         };
         let repo = g.repository()?;
         let head = g.head;
@@ -164,11 +166,10 @@ impl Loader {
             });
         }
         let Some(state) = &self.head_state else {
-            anyhow::bail!("{}: no head read", self.repo);
+            return Err(UiError::NotRead(self.repo.clone()));
         };
-        let store = crate::status::store::Store::open(state.store, self.hub.as_ref()).context(
-            "the page cannot show statuses: restart `rollwave ui` with --hub-kubeconfig and --hub-context (given from the start, the page follows such a move without a restart)",
-        )?;
+        let store = crate::status::store::Store::open(state.store, self.hub.as_ref())
+            .map_err(UiError::Store)?;
         let (statuses, errors) = store.read_now(&repo);
         let unreadable: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let head_sha = head.to_string();

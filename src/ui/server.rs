@@ -20,6 +20,7 @@ use futures_util::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::UiError;
 use super::load::{Loader, Views};
 use crate::source::trigger::{Wake, watch_repository};
 
@@ -57,13 +58,14 @@ impl UiServer {
     pub async fn start(
         listener: tokio::net::TcpListener,
         mut loader: Loader,
-    ) -> anyhow::Result<UiServer> {
-        let addr = listener.local_addr()?;
+    ) -> Result<UiServer, UiError> {
+        let addr = listener.local_addr().map_err(UiError::Serve)?;
         let (loader, first) = tokio::task::spawn_blocking(move || {
             let first = loader.load(SystemTime::now());
             (loader, first)
         })
-        .await?;
+        .await
+        .map_err(UiError::FirstRead)?;
         let first = first?;
         for u in &first.fleet.unreadable {
             tracing::warn!(status = %u, "ignoring an unreadable status ref");

@@ -82,9 +82,18 @@ pub struct Faults {
     pub writes_only: bool,
 }
 
+/// Why a fault configuration is refused, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FaultsError(pub String);
+
 impl Faults {
     /// Checks the rates are fractions that sum to at most 1.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FaultsError> {
+        self.check().map_err(FaultsError)
+    }
+
+    fn check(&self) -> Result<(), String> {
         for (name, r) in [
             ("errorRate", self.error_rate),
             ("throttleRate", self.throttle_rate),

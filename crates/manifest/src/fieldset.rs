@@ -146,8 +146,17 @@ fn canonical(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// The key field an associative-list item lacks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingKeyField(pub String);
+
 /// The key path element of an associative-list item, or the key field it lacks.
-pub fn item_key(item: &Value, keys: &[String]) -> Result<PathElement, String> {
+pub fn item_key(item: &Value, keys: &[String]) -> Result<PathElement, MissingKeyField> {
+    item_key_or_missing(item, keys).map_err(MissingKeyField)
+}
+
+fn item_key_or_missing(item: &Value, keys: &[String]) -> Result<PathElement, String> {
     let mut kv = Vec::new();
     for k in keys {
         match item.get(k) {
@@ -246,7 +255,7 @@ fn walk_items(
             for it in items {
                 let pe = item_key(it, keys).map_err(|key| MissingKey {
                     path: path_string(path),
-                    key,
+                    key: key.0,
                 })?;
                 path.push(pe);
                 set.insert(path.clone());

@@ -17,11 +17,18 @@ enum Requirement {
     NotExists(String),
 }
 
+/// Why a label selector does not parse, naming the part that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorSyntaxError(pub String);
+
 impl LabelSelector {
     /// Parses the selector syntax (`a=b,c!=d,e in (x,y),f notin (z),g,!h`); the empty
     /// string selects everything.
-    pub fn parse(s: &str) -> Result<LabelSelector, String> {
-        parse_requirements(s).map(LabelSelector)
+    pub fn parse(s: &str) -> Result<LabelSelector, SelectorSyntaxError> {
+        parse_requirements(s)
+            .map(LabelSelector)
+            .map_err(SelectorSyntaxError)
     }
 
     /// Whether the selector has no requirement (selects everything).

@@ -25,8 +25,17 @@ pub struct Op {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Ops(pub Vec<Op>);
 
+/// Why a JSON 6902 patch could not be read or applied, naming the operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatchError(pub String);
+
 /// Reads a list of operations (already parsed from YAML or JSON).
-pub fn parse(doc: &Value) -> Result<Ops, String> {
+pub fn parse(doc: &Value) -> Result<Ops, PatchError> {
+    parse_ops(doc).map_err(PatchError)
+}
+
+fn parse_ops(doc: &Value) -> Result<Ops, String> {
     let Value::Array(items) = doc else {
         return Err("a JSON 6902 patch is a list of operations".into());
     };
@@ -54,7 +63,11 @@ pub fn parse(doc: &Value) -> Result<Ops, String> {
 
 /// Applies `ops` to `doc` in order; the first failing operation stops with a message
 /// naming it.
-pub fn apply(doc: &mut Value, ops: &Ops) -> Result<(), String> {
+pub fn apply(doc: &mut Value, ops: &Ops) -> Result<(), PatchError> {
+    apply_ops(doc, ops).map_err(PatchError)
+}
+
+fn apply_ops(doc: &mut Value, ops: &Ops) -> Result<(), String> {
     for (i, op) in ops.0.iter().enumerate() {
         apply_one(doc, op).map_err(|e| format!("operation {i} ({} {}): {e}", op.op, shown(op)))?;
     }
@@ -257,7 +270,7 @@ mod tests {
 
     fn run(doc: Value, ops: Value) -> Result<Value, String> {
         let mut doc = doc;
-        apply(&mut doc, &parse(&ops)?)?;
+        apply(&mut doc, &parse(&ops).map_err(|e| e.0)?).map_err(|e| e.0)?;
         Ok(doc)
     }
 

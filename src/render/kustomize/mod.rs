@@ -1310,7 +1310,7 @@ fn run_transformers(
         let reps = load_replacements(loader, dir, &k.replacements)?;
         replacement::apply(acc, &reps).map_err(|message| KustomizeError::Kustomization {
             dir: kustomization_file(loader, dir).to_string(),
-            message,
+            message: message.0,
         })?;
         note(acc, "ReplacementTransformer");
     }
@@ -1387,7 +1387,7 @@ fn apply_patch_entry(
         Some(t) => Some(CompiledSelector::new(t).map_err(|m| KustomizeError::Patch {
             dir: dir_s.clone(),
             patch: src.what.clone(),
-            message: m,
+            message: m.0,
         })?),
         None => None,
     };
@@ -1421,7 +1421,7 @@ fn apply_legacy_json6902(
     let target = CompiledSelector::new(&entry.target).map_err(|m| KustomizeError::Patch {
         dir: dir_s.clone(),
         patch: src.what.clone(),
-        message: m,
+        message: m.0,
     })?;
     patch::apply_patch(acc, &p, Some(&target), PatchOptions::default(), &src)?;
     Ok(())

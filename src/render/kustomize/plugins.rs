@@ -343,7 +343,7 @@ pub fn run_transformer(
             super::replacement::apply(acc, &reps).map_err(|message| {
                 KustomizeError::Kustomization {
                     dir: where_.to_string(),
-                    message,
+                    message: message.0,
                 }
             })?;
         }

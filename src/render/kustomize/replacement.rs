@@ -565,7 +565,7 @@ impl CompiledObjectSelector {
         let sel = |v: &Option<String>| -> Result<Option<LabelSelector>, String> {
             match v.as_deref() {
                 None | Some("") => Ok(None),
-                Some(t) => LabelSelector::parse(t).map(Some),
+                Some(t) => LabelSelector::parse(t).map(Some).map_err(|e| e.0),
             }
         };
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -608,8 +608,17 @@ impl CompiledObjectSelector {
     }
 }
 
+/// Why a replacement failed (kustomize's message, in lower case), naming its index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReplacementError(pub String);
+
 /// Applies `replacements` in order to `res`. Errors are kustomize's, in lower case.
-pub fn apply(res: &mut [Resource], replacements: &[Replacement]) -> Result<(), String> {
+pub fn apply(res: &mut [Resource], replacements: &[Replacement]) -> Result<(), ReplacementError> {
+    apply_all(res, replacements).map_err(ReplacementError)
+}
+
+fn apply_all(res: &mut [Resource], replacements: &[Replacement]) -> Result<(), String> {
     for (i, r) in replacements.iter().enumerate() {
         apply_one(res, r).map_err(|e| format!("replacements[{i}]: {e}"))?;
     }

@@ -30,9 +30,19 @@ fn anchored(field: &str, s: &Option<String>) -> Result<Option<Regex>, String> {
     }
 }
 
+/// Why a patch or replacement target's selector does not compile: a bad regular
+/// expression or label selector, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SelectorError(pub String);
+
 impl CompiledSelector {
     /// Compiles a selector, failing on bad regular expressions or selector syntax.
-    pub fn new(s: &Selector) -> Result<Self, String> {
+    pub fn new(s: &Selector) -> Result<Self, SelectorError> {
+        Self::compile(s).map_err(SelectorError)
+    }
+
+    fn compile(s: &Selector) -> Result<Self, String> {
         Ok(CompiledSelector {
             group: anchored("group", &s.group)?,
             version: anchored("version", &s.version)?,

@@ -85,7 +85,7 @@ async fn get_faults(State(shared): State<Arc<Shared>>) -> Response {
 async fn put_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let parsed: Result<Faults, String> = serde_json::from_slice(&body)
         .map_err(|e| format!("invalid faults: {e}"))
-        .and_then(|f: Faults| f.validate().map(|_| f));
+        .and_then(|f: Faults| f.validate().map(|_| f).map_err(|e| e.0));
     match parsed {
         Ok(f) => {
             *shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = f.clone();

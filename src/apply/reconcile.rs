@@ -1,0 +1,959 @@
+//! [`Reconciler::reconcile`]: one app's revision brought to one cluster, as a short
+//! list of stages, each a function whose result is data for the next: resolve and
+//! check (kinds and the tenancy policy) → read live → compare → the app's namespace →
+//! dry run → record the intent in the inventory → apply in kind order → prune →
+//! record what was done → report (changes and health). The first error ends the
+//! reconcile; before the intent is recorded nothing has been written.
+
+use std::collections::{BTreeSet, HashMap};
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::Value;
+use std::time::Duration;
+
+use super::diff::{self, FIELD_MANAGER, Sync, sync_state};
+use super::health::{Health, health_of, health_with};
+use super::inventory::{Inventory, ObjectKey};
+use super::retry::{self, with_retries};
+use super::{
+    Action, AppRevision, Applied, ApplyError, Change, Reconciler, api_with, app_read_error,
+    bounded, conflicts_only_with_updates, drift, impersonated_user, message_of, prepare,
+    webhook_error,
+};
+use crate::fleet::health::HealthRule;
+use crate::fleet::tenancy::{check_objects, namespaced_offline};
+use crate::vocab::RECONCILE_ANNOTATION;
+
+/// Ordering stage of a kind: CRDs, Namespaces, other cluster-scoped, ClusterRoleBindings,
+/// namespaced, RoleBindings. A binding comes after the roles it may refer to: the
+/// apiserver checks that its writer holds the role's permissions (unless it may `bind`
+/// the role), and answers 404 while the role does not exist yet.
+fn stage(key: &ObjectKey, namespaced: bool) -> u8 {
+    match (key.group.as_str(), key.kind.as_str()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
+        ("", "Namespace") => 1,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => 3,
+        ("rbac.authorization.k8s.io", "RoleBinding") => 5,
+        _ if !namespaced => 2,
+        _ => 4,
+    }
+}
+
+/// The stage in which kinds whose CRD the revision creates are resolved: the first
+/// namespaced one (such a kind is taken as namespaced until it is served).
+const FIRST_NAMESPACED_STAGE: u8 = 4;
+/// The last stage.
+const LAST_STAGE: u8 = 5;
+
+/// Whether `binding` (a RoleBinding or ClusterRoleBinding) refers to a role `objects`
+/// create: the apiserver cannot check the binding before that role exists.
+fn binds_a_role_of<'a>(binding: &Value, objects: impl IntoIterator<Item = &'a Value>) -> bool {
+    let kind = binding["kind"].as_str().unwrap_or("");
+    if binding["apiVersion"]
+        .as_str()
+        .unwrap_or("")
+        .split('/')
+        .next()
+        != Some("rbac.authorization.k8s.io")
+        || !matches!(kind, "RoleBinding" | "ClusterRoleBinding")
+    {
+        return false;
+    }
+    let role = &binding["roleRef"];
+    let namespace = binding["metadata"]["namespace"].as_str().unwrap_or("");
+    objects.into_iter().any(|o| {
+        o["apiVersion"].as_str().unwrap_or("").split('/').next()
+            == Some("rbac.authorization.k8s.io")
+            && o["kind"] == role["kind"]
+            && o["metadata"]["name"] == role["name"]
+            && (o["kind"] == "ClusterRole"
+                || o["metadata"]["namespace"].as_str().unwrap_or("") == namespace)
+    })
+}
+
+/// Checks `objects` against the app's policy; `namespaced` per object from discovery
+/// (`None`: a kind the revision's own CRD defines, judged from that CRD).
+// ApplyError is this module's one error, returned the same way by the async stages.
+#[allow(clippy::result_large_err)]
+pub(super) fn enforce_policy(
+    rev: &AppRevision<'_>,
+    objects: &[Value],
+    namespaced: &[Option<bool>],
+) -> Result<(), ApplyError> {
+    let Some(policy) = rev.policy else {
+        return Ok(());
+    };
+    let scope = |o: &Value| {
+        objects
+            .iter()
+            .position(|x| std::ptr::eq(x, o))
+            .and_then(|i| namespaced[i])
+            .unwrap_or_else(|| namespaced_offline(o, objects))
+    };
+    let violations = check_objects(policy, rev.namespace, objects, &scope);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    Err(ApplyError::Policy {
+        app: rev.app.to_string(),
+        violations: violations.iter().map(ToString::to_string).collect(),
+    })
+}
+
+/// Whether a dry-run apply's answer shows an object that exists: a dry-run create
+/// is never stored, so it comes back without a resourceVersion.
+fn exists_per_dry_run(answer: &Value) -> bool {
+    answer["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|rv| !rv.is_empty())
+}
+
+/// How [`diff::Verified`] names an object.
+fn verified_id(key: &ObjectKey) -> String {
+    let (g, kind, ns, name) = key.identity();
+    format!("{g}/{kind}/{ns}/{name}")
+}
+
+/// Leaves out the namespace of cluster-scoped objects rendered with one (a kustomize
+/// `namespace:` or the app's namespace reaches kinds it cannot know are
+/// cluster-scoped), with a warning, as kubectl does: the API server ignores it, so
+/// keeping it would make the object look changed on every pass. Kinds whose CRD is
+/// in the same revision are judged from that CRD.
+fn strip_stray_namespaces(objects: &mut [Value], resources: &[Option<(ApiResource, bool)>]) {
+    let cluster_scoped: Vec<usize> = (0..objects.len())
+        .filter(|&i| {
+            objects[i]["metadata"]["namespace"]
+                .as_str()
+                .is_some_and(|ns| !ns.is_empty())
+                && !resources[i]
+                    .as_ref()
+                    .map_or_else(|| namespaced_offline(&objects[i], objects), |r| r.1)
+        })
+        .collect();
+    for i in cluster_scoped {
+        let key = ObjectKey::of(&objects[i]);
+        if let Some(meta) = objects[i]["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+        tracing::warn!(object = %key, "cluster-scoped object rendered with a namespace: applied without it, as kubectl does; remove the namespace from the rendering");
+    }
+}
+
+/// One object of the revision on its way through the stages.
+pub(super) struct Planned {
+    pub(super) key: ObjectKey,
+    pub(super) obj: Value,
+    /// Its kind's resource and scope; `None` until a CRD of the revision serves it.
+    pub(super) resource: Option<(ApiResource, bool)>,
+    pub(super) sync: Sync,
+    /// Why it is left alone, when it is.
+    pub(super) skipped: Option<String>,
+}
+
+/// The revision after the first stage: its objects resolved and checked.
+struct Revision {
+    planned: Vec<Planned>,
+    /// Namespaces the revision itself creates.
+    namespaces: BTreeSet<String>,
+}
+
+/// What the dry run found besides refusals, by index into the planned objects.
+#[derive(Default)]
+struct DryRun {
+    /// The server would change nothing: not to be applied.
+    unchanged: BTreeSet<usize>,
+    /// Missing from the watch (which lists only objects labelled as rollwave's) but
+    /// existing on the server: someone took the label away.
+    existing: BTreeSet<usize>,
+}
+
+impl DryRun {
+    /// Takes what the dry run found into the plan: objects the server would not
+    /// change are in sync and leave `pending`; existing ones are taken back, not
+    /// created.
+    fn settle(&self, planned: &mut [Planned], pending: &mut Vec<usize>) {
+        for &i in &self.unchanged {
+            planned[i].sync = Sync::InSync;
+        }
+        for &i in &self.existing {
+            planned[i].sync = Sync::Ownership;
+        }
+        pending.retain(|i| !self.unchanged.contains(i));
+    }
+}
+
+/// What the reconcile is about to make of the app's inventory.
+struct Intent {
+    /// Every object of the revision.
+    desired: BTreeSet<ObjectKey>,
+    /// Objects of the inventory the revision no longer has: to prune.
+    absent: Vec<ObjectKey>,
+    /// The identity the app is applied as ([`impersonated_user`]).
+    applied_as: Option<String>,
+    /// Nothing to write, nothing to prune, and the inventory already says so: the
+    /// reconcile writes nothing at all.
+    unchanged: bool,
+}
+
+impl Intent {
+    fn of(
+        rev: &AppRevision<'_>,
+        inventory: &Inventory,
+        planned: &[Planned],
+        pending: &[usize],
+    ) -> Intent {
+        let desired: BTreeSet<ObjectKey> = planned.iter().map(|p| p.key.clone()).collect();
+        let desired_ids: BTreeSet<(&str, &str, &str, &str)> =
+            desired.iter().map(ObjectKey::identity).collect();
+        // An inventory may name a cluster-scoped object with the namespace it was
+        // rendered with: it is the same object, never one to prune.
+        let absent: Vec<ObjectKey> = inventory
+            .objects
+            .iter()
+            .filter(|k| {
+                let (g, kind, ns, name) = k.identity();
+                !desired_ids.contains(&(g, kind, ns, name))
+                    && (ns.is_empty() || !desired_ids.contains(&(g, kind, "", name)))
+            })
+            .cloned()
+            .collect();
+        let applied_as = impersonated_user(rev);
+        let unchanged = pending.is_empty()
+            && absent.is_empty()
+            && inventory.applying.is_none()
+            && inventory.release == rev.release
+            && inventory.content_hash == rev.content_hash
+            && inventory.removal == rev.removal
+            && inventory.applied_as == applied_as
+            && inventory.objects == desired;
+        Intent {
+            desired,
+            absent,
+            applied_as,
+            unchanged,
+        }
+    }
+}
+
+/// What prune did.
+#[derive(Default)]
+struct Pruned {
+    /// One change per deleted (or kept) object.
+    changes: Vec<Change>,
+    /// The objects the inventory must keep naming: the revision's and those that
+    /// could not be deleted.
+    kept: BTreeSet<ObjectKey>,
+    /// The first failure.
+    error: Option<ApplyError>,
+}
+
+/// The objects to write: neither skipped nor in sync.
+fn changed(planned: &[Planned]) -> Vec<usize> {
+    (0..planned.len())
+        .filter(|&i| planned[i].skipped.is_none() && planned[i].sync != Sync::InSync)
+        .collect()
+}
+
+/// The app's namespace the agent makes (app.yaml `namespace`), unless the revision
+/// makes it itself. An app applied as a ServiceAccount of its namespace lives in a
+/// namespace the platform made (with that ServiceAccount); the agent does not make it.
+fn app_namespace<'a>(rev: &AppRevision<'a>, of_revision: &BTreeSet<String>) -> Option<&'a str> {
+    rev.namespace.filter(|ns| {
+        !ns.is_empty() && !of_revision.contains(*ns) && impersonated_user(rev).is_none()
+    })
+}
+
+/// The (group, kind) of every CRD among `objects`: kinds the revision brings.
+fn kinds_of_crds(objects: &[Value]) -> BTreeSet<(String, String)> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (text(&c["spec"]["group"]), text(&c["spec"]["names"]["kind"]))
+        })
+        .collect()
+}
+
+fn unknown_kind(obj: &Value, object: ObjectKey) -> ApplyError {
+    ApplyError::UnknownKind {
+        api_version: obj["apiVersion"].as_str().unwrap_or("").to_string(),
+        kind: object.kind.clone(),
+        object,
+    }
+}
+
+/// The error of a refused dry run, or `None` when the refusal only says that the
+/// revision creates what the object needs first: its namespace, or (for a binding
+/// written by an identity that may not `bind`) the role it refers to, which the
+/// apiserver reads to check the writer holds its permissions.
+fn dry_run_refusal(
+    p: &Planned,
+    e: &kube::Error,
+    attempts: u32,
+    revision: &Revision,
+) -> Option<ApplyError> {
+    if let Some(w) = webhook_error(&p.key, e) {
+        return Some(w);
+    }
+    let kube::Error::Api(s) = e else {
+        return Some(ApplyError::Write {
+            object: p.key.clone(),
+            message: message_of(e),
+            attempts,
+            retryable: true,
+        });
+    };
+    let namespace_pending = s.code == 404
+        && revision.namespaces.contains(&p.key.namespace)
+        && s.message.starts_with("namespaces ");
+    let role_pending =
+        s.code == 404 && binds_a_role_of(&p.obj, revision.planned.iter().map(|q| &q.obj));
+    if namespace_pending || role_pending {
+        return None;
+    }
+    Some(if s.code == 409 && s.message.starts_with("Apply failed") {
+        ApplyError::Conflict {
+            object: p.key.clone(),
+            message: s.message.clone(),
+        }
+    } else if s.code < 500 && s.code != 429 {
+        ApplyError::Rejected {
+            object: p.key.clone(),
+            message: s.message.clone(),
+        }
+    } else {
+        ApplyError::Write {
+            object: p.key.clone(),
+            message: s.message.clone(),
+            attempts,
+            retryable: true,
+        }
+    })
+}
+
+/// The error of a failed write (after retries).
+fn write_error(key: &ObjectKey, e: &kube::Error, attempts: u32) -> ApplyError {
+    webhook_error(key, e).unwrap_or_else(|| ApplyError::Write {
+        object: key.clone(),
+        message: message_of(e),
+        attempts,
+        retryable: retry::classify(e) != retry::Verdict::Permanent,
+    })
+}
+
+/// Stage 9, the report: what was done to each object (after what prune did) and the
+/// app's health, from what the apply returned or the live state.
+fn report(
+    inventory: &Inventory,
+    rev: &AppRevision<'_>,
+    planned: &[Planned],
+    written: &HashMap<usize, Value>,
+    live: &HashMap<usize, Value>,
+    rules: &[HealthRule],
+    mut changes: Vec<Change>,
+) -> Applied {
+    let mut worst = Health::Healthy;
+    let mut unhealthy = Vec::new();
+    for (i, p) in planned.iter().enumerate() {
+        let action = match (&p.skipped, written.contains_key(&i)) {
+            (Some(reason), _) => Action::Skipped(reason.clone()),
+            (None, true) if p.sync == Sync::Missing => Action::Created,
+            (None, true) => Action::Configured,
+            (None, false) => Action::Unchanged,
+        };
+        if let Some(obj) = written.get(&i).or(live.get(&i)) {
+            let v = health_with(obj, rules);
+            if v.health > Health::Healthy {
+                unhealthy.push((p.key.clone(), v.reason.clone()));
+            }
+            worst = worst.max(v.health);
+        }
+        changes.push(Change {
+            object: p.key.clone(),
+            action,
+        });
+    }
+    let same_release =
+        inventory.release == rev.release && inventory.content_hash == rev.content_hash;
+    let drift_corrections = if same_release {
+        changes
+            .iter()
+            .filter(|c| c.action == Action::Configured || c.action == Action::Created)
+            .count()
+    } else {
+        0
+    };
+    Applied {
+        changes,
+        health: worst,
+        unhealthy,
+        drift_corrections,
+    }
+}
+
+impl Reconciler {
+    /// Brings the cluster to `rev`, stage after stage (see the module documentation):
+    /// nothing is written before every object has passed the policy and the dry run,
+    /// and the inventory names every object before any is created.
+    pub async fn reconcile(&self, rev: &AppRevision<'_>) -> Result<Applied, ApplyError> {
+        let client = &self.client_for(rev)?;
+        let mut revision = self.resolve_and_check(rev).await?;
+        let inventory = self.read_inventory(rev.app).await?;
+        let live = self.read_live(client, rev, &revision.planned).await?;
+        self.compare(&mut revision.planned, &live);
+        let mut pending = changed(&revision.planned);
+        let namespace = app_namespace(rev, &revision.namespaces);
+        let namespace_made = !pending.is_empty() && self.make_app_namespace(namespace).await?;
+        let dry_run = self
+            .dry_run(client, rev, &revision, &pending, &live)
+            .await?;
+        dry_run.settle(&mut revision.planned, &mut pending);
+        let intent = Intent::of(rev, &inventory, &revision.planned, &pending);
+        if intent.unchanged {
+            return Ok(report(
+                &inventory,
+                rev,
+                &revision.planned,
+                &HashMap::new(),
+                &live,
+                &self.health_rules(),
+                Vec::new(),
+            ));
+        }
+        if !namespace_made {
+            self.make_app_namespace(namespace).await?;
+        }
+        self.record_intent(rev, &inventory, &intent).await?;
+        let results = self
+            .apply_in_kind_order(client, rev, &mut revision.planned, &pending)
+            .await?;
+        let pruned = self.prune_stage(client, rev.app, &intent).await;
+        self.record_done(rev, &inventory, &intent, &pruned.kept)
+            .await?;
+        if let Some(e) = pruned.error {
+            return Err(e);
+        }
+        Ok(report(
+            &inventory,
+            rev,
+            &revision.planned,
+            &results,
+            &live,
+            &self.health_rules(),
+            pruned.changes,
+        ))
+    }
+
+    /// Stage 1, the render check and the policy: resolves every object's kind (a kind
+    /// neither served nor defined by a CRD of the revision is refused), leaves out
+    /// the namespace of cluster-scoped objects, and checks the app's tenancy policy.
+    async fn resolve_and_check(&self, rev: &AppRevision<'_>) -> Result<Revision, ApplyError> {
+        let mut objects = prepare(rev.objects);
+        let crd_kinds = kinds_of_crds(&objects);
+        let namespaces: BTreeSet<String> = objects
+            .iter()
+            .filter(|o| o["kind"] == "Namespace" && o["apiVersion"] == "v1")
+            .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        let mut resources = Vec::with_capacity(objects.len());
+        for obj in &objects {
+            resources.push(self.resolve(&ObjectKey::of(obj)).await?);
+        }
+        strip_stray_namespaces(&mut objects, &resources);
+        let scopes: Vec<Option<bool>> = resources.iter().map(|r| r.as_ref().map(|r| r.1)).collect();
+        enforce_policy(rev, &objects, &scopes)?;
+        let mut planned = Vec::with_capacity(objects.len());
+        for (obj, resource) in objects.into_iter().zip(resources) {
+            let key = ObjectKey::of(&obj);
+            if resource.is_none() && !crd_kinds.contains(&(key.group.clone(), key.kind.clone())) {
+                return Err(unknown_kind(&obj, key));
+            }
+            planned.push(Planned {
+                key,
+                obj,
+                resource,
+                sync: Sync::Missing,
+                skipped: None,
+            });
+        }
+        Ok(Revision {
+            planned,
+            namespaces,
+        })
+    }
+
+    /// Stage 2, the live objects, by index into `planned`: from the watch cache when it
+    /// has them, else one read each. The watch reads as the agent, so an app applied
+    /// as its ServiceAccount reads its objects (and so their health) as that
+    /// ServiceAccount, directly; the agent's watch still notices drift on them.
+    async fn read_live(
+        &self,
+        client: &Client,
+        rev: &AppRevision<'_>,
+        planned: &[Planned],
+    ) -> Result<HashMap<usize, Value>, ApplyError> {
+        let impersonated = impersonated_user(rev).is_some();
+        let mut reads = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            reads.push(async move {
+                let Some((ar, namespaced)) = &p.resource else {
+                    return (i, Ok(None));
+                };
+                if let Some(cache) = &self.cache {
+                    let id = (
+                        p.key.group.clone(),
+                        p.key.version.clone(),
+                        p.key.kind.clone(),
+                    );
+                    cache.watch(&id, ar);
+                    if !impersonated
+                        && cache.wait_synced(&id).await
+                        && let Some(state) = cache.get(&id, &p.key.namespace, &p.key.name)
+                    {
+                        return (i, Ok(state));
+                    }
+                }
+                let api = api_with(client, ar, *namespaced, &p.key.namespace);
+                (i, self.get_json(&api, &p.key.name).await)
+            });
+        }
+        let mut live = HashMap::new();
+        for (i, r) in bounded(reads, self.concurrency).await {
+            match r {
+                Ok(Some(v)) => {
+                    live.insert(i, v);
+                }
+                // A namespace that does not exist yet reads as 404 too (no object).
+                Ok(None) => {}
+                Err(e) => return Err(app_read_error(rev, planned[i].key.clone(), &e)),
+            }
+        }
+        Ok(live)
+    }
+
+    /// Stage 3, the comparison: each object's [`Sync`] against its live state, or why
+    /// it is left alone. A difference an earlier dry run or apply showed to be none
+    /// counts as in sync.
+    fn compare(&self, planned: &mut [Planned], live: &HashMap<usize, Value>) {
+        for (i, p) in planned.iter_mut().enumerate() {
+            let l = live.get(&i);
+            if l.is_some_and(|l| l["metadata"]["annotations"][RECONCILE_ANNOTATION] == "disabled") {
+                p.skipped = Some(format!("annotated {RECONCILE_ANNOTATION}: disabled"));
+                continue;
+            }
+            p.sync = sync_state(&p.obj, l);
+            if matches!(p.sync, Sync::Differs(_) | Sync::Ownership)
+                && l.is_some_and(|l| self.verified.holds(&verified_id(&p.key), &p.obj, l))
+            {
+                p.sync = Sync::InSync;
+            }
+            if p.sync != Sync::InSync {
+                tracing::debug!(object = %p.key, sync = ?p.sync, "live object differs from the rendering");
+            }
+        }
+    }
+
+    /// Makes the app's namespace when it has one to make; whether it did. It comes
+    /// before the dry run: in a namespace that does not exist the API server answers
+    /// a dry run with 404 before it validates anything, so without it a revision it
+    /// would refuse could get halfway written. It is not part of the revision (never
+    /// pruned), so making it is not a write of the revision.
+    async fn make_app_namespace(&self, namespace: Option<&str>) -> Result<bool, ApplyError> {
+        match namespace {
+            Some(ns) => self.ensure_namespace_named(ns).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Stage 4, the dry run of every object to be written: the first refusal is the
+    /// reconcile's error, and nothing has been written.
+    async fn dry_run(
+        &self,
+        client: &Client,
+        rev: &AppRevision<'_>,
+        revision: &Revision,
+        pending: &[usize],
+        live: &HashMap<usize, Value>,
+    ) -> Result<DryRun, ApplyError> {
+        let planned = &revision.planned;
+        let mut checks = Vec::new();
+        for &i in pending {
+            let p = &planned[i];
+            if p.resource.is_some() {
+                checks.push(async move { (i, self.apply_one(client, p, rev.force, true).await) });
+            }
+        }
+        let mut checks = bounded(checks, self.concurrency).await;
+        checks.sort_by_key(|(i, _)| *i);
+        let mut found = DryRun::default();
+        for (i, answer) in checks {
+            let p = &planned[i];
+            match answer {
+                Ok(after) => {
+                    if p.sync == Sync::Missing && exists_per_dry_run(&after) {
+                        found.existing.insert(i);
+                    }
+                    // The comparison saw a difference the server does not: the apply
+                    // would change nothing, so it is not sent (and the answer is
+                    // remembered).
+                    if let Some(l) = live.get(&i)
+                        && diff::dry_run_changes_nothing(&after, l)
+                    {
+                        self.verified.remember(&verified_id(&p.key), &p.obj, l);
+                        found.unchanged.insert(i);
+                    }
+                }
+                Err((e, attempts)) => {
+                    if let Some(refused) = dry_run_refusal(p, &e, attempts, revision) {
+                        return Err(refused);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stage 5, the inventory before any write: it names every object that may exist
+    /// after this reconcile, and the release being applied.
+    async fn record_intent(
+        &self,
+        rev: &AppRevision<'_>,
+        inventory: &Inventory,
+        intent: &Intent,
+    ) -> Result<(), ApplyError> {
+        let mut recording = inventory.clone();
+        recording.objects.extend(intent.desired.iter().cloned());
+        recording.applying = Some(rev.release.to_string());
+        recording.removal = rev.removal;
+        recording.applied_as = intent.applied_as.clone();
+        if recording != *inventory {
+            self.write_inventory(&recording).await?;
+        }
+        Ok(())
+    }
+
+    /// Stage 6, the writes: server-side apply of the changed objects, kind stage by
+    /// kind stage ([`stage`]). CRDs are waited for until established, and kinds they
+    /// define are resolved before the first namespaced stage. The server's answers,
+    /// by index into `planned`.
+    async fn apply_in_kind_order(
+        &self,
+        client: &Client,
+        rev: &AppRevision<'_>,
+        planned: &mut [Planned],
+        pending: &[usize],
+    ) -> Result<HashMap<usize, Value>, ApplyError> {
+        let mut results = HashMap::new();
+        for s in 0..=LAST_STAGE {
+            let batch: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let p = &planned[i];
+                    let namespaced = p.resource.as_ref().map(|r| r.1).unwrap_or(true);
+                    stage(&p.key, namespaced) == s
+                })
+                .collect();
+            if s == FIRST_NAMESPACED_STAGE {
+                self.resolve_new_kinds(planned, &batch).await?;
+            }
+            results.extend(self.apply_batch(client, rev, planned, &batch).await?);
+            if s == 0 && !batch.is_empty() {
+                let crds: Vec<String> =
+                    batch.iter().map(|&i| planned[i].key.name.clone()).collect();
+                self.wait_established(&crds).await?;
+                self.refresh_discovery().await?;
+            }
+        }
+        Ok(results)
+    }
+
+    /// Resolves the kinds of `batch` that CRDs of this revision define, served now.
+    async fn resolve_new_kinds(
+        &self,
+        planned: &mut [Planned],
+        batch: &[usize],
+    ) -> Result<(), ApplyError> {
+        for &i in batch {
+            if planned[i].resource.is_none() {
+                let Some(resource) = self.resolve(&planned[i].key).await? else {
+                    return Err(unknown_kind(&planned[i].obj, planned[i].key.clone()));
+                };
+                planned[i].resource = Some(resource);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one kind stage's objects side by side; the first failure is the error.
+    /// What the server made of each rendering is remembered as desired (whatever the
+    /// comparison makes of it) and recorded in the watch cache.
+    async fn apply_batch(
+        &self,
+        client: &Client,
+        rev: &AppRevision<'_>,
+        planned: &[Planned],
+        batch: &[usize],
+    ) -> Result<Vec<(usize, Value)>, ApplyError> {
+        let applying = batch.iter().map(|&i| {
+            let p = &planned[i];
+            async move { (i, self.apply_one(client, p, rev.force, false).await) }
+        });
+        let mut written = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for (i, r) in bounded(applying.collect(), self.concurrency).await {
+            let p = &planned[i];
+            match r {
+                Ok(v) => {
+                    if sync_state(&p.obj, Some(&v)) != Sync::InSync {
+                        self.verified.remember(&verified_id(&p.key), &p.obj, &v);
+                    }
+                    if let Some(cache) = &self.cache {
+                        let k = &p.key;
+                        cache.record(&(k.group.clone(), k.version.clone(), k.kind.clone()), &v);
+                    }
+                    written.push((i, v));
+                }
+                Err((e, attempts)) => {
+                    failure.get_or_insert_with(|| write_error(&p.key, &e, attempts));
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(written),
+        }
+    }
+
+    /// Stage 7, prune: deletes what the inventory names and the revision does not. An
+    /// object that could not be deleted stays in the inventory.
+    async fn prune_stage(&self, client: &Client, app: &str, intent: &Intent) -> Pruned {
+        let mut pruned = Pruned {
+            kept: intent.desired.clone(),
+            ..Pruned::default()
+        };
+        for (key, outcome) in self.prune_absent(client, app, &intent.absent).await {
+            match outcome {
+                Ok(action) => pruned.changes.push(Change {
+                    object: key,
+                    action,
+                }),
+                Err(e) => {
+                    pruned.kept.insert(key);
+                    pruned.error.get_or_insert(e);
+                }
+            }
+        }
+        pruned
+    }
+
+    /// Stage 8, the inventory after the writes: the release applied, and the objects
+    /// that exist now.
+    async fn record_done(
+        &self,
+        rev: &AppRevision<'_>,
+        inventory: &Inventory,
+        intent: &Intent,
+        kept: &BTreeSet<ObjectKey>,
+    ) -> Result<(), ApplyError> {
+        let mut done = inventory.clone();
+        done.objects = kept.clone();
+        done.release = rev.release.to_string();
+        done.content_hash = rev.content_hash.to_string();
+        done.applying = None;
+        done.removal = rev.removal;
+        done.applied_as = intent.applied_as.clone();
+        self.write_inventory(&done).await
+    }
+
+    /// Creates a namespace when it does not exist: nothing when the watch cache has
+    /// it (one rollwave made), else one create, which the server answers with 409
+    /// when it exists already. A namespace someone else made is left as it is (never
+    /// applied, so rollwave takes no field of it). An identity that may not create
+    /// namespaces gets 403 even for one that exists, so a 403 is followed by a read.
+    pub(super) async fn ensure_namespace_named(&self, name: &str) -> Result<(), ApplyError> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "Namespace"),
+            "namespaces",
+        );
+        let id: drift::KindId = (String::new(), "v1".into(), "Namespace".into());
+        if let Some(cache) = &self.cache {
+            cache.watch(&id, &ar);
+            if cache.wait_synced(&id).await && cache.get(&id, "", name).flatten().is_some() {
+                return Ok(());
+            }
+        }
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let err = |e: kube::Error| ApplyError::Write {
+            object: ObjectKey {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Namespace".into(),
+                namespace: String::new(),
+                name: name.to_string(),
+            },
+            retryable: retry::classify(&e) != retry::Verdict::Permanent,
+            message: message_of(&e),
+            attempts: self.retry.attempts,
+        };
+        let mut ns = DynamicObject::new(name, &ar);
+        ns.metadata.labels = Some(
+            [(
+                crate::vocab::MANAGED_BY_LABEL.to_string(),
+                crate::vocab::MANAGED_BY_VALUE.to_string(),
+            )]
+            .into(),
+        );
+        let pp = kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match with_retries(&self.retry, || api.create(&pp, &ns)).await {
+            Ok(created) => {
+                if let (Some(cache), Ok(v)) = (&self.cache, serde_json::to_value(&created)) {
+                    cache.record(&id, &v);
+                }
+                Ok(())
+            }
+            Err((kube::Error::Api(s), _)) if s.code == 409 => Ok(()),
+            Err((kube::Error::Api(s), _)) if s.code == 403 => {
+                match self.get_json(&api, name).await.map_err(err)? {
+                    Some(_) => Ok(()),
+                    None => Err(err(kube::Error::Api(s))),
+                }
+            }
+            Err((e, _)) => Err(err(e)),
+        }
+    }
+
+    /// Applies one object; `dry_run` only validates. Conflicts with imperative
+    /// writers are taken back (drift); conflicts with other appliers need `force`.
+    pub(super) async fn apply_one(
+        &self,
+        client: &Client,
+        p: &Planned,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Value, (kube::Error, u32)> {
+        let (ar, namespaced) = p.resource.clone().expect("resolved before applying");
+        let api = api_with(client, &ar, namespaced, &p.key.namespace);
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        pp.dry_run = dry_run;
+        let patch = Patch::Apply(&p.obj);
+        let r = with_retries(&self.retry, || api.patch(&p.key.name, &pp, &patch)).await;
+        let r = match r {
+            Err((e, n)) if !force && conflicts_only_with_updates(&e) => {
+                pp.force = true;
+                with_retries(&self.retry, || api.patch(&p.key.name, &pp, &patch))
+                    .await
+                    .map_err(|(e, m)| (e, n + m))
+            }
+            other => other,
+        };
+        r.map(|o| serde_json::to_value(o).unwrap_or_default())
+    }
+
+    /// Waits until the named CRDs are established.
+    async fn wait_established(&self, names: &[String]) -> Result<(), ApplyError> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        );
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let limit = Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + limit;
+        for name in names {
+            loop {
+                let crd = self.get_json(&api, name).await.ok().flatten();
+                if crd
+                    .as_ref()
+                    .is_some_and(|c| health_of(c).health == Health::Healthy)
+                {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(ApplyError::NotEstablished {
+                        name: name.clone(),
+                        seconds: limit.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(group: &str, kind: &str, namespace: &str) -> ObjectKey {
+        ObjectKey {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: "x".into(),
+        }
+    }
+
+    #[test]
+    fn bindings_are_applied_after_the_roles_they_may_refer_to() {
+        let rbac = "rbac.authorization.k8s.io";
+        let cluster_role = stage(&key(rbac, "ClusterRole", ""), false);
+        let cluster_binding = stage(&key(rbac, "ClusterRoleBinding", ""), false);
+        let role = stage(&key(rbac, "Role", "a"), true);
+        let binding = stage(&key(rbac, "RoleBinding", "a"), true);
+        assert!(cluster_role < cluster_binding);
+        assert!(
+            cluster_binding < role,
+            "a RoleBinding may refer to a ClusterRole"
+        );
+        assert!(role < binding);
+        assert_eq!(role, FIRST_NAMESPACED_STAGE);
+        assert_eq!(binding, LAST_STAGE);
+    }
+
+    #[test]
+    fn a_binding_waits_for_a_role_of_the_same_revision_only() {
+        let objects = vec![
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "reader"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "writer", "namespace": "a"}}),
+        ];
+        let binding = |kind: &str, ns: &str, role_kind: &str, role: &str| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "metadata": {"name": "b", "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role}})
+        };
+        let of = |b: &Value| binds_a_role_of(b, &objects);
+        assert!(of(&binding(
+            "ClusterRoleBinding",
+            "",
+            "ClusterRole",
+            "reader"
+        )));
+        assert!(of(&binding("RoleBinding", "a", "ClusterRole", "reader")));
+        assert!(of(&binding("RoleBinding", "a", "Role", "writer")));
+        assert!(
+            !of(&binding("RoleBinding", "b", "Role", "writer")),
+            "another namespace"
+        );
+        assert!(!of(&binding(
+            "ClusterRoleBinding",
+            "",
+            "ClusterRole",
+            "admin"
+        )));
+        assert!(!of(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "roleRef": {"kind": "ClusterRole", "name": "reader"}})));
+    }
+}
