@@ -98,7 +98,7 @@ pub fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         }
         eprintln!(
             "each agent reaches the hub with a token of its ServiceAccount in its config's `hub:` kubeconfig, e.g. `kubectl create token {} -n {namespace}`",
-            hub_init::agent_service_account(&agents.first().map_or("AGENT", |a| a.name.as_str()))
+            hub_init::agent_service_account(agents.first().map_or("AGENT", |a| a.name.as_str()))
         );
         Ok(ExitCode::SUCCESS)
     })

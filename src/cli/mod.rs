@@ -327,11 +327,12 @@ pub enum Command {
 /// The subcommands of `rollwave hub`.
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
-    /// Everything the hub needs for the fleet's clusters: the namespace, a reader Role,
-    /// per agent a ServiceAccount that may write only its own clusters' status
-    /// objects, and those objects, empty. Prints them as YAML (for `kubectl apply
-    /// --server-side -f -`), or with --check compares them with the hub, or with
-    /// --apply writes what the hub lacks.
+    /// Everything the hub needs for the fleet's clusters, printed, checked or applied.
+    ///
+    /// The namespace, a reader Role, per agent a ServiceAccount that may write only its
+    /// own clusters' status objects, and those objects, empty. Prints them as YAML
+    /// (for `kubectl apply --server-side -f -`), or with --check compares them with the
+    /// hub, or with --apply writes what the hub lacks.
     Init(hub::InitArgs),
 }
 

@@ -45,9 +45,7 @@ pub fn compare(want: &Value, live: Option<&Value>) -> Option<Difference> {
     let Some(live) = live else {
         return Some(Difference::Missing);
     };
-    let Some(fields) = want.as_object() else {
-        return None;
-    };
+    let fields = want.as_object()?;
     fields
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind"))

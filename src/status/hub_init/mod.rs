@@ -5,8 +5,8 @@
 //!
 //! Who the agents are is decided in [`agents`] (one per cluster unless agent configs
 //! group clusters); the objects are a pure function of that ([`objects`]); comparing
-//! them with what a hub holds is pure too ([`compare`]). Only [`sync`] talks to the
-//! hub: `--check` reads, `--apply` writes what differs with server-side apply.
+//! them with what a hub holds is pure too (a [`Difference`] per object). Only [`check`] (reads) and
+//! [`apply`] (writes what differs, with server-side apply) talk to the hub.
 
 mod agents;
 mod compare;
@@ -14,10 +14,8 @@ mod objects;
 mod sync;
 
 pub use agents::{Agent, agents};
-pub use compare::{Difference, compare};
-pub use objects::{
-    HubObjects, READER, Subject, agent_service_account, objects, parse_subject, writer_role,
-};
+pub use compare::Difference;
+pub use objects::{HubObjects, Subject, agent_service_account, objects, parse_subject};
 pub use sync::{Applied, Finding, Outcome, State, apply, check};
 
 /// Why the hub's objects could not be made, read or written.
