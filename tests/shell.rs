@@ -15,6 +15,7 @@ const COMMANDS: &[&str] = &[
     "sim",
     "agent",
     "demo",
+    "hub",
     "completions",
     "man",
 ];

@@ -11,6 +11,7 @@ mod diff;
 mod diff_live;
 mod fleet_commit;
 mod freeze;
+mod hub;
 mod pause;
 mod plan;
 mod render;
@@ -315,6 +316,24 @@ pub enum Command {
     /// Serve a web page of the fleet's rollouts (and its JSON API), updated live from
     /// the status refs.
     Ui(ui::UiArgs),
+    /// The status hub, for fleets whose fleet.yaml says `status: {store: kubernetes}`.
+    Hub {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: HubCommand,
+    },
+}
+
+/// The subcommands of `rollwave hub`.
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Everything the hub needs for the fleet's clusters, printed, checked or applied.
+    ///
+    /// The namespace, a reader Role, per agent a ServiceAccount that may write only its
+    /// own clusters' status objects, and those objects, empty. Prints them as YAML
+    /// (for `kubectl apply --server-side -f -`), or with --check compares them with the
+    /// hub, or with --apply writes what the hub lacks.
+    Init(hub::InitArgs),
 }
 
 /// Sends logs to stderr in `format`. `ROLLWAVE_LOG` (tracing directives such as
@@ -440,6 +459,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
         Command::Ui(args) => ui::run(&args),
+        Command::Hub {
+            command: HubCommand::Init(args),
+        } => hub::init(&args),
     };
     match result {
         Ok(code) => code,

@@ -91,7 +91,7 @@ fn gate_view(s: &ClusterStatus) -> Vec<(&str, &str, &str, super::Phase, Option<&
 fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) if s.code == 403 => format!(
-            "{} (the agent's hub credentials need list and watch on configmaps there, and patch on its own clusters' objects, which must exist unless it may create them: see deploy/hub/)",
+            "{} (the agent's hub credentials need list and watch on configmaps there, and patch on its own clusters' objects, which must exist unless it may create them: `rollwave hub init` makes both)",
             s.message
         ),
         kube::Error::Api(s) if s.code == 404 && s.message.contains("namespace") => format!(

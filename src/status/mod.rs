@@ -6,6 +6,7 @@
 //! `status: {store: kubernetes}` ([`StoreKind`]).
 
 pub mod hub;
+pub mod hub_init;
 pub mod object;
 pub mod publish;
 pub mod refs;

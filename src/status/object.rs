@@ -17,6 +17,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::{ClusterStatus, StatusError};
+use crate::vocab::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// The hub namespace that holds every cluster's status.
 pub const NAMESPACE: &str = "rollwave-status";
@@ -67,19 +68,26 @@ pub fn object_name(cluster: &str) -> Result<&str, ObjectError> {
     }
 }
 
-/// The ConfigMap holding `status`, as a server-side apply body.
-pub fn to_object(status: &ClusterStatus, namespace: &str) -> Result<Value, ObjectError> {
-    let name = object_name(&status.cluster)?;
-    let text = serde_json::to_vec(status).unwrap_or_default();
-    let mut object = json!({
+/// The ConfigMap of `cluster` with no status in it: name, namespace and labels, which
+/// the agent's writes and `rollwave hub init` ([`placeholder`]) share, so neither
+/// takes away what the other set.
+fn empty_object(cluster: &str, namespace: &str) -> Result<Value, ObjectError> {
+    let name = object_name(cluster)?;
+    Ok(json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {LABEL: "true", "app.kubernetes.io/managed-by": "rollwave"},
+            "labels": {LABEL: "true", MANAGED_BY_LABEL: MANAGED_BY_VALUE},
         },
-    });
+    }))
+}
+
+/// The ConfigMap holding `status`, as a server-side apply body.
+pub fn to_object(status: &ClusterStatus, namespace: &str) -> Result<Value, ObjectError> {
+    let mut object = empty_object(&status.cluster, namespace)?;
+    let text = serde_json::to_vec(status).unwrap_or_default();
     if text.len() <= COMPRESS_ABOVE {
         object["data"] = json!({ KEY: String::from_utf8_lossy(&text) });
         return Ok(object);
@@ -101,9 +109,16 @@ pub fn to_object(status: &ClusterStatus, namespace: &str) -> Result<Value, Objec
     Ok(object)
 }
 
+/// The empty status object of `cluster`, created on the hub ahead of its agent
+/// (`rollwave hub init`): the agent's watch finds it by its label, reads it as "no
+/// status yet" ([`is_placeholder`]), and the agent then needs only `patch` on it.
+pub fn placeholder(cluster: &str, namespace: &str) -> Result<Value, ObjectError> {
+    empty_object(cluster, namespace)
+}
+
 /// Whether `object` holds no status yet: the empty object an administrator creates
 /// for each cluster so that its agent needs only `patch` on that one name (RBAC
-/// cannot limit `create` to a name; see deploy/hub/).
+/// cannot limit `create` to a name; see [`placeholder`]).
 pub fn is_placeholder(object: &Value) -> bool {
     let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
     empty(&object["data"]) && empty(&object["binaryData"])

@@ -11,6 +11,12 @@ use rollwave::status::object::NAMESPACE;
 /// A hub client through `kubeconfig` (its current context) on namespace
 /// `rollwave-status`, writing for the clusters in `own`.
 pub async fn connect(kubeconfig: &Path, own: &[&str]) -> Hub {
+    connect_in(kubeconfig, NAMESPACE, own).await
+}
+
+/// A hub client through `kubeconfig` (its current context) on `namespace`, writing
+/// for the clusters in `own`.
+pub async fn connect_in(kubeconfig: &Path, namespace: &str, own: &[&str]) -> Hub {
     let connection = Connection::Kubeconfig {
         path: Some(kubeconfig.to_path_buf()),
         context: None,
@@ -19,5 +25,5 @@ pub async fn connect(kubeconfig: &Path, own: &[&str]) -> Hub {
         .await
         .unwrap();
     let own: BTreeSet<String> = own.iter().map(|c| c.to_string()).collect();
-    Hub::new(client, NAMESPACE, own)
+    Hub::new(client, namespace, own)
 }
