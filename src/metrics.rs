@@ -148,7 +148,7 @@ impl Metrics {
     }
 
     /// Counts one apply.
-    pub fn count_apply(&self, result: &str) {
+    fn count_apply(&self, result: &str) {
         self.apply_total
             .get_or_create(&ResultLabels {
                 result: result.into(),
@@ -191,7 +191,7 @@ impl Metrics {
     }
 
     /// Sets an app's (release, phase) series to 1, removing its previous one.
-    pub fn set_app(&self, cluster: &str, app: &str, release: &str, phase: &str) {
+    fn set_app(&self, cluster: &str, app: &str, release: &str, phase: &str) {
         let labels = AppInfoLabels {
             cluster: cluster.into(),
             app: app.into(),

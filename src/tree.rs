@@ -256,7 +256,7 @@ pub trait RawTree {
 /// One real directory on the way of a resolution, linked to its parent so `..` and
 /// caching cost nothing.
 #[derive(Debug)]
-pub struct RealDir<Id> {
+struct RealDir<Id> {
     id: Id,
     real: String,
     parent: Option<Arc<RealDir<Id>>>,
@@ -444,7 +444,7 @@ pub fn entry_kind(kind: &RawKind) -> EntryKind {
 }
 
 /// The error for reading something that is not a regular file, if it is not one.
-pub fn check_readable(path: &RepoPath, kind: &RawKind) -> Result<(), TreeError> {
+fn check_readable(path: &RepoPath, kind: &RawKind) -> Result<(), TreeError> {
     match kind {
         RawKind::File => Ok(()),
         RawKind::Dir => Err(TreeError::WrongKind {

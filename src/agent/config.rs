@@ -284,7 +284,7 @@ pub struct NotifyConfig {
 /// The default of [`AgentConfig::stuck_after`]: every API call gives up within a
 /// minute, so a pass of a few hundred apps that still runs after ten minutes is not
 /// waiting on a cluster but wedged.
-pub const STUCK_AFTER: Duration = Duration::from_secs(600);
+const STUCK_AFTER: Duration = Duration::from_secs(600);
 
 impl Default for AgentConfig {
     fn default() -> Self {

@@ -134,7 +134,7 @@ impl Managed {
 /// The passes running now, by cluster, with when each started: `/healthz` fails when
 /// one has run longer than `stuck_after`, so Kubernetes restarts a wedged agent.
 #[derive(Debug)]
-pub struct PassClock {
+struct PassClock {
     running: std::sync::Mutex<std::collections::BTreeMap<String, Instant>>,
     stuck_after: Duration,
 }
@@ -196,7 +196,7 @@ pub struct Agent {
 
 /// Whether `config` names a Git history to plan rollouts with (a URL, or a Git
 /// repository path, and no fixed revision).
-pub fn rollout_mode(config: &AgentConfig) -> bool {
+fn rollout_mode(config: &AgentConfig) -> bool {
     config.rev.is_none()
         && (crate::source::is_remote_url(&config.repo)
             || git2::Repository::open(&config.repo).is_ok())

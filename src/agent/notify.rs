@@ -31,11 +31,11 @@ use crate::status::{AppStatus, ClusterStatus, Phase};
 
 /// Events remembered per app in the status: the newest, enough for the releases an
 /// app moves through between two restarts.
-pub const REMEMBERED: usize = 32;
+const REMEMBERED: usize = 32;
 
 /// Events waiting for delivery; more are dropped until the queue drains (the next
 /// pass derives them again).
-pub const QUEUE: usize = 256;
+const QUEUE: usize = 256;
 
 /// Deliveries running at once.
 const CONCURRENT: usize = 8;
@@ -269,7 +269,7 @@ pub fn halted(plan: &AppPlan, cluster: &str) -> Vec<(String, String)> {
 /// The events the state of `apps` on `cluster` (and the `halts` the pass found, by
 /// app) calls for, in a stable order, including those already sent: the caller
 /// filters with what it remembers.
-pub fn events_of(
+fn events_of(
     cluster: &str,
     apps: &BTreeMap<String, AppStatus>,
     halts: &[(String, String, String)],
@@ -341,7 +341,7 @@ impl FreezeNotice {
 /// The fleet-wide events `freeze` (the one holding now, if any) calls for, given what
 /// was delivered before (`remembered`, as `Frozen@<id>`): Frozen for a freeze not yet
 /// told, Unfrozen for every told freeze that is no longer the one holding.
-pub fn freeze_events(
+fn freeze_events(
     cluster: &str,
     freeze: Option<&FreezeNotice>,
     remembered: &[String],

@@ -71,7 +71,7 @@ pub struct ClusterAgent {
 }
 
 /// The fleet at one commit, with the apps whose app.yaml is broken set aside.
-pub struct Model {
+struct Model {
     /// The apps that loaded, the clusters and fleet.yaml.
     pub fleet: Fleet,
     /// The apps that did not, with why.
@@ -245,12 +245,6 @@ impl ClusterAgent {
     /// Where the last pass found the fleet's statuses.
     pub fn store(&self) -> StoreKind {
         self.publisher.store().kind()
-    }
-
-    /// The status written last, for the caller to publish (see
-    /// [`ClusterAgent::defer_push`]).
-    pub fn last_status(&self) -> Option<&ClusterStatus> {
-        self.publisher.last()
     }
 
     /// Every peer's status from the fleet's store, this cluster's own as it wrote it

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until};
 pub const STATUS_BATCH_WAIT: Duration = Duration::from_secs(5);
 
 /// How soon a cluster with an app still Progressing makes another pass.
-pub const PROGRESS_RECHECK: Duration = Duration::from_secs(3);
+const PROGRESS_RECHECK: Duration = Duration::from_secs(3);
 
 /// Shortest time between passes started by peers' changes on the status hub.
 pub const PEER_WAKE_GAP: Duration = Duration::from_secs(1);

@@ -61,7 +61,7 @@ fn group_kind(obj: &Value) -> (String, String) {
 /// The rendering as the server will store it, where that is known without asking:
 /// a Secret's `stringData` folded into `data`, and an aggregated ClusterRole's `rules`
 /// left to the aggregation controller.
-pub fn as_stored(desired: &Value) -> Value {
+fn as_stored(desired: &Value) -> Value {
     let mut d = desired.clone();
     let (group, kind) = group_kind(desired);
     let Some(m) = d.as_object_mut() else {

@@ -117,7 +117,7 @@ fn is_service_account_user(user: &str) -> bool {
 const CONFIGMAP_PREFIX: &str = "rollwave-inventory-";
 
 /// The ConfigMap name for an app.
-pub fn configmap_name(app: &str) -> String {
+fn configmap_name(app: &str) -> String {
     format!("{CONFIGMAP_PREFIX}{app}")
 }
 
@@ -137,7 +137,7 @@ pub struct InventoryError {
 
 impl Inventory {
     /// Reads the inventory from a ConfigMap's JSON.
-    pub fn from_configmap(cm: &Value) -> Result<Inventory, InventoryError> {
+    fn from_configmap(cm: &Value) -> Result<Inventory, InventoryError> {
         let err = |reason: String| InventoryError {
             namespace: cm["metadata"]["namespace"].as_str().unwrap_or("").into(),
             name: cm["metadata"]["name"].as_str().unwrap_or("").into(),
@@ -190,7 +190,7 @@ impl Inventory {
     }
 
     /// The ConfigMap to apply, in `namespace`.
-    pub fn to_configmap(&self, namespace: &str) -> Value {
+    fn to_configmap(&self, namespace: &str) -> Value {
         let objects = serde_json::to_string(&self.objects).unwrap_or_default();
         json!({
             "apiVersion": "v1",

@@ -49,7 +49,7 @@ fn no_data_name(n: NoData) -> &'static str {
 }
 
 /// A tenancy policy for people: its name and what it allows.
-pub fn describe_policy(p: &crate::fleet::tenancy::Policy) -> String {
+fn describe_policy(p: &crate::fleet::tenancy::Policy) -> String {
     use crate::fleet::tenancy::{NameSet, NamespaceRule};
     let set = |s: &NameSet| match s {
         NameSet::Any => "*".to_string(),

@@ -29,7 +29,7 @@ pub struct ScrapingPrometheus {
 }
 
 /// The scrape configuration: one job over every `(cluster, address)` target.
-pub fn scrape_config(targets: &[(String, SocketAddr)], interval: Duration) -> String {
+fn scrape_config(targets: &[(String, SocketAddr)], interval: Duration) -> String {
     let secs = interval.as_secs().max(1);
     let mut out = format!(
         "global:\n  scrape_interval: {secs}s\n  evaluation_interval: {secs}s\nscrape_configs:\n- job_name: rollwave-sim\n  metrics_path: /sim/metrics\n  static_configs:\n"

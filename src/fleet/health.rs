@@ -24,7 +24,7 @@ pub const MAX_HEALTH_RULES: usize = 200;
 
 /// Longest expression accepted: rules are one-line conditions, and a bound keeps a
 /// hostile fleet.yaml from handing the parser megabytes.
-pub const MAX_EXPRESSION_BYTES: usize = 2048;
+const MAX_EXPRESSION_BYTES: usize = 2048;
 
 /// Deepest nesting of parentheses, brackets and braces accepted in an expression (the
 /// parser recurses once per level).

@@ -64,7 +64,7 @@ pub enum Gate {
 /// A rollout policy as written; every field optional so apps can override any of them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RolloutFile {
+struct RolloutFile {
     #[serde(default)]
     canary: Option<Vec<Spanned<String>>>,
     #[serde(default)]
@@ -98,7 +98,7 @@ pub enum NoData {
 /// field by field (`metrics` is one field: an app's list replaces the fleet's).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AnalysisFile {
+struct AnalysisFile {
     #[serde(default)]
     interval: Option<Spanned<String>>,
     #[serde(default)]
@@ -116,7 +116,7 @@ pub struct AnalysisFile {
 /// One `rollout.analysis.metrics` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MetricFile {
+struct MetricFile {
     name: Spanned<String>,
     query: Spanned<String>,
     #[serde(default)]
@@ -181,7 +181,7 @@ pub struct MetricSpec {
 pub const MAX_METRICS: usize = 20;
 
 /// Longest rendered-or-written query accepted.
-pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 /// A validated rollout policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,14 +230,14 @@ impl Default for RolloutSpec {
 /// Largest share one batch may have in `rollout.batches`: ratios describe fractions
 /// of a stage, and with at most [`MAX_BATCHES`] entries of this size the arithmetic of
 /// the waves stays far from overflow.
-pub const MAX_BATCH_RATIO: u64 = 1000;
+const MAX_BATCH_RATIO: u64 = 1000;
 
 /// Most entries `rollout.batches` may have: every entry is a wave per stage.
-pub const MAX_BATCHES: usize = 100;
+const MAX_BATCHES: usize = 100;
 
 /// Longest `bake` or `progressDeadline`: a week. Longer is a typo (`100d`), and
 /// Kubernetes keeps deadlines in 32-bit seconds.
-pub const MAX_ROLLOUT_DURATION: Duration = Duration::from_secs(7 * 86_400);
+const MAX_ROLLOUT_DURATION: Duration = Duration::from_secs(7 * 86_400);
 
 /// Why a duration could not be read, with the forms that are.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -566,7 +566,7 @@ pub struct FleetFile {
 /// `freeze:` in fleet.yaml as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FreezeFile {
+struct FreezeFile {
     reason: Spanned<String>,
     #[serde(default)]
     by: Option<String>,
@@ -621,7 +621,7 @@ impl FreezeScope {
 /// `status:` in fleet.yaml: where the fleet's statuses live.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StatusFile {
+struct StatusFile {
     #[serde(default)]
     store: crate::status::StoreKind,
 }
@@ -885,7 +885,7 @@ impl ClusterFile {
 /// `targets` of app.yaml as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TargetsFile {
+struct TargetsFile {
     #[serde(default)]
     stages: Vec<Spanned<String>>,
     #[serde(default)]
@@ -912,7 +912,7 @@ pub struct Targets {
 /// One `overlays` rule as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OverlayFile {
+struct OverlayFile {
     #[serde(default)]
     cluster: Option<Spanned<String>>,
     #[serde(default)]
@@ -998,7 +998,7 @@ pub struct AppFile {
 /// `helm` of app.yaml as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HelmFile {
+struct HelmFile {
     chart: Spanned<String>,
     #[serde(default)]
     release_name: Option<Spanned<String>>,

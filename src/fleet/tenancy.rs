@@ -33,7 +33,7 @@ pub struct TenancyFile {
 /// One policy as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PolicyFile {
+struct PolicyFile {
     #[serde(default)]
     namespaces: Option<Vec<Spanned<String>>>,
     #[serde(default)]
@@ -134,7 +134,7 @@ impl Policy {
     }
 
     /// Whether objects may be in `namespace`, for an app whose namespace is `own`.
-    pub fn allows_namespace(&self, namespace: &str, own: Option<&str>) -> bool {
+    fn allows_namespace(&self, namespace: &str, own: Option<&str>) -> bool {
         self.namespaces.iter().any(|r| match r {
             NamespaceRule::Own => own == Some(namespace),
             NamespaceRule::Any => true,

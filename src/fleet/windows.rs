@@ -33,10 +33,10 @@ use super::model::{Cluster, NameAt};
 
 /// Longest window: a year and a day. A deny window over the holidays is weeks; a
 /// longer one is a typo better refused.
-pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 
 /// Most windows fleet.yaml or one app.yaml may have: every pass evaluates each.
-pub const MAX_WINDOWS: usize = 64;
+const MAX_WINDOWS: usize = 64;
 
 /// Longest schedule expression accepted.
 const MAX_SCHEDULE_BYTES: usize = 256;
@@ -66,7 +66,7 @@ pub struct WindowFile {
 /// `{schedule, duration, timeZone}` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScheduleFile {
+struct ScheduleFile {
     schedule: Spanned<String>,
     duration: Spanned<String>,
     #[serde(default, rename = "timeZone")]

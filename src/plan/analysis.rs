@@ -28,7 +28,7 @@ use crate::fleet::{AnalysisSpec, MetricSpec, NoData};
 use crate::status::{MetricResult, rfc3339};
 
 /// The note of a measurement that returned no data.
-pub const NO_DATA: &str = "no data";
+const NO_DATA: &str = "no data";
 
 /// What one query returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,12 +80,12 @@ pub fn show_value(v: f64) -> String {
 }
 
 /// When the first measurement of every metric is due.
-pub fn first_due(spec: &AnalysisSpec, healthy_since: SystemTime) -> SystemTime {
+fn first_due(spec: &AnalysisSpec, healthy_since: SystemTime) -> SystemTime {
     healthy_since + spec.initial_delay + spec.interval
 }
 
 /// When `metric` is due next, given its results so far (`None`: never measured).
-pub fn next_due(
+fn next_due(
     spec: &AnalysisSpec,
     healthy_since: SystemTime,
     result: Option<&MetricResult>,

@@ -19,7 +19,7 @@ use crate::yaml::YamlError;
 /// How many first-parent commits are examined for releases.
 pub const HISTORY_LIMIT: usize = 500;
 /// How many releases per app are planned.
-pub const RELEASE_LIMIT: usize = 20;
+const RELEASE_LIMIT: usize = 20;
 
 /// Why an app's history could not be gathered.
 #[derive(Debug, thiserror::Error)]

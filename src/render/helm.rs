@@ -22,13 +22,13 @@ use serde_json::Value;
 use crate::tree::{EntryKind, FileTree, RepoPath, TreeError};
 
 /// How long one `helm template` may run.
-pub const HELM_TIMEOUT: Duration = Duration::from_secs(30);
+const HELM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much output one `helm template` may print.
-pub const MAX_HELM_OUTPUT: usize = 64 << 20;
+const MAX_HELM_OUTPUT: usize = 64 << 20;
 /// Files one chart may hold (subcharts included).
-pub const MAX_CHART_FILES: usize = 5_000;
+const MAX_CHART_FILES: usize = 5_000;
 /// Bytes one chart may hold (subcharts included).
-pub const MAX_CHART_BYTES: usize = 64 << 20;
+const MAX_CHART_BYTES: usize = 64 << 20;
 
 static HELM_BINARY: OnceLock<PathBuf> = OnceLock::new();
 

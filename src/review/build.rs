@@ -57,7 +57,7 @@ fn names_in(a: &Fleet, b: &Fleet, of: impl Fn(&Fleet) -> Vec<String>) -> Vec<Str
 }
 
 /// The rollout policy as a reviewer reads it: gate, bake, analysis, failure handling.
-pub fn describe_rollout(app: &App) -> String {
+fn describe_rollout(app: &App) -> String {
     let r = &app.rollout;
     let gate = match r.gate {
         Gate::Health => format!(
@@ -138,7 +138,7 @@ fn rollout_review(from: Side, to: Side, app: &str, changed: &[&String]) -> Optio
 }
 
 /// Sees each (app, cluster, old rendering, new rendering) whose rendering differs.
-pub type OnChange<'a> = dyn FnMut(&str, &str, &[Value], &[Value]) + 'a;
+type OnChange<'a> = dyn FnMut(&str, &str, &[Value], &[Value]) + 'a;
 
 /// Compares the fleet at `from` and `to` within `scope`. `on_change` sees each app and
 /// cluster whose rendering differs, with both renderings (the text format prints the

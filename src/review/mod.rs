@@ -56,7 +56,7 @@ impl RenderingDiff {
 
 /// An object's identity for display and matching: `Kind namespace/name` (no
 /// namespace for cluster-scoped objects), with the API group when it has one.
-pub fn object_label(obj: &Value) -> String {
+fn object_label(obj: &Value) -> String {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
     let api = s("/apiVersion");
     let kind = match api.split_once('/') {

@@ -16,7 +16,7 @@ const OPEN_DIFF_LINES: usize = 25;
 const NAMED_CLUSTERS: usize = 3;
 
 /// The first line of every report: a CI job finds its earlier comment by it.
-pub const MARKDOWN_MARKER: &str = "<!-- rollwave diff -->";
+const MARKDOWN_MARKER: &str = "<!-- rollwave diff -->";
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

@@ -8,12 +8,12 @@
 use serde_json::{Map, Value};
 
 /// What stands for a value.
-pub const MASK: &str = "***";
+const MASK: &str = "***";
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Whether an object is a core Secret.
-pub fn is_secret(obj: &Value) -> bool {
+fn is_secret(obj: &Value) -> bool {
     obj.get("kind").and_then(Value::as_str) == Some("Secret")
         && obj.get("apiVersion").and_then(Value::as_str) == Some("v1")
 }

@@ -171,7 +171,7 @@ fn home() -> PathBuf {
 }
 
 /// Whether `known_hosts` lists `host` with exactly this raw host key.
-pub fn known_host_matches(known_hosts: &Path, host: &str, key: &[u8]) -> bool {
+fn known_host_matches(known_hosts: &Path, host: &str, key: &[u8]) -> bool {
     let Ok(text) = std::fs::read_to_string(known_hosts) else {
         return false;
     };

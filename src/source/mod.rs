@@ -6,7 +6,7 @@
 
 pub mod auth;
 pub mod commit;
-pub mod gittree;
+mod gittree;
 pub mod history;
 pub mod repo;
 pub mod statusref;
@@ -206,7 +206,7 @@ impl Mirror {
     }
 
     /// The local ref of the tracked branch.
-    pub fn branch_ref(&self) -> String {
+    fn branch_ref(&self) -> String {
         format!("refs/heads/{}", self.branch)
     }
 
@@ -303,11 +303,6 @@ impl Mirror {
     /// Resolves any commit-ish (sha, branch, tag, `HEAD~2`) to a commit.
     pub fn resolve(&self, rev: &str) -> Result<Oid, SourceError> {
         resolve_commit(&self.repo, rev)
-    }
-
-    /// A file tree of commit `commit`, read from the object store.
-    pub fn tree_at(&self, commit: Oid) -> Result<GitTree, SourceError> {
-        GitTree::open(&self.path, commit)
     }
 }
 

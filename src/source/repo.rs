@@ -254,7 +254,7 @@ pub fn discover(dir: &Path) -> Result<(Repository, RepoPath), RepoError> {
 
 /// `within` joined with the `--path` / `repo.path` given, checked as a path inside the
 /// repository.
-pub fn fleet_dir_in(within: &RepoPath, path: Option<&str>) -> Result<RepoPath, RepoError> {
+fn fleet_dir_in(within: &RepoPath, path: Option<&str>) -> Result<RepoPath, RepoError> {
     match path.map(str::trim).filter(|p| !p.is_empty() && *p != ".") {
         None => Ok(within.clone()),
         Some(p) => within

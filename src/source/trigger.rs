@@ -339,7 +339,7 @@ pub fn watch_repository(
 /// refs in `own_refs` (and their lock files): the agent's own status refs, which it
 /// writes at every pass; waking on them would start a pass per pass and per cluster.
 /// A peer's status ref or a commit on a branch wakes it.
-pub fn wakes_the_loop(git_dir: &Path, event: &notify::Event, own_refs: &[String]) -> bool {
+fn wakes_the_loop(git_dir: &Path, event: &notify::Event, own_refs: &[String]) -> bool {
     if matches!(event.kind, notify::EventKind::Access(_)) {
         return false;
     }

@@ -61,7 +61,7 @@ fn is_key_type(s: &str) -> bool {
 }
 
 /// Parses an allowed-signers file (`principals [options] keytype key [comment]`).
-pub fn parse_allowed_signers(text: &str, file: &str) -> Result<Vec<AllowedSigner>, SourceError> {
+fn parse_allowed_signers(text: &str, file: &str) -> Result<Vec<AllowedSigner>, SourceError> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -128,11 +128,6 @@ impl TrustPolicy {
             }
         }
         Ok(policy)
-    }
-
-    /// Whether any key is configured (no keys: verification is off).
-    pub fn is_enabled(&self) -> bool {
-        !self.ssh.is_empty() || !self.pgp.is_empty()
     }
 
     /// Checks the signature of `commit`.

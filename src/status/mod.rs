@@ -39,7 +39,7 @@ impl std::fmt::Display for StoreKind {
 }
 
 /// Default heartbeat interval in seconds when a status does not say.
-pub const DEFAULT_INTERVAL_SECS: u64 = 60;
+const DEFAULT_INTERVAL_SECS: u64 = 60;
 
 /// Most history entries kept per app.
 pub const MAX_HISTORY: usize = 20;

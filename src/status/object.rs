@@ -26,7 +26,7 @@ pub const LABEL: &str = "rollwave.io/status";
 /// The key of an uncompressed status under `data`.
 pub const KEY: &str = "status.json";
 /// The key of a compressed status under `binaryData`.
-pub const KEY_GZIP: &str = "status.json.gz";
+const KEY_GZIP: &str = "status.json.gz";
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "rollwave-status";
 /// A status whose JSON is larger than this is compressed.
@@ -35,7 +35,7 @@ pub const COMPRESS_ABOVE: usize = 64 * 1024;
 /// server refuses objects over 1 MiB, and metadata needs room.
 pub const MAX_STORED_BYTES: usize = 1_000_000;
 /// Largest status a hub object may expand to (a zip bomb stops here).
-pub const MAX_EXPANDED_BYTES: usize = 4 * 1024 * 1024;
+const MAX_EXPANDED_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why a status cannot be stored on the hub.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -364,7 +364,7 @@ fn fmt_time(t: SystemTime) -> String {
 }
 
 /// A duration as the repository spells it (`10m`, `1h30m`, `45s`).
-pub fn spell_duration(d: Duration) -> String {
+fn spell_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s == 0 {
         return "0s".into();
@@ -400,7 +400,7 @@ impl FleetSource<'_> {
 /// The bake of the release `a` runs, by the planner's rule (DESIGN §4.3): from the
 /// earliest Healthy interval at that release or a later one after which the app was
 /// only Healthy or Progressing at such releases. None unless the app is Healthy.
-pub fn bake_of(
+fn bake_of(
     a: &AppStatus,
     order: &HashMap<String, usize>,
     policy: &RolloutSpec,

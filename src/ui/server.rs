@@ -27,7 +27,7 @@ use crate::source::trigger::{Wake, watch_repository};
 /// How often the repository and the status refs are re-read.
 pub const REFRESH: Duration = Duration::from_millis(500);
 /// The least time between two re-reads, however often a watched repository changes.
-pub const MIN_GAP: Duration = Duration::from_millis(200);
+const MIN_GAP: Duration = Duration::from_millis(200);
 
 const PAGE: &str = include_str!("assets/index.html");
 const STYLE: &str = include_str!("assets/ui.css");

@@ -458,7 +458,7 @@ pub fn objects_of_manifests(origin: &str, text: &str) -> Result<Vec<Value>, Kust
 }
 
 /// Finds and parses the kustomization file of `dir`.
-pub fn load_kustomization(
+fn load_kustomization(
     loader: &Loader<'_>,
     dir: &RepoPath,
 ) -> Result<(RepoPath, Kustomization), KustomizeError> {

@@ -122,7 +122,7 @@ pub struct FieldOptions {
 
 /// Splits a dotted field path as kustomize does: `\.` is a dot inside a name, and a
 /// bracketed `[key=a.b]` stays whole.
-pub fn split_field_path(path: &str) -> Vec<String> {
+fn split_field_path(path: &str) -> Vec<String> {
     let mut raw: Vec<String> = Vec::new();
     let parts: Vec<&str> = path.split('.').collect();
     let parts = if parts.len() > 1 && parts[0].is_empty() {
@@ -198,7 +198,7 @@ fn scalar_text(v: &Value) -> String {
 }
 
 /// Reads plain scalar text the way YAML would type it.
-pub fn plain_scalar(text: &str) -> Value {
+fn plain_scalar(text: &str) -> Value {
     match text {
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),

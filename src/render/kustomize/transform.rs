@@ -104,7 +104,7 @@ fn into_map(v: Value) -> Map<String, Value> {
 }
 
 /// Fails when two objects ended up with the same identity.
-pub fn check_unique(res: &[Resource], step: &str) -> Result<(), KustomizeError> {
+fn check_unique(res: &[Resource], step: &str) -> Result<(), KustomizeError> {
     let mut seen = std::collections::HashSet::with_capacity(res.len());
     for r in res {
         let id = r.cur_id();
@@ -218,7 +218,7 @@ pub fn label_specs(
 }
 
 /// Splits an image reference into name, tag and digest the way kustomize does.
-pub fn split_image(image: &str) -> (String, String, String) {
+fn split_image(image: &str) -> (String, String, String) {
     let slash = image.find('/').filter(|i| *i > 0).unwrap_or(0);
     let search = &image[slash..];
     let at = search.find('@');

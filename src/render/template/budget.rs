@@ -20,14 +20,14 @@ use handlebars::{
 /// `#each` iterations allowed while rendering one app's templates: far above what a
 /// manifest needs (a list of a thousand hosts nested twice is a million), far below what
 /// keeps an agent busy for long.
-pub const MAX_EACH_ITERATIONS: u64 = 1_000_000;
+const MAX_EACH_ITERATIONS: u64 = 1_000_000;
 
 /// Bytes one template file may render to: the same cap as any repository file, since
 /// the output is read as one.
 pub const MAX_OUTPUT_BYTES: u64 = crate::yaml::MAX_FILE_BYTES;
 
 /// Wall-clock time one app's templates may take, checked at every iteration and write.
-pub const TIME_BUDGET: Duration = Duration::from_secs(10);
+const TIME_BUDGET: Duration = Duration::from_secs(10);
 
 /// What is left of one app's budget; shared by its files.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl Exceeded {
 /// Carries an [`Exceeded`] through handlebars' error types.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.message())]
-pub struct BudgetError(pub Exceeded);
+struct BudgetError(pub Exceeded);
 
 impl Budget {
     /// A fresh budget starting now.

@@ -19,7 +19,7 @@ use super::{Agent, HubInitError};
 use crate::status::object::placeholder;
 
 /// The reader Role, its RoleBinding and the readers' ServiceAccount.
-pub const READER: &str = "rollwave-status-reader";
+const READER: &str = "rollwave-status-reader";
 /// The verbs an agent has on its own clusters' status objects: it writes them with
 /// server-side apply (`patch`); `get` and `update` give nothing more on those names,
 /// and let a person holding the agent's token look at and fix them with kubectl.
