@@ -28,6 +28,7 @@ pub mod apply;
 pub mod cli;
 pub mod contain;
 pub mod demo;
+pub mod error_text;
 pub mod fleet;
 pub mod metrics;
 pub mod plan;

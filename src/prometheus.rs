@@ -255,7 +255,7 @@ impl Prometheus {
             .map_err(|e| Failure::fatal(format!("cannot make the request: {e}")))?;
         let exchange = async {
             let response = self.client.send(request).await.map_err(|e| Failure {
-                message: format!("{}: {}", self.url, error_chain(&e)),
+                message: format!("{}: {}", self.url, crate::error_text::chain(&e)),
                 retry: true,
             })?;
             let status = response.status().as_u16();
@@ -264,7 +264,11 @@ impl Prometheus {
                 .collect_bytes()
                 .await
                 .map_err(|e| Failure {
-                    message: format!("{}: reading the answer: {}", self.url, error_chain(&e)),
+                    message: format!(
+                        "{}: reading the answer: {}",
+                        self.url,
+                        crate::error_text::chain(&e)
+                    ),
                     retry: true,
                 })?;
             Ok::<_, Failure>((status, bytes))
@@ -290,21 +294,6 @@ impl Prometheus {
             message: message.0,
         })
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(c) = source {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = c.source();
-    }
-    s
 }
 
 struct Failure {

@@ -44,7 +44,7 @@ fn deleting_an_app_directory_follows_the_fleet_default_unless_the_app_said_other
     let exists =
         |ns: &str, kind: &str, name: &str| c.kubectl(&["get", kind, name, "-n", ns]).0 == 0;
     c.runtime.block_on(async {
-        let reconciler = c.reconciler().await;
+        let reconciler = common::sim::reconciler(&c).await;
         let first = repo.pass("prod-1", &reconciler).await;
         assert!(first.ok(), "{}", first.table());
 

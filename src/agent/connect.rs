@@ -13,15 +13,6 @@ use super::config::Connection;
 /// The variable Kubernetes sets in every pod; without it the agent is not in one.
 const SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 
-/// The innermost error of a chain: the one cause that every outer layer repeats.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
 /// The kubeconfig a default lookup reads: `$KUBECONFIG` as written, else
 /// `~/.kube/config`.
 fn default_kubeconfig() -> Option<String> {
@@ -41,7 +32,7 @@ fn in_cluster_message(cause: &(dyn std::error::Error + 'static)) -> String {
     } else {
         format!(
             "inCluster: cannot use the pod's service account ({}); mount its token (automountServiceAccountToken: true)",
-            root_cause(cause)
+            crate::error_text::root_cause(cause)
         )
     }
 }
@@ -61,7 +52,7 @@ pub enum ConnectError {
     NoCluster(String),
     /// The configuration was read and no client could be made of it.
     #[error("cannot create a Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
+    Client(kube::Error),
 }
 
 /// The client configuration `connection` describes (timeouts are the caller's).
@@ -83,7 +74,7 @@ pub async fn config_for(connection: &Connection) -> Result<kube::Config, Connect
                         let file = default_kubeconfig().unwrap_or_else(|| "~/.kube/config".into());
                         ConnectError::Kubeconfig(format!(
                             "kubeconfig {file}: {}; list its contexts with `kubectl config get-contexts`, or pass --kubeconfig",
-                            root_cause(&e)
+                            crate::error_text::root_cause(&e)
                         ))
                     }),
                 None => match kube::Config::infer().await {
@@ -101,7 +92,7 @@ async fn from_file(path: &Path, options: &KubeConfigOptions) -> Result<kube::Con
     let kc = Kubeconfig::read_from(path).map_err(|e| {
         ConnectError::Kubeconfig(format!(
             "cannot read kubeconfig {shown}: {}; give the path of an existing kubeconfig file",
-            root_cause(&e)
+            crate::error_text::root_cause(&e)
         ))
     })?;
     kube::Config::from_custom_kubeconfig(kc, options)
@@ -109,7 +100,7 @@ async fn from_file(path: &Path, options: &KubeConfigOptions) -> Result<kube::Con
         .map_err(|e| {
             ConnectError::Kubeconfig(format!(
                 "kubeconfig {shown}: {}; list its contexts with `kubectl --kubeconfig {shown} config get-contexts`",
-                root_cause(&e)
+                crate::error_text::root_cause(&e)
             ))
         })
 }
@@ -122,7 +113,7 @@ fn no_cluster_message() -> String {
         Ok(v) if !v.is_empty() => {
             let cause = Kubeconfig::read()
                 .err()
-                .map(|e| root_cause(&e))
+                .map(|e| crate::error_text::root_cause(&e))
                 .unwrap_or_else(|| "it names no usable context".into());
             format!("no cluster configured: KUBECONFIG={v} cannot be used ({cause}); {fix}")
         }
@@ -130,7 +121,7 @@ fn no_cluster_message() -> String {
             Some(file) if Path::new(&file).exists() => {
                 let cause = Kubeconfig::read_from(&file)
                     .err()
-                    .map(|e| root_cause(&e))
+                    .map(|e| crate::error_text::root_cause(&e))
                     .unwrap_or_else(|| "it names no usable context".into());
                 format!("no cluster configured: {file} cannot be used ({cause}); {fix}")
             }
@@ -155,7 +146,7 @@ mod tests {
     #[test]
     fn the_root_cause_is_the_innermost_error_only() {
         let e = Outer(std::io::Error::new(std::io::ErrorKind::NotFound, "gone"));
-        assert_eq!(root_cause(&e), "gone");
+        assert_eq!(crate::error_text::root_cause(&e), "gone");
     }
 
     #[tokio::test]

@@ -235,9 +235,9 @@ impl Agent {
         };
         let mut clusters = Vec::new();
         for c in &config.clusters {
-            let unreachable = |source| AgentError::Connect {
+            let unreachable = |error| AgentError::Connect {
                 cluster: c.name.clone(),
-                source,
+                error,
             };
             let kube_config = config_for(&c.connection).await.map_err(unreachable)?;
             let client = kube::Client::try_from(kube_config.clone())
@@ -260,9 +260,9 @@ impl Agent {
                 .prometheus_for(c)
                 .map(crate::prometheus::Prometheus::new)
                 .transpose()
-                .map_err(|source| AgentError::Prometheus {
+                .map_err(|error| AgentError::Prometheus {
                     cluster: c.name.clone(),
-                    source,
+                    error,
                 })?;
             let runner = if rollout {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
@@ -376,7 +376,7 @@ impl Agent {
                 if let Runner::Rollout(agent) = &mut c.runner
                     && let Err(e) = agent.beat_with_others(g, now)
                 {
-                    tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "status not written");
+                    tracing::warn!(cluster = %c.name, error = %crate::error_text::chain(&e), "status not written");
                 }
             }
         }
@@ -449,7 +449,7 @@ impl Agent {
                 .and_then(|g| self.trusted(g));
             return match opened {
                 Ok(g) => Input::Rollout(Rc::new(g)),
-                Err(e) => Input::Failed(Rc::new(e.to_string())),
+                Err(e) => Input::Failed(Rc::new(crate::error_text::chain(&e))),
             };
         }
         let opened = match crate::source::repo::open_tree_with(
@@ -460,11 +460,11 @@ impl Agent {
             &self.access,
         ) {
             Ok(o) => o,
-            Err(e) => return Input::Failed(Rc::new(e.to_string())),
+            Err(e) => return Input::Failed(Rc::new(crate::error_text::chain(&e))),
         };
         match crate::fleet::load(opened.tree.as_ref()) {
             Ok(fleet) => Input::Direct(Rc::new((opened, fleet))),
-            Err(e) => Input::Failed(Rc::new(e.to_string())),
+            Err(e) => Input::Failed(Rc::new(crate::error_text::chain(&e))),
         }
     }
 
@@ -516,7 +516,7 @@ impl Agent {
         ) {
             Ok(g) => g,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "final status not written");
+                tracing::warn!(error = %crate::error_text::chain(&e), "final status not written");
                 return;
             }
         };
@@ -524,7 +524,7 @@ impl Agent {
             if let Runner::Rollout(agent) = &mut c.runner
                 && let Err(e) = agent.flush(&g, self.config.clock.now())
             {
-                tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "final status not written")
+                tracing::warn!(cluster = %c.name, error = %crate::error_text::chain(&e), "final status not written")
             }
         }
         self.push_statuses(&g).await;
@@ -553,9 +553,9 @@ impl Agent {
         let ready = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(PassClock::new(self.config.stuck_after));
         let listener =
-            super::listener::bind(self.config.listen).map_err(|source| AgentError::Listen {
+            super::listener::bind(self.config.listen).map_err(|error| AgentError::Listen {
                 addr: self.config.listen,
-                source,
+                error,
             })?;
         // The address bound, which says the port when the config asked for port 0.
         let bound = listener.local_addr().unwrap_or(self.config.listen);
@@ -746,7 +746,7 @@ fn log_pass(cluster: &str, result: &Result<PassReport, AgentError>) {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(%cluster, error = %format!("{e:#}"), "pass failed");
+            tracing::error!(%cluster, error = %crate::error_text::chain(&e), "pass failed");
             return;
         }
     };

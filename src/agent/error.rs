@@ -1,6 +1,7 @@
 //! Why an agent could not start or a pass failed. A pass's error is logged for its
 //! cluster and the agent carries on with its other clusters and its next pass; an
-//! error at start says which cluster or setting to fix.
+//! error at start says which cluster or setting to fix. A message includes its cause's
+//! text, so nothing here is marked as an error source (a chain would print it twice).
 
 use git2::Oid;
 
@@ -22,39 +23,36 @@ pub enum AgentError {
     Config(#[from] ConfigError),
     /// The hub cannot be reached with the connection the config gives.
     #[error("hub: {0}")]
-    Hub(#[source] ConnectError),
+    Hub(ConnectError),
     /// A cluster cannot be reached with the connection the config gives.
-    #[error("cluster '{cluster}': {source}")]
+    #[error("cluster '{cluster}': {error}")]
     Connect {
         /// The cluster.
         cluster: String,
         /// Why.
-        #[source]
-        source: ConnectError,
+        error: ConnectError,
     },
     /// A cluster's Prometheus (for the analysis of bakes) is configured wrongly.
-    #[error("cluster '{cluster}': {source}")]
+    #[error("cluster '{cluster}': {error}")]
     Prometheus {
         /// The cluster.
         cluster: String,
         /// Why.
-        #[source]
-        source: PrometheusError,
+        error: PrometheusError,
     },
     /// A notification endpoint is unusable.
     #[error(transparent)]
     Notify(#[from] NotifyError),
     /// The keys for signed commits (`repo.verify`) cannot be read.
     #[error("repo.verify: {0}")]
-    Verify(#[source] SourceError),
+    Verify(SourceError),
     /// The agent's HTTP port cannot be opened.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Listen {
         /// The address from the config.
         addr: std::net::SocketAddr,
         /// Why.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The repository could not be read this round (the message is the one every
     /// cluster's pass reports).
@@ -77,13 +75,12 @@ pub enum AgentError {
         refused: String,
     },
     /// The fleet (fleet.yaml or a cluster file) does not load at a commit.
-    #[error("fleet at {commit}: {source}")]
+    #[error("fleet at {commit}: {error}")]
     Fleet {
         /// The commit.
         commit: Oid,
         /// Why.
-        #[source]
-        source: FleetError,
+        error: FleetError,
     },
     /// The cluster this agent serves is not in the fleet.
     #[error("cluster '{cluster}' is not in clusters/ at {head}")]
@@ -94,13 +91,12 @@ pub enum AgentError {
         head: Oid,
     },
     /// A planned release is not a commit id (a corrupt status).
-    #[error("planned release '{release}': {source}")]
+    #[error("planned release '{release}': {error}")]
     Release {
         /// What the plan said.
         release: String,
         /// Why it is not a commit id.
-        #[source]
-        source: git2::Error,
+        error: git2::Error,
     },
     /// fleet.yaml keeps statuses on a hub and this agent has none configured.
     #[error(

@@ -4,7 +4,7 @@
 //! to its status ref (and pushed, for a remote repository) when it changes and at
 //! every heartbeat. Agents coordinate only through the repository.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -76,6 +76,9 @@ struct Model {
     pub fleet: Fleet,
     /// The apps that did not, with why.
     pub broken: Vec<BrokenApp>,
+    /// The apps some app depends on (`dependsOn`): their plans are kept during a
+    /// pass for the apps that wait on them. Derived once per commit.
+    pub depended_on: BTreeSet<String>,
 }
 
 /// Release histories by app, for the head they were computed at, shared between the
@@ -324,8 +327,17 @@ impl ClusterAgent {
             return Ok((tree, f.clone()));
         }
         let (fleet, broken) = crate::fleet::load_apps_apart(&tree)
-            .map_err(|source| AgentError::Fleet { commit, source })?;
-        let f = Arc::new(Model { fleet, broken });
+            .map_err(|error| AgentError::Fleet { commit, error })?;
+        let depended_on = fleet
+            .apps
+            .iter()
+            .flat_map(|a| a.depends_on.iter().map(|d| d.value.clone()))
+            .collect();
+        let f = Arc::new(Model {
+            fleet,
+            broken,
+            depended_on,
+        });
         self.fleets.insert(commit, f.clone());
         Ok((tree, f))
     }
@@ -352,7 +364,7 @@ impl ClusterAgent {
                 if self.unloadable_head != Some(g.head) {
                     tracing::error!(
                         cluster = %self.cluster,
-                        error = %format!("{e:#}"),
+                        error = %crate::error_text::chain(&e),
                         fallback = %oid,
                         "the fleet at the head cannot be loaded; staying on the newest commit where it can"
                     );
@@ -512,7 +524,10 @@ impl ClusterAgent {
                     h
                 }
                 Err(e) => {
-                    let message = format!("cannot read the app's releases: {e:#}");
+                    let message = format!(
+                        "cannot read the app's releases: {}",
+                        crate::error_text::chain(&e)
+                    );
                     out.hold(&app.name, previous, head, message, now);
                     return None;
                 }
@@ -548,11 +563,7 @@ impl ClusterAgent {
                     .map(|(r, why)| (app.name.clone(), r, why)),
             );
         }
-        if fleet
-            .apps
-            .iter()
-            .any(|a| a.depends_on.iter().any(|d| d.value == app.name))
-        {
+        if pass.model.depended_on.contains(&app.name) {
             pass.plans.insert(app.name.clone(), plan.clone());
         }
         let decision = plan.decisions.get(&self.cluster)?;
@@ -627,14 +638,14 @@ impl ClusterAgent {
         let Planned { target, rollback } = planned;
         let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
         let head = &pass.head;
-        let oid = Oid::from_str(&target).map_err(|source| AgentError::Release {
+        let oid = Oid::from_str(&target).map_err(|error| AgentError::Release {
             release: target.clone(),
-            source,
+            error,
         })?;
         let (tree, at) = match self.fleet_at(g, oid, &mut pass.used) {
             Ok(found) => found,
             Err(e) => {
-                out.hold(&app.name, previous, head, format!("{e:#}"), now);
+                out.hold(&app.name, previous, head, crate::error_text::chain(&e), now);
                 return Ok(());
             }
         };

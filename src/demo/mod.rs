@@ -14,7 +14,7 @@ pub enum DemoError {
     Setup(String),
     /// A file or process of the demo's own failed.
     #[error("demo: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The example fleet does not read.
     #[error(transparent)]
     Tree(#[from] crate::tree::TreeError),
@@ -29,8 +29,20 @@ pub enum DemoError {
     Ui(#[from] crate::ui::UiError),
     /// A simulated cluster's kubeconfig does not read.
     #[error("kubeconfig of a simulated cluster: {0}")]
-    Kubeconfig(#[from] kube::config::KubeconfigError),
+    Kubeconfig(kube::config::KubeconfigError),
     /// The Prometheus beside the clusters cannot be asked.
     #[error(transparent)]
     Prometheus(#[from] crate::prometheus::PrometheusError),
+}
+
+impl From<std::io::Error> for DemoError {
+    fn from(e: std::io::Error) -> DemoError {
+        DemoError::Io(e)
+    }
+}
+
+impl From<kube::config::KubeconfigError> for DemoError {
+    fn from(e: kube::config::KubeconfigError) -> DemoError {
+        DemoError::Kubeconfig(e)
+    }
 }

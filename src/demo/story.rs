@@ -501,7 +501,7 @@ pub fn run(args: &DemoOptions) -> Result<ExitCode, DemoError> {
                         Some(p)
                     }
                     Err(e) => {
-                        story.note = format!("analysis skipped: prometheus did not start ({e:#})");
+                        story.note = format!("analysis skipped: prometheus did not start ({})", crate::error_text::chain(&e));
                         None
                     }
                 }
@@ -529,7 +529,7 @@ pub fn run(args: &DemoOptions) -> Result<ExitCode, DemoError> {
                     let mut agent = ClusterAgent::new(&name, r, Duration::from_secs(5)).with_prometheus(prometheus);
                     while !stop.load(Ordering::Acquire) {
                         if let Err(e) = agent.pass(bare.to_str().unwrap_or(""), "main", SystemTime::now()).await {
-                            tracing::warn!(cluster = %name, error = %format!("{e:#}"), "agent pass failed");
+                            tracing::warn!(cluster = %name, error = %crate::error_text::chain(&e), "agent pass failed");
                         }
                         tokio::time::sleep(Duration::from_millis(400)).await;
                     }

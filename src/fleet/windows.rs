@@ -439,6 +439,30 @@ impl WindowsAt<'_> {
         self.windows.closed_by(cluster, |i| self.inside[i])
     }
 
+    /// The earliest [`WindowsAt::next_opening`] of `clusters`. Clusters covered by the
+    /// same windows open at the same instant, so the search runs once per distinct set
+    /// of covering windows, not once per cluster.
+    pub fn earliest_opening<'c>(
+        &self,
+        clusters: impl IntoIterator<Item = &'c String>,
+    ) -> Option<SystemTime> {
+        let mut searched = std::collections::HashSet::new();
+        clusters
+            .into_iter()
+            .filter(|c| searched.insert(self.covering(c)))
+            .filter_map(|c| self.next_opening(c))
+            .min()
+    }
+
+    /// Which windows cover `cluster`.
+    fn covering(&self, cluster: &str) -> Vec<bool> {
+        self.windows
+            .windows
+            .iter()
+            .map(|w| w.clusters.contains(cluster))
+            .collect()
+    }
+
     /// When `cluster` next may take a new release: the first instant from now, stepping
     /// over window edges, where no deny window holds it and its allow windows let it.
     /// `None` when no opening comes within the search (a deny window that never ends).

@@ -613,11 +613,7 @@ impl<'a> PlanInput<'a> {
         for cluster in wave {
             first = first.or(Some(prep.windows.closed(cluster)?));
         }
-        let opens = wave
-            .iter()
-            .filter_map(|c| prep.windows.next_opening(c))
-            .min()
-            .map(fmt_time);
+        let opens = prep.windows.earliest_opening(wave).map(fmt_time);
         Some(GateState::OutsideWindow {
             window: first?.why,
             opens,

@@ -25,16 +25,16 @@ pub enum UiError {
     #[error(
         "the page cannot show statuses: {0}; restart `rollwave ui` with --hub-kubeconfig and --hub-context (given from the start, the page follows such a move without a restart)"
     )]
-    Store(#[source] crate::status::store::StoreError),
+    Store(crate::status::store::StoreError),
     /// The repository was not read (a read that failed before said why).
     #[error("{0}: not read")]
     NotRead(String),
     /// The listening socket failed.
     #[error("cannot serve the page: {0}")]
-    Serve(#[source] std::io::Error),
+    Serve(std::io::Error),
     /// The first read of the fleet did not finish.
     #[error("the first read of the fleet stopped: {0}")]
-    FirstRead(#[source] tokio::task::JoinError),
+    FirstRead(tokio::task::JoinError),
 }
 pub use server::UiServer;
 

@@ -146,7 +146,7 @@ async fn refresh(
         let views = match result {
             Ok(v) => v,
             Err(e) => {
-                let why = format!("{e:#}");
+                let why = crate::error_text::chain(&e);
                 if last.views.fleet.error.as_deref() == Some(why.as_str()) {
                     continue;
                 }

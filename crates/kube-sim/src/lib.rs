@@ -22,6 +22,7 @@
 
 pub mod apiserver;
 pub mod controllers;
+pub mod testing;
 pub mod traffic;
 
 // The paths of the modules other crates use, as before they were grouped.

@@ -3,16 +3,14 @@
 //! format, describe of every kind `kubectl create` makes and delete with every cascade.
 //! Each check asserts what the user sees.
 
-mod common;
-
 use std::time::Duration;
 
-use common::sim::{TestCluster, eventually, require_kubectl};
+use kube_sim::testing::{TestCluster, eventually, require_kubectl};
 
 /// A cluster whose Pods turn ready quickly.
 fn cluster(name: &str) -> TestCluster {
     require_kubectl();
-    let mut options = rollwave::sim::SimOptions::named(name);
+    let mut options = kube_sim::SimOptions::named(name);
     options.ready_after = Duration::from_millis(300);
     TestCluster::start_with(options)
 }
@@ -315,7 +313,7 @@ fn wait_for_a_condition_a_jsonpath_value_and_a_deletion() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     c.kubectl_ok(&["delete", "deployment", "web"]);
-    let out = common::sim::wait_output(waiter, Duration::from_secs(40));
+    let out = kube_sim::testing::wait_output(waiter, Duration::from_secs(40));
     assert!(
         out.status.success(),
         "{}",

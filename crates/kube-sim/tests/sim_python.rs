@@ -8,18 +8,16 @@
 //! `tests/python/setup` makes on first use (pip, from PyPI); a missing python3 fails
 //! the test with the reason, it never skips.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::sim::{TestCluster, wait_output};
-use rollwave::sim::SimOptions;
+use kube_sim::SimOptions;
+use kube_sim::testing::{TestCluster, wait_output};
 
 /// The virtualenv's python, installed when missing.
 fn python() -> PathBuf {
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/setup");
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/setup");
     let child = Command::new(&setup)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,7 +38,7 @@ fn the_official_python_client_reads_every_answer_into_its_typed_models() {
     let mut options = SimOptions::named("python-client");
     options.ready_after = Duration::from_millis(300);
     let cluster = TestCluster::start_with(options);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/client_check.py");
     let child = Command::new(&python)
         .arg(&script)
         .env("KUBECONFIG", &cluster.kubeconfig)

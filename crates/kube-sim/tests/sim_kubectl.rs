@@ -1,12 +1,10 @@
 //! The simulated API server judged by a real client: kubectl applies, diffs, watches
 //! and deletes against it exactly as against a real cluster.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::sim::{TestCluster, eventually, require_kubectl, wait_output};
+use kube_sim::testing::{TestCluster, eventually, require_kubectl, wait_output};
 
 const APP: &str = r#"
 apiVersion: v1
@@ -1377,7 +1375,7 @@ fn kubectl_debug_adds_an_ephemeral_container_and_get_pods_prints_its_columns() {
 /// A cluster whose Pods turn ready quickly, for the controller tests.
 fn quick_cluster(name: &str) -> TestCluster {
     require_kubectl();
-    let mut options = rollwave::sim::SimOptions::named(name);
+    let mut options = kube_sim::SimOptions::named(name);
     options.ready_after = Duration::from_millis(300);
     TestCluster::start_with(options)
 }

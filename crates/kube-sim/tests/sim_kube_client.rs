@@ -17,7 +17,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{self, Scope};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Config};
-use rollwave::sim::{Faults, SimCluster, SimOptions, kubeconfig};
+use kube_sim::{Faults, SimCluster, SimOptions, kubeconfig};
 use serde_json::json;
 
 async fn start(name: &str) -> (SimCluster, Client) {
