@@ -103,18 +103,9 @@ fn next_status(
     now: SystemTime,
 ) -> AppStatus {
     let now_s = rfc3339(now);
-    let mut s = previous.cloned().unwrap_or(AppStatus {
-        release: release.to_string(),
-        hash: hash.to_string(),
-        phase,
-        since: now_s.clone(),
-        message: String::new(),
-        known_good: Vec::new(),
-        poisoned: Vec::new(),
-        history: Vec::new(),
-        analysis: BTreeMap::new(),
-        verified: None,
-    });
+    let mut s = previous
+        .cloned()
+        .unwrap_or_else(|| AppStatus::new(release, hash, phase, now_s.clone()));
     if previous.is_some() && (s.release != release || s.phase != phase || s.hash != hash) {
         s.history.insert(
             0,

@@ -181,6 +181,25 @@ pub struct AppStatus {
     pub verified: Option<String>,
 }
 
+impl AppStatus {
+    /// A status of `release` (content hash `hash`) in `phase` since `since` (RFC 3339),
+    /// with no message, history or analysis yet.
+    pub fn new(release: &str, hash: &str, phase: Phase, since: String) -> AppStatus {
+        AppStatus {
+            release: release.to_string(),
+            hash: hash.to_string(),
+            phase,
+            since,
+            message: String::new(),
+            known_good: Vec::new(),
+            poisoned: Vec::new(),
+            history: Vec::new(),
+            analysis: BTreeMap::new(),
+            verified: None,
+        }
+    }
+}
+
 /// The whole status document of one cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {

@@ -199,18 +199,8 @@ mod tests {
     use super::*;
 
     fn app(phase: Phase, release: &str) -> AppStatus {
-        AppStatus {
-            release: release.into(),
-            hash: format!("h-{release}"),
-            phase,
-            since: "2026-12-07T00:00:00.000Z".into(),
-            message: String::new(),
-            known_good: Vec::new(),
-            poisoned: Vec::new(),
-            history: Vec::new(),
-            analysis: BTreeMap::new(),
-            verified: None,
-        }
+        let hash = format!("h-{release}");
+        AppStatus::new(release, &hash, phase, "2026-12-07T00:00:00.000Z".into())
     }
 
     fn apps(list: &[(&str, AppStatus)]) -> BTreeMap<String, AppStatus> {
