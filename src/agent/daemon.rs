@@ -96,6 +96,21 @@ enum Input {
     Failed(Rc<String>),
 }
 
+/// A pass under way: the cluster it runs on, and its result when it ends.
+type Running = std::pin::Pin<Box<dyn Future<Output = (Managed, Result<PassReport, AgentError>)>>>;
+
+/// The run loop's state between its turns.
+struct Round {
+    /// The passes under way.
+    running: futures_util::stream::FuturesUnordered<Running>,
+    /// When each kind of wake is due.
+    timers: Timers,
+    /// The repository the latest passes read (statuses are pushed through it).
+    last_repo: Option<Rc<GitRepo>>,
+    /// What the last round of passes read.
+    last_input: Option<Input>,
+}
+
 impl Managed {
     /// One pass of this cluster over `input`.
     async fn pass(
@@ -552,6 +567,75 @@ impl Agent {
         let wake = Wake::new();
         let ready = Arc::new(AtomicBool::new(false));
         let clock = Arc::new(PassClock::new(self.config.stuck_after));
+        let server = self.serve(&wake, &ready, &clock)?;
+        let poller = tokio::spawn(poll(
+            self.config.interval,
+            wake.clone(),
+            self.backoff.clone(),
+        ));
+        let _watcher = self.watch_local_repository(&wake);
+        let caches: Vec<(String, Arc<LiveCache>)> = self
+            .clusters
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), c.cache.clone()?)))
+            .collect();
+        let mut round = Round {
+            running: Default::default(),
+            timers: Timers::new(self.config.drift_interval),
+            last_repo: None,
+            last_input: None,
+        };
+        let hub = self.hub.clone();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            self.start_due_passes(&mut round, &clock);
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                Some((c, result)) = round.running.next(), if !round.running.is_empty() => {
+                    self.pass_finished(&mut round, c, result, &clock, &ready).await;
+                }
+                _ = wake.woken() => round.timers.woken(),
+                fired = round.timers.next() => {
+                    // A pass still running holds the finished ones' statuses no longer.
+                    if fired == Fired::StatusBatch && let Some(g) = &round.last_repo {
+                        self.push_statuses(g).await;
+                    }
+                    round.timers.fire(fired);
+                }
+                _ = async { match &hub { Some(h) => h.changed().await, None => std::future::pending().await } },
+                    if round.timers.peers_idle() => {
+                    tracing::debug!("a peer's status changed on the hub");
+                    round.timers.peer_changed();
+                }
+                (cluster, apps) = any_drift(&caches), if round.timers.drift_idle() => {
+                    tracing::debug!(%cluster, apps = apps.len(), "live objects changed; reconciling");
+                    round.timers.drift_seen(cluster);
+                }
+            }
+        }
+        tracing::info!(running = round.running.len(), "stopping");
+        // The passes under way are finished (an apply is never cut in the middle); each
+        // call is bounded, so this ends.
+        while let Some((c, result)) = round.running.next().await {
+            clock.finished(&c.name);
+            log_pass(&c.name, &result);
+            self.clusters.push(c);
+        }
+        self.flush().await;
+        poller.abort();
+        server.abort();
+        Ok(())
+    }
+
+    /// Opens the agent's port and serves `/healthz`, `/readyz`, `/metrics` and, when
+    /// configured, the Git webhook (which wakes the loop).
+    fn serve(
+        &self,
+        wake: &Wake,
+        ready: &Arc<AtomicBool>,
+        clock: &Arc<PassClock>,
+    ) -> Result<tokio::task::JoinHandle<()>, AgentError> {
         let listener =
             super::listener::bind(self.config.listen).map_err(|error| AgentError::Listen {
                 addr: self.config.listen,
@@ -564,166 +648,137 @@ impl Agent {
             let secrets = self.config.webhook_secrets()?;
             routes = routes.merge(webhook_router(secrets, wake.clone()));
         }
-        let server = tokio::spawn(super::listener::serve(listener, routes));
-        let poller = tokio::spawn(poll(
-            self.config.interval,
-            wake.clone(),
-            self.backoff.clone(),
-        ));
-        // A local repository is watched: a commit there starts a pass at once.
-        let _watcher = if crate::source::is_remote_url(&self.config.repo) {
-            None
-        } else {
-            // Its own status refs, written at every pass, wake nothing; a peer's do.
-            let own: Vec<String> = self
-                .config
-                .clusters
-                .iter()
-                .map(|c| crate::status::refs::status_ref(&c.name))
-                .collect();
-            match watch_repository(std::path::Path::new(&self.config.repo), wake.clone(), &own) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the repository; polling only");
-                    None
-                }
-            }
-        };
-        let caches: Vec<(String, Arc<LiveCache>)> = self
-            .clusters
-            .iter()
-            .filter_map(|c| Some((c.name.clone(), c.cache.clone()?)))
-            .collect();
         tracing::info!(
             repo = %crate::source::redact_url(&self.config.repo),
             clusters = self.clusters.len(),
             listen = %bound,
             "agent started"
         );
-        type Running =
-            std::pin::Pin<Box<dyn Future<Output = (Managed, Result<PassReport, AgentError>)>>>;
-        let mut running: futures_util::stream::FuturesUnordered<Running> = Default::default();
-        let mut timers = Timers::new(self.config.drift_interval);
-        // The repository the latest passes read (statuses are pushed through it).
-        let mut last_repo: Option<Rc<GitRepo>> = None;
-        // What the last round read.
-        let mut last_input: Option<Input> = None;
-        let hub = self.hub.clone();
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            if self.clusters.iter().any(|c| timers.is_due(&c.name, c.seen)) {
-                let now = self.config.clock.now();
-                // A wake from a managed object, a peer or an analysis reads what the
-                // last fetch brought: only the poll, a webhook or a local commit
-                // (and the start) ask the Git server again.
-                let input = match (&last_input, timers.take_fetch_due()) {
-                    (Some(Input::Rollout(g)), false) => Input::Rollout(g.clone()),
-                    _ => self.read_input(),
-                };
-                last_input = Some(input.clone());
-                if let Input::Rollout(g) = &input {
-                    last_repo = Some(g.clone());
-                }
-                let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
-                    .into_iter()
-                    .partition(|c| timers.is_due(&c.name, c.seen));
-                self.clusters = idle;
-                for mut c in due {
-                    c.seen = timers.starting(&c.name);
-                    clock.started(&c.name);
-                    let (input, metrics) = (input.clone(), self.metrics.clone());
-                    running.push(Box::pin(async move {
-                        let r = c.pass(&input, now, &metrics).await;
-                        (c, r)
-                    }));
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = &mut stop => break,
-                Some((mut c, result)) = running.next(), if !running.is_empty() => {
-                    clock.finished(&c.name);
-                    log_pass(&c.name, &result);
-                    c.passed = true;
-                    if let Runner::Rollout(agent) = &mut c.runner {
-                        // Status refs are fetched only while the fleet uses them.
-                        self.access.status_refs = agent.store() == StoreKind::Git;
-                        // A gate it opened may let the agent's other clusters move:
-                        // they make a pass (without a fetch), it does not.
-                        if agent.take_opened_gate() && self.config.clusters.len() > 1 {
-                            c.seen = timers.rewake();
-                        }
-                    }
-                    if let Runner::Rollout(agent) = &c.runner
-                        && agent.progressing()
-                    {
-                        timers.recheck(&c.name);
-                    }
-                    if let Runner::Rollout(agent) = &c.runner
-                        && let Some(due) = agent.next_analysis()
-                    {
-                        let wait = due
-                            .duration_since(self.config.clock.now())
-                            .unwrap_or(Duration::ZERO);
-                        timers.analysis_in(wait);
-                    }
-                    self.clusters.push(c);
-                    // One push for the round's statuses; a cluster whose pass hangs
-                    // holds the others' back by STATUS_BATCH_WAIT at most.
-                    let waited = timers.batch_waited_enough();
-                    if (running.is_empty() || waited)
-                        && let Some(g) = &last_repo
-                    {
-                        self.push_statuses(g).await;
-                        timers.batch_pushed();
-                    }
-                    if running.is_empty() {
-                        // Back in the configured order (passes and the final status
-                        // are started in it).
-                        let order: Vec<&str> =
-                            self.config.clusters.iter().map(|c| c.name.as_str()).collect();
-                        self.clusters.sort_by_key(|c| {
-                            order.iter().position(|n| *n == c.name).unwrap_or(usize::MAX)
-                        });
-                    }
-                    release_freed_memory();
-                    if !ready.load(Ordering::Acquire) && running.is_empty()
-                        && self.clusters.iter().all(|c| c.passed)
-                    {
-                        ready.store(true, Ordering::Release);
-                    }
-                }
-                _ = wake.woken() => timers.woken(),
-                fired = timers.next() => {
-                    // A pass still running holds the finished ones' statuses no longer.
-                    if fired == Fired::StatusBatch && let Some(g) = &last_repo {
-                        self.push_statuses(g).await;
-                    }
-                    timers.fire(fired);
-                }
-                _ = async { match &hub { Some(h) => h.changed().await, None => std::future::pending().await } },
-                    if timers.peers_idle() => {
-                    tracing::debug!("a peer's status changed on the hub");
-                    timers.peer_changed();
-                }
-                (cluster, apps) = any_drift(&caches), if timers.drift_idle() => {
-                    tracing::debug!(%cluster, apps = apps.len(), "live objects changed; reconciling");
-                    timers.drift_seen(cluster);
-                }
+        Ok(tokio::spawn(super::listener::serve(listener, routes)))
+    }
+
+    /// A local repository is watched: a commit there starts a pass at once. The
+    /// agent's own status refs, written at every pass, wake nothing; a peer's do.
+    fn watch_local_repository(&self, wake: &Wake) -> Option<notify::RecommendedWatcher> {
+        if crate::source::is_remote_url(&self.config.repo) {
+            return None;
+        }
+        let own: Vec<String> = self
+            .config
+            .clusters
+            .iter()
+            .map(|c| crate::status::refs::status_ref(&c.name))
+            .collect();
+        match watch_repository(std::path::Path::new(&self.config.repo), wake.clone(), &own) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the repository; polling only");
+                None
             }
         }
-        tracing::info!(running = running.len(), "stopping");
-        // The passes under way are finished (an apply is never cut in the middle); each
-        // call is bounded, so this ends.
-        while let Some((c, result)) = running.next().await {
-            clock.finished(&c.name);
-            log_pass(&c.name, &result);
-            self.clusters.push(c);
+    }
+
+    /// Starts a pass on every cluster that is due and not in one. A wake from a
+    /// managed object, a peer or an analysis reads what the last fetch brought: only
+    /// the poll, a webhook or a local commit (and the start) ask the Git server again.
+    fn start_due_passes(&mut self, round: &mut Round, clock: &PassClock) {
+        if !self
+            .clusters
+            .iter()
+            .any(|c| round.timers.is_due(&c.name, c.seen))
+        {
+            return;
         }
-        self.flush().await;
-        poller.abort();
-        server.abort();
-        Ok(())
+        let now = self.config.clock.now();
+        let input = match (&round.last_input, round.timers.take_fetch_due()) {
+            (Some(Input::Rollout(g)), false) => Input::Rollout(g.clone()),
+            _ => self.read_input(),
+        };
+        round.last_input = Some(input.clone());
+        if let Input::Rollout(g) = &input {
+            round.last_repo = Some(g.clone());
+        }
+        let (due, idle): (Vec<Managed>, Vec<Managed>) = std::mem::take(&mut self.clusters)
+            .into_iter()
+            .partition(|c| round.timers.is_due(&c.name, c.seen));
+        self.clusters = idle;
+        for mut c in due {
+            c.seen = round.timers.starting(&c.name);
+            clock.started(&c.name);
+            let (input, metrics) = (input.clone(), self.metrics.clone());
+            round.running.push(Box::pin(async move {
+                let r = c.pass(&input, now, &metrics).await;
+                (c, r)
+            }));
+        }
+    }
+
+    /// What follows a cluster's pass: its log line, the timers its state asks for (a
+    /// gate it opened wakes the agent's other clusters, a rollout in progress is
+    /// looked at again soon, an analysis is measured when due), the round's statuses
+    /// pushed once, and readiness after every cluster's first pass.
+    async fn pass_finished(
+        &mut self,
+        round: &mut Round,
+        mut c: Managed,
+        result: Result<PassReport, AgentError>,
+        clock: &PassClock,
+        ready: &AtomicBool,
+    ) {
+        clock.finished(&c.name);
+        log_pass(&c.name, &result);
+        c.passed = true;
+        if let Runner::Rollout(agent) = &mut c.runner {
+            // Status refs are fetched only while the fleet uses them.
+            self.access.status_refs = agent.store() == StoreKind::Git;
+            // A gate it opened may let the agent's other clusters move: they make a
+            // pass (without a fetch), it does not.
+            if agent.take_opened_gate() && self.config.clusters.len() > 1 {
+                c.seen = round.timers.rewake();
+            }
+            if agent.progressing() {
+                round.timers.recheck(&c.name);
+            }
+            if let Some(due) = agent.next_analysis() {
+                let wait = due
+                    .duration_since(self.config.clock.now())
+                    .unwrap_or(Duration::ZERO);
+                round.timers.analysis_in(wait);
+            }
+        }
+        self.clusters.push(c);
+        // One push for the round's statuses; a cluster whose pass hangs holds the
+        // others' back by STATUS_BATCH_WAIT at most.
+        let waited = round.timers.batch_waited_enough();
+        if (round.running.is_empty() || waited)
+            && let Some(g) = &round.last_repo
+        {
+            self.push_statuses(g).await;
+            round.timers.batch_pushed();
+        }
+        if round.running.is_empty() {
+            // Back in the configured order (passes and the final status are started
+            // in it).
+            let order: Vec<&str> = self
+                .config
+                .clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            self.clusters.sort_by_key(|c| {
+                order
+                    .iter()
+                    .position(|n| *n == c.name)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        release_freed_memory();
+        if !ready.load(Ordering::Acquire)
+            && round.running.is_empty()
+            && self.clusters.iter().all(|c| c.passed)
+        {
+            ready.store(true, Ordering::Release);
+        }
     }
 }
 
