@@ -662,10 +662,11 @@ fn integral_floats_to_ints(v: &mut Value) {
     }
 }
 
-/// Prints one value as a YAML document (no leading `---`).
+/// Prints one value as a YAML document (no leading `---`), byte for byte as kustomize
+/// prints a resource: go-yaml v2's choice of quotes, folding at 80 columns and key
+/// order, from the data alone.
 pub fn to_yaml(value: &Value) -> String {
-    // Serializing a serde_json::Value cannot fail: every key is a string.
-    serde_saphyr::to_string(value).unwrap_or_default()
+    crate::yaml_print::document(value)
 }
 
 /// Prints values as a multi-document YAML stream separated by `---`, as kustomize does.
