@@ -485,9 +485,14 @@ fn pointer(path: &[Step]) -> String {
 /// parsed documents.
 pub fn flow_collections(text: &str, docs: usize) -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    let matched = walk_values(text, docs, |_, _, _, _, _| {}, |doc, path| {
-        out.push((doc, pointer(path)));
-    });
+    let matched = walk_values(
+        text,
+        docs,
+        |_, _, _, _, _| {},
+        |doc, path| {
+            out.push((doc, pointer(path)));
+        },
+    );
     if matched { out } else { Vec::new() }
 }
 

@@ -127,8 +127,7 @@ impl Emitter {
 
     fn write_indent(&mut self) {
         let indent = self.indent.max(0) as usize;
-        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace)
-        {
+        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
             self.put_break();
         }
         while self.column < indent {
@@ -312,9 +311,9 @@ impl Emitter {
                         self.put(letter);
                         for k in (0..digits).rev() {
                             let digit = (v >> (k * 4)) & 0xf;
-                            self.put(char::from_digit(digit, 16).map_or('0', |d| {
-                                d.to_ascii_uppercase()
-                            }));
+                            self.put(
+                                char::from_digit(digit, 16).map_or('0', |d| d.to_ascii_uppercase()),
+                            );
                         }
                     }
                 }
@@ -509,9 +508,7 @@ fn select_style(value: &str, requested: Style, simple_key: bool) -> Style {
     if simple_key && a.multiline {
         style = Style::Double;
     }
-    if style == Style::Plain
-        && (!a.block_plain_allowed || (value.is_empty() && simple_key))
-    {
+    if style == Style::Plain && (!a.block_plain_allowed || (value.is_empty() && simple_key)) {
         style = Style::Single;
     }
     if style == Style::Single && !a.single_quoted_allowed {
@@ -531,14 +528,14 @@ pub(crate) fn plain_reads_as_string(s: &str) -> bool {
     const OTHER_TYPES: &[&str] = &[
         "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N", "no",
         "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null", "Null",
-        "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
-        "-.inf", "-.Inf", "-.INF", "<<",
+        "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+        "-.Inf", "-.INF", "<<",
     ];
     let Some(first) = s.bytes().next() else {
         return false;
     };
-    let hinted = matches!(first, b'+' | b'-' | b'0'..=b'9' | b'.')
-        || b"yYnNtTfFoO~".contains(&first);
+    let hinted =
+        matches!(first, b'+' | b'-' | b'0'..=b'9' | b'.') || b"yYnNtTfFoO~".contains(&first);
     if !hinted {
         return true;
     }
@@ -555,7 +552,9 @@ pub(crate) fn plain_reads_as_string(s: &str) -> bool {
             if go_parses_int(&plain) || is_yaml_float(&plain) && go_parses_float(&plain) {
                 return false;
             }
-            if let Some(bits) = plain.strip_prefix("-0b").or_else(|| plain.strip_prefix("0b"))
+            if let Some(bits) = plain
+                .strip_prefix("-0b")
+                .or_else(|| plain.strip_prefix("0b"))
                 && !bits.is_empty()
                 && bits.bytes().all(|b| b == b'0' || b == b'1')
             {
@@ -657,7 +656,10 @@ fn go_parses_float(s: &str) -> bool {
         let mantissa_ok = {
             let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
             !(int.is_empty() && frac.is_empty())
-                && int.chars().chain(frac.chars()).all(|c| c.is_ascii_hexdigit())
+                && int
+                    .chars()
+                    .chain(frac.chars())
+                    .all(|c| c.is_ascii_hexdigit())
         };
         let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
         return mantissa_ok && !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit());
@@ -810,7 +812,11 @@ fn go_format_g(f: f64) -> String {
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let sign = if f.is_sign_negative() && f != 0.0 { "-" } else { "" };
+    let sign = if f.is_sign_negative() && f != 0.0 {
+        "-"
+    } else {
+        ""
+    };
     if !(-4..6).contains(&exp) {
         let mut out = format!("{sign}{}", &digits[..1]);
         if digits.len() > 1 {
@@ -881,7 +887,11 @@ pub(crate) fn natural_order(a: &str, b: &str) -> Ordering {
             return ar[i].cmp(&br[i]);
         }
         if al || bl {
-            return if bl { Ordering::Less } else { Ordering::Greater };
+            return if bl {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let digit = |c: char| c.is_ascii_digit();
         let (mut an, mut bn) = (0i64, 0i64);

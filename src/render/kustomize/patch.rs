@@ -425,7 +425,8 @@ impl Settle<'_> {
                 if walked {
                     m.retain(|_, v| !is_mark(v));
                 }
-                let marks: Vec<String> = m.keys().filter(|k| k.starts_with(FLOW)).cloned().collect();
+                let marks: Vec<String> =
+                    m.keys().filter(|k| k.starts_with(FLOW)).cloned().collect();
                 let mut flow_fields = Vec::new();
                 let mut in_flow = in_flow;
                 for mark in marks {
@@ -458,9 +459,19 @@ impl Settle<'_> {
                     self.tokens.pop();
                 }
             }
-            _ if is_mark(v) => *v = if in_flow { Value::from("") } else { Value::Null },
+            _ if is_mark(v) => {
+                *v = if in_flow {
+                    Value::from("")
+                } else {
+                    Value::Null
+                }
+            }
             Value::String(s) if s == UNSPELLED_ITEM => {
-                *v = if in_flow { Value::from("") } else { Value::Null };
+                *v = if in_flow {
+                    Value::from("")
+                } else {
+                    Value::Null
+                };
             }
             _ => {}
         }
