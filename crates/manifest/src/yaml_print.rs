@@ -523,13 +523,14 @@ fn select_style(value: &str, requested: Style, simple_key: bool) -> Style {
 /// Whether `s` written plain reads back as the string `s` under the YAML 1.1 rules of
 /// the library kustomize prints with: not null, a boolean (`yes`, `on`, `y`, ...), a
 /// number (decimal, `0x`, `0o`-less octal, `0b`, `_` separators, floats, `.inf`,
-/// `.nan`), a date or time, the merge key `<<`, or a base-60 number.
+/// `.nan`), a date or time, or a base-60 number. Only text starting with a sign, a
+/// digit, a point or one of `yYnNtTfFoO~` is looked at (so `<<` stays plain).
 pub(crate) fn plain_reads_as_string(s: &str) -> bool {
     const OTHER_TYPES: &[&str] = &[
         "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N", "no",
         "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null", "Null",
         "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
-        "-.Inf", "-.INF", "<<",
+        "-.Inf", "-.INF",
     ];
     let Some(first) = s.bytes().next() else {
         return false;
@@ -927,4 +928,99 @@ pub(crate) fn natural_order(a: &str, b: &str) -> Ordering {
         return ar[i].cmp(&br[i]);
     }
     ar.len().cmp(&br.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_are_quoted_only_where_a_plain_scalar_reads_as_another_type() {
+        for s in [
+            "1.29.1",
+            "v1",
+            "10.0.0.1",
+            "yes please",
+            "0xZZ",
+            "2024-01-15-x",
+            "1:75",
+        ] {
+            assert!(plain_reads_as_string(s), "{s}");
+        }
+        for s in [
+            "",
+            "~",
+            "null",
+            "yes",
+            "On",
+            "n",
+            "TRUE",
+            "1",
+            "-1",
+            "+1",
+            "08",
+            "0755",
+            "0x1F",
+            "0o17",
+            "0b101",
+            "1_000",
+            "1.5",
+            ".5",
+            "1e3",
+            "-.inf",
+            ".NaN",
+            "1:20",
+            "-1:30:00.5",
+            "2024-01-15",
+            "2024-1-5",
+            "2024-01-15T10:00:00Z",
+            "2024-01-15 10:00:00",
+            "18446744073709551615",
+            "99999999999999999999",
+        ] {
+            assert!(!plain_reads_as_string(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn numbers_print_as_go_prints_them_after_a_json_round_trip() {
+        let n = |v: Value| number(v.as_number().unwrap());
+        assert_eq!(n(json!(3)), "3");
+        assert_eq!(n(json!(1.5)), "1.5");
+        assert_eq!(n(json!(100000.5)), "100000.5");
+        assert_eq!(n(json!(1234567.5)), "1.2345675e+06");
+        assert_eq!(n(json!(0.0001)), "0.0001");
+        assert_eq!(n(json!(0.00001)), "1e-05");
+        assert_eq!(n(json!(-2.5e-300)), "-2.5e-300");
+        assert_eq!(n(json!(1e20)), "1e+20");
+        assert_eq!(n(json!(1e18)), "1000000000000000000");
+        assert_eq!(n(json!(9007199254740993.0)), "9007199254740992");
+    }
+
+    #[test]
+    fn keys_sort_in_natural_order() {
+        let mut keys = vec!["a10", "a9", "A", "_x", "1", "10", "9", "b01", "b1", "", "Z"];
+        keys = sorted_keys(keys);
+        assert_eq!(
+            keys,
+            ["", "_x", "1", "9", "10", "A", "Z", "a9", "a10", "b1", "b01"]
+        );
+    }
+
+    #[test]
+    fn long_scalars_fold_after_the_eightieth_column() {
+        let words = vec!["word"; 30].join(" ");
+        let out =
+            document(&json!({ "k": words, "q": format!("*{words}"), "d": format!("\t{words}") }));
+        for line in out.lines() {
+            assert!(line.len() <= 86, "{line}");
+        }
+        assert!(out.contains("\nq: '*word"), "{out}");
+        assert!(out.starts_with("d: \"\\tword"), "{out}");
+        let back: Value = serde_saphyr::from_str(&out).unwrap();
+        assert_eq!(back["k"], json!(words));
+        assert_eq!(back["q"], json!(format!("*{words}")));
+        assert_eq!(back["d"], json!(format!("\t{words}")));
+    }
 }
