@@ -3,7 +3,7 @@
 # Run from anywhere; commit the results. A case kustomize builds gets expected.yaml;
 # a case kustomize refuses gets expected-error.txt (kustomize's message), and rollwave
 # must refuse it too. The golden test compares rollwave's build of each case to
-# expected.yaml document by document, as parsed data.
+# expected.yaml document by document, as parsed data, and then byte for byte.
 # usage: regenerate.sh [CASE...]   (default: every case)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,13 +13,15 @@ for dir in "${dirs[@]}"; do
   dir=${dir%/}
   if [[ -f $dir/kustomization.yaml || -f $dir/kustomization.yml || -f $dir/Kustomization ]]; then
     rm -f "$dir/expected.yaml" "$dir/expected-error.txt"
-    if out=$(kubectl kustomize "$dir" 2>"$dir/.stderr"); then
-      printf '%s\n' "$out" > "$dir/expected.yaml"
+    # Written as kustomize prints it, byte for byte (a command substitution would
+    # drop trailing line breaks).
+    if kubectl kustomize "$dir" >"$dir/.stdout" 2>"$dir/.stderr"; then
+      mv "$dir/.stdout" "$dir/expected.yaml"
       echo "regenerated $dir/expected.yaml"
     else
       grep -v '^# Warning' "$dir/.stderr" | sed "s|$PWD/||g" > "$dir/expected-error.txt"
       echo "regenerated $dir/expected-error.txt (kustomize refuses it)"
     fi
-    rm -f "$dir/.stderr"
+    rm -f "$dir/.stdout" "$dir/.stderr"
   fi
 done

@@ -13,3 +13,4 @@ pub mod labels;
 pub mod names;
 pub mod schema;
 pub mod yaml;
+mod yaml_print;

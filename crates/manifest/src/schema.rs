@@ -384,13 +384,13 @@ fn merge_list(
         ListStrategy::MergePrimitives => {
             let mut out: Vec<Value> = patch
                 .iter()
-                .filter(|p| !p.is_object() && !p.is_null())
+                .filter(|p| !p.is_object() && !no_value(p))
                 .cloned()
                 .collect();
             out.extend(
                 target
                     .iter()
-                    .filter(|t| !t.is_null() && !patch.contains(t))
+                    .filter(|t| !no_value(t) && !patch.contains(t))
                     .cloned(),
             );
             *target = out;
@@ -434,6 +434,16 @@ fn merge_list(
 /// (`$setElementOrder/...`, `$retainKeys`) are kept as ordinary fields, exactly as
 /// `kustomize build` prints them.
 pub const PATCH_DIRECTIVE: &str = "$patch";
+
+/// Stands, in a strategic merge patch, for a list item the patch wrote as nothing
+/// (`-`): a null to the merge, but one that the renderer later tells from `~` (where
+/// the object wrote the list in flow style, kustomize turns it into an empty string).
+pub const UNSPELLED_ITEM: &str = "\u{0}rollwave: a list item written as nothing";
+
+/// A null, or a list item written as nothing ([`UNSPELLED_ITEM`]).
+fn no_value(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some(UNSPELLED_ITEM)
+}
 
 /// Removes `$patch` directives from content that is inserted rather than merged:
 /// elements and fields marked `$patch: delete` disappear, `{$patch: replace}` markers

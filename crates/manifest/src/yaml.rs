@@ -340,9 +340,20 @@ impl BlockScalar {
 fn walk_value_scalars(
     text: &str,
     docs: usize,
-    mut visit: impl FnMut(usize, &[Step], &str, serde_saphyr::granit_parser::ScalarStyle, bool),
+    visit: impl FnMut(usize, &[Step], &str, serde_saphyr::granit_parser::ScalarStyle, bool),
 ) -> bool {
-    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle};
+    walk_values(text, docs, visit, |_, _| {})
+}
+
+/// [`walk_value_scalars`], also calling `flow(document index, path)` for every map or
+/// list written in flow style (`[a]`, `{a: b}`) that is a value.
+fn walk_values(
+    text: &str,
+    docs: usize,
+    mut visit: impl FnMut(usize, &[Step], &str, serde_saphyr::granit_parser::ScalarStyle, bool),
+    mut flow: impl FnMut(usize, &[Step]),
+) -> bool {
+    use serde_saphyr::granit_parser::{Event, Options, Parser, ScalarStyle, StructureStyle};
     let mut opts = Options::default();
     opts.block_scalar_eof_without_line_feed = true;
     opts.set_emit_comments(false);
@@ -360,6 +371,15 @@ fn walk_value_scalars(
             Some(Frame::List(i)) => *i += 1,
             None => {}
         }
+    }
+    fn path_of(stack: &[Frame]) -> Vec<Step> {
+        stack
+            .iter()
+            .map(|f| match f {
+                Frame::Map(k) => Step::Key(k.clone().unwrap_or_default()),
+                Frame::List(i) => Step::Index(*i),
+            })
+            .collect()
     }
     let is_null = |v: &str| matches!(v, "" | "~" | "null" | "Null" | "NULL");
     while let Some(event) = parser.next_event() {
@@ -387,9 +407,12 @@ fn walk_value_scalars(
                 stack.clear();
                 root_seen = false;
             }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
+            Event::MappingStart(style, ..) | Event::SequenceStart(style, ..) => {
                 if in_key_position(&stack) {
                     return false;
+                }
+                if matches!(style, StructureStyle::Flow) && seen > 0 {
+                    flow(seen - 1, &path_of(&stack));
                 }
                 stack.push(if matches!(event, Event::MappingStart(..)) {
                     Frame::Map(None)
@@ -405,14 +428,7 @@ fn walk_value_scalars(
                     continue;
                 }
                 if seen > 0 && !stack.is_empty() {
-                    let path: Vec<Step> = stack
-                        .iter()
-                        .map(|f| match f {
-                            Frame::Map(k) => Step::Key(k.clone().unwrap_or_default()),
-                            Frame::List(i) => Step::Index(*i),
-                        })
-                        .collect();
-                    visit(seen - 1, &path, &value, style, span.is_empty());
+                    visit(seen - 1, &path_of(&stack), &value, style, span.is_empty());
                 }
                 advance(&mut stack);
             }
@@ -451,6 +467,35 @@ fn block_scalars(text: &str, docs: usize) -> Vec<BlockScalar> {
     if matched { out } else { Vec::new() }
 }
 
+/// A path as a JSON pointer.
+fn pointer(path: &[Step]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => format!("/{}", k.replace('~', "~0").replace('/', "~1")),
+            Step::Index(i) => format!("/{i}"),
+        })
+        .collect()
+}
+
+/// Where each map or list written in flow style (`[a]`, `{a: b}`) sits in a stream
+/// whose non-empty documents number `docs`: (document index, JSON pointer). kustomize
+/// writes an object out with the styles it was read with and reads it back before it
+/// prints it, and inside a flow collection a null written as nothing goes out as `''`
+/// and comes back as an empty string. Empty when the walk cannot be matched with the
+/// parsed documents.
+pub fn flow_collections(text: &str, docs: usize) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let matched = walk_values(
+        text,
+        docs,
+        |_, _, _, _, _| {},
+        |doc, path| {
+            out.push((doc, pointer(path)));
+        },
+    );
+    if matched { out } else { Vec::new() }
+}
+
 /// Where each value written as nothing (`key:` or `- `) sits in a stream whose
 /// non-empty documents number `docs`: (document index, JSON pointer). Parsed, such a
 /// value is a null like `null` or `~`, but kustomize's strategic merge keeps a spelled
@@ -461,14 +506,7 @@ pub fn unspelled_nulls(text: &str, docs: usize) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let matched = walk_value_scalars(text, docs, |doc, path, _, style, empty| {
         if empty && matches!(style, ScalarStyle::Plain) {
-            let pointer: String = path
-                .iter()
-                .map(|s| match s {
-                    Step::Key(k) => format!("/{}", k.replace('~', "~0").replace('/', "~1")),
-                    Step::Index(i) => format!("/{i}"),
-                })
-                .collect();
-            out.push((doc, pointer));
+            out.push((doc, pointer(path)));
         }
     });
     if matched { out } else { Vec::new() }
@@ -662,10 +700,11 @@ fn integral_floats_to_ints(v: &mut Value) {
     }
 }
 
-/// Prints one value as a YAML document (no leading `---`).
+/// Prints one value as a YAML document (no leading `---`), byte for byte as kustomize
+/// prints a resource: go-yaml v2's choice of quotes, folding at 80 columns and key
+/// order, from the data alone.
 pub fn to_yaml(value: &Value) -> String {
-    // Serializing a serde_json::Value cannot fail: every key is a string.
-    serde_saphyr::to_string(value).unwrap_or_default()
+    crate::yaml_print::document(value)
 }
 
 /// Prints values as a multi-document YAML stream separated by `---`, as kustomize does.

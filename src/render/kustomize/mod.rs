@@ -1134,14 +1134,24 @@ fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, Kustom
     } else {
         Vec::new()
     };
+    let flow = if text.contains(['[', '{']) {
+        crate::yaml::flow_collections(text, docs.len())
+    } else {
+        Vec::new()
+    };
     // The pointers of document `doc` under `prefix`, with the prefix taken off.
-    let nulls_of = |doc: usize, prefix: &str| -> Vec<String> {
-        unspelled
+    let under = |found: &[(usize, String)], doc: usize, prefix: &str| -> Vec<String> {
+        found
             .iter()
-            .filter(|(d, p)| *d == doc && p.starts_with(prefix) && p.len() > prefix.len())
-            .filter(|(_, p)| p.as_bytes()[prefix.len()] == b'/')
+            .filter(|(d, p)| *d == doc && p.starts_with(prefix))
+            .filter(|(_, p)| p.len() == prefix.len() || p.as_bytes()[prefix.len()] == b'/')
             .map(|(_, p)| p[prefix.len()..].to_string())
             .collect()
+    };
+    let nulls_of = |doc: usize, prefix: &str| -> Vec<String> {
+        let mut found = under(&unspelled, doc, prefix);
+        found.retain(|p| !p.is_empty());
+        found
     };
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
@@ -1163,6 +1173,7 @@ fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, Kustom
                     if let Value::Object(m) = item {
                         let mut r = check_object(m.clone(), &where_)?;
                         r.unspelled_nulls = nulls_of(i, &format!("/items/{j}"));
+                        r.flow_collections = under(&flow, i, &format!("/items/{j}"));
                         out.push(r);
                     }
                 }
@@ -1171,6 +1182,7 @@ fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, Kustom
         }
         let mut r = check_object(obj, &where_)?;
         r.unspelled_nulls = nulls_of(i, "");
+        r.flow_collections = under(&flow, i, "");
         out.push(r);
     }
     Ok(out)

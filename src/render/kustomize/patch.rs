@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::KustomizeError;
 use super::resource::{Gvk, ResId, Resource};
 use super::selector::CompiledSelector;
-use crate::schema::{MergeOutcome, merges_by_key, strategic_merge_with};
+use crate::schema::{MergeOutcome, UNSPELLED_ITEM, merges_by_key, strategic_merge_with};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
@@ -115,10 +115,42 @@ pub fn parse_patch(
             ));
         }
     }
+    let mut docs = docs;
+    mark_unspelled_items(text, &mut docs);
     Ok(Patch::Strategic(
         docs,
         crate::yaml::metadata_null_spellings(text),
     ))
+}
+
+/// Replaces each list item of a strategic merge patch written as nothing (`-`) with
+/// [`UNSPELLED_ITEM`]: the merge reads it as a null, and [`Settle`]
+/// makes it one again (or an empty string, inside a list the object wrote in flow
+/// style). Most patches have none.
+fn mark_unspelled_items(text: &str, docs: &mut [Value]) {
+    let may_have = ["-\n", "- \n", "-\r", "- \r", "- #", "-\t#"]
+        .iter()
+        .any(|p| text.contains(p))
+        || text.trim_end().ends_with('-');
+    if !may_have {
+        return;
+    }
+    for (doc, pointer) in crate::yaml::unspelled_nulls(text, docs.len()) {
+        let Some((parent, _)) = pointer.rsplit_once('/') else {
+            continue;
+        };
+        let Some(d) = docs.get_mut(doc) else {
+            continue;
+        };
+        if !d.pointer(parent).is_some_and(Value::is_array) {
+            continue;
+        }
+        if let Some(v) = d.pointer_mut(&pointer)
+            && v.is_null()
+        {
+            *v = Value::String(UNSPELLED_ITEM.into());
+        }
+    }
 }
 
 /// Whether kustomize reads a document as an object: a map with a kind and a name.
@@ -273,11 +305,19 @@ fn merge_into(
     let mut obj = Value::Object(std::mem::take(&mut r.obj));
     let custom = |path: &[String]| src.schema.as_ref().and_then(|s| s.strategy(&gvk, path));
     mark_unspelled_nulls(&mut obj, &r.unspelled_nulls);
+    mark_flow_collections(&mut obj, &r.flow_collections);
     let outcome = strategic_merge_with(&gvk.group, &gvk.kind, &mut obj, doc, &custom)
         .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
     let associative = |path: &[String]| merges_by_key(&gvk.group, &gvk.kind, path, &custom);
-    settle_unspelled_nulls(&mut obj, &mut Vec::new(), true, &associative);
+    let mut settle = Settle {
+        path: Vec::new(),
+        tokens: Vec::new(),
+        associative: &associative,
+        flow_collections: Vec::new(),
+    };
+    settle.walk(&mut obj, true, false);
     r.unspelled_nulls.clear();
+    r.flow_collections = settle.flow_collections;
     r.obj = match obj {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -328,36 +368,113 @@ fn mark_unspelled_nulls(obj: &mut Value, pointers: &[String]) {
     }
 }
 
+/// Marks, in the map holding it, each map or list at `pointers` (written in flow
+/// style): the mark is a key [`FLOW`] followed by the field's name, or [`FLOW`] alone
+/// inside a flow map that is a list item or the whole object. Marks move with their
+/// maps through the merge (list items merged by key change places).
+fn mark_flow_collections(obj: &mut Value, pointers: &[String]) {
+    for p in pointers {
+        let (parent, field) = p.rsplit_once('/').unwrap_or(("", ""));
+        let field = field.replace("~1", "/").replace("~0", "~");
+        if !p.is_empty()
+            && let Some(Value::Object(m)) = obj.pointer_mut(parent)
+        {
+            if m.contains_key(&field) {
+                m.insert(format!("{FLOW}{field}"), Value::Bool(true));
+            }
+        } else if let Some(Value::Object(m)) = obj.pointer_mut(p) {
+            m.insert(FLOW.to_string(), Value::Bool(true));
+        }
+    }
+}
+
+/// Starts the keys [`mark_flow_collections`] adds.
+const FLOW: &str = "\u{0}rollwave: written in flow style: ";
+
 /// After a strategic merge: kustomize's merge walks every map of the object and the
 /// elements of every list merged by key, keeping a null spelled `null` or `~` and
 /// dropping one written as nothing; inside any other list it changes nothing. So a
 /// marked null goes where the merge walked and is a null again elsewhere.
-fn settle_unspelled_nulls(
-    v: &mut Value,
-    path: &mut Vec<String>,
-    walked: bool,
-    associative: &dyn Fn(&[String]) -> bool,
-) {
-    let is_mark = |v: &Value| v.as_str() == Some(UNSPELLED_NULL);
-    match v {
-        Value::Object(m) => {
-            if walked {
-                m.retain(|_, v| !is_mark(v));
+///
+/// kustomize then writes the object with the styles it read (a list the patch
+/// replaced keeps the object's style) and reads it back: inside a map or list written
+/// in flow style, a null written as nothing goes out as `''` and comes back as an
+/// empty string. The flow marks are taken out, and where they end up is kept for the
+/// next patch.
+struct Settle<'a> {
+    /// The field names down to the value (list indices left out), as `associative` takes them.
+    path: Vec<String>,
+    /// The JSON pointer's tokens down to the value.
+    tokens: Vec<String>,
+    associative: &'a dyn Fn(&[String]) -> bool,
+    flow_collections: Vec<String>,
+}
+
+impl Settle<'_> {
+    fn pointer(&self) -> String {
+        self.tokens
+            .iter()
+            .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+            .collect()
+    }
+
+    fn walk(&mut self, v: &mut Value, walked: bool, in_flow: bool) {
+        let is_mark = |v: &Value| v.as_str() == Some(UNSPELLED_NULL);
+        match v {
+            Value::Object(m) => {
+                if walked {
+                    m.retain(|_, v| !is_mark(v));
+                }
+                let marks: Vec<String> =
+                    m.keys().filter(|k| k.starts_with(FLOW)).cloned().collect();
+                let mut flow_fields = Vec::new();
+                let mut in_flow = in_flow;
+                for mark in marks {
+                    m.remove(&mark);
+                    match &mark[FLOW.len()..] {
+                        "" => {
+                            in_flow = true;
+                            self.flow_collections.push(self.pointer());
+                        }
+                        field => flow_fields.push(field.to_string()),
+                    }
+                }
+                for (k, item) in m.iter_mut() {
+                    self.path.push(k.clone());
+                    self.tokens.push(k.clone());
+                    let flow_here = flow_fields.iter().any(|f| f == k);
+                    if flow_here && (item.is_object() || item.is_array()) {
+                        self.flow_collections.push(self.pointer());
+                    }
+                    self.walk(item, walked, in_flow || flow_here);
+                    self.path.pop();
+                    self.tokens.pop();
+                }
             }
-            for (k, item) in m.iter_mut() {
-                path.push(k.clone());
-                settle_unspelled_nulls(item, path, walked, associative);
-                path.pop();
+            Value::Array(items) => {
+                let walked = walked && (self.associative)(&self.path);
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.tokens.push(i.to_string());
+                    self.walk(item, walked, in_flow);
+                    self.tokens.pop();
+                }
             }
+            _ if is_mark(v) => {
+                *v = if in_flow {
+                    Value::from("")
+                } else {
+                    Value::Null
+                }
+            }
+            Value::String(s) if s == UNSPELLED_ITEM => {
+                *v = if in_flow {
+                    Value::from("")
+                } else {
+                    Value::Null
+                };
+            }
+            _ => {}
         }
-        Value::Array(items) => {
-            let walked = walked && associative(path);
-            for item in items {
-                settle_unspelled_nulls(item, path, walked, associative);
-            }
-        }
-        _ if is_mark(v) => *v = Value::Null,
-        _ => {}
     }
 }
 
@@ -375,6 +492,9 @@ pub fn apply_patch(
             for r in res.iter_mut().filter(|r| sel.matches(r)) {
                 let before_name = r.name().to_string();
                 let mut obj = Value::Object(std::mem::take(&mut r.obj));
+                // kustomize applies a JSON patch to the object as JSON and reads the
+                // result back: nothing stays in flow style.
+                r.flow_collections.clear();
                 super::jsonpatch::apply(&mut obj, ops)
                     .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
                 let Value::Object(m) = obj else {

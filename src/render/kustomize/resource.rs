@@ -161,6 +161,10 @@ pub struct Resource {
     /// which a strategic merge patch drops where `null` or `~` would stay (see
     /// `patch::merge_into`).
     pub unspelled_nulls: Vec<String>,
+    /// JSON pointers of the object's maps and lists written in flow style (`[a]`), which
+    /// kustomize keeps through a strategic merge: a list item a patch writes as
+    /// nothing (`-`) becomes an empty string inside one (see `patch::merge_into`).
+    pub flow_collections: Vec<String>,
 }
 
 impl Resource {
@@ -177,6 +181,7 @@ impl Resource {
             ref_vars: Vec::new(),
             transformations: Vec::new(),
             unspelled_nulls: Vec::new(),
+            flow_collections: Vec::new(),
         }
     }
 
