@@ -879,7 +879,8 @@ mod big_fleet {
     }
 
     fn sha(app: usize, k: usize) -> String {
-        format!("{app:02x}{k:038x}")
+        let mix = ((app * RELEASES + k) as u32 + 1).wrapping_mul(2_654_435_761);
+        format!("{mix:08x}{app:02x}{k:030x}")
     }
 
     fn wave_sizes(n: usize) -> Vec<usize> {
@@ -994,9 +995,13 @@ mod big_fleet {
                 },
             );
         }
-        let changed: Vec<String> = (1..clusters)
+        let candidates: Vec<usize> = (1..clusters)
             .filter(|&i| phase(i, 0) == Phase::Healthy && i % 97 != 50)
-            .step_by((clusters / changed.max(1)).max(1))
+            .collect();
+        let changed: Vec<String> = candidates
+            .iter()
+            .copied()
+            .step_by((candidates.len() / changed.max(1)).max(1))
             .take(changed)
             .map(cluster_name)
             .collect();
@@ -1357,6 +1362,9 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
 /// figures for docs/performance.md:
 ///
 /// `cargo test --test web_view measure_the_page_of_a_big_fleet -- --ignored --nocapture`
+///
+/// `RUNS` sets the number of page loads (default 5); `UI_ASSETS` another directory of
+/// the page's files, to compare with another version of the page.
 #[test]
 #[ignore = "a measurement, not a test"]
 fn measure_the_page_of_a_big_fleet() {
@@ -1374,7 +1382,10 @@ fn measure_the_page_of_a_big_fleet() {
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/bigfleet.js"))
         .arg("measure")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"))
+        .arg(std::env::var_os("UI_ASSETS").filter(|d| !d.is_empty()).map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"),
+            PathBuf::from,
+        ))
         .arg(&fixtures)
         .arg(std::env::var("RUNS").unwrap_or_else(|_| "5".into()))
         .env("NODE_PATH", &node_path)
