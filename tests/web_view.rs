@@ -260,6 +260,11 @@ fn the_api_shows_each_wave_its_releases_and_why_a_wave_halted() {
     assert_eq!(web["blocked"]["reason"], "blocked: test-sh-1 Degraded");
     assert!(fleet["version"].as_u64().unwrap() >= 1);
     assert!(fleet["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        fleet["labels"]["pre-bj-1"],
+        serde_json::json!({"region": "bj", "provider": "idc"}),
+        "the clusters' labels, for the page's filter"
+    );
 
     let app = ui.json("/api/apps/web");
     assert_eq!(app["policy"]["bake"], "5m");
@@ -1038,7 +1043,10 @@ mod big_fleet {
                                 c.clone(),
                                 Decision {
                                     wave: wave_of(i),
-                                    target: Some(sha(a, if on_newest { newest } else { newest - 1 })),
+                                    target: Some(sha(
+                                        a,
+                                        if on_newest { newest } else { newest - 1 },
+                                    )),
                                     reason: Reason::Current,
                                     rollback_to: None,
                                 },
@@ -1079,7 +1087,8 @@ mod big_fleet {
             (fleet_view(&src, &app_views), app_views)
         };
         let stamp = |version: u64, at: SystemTime, view: Value| -> Value {
-            let mut out = json!({"version": version, "at": humantime::format_rfc3339_millis(at).to_string()});
+            let mut out =
+                json!({"version": version, "at": humantime::format_rfc3339_millis(at).to_string()});
             let fields = out.as_object_mut().unwrap();
             for (k, v) in view.as_object().unwrap() {
                 fields.insert(k.clone(), v.clone());
@@ -1096,7 +1105,8 @@ mod big_fleet {
             for v in &app_views {
                 let v = stamp(version, at, serde_json::to_value(v).unwrap());
                 std::fs::write(
-                    dir.join("apps").join(format!("{}.json", v["name"].as_str().unwrap())),
+                    dir.join("apps")
+                        .join(format!("{}.json", v["name"].as_str().unwrap())),
                     v.to_string(),
                 )
                 .unwrap();
@@ -1187,7 +1197,11 @@ fn counts_line(cells: &[&(String, String)]) -> String {
 
 /// What the page should show for one wave under a filter: squares when more than 12
 /// clusters pass it (unless expanded), else cards, and the counts line.
-fn expected_wave(cells: &[(String, String)], pass: impl Fn(&(String, String)) -> bool, expanded: bool) -> Value {
+fn expected_wave(
+    cells: &[(String, String)],
+    pass: impl Fn(&(String, String)) -> bool,
+    expanded: bool,
+) -> Value {
     let shown: Vec<&(String, String)> = cells.iter().filter(|c| pass(c)).collect();
     let names: Vec<&str> = shown.iter().map(|c| c.0.as_str()).collect();
     let compact = shown.len() > 12 && !expanded;
@@ -1261,16 +1275,17 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
     assert_eq!(loaded[0]["compact"], false);
     assert_eq!(loaded[2]["compact"], true);
     assert!(
-        loaded[3]["counts"]
-            .as_str()
-            .unwrap()
-            .starts_with("8"),
+        loaded[3]["counts"].as_str().unwrap().starts_with("8"),
         "{}",
         loaded[3]
     );
     let mut expanded = seen["expanded"].clone();
     expanded.as_object_mut().unwrap().remove("index");
-    assert_eq!(expanded, expect(&all, &[2])[2], "wave 2 opened from the keyboard");
+    assert_eq!(
+        expanded,
+        expect(&all, &[2])[2],
+        "wave 2 opened from the keyboard"
+    );
 
     let region = |want: &str| {
         let labels = &written.labels;
@@ -1295,7 +1310,10 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
     );
     assert_eq!(
         seen["labelHealthy"]["status"],
-        format!("{} of {total} clusters hidden by the filters", hidden(&bj_healthy))
+        format!(
+            "{} of {total} clusters hidden by the filters",
+            hidden(&bj_healthy)
+        )
     );
     assert_eq!(
         seen["labelHealthy"]["hash"],
@@ -1314,7 +1332,10 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
     assert_eq!(seen_waves(&seen["name"]["waves"]), expect(&named, &[2]));
     assert_eq!(
         seen["name"]["status"],
-        format!("{} of {total} clusters hidden by the filters", hidden(&named))
+        format!(
+            "{} of {total} clusters hidden by the filters",
+            hidden(&named)
+        )
     );
     assert_eq!(
         seen["cleared"],
@@ -1333,7 +1354,10 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
     let mut changed = written.changed.clone();
     changed.sort();
     assert_eq!(changed.len(), 10);
-    assert!(changed.contains(&big_fleet::cluster_name(1)), "one in wave 1: {changed:?}");
+    assert!(
+        changed.contains(&big_fleet::cluster_name(1)),
+        "one in wave 1: {changed:?}"
+    );
     assert_eq!(added, changed, "{update}");
     for f in update["fresh"].as_array().unwrap() {
         assert_eq!(f["state"], "Progressing", "{update}");
@@ -1382,10 +1406,14 @@ fn measure_the_page_of_a_big_fleet() {
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/bigfleet.js"))
         .arg("measure")
-        .arg(std::env::var_os("UI_ASSETS").filter(|d| !d.is_empty()).map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"),
-            PathBuf::from,
-        ))
+        .arg(
+            std::env::var_os("UI_ASSETS")
+                .filter(|d| !d.is_empty())
+                .map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"),
+                    PathBuf::from,
+                ),
+        )
         .arg(&fixtures)
         .arg(std::env::var("RUNS").unwrap_or_else(|_| "5".into()))
         .env("NODE_PATH", &node_path)

@@ -875,7 +875,10 @@ mod tests {
             .collect();
         let order = order();
         let labels: BTreeMap<String, BTreeMap<String, String>> = [
-            ("c0".to_string(), [("region".to_string(), "sh".to_string())].into()),
+            (
+                "c0".to_string(),
+                [("region".to_string(), "sh".to_string())].into(),
+            ),
             ("c1".to_string(), BTreeMap::new()),
         ]
         .into();
