@@ -1233,7 +1233,7 @@ fn seen_waves(v: &Value) -> Vec<Value> {
 /// phase and open to cards from the keyboard; the filters (label, phase, name) hide the
 /// right clusters in every wave, say how many, live in the URL's hash and open the
 /// same view from a shared link; a live update replaces only the nodes of the clusters
-/// that changed, and keeps an opened wave open.
+/// that changed, and keeps an opened wave open and the filters as they were.
 #[test]
 fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
     let (node_path, chromium) = browser();
@@ -1375,6 +1375,19 @@ fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
         after_expected,
         "wave 2 stays open"
     );
+    let sh = region("sh");
+    let filtered = &seen["filteredUpdate"];
+    assert_eq!(
+        seen_waves(&filtered["waves"]),
+        expect(&sh, &[2]),
+        "back to the first views, filtered"
+    );
+    assert_eq!(
+        filtered["status"],
+        format!("{} of {total} clusters hidden by the filters", hidden(&sh))
+    );
+    assert_eq!(filtered["label"], "region=sh");
+    assert_eq!(filtered["hash"], "#app=app-00&label=region%3Dsh&open=2");
     assert!(
         seen["phone"]["scrollWidth"].as_u64() <= seen["phone"]["width"].as_u64(),
         "the page scrolls sideways on a phone: {seen}"

@@ -11,7 +11,8 @@
 // exactly as against `rollwave ui`.
 //
 // check: prints one JSON line of what the page shows (compact waves and their counts,
-// a wave expanded, the filters and their counts, the hash, what a live update replaced).
+// a wave expanded, the filters and their counts, the hash, what a live update replaced,
+// the filters after another update).
 // measure: prints one JSON line with the time to first render and to apply the live
 // update, per run. Measures, never judges: the figures go into docs/performance.md.
 //
@@ -177,6 +178,17 @@ async function check(shots) {
       };
     });
     out.afterUpdate = await waves(page);
+    // Filters stay as the views change under them.
+    await page.fill("#filter-label", "region=sh");
+    srv.publish(1);
+    await page.waitForSelector("body[data-version='1']", { timeout: 5000 });
+    out.filteredUpdate = {
+      waves: await waves(page),
+      status: await filterStatus(page),
+      label: await page.evaluate(() => document.getElementById("filter-label").value),
+      hash: await page.evaluate(() => location.hash),
+    };
+    await page.click("#filter-clear");
     await page.screenshot({ path: path.join(shots, "bigfleet.png"), fullPage: true });
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(200);
