@@ -260,6 +260,11 @@ fn the_api_shows_each_wave_its_releases_and_why_a_wave_halted() {
     assert_eq!(web["blocked"]["reason"], "blocked: test-sh-1 Degraded");
     assert!(fleet["version"].as_u64().unwrap() >= 1);
     assert!(fleet["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        fleet["labels"]["pre-bj-1"],
+        serde_json::json!({"region": "bj", "provider": "idc"}),
+        "the clusters' labels, for the page's filter"
+    );
 
     let app = ui.json("/api/apps/web");
     assert_eq!(app["policy"]["bake"], "5m");
@@ -844,4 +849,591 @@ fn a_fleet_whose_statuses_live_on_the_hub_is_shown_from_the_hub_live() {
     }
     drop(ui);
     runtime.block_on(sim.shutdown());
+}
+
+/// A generated fleet of `clusters` clusters running `apps` apps (`app-00`...), each app
+/// in waves of 1, 4 and 15 clusters and the rest in two halves, and its views as
+/// `rollwave ui` serves them, built by the view model (the server's own code) from
+/// generated statuses: rendering a thousand clusters' releases from a repository would
+/// take a test minutes, and the page is what is under test here.
+mod big_fleet {
+    use std::collections::{BTreeMap, HashMap};
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    use rollwave::fleet::RolloutSpec;
+    use rollwave::plan::{AppPlan, Decision, GateState, Reason, Release};
+    use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, Phase};
+    use rollwave::ui::model::{AppSource, AppView, FleetSource, app_view, fleet_view};
+    use serde_json::{Value, json};
+
+    const RELEASES: usize = 10;
+    const REGIONS: [&str; 4] = ["bj", "sh", "gz", "hk"];
+
+    /// The first app's view before and after the live update, and which clusters the
+    /// update changed.
+    pub struct Written {
+        pub before: Value,
+        pub after: Value,
+        pub changed: Vec<String>,
+        pub labels: BTreeMap<String, BTreeMap<String, String>>,
+    }
+
+    pub fn cluster_name(i: usize) -> String {
+        format!("prod-{}-{i:04}", REGIONS[i % REGIONS.len()])
+    }
+
+    fn sha(app: usize, k: usize) -> String {
+        let mix = ((app * RELEASES + k) as u32 + 1).wrapping_mul(2_654_435_761);
+        format!("{mix:08x}{app:02x}{k:030x}")
+    }
+
+    fn wave_sizes(n: usize) -> Vec<usize> {
+        let rest = n.saturating_sub(20);
+        [1, 4, 15, rest / 2, rest - rest / 2]
+            .into_iter()
+            .filter(|s| *s > 0)
+            .collect()
+    }
+
+    /// Phase of app `a` on cluster `i` (Healthy mostly, some of each of the others).
+    fn phase(i: usize, a: usize) -> Phase {
+        match (i + a) % 100 {
+            5 | 40 | 77 => Phase::Progressing,
+            13 => Phase::Degraded,
+            61 => Phase::Suspended,
+            _ => Phase::Healthy,
+        }
+    }
+
+    fn fmt(t: SystemTime) -> String {
+        humantime::format_rfc3339_seconds(t).to_string()
+    }
+
+    /// Writes `dir/v1` and `dir/v2` (fleet.json, apps/<app>.json), v2 after `changed`
+    /// Healthy clusters of app-00 (one of them in wave 1) turned Progressing and every
+    /// agent sent a heartbeat.
+    pub fn write(dir: &Path, clusters: usize, apps: usize, changed: usize) -> Written {
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let names: Vec<String> = (0..clusters).map(cluster_name).collect();
+        let labels: BTreeMap<String, BTreeMap<String, String>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let provider = if i % 3 == 0 { "cloud" } else { "idc" };
+                let l = [
+                    ("region".to_string(), REGIONS[i % REGIONS.len()].to_string()),
+                    ("provider".to_string(), provider.to_string()),
+                ];
+                (c.clone(), l.into_iter().collect())
+            })
+            .collect();
+        let mut waves = Vec::new();
+        let mut at = 0;
+        for size in wave_sizes(clusters) {
+            waves.push(names[at..at + size].to_vec());
+            at += size;
+        }
+        let wave_of = |i: usize| {
+            let mut end = 0;
+            wave_sizes(clusters)
+                .iter()
+                .position(|s| {
+                    end += s;
+                    i < end
+                })
+                .unwrap()
+        };
+        let mut order = HashMap::new();
+        let mut subjects = HashMap::new();
+        for a in 0..apps {
+            for k in 0..RELEASES {
+                order.insert(sha(a, k), k * apps + a);
+                subjects.insert(sha(a, k), format!("app-{a:02} 1.{k}.0"));
+            }
+        }
+        let newest = RELEASES - 1;
+        let mut statuses: BTreeMap<String, ClusterStatus> = BTreeMap::new();
+        for (i, c) in names.iter().enumerate() {
+            let mut app_statuses = BTreeMap::new();
+            for a in 0..apps {
+                let k = if wave_of(i) <= 2 { newest } else { newest - 1 };
+                app_statuses.insert(
+                    format!("app-{a:02}"),
+                    AppStatus {
+                        release: sha(a, k),
+                        hash: format!("h-{a}-{k}"),
+                        phase: phase(i, a),
+                        since: fmt(now - hour),
+                        message: if phase(i, a) == Phase::Degraded {
+                            "pods not ready: 1 of 3".into()
+                        } else {
+                            String::new()
+                        },
+                        known_good: vec![],
+                        poisoned: vec![],
+                        history: vec![HistoryEntry {
+                            release: sha(a, k - 1),
+                            hash: format!("h-{a}-{}", k - 1),
+                            phase: Phase::Healthy,
+                            since: fmt(now - 3 * hour),
+                            until: fmt(now - hour),
+                            verified: None,
+                        }],
+                        analysis: BTreeMap::new(),
+                        verified: None,
+                    },
+                );
+            }
+            // Every 97th agent has gone silent: Unknown everywhere.
+            let heartbeat = if i % 97 == 50 { now - 2 * hour } else { now };
+            statuses.insert(
+                c.clone(),
+                ClusterStatus {
+                    cluster: c.clone(),
+                    agent: "generated".into(),
+                    heartbeat: fmt(heartbeat),
+                    interval: 60,
+                    apps: app_statuses,
+                    notified: Default::default(),
+                },
+            );
+        }
+        let candidates: Vec<usize> = (1..clusters)
+            .filter(|&i| phase(i, 0) == Phase::Healthy && i % 97 != 50)
+            .collect();
+        let changed: Vec<String> = candidates
+            .iter()
+            .copied()
+            .step_by((candidates.len() / changed.max(1)).max(1))
+            .take(changed)
+            .map(cluster_name)
+            .collect();
+        let policy = RolloutSpec::default();
+        let views = |statuses: &BTreeMap<String, ClusterStatus>, now: SystemTime| {
+            let src = FleetSource {
+                head: &sha(apps - 1, newest),
+                order: &order,
+                subjects: &subjects,
+                statuses,
+                unreadable: &[],
+                freeze: None,
+                windows: &[],
+                labels: &labels,
+                now,
+            };
+            let app_views: Vec<AppView> = (0..apps)
+                .map(|a| {
+                    let name = format!("app-{a:02}");
+                    let releases: Vec<Release> = (0..RELEASES)
+                        .rev()
+                        .map(|k| Release {
+                            sha: sha(a, k),
+                            time: now - hour * (RELEASES - k) as u32,
+                            hashes: BTreeMap::new(),
+                        })
+                        .collect();
+                    let decisions = names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let on_newest = wave_of(i) <= 2;
+                            (
+                                c.clone(),
+                                Decision {
+                                    wave: wave_of(i),
+                                    target: Some(sha(
+                                        a,
+                                        if on_newest { newest } else { newest - 1 },
+                                    )),
+                                    reason: Reason::Current,
+                                    rollback_to: None,
+                                },
+                            )
+                        })
+                        .collect();
+                    let plan = AppPlan {
+                        waves: waves.clone(),
+                        decisions,
+                        pending: vec![],
+                    };
+                    let gates: HashMap<String, Vec<GateState>> = (0..RELEASES)
+                        .map(|k| {
+                            let g = (0..waves.len())
+                                .map(|w| {
+                                    if k == newest && w >= 3 {
+                                        GateState::WaitingForApproval
+                                    } else {
+                                        GateState::Open
+                                    }
+                                })
+                                .collect();
+                            (sha(a, k), g)
+                        })
+                        .collect();
+                    app_view(
+                        &src,
+                        &AppSource {
+                            name: &name,
+                            policy: &policy,
+                            plan: &plan,
+                            releases: &releases,
+                            gates: &gates,
+                        },
+                    )
+                })
+                .collect();
+            (fleet_view(&src, &app_views), app_views)
+        };
+        let stamp = |version: u64, at: SystemTime, view: Value| -> Value {
+            let mut out =
+                json!({"version": version, "at": humantime::format_rfc3339_millis(at).to_string()});
+            let fields = out.as_object_mut().unwrap();
+            for (k, v) in view.as_object().unwrap() {
+                fields.insert(k.clone(), v.clone());
+            }
+            out
+        };
+        let write_version = |version: u64, statuses: &BTreeMap<String, ClusterStatus>, at| {
+            let (fleet, app_views) = views(statuses, at);
+            let dir = dir.join(format!("v{version}"));
+            std::fs::create_dir_all(dir.join("apps")).unwrap();
+            let fleet = stamp(version, at, serde_json::to_value(&fleet).unwrap());
+            std::fs::write(dir.join("fleet.json"), fleet.to_string()).unwrap();
+            let mut first = Value::Null;
+            for v in &app_views {
+                let v = stamp(version, at, serde_json::to_value(v).unwrap());
+                std::fs::write(
+                    dir.join("apps")
+                        .join(format!("{}.json", v["name"].as_str().unwrap())),
+                    v.to_string(),
+                )
+                .unwrap();
+                if first.is_null() {
+                    first = v;
+                }
+            }
+            first
+        };
+        let before = write_version(1, &statuses, now);
+        let later = now + Duration::from_secs(30);
+        for s in statuses.values_mut() {
+            let i: usize = s.cluster[s.cluster.len() - 4..].parse().unwrap();
+            if i % 97 != 50 {
+                s.heartbeat = fmt(later);
+            }
+            if changed.contains(&s.cluster) {
+                let app = s.apps.get_mut("app-00").unwrap();
+                app.history.insert(
+                    0,
+                    HistoryEntry {
+                        release: app.release.clone(),
+                        hash: app.hash.clone(),
+                        phase: app.phase,
+                        since: app.since.clone(),
+                        until: fmt(later),
+                        verified: None,
+                    },
+                );
+                app.phase = Phase::Progressing;
+                app.since = fmt(later);
+            }
+        }
+        let after = write_version(2, &statuses, later);
+        Written {
+            before,
+            after,
+            changed,
+            labels,
+        }
+    }
+}
+
+/// The clusters of each wave of an app view, with their states.
+fn wave_cells(app: &Value) -> Vec<Vec<(String, String)>> {
+    app["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["cluster"].as_str().unwrap().to_string(),
+                        c["state"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The page's counts line for `cells`: "183 Healthy · 12 Progressing · 5 Degraded".
+fn counts_line(cells: &[&(String, String)]) -> String {
+    const ORDER: [(&str, &str); 9] = [
+        ("Healthy", "Healthy"),
+        ("Progressing", "Progressing"),
+        ("Suspended", "Suspended"),
+        ("Inconclusive", "Inconclusive"),
+        ("RolledBack", "rolled back"),
+        ("Degraded", "Degraded"),
+        ("Error", "Error"),
+        ("Unknown", "Unknown"),
+        ("NotDeployed", "not deployed"),
+    ];
+    ORDER
+        .iter()
+        .filter_map(|(state, word)| {
+            let n = cells.iter().filter(|c| c.1 == *state).count();
+            (n > 0).then(|| format!("{n} {word}"))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// What the page should show for one wave under a filter: squares when more than 12
+/// clusters pass it (unless expanded), else cards, and the counts line.
+fn expected_wave(
+    cells: &[(String, String)],
+    pass: impl Fn(&(String, String)) -> bool,
+    expanded: bool,
+) -> Value {
+    let shown: Vec<&(String, String)> = cells.iter().filter(|c| pass(c)).collect();
+    let names: Vec<&str> = shown.iter().map(|c| c.0.as_str()).collect();
+    let compact = shown.len() > 12 && !expanded;
+    let hidden = cells.len() - shown.len();
+    serde_json::json!({
+        "compact": compact,
+        "label": format!("{} {}{}", cells.len(), if cells.len() == 1 { "cluster" } else { "clusters" },
+            if hidden > 0 { format!(", {hidden} hidden") } else { String::new() }),
+        "counts": if shown.len() > 12 { Value::from(counts_line(&shown)) } else { Value::Null },
+        "squares": if compact { names.clone() } else { vec![] },
+        "cards": if compact { vec![] } else { names },
+    })
+}
+
+/// The waves as the page reported them, without their index.
+fn seen_waves(v: &Value) -> Vec<Value> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            w.as_object_mut().unwrap().remove("index");
+            w
+        })
+        .collect()
+}
+
+/// A fleet of 200 clusters: waves past 12 clusters show as squares with counts per
+/// phase and open to cards from the keyboard; the filters (label, phase, name) hide the
+/// right clusters in every wave, say how many, live in the URL's hash and open the
+/// same view from a shared link; a live update replaces only the nodes of the clusters
+/// that changed, and keeps an opened wave open and the filters as they were.
+#[test]
+fn a_big_fleet_shows_compact_waves_filters_and_updates_only_what_changed() {
+    let (node_path, chromium) = browser();
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = tmp.path().join("fixtures");
+    let written = big_fleet::write(&fixtures, 200, 3, 10);
+    let shots = screenshot_dir();
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/bigfleet.js"))
+        .arg("check")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"))
+        .arg(&fixtures)
+        .arg(&shots)
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run node");
+    let seen: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)));
+    assert!(out.status.success(), "{seen}");
+    assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
+
+    let waves = wave_cells(&written.before);
+    assert_eq!(
+        waves.iter().map(Vec::len).collect::<Vec<_>>(),
+        [1, 4, 15, 90, 90]
+    );
+    let all = |_: &(String, String)| true;
+    let expect = |pass: &dyn Fn(&(String, String)) -> bool, open: &[usize]| -> Vec<Value> {
+        waves
+            .iter()
+            .enumerate()
+            .map(|(i, w)| expected_wave(w, pass, open.contains(&i)))
+            .collect()
+    };
+    let loaded = seen_waves(&seen["loaded"]);
+    assert_eq!(loaded, expect(&all, &[]));
+    assert_eq!(loaded[0]["compact"], false);
+    assert_eq!(loaded[2]["compact"], true);
+    assert!(
+        loaded[3]["counts"].as_str().unwrap().starts_with("8"),
+        "{}",
+        loaded[3]
+    );
+    let mut expanded = seen["expanded"].clone();
+    expanded.as_object_mut().unwrap().remove("index");
+    assert_eq!(
+        expanded,
+        expect(&all, &[2])[2],
+        "wave 2 opened from the keyboard"
+    );
+
+    let region = |want: &str| {
+        let labels = &written.labels;
+        let want = want.to_string();
+        move |c: &(String, String)| labels[&c.0]["region"] == want
+    };
+    let bj = region("bj");
+    let total = 200;
+    let hidden = |pass: &dyn Fn(&(String, String)) -> bool| {
+        total - waves.iter().flatten().filter(|c| pass(c)).count()
+    };
+    assert_eq!(seen_waves(&seen["label"]["waves"]), expect(&bj, &[2]));
+    assert_eq!(
+        seen["label"]["status"],
+        format!("{} of {total} clusters hidden by the filters", hidden(&bj))
+    );
+    assert_eq!(hidden(&bj), 150);
+    let bj_healthy = |c: &(String, String)| bj(c) && c.1 == "Healthy";
+    assert_eq!(
+        seen_waves(&seen["labelHealthy"]["waves"]),
+        expect(&bj_healthy, &[2])
+    );
+    assert_eq!(
+        seen["labelHealthy"]["status"],
+        format!(
+            "{} of {total} clusters hidden by the filters",
+            hidden(&bj_healthy)
+        )
+    );
+    assert_eq!(
+        seen["labelHealthy"]["hash"],
+        "#app=app-00&label=region%3Dbj&phase=Healthy&open=2"
+    );
+    assert_eq!(
+        seen["shared"]["waves"], seen["labelHealthy"]["waves"],
+        "a shared link shows the same"
+    );
+    assert_eq!(seen["shared"]["status"], seen["labelHealthy"]["status"]);
+    assert_eq!(
+        seen["shared"]["inputs"],
+        serde_json::json!({"label": "region=bj", "phases": ["Healthy"]})
+    );
+    let named = |c: &(String, String)| c.0.contains("-00");
+    assert_eq!(seen_waves(&seen["name"]["waves"]), expect(&named, &[2]));
+    assert_eq!(
+        seen["name"]["status"],
+        format!(
+            "{} of {total} clusters hidden by the filters",
+            hidden(&named)
+        )
+    );
+    assert_eq!(
+        seen["cleared"],
+        serde_json::json!({"status": "", "hash": "#app=app-00&open=2"})
+    );
+
+    // The live update: only the changed clusters' nodes are new, each once.
+    let update = &seen["update"];
+    let mut added: Vec<String> = update["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    added.sort();
+    let mut changed = written.changed.clone();
+    changed.sort();
+    assert_eq!(changed.len(), 10);
+    assert!(
+        changed.contains(&big_fleet::cluster_name(1)),
+        "one in wave 1: {changed:?}"
+    );
+    assert_eq!(added, changed, "{update}");
+    for f in update["fresh"].as_array().unwrap() {
+        assert_eq!(f["state"], "Progressing", "{update}");
+    }
+    assert_eq!(update["kept"], total - changed.len());
+    assert_eq!(update["wavesKept"], true);
+    let after = wave_cells(&written.after);
+    let after_expected: Vec<Value> = after
+        .iter()
+        .enumerate()
+        .map(|(i, w)| expected_wave(w, all, i == 2))
+        .collect();
+    assert_eq!(
+        seen_waves(&seen["afterUpdate"]),
+        after_expected,
+        "wave 2 stays open"
+    );
+    let sh = region("sh");
+    let filtered = &seen["filteredUpdate"];
+    assert_eq!(
+        seen_waves(&filtered["waves"]),
+        expect(&sh, &[2]),
+        "back to the first views, filtered"
+    );
+    assert_eq!(
+        filtered["status"],
+        format!("{} of {total} clusters hidden by the filters", hidden(&sh))
+    );
+    assert_eq!(filtered["label"], "region=sh");
+    assert_eq!(filtered["hash"], "#app=app-00&label=region%3Dsh&open=2");
+    assert!(
+        seen["phone"]["scrollWidth"].as_u64() <= seen["phone"]["width"].as_u64(),
+        "the page scrolls sideways on a phone: {seen}"
+    );
+}
+
+/// Not a test: measures the page of a fleet of 1,000 clusters and 20 apps in Chromium
+/// (time to first render, time to apply a live update of 50 clusters) and prints the
+/// figures for docs/performance.md:
+///
+/// `cargo test --test web_view measure_the_page_of_a_big_fleet -- --ignored --nocapture`
+///
+/// `RUNS` sets the number of page loads (default 5); `UI_ASSETS` another directory of
+/// the page's files, to compare with another version of the page.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn measure_the_page_of_a_big_fleet() {
+    let (node_path, chromium) = browser();
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = tmp.path().join("fixtures");
+    let written = big_fleet::write(&fixtures, 1000, 20, 50);
+    assert_eq!(written.changed.len(), 50);
+    let bytes = |p: &Path| std::fs::metadata(p).unwrap().len();
+    println!(
+        "fixtures: /api/fleet {} bytes, /api/apps/app-00 {} bytes",
+        bytes(&fixtures.join("v1/fleet.json")),
+        bytes(&fixtures.join("v1/apps/app-00.json"))
+    );
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/bigfleet.js"))
+        .arg("measure")
+        .arg(
+            std::env::var_os("UI_ASSETS")
+                .filter(|d| !d.is_empty())
+                .map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui/assets"),
+                    PathBuf::from,
+                ),
+        )
+        .arg(&fixtures)
+        .arg(std::env::var("RUNS").unwrap_or_else(|_| "5".into()))
+        .env("NODE_PATH", &node_path)
+        .env("CHROMIUM", &chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run node");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success());
 }

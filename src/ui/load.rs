@@ -37,6 +37,8 @@ struct HeadState {
     /// fleet.yaml's freeze and windows, for the banner.
     freeze: Option<crate::fleet::Freeze>,
     windows: Vec<std::sync::Arc<crate::fleet::windows::Window>>,
+    /// Every cluster's labels, for the page's label filter.
+    labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Where the fleet is read from, and what was read at the current head.
@@ -163,6 +165,11 @@ impl Loader {
                 store: fleet.settings.status_store,
                 freeze: fleet.settings.freeze.clone(),
                 windows: fleet.settings.windows.clone(),
+                labels: fleet
+                    .clusters
+                    .iter()
+                    .map(|c| (c.name.clone(), c.labels.clone()))
+                    .collect(),
             });
         }
         let Some(state) = &self.head_state else {
@@ -181,6 +188,7 @@ impl Loader {
             unreadable: &unreadable,
             freeze: state.freeze.as_ref(),
             windows: &state.windows,
+            labels: &state.labels,
             now,
         };
         let mut apps = BTreeMap::new();

@@ -67,6 +67,8 @@ pub struct FleetSource<'a> {
     pub freeze: Option<&'a crate::fleet::Freeze>,
     /// The fleet's change windows.
     pub windows: &'a [std::sync::Arc<crate::fleet::windows::Window>],
+    /// Every cluster's labels, from its file in the repository.
+    pub labels: &'a BTreeMap<String, BTreeMap<String, String>>,
     /// The time the view describes.
     pub now: SystemTime,
 }
@@ -306,6 +308,10 @@ pub struct FleetView {
     pub freeze: Option<FreezeBanner>,
     /// The fleet's change windows, described.
     pub windows: Vec<String>,
+    /// The labels of the clusters that have some, by cluster: the page filters the
+    /// waves by them (`region=eu`), and sending them once here rather than with
+    /// every cell keeps an app's view of a thousand clusters small.
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// What the page's banner says of a freeze (DESIGN §4.8).
@@ -677,6 +683,12 @@ pub fn fleet_view(src: &FleetSource<'_>, apps: &[AppView]) -> FleetView {
         error: None,
         freeze: src.freeze.and_then(|f| FreezeBanner::of(f, src.now)),
         windows: src.windows.iter().map(|w| w.describe()).collect(),
+        labels: src
+            .labels
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(c, l)| (c.clone(), l.clone()))
+            .collect(),
     }
 }
 
@@ -862,6 +874,14 @@ mod tests {
             .map(|(s, t)| (s.to_string(), t.to_string()))
             .collect();
         let order = order();
+        let labels: BTreeMap<String, BTreeMap<String, String>> = [
+            (
+                "c0".to_string(),
+                [("region".to_string(), "sh".to_string())].into(),
+            ),
+            ("c1".to_string(), BTreeMap::new()),
+        ]
+        .into();
         let src = FleetSource {
             head: "b",
             order: &order,
@@ -870,6 +890,7 @@ mod tests {
             unreadable: &[],
             freeze: None,
             windows: &[],
+            labels: &labels,
             now: at(1010),
         };
         let policy = policy(60);
@@ -926,5 +947,10 @@ mod tests {
         assert_eq!(fleet.apps[0].states["Unknown"], 2);
         assert_eq!(fleet.apps[0].blocked.as_ref().unwrap().wave, 1);
         assert_eq!(fleet.head.subject, "web 1.5.0");
+        assert_eq!(
+            serde_json::to_value(&fleet.labels).unwrap(),
+            serde_json::json!({"c0": {"region": "sh"}}),
+            "only clusters with labels are listed"
+        );
     }
 }
