@@ -17,7 +17,8 @@ fn local(e: git2::Error) -> SourceError {
 }
 
 /// Pushes `cluster`'s status ref, retrying transient failures with backoff. Only that
-/// ref is pushed, so agents never conflict; no force is needed since the agent owns it.
+/// ref is pushed, so agents never conflict; it is pushed with force, which is safe
+/// since the agent owns it, and needed when a full chain starts anew.
 pub fn push_status(mirror: &Mirror, cluster: &str, attempts: u32) -> Result<(), SourceError> {
     push_statuses(mirror, &[cluster], attempts)
 }
@@ -31,7 +32,9 @@ pub fn push_statuses(mirror: &Mirror, clusters: &[&str], attempts: u32) -> Resul
         .iter()
         .map(|c| {
             let r = status_ref(c);
-            format!("{r}:{r}")
+            // Forced: a full chain starts anew ([`crate::status::refs::STATUS_HISTORY`]),
+            // and the agent is its ref's only writer.
+            format!("+{r}:{r}")
         })
         .collect();
     if refspecs.is_empty() {

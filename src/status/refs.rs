@@ -3,6 +3,11 @@
 //! whose parent is its previous status, and reads every peer's ref (fetched with the
 //! repository; [`crate::source::statusref`] pushes). A malformed peer status is
 //! reported and skipped, never fatal.
+//!
+//! A ref keeps at most [`STATUS_HISTORY`] statuses: the next one starts a new chain
+//! (a commit without parent, pushed with force: the agent is the ref's only writer),
+//! so the statuses a repository can reach stay bounded however long agents run, and
+//! the old ones become unreachable for the server's garbage collection.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,12 @@ use super::{ClusterStatus, StatusError};
 
 /// Where status refs live: `refs/rollwave/status/<cluster>`.
 pub const STATUS_REF_PREFIX: &str = "refs/rollwave/status/";
+
+/// How many statuses one status ref keeps reachable (its chain of commits).
+pub const STATUS_HISTORY: usize = 100;
+
+/// The trailer of a status commit's message that counts its place in its chain.
+const DEPTH_TRAILER: &str = "Status-Depth: ";
 
 /// Why a status could not be recorded in the repository.
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +52,39 @@ pub fn write_status(repo: &Repository, status: &ClusterStatus) -> Result<Oid, Re
     let mut tb = repo.treebuilder(None).map_err(local)?;
     tb.insert("status.json", blob, 0o100644).map_err(local)?;
     let tree = repo.find_tree(tb.write().map_err(local)?).map_err(local)?;
-    let parent = repo
+    let previous = repo
         .refname_to_id(&refname)
         .ok()
         .and_then(|id| repo.find_commit(id).ok());
+    // A chain that is full (or written before chains were counted) ends here.
+    let (parent, depth) = match previous.as_ref().and_then(|p| Some((p, depth_of(p)?))) {
+        Some((p, d)) if d < STATUS_HISTORY => (Some(p), d + 1),
+        _ => (None, 1),
+    };
     let sig = Signature::now("rollwave", "rollwave@localhost").map_err(local)?;
-    let parents: Vec<&git2::Commit> = parent.iter().collect();
-    let message = format!("status of {} at {}", status.cluster, status.heartbeat);
+    let parents: Vec<&git2::Commit> = parent.into_iter().collect();
+    let message = format!(
+        "status of {} at {}\n\n{DEPTH_TRAILER}{depth}\n",
+        status.cluster, status.heartbeat
+    );
     let oid = repo
         .commit(None, &sig, &sig, &message, &tree, &parents)
         .map_err(local)?;
     repo.reference(&refname, oid, true, "rollwave status")
         .map_err(local)?;
     Ok(oid)
+}
+
+/// The place of a status commit in its chain, from its message's trailer.
+fn depth_of(commit: &git2::Commit<'_>) -> Option<usize> {
+    commit
+        .message()
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(DEPTH_TRAILER))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Every cluster's status found under the status refs, and the problems with those
@@ -89,4 +120,71 @@ pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec
         }
     }
     (out, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(cluster: &str, n: usize) -> ClusterStatus {
+        ClusterStatus {
+            cluster: cluster.into(),
+            agent: "rollwave/test".into(),
+            heartbeat: format!("2026-12-07T00:00:{:02}.000Z", n % 60),
+            interval: 60,
+            apps: BTreeMap::new(),
+            notified: BTreeMap::new(),
+        }
+    }
+
+    fn chain_length(repo: &Repository, cluster: &str) -> usize {
+        let tip = repo.refname_to_id(&status_ref(cluster)).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(tip).unwrap();
+        walk.count()
+    }
+
+    #[test]
+    fn a_status_ref_keeps_a_bounded_chain_and_the_newest_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        for n in 0..STATUS_HISTORY {
+            write_status(&repo, &status("c1", n)).unwrap();
+        }
+        assert_eq!(chain_length(&repo, "c1"), STATUS_HISTORY);
+        let newest = status("c1", STATUS_HISTORY);
+        write_status(&repo, &newest).unwrap();
+        assert_eq!(chain_length(&repo, "c1"), 1, "a full chain starts anew");
+        write_status(&repo, &status("c1", STATUS_HISTORY + 1)).unwrap();
+        assert_eq!(chain_length(&repo, "c1"), 2);
+        let (read, errors) = read_statuses(&repo);
+        assert!(errors.is_empty());
+        assert_eq!(
+            read["c1"].heartbeat,
+            status("c1", STATUS_HISTORY + 1).heartbeat
+        );
+    }
+
+    #[test]
+    fn a_chain_written_without_depths_starts_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let first = write_status(&repo, &status("c1", 0)).unwrap();
+        // An earlier version's commit: the same tree, no trailer.
+        let commit = repo.find_commit(first).unwrap();
+        let sig = Signature::now("rollwave", "rollwave@localhost").unwrap();
+        let old = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "status of c1",
+                &commit.tree().unwrap(),
+                &[],
+            )
+            .unwrap();
+        repo.reference(&status_ref("c1"), old, true, "old").unwrap();
+        write_status(&repo, &status("c1", 1)).unwrap();
+        assert_eq!(chain_length(&repo, "c1"), 1);
+    }
 }
