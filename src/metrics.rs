@@ -328,4 +328,28 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn render_cache_lookups_are_counted_by_result() {
+        let m = Metrics::new();
+        let cache = crate::render::cache::RenderCache::new(0).counting_into(
+            m.render_cache_counter("hit"),
+            m.render_cache_counter("miss"),
+        );
+        m.render_cache_counter("miss").inc();
+        assert_eq!(
+            cache.lookups().misses,
+            1,
+            "the cache counts into the metric"
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("rollwave_render_cache_total{result=\"miss\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollwave_render_cache_total{result=\"hit\"} 0"),
+            "{text}"
+        );
+    }
 }

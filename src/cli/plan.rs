@@ -3,7 +3,6 @@
 //! status refs. `plan --from A [--to B]`: the releases merging A..B creates per app,
 //! where their renderings change and how their rollout plans change.
 
-use crate::render::cache::RenderCache;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,6 +15,7 @@ use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
 use crate::plan::history::{app_history, history_order, releases_created};
 use crate::plan::{PlanInput, describe_gate, plan_app};
+use crate::render::cache::RenderCache;
 use crate::review::build::{Scope, Side, build};
 use crate::source::repo::GitRepo;
 
