@@ -21,7 +21,9 @@
 //!   and CPU per steady-state resync, and its RSS.
 //!
 //! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
-//! real` (1,000 apps on the real control plane: run it on an otherwise idle machine),
+//! steady` (its part 2 alone), `cargo bench --bench reconcile -- steady-git` (part 2
+//! with the repository in Git, as the rollout-aware agent reads it), `cargo bench
+//! --bench reconcile -- real` (1,000 apps on the real control plane: run it on an otherwise idle machine),
 //! `cargo bench --bench reconcile -- real 20` (a quick check).
 
 #[path = "common/mod.rs"]
@@ -231,7 +233,11 @@ fn main() {
             });
             real(apps)
         }
-        Some(other) => panic!("unknown target {other:?}: sim (the default) or real [APPS]"),
+        Some("steady") => steady(false),
+        Some("steady-git") => steady(true),
+        Some(other) => {
+            panic!("unknown target {other:?}: sim (the default), steady, steady-git or real [APPS]")
+        }
     }
 }
 
@@ -270,9 +276,39 @@ fn simulated() {
     println!("  API calls: {}", cold["requests"]);
     let _ = sim.kill();
     let _ = sim.wait();
+    drop(dir);
+    steady(false);
+}
 
-    // 2. Steady state with 5,000 managed objects.
+/// Part 2 alone: a long-running agent on 1,250 apps, the repository a plain directory
+/// or (`git`) a Git repository of one commit, which the agent reads in rollout mode.
+fn steady(git: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
     fleet(&repo, STEADY_APPS);
+    if git {
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["add", "-A"],
+            &[
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.com",
+                "commit",
+                "-qm",
+                "fleet",
+            ],
+        ] {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "git {args:?} failed");
+        }
+    }
     let (mut sim, kubeconfig, server) = start_sim(dir.path(), "steady.kubeconfig");
     let interval = 5;
     let mut agent = spawn_agent(&repo, &kubeconfig, interval, Duration::from_secs(300));
@@ -290,8 +326,9 @@ fn simulated() {
             - before["requests"][verb].as_u64().unwrap_or(0)
     };
     println!(
-        "long-running agent managing {STEADY_APPS} apps ({} objects), resync every {interval} s:",
-        after["objects"]
+        "long-running agent managing {STEADY_APPS} apps ({} objects), repository {}, resync every {interval} s:",
+        after["objects"],
+        if git { "in Git" } else { "a directory" }
     );
     println!(
         "  per resync: {} writes, {} lists, {} gets, {:.2} s CPU",

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub analysis_value: Family<AnalysisLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Failed measurements of the analysis.
     pub analysis_failures: Family<AnalysisLabels, Counter>,
+    /// Rendering lookups by result (`hit`: found by its inputs, `miss`: rendered).
+    render_cache: Family<ResultLabels, Counter>,
     current: Mutex<std::collections::HashMap<(String, String), AppInfoLabels>>,
 }
 
@@ -94,6 +96,12 @@ impl Metrics {
         let analysis_value =
             Family::<AnalysisLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let analysis_failures = Family::<AnalysisLabels, Counter>::default();
+        let render_cache = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "rollwave_render_cache",
+            "Renderings looked up by their inputs, by result: hit (found, not rendered) or miss (rendered)",
+            render_cache.clone(),
+        );
         registry.register(
             "rollwave_analysis_value",
             "The last value measured by the analysis of a bake (NaN: no data or a query error)",
@@ -143,8 +151,19 @@ impl Metrics {
             app_info,
             analysis_value,
             analysis_failures,
+            render_cache,
             current: Mutex::new(Default::default()),
         }
+    }
+
+    /// The counter of rendering lookups with `result` (`hit` or `miss`), for the
+    /// agent's [`crate::render::cache::RenderCache`] to count into.
+    pub fn render_cache_counter(&self, result: &str) -> Counter {
+        self.render_cache
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .clone()
     }
 
     /// Counts one apply.
@@ -306,6 +325,30 @@ mod tests {
             text.contains(
                 "rollwave_analysis_value{cluster=\"prod-1\",app=\"web\",metric=\"p99\"} NaN"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn render_cache_lookups_are_counted_by_result() {
+        let m = Metrics::new();
+        let cache = crate::render::cache::RenderCache::new(0).counting_into(
+            m.render_cache_counter("hit"),
+            m.render_cache_counter("miss"),
+        );
+        m.render_cache_counter("miss").inc();
+        assert_eq!(
+            cache.lookups().misses,
+            1,
+            "the cache counts into the metric"
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("rollwave_render_cache_total{result=\"miss\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rollwave_render_cache_total{result=\"hit\"} 0"),
             "{text}"
         );
     }

@@ -732,10 +732,13 @@ impl FileTree for ConfinedTree<'_> {
 }
 
 /// Wraps a tree and records every file read through it, so a release of an app can be
-/// found later by diffing only the paths its rendering depended on.
+/// found later by diffing only the paths its rendering depended on, and every path asked
+/// about in any way (read, kind, listing, real path), so a rendering can be found again
+/// by what those paths hold ([`crate::render::cache`]).
 pub struct RecordingTree<'a> {
     inner: &'a dyn FileTree,
     read: Mutex<BTreeSet<RepoPath>>,
+    queried: Mutex<BTreeSet<RepoPath>>,
 }
 
 impl<'a> RecordingTree<'a> {
@@ -744,6 +747,7 @@ impl<'a> RecordingTree<'a> {
         RecordingTree {
             inner,
             read: Mutex::new(BTreeSet::new()),
+            queried: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -751,22 +755,40 @@ impl<'a> RecordingTree<'a> {
     pub fn files_read(&self) -> BTreeSet<RepoPath> {
         self.read.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// Every path asked about so far, whatever the answer (a missing file's path too:
+    /// its appearance would change what the caller does).
+    pub fn paths_queried(&self) -> BTreeSet<RepoPath> {
+        self.queried.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn note(&self, path: &RepoPath) {
+        if let Ok(mut set) = self.queried.lock()
+            && !set.contains(path)
+        {
+            set.insert(path.clone());
+        }
+    }
 }
 
 impl FileTree for RecordingTree<'_> {
     fn kind(&self, path: &RepoPath) -> Result<Option<EntryKind>, TreeError> {
+        self.note(path);
         self.inner.kind(path)
     }
     fn list(&self, path: &RepoPath) -> Result<Vec<String>, TreeError> {
+        self.note(path);
         self.inner.list(path)
     }
     fn read(&self, path: &RepoPath) -> Result<Vec<u8>, TreeError> {
+        self.note(path);
         if let Ok(mut set) = self.read.lock() {
             set.insert(path.clone());
         }
         self.inner.read(path)
     }
     fn real_path(&self, path: &RepoPath) -> Result<Option<RepoPath>, TreeError> {
+        self.note(path);
         self.inner.real_path(path)
     }
 }

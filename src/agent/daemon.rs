@@ -230,6 +230,13 @@ impl Agent {
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
         let histories = super::rollout::SharedHistories::default();
+        let renders = Arc::new(
+            crate::render::cache::RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES)
+                .counting_into(
+                    metrics.render_cache_counter("hit"),
+                    metrics.render_cache_counter("miss"),
+                ),
+        );
         // Events are sent by a running agent; one pass (`--once`) sends none.
         let notifier = if watch && !config.notify.is_empty() {
             Some(super::notify::Notifier::start(config.notify_endpoints()?)?)
@@ -283,6 +290,7 @@ impl Agent {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
                     .with_histories(histories.clone())
+                    .with_renders(renders.clone())
                     .with_prometheus(prometheus)
                     .with_notifier(notifier.clone())
                     .with_hub(hub.clone())

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::prometheus::Prometheus;
-use crate::render::render;
+use crate::render::cache::{Keep, RenderCache};
 use crate::source::GitTree;
 use crate::source::repo::GitRepo;
 use crate::source::statusref::push_status;
@@ -52,6 +52,10 @@ pub struct ClusterAgent {
     /// cluster is the expensive part of planning, and it only changes with the head.
     /// Shared by the clusters of one agent process (it does not depend on the cluster).
     histories: SharedHistories,
+    /// Renderings by their inputs, shared by the clusters of one agent process: a pass
+    /// over an unchanged repository, and the planner's renders of releases already
+    /// rendered, render nothing.
+    renders: Arc<RenderCache>,
     /// The fleet model by commit: loading it parses every cluster and app file, and a
     /// pass needs it at the head and at each app's target, usually the same commits.
     /// Entries a pass did not use are dropped at its end.
@@ -219,6 +223,7 @@ impl ClusterAgent {
             tells_fleet_events: false,
             metrics: None,
             histories: SharedHistories::default(),
+            renders: Arc::new(RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES)),
             fleets: HashMap::new(),
             unloadable_head: None,
             prometheus: None,
@@ -295,6 +300,12 @@ impl ClusterAgent {
     /// Sends the events of this cluster's apps through `notifier`.
     pub fn with_notifier(mut self, notifier: Option<Arc<super::notify::Notifier>>) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// Shares renderings with the other clusters of this process.
+    pub fn with_renders(mut self, shared: Arc<RenderCache>) -> ClusterAgent {
+        self.renders = shared;
         self
     }
 
@@ -505,6 +516,7 @@ impl ClusterAgent {
                 &pass.history,
                 (&pass.head_tree, fleet),
                 &app.name,
+                &self.renders,
             ) {
                 Ok(h) => {
                     let h = Arc::new(h);
@@ -644,7 +656,7 @@ impl ClusterAgent {
         let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
             return Ok(());
         };
-        let rendered = match render(&tree, at, a, c) {
+        let rendered = match self.renders.render(&tree, at, a, c, Keep::Objects) {
             Ok(r) => r,
             Err(e) => {
                 let message = e.to_string();

@@ -15,6 +15,7 @@ use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
 use crate::plan::history::{app_history, history_order, releases_created};
 use crate::plan::{PlanInput, describe_gate, plan_app};
+use crate::render::cache::RenderCache;
 use crate::review::build::{Scope, Side, build};
 use crate::source::repo::GitRepo;
 
@@ -108,8 +109,16 @@ pub fn run(
     let mut text = String::new();
     let mut plans = std::collections::HashMap::new();
     text.push_str(&fleet_calendar(&fleet.settings, now));
+    let renders = RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
     for app in fleet.apps_in_dependency_order() {
-        let h = app_history(&g, &git, &history, (&head_tree, &fleet), &app.name)?;
+        let h = app_history(
+            &g,
+            &git,
+            &history,
+            (&head_tree, &fleet),
+            &app.name,
+            &renders,
+        )?;
         let dependencies = crate::plan::readiness_of(
             app.depends_on.iter().map(|d| d.value.as_str()),
             &plans,
@@ -277,6 +286,7 @@ pub fn run_changes(
     );
     let mut text = format!("releases of {from}..{to_name} per app\n");
     let mut apps = serde_json::Map::new();
+    let renders = RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
     for app in &fleet_b.apps {
         let created = releases_created(
             &g_to,
@@ -284,6 +294,7 @@ pub fn run_changes(
             (g_from.head, g_to.head),
             (&tree_b, &fleet_b),
             &app.name,
+            &renders,
         )?;
         let reviewed = review.apps.iter().find(|a| a.app == app.name);
         let clusters = reviewed.map_or(0, |a| a.changed_clusters());

@@ -9,7 +9,7 @@ use git2::{Oid, Repository};
 
 use super::{Approval, Release, waves_for};
 use crate::fleet::{Fleet, targets_cluster};
-use crate::render::render;
+use crate::render::cache::{Keep, RenderCache};
 use crate::source::history::{Inputs, first_parent_history, releases};
 use crate::source::repo::{GitRepo, RepoError};
 use crate::source::{GitTree, SourceError};
@@ -81,11 +81,16 @@ fn approvals_at(tree: &dyn FileTree, app: &str) -> Result<Vec<Approval>, History
 
 /// What a commit must touch to be a release of `app`: the files its renderings read
 /// for every cluster it targets, its directory, `clusters/` and `fleet.yaml`.
-fn app_inputs(g: &GitRepo, (tree, fleet): (&GitTree, &Fleet), app: &crate::fleet::App) -> Inputs {
+fn app_inputs(
+    g: &GitRepo,
+    (tree, fleet): (&GitTree, &Fleet),
+    app: &crate::fleet::App,
+    renders: &RenderCache,
+) -> Inputs {
     let mut files = BTreeSet::new();
     for c in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
-        if let Ok(r) = render(tree, fleet, app, c) {
-            files.extend(r.files_read);
+        if let Ok(r) = renders.render(tree, fleet, app, c, Keep::Hash) {
+            files.extend(r.files_read.iter().cloned());
         }
     }
     Inputs::for_app(&app.name, &files).in_fleet_dir(&g.fleet_dir)
@@ -101,6 +106,7 @@ pub fn releases_created(
     (from, to): (Oid, Oid),
     (tree, fleet): (&GitTree, &Fleet),
     app: &str,
+    renders: &RenderCache,
 ) -> Result<Vec<Oid>, HistoryError> {
     let Some(a) = fleet.app(app) else {
         return Err(HistoryError::NoSuchApp(app.to_string()));
@@ -111,23 +117,29 @@ pub fn releases_created(
         .into_iter()
         .take_while(|oid| *oid != base)
         .collect();
-    Ok(releases(repo, &range, &app_inputs(g, (tree, fleet), a))?)
+    Ok(releases(
+        repo,
+        &range,
+        &app_inputs(g, (tree, fleet), a, renders),
+    )?)
 }
 
 /// Gathers waves, rendered releases and approvals of `app`, given the tree and fleet at
-/// the head (loaded once by the caller for every app).
+/// the head (loaded once by the caller for every app). Renderings come from `renders`
+/// when their inputs were rendered before (only their hashes are kept there).
 pub fn app_history(
     g: &GitRepo,
     repo: &Repository,
     history: &[Oid],
     (tree, fleet): (&GitTree, &Fleet),
     app: &str,
+    renders: &RenderCache,
 ) -> Result<AppHistory, HistoryError> {
     let Some(a) = fleet.app(app) else {
         return Err(HistoryError::NoSuchApp(app.to_string()));
     };
     let waves = waves_for(fleet, a);
-    let inputs = app_inputs(g, (tree, fleet), a);
+    let inputs = app_inputs(g, (tree, fleet), a, renders);
     let rel = releases(repo, history, &inputs)?;
     let mut out = Vec::new();
     for oid in rel.into_iter().take(RELEASE_LIMIT) {
@@ -142,8 +154,8 @@ pub fn app_history(
             && let Some(a) = f.app(app)
         {
             for c in f.clusters.iter().filter(|c| targets_cluster(a, c)) {
-                let hash = match render(&t, &f, a, c) {
-                    Ok(r) => r.content_hash,
+                let hash = match renders.render(&t, &f, a, c, Keep::Hash) {
+                    Ok(r) => r.content_hash.clone(),
                     Err(_) => crate::plan::unrenderable_hash(&oid.to_string()),
                 };
                 hashes.insert(c.name.clone(), hash);

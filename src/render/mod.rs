@@ -7,6 +7,7 @@
 //! (`helm template`, offline) on a copy of the chart taken from the tree. The files
 //! read are recorded so releases can be found by tree diff later.
 
+pub mod cache;
 pub mod helm;
 pub mod kustomize;
 pub mod template;
@@ -100,17 +101,28 @@ pub fn render(
     app: &App,
     cluster: &Cluster,
 ) -> Result<Rendered, RenderError> {
+    render_traced(tree, fleet, app, cluster).map(|(rendered, _)| rendered)
+}
+
+/// [`render`], with every path of `tree` the rendering asked about (read, listed,
+/// looked up), which is what [`cache`] keys a rendering by.
+fn render_traced(
+    tree: &dyn FileTree,
+    fleet: &Fleet,
+    app: &App,
+    cluster: &Cluster,
+) -> Result<(Rendered, BTreeSet<RepoPath>), RenderError> {
     let what = format!("rendering apps/{} for {}", app.name, cluster.name);
     crate::contain::contained(&what, || render_here(tree, fleet, app, cluster))?
 }
 
-/// [`render`] on the calling thread.
+/// [`render_traced`] on the calling thread.
 fn render_here(
     tree: &dyn FileTree,
     fleet: &Fleet,
     app: &App,
     cluster: &Cluster,
-) -> Result<Rendered, RenderError> {
+) -> Result<(Rendered, BTreeSet<RepoPath>), RenderError> {
     let recording = RecordingTree::new(tree);
     let app_dir = RepoPath::new("apps")?.join(&app.name)?;
     // Symlinks may not lead out of the app: one app never reads another's files.
@@ -147,12 +159,13 @@ fn render_here(
     files_read.insert(RepoPath::new("fleet.yaml")?);
     files_read.insert(app_dir.join("app.yaml")?);
     files_read.insert(RepoPath::new("clusters")?.join(&format!("{}.yaml", cluster.name))?);
-    Ok(Rendered {
+    let rendered = Rendered {
         objects,
         content_hash,
         root: root.to_string(),
         files_read,
-    })
+    };
+    Ok((rendered, recording.paths_queried()))
 }
 
 /// Renders the app's own chart (app.yaml `helm`). Values: chart defaults < `valuesFiles`

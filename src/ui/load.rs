@@ -142,8 +142,10 @@ impl Loader {
             let (history, order) = history_order(&repo, head)?;
             let (tree, fleet) = g.fleet(head)?;
             let mut apps = Vec::new();
+            let renders =
+                crate::render::cache::RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
             for app in fleet.apps_in_dependency_order() {
-                let h = app_history(g, &repo, &history, (&tree, &fleet), &app.name)?;
+                let h = app_history(g, &repo, &history, (&tree, &fleet), &app.name, &renders)?;
                 let depends_on = app.depends_on.iter().map(|d| d.value.clone()).collect();
                 apps.push((app.name.clone(), app.rollout.clone(), depends_on, h));
             }

@@ -1,0 +1,525 @@
+//! Renderings kept by their inputs, so nothing is rendered twice for the same inputs:
+//! an agent's pass over an unchanged repository, and the planner's renders of every
+//! release, find what an earlier pass rendered instead of rendering again.
+//!
+//! Rendering is a pure function of what the tree answers when asked about a path
+//! (its bytes, its kind, a directory's names, where its symlinks lead) and of the
+//! fleet model's values (`fleet.yaml`'s settings, the app's `app.yaml`, the cluster's
+//! file), plus the `helm` binary for charts. The key of a rendering is made of exactly
+//! those, without reading any file's content:
+//!
+//! - **the model**: sha256 of the fleet's settings, the app and the cluster as loaded
+//!   (their whole `Debug` form: every field, whether or not today's renderer uses it,
+//!   so a field a later renderer reads cannot be forgotten here);
+//! - **the files**: the paths the previous rendering of this (app, cluster) asked about
+//!   in any way ([`crate::tree::RecordingTree::paths_queried`]), each with what it
+//!   resolves to at the commit now: its real path (symlinks followed), its kind and its
+//!   Git object id (a blob for a file, a tree for a directory, so a directory's listing
+//!   is covered), or that nothing is there;
+//! - **helm**: the path, size, modification time and inode of the `helm` binary a
+//!   chart would be rendered with.
+//!
+//! Why that is complete: the renderer sees the repository only through the tree it is
+//! given. Given the same model and helm, its first question about the tree is the same;
+//! if every path it asked last time answers the same now, each next question is the
+//! same too, and so is the result. A path it did not ask about cannot have changed its
+//! result, and a path it would ask only because an earlier answer changed is reached
+//! only through a path whose id changed, which changes the key. Object ids are the
+//! content (a blob id is the hash of the bytes, a tree id that of the names, modes and
+//! ids below it), so equal ids are equal answers.
+//!
+//! What is not cached: renderings from a tree without Git ids (a plain directory: its
+//! files could only be keyed by reading them), failed renderings (a failure may be
+//! transient, such as a template's time budget on a loaded machine), and any lookup
+//! whose key cannot be made (an unreadable object): those render as before.
+//!
+//! Memory is bounded: entries are weighed (a rendering's objects by the size of their
+//! JSON, a hash-only entry by its paths) and the least recently used are dropped past
+//! the budget. Planner lookups keep only the content hash and the files read (what
+//! release detection needs), never the objects, so rendering history does not grow the
+//! cache by the size of every release.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use git2::Oid;
+use prometheus_client::metrics::counter::Counter;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{RenderError, Rendered, render_traced};
+use crate::fleet::{App, Cluster, Fleet};
+use crate::tree::{FileTree, RawKind, RawTree, RepoPath, resolve_in};
+
+/// The budget the agent gives its cache: the JSON size of the renderings kept (their
+/// parsed form takes a few times that in memory).
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
+/// How many different sets of paths are remembered per (app, cluster): a release that
+/// adds or removes a file asks about other paths than its neighbours.
+const TRACES_PER_SLOT: usize = 8;
+
+/// What a lookup needs kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The content hash and files read only (the planner): [`Rendered::objects`] of
+    /// the result is empty.
+    Hash,
+    /// The objects too (the agent applies them).
+    Objects,
+}
+
+/// Hits and misses of a [`RenderCache`] so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lookups {
+    /// Renderings found.
+    pub hits: u64,
+    /// Renderings made (the lookups that could not be keyed included).
+    pub misses: u64,
+}
+
+/// Renderings by their inputs, shared by the clusters of one agent process. See the
+/// module documentation for the key.
+pub struct RenderCache {
+    max_bytes: usize,
+    state: Mutex<State>,
+    hits: Counter,
+    misses: Counter,
+}
+
+#[derive(Default)]
+struct State {
+    /// The path sets recent renderings of each (app, cluster) asked about, newest
+    /// first.
+    traces: HashMap<(String, String), Vec<Arc<BTreeSet<RepoPath>>>>,
+    entries: HashMap<[u8; 32], Entry>,
+    /// Entries by last use (a tick), oldest first.
+    by_use: BTreeMap<u64, [u8; 32]>,
+    tick: u64,
+    bytes: usize,
+    /// Renderings made, by app.
+    misses_by_app: HashMap<String, u64>,
+}
+
+struct Entry {
+    rendered: Arc<Rendered>,
+    /// Whether `rendered.objects` holds the objects ([`Keep::Objects`]).
+    objects: bool,
+    weight: usize,
+    used: u64,
+}
+
+impl RenderCache {
+    /// A cache keeping at most about `max_bytes` of renderings (0 keeps nothing: every
+    /// lookup renders).
+    pub fn new(max_bytes: usize) -> RenderCache {
+        RenderCache {
+            max_bytes,
+            state: Mutex::new(State::default()),
+            hits: Counter::default(),
+            misses: Counter::default(),
+        }
+    }
+
+    /// Counts hits and misses in `hits` and `misses` (the agent's metrics) instead of
+    /// counters of its own.
+    pub fn counting_into(mut self, hits: Counter, misses: Counter) -> RenderCache {
+        self.hits = hits;
+        self.misses = misses;
+        self
+    }
+
+    /// Hits and misses so far.
+    pub fn lookups(&self) -> Lookups {
+        Lookups {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+        }
+    }
+
+    /// How many times `app` was rendered by this cache (for any cluster): what a test
+    /// asserts to show which apps a change made the agent render.
+    pub fn misses_of(&self, app: &str) -> u64 {
+        self.lock().misses_by_app.get(app).copied().unwrap_or(0)
+    }
+
+    /// `app` rendered for `cluster` from `tree` (a tree whose ids are Git object ids),
+    /// from the cache when the same inputs were rendered before, otherwise rendered now
+    /// and kept. With [`Keep::Hash`], the result's objects are empty.
+    pub fn render<T>(
+        &self,
+        tree: &T,
+        fleet: &Fleet,
+        app: &App,
+        cluster: &Cluster,
+        keep: Keep,
+    ) -> Result<Arc<Rendered>, RenderError>
+    where
+        T: FileTree + RawTree<Id = Oid>,
+    {
+        let model = model_digest(fleet, app, cluster);
+        let slot = (app.name.clone(), cluster.name.clone());
+        if self.max_bytes > 0 {
+            let traces = self.lock().traces.get(&slot).cloned().unwrap_or_default();
+            for trace in traces {
+                let Some(key) = key_of(tree, &model, &trace) else {
+                    continue;
+                };
+                if let Some(found) = self.find(&key, keep) {
+                    self.hits.inc();
+                    return Ok(found);
+                }
+            }
+        }
+        self.misses.inc();
+        *self
+            .lock()
+            .misses_by_app
+            .entry(app.name.clone())
+            .or_default() += 1;
+        let (mut rendered, queried) = render_traced(tree, fleet, app, cluster)?;
+        if keep == Keep::Hash {
+            rendered.objects = Vec::new();
+        }
+        if self.max_bytes == 0 {
+            return Ok(Arc::new(rendered));
+        }
+        let trace = Arc::new(queried);
+        let Some(key) = key_of(tree, &model, &trace) else {
+            return Ok(Arc::new(rendered));
+        };
+        let objects = keep == Keep::Objects;
+        let paths: usize = rendered.files_read.iter().map(|p| p.as_str().len()).sum();
+        let mut weight = 256 + paths;
+        if objects {
+            weight += json_size(&rendered.objects);
+        }
+        let rendered = Arc::new(rendered);
+        self.insert(slot, trace, key, rendered.clone(), objects, weight);
+        Ok(rendered)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry under `key` if it holds what `keep` needs, marked as just used.
+    fn find(&self, key: &[u8; 32], keep: Keep) -> Option<Arc<Rendered>> {
+        let mut state = self.lock();
+        state.tick += 1;
+        let tick = state.tick;
+        let entry = state.entries.get_mut(key)?;
+        if keep == Keep::Objects && !entry.objects {
+            return None;
+        }
+        let old = std::mem::replace(&mut entry.used, tick);
+        let found = entry.rendered.clone();
+        state.by_use.remove(&old);
+        state.by_use.insert(tick, *key);
+        Some(found)
+    }
+
+    fn insert(
+        &self,
+        slot: (String, String),
+        trace: Arc<BTreeSet<RepoPath>>,
+        key: [u8; 32],
+        rendered: Arc<Rendered>,
+        objects: bool,
+        weight: usize,
+    ) {
+        if weight > self.max_bytes {
+            return;
+        }
+        let mut state = self.lock();
+        let traces = state.traces.entry(slot).or_default();
+        traces.retain(|t| **t != *trace);
+        traces.insert(0, trace);
+        traces.truncate(TRACES_PER_SLOT);
+        state.tick += 1;
+        let tick = state.tick;
+        if let Some(old) = state.entries.remove(&key) {
+            state.by_use.remove(&old.used);
+            state.bytes -= old.weight;
+        }
+        state.entries.insert(
+            key,
+            Entry {
+                rendered,
+                objects,
+                weight,
+                used: tick,
+            },
+        );
+        state.by_use.insert(tick, key);
+        state.bytes += weight;
+        while state.bytes > self.max_bytes {
+            let Some((_, oldest)) = state.by_use.pop_first() else {
+                break;
+            };
+            if let Some(e) = state.entries.remove(&oldest) {
+                state.bytes -= e.weight;
+            }
+        }
+    }
+}
+
+/// sha256 of everything of the model a rendering may use, and of the helm binary.
+fn model_digest(fleet: &Fleet, app: &App, cluster: &Cluster) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}\0{app:?}\0{cluster:?}\0", fleet.settings).as_bytes());
+    h.update(helm_identity().as_bytes());
+    h.finalize().into()
+}
+
+/// The helm binary a chart would be rendered with, as the file it is now: replacing
+/// it (an upgrade) changes the key.
+fn helm_identity() -> String {
+    use std::os::unix::fs::MetadataExt;
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let Some(path) = FOUND.get_or_init(super::helm::installed_helm) else {
+        return "no helm".into();
+    };
+    match path.metadata() {
+        Ok(m) => format!(
+            "{} {} {} {} {}",
+            path.display(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ino()
+        ),
+        Err(e) => format!("{}: {e}", path.display()),
+    }
+}
+
+/// The key of a rendering of this model that asks about `trace`, at `tree`; `None`
+/// when a path cannot be resolved for a reason that may not last (an I/O error).
+fn key_of<T>(tree: &T, model: &[u8; 32], trace: &BTreeSet<RepoPath>) -> Option<[u8; 32]>
+where
+    T: FileTree + RawTree<Id = Oid>,
+{
+    let mut h = Sha256::new();
+    h.update(model);
+    for path in trace {
+        h.update(path.as_str().as_bytes());
+        h.update([0]);
+        match resolve_in(tree, path) {
+            Ok(None) => h.update(b"-"),
+            Ok(Some(r)) => {
+                let kind = match &r.kind {
+                    RawKind::File => "f".to_string(),
+                    RawKind::Dir => "d".to_string(),
+                    RawKind::Symlink(t) => format!("l{t}"),
+                    RawKind::Special(what) => format!("s{what}"),
+                };
+                h.update(kind.as_bytes());
+                h.update([0]);
+                h.update(r.real.as_str().as_bytes());
+                h.update([0]);
+                h.update(r.id.as_bytes());
+            }
+            // Symlinks that loop or escape are refused the same way every time.
+            Err(crate::tree::TreeError::Io { .. }) => return None,
+            Err(e) => h.update(format!("!{e}").as_bytes()),
+        }
+        h.update([0]);
+    }
+    Some(h.finalize().into())
+}
+
+/// The length of the JSON of `objects`, without building it.
+fn json_size(objects: &[Value]) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, objects);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::GitTree;
+
+    const BASE: &[(&str, &str)] = &[
+        ("fleet.yaml", "stages: [prod]\nvalues: {tier: bronze}\n"),
+        ("clusters/prod.yaml", "name: prod\nstage: prod\n"),
+        (
+            "apps/web/app.yaml",
+            "namespace: web\ntargets:\n  stages: [prod]\n",
+        ),
+        (
+            "apps/web/base/kustomization.yaml",
+            "resources:\n- cm.yaml\n",
+        ),
+        (
+            "apps/web/base/cm.yaml.hbs",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  tier: '{{values.tier}}'\n",
+        ),
+        (
+            "apps/api/app.yaml",
+            "namespace: api\ntargets:\n  stages: [prod]\n",
+        ),
+        (
+            "apps/api/base/kustomization.yaml",
+            "resources:\n- cm.yaml\n",
+        ),
+        (
+            "apps/api/base/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api\n",
+        ),
+        ("README.md", "the fleet\n"),
+    ];
+
+    /// A repository with one commit of `BASE` changed by `changes` (`None`: removed).
+    fn commit(dir: &std::path::Path, changes: &[(&str, Option<&str>)]) -> GitTree {
+        let repo = git2::Repository::init_bare(dir).unwrap();
+        let mut files: std::collections::BTreeMap<&str, &str> = BASE.iter().copied().collect();
+        for (path, content) in changes {
+            match content {
+                Some(c) => files.insert(path, c),
+                None => files.remove(path),
+            };
+        }
+        let mut index = git2::Index::new().unwrap();
+        for (path, content) in &files {
+            let blob = repo.blob(content.as_bytes()).unwrap();
+            let entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: content.len() as u32,
+                id: blob,
+                flags: path.len() as u16,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            index.add(&entry).unwrap();
+        }
+        let tree = repo.find_tree(index.write_tree_to(&repo).unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let oid = repo.commit(None, &sig, &sig, "c", &tree, &[]).unwrap();
+        GitTree::open(dir, oid).unwrap()
+    }
+
+    /// The key of `app` on `prod` at `changes`, for the paths its rendering at `BASE`
+    /// asked about (what a lookup computes).
+    fn key(app: &str, changes: &[(&str, Option<&str>)]) -> [u8; 32] {
+        let base_dir = tempfile::tempdir().unwrap();
+        let base = commit(base_dir.path(), &[]);
+        let fleet = crate::fleet::load(&base).unwrap();
+        let (a, c) = (fleet.app(app).unwrap(), fleet.cluster("prod").unwrap());
+        let (_, trace) = render_traced(&base, &fleet, a, c).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tree = commit(dir.path(), changes);
+        let fleet = crate::fleet::load(&tree).unwrap();
+        let (a, c) = (fleet.app(app).unwrap(), fleet.cluster("prod").unwrap());
+        key_of(&tree, &model_digest(&fleet, a, c), &trace).unwrap()
+    }
+
+    #[test]
+    fn the_key_changes_with_every_input_and_not_with_other_files() {
+        let same = key("web", &[]);
+        assert_eq!(key("web", &[]), same, "the key is stable");
+        let changed = [
+            (
+                "apps/web/base/cm.yaml.hbs",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web2\n"),
+            ),
+            (
+                "apps/web/base/kustomization.yaml",
+                Some("resources:\n- cm.yaml\nnamePrefix: x-\n"),
+            ),
+            (
+                "clusters/prod.yaml",
+                Some("name: prod\nstage: prod\nvalues: {tier: gold}\n"),
+            ),
+            (
+                "apps/web/app.yaml",
+                Some("namespace: web2\ntargets:\n  stages: [prod]\n"),
+            ),
+            (
+                "fleet.yaml",
+                Some("stages: [prod]\nvalues: {tier: silver}\n"),
+            ),
+            // A new file where the rendering looks (a template beside the others).
+            ("apps/web/base/other.yaml.hbs", Some("x: 1\n")),
+        ];
+        for (path, content) in changed {
+            assert_ne!(key("web", &[(path, content)]), same, "a change to {path}");
+        }
+        for (path, content) in [
+            ("README.md", Some("changed\n")),
+            (
+                "apps/api/base/cm.yaml",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: api2\n"),
+            ),
+            ("approvals/web.yaml", Some("[]\n")),
+        ] {
+            assert_eq!(key("web", &[(path, content)]), same, "a change to {path}");
+        }
+    }
+
+    #[test]
+    fn a_second_lookup_finds_the_rendering_and_hash_only_entries_keep_no_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = commit(dir.path(), &[]);
+        let fleet = crate::fleet::load(&tree).unwrap();
+        let (a, c) = (fleet.app("web").unwrap(), fleet.cluster("prod").unwrap());
+        let cache = RenderCache::new(DEFAULT_MAX_BYTES);
+        let first = cache.render(&tree, &fleet, a, c, Keep::Hash).unwrap();
+        assert!(first.objects.is_empty());
+        let again = cache.render(&tree, &fleet, a, c, Keep::Hash).unwrap();
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 1 });
+        assert_eq!(again.content_hash, first.content_hash);
+        // The objects were not kept: the agent's lookup renders them once.
+        let full = cache.render(&tree, &fleet, a, c, Keep::Objects).unwrap();
+        let rendered = crate::render::render(&tree, &fleet, a, c).unwrap();
+        assert_eq!(*full, rendered);
+        let full_again = cache.render(&tree, &fleet, a, c, Keep::Objects).unwrap();
+        assert_eq!(*full_again, rendered);
+        assert_eq!(cache.lookups(), Lookups { hits: 2, misses: 2 });
+        assert_eq!((cache.misses_of("web"), cache.misses_of("api")), (2, 0));
+    }
+
+    #[test]
+    fn past_its_budget_the_least_recently_used_rendering_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = commit(dir.path(), &[]);
+        let fleet = crate::fleet::load(&tree).unwrap();
+        let c = fleet.cluster("prod").unwrap();
+        let (web, api) = (fleet.app("web").unwrap(), fleet.app("api").unwrap());
+        // Room for about one rendering.
+        let cache = RenderCache::new(900);
+        cache.render(&tree, &fleet, web, c, Keep::Objects).unwrap();
+        cache.render(&tree, &fleet, api, c, Keep::Objects).unwrap();
+        cache.render(&tree, &fleet, api, c, Keep::Objects).unwrap();
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 2 });
+        cache.render(&tree, &fleet, web, c, Keep::Objects).unwrap();
+        assert_eq!(
+            cache.lookups(),
+            Lookups { hits: 1, misses: 3 },
+            "web was dropped"
+        );
+        assert!(cache.lock().bytes <= 900);
+        // No budget, no entries.
+        let none = RenderCache::new(0);
+        none.render(&tree, &fleet, web, c, Keep::Objects).unwrap();
+        none.render(&tree, &fleet, web, c, Keep::Objects).unwrap();
+        assert_eq!(none.lookups(), Lookups { hits: 0, misses: 2 });
+    }
+}

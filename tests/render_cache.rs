@@ -1,0 +1,190 @@
+//! Renderings found by their inputs: an agent's pass over an unchanged repository renders
+//! nothing, a change to one app renders that app only, and what is applied is the same
+//! as without the cache.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::git::{commit_files, work_repo};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rollwave::agent::rollout::ClusterAgent;
+use rollwave::apply::Reconciler;
+use rollwave::apply::retry::RetryPolicy;
+use rollwave::render::cache::{DEFAULT_MAX_BYTES, RenderCache};
+use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
+use rollwave::status::Phase;
+use rollwave::status::refs::read_statuses;
+
+fn deployment(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: {name}, image: '{image}'}}]}}\n"
+    )
+}
+
+fn files() -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "fleet.yaml".to_string(),
+            "stages: [prod]\nrollout:\n  batches: [1]\n  bake: 0s\n  progressDeadline: 1m\n"
+                .to_string(),
+        ),
+        (
+            "clusters/cached.yaml".into(),
+            "name: cached\nstage: prod\n".into(),
+        ),
+        (
+            "clusters/uncached.yaml".into(),
+            "name: uncached\nstage: prod\n".into(),
+        ),
+    ];
+    for app in ["web", "api"] {
+        files.push((
+            format!("apps/{app}/app.yaml"),
+            format!("namespace: {app}\ntargets:\n  stages: [prod]\n"),
+        ));
+        files.push((
+            format!("apps/{app}/base/kustomization.yaml"),
+            "resources:\n- deployment.yaml\n".into(),
+        ));
+        files.push((
+            format!("apps/{app}/base/deployment.yaml"),
+            deployment(app, "nginx:1"),
+        ));
+    }
+    files
+}
+
+async fn agent(name: &str, renders: Arc<RenderCache>) -> (SimCluster, ClusterAgent, kube::Client) {
+    let mut o = SimOptions::named(name);
+    o.ready_after = Duration::from_millis(100);
+    o.tick = Duration::from_millis(50);
+    let sim = SimCluster::start(o).await.unwrap();
+    let kc = Kubeconfig::from_yaml(&kubeconfig(&[(name.to_string(), sim.base_url())])).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let r = Reconciler::new(client.clone(), "rollwave-system").with_retry(RetryPolicy {
+        attempts: 5,
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(100),
+        ..RetryPolicy::default()
+    });
+    let agent = ClusterAgent::new(name, r, Duration::from_secs(60)).with_renders(renders);
+    (sim, agent, client)
+}
+
+/// (release, phase, hash) of `app` on `cluster` from the status refs.
+fn status(repo: &Path, cluster: &str, app: &str) -> Option<(String, Phase, String)> {
+    let (statuses, _) = read_statuses(&git2::Repository::open(repo).unwrap());
+    statuses
+        .get(cluster)
+        .and_then(|s| s.apps.get(app))
+        .map(|a| (a.release.clone(), a.phase, a.hash.clone()))
+}
+
+/// Passes of both agents until each app is Healthy at its release on both clusters.
+async fn settle(repo: &Path, agents: &mut [&mut ClusterAgent], releases: &[(&str, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = repo.to_str().unwrap().to_string();
+    loop {
+        for a in agents.iter_mut() {
+            a.pass(&path, "main", SystemTime::now()).await.unwrap();
+        }
+        let settled = ["cached", "uncached"].iter().all(|c| {
+            releases.iter().all(|(app, release)| {
+                status(repo, c, app).is_some_and(|(r, p, _)| r == *release && p == Phase::Healthy)
+            })
+        });
+        if settled {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {releases:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn live_spec(client: &kube::Client, app: &str) -> serde_json::Value {
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), app);
+    let d = api.get(app).await.unwrap();
+    serde_json::to_value(d.spec).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_repository_renders_nothing_and_a_change_renders_only_its_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let owned = files();
+    let files: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let v1 = work_repo(&repo, &files);
+    let renders = Arc::new(RenderCache::new(DEFAULT_MAX_BYTES));
+    let (sim_c, mut cached, client_c) = agent("cached", renders.clone()).await;
+    // The same fleet rendered every time, for comparison.
+    let (sim_u, mut uncached, client_u) = agent("uncached", Arc::new(RenderCache::new(0))).await;
+    let both_v1 = [("web", v1.as_str()), ("api", v1.as_str())];
+    settle(&repo, &mut [&mut cached, &mut uncached], &both_v1).await;
+
+    // Passes over the unchanged repository render nothing.
+    let before = renders.lookups();
+    for _ in 0..3 {
+        cached
+            .pass(repo.to_str().unwrap(), "main", SystemTime::now())
+            .await
+            .unwrap();
+    }
+    let after = renders.lookups();
+    assert_eq!(
+        after.misses, before.misses,
+        "an unchanged repository was rendered again"
+    );
+    assert!(after.hits >= before.hits + 3 * 2, "{before:?} -> {after:?}");
+
+    // A change to web renders web only.
+    let (web_before, api_before) = (renders.misses_of("web"), renders.misses_of("api"));
+    let v2 = commit_files(
+        &repo,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:2"),
+        )],
+        "web: nginx 2",
+    );
+    let web_v2 = [("web", v2.as_str()), ("api", v1.as_str())];
+    settle(&repo, &mut [&mut cached, &mut uncached], &web_v2).await;
+    assert!(
+        renders.misses_of("web") > web_before,
+        "web was not rendered again"
+    );
+    assert_eq!(
+        renders.misses_of("api"),
+        api_before,
+        "api was rendered again"
+    );
+
+    // What is applied is what rendering every time applies.
+    for app in ["web", "api"] {
+        let (rc, _, hc) = status(&repo, "cached", app).unwrap();
+        let (ru, _, hu) = status(&repo, "uncached", app).unwrap();
+        assert_eq!((rc, hc), (ru, hu), "{app}: the statuses differ");
+        assert_eq!(
+            live_spec(&client_c, app).await,
+            live_spec(&client_u, app).await,
+            "{app}: the live Deployments differ"
+        );
+    }
+    let image =
+        live_spec(&client_c, "web").await["template"]["spec"]["containers"][0]["image"].clone();
+    assert_eq!(image, "nginx:2");
+    sim_c.shutdown().await;
+    sim_u.shutdown().await;
+}
