@@ -123,8 +123,8 @@ async function check(shots) {
     page.on("pageerror", (e) => consoleErrors.push(String(e)));
     const out = {};
     await page.goto(srv.url + "#app=app-00", { waitUntil: "load" });
-    await page.waitForSelector("body[data-version='1'] [data-wave]", { timeout: 10000 });
-    await page.waitForSelector("#live[data-live=live]", { timeout: 10000 });
+    await page.waitForSelector("body[data-version='1'] [data-wave]", { timeout: 30000 });
+    await page.waitForSelector("#live[data-live=live]", { timeout: 30000 });
     out.loaded = await waves(page);
 
     // Expand the first compact wave from the keyboard, then filter.
@@ -138,7 +138,7 @@ async function check(shots) {
     // A shared link opens with the same filters and the same wave expanded.
     const shared = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await shared.goto(srv.url + out.labelHealthy.hash, { waitUntil: "load" });
-    await shared.waitForSelector("body[data-version='1'] [data-wave]", { timeout: 10000 });
+    await shared.waitForSelector("body[data-version='1'] [data-wave]", { timeout: 30000 });
     out.shared = {
       waves: await waves(shared),
       status: await filterStatus(shared),
@@ -167,7 +167,7 @@ async function check(shots) {
       }).observe(document.getElementById("app"), { childList: true, subtree: true });
     });
     srv.publish(2);
-    await page.waitForSelector("body[data-version='2']", { timeout: 5000 });
+    await page.waitForSelector("body[data-version='2']", { timeout: 30000 });
     out.update = await page.evaluate(() => {
       const nodes = [...document.querySelectorAll("#app [data-cluster], #app [data-square]")];
       return {
@@ -181,7 +181,7 @@ async function check(shots) {
     // Filters stay as the views change under them.
     await page.fill("#filter-label", "region=sh");
     srv.publish(1);
-    await page.waitForSelector("body[data-version='1']", { timeout: 5000 });
+    await page.waitForSelector("body[data-version='1']", { timeout: 30000 });
     out.filteredUpdate = {
       waves: await waves(page),
       status: await filterStatus(page),
@@ -213,7 +213,7 @@ async function measure(runs) {
       await page.addInitScript(recordRenders);
       await page.goto(srv.url + "#app=app-00", { waitUntil: "load" });
       await page.waitForFunction(() => window.__renders["1"] && window.__renders["1"].painted, null, { timeout: 30000 });
-      await page.waitForSelector("#live[data-live=live]", { timeout: 10000 });
+      await page.waitForSelector("#live[data-live=live]", { timeout: 30000 });
       const sent = srv.publish(2);
       await page.waitForFunction(() => window.__renders["2"] && window.__renders["2"].painted, null, { timeout: 30000 });
       const r = await page.evaluate(() => ({
