@@ -440,9 +440,15 @@ pub const PATCH_DIRECTIVE: &str = "$patch";
 /// the object wrote the list in flow style, kustomize turns it into an empty string).
 pub const UNSPELLED_ITEM: &str = "\u{0}rollwave: a list item written as nothing";
 
-/// A null, or a list item written as nothing ([`UNSPELLED_ITEM`]).
+/// Stands, during a strategic merge, for a null the patched object's file wrote as
+/// nothing (the renderer marks those before merging: kustomize drops such a value
+/// where a patch merges into it).
+pub const UNSPELLED_NULL: &str = "\u{0}rollwave: a null written as nothing";
+
+/// A null, spelled or written as nothing on either side ([`UNSPELLED_ITEM`],
+/// [`UNSPELLED_NULL`]).
 fn no_value(v: &Value) -> bool {
-    v.is_null() || v.as_str() == Some(UNSPELLED_ITEM)
+    v.is_null() || matches!(v.as_str(), Some(UNSPELLED_ITEM | UNSPELLED_NULL))
 }
 
 /// Removes `$patch` directives from content that is inserted rather than merged:

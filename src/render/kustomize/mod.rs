@@ -16,6 +16,7 @@ mod fields;
 mod generator;
 mod helm_charts;
 mod jsonpatch;
+mod keep_chomp;
 mod kustomization;
 mod nameref;
 mod openapi;
@@ -1120,6 +1121,7 @@ fn load_resources(loader: &Loader<'_>, path: &RepoPath) -> Result<Vec<Resource>,
 
 /// The objects of a YAML stream (`List` kinds unpacked); `origin` names it in errors.
 fn resources_from_text(origin: &str, text: &str) -> Result<Vec<Resource>, KustomizeError> {
+    let text = &*keep_chomp::as_kustomize_reads(text);
     let docs = crate::yaml::parse_manifests(origin, text)?;
     // A value written as nothing is a key followed by a line break, a comment, the end
     // of the text or the end of a flow entry; most files have none.

@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use super::KustomizeError;
 use super::resource::{Gvk, ResId, Resource};
 use super::selector::CompiledSelector;
-use crate::schema::{MergeOutcome, UNSPELLED_ITEM, merges_by_key, strategic_merge_with};
+use crate::schema::{
+    MergeOutcome, UNSPELLED_ITEM, UNSPELLED_NULL, merges_by_key, strategic_merge_with,
+};
 
 /// A parsed patch, ready to apply.
 pub enum Patch {
@@ -353,9 +355,6 @@ fn merge_into(
     }
     Ok(true)
 }
-
-/// Stands, during a strategic merge, for a null the object's file wrote as nothing.
-const UNSPELLED_NULL: &str = "\u{0}rollwave: a null written as nothing";
 
 /// Replaces each null at `pointers` (still a null) with [`UNSPELLED_NULL`].
 fn mark_unspelled_nulls(obj: &mut Value, pointers: &[String]) {
