@@ -404,6 +404,8 @@ fn build_here(
     let mut res = sort::sort(res, top.sort.as_ref(), &top.file)?;
     let wants = |o: &str| top.build_metadata.iter().any(|b| b == o);
     for r in res.iter_mut() {
+        // kustomize writes each object out before printing it.
+        r.settle_flow_nulls();
         stringify_annotations(r);
         if wants("managedByLabel") {
             let mut labels = r.meta_map("labels");
@@ -996,7 +998,7 @@ fn stringify_annotations(r: &mut Resource) {
     }
 }
 
-/// Removes `metadata.annotations` when it is null or empty. kustomize keeps its
+/// Removes `metadata.annotations` when it is null, empty or an empty text. kustomize keeps its
 /// bookkeeping in annotations and deletes the map once the last of them is gone, so
 /// an object's own `annotations: {}` or `annotations:` never reaches the output;
 /// every other empty or null field (`labels: {}`, `labels:`, `data: {}`, template
@@ -1005,7 +1007,9 @@ fn drop_empty_annotations(r: &mut Resource) {
     if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
         && meta
             .get("annotations")
-            .is_some_and(|a| a.is_null() || a.as_object().is_some_and(|m| m.is_empty()))
+            .is_some_and(|a| {
+                a.is_null() || a.as_str() == Some("") || a.as_object().is_some_and(Map::is_empty)
+            })
     {
         meta.remove("annotations");
     }

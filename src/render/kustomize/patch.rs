@@ -490,10 +490,13 @@ pub fn apply_patch(
         (Patch::Json(ops), Some(sel)) => {
             for r in res.iter_mut().filter(|r| sel.matches(r)) {
                 let before_name = r.name().to_string();
-                let mut obj = Value::Object(std::mem::take(&mut r.obj));
-                // kustomize applies a JSON patch to the object as JSON and reads the
-                // result back: nothing stays in flow style.
+                // kustomize writes the object out and applies a JSON patch to it as
+                // JSON: nulls written as nothing in flow style are empty strings by
+                // then, every other null is spelled, and nothing stays in flow style.
+                r.settle_flow_nulls();
+                r.unspelled_nulls.clear();
                 r.flow_collections.clear();
+                let mut obj = Value::Object(std::mem::take(&mut r.obj));
                 super::jsonpatch::apply(&mut obj, ops)
                     .map_err(|e| src.err(format!("{}: {e}", r.cur_id())))?;
                 let Value::Object(m) = obj else {

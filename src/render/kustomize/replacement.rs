@@ -16,6 +16,7 @@ use crate::labels::LabelSelector;
 
 use super::kustomization::null_as_default;
 use super::resource::{Gvk, ResId, Resource};
+use crate::schema::UNSPELLED_NULL;
 
 /// One replacement.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -496,14 +497,55 @@ fn set_field(
     if target_is_scalar && !created_collection {
         // kustomize copies only the text into a scalar and keeps the target's tag.
         let text = scalar_text(&v);
-        *target = match target {
-            Value::String(_) if !created => Value::String(text),
-            _ => plain_scalar(&text),
+        *target = if created {
+            plain_scalar(&text)
+        } else {
+            text_as_type_of(target, &text)?
         };
     } else {
         *target = v;
     }
     Ok(())
+}
+
+/// `text` read as a value of the type `target` holds, as kustomize reads the object
+/// back after copying only the text into a scalar: a text of another type is an error
+/// (kustomize's is "cannot decode !!str `x` as a !!null"). An empty text in a null (a
+/// map or list copied into it) is a null written as nothing, returned as
+/// [`UNSPELLED_NULL`] for [`Resource::record_unspelled`].
+fn text_as_type_of(target: &Value, text: &str) -> Result<Value, String> {
+    let read = plain_scalar(text);
+    let fits = match (target, &read) {
+        (Value::String(_), _) => return Ok(Value::String(text.to_string())),
+        (Value::Null, Value::Null) if text.is_empty() => {
+            return Ok(Value::String(UNSPELLED_NULL.into()));
+        }
+        (Value::Number(n), Value::Number(r)) => n.is_f64() || !r.is_f64(),
+        (t, r) => std::mem::discriminant(t) == std::mem::discriminant(r),
+    };
+    if fits {
+        return Ok(read);
+    }
+    let type_of = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a floating-point number",
+        Value::Number(_) => "an integer",
+        _ => "a string",
+    };
+    let shown = if text.is_empty() {
+        "the map or list".to_string()
+    } else {
+        format!("`{text}`")
+    };
+    Err(format!(
+        "the target holds {}, and kustomize keeps a target's type when it copies a value \
+         in: {shown} ({}) cannot be read as {}; give the target a value of the \
+         source's type (quoted, for a string), or remove it and set `options.create`",
+        type_of(target),
+        if text.is_empty() { "no text" } else { type_of(&read) },
+        type_of(target),
+    ))
 }
 
 fn ids_of(r: &Resource) -> Vec<ResId> {
@@ -719,6 +761,7 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
             }
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             let mut result = Ok(());
+            let mut unspelled = false;
             for (raw, path) in t
                 .field_paths
                 .iter()
@@ -726,8 +769,14 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
                 .chain(t.field_paths.is_empty().then_some("metadata.name"))
                 .zip(&paths)
             {
+                let mut set_error = None;
                 let mut set = |node: &mut Value, created: bool| {
-                    set_field(t.options.as_ref(), node, created, &value)
+                    set_field(t.options.as_ref(), node, created, &value).map_err(|e| {
+                        set_error = Some(e);
+                        String::new()
+                    })?;
+                    unspelled |= node.as_str() == Some(UNSPELLED_NULL);
+                    Ok(())
                 };
                 // kustomize reads `annotations: null` as no annotations (it rewrites
                 // them on reading), so a null there does not stop the walk.
@@ -750,6 +799,10 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
                         });
                     }
                     Ok(_) => {}
+                    Err(_) if set_error.is_some() => {
+                        let e = set_error.take().unwrap_or_default();
+                        result = Err(format!("field \"{raw}\": {e}"));
+                    }
                     Err(e) => {
                         result = Err(format!(
                             "unable to find field \"{raw}\" in replacement target: {e}"
@@ -765,6 +818,9 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
                 _ => Map::new(),
             };
             result.map_err(|e| format!("{}: {e}", r.cur_id()))?;
+            if unspelled {
+                r.record_unspelled(UNSPELLED_NULL);
+            }
         }
     }
     Ok(())
@@ -786,6 +842,30 @@ mod tests {
         );
         // A lone bracketed index stays bracketed (and is refused as a list selector).
         assert_eq!(split_field_path("a.[0].b"), vec!["a", "[0]", "b"]);
+    }
+
+    #[test]
+    fn a_scalar_target_keeps_its_type_and_refuses_text_of_another() {
+        use serde_json::json;
+        assert_eq!(text_as_type_of(&json!("80"), "8080"), Ok(json!("8080")));
+        assert_eq!(text_as_type_of(&json!(80), "8080"), Ok(json!(8080)));
+        assert_eq!(text_as_type_of(&json!(1.5), "3"), Ok(json!(3)));
+        assert_eq!(text_as_type_of(&json!(true), "false"), Ok(json!(false)));
+        assert_eq!(text_as_type_of(&Value::Null, "~"), Ok(Value::Null));
+        // A map or list copied into a null leaves a null written as nothing.
+        assert_eq!(
+            text_as_type_of(&Value::Null, ""),
+            Ok(Value::String(UNSPELLED_NULL.into()))
+        );
+        for (target, text) in [
+            (Value::Null, "busybox:1.36"),
+            (json!(80), "1.5"),
+            (json!(80), ""),
+            (json!(true), "yes"),
+        ] {
+            let e = text_as_type_of(&target, text).unwrap_err();
+            assert!(e.contains("kustomize keeps a target's type"), "{e}");
+        }
     }
 
     fn config_map(name: &str, ns: &str, team: &str) -> Resource {

@@ -260,6 +260,86 @@ impl Resource {
             .insert("namespace".into(), Value::String(ns.into()));
     }
 
+    /// What kustomize's YAML write and read-back does to the object's nulls written as
+    /// nothing (`key:`): inside a map or list written in flow style such a null goes
+    /// out as `''` and comes back as an empty string; elsewhere it stays a null.
+    /// kustomize writes every object out once at the end of a build and before a JSON
+    /// patch, so this runs there (a strategic merge in between may drop them first).
+    pub fn settle_flow_nulls(&mut self) {
+        if self.flow_collections.is_empty() {
+            return;
+        }
+        let in_flow = |parent: &str| {
+            self.flow_collections.iter().any(|f| {
+                parent == f
+                    || (parent.len() > f.len()
+                        && parent.starts_with(f.as_str())
+                        && parent.as_bytes()[f.len()] == b'/')
+            })
+        };
+        let settled: Vec<String> = self
+            .unspelled_nulls
+            .iter()
+            .filter(|p| in_flow(p.rsplit_once('/').map_or("", |(parent, _)| parent)))
+            .cloned()
+            .collect();
+        let mut obj = Value::Object(std::mem::take(&mut self.obj));
+        for p in &settled {
+            if let Some(v) = obj.pointer_mut(p)
+                && v.is_null()
+            {
+                *v = Value::String(String::new());
+            }
+        }
+        self.obj = match obj {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        self.unspelled_nulls.retain(|p| !settled.contains(p));
+    }
+
+    /// Records, as nulls written as nothing, the values of the object that are
+    /// `marker`, and makes them nulls: a transformer that writes an empty text into a
+    /// null (a replacement) leaves what kustomize would have read from `key:`.
+    pub fn record_unspelled(&mut self, marker: &str) {
+        fn walk(v: &mut Value, path: &mut String, marker: &str, found: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, item) in m.iter_mut() {
+                        let len = path.len();
+                        path.push('/');
+                        path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                        walk(item, path, marker, found);
+                        path.truncate(len);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        let len = path.len();
+                        path.push_str(&format!("/{i}"));
+                        walk(item, path, marker, found);
+                        path.truncate(len);
+                    }
+                }
+                Value::String(s) if s == marker => {
+                    *v = Value::Null;
+                    found.push(path.clone());
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for (k, item) in self.obj.iter_mut() {
+            let mut path = format!("/{}", k.replace('~', "~0").replace('/', "~1"));
+            walk(item, &mut path, marker, &mut found);
+        }
+        for p in found {
+            if !self.unspelled_nulls.contains(&p) {
+                self.unspelled_nulls.push(p);
+            }
+        }
+    }
+
     /// A string map under metadata (labels or annotations).
     pub fn meta_map(&self, key: &str) -> Map<String, Value> {
         self.obj
@@ -367,4 +447,60 @@ pub fn legacy_order_by(a: &ResId, b: &ResId, rank: &dyn Fn(&str) -> i64) -> std:
         return gvk_order_key(&a.gvk).cmp(&gvk_order_key(&b.gvk));
     }
     id_sort_key(a).cmp(&id_sort_key(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resource(obj: Value, nulls: &[&str], flow: &[&str]) -> Resource {
+        let mut r = Resource::new(obj.as_object().unwrap().clone(), "test");
+        r.unspelled_nulls = nulls.iter().map(|p| p.to_string()).collect();
+        r.flow_collections = flow.iter().map(|p| p.to_string()).collect();
+        r
+    }
+
+    #[test]
+    fn only_nulls_written_as_nothing_inside_flow_collections_become_empty_strings() {
+        let mut r = resource(
+            json!({"spec": {"flow": {"a": null, "b": null, "deep": [{"c": null}]},
+                            "block": {"d": null}, "e": "set since"}}),
+            &["/spec/flow/a", "/spec/flow/deep/0/c", "/spec/block/d", "/spec/e"],
+            &["/spec/flow"],
+        );
+        r.settle_flow_nulls();
+        assert_eq!(
+            Value::Object(r.obj.clone()),
+            json!({"spec": {"flow": {"a": "", "b": null, "deep": [{"c": ""}]},
+                            "block": {"d": null}, "e": "set since"}})
+        );
+        // The block null is still written as nothing for a later strategic merge.
+        assert_eq!(r.unspelled_nulls, vec!["/spec/block/d", "/spec/e"]);
+        // A whole object in flow style.
+        let mut r = resource(json!({"spec": {"a": null}}), &["/spec/a"], &[""]);
+        r.settle_flow_nulls();
+        assert_eq!(r.obj["spec"]["a"], json!(""));
+        // A flow map whose name only starts like another's.
+        let mut r = resource(json!({"ab": {"c": null}}), &["/ab/c"], &["/a"]);
+        r.settle_flow_nulls();
+        assert_eq!(r.obj["ab"]["c"], Value::Null);
+    }
+
+    #[test]
+    fn marked_values_become_nulls_written_as_nothing() {
+        let mut r = resource(
+            json!({"spec": {"a/b": "M", "list": ["x", "M"], "keep": "m"}}),
+            &["/spec/list/1"],
+            &[],
+        );
+        r.record_unspelled("M");
+        assert_eq!(
+            Value::Object(r.obj.clone()),
+            json!({"spec": {"a/b": null, "list": ["x", null], "keep": "m"}})
+        );
+        let mut nulls = r.unspelled_nulls.clone();
+        nulls.sort();
+        assert_eq!(nulls, vec!["/spec/a~1b", "/spec/list/1"]);
+    }
 }
