@@ -285,14 +285,29 @@ pub const REPLICAS: &[FieldSpec] = &[
     fs("", "", "StatefulSet", "spec/replicas", true),
 ];
 
-/// Image fields kustomize rewrites by field spec (after its walk over every container).
-pub const IMAGE_PATHS: &[&str] = &[
-    "spec/containers[]/image",
-    "spec/initContainers[]/image",
-    "spec/template/spec/containers[]/image",
-    "spec/template/spec/initContainers[]/image",
-    "spec/volumes[]/image/reference",
-    "spec/template/spec/volumes[]/image/reference",
+/// The field specs of the kustomization's `images:` (kustomize rewrites them after its
+/// walk over every container). The container lists are `create: true`: a null list
+/// the path passes through is written back as an empty list. A built-in
+/// `ImageTagTransformer` configuration uses only its own `fieldSpecs`.
+pub const IMAGE_SPECS: &[FieldSpec] = &[
+    fs("", "", "", "spec/containers[]/image", true),
+    fs("", "", "", "spec/initContainers[]/image", true),
+    fs("", "", "", "spec/template/spec/containers[]/image", true),
+    fs(
+        "",
+        "",
+        "",
+        "spec/template/spec/initContainers[]/image",
+        true,
+    ),
+    fs("", "", "", "spec/volumes[]/image/reference", false),
+    fs(
+        "",
+        "",
+        "",
+        "spec/template/spec/volumes[]/image/reference",
+        false,
+    ),
 ];
 
 /// Calls `f` on every value at `path` in `obj`, walking into each element of lists met on

@@ -1005,11 +1005,9 @@ fn stringify_annotations(r: &mut Resource) {
 /// annotations) is printed as written.
 fn drop_empty_annotations(r: &mut Resource) {
     if let Some(Value::Object(meta)) = r.obj.get_mut("metadata")
-        && meta
-            .get("annotations")
-            .is_some_and(|a| {
-                a.is_null() || a.as_str() == Some("") || a.as_object().is_some_and(Map::is_empty)
-            })
+        && meta.get("annotations").is_some_and(|a| {
+            a.is_null() || a.as_str() == Some("") || a.as_object().is_some_and(Map::is_empty)
+        })
     {
         meta.remove("annotations");
     }
@@ -1320,8 +1318,13 @@ fn run_transformers(
         transform::set_replicas(acc, std::slice::from_ref(rep), &dir_s, &tc.replicas)?;
         note(acc, "ReplicaCountTransformer");
     }
+    let image_specs: Vec<fields::FieldSpec> = fields::IMAGE_SPECS
+        .iter()
+        .chain(&tc.images)
+        .cloned()
+        .collect();
     for img in k.images.iter().chain(&k.image_tags) {
-        transform::set_images(acc, std::slice::from_ref(img), &tc.images);
+        transform::set_images(acc, std::slice::from_ref(img), &image_specs);
         note(acc, "ImageTagTransformer");
     }
     if !k.replacements.is_empty() {

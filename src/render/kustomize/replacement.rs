@@ -508,11 +508,16 @@ fn set_field(
     Ok(())
 }
 
+/// Stands, in a replacement's target, for a null the replacement spelled (`~`, `null`):
+/// [`Resource::record_null_spellings`] makes it a null that a strategic merge keeps.
+const SPELLED_NULL: &str = "\u{0}rollwave: a null a replacement spelled";
+
 /// `text` read as a value of the type `target` holds, as kustomize reads the object
 /// back after copying only the text into a scalar: a text of another type is an error
 /// (kustomize's is "cannot decode !!str `x` as a !!null"). An empty text in a null (a
 /// map or list copied into it) is a null written as nothing, returned as
-/// [`UNSPELLED_NULL`] for [`Resource::record_unspelled`].
+/// [`UNSPELLED_NULL`], and a spelled null as [`SPELLED_NULL`], for
+/// [`Resource::record_null_spellings`].
 fn text_as_type_of(target: &Value, text: &str) -> Result<Value, String> {
     let read = plain_scalar(text);
     let fits = match (target, &read) {
@@ -520,6 +525,7 @@ fn text_as_type_of(target: &Value, text: &str) -> Result<Value, String> {
         (Value::Null, Value::Null) if text.is_empty() => {
             return Ok(Value::String(UNSPELLED_NULL.into()));
         }
+        (Value::Null, Value::Null) => return Ok(Value::String(SPELLED_NULL.into())),
         (Value::Number(n), Value::Number(r)) => n.is_f64() || !r.is_f64(),
         (t, r) => std::mem::discriminant(t) == std::mem::discriminant(r),
     };
@@ -543,7 +549,11 @@ fn text_as_type_of(target: &Value, text: &str) -> Result<Value, String> {
          in: {shown} ({}) cannot be read as {}; give the target a value of the \
          source's type (quoted, for a string), or remove it and set `options.create`",
         type_of(target),
-        if text.is_empty() { "no text" } else { type_of(&read) },
+        if text.is_empty() {
+            "no text"
+        } else {
+            type_of(&read)
+        },
         type_of(target),
     ))
 }
@@ -775,7 +785,7 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
                         set_error = Some(e);
                         String::new()
                     })?;
-                    unspelled |= node.as_str() == Some(UNSPELLED_NULL);
+                    unspelled |= matches!(node.as_str(), Some(UNSPELLED_NULL | SPELLED_NULL));
                     Ok(())
                 };
                 // kustomize reads `annotations: null` as no annotations (it rewrites
@@ -819,7 +829,7 @@ fn apply_one(res: &mut [Resource], r: &Replacement) -> Result<(), String> {
             };
             result.map_err(|e| format!("{}: {e}", r.cur_id()))?;
             if unspelled {
-                r.record_unspelled(UNSPELLED_NULL);
+                r.record_null_spellings(UNSPELLED_NULL, SPELLED_NULL);
             }
         }
     }
@@ -851,7 +861,10 @@ mod tests {
         assert_eq!(text_as_type_of(&json!(80), "8080"), Ok(json!(8080)));
         assert_eq!(text_as_type_of(&json!(1.5), "3"), Ok(json!(3)));
         assert_eq!(text_as_type_of(&json!(true), "false"), Ok(json!(false)));
-        assert_eq!(text_as_type_of(&Value::Null, "~"), Ok(Value::Null));
+        assert_eq!(
+            text_as_type_of(&Value::Null, "~"),
+            Ok(Value::String(SPELLED_NULL.into()))
+        );
         // A map or list copied into a null leaves a null written as nothing.
         assert_eq!(
             text_as_type_of(&Value::Null, ""),

@@ -298,18 +298,24 @@ impl Resource {
         self.unspelled_nulls.retain(|p| !settled.contains(p));
     }
 
-    /// Records, as nulls written as nothing, the values of the object that are
-    /// `marker`, and makes them nulls: a transformer that writes an empty text into a
-    /// null (a replacement) leaves what kustomize would have read from `key:`.
-    pub fn record_unspelled(&mut self, marker: &str) {
-        fn walk(v: &mut Value, path: &mut String, marker: &str, found: &mut Vec<String>) {
+    /// Makes the object's values that are `unspelled` or `spelled` nulls, recording
+    /// the first as nulls written as nothing and the second as spelled: a transformer
+    /// that writes an empty text into a null (a replacement) leaves what kustomize
+    /// would have read from `key:`, one that writes `~` what it reads from `~`.
+    pub fn record_null_spellings(&mut self, unspelled: &str, spelled: &str) {
+        fn walk(
+            v: &mut Value,
+            path: &mut String,
+            marks: [&str; 2],
+            found: &mut Vec<(String, bool)>,
+        ) {
             match v {
                 Value::Object(m) => {
                     for (k, item) in m.iter_mut() {
                         let len = path.len();
                         path.push('/');
                         path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                        walk(item, path, marker, found);
+                        walk(item, path, marks, found);
                         path.truncate(len);
                     }
                 }
@@ -317,13 +323,13 @@ impl Resource {
                     for (i, item) in items.iter_mut().enumerate() {
                         let len = path.len();
                         path.push_str(&format!("/{i}"));
-                        walk(item, path, marker, found);
+                        walk(item, path, marks, found);
                         path.truncate(len);
                     }
                 }
-                Value::String(s) if s == marker => {
+                Value::String(s) if marks.contains(&s.as_str()) => {
+                    found.push((path.clone(), s == marks[0]));
                     *v = Value::Null;
-                    found.push(path.clone());
                 }
                 _ => {}
             }
@@ -331,11 +337,14 @@ impl Resource {
         let mut found = Vec::new();
         for (k, item) in self.obj.iter_mut() {
             let mut path = format!("/{}", k.replace('~', "~0").replace('/', "~1"));
-            walk(item, &mut path, marker, &mut found);
+            walk(item, &mut path, [unspelled, spelled], &mut found);
         }
-        for p in found {
-            if !self.unspelled_nulls.contains(&p) {
+        for (p, is_unspelled) in found {
+            let known = self.unspelled_nulls.contains(&p);
+            if is_unspelled && !known {
                 self.unspelled_nulls.push(p);
+            } else if !is_unspelled && known {
+                self.unspelled_nulls.retain(|q| *q != p);
             }
         }
     }
@@ -466,7 +475,12 @@ mod tests {
         let mut r = resource(
             json!({"spec": {"flow": {"a": null, "b": null, "deep": [{"c": null}]},
                             "block": {"d": null}, "e": "set since"}}),
-            &["/spec/flow/a", "/spec/flow/deep/0/c", "/spec/block/d", "/spec/e"],
+            &[
+                "/spec/flow/a",
+                "/spec/flow/deep/0/c",
+                "/spec/block/d",
+                "/spec/e",
+            ],
             &["/spec/flow"],
         );
         r.settle_flow_nulls();
@@ -488,16 +502,16 @@ mod tests {
     }
 
     #[test]
-    fn marked_values_become_nulls_written_as_nothing() {
+    fn marked_values_become_nulls_written_as_nothing_or_spelled() {
         let mut r = resource(
-            json!({"spec": {"a/b": "M", "list": ["x", "M"], "keep": "m"}}),
-            &["/spec/list/1"],
+            json!({"spec": {"a/b": "M", "list": ["x", "M"], "keep": "m", "s": "S"}}),
+            &["/spec/list/1", "/spec/s"],
             &[],
         );
-        r.record_unspelled("M");
+        r.record_null_spellings("M", "S");
         assert_eq!(
             Value::Object(r.obj.clone()),
-            json!({"spec": {"a/b": null, "list": ["x", null], "keep": "m"}})
+            json!({"spec": {"a/b": null, "list": ["x", null], "keep": "m", "s": null}})
         );
         let mut nulls = r.unspelled_nulls.clone();
         nulls.sort();

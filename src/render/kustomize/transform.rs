@@ -330,7 +330,7 @@ fn walk_containers(v: &mut Value, img: &ImageEntry, pattern: &regex::bytes::Rege
 
 /// Applies `images` rewrites to containers and init containers anywhere in each object
 /// (except CRDs) and to image volume references.
-pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpec]) {
+pub fn set_images(res: &mut [Resource], images: &[ImageEntry], specs: &[FieldSpec]) {
     for img in images {
         let Some(pattern) = image_pattern(&img.name) else {
             continue;
@@ -342,34 +342,14 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpe
             let gvk = r.gvk();
             let mut obj = Value::Object(std::mem::take(&mut r.obj));
             walk_containers(&mut obj, img, &pattern);
-            // kustomize's field specs for container images (`create: true`) write a
-            // null container list they pass through back as an empty list; elsewhere
-            // (a CronJob's job template) a null list stays null, an absent one absent.
-            for pointer in [
-                "/spec/containers",
-                "/spec/initContainers",
-                "/spec/template/spec/containers",
-                "/spec/template/spec/initContainers",
-            ] {
-                if let Some(v) = obj.pointer_mut(pointer)
-                    && v.is_null()
-                {
-                    *v = Value::Array(Vec::new());
+            // kustomize then rewrites the images again through its field specs (for a
+            // tagSuffix that appends twice, and matching its output means doing the
+            // same). A spec with `create: true` writes a null list its path passes
+            // through back as an empty list; an absent one stays absent.
+            for spec in specs.iter().filter(|s| s.applies_to(&gvk)) {
+                if spec.create {
+                    empty_null_list_on(&mut obj, &spec.path);
                 }
-            }
-            // kustomize then rewrites the same containers again through its field
-            // specs; for a tagSuffix that appends twice, and matching its output
-            // means doing the same.
-            for path in fields::IMAGE_PATHS {
-                visit_path(&mut obj, path, false, &mut |v| {
-                    if let Value::String(s) = v
-                        && let Some(new) = rewrite_image(s, img, &pattern)
-                    {
-                        *s = new;
-                    }
-                });
-            }
-            for spec in extra.iter().filter(|s| s.applies_to(&gvk)) {
                 visit_path(&mut obj, &spec.path, false, &mut |v| {
                     if let Value::String(s) = v
                         && let Some(new) = rewrite_image(s, img, &pattern)
@@ -380,6 +360,23 @@ pub fn set_images(res: &mut [Resource], images: &[ImageEntry], extra: &[FieldSpe
             }
             r.obj = into_map(obj);
         }
+    }
+}
+
+/// Makes the first list `path` passes through (`a/b[]/c`: `a/b`) an empty list when
+/// it is null.
+fn empty_null_list_on(obj: &mut Value, path: &str) {
+    let Some((list, _)) = path.split_once("[]") else {
+        return;
+    };
+    let pointer: String = list
+        .split('/')
+        .map(|k| format!("/{}", k.replace('~', "~0")))
+        .collect();
+    if let Some(v) = obj.pointer_mut(&pointer)
+        && v.is_null()
+    {
+        *v = Value::Array(Vec::new());
     }
 }
 
