@@ -89,7 +89,7 @@ fn app_inputs(
 ) -> Inputs {
     let mut files = BTreeSet::new();
     for c in fleet.clusters.iter().filter(|c| targets_cluster(app, c)) {
-        if let Ok(r) = renders.render(tree, fleet, app, c, Keep::Hash) {
+        if let Ok(r) = renders.render(tree, fleet, app, c, Keep::Head) {
             files.extend(r.files_read.iter().cloned());
         }
     }

@@ -39,7 +39,7 @@
 //! release detection needs), never the objects, so rendering history does not grow the
 //! cache by the size of every release.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -68,6 +68,11 @@ pub enum Keep {
     Hash,
     /// The objects too (the agent applies them).
     Objects,
+    /// The head's rendering for the planner: as [`Keep::Hash`], except for a cluster
+    /// whose objects were asked for before (an agent's own cluster), where the
+    /// objects are kept too, so the apply that follows in the same pass renders
+    /// nothing again. Renderings of older commits stay [`Keep::Hash`].
+    Head,
 }
 
 /// Hits and misses of a [`RenderCache`] so far.
@@ -100,6 +105,10 @@ struct State {
     bytes: usize,
     /// Renderings made, by app.
     misses_by_app: HashMap<String, u64>,
+    /// The clusters whose renderings were looked up with their objects (the ones the
+    /// agent applies to): a rendering for them keeps its objects even when the
+    /// planner made it, so the apply that follows in the same pass finds it.
+    applied_to: HashSet<String>,
 }
 
 struct Entry {
@@ -146,7 +155,8 @@ impl RenderCache {
 
     /// `app` rendered for `cluster` from `tree` (a tree whose ids are Git object ids),
     /// from the cache when the same inputs were rendered before, otherwise rendered now
-    /// and kept. With [`Keep::Hash`], the result's objects are empty.
+    /// and kept. With [`Keep::Hash`] the result's objects are empty, and with
+    /// [`Keep::Head`] too unless the cluster's objects were asked for before.
     pub fn render<T>(
         &self,
         tree: &T,
@@ -160,6 +170,19 @@ impl RenderCache {
     {
         let model = model_digest(fleet, app, cluster);
         let slot = (app.name.clone(), cluster.name.clone());
+        let keep = {
+            let mut state = self.lock();
+            if keep == Keep::Objects {
+                if !state.applied_to.contains(&cluster.name) {
+                    state.applied_to.insert(cluster.name.clone());
+                }
+                Keep::Objects
+            } else if keep == Keep::Head && state.applied_to.contains(&cluster.name) {
+                Keep::Objects
+            } else {
+                Keep::Hash
+            }
+        };
         if self.max_bytes > 0 {
             let traces = self.lock().traces.get(&slot).cloned().unwrap_or_default();
             for trace in traces {
