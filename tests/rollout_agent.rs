@@ -319,3 +319,93 @@ async fn one_app_broken_app_yaml_holds_that_app_only_and_a_broken_fleet_yaml_kee
     assert_ne!(v3, v2);
     assert_eq!(status(&repo, "prod-1"), Some((v2.clone(), Phase::Healthy)));
 }
+
+/// A fleet in Git (so the agent plans releases) of `n` independent apps and one app
+/// that depends on the first, on one cluster.
+fn fleet_of_apps(n: usize) -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "fleet.yaml".to_string(),
+            "stages: [prod]\nrollout:\n  batches: [1]\n  bake: 0s\n".to_string(),
+        ),
+        (
+            "clusters/prod-1.yaml".to_string(),
+            "name: prod-1\nstage: prod\n".to_string(),
+        ),
+    ];
+    for i in 0..=n {
+        let app = format!("app{i}");
+        let depends = if i == n { "dependsOn: [app0]\n" } else { "" };
+        files.push((
+            format!("apps/{app}/app.yaml"),
+            format!("namespace: {app}\ntargets:\n  stages: [prod]\n{depends}"),
+        ));
+        files.push((
+            format!("apps/{app}/base/kustomization.yaml"),
+            "resources:\n- deployment.yaml\n".to_string(),
+        ));
+        files.push((
+            format!("apps/{app}/base/deployment.yaml"),
+            FILES[5].1.replace("web", &app),
+        ));
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_applies_independent_apps_side_by_side_and_a_dependent_one_after_its_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let owned = fleet_of_apps(6);
+    let files: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let v1 = work_repo(&repo, &files);
+    let (sim, mut prod) = agent("prod-1").await;
+    // Each write takes a while, as on a real API server: writes sent one after another
+    // never overlap.
+    sim.set_faults(rollwave::sim::Faults {
+        latency_ms: 50,
+        writes_only: true,
+        ..Default::default()
+    });
+    let app_status = |app: &str| {
+        let (statuses, _) = read_statuses(&git2::Repository::open(&repo).unwrap());
+        statuses
+            .get("prod-1")
+            .and_then(|s| s.apps.get(app))
+            .map(|a| (a.release.clone(), a.phase))
+    };
+    let mut dependent_before_dependency = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        prod.pass(repo.to_str().unwrap(), "main", SystemTime::now())
+            .await
+            .unwrap();
+        // The dependent app runs nothing until app0 is Healthy here.
+        if app_status("app6").is_some_and(|(r, _)| r == v1)
+            && app_status("app0") != Some((v1.clone(), Phase::Healthy))
+        {
+            dependent_before_dependency = true;
+        }
+        if (0..=6).all(|i| app_status(&format!("app{i}")) == Some((v1.clone(), Phase::Healthy))) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for every app Healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !dependent_before_dependency,
+        "app6 ran before app0, which it depends on, was Healthy"
+    );
+    let peak = sim.stats().peak_writes_in_flight();
+    assert!(
+        peak >= 2,
+        "the independent apps' writes went out one after another (at most {peak} at once)"
+    );
+    sim.shutdown().await;
+}

@@ -299,7 +299,7 @@ pub async fn reconcile_cluster_with(
 
 /// Whether an object defines what objects of other apps may need to exist first: a
 /// CustomResourceDefinition or a Namespace.
-fn defines_what_others_use(obj: &serde_json::Value) -> bool {
+pub(super) fn defines_what_others_use(obj: &serde_json::Value) -> bool {
     matches!(
         (obj["apiVersion"].as_str(), obj["kind"].as_str()),
         (Some("v1"), Some("Namespace"))
@@ -311,7 +311,7 @@ fn defines_what_others_use(obj: &serde_json::Value) -> bool {
 }
 
 /// Reconciles one rendered app; returns the outcome and how long it took.
-async fn reconcile_app(
+pub(super) async fn reconcile_app(
     reconciler: &Reconciler,
     app: &crate::fleet::App,
     release: &str,

@@ -6,14 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use git2::Oid;
 
 use super::error::AgentError;
 use super::{AppResult, Memory, PassReport};
+use crate::apply::Reconciler;
 use crate::apply::health::Health;
-use crate::apply::{AppRevision, Reconciler};
 use crate::fleet::{App, BrokenApp, Fleet, targets_cluster};
 use crate::metrics::Metrics;
 use crate::plan::history::{AppHistory, app_history, history_order};
@@ -178,6 +179,25 @@ struct Planned {
     /// A rollback to the last known-good release.
     rollback: bool,
 }
+
+/// A planned app rendered for this cluster, ready to apply.
+struct ReadyToApply<'m> {
+    /// The app at the head.
+    app: &'m App,
+    /// The release (a commit).
+    target: String,
+    /// A rollback to the last known-good release.
+    rollback: bool,
+    /// The fleet at the release.
+    at: Arc<Model>,
+    rendered: Arc<crate::render::Rendered>,
+}
+
+/// What a reconcile came to, and how long it took.
+type Reconciled = (
+    Result<crate::apply::Applied, crate::apply::ApplyError>,
+    Duration,
+);
 
 /// What one pass produces: the statuses to write and the report to return.
 #[derive(Default)]
@@ -429,16 +449,26 @@ impl ClusterAgent {
             let message = format!("{}; nothing is changed until it is fixed", broken.error);
             out.hold(&broken.name, Some(previous), &pass.head, message, now);
         }
+        // Apps are planned in dependency order and applied in batches, side by side: a
+        // batch is applied before an app that depends on others is planned, so its
+        // plan sees what this pass did to them.
+        let mut batch = Vec::new();
         for app in model.fleet.apps_in_dependency_order() {
             if !targets_cluster(app, cluster) {
                 continue;
             }
             pass.targeted.push(app.name.clone());
-            if let Some(planned) = self.plan_here(g, &mut pass, app, &mut out, now) {
-                self.render_and_apply(g, &mut pass, app, planned, &mut out, now)
+            if !app.depends_on.is_empty() && !batch.is_empty() {
+                let planned = std::mem::take(&mut batch);
+                self.render_and_apply(g, &mut pass, planned, &mut out, now)
                     .await?;
             }
+            if let Some(planned) = self.plan_here(g, &mut pass, app, &mut out, now) {
+                batch.push((app, planned));
+            }
         }
+        self.render_and_apply(g, &mut pass, batch, &mut out, now)
+            .await?;
         self.report(g, pass, out, now).await
     }
 
@@ -627,17 +657,82 @@ impl ClusterAgent {
             .collect()
     }
 
-    /// The render and apply stages for one app: its planned release rendered for this
-    /// cluster and applied, its health and the analysis of its bake recorded in `out`.
+    /// The render and apply stages for a batch of apps planned in this pass: each
+    /// planned release rendered for this cluster, then applied, apps that define
+    /// namespaces or kinds first and one after another, the rest side by side within
+    /// the reconciler's concurrency; then each app's health and the analysis of its
+    /// bake recorded in `out`, in plan order.
     async fn render_and_apply(
         &mut self,
         g: &GitRepo,
         pass: &mut PassState,
-        app: &App,
-        planned: Planned,
+        batch: Vec<(&App, Planned)>,
         out: &mut PassOutcome,
         now: SystemTime,
     ) -> Result<(), AgentError> {
+        let mut ready = Vec::new();
+        for (app, planned) in batch {
+            if let Some(r) = self.render_planned(g, pass, app, planned, out, now)? {
+                ready.push(r);
+            }
+        }
+        // What each app is applied as: the app at its release.
+        fn revision<'r>(
+            r: &'r ReadyToApply<'_>,
+        ) -> Option<(&'r App, &'r str, &'r crate::render::Rendered)> {
+            let a = r.at.fleet.app(&r.app.name)?;
+            Some((a, r.target.as_str(), &*r.rendered))
+        }
+        let mut outcomes: Vec<Option<Reconciled>> = (0..ready.len()).map(|_| None).collect();
+        let (foundations, others): (Vec<usize>, Vec<usize>) = (0..ready.len()).partition(|i| {
+            ready[*i]
+                .rendered
+                .objects
+                .iter()
+                .any(super::defines_what_others_use)
+        });
+        let reconciler = &self.reconciler;
+        for i in foundations {
+            if let Some((a, target, rendered)) = revision(&ready[i]) {
+                outcomes[i] = Some(super::reconcile_app(reconciler, a, target, rendered).await);
+            }
+        }
+        let revisions: Vec<_> = others
+            .iter()
+            .filter_map(|i| Some((*i, revision(&ready[*i])?)))
+            .collect();
+        let mut side_by_side = futures_util::stream::iter(revisions)
+            .map(|(i, (a, target, rendered))| async move {
+                (
+                    i,
+                    super::reconcile_app(reconciler, a, target, rendered).await,
+                )
+            })
+            // In completion order: a slow app must not hold back the next ones.
+            .buffer_unordered(reconciler.concurrency());
+        while let Some((i, outcome)) = side_by_side.next().await {
+            outcomes[i] = Some(outcome);
+        }
+        drop(side_by_side);
+        for (r, outcome) in ready.into_iter().zip(outcomes) {
+            if let Some(outcome) = outcome {
+                self.record_applied(pass, r, outcome, out, now).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The render stage for one planned app: the fleet at its release and its
+    /// rendering for this cluster, or `None` with the reason recorded in `out`.
+    fn render_planned<'m>(
+        &mut self,
+        g: &GitRepo,
+        pass: &mut PassState,
+        app: &'m App,
+        planned: Planned,
+        out: &mut PassOutcome,
+        now: SystemTime,
+    ) -> Result<Option<ReadyToApply<'m>>, AgentError> {
         let Planned { target, rollback } = planned;
         let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
         let head = &pass.head;
@@ -649,34 +744,52 @@ impl ClusterAgent {
             Ok(found) => found,
             Err(e) => {
                 out.hold(&app.name, previous, head, crate::error_text::chain(&e), now);
-                return Ok(());
+                return Ok(None);
             }
         };
-        let at = &at.fleet;
-        let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
-            return Ok(());
+        let (Some(a), Some(c)) = (at.fleet.app(&app.name), at.fleet.cluster(&self.cluster)) else {
+            return Ok(None);
         };
-        let rendered = match self.renders.render(&tree, at, a, c, Keep::Objects) {
+        let rendered = match self.renders.render(&tree, &at.fleet, a, c, Keep::Objects) {
             Ok(r) => r,
             Err(e) => {
                 let message = e.to_string();
                 let status = next_status(previous, &target, "", Phase::Error, message.clone(), now);
                 out.record(&app.name, status, AppResult::RenderFailed(message));
-                return Ok(());
+                return Ok(None);
             }
         };
-        let rev = AppRevision {
-            removal: a.removal_in_app,
-            app: &app.name,
-            release: &target,
-            content_hash: &rendered.content_hash,
-            objects: &rendered.objects,
-            force: a.force,
-            namespace: a.namespace.as_deref(),
-            policy: a.policy.as_ref(),
+        Ok(Some(ReadyToApply {
+            app,
+            target,
+            rollback,
+            at,
+            rendered,
+        }))
+    }
+
+    /// The health stage for one applied app: its health with the progress deadline,
+    /// the analysis of its bake, and its status recorded in `out`.
+    async fn record_applied(
+        &mut self,
+        pass: &PassState,
+        ready: ReadyToApply<'_>,
+        (outcome, took): Reconciled,
+        out: &mut PassOutcome,
+        now: SystemTime,
+    ) {
+        let ReadyToApply {
+            app,
+            target,
+            rollback,
+            at,
+            rendered,
+        } = ready;
+        let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        let at = &at.fleet;
+        let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
+            return;
         };
-        let started = Instant::now();
-        let outcome = self.reconciler.reconcile(&rev).await;
         let health = outcome.as_ref().ok().map(|applied| {
             self.memory.with_deadline(
                 &app.name,
@@ -690,7 +803,7 @@ impl ClusterAgent {
                 &self.cluster,
                 &app.name,
                 &target,
-                started.elapsed(),
+                took,
                 outcome.as_ref().ok().zip(health),
             );
         }
@@ -763,7 +876,6 @@ impl ClusterAgent {
                 out.record(&app.name, status, AppResult::failed(&e));
             }
         }
-        Ok(())
     }
 
     /// The report stage: apps no longer targeted here released, then the status
@@ -786,6 +898,16 @@ impl ClusterAgent {
         } = pass;
         let fleet = &model.fleet;
         self.fleets.retain(|commit, _| used.contains(commit));
+        // Apps are reported in the order they were planned (a batch records its
+        // render failures before its applies).
+        let position: HashMap<&str, usize> = targeted
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.as_str(), i))
+            .collect();
+        out.report
+            .apps
+            .sort_by_key(|(app, _)| position.get(app.as_str()).copied().unwrap_or(usize::MAX));
         // Released apps are reported per app; the status is written either way.
         super::release_untargeted(&self.reconciler, fleet, &targeted, &mut out.report).await?;
         // An app whose release failed (its objects could not be deleted) stays in the

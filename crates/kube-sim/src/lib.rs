@@ -160,6 +160,19 @@ pub struct Stats {
     throttled_injected: AtomicU64,
     dropped_injected: AtomicU64,
     by_resource: Mutex<std::collections::BTreeMap<String, [u64; 7]>>,
+    /// Writes to objects being served now, and the most at any time: whether a
+    /// client sends its writes side by side.
+    writes_in_flight: AtomicU64,
+    peak_writes_in_flight: AtomicU64,
+}
+
+/// A write being served, counted in [`Stats`] until dropped.
+pub(crate) struct WriteInFlight<'s>(&'s Stats);
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.writes_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Stats {
@@ -173,6 +186,18 @@ impl Stats {
         if dry_run {
             self.dry_run.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a write to an object as being served until the guard is dropped.
+    pub(crate) fn write_started(&self) -> WriteInFlight<'_> {
+        let now = self.writes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_writes_in_flight.fetch_max(now, Ordering::Relaxed);
+        WriteInFlight(self)
+    }
+
+    /// The most writes to objects (dry runs included) served at the same time so far.
+    pub fn peak_writes_in_flight(&self) -> u64 {
+        self.peak_writes_in_flight.load(Ordering::Relaxed)
     }
 
     /// Requests of one verb so far.
@@ -219,6 +244,7 @@ impl Stats {
             "objects": objects,
             "discovery": self.discovery.load(Ordering::Relaxed),
             "dryRun": self.dry_run.load(Ordering::Relaxed),
+            "peakWritesInFlight": self.peak_writes_in_flight(),
             "injected": {
                 "errors": self.errors_injected.load(Ordering::Relaxed),
                 "throttled": self.throttled_injected.load(Ordering::Relaxed),

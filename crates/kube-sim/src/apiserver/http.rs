@@ -313,6 +313,9 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let counted = shared.clone();
+    let _in_flight =
+        (is_write && matches!(route, Route::Object(_))).then(|| counted.stats.write_started());
     match &route {
         Route::Object(p) => {
             let rt_name = qualified(&p.group, &p.plural);
