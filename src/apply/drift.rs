@@ -73,6 +73,21 @@ fn entry_of(v: &Value) -> Entry {
     }
 }
 
+/// Whether an object at resource version `new` may replace the cache's copy at `old`:
+/// not when `old` is newer. The reconciler records the server's answer to its write
+/// and the watch delivers events in its own time, so on a busy machine the answer to
+/// an apply can arrive after the event of a later change (a controller's status
+/// update), and the watch can deliver an earlier change after the answer; either way
+/// the older copy must not win, or health is judged from a status that is gone.
+/// Resource versions are opaque to clients but numbers on etcd and in the simulator;
+/// ones that are not numbers always replace.
+fn replaces(old: &str, new: &str) -> bool {
+    match (old.parse::<u64>(), new.parse::<u64>()) {
+        (Ok(old), Ok(new)) => new >= old,
+        _ => true,
+    }
+}
+
 fn key_of(v: &Value) -> (String, String) {
     (
         v["metadata"]["namespace"]
@@ -190,7 +205,9 @@ impl LiveCache {
                         let v = serde_json::to_value(typed(o)).unwrap_or_default();
                         let e = entry_of(&v);
                         let mut objects = cache.objects.write().unwrap_or_else(|e| e.into_inner());
-                        let known = objects.get(&key_of(&v)).is_some_and(|old| old.rv == e.rv);
+                        let known = objects
+                            .get(&key_of(&v))
+                            .is_some_and(|old| old.rv == e.rv || !replaces(&old.rv, &e.rv));
                         if !known {
                             let app = e.app.clone();
                             objects.insert(key_of(&v), e);
@@ -290,11 +307,14 @@ impl LiveCache {
             if obj["metadata"]["labels"][MANAGED_BY_LABEL] != MANAGED_BY_VALUE {
                 return;
             }
-            cache
-                .objects
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key_of(obj), entry_of(obj));
+            let entry = entry_of(obj);
+            let mut objects = cache.objects.write().unwrap_or_else(|e| e.into_inner());
+            match objects.get(&key_of(obj)) {
+                Some(old) if !replaces(&old.rv, &entry.rv) => {}
+                _ => {
+                    objects.insert(key_of(obj), entry);
+                }
+            }
         }
     }
 
@@ -357,5 +377,44 @@ impl Drop for LiveCache {
         {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_resource_version_never_replaces_a_newer_one() {
+        assert!(replaces("32", "33"));
+        assert!(replaces("33", "33"));
+        assert!(!replaces("33", "32"));
+        // Not numbers: the newest write wins, as before.
+        assert!(replaces("a", "b"));
+        assert!(replaces("", "7"));
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_an_apply_arriving_after_a_later_change_does_not_hide_it() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let cache = LiveCache::new(Client::try_from(config).unwrap());
+        let id: KindId = ("apps".into(), "v1".into(), "Deployment".into());
+        let kind = Arc::new(KindCache::default());
+        kind.synced.store(true, Ordering::Release);
+        cache.kinds.lock().unwrap().insert(id.clone(), kind);
+        let object = |rv: &str, observed: u64| {
+            serde_json::json!({
+                "metadata": {"name": "web", "namespace": "web", "resourceVersion": rv,
+                    "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
+                "status": {"observedGeneration": observed}
+            })
+        };
+        // The controller's status update (33) was seen before the answer to the apply
+        // that came before it (32).
+        cache.record(&id, &object("33", 1));
+        cache.record(&id, &object("32", 0));
+        let live = cache.get(&id, "web", "web").flatten().unwrap();
+        assert_eq!(live["metadata"]["resourceVersion"], "33");
+        assert_eq!(live["status"]["observedGeneration"], 1);
     }
 }
