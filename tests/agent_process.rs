@@ -458,6 +458,51 @@ fn a_commit_in_a_local_repository_is_applied_without_waiting_for_the_poll() {
     assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
 }
 
+/// A wave whose gate opens when an earlier wave's bake ends moves then, not at the
+/// next poll: the poll interval is an hour, the canary's bake 2 s, and nothing else
+/// changes after the canary turns Healthy, so only a pass timed to the bake's end can
+/// bring prod the release within the hang guard.
+#[test]
+fn the_next_wave_moves_when_the_bake_ends_without_waiting_for_the_poll() {
+    require_kubectl();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let mut files = FILES.to_vec();
+    files[0].1 = "stages: [test, prod]\nrollout:\n  canary: [test-1]\n  batches: [1]\n  bake: 2s\n  progressDeadline: 30s\n";
+    work_repo(&work, &files);
+    let test = TestCluster::start("test-1");
+    let prod = TestCluster::start("prod-1");
+    let config = dir.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "repo: {{url: {}}}\ninterval: 1h\nheartbeat: 1h\nlisten: 127.0.0.1:0\nclusters:\n  - name: test-1\n    kubeconfig: {}\n  - name: prod-1\n    kubeconfig: {}\n",
+            work.display(),
+            test.kubeconfig.display(),
+            prod.kubeconfig.display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = AgentProcess::start(&config, dir.path(), &[]);
+    agent.eventually(HANG_GUARD, "nginx:1 on both clusters", || {
+        image(&test) == "nginx:1" && image(&prod) == "nginx:1"
+    });
+    commit_files(
+        &work,
+        &[("apps/web/base/deployment.yaml", &deployment_with("nginx:2"))],
+        "web 2",
+    );
+    agent.eventually(HANG_GUARD, "nginx:2 on the canary", || {
+        image(&test) == "nginx:2"
+    });
+    agent.eventually(
+        HANG_GUARD,
+        "nginx:2 on prod after the canary's bake",
+        || image(&prod) == "nginx:2",
+    );
+    assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
+}
+
 #[test]
 fn with_signature_checks_an_unsigned_tip_is_not_applied() {
     require_kubectl();

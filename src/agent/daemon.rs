@@ -747,7 +747,7 @@ impl Agent {
             if agent.progressing() {
                 round.timers.recheck(&c.name);
             }
-            if let Some(due) = agent.next_analysis() {
+            if let Some(due) = agent.next_due() {
                 let wait = due
                     .duration_since(self.config.clock.now())
                     .unwrap_or(Duration::ZERO);

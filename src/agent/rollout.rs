@@ -67,8 +67,10 @@ pub struct ClusterAgent {
     prometheus: Option<Prometheus>,
     /// Apps whose analysis was skipped for want of a Prometheus (logged once each).
     skipped: HashSet<String>,
-    /// When the next measurement of a running analysis is due.
-    next_analysis: Option<SystemTime>,
+    /// When a pass should run whatever else happens: the next measurement of a
+    /// running analysis is due, or an earlier wave's bake ends and a gate for this
+    /// cluster opens.
+    next_due: Option<SystemTime>,
     /// Where the events of this cluster's apps are sent (agent config `notify:`).
     notifier: Option<Arc<super::notify::Notifier>>,
     /// The status hub (agent config `hub:`), for fleets whose statuses live there.
@@ -199,6 +201,29 @@ type Reconciled = (
     Duration,
 );
 
+/// When the next bake of an earlier wave than `wave` ends: a gate for this cluster
+/// may open then, and a pass should look rather than wait for the next poll. A second
+/// is added, so the pass does not come a moment early and find the gate still closed;
+/// a bake that ended more than that ago sets nothing.
+fn bake_ends_before(
+    plan: &crate::plan::AppPlan,
+    wave: usize,
+    statuses: &BTreeMap<String, ClusterStatus>,
+    app: &App,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    plan.waves
+        .iter()
+        .take(wave)
+        .flatten()
+        .filter_map(|c| statuses.get(c)?.apps.get(&app.name))
+        .filter(|a| a.phase == Phase::Healthy)
+        .filter_map(|a| humantime::parse_rfc3339(&a.since).ok())
+        .map(|since| since + app.rollout.bake + Duration::from_secs(1))
+        .filter(|due| *due > now)
+        .min()
+}
+
 /// What one pass produces: the statuses to write and the report to return.
 #[derive(Default)]
 struct PassOutcome {
@@ -248,7 +273,7 @@ impl ClusterAgent {
             unloadable_head: None,
             prometheus: None,
             skipped: HashSet::new(),
-            next_analysis: None,
+            next_due: None,
             notifier: None,
             hub: None,
         }
@@ -313,8 +338,13 @@ impl ClusterAgent {
     }
 
     /// When a running analysis has its next measurement due (a pass should run then).
-    pub fn next_analysis(&self) -> Option<SystemTime> {
-        self.next_analysis
+    pub fn next_due(&self) -> Option<SystemTime> {
+        self.next_due
+    }
+
+    /// A pass should run at `at` (or earlier).
+    fn due_at(&mut self, at: SystemTime) {
+        self.next_due = Some(self.next_due.map_or(at, |n| n.min(at)));
     }
 
     /// Sends the events of this cluster's apps through `notifier`.
@@ -438,7 +468,7 @@ impl ClusterAgent {
             });
         };
         let mut out = PassOutcome::default();
-        self.next_analysis = None;
+        self.next_due = None;
         // An app whose app.yaml is broken at the head is held where it is (never
         // released, never pruned) and reported on the clusters that run it.
         for broken in &model.broken {
@@ -600,6 +630,9 @@ impl ClusterAgent {
             pass.plans.insert(app.name.clone(), plan.clone());
         }
         let decision = plan.decisions.get(&self.cluster)?;
+        if let Some(ends) = bake_ends_before(&plan, decision.wave, &pass.statuses, app, now) {
+            self.due_at(ends);
+        }
         let target = match decision.reason {
             Reason::Rollback => decision.rollback_to.clone().or(decision.target.clone()),
             _ => decision.target.clone(),
@@ -853,7 +886,7 @@ impl ClusterAgent {
                         tracing::warn!(cluster = %self.cluster, app = %app.name, "the app's rollout has analysis but no prometheus is configured for this cluster: analysis skipped, the bake time alone applies");
                     }
                     if let Some(next) = o.next {
-                        self.next_analysis = Some(self.next_analysis.map_or(next, |n| n.min(next)));
+                        self.due_at(next);
                     }
                 }
                 let was_good = previous.is_some_and(|p| p.known_good.contains(hash));

@@ -1,7 +1,7 @@
 //! What makes the agent's loop start passes, besides the passes themselves: wakes
 //! (the poll, a webhook, a local commit, a gate another cluster opened), drift of
-//! managed objects, apps still Progressing, measurements of a running analysis,
-//! peers' changes on the hub, and the status pushes a round of passes waits to make
+//! managed objects, apps still Progressing, measurements of a running analysis and
+//! bakes that end (a timed gate), peers' changes on the hub, and the status pushes a round of passes waits to make
 //! together. [`Timers`] owns them; the loop asks it which clusters are due and waits
 //! for [`Timers::next`].
 
@@ -25,7 +25,7 @@ pub const PEER_WAKE_GAP: Duration = Duration::from_secs(1);
 pub enum Fired {
     /// The round's finished statuses waited long enough: push them.
     StatusBatch,
-    /// A running analysis has a measurement due.
+    /// A running analysis has a measurement due, or a bake ends.
     Analysis,
     /// A cluster with an app still Progressing looks again.
     Recheck,
@@ -54,7 +54,7 @@ pub struct Timers {
     drifted: BTreeSet<String>,
     /// Clusters with an app still Progressing, and when they look again.
     rechecks: BTreeMap<String, Instant>,
-    /// When the next measurement of a running analysis is due.
+    /// When the next measurement of a running analysis is due or a bake ends.
     analysis_at: Option<Instant>,
     /// Since when a finished pass's status waits for the others of its round.
     waiting_since: Option<Instant>,
@@ -115,7 +115,8 @@ impl Timers {
             .or_insert_with(|| Instant::now() + PROGRESS_RECHECK);
     }
 
-    /// A running analysis has a measurement due after `wait`.
+    /// A running analysis has a measurement due, or an earlier wave's bake ends, after
+    /// `wait`.
     pub fn analysis_in(&mut self, wait: Duration) {
         let at = Instant::now() + wait;
         self.analysis_at = Some(self.analysis_at.map_or(at, |a| a.min(at)));
