@@ -87,6 +87,33 @@ fn depth_of(commit: &git2::Commit<'_>) -> Option<usize> {
         .ok()
 }
 
+/// Statuses already parsed, by cluster and status commit, shared by every reader in
+/// the process (at most [`PARSED_STATUSES`] of them; past that it starts again).
+struct ParsedStatuses(std::sync::Mutex<std::collections::HashMap<(String, Oid), ClusterStatus>>);
+
+/// How many parsed statuses [`ParsedStatuses`] keeps: a few rounds of a large fleet.
+const PARSED_STATUSES: usize = 8192;
+
+impl ParsedStatuses {
+    fn get(&self, cluster: &str, commit: Oid) -> Option<ClusterStatus> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(cluster.to_string(), commit)).cloned()
+    }
+
+    fn put(&self, cluster: &str, commit: Oid, status: &ClusterStatus) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= PARSED_STATUSES {
+            map.clear();
+        }
+        map.insert((cluster.to_string(), commit), status.clone());
+    }
+}
+
+fn parsed_statuses() -> &'static ParsedStatuses {
+    static PARSED: std::sync::OnceLock<ParsedStatuses> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| ParsedStatuses(std::sync::Mutex::new(std::collections::HashMap::new())))
+}
+
 /// Every cluster's status found under the status refs, and the problems with those
 /// that could not be read.
 pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec<StatusError>) {
@@ -98,6 +125,14 @@ pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec
     for r in refs.flatten() {
         let Ok(name) = r.name() else { continue };
         let cluster = name.trim_start_matches(STATUS_REF_PREFIX).to_string();
+        // A status commit never changes: one read already parsed is taken from memory
+        // (every cluster's pass reads every peer's status, so an agent serving many
+        // clusters would otherwise read and parse each one once per cluster per round).
+        let target = r.target();
+        if let Some(known) = target.and_then(|oid| parsed_statuses().get(&cluster, oid)) {
+            out.insert(cluster, known);
+            continue;
+        }
         let parsed = (|| {
             let commit = r.peel_to_commit().map_err(|e| e.message().to_string())?;
             let tree = commit.tree().map_err(|e| e.message().to_string())?;
@@ -111,6 +146,9 @@ pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec
         })();
         match parsed {
             Ok(s) => {
+                if let Some(oid) = target {
+                    parsed_statuses().put(&cluster, oid, &s);
+                }
                 out.insert(cluster, s);
             }
             Err(message) => {
@@ -135,6 +173,20 @@ mod tests {
             apps: BTreeMap::new(),
             notified: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn statuses_read_again_come_from_memory_until_a_ref_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let first = write_status(&repo, &status("memo-1", 1)).unwrap();
+        assert_eq!(read_statuses(&repo).0["memo-1"], status("memo-1", 1));
+        assert!(parsed_statuses().get("memo-1", first).is_some());
+        // The same commit under another cluster's name is not taken for it.
+        assert!(parsed_statuses().get("memo-2", first).is_none());
+        // A new status is a new commit: read, not remembered.
+        write_status(&repo, &status("memo-1", 2)).unwrap();
+        assert_eq!(read_statuses(&repo).0["memo-1"], status("memo-1", 2));
     }
 
     fn chain_length(repo: &Repository, cluster: &str) -> usize {
