@@ -779,8 +779,10 @@ impl Agent {
                     .position(|n| *n == c.name)
                     .unwrap_or(usize::MAX)
             });
+            // Once a round, not once a pass: with hundreds of clusters handing pages
+            // back after every pass cost the agent a sixth of its CPU.
+            release_freed_memory();
         }
-        release_freed_memory();
         if !ready.load(Ordering::Acquire)
             && round.running.is_empty()
             && self.clusters.iter().all(|c| c.passed)
