@@ -3,11 +3,13 @@
 //! (`kubernetes`).
 //!
 //! ```text
-//! cargo bench --bench fleet_scale -- [CLUSTERS] [PER_AGENT] [git|kubernetes] [STEADY_SECONDS]
+//! cargo bench --bench fleet_scale -- [CLUSTERS] [PER_AGENT] [git|kubernetes|local] [STEADY_SECONDS] [BAKE]
 //! ```
-//! (defaults: 1000 clusters, 100 per agent, `git`, 120 s). The fleet is 10 % test, 20 %
-//! pre and 70 % prod; one app (a Deployment); canary, then 1:2:7 batches per stage
-//! (10 waves); bake 0. Agents poll every 30 s (±10 % jitter) and write a heartbeat
+//! (defaults: 1000 clusters, 100 per agent, `git`, 120 s, bake `0s`). The fleet is 10 %
+//! test, 20 % pre and 70 % prod; one app (a Deployment); canary, then 1:2:7 batches per
+//! stage (10 waves). `local` is the Git store in a local repository: the agents read
+//! the work repository by its path (a file watch wakes them on a commit) and write
+//! their status refs into it, and the run counts the loose objects it gained. Agents poll every 30 s (±10 % jitter) and write a heartbeat
 //! every 60 s, as a deployed agent would, without webhooks. The clusters are served by
 //! `rollwave sim` processes (up to 250 clusters each, workloads ready 2 s after a
 //! change), the fleet repository by a real `git daemon` whose own log (`--verbose`)
@@ -52,6 +54,8 @@ const STATUS_NAMESPACE: &str = "rollwave-status";
 enum Store {
     Git,
     Kubernetes,
+    /// The Git store, the fleet a local repository read by its path.
+    Local,
 }
 
 struct Args {
@@ -59,6 +63,7 @@ struct Args {
     per_agent: usize,
     store: Store,
     steady: Duration,
+    bake: String,
 }
 
 fn parse_args() -> Args {
@@ -78,16 +83,19 @@ fn parse_args() -> Args {
     let store = match free.get(2).map(String::as_str) {
         None | Some("git") => Store::Git,
         Some("kubernetes") => Store::Kubernetes,
-        Some(other) => panic!("the store is 'git' or 'kubernetes', got '{other}'"),
+        Some("local") => Store::Local,
+        Some(other) => panic!("the store is 'git', 'kubernetes' or 'local', got '{other}'"),
     };
     let steady = Duration::from_secs(number(3, 120, "the steady-state seconds") as u64);
     assert!(clusters >= 10, "at least 10 clusters (one per stage share)");
     assert!(per_agent >= 1, "at least one cluster per agent");
+    let bake = free.get(4).cloned().unwrap_or_else(|| "0s".into());
     Args {
         clusters,
         per_agent,
         store,
         steady,
+        bake,
     }
 }
 
@@ -142,17 +150,17 @@ fn cluster_names(total: usize) -> Vec<(String, &'static str)> {
 }
 
 /// The fleet repository's work tree: one app `web` on every stage.
-fn write_fleet(root: &Path, clusters: &[(String, &str)], store: Store) {
+fn write_fleet(root: &Path, clusters: &[(String, &str)], store: Store, bake: &str) {
     let stages: Vec<&str> = STAGES.iter().map(|(s, _)| *s).collect();
     let status = match store {
-        Store::Git => "",
+        Store::Git | Store::Local => "",
         Store::Kubernetes => "status:\n  store: kubernetes\n",
     };
     write(
         root,
         "fleet.yaml",
         &format!(
-            "stages: [{}]\nrollout:\n  canary: [{}]\n  batches: [1, 2, 7]\n  bake: 0s\n  progressDeadline: 10m\n{status}",
+            "stages: [{}]\nrollout:\n  canary: [{}]\n  batches: [1, 2, 7]\n  bake: {bake}\n  progressDeadline: 10m\n{status}",
             stages.join(", "),
             clusters[0].0
         ),
@@ -182,6 +190,18 @@ fn write_fleet(root: &Path, clusters: &[(String, &str)], store: Store) {
         "apps/web/base/deployment.yaml",
         &deployment("nginx:1"),
     );
+}
+
+/// The loose objects of the repository at `git_dir` (files under `objects/??/`).
+fn loose_objects(git_dir: &Path) -> usize {
+    let Ok(dirs) = std::fs::read_dir(git_dir.join("objects")) else {
+        return 0;
+    };
+    dirs.flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .map(|files| files.count())
+        .sum()
 }
 
 /// What the Git server did, from its own log: when each fetch (upload-pack) and push
@@ -556,17 +576,18 @@ fn main() {
     let clusters = cluster_names(args.clusters);
     let agents_n = args.clusters.div_ceil(args.per_agent);
     println!(
-        "fleet of {} clusters ({} test, {} pre, {} prod), {} per agent ({agents_n} agent processes), status store {:?}; poll {POLL}, heartbeat {HEARTBEAT}, bake 0, workloads ready {READY_AFTER} after a change",
+        "fleet of {} clusters ({} test, {} pre, {} prod), {} per agent ({agents_n} agent processes), status store {:?}; poll {POLL}, heartbeat {HEARTBEAT}, bake {}, workloads ready {READY_AFTER} after a change",
         clusters.len(),
         clusters.iter().filter(|c| c.1 == "test").count(),
         clusters.iter().filter(|c| c.1 == "pre").count(),
         clusters.iter().filter(|c| c.1 == "prod").count(),
         args.per_agent,
-        args.store
+        args.store,
+        args.bake
     );
 
     let work = dir.join("fleet");
-    write_fleet(&work, &clusters, args.store);
+    write_fleet(&work, &clusters, args.store, &args.bake);
     git::git(&work, &["init", "-q", "-b", "main"]);
     git::git(&work, &["add", "-A"]);
     git::git(&work, &["commit", "-qm", "fleet: web at nginx 1"]);
@@ -574,7 +595,11 @@ fn main() {
     std::fs::create_dir_all(&served).unwrap();
     let bare = git::publish(&work, &served, "fleet");
     let (port, git_pid, log) = start_git_daemon(&served, &mut procs);
-    let url = format!("git://127.0.0.1:{port}/fleet.git");
+    let url = match args.store {
+        Store::Local => work.display().to_string(),
+        _ => format!("git://127.0.0.1:{port}/fleet.git"),
+    };
+    let loose_at_start = loose_objects(&work.join(".git"));
 
     // The simulated clusters, SIMS_PER_PROCESS to a process; cluster i is context
     // sim-(i mod SIMS_PER_PROCESS + 1) of process i / SIMS_PER_PROCESS.
@@ -593,7 +618,7 @@ fn main() {
         "a simulated cluster is missing"
     );
     let (hub_kubeconfig, hub): (_, Option<(String, u32)>) = match args.store {
-        Store::Git => (None, None),
+        Store::Git | Store::Local => (None, None),
         Store::Kubernetes => {
             let (k, s, pid) = start_sim(dir, "hub", 1, &mut procs);
             let out = Command::new("kubectl")
@@ -660,6 +685,7 @@ fn main() {
     }
 
     let source = match &hub {
+        None if args.store == Store::Local => StatusSource::Git(work.join(".git")),
         None => StatusSource::Git(bare.clone()),
         Some((h, _)) => StatusSource::Hub(h.clone()),
     };
@@ -681,16 +707,24 @@ fn main() {
     );
     std::thread::sleep(Duration::from_secs(5));
 
-    // Release 2: pushed, then timed to the last cluster Healthy.
+    // Release 2: pushed (in a local repository, committed), then timed to the last
+    // cluster Healthy.
     write(
         &work,
         "apps/web/base/deployment.yaml",
         &deployment("nginx:2"),
     );
-    git::git(&work, &["commit", "-qam", "web: nginx 2"]);
+    let before = if args.store == Store::Local {
+        let before = measured.snapshot();
+        git::git(&work, &["commit", "-qam", "web: nginx 2"]);
+        before
+    } else {
+        git::git(&work, &["commit", "-qam", "web: nginx 2"]);
+        let before = measured.snapshot();
+        git::git(&work, &["push", "-q", "origin", "main"]);
+        before
+    };
     let v2 = git::git(&work, &["rev-parse", "HEAD"]);
-    let before = measured.snapshot();
-    git::git(&work, &["push", "-q", "origin", "main"]);
     eprintln!("  release 2 pushed:");
     let took = wait_healthy(&source, &clusters, &v2, before.at);
     let after = measured.snapshot();
@@ -771,6 +805,12 @@ fn main() {
                 lines[0]
             );
         }
+    }
+    if args.store == Store::Local {
+        println!(
+            "  loose objects in the local repository: {} more than at the start",
+            loose_objects(&work.join(".git")).saturating_sub(loose_at_start)
+        );
     }
     println!(
         "  wall time of the whole run: {:.0} s",
