@@ -297,15 +297,30 @@ pub async fn reconcile_cluster_with(
     Ok(report)
 }
 
-/// Whether an object defines what objects of other apps may need to exist first: a
-/// CustomResourceDefinition or a Namespace.
+/// Whether an object defines what objects of other apps may need to exist first, or
+/// changes how the API server serves and admits them: a CustomResourceDefinition, a
+/// Namespace, an APIService, an admission webhook configuration or an admission
+/// policy. Apps holding one go first, one after another in fleet order, so the apps
+/// after them meet the API as it will be (a webhook that refuses them refuses their
+/// dry run, not a write after it).
 pub(super) fn defines_what_others_use(obj: &serde_json::Value) -> bool {
+    let group = obj["apiVersion"]
+        .as_str()
+        .and_then(|v| v.rsplit_once('/'))
+        .map_or("", |(g, _)| g);
     matches!(
-        (obj["apiVersion"].as_str(), obj["kind"].as_str()),
-        (Some("v1"), Some("Namespace"))
+        (group, obj["kind"].as_str().unwrap_or("")),
+        ("", "Namespace")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
             | (
-                Some("apiextensions.k8s.io/v1" | "apiextensions.k8s.io/v1beta1"),
-                Some("CustomResourceDefinition")
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration"
+                    | "ValidatingWebhookConfiguration"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+                    | "MutatingAdmissionPolicy"
+                    | "MutatingAdmissionPolicyBinding"
             )
     )
 }
@@ -415,4 +430,40 @@ pub async fn release_untargeted(
         report.apps.push((app, result));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_that_change_what_the_api_serves_or_admits_go_first() {
+        let object = |api: &str, kind: &str| serde_json::json!({"apiVersion": api, "kind": kind});
+        for (api, kind) in [
+            ("v1", "Namespace"),
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+            ("apiregistration.k8s.io/v1", "APIService"),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingAdmissionPolicy",
+            ),
+        ] {
+            assert!(defines_what_others_use(&object(api, kind)), "{api} {kind}");
+        }
+        for (api, kind) in [
+            ("v1", "ConfigMap"),
+            ("apps/v1", "Deployment"),
+            ("example.com/v1", "Namespace"),
+        ] {
+            assert!(!defines_what_others_use(&object(api, kind)), "{api} {kind}");
+        }
+    }
 }
