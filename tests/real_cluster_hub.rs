@@ -623,3 +623,97 @@ fn bad_input_is_refused_with_the_file_and_what_to_do() {
         "{err}"
     );
 }
+
+/// An agent running in the hub's own cluster reaches it with its pod's
+/// ServiceAccount, not a token of one `hub init` makes: its Roles are bound to that
+/// one (deploy/'s by default, or what `--agent-identity` says), and no ServiceAccount
+/// is made for it.
+#[test]
+fn an_agent_in_the_hubs_own_cluster_is_bound_as_its_pods_service_account() {
+    let (cluster, _turn) = common::shared_real_cluster();
+    let namespace = "in-cluster-statuses";
+    let fleet = Fleet::new(namespace);
+    std::fs::write(
+        fleet.prod_sh_config(),
+        format!(
+            "repo:\n  url: {}\nhub:\n  inCluster: true\n  namespace: {namespace}\nclusters:\n- name: prod-sh-1\n  inCluster: true\n- name: prod-sh-2\n  inCluster: true\n",
+            fleet.repo().display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = fleet.hub_init(
+        cluster,
+        namespace,
+        &[
+            "--apply",
+            "--agent-identity",
+            "prod-gz-1=serviceaccount:gitops:rollwave",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let sh = fleet.prod_sh_config();
+    assert!(
+        err.contains(&format!(
+            "note: {} reaches the hub in its own cluster, as serviceaccount:rollwave-system:rollwave-agent (deploy/'s ServiceAccount); if its pod runs as another, pass --agent-identity prod-sh=SUBJECT",
+            sh.display()
+        )),
+        "{err}"
+    );
+    // Two agents are their pods' ServiceAccounts: two ServiceAccounts fewer.
+    assert_eq!(out.lines().count(), OBJECTS - 2, "{out}");
+    assert!(!out.contains("rollwave-agent-prod-sh"), "{out}");
+    assert!(!out.contains("rollwave-agent-prod-gz-1"), "{out}");
+
+    let deployed = "system:serviceaccount:rollwave-system:rollwave-agent";
+    let gitops = "system:serviceaccount:gitops:rollwave";
+    let bj = agent_user(namespace, "prod-bj-1");
+    for verb in ["get", "patch", "update"] {
+        for cm in ["configmaps/prod-sh-1", "configmaps/prod-sh-2"] {
+            assert!(can(cluster, deployed, verb, cm, namespace), "{verb} {cm}");
+        }
+        assert!(can(
+            cluster,
+            gitops,
+            verb,
+            "configmaps/prod-gz-1",
+            namespace
+        ));
+        assert!(can(cluster, &bj, verb, "configmaps/prod-bj-1", namespace));
+    }
+    // Each writes its own clusters' statuses only (every agent reads them all).
+    for verb in ["patch", "update"] {
+        for cm in ["configmaps/prod-sh-1", "configmaps/prod-sh-2"] {
+            assert!(!can(cluster, gitops, verb, cm, namespace), "{verb} {cm}");
+        }
+        assert!(!can(
+            cluster,
+            deployed,
+            verb,
+            "configmaps/prod-gz-1",
+            namespace
+        ));
+    }
+    for user in [deployed, gitops] {
+        assert!(can(cluster, user, "watch", "configmaps", namespace));
+        assert!(!can(cluster, user, "create", "configmaps", namespace));
+    }
+    let (code, out, err) = fleet.hub_init(
+        cluster,
+        namespace,
+        &[
+            "--check",
+            "--agent-identity",
+            "prod-gz-1=serviceaccount:gitops:rollwave",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Without the identity, --check finds prod-gz-1's ServiceAccount missing and its
+    // bindings naming another subject.
+    let (code, out, _) = fleet.hub_init(cluster, namespace, &["--check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("missing")
+            && l.ends_with("ServiceAccount in-cluster-statuses/rollwave-agent-prod-gz-1")),
+        "{out}"
+    );
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{HubArgs, RepoArgs};
-use crate::status::hub_init::{self, Subject};
+use crate::status::hub_init::{self, Identity, Subject};
 
 /// Flags of `rollwave hub init`.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,6 +25,13 @@ pub struct InitArgs {
     /// or serviceaccount:NAMESPACE:NAME (repeatable).
     #[arg(long = "reader", value_name = "SUBJECT", value_parser = reader)]
     pub readers: Vec<Subject>,
+    /// Who an agent authenticates to the hub as, when not the ServiceAccount made for
+    /// it: AGENT=user:NAME, AGENT=group:NAME or AGENT=serviceaccount:NAMESPACE:NAME,
+    /// AGENT being a cluster's name or an agent config's file name (repeatable). An
+    /// agent config with `hub: {inCluster: true}` is by default
+    /// serviceaccount:rollwave-system:rollwave-agent, as deploy/ runs it.
+    #[arg(long = "agent-identity", value_name = "AGENT=SUBJECT", value_parser = identity)]
+    pub identities: Vec<Identity>,
     /// Report, one line per object, what the hub lacks or holds differently; write
     /// nothing. Exit 1 when anything is missing or differs.
     #[arg(long, conflicts_with = "apply")]
@@ -39,6 +46,10 @@ pub struct InitArgs {
 
 fn reader(text: &str) -> Result<Subject, String> {
     hub_init::parse_subject(text).map_err(|e| e.to_string())
+}
+
+fn identity(text: &str) -> Result<Identity, String> {
+    hub_init::parse_identity(text).map_err(|e| e.to_string())
 }
 
 /// Makes the objects, then prints, checks or applies them.
@@ -65,7 +76,16 @@ pub fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     let configs: Vec<_> = configs.iter().map(|(p, c)| (*p, c)).collect();
     let clusters: Vec<String> = fleet.clusters.iter().map(|c| c.name.clone()).collect();
     let namespace = &args.hub.hub_namespace;
-    let agents = hub_init::agents(&clusters, &configs, namespace)?;
+    let agents = hub_init::agents(&clusters, &configs, namespace, &args.identities)?;
+    for agent in &agents {
+        let told = args.identities.iter().any(|i| i.agent == agent.name);
+        if let (Some(subject), false) = (&agent.identity, told) {
+            eprintln!(
+                "note: {} reaches the hub in its own cluster, as {subject} (deploy/'s ServiceAccount); if its pod runs as another, pass --agent-identity {}=SUBJECT",
+                agent.from, agent.name
+            );
+        }
+    }
     let objects = hub_init::objects(namespace, &agents, &args.readers)?;
     if !args.check && !args.apply {
         print!("{}", objects.to_yaml());
@@ -96,10 +116,12 @@ pub fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         for a in hub_init::apply(&client, &objects).await? {
             println!("{a}");
         }
-        eprintln!(
-            "each agent reaches the hub with a token of its ServiceAccount in its config's `hub:` kubeconfig, e.g. `kubectl create token {} -n {namespace}`",
-            hub_init::agent_service_account(agents.first().map_or("AGENT", |a| a.name.as_str()))
-        );
+        if let Some(first) = agents.iter().find(|a| a.identity.is_none()) {
+            eprintln!(
+                "each agent outside the hub's cluster reaches the hub with a token of its ServiceAccount in its config's `hub:` kubeconfig, e.g. `kubectl create token {} -n {namespace}`",
+                hub_init::agent_service_account(&first.name)
+            );
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

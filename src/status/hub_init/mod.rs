@@ -13,7 +13,7 @@ mod compare;
 mod objects;
 mod sync;
 
-pub use agents::{Agent, agents};
+pub use agents::{Agent, IN_CLUSTER_IDENTITY, Identity, agents, parse_identity};
 pub use compare::Difference;
 pub use objects::{HubObjects, Subject, agent_service_account, objects, parse_subject};
 pub use sync::{Applied, Finding, Outcome, State, apply, check};
@@ -77,6 +77,33 @@ pub enum HubInitError {
         "reader '{0}': expected user:NAME, group:NAME or serviceaccount:NAMESPACE:NAME (as kubectl create rolebinding takes them)"
     )]
     Reader(String),
+    /// An `--agent-identity` is not `AGENT=SUBJECT`.
+    #[error(
+        "agent identity '{0}': expected AGENT=user:NAME, AGENT=group:NAME or AGENT=serviceaccount:NAMESPACE:NAME, AGENT being a cluster's name or an agent config's file name"
+    )]
+    Identity(String),
+    /// An `--agent-identity` names no agent of the fleet.
+    #[error(
+        "--agent-identity: no agent is named '{agent}'; the agents are {known} (a cluster's name, or an agent config's file name without its extension)"
+    )]
+    UnknownAgent {
+        /// The name given.
+        agent: String,
+        /// The agents there are, comma-separated.
+        known: String,
+    },
+    /// Two agents would authenticate as the same subject.
+    #[error(
+        "agents '{first}' and '{second}' would both be {subject}, and each could write the other's statuses; give each its own with --agent-identity AGENT=SUBJECT (an agent running in the hub's own cluster is its pod's ServiceAccount)"
+    )]
+    SharedIdentity {
+        /// The subject.
+        subject: String,
+        /// The first agent.
+        first: String,
+        /// The second.
+        second: String,
+    },
     /// The hub answered with an error or could not be reached.
     #[error("status hub, {operation}: {message}")]
     Api {

@@ -53,6 +53,17 @@ pub enum Subject {
     ServiceAccount(String, String),
 }
 
+impl std::fmt::Display for Subject {
+    /// As [`parse_subject`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(n) => write!(f, "user:{n}"),
+            Subject::Group(n) => write!(f, "group:{n}"),
+            Subject::ServiceAccount(ns, n) => write!(f, "serviceaccount:{ns}:{n}"),
+        }
+    }
+}
+
 impl Subject {
     fn to_value(&self) -> Value {
         match self {
@@ -158,9 +169,15 @@ pub fn objects(
         ),
     ];
     for agent in agents {
-        let account = agent_service_account(&agent.name);
         let writer = writer_role(&agent.name);
-        out.push(service_account(&account, namespace));
+        let subject = match &agent.identity {
+            Some(identity) => identity.to_value(),
+            None => {
+                let account = agent_service_account(&agent.name);
+                out.push(service_account(&account, namespace));
+                sa(&account).to_value()
+            }
+        };
         out.push(json!({
             "apiVersion": format!("{RBAC}/v1"),
             "kind": "Role",
@@ -172,13 +189,13 @@ pub fn objects(
             &writer,
             namespace,
             &writer,
-            vec![sa(&account).to_value()],
+            vec![subject.clone()],
         ));
         out.push(role_binding(
             &reader_binding(&agent.name),
             namespace,
             READER,
-            vec![sa(&account).to_value()],
+            vec![subject],
         ));
         for cluster in &agent.clusters {
             out.push(placeholder(cluster, namespace)?);
@@ -200,6 +217,7 @@ mod tests {
             name: name.into(),
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             from: format!("{name}.yaml"),
+            identity: None,
         }
     }
 
@@ -398,5 +416,36 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn an_agent_with_an_identity_gets_no_service_account_and_its_roles_name_it() {
+        let mut inside = agent("prod-sh", &["prod-sh-1"]);
+        inside.identity = Some(Subject::ServiceAccount(
+            "rollwave-system".into(),
+            "rollwave-agent".into(),
+        ));
+        let o = objects(NAMESPACE, &[inside], &[]).unwrap();
+        assert!(
+            !names(&o).contains(&"ServiceAccount rollwave-agent-prod-sh".to_string()),
+            "{:?}",
+            names(&o)
+        );
+        let it = json!([{"kind": "ServiceAccount", "name": "rollwave-agent",
+                         "namespace": "rollwave-system"}]);
+        for binding in [
+            "rollwave-status-writer-prod-sh",
+            "rollwave-status-reader-prod-sh",
+        ] {
+            assert_eq!(
+                find(&o, "RoleBinding", binding)["subjects"],
+                it,
+                "{binding}"
+            );
+        }
+        assert_eq!(
+            Subject::ServiceAccount("a".into(), "b".into()).to_string(),
+            "serviceaccount:a:b"
+        );
     }
 }
