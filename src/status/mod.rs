@@ -5,10 +5,12 @@
 //! per cluster on a hub cluster ([`hub`], [`object`]) when fleet.yaml says
 //! `status: {store: kubernetes}` ([`StoreKind`]).
 
+pub mod compact;
 pub mod hub;
 pub mod hub_init;
 pub mod object;
 pub mod publish;
+mod ref_targets;
 pub mod refs;
 pub mod store;
 

@@ -51,7 +51,8 @@ pub fn write_status(repo: &Repository, status: &ClusterStatus) -> Result<Oid, Re
     let blob = repo.blob(&status.to_json()).map_err(local)?;
     let mut tb = repo.treebuilder(None).map_err(local)?;
     tb.insert("status.json", blob, 0o100644).map_err(local)?;
-    let tree = repo.find_tree(tb.write().map_err(local)?).map_err(local)?;
+    let tree_id = tb.write().map_err(local)?;
+    let tree = repo.find_tree(tree_id).map_err(local)?;
     let previous = repo
         .refname_to_id(&refname)
         .ok()
@@ -72,6 +73,7 @@ pub fn write_status(repo: &Repository, status: &ClusterStatus) -> Result<Oid, Re
         .map_err(local)?;
     repo.reference(&refname, oid, true, "rollwave status")
         .map_err(local)?;
+    super::compact::note(repo, &status.cluster, [blob, tree_id, oid]);
     Ok(oid)
 }
 
@@ -119,22 +121,20 @@ fn parsed_statuses() -> &'static ParsedStatuses {
 pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec<StatusError>) {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
-    let Ok(refs) = repo.references_glob(&format!("{STATUS_REF_PREFIX}*")) else {
-        return (out, errors);
-    };
-    for r in refs.flatten() {
-        let Ok(name) = r.name() else { continue };
-        let cluster = name.trim_start_matches(STATUS_REF_PREFIX).to_string();
+    for (cluster, target) in super::ref_targets::status_ref_targets(repo) {
         // A status commit never changes: one read already parsed is taken from memory
         // (every cluster's pass reads every peer's status, so an agent serving many
         // clusters would otherwise read and parse each one once per cluster per round).
-        let target = r.target();
-        if let Some(known) = target.and_then(|oid| parsed_statuses().get(&cluster, oid)) {
+        if let Some(known) = target
+            .as_ref()
+            .ok()
+            .and_then(|oid| parsed_statuses().get(&cluster, *oid))
+        {
             out.insert(cluster, known);
             continue;
         }
-        let parsed = (|| {
-            let commit = r.peel_to_commit().map_err(|e| e.message().to_string())?;
+        let parsed = target.and_then(|oid| {
+            let commit = repo.find_commit(oid).map_err(|e| e.message().to_string())?;
             let tree = commit.tree().map_err(|e| e.message().to_string())?;
             let entry = tree
                 .get_name("status.json")
@@ -142,13 +142,12 @@ pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec
             let blob = repo
                 .find_blob(entry.id())
                 .map_err(|e| e.message().to_string())?;
-            ClusterStatus::parse(&cluster, blob.content()).map_err(|e| e.message)
-        })();
+            let status = ClusterStatus::parse(&cluster, blob.content()).map_err(|e| e.message)?;
+            parsed_statuses().put(&cluster, oid, &status);
+            Ok(status)
+        });
         match parsed {
             Ok(s) => {
-                if let Some(oid) = target {
-                    parsed_statuses().put(&cluster, oid, &s);
-                }
                 out.insert(cluster, s);
             }
             Err(message) => {
