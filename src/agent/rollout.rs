@@ -630,7 +630,11 @@ impl ClusterAgent {
             pass.plans.insert(app.name.clone(), plan.clone());
         }
         let decision = plan.decisions.get(&self.cluster)?;
-        if let Some(ends) = bake_ends_before(&plan, decision.wave, &pass.statuses, app, now) {
+        // Only a cluster held back (running what it runs, or nothing yet) waits for
+        // a gate to open; one that gets its release now has nothing to wait for.
+        let held = matches!(decision.reason, Reason::Current | Reason::Waiting);
+        if held && let Some(ends) = bake_ends_before(&plan, decision.wave, &pass.statuses, app, now)
+        {
             self.due_at(ends);
         }
         let target = match decision.reason {
