@@ -5,7 +5,7 @@
 //! per cluster on a hub cluster ([`hub`], [`object`]) when fleet.yaml says
 //! `status: {store: kubernetes}` ([`StoreKind`]).
 
-pub mod compact;
+mod compact;
 pub mod hub;
 pub mod hub_init;
 pub mod object;
