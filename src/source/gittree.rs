@@ -25,12 +25,37 @@ pub struct GitTree {
     repo: Mutex<Repository>,
     tree: Oid,
     commit: Oid,
-    dirs: Mutex<HashMap<Oid, Arc<Dir>>>,
     resolved: Mutex<HashMap<String, DirState<Oid>>>,
 }
 
 /// One parsed tree object: name -> (kind, object id).
 type Dir = BTreeMap<String, (RawKind, Oid)>;
+
+/// Tree objects already parsed, by object id, shared by every [`GitTree`] of the
+/// process. A tree object never changes, so an entry is always right, in any
+/// repository. An agent opens a tree per app and pass, and the render cache resolves
+/// each app's paths from the root: without sharing, every app parsed the fleet's
+/// root and `apps/` again (at 1,250 apps, 1,250 entries per app per pass, most of a
+/// steady-state pass's CPU).
+struct SharedDirs {
+    dirs: HashMap<Oid, Arc<Dir>>,
+    /// Entries in all of them: the measure of the memory held.
+    entries: usize,
+}
+
+/// At most this many entries are kept in [`SharedDirs`]; past it, it starts again.
+/// About 20 MB at the most, far less for usual trees.
+const SHARED_DIR_ENTRIES: usize = 200_000;
+
+fn shared_dirs() -> &'static Mutex<SharedDirs> {
+    static DIRS: std::sync::OnceLock<Mutex<SharedDirs>> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        Mutex::new(SharedDirs {
+            dirs: HashMap::new(),
+            entries: 0,
+        })
+    })
+}
 
 const TREE_MODE: i32 = 0o040000;
 const BLOB_MODE: i32 = 0o100644;
@@ -71,7 +96,6 @@ impl GitTree {
             repo: Mutex::new(repo),
             tree,
             commit,
-            dirs: Mutex::new(HashMap::new()),
             resolved: Mutex::new(HashMap::new()),
         })
     }
@@ -112,7 +136,12 @@ impl GitTree {
     /// The parsed tree object `oid`, from the cache or parsed now (symlink targets
     /// included).
     fn dir(&self, oid: Oid, path: &RepoPath) -> Result<Arc<Dir>, TreeError> {
-        if let Some(d) = self.dirs.lock().map_err(|_| poisoned(path))?.get(&oid) {
+        if let Some(d) = shared_dirs()
+            .lock()
+            .map_err(|_| poisoned(path))?
+            .dirs
+            .get(&oid)
+        {
             return Ok(d.clone());
         }
         let repo = self.repo.lock().map_err(|_| poisoned(path))?;
@@ -133,10 +162,16 @@ impl GitTree {
             dir.insert(name.to_string(), (kind, entry.id()));
         }
         let dir = Arc::new(dir);
-        self.dirs
-            .lock()
-            .map_err(|_| poisoned(path))?
-            .insert(oid, dir.clone());
+        drop(tree);
+        drop(repo);
+        let mut shared = shared_dirs().lock().map_err(|_| poisoned(path))?;
+        if shared.entries + dir.len() + 1 > SHARED_DIR_ENTRIES {
+            shared.dirs.clear();
+            shared.entries = 0;
+        }
+        if shared.dirs.insert(oid, dir.clone()).is_none() {
+            shared.entries += dir.len() + 1;
+        }
         Ok(dir)
     }
 

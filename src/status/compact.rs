@@ -184,20 +184,7 @@ fn pack_and_remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::ClusterStatus;
-    use crate::status::refs::{read_statuses, write_status};
-    use std::collections::BTreeMap;
-
-    fn status(cluster: &str, n: usize) -> ClusterStatus {
-        ClusterStatus {
-            cluster: cluster.into(),
-            agent: "rollwave/test".into(),
-            heartbeat: format!("2026-12-07T{:02}:{:02}:00.000Z", n / 60 % 24, n % 60),
-            interval: 60,
-            apps: BTreeMap::new(),
-            notified: BTreeMap::new(),
-        }
-    }
+    use crate::status::refs::{numbered_status as status, read_statuses, write_status};
 
     fn loose(home: &Path) -> usize {
         std::fs::read_dir(home.join("objects"))

@@ -159,20 +159,25 @@ pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec
     (out, errors)
 }
 
+/// A status of `cluster` whose heartbeat tells the `n`th (up to a day of minutes)
+/// apart from the others: distinct statuses for tests.
+#[cfg(test)]
+pub(crate) fn numbered_status(cluster: &str, n: usize) -> ClusterStatus {
+    ClusterStatus {
+        cluster: cluster.into(),
+        agent: "rollwave/test".into(),
+        heartbeat: format!("2026-12-07T{:02}:{:02}:00.000Z", n / 60 % 24, n % 60),
+        interval: 60,
+        apps: BTreeMap::new(),
+        notified: BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::numbered_status as status;
     use super::*;
 
-    fn status(cluster: &str, n: usize) -> ClusterStatus {
-        ClusterStatus {
-            cluster: cluster.into(),
-            agent: "rollwave/test".into(),
-            heartbeat: format!("2026-12-07T00:00:{:02}.000Z", n % 60),
-            interval: 60,
-            apps: BTreeMap::new(),
-            notified: BTreeMap::new(),
-        }
-    }
 
     #[test]
     fn statuses_read_again_come_from_memory_until_a_ref_moves() {
