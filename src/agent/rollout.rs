@@ -157,14 +157,15 @@ struct PassState {
     git: git2::Repository,
     history: Vec<Oid>,
     order: HashMap<String, usize>,
-    head_tree: GitTree,
+    head_tree: Arc<GitTree>,
     model: Arc<Model>,
     statuses: BTreeMap<String, ClusterStatus>,
     /// This cluster's own status as the pass found it.
     mine: Option<ClusterStatus>,
     head: String,
-    /// The commits whose fleet models the pass needed.
-    used: HashSet<Oid>,
+    /// The commits whose fleet models the pass needed, with their trees, each opened
+    /// once a pass (not once per app).
+    used: HashMap<Oid, Arc<GitTree>>,
     /// The apps targeting this cluster (or held on it), not to be released.
     targeted: Vec<String>,
     /// Releases halted right before this cluster's wave: (app, release, why), for
@@ -366,19 +367,26 @@ impl ClusterAgent {
     }
 
     /// The files and the fleet model at `commit`, the model from the cache when this
-    /// agent loaded it before; `used` collects the commits this pass needed.
+    /// agent loaded it before; `used` collects the commits this pass needed, with
+    /// their trees.
     fn fleet_at(
         &mut self,
         g: &GitRepo,
         commit: Oid,
-        used: &mut HashSet<Oid>,
-    ) -> Result<(GitTree, Arc<Model>), AgentError> {
-        let tree = g.tree(commit)?;
-        used.insert(commit);
+        used: &mut HashMap<Oid, Arc<GitTree>>,
+    ) -> Result<(Arc<GitTree>, Arc<Model>), AgentError> {
+        let tree = match used.get(&commit) {
+            Some(tree) => tree.clone(),
+            None => {
+                let tree = Arc::new(g.tree(commit)?);
+                used.insert(commit, tree.clone());
+                tree
+            }
+        };
         if let Some(f) = self.fleets.get(&commit) {
             return Ok((tree, f.clone()));
         }
-        let (fleet, broken) = crate::fleet::load_apps_apart(&tree)
+        let (fleet, broken) = crate::fleet::load_apps_apart(&*tree)
             .map_err(|error| AgentError::Fleet { commit, error })?;
         let depended_on = fleet
             .apps
@@ -402,8 +410,8 @@ impl ClusterAgent {
         &mut self,
         g: &GitRepo,
         history: &[Oid],
-        used: &mut HashSet<Oid>,
-    ) -> Result<(GitTree, Arc<Model>), AgentError> {
+        used: &mut HashMap<Oid, Arc<GitTree>>,
+    ) -> Result<(Arc<GitTree>, Arc<Model>), AgentError> {
         let e = match self.fleet_at(g, g.head, used) {
             Ok(found) => {
                 self.unloadable_head = None;
@@ -507,7 +515,7 @@ impl ClusterAgent {
     async fn read_fleet(&mut self, g: &GitRepo) -> Result<PassState, AgentError> {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
-        let mut used = HashSet::new();
+        let mut used = HashMap::new();
         let (head_tree, model) = self.head_model(g, &history, &mut used)?;
         let statuses = self
             .peer_statuses(g, model.fleet.settings.status_store)
@@ -787,7 +795,7 @@ impl ClusterAgent {
         let (Some(a), Some(c)) = (at.fleet.app(&app.name), at.fleet.cluster(&self.cluster)) else {
             return Ok(None);
         };
-        let rendered = match self.renders.render(&tree, &at.fleet, a, c, Keep::Objects) {
+        let rendered = match self.renders.render(&*tree, &at.fleet, a, c, Keep::Objects) {
             Ok(r) => r,
             Err(e) => {
                 let message = e.to_string();
@@ -934,7 +942,7 @@ impl ClusterAgent {
             ..
         } = pass;
         let fleet = &model.fleet;
-        self.fleets.retain(|commit, _| used.contains(commit));
+        self.fleets.retain(|commit, _| used.contains_key(commit));
         // Apps are reported in the order they were planned (a batch records its
         // render failures before its applies).
         let position: HashMap<&str, usize> = targeted

@@ -178,7 +178,6 @@ mod tests {
     use super::numbered_status as status;
     use super::*;
 
-
     #[test]
     fn statuses_read_again_come_from_memory_until_a_ref_moves() {
         let dir = tempfile::tempdir().unwrap();
