@@ -207,6 +207,8 @@ pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), F
     }
     check_window_apps(&settings, &apps, &broken)?;
     check_dependencies(&apps, &broken)?;
+    // Sorted by name as Fleet promises (Git orders a directory `a` after `a-b`).
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
     let fleet = Fleet {
         settings,
         clusters,
