@@ -79,6 +79,16 @@ pub fn on_app_stack<T: Send>(what: &str, work: impl FnOnce() -> T + Send) -> Res
     }
 }
 
+/// Runs `work` on the caller's thread and returns its result, or [`Contained`] if it
+/// panicked: for per-app work that does not recurse with its input (planning), where
+/// a thread with its own stack would cost more than the work at every pass.
+pub fn caught<T>(what: &str, work: impl FnOnce() -> T) -> Result<T, Contained> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|payload| Contained::Panicked {
+        what: what.to_string(),
+        message: panic_message(payload.as_ref()),
+    })
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
@@ -100,6 +110,16 @@ mod tests {
             r.unwrap_err().to_string(),
             "internal error while rendering apps/web for prod-1: boom; this is a rollwave bug, please report it with the commit"
         );
+    }
+
+    #[test]
+    fn a_panic_on_the_callers_thread_becomes_an_error_too() {
+        let r: Result<(), _> = caught("planning apps/web for prod-1", || panic!("boom"));
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "internal error while planning apps/web for prod-1: boom; this is a rollwave bug, please report it with the commit"
+        );
+        assert_eq!(caught("adding", || 1 + 1), Ok(2));
     }
 
     #[test]

@@ -606,7 +606,7 @@ impl ClusterAgent {
         };
         let what = format!("planning apps/{} for {}", app.name, self.cluster);
         let dependencies = self.dependencies_here(fleet, pass, app, out);
-        let planned = crate::contain::contained(&what, || {
+        let planned = crate::contain::caught(&what, || {
             plan_app(&PlanInput {
                 app: &app.name,
                 policy: &app.rollout,
