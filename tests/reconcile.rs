@@ -35,6 +35,7 @@ on_both!(
     an_apply_killed_at_random_points_converges_without_losing_or_orphaning_objects,
     a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded,
     with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction,
+    with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderings,
 );
 
 /// DESIGN §6.1's `restricted`: its own namespace, Namespaces only, no ClusterRoleBinding.
@@ -734,5 +735,143 @@ async fn with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correcti
         configmaps(&b).get("b").await.unwrap().data.unwrap()["v"],
         "1"
     );
+    b.finish().await;
+}
+
+/// Reconciles `objects` as release r1 until `done` holds for the outcome, within the
+/// backend's patience: the watch delivers another writer's change in its own time.
+async fn reconcile_until(
+    b: &Backend,
+    r: &rollwave::apply::Reconciler,
+    objects: &[Value],
+    what: &str,
+    done: impl Fn(&rollwave::apply::Applied) -> bool,
+) -> rollwave::apply::Applied {
+    let deadline = Instant::now() + b.patience();
+    loop {
+        let out = r.reconcile(&rev(&b.ns, "r1", objects)).await.unwrap();
+        if done(&out) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{what}: last outcome {out:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn action_on(out: &rollwave::apply::Applied, name: &str) -> Action {
+    out.changes
+        .iter()
+        .find(|c| c.object.name == name)
+        .map(|c| c.action.clone())
+        .unwrap_or_else(|| panic!("no change for {name}: {out:?}"))
+}
+
+/// An app found in sync is not compared again while nothing changes (see
+/// `apply::settled`); this checks that whatever does change still reaches the outcome:
+/// another writer's change that only health sees, a new rendering under the same
+/// release, the label taken away, the object deleted.
+async fn with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderings(b: Backend) {
+    use rollwave::fleet::health::{Expression, HealthRule};
+    let app = b.ns.as_str();
+    let cache = rollwave::apply::drift::LiveCache::new(b.client.clone());
+    let r = b.fresh_reconciler().with_cache(cache.clone());
+    // A ConfigMap is Healthy once annotated ready: a change health sees and the
+    // comparison does not (the annotation is not in the rendering).
+    r.set_health_rules(&[HealthRule {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        current: Expression {
+            text: "has(metadata.annotations) && metadata.annotations['example.com/ready'] == 'yes'"
+                .into(),
+            source: "test".into(),
+        },
+        in_progress: None,
+        failed: None,
+    }]);
+    let ready = json!({"example.com/ready": "yes"});
+    let mut b_ready = b.cm("b", "1");
+    b_ready["metadata"]["annotations"] = ready.clone();
+    let objects = vec![b.cm("a", "1"), b_ready.clone()];
+    r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
+    let deadline = Instant::now() + b.patience();
+    while !(cache.synced() && cache.len() >= 2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cache.synced(), "the watches list their kinds");
+    let unchanged = |out: &rollwave::apply::Applied| out.count(&Action::Unchanged) == 2;
+    let out = reconcile_until(&b, &r, &objects, "in sync", unchanged).await;
+    assert_eq!(out.health, Health::Progressing, "{out:?}");
+    // Settled: the same outcome again.
+    assert_eq!(
+        r.reconcile(&rev(app, "r1", &objects)).await.unwrap().health,
+        Health::Progressing
+    );
+
+    // Someone annotates `a` ready: nothing to correct, but the app is Healthy now.
+    let other = PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..Default::default()
+    };
+    configmaps(&b)
+        .patch(
+            "a",
+            &other,
+            &Patch::Merge(json!({"metadata": {"annotations": ready}})),
+        )
+        .await
+        .unwrap();
+    let out = reconcile_until(&b, &r, &objects, "health follows the annotation", |o| {
+        o.health == Health::Healthy
+    })
+    .await;
+    assert!(unchanged(&out), "{out:?}");
+
+    // A new rendering under the same release is applied.
+    let mut a_ready = b.cm("a", "2");
+    a_ready["metadata"]["annotations"] = json!({"example.com/ready": "yes"});
+    let renamed = vec![a_ready, b_ready];
+    let out = r.reconcile(&rev(app, "r1", &renamed)).await.unwrap();
+    assert_eq!(action_on(&out, "a"), Action::Configured);
+    assert_eq!(
+        configmaps(&b).get("a").await.unwrap().data.unwrap()["v"],
+        "2"
+    );
+    reconcile_until(&b, &r, &renamed, "in sync again", unchanged).await;
+
+    // Someone takes rollwave's label off `b`: it is taken back.
+    configmaps(&b)
+        .patch(
+            "b",
+            &other,
+            &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}})),
+        )
+        .await
+        .unwrap();
+    let out = reconcile_until(&b, &r, &renamed, "the label taken back", |o| {
+        action_on(o, "b") != Action::Unchanged
+    })
+    .await;
+    assert_eq!(action_on(&out, "b"), Action::Configured);
+    let labels = configmaps(&b)
+        .get("b")
+        .await
+        .unwrap()
+        .metadata
+        .labels
+        .unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "rollwave");
+    reconcile_until(&b, &r, &renamed, "in sync again", unchanged).await;
+
+    // Someone deletes `a`: it is made again.
+    configmaps(&b)
+        .delete("a", &Default::default())
+        .await
+        .unwrap();
+    let out = reconcile_until(&b, &r, &renamed, "the deleted object made again", |o| {
+        action_on(o, "a") != Action::Unchanged
+    })
+    .await;
+    assert_eq!(action_on(&out, "a"), Action::Created);
+    assert!(configmaps(&b).get_opt("a").await.unwrap().is_some());
     b.finish().await;
 }

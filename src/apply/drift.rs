@@ -275,6 +275,21 @@ impl LiveCache {
         )
     }
 
+    /// Whether the cache holds the object `(namespace, name)` at resource version
+    /// `version`, told without parsing it: `false` also when the cache cannot answer
+    /// for its kind (not watched or not synced). Enough to know that an object
+    /// compared earlier has not changed since.
+    pub fn holds_version(&self, id: &KindId, place: &(String, String), version: &str) -> bool {
+        let Some(cache) = self.kind(id) else {
+            return false;
+        };
+        if !cache.synced.load(Ordering::Acquire) {
+            return false;
+        }
+        let objects = cache.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects.get(place).is_some_and(|e| e.rv == version)
+    }
+
     /// Waits until a watched kind has completed its first list, so that its objects are
     /// read from one list instead of one request each (a cold apply of thousands of
     /// objects would otherwise read every one of them). Returns whether the cache can

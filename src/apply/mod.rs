@@ -34,6 +34,7 @@ mod preview;
 pub mod prune;
 mod reconcile;
 pub mod retry;
+mod settled;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -67,7 +68,9 @@ pub struct AppRevision<'a> {
     pub app: &'a str,
     /// The release (commit) being applied.
     pub release: &'a str,
-    /// The rendering's content hash.
+    /// The rendering's content hash ([`crate::render::content_hash`] of `objects`): two
+    /// revisions of an app with the same hash are taken to have the same objects (an
+    /// app found in sync is not compared again while its hash and live objects stay).
     pub content_hash: &'a str,
     /// The rendered objects.
     pub objects: &'a [Value],
@@ -346,6 +349,8 @@ pub struct Reconciler {
     /// Objects a dry run or an apply showed to be as rendered where the comparison
     /// saw a difference.
     verified: diff::Verified,
+    /// Apps whose last reconcile wrote nothing, with what they were compared against.
+    settled: settled::Settled,
     /// Whether the agent's namespace is known to exist (read or created once).
     namespace_exists: tokio::sync::Mutex<bool>,
     /// Held while discovery is read again, and how many times it was: apps reconciled
@@ -529,6 +534,7 @@ impl Reconciler {
             inventories: Mutex::new(HashMap::new()),
             known_apps: Mutex::new(None),
             verified: diff::Verified::default(),
+            settled: settled::Settled::default(),
             namespace_exists: tokio::sync::Mutex::new(false),
             listing: tokio::sync::Mutex::new(()),
             refreshing: tokio::sync::Mutex::new(()),

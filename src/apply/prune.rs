@@ -124,6 +124,7 @@ impl Reconciler {
         removal: impl FnOnce(Option<Removal>) -> Removal,
         user: impl FnOnce(Option<&str>) -> Option<String>,
     ) -> Result<(Removal, Vec<(ObjectKey, Action)>), ApplyError> {
+        self.settled.forget(app);
         let inventory = self.read_inventory(app).await?;
         let removal = removal(inventory.removal);
         let mut done = Vec::new();

@@ -400,6 +400,10 @@ impl Reconciler {
     /// nothing is written before every object has passed the policy and the dry run,
     /// and the inventory names every object before any is created.
     pub async fn reconcile(&self, rev: &AppRevision<'_>) -> Result<Applied, ApplyError> {
+        if let Some(applied) = self.still_settled(rev) {
+            return Ok(applied);
+        }
+        self.settled.forget(rev.app);
         let client = &self.client_for(rev)?;
         let mut revision = self.resolve_and_check(rev).await?;
         let inventory = self.read_inventory(rev.app).await?;
@@ -414,15 +418,22 @@ impl Reconciler {
         dry_run.settle(&mut revision.planned, &mut pending);
         let intent = Intent::of(rev, &inventory, &revision.planned, &pending);
         if intent.unchanged {
-            return Ok(report(
+            let rules = self.health_rules();
+            let applied = report(
                 &inventory,
                 rev,
                 &revision.planned,
                 &HashMap::new(),
                 &live,
-                &self.health_rules(),
+                &rules,
                 Vec::new(),
-            ));
+            );
+            if self.cache.is_some() && intent.applied_as.is_none() {
+                let compared =
+                    (revision.planned.iter().enumerate()).map(|(i, p)| (&p.key, live.get(&i)));
+                self.settled.remember(rev, rules, compared, &applied);
+            }
+            return Ok(applied);
         }
         if !namespace_made {
             self.make_app_namespace(namespace).await?;
@@ -446,6 +457,20 @@ impl Reconciler {
             &self.health_rules(),
             pruned.changes,
         ))
+    }
+
+    /// The report of the app's last reconcile, when it wrote nothing and nothing it was
+    /// judged from changed since ([`super::settled`]): an app applied as itself, with
+    /// the watch cache answering for its objects.
+    fn still_settled(&self, rev: &AppRevision<'_>) -> Option<Applied> {
+        let cache = self.cache.as_ref()?;
+        if impersonated_user(rev).is_some() {
+            return None;
+        }
+        let inventory_held =
+            (self.inventories.lock().unwrap_or_else(|e| e.into_inner())).contains_key(rev.app);
+        self.settled
+            .unchanged(rev, &self.health_rules(), inventory_held, cache)
     }
 
     /// Stage 1, the render check and the policy: resolves every object's kind (a kind

@@ -64,13 +64,15 @@ macro_rules! on_both {
     )*};
 }
 
-/// Revision `release` of `app`, holding `objects`, in namespace `app`: a content hash
-/// of its own, no tenancy policy.
+/// Revision `release` of `app`, holding `objects`, in namespace `app`, with their
+/// content hash, and no tenancy policy.
 pub fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<'a> {
+    // The hash lives as long as the test process: a few bytes per revision.
+    let content_hash: &'a str = Box::leak(rollwave::render::content_hash(objects).into_boxed_str());
     AppRevision {
         app,
         release,
-        content_hash: release,
+        content_hash,
         objects,
         force: false,
         namespace: Some(app),
