@@ -331,7 +331,7 @@ fn steady(git: bool) {
         if git { "in Git" } else { "a directory" }
     );
     println!(
-        "  per resync: {} writes, {} lists, {} gets, {:.2} s CPU",
+        "  per resync: {} writes, {} lists, {} gets, {:.3} s CPU",
         (delta("create") + delta("update") + delta("patch") + delta("delete")) as f64
             / resyncs as f64,
         delta("list") as f64 / resyncs as f64,
