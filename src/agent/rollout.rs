@@ -159,9 +159,8 @@ struct PassState {
     order: HashMap<String, usize>,
     head_tree: Arc<GitTree>,
     model: Arc<Model>,
+    /// Every cluster's status as the pass found it, this cluster's own included.
     statuses: BTreeMap<String, ClusterStatus>,
-    /// This cluster's own status as the pass found it.
-    mine: Option<ClusterStatus>,
     head: String,
     /// The commits whose fleet models the pass needed, with their trees, each opened
     /// once a pass (not once per app).
@@ -480,7 +479,9 @@ impl ClusterAgent {
         // An app whose app.yaml is broken at the head is held where it is (never
         // released, never pruned) and reported on the clusters that run it.
         for broken in &model.broken {
-            let Some(previous) = pass.mine.as_ref().and_then(|m| m.apps.get(&broken.name)) else {
+            let Some(previous) =
+                (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&broken.name))
+            else {
                 continue;
             };
             pass.targeted.push(broken.name.clone());
@@ -520,7 +521,6 @@ impl ClusterAgent {
         let statuses = self
             .peer_statuses(g, model.fleet.settings.status_store)
             .await?;
-        let mine = statuses.get(&self.cluster).cloned();
         Ok(PassState {
             git,
             history,
@@ -528,7 +528,6 @@ impl ClusterAgent {
             head_tree,
             model,
             statuses,
-            mine,
             head: g.head.to_string(),
             used,
             targeted: Vec::new(),
@@ -548,9 +547,9 @@ impl ClusterAgent {
         out: &mut PassOutcome,
         now: SystemTime,
     ) -> Option<Planned> {
-        let (mine, head) = (&pass.mine, &pass.head);
+        let (mine, head) = (pass.statuses.get(&self.cluster), &pass.head);
         let fleet = &pass.model.fleet;
-        let previous = mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        let previous = mine.and_then(|m| m.apps.get(&app.name));
         if app.suspend {
             out.report
                 .apps
@@ -779,7 +778,7 @@ impl ClusterAgent {
         now: SystemTime,
     ) -> Result<Option<ReadyToApply<'m>>, AgentError> {
         let Planned { target, rollback } = planned;
-        let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        let previous = (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&app.name));
         let head = &pass.head;
         let oid = Oid::from_str(&target).map_err(|error| AgentError::Release {
             release: target.clone(),
@@ -830,7 +829,7 @@ impl ClusterAgent {
             at,
             rendered,
         } = ready;
-        let previous = pass.mine.as_ref().and_then(|m| m.apps.get(&app.name));
+        let previous = (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&app.name));
         let at = &at.fleet;
         let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
             return;
@@ -935,13 +934,14 @@ impl ClusterAgent {
     ) -> Result<PassReport, AgentError> {
         let PassState {
             model,
-            mine,
+            statuses,
             used,
             targeted,
             halts,
             ..
         } = pass;
         let fleet = &model.fleet;
+        let mine = statuses.get(&self.cluster);
         self.fleets.retain(|commit, _| used.contains_key(commit));
         // Apps are reported in the order they were planned (a batch records its
         // render failures before its applies).
@@ -962,7 +962,7 @@ impl ClusterAgent {
             if let AppResult::ApplyFailed { message, .. } = result
                 && !out.apps.contains_key(app)
             {
-                let previous = mine.as_ref().and_then(|m| m.apps.get(app));
+                let previous = mine.and_then(|m| m.apps.get(app));
                 let (release, hash) =
                     previous.map_or(("", ""), |p| (p.release.as_str(), p.hash.as_str()));
                 let status =
@@ -978,11 +978,11 @@ impl ClusterAgent {
                     .tells_fleet_events
                     .then(|| super::notify::FreezeNotice::of(fleet.settings.freeze.as_ref(), now));
                 let freeze = freeze.as_ref().map(Option::as_ref);
-                n.observe(&self.cluster, mine.as_ref(), &out.apps, &halts, freeze, now)
+                n.observe(&self.cluster, mine, &out.apps, &halts, freeze, now)
             }
             // Without notifications, what an earlier run delivered is kept as read.
             None if self.publisher.last().is_none() => {
-                self.notified_before = mine.map(|m| m.notified).unwrap_or_default();
+                self.notified_before = mine.map(|m| m.notified.clone()).unwrap_or_default();
             }
             None => {}
         }
