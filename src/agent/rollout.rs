@@ -152,6 +152,17 @@ fn next_status(
 /// one that does.
 const HEAD_FALLBACK_LIMIT: usize = 100;
 
+/// The status `app` has on `cluster` in `statuses`: on this cluster, what the pass
+/// starts from. A function of the map, not of the pass, so it borrows the statuses
+/// alone while the pass records what it does.
+fn status_here<'s>(
+    statuses: &'s BTreeMap<String, ClusterStatus>,
+    cluster: &str,
+    app: &str,
+) -> Option<&'s AppStatus> {
+    statuses.get(cluster)?.apps.get(app)
+}
+
 /// What a pass read at its start (the read stage), and what it gathers on the way.
 struct PassState {
     git: git2::Repository,
@@ -479,9 +490,7 @@ impl ClusterAgent {
         // An app whose app.yaml is broken at the head is held where it is (never
         // released, never pruned) and reported on the clusters that run it.
         for broken in &model.broken {
-            let Some(previous) =
-                (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&broken.name))
-            else {
+            let Some(previous) = status_here(&pass.statuses, &self.cluster, &broken.name) else {
                 continue;
             };
             pass.targeted.push(broken.name.clone());
@@ -547,9 +556,9 @@ impl ClusterAgent {
         out: &mut PassOutcome,
         now: SystemTime,
     ) -> Option<Planned> {
-        let (mine, head) = (pass.statuses.get(&self.cluster), &pass.head);
+        let head = &pass.head;
         let fleet = &pass.model.fleet;
-        let previous = mine.and_then(|m| m.apps.get(&app.name));
+        let previous = status_here(&pass.statuses, &self.cluster, &app.name);
         if app.suspend {
             out.report
                 .apps
@@ -778,7 +787,7 @@ impl ClusterAgent {
         now: SystemTime,
     ) -> Result<Option<ReadyToApply<'m>>, AgentError> {
         let Planned { target, rollback } = planned;
-        let previous = (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&app.name));
+        let previous = status_here(&pass.statuses, &self.cluster, &app.name);
         let head = &pass.head;
         let oid = Oid::from_str(&target).map_err(|error| AgentError::Release {
             release: target.clone(),
@@ -829,7 +838,7 @@ impl ClusterAgent {
             at,
             rendered,
         } = ready;
-        let previous = (pass.statuses.get(&self.cluster)).and_then(|m| m.apps.get(&app.name));
+        let previous = status_here(&pass.statuses, &self.cluster, &app.name);
         let at = &at.fleet;
         let (Some(a), Some(c)) = (at.app(&app.name), at.cluster(&self.cluster)) else {
             return;
@@ -962,7 +971,7 @@ impl ClusterAgent {
             if let AppResult::ApplyFailed { message, .. } = result
                 && !out.apps.contains_key(app)
             {
-                let previous = mine.and_then(|m| m.apps.get(app));
+                let previous = status_here(&statuses, &self.cluster, app);
                 let (release, hash) =
                     previous.map_or(("", ""), |p| (p.release.as_str(), p.hash.as_str()));
                 let status =
