@@ -22,7 +22,9 @@
 //!
 //! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
 //! steady` (its part 2 alone), `cargo bench --bench reconcile -- steady-git` (part 2
-//! with the repository in Git, as the rollout-aware agent reads it), `cargo bench
+//! with the repository in Git, as the rollout-aware agent reads it; both measure 4
+//! resyncs unless given a number: `-- steady-git 24` takes two minutes, so that each
+//! run holds the same share of minute-long heartbeats), `cargo bench
 //! --bench reconcile -- real` (1,000 apps on the real control plane: run it on an otherwise idle machine),
 //! `cargo bench --bench reconcile -- real 20` (a quick check).
 
@@ -233,11 +235,16 @@ fn main() {
             });
             real(apps)
         }
-        Some("steady") => steady(false),
-        Some("steady-git") => steady(true),
-        Some(other) => {
-            panic!("unknown target {other:?}: sim (the default), steady, steady-git or real [APPS]")
+        Some(target @ ("steady" | "steady-git")) => {
+            let resyncs = args.get(1).map_or(4, |n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("{target} [RESYNCS]: {n:?} is not a number"))
+            });
+            steady(target == "steady-git", resyncs)
         }
+        Some(other) => panic!(
+            "unknown target {other:?}: sim (the default), steady [RESYNCS], steady-git [RESYNCS] or real [APPS]"
+        ),
     }
 }
 
@@ -277,12 +284,12 @@ fn simulated() {
     let _ = sim.kill();
     let _ = sim.wait();
     drop(dir);
-    steady(false);
+    steady(false, 4);
 }
 
 /// Part 2 alone: a long-running agent on 1,250 apps, the repository a plain directory
 /// or (`git`) a Git repository of one commit, which the agent reads in rollout mode.
-fn steady(git: bool) {
+fn steady(git: bool, resyncs: u64) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("fleet");
     fleet(&repo, STEADY_APPS);
@@ -317,7 +324,6 @@ fn steady(git: bool) {
     let pid = agent.id();
     let before = stats(&server);
     let cpu_before = common::cpu_seconds(pid);
-    let resyncs = 4;
     std::thread::sleep(Duration::from_secs(resyncs * interval));
     let after = stats(&server);
     let cpu_after = common::cpu_seconds(pid);
