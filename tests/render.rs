@@ -301,7 +301,12 @@ fn every_rendering_of_the_example_fleet_matches_real_kustomize() {
                 Some(helm) => helm_reference(&repo, &fleet, app, helm, cluster),
                 None => kustomize_reference(&repo, &fleet, app, cluster, &ours.root),
             };
-            let mut ours_objs: Vec<Value> = ours.objects.into_iter().map(strip_rollwave).collect();
+            let mut ours_objs: Vec<Value> = ours
+                .objects
+                .into_vec()
+                .into_iter()
+                .map(strip_rollwave)
+                .collect();
             let mut theirs: Vec<Value> = theirs.into_iter().map(strip_rollwave).collect();
             // rollwave re-sorts after defaulting namespaces; compare as sets of documents.
             let key = |v: &Value| serde_json::to_string(v).unwrap();

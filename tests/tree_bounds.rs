@@ -36,7 +36,7 @@ fn render_with(tree: &dyn FileTree) -> Result<Vec<Value>, String> {
     let app = fleet.app("web").ok_or("no app web")?;
     let cluster = fleet.cluster("prod-1").ok_or("no cluster")?;
     render::render(tree, &fleet, app, cluster)
-        .map(|r| r.objects)
+        .map(|r| r.objects.into_vec())
         .map_err(|e| e.to_string())
 }
 

@@ -256,7 +256,7 @@ pub async fn reconcile_cluster_with(
                 let release = (source.release_of)(&app.name, &rendered.files_read)
                     .unwrap_or_else(|| rendered.content_hash.clone());
                 let ready = (app, release, rendered);
-                if ready.2.objects.iter().any(defines_what_others_use) {
+                if ready.2.objects.any_kind(defines_what_others_use) {
                     foundations.push(ready);
                 } else {
                     others.push(ready);
@@ -302,14 +302,12 @@ pub async fn reconcile_cluster_with(
 /// Namespace, an APIService, an admission webhook configuration or an admission
 /// policy. Apps holding one go first, one after another in fleet order, so the apps
 /// after them meet the API as it will be (a webhook that refuses them refuses their
-/// dry run, not a write after it).
-pub(super) fn defines_what_others_use(obj: &serde_json::Value) -> bool {
-    let group = obj["apiVersion"]
-        .as_str()
-        .and_then(|v| v.rsplit_once('/'))
-        .map_or("", |(g, _)| g);
+/// dry run, not a write after it). Asked of an object's apiVersion and kind, which a
+/// rendering answers without parsing its objects.
+pub(super) fn defines_what_others_use(api_version: &str, kind: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     matches!(
-        (group, obj["kind"].as_str().unwrap_or("")),
+        (group, kind),
         ("", "Namespace")
             | ("apiextensions.k8s.io", "CustomResourceDefinition")
             | ("apiregistration.k8s.io", "APIService")
@@ -412,7 +410,7 @@ pub async fn release_untargeted(
                 app: &a.name,
                 release: "",
                 content_hash: "",
-                objects: &[],
+                objects: &crate::render::Objects::default(),
                 force: false,
                 namespace: a.namespace.as_deref(),
                 removal: None,
@@ -438,7 +436,6 @@ mod tests {
 
     #[test]
     fn apps_that_change_what_the_api_serves_or_admits_go_first() {
-        let object = |api: &str, kind: &str| serde_json::json!({"apiVersion": api, "kind": kind});
         for (api, kind) in [
             ("v1", "Namespace"),
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
@@ -456,14 +453,14 @@ mod tests {
                 "ValidatingAdmissionPolicy",
             ),
         ] {
-            assert!(defines_what_others_use(&object(api, kind)), "{api} {kind}");
+            assert!(defines_what_others_use(api, kind), "{api} {kind}");
         }
         for (api, kind) in [
             ("v1", "ConfigMap"),
             ("apps/v1", "Deployment"),
             ("example.com/v1", "Namespace"),
         ] {
-            assert!(!defines_what_others_use(&object(api, kind)), "{api} {kind}");
+            assert!(!defines_what_others_use(api, kind), "{api} {kind}");
         }
     }
 }

@@ -737,13 +737,8 @@ impl ClusterAgent {
             Some((a, r.target.as_str(), &*r.rendered))
         }
         let mut outcomes: Vec<Option<Reconciled>> = (0..ready.len()).map(|_| None).collect();
-        let (foundations, others): (Vec<usize>, Vec<usize>) = (0..ready.len()).partition(|i| {
-            ready[*i]
-                .rendered
-                .objects
-                .iter()
-                .any(super::defines_what_others_use)
-        });
+        let (foundations, others): (Vec<usize>, Vec<usize>) = (0..ready.len())
+            .partition(|i| (ready[*i].rendered.objects).any_kind(super::defines_what_others_use));
         let reconciler = &self.reconciler;
         for i in foundations {
             if let Some((a, target, rendered)) = revision(&ready[i]) {

@@ -72,8 +72,9 @@ pub struct AppRevision<'a> {
     /// revisions of an app with the same hash are taken to have the same objects (an
     /// app found in sync is not compared again while its hash and live objects stay).
     pub content_hash: &'a str,
-    /// The rendered objects.
-    pub objects: &'a [Value],
+    /// The rendered objects (an app found in sync is judged by their count and
+    /// `content_hash`, without reading them).
+    pub objects: &'a crate::render::Objects,
     /// Take fields owned by other appliers on conflict.
     pub force: bool,
     /// The app's namespace (app.yaml `namespace`), created when missing, as Argo CD's

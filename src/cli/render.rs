@@ -55,7 +55,7 @@ pub fn run(
                 "objects": r.objects,
             }),
         );
-        docs.extend(r.objects);
+        docs.extend(r.objects.into_vec());
     }
     let text = match output {
         Format::Yaml => crate::yaml::to_yaml_stream(&docs),

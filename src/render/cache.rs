@@ -33,9 +33,11 @@
 //! transient, such as a template's time budget on a loaded machine), and any lookup
 //! whose key cannot be made (an unreadable object): those render as before.
 //!
-//! Memory is bounded: entries are weighed (a rendering's objects by the size of their
-//! JSON, a hash-only entry by its paths) and the least recently used are dropped past
-//! the budget. Planner lookups keep only the content hash and the files read (what
+//! Memory is bounded: a rendering's objects are kept packed as JSON
+//! ([`super::objects`]), parsed again only in the copy handed out and only when read,
+//! so an app found in sync costs its JSON and no more; entries are weighed (a
+//! rendering by its JSON, a hash-only entry by its paths) and the least recently used
+//! are dropped past the budget. Planner lookups keep only the content hash and the files read (what
 //! release detection needs), never the objects, so rendering history does not grow the
 //! cache by the size of every release.
 
@@ -45,15 +47,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::Oid;
 use prometheus_client::metrics::counter::Counter;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{RenderError, Rendered, render_traced};
+use super::{Objects, RenderError, Rendered, render_traced};
 use crate::fleet::{App, Cluster, Fleet};
 use crate::tree::{FileTree, RawKind, RawTree, RepoPath, resolve_in};
 
-/// The budget the agent gives its cache: the JSON size of the renderings kept (their
-/// parsed form takes a few times that in memory).
+/// The budget the agent gives its cache: the JSON size of the renderings kept (how
+/// they are kept; a rendering whose JSON would not read back exactly is kept parsed,
+/// a few times that size).
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
 /// How many different sets of paths are remembered per (app, cluster): a release that
@@ -203,7 +205,7 @@ impl RenderCache {
             .or_default() += 1;
         let (mut rendered, queried) = render_traced(tree, fleet, app, cluster)?;
         if keep == Keep::Hash {
-            rendered.objects = Vec::new();
+            rendered.objects = Objects::default();
         }
         if self.max_bytes == 0 {
             return Ok(Arc::new(rendered));
@@ -215,12 +217,19 @@ impl RenderCache {
         let objects = keep == Keep::Objects;
         let paths: usize = rendered.files_read.iter().map(|p| p.as_str().len()).sum();
         let mut weight = 256 + paths;
+        // The cache keeps the objects packed, and the caller gets a copy of what is
+        // kept: the parsed objects go now, not when the caller is done (a first pass
+        // renders every app before it applies them).
+        let kept = Arc::new(Rendered {
+            objects: rendered.objects.packed(),
+            ..rendered
+        });
         if objects {
-            weight += json_size(&rendered.objects);
+            weight += kept.objects.weight();
         }
-        let rendered = Arc::new(rendered);
-        self.insert(slot, trace, key, rendered.clone(), objects, weight);
-        Ok(rendered)
+        let handed_out = Arc::new((*kept).clone());
+        self.insert(slot, trace, key, kept, objects, weight);
+        Ok(handed_out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -237,7 +246,13 @@ impl RenderCache {
             return None;
         }
         let old = std::mem::replace(&mut entry.used, tick);
-        let found = entry.rendered.clone();
+        // A rendering with objects is handed out as a copy of its own, so that the
+        // objects it parses when read go when the caller is done with them.
+        let found = if entry.objects {
+            Arc::new((*entry.rendered).clone())
+        } else {
+            entry.rendered.clone()
+        };
         state.by_use.remove(&old);
         state.by_use.insert(tick, *key);
         Some(found)
@@ -350,23 +365,6 @@ where
         h.update([0]);
     }
     Some(h.finalize().into())
-}
-
-/// The length of the JSON of `objects`, without building it.
-fn json_size(objects: &[Value]) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, objects);
-    count.0
 }
 
 #[cfg(test)]
@@ -514,7 +512,14 @@ mod tests {
         let rendered = crate::render::render(&tree, &fleet, a, c).unwrap();
         assert_eq!(*full, rendered);
         let full_again = cache.render(&tree, &fleet, a, c, Keep::Objects).unwrap();
+        // Kept packed: the copy handed out knows its count and kinds unparsed, and
+        // parses on its first read.
+        assert_eq!(full_again.objects.packed_and_parsed(), (true, false));
+        assert_eq!(full_again.objects.len(), rendered.objects.len());
+        assert!(full_again.objects.any_kind(|_, k| k == "ConfigMap"));
+        assert_eq!(full_again.objects.packed_and_parsed(), (true, false));
         assert_eq!(*full_again, rendered);
+        assert_eq!(full_again.objects.packed_and_parsed(), (true, true));
         assert_eq!(cache.lookups(), Lookups { hits: 2, misses: 2 });
         assert_eq!((cache.misses_of("web"), cache.misses_of("api")), (2, 0));
     }

@@ -10,9 +10,11 @@
 pub mod cache;
 pub mod helm;
 pub mod kustomize;
+pub mod objects;
 pub mod template;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -21,19 +23,21 @@ use crate::fleet::{App, Cluster, Fleet, choose_overlay};
 use crate::tree::{ConfinedTree, FileTree, RecordingTree, RepoPath, TreeError};
 use crate::vocab::{APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use kustomize::{Gvk, KustomizeError, ResId, legacy_order};
+pub use objects::Objects;
 use template::{RenderTemplatesError, TemplatedTree};
 
 /// The desired state of one app on one cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     /// The objects, in apply order as kustomize prints them.
-    pub objects: Vec<Value>,
+    pub objects: Objects,
     /// sha256 (hex) over the canonical JSON of `objects`: equal hashes, equal state.
     pub content_hash: String,
     /// The kustomization root used, relative to the repository.
     pub root: String,
-    /// Every file read to produce this rendering.
-    pub files_read: BTreeSet<RepoPath>,
+    /// Every file read to produce this rendering (shared by the copies the render
+    /// cache hands out).
+    pub files_read: Arc<BTreeSet<RepoPath>>,
 }
 
 /// Why an app could not be rendered for a cluster.
@@ -160,10 +164,10 @@ fn render_here(
     files_read.insert(app_dir.join("app.yaml")?);
     files_read.insert(RepoPath::new("clusters")?.join(&format!("{}.yaml", cluster.name))?);
     let rendered = Rendered {
-        objects,
+        objects: objects.into(),
         content_hash,
         root: root.to_string(),
-        files_read,
+        files_read: Arc::new(files_read),
     };
     Ok((rendered, recording.paths_queried()))
 }

@@ -43,7 +43,7 @@ fn rendered(side: Side, app: &str, cluster: &str) -> Result<Vec<Value>, String> 
         return Ok(Vec::new());
     }
     render(side.tree, side.fleet, a, c)
-        .map(|r| r.objects)
+        .map(|r| r.objects.into_vec())
         .map_err(|e| e.to_string())
 }
 

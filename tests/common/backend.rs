@@ -67,8 +67,11 @@ macro_rules! on_both {
 /// Revision `release` of `app`, holding `objects`, in namespace `app`, with their
 /// content hash, and no tenancy policy.
 pub fn rev<'a>(app: &'a str, release: &'a str, objects: &'a [Value]) -> AppRevision<'a> {
-    // The hash lives as long as the test process: a few bytes per revision.
+    // The hash and the objects' copy live as long as the test process: a test's
+    // revisions are a few small objects each.
     let content_hash: &'a str = Box::leak(rollwave::render::content_hash(objects).into_boxed_str());
+    let objects: &'a rollwave::render::Objects =
+        Box::leak(Box::new(rollwave::render::Objects::from(objects.to_vec())));
     AppRevision {
         app,
         release,
