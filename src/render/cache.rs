@@ -37,9 +37,9 @@
 //! ([`super::objects`]), parsed again only in the copy handed out and only when read,
 //! so an app found in sync costs its JSON and no more; entries are weighed (a
 //! rendering by its JSON, a hash-only entry by its paths) and the least recently used
-//! are dropped past the budget. Planner lookups keep only the content hash and the files read (what
-//! release detection needs), never the objects, so rendering history does not grow the
-//! cache by the size of every release.
+//! are dropped past the budget. Planner lookups keep only the content hash and the
+//! files read (what release detection needs), never the objects, so rendering history
+//! does not grow the cache by the size of every release.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
