@@ -863,17 +863,12 @@ fn the_inventory_role_alone_serves_the_inventories_and_each_of_its_verbs_is_need
     }
     pass_ok();
 
-    // patch: any apply records the inventory first.
-    c.kubectl_ok(&[
-        "label",
-        "--overwrite",
-        "service",
-        "api",
-        "-n",
-        "api",
-        "app.kubernetes.io/managed-by=someone",
-    ]);
+    // patch: a new release of an app records it in its inventory before its objects
+    // are written (a correction of drift does not write the inventory).
     {
+        let _api = s.edit("apps/api/base/kustomization.yaml", |k| {
+            format!("{k}commonAnnotations:\n  example.com/edited: \"yes\"\n")
+        });
         let _roles = s.with_roles(|cr, r| {
             no_configmaps(cr);
             without_verb(r, "", "patch");

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, rev};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use rollwave::agent::{AppResult, Source, reconcile_cluster};
@@ -36,7 +36,20 @@ on_both!(
     a_deployment_reports_progressing_then_healthy_and_a_broken_image_degraded,
     with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction,
     with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderings,
+    a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice,
 );
+
+/// The real control plane only: the simulator computes a quota's status but does not
+/// enforce it.
+mod an_apply_refused_midway_is_retried_as_the_release_not_as_drift {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real() {
+        super::an_apply_refused_midway_is_retried_as_the_release_not_as_drift(
+            super::common::backend::Backend::real("apply-refused-midway").await,
+        )
+        .await
+    }
+}
 
 /// DESIGN §6.1's `restricted`: its own namespace, Namespaces only, no ClusterRoleBinding.
 fn restricted() -> Policy {
@@ -873,5 +886,133 @@ async fn with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderin
     .await;
     assert_eq!(action_on(&out, "a"), Action::Created);
     assert!(configmaps(&b).get_opt("a").await.unwrap().is_some());
+    b.finish().await;
+}
+
+async fn a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let patches = || b.requests(&["patch"], &["configmaps"]);
+    let objects: Vec<Value> = (0..3).map(|i| b.cm(&format!("c{i}"), "1")).collect();
+    let before = patches().await;
+    r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
+    assert_eq!(
+        patches().await - before,
+        3 + 3 + 1,
+        "a dry run and an apply per object, and one write of the inventory"
+    );
+    let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
+    assert_eq!(
+        (
+            inventory.release.as_str(),
+            &inventory.applying,
+            inventory.objects.len()
+        ),
+        ("r1", &None, 3),
+        "the one write is the final record: {inventory:?}"
+    );
+
+    // Removing an object: the inventory names old and new before the writes, and what
+    // is left after them.
+    let changed = vec![b.cm("c0", "2"), b.cm("c1", "1")];
+    let before = patches().await;
+    let out = r.reconcile(&rev(app, "r2", &changed)).await.unwrap();
+    assert_eq!(out.count(&Action::Pruned), 1, "{out:?}");
+    assert_eq!(
+        patches().await - before,
+        1 + 1 + 2,
+        "the changed object's dry run and apply, and two writes of the inventory"
+    );
+    let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
+    let names: Vec<&str> = inventory.objects.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(
+        (inventory.release.as_str(), &inventory.applying, names),
+        ("r2", &None, vec!["c0", "c1"])
+    );
+    b.finish().await;
+}
+
+async fn an_apply_refused_midway_is_retried_as_the_release_not_as_drift(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    r.reconcile(&rev(app, "r0", &[b.cm("fine", "1")]))
+        .await
+        .unwrap();
+    // Room for one more ConfigMap in the namespace: the dry run of each of two new
+    // ones passes, the second apply is refused.
+    let deadline = Instant::now() + b.patience();
+    let used = loop {
+        let names: Vec<String> = configmaps(&b)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect();
+        if names.iter().any(|n| n == "kube-root-ca.crt") || Instant::now() > deadline {
+            break names.len();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let quotas: Api<ResourceQuota> = Api::namespaced(b.client.clone(), app);
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "room-for-one"},
+        "spec": {"hard": {"count/configmaps": (used + 1).to_string()}}
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    // The status the quota controller would compute (the tests' control plane leaves
+    // that controller out); the apiserver's quota admission checks against it.
+    let status = json!({"status": {
+        "hard": {"count/configmaps": (used + 1).to_string()},
+        "used": {"count/configmaps": used.to_string()}
+    }});
+    quotas
+        .patch_status(
+            "room-for-one",
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+        .unwrap();
+
+    let objects = vec![b.cm("fine", "1"), b.cm("a", "1"), b.cm("b", "1")];
+    let err = r
+        .reconcile(&rev(app, "r1", &objects))
+        .await
+        .expect_err("the second new ConfigMap exceeds the quota");
+    assert!(err.to_string().contains("exceeded quota"), "{err}");
+    let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
+    assert_eq!(
+        (inventory.release.as_str(), inventory.applying.as_deref()),
+        ("r1", Some("r1")),
+        "the inventory says r1 is still being applied: {inventory:?}"
+    );
+
+    quotas
+        .delete("room-for-one", &Default::default())
+        .await
+        .unwrap();
+    // The apiserver's quota admission sees the deletion in its own time.
+    let deadline = Instant::now() + b.patience();
+    let out = loop {
+        match r.reconcile(&rev(app, "r1", &objects)).await {
+            Ok(out) => break out,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.to_string().contains("exceeded quota"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(out.count(&Action::Created), 1, "{out:?}");
+    assert_eq!(
+        out.drift_corrections, 0,
+        "the retried write is r1's, not a correction of drift"
+    );
+    let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
+    assert_eq!(
+        (inventory.release.as_str(), &inventory.applying),
+        ("r1", &None)
+    );
     b.finish().await;
 }

@@ -5,15 +5,16 @@
 //! when one breaks it) → read the live objects (as the app's ServiceAccount when its
 //! policy names one) → decide what differs ([`diff`]) → create the app's namespace
 //! when missing → dry-run every changed object (nothing is written unless all pass) →
-//! record the intent in the [`inventory`] → apply in kind order (CRDs, Namespaces,
-//! other cluster-scoped, ClusterRoleBindings, namespaced, RoleBindings) with
-//! server-side apply → prune what left the repository ([`prune`]) → record the final
-//! inventory → report changes and [`health`].
+//! record the intent in the [`inventory`] (already the final record when nothing is to
+//! be pruned) → apply in kind order (CRDs, Namespaces, other cluster-scoped,
+//! ClusterRoleBindings, namespaced, RoleBindings) with server-side apply → prune what
+//! left the repository ([`prune`]) → record the final inventory (when prune changed
+//! it) → report changes and [`health`].
 //!
 //! Requests go out side by side within a stage, within the cluster's [`limit`]s. Live
 //! objects come from the watch cache ([`drift`]: one list per kind) and inventories
 //! from one list of them all, so a cold apply costs an object one dry run and one
-//! apply, and an unchanged one nothing.
+//! apply (and the app one write of its inventory), and an unchanged one nothing.
 //!
 //! A steady state costs no write: objects already as desired are not applied ([`diff`]
 //! follows what the API server does to what it stores, and the dry run settles the

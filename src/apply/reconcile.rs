@@ -2,8 +2,9 @@
 //! list of stages, each a function whose result is data for the next: resolve and
 //! check (kinds and the tenancy policy) → read live → compare → the app's namespace →
 //! dry run → record the intent in the inventory → apply in kind order → prune →
-//! record what was done → report (changes and health). The first error ends the
-//! reconcile; before the intent is recorded nothing has been written.
+//! record what was done (unless the intent already was: nothing to prune) → report
+//! (changes and health). The first error ends the reconcile; before the intent is
+//! recorded nothing has been written.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -238,6 +239,22 @@ impl Intent {
     }
 }
 
+/// What stage 5 recorded in the inventory.
+enum Recorded {
+    /// The intent (old and new objects, `applying`): stage 8 records what was done.
+    Intent,
+    /// What the inventory says once the writes are done (nothing to prune): stage 8
+    /// has nothing to write. `unfinished` is what to record should a write fail, when
+    /// the release is not the one the inventory had as applied.
+    Final { unfinished: Option<Inventory> },
+}
+
+impl Recorded {
+    fn is_final(&self) -> bool {
+        matches!(self, Recorded::Final { .. })
+    }
+}
+
 /// What prune did.
 #[derive(Default)]
 struct Pruned {
@@ -377,8 +394,9 @@ fn report(
             action,
         });
     }
-    let same_release =
-        inventory.release == rev.release && inventory.content_hash == rev.content_hash;
+    let same_release = inventory.applying.is_none()
+        && inventory.release == rev.release
+        && inventory.content_hash == rev.content_hash;
     let drift_corrections = if same_release {
         changes
             .iter()
@@ -438,13 +456,22 @@ impl Reconciler {
         if !namespace_made {
             self.make_app_namespace(namespace).await?;
         }
-        self.record_intent(rev, &inventory, &intent).await?;
-        let results = self
+        let recorded = self.record_intent(rev, &inventory, &intent).await?;
+        let results = match self
             .apply_in_kind_order(client, rev, &mut revision.planned, &pending)
-            .await?;
+            .await
+        {
+            Ok(results) => results,
+            Err(e) => {
+                self.mark_unfinished(&recorded).await;
+                return Err(e);
+            }
+        };
         let pruned = self.prune_stage(client, rev.app, &intent).await;
-        self.record_done(rev, &inventory, &intent, &pruned.kept)
-            .await?;
+        if !recorded.is_final() {
+            self.record_done(rev, &inventory, &intent, &pruned.kept)
+                .await?;
+        }
         if let Some(e) = pruned.error {
             return Err(e);
         }
@@ -643,22 +670,61 @@ impl Reconciler {
     }
 
     /// Stage 5, the inventory before any write: it names every object that may exist
-    /// after this reconcile, and the release being applied.
+    /// after this reconcile, and the release being applied. When nothing is to be
+    /// pruned, what it must say once the writes are done is known now (the revision's
+    /// objects, the release applied), so that is what is written, and stage 8 writes
+    /// nothing: a cold apply, or any change that removes no object, costs the inventory
+    /// one write instead of two. Should a write then fail, [`Self::mark_unfinished`]
+    /// says so; an agent killed mid-apply leaves an inventory that names objects not
+    /// written yet, which the next reconcile finds different from the live ones and
+    /// writes (it only counts them as drift corrections).
     async fn record_intent(
         &self,
         rev: &AppRevision<'_>,
         inventory: &Inventory,
         intent: &Intent,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Recorded, ApplyError> {
         let mut recording = inventory.clone();
-        recording.objects.extend(intent.desired.iter().cloned());
-        recording.applying = Some(rev.release.to_string());
         recording.removal = rev.removal;
         recording.applied_as = intent.applied_as.clone();
+        if intent.absent.is_empty() {
+            recording.objects = intent.desired.clone();
+            recording.release = rev.release.to_string();
+            recording.content_hash = rev.content_hash.to_string();
+            recording.applying = None;
+        } else {
+            recording.objects.extend(intent.desired.iter().cloned());
+            recording.applying = Some(rev.release.to_string());
+        }
         if recording != *inventory {
             self.write_inventory(&recording).await?;
         }
-        Ok(())
+        if !intent.absent.is_empty() {
+            return Ok(Recorded::Intent);
+        }
+        let another_release = inventory.applying.is_some()
+            || inventory.release != rev.release
+            || inventory.content_hash != rev.content_hash;
+        Ok(Recorded::Final {
+            unfinished: another_release.then(|| Inventory {
+                applying: Some(recording.release.clone()),
+                ..recording
+            }),
+        })
+    }
+
+    /// After a write of stage 6 failed, an inventory recorded as final for another
+    /// release says that the release is still being applied, so that the next
+    /// reconcile counts what it writes as the release's, not as drift. Best effort:
+    /// the reconcile reports the write's error either way.
+    async fn mark_unfinished(&self, recorded: &Recorded) {
+        if let Recorded::Final {
+            unfinished: Some(inventory),
+        } = recorded
+            && let Err(e) = self.write_inventory(inventory).await
+        {
+            tracing::warn!(app = %inventory.app, error = %e, "could not mark the inventory as still applying");
+        }
     }
 
     /// Stage 6, the writes: server-side apply of the changed objects, kind stage by
