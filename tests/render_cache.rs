@@ -16,8 +16,10 @@ use rollwave::apply::Reconciler;
 use rollwave::apply::retry::RetryPolicy;
 use rollwave::render::cache::{DEFAULT_MAX_BYTES, RenderCache};
 use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
+use rollwave::source::repo::GitAccess;
 use rollwave::status::Phase;
 use rollwave::status::refs::read_statuses;
+use rollwave::ui::load::Loader;
 
 fn deployment(name: &str, image: &str) -> String {
     format!(
@@ -191,4 +193,58 @@ async fn an_unchanged_repository_renders_nothing_and_a_change_renders_only_its_a
     assert_eq!(image, "nginx:2");
     sim_c.shutdown().await;
     sim_u.shutdown().await;
+}
+
+#[test]
+fn the_web_view_renders_again_only_the_apps_a_new_commit_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    let owned = files();
+    let files: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let v1 = work_repo(&repo, &files);
+    let renders = Arc::new(RenderCache::new(DEFAULT_MAX_BYTES));
+    let mut loader = Loader::new(
+        repo.to_str().unwrap(),
+        "main",
+        GitAccess {
+            cache_dir: dir.path().join("cache"),
+            ..GitAccess::from_env()
+        },
+        Duration::from_secs(1),
+    )
+    .with_renders(renders.clone());
+    let newest = |views: &rollwave::ui::load::Views, app: &str| {
+        let view = serde_json::to_value(&views.apps[app]).unwrap();
+        view["releases"][0]["sha"].as_str().unwrap().to_string()
+    };
+    let views = loader.load(SystemTime::now()).unwrap();
+    assert_eq!(
+        (newest(&views, "web"), newest(&views, "api")),
+        (v1.clone(), v1.clone())
+    );
+    let (web_before, api_before) = (renders.misses_of("web"), renders.misses_of("api"));
+    assert!(web_before > 0 && api_before > 0);
+
+    let v2 = commit_files(
+        &repo,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:2"),
+        )],
+        "web: nginx 2",
+    );
+    let views = loader.load(SystemTime::now()).unwrap();
+    assert_eq!((newest(&views, "web"), newest(&views, "api")), (v2, v1));
+    assert!(
+        renders.misses_of("web") > web_before,
+        "web's new release was not rendered"
+    );
+    assert_eq!(
+        renders.misses_of("api"),
+        api_before,
+        "api, unchanged by the commit, was rendered again"
+    );
 }

@@ -1,7 +1,8 @@
 //! Reads what the web view shows: the fleet, each app's releases and plan at the head
 //! of the tracked branch, and every cluster's status ref. The expensive part (each
 //! release rendered for each cluster, as `rollwave plan` does) is redone only when the
-//! head moves; the status refs and the plan are re-read on every call.
+//! head moves, and then only for what the new commit changed (renderings are kept by
+//! their inputs); the status refs and the plan are re-read on every call.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +16,7 @@ use super::model::{
 use crate::fleet::RolloutSpec;
 use crate::plan::history::{AppHistory, app_history, history_order};
 use crate::plan::{PlanInput, plan_app, release_gates};
+use crate::render::cache::{DEFAULT_MAX_BYTES, RenderCache};
 use crate::source::repo::{GitAccess, GitRepo};
 
 /// Everything the page and the API serve, as of one read.
@@ -53,6 +55,9 @@ pub struct Loader {
     head_state: Option<HeadState>,
     /// The status hub, watched, for a fleet whose statuses live there.
     hub: Option<std::sync::Arc<crate::status::hub::Hub>>,
+    /// Renderings of every release for every cluster, kept across head moves: a new
+    /// commit renders again only the apps whose inputs it changed.
+    renders: std::sync::Arc<RenderCache>,
 }
 
 impl Loader {
@@ -68,7 +73,15 @@ impl Loader {
             remote: None,
             head_state: None,
             hub: None,
+            renders: std::sync::Arc::new(RenderCache::new(DEFAULT_MAX_BYTES)),
         }
+    }
+
+    /// Keeps renderings in `renders` (shared, or with another budget) instead of a
+    /// cache of its own.
+    pub fn with_renders(mut self, renders: std::sync::Arc<RenderCache>) -> Loader {
+        self.renders = renders;
+        self
     }
 
     /// Reads statuses from `hub` (watched by the caller) when fleet.yaml keeps them
@@ -142,10 +155,15 @@ impl Loader {
             let (history, order) = history_order(&repo, head)?;
             let (tree, fleet) = g.fleet(head)?;
             let mut apps = Vec::new();
-            let renders =
-                crate::render::cache::RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
             for app in fleet.apps_in_dependency_order() {
-                let h = app_history(g, &repo, &history, (&tree, &fleet), &app.name, &renders)?;
+                let h = app_history(
+                    g,
+                    &repo,
+                    &history,
+                    (&tree, &fleet),
+                    &app.name,
+                    &self.renders,
+                )?;
                 let depends_on = app.depends_on.iter().map(|d| d.value.clone()).collect();
                 apps.push((app.name.clone(), app.rollout.clone(), depends_on, h));
             }
