@@ -2,8 +2,9 @@
 //! commits are releases of an app (commits that change a file the app's rendering
 //! depends on), found by tree diffs of paths rather than re-rendering history.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::{DiffOptions, Oid, Repository};
 
@@ -33,9 +34,20 @@ pub fn first_parent_history(
     Ok(out)
 }
 
+/// How many commits' changed paths [`changed_paths`] keeps: the history an agent plans
+/// from (every app asks about the same commits).
+const CHANGED_PATHS_KEPT: usize = 1024;
+
 /// The paths a commit changes compared with its first parent (everything, for a root
-/// commit).
-pub fn changed_paths(repo: &Repository, commit: Oid) -> Result<Vec<String>, SourceError> {
+/// commit), sorted. Every app's release history asks about the same commits, so each
+/// commit's paths are worked out once per process and shared: a commit's id fixes its
+/// tree and its first parent's, so a kept answer is always right.
+pub fn changed_paths(repo: &Repository, commit: Oid) -> Result<Arc<Vec<String>>, SourceError> {
+    static KEPT: OnceLock<Mutex<HashMap<Oid, Arc<Vec<String>>>>> = OnceLock::new();
+    let kept = KEPT.get_or_init(Default::default);
+    if let Some(paths) = kept.lock().unwrap_or_else(|e| e.into_inner()).get(&commit) {
+        return Ok(paths.clone());
+    }
     let c = repo.find_commit(commit).map_err(local)?;
     let new_tree = c.tree().map_err(local)?;
     let old_tree = match c.parent(0) {
@@ -50,14 +62,20 @@ pub fn changed_paths(repo: &Repository, commit: Oid) -> Result<Vec<String>, Sour
     let mut out = Vec::new();
     for d in diff.deltas() {
         for f in [d.old_file(), d.new_file()] {
-            if let Some(p) = f.path().and_then(Path::to_str)
-                && !out.iter().any(|x: &String| x == p)
-            {
+            if let Some(p) = f.path().and_then(Path::to_str) {
                 out.push(p.to_string());
             }
         }
     }
-    Ok(out)
+    out.sort_unstable();
+    out.dedup();
+    let paths = Arc::new(out);
+    let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= CHANGED_PATHS_KEPT {
+        kept.clear();
+    }
+    kept.insert(commit, paths.clone());
+    Ok(paths)
 }
 
 /// What an app's rendering depends on: the files it read plus whole directories (its
@@ -141,4 +159,76 @@ pub fn releases(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit of `files` (paths at most one directory deep) on `parent`.
+    fn commit(repo: &Repository, files: &[(&str, &str)], parent: Option<Oid>) -> Oid {
+        let mut dirs: HashMap<&str, git2::TreeBuilder<'_>> = HashMap::new();
+        let mut root = repo.treebuilder(None).unwrap();
+        for (path, text) in files {
+            let blob = repo.blob(text.as_bytes()).unwrap();
+            match path.split_once('/') {
+                Some((dir, name)) => {
+                    let b = dirs
+                        .entry(dir)
+                        .or_insert_with(|| repo.treebuilder(None).unwrap());
+                    b.insert(name, blob, 0o100644).unwrap();
+                }
+                None => {
+                    root.insert(path, blob, 0o100644).unwrap();
+                }
+            }
+        }
+        for (dir, b) in dirs {
+            root.insert(dir, b.write().unwrap(), 0o040000).unwrap();
+        }
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("test", "test@example.com").unwrap();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        repo.commit(None, &sig, &sig, "change", &tree, &parents)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_commit_lists_each_path_it_changes_once_and_the_answer_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let first = commit(
+            &repo,
+            &[
+                ("fleet.yaml", "1"),
+                ("apps/b.yaml", "1"),
+                ("apps/a.yaml", "1"),
+            ],
+            None,
+        );
+        assert_eq!(
+            *changed_paths(&repo, first).unwrap(),
+            ["apps/a.yaml", "apps/b.yaml", "fleet.yaml"],
+            "a root commit changes every path"
+        );
+        let second = commit(
+            &repo,
+            &[
+                ("apps/b.yaml", "2"),
+                ("apps/c.yaml", "1"),
+                ("apps/a.yaml", "1"),
+            ],
+            Some(first),
+        );
+        let paths = changed_paths(&repo, second).unwrap();
+        assert_eq!(*paths, ["apps/b.yaml", "apps/c.yaml", "fleet.yaml"]);
+        assert!(
+            Arc::ptr_eq(&paths, &changed_paths(&repo, second).unwrap()),
+            "asked again, the commit's paths are the ones worked out before"
+        );
+    }
 }
