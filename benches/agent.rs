@@ -12,6 +12,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+
+use common::write;
 #[path = "../tests/common/git.rs"]
 mod git;
 #[path = "../tests/common/webhook.rs"]
@@ -24,12 +26,6 @@ use std::time::{Duration, Instant};
 
 const SAMPLES: usize = 20;
 const FLEET: [(&str, usize); 3] = [("test", 10), ("pre", 20), ("prod", 70)];
-
-fn write(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 fn deployment(image: &str) -> String {
     format!(

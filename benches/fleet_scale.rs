@@ -26,6 +26,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+
+use common::write;
 #[path = "../tests/common/git.rs"]
 mod git;
 
@@ -121,12 +123,6 @@ impl Drop for Processes {
             let _ = c.wait();
         }
     }
-}
-
-fn write(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
 }
 
 fn deployment(image: &str) -> String {

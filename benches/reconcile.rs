@@ -30,6 +30,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+
+use common::write;
 #[path = "../tests/common/k8s.rs"]
 mod k8s;
 
@@ -83,12 +85,6 @@ fn spawn_agent(
     agent
 }
 const STEADY_APPS: usize = 1250;
-
-fn write(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
 
 fn fleet(root: &Path, apps: usize) {
     write(

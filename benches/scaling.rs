@@ -10,35 +10,15 @@
 //!    each with one ConfigMap.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{git, write};
 use rollwave::fleet;
 use rollwave::render;
 use rollwave::render::kustomize::{MAX_BUILD_FILES, MAX_KUSTOMIZATION_DEPTH};
 use rollwave::source::GitTree;
-
-fn write(root: &Path, rel: &str, content: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git is installed");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn config_map(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")

@@ -13,9 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+mod common;
+
+use common::{git, write};
 use rollwave::source::repo::GitAccess;
 use rollwave::status::refs::{read_statuses, write_status};
 use rollwave::status::{AppStatus, ClusterStatus, HistoryEntry, Phase};
@@ -24,29 +26,6 @@ use rollwave::ui::load::Loader;
 const REGIONS: [&str; 4] = ["bj", "sh", "gz", "hk"];
 /// Loads measured after a status change.
 const LOADS: usize = 5;
-
-fn write(root: &Path, path: &str, text: &str) {
-    let p = root.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?} failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn cluster_name(i: usize) -> String {
     format!("prod-{}-{i:04}", REGIONS[i % REGIONS.len()])

@@ -60,6 +60,18 @@ fn files() -> Vec<(String, String)> {
     files
 }
 
+/// The fleet of [`files`] committed in `dir/fleet`: its path and the commit.
+fn fleet_repo(dir: &Path) -> (std::path::PathBuf, String) {
+    let repo = dir.join("fleet");
+    let owned = files();
+    let files: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_str()))
+        .collect();
+    let v1 = work_repo(&repo, &files);
+    (repo, v1)
+}
+
 async fn agent(name: &str, renders: Arc<RenderCache>) -> (SimCluster, ClusterAgent, kube::Client) {
     let mut o = SimOptions::named(name);
     o.ready_after = Duration::from_millis(100);
@@ -122,13 +134,7 @@ async fn live_spec(client: &kube::Client, app: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_repository_renders_nothing_and_a_change_renders_only_its_app() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("fleet");
-    let owned = files();
-    let files: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let v1 = work_repo(&repo, &files);
+    let (repo, v1) = fleet_repo(dir.path());
     let renders = Arc::new(RenderCache::new(DEFAULT_MAX_BYTES));
     let (sim_c, mut cached, client_c) = agent("cached", renders.clone()).await;
     // The same fleet rendered every time, for comparison.
@@ -198,13 +204,7 @@ async fn an_unchanged_repository_renders_nothing_and_a_change_renders_only_its_a
 #[test]
 fn the_web_view_renders_again_only_the_apps_a_new_commit_changed() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("fleet");
-    let owned = files();
-    let files: Vec<(&str, &str)> = owned
-        .iter()
-        .map(|(p, c)| (p.as_str(), c.as_str()))
-        .collect();
-    let v1 = work_repo(&repo, &files);
+    let (repo, v1) = fleet_repo(dir.path());
     let renders = Arc::new(RenderCache::new(DEFAULT_MAX_BYTES));
     let mut loader = Loader::new(
         repo.to_str().unwrap(),
