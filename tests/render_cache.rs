@@ -72,6 +72,18 @@ fn fleet_repo(dir: &Path) -> (std::path::PathBuf, String) {
     (repo, v1)
 }
 
+/// Commits web's Deployment on nginx:2 (a change to web alone): the commit.
+fn web_on_nginx_2(repo: &Path) -> String {
+    commit_files(
+        repo,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:2"),
+        )],
+        "web: nginx 2",
+    )
+}
+
 async fn agent(name: &str, renders: Arc<RenderCache>) -> (SimCluster, ClusterAgent, kube::Client) {
     let mut o = SimOptions::named(name);
     o.ready_after = Duration::from_millis(100);
@@ -159,14 +171,7 @@ async fn an_unchanged_repository_renders_nothing_and_a_change_renders_only_its_a
 
     // A change to web renders web only.
     let (web_before, api_before) = (renders.misses_of("web"), renders.misses_of("api"));
-    let v2 = commit_files(
-        &repo,
-        &[(
-            "apps/web/base/deployment.yaml",
-            &deployment("web", "nginx:2"),
-        )],
-        "web: nginx 2",
-    );
+    let v2 = web_on_nginx_2(&repo);
     let web_v2 = [("web", v2.as_str()), ("api", v1.as_str())];
     settle(&repo, &mut [&mut cached, &mut uncached], &web_v2).await;
     // Once for each of the fleet's two clusters (the planner needs the files every
@@ -228,14 +233,7 @@ fn the_web_view_renders_again_only_the_apps_a_new_commit_changed() {
     let (web_before, api_before) = (renders.misses_of("web"), renders.misses_of("api"));
     assert!(web_before > 0 && api_before > 0);
 
-    let v2 = commit_files(
-        &repo,
-        &[(
-            "apps/web/base/deployment.yaml",
-            &deployment("web", "nginx:2"),
-        )],
-        "web: nginx 2",
-    );
+    let v2 = web_on_nginx_2(&repo);
     let views = loader.load(SystemTime::now()).unwrap();
     assert_eq!((newest(&views, "web"), newest(&views, "api")), (v2, v1));
     assert!(
