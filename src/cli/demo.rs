@@ -7,7 +7,8 @@ use crate::demo::story::{DemoOptions, run as tell};
 /// Flags of `rollwave demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Divide the demo's bake time (4 s) and progress deadline (8 s) by this.
+    /// Divide the demo's bake time (4 s) by this (its 20 s progress deadline stays, so
+    /// that a busy machine's slow but healthy rollout is not taken for a failed one).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Leave the clusters and agents running at the end and print the kubeconfig.

@@ -29,10 +29,19 @@ use crate::sim::{SimCluster, SimOptions, kubeconfig, write_kubeconfig};
 use crate::status::Phase;
 use crate::status::refs::read_statuses;
 
+/// The demo's progress deadline at every speed. It decides the story: the broken image
+/// turns the canary Degraded only when it runs out, and a healthy rollout that outlasts
+/// it is Degraded too, which halts the good change for good. A healthy rollout here
+/// takes about a second on an idle machine and took 4 s on a busy 2-core one (with a
+/// 2 s deadline at `--speed 4`, that halted the good change), so the deadline is kept
+/// well clear of it and not divided by `--speed`; the broken chapter waits for it.
+pub const PROGRESS_DEADLINE: Duration = Duration::from_secs(20);
+
 /// How the demo runs (the flags of `rollwave demo`).
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
-    /// Divides the demo's bake time (4 s) and progress deadline (8 s).
+    /// Divides the demo's bake time (4 s); the progress deadline stays
+    /// [`PROGRESS_DEADLINE`].
     pub speed: f64,
     /// Leaves the clusters and agents running at the end and prints the kubeconfig.
     pub keep: bool,
@@ -390,7 +399,7 @@ pub fn run(args: &DemoOptions) -> Result<ExitCode, DemoError> {
     }
     // Fleet durations are whole seconds.
     let bake = Duration::from_secs((4.0 / args.speed).round().max(1.0) as u64);
-    let deadline = Duration::from_secs((8.0 / args.speed).round().max(2.0) as u64);
+    let deadline = PROGRESS_DEADLINE;
     let dir = tempfile::Builder::new().prefix("rollwave-demo").tempdir()?;
     let root = if args.keep {
         dir.keep()
