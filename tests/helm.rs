@@ -160,6 +160,47 @@ fn capabilities_follow_the_kube_version_in_the_cluster_file() {
         (Some("v1.31.4"), Some("native"))
     );
 
+    // Through the render cache, which serves one rendering to every cluster that
+    // renders an app alike: a cluster with test-1's chart inputs (its kubeVersion, no
+    // values.helm.greeter) but values and labels of its own takes test-1's rendering,
+    // and prod-1's kubeVersion and a values.helm.greeter of its own each keep a
+    // cluster's rendering apart.
+    repo.write(
+        "clusters/test-2.yaml",
+        "name: test-2\nstage: test\nkubeVersion: \"1.29\"\nlabels: {region: bj}\nvalues: {tier: gold}\n",
+    );
+    repo.write(
+        "clusters/test-3.yaml",
+        "name: test-3\nstage: test\nkubeVersion: \"1.29\"\nvalues:\n  helm:\n    greeter: {replicaCount: 3}\n",
+    );
+    let head = common::git::work_repo(repo.path(), &[]);
+    let tree = rollwave::source::GitTree::open(
+        &repo.path().join(".git"),
+        git2::Oid::from_str(&head).unwrap(),
+    )
+    .unwrap();
+    let fleet = rollwave::fleet::load(&tree).unwrap();
+    let cache = rollwave::render::cache::RenderCache::new(1 << 20);
+    let app = fleet.app("greeter").unwrap();
+    for (cluster, renderings) in [("test-1", 1), ("test-2", 1), ("prod-1", 2), ("test-3", 3)] {
+        let c = fleet.cluster(cluster).unwrap();
+        let cached = cache
+            .render(
+                &tree,
+                &fleet,
+                app,
+                c,
+                rollwave::render::cache::Keep::Objects,
+            )
+            .unwrap();
+        assert_eq!(
+            *cached,
+            rollwave::render::render(&tree, &fleet, app, c).unwrap(),
+            "{cluster}"
+        );
+        assert_eq!(cache.misses_of("greeter"), renderings, "{cluster}");
+    }
+
     repo.write(
         "clusters/prod-1.yaml",
         "name: prod-1\nstage: prod\nkubeVersion: latest\n",

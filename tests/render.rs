@@ -102,9 +102,13 @@ fn templates_see_cluster_app_and_merged_values_and_other_files_stay_literal() {
         r.files_read
             .contains(&RepoPath::new("apps/web/base/literal.yaml").unwrap())
     );
+    // The cluster's file is an input of every rendering for it, counted by release
+    // detection with all of clusters/, and not named among the app's files read, so
+    // that clusters rendering an app alike share one rendering.
     assert!(
-        r.files_read
-            .contains(&RepoPath::new("clusters/prod-1.yaml").unwrap())
+        !r.files_read
+            .iter()
+            .any(|p| p.as_str().starts_with("clusters/"))
     );
 }
 

@@ -8,25 +8,35 @@
 //! file), plus the `helm` binary for charts. The key of a rendering is made of exactly
 //! those, without reading any file's content:
 //!
-//! - **the model**: sha256 of the fleet's settings, the app and the cluster as loaded
-//!   (their whole `Debug` form: every field, whether or not today's renderer uses it,
-//!   so a field a later renderer reads cannot be forgotten here);
-//! - **the files**: the paths the previous rendering of this (app, cluster) asked about
-//!   in any way ([`crate::tree::RecordingTree::paths_queried`]), each with what it
-//!   resolves to at the commit now: its real path (symlinks followed), its kind and its
-//!   Git object id (a blob for a file, a tree for a directory, so a directory's listing
-//!   is covered), or that nothing is there;
+//! - **the model**: sha256 of the fleet's settings and the app as loaded (their whole
+//!   `Debug` form: every field, whether or not today's renderer uses it, so a field a
+//!   later renderer reads cannot be forgotten here), and of what the rendering reads of
+//!   the cluster ([`super::cluster_inputs`]): all of it when the rendering has
+//!   templates, otherwise the overlay it chooses and a chart's values and version;
+//! - **the files**: the paths an earlier rendering of the app from the same overlay
+//!   asked about in any way ([`crate::tree::RecordingTree::paths_queried`]), each with
+//!   what it resolves to at the commit now: its real path (symlinks followed), its kind
+//!   and its Git object id (a blob for a file, a tree for a directory, so a directory's
+//!   listing is covered), or that nothing is there;
 //! - **helm**: the path, size, modification time and inode of the `helm` binary a
 //!   chart would be rendered with.
 //!
 //! Why that is complete: the renderer sees the repository only through the tree it is
-//! given. Given the same model and helm, its first question about the tree is the same;
+//! given, and the cluster only through what [`super::cluster_inputs`] writes out (a
+//! rendering finds whether it has templates by asking the tree, so one that had none
+//! has none again while its paths answer the same). Given the same model and helm, its
+//! first question about the tree is the same;
 //! if every path it asked last time answers the same now, each next question is the
 //! same too, and so is the result. A path it did not ask about cannot have changed its
 //! result, and a path it would ask only because an earlier answer changed is reached
 //! only through a path whose id changed, which changes the key. Object ids are the
 //! content (a blob id is the hash of the bytes, a tree id that of the names, modes and
 //! ids below it), so equal ids are equal answers.
+//!
+//! So a rendering is shared by the clusters it is the same for: an app without
+//! templates, on clusters that choose the same overlay, is rendered once for all of
+//! them, by the agent serving them, by the planner looking at every cluster's release
+//! and by the web view.
 //!
 //! What is not cached: renderings from a tree without Git ids (a plain directory: its
 //! files could only be keyed by reading them), failed renderings (a failure may be
@@ -49,8 +59,8 @@ use git2::Oid;
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 
-use super::{Objects, RenderError, Rendered, render_traced};
-use crate::fleet::{App, Cluster, Fleet};
+use super::{Asked, Objects, RenderError, Rendered, cluster_inputs, render_traced};
+use crate::fleet::{App, Cluster, Fleet, choose_overlay};
 use crate::tree::{FileTree, RawKind, RawTree, RepoPath, resolve_in};
 
 /// The budget the agent gives its cache: the JSON size of the renderings kept (how
@@ -58,8 +68,8 @@ use crate::tree::{FileTree, RawKind, RawTree, RepoPath, resolve_in};
 /// a few times that size).
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
-/// How many different sets of paths are remembered per (app, cluster): a release that
-/// adds or removes a file asks about other paths than its neighbours.
+/// How many different sets of paths are remembered per [`Slot`]: a release that adds
+/// or removes a file asks about other paths than its neighbours.
 const TRACES_PER_SLOT: usize = 8;
 
 /// What a lookup needs kept.
@@ -95,11 +105,16 @@ pub struct RenderCache {
     misses: Counter,
 }
 
+/// Where the traces of renderings are kept: (app, overlay, cluster) for renderings
+/// with templates, whose questions may differ from cluster to cluster, and (app,
+/// overlay, "") for the others, the same questions for every cluster choosing the
+/// overlay.
+type Slot = (String, String, String);
+
 #[derive(Default)]
 struct State {
-    /// The path sets recent renderings of each (app, cluster) asked about, newest
-    /// first.
-    traces: HashMap<(String, String), Vec<Arc<BTreeSet<RepoPath>>>>,
+    /// What recent renderings asked, newest first, by [`Slot`].
+    traces: HashMap<Slot, Vec<Arc<Asked>>>,
     entries: HashMap<[u8; 32], Entry>,
     /// Entries by last use (a tick), oldest first.
     by_use: BTreeMap<u64, [u8; 32]>,
@@ -170,8 +185,13 @@ impl RenderCache {
     where
         T: FileTree + RawTree<Id = Oid>,
     {
-        let model = model_digest(fleet, app, cluster);
-        let slot = (app.name.clone(), cluster.name.clone());
+        let model = ModelDigest::of(fleet, app, cluster);
+        let overlay = choose_overlay(app, cluster);
+        // Traces of renderings with templates are the cluster's own (a template may
+        // change what is asked, cluster by cluster); the others serve every cluster
+        // that chooses the overlay.
+        let own_slot: Slot = (app.name.clone(), overlay.to_string(), cluster.name.clone());
+        let shared_slot: Slot = (app.name.clone(), overlay.to_string(), String::new());
         let keep = {
             let mut state = self.lock();
             if keep == Keep::Objects {
@@ -186,9 +206,17 @@ impl RenderCache {
             }
         };
         if self.max_bytes > 0 {
-            let traces = self.lock().traces.get(&slot).cloned().unwrap_or_default();
+            let traces: Vec<Arc<Asked>> = {
+                let state = self.lock();
+                [&own_slot, &shared_slot]
+                    .into_iter()
+                    .filter_map(|slot| state.traces.get(slot))
+                    .flatten()
+                    .cloned()
+                    .collect()
+            };
             for trace in traces {
-                let Some(key) = key_of(tree, &model, &trace) else {
+                let Some(key) = key_of(tree, &model.with(trace.templates), &trace.paths) else {
                     continue;
                 };
                 if let Some(found) = self.find(&key, keep) {
@@ -203,15 +231,20 @@ impl RenderCache {
             .misses_by_app
             .entry(app.name.clone())
             .or_default() += 1;
-        let (mut rendered, queried) = render_traced(tree, fleet, app, cluster)?;
+        let (mut rendered, asked) = render_traced(tree, fleet, app, cluster)?;
         if keep == Keep::Hash {
             rendered.objects = Objects::default();
         }
         if self.max_bytes == 0 {
             return Ok(Arc::new(rendered));
         }
-        let trace = Arc::new(queried);
-        let Some(key) = key_of(tree, &model, &trace) else {
+        let trace = Arc::new(asked);
+        let slot = if trace.templates {
+            own_slot
+        } else {
+            shared_slot
+        };
+        let Some(key) = key_of(tree, &model.with(trace.templates), &trace.paths) else {
             return Ok(Arc::new(rendered));
         };
         let objects = keep == Keep::Objects;
@@ -260,8 +293,8 @@ impl RenderCache {
 
     fn insert(
         &self,
-        slot: (String, String),
-        trace: Arc<BTreeSet<RepoPath>>,
+        slot: Slot,
+        trace: Arc<Asked>,
         key: [u8; 32],
         rendered: Arc<Rendered>,
         objects: bool,
@@ -303,12 +336,34 @@ impl RenderCache {
     }
 }
 
-/// sha256 of everything of the model a rendering may use, and of the helm binary.
-fn model_digest(fleet: &Fleet, app: &App, cluster: &Cluster) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(format!("{:?}\0{app:?}\0{cluster:?}\0", fleet.settings).as_bytes());
-    h.update(helm_identity().as_bytes());
-    h.finalize().into()
+/// The model's part of a key: the fleet's settings, the app and the helm binary hashed
+/// once per lookup, finished with what a rendering reads of the cluster, which depends
+/// on whether it has templates.
+struct ModelDigest<'a> {
+    settings_app_helm: Sha256,
+    app: &'a App,
+    cluster: &'a Cluster,
+}
+
+impl<'a> ModelDigest<'a> {
+    fn of(fleet: &Fleet, app: &'a App, cluster: &'a Cluster) -> ModelDigest<'a> {
+        let mut h = Sha256::new();
+        h.update(format!("{:?}\0{app:?}\0", fleet.settings).as_bytes());
+        h.update(helm_identity().as_bytes());
+        h.update([0]);
+        ModelDigest {
+            settings_app_helm: h,
+            app,
+            cluster,
+        }
+    }
+
+    /// sha256 of everything of the model a rendering with or without templates uses.
+    fn with(&self, templates: bool) -> [u8; 32] {
+        let mut h = self.settings_app_helm.clone();
+        h.update(cluster_inputs(self.app, self.cluster, templates).as_bytes());
+        h.finalize().into()
+    }
 }
 
 /// The helm binary a chart would be rendered with, as the file it is now: replacing
@@ -449,7 +504,12 @@ mod tests {
         let tree = commit(dir.path(), changes);
         let fleet = crate::fleet::load(&tree).unwrap();
         let (a, c) = (fleet.app(app).unwrap(), fleet.cluster("prod").unwrap());
-        key_of(&tree, &model_digest(&fleet, a, c), &trace).unwrap()
+        key_of(
+            &tree,
+            &ModelDigest::of(&fleet, a, c).with(trace.templates),
+            &trace.paths,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -522,6 +582,82 @@ mod tests {
         assert_eq!(full_again.objects.packed_and_parsed(), (true, true));
         assert_eq!(cache.lookups(), Lookups { hits: 2, misses: 2 });
         assert_eq!((cache.misses_of("web"), cache.misses_of("api")), (2, 0));
+    }
+
+    #[test]
+    fn clusters_that_render_an_app_alike_share_one_rendering_and_no_others_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = commit(
+            dir.path(),
+            &[
+                // Another prod cluster with values and labels of its own, and one whose
+                // labels choose another overlay of api.
+                (
+                    "clusters/prod-2.yaml",
+                    Some("name: prod-2\nstage: prod\nlabels: {region: bj}\nvalues: {tier: gold}\n"),
+                ),
+                (
+                    "clusters/prod-3.yaml",
+                    Some("name: prod-3\nstage: prod\nlabels: {region: sh}\n"),
+                ),
+                (
+                    "apps/api/app.yaml",
+                    Some(
+                        "namespace: api\ntargets:\n  stages: [prod]\noverlays:\n  - {selector: {region: sh}, path: overlays/sh}\n",
+                    ),
+                ),
+                (
+                    "apps/api/overlays/sh/kustomization.yaml",
+                    Some("resources:\n- ../../base\nnamePrefix: sh-\n"),
+                ),
+            ],
+        );
+        let fleet = crate::fleet::load(&tree).unwrap();
+        let cluster = |name: &str| fleet.cluster(name).unwrap();
+        let (web, api) = (fleet.app("web").unwrap(), fleet.app("api").unwrap());
+        let cache = RenderCache::new(DEFAULT_MAX_BYTES);
+
+        // api has no templates: prod and prod-2 choose its base and render it alike,
+        // whatever their values and labels; prod-3 chooses another overlay.
+        let on_prod = cache
+            .render(&tree, &fleet, api, cluster("prod"), Keep::Objects)
+            .unwrap();
+        let on_prod_2 = cache
+            .render(&tree, &fleet, api, cluster("prod-2"), Keep::Objects)
+            .unwrap();
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 1 });
+        assert_eq!(
+            *on_prod_2,
+            crate::render::render(&tree, &fleet, api, cluster("prod-2")).unwrap()
+        );
+        assert_eq!(on_prod.content_hash, on_prod_2.content_hash);
+        let on_prod_3 = cache
+            .render(&tree, &fleet, api, cluster("prod-3"), Keep::Objects)
+            .unwrap();
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 2 });
+        assert_eq!(on_prod_3.root, "apps/api/overlays/sh");
+        assert_ne!(on_prod_3.content_hash, on_prod.content_hash);
+
+        // web has a template: each cluster's rendering is its own, even where the
+        // result would be equal (prod and prod-3 both see tier bronze).
+        for name in ["prod", "prod-2", "prod-3"] {
+            let cached = cache
+                .render(&tree, &fleet, web, cluster(name), Keep::Objects)
+                .unwrap();
+            assert_eq!(
+                *cached,
+                crate::render::render(&tree, &fleet, web, cluster(name)).unwrap(),
+                "{name}"
+            );
+        }
+        assert_eq!(cache.misses_of("web"), 3);
+        // Found again, each from its own.
+        for name in ["prod", "prod-2", "prod-3"] {
+            cache
+                .render(&tree, &fleet, web, cluster(name), Keep::Objects)
+                .unwrap();
+        }
+        assert_eq!(cache.misses_of("web"), 3);
     }
 
     #[test]

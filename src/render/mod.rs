@@ -35,9 +35,47 @@ pub struct Rendered {
     pub content_hash: String,
     /// The kustomization root used, relative to the repository.
     pub root: String,
-    /// Every file read to produce this rendering (shared by the copies the render
-    /// cache hands out).
+    /// Every file read to produce this rendering: the app's files, `fleet.yaml` and
+    /// its `app.yaml` (shared by the copies the render cache hands out). The cluster's
+    /// own file is not named: every rendering for a cluster depends on it, release
+    /// detection counts all of `clusters/` ([`crate::source::history::Inputs::for_app`]),
+    /// and so one rendering can serve every cluster that renders the app alike.
     pub files_read: Arc<BTreeSet<RepoPath>>,
+}
+
+/// What a rendering asked of its inputs besides the fleet's settings and the app: every
+/// path of the tree it asked about in any way, and whether it rendered a template (a
+/// template sees the whole cluster). What [`cache`] keys a rendering by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// The paths asked about ([`RecordingTree::paths_queried`]).
+    pub paths: BTreeSet<RepoPath>,
+    /// Whether any `.hbs` file was rendered.
+    pub templates: bool,
+}
+
+/// What a rendering of `app` reads of `cluster`, written out for the render cache's key.
+///
+/// A rendering that renders a template reads all of it (the template context). One
+/// without templates reads only the overlay it chooses and, for a chart of the app's
+/// own, the cluster's `values.helm.<app>` and `kubeVersion`: renderings of the app for
+/// clusters that agree on those are one rendering, so an agent serving many clusters,
+/// the planner and the web view render each release of such an app once rather than once
+/// per cluster. Keep in step with [`render_here`]: a new read of the cluster there
+/// belongs here.
+pub fn cluster_inputs(app: &App, cluster: &Cluster, templates: bool) -> String {
+    if templates {
+        return format!("the whole cluster {cluster:?}");
+    }
+    let root = choose_overlay(app, cluster);
+    match &app.helm {
+        None => format!("root {root:?}"),
+        Some(_) => format!(
+            "root {root:?} helm values {:?} kubeVersion {:?}",
+            cluster.values.get("helm").and_then(|h| h.get(&app.name)),
+            cluster.kube_version
+        ),
+    }
 }
 
 /// Why an app could not be rendered for a cluster.
@@ -108,31 +146,34 @@ pub fn render(
     render_traced(tree, fleet, app, cluster).map(|(rendered, _)| rendered)
 }
 
-/// [`render`], with every path of `tree` the rendering asked about (read, listed,
-/// looked up), which is what [`cache`] keys a rendering by.
+/// [`render`], with what the rendering asked of its inputs, which is what [`cache`]
+/// keys a rendering by.
 fn render_traced(
     tree: &dyn FileTree,
     fleet: &Fleet,
     app: &App,
     cluster: &Cluster,
-) -> Result<(Rendered, BTreeSet<RepoPath>), RenderError> {
+) -> Result<(Rendered, Asked), RenderError> {
     let what = format!("rendering apps/{} for {}", app.name, cluster.name);
     crate::contain::contained(&what, || render_here(tree, fleet, app, cluster))?
 }
 
-/// [`render_traced`] on the calling thread.
+/// [`render_traced`] on the calling thread. What it reads of the cluster is what
+/// [`cluster_inputs`] says: the template context, the overlay and the chart's values
+/// and version (and its name in errors, which are never cached).
 fn render_here(
     tree: &dyn FileTree,
     fleet: &Fleet,
     app: &App,
     cluster: &Cluster,
-) -> Result<(Rendered, BTreeSet<RepoPath>), RenderError> {
+) -> Result<(Rendered, Asked), RenderError> {
     let recording = RecordingTree::new(tree);
     let app_dir = RepoPath::new("apps")?.join(&app.name)?;
     // Symlinks may not lead out of the app: one app never reads another's files.
     let confined = ConfinedTree::new(&recording, app_dir.clone());
     let context = template_context(fleet, app, cluster);
     let rendered = template::render_templates(&confined, &app_dir, &context)?;
+    let templates = !rendered.is_empty();
     let templated = TemplatedTree::new(&confined, rendered);
     let root = app_dir.join(choose_overlay(app, cluster))?;
     let built = match &app.helm {
@@ -162,14 +203,17 @@ fn render_here(
     let mut files_read = recording.files_read();
     files_read.insert(RepoPath::new("fleet.yaml")?);
     files_read.insert(app_dir.join("app.yaml")?);
-    files_read.insert(RepoPath::new("clusters")?.join(&format!("{}.yaml", cluster.name))?);
     let rendered = Rendered {
         objects: objects.into(),
         content_hash,
         root: root.to_string(),
         files_read: Arc::new(files_read),
     };
-    Ok((rendered, recording.paths_queried()))
+    let asked = Asked {
+        paths: recording.paths_queried(),
+        templates,
+    };
+    Ok((rendered, asked))
 }
 
 /// Renders the app's own chart (app.yaml `helm`). Values: chart defaults < `valuesFiles`
