@@ -61,7 +61,7 @@ pub struct Asked {
 /// own, the cluster's `values.helm.<app>` and `kubeVersion`: renderings of the app for
 /// clusters that agree on those are one rendering, so an agent serving many clusters,
 /// the planner and the web view render each release of such an app once rather than once
-/// per cluster. Keep in step with [`render_here`]: a new read of the cluster there
+/// per cluster. Keep in step with `render_here`: a new read of the cluster there
 /// belongs here.
 pub fn cluster_inputs(app: &App, cluster: &Cluster, templates: bool) -> String {
     if templates {
