@@ -16,6 +16,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::git::work_repo;
@@ -281,6 +282,26 @@ fn each_agent_writes_only_its_own_clusters_statuses_and_sees_its_peers_change_li
         tokio::time::timeout(Duration::from_secs(20), woken_by_the_change)
             .await
             .expect("a peer's phase change wakes the agent, and what it reads then says so");
+
+        // Reads with no event and no write between them share one map (the passes of
+        // an agent's clusters plan once from it); a status this process writes is in
+        // the next read at once, before the hub has it.
+        let settled = async {
+            loop {
+                let (a, _) = hub_sh.read().await.unwrap();
+                let (b, _) = hub_sh.read().await.unwrap();
+                if Arc::ptr_eq(&a, &b) {
+                    break a;
+                }
+            }
+        };
+        let shared = tokio::time::timeout(Duration::from_secs(20), settled)
+            .await
+            .expect("two reads with nothing new between them share one map");
+        hub_sh.remember(&status("prod-sh-2", 3, "Progressing"));
+        let (after, _) = hub_sh.read().await.unwrap();
+        assert_eq!(after["prod-sh-2"].apps["web"].phase, Phase::Progressing);
+        assert_eq!(shared["prod-sh-2"].apps["web"].phase, Phase::Healthy);
 
         // 500 apps with full histories: stored compressed, read back whole.
         let big = status("prod-bj-1", 500, "Healthy");

@@ -229,7 +229,7 @@ impl Agent {
         }
         let metrics = Arc::new(Metrics::new());
         let rollout = rollout_mode(&config);
-        let histories = super::rollout::SharedHistories::default();
+        let shared_planning = Arc::new(super::rollout::SharedPlanning::default());
         let renders = Arc::new(
             crate::render::cache::RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES)
                 .counting_into(
@@ -289,7 +289,7 @@ impl Agent {
             let runner = if rollout {
                 let mut agent = ClusterAgent::new(&c.name, reconciler, config.heartbeat)
                     .with_metrics(metrics.clone())
-                    .with_histories(histories.clone())
+                    .with_shared_planning(shared_planning.clone())
                     .with_renders(renders.clone())
                     .with_prometheus(prometheus)
                     .with_notifier(notifier.clone())

@@ -49,10 +49,9 @@ pub struct ClusterAgent {
     /// end): true for the first cluster of each agent, so an agent tells them once.
     pub tells_fleet_events: bool,
     metrics: Option<Arc<Metrics>>,
-    /// Each app's releases for the last head seen: rendering every release for every
-    /// cluster is the expensive part of planning, and it only changes with the head.
-    /// Shared by the clusters of one agent process (it does not depend on the cluster).
-    histories: SharedHistories,
+    /// Each app's releases and plan, shared by the clusters of one agent process
+    /// ([`SharedPlanning`]).
+    shared: Arc<SharedPlanning>,
     /// Renderings by their inputs, shared by the clusters of one agent process: a pass
     /// over an unchanged repository, and the planner's renders of releases already
     /// rendered, render nothing.
@@ -88,9 +87,74 @@ struct Model {
     pub depended_on: BTreeSet<String>,
 }
 
-/// Release histories by app, for the head they were computed at, shared between the
-/// [`ClusterAgent`]s of one process.
-pub type SharedHistories = Arc<Mutex<BTreeMap<String, (Oid, Arc<AppHistory>)>>>;
+/// What the [`ClusterAgent`]s of one process work out once for all of them: the
+/// parts of planning that do not depend on the cluster planning.
+#[derive(Default)]
+pub struct SharedPlanning {
+    /// Each app's releases, for the head they were computed at: rendering every
+    /// release for every cluster is the expensive part of planning, and it only
+    /// changes with the head.
+    histories: Mutex<BTreeMap<String, (Oid, Arc<AppHistory>)>>,
+    /// Each app's last plan, with what it was made from. A plan covers every cluster
+    /// of the app, so the passes of the agent's clusters that start together (a
+    /// peer's change wakes them all) make it once instead of once each; without this,
+    /// an agent of 100 clusters in a fleet of 1,000 spent most of a release planning
+    /// the whole fleet a hundred times over.
+    plans: Mutex<BTreeMap<String, SharedPlan>>,
+}
+
+/// A plan and what it was made from: the same head, the same map of statuses (the
+/// same `Arc`: maps are shared until a status changes, [`Hub::read`]) and the same
+/// time give the same plan. Apps with dependencies are planned by each pass, as
+/// their readiness includes what the pass did on its own cluster.
+struct SharedPlan {
+    head: Oid,
+    statuses: Arc<BTreeMap<String, ClusterStatus>>,
+    now: SystemTime,
+    plan: Arc<crate::plan::AppPlan>,
+}
+
+impl SharedPlanning {
+    fn lock_histories(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, (Oid, Arc<AppHistory>)>> {
+        self.histories.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The plan of `app` made from `statuses` at `head` and `now`, if one was made.
+    fn plan(
+        &self,
+        app: &str,
+        head: Oid,
+        statuses: &Arc<BTreeMap<String, ClusterStatus>>,
+        now: SystemTime,
+    ) -> Option<Arc<crate::plan::AppPlan>> {
+        let plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = plans.get(app)?;
+        (shared.head == head && shared.now == now && Arc::ptr_eq(&shared.statuses, statuses))
+            .then(|| shared.plan.clone())
+    }
+
+    /// Keeps `plan` for the passes that read the same.
+    fn keep_plan(
+        &self,
+        app: &str,
+        head: Oid,
+        statuses: &Arc<BTreeMap<String, ClusterStatus>>,
+        now: SystemTime,
+        plan: Arc<crate::plan::AppPlan>,
+    ) {
+        self.plans.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            app.to_string(),
+            SharedPlan {
+                head,
+                statuses: statuses.clone(),
+                now,
+                plan,
+            },
+        );
+    }
+}
 
 fn phase_of(health: Health) -> Phase {
     match health {
@@ -170,8 +234,9 @@ struct PassState {
     order: HashMap<String, usize>,
     head_tree: Arc<GitTree>,
     model: Arc<Model>,
-    /// Every cluster's status as the pass found it, this cluster's own included.
-    statuses: BTreeMap<String, ClusterStatus>,
+    /// Every cluster's status as the pass found it, this cluster's own included;
+    /// shared with the passes of the agent's other clusters that read the same.
+    statuses: Arc<BTreeMap<String, ClusterStatus>>,
     head: String,
     /// The commits whose fleet models the pass needed, with their trees, each opened
     /// once a pass (not once per app).
@@ -278,7 +343,7 @@ impl ClusterAgent {
             notified_before: BTreeMap::new(),
             tells_fleet_events: false,
             metrics: None,
-            histories: SharedHistories::default(),
+            shared: Arc::default(),
             renders: Arc::new(RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES)),
             fleets: HashMap::new(),
             unloadable_head: None,
@@ -307,12 +372,11 @@ impl ClusterAgent {
     /// from the Git store) starts from its status ref.
     async fn peer_statuses(
         &mut self,
-        g: &GitRepo,
+        repo: &git2::Repository,
         store: StoreKind,
-    ) -> Result<BTreeMap<String, ClusterStatus>, AgentError> {
+    ) -> Result<Arc<BTreeMap<String, ClusterStatus>>, AgentError> {
         self.publisher.open(store, self.hub.as_ref())?;
-        let repo = g.repository()?;
-        let (mut statuses, errors) = self.publisher.store().read(&repo).await?;
+        let (mut statuses, errors) = self.publisher.store().read(repo).await?;
         if self.publisher.store().kind() == StoreKind::Kubernetes {
             // Unreadable refs are logged where they are read.
             for e in errors {
@@ -320,14 +384,18 @@ impl ClusterAgent {
             }
             // A fleet moving from the Git store: this cluster starts from its ref.
             if !statuses.contains_key(&self.cluster) && self.publisher.last().is_none() {
-                let (refs, _) = Store::Refs.read_now(&repo);
+                let (refs, _) = Store::Refs.read_now(repo);
                 if let Some(own) = refs.get(&self.cluster) {
-                    statuses.insert(self.cluster.clone(), own.clone());
+                    Arc::make_mut(&mut statuses).insert(self.cluster.clone(), own.clone());
                 }
             }
         }
-        if let Some(own) = self.publisher.last() {
-            statuses.insert(self.cluster.clone(), own.clone());
+        // The map is shared with the agent's other passes: copied only when this
+        // cluster's last status is not in it yet.
+        if let Some(own) = self.publisher.last()
+            && statuses.get(&self.cluster) != Some(own)
+        {
+            Arc::make_mut(&mut statuses).insert(self.cluster.clone(), own.clone());
         }
         Ok(statuses)
     }
@@ -370,9 +438,9 @@ impl ClusterAgent {
         self
     }
 
-    /// Shares release histories with the other clusters of this process.
-    pub fn with_histories(mut self, shared: SharedHistories) -> ClusterAgent {
-        self.histories = shared;
+    /// Shares release histories and plans with the other clusters of this process.
+    pub fn with_shared_planning(mut self, shared: Arc<SharedPlanning>) -> ClusterAgent {
+        self.shared = shared;
         self
     }
 
@@ -528,7 +596,7 @@ impl ClusterAgent {
         let mut used = HashMap::new();
         let (head_tree, model) = self.head_model(g, &history, &mut used)?;
         let statuses = self
-            .peer_statuses(g, model.fleet.settings.status_store)
+            .peer_statuses(&git, model.fleet.settings.status_store)
             .await?;
         Ok(PassState {
             git,
@@ -578,9 +646,8 @@ impl ClusterAgent {
             return None;
         }
         let cached = self
-            .histories
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .shared
+            .lock_histories()
             .get(&app.name)
             .filter(|(head, _)| *head == g.head)
             .map(|(_, h)| h.clone());
@@ -596,9 +663,8 @@ impl ClusterAgent {
             ) {
                 Ok(h) => {
                     let h = Arc::new(h);
-                    self.histories
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                    self.shared
+                        .lock_histories()
                         .insert(app.name.clone(), (g.head, h.clone()));
                     h
                 }
@@ -612,26 +678,47 @@ impl ClusterAgent {
                 }
             },
         };
-        let what = format!("planning apps/{} for {}", app.name, self.cluster);
         let dependencies = self.dependencies_here(fleet, pass, app, out);
-        let planned = crate::contain::caught(&what, || {
-            plan_app(&PlanInput {
-                app: &app.name,
-                policy: &app.rollout,
-                waves: &h.waves,
-                releases: &h.releases,
-                order: &pass.order,
-                statuses: &pass.statuses,
-                approvals: &h.approvals,
-                dependencies: &dependencies,
-                now,
-            })
-        });
-        let plan = match planned {
-            Ok(plan) => plan,
-            Err(e) => {
-                out.hold(&app.name, previous, head, e.to_string(), now);
-                return None;
+        let shareable = app.depends_on.is_empty();
+        let shared = shareable
+            .then(|| self.shared.plan(&app.name, g.head, &pass.statuses, now))
+            .flatten();
+        let plan = match shared {
+            Some(plan) => plan,
+            None => {
+                let what = format!("planning apps/{} for {}", app.name, self.cluster);
+                let planned = crate::contain::caught(&what, || {
+                    plan_app(&PlanInput {
+                        app: &app.name,
+                        policy: &app.rollout,
+                        waves: &h.waves,
+                        releases: &h.releases,
+                        order: &pass.order,
+                        statuses: &pass.statuses,
+                        approvals: &h.approvals,
+                        dependencies: &dependencies,
+                        now,
+                    })
+                });
+                match planned {
+                    Ok(plan) => {
+                        let plan = Arc::new(plan);
+                        if shareable {
+                            self.shared.keep_plan(
+                                &app.name,
+                                g.head,
+                                &pass.statuses,
+                                now,
+                                plan.clone(),
+                            );
+                        }
+                        plan
+                    }
+                    Err(e) => {
+                        out.hold(&app.name, previous, head, e.to_string(), now);
+                        return None;
+                    }
+                }
             }
         };
         if self.notifier.is_some() {
@@ -643,7 +730,7 @@ impl ClusterAgent {
             );
         }
         if pass.model.depended_on.contains(&app.name) {
-            pass.plans.insert(app.name.clone(), plan.clone());
+            pass.plans.insert(app.name.clone(), (*plan).clone());
         }
         let decision = plan.decisions.get(&self.cluster)?;
         // Only a cluster held back (running what it runs, or nothing yet) waits for
@@ -1100,5 +1187,36 @@ impl ClusterAgent {
     /// The status written last is on the server.
     pub fn pushed(&mut self) {
         self.publisher.sent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_is_shared_only_with_passes_that_read_the_same_head_statuses_and_time() {
+        let shared = SharedPlanning::default();
+        let head = Oid::from_str("1111111111111111111111111111111111111111").unwrap();
+        let other_head = Oid::from_str("2222222222222222222222222222222222222222").unwrap();
+        let statuses = Arc::new(BTreeMap::new());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let plan = Arc::new(crate::plan::AppPlan {
+            waves: vec![vec!["test-1".into()]],
+            decisions: BTreeMap::new(),
+            pending: Vec::new(),
+        });
+        assert!(shared.plan("web", head, &statuses, now).is_none());
+        shared.keep_plan("web", head, &statuses, now, plan.clone());
+        let found = shared.plan("web", head, &statuses, now).expect("kept");
+        assert!(Arc::ptr_eq(&found, &plan));
+        // An equal map read apart may hold different statuses by the time it is
+        // compared: only the same map is the same input.
+        let equal_but_apart = Arc::new(BTreeMap::new());
+        assert!(shared.plan("web", head, &equal_but_apart, now).is_none());
+        assert!(shared.plan("web", other_head, &statuses, now).is_none());
+        let later = now + Duration::from_secs(1);
+        assert!(shared.plan("web", head, &statuses, later).is_none());
+        assert!(shared.plan("api", head, &statuses, now).is_none());
     }
 }

@@ -49,5 +49,5 @@ pub fn fleet_statuses(
     for w in crate::status::split_between_stores(&statuses, &refs, SystemTime::now()) {
         eprintln!("warning: {w}");
     }
-    Ok(statuses)
+    Ok(std::sync::Arc::unwrap_or_clone(statuses))
 }

@@ -46,6 +46,26 @@ struct View {
     errors: BTreeMap<String, StatusError>,
     /// The watch has listed every object once.
     synced: bool,
+    /// Counts the watch's events: a [`Merged`] read at the same count is current.
+    generation: u64,
+}
+
+/// This process's own clusters' statuses as last written ([`Hub::remember`]).
+#[derive(Default)]
+struct Written {
+    statuses: BTreeMap<String, ClusterStatus>,
+    /// Counts the writes: a [`Merged`] read at the same count is current.
+    generation: u64,
+}
+
+/// What [`Hub::read`] answered last, and at which generations of the view and of
+/// the written statuses: every read until either changes shares it, so the passes
+/// of an agent's clusters read one copy of the fleet's statuses rather than one each.
+struct Merged {
+    view: u64,
+    written: u64,
+    statuses: Arc<BTreeMap<String, ClusterStatus>>,
+    errors: Vec<StatusError>,
 }
 
 /// A connection to the status hub: writes this agent's statuses, reads everyone's.
@@ -60,7 +80,9 @@ pub struct Hub {
     own: BTreeSet<String>,
     /// This process's own clusters' statuses as last written, before the hub has
     /// them: its other clusters read them at once ([`Hub::read`]).
-    written: Mutex<BTreeMap<String, ClusterStatus>>,
+    written: Mutex<Written>,
+    /// The last answer of [`Hub::read`] once the watch is synced.
+    merged: Mutex<Option<Merged>>,
     watch: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -115,6 +137,7 @@ impl Hub {
             changed: Arc::new(Notify::new()),
             own,
             written: Mutex::default(),
+            merged: Mutex::default(),
             watch: Mutex::new(None),
         }
     }
@@ -194,6 +217,7 @@ impl Hub {
                         let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
                         let before = std::mem::take(&mut *v);
                         v.synced = true;
+                        v.generation = before.generation + 1;
                         let mut woke = false;
                         for cm in &fresh {
                             woke |= apply(&mut v, cm, &own);
@@ -216,6 +240,7 @@ impl Hub {
                     Ok(watcher::Event::Delete(cm)) => {
                         let name = cm.metadata.name.unwrap_or_default();
                         let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+                        v.generation += 1;
                         v.errors.remove(&name);
                         v.statuses.remove(&name).is_some() && !own.contains(&name)
                     }
@@ -237,25 +262,40 @@ impl Hub {
     /// Every status: what the watch saw ([`Hub::watch`]) once it has listed them
     /// all, else read from the hub now, with this process's own clusters' statuses
     /// as they were last written ([`Hub::remember`]). A hub that stopped answering
-    /// leaves the others as last seen, to go stale by their heartbeats.
+    /// leaves the others as last seen, to go stale by their heartbeats. Reads with
+    /// no event and no write between them share one map.
     pub async fn read(
         &self,
-    ) -> Result<(BTreeMap<String, ClusterStatus>, Vec<StatusError>), HubError> {
+    ) -> Result<(Arc<BTreeMap<String, ClusterStatus>>, Vec<StatusError>), HubError> {
         let synced = self.view.lock().unwrap_or_else(|e| e.into_inner()).synced;
-        let (mut statuses, errors) = if synced {
-            self.snapshot()
-        } else {
-            self.list().await?
-        };
-        for (cluster, s) in self
-            .written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
+        if !synced {
+            let (mut statuses, errors) = self.list().await?;
+            let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            for (cluster, s) in &written.statuses {
+                statuses.insert(cluster.clone(), s.clone());
+            }
+            return Ok((Arc::new(statuses), errors));
+        }
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let mut merged = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = &*merged
+            && m.view == view.generation
+            && m.written == written.generation
         {
+            return Ok((m.statuses.clone(), m.errors.clone()));
+        }
+        let mut statuses = view.statuses.clone();
+        for (cluster, s) in &written.statuses {
             statuses.insert(cluster.clone(), s.clone());
         }
-        Ok((statuses, errors))
+        let m = merged.insert(Merged {
+            view: view.generation,
+            written: written.generation,
+            statuses: Arc::new(statuses),
+            errors: view.errors.values().cloned().collect(),
+        });
+        Ok((m.statuses.clone(), m.errors.clone()))
     }
 
     /// Records `status`, written by this process for one of its own clusters: the
@@ -263,9 +303,10 @@ impl Hub {
     /// wave of the same agent opens without waiting for the write and its watch
     /// event).
     pub fn remember(&self, status: &ClusterStatus) {
-        self.written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.generation += 1;
+        written
+            .statuses
             .insert(status.cluster.clone(), status.clone());
     }
 
@@ -290,6 +331,7 @@ fn read(cm: &ConfigMap) -> Option<Result<ClusterStatus, StatusError>> {
 
 /// Records `cm` in the view; whether a peer's gates may read something new.
 fn apply(view: &mut View, cm: &ConfigMap, own: &BTreeSet<String>) -> bool {
+    view.generation += 1;
     let name = cm.metadata.name.clone().unwrap_or_default();
     match read(cm) {
         None => {

@@ -29,6 +29,10 @@ pub enum StoreError {
 /// Every cluster's status, with the statuses that could not be read and why.
 pub type Statuses = (BTreeMap<String, ClusterStatus>, Vec<StatusError>);
 
+/// [`Statuses`] behind an `Arc`: the hub hands the same map to every reader until a
+/// status changes, and a pass only reads it.
+pub type SharedStatuses = (Arc<BTreeMap<String, ClusterStatus>>, Vec<StatusError>);
+
 /// Where a fleet's statuses live, with the way to reach them.
 #[derive(Clone)]
 pub enum Store {
@@ -68,9 +72,12 @@ impl Store {
 
     /// Every status as of now: the refs in `repo`, or the hub's (from its watch once
     /// synced, else listed now, with this process's own as last recorded).
-    pub async fn read(&self, repo: &git2::Repository) -> Result<Statuses, StoreError> {
+    pub async fn read(&self, repo: &git2::Repository) -> Result<SharedStatuses, StoreError> {
         match self {
-            Store::Refs => Ok(read_statuses(repo)),
+            Store::Refs => {
+                let (statuses, errors) = read_statuses(repo);
+                Ok((Arc::new(statuses), errors))
+            }
             Store::Hub(hub) => Ok(hub.read().await?),
         }
     }
