@@ -10,9 +10,14 @@
 //! the old ones become unreachable for the server's garbage collection.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::{Oid, Repository, Signature};
 
+use super::ref_targets::Target;
+use super::store::SharedStatuses;
 use super::{ClusterStatus, StatusError};
 
 /// Where status refs live: `refs/rollwave/status/<cluster>`.
@@ -119,9 +124,59 @@ fn parsed_statuses() -> &'static ParsedStatuses {
 /// Every cluster's status found under the status refs, and the problems with those
 /// that could not be read.
 pub fn read_statuses(repo: &Repository) -> (BTreeMap<String, ClusterStatus>, Vec<StatusError>) {
+    statuses_at(repo, super::ref_targets::status_ref_targets(repo))
+}
+
+/// What [`read_statuses_shared`] read last in one repository, and where the refs
+/// pointed then.
+struct LastRead {
+    targets: BTreeMap<String, Target>,
+    statuses: Arc<BTreeMap<String, ClusterStatus>>,
+    errors: Vec<StatusError>,
+}
+
+/// How many repositories [`read_statuses_shared`] remembers a read of (past that it
+/// starts again): one per fleet an agent serves.
+const LAST_READS: usize = 64;
+
+/// [`read_statuses`] behind an `Arc`, the same one for every read until a status ref
+/// moves: the passes of an agent's clusters then share one map, and with it one plan
+/// per app ([`crate::agent::rollout`]).
+pub fn read_statuses_shared(repo: &Repository) -> SharedStatuses {
+    static LAST: OnceLock<Mutex<HashMap<PathBuf, LastRead>>> = OnceLock::new();
+    let targets = super::ref_targets::status_ref_targets(repo);
+    let home = repo.commondir().to_path_buf();
+    let last = LAST.get_or_init(Mutex::default);
+    if let Some(read) = last.lock().unwrap_or_else(|e| e.into_inner()).get(&home)
+        && read.targets == targets
+    {
+        return (read.statuses.clone(), read.errors.clone());
+    }
+    let (statuses, errors) = statuses_at(repo, targets.clone());
+    let statuses = Arc::new(statuses);
+    let mut all = last.lock().unwrap_or_else(|e| e.into_inner());
+    if all.len() >= LAST_READS {
+        all.clear();
+    }
+    all.insert(
+        home,
+        LastRead {
+            targets,
+            statuses: statuses.clone(),
+            errors: errors.clone(),
+        },
+    );
+    (statuses, errors)
+}
+
+/// The statuses the status refs point at (`targets`).
+fn statuses_at(
+    repo: &Repository,
+    targets: BTreeMap<String, Target>,
+) -> (BTreeMap<String, ClusterStatus>, Vec<StatusError>) {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
-    for (cluster, target) in super::ref_targets::status_ref_targets(repo) {
+    for (cluster, target) in targets {
         // A status commit never changes: one read already parsed is taken from memory
         // (every cluster's pass reads every peer's status, so an agent serving many
         // clusters would otherwise read and parse each one once per cluster per round).
@@ -190,6 +245,27 @@ mod tests {
         // A new status is a new commit: read, not remembered.
         write_status(&repo, &status("memo-1", 2)).unwrap();
         assert_eq!(read_statuses(&repo).0["memo-1"], status("memo-1", 2));
+    }
+
+    #[test]
+    fn reads_share_one_map_until_a_status_ref_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        write_status(&repo, &status("shared-1", 1)).unwrap();
+        let (first, _) = read_statuses_shared(&repo);
+        let (again, _) = read_statuses_shared(&repo);
+        assert!(Arc::ptr_eq(&first, &again));
+        write_status(&repo, &status("shared-2", 1)).unwrap();
+        let (after_a_new_ref, _) = read_statuses_shared(&repo);
+        assert_eq!(after_a_new_ref.len(), 2);
+        write_status(&repo, &status("shared-1", 2)).unwrap();
+        let (after_a_move, _) = read_statuses_shared(&repo);
+        assert_eq!(after_a_move["shared-1"], status("shared-1", 2));
+        // Another repository's statuses are its own.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Repository::init_bare(other_dir.path()).unwrap();
+        assert!(read_statuses_shared(&other).0.is_empty());
+        assert!(Arc::ptr_eq(&read_statuses_shared(&repo).0, &after_a_move));
     }
 
     fn chain_length(repo: &Repository, cluster: &str) -> usize {

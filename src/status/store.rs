@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::hub::{Hub, HubError};
-use super::refs::{RefError, read_statuses, write_status};
+use super::refs::{RefError, read_statuses, read_statuses_shared, write_status};
 use super::{ClusterStatus, StatusError, StoreKind};
 
 /// Why statuses could not be read or recorded.
@@ -74,10 +74,7 @@ impl Store {
     /// synced, else listed now, with this process's own as last recorded).
     pub async fn read(&self, repo: &git2::Repository) -> Result<SharedStatuses, StoreError> {
         match self {
-            Store::Refs => {
-                let (statuses, errors) = read_statuses(repo);
-                Ok((Arc::new(statuses), errors))
-            }
+            Store::Refs => Ok(read_statuses_shared(repo)),
             Store::Hub(hub) => Ok(hub.read().await?),
         }
     }
