@@ -58,6 +58,16 @@ struct Written {
     generation: u64,
 }
 
+impl Written {
+    /// Puts these statuses over `statuses` read from the hub: this process's own
+    /// writes are newer than what the hub answered or its watch has seen.
+    fn overlay(&self, statuses: &mut BTreeMap<String, ClusterStatus>) {
+        for (cluster, s) in &self.statuses {
+            statuses.insert(cluster.clone(), s.clone());
+        }
+    }
+}
+
 /// What [`Hub::read`] answered last, and at which generations of the view and of
 /// the written statuses: every read until either changes shares it, so the passes
 /// of an agent's clusters read one copy of the fleet's statuses rather than one each.
@@ -271,9 +281,7 @@ impl Hub {
         if !synced {
             let (mut statuses, errors) = self.list().await?;
             let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-            for (cluster, s) in &written.statuses {
-                statuses.insert(cluster.clone(), s.clone());
-            }
+            written.overlay(&mut statuses);
             return Ok((Arc::new(statuses), errors));
         }
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
@@ -286,9 +294,7 @@ impl Hub {
             return Ok((m.statuses.clone(), m.errors.clone()));
         }
         let mut statuses = view.statuses.clone();
-        for (cluster, s) in &written.statuses {
-            statuses.insert(cluster.clone(), s.clone());
-        }
+        written.overlay(&mut statuses);
         let m = merged.insert(Merged {
             view: view.generation,
             written: written.generation,
