@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::webhook::{github_signature, post_hook};
-use rollwave::source::trigger::{Wake, WebhookSecrets, watch_repository, webhook_router};
+use rollwave::source::trigger::{Wake, WebhookSecrets, webhook_router};
+use rollwave::source::watch::watch_repository;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_wakes_the_loop_only_for_verified_requests() {

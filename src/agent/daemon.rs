@@ -25,8 +25,9 @@ use crate::apply::drift::LiveCache;
 use crate::apply::retry::{Breaker, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::source::repo::{GitAccess, GitRepo};
-use crate::source::trigger::{FetchBackoff, Wake, poll, watch_repository, webhook_router};
+use crate::source::trigger::{FetchBackoff, Wake, poll, webhook_router};
 use crate::source::verify::TrustPolicy;
+use crate::source::watch::{RepositoryWatch, watch_repository};
 use crate::status::StoreKind;
 use crate::status::hub::Hub;
 
@@ -667,7 +668,7 @@ impl Agent {
 
     /// A local repository is watched: a commit there starts a pass at once. The
     /// agent's own status refs, written at every pass, wake nothing; a peer's do.
-    fn watch_local_repository(&self, wake: &Wake) -> Option<notify::RecommendedWatcher> {
+    fn watch_local_repository(&self, wake: &Wake) -> Option<RepositoryWatch> {
         if crate::source::is_remote_url(&self.config.repo) {
             return None;
         }

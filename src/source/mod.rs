@@ -12,6 +12,7 @@ pub mod repo;
 pub mod statusref;
 pub mod trigger;
 pub mod verify;
+pub mod watch;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! What wakes the fetch loop: polling with jitter, a push webhook (GitHub
 //! `X-Hub-Signature-256` or GitLab `X-Gitlab-Token`, verified), and a file watch on a
-//! local repository. Each trigger only wakes the loop; the loop decides what to do.
+//! local repository ([`super::watch`]). Each trigger only wakes the loop; the loop
+//! decides what to do.
 //!
 //! The webhook bounds what a client can make the agent hold: a request without the
 //! header its secret is checked with is refused before its body is read; a body is at
@@ -9,7 +10,6 @@
 //! once (more are answered 503 at once). When the last one is done the freed memory is
 //! handed back to the system.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -303,57 +303,6 @@ pub fn webhook_router(secrets: WebhookSecrets, wake: Wake) -> Router {
         })
 }
 
-/// Watches a local repository (its refs and packed-refs) and wakes the loop on change.
-/// Keep the returned watcher alive as long as the watch should last.
-pub fn watch_repository(
-    path: &Path,
-    wake: Wake,
-    own_refs: &[String],
-) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let git_dir = if path.join(".git").is_dir() {
-        path.join(".git")
-    } else {
-        path.to_path_buf()
-    };
-    let (dir, own) = (git_dir.clone(), own_refs.to_vec());
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(e) = &res
-            && wakes_the_loop(&dir, e, &own)
-        {
-            wake.wake();
-        }
-    })?;
-    watcher.watch(&git_dir.join("refs"), notify::RecursiveMode::Recursive)?;
-    if git_dir.join("packed-refs").exists() {
-        watcher.watch(
-            &git_dir.join("packed-refs"),
-            notify::RecursiveMode::NonRecursive,
-        )?;
-    }
-    Ok(watcher)
-}
-
-/// Whether a change in the repository at `git_dir` starts a pass. Only changes count:
-/// reading a ref (every pass reads them) reports an open on some systems. Nor do the
-/// refs in `own_refs` (and their lock files): the agent's own status refs, which it
-/// writes at every pass; waking on them would start a pass per pass and per cluster.
-/// A peer's status ref or a commit on a branch wakes it.
-fn wakes_the_loop(git_dir: &Path, event: &notify::Event, own_refs: &[String]) -> bool {
-    if matches!(event.kind, notify::EventKind::Access(_)) {
-        return false;
-    }
-    let own = |p: &Path| {
-        let Ok(rel) = p.strip_prefix(git_dir) else {
-            return false;
-        };
-        let rel = rel.to_string_lossy();
-        let name = rel.strip_suffix(".lock").unwrap_or(&rel);
-        own_refs.iter().any(|r| r == name)
-    };
-    event.paths.is_empty() || !event.paths.iter().all(|p| own(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,47 +329,6 @@ mod tests {
         b.succeeded();
         assert_eq!(b.delay(interval), interval);
         assert!(b.may_fetch());
-    }
-
-    #[test]
-    fn the_agents_own_status_refs_do_not_wake_it_but_a_peers_and_a_commit_do() {
-        use notify::event::{AccessKind, CreateKind, ModifyKind};
-        let git = Path::new("/r/.git");
-        let own = vec!["refs/rollwave/status/prod-1".to_string()];
-        let event = |kind: notify::EventKind, paths: &[&str]| notify::Event {
-            kind,
-            paths: paths.iter().map(|p| git.join(p)).collect(),
-            attrs: Default::default(),
-        };
-        let modify = notify::EventKind::Modify(ModifyKind::Any);
-        for (paths, wakes) in [
-            (&["refs/rollwave/status/prod-1"][..], false),
-            (&["refs/rollwave/status/prod-1.lock"][..], false),
-            (&["refs/rollwave/status/prod-2"][..], true),
-            (&["refs/heads/main"][..], true),
-            (
-                &["refs/rollwave/status/prod-1", "refs/heads/main"][..],
-                true,
-            ),
-        ] {
-            assert_eq!(
-                wakes_the_loop(git, &event(modify, paths), &own),
-                wakes,
-                "{paths:?}"
-            );
-        }
-        let create = notify::EventKind::Create(CreateKind::File);
-        assert!(!wakes_the_loop(
-            git,
-            &event(create, &["refs/rollwave/status/prod-1.lock"]),
-            &own
-        ));
-        let read = notify::EventKind::Access(AccessKind::Any);
-        assert!(!wakes_the_loop(
-            git,
-            &event(read, &["refs/heads/main"]),
-            &own
-        ));
     }
 
     #[test]

@@ -77,6 +77,8 @@ struct Known {
     packed: Option<(Stamp, BTreeMap<String, Oid>)>,
     /// How many loose ref files were read: what the stamps save.
     reads: u64,
+    /// How many times the refs were looked at.
+    scans: u64,
 }
 
 /// Every repository's, by the directory that holds its refs.
@@ -96,6 +98,7 @@ fn targets_read_at(repo: &Repository, read_at: SystemTime) -> BTreeMap<String, T
     let refs_home = repo.commondir().to_path_buf();
     let mut all = known().lock().unwrap_or_else(|e| e.into_inner());
     let known = all.entry(refs_home.clone()).or_default();
+    known.scans += 1;
     let mut out: BTreeMap<String, Target> = packed(repo, &refs_home, known, read_at)
         .into_iter()
         .map(|(cluster, oid)| (cluster, Ok(oid)))
@@ -127,6 +130,13 @@ fn targets_read_at(repo: &Repository, read_at: SystemTime) -> BTreeMap<String, T
     }
     known.loose.retain(|name, _| seen.contains(name));
     out
+}
+
+/// How many times the status refs of `repo` were looked at: what a watch saves.
+#[cfg(test)]
+pub(crate) fn scans(repo: &Repository) -> u64 {
+    let all = known().lock().unwrap_or_else(|e| e.into_inner());
+    all.get(repo.commondir()).map_or(0, |k| k.scans)
 }
 
 /// The ref of `cluster` read through libgit2.

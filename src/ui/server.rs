@@ -22,7 +22,8 @@ use tokio::sync::watch;
 
 use super::UiError;
 use super::load::{Loader, Views};
-use crate::source::trigger::{Wake, watch_repository};
+use crate::source::trigger::Wake;
+use crate::source::watch::{RepositoryWatch, watch_repository};
 
 /// How often the repository and the status refs are re-read.
 pub const REFRESH: Duration = Duration::from_millis(500);
@@ -120,7 +121,7 @@ async fn refresh(
     mut loader: Loader,
     tx: watch::Sender<Arc<Published>>,
     wake: Wake,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<RepositoryWatch>,
 ) {
     loop {
         tokio::select! {
