@@ -15,14 +15,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::trigger::Wake;
 
 /// The repositories of this process under a watch that is running, by canonical git
-/// directory: how many watches, and the generation of its refs.
-type Registry = HashMap<PathBuf, (usize, Arc<AtomicU64>)>;
+/// directory: how many watches, the generation of its refs, and whether every
+/// directory of refs is watched (a watch that had to leave some out cannot vouch for
+/// them).
+type Registry = HashMap<PathBuf, (usize, Arc<AtomicU64>, Arc<AtomicBool>)>;
 
 fn registry() -> &'static Mutex<Registry> {
     static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
@@ -50,9 +52,10 @@ pub fn ref_generation(git_dir: &Path) -> Option<u64> {
         return None;
     }
     let key = std::fs::canonicalize(git_dir).ok()?;
-    registry
-        .get(&key)
-        .map(|(_, generation)| generation.load(Ordering::Acquire))
+    let (_, generation, complete) = registry.get(&key)?;
+    complete
+        .load(Ordering::Acquire)
+        .then(|| generation.load(Ordering::Acquire))
 }
 
 /// A running watch's entry in the registry; dropping it (the watch ended or failed)
@@ -61,6 +64,7 @@ pub fn ref_generation(git_dir: &Path) -> Option<u64> {
 struct Registration {
     key: PathBuf,
     generation: Arc<AtomicU64>,
+    complete: Arc<AtomicBool>,
 }
 
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -68,14 +72,27 @@ impl Registration {
     fn new(git_dir: &Path) -> std::io::Result<Registration> {
         let key = std::fs::canonicalize(git_dir)?;
         let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
-        let (count, generation) = registry
-            .entry(key.clone())
-            .or_insert_with(|| (0, Arc::new(AtomicU64::new(next_generation()))));
+        let (count, generation, complete) = registry.entry(key.clone()).or_insert_with(|| {
+            (
+                0,
+                Arc::new(AtomicU64::new(next_generation())),
+                Arc::new(AtomicBool::new(true)),
+            )
+        });
         *count += 1;
-        let generation = generation.clone();
+        let (generation, complete) = (generation.clone(), complete.clone());
         // Whatever was read before this watch started is not known to be current.
         generation.store(next_generation(), Ordering::Release);
-        Ok(Registration { key, generation })
+        Ok(Registration {
+            key,
+            generation,
+            complete,
+        })
+    }
+
+    /// Some directories of refs are not watched: readers look at the refs again.
+    fn incomplete(&self) {
+        self.complete.store(false, Ordering::Release);
     }
 
     /// A ref changed.
@@ -87,7 +104,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((count, _)) = registry.get_mut(&self.key) {
+        if let Some((count, _, _)) = registry.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
                 registry.remove(&self.key);
@@ -171,6 +188,7 @@ mod linux {
         let registration = Registration::new(&git_dir(path))?;
         let inotify = Inotify::init()?;
         let mut watched = Watched {
+            registration,
             git_dir: git_dir(path),
             dirs: HashMap::new(),
             watches: inotify.watches(),
@@ -192,7 +210,7 @@ mod linux {
                 match event {
                     Ok(event) => {
                         if watched.changes_a_ref(event) {
-                            registration.changed();
+                            watched.registration.changed();
                             wake.wake();
                         }
                     }
@@ -208,6 +226,8 @@ mod linux {
 
     /// The watched directories and what decides which changes wake the loop.
     struct Watched {
+        /// Dropped with the watch, so readers stop trusting it when it ends.
+        registration: Registration,
         git_dir: PathBuf,
         /// Each watch's directory, relative to the git directory ("" for itself).
         dirs: HashMap<i32, PathBuf>,
@@ -221,17 +241,30 @@ mod linux {
             let mut pending = vec![rel.to_path_buf()];
             while let Some(dir) = pending.pop() {
                 if self.dirs.len() >= MAX_WATCHED_DIRS {
+                    self.registration.incomplete();
                     tracing::warn!(
                         dir = %dir.display(),
                         "more than {MAX_WATCHED_DIRS} directories of refs; changes below this one wake the agent only at the next poll"
                     );
                     return Ok(());
                 }
-                let wd = self.watches.add(self.git_dir.join(&dir), refs_mask())?;
+                // A directory removed before it is watched or listed has nothing to
+                // watch (its removal was reported to its parent).
+                let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+                let wd = match self.watches.add(self.git_dir.join(&dir), refs_mask()) {
+                    Ok(wd) => wd,
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(e),
+                };
                 self.dirs.insert(wd.get_watch_descriptor_id(), dir.clone());
                 // Listed after the watch is set, so a directory created in between is
                 // either listed here or reported by the watch.
-                for entry in std::fs::read_dir(self.git_dir.join(&dir))?.flatten() {
+                let entries = match std::fs::read_dir(self.git_dir.join(&dir)) {
+                    Ok(entries) => entries,
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries.flatten() {
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
                         pending.push(dir.join(entry.file_name()));
                     }
@@ -266,7 +299,8 @@ mod linux {
                     .intersects(EventMask::CREATE | EventMask::MOVED_TO)
                     && let Err(e) = self.add_tree(&rel)
                 {
-                    tracing::warn!(dir = %rel.display(), error = %e, "cannot watch a new directory of refs");
+                    self.registration.incomplete();
+                    tracing::warn!(dir = %rel.display(), error = %e, "cannot watch a new directory of refs; it wakes the agent only at the next poll");
                 }
                 return true;
             }
@@ -335,6 +369,42 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_watch_gives_a_generation_that_a_peers_ref_changes() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let git_dir = dir.path().join("fleet.git");
+        git2::Repository::init_bare(&git_dir).unwrap();
+        let status_dir = git_dir.join("refs/rollwave/status");
+        std::fs::create_dir_all(&status_dir).unwrap();
+        assert_eq!(ref_generation(&git_dir), None, "no watch, no generation");
+
+        let wake = Wake::new();
+        let own = vec!["refs/rollwave/status/own".to_string()];
+        let watch = watch_repository(&git_dir, wake.clone(), &own).unwrap();
+        let before = ref_generation(&git_dir).expect("a generation while watched");
+        // A peer writes its ref as Git does: a lock file renamed over the ref.
+        let oid = "0123456789abcdef0123456789abcdef01234567\n";
+        std::fs::write(status_dir.join("peer.lock"), oid).unwrap();
+        std::fs::rename(status_dir.join("peer.lock"), status_dir.join("peer")).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), wake.woken())
+            .await
+            .expect("the peer's ref wakes the loop");
+        assert_ne!(ref_generation(&git_dir), Some(before));
+
+        // A watch that ended vouches for nothing.
+        drop(watch);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ref_generation(&git_dir).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the ended watch is still registered"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     #[test]
     fn the_agents_own_status_refs_do_not_wake_it_but_a_peers_and_a_commit_do() {
