@@ -6,8 +6,8 @@
 //! matters to an agent serving many clusters from one local repository: every pass
 //! reads the refs, and a watch that also reports opens (as the general file-watching
 //! library does, with no way to turn it off) made the kernel queue, and the agent
-//! read and drop, an event for every ref read, a sixth of an idle agent's CPU at 200
-//! clusters. Git writes a ref through a lock file renamed over it, so every write
+//! read and drop, an event for every ref read, about a fifth of an idle agent's CPU
+//! at 200 clusters. Git writes a ref through a lock file renamed over it, so every write
 //! shows as a `MOVED_TO` of the ref's name; a ref written in place shows as a
 //! `CLOSE_WRITE`. Directories created under `refs/` later (a new branch namespace,
 //! the first status ref) are watched as they appear. Elsewhere the general library's
@@ -42,8 +42,8 @@ fn next_generation() -> u64 {
 /// this process runs on it (None otherwise): it changes, before the loop is woken,
 /// whenever a ref that is not one of the watch's own changes. So a reader that read
 /// every ref at one generation and finds it unchanged knows that only the process's
-/// own refs can have moved since (the watch is the only writer of those that this
-/// process does not know of), and need not look at each ref file again. An event the
+/// own refs can have moved since (this process is their only writer, and knows what
+/// it wrote), and need not look at each ref file again. An event the
 /// kernel queued and the watch has not read yet is seen a moment later, as a hub's
 /// watch event is.
 pub fn ref_generation(git_dir: &Path) -> Option<u64> {
@@ -185,11 +185,12 @@ mod linux {
         own_refs: &[String],
     ) -> io::Result<RepositoryWatch> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
-        let registration = Registration::new(&git_dir(path))?;
+        let git_dir = git_dir(path);
+        let registration = Registration::new(&git_dir)?;
         let inotify = Inotify::init()?;
         let mut watched = Watched {
             registration,
-            git_dir: git_dir(path),
+            git_dir,
             dirs: HashMap::new(),
             watches: inotify.watches(),
             own_refs: own_refs.to_vec(),
