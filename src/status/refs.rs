@@ -151,7 +151,15 @@ impl LastRead {
         }
         let own = std::mem::take(&mut self.own);
         self.errors.retain(|e| !own.contains_key(&e.cluster));
-        let mut statuses = (*self.statuses).clone();
+        // The new map copies only the peers' statuses: an agent's own status (every
+        // app with its history) is replaced, and copying it too was a tenth of an idle
+        // agent's CPU at 1,250 apps.
+        let mut statuses: BTreeMap<String, ClusterStatus> = self
+            .statuses
+            .iter()
+            .filter(|(cluster, _)| !own.contains_key(*cluster))
+            .map(|(cluster, status)| (cluster.clone(), status.clone()))
+            .collect();
         statuses.extend(own);
         self.statuses = Arc::new(statuses);
     }
