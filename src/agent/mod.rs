@@ -391,8 +391,11 @@ pub async fn release_untargeted(
     targeted: &[String],
     report: &mut PassReport,
 ) -> Result<(), ApplyError> {
+    // A set: every app of a big fleet is both inventoried and targeted, and a scan
+    // of the list per app was a quadratic share of an idle pass.
+    let targeted: std::collections::HashSet<&str> = targeted.iter().map(String::as_str).collect();
     for app in reconciler.inventoried_apps().await? {
-        if targeted.contains(&app) {
+        if targeted.contains(app.as_str()) {
             continue;
         }
         // An app still in the repository says what happens; a deleted one follows its
