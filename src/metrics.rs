@@ -2,6 +2,7 @@
 //! how applies end, drift corrections, prunes, and one info series per app with its
 //! release and phase.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -73,7 +74,19 @@ pub struct Metrics {
     pub analysis_failures: Family<AnalysisLabels, Counter>,
     /// Rendering lookups by result (`hit`: found by its inputs, `miss`: rendered).
     render_cache: Family<ResultLabels, Counter>,
-    current: Mutex<std::collections::HashMap<(String, String), AppInfoLabels>>,
+    /// Each app's series by cluster, then app: looked up by `&str`, so that a pass
+    /// recording what it recorded before allocates nothing (it records every app).
+    per_app: Mutex<HashMap<String, HashMap<String, AppSeries>>>,
+}
+
+/// One app's series on one cluster, as last recorded.
+struct AppSeries {
+    /// Its (cluster, app).
+    labels: AppLabels,
+    /// Its reconcile duration histogram (shared with the family).
+    duration: Histogram,
+    /// The labels of its current `rollwave_app_info` series, once there is one.
+    info: Option<AppInfoLabels>,
 }
 
 impl Default for Metrics {
@@ -152,7 +165,7 @@ impl Metrics {
             analysis_value,
             analysis_failures,
             render_cache,
-            current: Mutex::new(Default::default()),
+            per_app: Mutex::new(HashMap::new()),
         }
     }
 
@@ -186,13 +199,7 @@ impl Metrics {
         took: std::time::Duration,
         outcome: Option<(&Applied, Health)>,
     ) {
-        self.reconcile_duration
-            .get_or_create(&AppLabels {
-                cluster: cluster.into(),
-                app: app.into(),
-            })
-            .observe(took.as_secs_f64());
-        match outcome {
+        let phase = match outcome {
             Some((applied, health)) => {
                 let counts = applied.counts();
                 let writes = counts[0] + counts[1] + counts[3];
@@ -200,30 +207,67 @@ impl Metrics {
                 self.prune_total.inc_by(counts[3] as u64);
                 self.drift_corrections
                     .inc_by(applied.drift_corrections as u64);
-                self.set_app(cluster, app, release, &format!("{health:?}"));
+                health.name()
             }
             None => {
                 self.count_apply("failure");
-                self.set_app(cluster, app, release, "Error");
+                "Error"
             }
-        }
+        };
+        self.with_app(cluster, app, |series| {
+            series.duration.observe(took.as_secs_f64());
+            self.set_info(series, release, phase);
+        });
     }
 
     /// Sets an app's (release, phase) series to 1, removing its previous one.
+    #[cfg(test)]
     fn set_app(&self, cluster: &str, app: &str, release: &str, phase: &str) {
-        let labels = AppInfoLabels {
+        self.with_app(cluster, app, |series| self.set_info(series, release, phase));
+    }
+
+    /// Calls `f` with the series of `app` on `cluster`, made on first use.
+    fn with_app(&self, cluster: &str, app: &str, f: impl FnOnce(&mut AppSeries)) {
+        let mut per_app = self.per_app.lock().unwrap_or_else(|e| e.into_inner());
+        if !per_app.contains_key(cluster) {
+            per_app.insert(cluster.to_string(), HashMap::new());
+        }
+        let apps = per_app.get_mut(cluster).expect("inserted above");
+        if let Some(series) = apps.get_mut(app) {
+            return f(series);
+        }
+        let labels = AppLabels {
             cluster: cluster.into(),
             app: app.into(),
-            release: release.into(),
-            phase: phase.into(),
         };
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = current.insert((cluster.to_string(), app.to_string()), labels.clone())
-            && old != labels
-        {
-            self.app_info.remove(&old);
-        }
-        self.app_info.get_or_create(&labels).set(1);
+        let mut series = AppSeries {
+            duration: self.reconcile_duration.get_or_create_owned(&labels),
+            labels,
+            info: None,
+        };
+        f(&mut series);
+        apps.insert(app.to_string(), series);
+    }
+
+    /// Points `series`' info at (`release`, `phase`): the old series goes, the new one
+    /// is 1. Unchanged, it touches nothing.
+    fn set_info(&self, series: &mut AppSeries, release: &str, phase: &str) {
+        let labels = match &mut series.info {
+            Some(info) if info.release == release && info.phase == phase => return,
+            Some(info) => {
+                self.app_info.remove(info);
+                info.release = release.to_string();
+                info.phase = phase.to_string();
+                info
+            }
+            None => series.info.insert(AppInfoLabels {
+                cluster: series.labels.cluster.clone(),
+                app: series.labels.app.clone(),
+                release: release.to_string(),
+                phase: phase.to_string(),
+            }),
+        };
+        self.app_info.get_or_create(labels).set(1);
     }
 
     /// Records one measurement of the analysis: its value (`None`: no data or an
@@ -261,6 +305,37 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconciles_recorded_again_count_their_durations_and_move_the_info_series() {
+        let m = Metrics::new();
+        let in_sync = Applied {
+            changes: Vec::new().into(),
+            health: Health::Healthy,
+            unhealthy: Vec::new(),
+            drift_corrections: 0,
+        };
+        let took = std::time::Duration::from_millis(20);
+        m.record_reconcile("prod-1", "web", "abc", took, Some((&in_sync, Health::Healthy)));
+        m.record_reconcile("prod-1", "web", "abc", took, Some((&in_sync, Health::Healthy)));
+        m.record_reconcile("prod-1", "api", "abc", took, None);
+        m.record_reconcile("prod-1", "web", "def", took, None);
+        let text = m.encode();
+        for line in [
+            "rollwave_reconcile_duration_seconds_count{cluster=\"prod-1\",app=\"web\"} 3",
+            "rollwave_reconcile_duration_seconds_count{cluster=\"prod-1\",app=\"api\"} 1",
+            "rollwave_app_info{cluster=\"prod-1\",app=\"web\",release=\"def\",phase=\"Error\"} 1",
+            "rollwave_app_info{cluster=\"prod-1\",app=\"api\",release=\"abc\",phase=\"Error\"} 1",
+            "rollwave_apply_total{result=\"noop\"} 2",
+            "rollwave_apply_total{result=\"failure\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains("app=\"web\",release=\"abc\""),
+            "the web app's old series is gone: {text}"
+        );
+    }
 
     #[test]
     fn the_exposition_names_every_metric_and_keeps_one_info_series_per_app() {

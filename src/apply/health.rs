@@ -24,6 +24,17 @@ pub enum Health {
     Degraded,
 }
 
+impl Health {
+    /// Its name, as the metrics and statuses spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Healthy => "Healthy",
+            Health::Progressing => "Progressing",
+            Health::Degraded => "Degraded",
+        }
+    }
+}
+
 /// A verdict with the reason a person would want to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {

@@ -118,8 +118,10 @@ pub struct Change {
 /// The result of a reconcile: the change set and the app's health.
 #[derive(Debug, Clone)]
 pub struct Applied {
-    /// Every object and what was done to it.
-    pub changes: Vec<Change>,
+    /// Every object and what was done to it. Shared: an app found still in sync hands
+    /// out its last report again at every pass, and copying every key was a twentieth
+    /// of an idle agent's CPU at 1,250 apps.
+    pub changes: std::sync::Arc<[Change]>,
     /// The worst health of the app's objects.
     pub health: Health,
     /// Objects that are not healthy, with the reason.

@@ -406,7 +406,7 @@ fn report(
         0
     };
     Applied {
-        changes,
+        changes: changes.into(),
         health: worst,
         unhealthy,
         drift_corrections,
