@@ -840,11 +840,7 @@ mod waves {
             depends_on: vec![],
         };
         (
-            Fleet {
-                settings,
-                clusters,
-                apps: vec![app.clone()],
-            },
+            Fleet::new(settings, clusters, vec![app.clone()]),
             app,
         )
     }

@@ -209,12 +209,7 @@ pub fn load_apps_apart(tree: &dyn FileTree) -> Result<(Fleet, Vec<BrokenApp>), F
     check_dependencies(&apps, &broken)?;
     // Sorted by name as Fleet promises (Git orders a directory `a` after `a-b`).
     apps.sort_by(|a, b| a.name.cmp(&b.name));
-    let fleet = Fleet {
-        settings,
-        clusters,
-        apps,
-    };
-    Ok((fleet, broken))
+    Ok((Fleet::new(settings, clusters, apps), broken))
 }
 
 /// Whether an app directory of that name exists (loaded or broken).

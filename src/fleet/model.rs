@@ -1417,7 +1417,8 @@ fn by_name<'a, T>(items: &'a [T], name: &str, name_of: impl Fn(&T) -> &String) -
     }
 }
 
-/// The validated fleet.
+/// The validated fleet. It is read, never changed, once loaded: the digests the
+/// render cache keeps of it ([`Fleet::app_digest`]) would not follow a change.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// fleet.yaml.
@@ -1426,9 +1427,51 @@ pub struct Fleet {
     pub clusters: Vec<Cluster>,
     /// Apps, sorted by name.
     pub apps: Vec<App>,
+    /// One digest per app, by its index in `apps`, made on first use.
+    app_digests: AppDigests,
+}
+
+/// The digests of [`Fleet::app_digest`]: a fleet is loaded once per commit and read by
+/// every pass at that commit, so each app's is made once.
+#[derive(Clone, Default)]
+struct AppDigests(Vec<std::sync::OnceLock<[u8; 32]>>);
+
+impl std::fmt::Debug for AppDigests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let made = self.0.iter().filter(|d| d.get().is_some()).count();
+        write!(f, "{made} of {} app digests made", self.0.len())
+    }
 }
 
 impl Fleet {
+    /// The fleet of `settings`, `clusters` and `apps`, each list sorted by name.
+    pub fn new(settings: FleetSettings, clusters: Vec<Cluster>, apps: Vec<App>) -> Fleet {
+        let app_digests = AppDigests(apps.iter().map(|_| Default::default()).collect());
+        Fleet {
+            settings,
+            clusters,
+            apps,
+            app_digests,
+        }
+    }
+
+    /// `digest` of the fleet and `app`, made once per app of this fleet: the render
+    /// cache's key of an app's model (its settings and the app, formatted in full),
+    /// which every pass at a commit would otherwise make again for every app. An `app`
+    /// that is not one of this fleet's own is digested every time.
+    pub fn app_digest(&self, app: &App, digest: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
+        // Its index from its address (an app of `apps` lies inside the vector), checked.
+        let size = std::mem::size_of::<App>().max(1);
+        let index = (app as *const App as usize)
+            .checked_sub(self.apps.as_ptr() as usize)
+            .map(|offset| offset / size)
+            .filter(|&i| self.apps.get(i).is_some_and(|a| std::ptr::eq(a, app)));
+        match index.and_then(|i| self.app_digests.0.get(i)) {
+            Some(memo) => *memo.get_or_init(digest),
+            None => digest(),
+        }
+    }
+
     /// The cluster named `name`: a binary search, as clusters are sorted by name (a
     /// pass looks up its cluster once per app).
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
@@ -1478,6 +1521,30 @@ rollout:
     fn app(fleet: &FleetSettings, text: &str) -> Result<App, FleetError> {
         let f: AppFile = crate::yaml::parse_typed("apps/web/app.yaml", text)?;
         f.validate("apps/web/app.yaml", "web", fleet, &[])
+    }
+
+    #[test]
+    fn an_app_digest_is_made_once_per_app_of_the_fleet_and_every_time_for_another() {
+        let settings = fleet("stages: [prod]\n").unwrap();
+        let web = app(&settings, "targets:\n  stages: [prod]\n").unwrap();
+        let mut api = web.clone();
+        api.name = "api".into();
+        let fleet = Fleet::new(settings, Vec::new(), vec![api, web]);
+        let made = std::cell::Cell::new(0);
+        let digest = |n: u8| {
+            let made = &made;
+            move || {
+                made.set(made.get() + 1);
+                [n; 32]
+            }
+        };
+        assert_eq!(fleet.app_digest(&fleet.apps[1], digest(1)), [1; 32]);
+        assert_eq!(fleet.app_digest(&fleet.apps[1], digest(2)), [1; 32], "kept");
+        assert_eq!(fleet.app_digest(&fleet.apps[0], digest(3)), [3; 32], "its own");
+        let copy = fleet.apps[1].clone();
+        assert_eq!(fleet.app_digest(&copy, digest(4)), [4; 32], "not the fleet's");
+        assert_eq!(fleet.app_digest(&copy, digest(5)), [5; 32], "not kept");
+        assert_eq!(made.get(), 4);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   and its Git object id (a blob for a file, a tree for a directory, so a directory's
 //!   listing is covered), or that nothing is there;
 //! - **helm**: the path, size, modification time and inode of the `helm` binary a
-//!   chart would be rendered with.
+//!   chart would be rendered with, looked at again at most once a second.
 //!
 //! Why that is complete: the renderer sees the repository only through the tree it is
 //! given, and the cluster only through what [`super::cluster_inputs`] writes out (a
@@ -32,6 +32,10 @@
 //! only through a path whose id changed, which changes the key. Object ids are the
 //! content (a blob id is the hash of the bytes, a tree id that of the names, modes and
 //! ids below it), so equal ids are equal answers.
+//!
+//! A key is remembered by what it was made from (the tree's root id, the model's part
+//! and the trace), so a pass over the commit of the last pass resolves no path again:
+//! a Git tree id is the whole content below it.
 //!
 //! So a rendering is shared by the clusters it is the same for: an app without
 //! templates, on clusters that choose the same overlay, is rendered once for all of
@@ -72,6 +76,10 @@ pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// or removes a file asks about other paths than its neighbours.
 const TRACES_PER_SLOT: usize = 8;
 
+/// How many keys [`State::keys`] remembers before it starts again: a few lookups per app
+/// and cluster an agent serves.
+const KEYS_KEPT: usize = 1 << 16;
+
 /// What a lookup needs kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -111,10 +119,26 @@ pub struct RenderCache {
 /// overlay.
 type Slot = (String, String, String);
 
+/// What one rendering asked, with a number no other trace of this cache has (a key
+/// made from it is remembered by that number).
+struct Trace {
+    serial: u64,
+    asked: Asked,
+}
+
+/// What a key is remembered by: the tree's root (a Git tree id, which is its whole
+/// content), the model's part of the key and the trace's serial. Those give the same
+/// key every time, so a pass over an unchanged commit resolves no path.
+type KeyInputs = (Oid, [u8; 32], u64);
+
 #[derive(Default)]
 struct State {
     /// What recent renderings asked, newest first, by [`Slot`].
-    traces: HashMap<Slot, Vec<Arc<Asked>>>,
+    traces: HashMap<Slot, Vec<Arc<Trace>>>,
+    /// The serial of the next trace.
+    next_serial: u64,
+    /// Keys made, by what they were made from (at most [`KEYS_KEPT`]).
+    keys: HashMap<KeyInputs, [u8; 32]>,
     entries: HashMap<[u8; 32], Entry>,
     /// Entries by last use (a tick), oldest first.
     by_use: BTreeMap<u64, [u8; 32]>,
@@ -206,7 +230,7 @@ impl RenderCache {
             }
         };
         if self.max_bytes > 0 {
-            let traces: Vec<Arc<Asked>> = {
+            let traces: Vec<Arc<Trace>> = {
                 let state = self.lock();
                 [&own_slot, &shared_slot]
                     .into_iter()
@@ -216,7 +240,7 @@ impl RenderCache {
                     .collect()
             };
             for trace in traces {
-                let Some(key) = key_of(tree, &model.with(trace.templates), &trace.paths) else {
+                let Some(key) = self.key(tree, &model, &trace) else {
                     continue;
                 };
                 if let Some(found) = self.find(&key, keep) {
@@ -238,13 +262,20 @@ impl RenderCache {
         if self.max_bytes == 0 {
             return Ok(Arc::new(rendered));
         }
-        let trace = Arc::new(asked);
-        let slot = if trace.templates {
+        let trace = {
+            let mut state = self.lock();
+            state.next_serial += 1;
+            Arc::new(Trace {
+                serial: state.next_serial,
+                asked,
+            })
+        };
+        let slot = if trace.asked.templates {
             own_slot
         } else {
             shared_slot
         };
-        let Some(key) = key_of(tree, &model.with(trace.templates), &trace.paths) else {
+        let Some(key) = self.key(tree, &model, &trace) else {
             return Ok(Arc::new(rendered));
         };
         let objects = keep == Keep::Objects;
@@ -263,6 +294,26 @@ impl RenderCache {
         let handed_out = Arc::new((*kept).clone());
         self.insert(slot, trace, key, kept, objects, weight);
         Ok(handed_out)
+    }
+
+    /// The key of a rendering of `model` that asked `trace`, at `tree`: remembered by
+    /// [`KeyInputs`], made by [`key_of`] the first time.
+    fn key<T>(&self, tree: &T, model: &ModelDigest<'_>, trace: &Trace) -> Option<[u8; 32]>
+    where
+        T: FileTree + RawTree<Id = Oid>,
+    {
+        let model = model.with(trace.asked.templates);
+        let inputs = (tree.root_id(), model, trace.serial);
+        if let Some(key) = self.lock().keys.get(&inputs) {
+            return Some(*key);
+        }
+        let key = key_of(tree, &model, &trace.asked.paths)?;
+        let mut state = self.lock();
+        if state.keys.len() >= KEYS_KEPT {
+            state.keys.clear();
+        }
+        state.keys.insert(inputs, key);
+        Some(key)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -294,7 +345,7 @@ impl RenderCache {
     fn insert(
         &self,
         slot: Slot,
-        trace: Arc<Asked>,
+        trace: Arc<Trace>,
         key: [u8; 32],
         rendered: Arc<Rendered>,
         objects: bool,
@@ -305,7 +356,7 @@ impl RenderCache {
         }
         let mut state = self.lock();
         let traces = state.traces.entry(slot).or_default();
-        traces.retain(|t| **t != *trace);
+        traces.retain(|t| t.asked != trace.asked);
         traces.insert(0, trace);
         traces.truncate(TRACES_PER_SLOT);
         state.tick += 1;
@@ -347,10 +398,14 @@ struct ModelDigest<'a> {
 
 impl<'a> ModelDigest<'a> {
     fn of(fleet: &Fleet, app: &'a App, cluster: &'a Cluster) -> ModelDigest<'a> {
+        let settings_and_app = fleet.app_digest(app, || {
+            let mut h = Sha256::new();
+            h.update(format!("{:?}\0{app:?}\0", fleet.settings).as_bytes());
+            h.finalize().into()
+        });
         let mut h = Sha256::new();
-        h.update(format!("{:?}\0{app:?}\0", fleet.settings).as_bytes());
-        h.update(helm_identity().as_bytes());
-        h.update([0]);
+        h.update(settings_and_app);
+        h.update(helm_identity());
         ModelDigest {
             settings_app_helm: h,
             app,
@@ -366,9 +421,29 @@ impl<'a> ModelDigest<'a> {
     }
 }
 
-/// The helm binary a chart would be rendered with, as the file it is now: replacing
-/// it (an upgrade) changes the key.
-fn helm_identity() -> String {
+/// How long [`helm_identity`] trusts its last look at the helm binary: a pass looks up
+/// every app, and one look per second is enough to see an upgrade.
+const HELM_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// sha256 of the helm binary a chart would be rendered with, as the file it is now
+/// (path, size, modification time, inode): replacing it (an upgrade) changes the key,
+/// within [`HELM_LOOK_EVERY`].
+fn helm_identity() -> [u8; 32] {
+    static LAST: Mutex<Option<(std::time::Instant, [u8; 32])>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let now = std::time::Instant::now();
+    match *last {
+        Some((at, identity)) if now.duration_since(at) < HELM_LOOK_EVERY => identity,
+        _ => {
+            let identity = Sha256::digest(helm_file().as_bytes()).into();
+            *last = Some((now, identity));
+            identity
+        }
+    }
+}
+
+/// The helm binary's path and what [`helm_identity`] knows it by.
+fn helm_file() -> String {
     use std::os::unix::fs::MetadataExt;
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
     let Some(path) = FOUND.get_or_init(super::helm::installed_helm) else {
@@ -401,13 +476,18 @@ where
         match resolve_in(tree, path) {
             Ok(None) => h.update(b"-"),
             Ok(Some(r)) => {
-                let kind = match &r.kind {
-                    RawKind::File => "f".to_string(),
-                    RawKind::Dir => "d".to_string(),
-                    RawKind::Symlink(t) => format!("l{t}"),
-                    RawKind::Special(what) => format!("s{what}"),
-                };
-                h.update(kind.as_bytes());
+                match &r.kind {
+                    RawKind::File => h.update(b"f"),
+                    RawKind::Dir => h.update(b"d"),
+                    RawKind::Symlink(t) => {
+                        h.update(b"l");
+                        h.update(t.as_bytes());
+                    }
+                    RawKind::Special(what) => {
+                        h.update(b"s");
+                        h.update(what.as_bytes());
+                    }
+                }
                 h.update([0]);
                 h.update(r.real.as_str().as_bytes());
                 h.update([0]);
@@ -582,6 +662,33 @@ mod tests {
         assert_eq!(full_again.objects.packed_and_parsed(), (true, true));
         assert_eq!(cache.lookups(), Lookups { hits: 2, misses: 2 });
         assert_eq!((cache.misses_of("web"), cache.misses_of("api")), (2, 0));
+    }
+
+    #[test]
+    fn a_key_is_made_once_per_tree_and_another_tree_is_looked_at_again() {
+        let cache = RenderCache::new(DEFAULT_MAX_BYTES);
+        let lookup = |changes: &[(&str, Option<&str>)]| {
+            let dir = tempfile::tempdir().unwrap();
+            let tree = commit(dir.path(), changes);
+            let fleet = crate::fleet::load(&tree).unwrap();
+            let (a, c) = (fleet.app("web").unwrap(), fleet.cluster("prod").unwrap());
+            cache.render(&tree, &fleet, a, c, Keep::Objects).unwrap()
+        };
+        let first = lookup(&[]);
+        lookup(&[]);
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 1 });
+        assert_eq!(cache.lock().keys.len(), 1, "the second lookup made no key");
+        // A file the rendering read changed: another tree, whose key is made.
+        let changed = lookup(&[(
+            "apps/web/base/cm.yaml.hbs",
+            Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n"),
+        )]);
+        assert_ne!(changed.content_hash, first.content_hash);
+        assert_eq!(cache.lookups(), Lookups { hits: 1, misses: 2 });
+        // A file it did not read changed: another tree too, found by its key.
+        let same = lookup(&[("README.md", Some("changed\n"))]);
+        assert_eq!(same.content_hash, first.content_hash);
+        assert_eq!(cache.lookups(), Lookups { hits: 2, misses: 2 });
     }
 
     #[test]
