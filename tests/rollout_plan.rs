@@ -839,10 +839,7 @@ mod waves {
             owners: vec![],
             depends_on: vec![],
         };
-        (
-            Fleet::new(settings, clusters, vec![app.clone()]),
-            app,
-        )
+        (Fleet::new(settings, clusters, vec![app.clone()]), app)
     }
 
     fn example_clusters() -> Vec<Cluster> {

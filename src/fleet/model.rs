@@ -1540,9 +1540,17 @@ rollout:
         };
         assert_eq!(fleet.app_digest(&fleet.apps[1], digest(1)), [1; 32]);
         assert_eq!(fleet.app_digest(&fleet.apps[1], digest(2)), [1; 32], "kept");
-        assert_eq!(fleet.app_digest(&fleet.apps[0], digest(3)), [3; 32], "its own");
+        assert_eq!(
+            fleet.app_digest(&fleet.apps[0], digest(3)),
+            [3; 32],
+            "its own"
+        );
         let copy = fleet.apps[1].clone();
-        assert_eq!(fleet.app_digest(&copy, digest(4)), [4; 32], "not the fleet's");
+        assert_eq!(
+            fleet.app_digest(&copy, digest(4)),
+            [4; 32],
+            "not the fleet's"
+        );
         assert_eq!(fleet.app_digest(&copy, digest(5)), [5; 32], "not kept");
         assert_eq!(made.get(), 4);
     }
