@@ -20,6 +20,11 @@
 //!   repository (the no-op pass), and a long-running agent on the same apps: API calls
 //!   and CPU per steady-state resync, and its RSS.
 //!
+//! - `real-concurrency [APPS] [N,N,...]`: the cold apply of `real` alone (default 1,000
+//!   apps), once per value of `--concurrency` (default 8,16,32,64), each on a control
+//!   plane of its own: how the requests in flight change the time to Available, the
+//!   measurement behind the default.
+//!
 //! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
 //! steady` (its part 2 alone), `cargo bench --bench reconcile -- steady-git` (part 2
 //! with the repository in Git, as the rollout-aware agent reads it; both measure 4
@@ -231,6 +236,23 @@ fn main() {
             });
             real(apps)
         }
+        Some("real-concurrency") => {
+            let apps = args.get(1).map_or(COLD_APPS, |n| {
+                n.parse().unwrap_or_else(|_| {
+                    panic!("real-concurrency [APPS] [N,...]: {n:?} is not a number of apps")
+                })
+            });
+            let concurrencies: Vec<u16> = args.get(2).map_or(vec![8, 16, 32, 64], |list| {
+                list.split(',')
+                    .map(|n| {
+                        n.parse().unwrap_or_else(|_| {
+                            panic!("real-concurrency [APPS] [N,...]: {n:?} is not a number")
+                        })
+                    })
+                    .collect()
+            });
+            real_concurrency(apps, &concurrencies)
+        }
         Some(target @ ("steady" | "steady-git")) => {
             let resyncs = args.get(1).map_or(4, |n| {
                 n.parse()
@@ -239,7 +261,7 @@ fn main() {
             steady(target == "steady-git", resyncs)
         }
         Some(other) => panic!(
-            "unknown target {other:?}: sim (the default), steady [RESYNCS], steady-git [RESYNCS] or real [APPS]"
+            "unknown target {other:?}: sim (the default), steady [RESYNCS], steady-git [RESYNCS], real [APPS] or real-concurrency [APPS] [N,...]"
         ),
     }
 }
@@ -585,14 +607,55 @@ fn print_server_time(
 }
 
 fn rollwave_once(c: &k8s::RealCluster, repo: &Path) -> (bool, u64) {
+    rollwave_once_with(c, repo, &[])
+}
+
+/// [`rollwave_once`] with more arguments for the agent.
+fn rollwave_once_with(c: &k8s::RealCluster, repo: &Path, more: &[&str]) -> (bool, u64) {
     run_measured(
         Command::new(env!("CARGO_BIN_EXE_rollwave"))
             .args(["agent", "--once", "--cluster", "bench", "--repo"])
             .arg(repo)
             .arg("--kubeconfig")
             .arg(c.kubeconfig())
+            .args(more)
             .stdout(Stdio::null()),
     )
+}
+
+/// The cold apply of `apps` apps at each of `concurrencies`, each on a new control
+/// plane: applied, Available, requests a second and the server's time per request.
+fn real_concurrency(apps: usize, concurrencies: &[u16]) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    fleet(&repo, apps);
+    let objects = apps * 4;
+    println!("real control plane: cold apply of {apps} apps ({objects} objects) by --concurrency");
+    for &n in concurrencies {
+        let c = k8s::RealCluster::start();
+        c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let before = c.requests();
+        let timed = server_time(&c);
+        let start = Instant::now();
+        let (ok, peak_kib) = rollwave_once_with(&c, &repo, &["--concurrency", &n.to_string()]);
+        let applied = start.elapsed();
+        assert!(ok, "cold apply failed (logs in {})", c.dir().display());
+        let after = c.requests();
+        let timed_after = server_time(&c);
+        wait_available(&c, "app-", apps);
+        let available = start.elapsed();
+        let (_, total) = all_calls(&before, &after);
+        println!(
+            "  --concurrency {n}: applied in {:.1} s, every Deployment Available after {:.1} s; {:.0} requests a second; agent peak RSS {:.1} MiB; load average before: {}",
+            applied.as_secs_f64(),
+            available.as_secs_f64(),
+            total as f64 / applied.as_secs_f64(),
+            peak_kib as f64 / 1024.0,
+            load.trim()
+        );
+        print_server_time(&timed, &timed_after, applied);
+    }
 }
 
 fn real(apps: usize) {
