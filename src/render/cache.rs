@@ -76,9 +76,10 @@ pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// or removes a file asks about other paths than its neighbours.
 const TRACES_PER_SLOT: usize = 8;
 
-/// How many keys [`State::keys`] remembers before it starts again: a few lookups per app
-/// and cluster an agent serves.
-const KEYS_KEPT: usize = 1 << 16;
+/// How many keys [`State::keys`] remembers before it starts again (about 100 bytes
+/// each): the apps and clusters an agent serves, at a dozen commits of 1,250 apps. Past
+/// it, the next pass makes its keys again.
+const KEYS_KEPT: usize = 1 << 14;
 
 /// What a lookup needs kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
