@@ -532,9 +532,9 @@ fn all_calls(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (
 
 /// The apiserver's own time answering requests (`apiserver_request_duration_seconds`
 /// sum and count) on the apps' kinds, by verb ("dry-run VERB" for dry runs).
-fn server_time(c: &k8s::RealCluster) -> BTreeMap<String, (f64, u64)> {
+fn server_time(c: &k8s::RealCluster) -> ServerTime {
     let text = c.kubectl_ok(&["get", "--raw", "/metrics"]);
-    let mut out: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    let mut out = ServerTime::new();
     for line in text.lines() {
         let (sum, rest) =
             if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
@@ -580,11 +580,7 @@ fn server_time(c: &k8s::RealCluster) -> BTreeMap<String, (f64, u64)> {
 /// How long the apiserver took per request by verb between two [`server_time`]
 /// readings (watches left out), and its time in all against the wall time: the requests' worth the server
 /// had in hand on average (how much of the wait was the server's).
-fn print_server_time(
-    before: &BTreeMap<String, (f64, u64)>,
-    after: &BTreeMap<String, (f64, u64)>,
-    wall: Duration,
-) {
+fn print_server_time(before: &ServerTime, after: &ServerTime, wall: Duration) {
     let mut list = Vec::new();
     let mut total = 0.0;
     for (verb, (sum, n)) in after {
@@ -623,6 +619,44 @@ fn rollwave_once_with(c: &k8s::RealCluster, repo: &Path, more: &[&str]) -> (bool
     )
 }
 
+/// The apiserver's time answering and requests answered, by verb ([`server_time`]).
+type ServerTime = BTreeMap<String, (f64, u64)>;
+
+/// What [`cold_apply`] measured.
+struct ColdApply {
+    /// Until `agent --once` returned.
+    applied: Duration,
+    /// Until every Deployment was Available.
+    available: Duration,
+    /// The agent's peak RSS, KiB.
+    peak_kib: u64,
+    /// The apiserver's request counts before and after.
+    requests: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    /// The apiserver's time per verb before and after.
+    server_time: (ServerTime, ServerTime),
+}
+
+/// A cold apply of `repo`'s `apps` apps by `rollwave agent --once` (with `more`
+/// arguments), timed until it returns and until every Deployment is Available.
+fn cold_apply(c: &k8s::RealCluster, repo: &Path, apps: usize, more: &[&str]) -> ColdApply {
+    let before = c.requests();
+    let timed = server_time(c);
+    let start = Instant::now();
+    let (ok, peak_kib) = rollwave_once_with(c, repo, more);
+    let applied = start.elapsed();
+    assert!(ok, "cold apply failed (logs in {})", c.dir().display());
+    let after = c.requests();
+    let timed_after = server_time(c);
+    wait_available(c, "app-", apps);
+    ColdApply {
+        applied,
+        available: start.elapsed(),
+        peak_kib,
+        requests: (before, after),
+        server_time: (timed, timed_after),
+    }
+}
+
 /// The cold apply of `apps` apps at each of `concurrencies`, each on a new control
 /// plane: applied, Available, requests a second and the server's time per request.
 fn real_concurrency(apps: usize, concurrencies: &[u16]) {
@@ -635,26 +669,17 @@ fn real_concurrency(apps: usize, concurrencies: &[u16]) {
         let c = k8s::RealCluster::start();
         c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        let before = c.requests();
-        let timed = server_time(&c);
-        let start = Instant::now();
-        let (ok, peak_kib) = rollwave_once_with(&c, &repo, &["--concurrency", &n.to_string()]);
-        let applied = start.elapsed();
-        assert!(ok, "cold apply failed (logs in {})", c.dir().display());
-        let after = c.requests();
-        let timed_after = server_time(&c);
-        wait_available(&c, "app-", apps);
-        let available = start.elapsed();
-        let (_, total) = all_calls(&before, &after);
+        let cold = cold_apply(&c, &repo, apps, &["--concurrency", &n.to_string()]);
+        let (_, total) = all_calls(&cold.requests.0, &cold.requests.1);
         println!(
             "  --concurrency {n}: applied in {:.1} s, every Deployment Available after {:.1} s; {:.0} requests a second; agent peak RSS {:.1} MiB; load average before: {}",
-            applied.as_secs_f64(),
-            available.as_secs_f64(),
-            total as f64 / applied.as_secs_f64(),
-            peak_kib as f64 / 1024.0,
+            cold.applied.as_secs_f64(),
+            cold.available.as_secs_f64(),
+            total as f64 / cold.applied.as_secs_f64(),
+            cold.peak_kib as f64 / 1024.0,
             load.trim()
         );
-        print_server_time(&timed, &timed_after, applied);
+        print_server_time(&cold.server_time.0, &cold.server_time.1, cold.applied);
     }
 }
 
@@ -712,16 +737,13 @@ fn real(apps: usize) {
 
     // 2. rollwave's cold apply.
     c.wait_settled(Duration::from_secs(3), Duration::from_secs(30 * 60));
-    let before = c.requests();
-    let timed = server_time(&c);
-    let start = Instant::now();
-    let (ok, peak_kib) = rollwave_once(&c, &repo);
-    let applied = start.elapsed();
-    assert!(ok, "cold apply failed (logs in {})", c.dir().display());
-    let after = c.requests();
-    let timed_after = server_time(&c);
-    wait_available(&c, "app-", apps);
-    let available = start.elapsed();
+    let ColdApply {
+        applied,
+        available,
+        peak_kib,
+        requests: (before, after),
+        server_time: (timed, timed_after),
+    } = cold_apply(&c, &repo, apps, &[]);
     println!(
         "  rollwave agent --once: applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s: {:.2}x kubectl's time to Available",
         applied.as_secs_f64(),

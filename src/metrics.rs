@@ -316,20 +316,10 @@ mod tests {
             drift_corrections: 0,
         };
         let took = std::time::Duration::from_millis(20);
-        m.record_reconcile(
-            "prod-1",
-            "web",
-            "abc",
-            took,
-            Some((&in_sync, Health::Healthy)),
-        );
-        m.record_reconcile(
-            "prod-1",
-            "web",
-            "abc",
-            took,
-            Some((&in_sync, Health::Healthy)),
-        );
+        for _ in 0..2 {
+            let in_sync = Some((&in_sync, Health::Healthy));
+            m.record_reconcile("prod-1", "web", "abc", took, in_sync);
+        }
         m.record_reconcile("prod-1", "api", "abc", took, None);
         m.record_reconcile("prod-1", "web", "def", took, None);
         let text = m.encode();
