@@ -25,7 +25,8 @@ pub enum Health {
 }
 
 impl Health {
-    /// Its name, as the metrics and statuses spell it.
+    /// The variant's name, as it is serialized and as the metrics' `phase` label spells
+    /// it, without formatting.
     pub fn name(self) -> &'static str {
         match self {
             Health::Healthy => "Healthy",

@@ -1458,7 +1458,9 @@ impl Fleet {
     /// `digest` of the fleet and `app`, made once per app of this fleet: the render
     /// cache's key of an app's model (its settings and the app, formatted in full),
     /// which every pass at a commit would otherwise make again for every app. An `app`
-    /// that is not one of this fleet's own is digested every time.
+    /// that is not one of this fleet's own is digested every time. The first `digest`
+    /// given for an app is the one kept, so every caller must pass the same function
+    /// (the render cache is the only one).
     pub fn app_digest(&self, app: &App, digest: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
         // Its index from its address (an app of `apps` lies inside the vector), checked.
         let size = std::mem::size_of::<App>().max(1);
