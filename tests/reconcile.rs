@@ -37,6 +37,7 @@ on_both!(
     with_watches_a_steady_state_makes_no_request_and_drift_wakes_a_correction,
     with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderings,
     a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice,
+    a_new_app_whose_first_object_is_refused_keeps_no_inventory_and_nothing_else,
 );
 
 /// The real control plane only: the simulator computes a quota's status but does not
@@ -897,8 +898,9 @@ async fn a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice(b
     r.reconcile(&rev(app, "r1", &objects)).await.unwrap();
     assert_eq!(
         patches().await - before,
-        3 + 3 + 1,
-        "a dry run and an apply per object, and one write of the inventory"
+        2 + 3 + 1,
+        "an apply per object, a dry run for each but the first (written alone, before \
+         the others), and one write of the inventory"
     );
     let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
     assert_eq!(
@@ -927,6 +929,59 @@ async fn a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice(b
     assert_eq!(
         (inventory.release.as_str(), &inventory.applying, names),
         ("r2", &None, vec!["c0", "c1"])
+    );
+    b.finish().await;
+}
+
+async fn a_new_app_whose_first_object_is_refused_keeps_no_inventory_and_nothing_else(b: Backend) {
+    let (r, app) = (&b.reconciler, b.ns.as_str());
+    let deletes = || b.requests(&["delete"], &["configmaps"]);
+    // A new app of two ConfigMaps to create: the first is written alone without a dry
+    // run, and the server refuses its name; the second passed its dry run.
+    let objects = [b.cm("Bad_Name", "1"), b.cm("good", "1")];
+    let before = deletes().await;
+    let err = r.reconcile(&rev(app, "r1", &objects)).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Rejected { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "ConfigMap {app}/Bad_Name: rejected by the server, nothing applied"
+        )),
+        "{err}"
+    );
+    assert_eq!(deletes().await - before, 1, "the inventory's");
+    assert!(
+        configmaps(&b).get_opt("good").await.unwrap().is_none(),
+        "nothing of the revision is written"
+    );
+    let listed = b.fresh_reconciler().inventoried_apps().await.unwrap();
+    assert!(
+        !listed.iter().any(|a| a == app),
+        "the inventory written before the first object is deleted again: {listed:?}"
+    );
+
+    // The same revision again: every object dry-run, so the inventory is neither
+    // written nor deleted again.
+    let before = deletes().await;
+    let err = r.reconcile(&rev(app, "r1", &objects)).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Rejected { .. }), "{err:?}");
+    assert_eq!(deletes().await - before, 0);
+    assert!(
+        !b.fresh_reconciler()
+            .inventoried_apps()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a == app)
+    );
+
+    // Fixed, the revision applies whole: the first object alone, then the rest.
+    let fixed = [b.cm("bad-name", "1"), b.cm("good", "1")];
+    let out = r.reconcile(&rev(app, "r2", &fixed)).await.unwrap();
+    assert_eq!(out.count(&Action::Created), 2, "{out:?}");
+    let inventory = b.fresh_reconciler().read_inventory(app).await.unwrap();
+    assert_eq!(
+        (inventory.release.as_str(), inventory.objects.len()),
+        ("r2", 2)
     );
     b.finish().await;
 }

@@ -136,6 +136,15 @@ pub struct InventoryError {
 }
 
 impl Inventory {
+    /// What an app without an inventory ConfigMap reads as: nothing applied, nothing
+    /// to prune.
+    pub fn none(app: &str) -> Inventory {
+        Inventory {
+            app: app.to_string(),
+            ..Default::default()
+        }
+    }
+
     /// Reads the inventory from a ConfigMap's JSON.
     fn from_configmap(cm: &Value) -> Result<Inventory, InventoryError> {
         let err = |reason: String| InventoryError {
@@ -250,10 +259,7 @@ impl Reconciler {
         let name = configmap_name(app);
         let read = match self.get_json(&self.inventory_api(), &name).await {
             Ok(Some(cm)) => Inventory::from_configmap(&cm)?,
-            Ok(None) => Inventory {
-                app: app.to_string(),
-                ..Default::default()
-            },
+            Ok(None) => Inventory::none(app),
             Err(e) => {
                 return Err(ApplyError::InventoryRead {
                     name,
@@ -294,10 +300,7 @@ impl Reconciler {
         if known {
             return held.get(app).cloned();
         }
-        let empty = Inventory {
-            app: app.to_string(),
-            ..Default::default()
-        };
+        let empty = Inventory::none(app);
         held.insert(app.to_string(), empty.clone());
         Some(empty)
     }

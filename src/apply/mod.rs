@@ -355,6 +355,9 @@ pub struct Reconciler {
     verified: diff::Verified,
     /// Apps whose last reconcile wrote nothing, with what they were compared against.
     settled: settled::Settled,
+    /// Per app, the content hash of a revision whose first object (the one write not
+    /// dry-run) the server refused: its next reconciles dry-run every object.
+    refused_first: Mutex<HashMap<String, String>>,
     /// Whether the agent's namespace is known to exist (read or created once).
     namespace_exists: tokio::sync::Mutex<bool>,
     /// Held while discovery is read again, and how many times it was: apps reconciled
@@ -539,6 +542,7 @@ impl Reconciler {
             known_apps: Mutex::new(None),
             verified: diff::Verified::default(),
             settled: settled::Settled::default(),
+            refused_first: Mutex::new(HashMap::new()),
             namespace_exists: tokio::sync::Mutex::new(false),
             listing: tokio::sync::Mutex::new(()),
             refreshing: tokio::sync::Mutex::new(()),

@@ -1,10 +1,12 @@
 //! [`Reconciler::reconcile`]: one app's revision brought to one cluster, as a short
 //! list of stages, each a function whose result is data for the next: resolve and
 //! check (kinds and the tenancy policy) → read live → compare → the app's namespace →
-//! dry run → record the intent in the inventory → apply in kind order → prune →
-//! record what was done (unless the intent already was: nothing to prune) → report
-//! (changes and health). The first error ends the reconcile; before the intent is
-//! recorded nothing has been written.
+//! dry run → record the intent in the inventory → the first new object, alone →
+//! apply the rest in kind order → prune → record what was done (unless the intent
+//! already was: nothing to prune) → report (changes and health). The first error ends
+//! the reconcile; before the intent is recorded nothing has been written, and a
+//! refusal of a new app's first object (the one write not dry-run: see
+//! [`unverified_first`]) deletes the inventory again.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -110,6 +112,51 @@ fn exists_per_dry_run(answer: &Value) -> bool {
     answer["metadata"]["resourceVersion"]
         .as_str()
         .is_some_and(|rv| !rv.is_empty())
+}
+
+/// Whether a real apply's answer shows an object that existed before it: one that
+/// server-side apply creates has a single field manager, this one; an object someone
+/// else made (or took the label of) has theirs too.
+fn existed_before(answer: &Value) -> bool {
+    answer["metadata"]["managedFields"]
+        .as_array()
+        .is_some_and(|fields| fields.iter().any(|f| f["manager"] != FIELD_MANAGER))
+}
+
+/// The object a new app's reconcile writes without a dry run, if any: of the objects
+/// to create, one of the first kind stage to be written, alone and before every other
+/// object. Its own apply is all-or-nothing: if the server refuses it, no other object
+/// has been written yet (every other one passed its dry run), so a refused revision
+/// still writes none of its objects, and a cold apply costs one request less per app.
+/// Only for an app without an inventory: for one that has objects, an object missing
+/// from the watch may be one whose label someone took away, which only a dry run
+/// tells before the write, and a refusal would have to put an inventory back.
+/// None when the first stage to write holds CRDs (they are waited for as a batch) or
+/// no object to create; of several, a ServiceAccount, ConfigMap or Secret first (the
+/// API server validates little of them beyond their name), then the first in order.
+fn unverified_first(planned: &[Planned], pending: &[usize]) -> Option<usize> {
+    let stage_of = |i: usize| {
+        let p = &planned[i];
+        stage(&p.key, p.resource.as_ref().is_none_or(|r| r.1))
+    };
+    let first_stage = pending.iter().map(|&i| stage_of(i)).min()?;
+    let little_to_validate = |p: &Planned| {
+        p.key.group.is_empty()
+            && matches!(
+                p.key.kind.as_str(),
+                "ServiceAccount" | "ConfigMap" | "Secret"
+            )
+    };
+    let candidates = pending.iter().copied().filter(|&i| {
+        let p = &planned[i];
+        stage_of(i) == first_stage
+            && p.sync == Sync::Missing
+            && p.resource.is_some()
+            && p.skipped.is_none()
+    });
+    (first_stage > 0)
+        .then(|| candidates.min_by_key(|&i| !little_to_validate(&planned[i])))
+        .flatten()
 }
 
 /// How [`diff::Verified`] names an object.
@@ -430,8 +477,16 @@ impl Reconciler {
         let mut pending = changed(&revision.planned);
         let namespace = app_namespace(rev, &revision.namespaces);
         let namespace_made = !pending.is_empty() && self.make_app_namespace(namespace).await?;
+        let unverified = (inventory == Inventory::none(rev.app) && !self.first_write_refused(rev))
+            .then(|| unverified_first(&revision.planned, &pending))
+            .flatten();
+        let to_check: Vec<usize> = pending
+            .iter()
+            .copied()
+            .filter(|&i| Some(i) != unverified)
+            .collect();
         let dry_run = self
-            .dry_run(client, rev, &revision, &pending, &live)
+            .dry_run(client, rev, &revision, &to_check, &live)
             .await?;
         dry_run.settle(&mut revision.planned, &mut pending);
         let intent = Intent::of(rev, &inventory, &revision.planned, &pending);
@@ -457,11 +512,24 @@ impl Reconciler {
             self.make_app_namespace(namespace).await?;
         }
         let recorded = self.record_intent(rev, &inventory, &intent).await?;
-        let results = match self
+        let mut results = HashMap::new();
+        if let Some(i) = unverified {
+            match self.write_first(client, rev, &mut revision, i).await {
+                Ok(answer) => {
+                    results.insert(i, answer);
+                    pending.retain(|&j| j != i);
+                }
+                Err(refused) => {
+                    self.undo_intent(rev).await;
+                    return Err(refused);
+                }
+            }
+        }
+        match self
             .apply_in_kind_order(client, rev, &mut revision.planned, &pending)
             .await
         {
-            Ok(results) => results,
+            Ok(written) => results.extend(written),
             Err(e) => {
                 self.mark_unfinished(&recorded).await;
                 return Err(e);
@@ -727,7 +795,58 @@ impl Reconciler {
         }
     }
 
-    /// Stage 6, the writes: server-side apply of the changed objects, kind stage by
+    /// Stage 6a, the object [`unverified_first`] chose, applied alone: its answer, or
+    /// its refusal as a dry run's would be (nothing of the revision is written).
+    /// Should it be refused, the revision's next reconciles dry-run every object
+    /// ([`Self::first_write_refused`]), so a new app the server keeps refusing costs
+    /// the inventory's write and delete once, not at every pass.
+    async fn write_first(
+        &self,
+        client: &Client,
+        rev: &AppRevision<'_>,
+        revision: &mut Revision,
+        i: usize,
+    ) -> Result<Value, ApplyError> {
+        let p = &revision.planned[i];
+        match self.apply_one(client, p, rev.force, false).await {
+            Ok(answer) => {
+                self.took(p, &answer);
+                if existed_before(&answer) {
+                    revision.planned[i].sync = Sync::Ownership;
+                }
+                Ok(answer)
+            }
+            Err((e, attempts)) => {
+                self.refused_first
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(rev.app.to_string(), rev.content_hash.to_string());
+                Err(dry_run_refusal(p, &e, attempts, revision)
+                    .unwrap_or_else(|| write_error(&p.key, &e, attempts)))
+            }
+        }
+    }
+
+    /// Whether this revision's first object was refused before: then every object is
+    /// dry-run again.
+    fn first_write_refused(&self, rev: &AppRevision<'_>) -> bool {
+        let refused = self.refused_first.lock().unwrap_or_else(|e| e.into_inner());
+        refused
+            .get(rev.app)
+            .is_some_and(|hash| hash == rev.content_hash)
+    }
+
+    /// After the first object of a new app was refused: no inventory, as before stage
+    /// 5, so that the refused revision leaves none, as a refused dry run does. Best
+    /// effort: the reconcile reports the refusal either way, and an inventory left
+    /// behind names objects that do not exist, which prune takes as gone.
+    async fn undo_intent(&self, rev: &AppRevision<'_>) {
+        if let Err(e) = self.delete_inventory(rev.app).await {
+            tracing::warn!(app = rev.app, error = %e, "could not delete the inventory again after the app's first object was refused");
+        }
+    }
+
+    /// Stage 6b, the other writes: server-side apply of the changed objects, kind stage by
     /// kind stage ([`stage`]). CRDs are waited for until established, and kinds they
     /// define are resolved before the first namespaced stage. The server's answers,
     /// by index into `planned`.
@@ -800,13 +919,7 @@ impl Reconciler {
             let p = &planned[i];
             match r {
                 Ok(v) => {
-                    if sync_state(&p.obj, Some(&v)) != Sync::InSync {
-                        self.verified.remember(&verified_id(&p.key), &p.obj, &v);
-                    }
-                    if let Some(cache) = &self.cache {
-                        let k = &p.key;
-                        cache.record(&(k.group.clone(), k.version.clone(), k.kind.clone()), &v);
-                    }
+                    self.took(p, &v);
                     written.push((i, v));
                 }
                 Err((e, attempts)) => {
@@ -817,6 +930,21 @@ impl Reconciler {
         match failure {
             Some(f) => Err(f),
             None => Ok(written),
+        }
+    }
+
+    /// What the server made of a written rendering: remembered as desired (whatever
+    /// the comparison makes of it) and recorded in the watch cache.
+    fn took(&self, p: &Planned, answer: &Value) {
+        if sync_state(&p.obj, Some(answer)) != Sync::InSync {
+            self.verified.remember(&verified_id(&p.key), &p.obj, answer);
+        }
+        if let Some(cache) = &self.cache {
+            let k = &p.key;
+            cache.record(
+                &(k.group.clone(), k.version.clone(), k.kind.clone()),
+                answer,
+            );
         }
     }
 
@@ -1046,5 +1174,103 @@ mod tests {
         )));
         assert!(!of(&json!({"apiVersion": "v1", "kind": "ConfigMap",
             "roleRef": {"kind": "ClusterRole", "name": "reader"}})));
+    }
+
+    /// A planned object of `kind` (core group unless `group/kind`), `namespaced` or
+    /// not, in `sync`.
+    fn planned(kind: &str, sync: Sync) -> Planned {
+        let (group, kind) = kind.split_once('/').unwrap_or(("", kind));
+        let namespaced = !matches!(
+            kind,
+            "Namespace" | "ClusterRole" | "CustomResourceDefinition"
+        );
+        let k = ObjectKey {
+            name: kind.to_lowercase(),
+            ..key(group, kind, if namespaced { "a" } else { "" })
+        };
+        let gvk = GroupVersionKind::gvk(group, "v1", kind);
+        Planned {
+            key: k,
+            obj: json!({}),
+            resource: Some((ApiResource::from_gvk(&gvk), namespaced)),
+            sync,
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn the_unverified_object_is_one_to_create_of_the_first_stage_written() {
+        let first = |objects: &[Planned]| {
+            let pending: Vec<usize> = (0..objects.len()).collect();
+            unverified_first(objects, &pending).map(|i| objects[i].key.kind.clone())
+        };
+        let missing = Sync::Missing;
+        let changed = Sync::Differs(String::new());
+        // Of several to create in the first stage, the one with little to validate.
+        let app = [
+            planned("apps/Deployment", missing.clone()),
+            planned("Service", missing.clone()),
+            planned("ServiceAccount", missing.clone()),
+        ];
+        assert_eq!(first(&app).as_deref(), Some("ServiceAccount"));
+        // Else the first in order.
+        let app = [
+            planned("apps/Deployment", missing.clone()),
+            planned("Service", missing.clone()),
+        ];
+        assert_eq!(first(&app).as_deref(), Some("Deployment"));
+        // Written alone before every other object: never one of a later stage.
+        let app = [
+            planned("ServiceAccount", missing.clone()),
+            planned("ClusterRole", changed.clone()),
+        ];
+        assert_eq!(
+            first(&app),
+            None,
+            "the ClusterRole goes first, and it exists"
+        );
+        let app = [
+            planned("ServiceAccount", missing.clone()),
+            planned("Namespace", missing.clone()),
+        ];
+        assert_eq!(first(&app).as_deref(), Some("Namespace"));
+        // Nothing to create, or CRDs first (waited for as a batch): every object is
+        // dry-run.
+        let app = [planned("ConfigMap", changed.clone())];
+        assert_eq!(first(&app), None);
+        let app = [
+            planned(
+                "apiextensions.k8s.io/CustomResourceDefinition",
+                missing.clone(),
+            ),
+            planned("ConfigMap", missing.clone()),
+        ];
+        assert_eq!(first(&app), None);
+        // A kind a CRD of the revision defines is not served yet: never unverified.
+        let mut widget = planned("example.com/Widget", missing.clone());
+        widget.resource = None;
+        assert_eq!(first(&[widget]), None);
+        // Only the pending objects count.
+        let app = [
+            planned("ServiceAccount", missing.clone()),
+            planned("Service", missing),
+        ];
+        assert_eq!(
+            unverified_first(&app, &[1])
+                .map(|i| app[i].key.kind.clone())
+                .as_deref(),
+            Some("Service")
+        );
+    }
+
+    #[test]
+    fn an_answer_with_another_field_manager_shows_an_object_that_existed() {
+        let answer = |managers: &[&str]| {
+            let fields: Vec<Value> = managers.iter().map(|m| json!({"manager": m})).collect();
+            json!({"metadata": {"managedFields": fields}})
+        };
+        assert!(!existed_before(&answer(&[FIELD_MANAGER])));
+        assert!(existed_before(&answer(&[FIELD_MANAGER, "kubectl-edit"])));
+        assert!(!existed_before(&json!({"metadata": {}})));
     }
 }
