@@ -25,6 +25,11 @@
 //!   plane of its own: how the requests in flight change the time to Available, the
 //!   measurement behind the default.
 //!
+//! - `real-rollout [APPS]`: the cold apply of `real` alone (default 1,000 apps) on a
+//!   control plane of its own, with the repository in Git, so that the agent plans the
+//!   release as a rollout (the planner, then the apply in batches, then its status
+//!   written to the repository): the rollout path's cost against the plain one above.
+//!
 //! `cargo bench --bench reconcile` (the simulator), `cargo bench --bench reconcile --
 //! steady` (its part 2 alone), `cargo bench --bench reconcile -- steady-git` (part 2
 //! with the repository in Git, as the rollout-aware agent reads it; both measure 4
@@ -253,6 +258,14 @@ fn main() {
             });
             real_concurrency(apps, &concurrencies)
         }
+        Some("real-rollout") => {
+            let apps = args.get(1).map_or(COLD_APPS, |n| {
+                n.parse().unwrap_or_else(|_| {
+                    panic!("real-rollout [APPS]: {n:?} is not a number of apps")
+                })
+            });
+            real_rollout(apps)
+        }
         Some(target @ ("steady" | "steady-git")) => {
             let resyncs = args.get(1).map_or(4, |n| {
                 n.parse()
@@ -261,7 +274,7 @@ fn main() {
             steady(target == "steady-git", resyncs)
         }
         Some(other) => panic!(
-            "unknown target {other:?}: sim (the default), steady [RESYNCS], steady-git [RESYNCS], real [APPS] or real-concurrency [APPS] [N,...]"
+            "unknown target {other:?}: sim (the default), steady [RESYNCS], steady-git [RESYNCS], real [APPS], real-concurrency [APPS] [N,...] or real-rollout [APPS]"
         ),
     }
 }
@@ -312,27 +325,7 @@ fn steady(git: bool, resyncs: u64) {
     let repo = dir.path().join("fleet");
     fleet(&repo, STEADY_APPS);
     if git {
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &["add", "-A"],
-            &[
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@example.com",
-                "commit",
-                "-qm",
-                "fleet",
-            ],
-        ] {
-            let ok = Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "git {args:?} failed");
-        }
+        commit_all(&repo);
     }
     let (mut sim, kubeconfig, server) = start_sim(dir.path(), "steady.kubeconfig");
     let interval = 5;
@@ -371,6 +364,31 @@ fn steady(git: bool, resyncs: u64) {
     let _ = agent.wait();
     let _ = sim.kill();
     let _ = sim.wait();
+}
+
+/// Makes `repo` a Git repository of one commit holding everything in it.
+fn commit_all(repo: &Path) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-qm",
+            "fleet",
+        ],
+    ] {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?} failed");
+    }
 }
 
 /// Runs `cmd` to its end; returns whether it succeeded and its peak RSS in KiB.
@@ -681,6 +699,42 @@ fn real_concurrency(apps: usize, concurrencies: &[u16]) {
         );
         print_server_time(&cold.server_time.0, &cold.server_time.1, cold.applied);
     }
+}
+
+/// The cold apply of `apps` apps from a Git repository (the rollout path) on a control
+/// plane of its own.
+fn real_rollout(apps: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("fleet");
+    fleet(&repo, apps);
+    commit_all(&repo);
+    let objects = apps * 4;
+    let c = k8s::RealCluster::start();
+    c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    println!(
+        "real control plane: cold apply of {apps} apps ({objects} objects) from a Git repository (the rollout path), load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let cold = cold_apply(&c, &repo, apps, &[]);
+    let (before, after) = &cold.requests;
+    println!(
+        "  rollwave agent --once: applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s",
+        cold.applied.as_secs_f64(),
+        cold.peak_kib as f64 / 1024.0,
+        cold.available.as_secs_f64()
+    );
+    println!(
+        "    requests on the apps' kinds: {}",
+        per_object(before, after, objects)
+    );
+    print_server_time(&cold.server_time.0, &cold.server_time.1, cold.applied);
+    let (list, total) = all_calls(before, after);
+    println!(
+        "    all requests on the kinds used and discovery, the controllers' creations left out ({:.2} per object): {list}",
+        total as f64 / objects as f64
+    );
 }
 
 fn real(apps: usize) {

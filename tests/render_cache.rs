@@ -14,9 +14,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use rollwave::agent::rollout::ClusterAgent;
 use rollwave::apply::Reconciler;
 use rollwave::apply::retry::RetryPolicy;
+use rollwave::plan::history::{AppHistory, FleetAt, app_history, history_order};
 use rollwave::render::cache::{DEFAULT_MAX_BYTES, RenderCache};
 use rollwave::sim::{SimCluster, SimOptions, kubeconfig};
-use rollwave::source::repo::GitAccess;
+use rollwave::source::repo::{GitAccess, GitRepo};
 use rollwave::status::Phase;
 use rollwave::status::refs::read_statuses;
 use rollwave::ui::load::Loader;
@@ -245,5 +246,62 @@ fn the_web_view_renders_again_only_the_apps_a_new_commit_changed() {
         renders.misses_of("api"),
         api_before,
         "api, unchanged by the commit, was rendered again"
+    );
+}
+
+/// The history of `app` at the head of `repo` (the fleet loaded there), with `previous`
+/// as the history at an earlier head; and how many rendering lookups it made.
+fn history_at(
+    repo: &Path,
+    renders: &RenderCache,
+    app: &str,
+    previous: Option<&AppHistory>,
+) -> (AppHistory, u64) {
+    let g = GitRepo::open(repo.to_str().unwrap(), None, None, "main").unwrap();
+    let git = g.repository().unwrap();
+    let (history, _) = history_order(&git, g.head).unwrap();
+    let (tree, fleet) = g.fleet(g.head).unwrap();
+    let at = FleetAt {
+        commit: g.head,
+        tree: &tree,
+        fleet: &fleet,
+    };
+    let before = renders.lookups();
+    let h = app_history(&g, &git, &history, at, app, renders, previous).unwrap();
+    let after = renders.lookups();
+    (h, after.hits + after.misses - before.hits - before.misses)
+}
+
+#[test]
+fn a_new_head_renders_only_the_releases_an_earlier_history_does_not_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, v1) = fleet_repo(dir.path());
+    let v2 = web_on_nginx_2(&repo);
+    let renders =
+        RenderCache::new(DEFAULT_MAX_BYTES).counting_into(Default::default(), Default::default());
+    let (at_v2, _) = history_at(&repo, &renders, "web", None);
+    let v3 = commit_files(
+        &repo,
+        &[(
+            "apps/web/base/deployment.yaml",
+            &deployment("web", "nginx:3"),
+        )],
+        "web: nginx 3",
+    );
+
+    let (reused, lookups_reused) = history_at(&repo, &renders, "web", Some(&at_v2));
+    let (fresh, lookups_fresh) = history_at(&repo, &renders, "web", None);
+    let releases = |h: &AppHistory| -> Vec<(String, Vec<(String, String)>)> {
+        (h.releases.iter())
+            .map(|r| (r.sha.clone(), r.hashes.clone().into_iter().collect()))
+            .collect()
+    };
+    assert_eq!(releases(&reused), releases(&fresh));
+    let shas: Vec<&str> = reused.releases.iter().map(|r| r.sha.as_str()).collect();
+    assert_eq!(shas, [v3.as_str(), v2.as_str(), v1.as_str()]);
+    assert_eq!(
+        lookups_fresh - lookups_reused,
+        2 * 2,
+        "v2 and v1 are not looked up again for either cluster"
     );
 }

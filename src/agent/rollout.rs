@@ -17,7 +17,7 @@ use crate::apply::Reconciler;
 use crate::apply::health::Health;
 use crate::fleet::{App, BrokenApp, Fleet, targets_cluster};
 use crate::metrics::Metrics;
-use crate::plan::history::{AppHistory, app_history, history_order};
+use crate::plan::history::{AppHistory, FleetAt, app_history, history_order};
 use crate::plan::{PlanInput, Reason, plan_app};
 use crate::prometheus::Prometheus;
 use crate::render::cache::{Keep, RenderCache};
@@ -234,6 +234,9 @@ struct PassState {
     order: HashMap<String, usize>,
     head_tree: Arc<GitTree>,
     model: Arc<Model>,
+    /// The commit `head_tree` and `model` are of: the head, unless the fleet does not
+    /// load there ([`ClusterAgent::head_model`]).
+    model_commit: Oid,
     /// Every cluster's status as the pass found it, this cluster's own included;
     /// shared with the passes of the agent's other clusters that read the same.
     statuses: Arc<BTreeMap<String, ClusterStatus>>,
@@ -489,16 +492,16 @@ impl ClusterAgent {
         g: &GitRepo,
         history: &[Oid],
         used: &mut HashMap<Oid, Arc<GitTree>>,
-    ) -> Result<(Arc<GitTree>, Arc<Model>), AgentError> {
+    ) -> Result<(Oid, Arc<GitTree>, Arc<Model>), AgentError> {
         let e = match self.fleet_at(g, g.head, used) {
-            Ok(found) => {
+            Ok((tree, model)) => {
                 self.unloadable_head = None;
-                return Ok(found);
+                return Ok((g.head, tree, model));
             }
             Err(e) => e,
         };
         for oid in history.iter().skip(1).take(HEAD_FALLBACK_LIMIT) {
-            if let Ok(found) = self.fleet_at(g, *oid, used) {
+            if let Ok((tree, model)) = self.fleet_at(g, *oid, used) {
                 if self.unloadable_head != Some(g.head) {
                     tracing::error!(
                         cluster = %self.cluster,
@@ -508,7 +511,7 @@ impl ClusterAgent {
                     );
                     self.unloadable_head = Some(g.head);
                 }
-                return Ok(found);
+                return Ok((*oid, tree, model));
             }
         }
         Err(e)
@@ -594,7 +597,7 @@ impl ClusterAgent {
         let git = g.repository()?;
         let (history, order) = history_order(&git, g.head)?;
         let mut used = HashMap::new();
-        let (head_tree, model) = self.head_model(g, &history, &mut used)?;
+        let (model_commit, head_tree, model) = self.head_model(g, &history, &mut used)?;
         let statuses = self
             .peer_statuses(&git, model.fleet.settings.status_store)
             .await?;
@@ -604,6 +607,7 @@ impl ClusterAgent {
             order,
             head_tree,
             model,
+            model_commit,
             statuses,
             head: g.head.to_string(),
             used,
@@ -645,21 +649,21 @@ impl ClusterAgent {
             }
             return None;
         }
-        let cached = self
-            .shared
-            .lock_histories()
-            .get(&app.name)
-            .filter(|(head, _)| *head == g.head)
-            .map(|(_, h)| h.clone());
+        let cached = self.shared.lock_histories().get(&app.name).cloned();
         let h = match cached {
-            Some(h) => h,
-            None => match app_history(
+            Some((at, h)) if at == g.head => h,
+            earlier => match app_history(
                 g,
                 &pass.git,
                 &pass.history,
-                (&pass.head_tree, fleet),
+                FleetAt {
+                    commit: pass.model_commit,
+                    tree: &pass.head_tree,
+                    fleet,
+                },
                 &app.name,
                 &self.renders,
+                earlier.as_ref().map(|(_, h)| &**h),
             ) {
                 Ok(h) => {
                     let h = Arc::new(h);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{PlanFormat, RepoArgs};
 use crate::fleet::{Gate, NoData, OnFailure};
-use crate::plan::history::{app_history, history_order, releases_created};
+use crate::plan::history::{FleetAt, app_history, history_order, releases_created};
 use crate::plan::{PlanInput, describe_gate, plan_app};
 use crate::render::cache::RenderCache;
 use crate::review::build::{Scope, Side, build};
@@ -111,14 +111,12 @@ pub fn run(
     text.push_str(&fleet_calendar(&fleet.settings, now));
     let renders = RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
     for app in fleet.apps_in_dependency_order() {
-        let h = app_history(
-            &g,
-            &git,
-            &history,
-            (&head_tree, &fleet),
-            &app.name,
-            &renders,
-        )?;
+        let at = FleetAt {
+            commit: g.head,
+            tree: &head_tree,
+            fleet: &fleet,
+        };
+        let h = app_history(&g, &git, &history, at, &app.name, &renders, None)?;
         let dependencies = crate::plan::readiness_of(
             app.depends_on.iter().map(|d| d.value.as_str()),
             &plans,

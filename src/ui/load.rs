@@ -14,7 +14,7 @@ use super::model::{
     AppSource, AppView, FleetSource, FleetView, PICKER_RELEASES, app_view, fleet_view,
 };
 use crate::fleet::RolloutSpec;
-use crate::plan::history::{AppHistory, app_history, history_order};
+use crate::plan::history::{AppHistory, FleetAt, app_history, history_order};
 use crate::plan::{PlanInput, plan_app, release_gates};
 use crate::render::cache::{DEFAULT_MAX_BYTES, RenderCache};
 use crate::source::repo::{GitAccess, GitRepo};
@@ -154,16 +154,19 @@ impl Loader {
         if self.head_state.as_ref().is_none_or(|h| h.head != head) {
             let (history, order) = history_order(&repo, head)?;
             let (tree, fleet) = g.fleet(head)?;
+            // The histories at the head before: their releases' hashes are reused.
+            let earlier: HashMap<&str, &AppHistory> = (self.head_state.iter())
+                .flat_map(|s| s.apps.iter().map(|(name, _, _, h)| (name.as_str(), h)))
+                .collect();
             let mut apps = Vec::new();
             for app in fleet.apps_in_dependency_order() {
-                let h = app_history(
-                    g,
-                    &repo,
-                    &history,
-                    (&tree, &fleet),
-                    &app.name,
-                    &self.renders,
-                )?;
+                let at = FleetAt {
+                    commit: head,
+                    tree: &tree,
+                    fleet: &fleet,
+                };
+                let previous = earlier.get(app.name.as_str()).copied();
+                let h = app_history(g, &repo, &history, at, &app.name, &self.renders, previous)?;
                 let depends_on = app.depends_on.iter().map(|d| d.value.clone()).collect();
                 apps.push((app.name.clone(), app.rollout.clone(), depends_on, h));
             }
