@@ -428,8 +428,8 @@ const HELM_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// sha256 of the helm binary a chart would be rendered with, as the file it is now
 /// (path, size, modification time, inode): replacing it (an upgrade) changes the key,
-/// within [`HELM_LOOK_EVERY`]. Also what a release history records, so that hashes
-/// rendered with another helm are not reused.
+/// within a second (`HELM_LOOK_EVERY`). Also what a release history records, so that
+/// hashes rendered with another helm are not reused.
 pub fn helm_identity() -> [u8; 32] {
     static LAST: Mutex<Option<(std::time::Instant, [u8; 32])>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
