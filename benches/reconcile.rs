@@ -684,9 +684,8 @@ fn real_concurrency(apps: usize, concurrencies: &[u16]) {
     let objects = apps * 4;
     println!("real control plane: cold apply of {apps} apps ({objects} objects) by --concurrency");
     for &n in concurrencies {
-        let c = k8s::RealCluster::start();
-        c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let c = settled_control_plane();
+        let load = load_average();
         let cold = cold_apply(&c, &repo, apps, &["--concurrency", &n.to_string()]);
         let (_, total) = all_calls(&cold.requests.0, &cold.requests.1);
         println!(
@@ -695,10 +694,46 @@ fn real_concurrency(apps: usize, concurrencies: &[u16]) {
             cold.available.as_secs_f64(),
             total as f64 / cold.applied.as_secs_f64(),
             cold.peak_kib as f64 / 1024.0,
-            load.trim()
+            load
         );
         print_server_time(&cold.server_time.0, &cold.server_time.1, cold.applied);
     }
+}
+
+/// A new real control plane, once its own components have settled.
+fn settled_control_plane() -> k8s::RealCluster {
+    let c = k8s::RealCluster::start();
+    c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    c
+}
+
+/// The load average now, as `/proc/loadavg` gives it.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.trim().to_string()
+}
+
+/// What a cold apply cost the apiserver: requests per object on the apps' kinds, the
+/// server's time per request, and every request on the kinds used.
+fn print_requests(
+    requests: (&BTreeMap<String, u64>, &BTreeMap<String, u64>),
+    timed: (&ServerTime, &ServerTime),
+    wall: Duration,
+    objects: usize,
+) {
+    let (before, after) = requests;
+    println!(
+        "    requests on the apps' kinds: {}",
+        per_object(before, after, objects)
+    );
+    print_server_time(timed.0, timed.1, wall);
+    let (list, total) = all_calls(before, after);
+    println!(
+        "    all requests on the kinds used and discovery, the controllers' creations left out \
+         ({:.2} per object; GETs of namespaces, if any, are the apiserver's own admission \
+         lookups in a namespace its cache has not seen yet): {list}",
+        total as f64 / objects as f64
+    );
 }
 
 /// The cold apply of `apps` apps from a Git repository (the rollout path) on a control
@@ -709,32 +744,21 @@ fn real_rollout(apps: usize) {
     fleet(&repo, apps);
     commit_all(&repo);
     let objects = apps * 4;
-    let c = k8s::RealCluster::start();
-    c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    let c = settled_control_plane();
     println!(
         "real control plane: cold apply of {apps} apps ({objects} objects) from a Git repository (the rollout path), load average before: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        load_average()
     );
     let cold = cold_apply(&c, &repo, apps, &[]);
-    let (before, after) = &cold.requests;
     println!(
         "  rollwave agent --once: applied in {:.1} s (agent peak RSS {:.1} MiB), every Deployment Available after {:.1} s",
         cold.applied.as_secs_f64(),
         cold.peak_kib as f64 / 1024.0,
         cold.available.as_secs_f64()
     );
-    println!(
-        "    requests on the apps' kinds: {}",
-        per_object(before, after, objects)
-    );
-    print_server_time(&cold.server_time.0, &cold.server_time.1, cold.applied);
-    let (list, total) = all_calls(before, after);
-    println!(
-        "    all requests on the kinds used and discovery, the controllers' creations left out ({:.2} per object): {list}",
-        total as f64 / objects as f64
-    );
+    let (before, after) = &cold.requests;
+    let timed = (&cold.server_time.0, &cold.server_time.1);
+    print_requests((before, after), timed, cold.applied, objects);
 }
 
 fn real(apps: usize) {
@@ -744,13 +768,10 @@ fn real(apps: usize) {
     let plain = dir.path().join("kubectl");
     kubectl_tree(&plain, apps);
     let objects = apps * 4;
-    let c = k8s::RealCluster::start();
-    c.wait_settled(Duration::from_secs(3), Duration::from_secs(120));
+    let c = settled_control_plane();
     println!(
         "real control plane: cold apply of {apps} apps ({objects} objects, each app in a namespace of its own), load average before: {}",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
+        load_average()
     );
 
     // 1. The anchor: kubectl, first, so that rollwave applies into the fuller cluster.
@@ -778,15 +799,11 @@ fn real(apps: usize) {
         kubectl_applied.as_secs_f64(),
         kubectl_available.as_secs_f64()
     );
-    println!(
-        "    requests on the apps' kinds: {}",
-        per_object(&before, &after, objects)
-    );
-    print_server_time(&timed, &timed_after, kubectl_applied);
-    let (list, total) = all_calls(&before, &after);
-    println!(
-        "    all requests on the kinds used and discovery, the controllers' creations left out ({:.2} per object): {list}",
-        total as f64 / objects as f64
+    print_requests(
+        (&before, &after),
+        (&timed, &timed_after),
+        kubectl_applied,
+        objects,
     );
 
     // 2. rollwave's cold apply.
@@ -805,18 +822,7 @@ fn real(apps: usize) {
         available.as_secs_f64(),
         available.as_secs_f64() / kubectl_available.as_secs_f64()
     );
-    println!(
-        "    requests on the apps' kinds: {}",
-        per_object(&before, &after, objects)
-    );
-    print_server_time(&timed, &timed_after, applied);
-    let (list, total) = all_calls(&before, &after);
-    println!(
-        "    all requests on the kinds used and discovery, the controllers' creations left out \
-         ({:.2} per object; GETs of namespaces, if any, are the apiserver's own admission \
-         lookups in a namespace its cache has not seen yet): {list}",
-        total as f64 / objects as f64
-    );
+    print_requests((&before, &after), (&timed, &timed_after), applied, objects);
 
     // 3. A second pass over the unchanged repository.
     c.wait_settled(Duration::from_secs(5), Duration::from_secs(30 * 60));
