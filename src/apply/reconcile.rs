@@ -462,8 +462,10 @@ fn report(
 
 impl Reconciler {
     /// Brings the cluster to `rev`, stage after stage (see the module documentation):
-    /// nothing is written before every object has passed the policy and the dry run,
-    /// and the inventory names every object before any is created.
+    /// nothing is written before every object has passed the policy and the dry run
+    /// (but a new app's one object written alone, before the others: see
+    /// `unverified_first`), and the inventory names every object before any is
+    /// created.
     pub async fn reconcile(&self, rev: &AppRevision<'_>) -> Result<Applied, ApplyError> {
         if let Some(applied) = self.still_settled(rev) {
             return Ok(applied);
