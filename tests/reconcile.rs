@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::backend::{Backend, rev};
-use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use rollwave::agent::{AppResult, Source, reconcile_cluster};
@@ -38,6 +38,7 @@ on_both!(
     with_watches_an_app_in_sync_still_follows_live_changes_and_new_renderings,
     a_cold_apply_writes_the_inventory_once_and_a_change_that_prunes_twice,
     a_new_app_whose_first_object_is_refused_keeps_no_inventory_and_nothing_else,
+    a_new_app_takes_over_an_object_someone_made_and_reports_it_configured,
 );
 
 /// The real control plane only: the simulator computes a quota's status but does not
@@ -982,6 +983,40 @@ async fn a_new_app_whose_first_object_is_refused_keeps_no_inventory_and_nothing_
     assert_eq!(
         (inventory.release.as_str(), inventory.objects.len()),
         ("r2", 2)
+    );
+    b.finish().await;
+}
+
+async fn a_new_app_takes_over_an_object_someone_made_and_reports_it_configured(b: Backend) {
+    let app = b.ns.as_str();
+    // With watches, as the agent runs: an object made by hand before the app existed,
+    // without rollwave's labels, is not in the watch, so the new app's first object
+    // (written without a dry run) is it.
+    let cache = rollwave::apply::drift::LiveCache::new(b.client.clone());
+    let r = &b.fresh_reconciler().with_cache(cache.clone());
+    let by_hand: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "settings"}, "data": {"v": "0", "other": "kept"}
+    }))
+    .unwrap();
+    let pp = PostParams {
+        field_manager: Some("someone".into()),
+        ..Default::default()
+    };
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": app}})).unwrap();
+    let namespaces: Api<Namespace> = Api::all(b.client.clone());
+    namespaces.create(&pp, &namespace).await.unwrap();
+    configmaps(&b).create(&pp, &by_hand).await.unwrap();
+    let out = r
+        .reconcile(&rev(app, "r1", &[b.cm("settings", "1"), b.cm("new", "1")]))
+        .await
+        .unwrap();
+    assert_eq!(action_on(&out, "settings"), Action::Configured, "{out:?}");
+    assert_eq!(action_on(&out, "new"), Action::Created, "{out:?}");
+    let taken = configmaps(&b).get("settings").await.unwrap();
+    assert_eq!(taken.data.unwrap()["v"], "1");
+    assert_eq!(
+        taken.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+        "rollwave"
     );
     b.finish().await;
 }
