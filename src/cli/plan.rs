@@ -110,12 +110,12 @@ pub fn run(
     let mut plans = std::collections::HashMap::new();
     text.push_str(&fleet_calendar(&fleet.settings, now));
     let renders = RenderCache::new(crate::render::cache::DEFAULT_MAX_BYTES);
+    let at = FleetAt {
+        commit: g.head,
+        tree: &head_tree,
+        fleet: &fleet,
+    };
     for app in fleet.apps_in_dependency_order() {
-        let at = FleetAt {
-            commit: g.head,
-            tree: &head_tree,
-            fleet: &fleet,
-        };
         let h = app_history(&g, &git, &history, at, &app.name, &renders, None)?;
         let dependencies = crate::plan::readiness_of(
             app.depends_on.iter().map(|d| d.value.as_str()),

@@ -158,13 +158,13 @@ impl Loader {
             let earlier: HashMap<&str, &AppHistory> = (self.head_state.iter())
                 .flat_map(|s| s.apps.iter().map(|(name, _, _, h)| (name.as_str(), h)))
                 .collect();
+            let at = FleetAt {
+                commit: head,
+                tree: &tree,
+                fleet: &fleet,
+            };
             let mut apps = Vec::new();
             for app in fleet.apps_in_dependency_order() {
-                let at = FleetAt {
-                    commit: head,
-                    tree: &tree,
-                    fleet: &fleet,
-                };
                 let previous = earlier.get(app.name.as_str()).copied();
                 let h = app_history(g, &repo, &history, at, &app.name, &self.renders, previous)?;
                 let depends_on = app.depends_on.iter().map(|d| d.value.clone()).collect();
